@@ -83,12 +83,11 @@ def format_mr(mr: dict[str, str]) -> str:
     return ", ".join(f"{s}[{mr[s]}]" for s in SLOTS if s in mr)
 
 
-_MR_ITEM = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
-
-
 def parse_mr(text: str) -> dict[str, str]:
-    """Inverse of :func:`format_mr`; also reads the real release's MR strings."""
-    return {m.group(1): m.group(2) for m in _MR_ITEM.finditer(text)}
+    """Inverse of :func:`format_mr` (the E2E task's parser of the official MR syntax)."""
+    from trainables.tasks.e2e import parse_mr as parse_pairs
+
+    return dict(parse_pairs(text))
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,8 +26,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables.cache import build_once, is_built
 from trainables.offline import e2e_synth
 from trainables.paths import cache_dir
 
@@ -74,7 +73,6 @@ def _recipe_fingerprint() -> str:
 # The cache directory name: changes with the generator, the build code and the recipe.
 SMOKE_VERSION = (f"e2e{e2e_synth.GENERATOR_VERSION}-lm{LM_RECIPE_VERSION}-{_recipe_fingerprint()}")
 
-_COMPLETE = ".complete"  # written last inside a directory before it is renamed into place
 BUILD_INFO = "tiny_lm.json"  # provenance written next to the weights
 
 
@@ -288,21 +286,6 @@ def smoke_root(cache: str | Path | None = None) -> Path:
     return root / "smoke" / SMOKE_VERSION
 
 
-def _build_into(final: Path, build) -> None:
-    """Run ``build(tmp)`` in a sibling temp dir, mark it complete, rename it to ``final``.
-    ``os.replace`` of a directory is atomic, so readers see all of it or none of it."""
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        build(tmp)
-        (tmp / _COMPLETE).write_text("ok\n")
-        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover (e.g. copied by hand)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def ensure_smoke_assets(*, cache: str | Path | None = None, size: str = "s") -> SmokeAssets:
     """The smoke preset's synthetic E2E data and tiny pretrained GPT-2, built on first use.
 
@@ -316,35 +299,38 @@ def ensure_smoke_assets(*, cache: str | Path | None = None, size: str = "s") -> 
     root = smoke_root(cache)
     data_dir, tok_dir, model_dir = root / "e2e", root / "tokenizer", root / f"gpt2-{size}"
     assets = SmokeAssets(model_dir=model_dir, data_dir=data_dir)
-    if all((d / _COMPLETE).exists() for d in (data_dir, tok_dir, model_dir)):
+    if all(is_built(d) for d in (data_dir, tok_dir, model_dir)):
         return assets
 
-    from filelock import FileLock
+    t0 = time.perf_counter()
 
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root.parent / f".{SMOKE_VERSION}.lock")):
-        t0 = time.perf_counter()
-        if not (data_dir / _COMPLETE).exists():
-            _log(f"writing synthetic E2E data to {data_dir}")
-            _build_into(data_dir, lambda d: e2e_synth.write_e2e_dataset(d, **SMOKE_RECIPE["data"]))
-        train = e2e_synth.read_e2e_file(data_dir / "trainset.csv")
-        if not (tok_dir / _COMPLETE).exists():
-            _log(f"training the tokenizer into {tok_dir}")
-            # MRs are in the tokenizer's corpus (the fine-tune reads them), not in pretraining.
-            texts = [mr for mr, _ in train] + [ref for _, refs in train for ref in refs]
-            _build_into(tok_dir, lambda d: train_tokenizer(
-                texts, d, vocab_size=SMOKE_RECIPE["vocab_size"]))
-        if not (model_dir / _COMPLETE).exists():
-            _log(f"building and pretraining gpt2-{size} into {model_dir}")
-            dev = e2e_synth.read_e2e_file(data_dir / "devset.csv")
-            pre = SMOKE_RECIPE["pretrain"]
-            _build_into(model_dir, lambda d: build_tiny_gpt2(
-                d, tokenizer_dir=tok_dir, size=size,
-                pretrain_texts=[ref for _, refs in train for ref in refs],
-                eval_texts=[ref for _, refs in dev for ref in refs],
-                pretrain_steps=pre["steps"], batch_size=pre["batch_size"],
-                block_size=pre["block_size"], lr=pre["lr"], seed=pre["seed"]))
-            _log(f"smoke assets ready in {time.perf_counter() - t0:.1f} s")
+    def write_data(d: Path) -> None:
+        _log(f"writing synthetic E2E data to {data_dir}")
+        e2e_synth.write_e2e_dataset(d, **SMOKE_RECIPE["data"])
+
+    build_once(root, data_dir.name, write_data)
+    train = e2e_synth.read_e2e_file(data_dir / "trainset.csv")
+
+    def write_tokenizer(d: Path) -> None:
+        _log(f"training the tokenizer into {tok_dir}")
+        # MRs are in the tokenizer's corpus (the fine-tune reads them), not in pretraining.
+        texts = [mr for mr, _ in train] + [ref for _, refs in train for ref in refs]
+        train_tokenizer(texts, d, vocab_size=SMOKE_RECIPE["vocab_size"])
+
+    build_once(root, tok_dir.name, write_tokenizer)
+
+    def write_model(d: Path) -> None:
+        _log(f"building and pretraining gpt2-{size} into {model_dir}")
+        dev = e2e_synth.read_e2e_file(data_dir / "devset.csv")
+        pre = SMOKE_RECIPE["pretrain"]
+        build_tiny_gpt2(d, tokenizer_dir=tok_dir, size=size,
+                        pretrain_texts=[ref for _, refs in train for ref in refs],
+                        eval_texts=[ref for _, refs in dev for ref in refs],
+                        pretrain_steps=pre["steps"], batch_size=pre["batch_size"],
+                        block_size=pre["block_size"], lr=pre["lr"], seed=pre["seed"])
+        _log(f"smoke assets ready in {time.perf_counter() - t0:.1f} s")
+
+    build_once(root, model_dir.name, write_model)
     return assets
 
 
