@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout too
 
-from sweeps.cli import run_study  # noqa: E402
+from sweeps.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_study("rank_e2e", doc=__doc__))
+    sys.exit(main("rank_e2e", doc=__doc__))
