@@ -103,7 +103,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
     from trainables.adapters import check_adapter_targets
     from trainables.hub import check_model_source
-    from trainables.mlflow_record import default_tracking_uri
+    from trainables.mlflow_names import default_tracking_uri
     from trainables.tasks import get_task
 
     task = get_task(cfg.trial.task)
@@ -191,16 +191,27 @@ def check_resources(cfg: SweepConfig) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def _search_alg(cfg: SweepConfig, metric: str, mode: str) -> Any:
+def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str) -> Any:
     if cfg.search.algorithm == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return OptunaSearch(metric=metric, mode=mode, sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    import random
+
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=cfg.seed)
+    if not space.swept or any(p.kind != "grid" for p in space.swept):
+        return BasicVariantGenerator(random_state=cfg.seed)
+    # A pure grid runs in a seeded random order, not in the order its values are listed.
+    # Asynchronous successive halving (ASHA) compares a trial at a rung with the trials that
+    # reached it before; a grid listed weak-to-strong (lr 2e-5, 2e-4, 2e-3) would let every
+    # newcomer beat its predecessors and be promoted. Every point is still run exactly
+    # ``num_samples`` times, and Tune still sees the grid (its table and config are unchanged).
+    points = space.grid_points() * cfg.search.num_samples
+    random.Random(cfg.seed).shuffle(points)
+    return BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed)
 
 
 def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
@@ -318,7 +329,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
             param_space=plan.param_space,
             tune_config=tune.TuneConfig(
                 metric=metric.name, mode=metric.mode,
-                search_alg=_search_alg(cfg, metric.name, metric.mode),
+                search_alg=_search_alg(cfg, plan.space, metric.name, metric.mode),
                 scheduler=_scheduler(cfg, plan.max_epoch),
                 num_samples=cfg.search.num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
