@@ -13,7 +13,6 @@ writing to the same runs (every trial appears exactly once).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -22,20 +21,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-TRIAL_TAG = "lorasweep.trial_id"
-SWEEP_TAG = "lorasweep.sweep"
-STATUS_TAG = "lorasweep.status"
-KIND_TAG = "lorasweep.kind"
-PARENT_TAG = "mlflow.parentRunId"
-
-#: Per-report metrics logged at the report's optimizer step.
-REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_mem_mb", "wall_s")
-
-COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
+from trainables.mlflow_names import (COMPLETED, FAILED, KIND_TAG, PARENT_TAG,  # noqa: F401
+                                     REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
+                                     TRIAL_TAG, default_tracking_uri)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

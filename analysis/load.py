@@ -1,0 +1,352 @@
+"""Read sweeps back from any MLflow tracking store into pandas.
+
+One function, :func:`load`, turns the MLflow record that :mod:`trainables.mlflow_record`
+writes (one parent run per sweep, one child run per trial) into three things:
+
+- ``sweeps``: one :class:`Sweep` per parent run - its study, task, search algorithm, ASHA
+  settings and search space (parsed back from the ``space.<short>`` params);
+- ``trials``: a DataFrame, one row per child run - status, every trial setting under its
+  dotted name (``adapter.r``, ``train.lr``; parsed from MLflow's strings back to numbers) and
+  the last value of every metric (``val_loss``, ``trainable_pct``, ``BLEU``, ...);
+- ``history``: a long DataFrame (``run_id, key, step, value``) of the per-report metric
+  (``val_loss``), ``epoch`` and ``train_loss`` of every trial, for learning curves.
+
+Which metrics a task has, and in which direction each is better, comes from the task class
+(:func:`task_info`), the one place they are declared.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import numbers
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainables.errors import UserError, did_you_mean, one_of
+from trainables.mlflow_names import (COMPLETED, FAILED, KIND_TAG, PARENT_TAG, REPORT_METRICS,
+                                      RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG, TRIAL_TAG)
+from trainables.tasks.base import MetricSpec
+
+#: Metrics every trial logs whatever its task: not final task metrics.
+COST_METRICS = frozenset({*REPORT_METRICS, "train_loss", "lr", "trainable_params", "total_params",
+                          "trainable_pct", "setup_s", "data_s", "generate_s"})
+
+#: Trial params that are not hyperparameters: trials differing only in these are seeds of
+#: one configuration (``adapter.lora_alpha`` and ``adapter.target_modules`` are derived from
+#: other settings, so they never separate configurations on their own).
+NOT_CONFIG = ("seed", "trial_id")
+
+#: Distribution kinds of a search space (``search_spaces.DISTRIBUTIONS``), as written in the
+#: parent run's ``space.<short>`` params: ``grid[1, 2, 4]``, ``loguniform[1e-05, 0.001]``.
+_SPACE_RE = re.compile(r"^(grid|choice|uniform|loguniform|randint|lograndint)(\[.*\])$", re.S)
+
+STATUSES = (COMPLETED, STOPPED, FAILED, RUNNING)
+
+
+@dataclass(frozen=True)
+class SpaceParam:
+    """One entry of a sweep's search space, as the parent run records it."""
+
+    short: str
+    """The name in the search space file (``r``, ``lr``, or a dotted setting)."""
+    key: str
+    """The dotted trial setting (``adapter.r``): the ``hp.<key>`` tag and the trial param."""
+    kind: str
+    """``fixed`` or a distribution (``grid``, ``choice``, ``uniform``, ``loguniform``, ...)."""
+    values: tuple[Any, ...]
+    """The constant, the grid/choice values, or the range bounds ``(low, high)``."""
+
+    @property
+    def swept(self) -> bool:
+        return self.kind != "fixed"
+
+    @property
+    def numeric(self) -> bool:
+        return all(is_number(v) for v in self.values)
+
+    def describe(self) -> str:
+        return f"{self.kind}{list(self.values)}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep's parent run: what was searched, how, and with which scheduler."""
+
+    run_id: str
+    name: str
+    study: str
+    experiment_id: str
+    task: str
+    algorithm: str
+    """``grid``, ``random`` or ``optuna``."""
+    scheduler: str
+    """``asha`` or ``fifo``."""
+    grace_period: float | None
+    reduction_factor: float | None
+    max_t: float | None
+    """ASHA's last rung in epochs when set explicitly; None = the longest trial's length."""
+    space: tuple[SpaceParam, ...]
+    params: dict[str, str] = field(repr=False)
+    tags: dict[str, str] = field(repr=False)
+
+    @property
+    def swept(self) -> tuple[SpaceParam, ...]:
+        return tuple(p for p in self.space if p.swept)
+
+    @property
+    def label(self) -> str:
+        return f"{self.study} / {self.name}" if self.study and self.study != self.name else self.name
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task's metrics and published reference numbers."""
+
+    name: str
+    metric: MetricSpec
+    """The per-report metric ASHA used (``val_loss``)."""
+    final_metrics: tuple[MetricSpec, ...]
+    reference: dict[str, float]
+    reference_note: str
+    registered: bool = True
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        return (self.metric, *self.final_metrics)
+
+    def spec(self, name: str) -> MetricSpec:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+@dataclass
+class SweepData:
+    """What :func:`load` read: sweeps, one row per trial, and the trials' metric histories."""
+
+    tracking_uri: str
+    experiment: str | None
+    sweeps: list[Sweep]
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    tasks: dict[str, TaskInfo]
+
+    def sweep(self, run_id: str) -> Sweep:
+        return next(s for s in self.sweeps if s.run_id == run_id)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def is_number(v: Any) -> bool:
+    """A real number, numpy's included (a DataFrame row gives ``np.int64``); not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def parse_value(text: Any) -> Any:
+    """An MLflow param/tag string back to the value it was made from (``str(value)``)."""
+    if not isinstance(text, str):
+        return text
+    if text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_space(short: str, text: str) -> SpaceParam:
+    """``space.r = "grid[1, 4, 16]"`` -> ``SpaceParam('r', 'adapter.r', 'grid', (1, 4, 16))``."""
+    from search_spaces import ALIASES
+
+    key = ALIASES.get(short, short)
+    m = _SPACE_RE.match(text.strip())
+    if m:
+        try:
+            values = ast.literal_eval(m.group(2))
+        except (ValueError, SyntaxError):
+            values = None
+        if isinstance(values, list) and values:
+            return SpaceParam(short, key, m.group(1), tuple(values))
+    return SpaceParam(short, key, "fixed", (parse_value(text),))
+
+
+def _number(text: str | None) -> float | None:
+    value = parse_value(text)
+    return float(value) if is_number(value) else None
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
+    """The task's declared metrics and references; for a task this checkout does not know
+    (recorded elsewhere), ``val_loss`` and whatever final metrics its trials logged."""
+    from trainables.tasks import get_task
+
+    try:
+        task = get_task(name)
+    except UserError:
+        finals = tuple(MetricSpec(m, "max") for m in sorted(set(metric_names) - COST_METRICS))
+        return TaskInfo(name, MetricSpec("val_loss", "min", "val loss"), finals, {}, "", registered=False)
+    return TaskInfo(name, task.metric, tuple(task.final_metrics), dict(task.reference),
+                    task.reference_note)
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def _client(tracking_uri: str) -> Any:
+    """A client for an existing store; never creates one (a mistyped SQLite path would)."""
+    from mlflow import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+        if path and path != ":memory:" and not os.path.isfile(path):
+            raise UserError("--tracking-uri", f"no MLflow database at {os.path.abspath(path)}")
+    elif "://" not in tracking_uri or tracking_uri.startswith("file:"):
+        path = tracking_uri.removeprefix("file://").removeprefix("file:")
+        if not os.path.isdir(path):
+            raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as e:  # a server that is down, a file that is not a database, ...
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError("--tracking-uri", f"cannot read the MLflow tracking store {tracking_uri} "
+                                          f"({reason})") from None
+    return client
+
+
+def _search(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _parents(client: Any, tracking_uri: str, experiment: str | None, sweep_ids: Sequence[str]) -> list[Any]:
+    if experiment is not None:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            names = [e.name for e in client.search_experiments(max_results=1000)]
+            raise UserError("--experiment", f"no experiment {experiment!r} in {tracking_uri}"
+                                            f"{did_you_mean(experiment, names)}; experiments there: "
+                                            f"{one_of(names) or 'none'}")
+        runs = _search(client, [exp.experiment_id], f"tags.`{KIND_TAG}` = 'sweep'")
+        if not runs:
+            raise UserError("--experiment", f"experiment {experiment!r} has no sweep runs "
+                                            f"(parent runs tagged {KIND_TAG}=sweep)")
+        return sorted(runs, key=lambda r: r.info.start_time or 0)
+    runs = []
+    for run_id in dict.fromkeys(sweep_ids):
+        try:
+            run = client.get_run(run_id)
+        except Exception:
+            raise UserError("--sweep", f"no run {run_id!r} in {tracking_uri}") from None
+        kind = run.data.tags.get(KIND_TAG)
+        if kind != "sweep":
+            parent = run.data.tags.get(PARENT_TAG)
+            hint = f"; its sweep's parent run is {parent}" if parent else ""
+            raise UserError("--sweep", f"run {run_id} is not a sweep's parent run "
+                                       f"({KIND_TAG} is {kind!r}){hint}")
+        runs.append(run)
+    return runs
+
+
+def _sweep(run: Any) -> Sweep:
+    p, t = dict(run.data.params), dict(run.data.tags)
+    space = tuple(parse_space(k.removeprefix("space."), v) for k, v in sorted(p.items())
+                  if k.startswith("space.") and k != "space.source")
+    return Sweep(
+        run_id=run.info.run_id, name=t.get(SWEEP_TAG) or run.info.run_name or run.info.run_id,
+        study=t.get("lorasweep.study") or p.get("study", ""), experiment_id=run.info.experiment_id,
+        task=p.get("task", ""), algorithm=p.get("search.algorithm", "grid"),
+        scheduler=p.get("scheduler.name", "fifo"),
+        grace_period=_number(p.get("scheduler.grace_period")),
+        reduction_factor=_number(p.get("scheduler.reduction_factor")),
+        max_t=_number(p.get("scheduler.max_t")), space=space, params=p, tags=t)
+
+
+def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of a metric, one value per step (the last logged, after a resume)."""
+    latest: dict[int, tuple[int, float]] = {}
+    for m in client.get_metric_history(run_id, key):
+        if m.step not in latest or m.timestamp >= latest[m.step][0]:
+            latest[m.step] = (m.timestamp, m.value)
+    return [(step, value) for step, (_, value) in sorted(latest.items())]
+
+
+def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequence[str] = (),
+         history_keys: Sequence[str] = ("epoch", "train_loss")) -> SweepData:
+    """Read the sweeps of ``experiment`` (by name), or the sweeps whose parent run ids are
+    ``sweep_ids``, with all their trials. Raises :class:`UserError` naming the CLI flag when
+    the store, experiment or runs are not there."""
+    if (experiment is None) == (not sweep_ids):
+        raise UserError("--experiment", "give an experiment name or one or more --sweep run ids")
+    client = _client(tracking_uri)
+    sweeps = [_sweep(r) for r in _parents(client, tracking_uri, experiment, sweep_ids)]
+
+    rows: list[dict[str, Any]] = []
+    for sweep in sweeps:
+        children = _search(client, [sweep.experiment_id],
+                           f"tags.`{PARENT_TAG}` = '{sweep.run_id}' and tags.`{KIND_TAG}` = 'trial'")
+        rows += [_trial_row(sweep, run) for run in children]
+    if not rows:
+        where = f"experiment {experiment!r}" if experiment is not None else \
+            "sweep " + ", ".join(s.run_id for s in sweeps)
+        raise UserError("--experiment" if experiment is not None else "--sweep",
+                        f"{where} has no trial runs (child runs tagged {KIND_TAG}=trial)")
+    trials = pd.DataFrame(rows)
+    trials = trials.sort_values(["sweep_run_id", "trial_id"], kind="stable").reset_index(drop=True)
+
+    tasks = {name: task_info(name, set().union(*(r["_metrics"] for r in rows if r["task"] == name)))
+             for name in dict.fromkeys(trials["task"])}
+    trials = trials.drop(columns="_metrics")
+
+    hist: list[tuple[str, str, int, float]] = []
+    for run_id, task in zip(trials["run_id"], trials["task"]):
+        for key in dict.fromkeys([tasks[task].metric.name, *history_keys]):
+            hist += [(run_id, key, s, v) for s, v in _history(client, run_id, key)]
+    history = pd.DataFrame(hist, columns=["run_id", "key", "step", "value"])
+    return SweepData(tracking_uri=tracking_uri, experiment=experiment, sweeps=sweeps,
+                     trials=trials, history=history, tasks=tasks)
+
+
+def _trial_row(sweep: Sweep, run: Any) -> dict[str, Any]:
+    tags, params, metrics = run.data.tags, dict(run.data.params), dict(run.data.metrics)
+    config = {k: v for k, v in sorted(params.items()) if k not in NOT_CONFIG}
+    row: dict[str, Any] = {
+        "run_id": run.info.run_id, "run_name": run.info.run_name,
+        "sweep_run_id": sweep.run_id, "sweep": sweep.name, "study": sweep.study,
+        "trial_id": tags.get(TRIAL_TAG, run.info.run_id),
+        "status": tags.get(STATUS_TAG, RUNNING),
+        "stopped_at_epoch": _number(tags.get("lorasweep.stopped_at_epoch")),
+        "swept": tuple(sorted(k.removeprefix("hp.") for k in tags if k.startswith("hp."))),
+        # Trials with the same config_key differ only in their seed.
+        "config_key": json.dumps(config, sort_keys=True),
+        "task": params.get("task", sweep.task),
+        "model": params.get("model.name_or_path", sweep.params.get("model", "")),
+    }
+    for k, v in params.items():
+        row.setdefault(k, parse_value(v))
+    for k, v in metrics.items():
+        row.setdefault(k, v)
+    row["_metrics"] = set(metrics)
+    return row

@@ -1,0 +1,340 @@
+"""Figures: metric vs LoRA rank, learning curves with ASHA's decisions, importances.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on an Agg canvas directly, not through
+pyplot: no global figure registry and no backend switch when this module is imported. Each
+plot function returns the figure *and* the numbers it drew, so tests (and notebooks) can check
+one against the other; :func:`save` writes PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from analysis.load import Sweep, TaskInfo
+from analysis.tables import R_KEY, fmt_value, model_label, short_name, sort_key
+from trainables.mlflow_names import STOPPED
+
+CMAP = "viridis"
+STOP_LABEL = "stopped by ASHA"
+STOP_LABEL_OTHER = "stopped early"
+RUNG_LABEL = "ASHA rung"
+#: Line styles told apart in a legend (one per value of a second swept setting).
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """``<stem>.png`` (150 dpi) and ``<stem>.svg`` in ``out_dir``."""
+    paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.svg"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths
+
+
+def _direction(mode: str) -> str:
+    return "lower is better" if mode == "min" else "higher is better"
+
+
+def _rank_axis(ax: Any, ranks: Sequence[float]) -> None:
+    """log2 x axis with a tick at every rank, labelled 1, 2, 4, ... (not 2^0, 2^1)."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sorted(ranks)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(ranks) == 1:
+        ax.set_xlim(ranks[0] / 2, ranks[0] * 2)
+
+
+# --------------------------------------------------------------------------- rank plots
+
+
+def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str],
+                metrics: Sequence[str], select_by: str | None = None,
+                chosen_by: Sequence[str] = ()) -> pd.DataFrame:
+    """The points of a rank plot: one line per value of ``line_by`` (``model`` or swept
+    settings), one point per rank and metric (mean, std and count over seeds).
+
+    When other settings vary too, each (line, rank) shows the configuration with the best mean
+    ``select_by`` (default: the task's per-report metric), the same one in every panel, so a
+    panel never picks a different configuration than its neighbour; ``chosen`` names its
+    values of the ``chosen_by`` settings (``lr=0.002``).
+    """
+    columns = ["line", "r", "metric", "mean", "std", "n", "trainable_pct", "model",
+               "configurations", "config_key", "chosen"]
+    if summary.empty or R_KEY not in summary:
+        return pd.DataFrame(columns=columns)
+    select = task.spec(select_by or task.metric.name)
+    s = summary[summary[R_KEY].notna()]
+    labels = _line_label(s, line_by)
+    # Lines in the order of their values (lr 2e-05, 2e-04, 2e-03; models as the summary
+    # orders them, smallest first), not of first appearance.
+    models = {m: i for i, m in enumerate(dict.fromkeys(s["model"]))}
+
+    def line_key(label: str) -> tuple:
+        first = s[labels == label].iloc[0]
+        return tuple((0, models[first[c]]) if c == "model" else sort_key(first[c]) for c in line_by)
+
+    order = {lab: i for i, lab in enumerate(sorted(dict.fromkeys(labels), key=line_key))}
+    rows = []
+    for (line, r), g in sorted(s.groupby([labels, R_KEY], sort=False), key=lambda kv: (order[kv[0][0]], kv[0][1])):
+        col = g[f"{select.name}_mean"]
+        pick = g.loc[col.idxmin() if select.mode == "min" else col.idxmax()] if col.notna().any() else g.iloc[0]
+        for m in metrics:
+            mean = pick[f"{m}_mean"]
+            if pd.isna(mean):
+                continue
+            rows.append({"line": line, "r": float(r), "metric": m, "mean": float(mean),
+                         "std": float(pick[f"{m}_std"]), "n": int(pick[f"{m}_n"]),
+                         "trainable_pct": float(pick["trainable_pct"]), "model": pick["model"],
+                         "configurations": len(g), "config_key": pick["config_key"],
+                         "chosen": " ".join(f"{short_name(c)}={fmt_value(pick[c])}" for c in chosen_by)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _line_label(s: pd.DataFrame, line_by: Sequence[str]) -> pd.Series:
+    if not line_by:
+        return pd.Series([""] * len(s), index=s.index)
+    parts = []
+    for c in line_by:
+        if c == "model":
+            parts.append(s["model"].map(model_label))
+        else:
+            parts.append(s[c].map(lambda v, c=c: f"{short_name(c)}={fmt_value(v)}"))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " " + p
+    return out
+
+
+def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str], title: str,
+                metrics: Sequence[str] | None = None, select_by: str | None = None,
+                chosen_by: Sequence[str] = ()) -> tuple[Figure, pd.DataFrame]:
+    """One panel per metric: mean ± std over seeds against the LoRA rank (log2 axis), with the
+    % of trainable parameters on a top axis (or beside each point when one rank has several),
+    and the task's published number as a dashed line where there is one. With ``chosen_by``,
+    each point is labelled with the values of those settings its configuration has."""
+    names = list(metrics or [m.name for m in task.metrics])
+    points = rank_points(summary, task, line_by=line_by, metrics=names, select_by=select_by,
+                         chosen_by=chosen_by)
+    panels = [m for m in names if (points["metric"] == m).any()]
+    ncols = min(3, max(1, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    width = max(4.6 * ncols, 7.0)
+    fig = new_figure(width, 3.6 * nrows + 0.8)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    lines = list(dict.fromkeys(points["line"]))
+    colors = _colors(len(lines), qualitative=True)
+    for ax, name in zip(axes, panels):
+        spec = task.spec(name)
+        pts = points[points["metric"] == name]
+        for line, color in zip(lines, colors):
+            p = pts[pts["line"] == line].sort_values("r")
+            if p.empty:
+                continue
+            ax.errorbar(p["r"], p["mean"], yerr=p["std"].fillna(0.0), marker="o", ms=4, capsize=3,
+                        color=color, label=line or spec.heading)
+        if name in task.reference:
+            ax.axhline(task.reference[name], color="0.4", ls="--", lw=1, label="reference")
+        ranks = sorted(set(pts["r"]))
+        _rank_axis(ax, ranks)
+        ax.set_xlabel("LoRA rank r (log2 scale)")
+        ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
+        ax.grid(alpha=0.3)
+        known = pts[pts["trainable_pct"].notna()]
+        pct = known.groupby("r")["trainable_pct"].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
+        on_top = len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
+        if on_top:
+            # One % per rank: a second x axis on top, aligned with the rank ticks.
+            top = ax.secondary_xaxis("top")
+            top.xaxis.set_major_locator(FixedLocator(ranks))
+            top.xaxis.set_minor_locator(NullLocator())
+            top.set_xticks(ranks, [f"{pct[r][0]:.3g}" for r in ranks], fontsize=7,
+                           rotation=30 if len(ranks) > 6 else 0)
+            top.set_xlabel("% trainable parameters", fontsize=8)
+        # Several models (or target groups) per rank: the % beside each point; and which
+        # configuration a point is, when it is the best of several.
+        for _, p in pts.iterrows():
+            text = " ".join(t for t in ("" if on_top or pd.isna(p["trainable_pct"])
+                                        else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t)
+            if text:
+                ax.annotate(text, (p["r"], p["mean"]), xytext=(4, 4), textcoords="offset points",
+                            fontsize=6, color="0.3")
+        ax.set_title(f"{spec.heading} vs rank", fontsize=10)
+        if len(lines) > 1 or name in task.reference:
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    n_seeds = points["n"].max() if len(points) else 0
+    ref = (f"\ndashed: reference ({task.reference_note or 'published'})"
+           if any(m in task.reference for m in panels) else "")
+    text = (f"{title}\nmean ± std over seeds (up to {n_seeds} per point); "
+            f"final metrics from completed trials{ref}")
+    fig.suptitle(_wrap(text, width), fontsize=10)
+    return fig, points
+
+
+def _wrap(text: str, width_in: float, fontsize: float = 10) -> str:
+    """Wrap each line of a title to the figure's width (about 7 characters per inch at 10 pt)."""
+    import textwrap
+
+    chars = max(40, int(width_in * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _colors(n: int, *, qualitative: bool = False) -> list[Any]:
+    from matplotlib import colormaps
+
+    if qualitative and n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    cmap = colormaps[CMAP]
+    return [cmap(0.5)] if n == 1 else [cmap(0.9 * i / (n - 1)) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
+    """The epochs at which ASHA compares trials: ``grace_period * reduction_factor**k`` up to
+    ``max_t`` (Ray's ``_Bracket``: ``int(log(max_t / grace) / log(rf) + 1)`` rungs)."""
+    if grace_period <= 0 or reduction_factor <= 1 or max_t < grace_period:
+        return []
+    n = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    return [grace_period * reduction_factor ** k for k in range(n)]
+
+
+def curve(history: pd.DataFrame, run_id: str, key: str, *, x: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
+    """``key``'s values of one trial against ``x`` (``epoch``, joined on the optimizer step
+    both were logged at, or ``step``)."""
+    h = history[history["run_id"] == run_id]
+    y = h[h["key"] == key][["step", "value"]]
+    if x == "step":
+        y = y.sort_values("step")
+        return y["step"].to_numpy(float), y["value"].to_numpy(float)
+    xs = h[h["key"] == x][["step", "value"]].rename(columns={"value": "x"})
+    joined = y.merge(xs, on="step").sort_values("step")
+    return joined["x"].to_numpy(float), joined["value"].to_numpy(float)
+
+
+def color_key(trials: pd.DataFrame, sweep: Sweep | None = None) -> str | None:
+    """Colour curves by rank; when the rank is fixed, by the first numeric swept setting."""
+    candidates = [R_KEY] + [p.key for p in (sweep.swept if sweep else ()) if p.numeric and p.key != "seed"]
+    for key in candidates:
+        if key in trials and trials[key].nunique(dropna=True) > 1:
+            return key
+    return None
+
+
+def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, task: TaskInfo,
+                    ) -> tuple[Figure, dict[str, Any]]:
+    """Left: the per-report metric of every trial against epochs, an X where ASHA stopped a
+    trial (its last report) and ASHA's rungs as vertical lines. Right: training loss per
+    optimizer step. Colour: rank (discrete sequential colormap with a colorbar)."""
+    metric = task.metric
+    fig = new_figure(12, 4.6)
+    ax_val, ax_train = fig.subplots(1, 2)
+    ckey = color_key(trials, sweep)
+    values = sorted(set(trials[ckey].dropna()), key=sort_key) if ckey else [None]
+    palette = dict(zip(values, _colors(len(values))))
+    style_key = _style_key(trials, sweep, exclude=ckey)
+    styles = dict(zip(sorted(set(trials[style_key]), key=sort_key), LINESTYLES)) if style_key else {}
+
+    data: dict[str, Any] = {"curves": {}, "train": {}, "stopped": [], "rungs": [],
+                            "color_key": ckey, "style_key": style_key}
+    for _, t in trials.iterrows():
+        color = palette.get(t[ckey] if ckey else None, "0.5")
+        ls = styles.get(t[style_key], "-") if style_key else "-"
+        x, y = curve(history, t["run_id"], metric.name)
+        data["curves"][t["run_id"]] = (x, y)
+        if len(x):
+            ax_val.plot(x, y, color=color, ls=ls, marker=".", ms=4, lw=1.2, alpha=0.9)
+            if t["status"] == STOPPED:
+                data["stopped"].append((float(x[-1]), float(y[-1]), t["run_id"]))
+        sx, sy = curve(history, t["run_id"], "train_loss", x="step")
+        data["train"][t["run_id"]] = (sx, sy)
+        if len(sx):
+            ax_train.plot(sx, sy, color=color, ls=ls, lw=0.8, alpha=0.8)
+    if data["stopped"]:
+        xs, ys, _ = zip(*data["stopped"])
+        ax_val.plot(xs, ys, ls="none", marker="X", ms=9, color="crimson", mec="black", mew=0.6,
+                    label=STOP_LABEL if sweep.scheduler == "asha" else STOP_LABEL_OTHER, zorder=5)
+    if sweep.scheduler == "asha" and sweep.grace_period and sweep.reduction_factor:
+        ends = [c[0][-1] for c in data["curves"].values() if len(c[0])]
+        max_t = sweep.max_t or (max(ends) if ends else 0.0)
+        data["rungs"] = asha_rungs(sweep.grace_period, sweep.reduction_factor, max_t)
+        for k, rung in enumerate(data["rungs"]):
+            ax_val.axvline(rung, color="0.5", ls=":", lw=1.2, label=RUNG_LABEL if k == 0 else None)
+        if data["rungs"]:
+            ax_val.set_title(f"{metric.heading} per epoch (ASHA: grace {sweep.grace_period:g}, "
+                             f"reduction factor {sweep.reduction_factor:g})", fontsize=10)
+    if not ax_val.get_title():
+        ax_val.set_title(f"{metric.heading} per epoch ({sweep.scheduler})", fontsize=10)
+    ax_val.set_xlabel("epoch")
+    ax_val.set_ylabel(f"{metric.heading} ({_direction(metric.mode)})")
+    ax_train.set_title("training loss per optimizer step", fontsize=10)
+    ax_train.set_xlabel("optimizer step")
+    ax_train.set_ylabel("training loss")
+    for ax in (ax_val, ax_train):
+        ax.grid(alpha=0.3)
+    if style_key:
+        for v, ls in styles.items():
+            ax_train.plot([], [], color="0.3", ls=ls, label=f"{short_name(style_key)}={fmt_value(v)}")
+        ax_train.legend(fontsize=7, title=short_name(style_key), title_fontsize=7)
+    if ax_val.get_legend_handles_labels()[0]:
+        ax_val.legend(fontsize=7)
+    if ckey:
+        bounds = np.arange(len(values) + 1) - 0.5
+        cmap = ListedColormap([palette[v] for v in values])
+        sm = ScalarMappable(norm=BoundaryNorm(bounds, cmap.N), cmap=cmap)
+        cb = fig.colorbar(sm, ax=[ax_val, ax_train], ticks=np.arange(len(values)), pad=0.01, aspect=30)
+        cb.ax.set_yticklabels([fmt_value(v) for v in values])
+        cb.set_label("LoRA rank r" if ckey == R_KEY else short_name(ckey))
+    counts = trials["status"].value_counts()
+    fig.suptitle(f"Learning curves - {sweep.label}: {len(trials)} trials "
+                 f"({counts.get('completed', 0)} completed, {counts.get(STOPPED, 0)} stopped early)",
+                 fontsize=11)
+    return fig, data
+
+
+def _style_key(trials: pd.DataFrame, sweep: Sweep, *, exclude: str | None) -> str | None:
+    """A second swept setting with at most four values, told apart by line style."""
+    for p in sweep.swept:
+        if p.key not in (exclude, "seed") and p.key in trials \
+                and 1 < trials[p.key].nunique(dropna=True) <= len(LINESTYLES):
+            return p.key
+    return None
+
+
+# --------------------------------------------------------------------------- importance
+
+
+def importance_figure(importances: dict[str, float], *, title: str, evaluator: str) -> Figure:
+    """Horizontal bars, most important on top."""
+    items = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = new_figure(6.4, 1.4 + 0.45 * max(1, len(items)))
+    ax = fig.subplots()
+    names = [short_name(k) for k, _ in items]
+    vals = [v for _, v in items]
+    bars = ax.barh(names, vals, color=_colors(1)[0])
+    ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
+    ax.set_xlim(0, max(vals + [0.0]) * 1.18 or 1)
+    ax.set_xlabel(f"importance ({evaluator}, normalised to sum 1)")
+    ax.set_ylabel("hyperparameter")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig

@@ -1,0 +1,385 @@
+"""One HTML report of one or more sweeps, read back from MLflow.
+
+Usage::
+
+    python -m analysis.report --tracking-uri sqlite:///mlruns.db --experiment lorasweep-rank_e2e --out report/
+    python -m analysis.report --tracking-uri http://mlflow:5000 --sweep RUN_ID [--sweep RUN_ID ...] \\
+        --out report/ [--metric BLEU] [--no-log]
+
+It writes into ``--out``:
+
+- ``report.html``: everything below in one self-contained file (images inlined as PNG);
+- ``table_<task>.md`` / ``.csv``: the paper-style table (rows: rank and the other swept
+  settings; columns: % trainable, val loss and each final metric as mean ± std over seeds,
+  and the task's published reference);
+- ``rank_<task>[_<model>].png`` / ``.svg``: each metric against the LoRA rank;
+- ``curves_<sweep>.png`` / ``.svg``: learning curves, ASHA's stops and rungs;
+- ``importance_<sweep>.png`` / ``.svg`` / ``.csv``: hyperparameter importance (Optuna sweeps);
+- ``trials.csv``: one row per trial.
+
+``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: for the
+edge-of-the-search-space warnings, the importance objective, and which configuration a rank
+plot shows when other settings were swept too. Unless ``--no-log`` is given, the files written
+are logged to every selected sweep's parent run under ``analysis/``. A mistake in the input (no
+such store, experiment, run or metric) is one line on stderr and exit code 2, with nothing
+written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import UserError, did_you_mean, one_of
+
+EXIT_USAGE = 2
+ARTIFACT_PATH = "analysis"
+#: At most this many lines (combinations of the other swept settings) in a rank plot; more,
+#: and each rank shows its best configuration instead.
+MAX_LINES = 6
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    html: Path
+    files: list[Path] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+    """Task name -> :class:`analysis.tables.Table`."""
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    """Figure stem -> the data it drew (for tests and notebooks)."""
+    importances: dict[str, Any] = field(default_factory=dict)
+    """Sweep run id -> :class:`analysis.importance.Importance`."""
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+
+
+def resolve_metric(data: Any, name: str | None) -> dict[str, Any]:
+    """Task name -> the MetricSpec that ranks its trials (``--metric`` or the task's metric)."""
+    out = {}
+    for task in data.tasks.values():
+        if name is None:
+            out[task.name] = task.metric
+            continue
+        names = [m.name for m in task.metrics]
+        if name not in names:
+            raise UserError("--metric", f"unknown metric {name!r} for task {task.name!r}"
+                                        f"{did_you_mean(name, names)}; accepted: {one_of(names)}")
+        out[task.name] = task.spec(name)
+    return out
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Report:
+    """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
+    from analysis import importance as imp
+    from analysis import plots, tables
+
+    ranking = resolve_metric(data, metric)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = Report(out_dir=out_dir, html=out_dir / "report.html")
+    sections: list[str] = []
+    trials, history = data.trials, data.history
+
+    for task in data.tasks.values():
+        tt = trials[trials["task"] == task.name]
+        hp_cols = tables.hp_columns(tt)
+        summary = tables.summarise(tt, task, hp_cols)
+        studies = ", ".join(dict.fromkeys(tt["study"]))
+        table = tables.paper_table(summary, task, hp_cols, title=f"{studies} - task {task.name}")
+        report.tables[task.name] = table
+        stem = f"table_{slug(task.name)}"
+        md = out_dir / f"{stem}.md"
+        md.write_text(tables.to_markdown(table), encoding="utf-8")
+        table.frame.to_csv(out_dir / f"{stem}.csv", index=False)
+        report.files += [md, out_dir / f"{stem}.csv"]
+        parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]
+        if not task.registered:
+            report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
+                                "directions guessed (final metrics: higher is better), no references")
+
+        ranks = tt[tables.R_KEY].dropna().nunique() if tables.R_KEY in tt else 0
+        if ranks < 2:
+            report.notes.append(f"task {task.name}: the LoRA rank was not varied, so no rank plots")
+        else:
+            parts += _rank_figures(report, summary, task, hp_cols, ranking[task.name], studies)
+        sections.append("\n".join(parts))
+
+    sections.append("<h2>Learning curves</h2>")
+    for sweep in data.sweeps:
+        st = trials[trials["sweep_run_id"] == sweep.run_id]
+        if st.empty:
+            report.notes.append(f"sweep {sweep.name}: no trial runs")
+            continue
+        task = data.tasks[st["task"].iloc[0]]
+        fig, drawn = plots.learning_curves(st, history, sweep, task)
+        asha = (f" ASHA rungs (dotted) at epochs {', '.join(f'{r:g}' for r in drawn['rungs'])}."
+                if drawn["rungs"] else "")
+        stops = " X marks where a trial was stopped early (its last report)." if drawn["stopped"] else ""
+        sections.append(_figure(report, fig, drawn, f"curves_{slug(sweep.name)}",
+                                f"Sweep {sweep.label} ({sweep.scheduler}): every trial.{stops}{asha}"))
+
+        for w in imp.edge_warnings(sweep, st, task, ranking[task.name]):
+            report.warnings.append(w.message())
+        if sweep.algorithm == "optuna":
+            res = imp.param_importances(sweep, trials, history, task, ranking[task.name])
+            report.importances[sweep.run_id] = res
+            sections.append(_importance_section(report, res))
+    if not any(s.algorithm == "optuna" for s in data.sweeps):
+        report.notes.append("no Optuna sweep selected: no hyperparameter importances")
+
+    trial_cols = [c for c in ["sweep", "run_id", "trial_id", "status", "stopped_at_epoch", "task",
+                              "model", "seed"] if c in trials]
+    hp_keys = list(dict.fromkeys(k for ks in trials["swept"] for k in ks if k != "seed"))
+    metric_keys = list(dict.fromkeys(["trainable_pct", "epoch"] + [m.name for t in data.tasks.values()
+                                                                  for m in t.metrics]))
+    trials[trial_cols + [k for k in hp_keys + metric_keys if k in trials]].to_csv(
+        out_dir / "trials.csv", index=False)
+    report.files.append(out_dir / "trials.csv")
+
+    report.html.write_text(_page(data, report, sections), encoding="utf-8")
+    report.files.append(report.html)
+    return report
+
+
+def _rank_figures(report: Report, summary: Any, task: Any, hp_cols: list[str], ranking: Any,
+                  studies: str) -> list[str]:
+    """Metrics against rank: one figure for the task (a line per model) and one per model (a
+    line per combination of the other swept settings, when there are few)."""
+    from analysis import plots, tables
+
+    names = [ranking.name] + [m.name for m in task.metrics if m.name != ranking.name]
+    others = [c for c in hp_cols if c != tables.R_KEY]
+    models = list(dict.fromkeys(summary["model"]))
+    best_of = (f"; per rank, the best {', '.join(map(tables.short_name, others))} by {ranking.heading}"
+               if others else "")
+    fig, points = plots.rank_figure(
+        summary, task, line_by=["model"], metrics=names, select_by=ranking.name, chosen_by=others,
+        title=f"{studies} ({task.name}): metrics vs LoRA rank, by model{best_of}")
+    parts = [_figure(report, fig, points, f"rank_{slug(task.name)}",
+                     f"Metrics against rank, one line per model{best_of}.")]
+    for model in models:
+        ms = summary[summary["model"] == model]
+        combos = len(ms[others].astype(str).drop_duplicates()) if others else 0
+        line_by = others if 0 < combos <= MAX_LINES else []
+        if len(models) == 1 and not line_by:
+            continue  # the figure above already shows exactly this
+        label = tables.model_label(model)
+        fig, points = plots.rank_figure(
+            ms, task, line_by=line_by, metrics=names, select_by=ranking.name,
+            chosen_by=[] if line_by else others,
+            title=f"{studies} ({task.name}), model {label}: metrics vs LoRA rank"
+                  f"{'' if line_by else best_of}")
+        parts.append(_figure(report, fig, points, f"rank_{slug(task.name)}_{slug(label)}",
+                             f"Model {label}" + (f", one line per {', '.join(map(tables.short_name, others))}."
+                                                 if line_by else f"{best_of}.")))
+    return parts
+
+
+def _figure(report: Report, fig: Any, drawn: Any, stem: str, caption: str) -> str:
+    from analysis.plots import save
+
+    base, n = stem, 1
+    while stem in report.figures:  # two models or sweeps with the same short name
+        n += 1
+        stem = f"{base}-{n}"
+    paths = save(fig, report.out_dir, stem)
+    report.files += paths
+    report.figures[stem] = drawn
+    png = base64.b64encode(paths[0].read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(stem)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{html.escape(caption)} Files: {html.escape(paths[0].name)}, "
+            f"{html.escape(paths[1].name)}.</figcaption></figure>")
+
+
+def _importance_section(report: Report, res: Any) -> str:
+    from analysis.plots import importance_figure
+    from analysis.tables import short_name
+
+    head = f"<h2>Hyperparameter importance: {html.escape(res.sweep.label)}</h2>"
+    counts = (f"{res.n_complete} completed trials ({res.metric.name}); {res.n_pruned} stopped early "
+              f"(pruned, not used) and {res.n_failed} failed")
+    if not res.importances:
+        report.notes.append(f"sweep {res.sweep.name}: no importances ({res.note})")
+        return f"{head}<p>No importances: {html.escape(res.note)} ({html.escape(counts)}).</p>"
+    stem = f"importance_{slug(res.sweep.name)}"
+    import pandas as pd
+
+    pd.DataFrame({"setting": list(res.importances), "name": [short_name(k) for k in res.importances],
+                  "importance": list(res.importances.values())}).to_csv(report.out_dir / f"{stem}.csv",
+                                                                         index=False)
+    report.files.append(report.out_dir / f"{stem}.csv")
+    fig = importance_figure(res.importances, evaluator=res.evaluator,
+                            title=f"Hyperparameter importance for {res.metric.heading} - {res.sweep.label}")
+    return head + _figure(report, fig, res.importances, stem,
+                          f"optuna.importance.get_param_importances ({res.evaluator}) on the study "
+                          f"rebuilt from MLflow: {counts}.")
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+     max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+caption{text-align:left;font-weight:bold;padding:.3em 0}
+th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f3f3f3}
+td.r,th.r{text-align:right}td.l,th.l{text-align:left}
+tr.reference td{background:#fafae8}
+.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em 1em;margin:.5em 0}
+.note{color:#555;font-size:.85em;margin:.2em 0}
+figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def _page(data: Any, report: Report, sections: list[str]) -> str:
+    from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
+
+    esc = html.escape
+    studies = ", ".join(dict.fromkeys(s.study for s in data.sweeps))
+    rows = []
+    for s in data.sweeps:
+        st = data.trials[data.trials["sweep_run_id"] == s.run_id]
+        counts = st["status"].value_counts()
+        sched = (f"ASHA (grace {s.grace_period:g}, reduction factor {s.reduction_factor:g})"
+                 if s.scheduler == "asha" and s.grace_period and s.reduction_factor else s.scheduler)
+        swept = ", ".join(f"{p.short} {p.describe()}" for p in s.swept) or "nothing"
+        git = s.tags.get("git_sha", "")[:10] + (" (dirty)" if s.tags.get("git_dirty") == "true" else "")
+        models = ", ".join(dict.fromkeys(st["model"])) if len(st) else s.params.get("model", "")
+        rows.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
+            s.name, s.run_id, s.task, models, s.algorithm, sched, swept,
+            f"{len(st)}: {counts.get(COMPLETED, 0)} completed, {counts.get(STOPPED, 0)} stopped early, "
+            f"{counts.get(FAILED, 0)} failed", git)) + "</tr>")
+    sweeps = ("<table><caption>Sweeps</caption><thead><tr>" + "".join(
+        f"<th>{h}</th>" for h in ("sweep", "parent run", "task", "model", "search", "scheduler",
+                                  "swept", "trials", "git")) + "</tr></thead><tbody>" + "".join(rows)
+        + "</tbody></table>")
+    source = (f"experiment <code>{esc(data.experiment)}</code>" if data.experiment is not None
+              else "selected sweeps")
+    warn = "".join(f'<div class="warn">warning: {esc(w)}</div>' for w in report.warnings)
+    notes = "".join(f'<p class="note">note: {esc(n)}</p>' for n in report.notes)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>lorasweep analysis: {esc(studies)}</title>
+<style>{_CSS}</style></head><body>
+<h1>lorasweep analysis: {esc(studies)}</h1>
+<p>{source} in <code>{esc(data.tracking_uri)}</code>; {len(data.trials)} trials from {len(data.sweeps)}
+sweep(s); written {esc(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}.</p>
+{sweeps}
+{warn}{notes}
+{''.join(sections)}
+</body></html>
+"""
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def log_report(data: Any, report: Report) -> list[str]:
+    """Log the files this report wrote (not whatever else ``--out`` holds) to every selected
+    sweep's parent run under ``analysis/``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=data.tracking_uri)
+    files = list(dict.fromkeys(report.files))
+    for sweep in data.sweeps:
+        for path in files:
+            client.log_artifact(sweep.run_id, str(path), ARTIFACT_PATH)
+    return [s.run_id for s in data.sweeps]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (``error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainables.mlflow_names import default_tracking_uri
+
+    p = _Parser(prog="python -m analysis.report", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tracking-uri", default=default_tracking_uri(),
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--experiment", help="MLflow experiment name: every sweep in it")
+    which.add_argument("--sweep", action="append", metavar="RUN_ID",
+                       help="a sweep's parent run id (repeatable)")
+    p.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
+    p.add_argument("--metric", help="metric that ranks trials (default: the task's val_loss)")
+    p.add_argument("--no-log", action="store_true", help="do not log the files to MLflow")
+    return p
+
+
+def _quiet() -> None:
+    """MLflow's and alembic's INFO lines when a SQLite store is opened are not ours to show."""
+    for name in ("alembic", "mlflow", "matplotlib", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet()
+    from analysis.load import load
+
+    try:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UserError("--out", f"{out} exists and is not a folder")
+        data = load(args.tracking_uri, experiment=args.experiment, sweep_ids=args.sweep or ())
+        resolve_metric(data, args.metric)
+        report = build_report(data, out, metric=args.metric)
+    except UserError as e:
+        print(f"error: {e.field}: {e.message}" if e.field else f"error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from analysis.tables import to_markdown
+
+    for table in report.tables.values():
+        print(to_markdown(table))
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    counts = data.trials["status"].value_counts()
+    print(f"analysed {len(data.trials)} trials of {len(data.sweeps)} sweep(s) "
+          f"({counts.get('completed', 0)} completed, {counts.get('stopped_early', 0)} stopped early, "
+          f"{counts.get('failed', 0)} failed) from {data.tracking_uri}")
+    print(f"  report: {report.html.resolve()}")
+    print(f"  tables: {', '.join(str(p.name) for p in report.files if p.name.startswith('table_'))}")
+    figs = sorted(p.name for p in report.files if p.suffix == ".png")
+    print(f"  figures (PNG + SVG): {', '.join(figs) or 'none'}")
+    print(f"  folder: {report.out_dir.resolve()}")
+    for n in report.notes:
+        print(f"  note: {n}")
+    if args.no_log:
+        return 0
+    try:
+        runs = log_report(data, report)
+    except Exception as e:  # the files are written; say what went wrong with the upload
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        print(f"error: logging to MLflow failed ({reason}); the files are in {report.out_dir}",
+              file=sys.stderr)
+        return 1
+    print(f"  MLflow: logged to {ARTIFACT_PATH}/ of parent run(s) {', '.join(runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

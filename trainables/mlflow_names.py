@@ -1,0 +1,24 @@
+"""Names in the MLflow record (tags, statuses, per-report metrics) and the default store.
+
+Kept apart from :mod:`trainables.mlflow_record` (which subclasses a Ray Tune callback) so
+that readers of the record, such as ``analysis/``, do not import Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+TRIAL_TAG = "lorasweep.trial_id"
+SWEEP_TAG = "lorasweep.sweep"
+STATUS_TAG = "lorasweep.status"
+KIND_TAG = "lorasweep.kind"
+PARENT_TAG = "mlflow.parentRunId"
+
+#: Per-report metrics logged at the report's optimizer step.
+REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_mem_mb", "wall_s")
+
+COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
