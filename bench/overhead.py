@@ -154,8 +154,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lorasweep-bench-") as tmp:
         work = Path(tmp)
         # Calibrate: a short bare training gives the step time, then size the real one.
-        probe = bare_training(str(assets.model_dir), str(assets.data_dir), 40, 0, args.threads, str(work / "probe"))
-        step_s = probe["train_s"] / 40
+        probe_steps = 100  # enough that the slow first steps do not skew the step time
+        probe = bare_training(str(assets.model_dir), str(assets.data_dir), probe_steps, 0, args.threads,
+                              str(work / "probe"))
+        step_s = probe["train_s"] / probe_steps
         setup_s = probe["total_s"] - probe["train_s"]
         steps = max(10, round((args.seconds - setup_s - 3) / step_s))
         print(f"calibration: {step_s * 1000:.1f} ms/step -> {steps} steps per training", flush=True)
