@@ -12,14 +12,13 @@ trained), and the two ratios.
 
 from __future__ import annotations
 
-import csv
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import results, run_smoke_sweep  # noqa: E402
 
 SPACE = """\
 description: bench/asha.py grid (18 trials)
@@ -34,19 +33,12 @@ fixed:
 
 def run(work: Path, scheduler: str) -> tuple[float, list[dict[str, str]]]:
     name = f"grid-{scheduler}"
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
-           "--search-space", str(work / "space.yaml"), "--scheduler", scheduler, "--name", name,
-           "--set", "scheduler.grace_period=1", "--set", "scheduler.reduction_factor=3",
-           "--set", "train.epochs=9", "--set", "data.train_limit=256", "--set", "data.val_limit=100",
-           "--set", "eval.generate=false", "--set", "train.warmup_steps=5",
-           "--tracking-uri", f"sqlite:///{work / 'mlruns.db'}", "--storage", str(work / "ray_results")]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    with open(work / "ray_results" / name / "results.csv", newline="") as fh:
-        return elapsed, list(csv.DictReader(fh))
+    elapsed = run_smoke_sweep(
+        work, name, "--search-space", str(work / "space.yaml"), "--scheduler", scheduler,
+        "--set", "scheduler.grace_period=1", "--set", "scheduler.reduction_factor=3",
+        "--set", "train.epochs=9", "--set", "data.train_limit=256", "--set", "data.val_limit=100",
+        "--set", "eval.generate=false", "--set", "train.warmup_steps=5")
+    return elapsed, results(work, name)
 
 
 def main() -> None:

@@ -24,13 +24,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import smoke_sweep_cmd  # noqa: E402
 
 
 def time_to_first_metric(work: Path, env: dict[str, str], timeout: float = 300.0) -> float:
     storage = work / "ray_results"
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
-           "--name", "cold", "--tracking-uri", f"sqlite:///{work / 'mlruns.db'}",
-           "--storage", str(storage)]
+    cmd = smoke_sweep_cmd(work, "cold")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -65,7 +66,6 @@ def main() -> None:
         if not args.skip_empty:
             cases.insert(0, ("empty", str(Path(tmp) / "empty-cache")))
         # Prime the default cache (assets + tokenised data) so that "warm" is warm.
-        sys.path.insert(0, str(REPO))
         from trainables.offline.tiny_lm import ensure_smoke_assets
 
         ensure_smoke_assets(size="s")

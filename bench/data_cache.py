@@ -15,14 +15,14 @@ written to a temporary directory, with an empty lorasweep cache. Then, in one ru
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import run_smoke_sweep, smoke_sweep_cmd  # noqa: E402
 
 
 def main() -> None:
@@ -38,15 +38,14 @@ def main() -> None:
         from trainables.tasks import get_task
 
         data = write_e2e_dataset(work / "e2e", n_train_mrs=4000, n_dev_mrs=300, n_test_mrs=30)
-        flags = ["--preset", "smoke", "--data", str(data), "--name", "data-bench",
-                 "--search-space", str(work / "space.yaml"), "--scheduler", "fifo",
-                 "--tracking-uri", f"sqlite:///{work / 'mlruns.db'}", "--storage", str(work / "ray_results"),
+        flags = ["--data", str(data), "--search-space", str(work / "space.yaml"), "--scheduler", "fifo",
                  "--set", "train.max_steps=5", "--set", "eval.generate=false", "--max-concurrent", "1",
                  "--cpus-per-trial", "2", "--set", "data.val_limit=null"]
         (work / "space.yaml").write_text("scientific:\n  seed: {grid: [1, 2]}\nfixed:\n  r: 4\n")
 
         presets, default = load_presets("rank_e2e")
-        cfg = build_config("rank_e2e", build_parser("rank_e2e", presets, default, "").parse_args(flags), presets)
+        cfg = build_config("rank_e2e", build_parser("rank_e2e", presets, default, "").parse_args(
+            smoke_sweep_cmd(work, "data-bench", *flags)[2:]), presets)
         plan = plan_sweep(cfg, prepare=False)
         trial0 = from_dict(TrialConfig, plan.base)
         task = get_task(trial0.task)
@@ -59,10 +58,7 @@ def main() -> None:
         hit_s = time.perf_counter() - t
         stats = (prepared / "stats.json").read_text()
 
-        proc = subprocess.run([sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), *flags],
-                              cwd=work, capture_output=True, text=True, env=dict(os.environ))
-        if proc.returncode != 0:
-            raise SystemExit(f"sweep failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        run_smoke_sweep(work, "data-bench", *flags, env=dict(os.environ))
 
         from mlflow import MlflowClient
 

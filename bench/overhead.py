@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import results, run_smoke_sweep  # noqa: E402
 
 BATCH, MAX_LEN, R, ALPHA, LR, WARMUP = 16, 128, 4, 32, 2e-3, 10
 
@@ -122,21 +123,14 @@ def run_platform(steps: int, seeds: list[int], threads: int, work: Path, name: s
                      % (json.dumps(seeds), R, ALPHA))
     # One validation pass at the end, as the bare loop does (a sweep under ASHA evaluates at
     # every rung; FIFO over a fixed step count needs only the last).
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
-           "--search-space", str(space), "--scheduler", "fifo", "--max-concurrent", "1",
-           "--cpus-per-trial", str(threads), "--name", name,
-           "--tracking-uri", f"sqlite:///{work / 'mlruns.db'}", "--storage", str(work / "ray_results"),
-           "--set", f"train.max_steps={steps}", "--set", f"train.eval_every_steps={steps}",
-           "--set", "eval.generate=false",
-           "--set", f"train.lr={LR}", "--set", f"train.warmup_steps={WARMUP}",
-           "--set", f"train.batch_size={BATCH}", "--set", "train.log_every_steps=10"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"platform sweep failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    with open(work / "ray_results" / name / "results.csv", newline="") as fh:
-        trials = list(csv.DictReader(fh))
+    elapsed = run_smoke_sweep(
+        work, name, "--search-space", str(space), "--scheduler", "fifo", "--max-concurrent", "1",
+        "--cpus-per-trial", str(threads),
+        "--set", f"train.max_steps={steps}", "--set", f"train.eval_every_steps={steps}",
+        "--set", "eval.generate=false",
+        "--set", f"train.lr={LR}", "--set", f"train.warmup_steps={WARMUP}",
+        "--set", f"train.batch_size={BATCH}", "--set", "train.log_every_steps=10")
+    trials = results(work, name)
     return elapsed, trials
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import run_smoke_sweep  # noqa: E402
+
 RANKS, LRS, EPOCHS, BATCH, ALPHA, WARMUP, VAL = (4, 16), (2e-4, 2e-3), 3, 16, 32, 10, 200
 
 
@@ -81,21 +83,15 @@ def hf_search(work: Path) -> dict:
     return {"best_eval_loss": best.objective, "best": best.hyperparameters}
 
 
-def run_ours(work: Path) -> tuple[float, str]:
+def run_ours(work: Path) -> float:
     (work / "space.yaml").write_text(
         "scientific:\n  r: {grid: %s}\n  lr: {grid: %s}\nfixed:\n  alpha: %d\n  targets: c_attn\n"
         % (json.dumps(list(RANKS)), json.dumps(list(LRS)), ALPHA))
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
-           "--search-space", str(work / "space.yaml"), "--scheduler", "fifo", "--name", "ours",
-           "--cpus-per-trial", "1", "--set", f"train.epochs={EPOCHS}", "--set", f"train.batch_size={BATCH}",
-           "--set", f"train.warmup_steps={WARMUP}", "--set", f"data.val_limit={VAL}",
-           "--set", "eval.generate=false",
-           "--tracking-uri", f"sqlite:///{work / 'mlruns.db'}", "--storage", str(work / "ray_results")]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"lorasweep failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - start, proc.stdout
+    return run_smoke_sweep(
+        work, "ours", "--search-space", str(work / "space.yaml"), "--scheduler", "fifo",
+        "--cpus-per-trial", "1", "--set", f"train.epochs={EPOCHS}", "--set", f"train.batch_size={BATCH}",
+        "--set", f"train.warmup_steps={WARMUP}", "--set", f"data.val_limit={VAL}",
+        "--set", "eval.generate=false")
 
 
 def run_hf(work: Path) -> tuple[float, dict]:
@@ -137,7 +133,7 @@ def main() -> None:
                 print(f"run {i + 1} HF Trainer.hyperparameter_search(ray): {seconds:6.1f} s, best trial "
                       f"{hf['best']}", flush=True)
             else:
-                seconds, _ = run_ours(work)
+                seconds = run_ours(work)
                 ours_total += seconds
                 n_runs, n_complete = count_mlflow_trials(work)
                 print(f"run {i + 1} lorasweep                            : {seconds:6.1f} s, {n_runs} trial "

@@ -246,8 +246,8 @@ def _init_ray() -> None:
 
 
 def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
-    from trainables.mlflow_record import (KIND_TAG, SWEEP_TAG, flatten, git_state, log_batch,
-                                          now_ms, package_versions)
+    from trainables.mlflow_record import (KIND_TAG, SWEEP_TAG, git_state, log_batch, now_ms,
+                                          package_versions)
 
     if resume:
         runs = client.search_runs([experiment_id], filter_string=
