@@ -118,3 +118,27 @@ def test_as_data_round_trips():
               fixed={"targets": "qv"})
     again = load_space(s.as_data(), base=BASE)
     assert again.params == s.params
+
+
+def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
+    """Asynchronous ASHA needs trials in random order, not weak-to-strong as a grid is listed."""
+    from ray.tune.search.variant_generator import _count_variants
+
+    from sweeps.runner import _search_alg
+    from trainables.config import SweepConfig
+
+    space = load_space({"scientific": {"r": {"grid": [1, 2, 4, 8]}, "lr": {"grid": [1e-4, 1e-3, 1e-2]}}},
+                       base=BASE)
+    grid = [tuple(sorted(p.items())) for p in space.grid_points()]
+
+    def order(seed: int, num_samples: int = 1) -> list[tuple]:
+        cfg = from_dict(SweepConfig, {"study": "t", "seed": seed, "search": {"num_samples": num_samples}})
+        alg = _search_alg(cfg, space, "val_loss", "min")
+        return [tuple(sorted(p.items())) for p in alg._points_to_evaluate]
+
+    assert sorted(order(0)) == sorted(grid) and order(0) != grid
+    assert order(0) == order(0) and order(0) != order(1)
+    assert sorted(order(0, num_samples=2)) == sorted(grid * 2)
+    # Tune counts exactly the grid: each preset point pins every grid key to one value.
+    spec = {"config": to_tune(space, algorithm="grid"), "num_samples": 1}
+    assert _count_variants(spec, [dict(p) for p in order(3)]) == len(grid)
