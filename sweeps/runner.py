@@ -140,6 +140,8 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
         plan.prepared = task.prepare(trial0, progress=True)
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
         plan.max_epoch = _max_epoch(trial0, space, plan.stats)
+        if cfg.scheduler.name == "asha":
+            asha_max_t(cfg, plan.max_epoch)  # before anything is started or written
     return plan
 
 
@@ -214,16 +216,22 @@ def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str) -> Any:
     return BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed)
 
 
-def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if cfg.scheduler.name == "fifo":
-        return FIFOScheduler()
+def asha_max_t(cfg: SweepConfig, max_epoch: float) -> float:
+    """ASHA's last rung in epochs; refuses a grace period that leaves no rung before it."""
     max_t = cfg.scheduler.max_t or max_epoch
     if cfg.scheduler.grace_period >= max_t:
         raise UserError("scheduler.grace_period", f"{cfg.scheduler.grace_period} epochs leaves ASHA "
                                                   f"no rung before the end of a trial ({max_t:g} "
                                                   "epochs); lower it or use scheduler.name=fifo")
+    return max_t
+
+
+def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if cfg.scheduler.name == "fifo":
+        return FIFOScheduler()
+    max_t = asha_max_t(cfg, max_epoch)
     # time_attr 'epoch' is the fraction of data passes done: comparable across trials whatever
     # their batch size or evaluation interval.
     return ASHAScheduler(time_attr="epoch", grace_period=cfg.scheduler.grace_period,

@@ -40,6 +40,7 @@ CASES = [
     (["--num-samples", "0"], "search.num_samples", "positive integer", None),
     (["--search-alg", "optuna"], "space.scientific.r", "grid is not supported", None),
     (["--unknown-flag"], "unrecognized arguments", "", None),
+    (["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
 ]
 
 

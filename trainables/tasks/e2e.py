@@ -153,8 +153,16 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
     if source.exists():
         kind, files = local_files(source)
         builder = "csv" if kind == "csv" else "json"
-        dd = datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()},
-                                   **({"encoding": "utf-8-sig"} if builder == "csv" else {}))
+        # Reading local files takes a moment: no "Generating split" bars (the tokenisation
+        # that follows shows its own progress when it takes long).
+        shown = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            dd = datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()},
+                                       **({"encoding": "utf-8-sig"} if builder == "csv" else {}))
+        finally:
+            if shown:
+                datasets.enable_progress_bars()
     else:
         dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
     out: dict[str, list[tuple[str, str]]] = {}
@@ -262,7 +270,7 @@ class E2ETask(CausalLMTask):
             out_ids: list[list[int]] = []
             step = 2048
             for i in tqdm(range(0, len(texts), step), desc=f"tokenising {desc}",
-                          disable=not progress, leave=False):
+                          disable=not progress, leave=False, delay=1.0):
                 out_ids.extend(tokenizer(texts[i:i + step], add_special_tokens=False)["input_ids"])
             return out_ids
 
