@@ -13,6 +13,7 @@ import argparse
 import copy
 import gc
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,33 @@ FLAG_SETTINGS = {
     "storage": "storage",
     "name": "name",
     "keep_best_k": "keep_best_k",
+    "seeds": "seeds",
 }
 
 
-def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """The study's presets with ``extends`` resolved, and the default preset's name."""
+@dataclass
+class Study:
+    """A study's preset file: its presets and, for multi-part studies, its parts.
+
+    A *part* is one sweep of a study that runs several (one per GLUE task, one per model
+    size): ``parts`` maps part names to settings, and ``part_flag`` names the command-line flag
+    that picks them (``--task rte,mrpc`` or ``--task all``). A part's settings are the
+    defaults of its sweep; the preset and ``--set`` override them. Parts are given at the top
+    of the file and may be refined per preset (``presets.smoke.parts``).
+    """
+
+    name: str
+    presets: dict[str, dict[str, Any]]
+    default: str
+    part_flag: str | None = None
+    default_parts: tuple[str, ...] = ()
+
+    def parts(self, preset: str) -> dict[str, dict[str, Any]]:
+        return self.presets[preset].get("parts") or {}
+
+
+def load_study(study: str) -> Study:
+    """The study's presets with ``extends`` resolved (parts included), and its part flag."""
     import yaml
 
     from trainables.schema import deep_merge
@@ -62,7 +85,25 @@ def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
         parent = entry.pop("extends", None)
         return deep_merge(resolve(parent, seen + (name,)), entry) if parent else entry
 
-    return {name: resolve(name) for name in raw}, data.get("default", next(iter(raw)))
+    top_parts = data.get("parts") or {}
+    presets = {}
+    for name in raw:
+        preset = resolve(name)
+        if top_parts:
+            preset["parts"] = deep_merge(top_parts, preset.get("parts") or {})
+        presets[name] = preset
+    flag = data.get("part_flag")
+    if top_parts and not flag:
+        raise ValueError(f"{path}: 'parts' needs a 'part_flag' (the flag that picks them)")
+    defaults = data.get("default_parts") or list(top_parts)[:1]
+    return Study(study, presets, data.get("default", next(iter(raw))), flag,
+                 tuple([defaults] if isinstance(defaults, str) else defaults))
+
+
+def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """The study's presets with ``extends`` resolved, and the default preset's name."""
+    s = load_study(study)
+    return s.presets, s.default
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -92,13 +133,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
 
 
-def build_parser(study: str, presets: dict[str, Any], default: str, doc: str) -> argparse.ArgumentParser:
+def build_parser(study: str | Study, presets: dict[str, Any] | None = None, default: str | None = None,
+                 doc: str = "") -> argparse.ArgumentParser:
+    if not isinstance(study, Study):
+        study = Study(study, presets or {}, default or "")
+    presets, default = study.presets, study.default
     p = _Parser(
-        prog=f"python sweeps/{study}.py", description=doc,
+        prog=f"python sweeps/{study.name}.py", description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets:\n" + "\n".join(f"  {n:8s} {' '.join(str(v.get('description', '')).split())[:150]}"
                                        for n, v in presets.items()))
     p.add_argument("--preset", default=default, help=f"one of {', '.join(presets)} (default {default})")
+    if study.part_flag:
+        names = sorted({n for preset in presets.values() for n in preset.get("parts") or {}})
+        p.add_argument(f"--{study.part_flag}", dest="parts", default=",".join(study.default_parts),
+                       metavar="NAME[,NAME...]",
+                       help=f"one sweep each, in turn: {', '.join(names)}, or all "
+                            f"(default {','.join(study.default_parts)})")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. train.lr=1e-4, adapter.targets=attn+proj, "
                         "scheduler.grace_period=2 (repeatable)")
@@ -113,6 +164,8 @@ def build_parser(study: str, presets: dict[str, Any], default: str, doc: str) ->
     p.add_argument("--gpus-per-trial", help="GPUs per trial (0.5 packs two trials per GPU)")
     p.add_argument("--workers-per-trial", help="Ray Train workers per trial (>1: DDP)")
     p.add_argument("--seed", help="sweep seed")
+    p.add_argument("--seeds", help="replicates: run every configuration with trial seeds 0..N-1 "
+                                   "(a 'seed' grid dimension; plots show their spread)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
                                           "or sqlite:///mlruns.db)")
     p.add_argument("--experiment", help="MLflow experiment name")
@@ -126,15 +179,41 @@ def build_parser(study: str, presets: dict[str, Any], default: str, doc: str) ->
     return p
 
 
-def build_config(study: str, args: argparse.Namespace, presets: dict[str, Any]) -> Any:
-    from trainables.config import SweepConfig
-    from trainables.schema import from_dict, set_path
+def selected_parts(study: Study, preset: str, text: str | None) -> list[str | None]:
+    """The parts named by the part flag (``a,b`` or ``all``); ``[None]`` for a one-sweep study."""
+    if not study.part_flag:
+        return [None]
+    parts = study.parts(preset)
+    flag = f"--{study.part_flag}"
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if not names:
+        raise UserError(flag, f"name at least one: {one_of(parts)} or all")
+    if names == ["all"]:
+        return list(parts)
+    for n in names:
+        if n not in parts:
+            raise UserError(flag, f"unknown {study.part_flag} {n!r}{did_you_mean(n, parts)}; "
+                                  f"accepted: {one_of(parts)} or all")
+    return list(dict.fromkeys(names))
 
+
+def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str, Any] | None = None,
+                 *, part: str | None = None) -> Any:
+    from trainables.config import SweepConfig
+    from trainables.schema import deep_merge, from_dict, set_path
+
+    if not isinstance(study, Study):
+        study = Study(study, presets or {}, "")
+    presets = study.presets
     if args.preset not in presets:
         raise UserError("--preset", f"unknown preset {args.preset!r}{did_you_mean(args.preset, presets)}; "
                                     f"accepted: {one_of(presets)}")
     data = copy.deepcopy(presets[args.preset])
-    data["study"], data["preset"] = study, args.preset
+    part_settings = data.pop("parts", None) or {}
+    if part is not None:
+        # The part's settings are defaults; the preset (and then the command line) wins.
+        data = deep_merge(part_settings[part], data)
+    data["study"], data["preset"], data["part"] = study.name, args.preset, part
     assignments = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
                    if getattr(args, flag, None) is not None]
     assignments += [parse_assignment(text) for text in args.sets]
@@ -145,21 +224,44 @@ def build_config(study: str, args: argparse.Namespace, presets: dict[str, Any]) 
             overrides[key.removeprefix("trial.")] = value
     # Trial settings given on the command line also win over the search space's fixed values.
     data["overrides"] = overrides
+    if part is not None and data.get("name"):
+        data["name"] = f"{data['name']}-{part}"  # --name X --task rte -> X-rte
     return from_dict(SweepConfig, data)
 
 
+def build_configs(study: Study, args: argparse.Namespace) -> list[Any]:
+    """One SweepConfig per selected part (one for a single-sweep study), all validated."""
+    if args.preset not in study.presets:
+        return [build_config(study, args)]  # raises the unknown-preset error
+    parts = selected_parts(study, args.preset, getattr(args, "parts", None))
+    return [build_config(study, args, part=p) for p in parts]
+
+
 def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> int:
-    """Entry point of ``sweeps/<study>.py``; returns the process exit code."""
-    presets, default = load_presets(study)
-    parser = build_parser(study, presets, default, doc)
+    """Entry point of ``sweeps/<study>.py``; returns the process exit code.
+
+    A multi-part study validates every part before it launches the first, then runs them one
+    after the other (each its own sweep, MLflow parent run and ASHA), in one Ray session.
+    """
+    spec = load_study(study)
+    parser = build_parser(spec, doc=doc)
     args = parser.parse_args(argv)
     try:
-        cfg = build_config(study, args, presets)
+        cfgs = build_configs(spec, args)
         if args.dry_run:
-            return _dry_run(cfg)
-        from sweeps.runner import run_sweep
+            return max(_dry_run(cfg) for cfg in cfgs)
+        from sweeps.runner import plan_sweep, run_sweep
 
-        outcome = run_sweep(cfg, resume=args.resume)
+        if len(cfgs) > 1 and not args.resume:
+            for cfg in cfgs:
+                plan_sweep(cfg, prepare=False)
+        codes = []
+        for cfg in cfgs:
+            outcome = run_sweep(cfg, resume=args.resume)
+            codes.append(outcome.exit_code)
+        if len(cfgs) > 1:
+            print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
+                  f"{sum(c == 0 for c in codes)} without failed trials")
     except UserError as e:
         # Name trial settings the way --set takes them (train.lr, not trial.train.lr).
         field = e.field.removeprefix("trial.")
@@ -168,7 +270,7 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
     except KeyboardInterrupt:
         print("interrupted: finish it later with --resume", file=sys.stderr)
         return 130
-    return outcome.exit_code
+    return max(codes)
 
 
 def main(study: str, *, doc: str = "") -> int:

@@ -89,7 +89,8 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_name(cfg: SweepConfig) -> str:
-    return f"{cfg.study}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    part = f"-{cfg.part}" if cfg.part else ""
+    return f"{cfg.study}-{cfg.preset}{part}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def storage_path(cfg: SweepConfig) -> str:
@@ -109,6 +110,8 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     task = get_task(cfg.trial.task)
     base = to_dict(cfg.trial)
     space = load_space(cfg.space, base=base)
+    if cfg.seeds:
+        space = with_seed_replicates(space, cfg.seeds)
     for key in cfg.overrides:
         swept = next((p for p in space.swept if p.key == key), None)
         if swept is not None:
@@ -143,6 +146,17 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
         if cfg.scheduler.name == "asha":
             asha_max_t(cfg, plan.max_epoch)  # before anything is started or written
     return plan
+
+
+def with_seed_replicates(space: Any, n: int) -> Any:
+    """The space with a ``seed`` grid 0..n-1 (replicates of every configuration)."""
+    from search_spaces import Param, SearchSpace
+
+    if any(p.key == "seed" for p in space.params):
+        raise UserError("seeds", f"the search space already sets the seed ({space.source}); "
+                                 "drop one of the two")
+    return SearchSpace(description=space.description, source=space.source,
+                       params=(*space.params, Param("seed", "grid", tuple(range(n)), "scientific")))
 
 
 def _max_epoch(trial0: TrialConfig, space: Any, stats: dict[str, Any]) -> float:
@@ -267,9 +281,10 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
     cfg = plan.cfg
     run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
         KIND_TAG: "sweep", SWEEP_TAG: plan.name, "lorasweep.study": cfg.study,
-        "lorasweep.preset": cfg.preset, "mlflow.note.content": cfg.description or plan.space.description,
+        "lorasweep.preset": cfg.preset, **({"lorasweep.part": cfg.part} if cfg.part else {}),
+        "mlflow.note.content": cfg.description or plan.space.description,
         **{f"versions.{k}": v for k, v in package_versions().items()}, **git_state()})
-    params = {"study": cfg.study, "preset": cfg.preset, "task": cfg.trial.task,
+    params = {"study": cfg.study, "preset": cfg.preset, "part": cfg.part, "task": cfg.trial.task,
               "model": plan.base["model"]["name_or_path"], "data": plan.base["data"]["source"],
               "n_trials": plan.n_trials, "seed": cfg.seed, "space.source": plan.space.source,
               **{f"search.{k}": v for k, v in to_dict(cfg.search).items()},
@@ -317,14 +332,16 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         tune.with_parameters(tune_trial, base=plan.base, sweep=sweep_info),
         trial_resources(sweep_info["resources"]))
     # Tune prints these (not the per-step history lists) when a trial reports or ends.
-    trainable._progress_metrics = ["epoch", task.metric.name, "train_loss", "trainable_pct",
-                                   "samples_per_s", *(m.name for m in task.final_metrics)]
+    trainable._progress_metrics = list(dict.fromkeys([
+        "epoch", task.metric.name, *(m.name for m in task.report_metrics), "train_loss",
+        "trainable_pct", "samples_per_s", *(m.name for m in task.final_metrics)]))
     metric = task.metric
     recorder = MlflowRecorder(
         tracking_uri=plan.tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
         base=plan.base, sweep_seed=cfg.seed, sweep_name=plan.name, model_type=plan.model_type,
         name_keys={p.key: p.short for p in plan.space.swept},
-        final_metrics=tuple(m.name for m in task.final_metrics))
+        final_metrics=tuple(m.name for m in task.final_metrics),
+        report_metrics=tuple(m.name for m in task.report_metrics))
     keep = KeepBestCheckpoints(k=cfg.keep_best_k, metric=metric.name, mode=metric.mode)
     experiment_path = f"{plan.storage.rstrip('/')}/{plan.name}"
     if resume and tune.Tuner.can_restore(experiment_path):
@@ -374,7 +391,9 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
     if cfg.name:
         path = root / cfg.name / SWEEP_FILE
     else:
-        found = sorted(root.glob(f"{cfg.study}-*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
+        found = sorted((p for p in root.glob(f"{cfg.study}-*/{SWEEP_FILE}")
+                        if json.loads(p.read_text()).get("part") == cfg.part),
+                       key=lambda p: p.stat().st_mtime)
         if not found:
             raise UserError("resume", f"no {cfg.study} sweep to resume under {root}")
         path = found[-1]
@@ -433,8 +452,10 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
         row.update({
             "trainable_pct": m.get("trainable_pct"), "trainable_params": m.get("trainable_params"),
             "status": _status_of(result, recorder), "epoch": m.get("epoch"),
-            "val_loss": m.get(task.metric.name),
+            task.metric.name: m.get(task.metric.name),
         })
+        for spec in _extra_report_metrics(task):
+            row[spec.name] = m.get(spec.name)
         for spec in task.final_metrics:
             row[spec.name] = m.get(spec.name)
         row["note"] = m.get("final_note", "")
@@ -473,17 +494,23 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     if plan.tracking_uri.startswith("sqlite:"):
         print(f"  browse: mlflow ui --backend-store-uri {plan.tracking_uri}")
 
-    best = [r for r in rows if isinstance(r.get("val_loss"), (int, float)) and math.isfinite(r["val_loss"])]
+    key = task.metric.name
+    best = [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
     if best:
         pick = min if task.metric.mode == "min" else max
-        metrics.append(Metric(f"best_{task.metric.name}", float(pick(r["val_loss"] for r in best)), now_ms(), 0))
+        metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
     log_batch(client, parent, metrics=metrics)
     client.log_artifact(parent, str(csv_path))
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
     client.set_terminated(parent, status=status, end_time=now_ms())
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
                    exit_code=1 if counts[FAILED] else 0)
+
+
+def _extra_report_metrics(task: Any) -> tuple[Any, ...]:
+    """The task's per-report validation metrics other than the one optimised."""
+    return tuple(s for s in task.report_metrics if s.name != task.metric.name)
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:
@@ -502,12 +529,12 @@ def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bo
     """The end-of-sweep table: swept values, % trainable, status, the metric, final metrics."""
     from tabulate import tabulate
 
-    finals = task.final_metrics if final else ()
+    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
     headers = [p.short for p in swept] + ["% trainable", "status", task.metric.heading] + \
         [s.heading for s in finals]
     body = []
     for r in rows:
         body.append([_fmt(r.get(p.short), "{:.3g}") for p in swept]
-                    + [_fmt(r.get("trainable_pct"), "{:.4f}"), r["status"], _fmt(r.get("val_loss"))]
+                    + [_fmt(r.get("trainable_pct"), "{:.4f}"), r["status"], _fmt(r.get(task.metric.name))]
                     + [_fmt(r.get(s.name), s.fmt) for s in finals])
     return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)

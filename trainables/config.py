@@ -298,6 +298,8 @@ class SweepConfig:
     study: str = "custom"
     """Study name (the sweep script's), recorded as the MLflow parent run's tag."""
     preset: str = "custom"
+    part: str | None = None
+    """Which part of a multi-part study this sweep is (a GLUE task, a model size)."""
     description: str = ""
     name: str | None = None
     """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>``."""
@@ -309,6 +311,9 @@ class SweepConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     seed: int = 0
     """Sweep seed: seeds the search algorithm and, with each trial's hyperparameters, the trial."""
+    seeds: int | None = None
+    """Replicates: every configuration runs with trial seeds 0..N-1 (adds a ``seed`` grid to
+    the space); null = one run per configuration, seeded from the sweep seed."""
     keep_best_k: int = 3
     """Adapter checkpoints kept in Tune storage across the whole sweep (best by the metric)."""
     tracking_uri: str | None = None
@@ -324,5 +329,6 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         _positive_int("keep_best_k", self.keep_best_k)
+        _positive_int("seeds", self.seeds, allow_none=True)
         if self.name is not None and (not self.name.strip() or "/" in self.name):
             raise UserError("name", f"must be a non-empty name without '/', got {self.name!r}")

@@ -256,9 +256,10 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
 
     def report(final: bool) -> dict[str, Any]:
         nonlocal history, since_report
-        val_loss = evaluate_loss(task, model, val_loader, device, session, cfg.train.precision)
+        val = task.validate(model, val_loader, device=device, session=session,
+                            precision=cfg.train.precision)
         metrics: dict[str, Any] = {
-            "epoch": plan.epoch_at(step), "step": step, "val_loss": val_loss,
+            "epoch": plan.epoch_at(step), "step": step, **val,
             "train_loss": sum(since_report) / len(since_report) if since_report else float("nan"),
             "lr": scheduler.get_last_lr()[0],
             "trainable_params": params.trainable, "total_params": params.total,

@@ -92,7 +92,8 @@ class MlflowRecorder(Callback):
 
     def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  base: dict[str, Any], sweep_seed: int, sweep_name: str, model_type: str,
-                 name_keys: dict[str, str] | None = None, final_metrics: tuple[str, ...] = ()):
+                 name_keys: dict[str, str] | None = None, final_metrics: tuple[str, ...] = (),
+                 report_metrics: tuple[str, ...] = ()):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -102,6 +103,8 @@ class MlflowRecorder(Callback):
         self.model_type = model_type
         self.name_keys = name_keys or {}
         self.final_metrics = final_metrics
+        #: Logged at every report: the common ones and the task's validation metrics.
+        self.report_metrics = tuple(dict.fromkeys((*REPORT_METRICS, *report_metrics)))
         self._client: Any = None
         self._runs: dict[str, str] = {}
         self._last: dict[str, dict[str, Any]] = {}
@@ -174,7 +177,7 @@ class MlflowRecorder(Callback):
 
         run_id = self._ensure_run(trial)
         ts, step = now_ms(), int(result.get("step", result.get("training_iteration", 0)))
-        metrics = [Metric(k, float(result[k]), ts, step) for k in REPORT_METRICS
+        metrics = [Metric(k, float(result[k]), ts, step) for k in self.report_metrics
                    if _is_number(result.get(k))]
         hist = result.get("history") or {}
         for key in ("train_loss", "lr"):

@@ -55,6 +55,10 @@ class Session:
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         return values
 
+    def all_gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every rank, in rank order (picklable objects, e.g. predictions)."""
+        return [obj]
+
     def barrier(self) -> None:
         pass
 
@@ -160,6 +164,15 @@ class TrainSession(Session):
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.tolist()
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return [obj]
+        out: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
 
     def barrier(self) -> None:
         import torch.distributed as dist

@@ -56,6 +56,9 @@ class Task(ABC):
     peft_task_type: ClassVar[str] = "causal_lm"
     metric: ClassVar[MetricSpec] = MetricSpec("val_loss", "min", "val loss")
     """The metric ASHA and the search algorithm optimise; reported at every evaluation."""
+    report_metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("val_loss", "min", "val loss"),)
+    """Everything :meth:`validate` returns at every evaluation (includes :attr:`metric`);
+    logged to MLflow per report and shown in the summary table."""
     final_metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     """Computed once, for trials that reach their last report."""
     formats: ClassVar[tuple[str, ...]] = ()
@@ -98,6 +101,14 @@ class Task(ABC):
     @abstractmethod
     def eval_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Sum of the validation loss over a batch's targets, and how many targets it had."""
+
+    def validate(self, model: Any, loader: Any, *, device: torch.device, session: Any,
+                 precision: str) -> dict[str, float]:
+        """Metrics on the validation set at every report (ASHA reads :attr:`metric` from it).
+        The default is the validation loss; a classifier adds accuracy, F1, ... ."""
+        from trainables.loop import evaluate_loss
+
+        return {"val_loss": evaluate_loss(self, model, loader, device, session, precision)}
 
     @abstractmethod
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
