@@ -64,24 +64,14 @@ class Outcome:
 
 
 def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
-    """``smoke:gpt2-s`` / ``smoke:e2e`` -> the local directories of the offline assets
-    (built once into the cache), so the trial loads them like any local path."""
-    from trainables.offline.tiny_lm import ensure_smoke_assets
+    """``smoke:<name>`` model and data sources -> the local directories of the offline assets
+    (built once into the cache; see :mod:`trainables.offline`), so the trial loads them like
+    any local path."""
+    from trainables.offline import resolve_smoke
 
     out = json.loads(json.dumps(trial))
-    model, data = out["model"]["name_or_path"], out["data"]["source"]
-    if model.startswith("smoke:") or data.startswith("smoke:"):
-        size = model.split("-")[-1] if model.startswith("smoke:gpt2-") else "s"
-        if size not in ("s", "m", "l"):
-            raise UserError("model.name_or_path", f"unknown smoke model {model!r}; use "
-                                                  "'smoke:gpt2-s', 'smoke:gpt2-m' or 'smoke:gpt2-l'")
-        assets = ensure_smoke_assets(size=size)
-        if model.startswith("smoke:"):
-            out["model"]["name_or_path"] = str(assets.model_dir)
-        if data.startswith("smoke:"):
-            if data != "smoke:e2e":
-                raise UserError("data.source", f"unknown smoke dataset {data!r}; use 'smoke:e2e'")
-            out["data"]["source"] = str(assets.data_dir)
+    out["model"]["name_or_path"] = resolve_smoke(out["model"]["name_or_path"], kind="model")
+    out["data"]["source"] = resolve_smoke(out["data"]["source"], kind="data")
     return out
 
 

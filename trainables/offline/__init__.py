@@ -1,0 +1,45 @@
+"""Offline stand-ins for hub models and datasets: ``smoke:<name>`` sources.
+
+A preset may name ``model.name_or_path: smoke:gpt2-s`` or ``data.source: smoke:e2e``; before
+launch the runner replaces each by the local directory its builder returns (built once into
+the cache), so trials load it exactly like any local path. A task family registers its own
+offline assets here, one line each: ``name -> 'module:function'``, where the function takes
+no arguments and returns the directory (importing this registry imports no builder).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from trainables.errors import UserError, did_you_mean, one_of
+
+PREFIX = "smoke:"
+
+SMOKE_MODELS: dict[str, str] = {
+    "gpt2-s": "trainables.offline.tiny_lm:smoke_gpt2_s",
+    "gpt2-m": "trainables.offline.tiny_lm:smoke_gpt2_m",
+    "gpt2-l": "trainables.offline.tiny_lm:smoke_gpt2_l",
+}
+SMOKE_DATA: dict[str, str] = {
+    "e2e": "trainables.offline.tiny_lm:smoke_e2e_data",
+}
+
+
+def _build(target: str) -> Path:
+    module, fn = target.split(":")
+    return Path(getattr(importlib.import_module(module), fn)())
+
+
+def resolve_smoke(source: str, *, kind: str) -> str:
+    """``smoke:<name>`` -> its local directory (built on first use); other sources unchanged.
+    ``kind`` is ``model`` or ``data``."""
+    if not source.startswith(PREFIX):
+        return source
+    table, field = (SMOKE_MODELS, "model.name_or_path") if kind == "model" else (SMOKE_DATA, "data.source")
+    name = source[len(PREFIX):]
+    if name not in table:
+        accepted = [PREFIX + n for n in table]
+        raise UserError(field, f"unknown offline {kind} {source!r}{did_you_mean(source, accepted)}; "
+                               f"accepted: {one_of(accepted)}")
+    return str(_build(table[name]))

@@ -334,6 +334,23 @@ def ensure_smoke_assets(*, cache: str | Path | None = None, size: str = "s") -> 
     return assets
 
 
+# Builders of the ``smoke:`` sources (see trainables.offline)
+def smoke_gpt2_s() -> Path:
+    return ensure_smoke_assets(size="s").model_dir
+
+
+def smoke_gpt2_m() -> Path:
+    return ensure_smoke_assets(size="m").model_dir
+
+
+def smoke_gpt2_l() -> Path:
+    return ensure_smoke_assets(size="l").model_dir
+
+
+def smoke_e2e_data() -> Path:
+    return ensure_smoke_assets(size="s").data_dir
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m trainables.offline.tiny_lm",
