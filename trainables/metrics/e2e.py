@@ -242,6 +242,22 @@ def _bleu(refs: list[list[str]], hyps: list[str]) -> float:
     return float(metric.corpus_score(hyps, streams).score)
 
 
+def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float:
+    """BLEU as the E2E scorer computes it (x100), for other tasks scored the same way."""
+    refs, hyps = _check_inputs(references, hypotheses)
+    return _bleu(refs, hyps)
+
+
+def corpus_rouge_l(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float:
+    """ROUGE-L as the E2E scorer computes it (pycocoevalcap after PTB tokenisation, x100)."""
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    refs, hyps = _check_inputs(references, hypotheses)
+    gts = {i: [ptb_tokenize(r) for r in group] for i, group in enumerate(refs)}
+    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    return 100.0 * float(Rouge().compute_score(gts, res)[0])
+
+
 @functools.cache
 def _tokenizer_13a():
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a

@@ -23,6 +23,7 @@ SMOKE_MODELS: dict[str, str] = {
 }
 SMOKE_DATA: dict[str, str] = {
     "e2e": "trainables.offline.tiny_lm:smoke_e2e_data",
+    "squad": "trainables.offline.squad_synth:smoke_squad_data",
 }
 
 

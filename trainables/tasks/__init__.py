@@ -27,6 +27,7 @@ def register_task(name: str, target: str) -> None:
 
 
 register_task("e2e", "trainables.tasks.e2e:E2ETask")
+register_task("squad", "trainables.tasks.squad:SquadTask")
 
 _instances: dict[str, Task] = {}
 
