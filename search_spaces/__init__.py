@@ -16,6 +16,13 @@ dotted trial setting (``train.label_smoothing``). Distributions: ``grid``, ``cho
 ``uniform``, ``loguniform``, ``randint``, ``lograndint`` (integer ranges are ``[low, high)``).
 Every value is checked against the trial schema before anything launches, so ``r: {grid: [0]}``
 fails with ``space.scientific.r: ...``.
+
+Settings that only make sense together are *coupled*: a key joining names with ``+`` takes a
+grid or choice of lists, one value per name, e.g. a rank for each target group under a
+trainable-parameter budget::
+
+    scientific:
+      r+targets: {grid: [[32, qv], [16, qkvo], [8, all-linear]]}
 """
 
 from __future__ import annotations
@@ -69,11 +76,22 @@ class Param:
     section: str
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        """The settings this parameter sets (several for a coupled ``r+targets``)."""
+        return tuple(self.key.split("+"))
+
+    @property
     def short(self) -> str:
-        for alias, key in ALIASES.items():
-            if key == self.key and alias != "rank":
-                return alias
-        return self.key
+        if "+" in self.key:
+            return "+".join(_short_name(k) for k in self.keys)
+        return _short_name(self.key)
+
+
+def _short_name(key: str) -> str:
+    for alias, full in ALIASES.items():
+        if full == key and alias != "rank":
+            return alias
+    return key
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,16 @@ class SearchSpace:
 
     def grid_size(self) -> int:
         return math.prod(len(p.values) for p in self.params if p.kind == "grid")
+
+    def values_of(self, key: str) -> list[Any]:
+        """Every value the space gives setting ``key`` (coupled parameters included)."""
+        out = []
+        for p in self.params:
+            if key in p.keys and p.kind in ("fixed", "grid", "choice"):
+                i = p.keys.index(key)
+                out += [p.values[0]] if p.kind == "fixed" else [v[i] if len(p.keys) > 1 else v
+                                                                 for v in p.values]
+        return out
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid values (the other dimensions left out)."""
@@ -182,7 +210,33 @@ def _numeric_kind(key: str) -> type | None:
     return None
 
 
+def _parse_coupled(section: str, name: str, spec: Any, base: dict[str, Any]) -> Param:
+    field = f"space.{section}.{name}"
+    keys = [resolve_key(n.strip(), field) for n in name.split("+")]
+    if len(set(keys)) != len(keys):
+        raise UserError(field, "a coupled parameter names each setting once")
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("grid", "choice"):
+        raise UserError(field, f"coupled settings take {{grid: [[...], ...]}} or {{choice: [[...], ...]}}, "
+                               f"one value per name ({' + '.join(keys)})")
+    (kind, values), = spec.items()
+    if not isinstance(values, list) or not values:
+        raise UserError(f"{field}.{kind}", f"expected a non-empty list, got {values!r}")
+    checked = []
+    for i, combo in enumerate(values):
+        if not isinstance(combo, list) or len(combo) != len(keys):
+            raise UserError(f"{field}.{kind}[{i}]", f"expected a list of {len(keys)} values "
+                                                    f"({', '.join(keys)}), got {combo!r}")
+        trial = dict(zip(keys, combo))
+        checked.append(tuple(_check_value(apply_hyperparameters(base, trial), k, v, f"{field}.{kind}[{i}]")
+                             for k, v in trial.items()))
+    if len(set(checked)) != len(checked):
+        raise UserError(f"{field}.{kind}", f"values repeat: {[list(c) for c in checked]}")
+    return Param("+".join(keys), kind, tuple(list(c) for c in checked), section)
+
+
 def _parse_param(section: str, name: str, spec: Any, base: dict[str, Any]) -> Param:
+    if "+" in name and section != "fixed":
+        return _parse_coupled(section, name, spec, base)
     field = f"space.{section}.{name}"
     key = resolve_key(name, field)
     if section == "fixed":
@@ -237,12 +291,12 @@ def load_space(spec: str | dict[str, Any], *, base: dict[str, Any], field: str =
             raise UserError(f"{field}.{section}", "expected a mapping of hyperparameters")
         for name, spec_ in entries.items():
             p = _parse_param(section, str(name), spec_, base)
-            if p.key in seen:
-                raise UserError(f"{field}.{section}.{name}",
-                                f"{p.key} is already given under '{seen[p.key]}'")
-            seen[p.key] = section
+            for k in p.keys:
+                if k in seen:
+                    raise UserError(f"{field}.{section}.{name}", f"{k} is already given under '{seen[k]}'")
+                seen[k] = section
             params.append(p)
-    alpha_keys = [p for p in params if p.key in ("adapter.alpha", "adapter.alpha_over_r")]
+    alpha_keys = [p for p in params for k in p.keys if k in ("adapter.alpha", "adapter.alpha_over_r")]
     if len(alpha_keys) > 1:
         raise UserError(f"{field}.{alpha_keys[1].section}.{alpha_keys[1].short}",
                         "give alpha or alpha_over_r, not both")
@@ -261,8 +315,10 @@ def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str,
     """One trial's config: the base plus its hyperparameters (a new dict; base is kept)."""
     out = copy.deepcopy(base)
     for key, value in hp.items():
-        _clear_other_alpha(out, key)
-        set_path(out, key, value)
+        pairs = zip(key.split("+"), value) if "+" in key else [(key, value)]
+        for k, v in pairs:
+            _clear_other_alpha(out, k)
+            set_path(out, k, v)
     return out
 
 
@@ -271,7 +327,8 @@ def base_with_fixed(base: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     sweeps it the other way."""
     out = copy.deepcopy(base)
     for p in space.swept:
-        _clear_other_alpha(out, p.key)
+        for k in p.keys:
+            _clear_other_alpha(out, k)
     return apply_hyperparameters(out, space.fixed())
 
 

@@ -44,6 +44,7 @@ FLAG_SETTINGS = {
     "name": "name",
     "keep_best_k": "keep_best_k",
     "seeds": "seeds",
+    "max_trainable_params": "max_trainable_params",
 }
 
 
@@ -63,6 +64,9 @@ class Study:
     default: str
     part_flag: str | None = None
     default_parts: tuple[str, ...] = ()
+    report: bool = False
+    """``report: true`` in the preset file: after its sweeps, write the analysis report of
+    them (plots and tables from the MLflow store they wrote; :mod:`sweeps.study_report`)."""
 
     def parts(self, preset: str) -> dict[str, dict[str, Any]]:
         return self.presets[preset].get("parts") or {}
@@ -97,7 +101,8 @@ def load_study(study: str) -> Study:
         raise ValueError(f"{path}: 'parts' needs a 'part_flag' (the flag that picks them)")
     defaults = data.get("default_parts") or list(top_parts)[:1]
     return Study(study, presets, data.get("default", next(iter(raw))), flag,
-                 tuple([defaults] if isinstance(defaults, str) else defaults))
+                 tuple([defaults] if isinstance(defaults, str) else defaults),
+                 report=bool(data.get("report", False)))
 
 
 def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
@@ -171,6 +176,8 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
     p.add_argument("--experiment", help="MLflow experiment name")
     p.add_argument("--storage", help="Tune storage: path or s3:// / gs:// URI (default ./ray_results)")
     p.add_argument("--name", help="sweep name (default <study>-<preset>-<time>)")
+    p.add_argument("--max-trainable-params", help="budget: grid configurations training more "
+                                                   "parameters are rejected before launch")
     p.add_argument("--keep-best-k", help="adapter checkpoints kept across the sweep")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep (--name, or the study's latest)")
@@ -255,13 +262,18 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
         if len(cfgs) > 1 and not args.resume:
             for cfg in cfgs:
                 plan_sweep(cfg, prepare=False)
-        codes = []
+        codes, outcomes = [], []
         for cfg in cfgs:
             outcome = run_sweep(cfg, resume=args.resume)
             codes.append(outcome.exit_code)
+            outcomes.append(outcome)
         if len(cfgs) > 1:
             print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
                   f"{sum(c == 0 for c in codes)} without failed trials")
+        if spec.report:
+            from sweeps.study_report import report_study
+
+            codes.append(report_study(spec.name, cfgs, outcomes, name=args.name))
     except UserError as e:
         # Name trial settings the way --set takes them (train.lr, not trial.train.lr).
         field = e.field.removeprefix("trial.")

@@ -48,6 +48,12 @@ class Plan:
     model_type: str
     prepared: Path | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    adapters: dict[str, str] = field(default_factory=dict)
+    """``adapter.init_from`` values -> local adapter directories (warm starts)."""
+    points: list[dict[str, Any]] | None = None
+    """Under a parameter budget: the grid points within it (the others never launch)."""
+    rejected: list[tuple[dict[str, Any], int]] = field(default_factory=list)
+    """Under a parameter budget: the grid points over it, with their trainable parameters."""
     max_epoch: float = 1.0
 
 
@@ -72,6 +78,8 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(trial))
     out["model"]["name_or_path"] = resolve_smoke(out["model"]["name_or_path"], kind="model")
     out["data"]["source"] = resolve_smoke(out["data"]["source"], kind="data")
+    if out["data"].get("predict_file"):
+        out["data"]["predict_file"] = resolve_smoke(out["data"]["predict_file"], kind="data")
     return out
 
 
@@ -103,7 +111,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
     for key in cfg.overrides:
-        swept = next((p for p in space.swept if p.key == key), None)
+        swept = next((p for p in space.swept if key in p.keys), None)
         if swept is not None:
             raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
                                  "pass a search space without it (--search-space) to fix its value")
@@ -118,17 +126,21 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     task.check(trial0)
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     skeleton = task.skeleton(trial0)
-    targets = {trial0.adapter.targets} | {
-        v for p in space.swept if p.key == "adapter.targets" for v in p.values}
+    targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
+    tracking_uri = cfg.tracking_uri or default_tracking_uri()
+    adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
-    n_trials = space.grid_size() * cfg.search.num_samples if cfg.search.algorithm != "optuna" \
-        else cfg.search.num_samples
+    points, rejected = None, []
+    if cfg.max_trainable_params:
+        points, rejected = _within_budget(cfg, space, base, skeleton, task.peft_task_type)
+    n_trials = (len(points) if points is not None else space.grid_size()) * cfg.search.num_samples \
+        if cfg.search.algorithm != "optuna" else cfg.search.num_samples
     plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space, n_trials=n_trials,
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
-                tracking_uri=cfg.tracking_uri or default_tracking_uri(),
-                experiment=cfg.experiment or f"lorasweep-{cfg.study}",
-                model_type=skeleton.config.model_type)
+                tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
+                model_type=skeleton.config.model_type, adapters=adapters, points=points,
+                rejected=rejected)
     if prepare:
         plan.prepared = task.prepare(trial0, progress=True)
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
@@ -136,6 +148,65 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
         if cfg.scheduler.name == "asha":
             asha_max_t(cfg, plan.max_epoch)  # before anything is started or written
     return plan
+
+
+def _within_budget(cfg: SweepConfig, space: Any, base: dict[str, Any], skeleton: Any,
+                   task_type: str) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], int]]]:
+    """Split the grid into the points within ``max_trainable_params`` and those over it,
+    counting each configuration's trainable parameters on the meta-device model."""
+    import copy
+
+    from search_spaces import apply_hyperparameters
+    from trainables.adapters import build_adapter_model, count_parameters
+
+    budget = cfg.max_trainable_params
+    for p in space.swept:
+        if any(k.startswith("adapter.") for k in p.keys) and p.kind != "grid":
+            raise UserError(f"space.{p.section}.{p.short}",
+                            "under max_trainable_params, adapter settings are swept as grids (or "
+                            "coupled grids such as r+targets), so every configuration is counted "
+                            f"before launch; got {p.kind}")
+    counts: dict[str, int] = {}
+    kept, rejected = [], []
+    for point in space.grid_points() or [{}]:
+        trial = from_dict(TrialConfig, apply_hyperparameters(base, point))
+        key = json.dumps(to_dict(trial.adapter), sort_keys=True)
+        if key not in counts:
+            model = build_adapter_model(copy.deepcopy(skeleton), trial.adapter, task_type=task_type)
+            counts[key] = count_parameters(model).trainable
+        (kept if counts[key] <= budget else rejected).append(point if counts[key] <= budget
+                                                             else (point, counts[key]))
+    if not kept:
+        smallest = min(n for _, n in rejected)
+        raise UserError("max_trainable_params", f"every configuration of the space trains more than "
+                                                f"{budget:,} parameters (the smallest {smallest:,})")
+    return kept, rejected
+
+
+def _warm_starts(base: dict[str, Any], space: Any, model_type: str, tracking_uri: str) -> dict[str, str]:
+    """Resolve (download) every ``adapter.init_from`` the sweep can use and check that each
+    fits every configuration it meets (same rank and target modules)."""
+    from search_spaces import apply_hyperparameters
+    from trainables.adapters import resolve_targets
+    from trainables.warmstart import check_compatible, resolve_init_from
+
+    points = space.grid_points() or [{}]
+    swept = {p.key for p in space.swept}
+    if "adapter.init_from" in swept and any(p.kind != "grid" for p in space.swept
+                                            if p.key in ("adapter.r", "adapter.targets", "adapter.init_from")):
+        raise UserError("space.adapter.init_from", "warm starts are checked against each rank and "
+                                                    "target group: sweep init_from, r and targets as grids")
+    out: dict[str, str] = {}
+    for point in points:
+        trial = from_dict(TrialConfig, apply_hyperparameters(base, point))
+        value = trial.adapter.init_from
+        if not value:
+            continue
+        if value not in out:
+            out[value] = str(resolve_init_from(value, tracking_uri))
+        check_compatible(Path(out[value]), r=trial.adapter.r, value=value,
+                         modules=resolve_targets(trial.adapter.targets, model_type).modules)
+    return out
 
 
 def with_seed_replicates(space: Any, n: int) -> Any:
@@ -197,7 +268,8 @@ def check_resources(cfg: SweepConfig) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str) -> Any:
+def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str,
+                points: list[dict[str, Any]] | None = None) -> Any:
     if cfg.search.algorithm == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -208,6 +280,10 @@ def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str) -> Any:
 
     from ray.tune.search import BasicVariantGenerator
 
+    if points is not None:  # a budget-filtered grid: exactly these points, seeded order
+        order = points * cfg.search.num_samples
+        random.Random(cfg.seed).shuffle(order)
+        return BasicVariantGenerator(points_to_evaluate=order, random_state=cfg.seed)
     if not space.swept or any(p.kind != "grid" for p in space.swept):
         return BasicVariantGenerator(random_state=cfg.seed)
     # A pure grid runs in a seeded random order, not in the order its values are listed.
@@ -317,7 +393,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
 
     sweep_info = {"seed": cfg.seed, "resources": to_dict(cfg.resources),
                   "prepared": str(plan.prepared) if plan.prepared else None,
-                  "storage": plan.storage}
+                  "storage": plan.storage, "adapters": plan.adapters}
     trainable = tune.with_resources(
         tune.with_parameters(tune_trial, base=plan.base, sweep=sweep_info),
         trial_resources(sweep_info["resources"]))
@@ -339,14 +415,19 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
                                    resume_errored=False, restart_errored=False)
     else:
         _store_config(plan)
+        param_space, num_samples = plan.param_space, cfg.search.num_samples
+        if plan.points is not None:  # budget: the kept grid points are the whole sweep
+            param_space = {k: v for k, v in param_space.items()
+                           if not (isinstance(v, dict) and "grid_search" in v)}
+            num_samples = len(plan.points) * cfg.search.num_samples
         tuner = tune.Tuner(
             trainable,
-            param_space=plan.param_space,
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=metric.name, mode=metric.mode,
-                search_alg=_search_alg(cfg, plan.space, metric.name, metric.mode),
+                search_alg=_search_alg(cfg, plan.space, metric.name, metric.mode, plan.points),
                 scheduler=_scheduler(cfg, plan.max_epoch),
-                num_samples=cfg.search.num_samples,
+                num_samples=num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
                 # One-process trials reuse their actor: imports and CUDA context survive
                 # from one trial to the next (DESIGN.md: ~10 s saved per trial on CPU).
@@ -414,7 +495,15 @@ def _print_header(plan: Plan, parent: str, experiment_id: str) -> None:
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
           f"parent run {parent}")
+    if cfg.max_trainable_params:
+        print(f"  budget: {cfg.max_trainable_params:,} trainable parameters; "
+              f"{len(plan.rejected)} configuration(s) over it, not launched: "
+              + (", ".join(f"{_point_text(p)} ({n:,})" for p, n in plan.rejected) or "none"))
     print(f"  Tune storage: {plan.storage}/{plan.name}\n", flush=True)
+
+
+def _point_text(point: dict[str, Any]) -> str:
+    return " ".join(f"{k.replace('adapter.', '').replace('train.', '')}={v}" for k, v in point.items())
 
 
 def _status_of(result: Any, recorder: Any) -> str:
@@ -469,16 +558,19 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
 
     generated = plan.cfg.trial.eval.generate
     print(render_table(rows, swept, task, final=generated))
-    if task.reference and generated:
-        ref = "  ".join(f"{s.heading} {task.reference[s.name]:g}" for s in task.final_metrics
-                        if s.name in task.reference)
-        print(f"  reference ({task.reference_note}): {ref}")
+    reference, note = task.reference_for(plan.cfg.trial)
+    if reference and generated:
+        ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
+                        if s.name in reference)
+        print(f"  reference ({note}): {ref}")
     if task.final_metrics and not plan.cfg.trial.eval.generate:
         print("  generation metrics off (eval.generate=false)")
+    _print_seed_medians(rows, swept, task, reference)
     for note in sorted({r["note"] for r in rows if r.get("note")}):
         print(f"  note: {note}")
+    rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
-          f"{counts[FAILED]} failed")
+          f"{counts[FAILED]} failed{rejected}")
     print(f"  results CSV: {csv_path.resolve()}")
     print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
     if plan.tracking_uri.startswith("sqlite:"):
@@ -487,15 +579,66 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     key = task.metric.name
     best = [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
+    if plan.cfg.max_trainable_params:
+        metrics.append(Metric("trials_rejected_over_budget", float(len(plan.rejected)), now_ms(), 0))
     if best:
         pick = min if task.metric.mode == "min" else max
         metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
     log_batch(client, parent, metrics=metrics)
     client.log_artifact(parent, str(csv_path))
+    _log_best_predictions(client, parent, rows, task)
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
     client.set_terminated(parent, status=status, end_time=now_ms())
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
                    exit_code=1 if counts[FAILED] else 0)
+
+
+def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
+                        reference: dict[str, float]) -> None:
+    """With seed replicates: the median of each final metric over the completed seeds of every
+    configuration (what the LoRA paper reports), beside the published number."""
+    import statistics
+
+    if not any(p.short == "seed" for p in swept):
+        return
+    others = [p.short for p in swept if p.short != "seed"]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["status"] == "completed":
+            groups.setdefault(tuple(str(r.get(k)) for k in others), []).append(r)
+    for key, group in groups.items():
+        parts = []
+        for spec in task.final_metrics:
+            vals = [r[spec.name] for r in group if isinstance(r.get(spec.name), (int, float))
+                    and math.isfinite(r[spec.name])]
+            if vals:
+                ref = f" (paper {reference[spec.name]:g})" if spec.name in reference else ""
+                parts.append(f"{spec.heading} {spec.fmt.format(statistics.median(vals))}{ref}")
+        label = " ".join(f"{k}={v}" for k, v in zip(others, key))
+        if parts:
+            print(f"  median over {len(group)} seeds{' for ' + label if label else ''}: {'  '.join(parts)}")
+
+
+def _log_best_predictions(client: Any, parent: str, rows: list[dict[str, Any]], task: Any) -> None:
+    """The best completed trial's ``predictions.csv`` (unlabelled-file predictions), also
+    logged to the sweep's parent run as ``best_predictions.csv``."""
+    import tempfile
+
+    key = task.metric.name
+    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id")
+            and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    if not done:
+        return
+    best = (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
+    names = {a.path for a in client.list_artifacts(best["mlflow_run_id"], "outputs")}
+    if "outputs/predictions.csv" not in names:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(client.download_artifacts(best["mlflow_run_id"], "outputs/predictions.csv", d))
+        target = Path(d) / "best_predictions.csv"
+        local.rename(target)
+        client.log_artifact(parent, str(target))
+    print(f"  predictions of the best trial ({best['mlflow_run_id']}): best_predictions.csv in the parent run")
 
 
 def _extra_report_metrics(task: Any) -> tuple[Any, ...]:

@@ -49,6 +49,19 @@ TARGET_GROUPS: dict[str, dict[str, TargetGroup]] = {
     },
 }
 
+# Encoders (RoBERTa, BERT, MiniLM): W_q, W_k, W_v are separate Linear layers named query, key,
+# value; W_o is attention.output.dense; the MLP is intermediate.dense and (layer.)output.dense.
+_ENCODER_GROUPS = {
+    "qv": TargetGroup(("query", "value"), doc="W_q and W_v, as in the LoRA paper (r_q = r_v)"),
+    "qkvo": TargetGroup(("query", "key", "value", "attention.output.dense"),
+                        doc="all four attention projections"),
+    "all-linear": TargetGroup(("query", "key", "value", "attention.output.dense", "intermediate.dense",
+                               "output.dense"),
+                              doc="every linear layer of the encoder blocks (not the head)"),
+}
+for _family in ("roberta", "bert", "xlm-roberta", "deberta-v2"):
+    TARGET_GROUPS[_family] = _ENCODER_GROUPS
+
 #: The peft wrapper class per task family, so that ``generate`` etc. behave.
 PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS"}
 
@@ -213,6 +226,46 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
     check_targets(model, group)
     pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group))
     return get_peft_model(model, pcfg)
+
+
+# --------------------------------------------------------------------------- warm start
+
+
+def lora_weights(adapter_dir: str | Path) -> dict[str, Any]:
+    """The LoRA matrices (``lora_A``/``lora_B``, and DoRA magnitudes) of a saved adapter; a
+    classification head or other ``modules_to_save`` are left out (a new task's head has
+    other labels)."""
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise UserError("adapter.init_from", f"{adapter_dir} has no adapter_model.safetensors")
+    return {k: v for k, v in load_file(str(path)).items() if ".lora_" in k}
+
+
+def warm_start(model: Any, adapter_dir: str | Path) -> int:
+    """Copy a saved adapter's LoRA weights into ``model`` (a peft model with the same targets
+    and rank); returns how many tensors were copied. Shapes must agree exactly."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    weights = lora_weights(adapter_dir)
+    own = {k: v for k, v in get_peft_model_state_dict(model).items() if ".lora_" in k}
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    if missing or extra:
+        example = (missing or extra)[0]
+        raise UserError("adapter.init_from", f"{adapter_dir} adapts other layers than this trial "
+                                             f"({len(missing)} missing, {len(extra)} extra, e.g. {example}); "
+                                             "use the same adapter.targets")
+    for k, v in weights.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise UserError("adapter.init_from", f"{adapter_dir}: {k} has shape {tuple(v.shape)}, this "
+                                                 f"trial's {tuple(own[k].shape)}; use the same adapter.r")
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if ".lora_" in k]
+    if unexpected:
+        raise UserError("adapter.init_from", f"{adapter_dir}: {unexpected[0]} was not loaded")
+    return len(weights)
 
 
 @dataclass(frozen=True)

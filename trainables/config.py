@@ -60,6 +60,22 @@ class DataConfig:
     """Use only the first N validation examples for the validation loss."""
     test_limit: int | None = None
     """Generate for only the first N test inputs (E2E: unique MRs)."""
+    split: str | None = None
+    """Classification split policy: ``paper`` (the dev set is the validation and test set, as
+    the LoRA paper reports), ``holdout`` (validation = a seeded 10% of train) or ``resplit``
+    (all labelled data, seeded 80/10/10); null = the task's default."""
+    split_seed: int = 0
+    """Seed of the ``holdout``/``resplit`` splits and of augmentation."""
+    augment: Literal["none", "synonyms"] = "none"
+    """Training-text augmentation: ``synonyms`` adds copies with words replaced by synonyms."""
+    augment_prob: float = 0.1
+    """Probability that a word with synonyms is replaced."""
+    augment_copies: int = 1
+    """Augmented copies of each training example."""
+    synonyms: str | None = None
+    """A JSON word list ``{word: [synonyms]}``; null = the bundled offline list."""
+    predict_file: str | None = None
+    """An unlabelled CSV (``id`` + text columns); completed trials write ``predictions.csv``."""
 
     def __post_init__(self) -> None:
         if not self.source.strip():
@@ -67,6 +83,9 @@ class DataConfig:
         _positive_int("max_length", self.max_length)
         for name in ("train_limit", "val_limit", "test_limit"):
             _positive_int(name, getattr(self, name), allow_none=True)
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
+        _positive_int("augment_copies", self.augment_copies)
 
 
 METHODS = ("lora", "rslora", "dora")
@@ -89,7 +108,12 @@ class AdapterConfig:
     """Dropout on the adapter's input."""
     targets: str = "qv"
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``attn+proj``,
-    ``mlp``, ``all-linear``) or a comma-separated list of module names."""
+    ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or a
+    comma-separated list of module names."""
+    init_from: str | None = None
+    """Warm start: an adapter directory, or ``runs:/<run_id>`` (a trial's adapter in MLflow,
+    e.g. the best MNLI trial), whose LoRA weights initialise this adapter (the head stays
+    fresh); null = peft's initialisation (B = 0). Searchable, to compare both in one sweep."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -311,6 +335,9 @@ class SweepConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     seed: int = 0
     """Sweep seed: seeds the search algorithm and, with each trial's hyperparameters, the trial."""
+    max_trainable_params: int | None = None
+    """A budget: grid configurations whose adapter (and head) would train more parameters are
+    rejected before launch, and counted in the summary."""
     seeds: int | None = None
     """Replicates: every configuration runs with trial seeds 0..N-1 (adds a ``seed`` grid to
     the space); null = one run per configuration, seeded from the sweep seed."""
@@ -330,5 +357,6 @@ class SweepConfig:
     def __post_init__(self) -> None:
         _positive_int("keep_best_k", self.keep_best_k)
         _positive_int("seeds", self.seeds, allow_none=True)
+        _positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
         if self.name is not None and (not self.name.strip() or "/" in self.name):
             raise UserError("name", f"must be a non-empty name without '/', got {self.name!r}")

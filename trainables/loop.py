@@ -200,8 +200,11 @@ def evaluate_loss(task: Any, model: Any, loader: Any, device: torch.device, sess
     return total / max(count, 1.0)
 
 
-def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None) -> dict[str, Any]:
-    """Train one trial to the end (or until the scheduler stops it); returns the last report."""
+def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None,
+             adapters: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train one trial to the end (or until the scheduler stops it); returns the last report.
+    ``adapters`` maps ``adapter.init_from`` values to the local directories the driver
+    resolved (a trial resolves a value itself when it is missing)."""
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 
@@ -221,6 +224,16 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
 
     model, tokenizer = task.load_model(cfg)
     model = build_adapter_model(model, cfg.adapter, task_type=task.peft_task_type)
+    if cfg.adapter.init_from:
+        from trainables.adapters import warm_start
+
+        source = (adapters or {}).get(cfg.adapter.init_from)
+        if source is None or not Path(source).is_dir():
+            from trainables.mlflow_names import default_tracking_uri
+            from trainables.warmstart import resolve_init_from
+
+            source = resolve_init_from(cfg.adapter.init_from, default_tracking_uri())
+        warm_start(model, source)
     params = count_parameters(model)
     device = session.device
     model = session.prepare_model(model)

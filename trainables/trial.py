@@ -97,7 +97,8 @@ def tune_trial(hyperparameters: dict[str, Any], *, base: dict[str, Any], sweep: 
         from trainables.session import TuneSession
 
         _set_threads(resources["cpus_per_trial"])
-        run_loop(cfg, TuneSession(), prepared=_prepared(sweep.get("prepared")))
+        run_loop(cfg, TuneSession(), prepared=_prepared(sweep.get("prepared")),
+                 adapters=sweep.get("adapters"))
         return
     _launch_train_workers(cfg, sweep)
 
@@ -118,7 +119,8 @@ def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
     ctx = tune.get_context()
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"trial": to_dict(cfg), "prepared": sweep.get("prepared"), "cpus": cpu_each},
+        train_loop_config={"trial": to_dict(cfg), "prepared": sweep.get("prepared"), "cpus": cpu_each,
+                           "adapters": sweep.get("adapters")},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu_each > 0, resources_per_worker=per_worker),
         run_config=RunConfig(
             name=f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}-train",
@@ -138,4 +140,5 @@ def train_worker(config: dict[str, Any]) -> None:
     _quiet_libraries()
     _set_threads(config["cpus"])
     cfg = from_dict(TrialConfig, config["trial"])
-    run_loop(cfg, TrainSession(), prepared=_prepared(config.get("prepared")))
+    run_loop(cfg, TrainSession(), prepared=_prepared(config.get("prepared")),
+             adapters=config.get("adapters"))

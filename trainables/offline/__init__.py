@@ -20,10 +20,16 @@ SMOKE_MODELS: dict[str, str] = {
     "gpt2-s": "trainables.offline.tiny_lm:smoke_gpt2_s",
     "gpt2-m": "trainables.offline.tiny_lm:smoke_gpt2_m",
     "gpt2-l": "trainables.offline.tiny_lm:smoke_gpt2_l",
+    "roberta-s": "trainables.offline.tiny_encoder:smoke_roberta",
+    "minilm": "trainables.offline.tiny_encoder:minilm",
 }
+#: Short model names that stand for an offline source (``--model minilm``).
+MODEL_ALIASES = {"minilm": "smoke:minilm"}
 SMOKE_DATA: dict[str, str] = {
     "e2e": "trainables.offline.tiny_lm:smoke_e2e_data",
     "squad": "trainables.offline.squad_synth:smoke_squad_data",
+    "glue": "trainables.offline.tiny_encoder:smoke_glue_data",
+    "ag_news": "trainables.offline.tiny_encoder:smoke_ag_news_data",
 }
 
 
@@ -35,12 +41,15 @@ def _build(target: str) -> Path:
 def resolve_smoke(source: str, *, kind: str) -> str:
     """``smoke:<name>`` -> its local directory (built on first use); other sources unchanged.
     ``kind`` is ``model`` or ``data``."""
+    if kind == "model":
+        source = MODEL_ALIASES.get(source, source)
     if not source.startswith(PREFIX):
         return source
     table, field = (SMOKE_MODELS, "model.name_or_path") if kind == "model" else (SMOKE_DATA, "data.source")
-    name = source[len(PREFIX):]
+    name, _, sub = source[len(PREFIX):].partition("/")  # smoke:ag_news/unlabelled.csv
     if name not in table:
         accepted = [PREFIX + n for n in table]
         raise UserError(field, f"unknown offline {kind} {source!r}{did_you_mean(source, accepted)}; "
                                f"accepted: {one_of(accepted)}")
-    return str(_build(table[name]))
+    built = _build(table[name])
+    return str(built / sub) if sub else str(built)

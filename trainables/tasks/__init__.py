@@ -27,6 +27,10 @@ def register_task(name: str, target: str) -> None:
 
 
 register_task("e2e", "trainables.tasks.e2e:E2ETask")
+for _name, _cls in (("mnli", "MNLI"), ("sst2", "SST2"), ("mrpc", "MRPC"), ("cola", "CoLA"),
+                    ("qnli", "QNLI"), ("qqp", "QQP"), ("rte", "RTE"), ("stsb", "STSB")):
+    register_task(f"glue-{_name}", f"trainables.tasks.glue:{_cls}")
+register_task("ag_news", "trainables.tasks.agnews:AGNews")
 register_task("squad", "trainables.tasks.squad:SquadTask")
 
 _instances: dict[str, Task] = {}

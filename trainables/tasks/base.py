@@ -116,5 +116,9 @@ class Task(ABC):
         """Task metrics at the end of a full trial; may write outputs into ``out_dir``. A
         metric that could not be computed is None, with the reason in ``final_note``."""
 
+    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
+        """Published numbers to print beside a sweep of ``cfg`` (trial config), and their source."""
+        return self.reference, self.reference_note
+
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None

@@ -1,0 +1,162 @@
+"""GLUE / classification family: metrics by hand, the TSV readers per task, split policies,
+warm start, the parameter budget."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from trainables.errors import UserError
+from trainables.metrics import glue as M
+from trainables.tasks.classification import Example, apply_split_policy, synonym_augment
+
+
+# --------------------------------------------------------------------------- metrics by hand
+
+
+def test_accuracy_f1_mcc_against_hand_computed_values():
+    labels, preds = [1, 0, 1, 1], [1, 1, 1, 0]
+    # TP 2, TN 0, FP 1, FN 1
+    assert M.accuracy(labels, preds) == pytest.approx(50.0)
+    assert M.f1(labels, preds) == pytest.approx(100 * 2 / 3)  # P = R = 2/3
+    assert M.mcc(labels, preds) == pytest.approx(100 * (2 * 0 - 1 * 1) / math.sqrt(3 * 3 * 1 * 1))
+    assert M.mcc([0, 1, 0, 1], [0, 1, 0, 1]) == pytest.approx(100.0)
+    assert M.mcc([0, 1, 0, 1], [1, 1, 1, 1]) == 0.0  # a constant prediction has no correlation
+
+
+def test_pearson_and_spearman_against_hand_computed_values():
+    labels = [1.0, 2.0, 3.0, 4.0]
+    # dx = (-1.75, -0.75, 0.25, 2.25), dy = (-1.5, -0.5, 0.5, 1.5): 6.5 / sqrt(8.75 * 5)
+    assert M.pearson(labels, [1.0, 2.0, 3.0, 5.0]) == pytest.approx(100 * 6.5 / math.sqrt(8.75 * 5))
+    # ranks (1, 3, 2, 4) vs (1, 2, 3, 4): 1 - 6 * 2 / (4 * 15) = 0.8
+    assert M.spearman(labels, [1.0, 3.0, 2.0, 4.0]) == pytest.approx(80.0)
+    assert math.isnan(M.pearson(labels, [2.0, 2.0, 2.0, 2.0]))
+    assert M.compute(("pearson", "spearman"), labels, [1.0, 2.0, 3.0, 4.0]) == {
+        "pearson": pytest.approx(100.0), "spearman": pytest.approx(100.0)}
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+GLUE_FILES = {
+    "cola": ("CoLA", {"train.tsv": ["gj04\t1\t\tThe cat sat .", "gj04\t0\t*\tCat the sat ."],
+                      "dev.tsv": ["cj99\t1\t\tShe left ."]},
+             [("The cat sat .", None, 1), ("Cat the sat .", None, 0)]),
+    "sst2": ("SST-2", {"train.tsv": ["sentence\tlabel", "a fine film\t1", "dull\t0"],
+                       "dev.tsv": ["sentence\tlabel", "great\t1"]},
+             [("a fine film", None, 1), ("dull", None, 0)]),
+    "mrpc": ("MRPC", {"train.tsv": ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+                                    "1\t11\t12\tHe said so .\tSo he said .", "0\t13\t14\tA b .\tC d ."],
+                      "dev.tsv": ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", "1\t1\t2\tx .\tx ."]},
+             [("He said so .", "So he said .", 1), ("A b .", "C d .", 0)]),
+    "qqp": ("QQP", {"train.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+                                  "0\t1\t2\tWhy?\tHow come?\t1"],
+                    "dev.tsv": ["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "1\t3\t4\tA?\tB?\t0"]},
+            [("Why?", "How come?", 1)]),
+    "stsb": ("STS-B", {"train.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+                                     "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA man runs .\tA man is running .\t4.750"],
+                       "dev.tsv": ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+                                   "0\tg\tf\ty\t1\tn\tn\tx\ty\t1.0"]},
+             [("A man runs .", "A man is running .", 4.75)]),
+    "mnli": ("MNLI", {"train.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
+                                    "0\t1\t1e\tfiction\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tIt rains .\tIt is wet .\tentailment\tentailment",
+                                    "1\t2\t2c\tfiction\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tIt rains .\tIt is dry .\tcontradiction\tcontradiction"],
+                      "dev_matched.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label",
+                                          "0\t1\t1n\tfiction\t( a )\t( b )\t(R a)\t(R b)\tA .\tB .\tneutral\tneutral\tneutral\tneutral\tneutral\tneutral",
+                                          "1\t1\t1x\tfiction\t( a )\t( b )\t(R a)\t(R b)\tA .\tC .\tneutral\tentailment\tcontradiction\tneutral\tentailment\t-"],
+                      "dev_mismatched.tsv": ["index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label",
+                                             "0\t1\t1n\tletters\t( a )\t( b )\t(R a)\t(R b)\tD .\tE .\tentailment\tentailment\tentailment\tentailment\tentailment\tentailment"]},
+             [("It rains .", "It is wet .", 0), ("It rains .", "It is dry .", 2)]),
+    "qnli": ("QNLI", {"train.tsv": ["index\tquestion\tsentence\tlabel", "0\tWho?\tBob did .\tentailment",
+                                    "1\tWhen?\tBob did .\tnot_entailment"],
+                      "dev.tsv": ["index\tquestion\tsentence\tlabel", "0\tQ?\tS .\tentailment"]},
+             [("Who?", "Bob did .", 0), ("When?", "Bob did .", 1)]),
+    "rte": ("RTE", {"train.tsv": ["index\tsentence1\tsentence2\tlabel", "0\tA dog barks .\tAn animal barks .\tentailment"],
+                    "dev.tsv": ["index\tsentence1\tsentence2\tlabel", "0\tX .\tY .\tnot_entailment"]},
+            [("A dog barks .", "An animal barks .", 0)]),
+}
+
+
+@pytest.mark.parametrize("task", sorted(GLUE_FILES))
+def test_glue_tsv_readers_take_each_tasks_columns(task, tmp_path):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    folder, files, expected = GLUE_FILES[task]
+    for name, lines in files.items():
+        _write(tmp_path / "glue_data" / folder / name, lines)
+    t = get_task(f"glue-{task}")
+    for source in (tmp_path / "glue_data", tmp_path / "glue_data" / folder):  # root or task folder
+        cfg = from_dict(TrialConfig, {"task": f"glue-{task}", "data": {"source": str(source)}})
+        t.check_source(cfg)
+        splits = t.read_splits(cfg)
+        assert [(e.text_a, e.text_b, e.label) for e in splits["train"]] == expected
+        assert set(splits) == {"train", *t.test_names}
+    if task == "mnli":  # the '-' gold label (no majority) is skipped, mismatched kept apart
+        assert len(splits["m"]) == 1 and splits["mm"][0].label == 0
+
+
+def test_glue_reader_errors_name_the_file_and_line(tmp_path):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    _write(tmp_path / "RTE" / "train.tsv", ["index\tsentence1\tsentence2\tlabel", "0\ta\tb\tmaybe"])
+    _write(tmp_path / "RTE" / "dev.tsv", ["index\tsentence1\tsentence2\tlabel", "0\ta\tb\tentailment"])
+    cfg = from_dict(TrialConfig, {"task": "glue-rte", "data": {"source": str(tmp_path)}})
+    with pytest.raises(UserError, match=r"train.tsv line 2: label 'maybe'"):
+        get_task("glue-rte").check(cfg)
+    _write(tmp_path / "RTE" / "train.tsv", ["idx\ts1\ts2\tlabel", "0\ta\tb\tentailment"])
+    with pytest.raises(UserError, match=r"header lacks 'sentence1', 'sentence2'"):
+        get_task("glue-rte").check(cfg)
+    cfg = from_dict(TrialConfig, {"task": "glue-cola", "data": {"source": str(tmp_path)}})
+    with pytest.raises(UserError, match="CoLA/train.tsv nor train.tsv"):
+        get_task("glue-cola").check(cfg)
+
+
+def test_ag_news_reader_and_label_shift(tmp_path):
+    from trainables.tasks.agnews import read_csv
+
+    _write(tmp_path / "train.csv", ['"3","Wall St. Bears","Short-sellers are back."', '"2","Cup win","A goal."'])
+    ex = read_csv(tmp_path / "train.csv")
+    assert [(e.text_a, e.label) for e in ex] == [("Wall St. Bears Short-sellers are back.", 2), ("Cup win A goal.", 1)]
+    _write(tmp_path / "bad.csv", ['"Class Index","Title","Description"', '"3","a","b"'])
+    with pytest.raises(UserError, match="line 1: class index 'Class Index' is not 1-4"):
+        read_csv(tmp_path / "bad.csv")
+
+
+# --------------------------------------------------------------------------- splits, augmentation
+
+
+def test_split_policies_are_seeded_and_disjoint():
+    train = [Example(f"t{i}", None, i % 2) for i in range(100)]
+    dev = [Example(f"d{i}", None, i % 2) for i in range(20)]
+    paper = apply_split_policy("paper", {"train": train, "test": dev}, seed=0, test_names=("test",))
+    assert paper["val"] is dev and paper["test"] is dev and paper["train"] is train
+    hold = apply_split_policy("holdout", {"train": train, "test": dev}, seed=0, test_names=("test",))
+    assert (len(hold["train"]), len(hold["val"])) == (90, 10) and hold["test"] is dev
+    assert not {e.text_a for e in hold["val"]} & {e.text_a for e in hold["train"]}
+    re1 = apply_split_policy("resplit", {"train": train, "test": dev}, seed=3, test_names=("test",))
+    re2 = apply_split_policy("resplit", {"train": train, "test": dev}, seed=3, test_names=("test",))
+    assert (len(re1["train"]), len(re1["val"]), len(re1["test"])) == (96, 12, 12)
+    assert [e.text_a for e in re1["test"]] == [e.text_a for e in re2["test"]]
+    names = [e.text_a for split in ("train", "val", "test") for e in re1[split]]
+    assert sorted(names) == sorted(e.text_a for e in train + dev)  # a partition of all data
+
+
+def test_synonym_augmentation_is_seeded_and_keeps_labels():
+    ex = [Example("The film was good .", None, 1), Example("A bad plot", "good cast", 0)]
+    syn = {"good": ["fine"], "bad": ["poor"], "film": ["movie"]}
+    a = synonym_augment(ex, syn, prob=1.0, copies=1, seed=0)
+    assert a[:2] == ex and [e.label for e in a] == [1, 0, 1, 0]
+    assert a[2].text_a == "The movie was fine ." and (a[3].text_a, a[3].text_b) == ("A poor plot", "fine cast")
+    assert synonym_augment(ex, syn, prob=0.5, copies=2, seed=7) == synonym_augment(ex, syn, prob=0.5, copies=2, seed=7)

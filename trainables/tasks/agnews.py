@@ -1,0 +1,96 @@
+"""AG News topic classification (Zhang et al., 2015): four classes, titles and descriptions.
+
+Data: the hub dataset ``ag_news`` (``text``, ``label`` 0-3) or a local directory with the
+official CSVs (``train.csv``, ``test.csv``: no header, ``"Class Index","Title","Description"``,
+classes 1-4 = World, Sports, Business, Sci/Tech). Local rows become ``title + " " +
+description`` with label ``class - 1``, the hub's form, and share everything after that.
+The official release has no validation set: the ``holdout`` split policy (default) keeps a
+seeded 10% of train for it, and the test set is the official one. Predictions for an
+unlabelled competition file (``data.predict_file``) are written as class indices 1-4, the
+release's own labels.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainables.errors import UserError, one_of
+from trainables.tasks.classification import ClassificationTask, Example
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
+
+FILES = {"train": "train.csv", "test": "test.csv"}
+
+
+def read_csv(path: Path) -> list[Example]:
+    if not path.is_file():
+        raise UserError("data.source", f"{path} does not exist")
+    out = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for row in csv.reader(fh):
+            n = len(out) + 1
+            if not row:
+                continue
+            if len(row) != 3:
+                raise UserError("data.source", f"{path} line {n}: expected 3 fields "
+                                               f"(class index, title, description), found {len(row)}")
+            if not row[0].strip().isdigit() or not 1 <= int(row[0]) <= 4:
+                raise UserError("data.source", f"{path} line {n}: class index {row[0]!r} is not 1-4 "
+                                               "(the official AG News CSVs have no header)")
+            out.append(Example(f"{row[1].strip()} {row[2].strip()}".strip(), None, int(row[0]) - 1))
+    if not out:
+        raise UserError("data.source", f"{path} has no rows")
+    return out
+
+
+class AGNews(ClassificationTask):
+    name = "ag_news"
+    label_names = ("World", "Sports", "Business", "Sci/Tech")
+    metric_names = ("accuracy",)
+    default_split = "holdout"
+    output_labels = ("1", "2", "3", "4")
+
+    def _local(self, cfg: TrialConfig) -> bool:
+        from trainables.hub import looks_local
+
+        return looks_local(cfg.data.source)
+
+    def _dir(self, cfg: TrialConfig) -> Path:
+        d = Path(cfg.data.source).expanduser()
+        if not d.is_dir():
+            raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
+        return d
+
+    def check_source(self, cfg: TrialConfig) -> None:
+        from trainables.hub import check_dataset_source
+
+        if not self._local(cfg):
+            check_dataset_source(cfg.data.source, revision=cfg.data.revision)
+            return
+        d = self._dir(cfg)
+        for name in FILES.values():
+            read_csv(d / name)
+
+    def data_identity(self, cfg: TrialConfig) -> Any:
+        from trainables.cache import file_digest
+
+        if self._local(cfg):
+            return {n: file_digest(self._dir(cfg) / n) for n in FILES.values()}
+        return {"hub": cfg.data.source, "revision": cfg.data.revision}
+
+    def read_splits(self, cfg: TrialConfig) -> dict[str, list[Example]]:
+        if self._local(cfg):
+            return {split: read_csv(self._dir(cfg) / name) for split, name in FILES.items()}
+        import datasets
+
+        datasets.logging.set_verbosity_error()
+        dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+        for split in FILES:
+            if split not in dd:
+                raise UserError("data.source", f"{cfg.data.source} has no {split!r} split "
+                                               f"(it has {one_of(dd.keys())})")
+        return {split: [Example(t, None, int(y)) for t, y in zip(dd[split]["text"], dd[split]["label"])]
+                for split in FILES}
