@@ -160,3 +160,51 @@ def test_synonym_augmentation_is_seeded_and_keeps_labels():
     assert a[:2] == ex and [e.label for e in a] == [1, 0, 1, 0]
     assert a[2].text_a == "The movie was fine ." and (a[3].text_a, a[3].text_b) == ("A poor plot", "fine cast")
     assert synonym_augment(ex, syn, prob=0.5, copies=2, seed=7) == synonym_augment(ex, syn, prob=0.5, copies=2, seed=7)
+
+
+# --------------------------------------------------------------------------- warm start
+
+
+def _minilm_cfg(task: str, **adapter):
+    from trainables.config import TrialConfig
+    from trainables.offline import resolve_smoke
+    from trainables.schema import from_dict
+
+    return from_dict(TrialConfig, {"task": task, "seed": 0,
+                                   "model": {"name_or_path": resolve_smoke("minilm", kind="model")},
+                                   "adapter": {"r": 4, "alpha": 8, "targets": "qv", **adapter}})
+
+
+def test_warm_start_copies_the_mnli_adapter_and_keeps_a_fresh_head(tmp_path):
+    import torch
+    from peft import get_peft_model_state_dict
+
+    from trainables.adapters import build_adapter_model, warm_start
+    from trainables.tasks import get_task
+
+    # An "MNLI adapter": 3-way head, LoRA B made non-zero as training would.
+    mnli_cfg = _minilm_cfg("glue-mnli")
+    model, _ = get_task("glue-mnli").load_model(mnli_cfg)
+    mnli = build_adapter_model(model, mnli_cfg.adapter, task_type="seq_cls")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in mnli.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    mnli.save_pretrained(tmp_path / "mnli")
+    saved = {k: v for k, v in get_peft_model_state_dict(mnli).items() if ".lora_" in k}
+
+    rte_cfg = _minilm_cfg("glue-rte", init_from=str(tmp_path / "mnli"))
+    model, _ = get_task("glue-rte").load_model(rte_cfg)
+    rte = build_adapter_model(model, rte_cfg.adapter, task_type="seq_cls")
+    assert warm_start(rte, tmp_path / "mnli") == len(saved) == 6 * 2 * 2  # layers x (q, v) x (A, B)
+    mine = get_peft_model_state_dict(rte)
+    for k, v in saved.items():  # at step 0 the RTE adapter's LoRA weights are the MNLI ones
+        assert torch.equal(mine[k], v), k
+    head = [k for k in mine if "classifier" in k and k.endswith("weight")]
+    assert head and mine[head[0]].shape[0] == 2  # RTE's own, fresh two-way head
+
+    other = build_adapter_model(get_task("glue-rte").load_model(_minilm_cfg("glue-rte", r=8))[0],
+                                _minilm_cfg("glue-rte", r=8).adapter, task_type="seq_cls")
+    with pytest.raises(UserError, match="use the same adapter.r"):
+        warm_start(other, tmp_path / "mnli")

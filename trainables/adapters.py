@@ -246,7 +246,7 @@ def lora_weights(adapter_dir: str | Path) -> dict[str, Any]:
 def warm_start(model: Any, adapter_dir: str | Path) -> int:
     """Copy a saved adapter's LoRA weights into ``model`` (a peft model with the same targets
     and rank); returns how many tensors were copied. Shapes must agree exactly."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import get_peft_model_state_dict
 
     weights = lora_weights(adapter_dir)
     own = {k: v for k, v in get_peft_model_state_dict(model).items() if ".lora_" in k}
@@ -261,10 +261,18 @@ def warm_start(model: Any, adapter_dir: str | Path) -> int:
         if tuple(v.shape) != tuple(own[k].shape):
             raise UserError("adapter.init_from", f"{adapter_dir}: {k} has shape {tuple(v.shape)}, this "
                                                  f"trial's {tuple(own[k].shape)}; use the same adapter.r")
-    result = set_peft_model_state_dict(model, weights)
-    unexpected = [k for k in getattr(result, "unexpected_keys", []) if ".lora_" in k]
-    if unexpected:
-        raise UserError("adapter.init_from", f"{adapter_dir}: {unexpected[0]} was not loaded")
+    # Copy in place (peft's set_peft_model_state_dict wants the head too): the saved names
+    # are the parameter names without the adapter's name ("lora_A.weight" for
+    # "lora_A.default.weight").
+    import torch
+
+    name = getattr(model, "active_adapter", "default")
+    params = {k.replace(f".{name}.", ".").replace(f".{name}", ""): p for k, p in model.named_parameters()}
+    with torch.no_grad():
+        for k, v in weights.items():
+            if k not in params:
+                raise UserError("adapter.init_from", f"{adapter_dir}: {k} has no place in this model")
+            params[k].copy_(v.to(params[k].dtype))
     return len(weights)
 
 
