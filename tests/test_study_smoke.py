@@ -1,0 +1,144 @@
+"""The SQuAD grid and the two rank studies end to end with ``--preset smoke``: real local Ray,
+a real MLflow SQLite store, real training, and the analysis report written from that store.
+Plus their bad-input cases (one line, exit code 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def _run(script, root, *flags, timeout=600):
+    cmd = [sys.executable, str(REPO / "sweeps" / script), *flags]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def _smoke(script, tmp_path_factory, *flags):
+    root = tmp_path_factory.mktemp(script.removesuffix(".py"))
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    proc = _run(script, root, "--preset", "smoke", "--tracking-uri", uri,
+                "--storage", str(root / "rr"), "--name", "t", *flags)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    return {"root": root, "out": proc.stdout, "client": client, "parents": parents,
+            "children": children, "report": root / "rr" / "t-report"}
+
+
+def _check_report(s, figures):
+    report = s["report"]
+    assert (report / "report.html").is_file()
+    for fig in figures:
+        assert (report / f"{fig}.png").is_file() and (report / f"{fig}.svg").is_file(), fig
+    for parent in s["parents"]:  # logged to every sweep of the study
+        logged = {a.path for a in s["client"].list_artifacts(parent.info.run_id, "analysis")}
+        assert "analysis/report.html" in logged
+
+
+def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
+    s = _smoke("squad_grid.py", tmp_path_factory)
+    assert len(s["parents"]) == 1 and len(s["children"]) == 4
+    seen = set()
+    for c in s["children"]:
+        p, m = c.data.params, c.data.metrics
+        seen.add((int(p["adapter.r"]), p["adapter.targets"]))
+        assert c.data.tags["lorasweep.status"] == "completed"
+        for key in ("EM", "F1", "BLEU", "ROUGE_L", "trainable_params"):
+            assert math.isfinite(m[key]), key
+        assert 0 <= m["EM"] <= m["F1"] <= 100
+        # attn on the tiny GPT-2 (d=64, 2 layers): r x (64 + 192) per layer; +proj adds r x 128
+        per_layer = int(p["adapter.r"]) * ((64 + 192) + (128 if p["adapter.targets"] == "attn+proj" else 0))
+        assert m["trainable_params"] == 2 * per_layer
+        outputs = {a.path for a in s["client"].list_artifacts(c.info.run_id, "outputs")}
+        assert "outputs/predictions.json" in outputs
+    assert seen == {(4, "attn"), (4, "attn+proj"), (16, "attn"), (16, "attn+proj")}
+    assert "EM" in s["out"] and "F1" in s["out"] and "targets" in s["out"]
+    from trainables.offline.squad_synth import count_questions, smoke_squad_data
+
+    stats = s["parents"][0].data.params  # every question trained on, or skipped and counted
+    total = count_questions(smoke_squad_data() / "train-v1.1.json")
+    assert int(stats["data.train_examples"]) + int(stats["data.train_skipped"]) == min(800, total)
+    _check_report(s, ["rank_squad", "curves_t"])
+
+
+def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
+    # Less data than the preset (the same code path), to keep CI time down.
+    s = _smoke("rank_vs_task.py", tmp_path_factory, "--set", "data.train_limit=300",
+               "--set", "data.test_limit=8")
+    assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["e2e", "squad"]
+    assert len(s["children"]) == 4
+    by_task = {}
+    for c in s["children"]:
+        by_task.setdefault(c.data.params["task"], []).append(c)
+        assert math.isfinite(c.data.metrics["BLEU"]) and math.isfinite(c.data.metrics["ROUGE_L"])
+    assert {int(c.data.params["adapter.r"]) for c in by_task["squad"]} == {2, 16}
+    assert all("EM" in c.data.metrics for c in by_task["squad"])
+    assert all("CIDEr" in c.data.metrics for c in by_task["e2e"])
+    _check_report(s, ["rank_e2e", "rank_squad", "curves_t-e2e", "curves_t-squad"])
+    assert "analysis report of 2 sweep(s)" in s["out"]
+
+
+def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets):
+    # Two of the three sizes and less data (CI time: the 4-layer model takes ~40 s to build).
+    s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium",
+               "--set", "data.train_limit=300", "--set", "data.test_limit=8")
+    assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["medium", "small"]
+    assert len(s["children"]) == 4
+    totals = {}
+    for c in s["children"]:
+        totals.setdefault(c.data.params["model.name_or_path"].rsplit("/", 1)[-1], set()).add(
+            c.data.metrics["total_params"] - c.data.metrics["trainable_params"])
+    assert sorted(totals) == ["gpt2-m", "gpt2-s"]
+    assert min(totals["gpt2-s"]) < min(totals["gpt2-m"])
+    _check_report(s, ["rank_e2e", "rank_e2e_gpt2-s", "rank_e2e_gpt2-m"])
+
+
+def test_seeds_add_replicates_to_every_part(tmp_path):
+    proc = _run("rank_vs_task.py", tmp_path, "--preset", "smoke", "--seeds", "3", "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dec, text, plans = json.JSONDecoder(), proc.stdout, []
+    while text.strip():
+        obj, end = dec.raw_decode(text.lstrip())
+        plans.append(obj)
+        text = text.lstrip()[end:]
+    assert [p["n_trials"] for p in plans] == [6, 6]
+    assert [p["base_trial"]["task"] for p in plans] == ["e2e", "squad"]
+
+
+@pytest.mark.parametrize("script, flags, fragment", [
+    ("squad_grid.py", ["--data", "{tmp}/no-such-dir"], "error: data.source: data directory"),
+    ("squad_grid.py", ["--data", "{missing}"], "lacks dev-v1.1.json"),
+    ("squad_grid.py", ["--data", "{badjson}"], "train-v1.1.json: data[0].paragraphs[0].qas[0].answers: missing"),
+    ("squad_grid.py", ["--set", "data.format=qca"], "error: data.format: SQuAD accepts 'cqa' or 'tags'"),
+    ("rank_vs_model_size.py", ["--size", "huge"], "error: --size: unknown size 'huge'"),
+    ("rank_vs_task.py", ["--task", "squad,glue"], "error: --task: unknown task 'glue'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, smoke_assets, script, flags, fragment):
+    from trainables.offline.squad_synth import write_squad_dataset
+
+    missing = write_squad_dataset(tmp_path / "missing", n_train=3, n_dev=2)
+    (missing / "dev-v1.1.json").unlink()
+    badjson = write_squad_dataset(tmp_path / "badjson", n_train=3, n_dev=2)
+    obj = json.loads((badjson / "train-v1.1.json").read_text())
+    del obj["data"][0]["paragraphs"][0]["qas"][0]["answers"]
+    (badjson / "train-v1.1.json").write_text(json.dumps(obj))
+    subs = {"{tmp}": str(tmp_path), "{missing}": str(missing), "{badjson}": str(badjson)}
+    flags = [subs.get(f, f.replace("{tmp}", str(tmp_path))) for f in flags]
+    proc = _run(script, tmp_path, "--preset", "smoke", "--tracking-uri",
+                f"sqlite:///{tmp_path / 'm.db'}", "--storage", str(tmp_path / "rr"), *flags)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "rr").exists()
