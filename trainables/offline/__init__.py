@@ -28,6 +28,8 @@ MODEL_ALIASES = {"minilm": "smoke:minilm"}
 SMOKE_DATA: dict[str, str] = {
     "e2e": "trainables.offline.tiny_lm:smoke_e2e_data",
     "squad": "trainables.offline.squad_synth:smoke_squad_data",
+    "webnlg": "trainables.offline.data2text_synth:smoke_webnlg_data",
+    "dart": "trainables.offline.data2text_synth:smoke_dart_data",
     "glue": "trainables.offline.tiny_encoder:smoke_glue_data",
     "ag_news": "trainables.offline.tiny_encoder:smoke_ag_news_data",
 }

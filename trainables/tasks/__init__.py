@@ -32,6 +32,8 @@ for _name, _cls in (("mnli", "MNLI"), ("sst2", "SST2"), ("mrpc", "MRPC"), ("cola
     register_task(f"glue-{_name}", f"trainables.tasks.glue:{_cls}")
 register_task("ag_news", "trainables.tasks.agnews:AGNews")
 register_task("squad", "trainables.tasks.squad:SquadTask")
+register_task("webnlg", "trainables.tasks.data2text:WebNLGTask")
+register_task("dart", "trainables.tasks.data2text:DARTTask")
 
 _instances: dict[str, Task] = {}
 

@@ -223,18 +223,49 @@ class E2ETask(CausalLMTask):
         if looks_local(cfg.data.source):
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-            kind, files = local_files(source)
-            for path in files.values():
-                (check_csv if kind == "csv" else check_jsonl)(path)
+            self.check_local(source)
         else:
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
+
+    # Hooks for tasks of the same family (data-to-text with several references per input:
+    # trainables.tasks.data2text); E2E's own data handling is the default.
+    def check_local(self, source: Path) -> None:
+        """Strictly check a local data directory (UserError naming the file and line)."""
+        kind, files = local_files(source)
+        for path in files.values():
+            (check_csv if kind == "csv" else check_jsonl)(path)
+
+    def data_files(self, source: Path) -> dict[str, Path]:
+        """The local files whose content keys the tokenisation cache."""
+        return local_files(source)[1]
+
+    def read_rows(self, cfg: TrialConfig) -> dict[str, Any]:
+        """``(input, reference)`` rows under ``train``, ``validation`` and ``test``."""
+        return load_rows(cfg)
+
+    def format_input(self, text: str, fmt: str) -> str:
+        return format_mr(text, fmt)
+
+    def limit_test(self, n_inputs: int, limit: int | None) -> list[int]:
+        """Which grouped test inputs to keep under ``data.test_limit`` (E2E: the first N)."""
+        return list(range(n_inputs if limit is None else min(limit, n_inputs)))
+
+    def test_extras(self, rows: dict[str, Any], inputs: list[str]) -> dict[str, Any]:
+        """More test-set fields saved with the prompts (WebNLG: seen/unseen subsets)."""
+        return {}
+
+    def score(self, test: dict[str, Any], hyps: list[str], cfg: TrialConfig) -> dict[str, Any]:
+        """The final metrics of ``hyps`` on the grouped test set."""
+        from trainables.metrics.e2e import score_e2e
+
+        return dict(score_e2e(test["references"], hyps, meteor=cfg.eval.meteor))
 
     def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
         from trainables.cache import file_digest, fingerprint, tokenizer_digest
 
         source = Path(cfg.data.source).expanduser()
         if source.exists():
-            _, files = local_files(source)
+            files = self.data_files(source)
             data_id: Any = {k: file_digest(v) for k, v in sorted(files.items())}
         else:
             data_id = {"hub": cfg.data.source, "revision": cfg.data.revision}
@@ -251,20 +282,20 @@ class E2ETask(CausalLMTask):
 
         tokenizer = load_tokenizer(cfg)
         key = self._key(cfg, tokenizer)
-        return build_once(cache_dir() / "data", f"e2e-{key}",
+        return build_once(cache_dir() / "data", f"{self.name}-{key}",
                           lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
 
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         from tqdm.auto import tqdm
 
         fmt = cfg.data.format or self.default_format()
-        rows = load_rows(cfg)
+        rows = self.read_rows(cfg)
         eos = tokenizer.eos_token_id
         train = _subset(rows["train"], cfg.data.train_limit)
         val = _subset(rows["validation"], cfg.data.val_limit)
         test_mrs, test_refs = group_references(rows["test"])
-        if cfg.data.test_limit is not None:
-            test_mrs, test_refs = test_mrs[:cfg.data.test_limit], test_refs[:cfg.data.test_limit]
+        keep = self.limit_test(len(test_mrs), cfg.data.test_limit)
+        test_mrs, test_refs = [test_mrs[i] for i in keep], [test_refs[i] for i in keep]
 
         def encode(texts: list[str], desc: str) -> list[list[int]]:
             out_ids: list[list[int]] = []
@@ -276,7 +307,7 @@ class E2ETask(CausalLMTask):
 
         stats: dict[str, Any] = {"data_key": key, "format": fmt}
         for name, split_rows in (("train", train), ("val", val)):
-            prompts = [ids + [eos] for ids in encode([format_mr(m, fmt) for m, _ in split_rows],
+            prompts = [ids + [eos] for ids in encode([self.format_input(m, fmt) for m, _ in split_rows],
                                                      f"{name} MRs")]
             targets = [ids + [eos] for ids in encode([" " + r.strip() for _, r in split_rows],
                                                      f"{name} texts")]
@@ -286,9 +317,11 @@ class E2ETask(CausalLMTask):
             stats[f"{name}_examples"] = len(examples)
             stats[f"{name}_truncated"] = truncated
             stats[f"{name}_target_tokens"] = examples.num_target_tokens()
-        test_prompts = [ids + [eos] for ids in encode([format_mr(m, fmt) for m in test_mrs], "test MRs")]
+        test_prompts = [ids + [eos] for ids in encode([self.format_input(m, fmt) for m in test_mrs],
+                                                      "test MRs")]
         (out / "test.json").write_text(json.dumps(
-            {"mrs": test_mrs, "prompts": test_prompts, "references": test_refs}, ensure_ascii=False))
+            {"mrs": test_mrs, "prompts": test_prompts, "references": test_refs,
+             **self.test_extras(rows, test_mrs)}, ensure_ascii=False))
         stats["test_mrs"] = len(test_mrs)
         stats["test_references"] = sum(len(r) for r in test_refs)
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -305,11 +338,11 @@ class E2ETask(CausalLMTask):
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
-        from trainables.metrics.e2e import java_available, score_e2e
+        from trainables.metrics.e2e import java_available
 
         test = data.test
         hyps = generate(model, tokenizer, test["prompts"], cfg.eval, device=device)
-        scores: dict[str, Any] = dict(score_e2e(test["references"], hyps, meteor=cfg.eval.meteor))
+        scores = self.score(test, hyps, cfg)
         if scores.get("METEOR") is None:
             scores["final_note"] = ("METEOR skipped: eval.meteor is false" if cfg.eval.meteor is False
                                     else "METEOR skipped: Java was not found (METEOR 1.5 is a "

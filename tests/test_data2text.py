@@ -1,0 +1,206 @@
+"""WebNLG 2017 and DART: official-format readers, the paper's linearisation, seen/unseen
+subsets and their scores, strict checks of bad files, and one smoke sweep end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from trainables.errors import UserError
+from trainables.metrics.data2text import corpus_ter, score_data2text
+from trainables.tasks import get_task
+from trainables.tasks.data2text import _dart_hub_rows, _webnlg_hub_rows, linearise
+
+
+def _webnlg_entry(n, category, triples, lexes):
+    return {str(n): {
+        "category": category, "size": str(len(triples)), "xml_id": f"Id{n}", "shape": "NA",
+        "modifiedtripleset": [{"subject": s, "property": p, "object": o} for s, p, o in triples],
+        "lexicalisations": [{"comment": c, "lang": "", "lex": t, "xml_id": f"Id{k}"}
+                            for k, (t, c) in enumerate(lexes, 1)]}}
+
+
+def _write_webnlg(root, test_entries=None):
+    root.mkdir(parents=True, exist_ok=True)
+    train = [_webnlg_entry(1, "Airport", [("Aarhus", "leaderName", "Jacob_Bundsgaard")],
+                           [("The leader of Aarhus is Jacob Bundsgaard.", "good"),
+                            ("Aarhus leader Jacob.", "toFix")]),
+             _webnlg_entry(2, "Food", [("Bakso", "country", "Indonesia"), ("Bakso", "course", "Main")],
+                           [("Bakso is a main course from Indonesia.", "good"),
+                            ("Bakso, from Indonesia, is a main course.", "good")])]
+    test = test_entries or [
+        _webnlg_entry(1, "Politician", [("Abdul_Taib", "party", "Barisan")], [("Abdul Taib is in Barisan.", "good")]),
+        _webnlg_entry(2, "Airport", [("Aarhus", "runwayLength", "2702.0")],
+                      [("Aarhus's runway is 2702.0 long.", "good"), ("The runway of Aarhus is 2702.0.", "good")]),
+    ]
+    for name, entries in (("train.json", train), ("dev.json", train[:1]), ("test.json", test)):
+        (root / name).write_text(json.dumps({"entries": entries}), encoding="utf-8")
+    return root
+
+
+def _write_dart(root, test=None):
+    root.mkdir(parents=True, exist_ok=True)
+    items = [{"tripleset": [["Mars Hill College", "JOINED", "1973"], ["Mars Hill College", "LOCATION", "Mars Hill"]],
+              "subtree_was_extended": True,
+              "annotations": [{"source": "WikiSQL_decl_sents", "text": "A school from Mars Hill joined in 1973."},
+                              {"source": "WikiSQL_decl_sents", "text": "Mars Hill College joined in 1973."}]},
+             {"tripleset": [["Aromi", "eatType", "coffee shop"]],
+              "annotations": [{"source": "e2e", "text": "Aromi is a coffee shop."}]}]
+    for split in ("train", "dev", "test"):
+        data = test if (split == "test" and test is not None) else items
+        (root / f"dart-v1.1.1-full-{split}.json").write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_the_papers_linearisation():
+    triples = [("Aarhus", "leaderName", "Jacob_Bundsgaard"), ("Aarhus", "COUNTRY", "Denmark")]
+    assert linearise(triples) == "Aarhus : leaderName : Jacob_Bundsgaard | Aarhus : COUNTRY : Denmark"
+    assert linearise(triples, lower_relation=True).endswith("Aarhus : country : Denmark")
+
+
+def test_webnlg_json_rows_categories_and_seen_unseen(make_trial, tmp_path):
+    task = get_task("webnlg")
+    cfg = make_trial(task="webnlg", data={"source": str(_write_webnlg(tmp_path / "w"))})
+    task.check(cfg)
+    rows = task.read_rows(cfg)
+    # One row per good lexicalisation; 'toFix' is dropped as the paper's script drops it.
+    assert rows["train"] == [
+        ("Aarhus : leaderName : Jacob_Bundsgaard", "The leader of Aarhus is Jacob Bundsgaard."),
+        ("Bakso : country : Indonesia | Bakso : course : Main", "Bakso is a main course from Indonesia."),
+        ("Bakso : country : Indonesia | Bakso : course : Main", "Bakso, from Indonesia, is a main course.")]
+    assert rows["test_subset"] == {"Abdul_Taib : party : Barisan": "unseen",
+                                   "Aarhus : runwayLength : 2702.0": "seen"}
+    inputs = ["Aarhus : runwayLength : 2702.0", "Abdul_Taib : party : Barisan"]
+    assert task.test_extras(rows, inputs) == {"subsets": {"seen": [0], "unseen": [1]}}
+
+
+def test_dart_json_rows_lowercase_relations(make_trial, tmp_path):
+    task = get_task("dart")
+    cfg = make_trial(task="dart", data={"source": str(_write_dart(tmp_path / "d"))})
+    task.check(cfg)
+    rows = task.read_rows(cfg)
+    assert rows["test"][:2] == [
+        ("Mars Hill College : joined : 1973 | Mars Hill College : location : Mars Hill",
+         "A school from Mars Hill joined in 1973."),
+        ("Mars Hill College : joined : 1973 | Mars Hill College : location : Mars Hill",
+         "Mars Hill College joined in 1973.")]
+    assert "test_subset" not in rows and rows["train"][2] == ("Aromi : eattype : coffee shop", "Aromi is a coffee shop.")
+
+
+def test_hub_layouts_give_the_same_entries():
+    import datasets
+
+    web = datasets.Dataset.from_list([
+        {"category": "Airport", "modified_triple_sets": {"mtriple_set": [["Aarhus | leaderName | Jacob_Bundsgaard"]]},
+         "lex": {"comment": ["good", "toFix"], "lid": ["Id1", "Id2"], "text": ["A.", "B."], "lang": ["", ""]},
+         "test_category": "testdata_with_lex"},
+        {"category": "Airport", "modified_triple_sets": {"mtriple_set": [["Aarhus | leaderName | Jacob_Bundsgaard"]]},
+         "lex": {"comment": [], "lid": [], "text": [], "lang": []}, "test_category": "testdata_no_lex"}])
+    (entry,) = _webnlg_hub_rows(web, test=True)
+    assert entry.triples == (("Aarhus", "leaderName", "Jacob_Bundsgaard"),)
+    assert entry.references == ("A.",) and entry.category == "Airport"
+    dart = datasets.Dataset.from_list([{"tripleset": [["A", "NICKNAME", "B"]], "subtree_was_extended": False,
+                                        "annotations": {"source": ["x", "y"], "text": ["r1", "r2"]}}])
+    (d,) = _dart_hub_rows(dart, test=False)
+    assert d.triples == (("A", "NICKNAME", "B"),) and d.references == ("r1", "r2")
+
+
+def test_scores_per_subset_on_a_hand_made_example():
+    refs = [["the cat sat on the mat", "a cat sat on the mat"], ["john was born in york"],
+            ["the airport is in aarhus"]]
+    hyps = ["the cat sat on the mat", "john was born in york", "the city has a river"]
+    s = score_data2text(refs, hyps, subsets={"seen": [0, 1], "unseen": [2], "none": []}, meteor=False)
+    assert s["BLEU_seen"] == pytest.approx(100.0) and s["TER_seen"] == pytest.approx(0.0)
+    assert s["BLEU_unseen"] < s["BLEU"] < s["BLEU_seen"]
+    # "the city has a river" vs "the airport is in aarhus": 4 substitutions of 5 words.
+    assert s["TER_unseen"] == pytest.approx(80.0)
+    assert s["TER"] == pytest.approx(80.0 / 3)
+    assert s["BLEU_none"] is None and s["METEOR_seen"] is None  # empty subset; METEOR off
+    # The lowest TER over the references, each normalised by its own length (GenerationEval).
+    assert corpus_ter([["a b d", "a x y z"]], ["a b c"]) == pytest.approx(100 / 3)
+
+
+@pytest.mark.parametrize("task_name, edit, fragment", [
+    ("webnlg", lambda d: (d / "test.json").unlink(), "lacks test.json (the official WebNLG files)"),
+    ("webnlg", lambda d: (d / "dev.json").write_text("[]"), "dev.json: top level: expected an object with an 'entries' list"),
+    ("webnlg", lambda d: (d / "train.json").write_text('{"entries": [{"1": {"category": "A", '
+                                                       '"modifiedtripleset": [{"subject": "x", "object": "y"}], '
+                                                       '"lexicalisations": []}}]}'),
+     'train.json: entries[0]["1"].modifiedtripleset[0].property: missing'),
+    ("webnlg", lambda d: (d / "train.json").write_text('{"entries": [}'), "train.json line 1: not valid JSON"),
+    ("dart", lambda d: (d / "dart-v1.1.1-full-dev.json").write_text('[{"tripleset": [["a", "b"]], "annotations": []}]'),
+     "dart-v1.1.1-full-dev.json: [0].tripleset[0]: expected [subject, relation, object] strings"),
+    ("dart", lambda d: (d / "dart-v1.1.1-full-test.json").write_text('[{"tripleset": [["a", "b", "c"]]}]'),
+     "dart-v1.1.1-full-test.json: [0].annotations: missing"),
+])
+def test_bad_files_are_one_userError_naming_file_and_field(make_trial, tmp_path, task_name, edit, fragment):
+    root = (_write_webnlg if task_name == "webnlg" else _write_dart)(tmp_path / task_name)
+    edit(root)
+    with pytest.raises(UserError) as err:
+        get_task(task_name).check(make_trial(task=task_name, data={"source": str(root)}))
+    assert err.value.field == "data.source" and fragment in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_smoke_webnlg_prepared_and_scored_with_subsets(make_trial, tmp_path):
+    from trainables.offline import resolve_smoke
+
+    task = get_task("webnlg")
+    cfg = make_trial(task="webnlg", data={"source": resolve_smoke("smoke:webnlg", kind="data"),
+                                          "train_limit": 64, "val_limit": 16, "test_limit": 8},
+                     eval={"num_beams": 1, "max_new_tokens": 16})
+    task.check(cfg)
+    data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
+    test = data.test
+    assert len(test["mrs"]) == 8 and all(len(r) >= 1 for r in test["references"])
+    # The synthetic test file lists entries by category; the seeded subset keeps both parts.
+    seen, unseen = test["subsets"]["seen"], test["subsets"]["unseen"]
+    assert seen and unseen and sorted(seen + unseen) == list(range(8))
+    model, tokenizer = task.load_model(cfg)
+    ids, n_prompt = data.train[0]
+    assert " : " in tokenizer.decode(ids[:n_prompt - 1]) and ids[n_prompt - 1] == tokenizer.eos_token_id
+    import torch
+
+    scores = task.final_eval(model, tokenizer, data, cfg, device=torch.device("cpu"), out_dir=tmp_path / "out")
+    for spec in task.final_metrics:
+        if not spec.name.startswith("METEOR"):  # METEOR is off in these tests (no JVM start)
+            assert math.isfinite(scores[spec.name]), spec.name
+    assert (tmp_path / "out" / "predictions.txt").read_text().count("\n") == 8
+
+
+@pytest.mark.integration
+def test_rank_vs_task_webnlg_smoke_sweep(tmp_path, smoke_assets):
+    """``--task webnlg --preset smoke`` end to end: Ray, MLflow, seen/unseen/all metrics logged;
+    then a bad --data exits 2 with one line."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    cmd = [sys.executable, str(REPO / "sweeps" / "rank_vs_task.py"), "--task", "webnlg",
+           "--preset", "smoke", "--tracking-uri", uri, "--storage", str(tmp_path / "rr"),
+           "--name", "t", "--set", "data.train_limit=300", "--set", "data.test_limit=12",
+           "--set", "eval.meteor=false"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert len(children) == 2
+    for c in children:
+        assert c.data.params["task"] == "webnlg"
+        for key in ("BLEU", "BLEU_seen", "BLEU_unseen", "TER", "TER_seen", "TER_unseen", "CIDEr"):
+            assert math.isfinite(c.data.metrics[key]), key
+    assert "BLEU-S" in proc.stdout and "BLEU-U" in proc.stdout
+
+    bad = _write_webnlg(tmp_path / "bad")
+    (bad / "dev.json").write_text('{"entries": 3}')
+    proc = subprocess.run(cmd[:2] + ["--task", "webnlg", "--preset", "smoke", "--data", str(bad),
+                                     "--tracking-uri", f"sqlite:///{tmp_path / 'm2.db'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error: data.source:" in lines[0] and "dev.json: top level" in lines[0]
