@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,14 @@ class Param:
     values: tuple[Any, ...]
     """The constant (one value), the grid/choice values, or the range bounds."""
     section: str
+
+    @property
+    def tune_values(self) -> tuple[Any, ...]:
+        """The values as Tune sees them: a coupled parameter's lists as JSON text (Tune would
+        take a list value apart into one setting per element)."""
+        if "+" in self.key:
+            return tuple(json.dumps(v) for v in self.values)
+        return self.values
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -124,7 +133,7 @@ class SearchSpace:
         """Every combination of the grid values (the other dimensions left out)."""
         grids = [p for p in self.params if p.kind == "grid"]
         return [dict(zip([p.key for p in grids], combo))
-                for combo in itertools.product(*[p.values for p in grids])]
+                for combo in itertools.product(*[p.tune_values for p in grids])]
 
     def as_data(self) -> dict[str, Any]:
         """The space as plain data again (for MLflow and the resolved config)."""
@@ -315,6 +324,8 @@ def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str,
     """One trial's config: the base plus its hyperparameters (a new dict; base is kept)."""
     out = copy.deepcopy(base)
     for key, value in hp.items():
+        if "+" in key and isinstance(value, str):
+            value = json.loads(value)  # a coupled parameter's values travel as JSON text
         pairs = zip(key.split("+"), value) if "+" in key else [(key, value)]
         for k, v in pairs:
             _clear_other_alpha(out, k)
@@ -347,9 +358,9 @@ def to_tune(space: SearchSpace, *, algorithm: str) -> dict[str, Any]:
                 raise UserError(f"space.{p.section}.{p.short}",
                                 "grid is not supported with search.algorithm 'optuna'; use "
                                 "{choice: [...]} or search.algorithm 'grid'")
-            out[p.key] = tune.grid_search(list(p.values))
+            out[p.key] = tune.grid_search(list(p.tune_values))
         elif p.kind == "choice":
-            out[p.key] = tune.choice(list(p.values))
+            out[p.key] = tune.choice(list(p.tune_values))
         else:
             make = {"uniform": tune.uniform, "loguniform": tune.loguniform,
                     "randint": tune.randint, "lograndint": tune.lograndint}[p.kind]

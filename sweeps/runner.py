@@ -356,7 +356,7 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
               **{f"search.{k}": v for k, v in to_dict(cfg.search).items()},
               **{f"scheduler.{k}": v for k, v in to_dict(cfg.scheduler).items()},
               **{f"resources.{k}": v for k, v in to_dict(cfg.resources).items()},
-              **{f"space.{p.short}": (p.values[0] if p.kind == "fixed" else f"{p.kind}{list(p.values)}")
+              **{f"space.{p.short.replace('+', '/')}": (p.values[0] if p.kind == "fixed" else f"{p.kind}{list(p.values)}")
                  for p in plan.space.params},
               **{f"data.{k}": v for k, v in plan.stats.items()}}
     log_batch(client, run.info.run_id, params=params)
@@ -417,8 +417,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         _store_config(plan)
         param_space, num_samples = plan.param_space, cfg.search.num_samples
         if plan.points is not None:  # budget: the kept grid points are the whole sweep
-            param_space = {k: v for k, v in param_space.items()
-                           if not (isinstance(v, dict) and "grid_search" in v)}
+            # Tune fills these from the points; a grid here would add its own trials.
+            param_space = {k: tune.choice(v["grid_search"]) if isinstance(v, dict) and "grid_search" in v
+                           else v for k, v in param_space.items()}
             num_samples = len(plan.points) * cfg.search.num_samples
         tuner = tune.Tuner(
             trainable,
@@ -616,7 +617,8 @@ def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
                 parts.append(f"{spec.heading} {spec.fmt.format(statistics.median(vals))}{ref}")
         label = " ".join(f"{k}={v}" for k, v in zip(others, key))
         if parts:
-            print(f"  median over {len(group)} seeds{' for ' + label if label else ''}: {'  '.join(parts)}")
+            seeds = f"{len(group)} seed{'s' if len(group) != 1 else ''}"
+            print(f"  median over {seeds}{' for ' + label if label else ''}: {'  '.join(parts)}")
 
 
 def _log_best_predictions(client: Any, parent: str, rows: list[dict[str, Any]], task: Any) -> None:

@@ -163,7 +163,8 @@ class MlflowRecorder(Callback):
                        "adapter.target_modules": ",".join(group.modules),
                        "trial_id": tid})
         log_batch(self.client, run_id, params=params,
-                  tags={f"hp.{k}": v for k, v in hp.items()})
+                  # MLflow names allow no '+': a coupled r+targets is tagged hp.adapter.r/adapter.targets
+                  tags={f"hp.{k.replace('+', '/')}": v for k, v in hp.items()})
         self.client.log_dict(run_id, to_dict(cfg), "trial_config.json")
         self._runs[tid] = run_id
         return run_id

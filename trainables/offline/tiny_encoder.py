@@ -36,7 +36,7 @@ MAX_POSITIONS = 128
 SIZE = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256}
 RECIPE: dict[str, Any] = {
     "vocab_size": 2048,
-    "pretrain": {"steps": 250, "batch_size": 32, "max_length": 64, "lr": 2e-3, "mask_prob": 0.15, "seed": 0},
+    "pretrain": {"steps": 300, "batch_size": 32, "max_length": 48, "lr": 4e-3, "mask_prob": 0.15, "seed": 0},
 }
 ENCODER_RECIPE_VERSION = "1"
 
@@ -142,7 +142,8 @@ def _pretrain(model: Any, tokenizer: Any, texts: Sequence[str]) -> dict[str, Any
     model.train()
     t0 = time.perf_counter()
     losses = []
-    bar = tqdm(range(steps), desc="pretrain roberta-s (MLM)", unit="step", file=sys.stderr, leave=False)
+    bar = tqdm(range(steps), desc="pretrain roberta-s (MLM)", unit="step", file=sys.stderr, leave=False,
+               disable=None, mininterval=1.0)  # no bar when stderr is not a terminal
     for _ in bar:
         idx = torch.randint(len(enc), (pre["batch_size"],), generator=gen).tolist()
         batch = collator([{"input_ids": enc[i]} for i in idx])

@@ -237,7 +237,7 @@ def _build(out_dir, *, tokenizer_dir, size, pretrain_texts, pretrain_steps, eval
         model.train()
         t0 = time.perf_counter()
         bar = tqdm(range(pretrain_steps), desc=f"pretrain gpt2-{size}", unit="step",
-                   file=sys.stderr, leave=False)
+                   file=sys.stderr, leave=False, disable=None, mininterval=1.0)  # tty only
         for _ in bar:
             idx = torch.randint(len(blocks), (batch_size,), generator=gen)
             batch = blocks[idx]

@@ -301,9 +301,9 @@ class ClassificationTask(Task):
             if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
                 raise UserError("data.synonyms", f"{path}: expected {{word: [synonym, ...]}}")
             return data
-        from trainables.offline.glue_synth import SYNONYMS
+        from trainables.offline.glue_synth import synonym_table
 
-        return SYNONYMS
+        return synonym_table()
 
     def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
         from trainables.cache import file_digest, fingerprint, tokenizer_digest
