@@ -236,3 +236,33 @@ def test_lora_on_pretrained_minilm_learns_synthetic_sentiment_within_a_minute(to
     counts = session.reports[-1]
     assert counts["trainable_params"] == 6 * 2 * 8 * (384 + 384) + 384 * 2 + 2
     assert max(accs) >= 70.0 and accs[-1] > accs[0], accs  # chance: 53.5 (the majority class)
+
+
+# --------------------------------------------------------------------------- RoBERTa groups
+
+
+@pytest.mark.parametrize("group, per_layer", [
+    ("qv", 2 * 8 * (768 + 768)),                                  # the paper: r_q = r_v = 8
+    ("qkvo", 4 * 8 * (768 + 768)),
+    ("all-linear", 4 * 8 * (768 + 768) + 2 * 8 * (768 + 3072)),
+])
+def test_roberta_base_target_groups_match_the_closed_form(group, per_layer):
+    """RoBERTa-base built from its config on the meta device (no weights): the target groups
+    adapt the named layers, and LoRA + the classification head train exactly this many
+    parameters (the paper's 0.3M for qv, plus the 0.6M head)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, RobertaConfig
+
+    from trainables.adapters import build_adapter_model, check_adapter_targets, count_parameters
+    from trainables.config import AdapterConfig
+
+    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                           num_labels=2)  # roberta-base's config.json
+    with torch.device("meta"):
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    check_adapter_targets(skeleton, [group])
+    model = build_adapter_model(skeleton, AdapterConfig(r=8, alpha=8, targets=group), task_type="seq_cls")
+    head = (768 * 768 + 768) + (768 * 2 + 2)  # classifier.dense + classifier.out_proj
+    assert count_parameters(model).trainable == 12 * per_layer + head
+    with pytest.raises(UserError, match="no module named 'c_attn'"):
+        check_adapter_targets(skeleton, ["c_attn"])

@@ -20,8 +20,7 @@ SMOKE_MODELS: dict[str, str] = {
     "gpt2-s": "trainables.offline.tiny_lm:smoke_gpt2_s",
     "gpt2-m": "trainables.offline.tiny_lm:smoke_gpt2_m",
     "gpt2-l": "trainables.offline.tiny_lm:smoke_gpt2_l",
-    "roberta-s": "trainables.offline.tiny_encoder:smoke_roberta",
-    "minilm": "trainables.offline.tiny_encoder:minilm",
+    "minilm": "trainables.offline.classification_assets:minilm",
 }
 #: Short model names that stand for an offline source (``--model minilm``).
 MODEL_ALIASES = {"minilm": "smoke:minilm"}
@@ -30,8 +29,8 @@ SMOKE_DATA: dict[str, str] = {
     "squad": "trainables.offline.squad_synth:smoke_squad_data",
     "webnlg": "trainables.offline.data2text_synth:smoke_webnlg_data",
     "dart": "trainables.offline.data2text_synth:smoke_dart_data",
-    "glue": "trainables.offline.tiny_encoder:smoke_glue_data",
-    "ag_news": "trainables.offline.tiny_encoder:smoke_ag_news_data",
+    "glue": "trainables.offline.classification_assets:smoke_glue_data",
+    "ag_news": "trainables.offline.classification_assets:smoke_ag_news_data",
 }
 
 
