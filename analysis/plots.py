@@ -189,6 +189,47 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     return fig, points
 
 
+def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metrics: Sequence[str], *,
+                      title: str) -> tuple[Figure, pd.DataFrame]:
+    """Tasks side by side: one panel per metric they share (SQuAD and E2E both report BLEU and
+    ROUGE-L), one line per task and model, the best configuration of each rank by the task's
+    own per-report metric, mean ± std over seeds against the rank (log2 axis)."""
+    frames = []
+    for name, (summary, task) in per_task.items():
+        pts = rank_points(summary, task, line_by=["model"], metrics=metrics)
+        pts["line"] = [f"{name} ({line})" if line else name for line in pts["line"]]
+        frames.append(pts)
+    points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    panels = [m for m in metrics if len(points) and (points["metric"] == m).any()]
+    ncols = min(3, max(1, len(panels)))
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    width = max(4.6 * ncols, 7.0)
+    fig = new_figure(width, 3.6 * nrows + 0.8)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    lines = list(dict.fromkeys(points["line"])) if len(points) else []
+    colors = _colors(len(lines), qualitative=True)
+    any_task = next(iter(per_task.values()))[1]
+    for ax, name in zip(axes, panels):
+        spec = any_task.spec(name)
+        pts = points[points["metric"] == name]
+        for line, color in zip(lines, colors):
+            p = pts[pts["line"] == line].sort_values("r")
+            if not p.empty:
+                ax.errorbar(p["r"], p["mean"], yerr=p["std"].fillna(0.0), marker="o", ms=4,
+                            capsize=3, color=color, label=line)
+        _rank_axis(ax, sorted(set(pts["r"])))
+        ax.set_xlabel("LoRA rank r (log2 scale)")
+        ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
+        ax.set_title(f"{spec.heading} vs rank, by task", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(_wrap(f"{title}\nmean ± std over seeds; per rank the best configuration by each "
+                       "task's own validation metric", width), fontsize=10)
+    return fig, points
+
+
 def _wrap(text: str, width_in: float, fontsize: float = 10) -> str:
     """Wrap each line of a title to the figure's width (about 7 characters per inch at 10 pt)."""
     import textwrap

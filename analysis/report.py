@@ -120,6 +120,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
             parts += _rank_figures(report, summary, task, hp_cols, ranking[task.name], studies)
         sections.append("\n".join(parts))
 
+    sections += _cross_task_figure(report, data, trials)
     sections.append("<h2>Learning curves</h2>")
     for sweep in data.sweeps:
         st = trials[trials["sweep_run_id"] == sweep.run_id]
@@ -189,6 +190,30 @@ def _rank_figures(report: Report, summary: Any, task: Any, hp_cols: list[str], r
                              f"Model {label}" + (f", one line per {', '.join(map(tables.short_name, others))}."
                                                  if line_by else f"{best_of}.")))
     return parts
+
+
+def _cross_task_figure(report: Report, data: Any, trials: Any) -> list[str]:
+    """With several tasks whose ranks vary: the metrics they share on one figure (rank vs task)."""
+    from analysis import plots, tables
+
+    per_task = {}
+    for task in data.tasks.values():
+        tt = trials[trials["task"] == task.name]
+        if tables.R_KEY in tt and tt[tables.R_KEY].dropna().nunique() >= 2:
+            per_task[task.name] = (tables.summarise(tt, task, tables.hp_columns(tt)), task)
+    if len(per_task) < 2:
+        return []
+    names = [set(m.name for m in t.final_metrics) for _, t in per_task.values()]
+    shared = sorted(set.intersection(*names))
+    if not shared:
+        report.notes.append(f"tasks {', '.join(per_task)} share no final metric: no cross-task figure")
+        return []
+    studies = ", ".join(dict.fromkeys(trials["study"]))
+    fig, points = plots.cross_task_figure(per_task, shared, title=f"{studies}: {', '.join(per_task)} "
+                                                                  "on one axis")
+    return ["<h2>Rank vs task</h2>",
+            _figure(report, fig, points, "rank_by_task",
+                    f"The metrics {', '.join(shared)} of every task, one line per task and model.")]
 
 
 def _figure(report: Report, fig: Any, drawn: Any, stem: str, caption: str) -> str:

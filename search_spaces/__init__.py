@@ -51,6 +51,7 @@ ALIASES = {
     "dropout": "adapter.dropout",
     "targets": "adapter.targets",
     "method": "adapter.method",
+    "init_from": "adapter.init_from",
     "lr": "train.lr",
     "weight_decay": "train.weight_decay",
     "warmup_steps": "train.warmup_steps",

@@ -504,3 +504,27 @@ def test_cli_module_exit_code_2(store, tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: --experiment: no experiment 'no-such-experiment'")
     assert not (tmp_path / "out").exists() and proc.stdout == ""
+
+
+def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank_data):
+    """Rank vs task (E2E and SQuAD both report BLEU and ROUGE-L): one line per task, each the
+    same points as that task's own rank plot."""
+    from dataclasses import replace
+
+    from analysis.plots import cross_task_figure, rank_points
+    from analysis.tables import hp_columns, summarise
+
+    e2e = rank_data.tasks["e2e"]
+    t = rank_data.trials
+    a = summarise(t[t["model"] == "gpt2"], e2e, hp_columns(t))
+    b = summarise(t[t["model"] == "gpt2-medium"], e2e, hp_columns(t))
+    other = replace(e2e, name="squad")  # a second task reporting the same BLEU and ROUGE-L
+    fig, points = cross_task_figure({"e2e": (a, e2e), "squad": (b, other)}, ["BLEU", "ROUGE_L"], title="t")
+    assert set(points["line"]) == {"e2e (gpt2)", "squad (gpt2-medium)"}
+    own = rank_points(b, other, line_by=["model"], metrics=["BLEU", "ROUGE_L"])
+    mine = points[points["line"] == "squad (gpt2-medium)"]
+    assert mine["mean"].tolist() == own["mean"].tolist() and mine["r"].tolist() == own["r"].tolist()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert titles == ["BLEU vs rank, by task", "ROUGE-L vs rank, by task"]
+    bleu_ax = fig.axes[0]
+    assert {ln.get_label() for ln in bleu_ax.containers} >= {"e2e (gpt2)", "squad (gpt2-medium)"}

@@ -266,3 +266,70 @@ def test_roberta_base_target_groups_match_the_closed_form(group, per_layer):
     assert count_parameters(model).trainable == 12 * per_layer + head
     with pytest.raises(UserError, match="no module named 'c_attn'"):
         check_adapter_targets(skeleton, ["c_attn"])
+
+
+def test_init_from_resolves_an_mlflow_trial_run_or_the_best_trial_of_a_sweep(tmp_path, monkeypatch):
+    """``runs:/<id>`` of a trial gives its adapter; of a sweep's parent run, the adapter of its
+    best completed trial by the sweep task's metric (MNLI: val_accuracy, max)."""
+    from mlflow import MlflowClient
+
+    from trainables.mlflow_names import COMPLETED, KIND_TAG, PARENT_TAG, STATUS_TAG, STOPPED
+    from trainables.warmstart import resolve_init_from
+
+    monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("warm")
+    parent = client.create_run(exp, tags={KIND_TAG: "sweep"}).info.run_id
+    client.log_param(parent, "task", "glue-mnli")
+    children = {}
+    for name, acc, status in (("low", 70.0, COMPLETED), ("best", 80.0, COMPLETED), ("stopped", 90.0, STOPPED)):
+        run = client.create_run(exp, tags={KIND_TAG: "trial", PARENT_TAG: parent, STATUS_TAG: status}).info.run_id
+        client.log_metric(run, "val_accuracy", acc)
+        adapter = tmp_path / name / "adapter"
+        adapter.mkdir(parents=True)
+        (adapter / "adapter_model.safetensors").write_text(name)
+        (adapter / "adapter_config.json").write_text(json.dumps({"r": 4, "target_modules": ["query", "value"]}))
+        client.log_artifacts(run, str(adapter), "adapter")
+        children[name] = run
+    got = resolve_init_from(f"runs:/{parent}", uri)
+    assert (got / "adapter_model.safetensors").read_text() == "best"  # stopped runs never count
+    got = resolve_init_from(f"runs:/{children['low']}", uri)
+    assert (got / "adapter_model.safetensors").read_text() == "low"
+    with pytest.raises(UserError, match="no MLflow run"):
+        resolve_init_from("runs:/0123456789abcdef", uri)
+    with pytest.raises(UserError, match="not an adapter directory"):
+        resolve_init_from(str(tmp_path), uri)
+
+
+def test_warm_start_is_a_sweep_dimension_checked_before_launch(tmp_path):
+    """``init_from: {grid: [null, <MNLI adapter>]}`` compares a fresh and a warm start in one
+    sweep; every adapter the grid can meet is resolved and checked against each rank before
+    anything launches."""
+    from peft import LoraConfig, get_peft_model
+
+    from sweeps.runner import plan_sweep
+    from trainables.config import SweepConfig
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    mnli_cfg = _minilm_cfg("glue-mnli")
+    model, _ = get_task("glue-mnli").load_model(mnli_cfg)
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                     task_type="SEQ_CLS")).save_pretrained(tmp_path / "mnli")
+    glue = tmp_path / "glue" / "RTE"
+    _write(glue / "train.tsv", ["index\tsentence1\tsentence2\tlabel", "0\tA b .\tA .\tentailment"])
+    _write(glue / "dev.tsv", ["index\tsentence1\tsentence2\tlabel", "0\tC d .\tE .\tnot_entailment"])
+
+    def plan(r_values):
+        return plan_sweep(from_dict(SweepConfig, {
+            "trial": {"task": "glue-rte", "model": {"name_or_path": "minilm"},
+                      "data": {"source": str(tmp_path / "glue")}, "adapter": {"alpha": 8, "targets": "qv"}},
+            "space": {"scientific": {"init_from": {"grid": [None, str(tmp_path / "mnli")]},
+                                     "r": {"grid": r_values}}},
+            "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"}), prepare=False)
+
+    p = plan([4])
+    assert p.n_trials == 2 and p.adapters == {str(tmp_path / "mnli"): str((tmp_path / "mnli").resolve())}
+    with pytest.raises(UserError, match="has rank r=4, the trial r=8"):
+        plan([4, 8])

@@ -86,7 +86,7 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
     assert {int(c.data.params["adapter.r"]) for c in by_task["squad"]} == {2, 16}
     assert all("EM" in c.data.metrics for c in by_task["squad"])
     assert all("CIDEr" in c.data.metrics for c in by_task["e2e"])
-    _check_report(s, ["rank_e2e", "rank_squad", "curves_t-e2e", "curves_t-squad"])
+    _check_report(s, ["rank_e2e", "rank_squad", "rank_by_task", "curves_t-e2e", "curves_t-squad"])
     assert "analysis report of 2 sweep(s)" in s["out"]
 
 
