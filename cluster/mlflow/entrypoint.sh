@@ -1,0 +1,26 @@
+#!/bin/sh
+# Starts `mlflow server` from Docker secrets (files under /run/secrets), so that no password is
+# in the compose file, the image, the container's command line or `docker inspect`.
+set -eu
+secret() { cat "/run/secrets/$1"; }
+
+export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini
+export MLFLOW_AUTH_ADMIN_PASSWORD="$(secret mlflow_admin_password)"
+export MLFLOW_FLASK_SERVER_SECRET_KEY="$(secret mlflow_flask_secret_key)"
+# Read by `mlflow server` from its environment (--backend-store-uri's variable).
+export MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:$(secret postgres_password)@postgres:5432/mlflow"
+
+# MLflow accepts Host headers for localhost and private IP addresses by default; a DNS name
+# that clients use (mlflow.internal) must be listed: MLFLOW_ALLOWED_HOSTS="mlflow.internal:*".
+if [ -n "${MLFLOW_ALLOWED_HOSTS:-}" ]; then
+    set -- --allowed-hosts "$MLFLOW_ALLOWED_HOSTS"
+fi
+
+# The container's own address on the compose network; the host publishes it only on
+# MLFLOW_BIND_ADDRESS (a private address).
+exec mlflow server \
+    --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/mlflow/artifacts}" \
+    --serve-artifacts \
+    --host "$(hostname -i | cut -d' ' -f1)" --port 5000 \
+    --workers "${MLFLOW_WORKERS:-4}" \
+    --app-name basic-auth "$@"

@@ -1,0 +1,434 @@
+"""Cluster configs (``cluster/``): every file parses and follows the access policy, Ray's token
+authentication refuses a job submitted without the token, and the PostgreSQL-backed MLflow
+server of ``cluster/mlflow/start-local.sh`` records a real sweep.
+
+The policy (README, "Running on a Ray cluster"): token authentication on for every Ray
+process we configure, the dashboard / job API never on every interface (0.0.0.0), and no
+token or password written in a file: they come from Secrets, secret files or the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+CLUSTER = REPO / "cluster"
+YAML_FILES = sorted(CLUSTER.rglob("*.yaml"))
+AWS = CLUSTER / "aws-gpu.yaml"
+KUBERAY = [CLUSTER / "kuberay" / "raycluster.yaml", CLUSTER / "kuberay" / "rayjob.yaml"]
+RUNTIME_ENV = CLUSTER / "runtime_env.yaml"
+
+# An environment variable or setting that holds a credential (TOKENIZERS_PARALLELISM does not).
+SECRET_NAME = re.compile(r"(^|_)(TOKEN|PASSWORD|PASSWD|SECRET|SECRET_KEY|ACCESS_KEY|API_KEY)(_|$)", re.I)
+# user:password@ in a URI, where the password is not a reference ($VAR, ${VAR}, $(cmd)).
+URI_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\$)[^@\s/]+@")
+REFERENCE = re.compile(r"^(\$\{[^}]+\}|\$\([^)]+\)|\$[A-Za-z_]\w*)$")
+
+
+def _load(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) for every scalar, runtimeEnvYAML strings parsed as YAML too."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            sub = f"{path}.{k}" if path else str(k)
+            yield from _walk(yaml.safe_load(v) if k == "runtimeEnvYAML" else v, sub)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def _mappings(node: Any) -> Iterator[dict]:
+    """Every mapping in a document, runtimeEnvYAML strings parsed as YAML too."""
+    if isinstance(node, dict):
+        yield node
+        for k, v in node.items():
+            yield from _mappings(yaml.safe_load(v) if k == "runtimeEnvYAML" else v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _mappings(v)
+
+
+# --------------------------------------------------------------------------- parse + policy
+
+
+def test_cluster_directory_has_the_configs_we_document():
+    names = {p.relative_to(CLUSTER).as_posix() for p in YAML_FILES}
+    assert {"aws-gpu.yaml", "runtime_env.yaml", "kuberay/raycluster.yaml", "kuberay/rayjob.yaml",
+            "mlflow/docker-compose.yaml"} <= names
+    assert os.access(CLUSTER / "mlflow" / "start-local.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.relative_to(CLUSTER).as_posix())
+def test_every_yaml_parses(path):
+    docs = _load(path)
+    assert docs and all(isinstance(d, dict) for d in docs)
+    for doc in docs:
+        if "runtimeEnvYAML" in doc.get("spec", {}):
+            assert isinstance(yaml.safe_load(doc["spec"]["runtimeEnvYAML"]), dict)
+
+
+def test_aws_config_passes_rays_own_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(_load(AWS)[0]))
+
+
+def test_aws_every_ray_start_has_token_auth_and_a_private_dashboard():
+    cfg = _load(AWS)[0]
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for c in cfg[key] if "ray start" in c]
+    assert len(starts) == 2
+    for cmd in starts:
+        assert "RAY_AUTH_MODE=token ray start" in cmd, cmd
+    head = next(c for c in cfg["head_start_ray_commands"] if "ray start" in c)
+    assert "--dashboard-host=127.0.0.1" in head
+    # The token travels as a file from the launching machine, never as text in the config.
+    assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert cfg["provider"]["use_internal_ips"] is True
+
+
+def _ray_containers(spec: dict, where: str) -> Iterator[tuple[str, dict]]:
+    """Every container of a RayCluster spec that runs Ray or talks to it (autoscaler too)."""
+    yield f"{where}.autoscalerOptions", spec["autoscalerOptions"]
+    for c in spec["headGroupSpec"]["template"]["spec"]["containers"]:
+        yield f"{where}.head.{c['name']}", c
+    for g in spec["workerGroupSpecs"]:
+        for c in g["template"]["spec"]["containers"]:
+            yield f"{where}.{g['groupName']}.{c['name']}", c
+
+
+def _kuberay_containers() -> list[tuple[str, dict, dict]]:
+    out = []
+    for path in KUBERAY:
+        for doc in _load(path):
+            assert doc["apiVersion"] == "ray.io/v1", path
+            if doc["kind"] == "RayCluster":
+                spec = doc["spec"]
+            else:
+                assert doc["kind"] == "RayJob"
+                spec = doc["spec"]["rayClusterSpec"]
+                for c in doc["spec"]["submitterPodTemplate"]["spec"]["containers"]:
+                    out.append((f"{path.name}.submitter.{c['name']}", c, spec))
+            out += [(f"{path.name}:{w}", c, spec) for w, c in _ray_containers(spec, doc["kind"])]
+    return out
+
+
+def test_kuberay_token_auth_on_every_ray_container_from_a_secret():
+    containers = _kuberay_containers()
+    assert len(containers) == 7  # 2 x (autoscaler, head, gpu workers) + the job submitter
+    for where, c, _ in containers:
+        env = {e["name"]: e for e in c["env"]}
+        assert env["RAY_AUTH_MODE"].get("value") == "token", where
+        token = env["RAY_AUTH_TOKEN"]
+        assert "value" not in token and token["valueFrom"]["secretKeyRef"]["key"] == "auth_token", where
+
+
+def test_kuberay_dashboard_on_the_pod_ip_and_gpu_limits():
+    for path in KUBERAY:
+        doc = _load(path)[0]
+        spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
+        head = spec["headGroupSpec"]
+        assert head["rayStartParams"]["dashboard-host"] == "$POD_IP"
+        assert head["serviceType"] == "ClusterIP"
+        env = {e["name"]: e for e in head["template"]["spec"]["containers"][0]["env"]}
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        for group in spec["workerGroupSpecs"]:
+            limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+            assert int(limits["nvidia.com/gpu"]) >= 1
+
+
+def test_rayjob_entrypoint_and_runtime_env():
+    job = _load(KUBERAY[1])[0]["spec"]
+    entry = " ".join(job["entrypoint"].split())
+    assert entry.startswith("python sweeps/rank_e2e.py --preset quick --tracking-uri $MLFLOW_TRACKING_URI")
+    assert "--storage s3://" in entry
+    env = yaml.safe_load(job["runtimeEnvYAML"])
+    assert env["working_dir"].startswith("s3://") and env["working_dir"].endswith(".zip")
+    assert env["pip"] == _load(RUNTIME_ENV)[0]["pip"]
+
+
+def _pyproject_dependencies() -> list[str]:
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [d for d in deps if not re.match(r"ray\b", d)]
+
+
+def test_runtime_env_matches_pyproject_and_excludes_local_state():
+    env = _load(RUNTIME_ENV)[0]
+    assert env["working_dir"] == "."
+    assert env["pip"] == _pyproject_dependencies()
+    assert not any(p.startswith("ray") for p in env["pip"]), "jobs must use the cluster's own Ray"
+    for pattern in (".venv/", "ray_results/", "mlruns.db", "mlruns/", "**/__pycache__/", ".git/"):
+        assert pattern in env["excludes"]
+    assert set(env["env_vars"]) >= {"MLFLOW_TRACKING_URI"}
+    assert not any(SECRET_NAME.search(k) for k in env["env_vars"])
+
+
+def test_mlflow_server_is_protected_and_private():
+    compose = _load(CLUSTER / "mlflow" / "docker-compose.yaml")[0]
+    pg, server = compose["services"]["postgres"], compose["services"]["mlflow"]
+    assert "ports" not in pg  # the database is on the compose network only
+    (port,) = server["ports"]
+    # Published on a private address that must be given; no default means never 0.0.0.0.
+    assert port.startswith("${MLFLOW_BIND_ADDRESS:?") and port.endswith(":5000:5000")
+    entry = (CLUSTER / "mlflow" / "entrypoint.sh").read_text()
+    local = (CLUSTER / "mlflow" / "start-local.sh").read_text()
+    for script in (entry, local):
+        assert "--app-name basic-auth" in script and "--serve-artifacts" in script
+        assert "MLFLOW_BACKEND_STORE_URI=\"postgresql://" in script
+        assert not re.search(r"--host[ =]\"?(0\.0\.0\.0|::)", script)
+    ini = (CLUSTER / "mlflow" / "basic_auth.ini").read_text()
+    assert not re.search(r"^\s*admin_password\s*=", ini, re.M)
+    assert "mlflow[auth]" in (CLUSTER / "mlflow" / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.relative_to(CLUSTER).as_posix())
+def test_no_public_bind_and_no_plaintext_secret(path):
+    for doc in _load(path):
+        assert doc.get("kind") != "Secret", f"{path}: Secrets are created with kubectl, not shipped"
+        for where, value in _walk(doc):
+            if isinstance(value, str):
+                assert "0.0.0.0" not in value, f"{path}: {where} = {value!r}"
+                assert not URI_PASSWORD.search(value), f"{path}: {where} has a password in a URI"
+                assert not re.search(r"RAY_AUTH_TOKEN=(?!\$)\S", value), f"{path}: {where}"
+        for mapping in _mappings(doc):
+            # Kubernetes env entries: a credential comes from a Secret, never a value.
+            name = mapping.get("name")
+            if isinstance(name, str) and SECRET_NAME.search(name) and ("value" in mapping or "valueFrom" in mapping):
+                assert "value" not in mapping and "secretKeyRef" in mapping["valueFrom"], f"{path}: {name}"
+            # Plain settings (compose environment, runtime env_vars): a reference or a secret file.
+            for key, value in mapping.items():
+                if key in ("name", "valueFrom") or not isinstance(key, str) or not SECRET_NAME.search(key):
+                    continue
+                if isinstance(value, str):
+                    # A reference, or a file that holds the secret (a Docker secret, a mount).
+                    ok = (not value or REFERENCE.match(value) or value.startswith(("/", "~/"))
+                          or key.lower().endswith("_file"))
+                    assert ok, f"{path}: {key} = {value!r} is a credential written in the file"
+
+
+# --------------------------------------------------------------------------- token auth
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_tree(proc: subprocess.Popen, marker: str) -> None:
+    """Stop what this test started, and only that: the `ray start --block` process group,
+    then any process that names this test's private temp dir (Ray's workers). Not `ray stop`:
+    that stops every Ray on the machine, another test's or person's included."""
+    import psutil
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.time() + 10
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    for sig in (signal.SIGKILL,):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if marker in " ".join(p.info["cmdline"] or []):
+                    p.send_signal(sig)
+            except psutil.Error:
+                pass
+    proc.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_job_submission_needs_the_token(tmp_path):
+    """A head node started as the README says (token generated with `ray get-auth-token
+    --generate`, RAY_AUTH_MODE=token, dashboard on 127.0.0.1): a submission without the token
+    and one with a wrong token are refused; one with the token runs the job."""
+    # Ray's socket paths must stay short: a private dir under /tmp, not pytest's tmp_path.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="lsray-", dir="/tmp"))
+    head_home, client_home = tmp_path / "head-home", tmp_path / "client-home"
+    head_home.mkdir(), client_home.mkdir()  # no ~/.ray/auth_token of the user's is read
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    ray = str(Path(sys.executable).with_name("ray"))
+
+    gen = subprocess.run([ray, "get-auth-token", "--generate"], env={**base, "HOME": str(head_home)},
+                         capture_output=True, text=True, timeout=60)
+    assert gen.returncode == 0, gen.stderr
+    token = (head_home / ".ray" / "auth_token").read_text().strip()
+    assert gen.stdout.strip() == token and len(token) >= 32
+
+    gcs_port, dash_port = _free_port(), _free_port()
+    head_env = {**base, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+         f"--temp-dir={ray_tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
+        env=head_env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    address = f"http://127.0.0.1:{dash_port}"
+
+    def submit(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([ray, "job", "submit", "--address", address, "--", "python", "-c", "print(6 * 7)"],
+                              env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    try:
+        good_env = {**base, "HOME": str(client_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+        deadline = time.time() + 90
+        while True:  # the dashboard answers before its job agent is up: retry that one error
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            good = submit(good_env)
+            out = good.stdout + good.stderr
+            if good.returncode == 0 or time.time() > deadline or not re.search(
+                    r"No available agent|Connection refused|Failed to connect", out):
+                break
+            time.sleep(2)
+        assert good.returncode == 0, out[-3000:]
+        assert "42" in good.stdout and "succeeded" in good.stdout
+
+        none = submit({**base, "HOME": str(client_home)})
+        assert none.returncode != 0
+        assert "Missing authentication token" in none.stdout + none.stderr, (none.stdout + none.stderr)[-2000:]
+
+        wrong = submit({**good_env, "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+        assert wrong.returncode != 0
+        assert "Invalid authentication token" in wrong.stdout + wrong.stderr, (wrong.stdout + wrong.stderr)[-2000:]
+    finally:
+        _kill_tree(head, str(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- MLflow on PostgreSQL
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture
+def mlflow_postgres_server(tmp_path):
+    """cluster/mlflow/start-local.sh on free ports: (tracking URI, server dir)."""
+    pg_bin = _postgres_bin()
+    if pg_bin is None:
+        pytest.skip("PostgreSQL server binaries absent (apt-get install postgresql; .ci/run does)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: PostgreSQL refuses to run as root")
+    # As root PostgreSQL runs as `postgres`, which cannot enter pytest's private tmp_path.
+    root = Path(tempfile.mkdtemp(prefix="lsmlflow-", dir="/tmp"))
+    root.chmod(0o755)
+    server_dir = root / "srv"
+    mlflow_port, pg_port = _free_port(), _free_port()
+    env = {**os.environ, "MLFLOW_PORT": str(mlflow_port), "PG_PORT": str(pg_port), "PG_BIN": str(pg_bin),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "mlflow-server.log").open("w")
+    proc = subprocess.Popen(["bash", str(CLUSTER / "mlflow" / "start-local.sh"), str(server_dir)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{mlflow_port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert time.time() < deadline, "MLflow server did not come up in 180 s"
+            time.sleep(1)
+        yield uri, server_dir, pg_port
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the script's trap stops mlflow, then PostgreSQL
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        pg_ctl = [str(pg_bin / "pg_ctl"), "-D", str(server_dir / "pgdata"), "-m", "immediate", "stop"]
+        if (server_dir / "pgdata" / "postmaster.pid").exists():  # only if the trap did not run
+            subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + pg_ctl,
+                           capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, smoke_assets, tmp_path,
+                                                       monkeypatch):
+    """The smoke sweep (two trials, small data) against `mlflow server` with a PostgreSQL
+    backend store, proxied artifacts and basic auth: anonymous requests are refused, the
+    parent and child runs are in PostgreSQL, the artifacts in the server's artifact store."""
+    uri, server_dir, pg_port = mlflow_postgres_server
+    password = (server_dir / "secrets" / "admin_password").read_text().strip()
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
+    assert refused.value.code == 401
+
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [2, 8]}\nfixed:\n  alpha: 32\n  targets: qv\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
+    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke", "--tracking-uri", uri,
+           "--storage", str(tmp_path / "ray_results"), "--name", "pg-smoke", "--search-space", str(space),
+           "--scheduler", "fifo", "--set", "train.epochs=1", "--set", "data.train_limit=200",
+           "--set", "data.val_limit=40", "--set", "data.test_limit=6"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lorasweep-rank_e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert sorted(int(c.data.params["adapter.r"]) for c in children) == [2, 8]
+    assert all(c.info.status == "FINISHED" for c in children)
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert "results.csv" in artifacts
+    # Proxied artifacts land in the server's artifact store, not on the client.
+    assert list((server_dir / "artifacts").rglob("results.csv"))
+
+    import psycopg
+
+    pg_password = (server_dir / "secrets" / "pg_password").read_text().strip()
+    with psycopg.connect(host="127.0.0.1", port=pg_port, user="mlflow", password=pg_password,
+                         dbname="mlflow") as conn:
+        (n,) = conn.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",
+                            (int(exp.experiment_id),)).fetchone()
+    assert n == 3
