@@ -129,6 +129,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
+    check_tracking_uri(tracking_uri)
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
     points, rejected = None, []
@@ -329,6 +330,10 @@ def _init_ray() -> None:
 
     if ray.is_initialized():
         return
+    # A new local cluster has token authentication on by default, as our cluster configs want;
+    # Ray's warning saying so would be a second line beside a one-line bad-input error.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        lambda record: not record.getMessage().startswith("Token authentication is enabled"))
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
              logging_level=logging.WARNING, log_to_driver=True)
 
@@ -476,12 +481,44 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
                    storage=cfg.storage or stored.storage)
 
 
+def check_tracking_uri(uri: str) -> None:
+    """Refuse a tracking store the sweep cannot use, before anything starts, creating nothing:
+    a SQLite file is created only when the sweep launches (here its directory is checked); a
+    tracking server must answer within seconds."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if path.exists():
+            if not path.is_file():
+                raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} "
+                                                f"({path} is not a file)")
+            return
+        parent = path.parent
+        while not parent.exists():  # MLflow creates missing directories
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError("tracking_uri", f"cannot create the MLflow tracking store {uri} "
+                                            f"({parent} is not a writable directory)")
+    elif uri.startswith(("http://", "https://")):
+        from mlflow import MlflowClient
+
+        _check_tracking(MlflowClient(tracking_uri=uri), uri)
+
+
 def _check_tracking(client: Any, uri: str) -> None:
+    # One retry, 15 s timeout: MLflow's defaults (7 retries, exponential backoff) take minutes
+    # to report a server that is not there. A setting in the environment wins.
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+    quick = {k: v for k, v in quick.items() if k not in os.environ}
+    os.environ.update(quick)
     try:
         client.search_experiments(max_results=1)
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
+    finally:
+        for k in quick:
+            os.environ.pop(k, None)
 
 
 # --------------------------------------------------------------------------- summary
