@@ -225,7 +225,13 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
         split_fused_qkv(model)
     check_targets(model, group)
     pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group))
-    return get_peft_model(model, pcfg)
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing``: a warning
+        # per call, on the driver's stderr too (budget counting before launch), about neither.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, pcfg)
 
 
 # --------------------------------------------------------------------------- warm start
