@@ -55,6 +55,9 @@ def resolve_init_from(value: str, tracking_uri: str) -> Path:
     from trainables.paths import cache_dir
 
     run_id = value.removeprefix("runs:/").strip("/").split("/")[0]
+    db = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():  # the client would create an empty store
+        raise UserError(FIELD, f"no MLflow run {run_id} in {tracking_uri} (no store there yet)")
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         run = client.get_run(run_id)
