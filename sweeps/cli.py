@@ -126,8 +126,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
-    if key.split(".")[0] in TRIAL_SECTIONS:
+    head = key.split(".")[0]
+    if head in TRIAL_SECTIONS:
         key = "trial." + key
+    else:
+        import dataclasses
+
+        from trainables.config import SweepConfig
+
+        sweep = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in ("study", "overrides")]
+        if head not in sweep:  # 'adaptor.r' would otherwise be reported as a SweepConfig field
+            raise UserError(key, f"unknown setting{did_you_mean(head, [*TRIAL_SECTIONS, *sweep])}; "
+                                 f"a key starts with a trial section ({one_of(TRIAL_SECTIONS)}) or a "
+                                 f"sweep setting ({one_of(sweep)})")
     return key, parsed
 
 
