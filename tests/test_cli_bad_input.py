@@ -1,67 +1,233 @@
-"""Bad input: one line naming the field, exit code 2, no trial launched, nothing written."""
+"""Bad input: one line naming the field, exit code 2, no trial launched, nothing written.
+
+A catalogue of mistakes a user can make (sweep descriptions, search spaces, CLI flags, data
+files, model paths, tracking stores, resource requests the cluster cannot meet), each run as
+the real command in a fresh directory against its own MLflow SQLite store and Tune storage.
+Most are refused before Ray starts (1-8 s each); the resource cases start a local Ray.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
 
-SCRIPT = str(REPO / "sweeps" / "rank_e2e.py")
+
+# ----------------------------------------------------------------------------- bad files
 
 
-def _corrupt_csv(data_dir):
-    path = data_dir / "trainset.csv"
+def _corrupt_csv(tmp: Path) -> None:
+    path = tmp / "e2e" / "trainset.csv"
     lines = path.read_text(encoding="utf-8").splitlines()
     lines.insert(5, '"name[Broken], eatType[pub]",one ref,another field')
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _remove_devset(data_dir):
-    (data_dir / "devset.csv").unlink()
+def _short_row(tmp: Path) -> None:
+    path = tmp / "e2e" / "trainset.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[3] = '"name[Broken], eatType[pub]"'  # line 4: an mr without its ref
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
+
+def _wrong_header(tmp: Path) -> None:
+    path = tmp / "e2e" / "trainset.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[0] = "meaning,text"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _remove_devset(tmp: Path) -> None:
+    (tmp / "e2e" / "devset.csv").unlink()
+
+
+def _spaces(tmp: Path) -> None:
+    spaces = {
+        "space": "scientific:\n  r: {grid: [4, -2]}\n",
+        "badyaml": "scientific:\n  r: {grid: [1, 2\n",
+        "section": "scientific:\n  r: {grid: [1, 2]}\nnuisanse:\n  lr: {grid: [1.0e-3]}\n",
+        "dist": "scientific:\n  r: {gird: [1, 2]}\n",
+        "logzero": "scientific:\n  weight_decay: {loguniform: [0, 0.1]}\n",
+        "repeat": "scientific:\n  r: {grid: [4, 8, 4]}\n",
+        "arity": "scientific:\n  r+targets: {grid: [[4, qv], [8]]}\n",
+    }
+    for name, text in spaces.items():
+        (tmp / f"{name}.yaml").write_text(text)
+
+
+def _glue_bad_label(tmp: Path) -> None:
+    from trainables.offline.glue_synth import write_glue_task
+
+    d = write_glue_task("rte", tmp / "glue" / "RTE", n_train=20, n_dev=8, n_test=8)
+    lines = (d / "train.tsv").read_text(encoding="utf-8").splitlines()
+    lines[2] = lines[2].rsplit("\t", 1)[0] + "\tmaybe"  # line 3: neither label RTE has
+    (d / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _agnews_bad_class(tmp: Path) -> None:
+    from trainables.offline.glue_synth import write_ag_news
+
+    d = write_ag_news(tmp / "ag", n_train=40, n_test=12, n_unlabelled=4)
+    lines = (d / "train.csv").read_text(encoding="utf-8").splitlines()
+    lines[1] = '"7"' + lines[1][3:]  # line 2: class index 7 (AG News has 1-4)
+    (d / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _squad_bad_json(tmp: Path) -> None:
+    from trainables.offline.squad_synth import write_squad_dataset
+
+    d = write_squad_dataset(tmp / "squad", n_train=3, n_dev=2)
+    (d / "dev-v1.1.json").write_text('{"version": "1.1", "data": [')
+
+
+def _webnlg_bad_json(tmp: Path) -> None:
+    from trainables.offline.data2text_synth import write_webnlg_dataset
+
+    d = write_webnlg_dataset(tmp / "webnlg", n_train=10, n_dev=4, n_test_seen=3, n_test_unseen=3)
+    text = (d / "train.json").read_text(encoding="utf-8")
+    (d / "train.json").write_text(text[:300], encoding="utf-8")  # cut inside a string
+
+
+def _model_without_config(tmp: Path) -> None:
+    (tmp / "model").mkdir()
+    (tmp / "model" / "README.md").write_text("weights went elsewhere\n")
+
+
+def _not_an_adapter(tmp: Path) -> None:
+    (tmp / "adapter").mkdir()
+    (tmp / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 4}))
+
+
+def _a_file(tmp: Path) -> None:
+    (tmp / "afile").write_text("not a directory\n")
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+E2E, GLUE, AGNEWS, SQUAD, TASKS = "rank_e2e.py", "glue_paper.py", "agnews_budget.py", "squad_grid.py", "rank_vs_task.py"
 
 CASES = [
-    # (flags, field the message must start with, fragment, data-dir mutation)
-    (["--set", "task=e2f"], "task", "unknown task 'e2f'", None),
-    (["--set", "adapter.r=0"], "adapter.r", "positive integer", None),
-    (["--set", "train.lr=-1e-4"], "train.lr", "> 0", None),
-    (["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
-    (["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]", "positive integer", None),
-    ([], "data.source", "lacks devset.csv", _remove_devset),
-    ([], "data.source", "trainset.csv line 6: expected 2 fields (mr,ref), found 3", _corrupt_csv),
-    (["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),
-    (["--preset", "paper", "--model", "gpt2-medium-not-cached", "--data", "{data}"],
+    # (id, script, flags, field the message starts with, fragment, setup)
+    # rank_e2e.py runs with --data {tmp}/e2e (a copy of the smoke E2E data); {tmp} is the test's
+    # directory. Later flags win, so a case may replace --preset, --data or --tracking-uri.
+    # --- sweep description: presets, --set keys, types, ranges, tasks
+    ("unknown-preset", E2E, ["--preset", "smok"], "--preset", "unknown preset 'smok' (did you mean 'smoke'?)", None),
+    ("unknown-task", E2E, ["--set", "task=e2f"], "task", "unknown task 'e2f'", None),
+    ("unknown-key", E2E, ["--set", "train.lrr=1"], "train.lrr", "did you mean 'lr'", None),
+    ("unknown-section-key", E2E, ["--set", "adaptor.r=4"], "adaptor", "did you mean 'adapter'", None),
+    ("set-without-value", E2E, ["--set", "train.lr"], "--set", "expected KEY=VALUE", None),
+    ("lr-not-a-number", E2E, ["--set", "train.lr=abc"], "train.lr", "expected a number, got 'abc'", None),
+    ("lr-negative", E2E, ["--set", "train.lr=-1e-4"], "train.lr", "> 0", None),
+    ("r-zero", E2E, ["--set", "adapter.r=0"], "adapter.r", "positive integer", None),
+    ("dropout-1.5", E2E, ["--set", "adapter.dropout=1.5"], "adapter.dropout", "must be in [0, 1), got 1.5", None),
+    ("warmup-negative", E2E, ["--set", "train.warmup_steps=-5"], "train.warmup_steps", "integer >= 0, got -5", None),
+    ("unknown-method", E2E, ["--set", "adapter.method=dorra"], "adapter.method", "did you mean 'dora'", None),
+    ("unknown-targets", E2E, ["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
+    ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
+    ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
+    ("name-with-slash", E2E, ["--name", "a/b"], "name", "without '/'", None),
+    # --- search spaces
+    ("space-bad-value", E2E, ["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]",
+     "positive integer", _spaces),
+    ("space-not-found", E2E, ["--search-space", "e2e_rank_smok"], "space", "did you mean 'e2e_rank_smoke'", None),
+    ("space-invalid-yaml", E2E, ["--search-space", "{tmp}/badyaml.yaml"], "space", "line 3: not valid YAML", _spaces),
+    ("space-unknown-section", E2E, ["--search-space", "{tmp}/section.yaml"], "space.nuisanse",
+     "did you mean 'nuisance'", _spaces),
+    ("space-unknown-distribution", E2E, ["--search-space", "{tmp}/dist.yaml"], "space.scientific.r",
+     "unknown distribution 'gird' (did you mean 'grid'?)", _spaces),
+    ("space-loguniform-zero", E2E, ["--search-space", "{tmp}/logzero.yaml"],
+     "space.scientific.weight_decay.loguniform", "a log scale needs low > 0", _spaces),
+    ("space-grid-repeats", E2E, ["--search-space", "{tmp}/repeat.yaml"], "space.scientific.r.grid",
+     "values repeat", _spaces),
+    ("space-coupled-arity", E2E, ["--search-space", "{tmp}/arity.yaml"], "space.scientific.r+targets.grid[1]",
+     "expected a list of 2 values", _spaces),
+    ("optuna-with-grid", E2E, ["--search-alg", "optuna"], "space.scientific.r", "grid is not supported", None),
+    # --- CLI flags
+    ("unknown-flag", E2E, ["--unknown-flag"], "unrecognized arguments", "", None),
+    ("search-alg-unknown", E2E, ["--search-alg", "bayes"], "search.algorithm", "'grid', 'random' or 'optuna'", None),
+    ("num-samples-0", E2E, ["--num-samples", "0"], "search.num_samples", "positive integer", None),
+    ("resume-nothing", E2E, ["--resume"], "resume", "no rank_e2e sweep to resume", None),
+    ("multipart-unknown-task", GLUE, ["--task", "nope"], "--task", "unknown task 'nope'", None),
+    # --- data files
+    ("data-dir-missing", E2E, ["--data", "{tmp}/no-such-dir"], "data.source", "does not exist", None),
+    ("e2e-lacks-devset", E2E, [], "data.source", "lacks devset.csv", _remove_devset),
+    ("e2e-wrong-header", E2E, [], "data.source", "line 1: header ['meaning', 'text'] lacks an 'mr'", _wrong_header),
+    ("e2e-short-row", E2E, [], "data.source", "trainset.csv line 4: expected 2 fields (mr,ref), found 1", _short_row),
+    ("e2e-long-row", E2E, [], "data.source", "trainset.csv line 6: expected 2 fields (mr,ref), found 3", _corrupt_csv),
+    ("glue-bad-label", GLUE, ["--task", "rte", "--data", "{tmp}/glue"], "data.source",
+     "RTE/train.tsv line 3: label 'maybe' is not one this task accepts", _glue_bad_label),
+    ("agnews-bad-class", AGNEWS, ["--data", "{tmp}/ag"], "data.source",
+     "train.csv line 2: class index '7' is not 1-4", _agnews_bad_class),
+    ("squad-bad-json", SQUAD, ["--data", "{tmp}/squad"], "data.source", "dev-v1.1.json line 1: not valid JSON",
+     _squad_bad_json),
+    ("webnlg-bad-json", TASKS, ["--task", "webnlg", "--model", "smoke:gpt2-s", "--data", "{tmp}/webnlg"],
+     "data.source", "train.json line 15: not valid JSON", _webnlg_bad_json),
+    ("smoke-data-unknown", E2E, ["--data", "smoke:nope"], "data.source", "unknown offline data 'smoke:nope'", None),
+    # --- models and adapters
+    ("model-missing", E2E, ["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),
+    ("model-without-config", E2E, ["--model", "{tmp}/model"], "model.name_or_path", "has no config.json",
+     _model_without_config),
+    ("model-hub-offline", E2E, ["--preset", "paper", "--model", "gpt2-medium-not-cached"],
      "model.name_or_path", "--preset smoke", None),
-    (["--set", "train.lrr=1"], "train.lrr", "did you mean 'lr'", None),
-    (["--num-samples", "0"], "search.num_samples", "positive integer", None),
-    (["--search-alg", "optuna"], "space.scientific.r", "grid is not supported", None),
-    (["--unknown-flag"], "unrecognized arguments", "", None),
-    (["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
+    ("smoke-model-unknown", E2E, ["--model", "smoke:nope"], "model.name_or_path", "unknown offline model 'smoke:nope'",
+     None),
+    ("init-from-not-adapter", E2E, ["--set", "adapter.init_from={tmp}/adapter"], "adapter.init_from",
+     "is not an adapter directory", _not_an_adapter),
+    ("init-from-run-no-store", E2E, ["--set", "adapter.init_from=runs:/0123456789abcdef"], "adapter.init_from",
+     "no MLflow run 0123456789abcdef", None),
+    ("budget-too-small", E2E, ["--max-trainable-params", "10"], "max_trainable_params",
+     "every configuration of the space trains more than 10 parameters", None),
+    # --- tracking store
+    ("tracking-sqlite-under-file", E2E, ["--tracking-uri", "sqlite:///{tmp}/afile/x.db"], "tracking_uri",
+     "not a writable directory", _a_file),
+    ("tracking-server-unreachable", E2E, ["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri",
+     "cannot use the MLflow tracking store http://127.0.0.1:9", None),
+    # --- resources the local (CPU-only) Ray cluster cannot meet: Ray starts, nothing launches
+    ("cpus-per-trial-64", E2E, ["--cpus-per-trial", "64"], "resources.cpus_per_trial", "64 CPUs per trial", None),
+    ("gpus-per-trial-1", E2E, ["--gpus-per-trial", "1"], "resources.gpus_per_trial",
+     "use --gpus-per-trial 0 to train on CPU", None),
 ]
 
 
-@pytest.mark.parametrize("flags, field, fragment, mutate", CASES,
-                         ids=[c[1] + ("-" + c[2][:20] if c[2] else "") for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(flags, field, fragment, mutate, tmp_path, smoke_assets):
-    data = tmp_path / "e2e"
-    shutil.copytree(smoke_assets.data_dir, data)
-    if mutate:
-        mutate(data)
-    (tmp_path / "space.yaml").write_text("scientific:\n  r: {grid: [4, -2]}\n")
-    flags = [f.format(tmp=tmp_path, data=data) for f in flags]
-    db = tmp_path / "mlruns.db"
-    cmd = [sys.executable, SCRIPT, "--preset", "smoke", "--data", str(data), *flags,
-           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "ray_results")]
+@pytest.fixture(scope="module")
+def offline_sources(smoke_assets):
+    """The smoke sources the presets name beside --data (built once, before any case runs,
+    so that no case's stderr carries a first build's progress lines)."""
+    from trainables.offline.classification_assets import smoke_ag_news_data
+
+    smoke_ag_news_data()  # agnews_budget's smoke predict_file
+    return smoke_assets
+
+
+@pytest.mark.parametrize("script, flags, field, fragment, setup", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, fragment, setup, tmp_path,
+                                                         offline_sources):
+    shutil.copytree(offline_sources.data_dir, tmp_path / "e2e")
+    if setup:
+        setup(tmp_path)
+    db, storage = tmp_path / "mlruns.db", tmp_path / "ray_results"
+    cmd = [sys.executable, str(REPO / "sweeps" / script), "--preset", "smoke",
+           *(["--data", str(tmp_path / "e2e")] if script == E2E else []),
+           "--tracking-uri", f"sqlite:///{db}", "--storage", str(storage),
+           *[f.format(tmp=tmp_path) for f in flags]]
+    before = set(tmp_path.iterdir())
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {field}"), lines[0]
-    assert fragment in lines[0]
-    assert "Traceback" not in proc.stderr
-    assert not db.exists() and not (tmp_path / "mlruns").exists()
-    assert not (tmp_path / "ray_results").exists()
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # Nothing written: no MLflow store (nor its artifact folder), no Tune experiment, nothing
+    # else in the working directory; no trial launched (the sweep header is printed just
+    # before Tune starts, after the parent run exists).
+    assert set(tmp_path.iterdir()) == before, sorted(set(tmp_path.iterdir()) - before)
+    assert not db.exists() and not (tmp_path / "mlruns").exists() and not storage.exists()
+    assert "Tune storage:" not in proc.stdout and "trial" not in proc.stdout.lower()
