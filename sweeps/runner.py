@@ -484,7 +484,17 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
 def check_tracking_uri(uri: str) -> None:
     """Refuse a tracking store the sweep cannot use, before anything starts, creating nothing:
     a SQLite file is created only when the sweep launches (here its directory is checked); a
-    tracking server must answer within seconds."""
+    tracking server must answer within seconds, and its credentials come from the environment."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        # The URI is recorded (sweep config, Tune's experiment state) and printed; a secret in it
+        # would be too. MLflow reads these variables for every request instead.
+        raise UserError("tracking_uri", f"credentials in the URI ({parts.scheme}://***@"
+                                        f"{parts.netloc.rsplit('@', 1)[1]}) would be recorded with the "
+                                        "sweep; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                                        "(or MLFLOW_TRACKING_TOKEN) in the environment instead")
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///")).expanduser()
         if path.exists():
