@@ -188,6 +188,8 @@ CASES = [
      "not a writable directory", _a_file),
     ("tracking-server-unreachable", E2E, ["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri",
      "cannot use the MLflow tracking store http://127.0.0.1:9", None),
+    ("tracking-credentials-in-uri", E2E, ["--tracking-uri", "https://alice:planted-secret@mlflow.example.org"],
+     "tracking_uri", "https://***@mlflow.example.org) would be recorded", None),
     # --- resources the local (CPU-only) Ray cluster cannot meet: Ray starts, nothing launches
     ("cpus-per-trial-64", E2E, ["--cpus-per-trial", "64"], "resources.cpus_per_trial", "64 CPUs per trial", None),
     ("gpus-per-trial-1", E2E, ["--gpus-per-trial", "1"], "resources.gpus_per_trial",
@@ -231,3 +233,4 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, f
     assert set(tmp_path.iterdir()) == before, sorted(set(tmp_path.iterdir()) - before)
     assert not db.exists() and not (tmp_path / "mlruns").exists() and not storage.exists()
     assert "Tune storage:" not in proc.stdout and "trial" not in proc.stdout.lower()
+    assert "planted-secret" not in proc.stdout + proc.stderr
