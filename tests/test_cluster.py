@@ -300,16 +300,17 @@ def test_job_submission_needs_the_token(tmp_path):
 
     try:
         good_env = {**base, "HOME": str(client_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-        deadline = time.time() + 90
-        while True:  # the dashboard answers before its job agent is up: retry that one error
+        # The dashboard answers before its job agent is up ("No available agent"), and a
+        # loaded machine is slower still: retry the authorised submission until a deadline.
+        deadline, tries = time.time() + 120, []
+        while True:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             good = submit(good_env)
-            out = good.stdout + good.stderr
-            if good.returncode == 0 or time.time() > deadline or not re.search(
-                    r"No available agent|Connection refused|Failed to connect", out):
+            tries.append((good.stdout + good.stderr)[-1500:])
+            if good.returncode == 0 or time.time() > deadline:
                 break
             time.sleep(2)
-        assert good.returncode == 0, out[-3000:]
+        assert good.returncode == 0, "\n---\n".join(tries[-3:])
         assert "42" in good.stdout and "succeeded" in good.stdout
 
         none = submit({**base, "HOME": str(client_home)})
