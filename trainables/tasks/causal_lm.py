@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainables.tasks.base import Task
+from trainables.tasks.base import Prepared, Task
 
 if TYPE_CHECKING:
     import torch
@@ -125,6 +125,19 @@ class CausalLMTask(Task):
         config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision)
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
+
+    def load_prepared(self, path: Path, cfg: TrialConfig) -> Prepared:
+        """What the family's ``prepare`` writes: train/val token arrays (memory-mapped), the
+        grouped test set (``test.json``) and the data statistics."""
+        import json
+
+        return Prepared(
+            train=TokenizedExamples.load(path, "train"),
+            val=TokenizedExamples.load(path, "val"),
+            test=json.loads((path / "test.json").read_text()),
+            stats=json.loads((path / "stats.json").read_text()),
+            path=path,
+        )
 
     def collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, Any]]:
         return pad_collate(tokenizer.pad_token_id)

@@ -397,15 +397,6 @@ class SquadTask(CausalLMTask):
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
 
     # ----------------------------------------------------------- in the trial
-    def load_prepared(self, path: Path, cfg: TrialConfig) -> Prepared:
-        return Prepared(
-            train=TokenizedExamples.load(path, "train"),
-            val=TokenizedExamples.load(path, "val"),
-            test=json.loads((path / "test.json").read_text()),
-            stats=json.loads((path / "stats.json").read_text()),
-            path=path,
-        )
-
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
         from trainables.metrics.squad import score_squad
