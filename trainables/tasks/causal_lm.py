@@ -152,6 +152,17 @@ class CausalLMTask(Task):
         return total, int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
+def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
+    """A fixed random subset (seed 0) of ``limit`` rows in their original order, when limited:
+    more variety than the first N rows, which official files group by input or article."""
+    if limit is None or limit >= len(rows):
+        return rows
+    import random
+
+    keep = sorted(random.Random(0).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
 def model_source(cfg: TrialConfig) -> str:
     """What ``from_pretrained`` gets: the expanded local path, or the hub id as given."""
     path = Path(cfg.model.name_or_path).expanduser()

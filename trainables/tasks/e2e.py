@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.base import MetricSpec, Prepared
-from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, generate, load_tokenizer
+from trainables.tasks.causal_lm import (CausalLMTask, TokenizedExamples, fixed_subset, generate,
+                                        load_tokenizer)
 
 if TYPE_CHECKING:
     import torch
@@ -187,17 +188,6 @@ def group_references(rows: list[tuple[str, str]]) -> tuple[list[str], list[list[
     return list(groups), list(groups.values())
 
 
-def _subset(rows: list[Any], limit: int | None) -> list[Any]:
-    """A fixed random subset (seed 0) when limited: more MR variety than the first N rows,
-    which the official files group by MR."""
-    if limit is None or limit >= len(rows):
-        return rows
-    import random
-
-    keep = sorted(random.Random(0).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
-
-
 class E2ETask(CausalLMTask):
     name = "e2e"
     final_metrics = (
@@ -291,8 +281,8 @@ class E2ETask(CausalLMTask):
         fmt = cfg.data.format or self.default_format()
         rows = self.read_rows(cfg)
         eos = tokenizer.eos_token_id
-        train = _subset(rows["train"], cfg.data.train_limit)
-        val = _subset(rows["validation"], cfg.data.val_limit)
+        train = fixed_subset(rows["train"], cfg.data.train_limit)
+        val = fixed_subset(rows["validation"], cfg.data.val_limit)
         test_mrs, test_refs = group_references(rows["test"])
         keep = self.limit_test(len(test_mrs), cfg.data.test_limit)
         test_mrs, test_refs = [test_mrs[i] for i in keep], [test_refs[i] for i in keep]

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.base import MetricSpec, Prepared
-from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, generate, load_tokenizer
+from trainables.tasks.causal_lm import (CausalLMTask, TokenizedExamples, fixed_subset, generate,
+                                        load_tokenizer)
 
 if TYPE_CHECKING:
     import torch
@@ -302,16 +303,6 @@ def encode_split(encoder: Encoder, questions: list[Question], *, max_length: int
     return prompts, targets, kept, counts
 
 
-def _subset(rows: list[Any], limit: int | None) -> list[Any]:
-    """A fixed random subset (seed 0): more articles than the first N questions."""
-    if limit is None or limit >= len(rows):
-        return rows
-    import random
-
-    keep = sorted(random.Random(0).sample(range(len(rows)), limit))
-    return [rows[i] for i in keep]
-
-
 class SquadTask(CausalLMTask):
     name = "squad"
     final_metrics = (
@@ -368,8 +359,8 @@ class SquadTask(CausalLMTask):
         data = load_questions(cfg)
         encoder = Encoder(tokenizer, fmt)
         stats: dict[str, Any] = {"data_key": key, "format": fmt}
-        splits = {"train": _subset(data["train"], cfg.data.train_limit),
-                  "val": _subset(data["validation"], cfg.data.val_limit)}
+        splits = {"train": fixed_subset(data["train"], cfg.data.train_limit),
+                  "val": fixed_subset(data["validation"], cfg.data.val_limit)}
         for name, questions in splits.items():
             prompts, targets, _, counts = encode_split(encoder, questions, max_length=cfg.data.max_length,
                                                        reserve=None, progress=progress, desc=name)
