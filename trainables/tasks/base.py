@@ -72,9 +72,26 @@ class Task(ABC):
     def check(self, cfg: TrialConfig) -> None:
         """Fast checks of the data source and task options; raise UserError naming the field."""
 
-    @abstractmethod
     def prepare(self, cfg: TrialConfig, *, progress: bool = True) -> Path:
-        """Tokenise the data into the cache once (keyed by content); return its directory."""
+        """Tokenise the data into the cache once, as ``<cache>/data/<task>-<key>`` (the key is
+        :meth:`_key`, a hash of everything the content depends on, built by :meth:`_build`);
+        return its directory."""
+        from trainables.cache import build_once
+        from trainables.paths import cache_dir
+        from trainables.tasks.causal_lm import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg)
+        key = self._key(cfg, tokenizer)
+        return build_once(cache_dir() / "data", f"{self.name}-{key}",
+                          lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
+
+    @abstractmethod
+    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
+        """The cache key of the prepared data (data identity, tokenizer, preprocessing)."""
+
+    @abstractmethod
+    def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
+        """Write the prepared data into ``out`` (renamed into place when complete)."""
 
     @abstractmethod
     def skeleton(self, cfg: TrialConfig) -> Any:

@@ -337,16 +337,6 @@ class ClassificationTask(Task):
                 "id2label": dict(enumerate(self.label_names)),
                 "label2id": {n: i for i, n in enumerate(self.label_names)}}
 
-    def prepare(self, cfg: TrialConfig, *, progress: bool = True) -> Path:
-        from trainables.cache import build_once
-        from trainables.paths import cache_dir
-        from trainables.tasks.causal_lm import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg)
-        key = self._key(cfg, tokenizer)
-        return build_once(cache_dir() / "data", f"{self.name}-{key}",
-                          lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
-
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         d = cfg.data
         policy = d.split or self.default_split

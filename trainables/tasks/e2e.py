@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.base import MetricSpec, Prepared
-from trainables.tasks.causal_lm import (CausalLMTask, TokenizedExamples, fixed_subset, generate,
-                                        load_tokenizer)
+from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, fixed_subset, generate
 
 if TYPE_CHECKING:
     import torch
@@ -265,15 +264,6 @@ class E2ETask(CausalLMTask):
             "max_length": cfg.data.max_length, "limits": [cfg.data.train_limit, cfg.data.val_limit,
                                                           cfg.data.test_limit],
         })
-
-    def prepare(self, cfg: TrialConfig, *, progress: bool = True) -> Path:
-        from trainables.cache import build_once
-        from trainables.paths import cache_dir
-
-        tokenizer = load_tokenizer(cfg)
-        key = self._key(cfg, tokenizer)
-        return build_once(cache_dir() / "data", f"{self.name}-{key}",
-                          lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
 
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         from tqdm.auto import tqdm

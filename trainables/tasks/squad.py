@@ -39,8 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.base import MetricSpec, Prepared
-from trainables.tasks.causal_lm import (CausalLMTask, TokenizedExamples, fixed_subset, generate,
-                                        load_tokenizer)
+from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, fixed_subset, generate
 
 if TYPE_CHECKING:
     import torch
@@ -344,15 +343,6 @@ class SquadTask(CausalLMTask):
             "max_length": cfg.data.max_length, "reserve": cfg.eval.max_new_tokens,
             "limits": [cfg.data.train_limit, cfg.data.val_limit, cfg.data.test_limit],
         })
-
-    def prepare(self, cfg: TrialConfig, *, progress: bool = True) -> Path:
-        from trainables.cache import build_once
-        from trainables.paths import cache_dir
-
-        tokenizer = load_tokenizer(cfg)
-        key = self._key(cfg, tokenizer)
-        return build_once(cache_dir() / "data", f"squad-{key}",
-                          lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
 
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         fmt = cfg.data.format or self.default_format()
