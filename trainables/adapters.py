@@ -186,24 +186,33 @@ def check_adapter_targets(skeleton: Any, targets: list[str]) -> None:
 # --------------------------------------------------------------------------- building
 
 
-def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool) -> Any:
-    """The peft config for ``cfg`` (one place that maps our fields to peft's)."""
-    from peft import LoraConfig
+def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool,
+                meta: bool = False) -> Any:
+    """The peft config for ``cfg`` (its method's entry in :mod:`trainables.methods` maps our
+    fields to peft's); None for ``full``."""
+    from trainables.methods import peft_config as method_config
 
-    target = "all-linear" if group.modules == ("all-linear",) else list(group.modules)
-    return LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=target,
-        use_rslora=cfg.method == "rslora",
-        use_dora=cfg.method == "dora",
-        # GPT-2's Conv1D stores W transposed; peft wants to be told (it warns and fixes it
-        # per layer otherwise). Linear views from the qv split are ordinary Linear layers.
-        fan_in_fan_out=conv1d,
-        bias="none",
-        task_type=PEFT_TASK_TYPES[task_type],
-    )
+    return method_config(cfg, group.modules, task_type=task_type, conv1d=conv1d, meta=meta)
+
+
+def check_adapter_methods(skeleton: Any, pairs: list[tuple[str, str]]) -> None:
+    """Each (``adapter.method``, ``adapter.targets``) pair a sweep may use must fit the model:
+    the method must be able to adapt every layer the targets select (VeRA: no Conv2d)."""
+    import copy
+
+    from trainables.methods import check_layers, get_method
+
+    model_type = skeleton.config.model_type
+    split = None
+    for method, targets in pairs:
+        group = resolve_targets(targets, model_type)
+        model = skeleton
+        if group.split_qkv:
+            if split is None:
+                split = copy.deepcopy(skeleton)
+                split_fused_qkv(split)
+            model = split
+        check_layers(model, get_method(method), group.modules, targets)
 
 
 def _targets_conv1d(model: Any, group: TargetGroup) -> bool:
@@ -216,22 +225,34 @@ def _targets_conv1d(model: Any, group: TargetGroup) -> bool:
 
 
 def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "causal_lm") -> Any:
-    """Freeze ``model`` and add the adapter ``cfg`` describes; returns the peft model."""
+    """Freeze ``model`` and add the adapter ``cfg`` describes; returns the peft model. With
+    ``method: full`` there is no adapter: every parameter of ``model`` trains and it is
+    returned as it is."""
     from peft import get_peft_model
 
+    from trainables.methods import after_build, check_layers, get_method
+
+    method = get_method(cfg.method)
+    if method.peft_type is None:
+        model.requires_grad_(True)
+        return model
     model_type = model.config.model_type
     group = resolve_targets(cfg.targets, model_type)
     if group.split_qkv:
         split_fused_qkv(model)
     check_targets(model, group)
-    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group))
+    check_layers(model, method, group.modules, cfg.targets)
+    meta = any(p.is_meta for p in model.parameters())
+    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group), meta=meta)
     import warnings
 
     with warnings.catch_warnings():
         # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing``: a warning
         # per call, on the driver's stderr too (budget counting before launch), about neither.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(model, pcfg)
+        peft_model = get_peft_model(model, pcfg)
+    after_build(peft_model, cfg)
+    return peft_model
 
 
 # --------------------------------------------------------------------------- warm start

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainables.errors import UserError, did_you_mean, one_of
+from trainables.methods import METHODS
 
 
 def _positive_int(name: str, value: int | None, *, allow_none: bool = False) -> None:
@@ -88,15 +89,14 @@ class DataConfig:
         _positive_int("augment_copies", self.augment_copies)
 
 
-METHODS = ("lora", "rslora", "dora")
-"""Adapter methods the trainable builds with peft (``lora``; ``rslora`` = LoRA with
-alpha/sqrt(r) scaling; ``dora`` = weight-decomposed LoRA)."""
-
-
 @dataclass(frozen=True)
 class AdapterConfig:
     method: str = "lora"
-    """Adapter method: one of :data:`METHODS`."""
+    """Fine-tuning method, one of :data:`trainables.methods.METHODS`: ``full``, ``lora``,
+    ``rslora``, ``dora``, ``loraplus``, ``vera``, ``lora-fa``, ``pissa``, ``olora``, ``qlora``.
+    Searchable like the other adapter fields. ``vera``: ``r`` is the rank of its shared random
+    projections (256-1024 in the VeRA paper) and alpha is unused; ``full``: no adapter, every
+    parameter trains, the other adapter fields are unused."""
     r: int = 4
     """LoRA rank r: each adapted d_out x d_in weight gets B (d_out x r) @ A (r x d_in)."""
     alpha: float | None = 32.0
@@ -110,6 +110,9 @@ class AdapterConfig:
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``attn+proj``,
     ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or a
     comma-separated list of module names."""
+    loraplus_lr_ratio: float = 16.0
+    """``loraplus``: B's learning rate over A's (train.lr is A's). 16 = 2^4, the LoRA+ paper's
+    recommendation (Hayou et al. 2024, arXiv:2402.12354); peft asks for >= 1."""
     init_from: str | None = None
     """Warm start: an adapter directory, or ``runs:/<run_id>`` (a trial's adapter in MLflow,
     e.g. the best MNLI trial), whose LoRA weights initialise this adapter (the head stays
@@ -120,6 +123,11 @@ class AdapterConfig:
             raise UserError("method", f"unknown adapter method {self.method!r}"
                                       f"{did_you_mean(self.method, METHODS)}; "
                                       f"accepted: {one_of(METHODS)}")
+        if not math.isfinite(self.loraplus_lr_ratio) or self.loraplus_lr_ratio < 1:
+            raise UserError("loraplus_lr_ratio", f"must be a number >= 1, got {self.loraplus_lr_ratio!r}")
+        if self.method == "full" and self.init_from:
+            raise UserError("init_from", "a warm start loads adapter weights, and method 'full' has "
+                                         "no adapter; use a LoRA method or init_from=null")
         _positive_int("r", self.r)
         if self.alpha is None and self.alpha_over_r is None:
             raise UserError("alpha", "set alpha (a number) or alpha_over_r (a multiple of r)")
@@ -249,6 +257,9 @@ class TrialConfig:
         if self.task not in TASKS:
             raise UserError("task", f"unknown task {self.task!r}{did_you_mean(self.task, TASKS)}; "
                                     f"accepted: {one_of(sorted(TASKS))}")
+        from trainables.methods import check_trial
+
+        check_trial(self)  # the method with the base's quantisation and the optimizer
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainables.config import TrainConfig, TrialConfig
+from trainables.config import AdapterConfig, TrainConfig, TrialConfig
 
 if TYPE_CHECKING:
     import torch
@@ -114,12 +114,15 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def build_optimizer(model: Any, train: TrainConfig) -> Any:
+def build_optimizer(model: Any, train: TrainConfig, adapter: AdapterConfig | None = None) -> Any:
+    """AdamW over the trainable parameters, in the parameter groups of the adapter's method
+    (LoRA+: B at ``loraplus_lr_ratio`` x A's lr; LoRA-FA: peft's LoRA-FA optimizer)."""
     import torch
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2),
-                             eps=train.adam_eps, weight_decay=train.weight_decay)
+    from trainables.methods import build_optimizer as method_optimizer
+
+    return method_optimizer(unwrap(model), adapter or AdapterConfig(), train,
+                            optimizer_cls=torch.optim.AdamW)
 
 
 def build_scheduler(optimizer: Any, train: TrainConfig, plan: StepPlan) -> Any:
@@ -147,7 +150,7 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
 
     save_adapter(unwrap(model), out / ADAPTER_DIR,
                  meta={"task": cfg.task, "base_model": cfg.model.name_or_path,
-                       "targets": cfg.adapter.targets, "step": step})
+                       "method": cfg.adapter.method, "targets": cfg.adapter.targets, "step": step})
     torch.save({"step": step, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
                out / STATE_FILE)
@@ -160,8 +163,12 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(str(src / ADAPTER_DIR / "adapter_model.safetensors"))
-    set_peft_model_state_dict(unwrap(model), weights)
+    full = src / ADAPTER_DIR / "model.safetensors"
+    if full.is_file():  # method 'full': the checkpoint is the whole model
+        unwrap(model).load_state_dict(load_file(str(full)), strict=False)
+    else:
+        weights = load_file(str(src / ADAPTER_DIR / "adapter_model.safetensors"))
+        set_peft_model_state_dict(unwrap(model), weights)
     state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -250,7 +257,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     val_loader = session.prepare_loader(val_loader)
 
     plan = plan_steps(cfg.train, len(data.train), world_size=session.world_size)
-    optimizer = build_optimizer(model, cfg.train)
+    optimizer = build_optimizer(model, cfg.train, cfg.adapter)
     scheduler = build_scheduler(optimizer, cfg.train, plan)
     start_step = 0
     with session.restored_checkpoint() as ckpt:
