@@ -162,10 +162,12 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
     p.add_argument("--preset", default=default, help=f"one of {', '.join(presets)} (default {default})")
     if study.part_flag:
         names = sorted({n for preset in presets.values() for n in preset.get("parts") or {}})
-        p.add_argument(f"--{study.part_flag}", dest="parts", default=",".join(study.default_parts),
+        p.add_argument(f"--{study.part_flag}", dest="parts", default=None,
                        metavar="NAME[,NAME...]",
                        help=f"one sweep each, in turn: {', '.join(names)}, or all "
-                            f"(default {','.join(study.default_parts)})")
+                            f"(default {','.join(study.default_parts)}"
+                            + "".join(f"; {n}: {','.join(v['default_parts'])}" for n, v in presets.items()
+                                      if v.get("default_parts")) + ")")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. train.lr=1e-4, adapter.targets=attn+proj, "
                         "scheduler.grace_period=2 (repeatable)")
@@ -203,7 +205,9 @@ def selected_parts(study: Study, preset: str, text: str | None) -> list[str | No
         return [None]
     parts = study.parts(preset)
     flag = f"--{study.part_flag}"
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if text is None:  # a preset may name its own default parts (a smoke run does fewer)
+        text = ",".join(study.presets[preset].get("default_parts") or study.default_parts)
+    names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise UserError(flag, f"name at least one: {one_of(parts)} or all")
     if names == ["all"]:
@@ -228,6 +232,7 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
                                     f"accepted: {one_of(presets)}")
     data = copy.deepcopy(presets[args.preset])
     part_settings = data.pop("parts", None) or {}
+    data.pop("default_parts", None)
     if part is not None:
         # The part's settings are defaults; the preset (and then the command line) wins.
         data = deep_merge(part_settings[part], data)

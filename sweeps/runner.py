@@ -100,7 +100,7 @@ def storage_path(cfg: SweepConfig) -> str:
 def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     """Step 1 (and 2 when ``prepare``): validate everything and prepare the data."""
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
-    from trainables.adapters import check_adapter_targets
+    from trainables.adapters import check_adapter_methods, check_adapter_targets
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
     from trainables.tasks import get_task
@@ -128,6 +128,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     skeleton = task.skeleton(trial0)
     targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
+    check_adapter_methods(skeleton, _method_pairs(base, space))
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
@@ -149,6 +150,30 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
         if cfg.scheduler.name == "asha":
             asha_max_t(cfg, plan.max_epoch)  # before anything is started or written
     return plan
+
+
+def _method_pairs(base: dict[str, Any], space: Any) -> list[tuple[str, str]]:
+    """Every (adapter.method, adapter.targets) pair the sweep may run. Grid points give the
+    pairs exactly (a coupled ``method+targets`` grid pairs only its own values); a sampled
+    (choice) method or target group is checked against every value of the other. Each pair's
+    trial config is built, so method/base combinations (a quantised base) are checked too."""
+    import itertools
+
+    from search_spaces import apply_hyperparameters
+
+    keys = ("adapter.method", "adapter.targets")
+    sampled = any(p.kind != "grid" for p in space.swept if set(p.keys) & set(keys))
+    if sampled:
+        methods = [base["adapter"]["method"], *space.values_of("adapter.method")]
+        targets = [base["adapter"]["targets"], *space.values_of("adapter.targets")]
+        points = [dict(zip(keys, c)) for c in itertools.product(dict.fromkeys(methods), dict.fromkeys(targets))]
+    else:
+        points = space.grid_points() or [{}]
+    pairs: dict[tuple[str, str], None] = {}
+    for point in points:
+        trial = from_dict(TrialConfig, apply_hyperparameters(base, point))
+        pairs[(trial.adapter.method, trial.adapter.targets)] = None
+    return list(pairs)
 
 
 def _within_budget(cfg: SweepConfig, space: Any, base: dict[str, Any], skeleton: Any,
@@ -571,6 +596,7 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     from trainables.mlflow_record import FAILED, STOPPED, log_batch, now_ms
 
     swept = plan.space.swept
+    compare_methods = any("adapter.method" in p.keys for p in swept)
     rows: list[dict[str, Any]] = []
     for result in results:
         m = result.metrics or {}
@@ -590,6 +616,10 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
                     "wall_s": m.get("wall_s"), "trial_id": m.get("trial_id"),
                     "mlflow_run_id": recorder.run_id(m.get("trial_id", "")),
                     "error": str(result.error).splitlines()[0][:200] if result.error else ""})
+        if compare_methods and "method" not in row:  # swept coupled, e.g. method+r
+            from search_spaces import apply_hyperparameters
+
+            row["method"] = apply_hyperparameters(plan.base, cfg_hp)["adapter"]["method"]
         rows.append(row)
     rows.sort(key=lambda r: tuple(_sort_key(r.get(p.short)) for p in swept))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED)}
@@ -613,6 +643,8 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
         print(f"  reference ({note}): {ref}")
     if task.final_metrics and not plan.cfg.trial.eval.generate:
         print("  generation metrics off (eval.generate=false)")
+    if compare_methods and rows:
+        _compare_methods(plan, task, rows, out_dir, client, parent)
     _print_seed_medians(rows, swept, task, reference)
     for note in sorted({r["note"] for r in rows if r.get("note")}):
         print(f"  note: {note}")
@@ -639,6 +671,29 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     client.set_terminated(parent, status=status, end_time=now_ms())
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
                    exit_code=1 if counts[FAILED] else 0)
+
+
+def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, client: Any,
+                     parent: str) -> None:
+    """A sweep over ``adapter.method``: the quality / speed / memory table of its methods
+    (printed, ``methods.csv``) and its plot (``methods.png``), both also on the parent run."""
+    from analysis.methods import method_rows, plot, render
+
+    spec = task.final_metrics[0] if task.final_metrics and plan.cfg.trial.eval.generate else task.metric
+    table = method_rows(rows, spec.name)
+    title = f"methods on {plan.cfg.trial.task} ({spec.heading}: median over completed trials; " \
+            f"peak memory {'GPU' if plan.cfg.resources.gpus_per_trial else 'process RSS'})"
+    print(render(table, heading=spec.heading, fmt=spec.fmt, title=title))
+    path = out_dir / "methods.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    client.log_artifact(parent, str(path))
+    png = plot(table, out_dir / "methods.png", heading=spec.heading, title=f"{plan.name}: {plan.cfg.trial.task}")
+    if png is not None:
+        client.log_artifact(parent, str(png))
+        print(f"  methods plot: {png.resolve()}")
 
 
 def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,

@@ -1,0 +1,89 @@
+"""The quality / speed / memory comparison of fine-tuning methods (full, LoRA, DoRA, VeRA, ...).
+
+A sweep that varies ``adapter.method`` ends with one row per method: the task's metric (the
+median over the method's completed trials, e.g. over seeds), trainable parameters,
+training throughput (samples/s, median) and peak memory (the largest of its trials; on CPU the
+process's resident set, on GPU ``torch.cuda.max_memory_allocated``). :func:`method_rows` builds
+the rows from the sweep's result rows, :func:`render` prints them, :func:`plot` draws the
+metric against trainable parameters and against samples/s (marker area ~ peak memory).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("method", "trials", "completed", "metric", "trainable_params", "samples_per_s", "peak_mem_mb")
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def method_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """One row per method, in the order the methods first appear in ``rows`` (each row of
+    ``rows`` has ``method``, ``status``, ``metric``, ``trainable_params``, ``samples_per_s``,
+    ``peak_mem_mb``). The metric is the median over completed trials (all trials when none
+    completed, e.g. every one stopped by ASHA, so the table still compares something)."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        group = [r for r in rows if r["method"] == method]
+        done = [r for r in group if r["status"] == "completed"]
+        vals = [v for r in (done or group) if (v := _num(r.get(metric))) is not None]
+        speeds = [v for r in group if (v := _num(r.get("samples_per_s"))) is not None]
+        mems = [v for r in group if (v := _num(r.get("peak_mem_mb"))) is not None]
+        params = [v for r in group if (v := _num(r.get("trainable_params"))) is not None]
+        out.append({"method": method, "trials": len(group), "completed": len(done),
+                    "metric": statistics.median(vals) if vals else None,
+                    "trainable_params": int(max(params)) if params else None,
+                    "samples_per_s": statistics.median(speeds) if speeds else None,
+                    "peak_mem_mb": max(mems) if mems else None})
+    return out
+
+
+def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", title: str = "") -> str:
+    from tabulate import tabulate
+
+    def f(v: Any, spec: str) -> str:
+        return "-" if v is None else spec.format(v)
+
+    body = [[r["method"], f"{r['completed']}/{r['trials']}", f(r["metric"], fmt),
+             f(r["trainable_params"], "{:,}"), f(r["samples_per_s"], "{:.1f}"), f(r["peak_mem_mb"], "{:.0f}")]
+            for r in table]
+    headers = ["method", "completed", heading, "trainable params", "samples/s", "peak MB"]
+    text = tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
+    return (f"\n  {title}\n" if title else "\n") + text
+
+
+def plot(table: list[dict[str, Any]], out: Path, *, heading: str, title: str) -> Path | None:
+    """``out`` (PNG): the metric against trainable parameters (log axis) and against
+    samples/s, one labelled point per method, marker area proportional to peak memory."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pts = [r for r in table if r["metric"] is not None]
+    if not pts:
+        return None
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    mem = [r["peak_mem_mb"] or 0.0 for r in pts]
+    top = max(mem) or 1.0
+    for ax, key, label, log in ((axes[0], "trainable_params", "trainable parameters", True),
+                                (axes[1], "samples_per_s", "training samples/s", False)):
+        for r, m in zip(pts, mem):
+            if r[key] is None:
+                continue
+            ax.scatter([r[key]], [r["metric"]], s=40 + 260 * m / top, alpha=0.6)
+            ax.annotate(r["method"], (r[key], r["metric"]), textcoords="offset points", xytext=(5, 5))
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(heading)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title} (marker area ~ peak memory)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
