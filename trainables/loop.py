@@ -115,11 +115,12 @@ def _autocast(precision: str, device: torch.device):
 
 
 def build_optimizer(model: Any, train: TrainConfig) -> Any:
-    import torch
+    from trainables.quantization import optimizer_class
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2),
-                             eps=train.adam_eps, weight_decay=train.weight_decay)
+    # torch's AdamW, or bitsandbytes' paged AdamW (train.optimizer): the same arguments.
+    return optimizer_class(train)(params, lr=train.lr, betas=(train.adam_beta1, train.adam_beta2),
+                                  eps=train.adam_eps, weight_decay=train.weight_decay)
 
 
 def build_scheduler(optimizer: Any, train: TrainConfig, plan: StepPlan) -> Any:
