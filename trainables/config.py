@@ -254,7 +254,7 @@ class EvalConfig:
         if self.judge is not None:
             from trainables.judge import check_judge_spec
 
-            check_judge_spec(self.judge)
+            check_judge_spec(self.judge, field="judge")
 
 
 @dataclass(frozen=True)

@@ -33,19 +33,20 @@ def _is_url(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
 
 
-def check_judge_spec(spec: str) -> None:
-    """The form of ``eval.judge`` (cheap; no import, no request)."""
+def check_judge_spec(spec: str, field: str = FIELD) -> None:
+    """The form of ``eval.judge`` (cheap; no import, no request). ``field`` names it in errors
+    (``judge`` inside :class:`~trainables.config.EvalConfig`, whose path the schema adds)."""
     if _is_url(spec):
         parts = urlsplit(spec)
         if not parts.hostname:
-            raise UserError(FIELD, f"{spec!r} has no host; expected http(s)://host[:port]/path")
+            raise UserError(field, f"{spec!r} has no host; expected http(s)://host[:port]/path")
         if parts.username or parts.password:
-            raise UserError(FIELD, "credentials in the judge URL would be recorded with the trial; "
+            raise UserError(field, "credentials in the judge URL would be recorded with the trial; "
                                    "give the endpoint its own authentication")
         return
     module, _, name = spec.partition(":")
     if not module or not name or not all(p.isidentifier() for p in module.split(".") + name.split(".")):
-        raise UserError(FIELD, f"expected a Python callable 'module:function' or an http(s):// URL, "
+        raise UserError(field, f"expected a Python callable 'module:function' or an http(s):// URL, "
                                f"got {spec!r}")
 
 
