@@ -129,6 +129,10 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
     check_adapter_methods(skeleton, _method_pairs(base, space))
+    from trainables.quantization import check_quantization
+
+    check_quantization([trial0, *(from_dict(TrialConfig, apply_hyperparameters(base, p))
+                                  for p in space.grid_points())], skeleton, cfg.resources)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)

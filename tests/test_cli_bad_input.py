@@ -94,6 +94,11 @@ def _webnlg_bad_json(tmp: Path) -> None:
     (d / "train.json").write_text(text[:300], encoding="utf-8")  # cut inside a string
 
 
+def _guanaco_without_eval(tmp: Path) -> None:
+    (tmp / "guanaco").mkdir()
+    (tmp / "guanaco" / "train.jsonl").write_text('{"text": "### Human: hi### Assistant: hello"}\n')
+
+
 def _model_without_config(tmp: Path) -> None:
     (tmp / "model").mkdir()
     (tmp / "model" / "README.md").write_text("weights went elsewhere\n")
@@ -111,6 +116,7 @@ def _a_file(tmp: Path) -> None:
 # ----------------------------------------------------------------------------- the catalogue
 
 E2E, GLUE, AGNEWS, SQUAD, TASKS = "rank_e2e.py", "glue_paper.py", "agnews_budget.py", "squad_grid.py", "rank_vs_task.py"
+QLORA = "qlora_guanaco.py"
 
 CASES = [
     # (id, script, flags, field the message starts with, fragment, setup)
@@ -168,6 +174,8 @@ CASES = [
      _squad_bad_json),
     ("webnlg-bad-json", TASKS, ["--task", "webnlg", "--model", "smoke:gpt2-s", "--data", "{tmp}/webnlg"],
      "data.source", "train.json line 15: not valid JSON", _webnlg_bad_json),
+    ("guanaco-lacks-eval-file", QLORA, ["--data", "{tmp}/guanaco"], "data.source",
+     "lacks eval.jsonl or openassistant_best_replies_eval.jsonl", _guanaco_without_eval),
     ("smoke-data-unknown", E2E, ["--data", "smoke:nope"], "data.source", "unknown offline data 'smoke:nope'", None),
     # --- models and adapters
     ("model-missing", E2E, ["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),
@@ -181,6 +189,10 @@ CASES = [
      "is not an adapter directory", _not_an_adapter),
     ("init-from-run-no-store", E2E, ["--set", "adapter.init_from=runs:/0123456789abcdef"], "adapter.init_from",
      "no MLflow run 0123456789abcdef", None),
+    ("quantization-unknown", QLORA, ["--set", "model.quantization=int4"], "model.quantization",
+     "expected one of 'none' or 'nf4', got 'int4'", None),
+    ("quantization-on-gpt2", E2E, ["--set", "model.quantization=nf4"], "model.quantization",
+     "this gpt2 model has none (its layers are Conv1D)", None),
     ("budget-too-small", E2E, ["--max-trainable-params", "10"], "max_trainable_params",
      "every configuration of the space trains more than 10 parameters", None),
     # --- tracking store
@@ -202,8 +214,10 @@ def offline_sources(smoke_assets):
     """The smoke sources the presets name beside --data (built once, before any case runs,
     so that no case's stderr carries a first build's progress lines)."""
     from trainables.offline.classification_assets import smoke_ag_news_data
+    from trainables.offline.tiny_llama import ensure_assets
 
     smoke_ag_news_data()  # agnews_budget's smoke predict_file
+    ensure_assets()  # qlora_guanaco's tiny Llama
     return smoke_assets
 
 

@@ -317,6 +317,8 @@ def count_parameters(model: torch.nn.Module) -> ParamCount:
     trainable = total = 0
     for p in model.parameters():
         n = p.numel()
+        if p.__class__.__name__ == "Params4bit":  # two 4-bit weights per stored byte (as peft counts)
+            n *= 2 * getattr(getattr(p, "quant_storage", None), "itemsize", 1)
         total += n
         if p.requires_grad:
             trainable += n

@@ -38,6 +38,15 @@ class ModelConfig:
     """Hub revision (branch, tag or commit) for a hub name; ignored for local paths."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype the frozen base weights are loaded in. Adapters always train in float32."""
+    quantization: Literal["none", "nf4"] = "none"
+    """``nf4``: load the frozen base in 4-bit NormalFloat with bitsandbytes (QLoRA); its
+    ``nn.Linear`` layers become ``bnb.nn.Linear4bit`` and only the adapters train.
+    ``adapter.method: qlora`` implies it (:func:`trainables.quantization.quantization_for`)."""
+    double_quant: bool = True
+    """Quantise the 4-bit quantisation constants too (QLoRA's double quantisation: about
+    0.37 bits per parameter saved, 3 GB on a 65B model)."""
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """Dtype a 4-bit layer dequantises its weights to for the matmul (QLoRA: bfloat16)."""
 
     def __post_init__(self) -> None:
         if not self.name_or_path.strip():
@@ -184,6 +193,14 @@ class TrainConfig:
     log_every_steps: int = 10
     """Record train loss and learning rate every N optimizer steps (logged to MLflow in
     batches with each report, not one call per step)."""
+    optimizer: Literal["adamw", "paged_adamw_32bit", "paged_adamw_8bit"] = "adamw"
+    """``adamw``: torch's AdamW; ``paged_adamw_32bit`` / ``paged_adamw_8bit``: bitsandbytes'
+    paged AdamW (QLoRA), whose state pages to CPU memory under GPU memory pressure (8bit:
+    blockwise 8-bit state). On a CPU-only trial bitsandbytes keeps the state unpaged (there
+    is nowhere to page to); the trial records a note saying so."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of storing them (less memory, about
+    30% more compute); with a 4-bit base, through peft's ``prepare_model_for_kbit_training``."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:
@@ -226,6 +243,13 @@ class EvalConfig:
     """Inputs decoded per ``generate`` call (each expands to ``num_beams`` sequences)."""
     meteor: bool | None = None
     """Compute METEOR (a Java program); null = when Java is available, else skipped and said."""
+    prompts: str | None = None
+    """Instruction tasks: a JSONL file of fixed prompts to generate for at the end of a full
+    trial (``{"id", "prompt"}`` or ``{"id", "messages"}`` lines); null = the task's own list."""
+    judge: str | None = None
+    """Instruction tasks: what scores the generations, a Python callable ``module:function``
+    (called as ``f(prompt, answer) -> number``) or an ``http(s)://`` URL (POSTed
+    ``{"prompt", "answer"}``, answering ``{"score": number}``); null = not judged."""
 
     def __post_init__(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):
@@ -235,6 +259,10 @@ class EvalConfig:
                             f"must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
         if not math.isfinite(self.length_penalty):
             raise UserError("length_penalty", f"must be a number, got {self.length_penalty!r}")
+        if self.judge is not None:
+            from trainables.judge import check_judge_spec
+
+            check_judge_spec(self.judge, field="judge")
 
 
 @dataclass(frozen=True)

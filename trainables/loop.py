@@ -132,14 +132,14 @@ def _autocast(precision: str, device: torch.device):
 
 
 def build_optimizer(model: Any, train: TrainConfig, adapter: AdapterConfig | None = None) -> Any:
-    """AdamW over the trainable parameters, in the parameter groups of the adapter's method
-    (LoRA+: B at ``loraplus_lr_ratio`` x A's lr; LoRA-FA: peft's LoRA-FA optimizer)."""
-    import torch
-
+    """AdamW (torch's, or bitsandbytes' paged AdamW: ``train.optimizer``) over the trainable
+    parameters, in the parameter groups of the adapter's method (LoRA+: B at
+    ``loraplus_lr_ratio`` x A's lr; LoRA-FA: peft's LoRA-FA optimizer)."""
     from trainables.methods import build_optimizer as method_optimizer
+    from trainables.quantization import optimizer_class
 
     return method_optimizer(unwrap(model), adapter or AdapterConfig(), train,
-                            optimizer_cls=torch.optim.AdamW)
+                            optimizer_cls=optimizer_class(train))
 
 
 def build_scheduler(optimizer: Any, train: TrainConfig, plan: StepPlan) -> Any:

@@ -137,24 +137,23 @@ def get_method(name: str, field: str = "adapter.method") -> Method:
 
 
 def quantized(cfg: TrialConfig) -> bool:
-    """Whether the trial's base is quantised. The qlora branch's
-    ``trainables.quantization.quantization_for(cfg)`` is the one answer after the merge
-    (``quantization_for(cfg) is not None``); until then ``model.quantization`` when the field
-    exists, and ``method: qlora`` otherwise."""
-    return getattr(cfg.model, "quantization", "none") == "nf4" or get_method(cfg.adapter.method).quantizes
+    """Whether the trial's base is loaded quantised (``model.quantization: nf4`` or a method
+    that quantises, i.e. ``qlora``): :func:`trainables.quantization.quantization_for`."""
+    from trainables.quantization import quantization_for
+
+    return quantization_for(cfg) is not None
 
 
 def check_trial(cfg: TrialConfig) -> None:
     """Combinations of the method with the rest of the trial (cheap: no model needed)."""
     method = get_method(cfg.adapter.method)
     if quantized(cfg) and not method.quantized_base:
-        why = ("model.quantization=nf4" if getattr(cfg.model, "quantization", "none") == "nf4"
-               else "a quantised base")
+        why = "model.quantization=nf4" if cfg.model.quantization == "nf4" else "a quantised base"
         ok = [m.name for m in METHOD_REGISTRY.values() if m.quantized_base and m.peft_type]
         raise UserError("adapter.method", f"{method.name!r} cannot train on {why} (4-bit NF4 "
                                           f"weights {'cannot be updated' if method.peft_type is None else 'cannot be initialised from'}); "
                                           f"use model.quantization=none or a method that can: {one_of(ok)}")
-    opt = getattr(cfg.train, "optimizer", "adamw")
+    opt = cfg.train.optimizer
     if method.optimizer == "lorafa" and opt != "adamw":
         raise UserError("adapter.method", f"'lora-fa' brings its own optimizer (peft's LoRA-FA AdamW) "
                                           f"and cannot use train.optimizer={opt}; use train.optimizer=adamw")

@@ -109,14 +109,16 @@ class CausalLMTask(Task):
     peft_task_type = "causal_lm"
 
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
-        import torch
         from transformers import AutoModelForCausalLM
 
+        from trainables.quantization import from_pretrained_kwargs, prepare_for_training
+
         tokenizer = load_tokenizer(cfg)
+        # dtype, and for a 4-bit base (model.quantization / adapter.method qlora) NF4 via bitsandbytes
         model = AutoModelForCausalLM.from_pretrained(
-            model_source(cfg), revision=cfg.model.revision, dtype=getattr(torch, cfg.model.dtype))
+            model_source(cfg), revision=cfg.model.revision, **from_pretrained_kwargs(cfg))
         model.config.pad_token_id = tokenizer.pad_token_id
-        return model, tokenizer
+        return prepare_for_training(model, cfg), tokenizer
 
     def skeleton(self, cfg: TrialConfig) -> Any:
         import torch

