@@ -62,8 +62,51 @@ _ENCODER_GROUPS = {
 for _family in ("roberta", "bert", "xlm-roberta", "deberta-v2"):
     TARGET_GROUPS[_family] = _ENCODER_GROUPS
 
-#: The peft wrapper class per task family, so that ``generate`` etc. behave.
-PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS"}
+# ResNet (transformers' ResNetForImageClassification): every convolution is a Conv2d named
+# ``...convolution``: the stem ``resnet.embedder.embedder.convolution``; in the stages each
+# residual layer's ``layer.0``/``layer.1`` (``layer.2`` too in bottleneck ResNet-50+) and the
+# downsampling ``shortcut.convolution``. The head is ``classifier.1`` (Linear after Flatten).
+# peft's LoRA on a Conv2d: A is a conv with the layer's kernel (in -> r channels), B a 1x1
+# conv (r -> out), so r x (in x k x k + out) parameters per layer.
+# A newly initialised head (ImageNet's 1000 classes replaced by 10) is trained in full
+# (``modules_to_save``), not through LoRA: see :func:`mark_new_head`.
+_RESNET_STAGE_CONVS = ("layer.0.convolution", "layer.1.convolution", "shortcut.convolution")
+TARGET_GROUPS["resnet"] = {
+    "conv+fc": TargetGroup((*_RESNET_STAGE_CONVS, "classifier.1"),
+                           doc="every Conv2d of the basic-block stages and the classifier linear"),
+    "conv": TargetGroup(_RESNET_STAGE_CONVS, doc="every Conv2d of the basic-block stages"),
+    "fc": TargetGroup(("classifier.1",), doc="the classifier linear only"),
+    "all-conv": TargetGroup(("convolution",),
+                            doc="every Conv2d: the stem and all stage convolutions (bottleneck too)"),
+}
+
+#: The peft wrapper class per task family, so that ``generate`` etc. behave. Image
+#: classification has no peft task type: the plain ``PeftModel`` passes ``pixel_values``
+#: through, and the head is named in ``modules_to_save``.
+PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "image_cls": None}
+
+#: Attribute a task sets on a model whose head it created fresh (see :func:`mark_new_head`).
+NEW_HEAD_ATTR = "lorasweep_new_head"
+
+
+def mark_new_head(model: Any, names: tuple[str, ...]) -> None:
+    """Record that the modules ``names`` (e.g. ``("classifier",)``) were initialised fresh
+    rather than loaded (ImageNet's 1000-class head replaced by a 10-class one). Such a head
+    is trained in full (peft ``modules_to_save``): left frozen it would stay random, and LoRA
+    on a random matrix only learns a rank-r correction to noise. Training it in full is also
+    cheaper than LoRA at the study's rank: ResNet-18's 512 x 10 head has 5,130 parameters,
+    LoRA r=14 on it 14 x (512 + 10) = 7,308. LoRA targets inside a new head are dropped."""
+    setattr(model, NEW_HEAD_ATTR, tuple(names))
+
+
+def new_head_of(model: Any) -> tuple[str, ...]:
+    return tuple(getattr(model, NEW_HEAD_ATTR, ()))
+
+
+def _lora_modules(group: TargetGroup, new_head: tuple[str, ...]) -> tuple[str, ...]:
+    """The group's keys minus those inside a freshly initialised head."""
+    return tuple(k for k in group.modules
+                 if not any(k == h or k.startswith(h + ".") for h in new_head))
 
 ADAPTER_META = "lorasweep_adapter.json"
 
@@ -181,17 +224,28 @@ def check_adapter_targets(skeleton: Any, targets: list[str]) -> None:
             model = copy.deepcopy(skeleton)
             split_fused_qkv(model)
         check_targets(model, group)
+        _check_not_only_new_head(group, new_head_of(skeleton), value)
+
+
+def _check_not_only_new_head(group: TargetGroup, new_head: tuple[str, ...], value: str) -> None:
+    if new_head and group.modules != ("all-linear",) and not _lora_modules(group, new_head):
+        raise UserError("adapter.targets", f"{value!r} only adapts the head ({', '.join(group.modules)}), "
+                                           "which this model initialises fresh and trains in full; "
+                                           "LoRA would have nothing to adapt: use conv+fc or conv")
 
 
 # --------------------------------------------------------------------------- building
 
 
-def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool) -> Any:
-    """The peft config for ``cfg`` (one place that maps our fields to peft's)."""
+def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool,
+                new_head: tuple[str, ...] = ()) -> Any:
+    """The peft config for ``cfg`` (one place that maps our fields to peft's). ``new_head``:
+    freshly initialised modules, trained in full (``modules_to_save``) and not LoRA-adapted."""
     from peft import LoraConfig
 
-    target = "all-linear" if group.modules == ("all-linear",) else list(group.modules)
+    target = "all-linear" if group.modules == ("all-linear",) else list(_lora_modules(group, new_head))
     return LoraConfig(
+        modules_to_save=list(new_head) or None,
         r=cfg.r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.dropout,
@@ -216,15 +270,22 @@ def _targets_conv1d(model: Any, group: TargetGroup) -> bool:
 
 
 def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "causal_lm") -> Any:
-    """Freeze ``model`` and add the adapter ``cfg`` describes; returns the peft model."""
+    """Freeze ``model`` and add the adapter ``cfg`` describes; returns the peft model.
+    ``method: full`` adds no adapter: every parameter trains, and the model is returned as is."""
     from peft import get_peft_model
 
+    if cfg.method == "full":
+        model.requires_grad_(True)
+        return model
     model_type = model.config.model_type
     group = resolve_targets(cfg.targets, model_type)
     if group.split_qkv:
         split_fused_qkv(model)
     check_targets(model, group)
-    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group))
+    new_head = new_head_of(model)
+    _check_not_only_new_head(group, new_head, cfg.targets)
+    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group),
+                       new_head=new_head)
     import warnings
 
     with warnings.catch_warnings():
