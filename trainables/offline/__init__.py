@@ -21,6 +21,7 @@ SMOKE_MODELS: dict[str, str] = {
     "gpt2-m": "trainables.offline.tiny_lm:smoke_gpt2_m",
     "gpt2-l": "trainables.offline.tiny_lm:smoke_gpt2_l",
     "minilm": "trainables.offline.classification_assets:minilm",
+    "resnet-tiny": "trainables.offline.vision_synth:smoke_resnet",
 }
 #: Short model names that stand for an offline source (``--model minilm``).
 MODEL_ALIASES = {"minilm": "smoke:minilm"}
@@ -31,6 +32,7 @@ SMOKE_DATA: dict[str, str] = {
     "dart": "trainables.offline.data2text_synth:smoke_dart_data",
     "glue": "trainables.offline.classification_assets:smoke_glue_data",
     "ag_news": "trainables.offline.classification_assets:smoke_ag_news_data",
+    "cifar10": "trainables.offline.vision_synth:smoke_cifar10_data",
 }
 
 

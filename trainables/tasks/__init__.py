@@ -34,6 +34,7 @@ register_task("ag_news", "trainables.tasks.agnews:AGNews")
 register_task("squad", "trainables.tasks.squad:SquadTask")
 register_task("webnlg", "trainables.tasks.data2text:WebNLGTask")
 register_task("dart", "trainables.tasks.data2text:DARTTask")
+register_task("cifar10", "trainables.tasks.vision:VisionTask")
 
 _instances: dict[str, Task] = {}
 
