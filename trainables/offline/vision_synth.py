@@ -29,7 +29,7 @@ from trainables.cache import build_once
 from trainables.paths import cache_dir
 
 #: Bump when the generated images change.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 SHAPES = ("circle", "cross", "diamond", "square", "triangle")
 COLOURS = {"blue": (40, 90, 230), "red": (230, 50, 40)}
