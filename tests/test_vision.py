@@ -305,3 +305,26 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
     adapter = {a.path for a in client.list_artifacts(trials["lora"].info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in adapter
     assert Path(tmp_path / "ray_results" / "cl" / "results.csv").is_file()
+
+
+def test_paper_preset_has_the_issue_settings():
+    """Checked without training or the hub: the preset and its space as the issue states them."""
+    from search_spaces import apply_hyperparameters, base_with_fixed, load_space
+    from sweeps.cli import build_config, build_parser, load_study
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict, to_dict
+
+    study = load_study("cifar_lora")
+    cfg = build_config(study, build_parser(study).parse_args(["--preset", "paper"]))
+    base = to_dict(cfg.trial)
+    space = load_space(cfg.space, base=base)
+    assert [(p.key, p.values) for p in space.swept] == [("adapter.method", ("lora", "full"))]
+    trials = [from_dict(TrialConfig, apply_hyperparameters(base_with_fixed(base, space), point))
+              for point in space.grid_points()]
+    for t in trials:
+        assert t.task == "cifar10" and t.model.name_or_path == "microsoft/resnet-18"
+        assert (t.adapter.r, t.adapter.lora_alpha, t.adapter.dropout, t.adapter.targets) == (14, 16, 0.1, "conv+fc")
+        assert (t.train.lr, t.train.weight_decay, t.train.batch_size) == (1e-4, 0.0, 32)  # Adam
+        assert t.train.early_stopping_patience == 7 and t.train.eval_every_steps is None  # epochs
+        assert t.data.image_size == 224 and t.data.source == "cifar10"
+    assert [t.adapter.method for t in trials] == ["lora", "full"]
