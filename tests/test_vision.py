@@ -257,6 +257,34 @@ def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_ass
     assert last["samples_per_s"] > 0 and last["tokens_per_s"] is None and last["peak_mem_mb"] > 0
 
 
+def test_a_full_fine_tuning_trial_resumes_from_its_checkpoint(vision_assets, tmp_path):
+    """``method: full`` checkpoints the whole model (BatchNorm statistics included); a trial
+    restored from its first report ends exactly like an uninterrupted one."""
+    from trainables.loop import run_loop
+    from trainables.session import LocalSession
+
+    class Interrupted(Exception):
+        pass
+
+    class DiesAfterFirstReport(LocalSession):
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            raise Interrupted
+
+    cfg = _trial(vision_assets, adapter={"method": "full"}, eval={"generate": False})
+    whole = LocalSession(tmp_path / "whole")
+    run_loop(cfg, whole)
+    dying = DiesAfterFirstReport(tmp_path / "dying")
+    with pytest.raises(Interrupted):
+        run_loop(cfg, dying)
+    assert (dying.checkpoints[0] / "adapter" / "model.safetensors").is_file()
+    resumed = LocalSession(tmp_path / "resumed", restore_from=dying.checkpoints[0])
+    run_loop(cfg, resumed)
+    assert [r["epoch"] for r in resumed.reports] == [2.0]
+    assert resumed.reports[-1]["val_loss"] == pytest.approx(whole.reports[-1]["val_loss"], rel=1e-5)
+    assert resumed.reports[-1]["val_accuracy"] == whole.reports[-1]["val_accuracy"]
+
+
 def test_bad_target_group_is_refused_before_launch(vision_assets, tmp_path, capsys):
     from sweeps.cli import EXIT_USAGE, run_study
 
@@ -278,7 +306,8 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     proc = subprocess.run(
         [sys.executable, str(REPO / "sweeps" / "cifar_lora.py"), "--preset", "smoke", "--tracking-uri", uri,
-         "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=2"],
+         "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=2",
+         "--set", "data.train_limit=320"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(tracking_uri=uri)
