@@ -253,6 +253,7 @@ def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_ass
     assert last is reports[-1] or last == reports[-1]
     assert last["stopped_early_at"] == reports[1]["epoch"] and last["best_epoch"] == reports[0]["epoch"]
     assert last["best_step"] == 1 and last["val_accuracy"] == reports[0]["val_accuracy"]
+    assert last["final_note"].startswith("early stopping: no val_accuracy improvement in 1 report")
     assert 0.0 <= last["test_accuracy"] <= 100.0 and last["trainable_params"] == 14090
     assert last["samples_per_s"] > 0 and last["tokens_per_s"] is None and last["peak_mem_mb"] > 0
 

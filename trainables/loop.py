@@ -400,7 +400,10 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
                         stopper.restore(model)
                         return report(final=True, extra={
                             "stopped_early_at": plan.epoch_at(step), "best_epoch": stopper.best_epoch,
-                            "best_step": stopper.best_step})
+                            "best_step": stopper.best_step,
+                            "final_note": f"early stopping: no {task.metric.name} improvement in "
+                                          f"{stopper.patience} report(s); weights of the best report "
+                                          "restored for the final evaluation"})
             if step >= plan.total_steps:
                 return last
         train_s += time.perf_counter() - t_step
