@@ -82,7 +82,7 @@ def _unpickle(path: Path) -> dict[str, Any]:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
 
 
-def read_cifar_batches(directory: Path) -> tuple[Arrays, tuple[str, ...]]:
+def read_cifar_batches(directory: Path, *, progress: bool = False) -> tuple[Arrays, tuple[str, ...]]:
     """The official ``cifar-10-batches-py`` directory: five training batches and the test
     batch, each ``data`` an N x 3072 uint8 array (R, G, B planes of 32 x 32)."""
     missing = [f for f in CIFAR_FILES if not (directory / f).is_file()]
@@ -93,8 +93,10 @@ def read_cifar_batches(directory: Path) -> tuple[Arrays, tuple[str, ...]]:
     names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"])
 
     def load(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        from tqdm.auto import tqdm
+
         xs, ys = [], []
-        for f in files:
+        for f in tqdm(files, desc="reading CIFAR-10 batches", disable=not progress, leave=False, delay=1.0):
             batch = _unpickle(directory / f)
             data = np.asarray(batch["data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
@@ -193,7 +195,7 @@ def source_layout(source: str) -> tuple[str, Path | str]:
 def read_source(cfg: TrialConfig, *, progress: bool = False) -> tuple[Arrays, tuple[str, ...]]:
     kind, where = source_layout(cfg.data.source)
     if kind == "cifar":
-        return read_cifar_batches(Path(where))
+        return read_cifar_batches(Path(where), progress=progress)
     if kind == "imagefolder":
         return read_imagefolder(Path(where), progress=progress)
     return read_hub(str(where), cfg.data.revision, progress=progress)
