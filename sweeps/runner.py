@@ -766,16 +766,22 @@ def _fmt(v: Any, fmt: str = "{:.4f}") -> str:
     return str(v)
 
 
+def _count(v: Any) -> str:
+    """A parameter count as ``1,234,567``."""
+    return f"{int(v):,}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
 def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bool = True) -> str:
     """The end-of-sweep table: swept values, % trainable, status, the metric, final metrics."""
     from tabulate import tabulate
 
     finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
-    headers = [p.short for p in swept] + ["% trainable", "status", task.metric.heading] + \
+    headers = [p.short for p in swept] + ["% trainable", "trainable", "status", task.metric.heading] + \
         [s.heading for s in finals]
     body = []
     for r in rows:
         body.append([_fmt(r.get(p.short), "{:.3g}") for p in swept]
-                    + [_fmt(r.get("trainable_pct"), "{:.4f}"), r["status"], _fmt(r.get(task.metric.name))]
+                    + [_fmt(r.get("trainable_pct"), "{:.4f}"), _count(r.get("trainable_params")), r["status"],
+                       _fmt(r.get(task.metric.name))]
                     + [_fmt(r.get(s.name), s.fmt) for s in finals])
     return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)

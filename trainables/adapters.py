@@ -62,8 +62,51 @@ _ENCODER_GROUPS = {
 for _family in ("roberta", "bert", "xlm-roberta", "deberta-v2"):
     TARGET_GROUPS[_family] = _ENCODER_GROUPS
 
-#: The peft wrapper class per task family, so that ``generate`` etc. behave.
-PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS"}
+# ResNet (transformers' ResNetForImageClassification): every convolution is a Conv2d named
+# ``...convolution``: the stem ``resnet.embedder.embedder.convolution``; in the stages each
+# residual layer's ``layer.0``/``layer.1`` (``layer.2`` too in bottleneck ResNet-50+) and the
+# downsampling ``shortcut.convolution``. The head is ``classifier.1`` (Linear after Flatten).
+# peft's LoRA on a Conv2d: A is a conv with the layer's kernel (in -> r channels), B a 1x1
+# conv (r -> out), so r x (in x k x k + out) parameters per layer.
+# A newly initialised head (ImageNet's 1000 classes replaced by 10) is trained in full
+# (``modules_to_save``), not through LoRA: see :func:`mark_new_head`.
+_RESNET_STAGE_CONVS = ("layer.0.convolution", "layer.1.convolution", "shortcut.convolution")
+TARGET_GROUPS["resnet"] = {
+    "conv+fc": TargetGroup((*_RESNET_STAGE_CONVS, "classifier.1"),
+                           doc="every Conv2d of the basic-block stages and the classifier linear"),
+    "conv": TargetGroup(_RESNET_STAGE_CONVS, doc="every Conv2d of the basic-block stages"),
+    "fc": TargetGroup(("classifier.1",), doc="the classifier linear only"),
+    "all-conv": TargetGroup(("convolution",),
+                            doc="every Conv2d: the stem and all stage convolutions (bottleneck too)"),
+}
+
+#: The peft wrapper class per task family, so that ``generate`` etc. behave. Image
+#: classification has no peft task type: the plain ``PeftModel`` passes ``pixel_values``
+#: through, and the head is named in ``modules_to_save``.
+PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "image_cls": None}
+
+#: Attribute a task sets on a model whose head it created fresh (see :func:`mark_new_head`).
+NEW_HEAD_ATTR = "lorasweep_new_head"
+
+
+def mark_new_head(model: Any, names: tuple[str, ...]) -> None:
+    """Record that the modules ``names`` (e.g. ``("classifier",)``) were initialised fresh
+    rather than loaded (ImageNet's 1000-class head replaced by a 10-class one). Such a head
+    is trained in full (peft ``modules_to_save``): left frozen it would stay random, and LoRA
+    on a random matrix only learns a rank-r correction to noise. Training it in full is also
+    cheaper than LoRA at the study's rank: ResNet-18's 512 x 10 head has 5,130 parameters,
+    LoRA r=14 on it 14 x (512 + 10) = 7,308. LoRA targets inside a new head are dropped."""
+    setattr(model, NEW_HEAD_ATTR, tuple(names))
+
+
+def new_head_of(model: Any) -> tuple[str, ...]:
+    return tuple(getattr(model, NEW_HEAD_ATTR, ()))
+
+
+def _lora_modules(group: TargetGroup, new_head: tuple[str, ...]) -> tuple[str, ...]:
+    """The group's keys minus those inside a freshly initialised head."""
+    return tuple(k for k in group.modules
+                 if not any(k == h or k.startswith(h + ".") for h in new_head))
 
 ADAPTER_META = "lorasweep_adapter.json"
 
@@ -181,18 +224,29 @@ def check_adapter_targets(skeleton: Any, targets: list[str]) -> None:
             model = copy.deepcopy(skeleton)
             split_fused_qkv(model)
         check_targets(model, group)
+        _check_not_only_new_head(group, new_head_of(skeleton), value)
+
+
+def _check_not_only_new_head(group: TargetGroup, new_head: tuple[str, ...], value: str) -> None:
+    if new_head and group.modules != ("all-linear",) and not _lora_modules(group, new_head):
+        raise UserError("adapter.targets", f"{value!r} only adapts the head ({', '.join(group.modules)}), "
+                                           "which this model initialises fresh and trains in full; "
+                                           "LoRA would have nothing to adapt: use conv+fc or conv")
 
 
 # --------------------------------------------------------------------------- building
 
 
 def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool,
-                meta: bool = False) -> Any:
+                new_head: tuple[str, ...] = (), meta: bool = False) -> Any:
     """The peft config for ``cfg`` (its method's entry in :mod:`trainables.methods` maps our
-    fields to peft's); None for ``full``."""
+    fields to peft's); None for ``full``. ``new_head``: freshly initialised modules, trained
+    in full (``modules_to_save``) and not adapted."""
     from trainables.methods import peft_config as method_config
 
-    return method_config(cfg, group.modules, task_type=task_type, conv1d=conv1d, meta=meta)
+    modules = group.modules if group.modules == ("all-linear",) else _lora_modules(group, new_head)
+    return method_config(cfg, tuple(modules), task_type=task_type, conv1d=conv1d, meta=meta,
+                         modules_to_save=new_head)
 
 
 def check_adapter_methods(skeleton: Any, pairs: list[tuple[str, str]]) -> None:
@@ -242,8 +296,11 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
         split_fused_qkv(model)
     check_targets(model, group)
     check_layers(model, method, group.modules, cfg.targets)
+    new_head = new_head_of(model)
+    _check_not_only_new_head(group, new_head, cfg.targets)
     meta = any(p.is_meta for p in model.parameters())
-    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group), meta=meta)
+    pcfg = peft_config(cfg, group, task_type=task_type, conv1d=_targets_conv1d(model, group),
+                       new_head=new_head, meta=meta)
     import warnings
 
     with warnings.catch_warnings():

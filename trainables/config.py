@@ -86,6 +86,10 @@ class DataConfig:
     """A JSON word list ``{word: [synonyms]}``; null = the bundled offline list."""
     predict_file: str | None = None
     """An unlabelled CSV (``id`` + text columns); completed trials write ``predictions.csv``."""
+    image_size: int | None = None
+    """Vision tasks: side length the images are resized to (bilinear, on the fly; the cache
+    keeps the native pixels); null = the data's native size (CIFAR-10: 32). ImageNet-trained
+    models such as ResNet-18 were trained at 224."""
 
     def __post_init__(self) -> None:
         if not self.source.strip():
@@ -96,6 +100,7 @@ class DataConfig:
         if not 0.0 <= self.augment_prob <= 1.0:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
         _positive_int("augment_copies", self.augment_copies)
+        _positive_int("image_size", self.image_size, allow_none=True)
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of storing them (less memory, about
     30% more compute); with a 4-bit base, through peft's ``prepare_model_for_kbit_training``."""
+    early_stopping_patience: int | None = None
+    """Stop a trial when the task's metric (e.g. ``val_accuracy``) has not improved for N
+    reports in a row; the best weights are then restored and the final evaluation runs on
+    them (reported as ``best_epoch`` and ``stopped_early_at``). null = train to the end."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:
@@ -224,6 +233,7 @@ class TrainConfig:
             raise UserError("epochs", f"must be a number > 0, got {self.epochs!r}")
         _positive_int("max_steps", self.max_steps, allow_none=True)
         _positive_int("eval_every_steps", self.eval_every_steps, allow_none=True)
+        _positive_int("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         if self.max_grad_norm is not None and (not math.isfinite(self.max_grad_norm)
                                                or self.max_grad_norm <= 0):
             raise UserError("max_grad_norm", f"must be > 0 or null, got {self.max_grad_norm!r}")

@@ -180,17 +180,55 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    full = src / ADAPTER_DIR / "model.safetensors"
-    if full.is_file():  # method 'full': the checkpoint is the whole model
-        unwrap(model).load_state_dict(load_file(str(full)), strict=False)
-    else:
-        weights = load_file(str(src / ADAPTER_DIR / "adapter_model.safetensors"))
-        set_peft_model_state_dict(unwrap(model), weights)
+    adapter_file = src / ADAPTER_DIR / "adapter_model.safetensors"
+    if adapter_file.is_file():
+        set_peft_model_state_dict(unwrap(model), load_file(str(adapter_file)))
+    else:  # method 'full': save_pretrained wrote the whole model
+        unwrap(model).load_state_dict(load_file(str(src / ADAPTER_DIR / "model.safetensors")), strict=False)
     state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])
+
+
+class EarlyStopping:
+    """Tracks the task's metric over reports; keeps a copy of the weights at the best one.
+
+    The copy holds what training changes: the parameters that require grad (the adapter and
+    any trained head, or every parameter for ``method: full``) and the buffers (BatchNorm
+    running statistics), on the device they live on.
+    """
+
+    def __init__(self, patience: int, metric: str, mode: str):
+        self.patience, self.metric, self.mode = patience, metric, mode
+        self.best: float | None = None
+        self.best_step = 0
+        self.best_epoch = 0.0
+        self.bad = 0
+        self._weights: dict[str, Any] = {}
+
+    def update(self, value: float, *, model: Any, step: int, epoch: float) -> bool:
+        """Record a report's metric; True when the trial should stop (no improvement for
+        ``patience`` reports in a row)."""
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better and math.isfinite(value):
+            self.best, self.best_step, self.best_epoch, self.bad = value, step, epoch, 0
+            m = unwrap(model)
+            self._weights = {**{k: p.detach().clone() for k, p in m.named_parameters() if p.requires_grad},
+                             **{f"buffer:{k}": b.detach().clone() for k, b in m.named_buffers()}}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, model: Any) -> None:
+        import torch
+
+        m = unwrap(model)
+        live = {**dict(m.named_parameters()), **{f"buffer:{k}": b for k, b in m.named_buffers()}}
+        with torch.no_grad():
+            for k, v in self._weights.items():
+                live[k].copy_(v)
 
 
 def _batches_for_epoch(loader: Any, epoch: int, skip: int):
@@ -282,6 +320,8 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
             start_step = restore_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
 
     memory = MemoryTracker(device)
+    stopper = (EarlyStopping(cfg.train.early_stopping_patience, task.metric.name, task.metric.mode)
+               if cfg.train.early_stopping_patience else None)
     eval_steps = set(plan.eval_steps)
     step = start_step
     history: dict[str, list[float]] = {"step": [], "train_loss": [], "lr": []}
@@ -291,18 +331,19 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     train_s = 0.0
     last: dict[str, Any] = {}
 
-    def report(final: bool) -> dict[str, Any]:
+    def report(final: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         nonlocal history, since_report
         val = task.validate(model, val_loader, device=device, session=session,
                             precision=cfg.train.precision)
-        metrics: dict[str, Any] = {
+        metrics: dict[str, Any] = {**(extra or {}),
             "epoch": plan.epoch_at(step), "step": step, **val,
             "train_loss": sum(since_report) / len(since_report) if since_report else float("nan"),
             "lr": scheduler.get_last_lr()[0],
             "trainable_params": params.trainable, "total_params": params.total,
             "trainable_pct": params.percent, "seed": cfg.seed,
             "samples_per_s": samples * session.world_size / train_s if train_s else 0.0,
-            "tokens_per_s": tokens * session.world_size / train_s if train_s else 0.0,
+            "tokens_per_s": (None if samples and not tokens  # image batches have no tokens
+                             else tokens * session.world_size / train_s if train_s else 0.0),
             "peak_mem_mb": memory.peak_mb(), "peak_mem_kind": memory.kind,
             "setup_s": setup_s, "data_s": data_s, "wall_s": time.perf_counter() - t0,
             "history": history, "is_final": final,
@@ -340,8 +381,9 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
             loss.backward()
             running += loss.detach()
             micro += 1
-            samples += batch["input_ids"].shape[0]
-            tokens += int(batch["attention_mask"].sum())
+            samples += batch["labels"].shape[0]
+            if "attention_mask" in batch:
+                tokens += int(batch["attention_mask"].sum())
             last_micro = i == plan.micro_batches_per_epoch - 1
             if micro % cfg.train.grad_accum and not last_micro:
                 continue
@@ -368,6 +410,20 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
                 train_s += time.perf_counter() - t_step
                 last = report(final=step == plan.total_steps)
                 t_step = time.perf_counter()
+                if stopper is not None and not last.get("is_final"):
+                    value = last.get(task.metric.name)
+                    if value is not None and stopper.update(float(value), model=model, step=step,
+                                                            epoch=plan.epoch_at(step)):
+                        # The trial ends here (its function returns; Tune and ASHA count it as
+                        # finished): the best weights come back and the final evaluation runs
+                        # on them, as the last report.
+                        stopper.restore(model)
+                        return report(final=True, extra={
+                            "stopped_early_at": plan.epoch_at(step), "best_epoch": stopper.best_epoch,
+                            "best_step": stopper.best_step,
+                            "final_note": f"early stopping: no {task.metric.name} improvement in "
+                                          f"{stopper.patience} report(s); weights of the best report "
+                                          "restored for the final evaluation"})
             if step >= plan.total_steps:
                 return last
         train_s += time.perf_counter() - t_step

@@ -195,9 +195,10 @@ def check_layers(model: Any, method: Method, keys: tuple[str, ...], targets: str
 
 
 def peft_config(cfg: AdapterConfig, modules: tuple[str, ...], *, task_type: str, conv1d: bool,
-                meta: bool = False) -> Any:
+                meta: bool = False, modules_to_save: tuple[str, ...] = ()) -> Any:
     """The peft config of ``cfg.method`` (None for ``full``). ``meta``: the model is on the meta
-    device (counting only), so an initialisation that reads the weights is left out."""
+    device (counting only), so an initialisation that reads the weights is left out.
+    ``modules_to_save``: modules trained in full beside the adapter (a new classifier head)."""
     from trainables.adapters import PEFT_TASK_TYPES
 
     method = get_method(cfg.method)
@@ -205,7 +206,8 @@ def peft_config(cfg: AdapterConfig, modules: tuple[str, ...], *, task_type: str,
     common = {"r": cfg.r, "target_modules": target, "bias": "none",
               # GPT-2's Conv1D stores W transposed; peft wants to be told (it warns and fixes
               # it per layer otherwise). Linear views from the qv split are ordinary Linear.
-              "fan_in_fan_out": conv1d, "task_type": PEFT_TASK_TYPES[task_type]}
+              "fan_in_fan_out": conv1d, "task_type": PEFT_TASK_TYPES[task_type],
+              "modules_to_save": list(modules_to_save) or None}
     if method.peft_type is None:
         return None
     if method.peft_type == "vera":

@@ -193,7 +193,9 @@ class MlflowRecorder(Callback):
         if result.get("is_final"):
             metrics += [Metric(k, float(result[k]), ts, step) for k in self.final_metrics
                         if _is_number(result.get(k))]
-            metrics += [Metric(k, float(result[k]), ts, step) for k in ("generate_s",)
+            # Early stopping (train.early_stopping_patience): where it stopped and the best report.
+            metrics += [Metric(k, float(result[k]), ts, step)
+                        for k in ("generate_s", "stopped_early_at", "best_epoch", "best_step")
                         if _is_number(result.get(k))]
             skipped = [k for k in self.final_metrics if k in result and result[k] is None]
             if skipped:
