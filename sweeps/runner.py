@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ class Outcome:
     csv_path: Path
     parent_run_id: str
     exit_code: int
+    lost: dict[str, list[str]] = field(default_factory=dict)
+    """MLflow records that could not be written (the store stayed unreachable), per trial."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -418,6 +422,10 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
     if resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
+        # Tune restores the callbacks pickled at launch; these are this driver's (its tracking
+        # URI, its summary reads them). Tune gives them their saved state (get_state) when the
+        # experiment restores: trial outcomes, attempts and MLflow runs.
+        tuner._local_tuner.get_run_config().callbacks = [recorder, keep]
     else:
         _store_config(plan)
         param_space, num_samples = plan.param_space, cfg.search.num_samples
@@ -443,12 +451,43 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
                 name=plan.name, storage_path=plan.storage,
                 callbacks=[recorder, keep],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=0),
+                # A retry restores the trial from its last checkpoint (adapter + optimizer).
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 verbose=1,
             ),
         )
-    results = tuner.fit()
-    return _summarise(plan, task, results, recorder, client, parent)
+    with _http_settings(plan.tracking_uri):
+        results = tuner.fit()
+        recorder.close_interrupted({r.metrics.get("trial_id") for r in results if r.metrics}
+                                   | set(recorder.outcomes))
+        return _summarise(plan, task, results, recorder, parent)
+
+
+@contextlib.contextmanager
+def _http_settings(uri: str) -> Iterator[None]:
+    """MLflow's HTTP retry settings for the sweep's writes to a tracking server
+    (:data:`trainables.mlflow_record.HTTP_SETTINGS`); the environment's own win."""
+    from trainables.mlflow_record import HTTP_SETTINGS
+
+    quick = {k: v for k, v in HTTP_SETTINGS.items() if k not in os.environ} \
+        if uri.startswith(("http://", "https://")) else {}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for k in quick:
+            os.environ.pop(k, None)
+
+
+def flush_timeout_s() -> float:
+    """How long the end of a sweep waits for MLflow writes held back by an unreachable
+    tracking store (``LORASWEEP_MLFLOW_FLUSH_S``, default 300 s); what is still unwritten
+    then is listed in the summary."""
+    value = os.environ.get("LORASWEEP_MLFLOW_FLUSH_S", "300")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UserError("LORASWEEP_MLFLOW_FLUSH_S", f"must be a number of seconds, got {value!r}") from None
 
 
 # --------------------------------------------------------------------------- resume
@@ -565,15 +604,46 @@ def _status_of(result: Any, recorder: Any) -> str:
     return COMPLETED if (result.metrics or {}).get("is_final") else STOPPED
 
 
-def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, parent: str) -> Outcome:
+def _trial_id(result: Any) -> str | None:
+    """A result's trial id (also for a trial that failed before its first report)."""
+    tid = (result.metrics or {}).get("trial_id")
+    if tid:
+        return tid
+    path = str(getattr(result, "path", "") or "")
+    # Tune's trial directory: <trainable>_<trial id>_<n>_<params>_<date>
+    parts = Path(path).name.split("_")
+    return "_".join(parts[1:3]) if len(parts) > 3 else None
+
+
+def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
+    """The exception line of a failed trial ("FloatingPointError: train loss is nan ...")."""
+    if result.error is None:
+        return ""
+    if tid in recorder.errors:
+        return recorder.errors[tid][:300]
+    lines = [ln.strip() for ln in str(result.error).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(result.error).__name__
+
+
+def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) -> Outcome:
     from mlflow.entities import Metric
 
-    from trainables.mlflow_record import FAILED, STOPPED, log_batch, now_ms
+    from trainables.mlflow_record import FAILED, INTERRUPTED, STOPPED, log_batch, now_ms
 
+    # The trials' MLflow writes first (their run ids go in the table); a store that is down
+    # gets until the deadline to come back, then what is left is reported, not dropped.
+    deadline = time.monotonic() + flush_timeout_s()
+    pending = recorder.writer.pending()
+    if pending and recorder.writer.outages:
+        print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
+              f"({plan.tracking_uri} unreachable)", flush=True)
+    recorder.writer.flush(max(0.0, deadline - time.monotonic()))
     swept = plan.space.swept
     rows: list[dict[str, Any]] = []
     for result in results:
-        m = result.metrics or {}
+        m = dict(result.metrics or {})
+        tid = _trial_id(result)
+        m.setdefault("trial_id", tid)
         cfg_hp = result.config or {}
         row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
         row.update({
@@ -588,8 +658,9 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
         row["note"] = m.get("final_note", "")
         row.update({"samples_per_s": m.get("samples_per_s"), "peak_mem_mb": m.get("peak_mem_mb"),
                     "wall_s": m.get("wall_s"), "trial_id": m.get("trial_id"),
-                    "mlflow_run_id": recorder.run_id(m.get("trial_id", "")),
-                    "error": str(result.error).splitlines()[0][:200] if result.error else ""})
+                    "mlflow_run_id": recorder.run_id(m.get("trial_id") or ""),
+                    "attempts": recorder.attempts.get(tid, 1),
+                    "error": _error_line(result, recorder, tid)})
         rows.append(row)
     rows.sort(key=lambda r: tuple(_sort_key(r.get(p.short)) for p in swept))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED)}
@@ -619,6 +690,14 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
           f"{counts[FAILED]} failed{rejected}")
+    for r in rows:
+        if r["status"] == FAILED:
+            tries = f" after {r['attempts']} attempts" if r["attempts"] > 1 else ""
+            label = " ".join(f"{p.short}={_fmt(r.get(p.short), '{:.3g}')}" for p in swept) or r["trial_id"]
+            print(f"  failed{tries}: {label} ({r['trial_id']}): {r['error']}")
+    if recorder.interrupted:
+        print(f"  {len(recorder.interrupted)} MLflow run(s) of trials interrupted before Tune "
+              f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
     print(f"  results CSV: {csv_path.resolve()}")
     print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
     if plan.tracking_uri.startswith("sqlite:"):
@@ -632,13 +711,28 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     if best:
         pick = min if task.metric.mode == "min" else max
         metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
-    log_batch(client, parent, metrics=metrics)
-    client.log_artifact(parent, str(csv_path))
-    _log_best_predictions(client, parent, rows, task)
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
-    client.set_terminated(parent, status=status, end_time=now_ms())
+
+    def record(client: Any) -> None:
+        log_batch(client, parent, metrics=metrics)
+        client.log_artifact(parent, str(csv_path))
+        _log_best_predictions(client, parent, rows, task)
+        client.set_terminated(parent, status=status, end_time=now_ms())
+
+    recorder.writer.submit("sweep", "the sweep's summary (parent run)", record)
+    lost = recorder.flush(max(5.0, deadline - time.monotonic()))
+    if lost:
+        print(f"  MLflow records NOT written ({plan.tracking_uri} unreachable until the deadline; "
+              "the results CSV has every trial):")
+        for label, what in lost.items():
+            run = recorder.run_id(label)
+            print(f"    {label}{f' (run {run})' if run else ''}: {len(what)} record(s): "
+                  + "; ".join(what[:3]) + (" ..." if len(what) > 3 else ""))
+    elif recorder.writer.outages:
+        print(f"  MLflow was unreachable {recorder.writer.outages} time(s), "
+              f"{recorder.writer.outage_s:.0f} s in all; every record was written when it returned")
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
-                   exit_code=1 if counts[FAILED] else 0)
+                   exit_code=1 if counts[FAILED] or lost else 0, lost=lost)
 
 
 def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
