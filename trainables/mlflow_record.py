@@ -112,20 +112,17 @@ BACKOFF_S = (1.0, 30.0)
 #: tracking server, each call gives up sooner unless these are set in the environment.
 HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-#: Error codes of a write MLflow refuses for good (retrying cannot help).
-PERMANENT = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
-             "BAD_REQUEST", "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED")
 
 
 def transient(error: BaseException) -> bool:
-    """Whether a failed MLflow write may succeed later (store unreachable, busy, 5xx)."""
-    from mlflow.exceptions import MlflowException, RestException
+    """Whether a failed MLflow write may succeed later: the store unreachable (MLflow reports a
+    connection failure as an internal error, 500), busy (429) or failing (5xx), or a local
+    store's I/O. A 4xx (bad value, no such run, no permission) is final."""
+    from mlflow.exceptions import MlflowException
 
-    if isinstance(error, RestException):
+    if isinstance(error, MlflowException):
         status = error.get_http_status_code()
         return status >= 500 or status == 429
-    if isinstance(error, MlflowException):
-        return error.error_code not in PERMANENT
     return isinstance(error, (OSError, ConnectionError, TimeoutError)) or "sqlite" in type(error).__module__
 
 
@@ -190,7 +187,9 @@ class TrackingWriter:
                     break
                 except Exception as e:  # noqa: BLE001 - every failure is either retried or recorded
                     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                    if not transient(e) or self._abandoned:
+                    if self._abandoned:  # flush gave up on it and listed it already
+                        break
+                    if not transient(e):
                         with self._cv:
                             self.lost.setdefault(label, []).append(f"{what} ({reason})")
                         break
