@@ -460,7 +460,10 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         results = tuner.fit()
         recorder.close_interrupted({r.metrics.get("trial_id") for r in results if r.metrics}
                                    | set(recorder.outcomes))
-        return _summarise(plan, task, results, recorder, parent)
+        outcome = _summarise(plan, task, results, recorder, parent)
+    print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "
+          f"adapter checkpoints deleted from Tune storage ({keep.deleted_bytes / 2**20:.2f} MiB freed)")
+    return outcome
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SCRIPT = str(REPO / "sweeps" / "rank_e2e.py")
@@ -70,7 +69,7 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
     cmd = _sweep_cmd(tmp_path, "faults", uri, "--search-space", space, "--max-failures", "1",
                      "--memory-limit-mb", "300", "--set", "train.max_steps=4",
                      "--set", "train.warmup_steps=0", "--set", "train.log_every_steps=1")
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:] + proc.stderr[-3000:]
     assert "1 completed, 0 stopped early by ASHA, 2 failed" in out
@@ -98,7 +97,8 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
         assert text in tags["lorasweep.error_attempt_1"]  # the first attempt's error, kept
         assert "Trial failed (2 attempts)" in tags["mlflow.note.content"]
     assert parents[0].data.metrics["trials_failed"] == 2.0
-    rows = list(csv.DictReader(open(tmp_path / "rr" / "faults" / "results.csv")))
+    with open(tmp_path / "rr" / "faults" / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert sorted(r["status"] for r in rows) == ["completed", "failed", "failed"]
     assert all(r["error"] for r in rows if r["status"] == "failed")
 
@@ -155,9 +155,9 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_set_of_trials(tmp_path, smo
     cmd = _sweep_cmd(tmp_path, "resume", uri, "--search-space", space, "--search-alg", "optuna",
                      "--num-samples", "4", "--max-concurrent", "1", "--set", "train.epochs=2",
                      "--set", "data.train_limit=128")
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     deadline = time.monotonic() + 300
     statuses: list[str] = []
     while time.monotonic() < deadline and first.poll() is None:
@@ -173,7 +173,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_set_of_trials(tmp_path, smo
 
     t0 = time.monotonic()
     resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=600)
+                             timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert time.monotonic() - t0 < 300  # started cleanly beside the killed driver's leftovers
     assert "4 completed, 0 stopped early by ASHA, 0 failed" in resumed.stdout
@@ -197,7 +197,8 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_set_of_trials(tmp_path, smo
     got = sorted((int(c.data.params["adapter.r"]), round(float(c.data.params["train.lr"]), 12))
                  for c in trials)
     assert got == sorted(_expected_optuna_configs(space, 4))
-    rows = list(csv.DictReader(open(tmp_path / "rr" / "resume" / "results.csv")))
+    with open(tmp_path / "rr" / "resume" / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(r["mlflow_run_id"] for r in rows)
 
 
@@ -212,12 +213,12 @@ def _free_port() -> int:
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen(
-        [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, stdout=open(root / "server.log", "a"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+    with open(root / "server.log", "a") as log:
+        proc = subprocess.Popen(
+            [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+             "--artifacts-destination", str(root / "artifacts")],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
@@ -248,9 +249,9 @@ def test_a_tracking_server_down_mid_sweep_loses_nothing(tmp_path, smoke_assets):
     space = _space(tmp_path, "scientific:\n  r: {grid: [2, 4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
     cmd = _sweep_cmd(tmp_path, "outage", uri, "--search-space", space, "--max-concurrent", "1",
                      "--set", "train.epochs=3", "--set", "data.train_limit=128")
-    log = open(tmp_path / "sweep.log", "w")
-    sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    with open(tmp_path / "sweep.log", "w") as log:
+        sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     try:
         from mlflow import MlflowClient
 

@@ -106,7 +106,7 @@ log = logging.getLogger("lorasweep.mlflow")
 #: few KB); past it the oldest waiting write is dropped and counted as lost for its trial.
 MAX_PENDING = 10_000
 #: Seconds between attempts while the store is unreachable: doubling from the first to the last.
-BACKOFF_S = (1.0, 30.0)
+BACKOFF_S = (1.0, 10.0)
 #: MLflow's own HTTP retries (7 tries, backoff factor 2: minutes per call) would hide an outage
 #: from the writer's backoff and from the end-of-sweep deadline; while a sweep writes to a
 #: tracking server, each call gives up sooner unless these are set in the environment.
