@@ -458,12 +458,26 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         )
     with _http_settings(plan.tracking_uri):
         results = tuner.fit()
-        recorder.close_interrupted({r.metrics.get("trial_id") for r in results if r.metrics}
-                                   | set(recorder.outcomes))
+        recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
+        if resume:
+            _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
         outcome = _summarise(plan, task, results, recorder, parent)
     print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "
           f"adapter checkpoints deleted from Tune storage ({keep.deleted_bytes / 2**20:.2f} MiB freed)")
     return outcome
+
+
+def _drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None:
+    """Checkpoints of trials an interrupted driver started after Tune's last experiment
+    snapshot: no Tune trial owns them (they can never be resumed), so keep-best-k never sees
+    them; deleted after a resume (local storage)."""
+    import shutil
+
+    if "://" in plan.storage:
+        return
+    for ckpt in (Path(plan.storage) / plan.name).glob("*/checkpoint_*"):
+        if ckpt.is_dir() and not any(f"_{tid}_" in ckpt.parent.name for tid in trial_ids if tid):
+            shutil.rmtree(ckpt, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -608,14 +622,8 @@ def _status_of(result: Any, recorder: Any) -> str:
 
 
 def _trial_id(result: Any) -> str | None:
-    """A result's trial id (also for a trial that failed before its first report)."""
-    tid = (result.metrics or {}).get("trial_id")
-    if tid:
-        return tid
-    path = str(getattr(result, "path", "") or "")
-    # Tune's trial directory: <trainable>_<trial id>_<n>_<params>_<date>
-    parts = Path(path).name.split("_")
-    return "_".join(parts[1:3]) if len(parts) > 3 else None
+    """A result's trial id (Tune fills it in also for a trial that never reported)."""
+    return (result.metrics or {}).get("trial_id")
 
 
 def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
@@ -644,9 +652,8 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
     swept = plan.space.swept
     rows: list[dict[str, Any]] = []
     for result in results:
-        m = dict(result.metrics or {})
+        m = result.metrics or {}
         tid = _trial_id(result)
-        m.setdefault("trial_id", tid)
         cfg_hp = result.config or {}
         row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
         row.update({

@@ -19,7 +19,7 @@ REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_me
 
 COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
 #: A child run an interrupted driver left behind for a trial Ray Tune never recorded (see
-#: ``MlflowRecorder.close_interrupted``); its configuration ran again in the resumed sweep.
+#: ``MlflowRecorder.close_stale_runs``); its configuration ran again in the resumed sweep.
 INTERRUPTED = "interrupted"
 
 

@@ -263,7 +263,7 @@ class MlflowRecorder(Callback):
         #: Trial id -> attempts made (1 + retries under ``max_failures``) and the last error.
         self.attempts: dict[str, int] = {}
         self.errors: dict[str, str] = {}
-        #: Child runs closed by :meth:`close_interrupted`.
+        #: Child runs closed as ``interrupted`` by :meth:`close_stale_runs`.
         self.interrupted: list[str] = []
 
     # Tune pickles callbacks into its experiment state; the writer is rebuilt on demand.
@@ -436,26 +436,37 @@ class MlflowRecorder(Callback):
         self.outcomes[tid] = FAILED
 
     # ------------------------------------------------------------------ end of the sweep
-    def close_interrupted(self, known: set[str]) -> None:
-        """Child runs of this sweep left RUNNING by an interrupted driver whose trial Tune
-        never recorded (it started after Tune's last experiment snapshot; a resumed searcher
-        suggests it again as a new trial): finished as KILLED, status ``interrupted``."""
+    def close_stale_runs(self, statuses: dict[str, str]) -> None:
+        """At the end of a sweep (after every queued write), close the child runs an
+        interrupted driver left RUNNING:
+
+        * a trial Tune has a result for (it ended before the interruption, but the killed
+          driver's last writes for it were lost): finished with that status;
+        * a trial Tune never recorded (it started after Tune's last experiment snapshot; the
+          resumed searcher suggested its configuration again as a new trial): ``KILLED``, status
+          ``interrupted``.
+        """
 
         def write(client: Any) -> None:
             runs = client.search_runs([self.experiment_id], filter_string=(
                 f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"),
                 max_results=1000)
             for run in runs:
-                if run.data.tags.get(TRIAL_TAG) in known:
+                tid = run.data.tags.get(TRIAL_TAG)
+                status = statuses.get(tid)
+                if status is not None:
+                    log_batch(client, run.info.run_id, tags={STATUS_TAG: status})
+                    client.set_terminated(run.info.run_id, end_time=now_ms(),
+                                          status="FAILED" if status == FAILED else "FINISHED")
                     continue
                 log_batch(client, run.info.run_id, tags={
                     STATUS_TAG: INTERRUPTED, "mlflow.note.content":
                     "Interrupted: the sweep's driver stopped before Ray Tune recorded this trial; "
-                    "the resumed sweep did not continue it."})
+                    "the resumed sweep ran its configuration again as a new trial."})
                 client.set_terminated(run.info.run_id, status="KILLED", end_time=now_ms())
                 self.interrupted.append(run.info.run_id)
 
-        self.writer.submit("sweep", "closing interrupted runs", write)
+        self.writer.submit("sweep", "closing runs an interrupted driver left open", write)
 
     def flush(self, timeout: float) -> dict[str, list[str]]:
         """Wait for the queued writes; returns what could not be written, per trial."""
