@@ -29,9 +29,11 @@ class KeepBestCheckpoints(Callback):
         return {**self.__dict__, "_fs": None}
 
     def _score(self, trial: Any) -> float:
-        analysis = getattr(trial, "metric_analysis", {}).get(self.metric, {})
-        value = analysis.get(self.mode)
-        if value is None or not math.isfinite(value):
+        # The metric of the trial's last report: Tune keeps the trial's latest checkpoint, so
+        # that is the value of the checkpoint kept (not the trial's best-ever report, which an
+        # overfitting trial's last checkpoint no longer has).
+        value = (getattr(trial, "last_result", None) or {}).get(self.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             return math.inf
         return value if self.mode == "min" else -value
 
