@@ -458,8 +458,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         )
     with _http_settings(plan.tracking_uri):
         results = tuner.fit()
-        recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
         if resume:
+            recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
             _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
         outcome = _summarise(plan, task, results, recorder, parent)
     print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "

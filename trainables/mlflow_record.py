@@ -466,7 +466,7 @@ class MlflowRecorder(Callback):
                 client.set_terminated(run.info.run_id, status="KILLED", end_time=now_ms())
                 self.interrupted.append(run.info.run_id)
 
-        self.writer.submit("sweep", "closing runs an interrupted driver left open", write)
+        self.writer.submit("sweep", "closing the runs the interrupted driver left open", write)
 
     def flush(self, timeout: float) -> dict[str, list[str]]:
         """Wait for the queued writes; returns what could not be written, per trial."""
