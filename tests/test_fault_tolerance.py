@@ -197,6 +197,10 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_set_of_trials(tmp_path, smo
     got = sorted((int(c.data.params["adapter.r"]), round(float(c.data.params["train.lr"]), 12))
                  for c in trials)
     assert got == sorted(_expected_optuna_configs(space, 4))
+    from analysis.load import load
+
+    data = load(uri, experiment=EXPERIMENT)  # what the plots read: the 4 trials, no partial duplicate
+    assert sorted(data.trials["trial_id"]) == sorted(c.data.tags["lorasweep.trial_id"] for c in trials)
     with open(tmp_path / "rr" / "resume" / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(r["mlflow_run_id"] for r in rows)
