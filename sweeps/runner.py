@@ -425,7 +425,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         # Tune restores the callbacks pickled at launch; these are this driver's (its tracking
         # URI, its summary reads them). Tune gives them their saved state (get_state) when the
         # experiment restores: trial outcomes, attempts and MLflow runs.
-        tuner._local_tuner.get_run_config().callbacks = [recorder, keep]
+        # (A Ray Client connection, ray://, runs the tuner remotely: its callbacks stay.)
+        if getattr(tuner, "_local_tuner", None) is not None:
+            tuner._local_tuner.get_run_config().callbacks = [recorder, keep]
     else:
         _store_config(plan)
         param_space, num_samples = plan.param_space, cfg.search.num_samples
