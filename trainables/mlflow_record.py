@@ -15,7 +15,7 @@ The writes go through a :class:`TrackingWriter`: one thread in the driver that p
 order, off Tune's event loop, so a tracking server that goes away mid-sweep never stalls the
 trials (Tune waits for its callbacks before it takes the next result). While the store is
 unreachable the writes wait in a bounded queue and are retried with backoff (1 s doubling to
-30 s); they reach MLflow once it is back. Whatever is still unwritten when the sweep ends
+5 s); they reach MLflow once it is back. Whatever is still unwritten when the sweep ends
 (after ``flush``'s deadline) is listed per trial in the summary, never dropped silently.
 """
 
@@ -106,7 +106,7 @@ log = logging.getLogger("lorasweep.mlflow")
 #: few KB); past it the oldest waiting write is dropped and counted as lost for its trial.
 MAX_PENDING = 10_000
 #: Seconds between attempts while the store is unreachable: doubling from the first to the last.
-BACKOFF_S = (1.0, 10.0)
+BACKOFF_S = (1.0, 5.0)
 #: MLflow's own HTTP retries (7 tries, backoff factor 2: minutes per call) would hide an outage
 #: from the writer's backoff and from the end-of-sweep deadline; while a sweep writes to a
 #: tracking server, each call gives up sooner unless these are set in the environment.
