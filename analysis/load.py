@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.mlflow_names import (COMPLETED, FAILED, KIND_TAG, PARENT_TAG, REPORT_METRICS,
-                                      RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG, TRIAL_TAG)
+from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG, PARENT_TAG,
+                                      REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
+                                      TRIAL_TAG)
 from trainables.tasks.base import MetricSpec
 
 #: Metrics every trial logs whatever its task: not final task metrics.
@@ -307,7 +308,9 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
     for sweep in sweeps:
         children = _search(client, [sweep.experiment_id],
                            f"tags.`{PARENT_TAG}` = '{sweep.run_id}' and tags.`{KIND_TAG}` = 'trial'")
-        rows += [_trial_row(sweep, run) for run in children]
+        # An interrupted run is a partial duplicate: its configuration ran again after a resume.
+        rows += [_trial_row(sweep, run) for run in children
+                 if run.data.tags.get(STATUS_TAG) != INTERRUPTED]
     if not rows:
         where = f"experiment {experiment!r}" if experiment is not None else \
             "sweep " + ", ".join(s.run_id for s in sweeps)

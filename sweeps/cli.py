@@ -43,6 +43,8 @@ FLAG_SETTINGS = {
     "storage": "storage",
     "name": "name",
     "keep_best_k": "keep_best_k",
+    "max_failures": "max_failures",
+    "memory_limit_mb": "resources.memory_limit_mb",
     "seeds": "seeds",
     "max_trainable_params": "max_trainable_params",
 }
@@ -192,6 +194,10 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
     p.add_argument("--max-trainable-params", help="budget: grid configurations training more "
                                                    "parameters are rejected before launch")
     p.add_argument("--keep-best-k", help="adapter checkpoints kept across the sweep")
+    p.add_argument("--max-failures", help="retries of a failed trial, each from its last "
+                                          "checkpoint (default 0: a failed trial fails at once)")
+    p.add_argument("--memory-limit-mb", help="host memory a trial may allocate beyond its process "
+                                             "at start; past it the trial fails as out of memory")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep (--name, or the study's latest)")
     p.add_argument("--dry-run", action="store_true",

@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ class Outcome:
     csv_path: Path
     parent_run_id: str
     exit_code: int
+    lost: dict[str, list[str]] = field(default_factory=dict)
+    """MLflow records that could not be written (the store stayed unreachable), per trial."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -447,6 +451,12 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
     if resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
+        # Tune restores the callbacks pickled at launch; these are this driver's (its tracking
+        # URI, its summary reads them). Tune gives them their saved state (get_state) when the
+        # experiment restores: trial outcomes, attempts and MLflow runs.
+        # (A Ray Client connection, ray://, runs the tuner remotely: its callbacks stay.)
+        if getattr(tuner, "_local_tuner", None) is not None:
+            tuner._local_tuner.get_run_config().callbacks = [recorder, keep]
     else:
         _store_config(plan)
         param_space, num_samples = plan.param_space, cfg.search.num_samples
@@ -472,12 +482,60 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
                 name=plan.name, storage_path=plan.storage,
                 callbacks=[recorder, keep],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=0),
+                # A retry restores the trial from its last checkpoint (adapter + optimizer).
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                 verbose=1,
             ),
         )
-    results = tuner.fit()
-    return _summarise(plan, task, results, recorder, client, parent)
+    with _http_settings(plan.tracking_uri):
+        results = tuner.fit()
+        if resume:
+            recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
+            _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
+        outcome = _summarise(plan, task, results, recorder, parent)
+    print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "
+          f"adapter checkpoints deleted from Tune storage ({keep.deleted_bytes / 2**20:.2f} MiB freed)")
+    return outcome
+
+
+def _drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None:
+    """Checkpoints of trials an interrupted driver started after Tune's last experiment
+    snapshot: no Tune trial owns them (they can never be resumed), so keep-best-k never sees
+    them; deleted after a resume (local storage)."""
+    import shutil
+
+    if "://" in plan.storage:
+        return
+    for ckpt in (Path(plan.storage) / plan.name).glob("*/checkpoint_*"):
+        if ckpt.is_dir() and not any(f"_{tid}_" in ckpt.parent.name for tid in trial_ids if tid):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _http_settings(uri: str) -> Iterator[None]:
+    """MLflow's HTTP retry settings for the sweep's writes to a tracking server
+    (:data:`trainables.mlflow_record.HTTP_SETTINGS`); the environment's own win."""
+    from trainables.mlflow_record import HTTP_SETTINGS
+
+    quick = {k: v for k, v in HTTP_SETTINGS.items() if k not in os.environ} \
+        if uri.startswith(("http://", "https://")) else {}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for k in quick:
+            os.environ.pop(k, None)
+
+
+def flush_timeout_s() -> float:
+    """How long the end of a sweep waits for MLflow writes held back by an unreachable
+    tracking store (``LORASWEEP_MLFLOW_FLUSH_S``, default 300 s); what is still unwritten
+    then is listed in the summary."""
+    value = os.environ.get("LORASWEEP_MLFLOW_FLUSH_S", "300")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UserError("LORASWEEP_MLFLOW_FLUSH_S", f"must be a number of seconds, got {value!r}") from None
 
 
 # --------------------------------------------------------------------------- resume
@@ -594,16 +652,40 @@ def _status_of(result: Any, recorder: Any) -> str:
     return COMPLETED if (result.metrics or {}).get("is_final") else STOPPED
 
 
-def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, parent: str) -> Outcome:
+def _trial_id(result: Any) -> str | None:
+    """A result's trial id (Tune fills it in also for a trial that never reported)."""
+    return (result.metrics or {}).get("trial_id")
+
+
+def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
+    """The exception line of a failed trial ("FloatingPointError: train loss is nan ...")."""
+    if result.error is None:
+        return ""
+    if tid in recorder.errors:
+        return recorder.errors[tid][:300]
+    lines = [ln.strip() for ln in str(result.error).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(result.error).__name__
+
+
+def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) -> Outcome:
     from mlflow.entities import Metric
 
-    from trainables.mlflow_record import FAILED, STOPPED, log_batch, now_ms
+    from trainables.mlflow_record import FAILED, INTERRUPTED, STOPPED, log_batch, now_ms
 
+    # The trials' MLflow writes first (their run ids go in the table); a store that is down
+    # gets until the deadline to come back, then what is left is reported, not dropped.
+    deadline = time.monotonic() + flush_timeout_s()
+    pending = recorder.writer.pending()
+    if pending and recorder.writer.outages:
+        print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
+              f"({plan.tracking_uri} unreachable)", flush=True)
+    recorder.writer.flush(max(0.0, deadline - time.monotonic()))
     swept = plan.space.swept
     compare_methods = any("adapter.method" in p.keys for p in swept)
     rows: list[dict[str, Any]] = []
     for result in results:
         m = result.metrics or {}
+        tid = _trial_id(result)
         cfg_hp = result.config or {}
         row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
         row.update({
@@ -618,8 +700,9 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
         row["note"] = m.get("final_note", "")
         row.update({"samples_per_s": m.get("samples_per_s"), "peak_mem_mb": m.get("peak_mem_mb"),
                     "wall_s": m.get("wall_s"), "trial_id": m.get("trial_id"),
-                    "mlflow_run_id": recorder.run_id(m.get("trial_id", "")),
-                    "error": str(result.error).splitlines()[0][:200] if result.error else ""})
+                    "mlflow_run_id": recorder.run_id(m.get("trial_id") or ""),
+                    "attempts": recorder.attempts.get(tid, 1),
+                    "error": _error_line(result, recorder, tid)})
         if compare_methods and "method" not in row:  # swept coupled, e.g. method+r
             from search_spaces import apply_hyperparameters
 
@@ -648,13 +731,21 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     if task.final_metrics and not plan.cfg.trial.eval.generate:
         print("  generation metrics off (eval.generate=false)")
     if compare_methods and rows:
-        _compare_methods(plan, task, rows, out_dir, client, parent)
+        _compare_methods(plan, task, rows, out_dir, recorder, parent)
     _print_seed_medians(rows, swept, task, reference)
     for note in sorted({r["note"] for r in rows if r.get("note")}):
         print(f"  note: {note}")
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
           f"{counts[FAILED]} failed{rejected}")
+    for r in rows:
+        if r["status"] == FAILED:
+            tries = f" after {r['attempts']} attempts" if r["attempts"] > 1 else ""
+            label = " ".join(f"{p.short}={_fmt(r.get(p.short), '{:.3g}')}" for p in swept) or r["trial_id"]
+            print(f"  failed{tries}: {label} ({r['trial_id']}): {r['error']}")
+    if recorder.interrupted:
+        print(f"  {len(recorder.interrupted)} MLflow run(s) of trials interrupted before Tune "
+              f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
     print(f"  results CSV: {csv_path.resolve()}")
     print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
     if plan.tracking_uri.startswith("sqlite:"):
@@ -668,16 +759,31 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, client: Any, 
     if best:
         pick = min if task.metric.mode == "min" else max
         metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
-    log_batch(client, parent, metrics=metrics)
-    client.log_artifact(parent, str(csv_path))
-    _log_best_predictions(client, parent, rows, task)
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
-    client.set_terminated(parent, status=status, end_time=now_ms())
+
+    def record(client: Any) -> None:
+        log_batch(client, parent, metrics=metrics)
+        client.log_artifact(parent, str(csv_path))
+        _log_best_predictions(client, parent, rows, task)
+        client.set_terminated(parent, status=status, end_time=now_ms())
+
+    recorder.writer.submit("sweep", "the sweep's summary (parent run)", record)
+    lost = recorder.flush(max(5.0, deadline - time.monotonic()))
+    if lost:
+        print(f"  MLflow records NOT written ({plan.tracking_uri} unreachable until the deadline; "
+              "the results CSV has every trial):")
+        for label, what in lost.items():
+            run = recorder.run_id(label)
+            print(f"    {label}{f' (run {run})' if run else ''}: {len(what)} record(s): "
+                  + "; ".join(what[:3]) + (" ..." if len(what) > 3 else ""))
+    elif recorder.writer.outages:
+        print(f"  MLflow was unreachable {recorder.writer.outages} time(s), "
+              f"{recorder.writer.outage_s:.0f} s in all; every record was written when it returned")
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
-                   exit_code=1 if counts[FAILED] else 0)
+                   exit_code=1 if counts[FAILED] or lost else 0, lost=lost)
 
 
-def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, client: Any,
+def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, recorder: Any,
                      parent: str) -> None:
     """A sweep over ``adapter.method``: the quality / speed / memory table of its methods
     (printed, ``methods.csv``) and its plot (``methods.png``), both also on the parent run."""
@@ -693,11 +799,16 @@ def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    client.log_artifact(parent, str(path))
     png = plot(table, out_dir / "methods.png", heading=spec.heading, title=f"{plan.name}: {plan.cfg.trial.task}")
     if png is not None:
-        client.log_artifact(parent, str(png))
         print(f"  methods plot: {png.resolve()}")
+    files = [path] + ([png] if png is not None else [])
+
+    def record(client: Any) -> None:
+        for f in files:
+            client.log_artifact(parent, str(f))
+
+    recorder.writer.submit("sweep", "the methods table and plot (parent run)", record)
 
 
 def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,

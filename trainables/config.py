@@ -346,6 +346,11 @@ class ResourcesConfig:
     overhead, actor reuse); ``train``: the trial launches a Ray Train ``TorchTrainer`` worker
     group (needed for DDP, ~25 s more per trial on CPU); ``auto``: ``train`` when
     workers_per_trial > 1, else ``function``."""
+    memory_limit_mb: int | None = None
+    """Host memory a trial may allocate beyond what its process holds when the trial starts
+    (a soft ``RLIMIT_AS`` the trial sets on its own process, lifted when it ends): past it an
+    allocation fails and the trial fails as out of memory instead of the machine swapping or
+    the kernel killing a neighbour. Linux/macOS; null = no limit. GPU memory is not counted."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cpus_per_trial) or self.cpus_per_trial <= 0:
@@ -358,6 +363,7 @@ class ResourcesConfig:
         if self.trial_shape == "function" and self.workers_per_trial > 1:
             raise UserError("trial_shape", "'function' runs one process; workers_per_trial > 1 "
                                            "needs trial_shape 'train' or 'auto'")
+        _positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
 
     @property
     def uses_train_workers(self) -> bool:
@@ -392,6 +398,10 @@ class SweepConfig:
     the space); null = one run per configuration, seeded from the sweep seed."""
     keep_best_k: int = 3
     """Adapter checkpoints kept in Tune storage across the whole sweep (best by the metric)."""
+    max_failures: int = 0
+    """Retries of a failed trial (Tune's ``FailureConfig``): a retry restores the trial from
+    its last checkpoint (from the start when it failed before its first report). 0 = a trial
+    that raises (an error, a non-finite loss, out of memory) fails at once; the others go on."""
     tracking_uri: str | None = None
     """MLflow tracking URI; null = ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db`` here."""
     experiment: str | None = None
@@ -405,6 +415,8 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         _positive_int("keep_best_k", self.keep_best_k)
+        if not isinstance(self.max_failures, int) or self.max_failures < 0:
+            raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         _positive_int("seeds", self.seeds, allow_none=True)
         _positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
         if self.name is not None and (not self.name.strip() or "/" in self.name):

@@ -18,6 +18,9 @@ PARENT_TAG = "mlflow.parentRunId"
 REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_mem_mb", "wall_s")
 
 COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
+#: A child run an interrupted driver left behind for a trial Ray Tune never recorded (see
+#: ``MlflowRecorder.close_stale_runs``); its configuration ran again in the resumed sweep.
+INTERRUPTED = "interrupted"
 
 
 def default_tracking_uri() -> str:

@@ -16,9 +16,11 @@ differs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,58 @@ def _prepared(path: str | None) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 
 
+@contextlib.contextmanager
+def memory_limit(mb: int | None) -> Iterator[None]:
+    """Let this process allocate at most ``mb`` MiB more address space than it holds now
+    (``resources.memory_limit_mb``), for the duration of the block.
+
+    The limit is the soft ``RLIMIT_AS``, set above the process's current virtual size (a Ray
+    worker maps the object store and its libraries: gigabytes before the trial allocates
+    anything) and restored afterwards, so a reused trial actor starts its next trial without
+    it. Past the limit, malloc/mmap fail: torch raises "DefaultCPUAllocator: can't allocate
+    memory", Python raises MemoryError; either is re-raised as :class:`TrialOutOfMemory`.
+    """
+    if not mb:
+        yield
+        return
+    import resource
+
+    # Imported before measuring: the libraries' own mappings are not the trial's allocations.
+    import peft  # noqa: F401
+    import psutil
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    vms = psutil.Process().memory_info().vms
+    limit = vms + mb * 2**20
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    except MemoryError as e:
+        raise _oom(mb, e) from e
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e).lower():
+            raise
+        raise _oom(mb, e) from e
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class TrialOutOfMemory(MemoryError):
+    """A trial went past ``resources.memory_limit_mb`` (one message argument, so it pickles
+    back to the driver)."""
+
+
+def _oom(mb: int, cause: BaseException) -> TrialOutOfMemory:
+    text = str(cause).strip()
+    first = text.splitlines()[-1][:300] if text else type(cause).__name__
+    return TrialOutOfMemory(f"out of memory: the trial needed more than resources.memory_limit_mb="
+                            f"{mb} MiB ({first})")
+
+
 def tune_trial(hyperparameters: dict[str, Any], *, base: dict[str, Any], sweep: dict[str, Any]) -> None:
     """Tune function trainable (bound with ``tune.with_parameters``)."""
     _quiet_libraries()
@@ -97,8 +151,9 @@ def tune_trial(hyperparameters: dict[str, Any], *, base: dict[str, Any], sweep: 
         from trainables.session import TuneSession
 
         _set_threads(resources["cpus_per_trial"])
-        run_loop(cfg, TuneSession(), prepared=_prepared(sweep.get("prepared")),
-                 adapters=sweep.get("adapters"))
+        with memory_limit(resources.get("memory_limit_mb")):
+            run_loop(cfg, TuneSession(), prepared=_prepared(sweep.get("prepared")),
+                     adapters=sweep.get("adapters"))
         return
     _launch_train_workers(cfg, sweep)
 
@@ -120,7 +175,7 @@ def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"trial": to_dict(cfg), "prepared": sweep.get("prepared"), "cpus": cpu_each,
-                           "adapters": sweep.get("adapters")},
+                           "adapters": sweep.get("adapters"), "memory_limit_mb": res.get("memory_limit_mb")},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu_each > 0, resources_per_worker=per_worker),
         run_config=RunConfig(
             name=f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}-train",
@@ -140,5 +195,6 @@ def train_worker(config: dict[str, Any]) -> None:
     _quiet_libraries()
     _set_threads(config["cpus"])
     cfg = from_dict(TrialConfig, config["trial"])
-    run_loop(cfg, TrainSession(), prepared=_prepared(config.get("prepared")),
-             adapters=config.get("adapters"))
+    with memory_limit(config.get("memory_limit_mb")):
+        run_loop(cfg, TrainSession(), prepared=_prepared(config.get("prepared")),
+                 adapters=config.get("adapters"))
