@@ -1,0 +1,10 @@
+"""lorasweep's trainables: the trial configuration, the one training loop, tasks and adapters."""
+
+import logging as _logging
+
+# bitsandbytes (imported by peft and transformers whenever it is installed) logs a warning at
+# import on CPUs with AVX512-BF16 when the optional ``kernels`` package, which downloads an
+# optimised CPU 4-bit kernel from the Hugging Face Hub, is missing. bitsandbytes then uses its
+# own CPU kernel, which is what the offline machines here run. The line would otherwise be a
+# second line under every one-line error and in every trial's log.
+_logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(_logging.ERROR)
