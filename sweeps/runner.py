@@ -130,6 +130,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     check_adapter_targets(skeleton, sorted(targets))
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
+    check_storage(storage_path(cfg))
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
     points, rejected = None, []
@@ -479,6 +480,62 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
     stored = from_dict(SweepConfig, json.loads(path.read_text()))
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
                    storage=cfg.storage or stored.storage)
+
+
+#: ``--storage`` URI schemes: the cloud stores Tune writes through pyarrow's filesystems.
+STORAGE_SCHEMES = ("s3", "gs")
+
+
+def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
+    """Refuse a ``--storage`` URI the sweep could not write to, before anything starts.
+
+    A local or shared-filesystem path needs nothing here (Tune creates it). An ``s3://`` or
+    ``gs://`` URI is opened with pyarrow, as Tune and Ray Train open it, and its prefix is
+    looked up once: a missing bucket, missing credentials or an unreachable endpoint is one
+    line within ``timeout_s`` seconds rather than a failure of every trial at its first
+    checkpoint. pyarrow's own query options (``?endpoint_override=...&region=...``) pass
+    through, as they do to Tune.
+    """
+    import threading
+    from urllib.parse import urlsplit
+
+    if "://" not in storage:
+        return
+    scheme = urlsplit(storage).scheme
+    if scheme not in STORAGE_SCHEMES:
+        raise UserError("storage", f"{scheme}:// is not a storage Tune can write to here; give a "
+                                   "path (a shared filesystem on a cluster) or an s3:// or gs:// URI")
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs
+
+            fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+            fs.get_file_info(path)  # credentials and reachability; a missing prefix is fine
+            outcome.append(None)
+        except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ... with the store's reason
+            outcome.append(e)
+
+    # A daemon thread: pyarrow's GCS client retries for minutes and cannot be cancelled, and
+    # must not keep the process alive after the error.
+    thread = threading.Thread(target=probe, name="lorasweep-storage-check", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise UserError("storage", f"cannot reach {storage} (no answer in {timeout_s:g} s); check the "
+                                   "network and the credentials of this machine and the nodes")
+    if outcome[0] is not None:
+        e = outcome[0]
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError("storage", f"cannot use {storage} ({reason}); {_credentials_hint(scheme)}")
+
+
+def _credentials_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return ("the nodes need write access: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, "
+                "or an instance role")
+    return "the nodes need write access: GOOGLE_APPLICATION_CREDENTIALS or Workload Identity"
 
 
 def check_tracking_uri(uri: str) -> None:

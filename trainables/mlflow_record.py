@@ -24,6 +24,7 @@ from ray.tune import Callback
 from trainables.mlflow_names import (COMPLETED, FAILED, KIND_TAG, PARENT_TAG,  # noqa: F401
                                      REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
                                      TRIAL_TAG, default_tracking_uri)
+from trainables.mlflow_names import NODE_TAG
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -202,6 +203,9 @@ class MlflowRecorder(Callback):
                 tags["lorasweep.note"] = result["final_note"]
         if first and "peak_mem_kind" in result:
             tags["lorasweep.peak_mem_kind"] = result["peak_mem_kind"]
+        if first and result.get("node_id"):
+            # A tag, not a param: a resumed trial may continue on another node.
+            tags[NODE_TAG] = result["node_id"]
         log_batch(self.client, run_id, metrics=metrics, tags=tags)
         self._last[trial.trial_id] = {k: v for k, v in result.items() if k != "history"}
 
