@@ -106,6 +106,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     from trainables.tasks import get_task
 
     task = get_task(cfg.trial.task)
+    check_storage(storage_path(cfg))
     base = to_dict(cfg.trial)
     space = load_space(cfg.space, base=base)
     if cfg.seeds:
@@ -130,7 +131,6 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     check_adapter_targets(skeleton, sorted(targets))
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
-    check_storage(storage_path(cfg))
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
     points, rejected = None, []
