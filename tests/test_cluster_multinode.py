@@ -45,8 +45,8 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 
 def _end_processes(procs: list[subprocess.Popen], markers: list[str]) -> None:
     """SIGTERM then SIGKILL the `ray start --block` process groups, then any process whose
-    command line or working directory is under one of this test's temp dirs (Ray's workers, a
-    job's driver, which runs in the unpacked working dir). Nothing else is touched."""
+    command line, working directory or HOME is under one of this test's temp dirs (Ray's
+    workers, a job's driver, which runs in the unpacked working dir). Nothing else is touched."""
     import psutil
 
     for proc in procs:
@@ -63,9 +63,11 @@ def _end_processes(procs: list[subprocess.Popen], markers: list[str]) -> None:
         except ProcessLookupError:
             pass
     me = os.getpid()
-    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
+    for p in psutil.process_iter(["pid", "cmdline", "cwd", "environ"]):
         try:
-            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
+            # Ray renames some processes (`ray::DashboardAgent`): their HOME still names ours.
+            text = " ".join([*(p.info["cmdline"] or []), p.info["cwd"] or "",
+                             (p.info["environ"] or {}).get("HOME", "")])
             if p.info["pid"] != me and any(m in text for m in markers):
                 p.kill()
         except psutil.Error:
@@ -208,7 +210,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         if not job_done:
             subprocess.run([ray, "job", "stop", "--address", address, submission], env=env,
                            capture_output=True, timeout=60)
-        _end_processes(procs, [str(head_tmp), str(worker_tmp)])
+        _end_processes(procs, [str(head_tmp), str(worker_tmp), str(home)])
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
     return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}}
