@@ -513,6 +513,9 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
 
             fs, path = pyarrow.fs.FileSystem.from_uri(storage)
             fs.get_file_info(path)  # credentials and reachability; a missing prefix is fine
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
+                raise FileNotFoundError(f"bucket {bucket!r} does not exist")
             outcome.append(None)
         except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ... with the store's reason
             outcome.append(e)

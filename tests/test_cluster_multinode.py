@@ -54,7 +54,7 @@ def _end_processes(procs: list[subprocess.Popen], markers: list[str]) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.time() + 10
+    deadline = time.time() + 5
     while time.time() < deadline and any(p.poll() is None for p in procs):
         time.sleep(0.2)
     for proc in procs:
