@@ -517,7 +517,7 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
             if fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
                 raise FileNotFoundError(f"bucket {bucket!r} does not exist")
             outcome.append(None)
-        except Exception as e:  # pyarrow raises OSError, ArrowInvalid, ... with the store's reason
+        except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid, ... with the reason
             outcome.append(e)
 
     # A daemon thread: pyarrow's GCS client retries for minutes and cannot be cancelled, and

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from test_cluster import RUNTIME_ENV, _free_port
 
-NODE_TAG = "lorasweep.ray_node_id"
+from trainables.mlflow_names import NODE_TAG
+
 SWEEP = "multinode-smoke"
 #: Kept test outputs (gitignored): the MLflow UI screenshot.
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -81,7 +81,7 @@ def _wait_for_nodes(ray: str, address: str, env: dict[str, str], n: int, timeout
     while True:
         out = subprocess.run([ray, "list", "nodes", "--address", address, "--format", "json",
                               "--filter", "state=ALIVE"], env=env, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, check=False)
         if out.returncode == 0:
             nodes = json.loads(out.stdout)
             if len(nodes) >= n:
@@ -138,7 +138,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
     base["HOME"] = str(home)
     ray = str(Path(sys.executable).with_name("ray"))
     gen = subprocess.run([ray, "get-auth-token", "--generate"], env=base, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert gen.returncode == 0, gen.stderr
     token = (home / ".ray" / "auth_token").read_text().strip()
     env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
@@ -199,7 +199,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         # refused submission (a new id each time) until a deadline.
         deadline, tries = time.time() + 120, []
         while True:
-            job = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+            job = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480, check=False)
             tries.append(job.stdout[-4000:] + job.stderr[-2000:])
             if "submitted successfully" in job.stdout + job.stderr or time.time() > deadline:
                 break
@@ -211,7 +211,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
     finally:
         if not job_done:
             subprocess.run([ray, "job", "stop", "--address", address, submission], env=env,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, check=False)
         _end_processes(procs, [str(head_tmp), str(worker_tmp), str(home)])
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
