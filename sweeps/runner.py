@@ -110,6 +110,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
     from trainables.tasks import get_task
 
     task = get_task(cfg.trial.task)
+    check_storage(storage_path(cfg))
     base = to_dict(cfg.trial)
     space = load_space(cfg.space, base=base)
     if cfg.seeds:
@@ -566,6 +567,65 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
     stored = from_dict(SweepConfig, json.loads(path.read_text()))
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
                    storage=cfg.storage or stored.storage)
+
+
+#: ``--storage`` URI schemes: the cloud stores Tune writes through pyarrow's filesystems.
+STORAGE_SCHEMES = ("s3", "gs")
+
+
+def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
+    """Refuse a ``--storage`` URI the sweep could not write to, before anything starts.
+
+    A local or shared-filesystem path needs nothing here (Tune creates it). An ``s3://`` or
+    ``gs://`` URI is opened with pyarrow, as Tune and Ray Train open it, and its prefix is
+    looked up once: a missing bucket, missing credentials or an unreachable endpoint is one
+    line within ``timeout_s`` seconds rather than a failure of every trial at its first
+    checkpoint. pyarrow's own query options (``?endpoint_override=...&region=...``) pass
+    through, as they do to Tune.
+    """
+    import threading
+    from urllib.parse import urlsplit
+
+    if "://" not in storage:
+        return
+    scheme = urlsplit(storage).scheme
+    if scheme not in STORAGE_SCHEMES:
+        raise UserError("storage", f"{scheme}:// is not a storage Tune can write to here; give a "
+                                   "path (a shared filesystem on a cluster) or an s3:// or gs:// URI")
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs
+
+            fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+            fs.get_file_info(path)  # credentials and reachability; a missing prefix is fine
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
+                raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid, ... with the reason
+            outcome.append(e)
+
+    # A daemon thread: pyarrow's GCS client retries for minutes and cannot be cancelled, and
+    # must not keep the process alive after the error.
+    thread = threading.Thread(target=probe, name="lorasweep-storage-check", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise UserError("storage", f"cannot reach {storage} (no answer in {timeout_s:g} s); check the "
+                                   "network and the credentials of this machine and the nodes")
+    if outcome[0] is not None:
+        e = outcome[0]
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError("storage", f"cannot use {storage} ({reason}); {_credentials_hint(scheme)}")
+
+
+def _credentials_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return ("the nodes need write access: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, "
+                "or an instance role")
+    return "the nodes need write access: GOOGLE_APPLICATION_CREDENTIALS or Workload Identity"
 
 
 def check_tracking_uri(uri: str) -> None:

@@ -433,3 +433,60 @@ def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, s
         (n,) = conn.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",
                             (int(exp.experiment_id),)).fetchone()
     assert n == 3
+
+
+# --------------------------------------------------------------------------- shared storage
+
+
+@pytest.mark.parametrize("storage, fragment", [
+    ("hdfs://namenode/lorasweep", "hdfs:// is not a storage Tune can write to here"),
+    # A real S3 client against an endpoint that refuses connections (pyarrow's own URI option,
+    # as Tune would get it): the store's reason, within seconds.
+    (f"s3://lorasweep-test/results?endpoint_override=127.0.0.1:{_free_port()}&scheme=http&region=us-east-1",
+     "cannot use s3://lorasweep-test/results"),
+], ids=["hdfs", "s3-unreachable"])
+def test_storage_that_cannot_be_written_is_refused_before_launch(storage, fragment, tmp_path):
+    db = tmp_path / "mlruns.db"
+    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
+           "--tracking-uri", f"sqlite:///{db}", "--storage", storage]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert lines[0].startswith("error: storage") and fragment in lines[0], lines[0]
+    assert time.time() - started < 60
+    assert list(tmp_path.iterdir()) == [] and "Tune storage:" not in proc.stdout
+
+
+def test_unreachable_cloud_storage_answers_within_the_timeout():
+    """pyarrow's GCS client retries for minutes; the check gives up after its timeout."""
+    from sweeps.runner import check_storage
+    from trainables.errors import UserError
+
+    started = time.time()
+    with pytest.raises(UserError) as refused:
+        check_storage("gs://lorasweep-test-no-such-bucket/results", timeout_s=2)
+    assert time.time() - started < 10
+    assert str(refused.value).startswith("storage: cannot ")
+
+
+def test_local_storage_needs_no_check(tmp_path):
+    from sweeps.runner import check_storage
+
+    check_storage(str(tmp_path / "not-yet" / "ray_results"))
+    assert not (tmp_path / "not-yet").exists()
+
+
+def test_readme_submits_with_the_runtime_env_and_a_shared_storage():
+    """The README's `ray job submit` command is the one the multi-node test runs: from the
+    repository root, with cluster/runtime_env.yaml (its excludes keep .venv, Tune results,
+    MLflow stores and caches out of the upload)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Submitting a sweep"):readme.index("### Shared storage")]
+    command = " ".join(section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ").split())
+    assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . "
+                              "--runtime-env cluster/runtime_env.yaml -- python sweeps/rank_e2e.py")
+    assert "--storage " in command and "--tracking-uri " in command
+    excludes = _load(RUNTIME_ENV)[0]["excludes"]
+    for pattern in (".venv/", "ray_results/", "mlruns/", "mlruns.db", ".cache/", "tests/artifacts/"):
+        assert pattern in excludes, pattern

@@ -13,6 +13,8 @@ SWEEP_TAG = "lorasweep.sweep"
 STATUS_TAG = "lorasweep.status"
 KIND_TAG = "lorasweep.kind"
 PARENT_TAG = "mlflow.parentRunId"
+#: The Ray node id a trial trained on (``ray.get_runtime_context().get_node_id()``).
+NODE_TAG = "lorasweep.ray_node_id"
 
 #: Per-report metrics logged at the report's optimizer step.
 REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_mem_mb", "wall_s")

@@ -35,8 +35,8 @@ from typing import Any
 from ray.tune import Callback
 
 from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG,  # noqa: F401
-                                     PARENT_TAG, REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED,
-                                     SWEEP_TAG, TRIAL_TAG, default_tracking_uri)
+                                     NODE_TAG, PARENT_TAG, REPORT_METRICS, RUNNING, STATUS_TAG,
+                                     STOPPED, SWEEP_TAG, TRIAL_TAG, default_tracking_uri)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -365,6 +365,9 @@ class MlflowRecorder(Callback):
                 for k in ("trainable_params", "total_params", "trainable_pct", "setup_s", "data_s")
                 if _is_number(result.get(k))]
         once_tags = {"lorasweep.peak_mem_kind": result["peak_mem_kind"]} if "peak_mem_kind" in result else {}
+        if result.get("node_id"):
+            # A tag, not a param: a resumed trial may continue on another node.
+            once_tags[NODE_TAG] = result["node_id"]
         tags = {}
         if result.get("is_final"):
             metrics += [Metric(k, float(result[k]), ts, step) for k in self.final_metrics

@@ -97,7 +97,7 @@ class TuneSession(Session):
         from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        tune.report({**metrics, "node_id": _node_id()}, checkpoint=checkpoint)
 
     @contextlib.contextmanager
     def restored_checkpoint(self) -> Iterator[Path | None]:
@@ -132,7 +132,7 @@ class TrainSession(Session):
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, "node_id": _node_id()}, checkpoint=checkpoint)
 
     @contextlib.contextmanager
     def restored_checkpoint(self) -> Iterator[Path | None]:
@@ -179,6 +179,14 @@ class TrainSession(Session):
 
         if dist.is_initialized():
             dist.barrier()
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on: recorded per trial, so a multi-node sweep shows
+    where each trial trained (Tune's own ``node_ip`` is the same for two nodes of one host)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,313 @@
+"""A smoke sweep submitted to a real two-node Ray cluster, as the README's cluster section says,
+and the MLflow UI that shows it.
+
+``ray start --head`` plus a second ``ray start --address`` node on this machine (token
+authentication on, each node with its own temp dir), a plain ``mlflow server``, then ``ray job
+submit --working-dir . --runtime-env ...`` of ``sweeps/rank_e2e.py --preset smoke`` with the
+server as tracking URI. One sweep (module fixture), two checks: every trial ran, is in MLflow
+with the Ray node it trained on, the trials used both nodes and both wrote their checkpoints
+to the shared ``--storage`` path; and the MLflow UI in headless Chromium lists the parent run
+and, expanded, its child runs (screenshot kept in ``tests/artifacts/mlflow_ui.png``).
+
+Isolation on a shared machine: each node gets a private ``--temp-dir``, so Ray writes the
+cluster's address to ``<temp dir>/ray_current_cluster`` and not to
+``/tmp/ray/ray_current_cluster``, where another process's ``ray.init()`` would find it and
+join this cluster. Nothing is stopped with ``ray stop`` (it stops every Ray on the machine):
+only the processes of this test's nodes are ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from test_cluster import RUNTIME_ENV, _free_port
+
+from trainables.mlflow_names import NODE_TAG
+
+SWEEP = "multinode-smoke"
+#: Kept test outputs (gitignored): the MLflow UI screenshot.
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+def _end_processes(procs: list[subprocess.Popen], markers: list[str]) -> None:
+    """SIGTERM then SIGKILL the `ray start --block` process groups, then any process whose
+    command line, working directory or HOME is under one of this test's temp dirs (Ray's
+    workers, a job's driver, which runs in the unpacked working dir). Nothing else is touched."""
+    import psutil
+
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 5
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    me = os.getpid()
+    for p in psutil.process_iter(["pid", "cmdline", "cwd", "environ"]):
+        try:
+            # Ray renames some processes (`ray::DashboardAgent`): their HOME still names ours.
+            text = " ".join([*(p.info["cmdline"] or []), p.info["cwd"] or "",
+                             (p.info["environ"] or {}).get("HOME", "")])
+            if p.info["pid"] != me and any(m in text for m in markers):
+                p.kill()
+        except psutil.Error:
+            pass
+    for proc in procs:
+        proc.wait(timeout=10)
+
+
+def _wait_for_nodes(ray: str, address: str, env: dict[str, str], n: int, timeout: float) -> list[dict]:
+    deadline = time.time() + timeout
+    while True:
+        out = subprocess.run([ray, "list", "nodes", "--address", address, "--format", "json",
+                              "--filter", "state=ALIVE"], env=env, capture_output=True, text=True,
+                             timeout=60, check=False)
+        if out.returncode == 0:
+            nodes = json.loads(out.stdout)
+            if len(nodes) >= n:
+                return nodes
+        assert time.time() < deadline, f"{n} nodes not alive in {timeout:g} s: {out.stdout[-800:]}{out.stderr[-800:]}"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A plain `mlflow server` (SQLite backend store, proxied artifacts) on 127.0.0.1:<free>:
+    (tracking URI, server process), started without waiting; `_wait_healthy` waits."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts")],
+        cwd=root, stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", proc, root / "server.log"
+    finally:
+        _end_processes([proc], [str(root)])
+
+
+def _wait_healthy(uri: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        assert time.time() < deadline, f"MLflow server did not come up in {timeout:g} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def cluster_sweep(mlflow_server, tmp_path_factory):
+    """The README's `ray job submit` of the smoke sweep (two trials) to a two-node cluster
+    started here, recording into the MLflow server: a dict of what the checks need."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    uri, server, server_log = mlflow_server
+    # Ray's socket paths must stay short: private dirs under /tmp, not pytest's tmp_path.
+    head_tmp = Path(tempfile.mkdtemp(prefix="lsrayh-", dir="/tmp"))
+    worker_tmp = Path(tempfile.mkdtemp(prefix="lsrayw-", dir="/tmp"))
+    home = tmp_path / "home"
+    home.mkdir()  # no ~/.ray/auth_token of the user's is read
+    # PYTHONPATH is dropped: the job and its trials must import the uploaded working dir.
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("RAY_AUTH", "RAY_ADDRESS", "PYTHONPATH"))}
+    base["HOME"] = str(home)
+    ray = str(Path(sys.executable).with_name("ray"))
+    gen = subprocess.run([ray, "get-auth-token", "--generate"], env=base, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert gen.returncode == 0, gen.stderr
+    token = (home / ".ray" / "auth_token").read_text().strip()
+    env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+
+    default_address_file = Path("/tmp/ray/ray_current_cluster")
+    before = default_address_file.read_text() if default_address_file.exists() else None
+    gcs_port, dash_port = _free_port(), _free_port()
+    common = ["--block", "--node-ip-address=127.0.0.1", "--num-gpus=0", "--disable-usage-stats",
+              "--num-cpus=1"]
+    procs: list[subprocess.Popen] = []
+    address = f"http://127.0.0.1:{dash_port}"
+    submission = f"lorasweep-test-{secrets.token_hex(4)}"
+    job_done = False
+    try:
+        procs.append(subprocess.Popen(
+            [ray, "start", "--head", f"--port={gcs_port}", "--include-dashboard=true",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+             f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={head_tmp}", *common],
+            env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        deadline = time.time() + 120
+        while not (head_tmp / "ray_current_cluster").exists():
+            assert procs[0].poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            assert time.time() < deadline, "head node did not start in 120 s"
+            time.sleep(0.5)
+        procs.append(subprocess.Popen(
+            [ray, "start", f"--address=127.0.0.1:{gcs_port}", f"--temp-dir={worker_tmp}",
+             f"--dashboard-agent-listen-port={_free_port()}", *common],
+            env=env, stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        nodes = _wait_for_nodes(ray, address, env, 2, timeout=120)
+
+        # The address of this cluster is in its own temp dir, not where ray.init() looks.
+        assert (head_tmp / "ray_current_cluster").read_text().strip().endswith(f":{gcs_port}")
+        now = default_address_file.read_text() if default_address_file.exists() else None
+        assert now == before or str(gcs_port) not in (now or "")
+
+        # The runtime env of the README's command, without its pip list: this machine's nodes
+        # have the project installed (as aws-gpu.yaml's nodes do), and building a virtualenv
+        # per node would only add minutes. Working dir, excludes and env_vars are the file's.
+        runtime_env = yaml.safe_load(RUNTIME_ENV.read_text())
+        runtime_env.pop("pip")
+        env_file = tmp_path / "runtime_env.yaml"
+        env_file.write_text(yaml.safe_dump(runtime_env))
+        space = tmp_path / "space.yaml"
+        space.write_text("scientific:\n  r: {grid: [2, 8]}\nfixed:\n  alpha: 32\n  targets: qv\n")
+        storage = tmp_path / "shared" / "ray_results"
+        _wait_healthy(uri, server, server_log, timeout=120)
+        cmd = [ray, "job", "submit", "--address", address, "--submission-id", submission,
+               "--working-dir", ".", "--runtime-env", str(env_file), "--",
+               "python", "sweeps/rank_e2e.py", "--preset", "smoke", "--tracking-uri", uri,
+               "--storage", str(storage), "--name", SWEEP, "--search-space", str(space),
+               "--scheduler", "fifo", "--set", "train.epochs=1", "--set", "data.train_limit=200",
+               "--set", "data.val_limit=40", "--set", "data.test_limit=6",
+               # Decoding and scoring are the smoke tests' business; here they would only add time.
+               "--set", "eval.generate=false"]
+        # The dashboard answers before its job agent is up ("No available agent"): retry a
+        # refused submission (a new id each time) until a deadline.
+        deadline, tries = time.time() + 120, []
+        while True:
+            job = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480, check=False)
+            tries.append(job.stdout[-4000:] + job.stderr[-2000:])
+            if "submitted successfully" in job.stdout + job.stderr or time.time() > deadline:
+                break
+            time.sleep(2)
+            cmd[cmd.index("--submission-id") + 1] = submission = f"lorasweep-test-{secrets.token_hex(4)}"
+        job_done = True
+        assert job.returncode == 0 and "succeeded" in job.stdout, "\n---\n".join(tries[-2:])
+        print(job.stdout[-2500:])
+    finally:
+        if not job_done:
+            subprocess.run([ray, "job", "stop", "--address", address, submission], env=env,
+                           capture_output=True, timeout=60, check=False)
+        _end_processes(procs, [str(head_tmp), str(worker_tmp), str(home)])
+        shutil.rmtree(head_tmp, ignore_errors=True)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
+    return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_smoke_sweep_as_a_job_on_a_two_node_cluster(cluster_sweep):
+    """Every trial ran and is in MLflow under the sweep's parent run; the trials trained on
+    both nodes and both wrote their checkpoints to the shared storage path."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cluster_sweep["uri"])
+    exp = client.get_experiment_by_name("lorasweep-rank_e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(int(c.data.params["adapter.r"]) for c in children) == [2, 8]
+    assert all(c.info.status == "FINISHED" and c.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+               for c in children)
+    assert all("val_loss" in c.data.metrics for c in children)
+    # Each trial names the node it trained on; with one CPU per node, the two trials ran side
+    # by side, one on each node.
+    trained_on = {c.data.tags[NODE_TAG] for c in children}
+    assert trained_on <= cluster_sweep["node_ids"], (trained_on, cluster_sweep["node_ids"])
+    assert len(trained_on) == 2, trained_on
+    # Both nodes wrote their trial's checkpoints to the shared storage path.
+    storage = cluster_sweep["storage"] / SWEEP
+    for c in children:
+        trial_dirs = list(storage.glob(f"*{c.data.tags['lorasweep.trial_id']}*"))
+        assert len(trial_dirs) == 1, c.data.tags["lorasweep.trial_id"]
+        assert list(trial_dirs[0].glob("checkpoint_*/adapter")), trial_dirs[0]
+    assert (storage / "results.csv").is_file()
+    # The server's proxied artifact store got the trials' adapters.
+    assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"adapter"}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_mlflow_ui_lists_the_sweep_and_its_trials(cluster_sweep):
+    """The experiment's runs page of the MLflow UI in headless Chromium (the system browser,
+    driven by Selenium with Debian's chromedriver): the sweep's parent run is listed, and
+    expanding it shows every trial's child run by name. The screenshot is kept in
+    tests/artifacts/mlflow_ui.png."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
+                    "chromium-driver; .ci/run does)")
+    from mlflow import MlflowClient
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    uri = cluster_sweep["uri"]
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lorasweep-rank_e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("lorasweep.kind") == "trial"}
+    assert parent.info.run_name == SWEEP and sorted(children.values()) == ["r=2", "r=8"]
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1600,1000"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    shot = ARTIFACTS / "mlflow_ui.png"
+    try:
+        browser.get(f"{uri}/#/experiments/{exp.experiment_id}/runs")
+        wait = WebDriverWait(browser, 60)
+
+        def listed() -> dict[str, str]:
+            """run id -> the name of its link in the runs table."""
+            out = {}
+            for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
+                run_id = (a.get_attribute("href") or "").rstrip("/").rsplit("/runs/", 1)[-1]
+                out[run_id] = a.text.strip()
+            return out
+
+        wait.until(lambda _: listed().get(parent.info.run_id) == SWEEP)
+        # Child runs are nested under their parent: expand its row (the +/- button of the
+        # run-name cell).
+        row = browser.find_element(By.XPATH, f"//a[contains(@href, '/runs/{parent.info.run_id}')]"
+                                             "/ancestor::div[@role='row']")
+        row.find_element(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']").click()
+        wait.until(lambda _: all(listed().get(i) == name for i, name in children.items()))
+        shown = listed()
+        assert shown[parent.info.run_id] == SWEEP
+        assert {i: shown[i] for i in children} == children
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(shot))
+        print(f"MLflow UI screenshot: {shot}")
+        browser.quit()
+    assert shot.stat().st_size > 10_000
