@@ -130,3 +130,21 @@ def test_final_report_carries_generation_metrics_and_outputs(run):
     preds = (outputs / "predictions.txt").read_text().splitlines()
     assert len(preds) == cfg.data.test_limit
     assert (outputs / "references.txt").read_text().count("\n\n") == cfg.data.test_limit - 1
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel_and_same_steps_either_way():
+    from trainables.loop import build_optimizer
+
+    def step(fused: bool | None) -> tuple[object, torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 4)
+        opt = build_optimizer(model, TrainConfig(lr=1e-2, fused_optimizer=fused))
+        model(torch.randn(16, 8)).pow(2).mean().backward()
+        opt.step()
+        return opt, model.weight.detach().clone()
+
+    auto, w_auto = step(None)
+    off, w_off = step(False)
+    assert auto.param_groups[0]["fused"] is True  # CPU: torch's fused AdamW kernel
+    assert not off.param_groups[0]["fused"]
+    torch.testing.assert_close(w_auto, w_off)  # the same update, computed in one kernel

@@ -203,6 +203,10 @@ class TrainConfig:
     paged AdamW (QLoRA), whose state pages to CPU memory under GPU memory pressure (8bit:
     blockwise 8-bit state). On a CPU-only trial bitsandbytes keeps the state unpaged (there
     is nowhere to page to); the trial records a note saying so."""
+    fused_optimizer: bool | None = None
+    """torch's fused AdamW (one kernel over all parameters instead of multi-tensor loops; CUDA
+    and CPU kernels since torch 2.4; 4x faster steps for 8M parameters on this project's CPU);
+    null = fused where torch has the kernel (CPU, CUDA). Only for ``optimizer: adamw``."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of storing them (less memory, about
     30% more compute); with a 4-bit base, through peft's ``prepare_model_for_kbit_training``."""

@@ -135,11 +135,21 @@ def build_optimizer(model: Any, train: TrainConfig, adapter: AdapterConfig | Non
     """AdamW (torch's, or bitsandbytes' paged AdamW: ``train.optimizer``) over the trainable
     parameters, in the parameter groups of the adapter's method (LoRA+: B at
     ``loraplus_lr_ratio`` x A's lr; LoRA-FA: peft's LoRA-FA optimizer)."""
+    import torch
+
     from trainables.methods import build_optimizer as method_optimizer
     from trainables.quantization import optimizer_class
 
-    return method_optimizer(unwrap(model), adapter or AdapterConfig(), train,
-                            optimizer_cls=optimizer_class(train))
+    cls = optimizer_class(train)
+    devices = {p.device.type for p in model.parameters() if p.requires_grad}
+    fused = devices <= {"cpu", "cuda"} if train.fused_optimizer is None else train.fused_optimizer
+    if cls is torch.optim.AdamW and fused:
+        class FusedAdamW(torch.optim.AdamW):  # a class, not a partial: peft's LoRA+ reads __name__
+            def __init__(self, params: Any, **kwargs: Any):
+                super().__init__(params, fused=True, **kwargs)
+
+        cls = FusedAdamW
+    return method_optimizer(unwrap(model), adapter or AdapterConfig(), train, optimizer_cls=cls)
 
 
 def build_scheduler(optimizer: Any, train: TrainConfig, plan: StepPlan) -> Any:

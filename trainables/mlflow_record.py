@@ -34,9 +34,21 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG,  # noqa: F401
-                                     NODE_TAG, PARENT_TAG, REPORT_METRICS, RUNNING, STATUS_TAG,
-                                     STOPPED, SWEEP_TAG, TRIAL_TAG, default_tracking_uri)
+from trainables.mlflow_names import (  # noqa: F401
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    KIND_TAG,
+    NODE_TAG,
+    PARENT_TAG,
+    REPORT_METRICS,
+    RUNNING,
+    STATUS_TAG,
+    STOPPED,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    default_tracking_uri,
+)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
