@@ -30,8 +30,8 @@ from bench.common import results, run_smoke_sweep  # noqa: E402
 
 def sweep(work: Path, name: str, *, trials: int, steps: int, gpus: float, cpus: float, size: str) -> float:
     space = work / f"{name}-space.yaml"
-    space.write_text("scientific:\n  seed: {grid: %s}\nfixed:\n  r: 4\n  alpha: 32\n  targets: qv\n"
-                     % json.dumps(list(range(trials))))
+    space.write_text(f"scientific:\n  seed: {{grid: {json.dumps(list(range(trials)))}}}\n"
+                     "fixed:\n  r: 4\n  alpha: 32\n  targets: qv\n")
     model = f"smoke:gpt2-{size}"
     return run_smoke_sweep(
         work, name, "--search-space", str(space), "--scheduler", "fifo", "--model", model,
