@@ -43,6 +43,16 @@ def tokenizer_digest(tokenizer: Any) -> str:
     return fingerprint({"tokenizer": hashlib.sha256(body.encode()).hexdigest(), "special": specials})
 
 
+def source_identity(source: str, revision: str | None,
+                    local_files: Callable[[Path], dict[str, Path]]) -> Any:
+    """What identifies a task's data in a cache key: the digests of the files a local source
+    provides (``local_files(path)``: role -> file), or the hub name and revision."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return {k: file_digest(v) for k, v in sorted(local_files(path).items())}
+    return {"hub": source, "revision": revision}
+
+
 def is_built(path: Path) -> bool:
     return (path / _COMPLETE).exists()
 

@@ -250,14 +250,9 @@ class E2ETask(CausalLMTask):
         return dict(score_e2e(test["references"], hyps, meteor=cfg.eval.meteor))
 
     def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        from trainables.cache import file_digest, fingerprint, tokenizer_digest
+        from trainables.cache import fingerprint, source_identity, tokenizer_digest
 
-        source = Path(cfg.data.source).expanduser()
-        if source.exists():
-            files = self.data_files(source)
-            data_id: Any = {k: file_digest(v) for k, v in sorted(files.items())}
-        else:
-            data_id = {"hub": cfg.data.source, "revision": cfg.data.revision}
+        data_id = source_identity(cfg.data.source, cfg.data.revision, self.data_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_digest(tokenizer), "format": cfg.data.format or self.default_format(),

@@ -304,13 +304,9 @@ class GuanacoTask(CausalLMTask):
             load_judge(cfg.eval.judge)  # a callable is imported now, not after training
 
     def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        from trainables.cache import file_digest, fingerprint, tokenizer_digest
+        from trainables.cache import file_digest, fingerprint, source_identity, tokenizer_digest
 
-        source = Path(cfg.data.source).expanduser()
-        if source.exists():
-            data_id: Any = {k: file_digest(v) for k, v in sorted(local_files(source).items())}
-        else:
-            data_id = {"hub": cfg.data.source, "revision": cfg.data.revision}
+        data_id = source_identity(cfg.data.source, cfg.data.revision, local_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_digest(tokenizer), "template": tokenizer.chat_template,
