@@ -48,17 +48,13 @@ def _require_bitsandbytes(field: str, *, load: bool = True) -> Any:
     """bitsandbytes, imported quietly (``load``), or only checked to be installed (the driver's
     check before launch: importing it there costs seconds and logs a line)."""
     import importlib.util
-    import logging
 
     if importlib.util.find_spec("bitsandbytes") is None:
         raise UserError(field, f"needs bitsandbytes, which is not installed: pip install "
                                f"'{BNB_REQUIREMENT}'")
     if not load:
         return None
-    # On CPUs with AVX512-BF16 it tries to fetch a faster kernel from the hub (the `kernels`
-    # package) and logs a warning when it cannot; the built-in kernel is used either way.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    import bitsandbytes
+    import bitsandbytes  # its import-time warning on CPUs is quieted in trainables/__init__.py
 
     return bitsandbytes
 
