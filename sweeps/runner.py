@@ -542,29 +542,58 @@ def flush_timeout_s() -> float:
 # --------------------------------------------------------------------------- resume
 
 
+def _storage_fs(storage: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path in it) of the sweep storage: a local or shared path, or an
+    ``s3://``/``gs://`` URI, opened the way Tune opens it."""
+    import pyarrow.fs
+
+    if "://" in storage:
+        return pyarrow.fs.FileSystem.from_uri(storage)
+    return pyarrow.fs.LocalFileSystem(), storage
+
+
 def _store_config(plan: Plan) -> None:
-    if "://" in plan.storage:
-        return
-    path = Path(plan.storage) / plan.name
-    path.mkdir(parents=True, exist_ok=True)
-    (path / SWEEP_FILE).write_text(json.dumps(to_dict(replace(plan.cfg, name=plan.name)), indent=2))
+    """The sweep as launched, beside Tune's experiment state, so ``--resume`` can rebuild it
+    (on a shared path or in the cloud bucket alike)."""
+    fs, root = _storage_fs(plan.storage)
+    fs.create_dir(f"{root}/{plan.name}", recursive=True)
+    with fs.open_output_stream(f"{root}/{plan.name}/{SWEEP_FILE}") as out:
+        out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name)), indent=2).encode())
 
 
 def _stored_config(cfg: SweepConfig) -> SweepConfig:
     """On ``--resume``, the sweep exactly as it was launched (only where it logs may change)."""
-    root = Path(storage_path(cfg))
+    import pyarrow.fs
+
+    storage = storage_path(cfg)
+    fs, root = _storage_fs(storage)
+
+    def read(path: str) -> dict[str, Any] | None:
+        try:
+            with fs.open_input_stream(path) as fh:
+                return json.loads(fh.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
+
     if cfg.name:
-        path = root / cfg.name / SWEEP_FILE
+        data = read(f"{root}/{cfg.name}/{SWEEP_FILE}")
+        if data is None:
+            raise UserError("name", f"no sweep named {cfg.name!r} under {storage} to resume")
     else:
-        found = sorted((p for p in root.glob(f"{cfg.study}-*/{SWEEP_FILE}")
-                        if json.loads(p.read_text()).get("part") == cfg.part),
-                       key=lambda p: p.stat().st_mtime)
+        try:
+            dirs = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+        except OSError:
+            dirs = []
+        found = []
+        for info in dirs:
+            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(f"{cfg.study}-"):
+                data = read(f"{info.path}/{SWEEP_FILE}")
+                if data is not None and data.get("part") == cfg.part:
+                    found.append((fs.get_file_info(f"{info.path}/{SWEEP_FILE}").mtime, data))
         if not found:
-            raise UserError("resume", f"no {cfg.study} sweep to resume under {root}")
-        path = found[-1]
-    if not path.is_file():
-        raise UserError("name", f"no sweep named {cfg.name!r} under {root} to resume")
-    stored = from_dict(SweepConfig, json.loads(path.read_text()))
+            raise UserError("resume", f"no {cfg.study} sweep to resume under {storage}")
+        data = max(found, key=lambda item: item[0])[1]
+    stored = from_dict(SweepConfig, data)
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
                    storage=cfg.storage or stored.storage)
 

@@ -490,3 +490,65 @@ def test_readme_submits_with_the_runtime_env_and_a_shared_storage():
     excludes = _load(RUNTIME_ENV)[0]["excludes"]
     for pattern in (".venv/", "ray_results/", "mlruns/", "mlruns.db", ".cache/", "tests/artifacts/"):
         assert pattern in excludes, pattern
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path):
+    """A real S3 protocol server on this machine (moto's, as S3 client code is tested in the
+    field), with AWS credentials that only it accepts."""
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("moto's S3 server did not start")
+        old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        yield port
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_resume_finds_a_sweep_stored_in_an_s3_bucket(s3_endpoint):
+    """``--resume`` rebuilds the sweep from the description stored beside Tune's state, in the
+    bucket as on a shared path; a missing bucket is refused before launch."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from sweeps.runner import _store_config, _stored_config, check_storage
+    from trainables.config import SweepConfig
+    from trainables.errors import UserError
+
+    fs = pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{s3_endpoint}", scheme="http",
+                                 region="us-east-1", allow_bucket_creation=True)
+    fs.create_dir("lorasweep-results")
+    query = f"endpoint_override=127.0.0.1:{s3_endpoint}&scheme=http&region=us-east-1"
+    storage = f"s3://lorasweep-results/sweeps?{query}"
+    check_storage(storage)
+    with pytest.raises(UserError, match="storage: cannot use s3://no-such-bucket"):
+        check_storage(f"s3://no-such-bucket/sweeps?{query}", timeout_s=10)
+
+    launched = SimpleNamespace(  # what _store_config reads of a Plan
+        cfg=SweepConfig(study="rank_e2e", preset="smoke", storage=storage, seed=7),
+        name="rank_e2e-smoke-20261128-120000", storage=storage)
+    _store_config(launched)
+    assert fs.get_file_info("lorasweep-results/sweeps/rank_e2e-smoke-20261128-120000/"
+                            "lorasweep_sweep.json").size > 0
+
+    latest = _stored_config(SweepConfig(study="rank_e2e", storage=storage))
+    assert (latest.name, latest.seed, latest.preset) == ("rank_e2e-smoke-20261128-120000", 7, "smoke")
+    named = _stored_config(SweepConfig(study="rank_e2e", storage=storage, name=latest.name))
+    assert named == latest
+    with pytest.raises(UserError, match="no glue_rank sweep to resume"):
+        _stored_config(SweepConfig(study="glue_rank", storage=storage))
