@@ -236,6 +236,22 @@ def test_early_stopping_keeps_and_restores_the_best_weights():
     assert lower.update(1.5, model=model, step=3, epoch=3.0)
 
 
+def test_a_trial_that_trains_to_the_end_is_evaluated_on_its_best_report(vision_assets):
+    """With early stopping on, a trial whose last report is not its best (lr 1e-12: equal
+    accuracy is no improvement) still ends on the best report's weights for the test set."""
+    from trainables.loop import run_loop
+    from trainables.session import LocalSession
+
+    cfg = _trial(vision_assets, train={"lr": 1e-12, "eval_every_steps": 1, "max_steps": 2,
+                                       "early_stopping_patience": 5}, adapter={"dropout": 0.0})
+    session = LocalSession()
+    last = run_loop(cfg, session)
+    assert [r["step"] for r in session.reports] == [1, 2] and last["is_final"]
+    assert last["best_step"] == 1 and "stopped_early_at" not in last
+    assert last["final_note"].startswith("early stopping: the last report's val_accuracy was not the best")
+    assert last["val_accuracy"] == session.reports[0]["val_accuracy"]
+
+
 def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_assets):
     """lr 1e-12 cannot move validation accuracy: with patience 1 the trial stops at its second
     report, restores the first report's weights and ends with the final (test) evaluation."""

@@ -345,6 +345,21 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
         nonlocal history, since_report
         val = task.validate(model, val_loader, device=device, session=session,
                             precision=cfg.train.precision)
+        if final and stopper is not None and extra is None:
+            # A trial that trains to its last step with early stopping on is evaluated, like
+            # one stopped early, on the weights of its best report (model selection on the
+            # validation set), not on whatever the last step left.
+            value = val.get(task.metric.name)
+            if value is not None:
+                stopper.update(float(value), model=model, step=step, epoch=plan.epoch_at(step))
+            if stopper.best is not None and stopper.best_step != step:
+                stopper.restore(model)
+                val = task.validate(model, val_loader, device=device, session=session,
+                                    precision=cfg.train.precision)
+                extra = {"best_epoch": stopper.best_epoch, "best_step": stopper.best_step,
+                         "final_note": f"early stopping: the last report's {task.metric.name} was not "
+                                       "the best; weights of the best report restored for the final "
+                                       "evaluation"}
         metrics: dict[str, Any] = {**(extra or {}),
             "epoch": plan.epoch_at(step), "step": step, **val,
             "train_loss": sum(since_report) / len(since_report) if since_report else float("nan"),
