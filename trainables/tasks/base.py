@@ -10,10 +10,12 @@ ASHA, the search algorithm, the MLflow record and the summary table.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from trainables.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -139,3 +141,90 @@ class Task(ABC):
 
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None
+
+
+def packed(seqs: Sequence[Sequence[int]], dtype: Any = "int32") -> tuple[Any, Any]:
+    """Variable-length sequences as one flat array and their offsets (``offsets[i]`` to
+    ``offsets[i + 1]`` is sequence ``i``): how tokenised datasets are stored, so that a trial
+    memory-maps them instead of unpickling lists."""
+    import numpy as np
+
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter((t for s in seqs for t in s), dtype=dtype, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def jsonl_records(path: Path, field: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` for each non-blank line of a JSON Lines file. Text that
+    is not UTF-8, or a line that is not JSON, is a UserError on ``field`` naming the file and
+    the line."""
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(field, f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(field, f"{path} line {n}: not valid JSON ({e.msg})") from None
+        yield n, value
+
+
+class PerExampleLogits:
+    """Evaluation for tasks whose model gives one row of logits per example and whose batches
+    carry each example's ``index`` and ``labels`` (text and image classification). A task
+    defines ``_logits(model, batch)``, ``_loss(logits, labels, reduction)`` and, if it is not
+    the argmax, ``_prediction(logits)``."""
+
+    def _logits(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _prediction(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
+    def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        return self._loss(self._logits(model, batch), batch["labels"], "sum"), len(batch["labels"])
+
+    def _predict(self, model: Any, loader: Any, device: Any,
+                 precision: str = "fp32") -> tuple[list[int], list[Any], list[Any], float]:
+        """(indices, predictions, labels, loss sum) over a loader, in eval mode."""
+        import torch
+
+        from trainables.loop import _autocast
+
+        model.eval()
+        idx, preds, labels, loss = [], [], [], 0.0
+        with torch.no_grad(), _autocast(precision, device):
+            for batch in loader:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = self._logits(model, batch)
+                loss += float(self._loss(logits, batch["labels"], "sum"))
+                idx += batch["index"].tolist()
+                preds += self._prediction(logits).tolist()
+                labels += batch["labels"].tolist()
+        model.train()
+        return idx, preds, labels, loss
+
+    def _gathered(self, model: Any, loader: Any, device: Any, session: Any,
+                  precision: str) -> tuple[list[Any], list[Any], float]:
+        """:meth:`_predict` on every rank, merged: (predictions, labels) in index order, each
+        example once (under DDP each rank saw a shard, padded to equal size), and the mean
+        loss."""
+        merged: dict[int, tuple[Any, Any]] = {}
+        total = 0.0
+        for r_idx, r_preds, r_labels, r_loss in session.all_gather(
+                self._predict(model, loader, device, precision)):
+            total += r_loss
+            merged.update({i: (p, y) for i, p, y in zip(r_idx, r_preds, r_labels)})
+        order = sorted(merged)
+        return ([merged[i][0] for i in order], [merged[i][1] for i in order],
+                total / max(len(merged), 1))

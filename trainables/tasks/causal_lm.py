@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainables.tasks.base import Prepared, Task
+from trainables.tasks.base import Prepared, Task, packed
 
 if TYPE_CHECKING:
     import torch
@@ -51,10 +51,7 @@ class TokenizedExamples:
                 seq = seq[:max_length]
             seqs.append(seq)
             plens.append(min(len(p), len(seq)))
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((tok for s in seqs for tok in s), dtype=np.int32, count=int(offsets[-1]))
+        flat, offsets = packed(seqs)
         return cls(flat, offsets, np.asarray(plens, dtype=np.int32)), truncated
 
     def save(self, directory: Path, name: str) -> None:
@@ -69,19 +66,29 @@ class TokenizedExamples:
                    np.load(directory / f"{name}.prompt_len.npy"))
 
 
-def pad_collate(pad_id: int) -> Callable[[list[tuple[np.ndarray, int]]], dict[str, Any]]:
-    """Right-padded batch with labels = -100 on the prompt and the padding."""
+def after_prompt(ids: torch.Tensor, n_prompt: int) -> torch.Tensor:
+    """Labels of a prompt + target example: the target's ids, -100 on the prompt."""
+    labels = ids.clone()
+    labels[:n_prompt] = IGNORE
+    return labels
+
+
+def pad_collate(pad_id: int, labels_of: Callable[[torch.Tensor, Any], torch.Tensor] = after_prompt
+                ) -> Callable[[list[tuple[np.ndarray, Any]]], dict[str, Any]]:
+    """Right-padded batch of ``(ids, extra)`` examples: labels ``labels_of(ids, extra)`` on
+    each example's tokens (by default the ids after a prompt of length ``extra``) and -100 on
+    the padding."""
     import torch
 
-    def collate(items: list[tuple[np.ndarray, int]]) -> dict[str, Any]:
+    def collate(items: list[tuple[np.ndarray, Any]]) -> dict[str, Any]:
         width = max(len(ids) for ids, _ in items)
         input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
         labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(items), width), dtype=torch.long)
-        for row, (ids, n_prompt) in enumerate(items):
+        for row, (ids, extra) in enumerate(items):
             t = torch.from_numpy(np.asarray(ids, dtype=np.int64))
             input_ids[row, :len(t)] = t
-            labels[row, n_prompt:len(t)] = t[n_prompt:]
+            labels[row, :len(t)] = labels_of(t, extra)
             mask[row, :len(t)] = 1
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from trainables.errors import UserError, one_of
-from trainables.tasks.base import MetricSpec, Prepared, Task
+from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, Task, packed
 
 if TYPE_CHECKING:
     import torch
@@ -97,10 +97,7 @@ class EncodedExamples:
             cut = tokenizer(a, b, truncation=True, max_length=max_length)["input_ids"]
             truncated += sum(len(f) > len(c) for f, c in zip(full, cut))
             ids.extend(cut)
-        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((t for s in ids for t in s), dtype=np.int32, count=int(offsets[-1]))
+        flat, offsets = packed(ids)
         labels = np.asarray([e.label for e in examples], dtype=np.float32 if regression else np.int64)
         return cls(flat, offsets, labels), truncated
 
@@ -217,7 +214,7 @@ def read_predict_file(path: Path) -> tuple[list[str], list[Example]]:
 # --------------------------------------------------------------------------- the task family
 
 
-class ClassificationTask(Task):
+class ClassificationTask(PerExampleLogits, Task):
     """Shared model, losses, metrics and data preparation of the classification family."""
 
     peft_task_type = "seq_cls"
@@ -408,44 +405,16 @@ class ClassificationTask(Task):
     def train_loss(self, model: Any, batch: dict[str, Any], cfg: TrialConfig) -> torch.Tensor:
         return self._loss(self._logits(model, batch), batch["labels"], "mean")
 
-    def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        return self._loss(self._logits(model, batch), batch["labels"], "sum"), len(batch["labels"])
-
-    def _predict(self, model: Any, loader: Any, device: Any, precision: str = "fp32"):
-        """(indices, predictions, labels, loss sum) over a loader."""
-        import torch
-
-        from trainables.loop import _autocast
-
-        model.eval()
-        idx, preds, labels, loss = [], [], [], 0.0
-        with torch.no_grad(), _autocast(precision, device):
-            for batch in loader:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = self._logits(model, batch)
-                loss += float(self._loss(logits, batch["labels"], "sum"))
-                p = logits.squeeze(-1).float() if self.regression else logits.argmax(-1)
-                idx += batch["index"].tolist()
-                preds += p.tolist()
-                labels += batch["labels"].tolist()
-        model.train()
-        return idx, preds, labels, loss
+    def _prediction(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.squeeze(-1).float() if self.regression else logits.argmax(-1)
 
     def validate(self, model: Any, loader: Any, *, device: Any, session: Any,
                  precision: str) -> dict[str, float]:
         from trainables.metrics.glue import compute
 
-        idx, preds, labels, loss = self._predict(model, loader, device, precision)
-        # Under DDP each rank saw a shard (padded to equal size): gather, keep each index once.
-        merged: dict[int, tuple[Any, Any]] = {}
-        total = 0.0
-        for r_idx, r_preds, r_labels, r_loss in session.all_gather((idx, preds, labels, loss)):
-            total += r_loss
-            merged.update({i: (p, y) for i, p, y in zip(r_idx, r_preds, r_labels)})
-        ps = [merged[i][0] for i in sorted(merged)]
-        ys = [merged[i][1] for i in sorted(merged)]
+        ps, ys, loss = self._gathered(model, loader, device, session, precision)
         scores = compute(self.metric_names, ys, ps)
-        return {"val_loss": total / max(len(merged), 1), **{f"val_{k}": v for k, v in scores.items()}}
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: Any, out_dir: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.tasks.base import MetricSpec, Prepared
+from trainables.tasks.base import MetricSpec, Prepared, jsonl_records
 from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, fixed_subset, generate
 
 if TYPE_CHECKING:
@@ -124,18 +124,11 @@ def check_csv(path: Path) -> int:
 
 def check_jsonl(path: Path) -> int:
     rows = 0
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError("data.source", f"{path} line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or _pick(obj, MR_COLUMNS) is None or _pick(obj, REF_COLUMNS) is None:
-                raise UserError("data.source", f"{path} line {n}: expected an object with 'mr' "
-                                               "and 'ref' fields")
-            rows += 1
+    for n, obj in jsonl_records(path, "data.source"):
+        if not isinstance(obj, dict) or _pick(obj, MR_COLUMNS) is None or _pick(obj, REF_COLUMNS) is None:
+            raise UserError("data.source", f"{path} line {n}: expected an object with 'mr' "
+                                           "and 'ref' fields")
+        rows += 1
     if rows == 0:
         raise UserError("data.source", f"{path} has no rows")
     return rows

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainables.errors import UserError
-from trainables.tasks.base import MetricSpec, Prepared
-from trainables.tasks.causal_lm import IGNORE, CausalLMTask, fixed_subset
+from trainables.tasks.base import MetricSpec, Prepared, jsonl_records, packed
+from trainables.tasks.causal_lm import IGNORE, CausalLMTask, fixed_subset, pad_collate
 
 if TYPE_CHECKING:
     import torch
@@ -100,19 +100,7 @@ def _turns_of(obj: Any, where: str) -> list[dict[str, str]]:
 
 def read_jsonl(path: Path) -> list[list[dict[str, str]]]:
     """Every conversation of a local JSONL file; the first bad line is named."""
-    out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError("data.source", f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError("data.source", f"{path} line {n}: not valid JSON ({e.msg})") from None
-        out.append(_turns_of(obj, f"{path.name} line {n}"))
+    out = [_turns_of(obj, f"{path.name} line {n}") for n, obj in jsonl_records(path, "data.source")]
     if not out:
         raise UserError("data.source", f"{path}: no conversations")
     return out
@@ -153,13 +141,7 @@ def read_prompts(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise UserError("eval.prompts", f"prompt file {path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError("eval.prompts", f"{path} line {n}: not valid JSON ({e.msg})") from None
+    for n, obj in jsonl_records(path, "eval.prompts"):
         if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
             messages = [{"role": "user", "content": obj["prompt"]}]
         elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
@@ -225,11 +207,8 @@ class ChatExamples:
 
     @classmethod
     def build(cls, seqs: list[tuple[list[int], list[int]]]) -> ChatExamples:
-        lengths = np.fromiter((len(s) for s, _ in seqs), dtype=np.int64, count=len(seqs))
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((t for s, _ in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
-        mask = np.fromiter((m for _, ms in seqs for m in ms), dtype=np.uint8, count=int(offsets[-1]))
+        flat, offsets = packed([ids for ids, _ in seqs])
+        mask, _ = packed([mask for _, mask in seqs], np.uint8)
         return cls(flat, mask, offsets)
 
     def save(self, directory: Path, name: str) -> None:
@@ -246,22 +225,13 @@ class ChatExamples:
 
 def masked_collate(pad_id: int) -> Callable[[list[tuple[np.ndarray, np.ndarray]]], dict[str, Any]]:
     """Right-padded batch; labels are the ids on assistant tokens and -100 elsewhere."""
+    return pad_collate(pad_id, labels_of=_on_assistant_tokens)
+
+
+def _on_assistant_tokens(ids: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     import torch
 
-    def collate(items: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        width = max(len(ids) for ids, _ in items)
-        input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
-        attention = torch.zeros((len(items), width), dtype=torch.long)
-        for row, (ids, mask) in enumerate(items):
-            t = torch.from_numpy(np.asarray(ids, dtype=np.int64))
-            m = torch.from_numpy(np.asarray(mask, dtype=np.bool_))
-            input_ids[row, :len(t)] = t
-            labels[row, :len(t)] = torch.where(m, t, torch.full_like(t, IGNORE))
-            attention[row, :len(t)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-    return collate
+    return torch.where(torch.from_numpy(np.asarray(mask, dtype=np.bool_)), ids, torch.full_like(ids, IGNORE))
 
 
 def stop_ids(tokenizer: Any) -> list[int]:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainables.errors import UserError, one_of
-from trainables.tasks.base import MetricSpec, Prepared, Task
+from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, Task
 
 if TYPE_CHECKING:
     import torch
@@ -271,7 +271,7 @@ def freeze_batchnorm_stats(model: Any) -> int:
 # --------------------------------------------------------------------------- the task
 
 
-class VisionTask(Task):
+class VisionTask(PerExampleLogits, Task):
     """CIFAR-10-style image classification (ten classes) with an image-classification model."""
 
     name = "cifar10"
@@ -421,49 +421,21 @@ class VisionTask(Task):
     def _logits(self, model: Any, batch: dict[str, Any]) -> torch.Tensor:
         return model(pixel_values=batch["pixel_values"]).logits
 
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean",
+              label_smoothing: float = 0.0) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits.float(), labels, reduction=reduction, label_smoothing=label_smoothing)
+
     def train_loss(self, model: Any, batch: dict[str, Any], cfg: TrialConfig) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        return F.cross_entropy(self._logits(model, batch).float(), batch["labels"],
-                               label_smoothing=cfg.train.label_smoothing)
-
-    def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        import torch.nn.functional as F
-
-        loss = F.cross_entropy(self._logits(model, batch).float(), batch["labels"], reduction="sum")
-        return loss, len(batch["labels"])
-
-    def _predict(self, model: Any, loader: Any, device: Any, precision: str = "fp32"):
-        """(positions, predictions, labels, loss sum) over a loader."""
-        import torch
-        import torch.nn.functional as F
-
-        from trainables.loop import _autocast
-
-        model.eval()
-        idx, preds, labels, loss = [], [], [], 0.0
-        with torch.no_grad(), _autocast(precision, device):
-            for batch in loader:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = self._logits(model, batch).float()
-                loss += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-                idx += batch["index"].tolist()
-                preds += logits.argmax(-1).tolist()
-                labels += batch["labels"].tolist()
-        model.train()
-        return idx, preds, labels, loss
+        return self._loss(self._logits(model, batch), batch["labels"],
+                          label_smoothing=cfg.train.label_smoothing)
 
     def validate(self, model: Any, loader: Any, *, device: Any, session: Any,
                  precision: str) -> dict[str, float]:
-        idx, preds, labels, loss = self._predict(model, loader, device, precision)
-        # Under DDP each rank saw a shard (padded to equal size): gather, keep each image once.
-        merged: dict[int, bool] = {}
-        total = 0.0
-        for r_idx, r_preds, r_labels, r_loss in session.all_gather((idx, preds, labels, loss)):
-            total += r_loss
-            merged.update({i: p == y for i, p, y in zip(r_idx, r_preds, r_labels)})
-        n = max(len(merged), 1)
-        return {"val_accuracy": 100.0 * sum(merged.values()) / n, "val_loss": total / n}
+        preds, labels, loss = self._gathered(model, loader, device, session, precision)
+        correct = sum(p == y for p, y in zip(preds, labels))
+        return {"val_accuracy": 100.0 * correct / max(len(labels), 1), "val_loss": loss}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: Any, out_dir: Path) -> dict[str, Any]:
