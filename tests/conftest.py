@@ -22,6 +22,20 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 
+from trainables.session import LocalSession  # noqa: E402  (after the cache is chosen)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class DiesAfterFirstReport(LocalSession):
+    """A driver killed after the first checkpoint (what a restore must recover from)."""
+
+    def report(self, metrics, checkpoint_dir=None):
+        super().report(metrics, checkpoint_dir)
+        raise Interrupted
+
 
 @pytest.fixture(scope="session")
 def smoke_assets(torch_one_thread):

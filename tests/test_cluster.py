@@ -239,6 +239,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(uri: str, proc: subprocess.Popen, log: Path, timeout: float, interval: float = 0.5) -> None:
+    """Until the MLflow server at ``uri`` answers /health (its log if ``proc`` dies first)."""
+    deadline = time.time() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        assert time.time() < deadline, f"MLflow server did not come up in {timeout:g} s"
+        time.sleep(interval)
+
+
 def _kill_tree(proc: subprocess.Popen, marker: str) -> None:
     """Stop what this test started, and only that: the `ray start --block` process group,
     then any process that names this test's private temp dir (Ray's workers). Not `ray stop`:
@@ -356,17 +371,7 @@ def mlflow_postgres_server(tmp_path):
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{mlflow_port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert time.time() < deadline, "MLflow server did not come up in 180 s"
-            time.sleep(1)
+        wait_healthy(uri, proc, tmp_path / "mlflow-server.log", timeout=180, interval=1.0)
         yield uri, server_dir, pg_port
     finally:
         proc.send_signal(signal.SIGTERM)  # the script's trap stops mlflow, then PostgreSQL

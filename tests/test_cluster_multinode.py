@@ -27,14 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
-from test_cluster import RUNTIME_ENV, _free_port
+from test_cluster import RUNTIME_ENV, _free_port, wait_healthy
 
 from trainables.mlflow_names import NODE_TAG
 
@@ -93,7 +91,7 @@ def _wait_for_nodes(ray: str, address: str, env: dict[str, str], n: int, timeout
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A plain `mlflow server` (SQLite backend store, proxied artifacts) on 127.0.0.1:<free>:
-    (tracking URI, server process), started without waiting; `_wait_healthy` waits."""
+    (tracking URI, server process), started without waiting; `wait_healthy` waits."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     proc = subprocess.Popen(
@@ -105,20 +103,6 @@ def mlflow_server(tmp_path_factory):
         yield f"http://127.0.0.1:{port}", proc, root / "server.log"
     finally:
         _end_processes([proc], [str(root)])
-
-
-def _wait_healthy(uri: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while True:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        assert time.time() < deadline, f"MLflow server did not come up in {timeout:g} s"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +170,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         space = tmp_path / "space.yaml"
         space.write_text("scientific:\n  r: {grid: [2, 8]}\nfixed:\n  alpha: 32\n  targets: qv\n")
         storage = tmp_path / "shared" / "ray_results"
-        _wait_healthy(uri, server, server_log, timeout=120)
+        wait_healthy(uri, server, server_log, timeout=120)
         cmd = [ray, "job", "submit", "--address", address, "--submission-id", submission,
                "--working-dir", ".", "--runtime-env", str(env_file), "--",
                "python", "sweeps/rank_e2e.py", "--preset", "smoke", "--tracking-uri", uri,

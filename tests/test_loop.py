@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import DiesAfterFirstReport, Interrupted
 
 from trainables.config import TrainConfig
 from trainables.loop import (ADAPTER_DIR, CONFIG_FILE, STATE_FILE, evaluate_loss, plan_steps,
@@ -84,18 +85,6 @@ def test_same_config_and_seed_give_the_same_metrics(run):
     keys = ("val_loss", "train_loss", "trainable_params")
     assert [tuple(r[k] for k in keys) for r in a.reports] == [tuple(r[k] for k in keys) for r in b.reports]
     assert a.reports[-1]["history"]["train_loss"] == b.reports[-1]["history"]["train_loss"]
-
-
-class Interrupted(Exception):
-    pass
-
-
-class DiesAfterFirstReport(LocalSession):
-    """A driver killed after the first checkpoint (what a restore must recover from)."""
-
-    def report(self, metrics, checkpoint_dir=None):
-        super().report(metrics, checkpoint_dir)
-        raise Interrupted
 
 
 def test_restoring_from_a_checkpoint_finishes_like_an_uninterrupted_trial(make_trial, torch_one_thread, tmp_path):

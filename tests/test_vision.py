@@ -277,16 +277,9 @@ def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_ass
 def test_a_full_fine_tuning_trial_resumes_from_its_checkpoint(vision_assets, tmp_path):
     """``method: full`` checkpoints the whole model (BatchNorm statistics included); a trial
     restored from its first report ends exactly like an uninterrupted one."""
+    from conftest import DiesAfterFirstReport, Interrupted
     from trainables.loop import run_loop
     from trainables.session import LocalSession
-
-    class Interrupted(Exception):
-        pass
-
-    class DiesAfterFirstReport(LocalSession):
-        def report(self, metrics, checkpoint_dir=None):
-            super().report(metrics, checkpoint_dir)
-            raise Interrupted
 
     cfg = _trial(vision_assets, adapter={"method": "full"}, eval={"generate": False})
     whole = LocalSession(tmp_path / "whole")
