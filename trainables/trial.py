@@ -69,6 +69,9 @@ def _quiet_libraries() -> None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # transformers' "Loading weights" bar (and the hub's download bars) in every trial's log
+    # would print between the rows of Tune's status table; read when transformers is imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for name in ("transformers", "peft", "datasets"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # "Checkpoint successfully created at ..." after every report drowns Tune's own table.
