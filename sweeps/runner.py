@@ -6,7 +6,9 @@
    against the trial schema), the task's data files, the model (local path or hub, within
    seconds), the adapter targets against the model's module tree (built on the meta device,
    no weights), and the resources against the Ray cluster. Any mistake is a UserError:
-   one line, exit code 2, no trial launched, nothing written to MLflow.
+   one line, exit code 2, no trial launched, nothing written to MLflow. (A local Ray starts
+   in the background once the settings are checked, to overlap the model checks; a mistake
+   found after that stops it before the error is printed.)
 2. **Prepare the data once** (tokenised into a content-keyed cache that every trial opens).
 3. **Record and run**: an MLflow parent run, then a Ray Tune sweep whose callbacks write one
    child run per trial and keep the best k adapter checkpoints.
@@ -22,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,8 +103,15 @@ def storage_path(cfg: SweepConfig) -> str:
     return str(Path(cfg.storage or "ray_results").expanduser().resolve())
 
 
-def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
-    """Step 1 (and 2 when ``prepare``): validate everything and prepare the data."""
+def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
+               config_checked: Callable[[], None] | None = None) -> Plan:
+    """Step 1 (and 2 when ``prepare``): validate everything and prepare the data.
+
+    ``config_checked`` is called once the settings, the search space, the data and model
+    sources and the tracking store are checked, before the checks that build the model's
+    module tree (which need torch and transformers imported: seconds). The runner
+    starts Ray there, so that the two overlap (see :func:`run_sweep`).
+    """
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
     from trainables.adapters import check_adapter_methods, check_adapter_targets
     from trainables.hub import check_model_source
@@ -121,25 +130,27 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
             raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
                                  "pass a search space without it (--search-space) to fix its value")
     base = apply_hyperparameters(base_with_fixed(base, space), cfg.overrides)
-    param_space = to_tune(space, algorithm=cfg.search.algorithm)
-    # Every grid combination must make a valid trial (e.g. alpha never given twice).
-    for point in space.grid_points() or [{}]:
-        from_dict(TrialConfig, apply_hyperparameters(base, point))
+    # Every grid combination must make a valid trial (e.g. alpha never given twice); the
+    # method and quantisation checks below read the same trials.
+    grid_trials = [from_dict(TrialConfig, apply_hyperparameters(base, point))
+                   for point in space.grid_points() or [{}]]
 
     base = resolve_smoke_sources(base)
     trial0 = from_dict(TrialConfig, base)
     task.check(trial0)
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
+    tracking_uri = cfg.tracking_uri or default_tracking_uri()
+    check_tracking_uri(tracking_uri)
+    if config_checked is not None:
+        config_checked()
+    param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
     skeleton = task.skeleton(trial0)
     targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
-    check_adapter_methods(skeleton, _method_pairs(base, space))
+    check_adapter_methods(skeleton, _method_pairs(base, space, grid_trials))
     from trainables.quantization import check_quantization
 
-    check_quantization([trial0, *(from_dict(TrialConfig, apply_hyperparameters(base, p))
-                                  for p in space.grid_points())], skeleton, cfg.resources)
-    tracking_uri = cfg.tracking_uri or default_tracking_uri()
-    check_tracking_uri(tracking_uri)
+    check_quantization([trial0, *grid_trials], skeleton, cfg.resources)
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
     points, rejected = None, []
@@ -157,32 +168,29 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True) -> Plan:
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
         plan.max_epoch = _max_epoch(trial0, space, plan.stats)
         if cfg.scheduler.name == "asha":
-            asha_max_t(cfg, plan.max_epoch)  # before anything is started or written
+            asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
 
 
-def _method_pairs(base: dict[str, Any], space: Any) -> list[tuple[str, str]]:
-    """Every (adapter.method, adapter.targets) pair the sweep may run. Grid points give the
-    pairs exactly (a coupled ``method+targets`` grid pairs only its own values); a sampled
-    (choice) method or target group is checked against every value of the other. Each pair's
-    trial config is built, so method/base combinations (a quantised base) are checked too."""
+def _method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:
+    """Every (adapter.method, adapter.targets) pair the sweep may run. The grid's trials
+    (``grid_trials``) give the pairs exactly (a coupled ``method+targets`` grid pairs only its
+    own values); a sampled (choice) method or target group is checked against every value of
+    the other, each pair's trial config built, so method/base combinations (a quantised base)
+    are checked too."""
     import itertools
 
     from search_spaces import apply_hyperparameters
 
     keys = ("adapter.method", "adapter.targets")
     sampled = any(p.kind != "grid" for p in space.swept if set(p.keys) & set(keys))
+    trials = grid_trials
     if sampled:
         methods = [base["adapter"]["method"], *space.values_of("adapter.method")]
         targets = [base["adapter"]["targets"], *space.values_of("adapter.targets")]
-        points = [dict(zip(keys, c)) for c in itertools.product(dict.fromkeys(methods), dict.fromkeys(targets))]
-    else:
-        points = space.grid_points() or [{}]
-    pairs: dict[tuple[str, str], None] = {}
-    for point in points:
-        trial = from_dict(TrialConfig, apply_hyperparameters(base, point))
-        pairs[(trial.adapter.method, trial.adapter.targets)] = None
-    return list(pairs)
+        trials = [from_dict(TrialConfig, apply_hyperparameters(base, dict(zip(keys, c))))
+                  for c in itertools.product(dict.fromkeys(methods), dict.fromkeys(targets))]
+    return list(dict.fromkeys((t.adapter.method, t.adapter.targets) for t in trials))
 
 
 def _within_budget(cfg: SweepConfig, space: Any, base: dict[str, Any], skeleton: Any,
@@ -353,7 +361,87 @@ def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
                          reduction_factor=cfg.scheduler.reduction_factor, max_t=max_t)
 
 
-def _init_ray() -> None:
+class RayStarter:
+    """Starts Ray in a background thread while the driver goes on validating and preparing.
+
+    A local Ray takes 3-5 s to start, mostly waiting on the processes it launches; the model
+    checks that follow the settings checks spend about as long importing torch and
+    transformers. With the two overlapped (and no idle workers prestarted, see
+    :func:`_init_ray`), a smoke sweep printed its header after 8.4-9.9 s on two cores instead of
+    ~12.6 s (``bench/cold_start.py``).
+
+    The thread lives as long as the process (or until :meth:`shutdown`): Ray binds the
+    processes it starts to the lifetime of the thread that started them (Linux
+    ``PR_SET_PDEATHSIG``), so that thread must not end while Ray runs.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._ready = threading.Event()
+        self._release = threading.Event()
+        self._thread: Any = None
+        self._error: BaseException | None = None
+        self._sigterm: Any = None
+        self.started = False
+        """True when this starter initialised Ray (it was not already initialised)."""
+
+    def start(self) -> None:
+        import threading
+
+        if os.environ.get("RAY_ADDRESS"):
+            # Joining a running cluster (a job on it, or Ray Client) takes about a second and
+            # starts no processes: it happens in :meth:`wait`, in the driver's thread.
+            return
+        if self._thread is None:
+            if threading.current_thread() is threading.main_thread():
+                # What ray.init installs when it runs in the main thread (it cannot from this
+                # one): SIGTERM exits through the atexit handlers, which stop Ray's processes.
+                import signal
+                import sys
+
+                self._sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+            self._thread = threading.Thread(target=self._run, name="lorasweep-ray", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.started = _init_ray()
+        except BaseException as e:  # re-raised in the driver's thread by wait()
+            self._error = e
+        finally:
+            self._ready.set()
+        if self.started:
+            self._release.wait()
+
+    def wait(self) -> None:
+        """Ray is up (started now if :meth:`start` was never called)."""
+        if self._thread is None:
+            self.started = _init_ray()
+            return
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def shutdown(self) -> None:
+        """Stop the Ray this starter started (a mistake was found after it started)."""
+        if self._thread is not None:
+            self._ready.wait()
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+        if self._sigterm is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm)
+        self._release.set()
+
+
+def _init_ray() -> bool:
+    """Connect to ``$RAY_ADDRESS`` or start a local Ray; True when this call did either
+    (False when Ray was already initialised in this process)."""
     import logging
 
     import ray
@@ -361,15 +449,25 @@ def _init_ray() -> None:
     # Trials checkpoint at every report by design (adapters are small); Tune's warning about
     # frequent experiment snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A new local Ray prestarts one idle worker per CPU for the first driver. Tune's trial
+    # actors never use them (an actor gets a worker of its own runtime env, and Tune gives its
+    # actors one), so on a small machine they only take CPU from the sweep's start (~1 s of
+    # CPU on 2 cores). Read by the raylet a sweep starts; a running cluster keeps its setting.
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
     if ray.is_initialized():
-        return
+        return False
     # A new local cluster has token authentication on by default, as our cluster configs want;
     # Ray's warning saying so would be a second line beside a one-line bad-input error.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
         lambda record: not record.getMessage().startswith("Token authentication is enabled"))
+    # Started from RayStarter's thread, Ray cannot install its SIGTERM handler (Python allows
+    # that in the main thread only) and warns; RayStarter installs the same one.
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: not record.getMessage().startswith("SIGTERM handler is not set"))
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
              logging_level=logging.WARNING, log_to_driver=True)
+    return True
 
 
 def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
@@ -407,21 +505,31 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
 
 def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
     """Validate, prepare, run and summarise one sweep (see the module docstring)."""
-    from ray import tune
-
-    from trainables.checkpoints import KeepBestCheckpoints
-    from trainables.mlflow_record import MlflowRecorder
     from trainables.tasks import get_task
-    from trainables.trial import trial_resources, tune_trial
 
     if resume:
         cfg = _stored_config(cfg)
     task = get_task(cfg.trial.task)
-    plan = plan_sweep(cfg)
-    _init_ray()
-    check_resources(cfg)
+    # Ray starts once the settings are checked, while the model checks and the data
+    # preparation run. A mistake found after that stops the Ray this sweep started before it
+    # is reported: no trial was launched and nothing was written to MLflow or Tune storage.
+    ray_starter = RayStarter()
+    try:
+        plan = plan_sweep(cfg, config_checked=ray_starter.start)
+        import mlflow  # noqa: F401  (imported while Ray finishes starting)
+
+        ray_starter.wait()
+        check_resources(cfg)
+    except BaseException:
+        ray_starter.shutdown()
+        raise
 
     from mlflow import MlflowClient
+    from ray import tune
+
+    from trainables.checkpoints import KeepBestCheckpoints
+    from trainables.mlflow_record import MlflowRecorder
+    from trainables.trial import trial_resources, tune_trial
 
     client = MlflowClient(tracking_uri=plan.tracking_uri)
     _check_tracking(client, plan.tracking_uri)
@@ -572,7 +680,7 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
         try:
             with fs.open_input_stream(path) as fh:
                 return json.loads(fh.read().decode())
-        except (FileNotFoundError, OSError):
+        except OSError:  # missing too
             return None
 
     if cfg.name:

@@ -3,7 +3,9 @@
 A catalogue of mistakes a user can make (sweep descriptions, search spaces, CLI flags, data
 files, model paths, tracking stores, resource requests the cluster cannot meet), each run as
 the real command in a fresh directory against its own MLflow SQLite store and Tune storage.
-Most are refused before Ray starts (1-8 s each); the resource cases start a local Ray.
+Most are refused before Ray starts (1-8 s each). Ray starts once the settings, sources and
+tracking store are checked, while the model checks run: those cases and the resource cases
+start a local Ray and stop it again before the error is printed.
 """
 
 from __future__ import annotations
@@ -248,3 +250,29 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, f
     assert not db.exists() and not (tmp_path / "mlruns").exists() and not storage.exists()
     assert "Tune storage:" not in proc.stdout and "trial" not in proc.stdout.lower()
     assert "planted-secret" not in proc.stdout + proc.stderr
+
+
+def test_a_mistake_found_while_ray_starts_stops_that_ray(tmp_path, smoke_assets, monkeypatch):
+    """Ray starts in the background once the settings are checked; a mistake the model checks
+    find after that (a target module the model lacks) stops it again: the error is raised,
+    Ray is down, and nothing is written."""
+    import ray
+
+    from sweeps.cli import build_configs, build_parser, load_study
+    from sweeps.runner import run_sweep
+    from trainables.errors import UserError
+
+    assert not ray.is_initialized()
+    inits = []
+    real_init = ray.init
+    monkeypatch.setattr(ray, "init", lambda *a, **k: inits.append(k) or real_init(*a, **k))
+    spec = load_study("rank_e2e")
+    args = build_parser(spec).parse_args([
+        "--preset", "smoke", "--set", "adapter.targets=c_atn",
+        "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}", "--storage", str(tmp_path / "ray_results")])
+    (cfg,) = build_configs(spec, args)
+    with pytest.raises(UserError, match="no module named 'c_atn'"):
+        run_sweep(cfg)
+    assert len(inits) == 1  # Ray did start (in the background) before the mistake was found
+    assert not ray.is_initialized()
+    assert list(tmp_path.iterdir()) == []
