@@ -59,6 +59,8 @@ class Plan:
     rejected: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     """Under a parameter budget: the grid points over it, with their trainable parameters."""
     max_epoch: float = 1.0
+    bitsandbytes: bool = True
+    """Whether a trial may load bitsandbytes (else trial processes skip importing it)."""
 
 
 @dataclass
@@ -148,9 +150,10 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
     check_adapter_targets(skeleton, sorted(targets))
     check_adapter_methods(skeleton, _method_pairs(base, space, grid_trials))
-    from trainables.quantization import check_quantization
+    from trainables.quantization import check_quantization, uses_bitsandbytes
 
     check_quantization([trial0, *grid_trials], skeleton, cfg.resources)
+    sampled_keys = {k for p in space.swept if p.kind != "grid" for k in p.keys}
     adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
 
     points, rejected = None, []
@@ -162,7 +165,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
                 model_type=skeleton.config.model_type, adapters=adapters, points=points,
-                rejected=rejected)
+                rejected=rejected, bitsandbytes=uses_bitsandbytes([trial0, *grid_trials], sampled_keys))
     if prepare:
         plan.prepared = task.prepare(trial0, progress=True)
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
@@ -540,7 +543,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
 
     sweep_info = {"seed": cfg.seed, "resources": to_dict(cfg.resources),
                   "prepared": str(plan.prepared) if plan.prepared else None,
-                  "storage": plan.storage, "adapters": plan.adapters}
+                  "storage": plan.storage, "adapters": plan.adapters, "bitsandbytes": plan.bitsandbytes}
     trainable = tune.with_resources(
         tune.with_parameters(tune_trial, base=plan.base, sweep=sweep_info),
         trial_resources(sweep_info["resources"]))

@@ -243,6 +243,72 @@ def test_quantization_for_follows_the_qlora_method():
     assert quantization_for(cfg("none", "lora")) is None
 
 
+def test_a_sweep_uses_bitsandbytes_when_any_trial_may_load_it():
+    from types import SimpleNamespace
+
+    from trainables.quantization import uses_bitsandbytes
+
+    def cfg(q="none", method="lora", optimizer="adamw"):
+        return SimpleNamespace(model=SimpleNamespace(quantization=q), adapter=SimpleNamespace(method=method),
+                               train=SimpleNamespace(optimizer=optimizer))
+
+    assert not uses_bitsandbytes([cfg(), cfg(method="dora")], set())
+    assert uses_bitsandbytes([cfg(), cfg(method="qlora")], set())  # a grid point
+    assert uses_bitsandbytes([cfg(q="nf4")], set())
+    assert uses_bitsandbytes([cfg(), cfg(optimizer="paged_adamw_8bit")], set())
+    assert uses_bitsandbytes([cfg()], {"adapter.method"})  # a sampled choice may pick qlora
+    assert not uses_bitsandbytes([cfg()], {"adapter.r", "train.lr"})
+
+
+def test_plan_of_a_sweep_says_whether_its_trials_load_bitsandbytes(smoke_assets):
+    from sweeps.cli import build_config, build_parser, load_study
+    from sweeps.runner import plan_sweep
+
+    study = load_study("rank_e2e")
+
+    def plan(*flags):
+        return plan_sweep(build_config(study, build_parser(study).parse_args(["--preset", "smoke", *flags])),
+                          prepare=False)
+
+    assert plan().bitsandbytes is False
+    assert plan("--set", "train.optimizer=paged_adamw_32bit").bitsandbytes is True
+
+
+SKIPPED = """
+import sys
+from trainables.trial import skip_bitsandbytes
+assert skip_bitsandbytes()
+import peft, torch, transformers
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import is_bitsandbytes_available
+assert sys.modules["bitsandbytes"] is None
+assert not is_bitsandbytes_available() and not peft.import_utils.is_bnb_available()
+model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, bos_token_id=0, eos_token_id=0))
+model = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True))
+ids = torch.randint(0, 64, (2, 6))
+model(input_ids=ids, labels=ids).loss.backward()
+assert sys.modules["bitsandbytes"] is None
+"""
+
+NOT_SKIPPED = """
+import sys
+import peft
+from trainables.trial import skip_bitsandbytes
+assert not skip_bitsandbytes()  # too late: peft has looked for it already
+import bitsandbytes
+assert sys.modules["bitsandbytes"] is bitsandbytes and peft.import_utils.is_bnb_available()
+"""
+
+
+@pytest.mark.parametrize("script", [SKIPPED, NOT_SKIPPED], ids=["skipped", "too-late"])
+def test_a_trial_process_skips_bitsandbytes_only_before_peft_is_imported(script):
+    """A sweep whose trials never quantise nor page their optimizer tells its trial processes
+    to skip bitsandbytes (peft and transformers import it whenever it is installed: 1.2-1.5 s
+    of each process's start); peft and transformers then see it as absent and LoRA trains."""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 # ----------------------------------------------------------------------------- the judge
 
 

@@ -106,6 +106,18 @@ def prepare_for_training(model: Any, cfg: TrialConfig) -> Any:
     return model
 
 
+BITSANDBYTES_KEYS = ("model.quantization", "adapter.method", "train.optimizer")
+"""The trial settings that decide whether a trial loads bitsandbytes."""
+
+
+def uses_bitsandbytes(trials: list[TrialConfig], sampled_keys: set[str]) -> bool:
+    """Whether any trial of a sweep may load bitsandbytes: a 4-bit base or a paged optimizer in
+    one of ``trials`` (the base trial and every grid point's), or a sampled dimension
+    (``sampled_keys``: choice, uniform, ...) over the quantisation, the method or the optimizer."""
+    return (any(quantization_for(t) is not None or t.train.optimizer != "adamw" for t in trials)
+            or bool(sampled_keys & set(BITSANDBYTES_KEYS)))
+
+
 def check_quantization(trials: list[TrialConfig], skeleton: Any, resources: ResourcesConfig) -> None:
     """Refuse, before launch, quantisation or paged optimizers the setup cannot honour
     (``trials``: the base trial and every grid point's; ``skeleton``: the meta-device model)."""
