@@ -360,6 +360,11 @@ def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
     max_t = asha_max_t(cfg, max_epoch)
     # time_attr 'epoch' is the fraction of data passes done: comparable across trials whatever
     # their batch size or evaluation interval.
+    if cfg.scheduler.promotion == "pause":
+        from sweeps.promotion import PromotingASHA
+
+        return PromotingASHA(time_attr="epoch", grace_period=cfg.scheduler.grace_period,
+                             reduction_factor=cfg.scheduler.reduction_factor, max_t=max_t)
     return ASHAScheduler(time_attr="epoch", grace_period=cfg.scheduler.grace_period,
                          reduction_factor=cfg.scheduler.reduction_factor, max_t=max_t)
 

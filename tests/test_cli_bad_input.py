@@ -140,6 +140,9 @@ CASES = [
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
     ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
     ("name-with-slash", E2E, ["--name", "a/b"], "name", "without '/'", None),
+    ("unknown-promotion", E2E, ["--set", "scheduler.promotion=wait"], "scheduler.promotion", "'pause'", None),
+    ("pause-with-max-concurrent", E2E, ["--set", "scheduler.promotion=pause", "--max-concurrent", "2"],
+     "search.max_concurrent", "cannot be combined with scheduler.promotion=pause", None),
     # --- search spaces
     ("space-bad-value", E2E, ["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]",
      "positive integer", _spaces),

@@ -329,6 +329,12 @@ class SchedulerConfig:
     """ASHA keeps the top 1/reduction_factor of trials at each rung."""
     max_t: int | None = None
     """Last rung in reports; null = the number of reports a full trial makes."""
+    promotion: Literal["stop", "pause"] = "stop"
+    """How ASHA promotes. ``stop``: Ray Tune's ``ASHAScheduler`` decides as a trial reaches a
+    rung (it goes on unless below the top 1/reduction_factor of those there before it, so the
+    first trials at a rung always go on). ``pause``: ASHA as Li et al. (2020) state it: the
+    trial waits at the rung (paused at its checkpoint) until it is in the top
+    floor(n / reduction_factor) of the n trials that reached it (``sweeps/promotion.py``)."""
 
     def __post_init__(self) -> None:
         _positive_int("grace_period", self.grace_period)
@@ -423,5 +429,9 @@ class SweepConfig:
             raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         _positive_int("seeds", self.seeds, allow_none=True)
         _positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
+        if self.scheduler.promotion == "pause" and self.search.max_concurrent:
+            raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "
+                                                     "(Tune counts paused trials against the limit); "
+                                                     "limit concurrency with resources.cpus_per_trial")
         if self.name is not None and (not self.name.strip() or "/" in self.name):
             raise UserError("name", f"must be a non-empty name without '/', got {self.name!r}")
