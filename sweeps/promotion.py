@@ -19,7 +19,8 @@ arrival orders, the trial-epochs this spends were 0.259-0.358 of the full grid's
 percentile) against 0.272-0.531 with Ray's rule, with the same best trial found.
 
 Pausing needs trials that can wait: it is refused with ``search.max_concurrent`` (Tune counts
-paused trials against that limit, so waiting trials would block every new one).
+paused trials against that limit, so waiting trials would block every new one) and with Ray
+Train worker groups (``workers_per_trial`` > 1), whose pause and resume is not checked.
 """
 
 from __future__ import annotations

@@ -143,6 +143,8 @@ CASES = [
     ("unknown-promotion", E2E, ["--set", "scheduler.promotion=wait"], "scheduler.promotion", "'pause'", None),
     ("pause-with-max-concurrent", E2E, ["--set", "scheduler.promotion=pause", "--max-concurrent", "2"],
      "search.max_concurrent", "cannot be combined with scheduler.promotion=pause", None),
+    ("pause-with-worker-groups", E2E, ["--set", "scheduler.promotion=pause", "--workers-per-trial", "2"],
+     "scheduler.promotion", "pause needs one-process trials", None),
     # --- search spaces
     ("space-bad-value", E2E, ["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]",
      "positive integer", _spaces),

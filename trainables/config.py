@@ -433,5 +433,9 @@ class SweepConfig:
             raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "
                                                      "(Tune counts paused trials against the limit); "
                                                      "limit concurrency with resources.cpus_per_trial")
+        if self.scheduler.promotion == "pause" and self.resources.uses_train_workers:
+            raise UserError("scheduler.promotion", "pause needs one-process trials (workers_per_trial 1, "
+                                                   "trial_shape auto or function); use promotion=stop "
+                                                   "with Ray Train worker groups")
         if self.name is not None and (not self.name.strip() or "/" in self.name):
             raise UserError("name", f"must be a non-empty name without '/', got {self.name!r}")
