@@ -831,7 +831,8 @@ def _print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
     print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
-    print(f"  scheduler: {cfg.scheduler.name}, max {plan.max_epoch:g} epochs; "
+    rule = " (promotion: pause)" if cfg.scheduler.name == "asha" and cfg.scheduler.promotion == "pause" else ""
+    print(f"  scheduler: {cfg.scheduler.name}{rule}, max {plan.max_epoch:g} epochs; "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
           f"parent run {parent}")

@@ -56,6 +56,7 @@ def test_every_trial_reaches_the_first_rung_and_the_grid_is_halved(sweep):
         status = run.data.tags["lorasweep.status"]
         assert status == ("completed" if max(reports[run.info.run_id]) == 3.0 else "stopped_early")
         assert run.info.status == "FINISHED" and run.data.tags["lorasweep.attempts"] == "1"
+    assert "scheduler: asha (promotion: pause), max 3 epochs" in sweep["out"]
     n_done = reached.count(3.0)
     assert f"{n_done} completed, {6 - n_done} stopped early by ASHA, 0 failed" in sweep["out"]
 
