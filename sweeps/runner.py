@@ -115,7 +115,6 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     starts Ray there, so that the two overlap (see :func:`run_sweep`).
     """
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
-    from trainables.adapters import check_adapter_methods, check_adapter_targets
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
     from trainables.tasks import get_task
@@ -146,25 +145,21 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if config_checked is not None:
         config_checked()
     param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
-    skeleton = task.skeleton(trial0)
-    targets = {trial0.adapter.targets} | set(space.values_of("adapter.targets"))
-    check_adapter_targets(skeleton, sorted(targets))
-    check_adapter_methods(skeleton, _method_pairs(base, space, grid_trials))
-    from trainables.quantization import check_quantization, uses_bitsandbytes
+    model_type = check_model(cfg, task, trial0, base, space, grid_trials)
+    from trainables.quantization import uses_bitsandbytes
 
-    check_quantization([trial0, *grid_trials], skeleton, cfg.resources)
     sampled_keys = {k for p in space.swept if p.kind != "grid" for k in p.keys}
-    adapters = _warm_starts(base, space, skeleton.config.model_type, tracking_uri)
+    adapters = _warm_starts(base, space, model_type, tracking_uri)
 
     points, rejected = None, []
     if cfg.max_trainable_params:
-        points, rejected = _within_budget(cfg, space, base, skeleton, task.peft_task_type)
+        points, rejected = _within_budget(cfg, space, base, task.skeleton(trial0), task.peft_task_type)
     n_trials = (len(points) if points is not None else space.grid_size()) * cfg.search.num_samples \
         if cfg.search.algorithm != "optuna" else cfg.search.num_samples
     plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space, n_trials=n_trials,
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
-                model_type=skeleton.config.model_type, adapters=adapters, points=points,
+                model_type=model_type, adapters=adapters, points=points,
                 rejected=rejected, bitsandbytes=uses_bitsandbytes([trial0, *grid_trials], sampled_keys))
     if prepare:
         plan.prepared = task.prepare(trial0, progress=True)
@@ -173,6 +168,43 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
         if cfg.scheduler.name == "asha":
             asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
+
+
+def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,
+                grid_trials: list[TrialConfig]) -> str:
+    """Check every adapter target group, method and quantisation the sweep may use against the
+    model's module tree (built on the meta device from its config); return its model type.
+
+    Building that tree needs torch and transformers imported (~5 s on two cores). For a local
+    model directory the outcome of checks that passed is memoised on everything they read
+    (the directory's config files, the settings checked, the library versions, lorasweep's
+    code), so an unchanged sweep launched again skips them; a failure is never memoised.
+    """
+    from trainables.cache import code_version, library_versions, local_model_identity, memoised
+    from trainables.tasks.causal_lm import model_source
+
+    targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
+    pairs = _method_pairs(base, space, grid_trials)
+    trials = [trial0, *grid_trials]
+
+    def run() -> str:
+        from trainables.adapters import check_adapter_methods, check_adapter_targets
+        from trainables.quantization import check_quantization
+
+        skeleton = task.skeleton(trial0)
+        check_adapter_targets(skeleton, targets)
+        check_adapter_methods(skeleton, pairs)
+        check_quantization(trials, skeleton, cfg.resources)
+        return skeleton.config.model_type
+
+    files = local_model_identity(model_source(trial0))
+    if files is None:  # a hub id: its config comes from the hub cache or the hub
+        return run()
+    inputs = {"task": task.name, "model": files, "targets": targets, "pairs": pairs,
+              "trials": [to_dict(t) for t in trials], "resources": to_dict(cfg.resources),
+              "libraries": library_versions("torch", "transformers", "peft", "bitsandbytes"),
+              "code": code_version()}
+    return memoised("model-checks", inputs, run)
 
 
 def _method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:

@@ -5,6 +5,10 @@ concurrent trials or a driver and its trials never see a half-written cache, and
 caller just opens what the first built. Keys are hashes of everything the content depends on
 (data file contents, tokenizer, preprocessing settings, code version), so a stale cache is
 never reused and nothing needs invalidating by hand.
+
+:func:`memoised` keeps small JSON results the same way: values that take seconds only because
+computing them needs torch or transformers imported (a tokenizer's digest, the checks of a
+model's module tree), so that a sweep's driver need not import them when nothing changed.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ def file_digest(path: str | Path) -> str:
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
-    """Hash of a fast tokenizer's full definition plus its special tokens."""
+    """Hash of a fast tokenizer's full definition plus its special tokens and chat template."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     body = backend.to_str() if backend is not None else repr(tokenizer.get_vocab())
     specials = {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())}
-    return fingerprint({"tokenizer": hashlib.sha256(body.encode()).hexdigest(), "special": specials})
+    return fingerprint({"tokenizer": hashlib.sha256(body.encode()).hexdigest(), "special": specials,
+                        "chat_template": getattr(tokenizer, "chat_template", None)})
 
 
 def source_identity(source: str, revision: str | None,
@@ -51,6 +56,73 @@ def source_identity(source: str, revision: str | None,
     if path.exists():
         return {k: file_digest(v) for k, v in sorted(local_files(path).items())}
     return {"hub": source, "revision": revision}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
+
+
+def local_model_identity(source: str | Path) -> dict[str, str] | None:
+    """The digests of a local model directory's files other than its weights (config,
+    tokenizer, chat template, ...), or None for a hub id (not a local directory)."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return None
+    return {f.name: file_digest(f) for f in sorted(path.iterdir())
+            if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES)}
+
+
+def library_versions(*names: str) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None when not installed)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+_CODE_VERSION: str | None = None
+
+
+def code_version() -> str:
+    """Hash of lorasweep's own trainable-side code (every ``.py`` and data file of the
+    ``trainables`` package): a memoised result computed by an older version is not reused."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(root.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+        _CODE_VERSION = h.hexdigest()[:16]
+    return _CODE_VERSION
+
+
+def memoised(kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
+    """What ``compute()`` returned for the same ``inputs`` before, or its value now (stored as
+    ``<cache>/memo/<kind>-<hash of inputs>.json``). ``inputs`` must hold everything the value
+    depends on (file digests, library versions, :func:`code_version`); the value must be plain
+    JSON. A ``compute()`` that raises stores nothing, and a cache that cannot be written only
+    costs the next call the same computation."""
+    from trainables.paths import cache_dir
+
+    path = cache_dir() / "memo" / f"{kind}-{fingerprint(inputs, length=24)}.json"
+    try:
+        return json.loads(path.read_text())["value"]
+    except (OSError, ValueError, KeyError):
+        pass
+    value = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"inputs": inputs, "value": value}, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return value
 
 
 def is_built(path: Path) -> bool:

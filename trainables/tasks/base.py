@@ -77,19 +77,24 @@ class Task(ABC):
     def prepare(self, cfg: TrialConfig, *, progress: bool = True) -> Path:
         """Tokenise the data into the cache once, as ``<cache>/data/<task>-<key>`` (the key is
         :meth:`_key`, a hash of everything the content depends on, built by :meth:`_build`);
-        return its directory."""
-        from trainables.cache import build_once
+        return its directory. When it is built already, the tokenizer is not loaded (its
+        digest is memoised for a local model directory), so transformers is not imported."""
+        from trainables.cache import build_once, is_built
         from trainables.paths import cache_dir
-        from trainables.tasks.causal_lm import load_tokenizer
+        from trainables.tasks.causal_lm import load_tokenizer, tokenizer_identity
 
+        key = self._key(cfg, tokenizer_identity(cfg))
+        final = cache_dir() / "data" / f"{self.name}-{key}"
+        if is_built(final):
+            return final
         tokenizer = load_tokenizer(cfg)
-        key = self._key(cfg, tokenizer)
-        return build_once(cache_dir() / "data", f"{self.name}-{key}",
+        return build_once(final.parent, final.name,
                           lambda tmp: self._build(cfg, tokenizer, tmp, key=key, progress=progress))
 
     @abstractmethod
-    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        """The cache key of the prepared data (data identity, tokenizer, preprocessing)."""
+    def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
+        """The cache key of the prepared data (data identity, the tokenizer's digest
+        ``tokenizer_id``, preprocessing)."""
 
     @abstractmethod
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:

@@ -302,13 +302,13 @@ class ClassificationTask(PerExampleLogits, Task):
 
         return synonym_table()
 
-    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        from trainables.cache import file_digest, fingerprint, tokenizer_digest
+    def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
+        from trainables.cache import file_digest, fingerprint
 
         d = cfg.data
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": self.data_identity(cfg),
-            "tokenizer": tokenizer_digest(tokenizer), "max_length": d.max_length,
+            "tokenizer": tokenizer_id, "max_length": d.max_length,
             "split": d.split or self.default_split, "split_seed": d.split_seed,
             "limits": [d.train_limit, d.val_limit, d.test_limit],
             "augment": [d.augment, d.augment_prob, d.augment_copies,

@@ -273,13 +273,13 @@ class GuanacoTask(CausalLMTask):
 
             load_judge(cfg.eval.judge)  # a callable is imported now, not after training
 
-    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        from trainables.cache import file_digest, fingerprint, source_identity, tokenizer_digest
+    def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
+        from trainables.cache import file_digest, fingerprint, source_identity
 
         data_id = source_identity(cfg.data.source, cfg.data.revision, local_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
-            "tokenizer": tokenizer_digest(tokenizer), "template": tokenizer.chat_template,
+            "tokenizer": tokenizer_id,
             "max_length": cfg.data.max_length, "prompts": file_digest(self._prompts_path(cfg)),
             "limits": [cfg.data.train_limit, cfg.data.val_limit, cfg.data.test_limit],
         })

@@ -329,13 +329,13 @@ class SquadTask(CausalLMTask):
         else:
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
 
-    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
-        from trainables.cache import fingerprint, source_identity, tokenizer_digest
+    def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
+        from trainables.cache import fingerprint, source_identity
 
         data_id = source_identity(cfg.data.source, cfg.data.revision, local_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
-            "tokenizer": tokenizer_digest(tokenizer), "format": cfg.data.format or self.default_format(),
+            "tokenizer": tokenizer_id, "format": cfg.data.format or self.default_format(),
             "max_length": cfg.data.max_length, "reserve": cfg.eval.max_new_tokens,
             "limits": [cfg.data.train_limit, cfg.data.val_limit, cfg.data.test_limit],
         })

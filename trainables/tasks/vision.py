@@ -304,7 +304,7 @@ class VisionTask(PerExampleLogits, Task):
         return build_once(cache_dir() / "data", f"{self.name}-{key}",
                           lambda tmp: self._build(cfg, None, tmp, key=key, progress=progress))
 
-    def _key(self, cfg: TrialConfig, tokenizer: Any) -> str:
+    def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import file_digest, fingerprint
 
         d = cfg.data

@@ -1,0 +1,107 @@
+"""What keeps a sweep's start short: memoised tokenizer digests and model checks (so an
+unchanged sweep's driver imports neither torch nor transformers).
+
+The timings live in ``bench/cold_start.py``; these tests check the mechanisms work and stay
+correct: real local Ray, real Tune trials, the real smoke assets.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _smoke_config(*flags: str):
+    from sweeps.cli import build_config, build_parser, load_study
+
+    study = load_study("rank_e2e")
+    return build_config(study, build_parser(study).parse_args(["--preset", "smoke", *flags]))
+
+
+_PLAN = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {repo!r})
+    from sweeps.cli import build_config, build_parser, load_study
+    from sweeps.runner import plan_sweep
+
+    study = load_study("rank_e2e")
+    cfg = build_config(study, build_parser(study).parse_args(["--preset", "smoke", *{flags!r}]))
+    plan = plan_sweep(cfg)
+    print("RESULT", json.dumps({{"model_type": plan.model_type, "prepared": str(plan.prepared),
+                                "torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}}))
+""")
+
+
+def _plan_in_new_process(tmp_path, *flags: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _PLAN.format(repo=str(REPO), flags=list(flags))],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+
+
+def test_an_unchanged_sweep_plans_without_importing_torch_or_transformers(smoke_assets, tmp_path):
+    from trainables.paths import cache_dir
+
+    flags = ("--storage", str(tmp_path / "rr"), "--set", "trial.adapter.dropout=0.05")  # this test's own memo entries
+    shutil.rmtree(cache_dir() / "memo", ignore_errors=True)
+    first = _plan_in_new_process(tmp_path, *flags)
+    again = _plan_in_new_process(tmp_path, *flags)
+    assert first["torch"] and first["transformers"]  # computed: the model's module tree was built
+    assert not again["torch"] and not again["transformers"]
+    assert again["model_type"] == first["model_type"] == "gpt2"
+    assert again["prepared"] == first["prepared"]
+    kinds = sorted(p.name.split("-")[0] for p in (cache_dir() / "memo").iterdir())
+    assert kinds == ["model", "tokenizer"]
+
+
+def test_model_checks_are_memoised_on_the_config_and_never_when_they_fail(smoke_assets, tmp_path, monkeypatch):
+    from sweeps.runner import plan_sweep
+    from trainables.errors import UserError
+
+    model = tmp_path / "model"
+    shutil.copytree(smoke_assets.model_dir, model)
+    memo = tmp_path / "cache"
+    monkeypatch.setenv("LORASWEEP_CACHE", str(memo))
+    flags = ("--set", f"trial.model.name_or_path={model}", "--set", f"trial.data.source={smoke_assets.data_dir}",
+             "--storage", str(tmp_path / "rr"))
+
+    def entries():
+        return sorted(p.name for p in (memo / "memo").glob("model-checks-*"))
+
+    with pytest.raises(UserError, match="no module named 'q_proj'"):
+        plan_sweep(_smoke_config(*flags, "--set", "trial.adapter.targets=q_proj"), prepare=False)
+    assert entries() == []
+    plan_sweep(_smoke_config(*flags), prepare=False)
+    assert len(entries()) == 1
+    plan_sweep(_smoke_config(*flags), prepare=False)
+    assert len(entries()) == 1  # reused
+    config = json.loads((model / "config.json").read_text())
+    config["n_layer"] += 1
+    (model / "config.json").write_text(json.dumps(config))
+    plan_sweep(_smoke_config(*flags), prepare=False)
+    assert len(entries()) == 2  # another model: checked again
+
+
+def test_tokenizer_digest_is_memoised_on_the_tokenizer_files(smoke_assets, tmp_path, monkeypatch, make_trial):
+    from trainables.cache import tokenizer_digest
+    from trainables.tasks.causal_lm import load_tokenizer, tokenizer_identity
+
+    monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    shutil.copytree(smoke_assets.model_dir, model)
+    cfg = make_trial(model={"name_or_path": str(model)})
+    first = tokenizer_identity(cfg)
+    assert first == tokenizer_digest(load_tokenizer(cfg)) == tokenizer_identity(cfg)
+    tok_config = json.loads((model / "tokenizer_config.json").read_text())
+    tok_config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (model / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    changed = tokenizer_identity(cfg)
+    assert changed != first and changed == tokenizer_digest(load_tokenizer(cfg))
+    assert len(list((tmp_path / "cache" / "memo").glob("tokenizer-*"))) == 2
