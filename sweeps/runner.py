@@ -479,6 +479,67 @@ class RayStarter:
         self._release.set()
 
 
+class StagedStore:
+    """A new SQLite MLflow store, created while Ray starts and put in place once the sweep is
+    sure to launch.
+
+    MLflow creates a new SQLite store by running its schema migrations: ~2 s on two cores,
+    which used to follow Ray's start. Here the store is created in a hidden file beside the
+    one named (``.mlruns.db.lorasweep-<pid>``), in the time the driver otherwise spends waiting
+    for Ray, and hard-linked into place by :meth:`place` after the last check (a store that
+    appeared meanwhile wins). A sweep refused after Ray's start leaves nothing behind
+    (:meth:`discard`). The file is the one MLflow would have made: a SQLite database does not
+    record its own path, and the default experiment's artifact location comes from the working
+    directory, as it would. Other stores (an existing file, a server) are left to MLflow.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.path: Path | None = None
+        self.staged: Path | None = None
+        if not uri.startswith("sqlite:///"):
+            return
+        path = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if path.exists() or not path.parent.is_dir():
+            return
+        try:  # MLflow's own constructor for a SQLite URI (what MlflowClient would call)
+            from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+        except ImportError:  # a later MLflow moved it: MlflowClient creates the store instead
+            return
+        import logging
+
+        self.path, self.staged = path, path.with_name(f".{path.name}.lorasweep-{os.getpid()}")
+        # "Creating initial MLflow database tables..." would print before a refusal of the sweep.
+        log = logging.getLogger("mlflow.store.db.utils")
+        level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            _get_sqlalchemy_store(f"sqlite:///{self.staged}", None).engine.dispose()
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            log.setLevel(level)
+
+    def place(self) -> None:
+        if self.staged is None or self.path is None:
+            return
+        try:
+            os.link(self.staged, self.path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not self.path.exists():
+                os.replace(self.staged, self.path)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.staged is not None:
+            for leftover in (self.staged, self.staged.with_name(self.staged.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+            self.staged = None
+
+
 def _init_ray() -> bool:
     """Connect to ``$RAY_ADDRESS`` or start a local Ray; True when this call did either
     (False when Ray was already initialised in this process)."""
@@ -554,15 +615,19 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
     # preparation run. A mistake found after that stops the Ray this sweep started before it
     # is reported: no trial was launched and nothing was written to MLflow or Tune storage.
     ray_starter = RayStarter()
+    staged = None
     try:
         plan = plan_sweep(cfg, config_checked=ray_starter.start)
-        import mlflow  # noqa: F401  (imported while Ray finishes starting)
-
+        staged = StagedStore(plan.tracking_uri)  # while Ray finishes starting
         ray_starter.wait()
         check_resources(cfg)
+        staged.place()
     except BaseException:
         ray_starter.shutdown()
+        if staged is not None:
+            staged.discard()
         raise
+
 
     from mlflow import MlflowClient
     from ray import tune

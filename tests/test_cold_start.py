@@ -1,5 +1,6 @@
 """What keeps a sweep's start short: memoised tokenizer digests and model checks (so an
-unchanged sweep's driver imports neither torch nor transformers).
+unchanged sweep's driver imports neither torch nor transformers), and a new SQLite MLflow
+store created while Ray starts.
 
 The timings live in ``bench/cold_start.py``; these tests check the mechanisms work and stay
 correct: real local Ray, real Tune trials, the real smoke assets.
@@ -105,3 +106,28 @@ def test_tokenizer_digest_is_memoised_on_the_tokenizer_files(smoke_assets, tmp_p
     changed = tokenizer_identity(cfg)
     assert changed != first and changed == tokenizer_digest(load_tokenizer(cfg))
     assert len(list((tmp_path / "cache" / "memo").glob("tokenizer-*"))) == 2
+
+
+def test_a_new_sqlite_store_is_staged_beside_it_and_put_in_place(tmp_path):
+    from mlflow import MlflowClient
+
+    from sweeps.runner import StagedStore
+
+    db = tmp_path / "sub" / "mlruns.db"
+    db.parent.mkdir()
+    staged = StagedStore(f"sqlite:///{db}")
+    assert not db.exists() and staged.staged is not None and staged.staged.exists()
+    staged.place()
+    assert db.exists() and [p.name for p in db.parent.iterdir()] == ["mlruns.db"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.create_experiment("x")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+
+    refused = StagedStore(f"sqlite:///{tmp_path / 'other.db'}")
+    refused.discard()  # what run_sweep does when a check after Ray's start refuses the sweep
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+    # An existing store, or a server, is left to MLflow.
+    assert StagedStore(f"sqlite:///{db}").staged is None
+    assert StagedStore("http://127.0.0.1:5000").staged is None
