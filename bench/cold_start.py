@@ -11,9 +11,11 @@ interrupted (Ctrl-C, which the CLI turns into a clean stop). Three cases are tim
   again - a second run in the same working directory (its MLflow store exists).
 
 Each run is split at the lines the sweep prints: the sweep header (validated, Ray up, MLflow
-parent run written), the first trial's start (its process is up) and the first metric. The
-trial's own timings (``setup_s``: imports, model and adapter; the rest: one epoch and the
-validation pass) come from its first result.
+parent run written), the first trial's start (its process is up: on a local Ray with one-CPU
+trials, a process Ray started warm, having imported Ray Tune, torch, transformers and peft;
+see ``sweeps.runner.warm_runtime_env``) and the first metric. The trial's own timings
+(``setup_s``: imports not done yet, model and adapter; the rest: one epoch and the validation
+pass) come from its first result. ``--runs 5`` gives a steadier median on a noisy machine.
 
     python bench/cold_start.py            # target: new < 20 s
 """
@@ -88,9 +90,8 @@ def time_to_first_metric(work: Path, name: str, env: dict[str, str], timeout: fl
 def describe(m: dict[str, float]) -> str:
     return (f"first metric after {m['first_metric']:5.1f} s  (header {m.get('header', float('nan')):4.1f} s, "
             f"first trial started {m.get('trial_start', float('nan')):4.1f} s; in the trial: "
-            f"{m['trial_setup_s']:.1f} s of transformers/peft imports, model and adapter, "
-            f"{m['trial_total_s'] - m['trial_setup_s']:.1f} s of the rest: torch import, one epoch, "
-            f"validation)")
+            f"{m['trial_setup_s']:.1f} s of setup (model, adapter, and the imports its process had not "
+            f"done), {m['trial_total_s'] - m['trial_setup_s']:.1f} s of the rest: one epoch, validation)")
 
 
 def main() -> None:

@@ -286,7 +286,7 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
                 plan_sweep(cfg, prepare=False)
         codes, outcomes = [], []
         for cfg in cfgs:
-            outcome = run_sweep(cfg, resume=args.resume)
+            outcome = run_sweep(cfg, resume=args.resume, warm_workers=len(cfgs) == 1)
             codes.append(outcome.exit_code)
             outcomes.append(outcome)
         if len(cfgs) > 1:

@@ -106,13 +106,14 @@ def storage_path(cfg: SweepConfig) -> str:
 
 
 def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
-               config_checked: Callable[[], None] | None = None) -> Plan:
+               config_checked: Callable[[dict[str, Any] | None], None] | None = None) -> Plan:
     """Step 1 (and 2 when ``prepare``): validate everything and prepare the data.
 
     ``config_checked`` is called once the settings, the search space, the data and model
     sources and the tracking store are checked, before the checks that build the model's
-    module tree (which need torch and transformers imported: seconds). The runner
-    starts Ray there, so that the two overlap (see :func:`run_sweep`).
+    module tree (seconds, unless memoised) and the data preparation, with the runtime env
+    that makes a local Ray's worker processes start warm (:func:`warm_runtime_env`, or None).
+    The runner starts Ray there, so that the two overlap (see :func:`run_sweep`).
     """
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
     from trainables.hub import check_model_source
@@ -142,13 +143,16 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
-    if config_checked is not None:
-        config_checked()
-    param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
-    model_type = check_model(cfg, task, trial0, base, space, grid_trials)
     from trainables.quantization import uses_bitsandbytes
 
     sampled_keys = {k for p in space.swept if p.kind != "grid" for k in p.keys}
+    bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], sampled_keys)
+    max_trials = space.grid_size() * cfg.search.num_samples if cfg.search.algorithm != "optuna" \
+        else cfg.search.num_samples
+    if config_checked is not None:
+        config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes, max_trials=max_trials))
+    param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
+    model_type = check_model(cfg, task, trial0, base, space, grid_trials)
     adapters = _warm_starts(base, space, model_type, tracking_uri)
 
     points, rejected = None, []
@@ -160,7 +164,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
                 model_type=model_type, adapters=adapters, points=points,
-                rejected=rejected, bitsandbytes=uses_bitsandbytes([trial0, *grid_trials], sampled_keys))
+                rejected=rejected, bitsandbytes=bitsandbytes)
     if prepare:
         plan.prepared = task.prepare(trial0, progress=True)
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
@@ -404,11 +408,12 @@ def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
 class RayStarter:
     """Starts Ray in a background thread while the driver goes on validating and preparing.
 
-    A local Ray takes 3-5 s to start, mostly waiting on the processes it launches; the model
-    checks that follow the settings checks spend about as long importing torch and
-    transformers. With the two overlapped (and no idle workers prestarted, see
-    :func:`_init_ray`), a smoke sweep printed its header after 8.4-9.9 s on two cores instead of
-    ~12.6 s (``bench/cold_start.py``).
+    A local Ray takes 3-5 s to start, mostly waiting on the processes it launches. Meanwhile
+    the driver imports Ray Tune, checks the model (memoised: :func:`check_model`), prepares
+    the data (cached) and creates a new MLflow store (:class:`StagedStore`); Ray's new worker
+    processes import what the trials need (:func:`warm_runtime_env`). On two cores a smoke
+    sweep printed its header after 5.0-5.2 s (8.4-9.9 s with only Ray's start overlapped, ~12.6 s
+    with nothing; ``bench/cold_start.py``).
 
     The thread lives as long as the process (or until :meth:`shutdown`): Ray binds the
     processes it starts to the lifetime of the thread that started them (Linux
@@ -426,7 +431,9 @@ class RayStarter:
         self.started = False
         """True when this starter initialised Ray (it was not already initialised)."""
 
-    def start(self) -> None:
+    def start(self, runtime_env: dict[str, Any] | None = None) -> None:
+        """Start a local Ray in the background (``runtime_env``: its job's, see
+        :func:`warm_runtime_env`); nothing when joining ``$RAY_ADDRESS``."""
         import threading
 
         if os.environ.get("RAY_ADDRESS"):
@@ -441,12 +448,13 @@ class RayStarter:
                 import sys
 
                 self._sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
-            self._thread = threading.Thread(target=self._run, name="lorasweep-ray", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(runtime_env,), name="lorasweep-ray",
+                                            daemon=True)
             self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, runtime_env: dict[str, Any] | None) -> None:
         try:
-            self.started = _init_ray()
+            self.started = _init_ray(runtime_env)
         except BaseException as e:  # re-raised in the driver's thread by wait()
             self._error = e
         finally:
@@ -540,9 +548,58 @@ class StagedStore:
             self.staged = None
 
 
-def _init_ray() -> bool:
-    """Connect to ``$RAY_ADDRESS`` or start a local Ray; True when this call did either
-    (False when Ray was already initialised in this process)."""
+TUNE_ACTOR_ENV_VARS = {"PL_DISABLE_FORK": "1"}
+"""What Ray Tune puts in its trial actors' runtime env (``ray.tune.execution.class_cache``:
+``DEFAULT_ENV_VARS``), plus those of :data:`TUNE_PROPAGATED_ENV` set in the driver's
+environment. tests/test_cold_start.py checks both against the installed Ray."""
+TUNE_PROPAGATED_ENV = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "NCCL_RAS_ADDR",
+    "RAY_CHDIR_TO_TRIAL_DIR", "RAY_TRAIN_CHECKPOINT_UPLOAD_WARN_INTERVAL_S", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S",
+    "RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S", "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_ENABLE_PRINT_PATCH",
+    "RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", "RAY_TRAIN_STATE_ACTOR_RECONCILIATION_INTERVAL_S",
+    "RAY_TRAIN_V2_ENABLED", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S",
+    "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC", "TORCHFT_LIGHTHOUSE", "TRAIN_COPY_DIRECTORY_CHECKPOINTS_INSTEAD_OF_MOVING",
+})
+
+
+def warm_runtime_env(cfg: SweepConfig, *, bitsandbytes: bool, max_trials: int) -> dict[str, Any] | None:
+    """The job runtime env that makes a new local Ray start its worker processes warm, or None.
+
+    A local Ray prestarts one worker process per CPU for its first driver, but Tune's trial
+    actors do not use them: a worker serves only its own runtime env, and Tune gives its actors
+    one (:data:`TUNE_ACTOR_ENV_VARS`). With the job's runtime env equal to what the actors'
+    merges into, they do; and ``worker_process_setup_hook`` (:func:`trainables.trial.warm_worker`)
+    has each prestarted process import Ray Tune, torch, transformers and peft while the driver
+    is still checking, preparing and writing the MLflow parent run, instead of after Tune hands
+    it a trial. On two cores the first trial's setup fell from 3.1-3.7 s to 0.4 s
+    (``bench/cold_start.py``).
+
+    Only where every prestarted process will host a trial: a Ray this sweep starts (not
+    ``$RAY_ADDRESS``), one-process CPU trials of at most one CPU each, at least as many trials
+    as CPUs and no concurrency cap below that. ``LORASWEEP_WARM_WORKERS=0`` turns it off.
+    """
+    from trainables.trial import WARM_ENV
+
+    res, cpus = cfg.resources, os.cpu_count() or 1
+    if (os.environ.get("RAY_ADDRESS") or os.environ.get("LORASWEEP_WARM_WORKERS") == "0"
+            or res.uses_train_workers or res.gpus_per_trial or res.cpus_per_trial > 1 or max_trials < cpus
+            or (cfg.search.max_concurrent and cfg.search.max_concurrent < cpus)):
+        return None
+    env_vars = {**TUNE_ACTOR_ENV_VARS, **{k: os.environ[k] for k in sorted(TUNE_PROPAGATED_ENV) if k in os.environ},
+                WARM_ENV: "bitsandbytes" if bitsandbytes else "skip-bitsandbytes"}
+    return {"env_vars": env_vars, "worker_process_setup_hook": "trainables.trial.warm_worker"}
+
+
+_USER_PRESTART = os.environ.get("RAY_prestart_worker_first_driver")
+
+
+def _init_ray(runtime_env: dict[str, Any] | None = None) -> bool:
+    """Connect to ``$RAY_ADDRESS`` or start a local Ray (``runtime_env``: its job's, see
+    :func:`warm_runtime_env`); True when this call did either (False when Ray was already
+    initialised in this process)."""
     import logging
 
     import ray
@@ -551,10 +608,10 @@ def _init_ray() -> bool:
     # frequent experiment snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # A new local Ray prestarts one idle worker per CPU for the first driver. Tune's trial
-    # actors never use them (an actor gets a worker of its own runtime env, and Tune gives its
-    # actors one), so on a small machine they only take CPU from the sweep's start (~1 s of
-    # CPU on 2 cores). Read by the raylet a sweep starts; a running cluster keeps its setting.
-    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+    # actors use them only with the warm runtime env (see warm_runtime_env); otherwise, on a
+    # small machine, they only take CPU from the sweep's start (~1 s of CPU on 2 cores). Read
+    # by the raylet a sweep starts; a running cluster keeps its setting, as does the user's.
+    os.environ["RAY_prestart_worker_first_driver"] = _USER_PRESTART or ("1" if runtime_env else "0")
 
     if ray.is_initialized():
         return False
@@ -567,7 +624,7 @@ def _init_ray() -> bool:
     logging.getLogger("ray._private.worker").addFilter(
         lambda record: not record.getMessage().startswith("SIGTERM handler is not set"))
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=True)
+             logging_level=logging.WARNING, log_to_driver=True, runtime_env=runtime_env)
     return True
 
 
@@ -604,8 +661,12 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
     return run.info.run_id
 
 
-def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
-    """Validate, prepare, run and summarise one sweep (see the module docstring)."""
+def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = True) -> Outcome:
+    """Validate, prepare, run and summarise one sweep (see the module docstring).
+
+    ``warm_workers``: let a local Ray this sweep starts begin its worker processes warm
+    (:func:`warm_runtime_env`). A multi-part study passes False: its later parts run in the
+    same Ray, whose runtime env (bitsandbytes skipped or not) the first part would choose."""
     from trainables.tasks import get_task
 
     if resume:
@@ -617,7 +678,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
     ray_starter = RayStarter()
     staged = None
     try:
-        plan = plan_sweep(cfg, config_checked=ray_starter.start)
+        plan = plan_sweep(cfg, config_checked=lambda env: ray_starter.start(env if warm_workers else None))
         staged = StagedStore(plan.tracking_uri)  # while Ray finishes starting
         ray_starter.wait()
         check_resources(cfg)
@@ -627,7 +688,6 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False) -> Outcome:
         if staged is not None:
             staged.discard()
         raise
-
 
     from mlflow import MlflowClient
     from ray import tune

@@ -1,6 +1,6 @@
-"""What keeps a sweep's start short: memoised tokenizer digests and model checks (so an
-unchanged sweep's driver imports neither torch nor transformers), and a new SQLite MLflow
-store created while Ray starts.
+"""What keeps a sweep's start short: trial processes that start warm, memoised tokenizer
+digests and model checks (so an unchanged sweep's driver imports neither torch nor
+transformers), and a new SQLite MLflow store created while Ray starts.
 
 The timings live in ``bench/cold_start.py``; these tests check the mechanisms work and stay
 correct: real local Ray, real Tune trials, the real smoke assets.
@@ -9,6 +9,7 @@ correct: real local Ray, real Tune trials, the real smoke assets.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,89 @@ def _smoke_config(*flags: str):
 
     study = load_study("rank_e2e")
     return build_config(study, build_parser(study).parse_args(["--preset", "smoke", *flags]))
+
+
+def test_tune_actor_runtime_env_matches_the_installed_ray():
+    """The warm runtime env must equal what Tune's actors merge into, or they never use the
+    warm processes: a Ray upgrade that changes Tune's list fails here, not silently."""
+    from ray.tune.execution import class_cache
+
+    from sweeps.runner import TUNE_ACTOR_ENV_VARS, TUNE_PROPAGATED_ENV
+
+    assert TUNE_ACTOR_ENV_VARS == class_cache.DEFAULT_ENV_VARS
+    assert set(TUNE_PROPAGATED_ENV) == set(class_cache.ENV_VARS_TO_PROPAGATE)
+
+
+@pytest.mark.parametrize("flags, env, warm", [
+    ([], {}, True),
+    (["--cpus-per-trial", "2"], {}, False),  # 1 trial at a time, 2 processes prestarted
+    (["--set", "resources.gpus_per_trial=1"], {}, False),
+    (["--set", "search.max_concurrent=1"], {}, False),
+    (["--set", "resources.workers_per_trial=2", "--cpus-per-trial", "1"], {}, False),
+    ([], {"RAY_ADDRESS": "127.0.0.1:6379"}, False),  # a running cluster: its workers are its own
+    ([], {"LORASWEEP_WARM_WORKERS": "0"}, False),
+])
+def test_warm_workers_only_where_every_prestarted_process_hosts_a_trial(flags, env, warm, monkeypatch):
+    from sweeps.runner import warm_runtime_env
+    from trainables.trial import WARM_ENV
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cfg = _smoke_config(*flags)
+    got = warm_runtime_env(cfg, bitsandbytes=False, max_trials=6)
+    if not warm:
+        assert got is None
+        return
+    assert got["worker_process_setup_hook"] == "trainables.trial.warm_worker"
+    assert got["env_vars"] == {"PL_DISABLE_FORK": "1", WARM_ENV: "skip-bitsandbytes"}
+    assert warm_runtime_env(cfg, bitsandbytes=True, max_trials=6)["env_vars"][WARM_ENV] == "bitsandbytes"
+    assert warm_runtime_env(cfg, bitsandbytes=False, max_trials=1) is None  # 1 trial, 2 processes
+
+
+_TRIALS_IN_WARM_PROCESSES = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, {repo!r})
+    import ray
+    from ray import tune
+    from sweeps.runner import _init_ray, warm_runtime_env
+    from sweeps.cli import build_config, build_parser, load_study
+
+    study = load_study("rank_e2e")
+    cfg = build_config(study, build_parser(study).parse_args(["--preset", "smoke"]))
+    n = os.cpu_count()
+    env = warm_runtime_env(cfg, bitsandbytes=False, max_trials=n) if {warm} else None
+    assert (env is not None) == {warm}, env
+    _init_ray(env)
+
+    def trial(config):
+        tune.report({{"peft_imported": "peft" in sys.modules,
+                      "bitsandbytes_skipped": "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None}})
+
+    results = tune.Tuner(tune.with_resources(trial, {{"cpu": 1}}),
+                         param_space={{"i": tune.grid_search(list(range(n)))}},
+                         run_config=tune.RunConfig(storage_path={storage!r}, verbose=0)).fit()
+    print("RESULT", json.dumps([r.metrics for r in results]))
+    ray.shutdown()
+""")
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_trials_start_in_processes_that_imported_peft_already(warm, tmp_path):
+    """With the warm runtime env, Tune's first trial actors run in the processes Ray prestarted
+    (which imported peft, torch and transformers, skipping bitsandbytes); without it, in new
+    processes that imported nothing."""
+    script = _TRIALS_IN_WARM_PROCESSES.format(repo=str(REPO), warm=warm, storage=str(tmp_path / "rr"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    metrics = json.loads(line.removeprefix("RESULT "))
+    assert len(metrics) == (os.cpu_count() or 1)
+    assert [m["peft_imported"] for m in metrics] == [warm] * len(metrics)
+    assert [m["bitsandbytes_skipped"] for m in metrics] == [warm] * len(metrics)
 
 
 _PLAN = textwrap.dedent("""
