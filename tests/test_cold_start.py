@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO
+from conftest import REPO
 
 
 def _smoke_config(*flags: str):
@@ -93,6 +93,7 @@ _TRIALS_IN_WARM_PROCESSES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("warm", [True, False])
 def test_trials_start_in_processes_that_imported_peft_already(warm, tmp_path):
     """With the warm runtime env, Tune's first trial actors run in the processes Ray prestarted
