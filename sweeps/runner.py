@@ -679,7 +679,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
     staged = None
     try:
         plan = plan_sweep(cfg, config_checked=lambda env: ray_starter.start(env if warm_workers else None))
-        staged = StagedStore(plan.tracking_uri)  # while Ray finishes starting
+        import mlflow  # noqa: F401  (imported while Ray finishes starting)
+
+        staged = StagedStore(plan.tracking_uri)  # a new SQLite store: created meanwhile too
         ray_starter.wait()
         check_resources(cfg)
         staged.place()
