@@ -145,12 +145,9 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     check_tracking_uri(tracking_uri)
     from trainables.quantization import uses_bitsandbytes
 
-    sampled_keys = {k for p in space.swept if p.kind != "grid" for k in p.keys}
-    bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], sampled_keys)
-    max_trials = space.grid_size() * cfg.search.num_samples if cfg.search.algorithm != "optuna" \
-        else cfg.search.num_samples
-    if config_checked is not None:
-        config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes, max_trials=max_trials))
+    bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], _sampled_keys(space))
+    if config_checked is not None:  # at most the grid's trials (a budget may keep fewer)
+        config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes, max_trials=_trial_count(cfg, space)))
     param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
     model_type = check_model(cfg, task, trial0, base, space, grid_trials)
     adapters = _warm_starts(base, space, model_type, tracking_uri)
@@ -158,9 +155,8 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     points, rejected = None, []
     if cfg.max_trainable_params:
         points, rejected = _within_budget(cfg, space, base, task.skeleton(trial0), task.peft_task_type)
-    n_trials = (len(points) if points is not None else space.grid_size()) * cfg.search.num_samples \
-        if cfg.search.algorithm != "optuna" else cfg.search.num_samples
-    plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space, n_trials=n_trials,
+    plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space,
+                n_trials=_trial_count(cfg, space, points),
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
                 model_type=model_type, adapters=adapters, points=points,
@@ -172,6 +168,19 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
         if cfg.scheduler.name == "asha":
             asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
+
+
+def _trial_count(cfg: SweepConfig, space: Any, points: list[dict[str, Any]] | None = None) -> int:
+    """Trials the sweep launches: Optuna's ``num_samples``, else ``num_samples`` of every grid
+    point (``points``: those a parameter budget kept)."""
+    if cfg.search.algorithm == "optuna":
+        return cfg.search.num_samples
+    return (len(points) if points is not None else space.grid_size()) * cfg.search.num_samples
+
+
+def _sampled_keys(space: Any) -> set[str]:
+    """The settings a search-space dimension samples (choice, uniform, ...) rather than grids."""
+    return {k for p in space.swept if p.kind != "grid" for k in p.keys}
 
 
 def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,
@@ -222,9 +231,8 @@ def _method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfi
     from search_spaces import apply_hyperparameters
 
     keys = ("adapter.method", "adapter.targets")
-    sampled = any(p.kind != "grid" for p in space.swept if set(p.keys) & set(keys))
     trials = grid_trials
-    if sampled:
+    if _sampled_keys(space) & set(keys):
         methods = [base["adapter"]["method"], *space.values_of("adapter.method")]
         targets = [base["adapter"]["targets"], *space.values_of("adapter.targets")]
         trials = [from_dict(TrialConfig, apply_hyperparameters(base, dict(zip(keys, c))))
@@ -588,7 +596,8 @@ def warm_runtime_env(cfg: SweepConfig, *, bitsandbytes: bool, max_trials: int) -
             or res.uses_train_workers or res.gpus_per_trial or res.cpus_per_trial > 1 or max_trials < cpus
             or (cfg.search.max_concurrent and cfg.search.max_concurrent < cpus)):
         return None
-    env_vars = {**TUNE_ACTOR_ENV_VARS, **{k: os.environ[k] for k in sorted(TUNE_PROPAGATED_ENV) if k in os.environ},
+    propagated = {k: os.environ[k] for k in sorted(TUNE_PROPAGATED_ENV) if k in os.environ}
+    env_vars = {**TUNE_ACTOR_ENV_VARS, **propagated,
                 WARM_ENV: "bitsandbytes" if bitsandbytes else "skip-bitsandbytes"}
     return {"env_vars": env_vars, "worker_process_setup_hook": "trainables.trial.warm_worker"}
 
