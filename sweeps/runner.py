@@ -193,7 +193,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
     (the directory's config files, the settings checked, the library versions, lorasweep's
     code), so an unchanged sweep launched again skips them; a failure is never memoised.
     """
-    from trainables.cache import code_version, library_versions, local_model_identity, memoised
+    from trainables.cache import memoised_on_model
     from trainables.tasks.causal_lm import model_source
 
     targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
@@ -210,14 +210,10 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         check_quantization(trials, skeleton, cfg.resources)
         return skeleton.config.model_type
 
-    files = local_model_identity(model_source(trial0))
-    if files is None:  # a hub id: its config comes from the hub cache or the hub
-        return run()
-    inputs = {"task": task.name, "model": files, "targets": targets, "pairs": pairs,
-              "trials": [to_dict(t) for t in trials], "resources": to_dict(cfg.resources),
-              "libraries": library_versions("torch", "transformers", "peft", "bitsandbytes"),
-              "code": code_version()}
-    return memoised("model-checks", inputs, run)
+    return memoised_on_model("model-checks", model_source(trial0), run,
+                             libraries=("torch", "transformers", "peft", "bitsandbytes"),
+                             task=task.name, targets=targets, pairs=pairs,
+                             trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
 
 
 def _method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:

@@ -125,6 +125,19 @@ def memoised(kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
     return value
 
 
+def memoised_on_model(kind: str, source: str | Path, compute: Callable[[], Any], *,
+                      libraries: tuple[str, ...], **inputs: Any) -> Any:
+    """``compute()``, :func:`memoised` on a local model directory's non-weight files
+    (:func:`local_model_identity`), ``inputs``, the versions of ``libraries`` and
+    :func:`code_version`. For a hub id (its files come from the hub cache or the hub) it is
+    computed every time."""
+    files = local_model_identity(source)
+    if files is None:
+        return compute()
+    return memoised(kind, {**inputs, "model": files, "libraries": library_versions(*libraries),
+                           "code": code_version()}, compute)
+
+
 def is_built(path: Path) -> bool:
     return (path / _COMPLETE).exists()
 

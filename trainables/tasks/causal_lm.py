@@ -192,13 +192,10 @@ def tokenizer_identity(cfg: TrialConfig) -> str:
     """The digest of the trial's tokenizer (:func:`trainables.cache.tokenizer_digest`). For a
     local model directory it is memoised on the directory's files, so a driver whose data is
     prepared already need not import transformers (~3.5 s on two cores)."""
-    from trainables.cache import code_version, library_versions, local_model_identity, memoised, tokenizer_digest
+    from trainables.cache import memoised_on_model, tokenizer_digest
 
-    files = local_model_identity(model_source(cfg))
-    if files is None:  # a hub id: the tokenizer comes from the hub cache or the hub
-        return tokenizer_digest(load_tokenizer(cfg))
-    inputs = {"files": files, "libraries": library_versions("transformers", "tokenizers"), "code": code_version()}
-    return memoised("tokenizer", inputs, lambda: tokenizer_digest(load_tokenizer(cfg)))
+    return memoised_on_model("tokenizer", model_source(cfg), lambda: tokenizer_digest(load_tokenizer(cfg)),
+                             libraries=("transformers", "tokenizers"))
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,
