@@ -59,6 +59,14 @@ def make_trial(smoke_assets):
     return lambda **overrides: tiny_trial(smoke_assets, **overrides)
 
 
+def sweep_config(study: str, *argv: str):
+    """The validated SweepConfig that ``sweeps/<study>.py *argv`` would run."""
+    from sweeps.cli import build_config, build_parser, load_study
+
+    spec = load_study(study)
+    return build_config(spec, build_parser(spec).parse_args(list(argv)))
+
+
 def tiny_trial(smoke_assets, **overrides):
     from trainables.config import TrialConfig
     from trainables.schema import deep_merge, from_dict

@@ -17,14 +17,11 @@ import textwrap
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, sweep_config
 
 
 def _smoke_config(*flags: str):
-    from sweeps.cli import build_config, build_parser, load_study
-
-    study = load_study("rank_e2e")
-    return build_config(study, build_parser(study).parse_args(["--preset", "smoke", *flags]))
+    return sweep_config("rank_e2e", "--preset", "smoke", *flags)
 
 
 def test_tune_actor_runtime_env_matches_the_installed_ray():

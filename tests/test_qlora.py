@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, sweep_config
 
 CONVERSATION = [
     {"role": "user", "content": "What is 2 plus 3?"},
@@ -261,14 +261,10 @@ def test_a_sweep_uses_bitsandbytes_when_any_trial_may_load_it():
 
 
 def test_plan_of_a_sweep_says_whether_its_trials_load_bitsandbytes(smoke_assets):
-    from sweeps.cli import build_config, build_parser, load_study
     from sweeps.runner import plan_sweep
 
-    study = load_study("rank_e2e")
-
     def plan(*flags):
-        return plan_sweep(build_config(study, build_parser(study).parse_args(["--preset", "smoke", *flags])),
-                          prepare=False)
+        return plan_sweep(sweep_config("rank_e2e", "--preset", "smoke", *flags), prepare=False)
 
     assert plan().bitsandbytes is False
     assert plan("--set", "train.optimizer=paged_adamw_32bit").bitsandbytes is True
