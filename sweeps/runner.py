@@ -648,6 +648,8 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
     run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
         KIND_TAG: "sweep", SWEEP_TAG: plan.name, "lorasweep.study": cfg.study,
         "lorasweep.preset": cfg.preset, **({"lorasweep.part": cfg.part} if cfg.part else {}),
+        **{f"lorasweep.{section}": ",".join(k for p in plan.space.swept if p.section == section for k in p.keys)
+           for section in ("scientific", "nuisance")},
         "mlflow.note.content": cfg.description or plan.space.description,
         **{f"versions.{k}": v for k, v in package_versions().items()}, **git_state()})
     params = {"study": cfg.study, "preset": cfg.preset, "part": cfg.part, "task": cfg.trial.task,
