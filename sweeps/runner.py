@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import SweepConfig, TrialConfig
-from trainables.errors import UserError
+from trainables.errors import UserError, did_you_mean, one_of
 from trainables.schema import from_dict, to_dict
 
 SWEEP_FILE = "lorasweep_sweep.json"
@@ -59,6 +59,10 @@ class Plan:
     rejected: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     """Under a parameter budget: the grid points over it, with their trainable parameters."""
     max_epoch: float = 1.0
+    groups: tuple[str, ...] | None = None
+    """The swept settings (Tune keys) whose values make ASHA's groups; None = sweep-wide."""
+    group_points: list[dict[str, Any]] | None = None
+    """Grouped Optuna: each group's values of the grouping settings (one study each)."""
     bitsandbytes: bool = True
     """Whether a trial may load bitsandbytes (else trial processes skip importing it)."""
 
@@ -146,9 +150,13 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     from trainables.quantization import uses_bitsandbytes
 
     bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], _sampled_keys(space))
+    groups = group_keys(cfg, space)
     if config_checked is not None:  # at most the grid's trials (a budget may keep fewer)
-        config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes, max_trials=_trial_count(cfg, space)))
-    param_space = to_tune(space, algorithm=cfg.search.algorithm)  # imports Ray Tune (~1 s)
+        config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes,
+                                        max_trials=_trial_count(cfg, space, groups=groups)))
+    # imports Ray Tune (~1 s)
+    param_space = to_tune(_searched(space, groups) if _grouped_search(cfg, groups) else space,
+                          algorithm=cfg.search.algorithm)
     model_type = check_model(cfg, task, trial0, base, space, grid_trials)
     adapters = _warm_starts(base, space, model_type, tracking_uri)
 
@@ -156,26 +164,97 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if cfg.max_trainable_params:
         points, rejected = _within_budget(cfg, space, base, task.skeleton(trial0), task.peft_task_type)
     plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space,
-                n_trials=_trial_count(cfg, space, points),
+                n_trials=_trial_count(cfg, space, points, groups=groups),
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
                 model_type=model_type, adapters=adapters, points=points,
-                rejected=rejected, bitsandbytes=bitsandbytes)
+                rejected=rejected, bitsandbytes=bitsandbytes, groups=groups,
+                group_points=(points if points is not None else _group_points(space, groups))
+                if _grouped_search(cfg, groups) else None)
     if prepare:
         plan.prepared = task.prepare(trial0, progress=True)
         plan.stats = json.loads((plan.prepared / "stats.json").read_text())
         plan.max_epoch = _max_epoch(trial0, space, plan.stats)
-        if cfg.scheduler.name == "asha":
+        if cfg.scheduler.name == "asha" and not leaves_nothing_to_prune(space, groups):
             asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
 
 
-def _trial_count(cfg: SweepConfig, space: Any, points: list[dict[str, Any]] | None = None) -> int:
-    """Trials the sweep launches: Optuna's ``num_samples``, else ``num_samples`` of every grid
-    point (``points``: those a parameter budget kept)."""
+def _trial_count(cfg: SweepConfig, space: Any, points: list[dict[str, Any]] | None = None, *,
+                 groups: tuple[str, ...] | None) -> int:
+    """Trials the sweep launches: ``num_samples`` of every grid point (``points``: those a
+    parameter budget kept), or with Optuna, ``num_samples`` in all or per group."""
     if cfg.search.algorithm == "optuna":
-        return cfg.search.num_samples
+        if not _grouped_search(cfg, groups):
+            return cfg.search.num_samples
+        return (len(points) if points is not None else len(_group_points(space, groups))) * cfg.search.num_samples
     return (len(points) if points is not None else space.grid_size()) * cfg.search.num_samples
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def group_keys(cfg: SweepConfig, space: Any) -> tuple[str, ...] | None:
+    """The swept settings whose values make ASHA's groups (``scheduler.groups``), as Tune
+    ``param_space`` keys; None = sweep-wide. Replicate seeds always separate groups."""
+    setting = cfg.scheduler.groups.strip()
+    scientific = [p.key for p in space.swept if p.section == "scientific"]
+    seed = [k for k in scientific if k == "seed"]
+    if setting == "none":
+        return None
+    if setting in ("auto", "scientific"):
+        if setting == "scientific" and scientific == seed:
+            raise UserError("scheduler.groups", f"the search space ({space.source}) has no scientific "
+                                                "setting to group trials by; use groups=none (sweep-wide "
+                                                "ASHA) or name swept settings")
+        return tuple(scientific) or None
+    known = {name: p.key for p in space.swept for name in (p.key, p.short)}
+    keys = []
+    for name in (n.strip() for n in setting.split(",")):
+        if name not in known:
+            raise UserError("scheduler.groups", f"{name!r} is not swept by the search space; accepted: "
+                                                f"auto, scientific, none, or swept settings "
+                                                f"({one_of(sorted({p.short for p in space.swept})) or 'none'})"
+                                                f"{did_you_mean(name, list(known))}")
+        keys.append(known[name])
+    return tuple(dict.fromkeys(keys + seed))
+
+
+def leaves_nothing_to_prune(space: Any, groups: tuple[str, ...] | None) -> bool:
+    """True when every swept setting makes the groups: each group's trials are copies of one
+    configuration, and ASHA has nothing to compare."""
+    return groups is not None and all(p.key in groups for p in space.swept)
+
+
+def _grouped_search(cfg: SweepConfig, groups: tuple[str, ...] | None) -> bool:
+    return cfg.search.algorithm == "optuna" and groups is not None
+
+
+def _searched(space: Any, groups: tuple[str, ...]) -> Any:
+    """Grouped Optuna: the part of the space each group's study searches (checked)."""
+    from search_spaces import SearchSpace
+
+    for p in space.swept:
+        if p.key in groups and p.kind not in ("grid", "choice"):
+            raise UserError(f"space.{p.section}.{p.short}",
+                            f"trials are grouped by it (scheduler.groups), so with search.algorithm "
+                            f"optuna its values must be listed ({{grid: [...]}} or {{choice: [...]}}), "
+                            f"one Optuna study each; got {p.kind}")
+    rest = tuple(p for p in space.params if p.key not in groups)
+    if not any(p.kind != "fixed" for p in rest):
+        raise UserError("search.algorithm", "optuna searches the settings trials are not grouped by, and "
+                                            "every swept setting makes the groups; sweep nuisance settings "
+                                            "(e.g. lr), use search.algorithm grid, or scheduler.groups=none")
+    return SearchSpace(description=space.description, params=rest, source=space.source)
+
+
+def _group_points(space: Any, groups: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """Every combination of the grouping settings' listed values (Tune values)."""
+    import itertools
+
+    params = [p for p in space.swept if groups and p.key in groups]
+    return [dict(zip([p.key for p in params], combo))
+            for combo in itertools.product(*[p.tune_values for p in params])]
 
 
 def _sampled_keys(space: Any) -> set[str]:
@@ -354,13 +433,19 @@ def check_resources(cfg: SweepConfig) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def _search_alg(cfg: SweepConfig, space: Any, metric: str, mode: str,
-                points: list[dict[str, Any]] | None = None) -> Any:
+def _search_alg(plan: Plan, metric: str, mode: str) -> Any:
+    cfg, space, points = plan.cfg, plan.space, plan.points
     if cfg.search.algorithm == "optuna":
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if plan.group_points is not None:
+            from sweeps.searchers import GroupedOptuna
+
+            return GroupedOptuna(points=plan.group_points, space=plan.param_space,
+                                 samples=cfg.search.num_samples, metric=metric, mode=mode, seed=cfg.seed)
+        from ray.tune.search.optuna import OptunaSearch
+
         return OptunaSearch(metric=metric, mode=mode, sampler=optuna.samplers.TPESampler(seed=cfg.seed))
     import random
 
@@ -392,21 +477,24 @@ def asha_max_t(cfg: SweepConfig, max_epoch: float) -> float:
     return max_t
 
 
-def _scheduler(cfg: SweepConfig, max_epoch: float) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def _scheduler(plan: Plan) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
 
-    if cfg.scheduler.name == "fifo":
+    cfg = plan.cfg
+    if cfg.scheduler.name == "fifo" or leaves_nothing_to_prune(plan.space, plan.groups):
         return FIFOScheduler()
-    max_t = asha_max_t(cfg, max_epoch)
+    max_t = asha_max_t(cfg, plan.max_epoch)
     # time_attr 'epoch' is the fraction of data passes done: comparable across trials whatever
     # their batch size or evaluation interval.
+    args = {"time_attr": "epoch", "grace_period": cfg.scheduler.grace_period, "max_t": max_t,
+            "reduction_factor": cfg.scheduler.reduction_factor, "group_keys": plan.groups or ()}
     if cfg.scheduler.promotion == "pause":
-        from sweeps.promotion import PromotingASHA
+        from sweeps.schedulers import PromotingASHA
 
-        return PromotingASHA(time_attr="epoch", grace_period=cfg.scheduler.grace_period,
-                             reduction_factor=cfg.scheduler.reduction_factor, max_t=max_t)
-    return ASHAScheduler(time_attr="epoch", grace_period=cfg.scheduler.grace_period,
-                         reduction_factor=cfg.scheduler.reduction_factor, max_t=max_t)
+        return PromotingASHA(**args)
+    from sweeps.schedulers import GroupedASHA
+
+    return GroupedASHA(**args)
 
 
 class RayStarter:
@@ -650,6 +738,7 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
         "lorasweep.preset": cfg.preset, **({"lorasweep.part": cfg.part} if cfg.part else {}),
         **{f"lorasweep.{section}": ",".join(k for p in plan.space.swept if p.section == section for k in p.keys)
            for section in ("scientific", "nuisance")},
+        "lorasweep.groups": ",".join(plan.groups or ()),
         "mlflow.note.content": cfg.description or plan.space.description,
         **{f"versions.{k}": v for k, v in package_versions().items()}, **git_state()})
     params = {"study": cfg.study, "preset": cfg.preset, "part": cfg.part, "task": cfg.trial.task,
@@ -743,7 +832,9 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
     else:
         _store_config(plan)
         param_space, num_samples = plan.param_space, cfg.search.num_samples
-        if plan.points is not None:  # budget: the kept grid points are the whole sweep
+        if plan.group_points is not None:  # grouped Optuna: its searcher gives every setting
+            param_space, num_samples = {}, plan.n_trials
+        elif plan.points is not None:  # budget: the kept grid points are the whole sweep
             # Tune fills these from the points; a grid here would add its own trials.
             param_space = {k: tune.choice(v["grid_search"]) if isinstance(v, dict) and "grid_search" in v
                            else v for k, v in param_space.items()}
@@ -753,8 +844,8 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=metric.name, mode=metric.mode,
-                search_alg=_search_alg(cfg, plan.space, metric.name, metric.mode, plan.points),
-                scheduler=_scheduler(cfg, plan.max_epoch),
+                search_alg=_search_alg(plan, metric.name, metric.mode),
+                scheduler=_scheduler(plan),
                 num_samples=num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
                 # One-process trials reuse their actor: imports and CUDA context survive
@@ -997,8 +1088,7 @@ def _print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
     print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
-    rule = " (promotion: pause)" if cfg.scheduler.name == "asha" and cfg.scheduler.promotion == "pause" else ""
-    print(f"  scheduler: {cfg.scheduler.name}{rule}, max {plan.max_epoch:g} epochs; "
+    print(f"  scheduler: {_scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
           f"parent run {parent}")
@@ -1007,6 +1097,22 @@ def _print_header(plan: Plan, parent: str, experiment_id: str) -> None:
               f"{len(plan.rejected)} configuration(s) over it, not launched: "
               + (", ".join(f"{_point_text(p)} ({n:,})" for p, n in plan.rejected) or "none"))
     print(f"  Tune storage: {plan.storage}/{plan.name}\n", flush=True)
+
+
+def _scheduler_text(plan: Plan) -> str:
+    """How trials are stopped and searched, in one line of the header."""
+    cfg = plan.cfg
+    names = {p.key: p.short for p in plan.space.swept}
+    within = " and ".join(names[k] for k in plan.groups or ())
+    optuna = f"; one Optuna study per {within}" if plan.group_points is not None else ""
+    if cfg.scheduler.name == "fifo":
+        return f"fifo (every trial runs to the end){optuna}"
+    if leaves_nothing_to_prune(plan.space, plan.groups):
+        return (f"asha has nothing to prune: every swept setting ({within}) is scientific, so each "
+                "trial is its own group and runs to the end")
+    rule = ", promotion: pause" if cfg.scheduler.promotion == "pause" else ""
+    where = f"within each {within}" if within else "sweep-wide"
+    return f"asha {where} (grace {cfg.scheduler.grace_period}, eta {cfg.scheduler.reduction_factor:g}{rule}){optuna}"
 
 
 def _point_text(point: dict[str, Any]) -> str:
@@ -1094,7 +1200,12 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
         writer.writerows(rows)
 
     generated = plan.cfg.trial.eval.generate
-    print(render_table(rows, swept, task, final=generated))
+    if plan.groups:
+        print(render_group_table(rows, swept, plan.groups, task, final=generated))
+        print(f"  one row per {' and '.join(p.short for p in swept if p.key in plan.groups and p.key != 'seed')}: "
+              f"its best completed trial by {task.metric.heading}; every trial is in the results CSV")
+    else:
+        print(render_table(rows, swept, task, final=generated))
     reference, note = task.reference_for(plan.cfg.trial)
     if reference and generated:
         ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
@@ -1252,6 +1363,37 @@ def _fmt(v: Any, fmt: str = "{:.4f}") -> str:
 def _count(v: Any) -> str:
     """A parameter count as ``1,234,567``."""
     return f"{int(v):,}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str, ...], task: Any, *,
+                       final: bool = True) -> str:
+    """The end-of-sweep table of a grouped sweep: one row per group (its scientific values),
+    with the settings its best completed trial chose, how many of its trials completed or
+    stopped, and that trial's metrics (median and range over seeds with replicates)."""
+    from tabulate import tabulate
+
+    from analysis.groups import best_per_group
+
+    keys = [p.short for p in swept if p.key in groups]
+    chosen = [p.short for p in swept if p.key not in groups]
+    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
+    specs = [(task.metric.name, task.metric.heading, "{:.4f}"), *((s.name, s.heading, s.fmt) for s in finals)]
+    headers = ([k for k in keys if k != "seed"] + chosen + ["trials", "% trainable", "trainable"]
+               + [heading for _, heading, _ in specs])
+    body = []
+    for group in best_per_group(rows, scientific=keys, metric=task.metric.name, mode=task.metric.mode):
+        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed")
+                           if (n := group.count(s)))
+        cells = [_fmt(v, "{:.3g}") for v in group.values.values()]
+        cells += ["/".join(_fmt(v, "{:.3g}") for v in group.chosen_values(k)) or "-" for k in chosen]
+        cells += [f"{len(group.trials)}: {counts}"]
+        best = group.chosen[0] if group.chosen else {}
+        cells += [_fmt(best.get("trainable_pct"), "{:.4f}"), _count(best.get("trainable_params"))]
+        for name, _, fmt in specs:
+            stat = group.stat(name)
+            cells.append(stat.text(fmt) if stat else "-")
+        body.append(cells)
+    return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bool = True) -> str:

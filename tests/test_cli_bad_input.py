@@ -58,6 +58,9 @@ def _spaces(tmp: Path) -> None:
         "logzero": "scientific:\n  weight_decay: {loguniform: [0, 0.1]}\n",
         "repeat": "scientific:\n  r: {grid: [4, 8, 4]}\n",
         "arity": "scientific:\n  r+targets: {grid: [[4, qv], [8]]}\n",
+        "nonuisance": "scientific:\n  r: {grid: [1, 4]}\n",
+        "noscience": "nuisance:\n  lr: {grid: [1.0e-3, 1.0e-2]}\n",
+        "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -145,6 +148,16 @@ CASES = [
      "search.max_concurrent", "cannot be combined with scheduler.promotion=pause", None),
     ("pause-with-worker-groups", E2E, ["--set", "scheduler.promotion=pause", "--workers-per-trial", "2"],
      "scheduler.promotion", "pause needs one-process trials", None),
+    ("groups-unknown-key", E2E, ["--set", "scheduler.groups=r,alpha"], "scheduler.groups",
+     "'alpha' is not swept by the search space; accepted: auto, scientific, none", None),
+    ("groups-empty", E2E, ["--set", "scheduler.groups="], "scheduler.groups", "must be auto, scientific, none", None),
+    ("groups-scientific-none-there", E2E, ["--search-space", "{tmp}/noscience.yaml", "--set",
+                                           "scheduler.groups=scientific"], "scheduler.groups",
+     "has no scientific setting to group trials by", _spaces),
+    ("optuna-groups-nothing-to-search", E2E, ["--search-space", "{tmp}/nonuisance.yaml", "--search-alg", "optuna"],
+     "search.algorithm", "every swept setting makes the groups", _spaces),
+    ("optuna-groups-by-a-range", E2E, ["--search-space", "{tmp}/rangescience.yaml", "--search-alg", "optuna"],
+     "space.scientific.dropout", "its values must be listed", _spaces),
     # --- search spaces
     ("space-bad-value", E2E, ["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]",
      "positive integer", _spaces),
@@ -160,7 +173,7 @@ CASES = [
      "values repeat", _spaces),
     ("space-coupled-arity", E2E, ["--search-space", "{tmp}/arity.yaml"], "space.scientific.r+targets.grid[1]",
      "expected a list of 2 values", _spaces),
-    ("optuna-with-grid", E2E, ["--search-alg", "optuna"], "space.scientific.r", "grid is not supported", None),
+    ("optuna-with-grid", E2E, ["--search-alg", "optuna"], "space.nuisance.lr", "grid is not supported", None),
     # --- CLI flags
     ("unknown-flag", E2E, ["--unknown-flag"], "unrecognized arguments", "", None),
     ("search-alg-unknown", E2E, ["--search-alg", "bayes"], "search.algorithm", "'grid', 'random' or 'optuna'", None),

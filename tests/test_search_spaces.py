@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
@@ -133,7 +135,7 @@ def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
 
     def order(seed: int, num_samples: int = 1) -> list[tuple]:
         cfg = from_dict(SweepConfig, {"study": "t", "seed": seed, "search": {"num_samples": num_samples}})
-        alg = _search_alg(cfg, space, "val_loss", "min")
+        alg = _search_alg(SimpleNamespace(cfg=cfg, space=space, points=None), "val_loss", "min")
         return [tuple(sorted(p.items())) for p in alg._points_to_evaluate]
 
     assert sorted(order(0)) == sorted(grid) and order(0) != grid

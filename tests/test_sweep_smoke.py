@@ -109,10 +109,33 @@ def test_completed_trials_have_generation_metrics_and_artifacts(sweep):
         assert "BLEU" not in child.data.metrics and child.data.metrics["epoch"] < 3.0
 
 
+def test_every_rank_runs_its_best_learning_rate_to_the_end(sweep):
+    """ASHA compares trials within a rank (the space's scientific setting), so every rank has
+    a completed trial with the five E2E metrics, whatever the other ranks' losses."""
+    parent = next(r for r in sweep["runs"] if r.data.tags.get("lorasweep.kind") == "sweep")
+    assert parent.data.tags["lorasweep.scientific"] == "adapter.r"
+    assert parent.data.tags["lorasweep.nuisance"] == "train.lr"
+    assert parent.data.tags["lorasweep.groups"] == "adapter.r"
+    done = {}
+    for child in _children(sweep):
+        if child.data.tags["lorasweep.status"] == "completed":
+            done.setdefault(int(child.data.params["adapter.r"]), []).append(child.data.metrics)
+    assert sorted(done) == [1, 4, 16]
+    for metrics in done.values():
+        assert any(all(k in m for k in ("BLEU", "NIST", "ROUGE_L", "CIDEr")) for m in metrics)
+
+
 def test_summary_table_and_results_csv(sweep):
     out = sweep["out"]
     assert "% trainable" in out and "BLEU" in out and "ROUGE-L" in out and "CIDEr" in out
-    assert "stopped_early" in out and "completed" in out
+    assert "scheduler: asha within each r (grace 1, eta 2)" in out
+    # One row per rank, each with its best completed trial's BLEU.
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:3] == ["r", "lr", "trials"])
+    end = next(i for i, line in enumerate(lines) if line.startswith("  one row per r:"))
+    body = [line.split() for line in lines[head + 2:end]]
+    assert [row[0] for row in body] == ["1", "4", "16"]
+    assert all(float(row[-5]) > 0 for row in body)  # BLEU (then NIST, METEOR or -, ROUGE-L, CIDEr)
     assert "reference (LoRA paper" in out
     csv_path = sweep["root"] / "ray_results" / NAME / "results.csv"
     assert f"results CSV: {csv_path}" in out

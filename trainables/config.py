@@ -334,9 +334,22 @@ class SchedulerConfig:
     rung (it goes on unless below the top 1/reduction_factor of those there before it, so the
     first trials at a rung always go on). ``pause``: ASHA as Li et al. (2020) state it: the
     trial waits at the rung (paused at its checkpoint) until it is in the top
-    floor(n / reduction_factor) of the n trials that reached it (``sweeps/promotion.py``)."""
+    floor(n / reduction_factor) of the n trials that reached it (``sweeps/schedulers.py``)."""
+    groups: str = "auto"
+    """Which trials ASHA compares. ``auto``: trials that share their values of the search
+    space's ``scientific`` settings (and seed, with replicates), so ASHA prunes nuisance
+    settings (learning rate, dropout, ...) within each scientific value and never a
+    scientific value itself; sweep-wide when the space has no scientific setting.
+    ``scientific``: the same, but an error on a space without scientific settings.
+    ``none``: every trial against every other (plain tuning). Or a comma-separated list of
+    swept settings (short names such as ``r,targets`` or dotted ones). With Optuna, groups
+    also split the search: each group's nuisance settings get their own study of
+    ``search.num_samples`` trials."""
 
     def __post_init__(self) -> None:
+        if not self.groups.strip():
+            raise UserError("groups", "must be auto, scientific, none or a comma-separated list of "
+                                      "swept settings (e.g. r,targets)")
         _positive_int("grace_period", self.grace_period)
         if not math.isfinite(self.reduction_factor) or self.reduction_factor <= 1:
             raise UserError("reduction_factor", f"must be a number > 1, got {self.reduction_factor!r}")

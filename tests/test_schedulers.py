@@ -1,0 +1,99 @@
+"""Grouped early stopping (``sweeps/schedulers.py``), replayed over learning curves written by hand.
+
+The curves make the arithmetic easy to follow: rank r's trial with learning-rate index i has
+validation loss ``base[r] + gap[i] - 0.1 * epoch``. Within each rank the middle learning rate
+is best at every epoch; across ranks, rank 1 is worse than every rank-16 trial, so ASHA over
+the whole sweep prunes rank 1 as a whole, and grouped ASHA never does.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from analysis.replay import replay
+
+RANKS = {1: 3.0, 4: 2.0, 16: 1.0}
+GAPS = {0: 0.3, 1: 0.0, 2: 0.5}  # lr index 1 is best in every rank
+EPOCHS = 9
+
+
+def curves():
+    return {(r, i): [base + gap - 0.1 * e for e in range(1, EPOCHS + 1)]
+            for r, base in RANKS.items() for i, gap in GAPS.items()}
+
+
+def orders(n=40):
+    keys = list(curves())
+    rng = random.Random(0)
+    for _ in range(n):
+        rng.shuffle(keys)
+        yield list(keys)
+
+
+@pytest.mark.parametrize("rule", ["stop", "pause"])
+def test_grouped_asha_completes_every_ranks_best_trial_in_every_order(rule):
+    for order in orders():
+        done = replay(curves(), order, rule=rule, grace=1, eta=3, workers=2,
+                      group_of=lambda k: k[0]).completed()
+        assert {(r, 1) for r in RANKS} <= set(done), (rule, order, done)
+
+
+@pytest.mark.parametrize("rule", ["stop", "pause"])
+def test_grouped_asha_prunes_within_groups(rule):
+    total = EPOCHS * len(curves())
+    spent = [replay(curves(), order, rule=rule, grace=1, eta=3, workers=2,
+                    group_of=lambda k: k[0]).spent for order in orders()]
+    assert max(spent) < total  # something was pruned in every order
+    # pause: per rank, 3 trials at rung 1 -> 1 promoted; the two others stop after 1 epoch,
+    # once nothing else can run: 3 x (9 + 1 + 1) = 33 trial-epochs of 81, whatever the order.
+    if rule == "pause":
+        assert set(spent) == {3 * (EPOCHS + 1 + 1)}
+
+
+def test_sweep_wide_asha_prunes_a_whole_rank():
+    # Without groups, rank 1's trials compete with rank 16's: under promotions, the top
+    # floor(9/3) = 3 at epoch 1 are rank 16's, and rank 1 never reaches the end.
+    for order in orders(10):
+        done = replay(curves(), order, rule="pause", grace=1, eta=3, workers=2).completed()
+        assert not any(r == 1 for r, _ in done)
+
+
+def test_a_group_too_small_for_eta_still_completes_its_best_trial():
+    # Two trials per group and eta 3: floor(2/3) = 0 at every rung, so no promotion rule
+    # alone ever moves them; once nothing else can run, the best waiting trial goes on.
+    two = {k: v for k, v in curves().items() if k[1] in (0, 1)}
+    for order in orders(10):
+        order = [k for k in order if k in two]
+        result = replay(two, order, rule="pause", grace=1, eta=3, workers=2, group_of=lambda k: k[0])
+        assert sorted(result.completed()) == [(r, 1) for r in sorted(RANKS)]
+        # The other trial of each group stopped at its first rung.
+        assert all(result.epochs[(r, 0)] == 1 for r in RANKS)
+
+
+def test_grouped_optuna_gives_each_group_its_own_study_in_turn():
+    """Real Optuna TPE studies behind the Tune searcher: groups take turns, each gets exactly
+    ``samples`` trials, each study only hears its own group's results, then FINISHED."""
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    from sweeps.searchers import GroupedOptuna
+
+    points = [{"adapter.r": 1}, {"adapter.r": 16}]
+    searcher = GroupedOptuna(points=points, space={"train.lr": tune.loguniform(1e-4, 1e-1)}, samples=3,
+                             metric="val_loss", mode="min", seed=0)
+    configs = []
+    for i in range(6):
+        config = searcher.suggest(f"t{i}")
+        configs.append(config)
+        # A loss that is best at lr = 1e-2 for r=1 and worse everywhere for r=16.
+        r, lr = config["adapter.r"], config["train.lr"]
+        searcher.on_trial_complete(f"t{i}", {"val_loss": abs(lr - 1e-2) + (10.0 if r == 16 else 0.0)})
+    assert searcher.suggest("t6") == Searcher.FINISHED
+    assert [c["adapter.r"] for c in configs] == [1, 16, 1, 16, 1, 16]
+    assert all(1e-4 <= c["train.lr"] <= 1e-1 for c in configs)
+    studies = {g: s._ot_study for g, s in searcher.studies.items()}
+    assert [len(studies[g].trials) for g in (0, 1)] == [3, 3]
+    values = [t.value for t in studies[1].trials]
+    assert all(v >= 10.0 for v in values) and all(t.value < 10.0 for t in studies[0].trials)
