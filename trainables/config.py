@@ -168,8 +168,11 @@ class TrainConfig:
     lr: float = 2e-4
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.01
+    """AdamW's decoupled weight decay (on the trainable parameters)."""
     adam_beta1: float = 0.9
+    """AdamW's first-moment decay."""
     adam_beta2: float = 0.999
+    """AdamW's second-moment decay."""
     adam_eps: float = 1e-6
     """1e-6 as in the LoRA paper's GPT-2 scripts (torch's default is 1e-8)."""
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
@@ -183,6 +186,7 @@ class TrainConfig:
     batch_size: int = 8
     """Examples per optimizer step per worker (times ``grad_accum``)."""
     grad_accum: int = 1
+    """Batches whose gradients are summed before each optimizer step."""
     epochs: float = 5.0
     """Passes over the training data; fractional values stop part-way."""
     max_steps: int | None = None
@@ -193,6 +197,7 @@ class TrainConfig:
     """Compute the validation loss and report to Tune every N optimizer steps; null = once
     per epoch. Each report is one ASHA time unit (``training_iteration``)."""
     eval_batch_size: int = 16
+    """Examples per batch of the validation pass."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision for forward/backward (bf16 on recent GPUs; fp32 on CPU)."""
     log_every_steps: int = 10
@@ -249,10 +254,13 @@ class EvalConfig:
     """Decode the test set and compute the task's generation metrics when a trial reaches
     its last report (trials stopped early by ASHA keep only their losses)."""
     num_beams: int = 10
+    """Beam width of the final decoding (1 = greedy)."""
     length_penalty: float = 0.8
     """0.8 as in the paper's ``gpt2_beam.py`` command; one reproduction used 0.9."""
     no_repeat_ngram_size: int = 4
+    """Decoding never repeats an n-gram of this size (0 = no constraint)."""
     max_new_tokens: int = 64
+    """Longest generated continuation, in tokens."""
     batch_size: int = 8
     """Inputs decoded per ``generate`` call (each expands to ``num_beams`` sequences)."""
     meteor: bool | None = None
@@ -400,9 +408,11 @@ class SweepConfig:
     study: str = "custom"
     """Study name (the sweep script's), recorded as the MLflow parent run's tag."""
     preset: str = "custom"
+    """The preset of the study's preset file this sweep was built from (recorded with it)."""
     part: str | None = None
     """Which part of a multi-part study this sweep is (a GLUE task, a model size)."""
     description: str = ""
+    """What the sweep is for: the preset's description, shown as the MLflow parent run's note."""
     name: str | None = None
     """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>``."""
     space: dict[str, Any] | str = "e2e_rank_paper"
