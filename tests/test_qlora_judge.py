@@ -291,5 +291,13 @@ def test_tuwien_smoke_end_to_end_with_the_local_judge(tmp_path):
     gens = client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / "dl"))
     rows = [json.loads(line) for line in open(gens, encoding="utf-8")]
     assert [r["answer"] for r in rows] == list(table[table["letter"] == "B"]["answer"])
+    # The analysis report's table of the grades, models in the judge's order.
+    from analysis.judge import judge_grades
+    from analysis.load import load
+
+    grades = judge_grades(load(uri, experiment="lorasweep-qlora_guanaco").trials)
+    assert grades.headers == ["sweep", "trial", "llama-tiny", "tuned", "llama-tiny-instruct"]
+    assert grades.rows == [["tw", run.info.run_name, *(f"{m[f'judge_score/{label}']:.2f}" for label in
+                                                       ("llama-tiny", "tuned", "llama-tiny-instruct"))]]
     written = [f for f in Path(tmp_path).rglob("*") if f.is_file()]  # the store, artifacts, Tune's files
     assert len(written) > 10 and not [f for f in written if key.encode() in f.read_bytes()]
