@@ -142,8 +142,10 @@ def load_conversations(cfg: TrialConfig) -> dict[str, list[Conversation]]:
 
 def check_split(cfg: TrialConfig, has_val: bool) -> None:
     if not has_val and cfg.data.holdout_size is None:
-        raise UserError("data.holdout_size", f"{cfg.data.source} has no validation split; set how many "
-                                             "training conversations to hold out for the validation loss")
+        names = " or ".join(LOCAL_FILES["val"])
+        raise UserError("data.holdout_size", f"{cfg.data.source} has no validation split ({names}, or a hub "
+                                             f"'{HUB_SPLITS['val']}' split); set how many training "
+                                             "conversations to hold out for the validation loss")
 
 
 def split_conversations(data: dict[str, list[Any]], cfg: TrialConfig) -> dict[str, list[Any]]:
