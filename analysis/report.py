@@ -88,6 +88,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
     from analysis import importance as imp
     from analysis import plots, tables
+    from analysis.judge import judge_section
 
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
@@ -109,6 +110,8 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
         table.frame.to_csv(out_dir / f"{stem}.csv", index=False)
         report.files += [md, out_dir / f"{stem}.csv"]
         parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]
+        judged, files = judge_section(tt, out_dir, f"judge_{slug(task.name)}")
+        parts, report.files = parts + judged, report.files + files
         if not task.registered:
             report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
                                 "directions guessed (final metrics: higher is better), no references")

@@ -195,6 +195,12 @@ def _check_value(base: dict[str, Any], key: str, value: Any, field: str) -> Any:
 
     tp = field_paths(TrialConfig)[key]
     value = coerce(value, tp, field)
+    if key == "eval.judge":
+        from trainables.judge import is_callable_spec
+
+        if is_callable_spec(value):
+            raise UserError(field, f"{value!r} is Python code and a search space is plain data; give a "
+                                   "callable judge with --set eval.judge=... or in the preset")
     trial = apply_hyperparameters(base, {key: value})
     try:
         from_dict(TrialConfig, trial)

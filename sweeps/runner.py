@@ -92,6 +92,8 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     out["data"]["source"] = resolve_smoke(out["data"]["source"], kind="data")
     if out["data"].get("predict_file"):
         out["data"]["predict_file"] = resolve_smoke(out["data"]["predict_file"], kind="data")
+    if out["eval"].get("compare_models"):
+        out["eval"]["compare_models"] = [resolve_smoke(m, kind="model") for m in out["eval"]["compare_models"]]
     return out
 
 

@@ -104,6 +104,10 @@ def _guanaco_without_eval(tmp: Path) -> None:
     (tmp / "guanaco" / "train.jsonl").write_text('{"text": "### Human: hi### Assistant: hello"}\n')
 
 
+def _space_with_callable_judge(tmp: Path) -> None:
+    (tmp / "space.yaml").write_text("fixed:\n  r: 4\n  eval.judge: mypkg.judges:score\n")
+
+
 def _model_without_config(tmp: Path) -> None:
     (tmp / "model").mkdir()
     (tmp / "model" / "README.md").write_text("weights went elsewhere\n")
@@ -194,8 +198,13 @@ CASES = [
      _squad_bad_json),
     ("webnlg-bad-json", TASKS, ["--task", "webnlg", "--model", "smoke:gpt2-s", "--data", "{tmp}/webnlg"],
      "data.source", "train.json line 15: not valid JSON", _webnlg_bad_json),
-    ("guanaco-lacks-eval-file", QLORA, ["--data", "{tmp}/guanaco"], "data.source",
-     "lacks eval.jsonl or openassistant_best_replies_eval.jsonl", _guanaco_without_eval),
+    ("guanaco-lacks-eval-file", QLORA, ["--data", "{tmp}/guanaco"], "data.holdout_size",
+     "has no validation split (eval.jsonl or openassistant_best_replies_eval.jsonl", _guanaco_without_eval),
+    ("judge-key-missing", QLORA, ["--set", "eval.judge=http://127.0.0.1:9/v1", "--set", "eval.judge_model=m",
+                                  "--set", "eval.judge_key_env=LORASWEEP_NO_SUCH_KEY"], "eval.judge",
+     "needs its API key in $LORASWEEP_NO_SUCH_KEY", None),
+    ("judge-callable-in-space", QLORA, ["--search-space", "{tmp}/space.yaml"], "space.fixed.eval.judge",
+     "'mypkg.judges:score' is Python code and a search space is plain data", _space_with_callable_judge),
     ("smoke-data-unknown", E2E, ["--data", "smoke:nope"], "data.source", "unknown offline data 'smoke:nope'", None),
     # --- models and adapters
     ("model-missing", E2E, ["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),

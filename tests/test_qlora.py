@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -116,7 +114,9 @@ def test_local_jsonl_in_guanaco_and_messages_form_read_alike(tmp_path):
 
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": to_guanaco(CONVERSATION)}) + "\n")
     (tmp_path / "b.jsonl").write_text(json.dumps({"messages": CONVERSATION}) + "\n\n")
-    assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl") == [CONVERSATION]
+    a, b = read_jsonl(tmp_path / "a.jsonl"), read_jsonl(tmp_path / "b.jsonl")
+    assert [list(c.turns) for c in a] == [list(c.turns) for c in b] == [CONVERSATION]
+    assert (a[0].form, a[0].text, b[0].form, b[0].text) == ("guanaco", to_guanaco(CONVERSATION), "messages", None)
     (tmp_path / "c.jsonl").write_text('{"text": "### Human: hi### Assistant: yo"}\n{"messages": [{"role": "bot"}]}\n')
     with pytest.raises(UserError, match=r"c.jsonl line 2: messages\[0\]"):
         read_jsonl(tmp_path / "c.jsonl")
@@ -313,76 +313,52 @@ def word_count_judge(prompt: str, answer: str) -> float:
     return float(len(answer.split()))
 
 
-@pytest.fixture
-def http_judge():
-    """A real HTTP scoring endpoint on localhost: POST {"prompt", "answer"} -> {"score"}."""
-    seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            out = json.dumps({"score": 1.0 if "?" in body["prompt"] else 0.5}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/score", seen
-    server.shutdown()
-
-
-def test_judge_callable_http_and_not_judged(http_judge):
+def test_callable_judge_scores_each_answer_and_no_judge_scores_nothing():
+    from trainables.config import EvalConfig
     from trainables.errors import UserError
     from trainables.judge import NOT_JUDGED, judge_all
 
-    items = [{"id": "a", "prompt": "Why?", "answer": "because it is"},
-             {"id": "b", "prompt": "Say hi.", "answer": "hi"}]
-    assert judge_all("test_qlora:word_count_judge", items) == ([3.0, 1.0], "judged by test_qlora:word_count_judge")
-    url, seen = http_judge
-    scores, note = judge_all(url, items)
-    assert scores == [1.0, 0.5] and note == f"judged by {url}"
-    assert seen == items
-    assert judge_all(None, items) == ([None, None], NOT_JUDGED)
-    # An endpoint that is down: nothing scored, the note says why; the trial keeps its outputs.
-    scores, note = judge_all("http://127.0.0.1:9/score", items)
-    assert scores == [None, None] and note.startswith("not judged: the judge http://127.0.0.1:9/score failed")
+    answers = [["because it is", "no"], ["hi", "hello there"]]
+    judged = judge_all(EvalConfig(judge="test_qlora:word_count_judge", compare_models=("tuned", "other")),
+                       ["Why?", "Say hi."], answers)
+    assert judged.scores == [[3.0, 1.0], [1.0, 2.0]] and judged.note == "judged by test_qlora:word_count_judge"
+    assert judged.justifications == [[None, None], [None, None]]
+    judged = judge_all(EvalConfig(), ["Why?", "Say hi."], [["a"], ["b"]])
+    assert judged.scores == [[None], [None]] and judged.note == NOT_JUDGED
     for spec, fragment in [("nomodule", "expected a Python callable"), ("https://u:p@h/x", "credentials"),
                            ("test_qlora:no_such_judge", "is not a callable")]:
         with pytest.raises(UserError, match=fragment):
-            judge_all(spec, items)
+            judge_all(EvalConfig(judge=spec, judge_model="m"), ["q"], [["a"]])
 
 
-def test_final_eval_writes_generations_and_scores_them(llama_assets, http_judge, tmp_path):
+def test_final_eval_writes_generations_and_scores_them(llama_assets, tmp_path, monkeypatch):
     """The task's end-of-trial step on the 4-bit model: a generation per fixed prompt in
-    generations.jsonl, each scored by the HTTP judge; the mean is ``judge_score``."""
+    generations.jsonl, graded by a local OpenAI-compatible judge; the mean is ``judge_score``."""
     import torch
+    from judge_server import JudgeServer, rule
 
     from trainables.tasks import get_task
 
-    url, seen = http_judge
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "p1", "prompt": "What is the capital of Peru?"}\n'
                        '{"id": "p2", "messages": [{"role": "user", "content": "Say hello."}]}\n')
-    cfg = qlora_trial(llama_assets, eval={"prompts": str(prompts), "judge": url})
-    task = get_task("guanaco")
-    task.check(cfg)
-    data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
-    assert data.test["prompts"] == ["What is the capital of Peru?", "Say hello."]
-    model, tokenizer = task.load_model(cfg)
-    scores = task.final_eval(model, tokenizer, data, cfg, device=torch.device("cpu"), out_dir=tmp_path / "out")
+    monkeypatch.setenv("LORASWEEP_TEST_JUDGE_KEY", "k-123")
+    with JudgeServer() as server:
+        cfg = qlora_trial(llama_assets, eval={"prompts": str(prompts), "judge": server.url, "judge_model": "m",
+                                              "judge_key_env": "LORASWEEP_TEST_JUDGE_KEY"})
+        task = get_task("guanaco")
+        task.check(cfg)
+        data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
+        assert data.test["prompts"] == ["What is the capital of Peru?", "Say hello."]
+        model, tokenizer = task.load_model(cfg)
+        scores = task.final_eval(model, tokenizer, data, cfg, device=torch.device("cpu"), out_dir=tmp_path / "out")
     rows = [json.loads(line) for line in (tmp_path / "out" / "generations.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["p1", "p2"] and all(isinstance(r["answer"], str) for r in rows)
-    assert [r["score"] for r in rows] == [1.0, 0.5] and scores["judge_score"] == 0.75
-    assert [s["answer"] for s in seen] == [r["answer"] for r in rows]
-    assert f"judged by {url}" in scores["final_note"] and "unpaged" in scores["final_note"]
+    expected = [rule(r["answer"]) for r in rows]
+    assert [r["score"] for r in rows] == expected and scores["judge_score"] == sum(expected) / 2
+    assert scores["judge_score/tuned"] == scores["judge_score"]
+    assert [r["auth"] for r in server.requests] == ["Bearer k-123"] * 2
+    assert "judged by m at " in scores["final_note"] and "unpaged" in scores["final_note"]
 
 
 # ----------------------------------------------------------------------------- the smoke sweep
@@ -410,7 +386,8 @@ def test_qlora_guanaco_smoke_end_to_end(llama_assets, tmp_path):
     exp = client.get_experiment_by_name("lorasweep-qlora_guanaco")
     runs = client.search_runs([exp.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
-    assert int(parent.data.params["data.train_trailing_user_turns_dropped"]) > 0
+    # data.format text (qlora.py's): the whole conversation is the target, nothing dropped.
+    assert parent.data.params["data.train_trailing_user_turns_dropped"] == "0"
     trials = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
     assert sorted(int(r.data.params["adapter.r"]) for r in trials) == [4, 16]
     for run in trials:
@@ -418,7 +395,7 @@ def test_qlora_guanaco_smoke_end_to_end(llama_assets, tmp_path):
         assert tags["lorasweep.status"] == "completed"
         assert p["model.quantization"] == "nf4" and p["model.double_quant"] == "True"
         assert p["model.compute_dtype"] == "bfloat16" and p["train.optimizer"] == "paged_adamw_32bit"
-        assert p["train.gradient_checkpointing"] == "True"
+        assert p["train.gradient_checkpointing"] == "True" and p["data.format"] == "text"
         assert m["peak_mem_mb"] > 100 and tags["lorasweep.peak_mem_kind"] == "process_rss"
         assert m["tokens_per_s"] > 0 and 0 < m["val_loss"] < 10
         assert "judge_score" not in m and tags["lorasweep.skipped_metrics"] == "judge_score"

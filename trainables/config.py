@@ -60,8 +60,8 @@ class DataConfig:
     revision: str | None = None
     """Hub dataset revision; ignored for local paths."""
     format: str | None = None
-    """Task-specific input formatting (E2E: ``paper`` or ``raw`` MR linearisation);
-    ``null`` picks the task's default."""
+    """Task-specific input formatting (E2E: ``paper`` or ``raw`` MR linearisation; instruction
+    tuning: ``chat`` or ``text``); ``null`` picks the task's default."""
     max_length: int = 512
     """Longest tokenised example (input + target) in tokens; longer ones are truncated."""
     train_limit: int | None = None
@@ -75,7 +75,15 @@ class DataConfig:
     the LoRA paper reports), ``holdout`` (validation = a seeded 10% of train) or ``resplit``
     (all labelled data, seeded 80/10/10); null = the task's default."""
     split_seed: int = 0
-    """Seed of the ``holdout``/``resplit`` splits and of augmentation."""
+    """Seed of the ``holdout``/``resplit`` splits, of ``holdout_size``/``train_fraction``, and
+    of augmentation."""
+    holdout_size: int | None = None
+    """Instruction tuning: the validation set is this many training conversations held out
+    (seeded, as ``datasets``' ``train_test_split(test_size=N, seed=split_seed)`` picks them)
+    instead of the source's own validation split; needed for a source without one."""
+    train_fraction: float = 1.0
+    """Instruction tuning: train on a seeded random ``floor(n * train_fraction)`` of the
+    training conversations (after any hold-out), e.g. 0.2 for a one-fifth cut."""
     augment: Literal["none", "synonyms"] = "none"
     """Training-text augmentation: ``synonyms`` adds copies with words replaced by synonyms."""
     augment_prob: float = 0.1
@@ -101,6 +109,9 @@ class DataConfig:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
         _positive_int("augment_copies", self.augment_copies)
         _positive_int("image_size", self.image_size, allow_none=True)
+        _positive_int("holdout_size", self.holdout_size, allow_none=True)
+        if not (math.isfinite(self.train_fraction) and 0.0 < self.train_fraction <= 1.0):
+            raise UserError("train_fraction", f"must be in (0, 1], got {self.train_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -267,11 +278,23 @@ class EvalConfig:
     """Compute METEOR (a Java program); null = when Java is available, else skipped and said."""
     prompts: str | None = None
     """Instruction tasks: a JSONL file of fixed prompts to generate for at the end of a full
-    trial (``{"id", "prompt"}`` or ``{"id", "messages"}`` lines); null = the task's own list."""
+    trial (``{"id", "prompt"}`` or ``{"id", "messages"}`` lines), or the name of a bundled list
+    (``tuwien_queries``: the reproduction report's five); null = the task's own list."""
     judge: str | None = None
-    """Instruction tasks: what scores the generations, a Python callable ``module:function``
-    (called as ``f(prompt, answer) -> number``) or an ``http(s)://`` URL (POSTed
-    ``{"prompt", "answer"}``, answering ``{"score": number}``); null = not judged."""
+    """Instruction tasks: what scores the answers (:mod:`trainables.judge`), a Python callable
+    ``module:function`` (``f(prompt, answer) -> number`` for each answer; given on the command
+    line or in a preset, never in a search space) or the ``http(s)://`` URL of an
+    OpenAI-compatible chat-completions API that grades the ``compare_models`` answers side by
+    side, 1-9 with a justification; null = not judged."""
+    judge_model: str | None = None
+    """The model an ``http(s)://`` judge is asked for, e.g. ``gpt-4o``."""
+    judge_key_env: str = "OPENAI_API_KEY"
+    """The environment variable holding the judge endpoint's API key (read where the trial
+    runs; never in a config, never recorded)."""
+    compare_models: tuple[str, ...] = ("tuned",)
+    """Instruction tasks: the models that answer the prompts, in the order a judge sees their
+    answers (A, B, C, ...): ``tuned`` (the trial's model with its adapter) and hub names or
+    local directories, loaded unquantised in ``model.dtype``."""
 
     def __post_init__(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):
@@ -281,10 +304,9 @@ class EvalConfig:
                             f"must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
         if not math.isfinite(self.length_penalty):
             raise UserError("length_penalty", f"must be a number, got {self.length_penalty!r}")
-        if self.judge is not None:
-            from trainables.judge import check_judge_spec
+        from trainables.judge import check_judging
 
-            check_judge_spec(self.judge, field="judge")
+        check_judging(self)
 
 
 @dataclass(frozen=True)

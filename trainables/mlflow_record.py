@@ -22,6 +22,7 @@ unreachable the writes wait in a bounded queue and are retried with backoff (1 s
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import shutil
 import subprocess
@@ -384,6 +385,9 @@ class MlflowRecorder(Callback):
         if result.get("is_final"):
             metrics += [Metric(k, float(result[k]), ts, step) for k in self.final_metrics
                         if _is_number(result.get(k))]
+            # A final metric's value per part (per compared model: judge_score/<model>).
+            metrics += [Metric(k, float(v), ts, step) for k, v in result.items()
+                        if "/" in k and k.split("/", 1)[0] in self.final_metrics and _is_number(v)]
             # Early stopping (train.early_stopping_patience): where it stopped and the best report.
             metrics += [Metric(k, float(result[k]), ts, step)
                         for k in ("generate_s", "stopped_early_at", "best_epoch", "best_step")
@@ -393,6 +397,9 @@ class MlflowRecorder(Callback):
                 tags["lorasweep.skipped_metrics"] = ",".join(skipped)
             if result.get("final_note"):
                 tags["lorasweep.note"] = result["final_note"]
+            if result.get("tables"):  # artifacts in MLflow's table format (comma-separated paths)
+                tags["mlflow.loggedArtifacts"] = json.dumps([{"path": p, "type": "table"}
+                                                             for p in result["tables"].split(",")])
 
         def write(client: Any, run_id: str) -> None:
             done = self._recorded_step.get(tid, -1)

@@ -22,6 +22,7 @@ SMOKE_MODELS: dict[str, str] = {
     "gpt2-l": "trainables.offline.tiny_lm:smoke_gpt2_l",
     "minilm": "trainables.offline.classification_assets:minilm",
     "llama-tiny": "trainables.offline.tiny_llama:smoke_llama_tiny",
+    "llama-tiny-instruct": "trainables.offline.tiny_llama:smoke_llama_tiny_instruct",
     "resnet-tiny": "trainables.offline.vision_synth:smoke_resnet",
 }
 #: Short model names that stand for an offline source (``--model minilm``).
@@ -34,6 +35,7 @@ SMOKE_DATA: dict[str, str] = {
     "glue": "trainables.offline.classification_assets:smoke_glue_data",
     "ag_news": "trainables.offline.classification_assets:smoke_ag_news_data",
     "guanaco": "trainables.offline.tiny_llama:smoke_guanaco_data",
+    "qlora_instruct": "trainables.offline.tiny_llama:smoke_qlora_instruct_data",
     "cifar10": "trainables.offline.vision_synth:smoke_cifar10_data",
 }
 

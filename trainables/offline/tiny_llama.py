@@ -52,6 +52,11 @@ RECIPE: dict[str, Any] = {
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512},
     # 150 steps x 16 x 64 tokens: a few passes over the ~25k answer tokens (~4 s on 1 thread).
     "pretrain": {"steps": 150, "batch_size": 16, "block_size": 64, "lr": 3e-3, "seed": 0},
+    # The instruction-tuned stand-in: the tiny Llama trained further on whole conversations in
+    # its chat template (packed in blocks, every token), so that it answers in that format.
+    "instruct": {"steps": 120, "batch_size": 16, "block_size": 64, "lr": 2e-3, "seed": 1},
+    # The synthetic instruction mixture (trainables.offline.instruct_synth): 7 sources x 40.
+    "mixture": {"n_per_source": 40, "seed": 0},
 }
 
 _COUNTRIES = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
@@ -155,49 +160,88 @@ def train_llama_tokenizer(texts: list[str], out_dir: str | Path, *, vocab_size: 
     return out
 
 
-def build_tiny_llama(out_dir: str | Path, *, tokenizer_dir: str | Path, pretrain_texts: list[str]) -> Path:
-    """The tiny Llama of :data:`RECIPE`, pretrained on ``pretrain_texts``, saved with its tokenizer."""
+def _train_blocks(model: Any, ids: list[int], recipe: dict[str, Any]) -> float:
+    """``recipe["steps"]`` AdamW steps on random blocks of the token stream ``ids``; the last loss."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    pre = RECIPE["pretrain"]
+    block = recipe["block_size"]
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    gen = torch.Generator().manual_seed(recipe["seed"])
+    optim = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=recipe["lr"], total_steps=recipe["steps"])
+    model.train()
+    for _ in range(recipe["steps"]):
+        batch = blocks[torch.randint(len(blocks), (recipe["batch_size"],), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optim.step()
+        sched.step()
+        optim.zero_grad(set_to_none=True)
+    model.eval()
+    return loss.item()
+
+
+def _one_thread(fn: Any) -> Any:
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls; deterministic; see tiny_lm.build_tiny_gpt2
     try:
-        torch.manual_seed(pre["seed"])
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def build_tiny_llama(out_dir: str | Path, *, tokenizer_dir: str | Path, pretrain_texts: list[str]) -> Path:
+    """The tiny Llama of :data:`RECIPE`, pretrained on ``pretrain_texts``, saved with its tokenizer."""
+    def build() -> Path:
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        torch.manual_seed(RECIPE["pretrain"]["seed"])
         config = LlamaConfig(vocab_size=len(tokenizer), **RECIPE["model"], tie_word_embeddings=True,
                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         model = LlamaForCausalLM(config)
         ids: list[int] = []
         for enc in tokenizer(pretrain_texts, add_special_tokens=False)["input_ids"]:
             ids += enc + [tokenizer.eos_token_id]
-        block = pre["block_size"]
-        blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
-        gen = torch.Generator().manual_seed(pre["seed"])
-        optim = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=0.01)
-        sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=pre["lr"], total_steps=pre["steps"])
         t0 = time.perf_counter()
-        model.train()
-        for _ in range(pre["steps"]):
-            batch = blocks[torch.randint(len(blocks), (pre["batch_size"],), generator=gen)]
-            loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
-        model.eval()
+        loss = _train_blocks(model, ids, RECIPE["pretrain"])
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         info = {"recipe": RECIPE, "n_params": sum(p.numel() for p in model.parameters()),
-                "vocab_size": len(tokenizer), "pretrain_loss_last": loss.item(),
+                "vocab_size": len(tokenizer), "pretrain_loss_last": loss,
                 "pretrain_seconds": round(time.perf_counter() - t0, 2)}
         (out / "tiny_llama.json").write_text(json.dumps(info, indent=2) + "\n")
         return out
-    finally:
-        torch.set_num_threads(threads)
+
+    return _one_thread(build)
+
+
+def build_tiny_llama_instruct(out_dir: str | Path, *, base_dir: str | Path,
+                              chats: list[list[dict[str, str]]]) -> Path:
+    """The tiny Llama at ``base_dir`` trained further on ``chats`` in its chat template."""
+    def build() -> Path:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        ids: list[int] = []
+        texts = [tokenizer.apply_chat_template(turns, tokenize=False) for turns in chats]
+        for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            ids += enc
+        loss = _train_blocks(model, ids, RECIPE["instruct"])
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "tiny_llama.json").write_text(json.dumps({"recipe": RECIPE, "instruct_loss_last": loss}, indent=2) + "\n")
+        return out
+
+    return _one_thread(build)
 
 
 def ensure_assets(cache: str | Path | None = None) -> dict[str, Path]:
@@ -212,7 +256,7 @@ def ensure_assets(cache: str | Path | None = None) -> dict[str, Path]:
 
     def tokenizer(d: Path) -> None:
         _log(f"training the Llama-style tokenizer into {dirs['tokenizer']}")
-        from trainables.tasks.guanaco import parse_guanaco
+        from trainables.tasks.conversations import parse_guanaco
 
         texts = [t["content"] for text in train for t in parse_guanaco(text)]
         train_llama_tokenizer(texts + [CHAT_TEMPLATE], d, vocab_size=RECIPE["vocab_size"])
@@ -221,12 +265,31 @@ def ensure_assets(cache: str | Path | None = None) -> dict[str, Path]:
 
     def model(d: Path) -> None:
         _log(f"building and pretraining the tiny Llama into {dirs['model']}")
-        from trainables.tasks.guanaco import parse_guanaco
+        from trainables.tasks.conversations import parse_guanaco
 
         answers = [t["content"] for text in train for t in parse_guanaco(text) if t["role"] == "assistant"]
         build_tiny_llama(d, tokenizer_dir=dirs["tokenizer"], pretrain_texts=answers)
 
     build_once(root, dirs["model"].name, model)
+    return dirs
+
+
+def ensure_instruct_assets(cache: str | Path | None = None) -> dict[str, Path]:
+    """``{"mixture", "instruct_model"}``: the synthetic TU Wien instruction mixture and the
+    instruction-tuned tiny Llama, built once per cache beside :func:`ensure_assets`' assets."""
+    from trainables.offline.instruct_synth import GENERATOR_VERSION, write_instruct_dataset
+
+    base = ensure_assets(cache)
+    root = base["model"].parent
+    dirs = {"mixture": root / f"qlora-instruct{GENERATOR_VERSION}", "instruct_model": root / "llama-tiny-instruct"}
+    build_once(root, dirs["mixture"].name, lambda d: write_instruct_dataset(d, **RECIPE["mixture"]))
+
+    def model(d: Path) -> None:
+        _log(f"instruction-tuning the tiny Llama into {dirs['instruct_model']}")
+        chats = conversations(RECIPE["data"]["n_train"], seed=RECIPE["instruct"]["seed"], trailing_human=0.0)
+        build_tiny_llama_instruct(d, base_dir=base["model"], chats=chats)
+
+    build_once(root, dirs["instruct_model"].name, model)
     return dirs
 
 
@@ -237,3 +300,11 @@ def smoke_llama_tiny() -> Path:
 
 def smoke_guanaco_data() -> Path:
     return ensure_assets()["data"]
+
+
+def smoke_llama_tiny_instruct() -> Path:
+    return ensure_instruct_assets()["instruct_model"]
+
+
+def smoke_qlora_instruct_data() -> Path:
+    return ensure_instruct_assets()["mixture"]

@@ -1,34 +1,39 @@
-"""Instruction tuning on OASST1 in the guanaco form (QLoRA's Guanaco), a causal-LM task.
+"""Instruction tuning (QLoRA's Guanaco, the TU Wien instruction mixture), a causal-LM task.
 
-Data: the hub's ``timdettmers/openassistant-guanaco`` (splits ``train`` and ``test``, one
-``text`` column: ``### Human: ...### Assistant: ...### Human: ...``) or a local directory of
-JSONL files in the same form, through the same parsing: ``train.jsonl`` and ``eval.jsonl``
-(or the hub's file names ``openassistant_best_replies_{train,eval}.jsonl``). A local line is
-either ``{"text": "### Human: ...### Assistant: ..."}`` or ``{"messages": [{"role": "user" |
-"assistant" | "system", "content": ...}, ...]}``.
+Data: conversations in the guanaco form (``timdettmers/openassistant-guanaco``), rendered
+with Llama 3's chat template (``yikaiyang/qlora_instruct``) or as ``messages``, from the hub or
+local JSONL files, with an optional hold-out and training fraction
+(:mod:`trainables.tasks.conversations`).
 
-Formatting: each conversation is rendered with the model's own chat template
-(``apply_chat_template``, Llama 3's ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent
-<|eot_id|>`` for Llama 3.2). Trailing user turns (questions nobody answered) are dropped; a
-conversation with no answer left is skipped. The loss is on the assistant tokens only: each
-assistant turn's span is what the template adds between rendering the turns before it with the
-generation prompt and rendering them with it (its content and its ``<|eot_id|>``, so the model
-learns to stop); every other token (system, user, headers) is labelled -100. Token positions
-come from the fast tokenizer's character offsets, so this works for any template that renders
-a conversation turn by turn (Llama 3's and most others); one that does not is refused. Too
-long: cut at ``data.max_length`` tokens from the end (counted; skipped when no assistant
+Formats (``data.format``):
+
+* ``chat`` (the default): each conversation as the model's chat template renders it
+  (``apply_chat_template``; Llama 3's ``<|start_header_id|>role<|end_header_id|>\\n\\n
+  content<|eot_id|>``), or as published when it is a Llama 3 chat text already; the loss is on
+  the assistant tokens only (each answer and its end-of-turn token, so the model learns to
+  stop). A turn's span is what the template adds between rendering the turns before it with
+  the generation prompt and rendering them with it; token positions come from the fast
+  tokenizer's character offsets, so any template that renders turn by turn works (one that
+  does not is refused). Trailing user turns (questions nobody answered) are dropped; a
+  conversation with no answer left is skipped.
+* ``text``: the text as published (``messages`` rendered with the template), the tokenizer's
+  BOS before it (not doubled) and EOS after it, the loss on every token: what QLoRA's
+  ``qlora.py`` does with OASST1 (``input: ''``, ``output: text``, ``train_on_source False``)
+  and the TU Wien script with its mixture (``tokenizer(text)`` in a plain causal-LM trainer).
+  A model trained on guanaco text is prompted in that form (``### Human: ...### Assistant:``).
+
+Too long: cut at ``data.max_length`` tokens from the end (counted; skipped when no labelled
 token is left).
 
 Evaluation: the validation loss on the held-out conversations (what ASHA compares); at the
-end of a full trial, generations for a fixed prompt list (``prompts/guanaco_eval.jsonl``, or
-``eval.prompts``) written to ``outputs/generations.jsonl`` (an MLflow artifact), scored by
-``eval.judge`` when one is given (:mod:`trainables.judge`), else "not judged".
+end of a full trial, every ``eval.compare_models`` model answers a fixed prompt list
+(``prompts/guanaco_eval.jsonl``, or ``eval.prompts``), and ``eval.judge`` grades the answers
+when one is given (:mod:`trainables.tasks.answers`, :mod:`trainables.judge`), else "not judged".
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,123 +41,41 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainables.errors import UserError
-from trainables.tasks.base import MetricSpec, Prepared, jsonl_records, packed
+from trainables.tasks.base import MetricSpec, Prepared, packed
 from trainables.tasks.causal_lm import IGNORE, CausalLMTask, fixed_subset, pad_collate
+from trainables.tasks.conversations import (
+    LLAMA3_TOKENS,
+    Conversation,
+    answered,
+    llama3_spans,
+    load_conversations,
+    local_files,
+    parse_guanaco,
+    read_jsonl,
+    read_prompts,
+    split_conversations,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from trainables.config import TrialConfig
 
+__all__ = ["GuanacoTask", "answered", "parse_guanaco", "read_jsonl", "encode_conversation"]
+
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 1
-HUB_SPLITS = {"train": "train", "val": "test"}
-LOCAL_FILES = {"train": ("train.jsonl", "openassistant_best_replies_train.jsonl"),
-               "val": ("eval.jsonl", "openassistant_best_replies_eval.jsonl")}
+PREP_VERSION = 2
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "guanaco_eval.jsonl"
-ROLES = ("system", "user", "assistant")
 #: Llama 3.1+ templates print "Today Date: <strftime_now>" unless given a date: fixed, so the
 #: rendering (and the cache key) does not change with the day. Other templates ignore it.
 TEMPLATE_KWARGS = {"date_string": "26 Jul 2024"}
-
-_TURN = re.compile(r"### (Human|Assistant):")
-
-
-# --------------------------------------------------------------------------- conversations
-
-
-def parse_guanaco(text: str) -> list[dict[str, str]]:
-    """``### Human: a### Assistant: b`` -> ``[{"role": "user", "content": "a"}, {"role":
-    "assistant", "content": "b"}]`` (contents stripped; text before the first marker ignored)."""
-    parts = _TURN.split(text)
-    turns = []
-    for speaker, content in zip(parts[1::2], parts[2::2]):
-        turns.append({"role": "user" if speaker == "Human" else "assistant", "content": content.strip()})
-    return turns
-
-
-def answered(turns: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
-    """The conversation without its trailing user turns, and how many were dropped."""
-    end = len(turns)
-    while end and turns[end - 1]["role"] != "assistant":
-        end -= 1
-    return turns[:end], len(turns) - end
-
-
-def _turns_of(obj: Any, where: str) -> list[dict[str, str]]:
-    """One local JSONL record (guanaco ``text`` or ``messages``) as role/content turns."""
-    if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-        turns = parse_guanaco(obj["text"])
-        if not turns:
-            raise UserError("data.source", f"{where}: text has no '### Human:' / '### Assistant:' turns")
-        return turns
-    if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-        turns = []
-        for i, m in enumerate(obj["messages"]):
-            if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
-                raise UserError("data.source", f"{where}: messages[{i}]: expected {{\"role\": "
-                                               f"{'|'.join(ROLES)}, \"content\": string}}")
-            turns.append({"role": m["role"], "content": m["content"]})
-        return turns
-    raise UserError("data.source", f"{where}: expected {{\"text\": \"### Human: ...### Assistant: ...\"}} "
-                                   "or {\"messages\": [{\"role\", \"content\"}, ...]}")
-
-
-def read_jsonl(path: Path) -> list[list[dict[str, str]]]:
-    """Every conversation of a local JSONL file; the first bad line is named."""
-    out = [_turns_of(obj, f"{path.name} line {n}") for n, obj in jsonl_records(path, "data.source")]
-    if not out:
-        raise UserError("data.source", f"{path}: no conversations")
-    return out
-
-
-def local_files(source: Path) -> dict[str, Path]:
-    if not source.is_dir():
-        raise UserError("data.source", f"{source} is not a directory; expected one with train.jsonl "
-                                       "and eval.jsonl (guanaco form)")
-    out = {}
-    for split, names in LOCAL_FILES.items():
-        found = [source / n for n in names if (source / n).is_file()]
-        if not found:
-            raise UserError("data.source", f"{source} lacks {' or '.join(names)}")
-        out[split] = found[0]
-    return out
-
-
-def load_conversations(cfg: TrialConfig) -> dict[str, list[list[dict[str, str]]]]:
-    """``{"train", "val"}`` conversations from the local files or the hub."""
-    source = Path(cfg.data.source).expanduser()
-    if source.exists():
-        return {split: read_jsonl(path) for split, path in local_files(source).items()}
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
-    out = {}
-    for split, hub_split in HUB_SPLITS.items():
-        if hub_split not in dd:
-            raise UserError("data.source", f"{cfg.data.source} has no {hub_split!r} split")
-        out[split] = [_turns_of(row, f"{cfg.data.source}[{hub_split}][{i}]") for i, row in enumerate(dd[hub_split])]
-    return out
-
-
-def read_prompts(path: Path) -> list[dict[str, Any]]:
-    """The fixed evaluation prompts: ``{"id", "prompt"}`` or ``{"id", "messages"}`` lines."""
-    if not path.is_file():
-        raise UserError("eval.prompts", f"prompt file {path} does not exist")
-    out = []
-    for n, obj in jsonl_records(path, "eval.prompts"):
-        if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
-            messages = [{"role": "user", "content": obj["prompt"]}]
-        elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            messages = obj["messages"]
-        else:
-            raise UserError("eval.prompts", f"{path} line {n}: expected {{\"id\", \"prompt\"}} or "
-                                            "{\"id\", \"messages\"}")
-        out.append({"id": str(obj.get("id", n)), "messages": messages})
-    if not out:
-        raise UserError("eval.prompts", f"{path}: no prompts")
-    return out
+GUANACO_PROMPT = "guanaco"
+"""The prompt style of a model trained on guanaco text (``data.format: text``)."""
+#: GPT-4o's grades of the reproduction's own model (B) for the five ``tuwien_queries``:
+#: 1, 3, 2, 1, 1 (000_ebca86e218baf75c.txt section 5.4.1); the slides (001_02f543aa5dd0cc94.txt)
+#: give 5 for "What is 9+3?" and 2 for the reversal and leave out "What time is it?": the
+#: report's five are used. General Llama 3.2 1B (A): 1.0; Llama 3.2 1B Instruct (C): 8.2.
+TUWIEN_REFERENCE = {"judge_score": (1 + 3 + 2 + 1 + 1) / 5}
 
 
 # --------------------------------------------------------------------------- encoding
@@ -180,12 +103,53 @@ def assistant_spans(tokenizer: Any, turns: list[dict[str, str]]) -> tuple[str, l
     return full, spans
 
 
-def encode_conversation(tokenizer: Any, turns: list[dict[str, str]]) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered conversation and a 0/1 mask of the assistant tokens."""
-    full, spans = assistant_spans(tokenizer, turns)
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+def encode_text(tokenizer: Any, text: str, spans: list[tuple[int, int]] | None) -> tuple[list[int], list[int]]:
+    """Token ids of ``text`` and a 0/1 mask of the tokens inside ``spans``; ``spans`` None: the
+    whole text is the target, with BOS before it (unless it starts with one) and EOS after."""
+    if spans is None:
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        ids = ([bos] if bos is not None and ids[:1] != [bos] else []) + ids + ([eos] if eos is not None else [])
+        return ids, [1] * len(ids)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [int(e > s and any(a <= s and e <= b for a, b in spans)) for s, e in enc["offset_mapping"]]
     return list(enc["input_ids"]), mask
+
+
+def encode_conversation(tokenizer: Any, turns: list[dict[str, str]]) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and a 0/1 mask of the assistant tokens."""
+    return encode_text(tokenizer, *assistant_spans(tokenizer, turns))
+
+
+def training_text(tokenizer: Any, conv: Conversation, fmt: str) -> tuple[str, list[tuple[int, int]] | None, int]:
+    """What one conversation trains on under ``data.format`` ``fmt``: the text, the character
+    spans of its targets (None: every token; empty: nothing to learn) and how many trailing
+    user turns were dropped."""
+    if fmt == "text":
+        return (conv.text if conv.text is not None else render(tokenizer, list(conv.turns))), None, 0
+    if conv.form == "llama3":
+        return conv.text, llama3_spans(conv.text), 0
+    turns, dropped = answered(list(conv.turns))
+    if not any(t["role"] == "assistant" for t in turns) or turns[0]["role"] == "assistant":
+        return "", [], dropped
+    full, spans = assistant_spans(tokenizer, turns)
+    return full, spans, dropped
+
+
+def guanaco_prompt(messages: list[dict[str, str]]) -> str:
+    """A prompt in the guanaco form (system messages have no place in it and are left out)."""
+    names = {"user": "Human", "assistant": "Assistant"}
+    return "".join(f"### {names[m['role']]}: {m['content']}" for m in messages if m["role"] in names) + "### Assistant:"
+
+
+def check_llama3_tokens(tokenizer: Any, data: dict[str, list[Conversation]], model: str) -> None:
+    """Llama 3 chat texts need a tokenizer that reads their markers as single special tokens."""
+    if not any(c.form == "llama3" for convs in data.values() for c in convs):
+        return
+    missing = [t for t in LLAMA3_TOKENS if len(tokenizer(t, add_special_tokens=False)["input_ids"]) != 1]
+    if missing:
+        raise UserError("model.name_or_path", f"the data is Llama 3 chat text and {model}'s tokenizer "
+                                              f"has no special token {missing[0]}; use a Llama 3 model")
 
 
 class ChatExamples:
@@ -250,89 +214,90 @@ def stop_ids(tokenizer: Any) -> list[int]:
 
 class GuanacoTask(CausalLMTask):
     name = "guanaco"
+    formats = ("chat", "text")
     final_metrics = (MetricSpec("judge_score", "max", "judge", "{:.3f}"),)
+    """The trial's own model's mean grade; each compared model's is ``judge_score/<model>``."""
+
+    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
+        if cfg.eval.prompts == "tuwien_queries":
+            return TUWIEN_REFERENCE, ("000_ebca86e218baf75c.txt 5.4.1, GPT-4o's mean grade of the "
+                                      "reproduction's model; general Llama 3.2 1B 1.0, Instruct 8.2")
+        return {}, ""
 
     def _prompts_path(self, cfg: TrialConfig) -> Path:
-        return Path(cfg.eval.prompts).expanduser() if cfg.eval.prompts else DEFAULT_PROMPTS
+        """``eval.prompts``: a JSONL path, or the name of a list in ``prompts/`` (``tuwien_queries``)."""
+        if not cfg.eval.prompts:
+            return DEFAULT_PROMPTS
+        bundled = DEFAULT_PROMPTS.parent / f"{cfg.eval.prompts}.jsonl"
+        return bundled if bundled.is_file() else Path(cfg.eval.prompts).expanduser()
 
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:
-        from trainables.hub import check_dataset_source, looks_local
+        from trainables.errors import did_you_mean, one_of
+        from trainables.hub import check_dataset_source, check_model_source, looks_local
+        from trainables.judge import TUNED, check_judge_ready
+        from trainables.tasks.conversations import check_split
 
+        fmt = cfg.data.format or self.default_format()
+        if fmt not in self.formats:
+            raise UserError("data.format", f"instruction tuning accepts {one_of(self.formats)}, got "
+                                           f"{fmt!r}{did_you_mean(str(fmt), self.formats)}")
         if looks_local(cfg.data.source):
             source = Path(cfg.data.source).expanduser()
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-            for path in local_files(source).values():
+            files = local_files(source)
+            for path in files.values():
                 read_jsonl(path)
+            check_split(cfg, "val" in files)
         else:
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
         read_prompts(self._prompts_path(cfg))
-        if cfg.eval.judge:
-            from trainables.judge import load_judge
-
-            load_judge(cfg.eval.judge)  # a callable is imported now, not after training
+        for name in cfg.eval.compare_models:
+            if name != TUNED:
+                check_model_source(name, field="eval.compare_models")
+        check_judge_ready(cfg.eval)  # a callable is imported now, not after training
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import file_digest, fingerprint, source_identity
 
-        data_id = source_identity(cfg.data.source, cfg.data.revision, local_files)
+        d = cfg.data
+        data_id = source_identity(d.source, d.revision, local_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
-            "tokenizer": tokenizer_id,
-            "max_length": cfg.data.max_length, "prompts": file_digest(self._prompts_path(cfg)),
-            "limits": [cfg.data.train_limit, cfg.data.val_limit, cfg.data.test_limit],
+            "tokenizer": tokenizer_id, "format": d.format or self.default_format(),
+            "max_length": d.max_length, "prompts": file_digest(self._prompts_path(cfg)),
+            "limits": [d.train_limit, d.val_limit, d.test_limit],
+            "split": [d.holdout_size, d.train_fraction, d.split_seed],
         })
 
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
-        from tqdm.auto import tqdm
-
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("model.name_or_path", f"{cfg.model.name_or_path}'s tokenizer has no chat "
                                                   "template (tokenizer_config.json chat_template)")
         if not getattr(tokenizer, "is_fast", False):
             raise UserError("model.name_or_path", "locating assistant tokens needs a fast tokenizer "
                                                   "(character offsets)")
-        data = load_conversations(cfg)
-        limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
+        data = split_conversations(load_conversations(cfg), cfg)
+        check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
+        fmt = cfg.data.format or self.default_format()
         stats: dict[str, Any] = {"data_key": key}
+        limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
         for split, convs in data.items():
-            convs = fixed_subset(convs, limits[split])
-            seqs, dropped, unanswered, truncated, too_long = [], 0, 0, 0, 0
-            for turns in tqdm(convs, desc=f"tokenising {split} conversations", disable=not progress,
-                              leave=False, delay=1.0):
-                turns, n_dropped = answered(turns)
-                dropped += n_dropped
-                if not any(t["role"] == "assistant" for t in turns) or turns[0]["role"] == "assistant":
-                    unanswered += 1
-                    continue
-                ids, mask = encode_conversation(tokenizer, turns)
-                if len(ids) > cfg.data.max_length:
-                    truncated += 1
-                    ids, mask = ids[:cfg.data.max_length], mask[:cfg.data.max_length]
-                    if not any(mask):
-                        too_long += 1
-                        continue
-                seqs.append((ids, mask))
-            if not seqs:
-                raise UserError("data.source", f"no usable {split} conversation ({len(convs)} read: "
-                                               f"{unanswered} without an answer, {too_long} with no answer "
-                                               f"token within data.max_length)")
-            examples = ChatExamples.build(seqs)
+            examples, counts = encode_split(tokenizer, fixed_subset(convs, limits[split]), cfg, fmt,
+                                            split=split, progress=progress)
             examples.save(out, split)
-            stats.update({f"{split}_examples": len(examples), f"{split}_target_tokens": examples.num_target_tokens(),
-                          f"{split}_trailing_user_turns_dropped": dropped,
-                          f"{split}_skipped_unanswered": unanswered, f"{split}_truncated": truncated,
-                          f"{split}_skipped_too_long": too_long})
+            stats.update({f"{split}_{k}": v for k, v in counts.items()})
+        style = GUANACO_PROMPT if fmt == "text" and all(c.form == "guanaco" for c in data["train"]) else "chat"
         prompts = read_prompts(self._prompts_path(cfg))
         if cfg.data.test_limit is not None:
             prompts = prompts[:cfg.data.test_limit]
-        texts = [render(tokenizer, p["messages"], generation_prompt=True) for p in prompts]
-        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         (out / "test.json").write_text(json.dumps({
             "ids": [p["id"] for p in prompts],
             "prompts": [p["messages"][-1]["content"] for p in prompts],
-            "prompt_ids": ids,
+            "messages": [p["messages"] for p in prompts],
+            "prompt_ids": [prompt_ids(tokenizer, p["messages"], style) for p in prompts],
+            "prompt_style": style,
         }, ensure_ascii=False))
         stats["test_prompts"] = len(prompts)
         (out / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -348,45 +313,46 @@ class GuanacoTask(CausalLMTask):
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
-        from trainables.judge import judge_all
-        from trainables.quantization import optimizer_note
+        from trainables.tasks.answers import answer_and_judge
 
-        test = data.test
-        answers = generate_answers(model, tokenizer, test["prompt_ids"], cfg, device=device)
-        items = [{"id": i, "prompt": p, "answer": a} for i, p, a in zip(test["ids"], test["prompts"], answers)]
-        scores, note = judge_all(cfg.eval.judge, items)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "generations.jsonl").write_text(
-            "".join(json.dumps({**item, "score": score}, ensure_ascii=False) + "\n"
-                    for item, score in zip(items, scores)), encoding="utf-8")
-        judged = [s for s in scores if s is not None]
-        notes = [note, optimizer_note(cfg.train, device)]
-        return {"judge_score": sum(judged) / len(judged) if judged else None,
-                "generations": len(items), "final_note": "; ".join(n for n in notes if n)}
+        return answer_and_judge(model, tokenizer, data.test, cfg, device=device, out_dir=out_dir)
 
 
-def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: TrialConfig, *,
-                     device: torch.device) -> list[str]:
-    """Decoded answers to chat-formatted prompt ids (left-padded batches; ``eval`` settings;
-    stops at eos or the end-of-turn token)."""
-    import torch
+def prompt_ids(tokenizer: Any, messages: list[dict[str, str]], style: str) -> list[int]:
+    """A prompt's token ids in the model's chat template, or in the guanaco form (after BOS,
+    as that model was trained)."""
+    if style != GUANACO_PROMPT:
+        return tokenizer(render(tokenizer, messages, generation_prompt=True), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(guanaco_prompt(messages), add_special_tokens=False)["input_ids"]
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
 
-    e = cfg.eval
-    pad_id, stops = tokenizer.pad_token_id, stop_ids(tokenizer)
-    model.eval()
-    answers = []
-    for start in range(0, len(prompts), e.batch_size):
-        chunk = prompts[start:start + e.batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, p in enumerate(chunk):
-            ids[row, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
-        with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                 num_beams=e.num_beams, length_penalty=e.length_penalty,
-                                 no_repeat_ngram_size=e.no_repeat_ngram_size, max_new_tokens=e.max_new_tokens,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=pad_id, use_cache=True)
-        answers += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, width:]]
-    return answers
+
+def encode_split(tokenizer: Any, convs: list[Conversation], cfg: TrialConfig, fmt: str, *, split: str,
+                 progress: bool) -> tuple[ChatExamples, dict[str, int]]:
+    """One split's examples and counts (kept, target tokens, what was dropped, cut or skipped)."""
+    from tqdm.auto import tqdm
+
+    seqs, n = [], {"dropped": 0, "unanswered": 0, "truncated": 0, "too_long": 0}
+    for conv in tqdm(convs, desc=f"tokenising {split} conversations", disable=not progress, leave=False,
+                     delay=1.0):
+        text, spans, dropped = training_text(tokenizer, conv, fmt)
+        n["dropped"] += dropped
+        if spans is not None and not spans:
+            n["unanswered"] += 1
+            continue
+        ids, mask = encode_text(tokenizer, text, spans)
+        if len(ids) > cfg.data.max_length:
+            n["truncated"] += 1
+            ids, mask = ids[:cfg.data.max_length], mask[:cfg.data.max_length]
+            if not any(mask):
+                n["too_long"] += 1
+                continue
+        seqs.append((ids, mask))
+    if not seqs:
+        raise UserError("data.source", f"no usable {split} conversation ({len(convs)} read: "
+                                       f"{n['unanswered']} without an answer, {n['too_long']} with no answer "
+                                       f"token within data.max_length)")
+    examples = ChatExamples.build(seqs)
+    return examples, {"examples": len(examples), "target_tokens": examples.num_target_tokens(),
+                      "trailing_user_turns_dropped": n["dropped"], "skipped_unanswered": n["unanswered"],
+                      "truncated": n["truncated"], "skipped_too_long": n["too_long"]}
