@@ -143,3 +143,32 @@ def test_peft_variants_build_on_the_qv_split(method):
     out = model(input_ids=x, labels=x)
     out.loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def _lora_a(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_A" in n])
+
+
+def test_gaussian_init_draws_a_with_std_one_over_r_and_keeps_b_zero():
+    # peft's init_lora_weights="gaussian": A ~ N(0, (1/r)^2); the default (loralib's) is
+    # Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)): here 1/8.
+    r = 4
+    torch.manual_seed(0)
+    gauss = build_adapter_model(tiny_gpt2(), AdapterConfig(r=r, targets="c_attn", init_weights="gaussian"))
+    torch.manual_seed(0)
+    default = build_adapter_model(tiny_gpt2(), AdapterConfig(r=r, targets="c_attn"))
+    a_gauss, a_default = _lora_a(gauss), _lora_a(default)
+    assert a_gauss.numel() == 2 * r * 64  # two layers' A: r x d_in each
+    assert abs(float(a_gauss.std()) - 1 / r) < 0.05 / r
+    assert float(a_default.abs().max()) <= 1 / 64 ** 0.5 < float(a_gauss.abs().max())
+    assert all(float(p.abs().max()) == 0 for n, p in gauss.named_parameters() if "lora_B" in n)
+
+
+@pytest.mark.parametrize("method", ["pissa", "vera", "full"])
+def test_gaussian_init_is_refused_where_the_method_sets_its_own(method):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+
+    with pytest.raises(UserError) as err:
+        from_dict(TrialConfig, {"adapter": {"method": method, "init_weights": "gaussian"}})
+    assert err.value.field == "adapter.init_weights" and "'lora'" in err.value.message

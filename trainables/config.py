@@ -132,9 +132,14 @@ class AdapterConfig:
     dropout: float = 0.1
     """Dropout on the adapter's input."""
     targets: str = "qv"
-    """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``attn+proj``,
-    ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or a
-    comma-separated list of module names."""
+    """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``qkvo``,
+    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or
+    a comma-separated list of module names."""
+    init_weights: Literal["default", "gaussian"] = "default"
+    """How LoRA's A starts (B starts at zero either way): ``default`` is peft's (and the LoRA
+    paper's loralib's) Kaiming-uniform A; ``gaussian`` draws A from N(0, 1/r^2), peft's
+    ``init_lora_weights="gaussian"``. Only for methods that leave the initialisation to LoRA
+    (not ``pissa``/``olora``, whose A and B come from W, nor ``vera`` or ``full``)."""
     loraplus_lr_ratio: float = 16.0
     """``loraplus``: B's learning rate over A's (train.lr is A's). 16 = 2^4, the LoRA+ paper's
     recommendation (Hayou et al. 2024, arXiv:2402.12354); peft asks for >= 1."""
