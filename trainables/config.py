@@ -74,6 +74,8 @@ class DataConfig:
     """Classification split policy: ``paper`` (the dev set is the validation and test set, as
     the LoRA paper reports), ``holdout`` (validation = a seeded 10% of train) or ``resplit``
     (all labelled data, seeded 80/10/10); null = the task's default."""
+    val_size: int | None = None
+    """``holdout``: how many training examples are held out for validation; null = 10%."""
     split_seed: int = 0
     """Seed of the ``holdout``/``resplit`` splits, of ``holdout_size``/``train_fraction``, and
     of augmentation."""
@@ -94,6 +96,10 @@ class DataConfig:
     """A JSON word list ``{word: [synonyms]}``; null = the bundled offline list."""
     predict_file: str | None = None
     """An unlabelled CSV (``id`` + text columns); completed trials write ``predictions.csv``."""
+    predict_labels: Literal["index", "release"] = "index"
+    """How ``predictions.csv`` writes a class: ``index``, its id 0..n-1 as the hub dataset
+    numbers the classes; ``release``, the label of the task's original release (AG News's
+    CSVs: 1-4)."""
     image_size: int | None = None
     """Vision tasks: side length the images are resized to (bilinear, on the fly; the cache
     keeps the native pixels); null = the data's native size (CIFAR-10: 32). ImageNet-trained
@@ -103,7 +109,7 @@ class DataConfig:
         if not self.source.strip():
             raise UserError("source", "must name a hub dataset or a local directory/file")
         _positive_int("max_length", self.max_length)
-        for name in ("train_limit", "val_limit", "test_limit"):
+        for name in ("train_limit", "val_limit", "test_limit", "val_size"):
             _positive_int(name, getattr(self, name), allow_none=True)
         if not 0.0 <= self.augment_prob <= 1.0:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
