@@ -1,4 +1,4 @@
-"""Rank vs model size: GPT-2 small, medium and large x LoRA rank on E2E NLG.
+"""Rank vs model size: GPT-2 small, medium and large x LoRA rank on E2E NLG (TU Wien report).
 
     python sweeps/rank_vs_model_size.py                       # the hub's GPT-2 S/M/L (GPUs)
     python sweeps/rank_vs_model_size.py --size medium,large   # some sizes only

@@ -1,4 +1,4 @@
-"""Rank vs task: GPT-2 medium x LoRA rank on E2E NLG and SQuAD v1.1.
+"""Rank vs task: GPT-2 medium x LoRA rank on E2E NLG and SQuAD v1.1 (TU Wien report).
 
     python sweeps/rank_vs_task.py                      # GPT-2 medium from the hub (GPUs)
     python sweeps/rank_vs_task.py --task squad         # one task only
@@ -7,8 +7,8 @@
 
 One sweep per task, in turn, each its own MLflow parent run (experiment lorasweep-rank_vs_task);
 then the analysis report of those sweeps (<storage>/...-report/): per task, metric-vs-rank
-plots and the paper-style table; BLEU and ROUGE-L are computed for both tasks.
-Presets: sweeps/presets/rank_vs_task.yaml; spaces: search_spaces/rank_study_*.yaml.
+plots and the paper-style table; BLEU, NIST, METEOR, ROUGE-L and CIDEr are computed for both
+tasks. Presets: sweeps/presets/rank_vs_task.yaml; spaces: search_spaces/rank_study_*.yaml.
 """
 
 import sys

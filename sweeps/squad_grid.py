@@ -2,7 +2,7 @@
 
     python sweeps/squad_grid.py                   # GPT-2, 24 configurations (GPUs, the hub)
     python sweeps/squad_grid.py --preset smoke    # offline, 2 CPU cores, a few minutes
-    python sweeps/squad_grid.py --set data.format=tags   # the <Q> ... <C> ... <A> prompt
+    python sweeps/squad_grid.py --set data.format=tags   # the TU Wien <Q> ... <C> ... <A> prompt
 
 Presets: sweeps/presets/squad_grid.yaml; search spaces: search_spaces/squad_grid_*.yaml.
 """

@@ -1,7 +1,8 @@
 """Fine-tuning methods compared on GLUE: quality, trainable parameters, speed and memory.
 
     python sweeps/variants_glue.py                          # RoBERTa-base, CoLA MRPC RTE STS-B (hub, GPU)
-    python sweeps/variants_glue.py --task rte --seeds 1
+    python sweeps/variants_glue.py --task rte --seeds 3
+    python sweeps/variants_glue.py --preset all-methods     # every method, the same protocol
     python sweeps/variants_glue.py --preset smoke           # offline, 2 CPU cores, MRPC and STS-B
 
 Methods (adapter.method): full, lora, rslora, dora, loraplus, vera, lora-fa, pissa, olora,

@@ -28,6 +28,25 @@ def gpt2_medium_on_meta() -> GPT2LMHeadModel:
         return GPT2LMHeadModel(cfg)
 
 
+def gpt2_small_on_meta() -> GPT2LMHeadModel:
+    with torch.device("meta"):
+        return GPT2LMHeadModel(GPT2Config())
+
+
+@pytest.mark.parametrize("group, count", [
+    # The GPT-2 SQuAD assignment's Table 7 (002_e9ac2efa5dd60dba.txt), r = 4 on GPT-2 small:
+    # "att" 147,456 = 12 x 4 x (768 + 2304); "att + proj" 405,504 = 12 x 4 x (3072 + 1536 + 3840).
+    ("attn", 147_456),
+    ("attn+proj", 405_504),
+])
+def test_squad_assignment_groups_give_its_table_7_counts_on_gpt2_small(group, count):
+    model = build_adapter_model(gpt2_small_on_meta(), AdapterConfig(r=4, alpha=16, targets=group))
+    assert count_parameters(model).trainable == count
+    adapted = {n.rsplit(".lora_A", 1)[0].split("h.0.", 1)[-1] for n, _ in model.named_modules()
+               if ".h.0." in n and n.endswith("lora_A")}
+    assert adapted == ({"attn.c_attn"} if group == "attn" else {"attn.c_attn", "attn.c_proj", "mlp.c_proj"})
+
+
 @pytest.mark.parametrize("r", [1, 4, 64])
 def test_qv_count_is_the_papers_closed_form_for_gpt2_medium(r):
     # 2 matrices (W_q, W_v) x r x (d_in + d_out) x 24 layers, d = 1024.
@@ -41,7 +60,9 @@ def test_qv_count_is_the_papers_closed_form_for_gpt2_medium(r):
     # r * (d_in + d_out) per adapted matrix, d = 64, one layer.
     ("qv", 2 * (64 + 64)),
     ("c_attn", 64 + 3 * 64),             # one pair on the fused (d -> 3d) projection
-    ("attn+proj", (64 + 3 * 64) + (64 + 64)),
+    ("qkvo", (64 + 3 * 64) + (64 + 64)),
+    # c_attn and both c_proj: the attention output (d -> d) and the MLP's (4d -> d)
+    ("attn+proj", (64 + 3 * 64) + (64 + 64) + (4 * 64 + 64)),
     ("mlp", (64 + 4 * 64) + (4 * 64 + 64)),
     ("all-linear", (64 + 3 * 64) + (64 + 64) + (64 + 4 * 64) + (4 * 64 + 64)),
 ])
@@ -111,8 +132,8 @@ def test_module_lists_and_peft_all_linear_resolve():
     assert resolve_targets("c_fc, mlp.c_proj", "gpt2").modules == ("c_fc", "mlp.c_proj")
     assert resolve_targets("all-linear", "llama").modules == ("all-linear",)
     assert resolve_targets("qv", "gpt2").split_qkv
-    assert set(TARGET_GROUPS["gpt2"]) >= {"qv", "c_attn", "attn+proj", "mlp", "all-linear"}
-    check_adapter_targets(gpt2_medium_on_meta(), ["qv", "c_attn", "attn+proj", "mlp", "all-linear"])
+    assert set(TARGET_GROUPS["gpt2"]) >= {"qv", "c_attn", "qkvo", "attn+proj", "mlp", "all-linear"}
+    check_adapter_targets(gpt2_medium_on_meta(), ["qv", "c_attn", "qkvo", "attn+proj", "mlp", "all-linear"])
 
 
 @pytest.mark.parametrize("method", ["rslora", "dora"])
@@ -122,3 +143,32 @@ def test_peft_variants_build_on_the_qv_split(method):
     out = model(input_ids=x, labels=x)
     out.loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def _lora_a(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for n, p in model.named_parameters() if "lora_A" in n])
+
+
+def test_gaussian_init_draws_a_with_std_one_over_r_and_keeps_b_zero():
+    # peft's init_lora_weights="gaussian": A ~ N(0, (1/r)^2); the default (loralib's) is
+    # Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)): here 1/8.
+    r = 4
+    torch.manual_seed(0)
+    gauss = build_adapter_model(tiny_gpt2(), AdapterConfig(r=r, targets="c_attn", init_weights="gaussian"))
+    torch.manual_seed(0)
+    default = build_adapter_model(tiny_gpt2(), AdapterConfig(r=r, targets="c_attn"))
+    a_gauss, a_default = _lora_a(gauss), _lora_a(default)
+    assert a_gauss.numel() == 2 * r * 64  # two layers' A: r x d_in each
+    assert abs(float(a_gauss.std()) - 1 / r) < 0.05 / r
+    assert float(a_default.abs().max()) <= 1 / 64 ** 0.5 < float(a_gauss.abs().max())
+    assert all(float(p.abs().max()) == 0 for n, p in gauss.named_parameters() if "lora_B" in n)
+
+
+@pytest.mark.parametrize("method", ["pissa", "vera", "full"])
+def test_gaussian_init_is_refused_where_the_method_sets_its_own(method):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+
+    with pytest.raises(UserError) as err:
+        from_dict(TrialConfig, {"adapter": {"method": method, "init_weights": "gaussian"}})
+    assert err.value.field == "adapter.init_weights" and "'lora'" in err.value.message

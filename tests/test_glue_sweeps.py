@@ -108,4 +108,4 @@ def test_agnews_budget_rejects_before_launch_and_logs_best_predictions(tmp_path)
     with open(local) as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["id", "label"] and len(rows) > 1
-    assert {r[1] for r in rows[1:]} <= {"1", "2", "3", "4"}
+    assert {r[1] for r in rows[1:]} <= {"0", "1", "2", "3"}  # the competition's class ids

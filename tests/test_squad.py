@@ -55,9 +55,15 @@ def test_corpus_scores_take_the_best_gold_answer_and_average():
     # EM: 1 (matches "Broncos"), 0, 0 -> 1/3; F1: 1, 6/7, 2/3 -> mean
     assert s["EM"] == pytest.approx(100 / 3)
     assert s["F1"] == pytest.approx(100 * (1 + 6 / 7 + 2 / 3) / 3)
+    assert set(s) == {"EM", "F1", "BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
     assert 0 <= s["BLEU"] <= 100 and 0 <= s["ROUGE_L"] <= 100
-    perfect = score_squad(refs, ["Broncos", "a dog", "Denver Broncos"])
+    perfect = score_squad(refs, ["The Denver Broncos", "a cat on a mat", "Denver Broncos"], meteor=False)
     assert perfect["EM"] == perfect["F1"] == 100.0
+    # every prediction is one of its references, of its length: every n-gram precision (up to
+    # the 4-grams of "a cat on a mat") is 1 and the brevity penalty 1, so BLEU is 100; ROUGE-L
+    # (the best reference's) is 100
+    assert perfect["BLEU"] == pytest.approx(100.0) and perfect["ROUGE_L"] == pytest.approx(100.0)
+    assert perfect["METEOR"] is None
     with pytest.raises(ValueError):
         score_squad(refs, preds[:2])
 
@@ -147,6 +153,24 @@ def test_fit_context_centres_on_the_answer_or_gives_up():
     assert fit_context(offsets, (20, 23), 0) is None
 
 
+@pytest.mark.parametrize("fmt, expected", [
+    # The GPT-2 SQuAD assignment, section 3: three lines, then the answer and <eos>.
+    ("cqa", "Context: Blue Spice is a pub.\nQuestion: What is Blue Spice?\nAnswer:"),
+    # The TU Wien slides (001_02f543aa5dd0cc94.txt): "<Q> Is this a test? <C> This is a test
+    # context. <A> This is a test text".
+    ("tags", "<Q> What is Blue Spice? <C> Blue Spice is a pub. <A>"),
+])
+def test_prompts_are_laid_out_as_the_sources_show_them(smoke_assets, fmt, expected):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smoke_assets.model_dir)
+    q = Question("q1", "Blue Spice is a pub.", "What is Blue Spice?", ("a pub",), (14,))
+    prompts, targets, _, _ = encode_split(Encoder(tok, fmt), [q], max_length=128, reserve=None,
+                                          progress=False, desc="t")
+    assert tok.decode(prompts[0]) == expected
+    assert tok.decode(prompts[0] + targets[0]) == expected + " a pub" + tok.eos_token
+
+
 @pytest.mark.parametrize("fmt", ["cqa", "tags"])
 def test_truncation_never_cuts_the_answer(smoke_assets, fmt):
     from transformers import AutoTokenizer
@@ -168,7 +192,7 @@ def test_truncation_never_cuts_the_answer(smoke_assets, fmt):
     assert "Blue Spice" in prompt and "What is the answer?" in prompt
     assert tok.decode(targets[0]) == " Blue Spice" + tok.eos_token
     assert prompt.startswith("Context:" if fmt == "cqa" else "<Q> What is the answer? <C>")
-    assert prompt.endswith(" Answer:" if fmt == "cqa" else " <A>")
+    assert prompt.endswith("\nAnswer:" if fmt == "cqa" else " <A>")
     # a budget too small for even the answer span: skipped and counted, never cut
     _, _, kept, counts = encode_split(enc, [q], max_length=16, reserve=None, progress=False, desc="t")
     assert kept == [] and counts["skipped"] == 1

@@ -58,8 +58,9 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
         for key in ("EM", "F1", "BLEU", "ROUGE_L", "trainable_params"):
             assert math.isfinite(m[key]), key
         assert 0 <= m["EM"] <= m["F1"] <= 100
-        # attn on the tiny GPT-2 (d=64, 2 layers): r x (64 + 192) per layer; +proj adds r x 128
-        per_layer = int(p["adapter.r"]) * ((64 + 192) + (128 if p["adapter.targets"] == "attn+proj" else 0))
+        # attn on the tiny GPT-2 (d=64, 2 layers): r x (64 + 192) per layer; +proj adds both
+        # c_proj, attn's r x (64 + 64) and the MLP's r x (256 + 64)
+        per_layer = int(p["adapter.r"]) * ((64 + 192) + (448 if p["adapter.targets"] == "attn+proj" else 0))
         assert m["trainable_params"] == 2 * per_layer
         outputs = {a.path for a in s["client"].list_artifacts(c.info.run_id, "outputs")}
         assert "outputs/predictions.json" in outputs

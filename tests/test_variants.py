@@ -272,18 +272,23 @@ def test_a_sweep_checks_every_method_before_launch(tmp_path, capsys, smoke_asset
 
 
 def test_the_study_presets_validate_every_method_of_every_part(tmp_path, capsys):
-    """Both presets, all four tasks, without training: the paper space (ten methods, VeRA at
-    r=1024, QLoRA) checked against RoBERTa's skeleton shapes, here MiniLM's (no hub)."""
+    """Every preset, all four tasks, without training: the paper spaces (the report's five
+    methods, QLoRA on CoLA, VeRA at r=256) and all-methods' ten, checked against an encoder's
+    skeleton shapes, here MiniLM's (no hub)."""
     from sweeps.cli import run_study
 
     common = ["--dry-run", "--task", "all", "--storage", str(tmp_path / "rr")]
     assert run_study("variants_glue", ["--preset", "smoke", *common]) == 0
-    assert run_study("variants_glue", ["--preset", "paper", "--model", "minilm", "--data", "smoke:glue",
-                                       *common]) == 0
     out = capsys.readouterr().out
     assert out.count('"n_trials": 7') == 4  # smoke: 7 methods, one seed, x 4 tasks
-    assert out.count('"n_trials": 30') == 4  # paper: 10 methods x 3 seeds, x 4 tasks
-    assert '"qlora",' in out and "1024" in out  # the paper grid reached the checks
+    local = ["--model", "minilm", "--data", "smoke:glue", *common]
+    assert run_study("variants_glue", ["--preset", "paper", *local]) == 0
+    out = capsys.readouterr().out
+    # paper: 5 methods on MRPC, RTE and STS-B, and QLoRA too on CoLA (Table 1), one run each
+    assert out.count('"n_trials": 5') == 3 and out.count('"n_trials": 6') == 1
+    assert out.count('"qlora",') == 1 and "256" in out
+    assert run_study("variants_glue", ["--preset", "all-methods", *local]) == 0
+    assert capsys.readouterr().out.count('"n_trials": 10') == 4
 
 
 # --------------------------------------------------------------------------- the study, end to end

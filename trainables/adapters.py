@@ -41,8 +41,14 @@ TARGET_GROUPS: dict[str, dict[str, TargetGroup]] = {
                           doc="W_q and W_v only, as in the LoRA paper (c_attn split into views)"),
         "c_attn": TargetGroup(("c_attn",), doc="the fused q,k,v projection as peft adapts it"),
         "attn": TargetGroup(("c_attn",), doc="alias of c_attn: attention q,k,v (fused)"),
-        "attn+proj": TargetGroup(("c_attn", "attn.c_proj"),
-                                 doc="attention q,k,v (fused) and the attention output projection"),
+        "qkvo": TargetGroup(("c_attn", "attn.c_proj"),
+                            doc="attention q,k,v (fused) and the attention output projection"),
+        # peft matches a key against the end of a module's name, so the key "c_proj" takes
+        # both projections named so: the attention output (attn.c_proj) and the MLP's second
+        # layer (mlp.c_proj). This is what target_modules=["c_attn", "c_proj"] adapts.
+        "attn+proj": TargetGroup(("c_attn", "c_proj"),
+                                 doc="c_attn and every c_proj (attn.c_proj and mlp.c_proj), as "
+                                     "peft's suffix match of 'c_proj' selects them"),
         "mlp": TargetGroup(("c_fc", "mlp.c_proj"), doc="both MLP projections"),
         "all-linear": TargetGroup(("c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"),
                                   doc="every linear layer of the blocks (not the LM head)"),

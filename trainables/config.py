@@ -74,6 +74,8 @@ class DataConfig:
     """Classification split policy: ``paper`` (the dev set is the validation and test set, as
     the LoRA paper reports), ``holdout`` (validation = a seeded 10% of train) or ``resplit``
     (all labelled data, seeded 80/10/10); null = the task's default."""
+    val_size: int | None = None
+    """``holdout``: how many training examples are held out for validation; null = 10%."""
     split_seed: int = 0
     """Seed of the ``holdout``/``resplit`` splits, of ``holdout_size``/``train_fraction``, and
     of augmentation."""
@@ -94,6 +96,10 @@ class DataConfig:
     """A JSON word list ``{word: [synonyms]}``; null = the bundled offline list."""
     predict_file: str | None = None
     """An unlabelled CSV (``id`` + text columns); completed trials write ``predictions.csv``."""
+    predict_labels: Literal["index", "release"] = "index"
+    """How ``predictions.csv`` writes a class: ``index``, its id 0..n-1 as the hub dataset
+    numbers the classes; ``release``, the label of the task's original release (AG News's
+    CSVs: 1-4)."""
     image_size: int | None = None
     """Vision tasks: side length the images are resized to (bilinear, on the fly; the cache
     keeps the native pixels); null = the data's native size (CIFAR-10: 32). ImageNet-trained
@@ -103,7 +109,7 @@ class DataConfig:
         if not self.source.strip():
             raise UserError("source", "must name a hub dataset or a local directory/file")
         _positive_int("max_length", self.max_length)
-        for name in ("train_limit", "val_limit", "test_limit"):
+        for name in ("train_limit", "val_limit", "test_limit", "val_size"):
             _positive_int(name, getattr(self, name), allow_none=True)
         if not 0.0 <= self.augment_prob <= 1.0:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
@@ -132,9 +138,14 @@ class AdapterConfig:
     dropout: float = 0.1
     """Dropout on the adapter's input."""
     targets: str = "qv"
-    """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``attn+proj``,
-    ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or a
-    comma-separated list of module names."""
+    """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``qkvo``,
+    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or
+    a comma-separated list of module names."""
+    init_weights: Literal["default", "gaussian"] = "default"
+    """How LoRA's A starts (B starts at zero either way): ``default`` is peft's (and the LoRA
+    paper's loralib's) Kaiming-uniform A; ``gaussian`` draws A from N(0, 1/r^2), peft's
+    ``init_lora_weights="gaussian"``. Only for methods that leave the initialisation to LoRA
+    (not ``pissa``/``olora``, whose A and B come from W, nor ``vera`` or ``full``)."""
     loraplus_lr_ratio: float = 16.0
     """``loraplus``: B's learning rate over A's (train.lr is A's). 16 = 2^4, the LoRA+ paper's
     recommendation (Hayou et al. 2024, arXiv:2402.12354); peft asks for >= 1."""
@@ -266,8 +277,10 @@ class EvalConfig:
     its last report (trials stopped early by ASHA keep only their losses)."""
     num_beams: int = 10
     """Beam width of the final decoding (1 = greedy)."""
-    length_penalty: float = 0.8
-    """0.8 as in the paper's ``gpt2_beam.py`` command; one reproduction used 0.9."""
+    length_penalty: float = 0.9
+    """Beam score = sum of log-probabilities / generated length ** length_penalty. 0.9 is the
+    LoRA paper's E2E value (Hu et al. 2021, Table 11; 0.8 for WebNLG and DART); the E2E command
+    in microsoft/LoRA's examples/NLG/README.md passes ``gpt2_beam.py --length_penalty 0.8``."""
     no_repeat_ngram_size: int = 4
     """Decoding never repeats an n-gram of this size (0 = no constraint)."""
     max_new_tokens: int = 64

@@ -153,6 +153,12 @@ def check_trial(cfg: TrialConfig) -> None:
         raise UserError("adapter.method", f"{method.name!r} cannot train on {why} (4-bit NF4 "
                                           f"weights {'cannot be updated' if method.peft_type is None else 'cannot be initialised from'}); "
                                           f"use model.quantization=none or a method that can: {one_of(ok)}")
+    if cfg.adapter.init_weights != "default" and (method.peft_type != "lora"
+                                                  or "init_lora_weights" in method.lora_kwargs):
+        ok = [m.name for m in METHOD_REGISTRY.values()
+              if m.peft_type == "lora" and "init_lora_weights" not in m.lora_kwargs]
+        raise UserError("adapter.init_weights", f"{method.name!r} sets its own initialisation; "
+                                                f"{cfg.adapter.init_weights!r} applies to {one_of(ok)}")
     opt = cfg.train.optimizer
     if method.optimizer == "lorafa" and opt != "adamw":
         raise UserError("adapter.method", f"'lora-fa' brings its own optimizer (peft's LoRA-FA AdamW) "
@@ -219,6 +225,8 @@ def peft_config(cfg: AdapterConfig, modules: tuple[str, ...], *, task_type: str,
     from peft import LoraConfig
 
     kwargs = dict(method.lora_kwargs)
+    if cfg.init_weights == "gaussian":
+        kwargs["init_lora_weights"] = "gaussian"
     if meta and method.init_from_weights:
         kwargs.pop("init_lora_weights", None)
     return LoraConfig(lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout, **common, **kwargs)

@@ -87,6 +87,15 @@ def java_available() -> bool:
     return done.returncode == 0
 
 
+def meteor_skipped_note(meteor: bool | None) -> str:
+    """Why a score has no METEOR (``meteor``: the ``eval.meteor`` setting it was scored with)."""
+    if meteor is False:
+        return "METEOR skipped: eval.meteor is false"
+    if not java_available():
+        return "METEOR skipped: Java was not found (METEOR 1.5 is a Java program)"
+    return "METEOR skipped"
+
+
 def score_e2e(references: Sequence[Sequence[str]], hypotheses: Sequence[str], *,
               meteor: bool | None = None) -> dict[str, float | None]:
     """Corpus-level E2E metrics of ``hypotheses`` against ``references``.
@@ -240,22 +249,6 @@ def _bleu(refs: list[list[str]], hyps: list[str]) -> float:
     # force=True: E2E outputs ending in " ." are legitimate, don't warn about tokenized input.
     metric = BLEU(lowercase=True, tokenize="13a", force=True)
     return float(metric.corpus_score(hyps, streams).score)
-
-
-def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float:
-    """BLEU as the E2E scorer computes it (x100), for other tasks scored the same way."""
-    refs, hyps = _check_inputs(references, hypotheses)
-    return _bleu(refs, hyps)
-
-
-def corpus_rouge_l(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> float:
-    """ROUGE-L as the E2E scorer computes it (pycocoevalcap after PTB tokenisation, x100)."""
-    from pycocoevalcap.rouge.rouge import Rouge
-
-    refs, hyps = _check_inputs(references, hypotheses)
-    gts = {i: [ptb_tokenize(r) for r in group] for i, group in enumerate(refs)}
-    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
-    return 100.0 * float(Rouge().compute_score(gts, res)[0])
 
 
 @functools.cache

@@ -1,5 +1,6 @@
-"""SQuAD v1.1 metrics: exact match and F1 as the official script computes them, plus BLEU and
-ROUGE-L on the same outputs (so SQuAD and the data-to-text tasks can share a plot).
+"""SQuAD v1.1 metrics: exact match and F1 as the official script computes them, plus the five
+E2E metrics on the same outputs (so SQuAD and the data-to-text tasks share plots and tables,
+as the TU Wien reproduction's Table 9 reports SQuAD with E2E's metrics).
 
 EM and F1 follow ``evaluate-v1.1.py`` of the SQuAD release line by line:
 
@@ -10,8 +11,8 @@ EM and F1 follow ``evaluate-v1.1.py`` of the SQuAD release line by line:
   token as often as it occurs in both (multiset overlap);
 * per question, the maximum over its gold answers; over the corpus, the mean, x100.
 
-BLEU (sacrebleu, lowercased, 13a) and ROUGE-L (pycocoevalcap) are the E2E scorer's own
-functions (:mod:`trainables.metrics.e2e`), with all gold answers of a question as references.
+BLEU, NIST, METEOR, ROUGE-L and CIDEr are the E2E scorer's (:func:`trainables.metrics.e2e.
+score_e2e`), with all gold answers of a question as its references; METEOR needs Java.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
-METRIC_NAMES = ("EM", "F1", "BLEU", "ROUGE_L")
+METRIC_NAMES = ("EM", "F1", "BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = frozenset(string.punctuation)
@@ -55,9 +56,10 @@ def max_over_ground_truths(metric, prediction: str, ground_truths: Sequence[str]
 
 
 def score_squad(references: Sequence[Sequence[str]], predictions: Sequence[str], *,
-                text_metrics: bool = True) -> dict[str, float]:
+                text_metrics: bool = True, meteor: bool | None = None) -> dict[str, float | None]:
     """Corpus EM and F1 (x100, max over each question's gold answers, mean over questions),
-    and BLEU / ROUGE-L (x100) unless ``text_metrics`` is false.
+    and the E2E metrics on the E2E scorer's scale unless ``text_metrics`` is false
+    (``meteor``: as :func:`~trainables.metrics.e2e.score_e2e` takes it).
 
     Raises ValueError when the lengths differ, the corpus is empty or a question has no
     gold answer.
@@ -72,13 +74,12 @@ def score_squad(references: Sequence[Sequence[str]], predictions: Sequence[str],
     refs = [list(g) for g in references]
     preds = [str(p) for p in predictions]
     n = len(preds)
-    out = {
+    out: dict[str, float | None] = {
         "EM": 100.0 * sum(max_over_ground_truths(exact_match, p, g) for p, g in zip(preds, refs)) / n,
         "F1": 100.0 * sum(max_over_ground_truths(f1, p, g) for p, g in zip(preds, refs)) / n,
     }
     if text_metrics:
-        from trainables.metrics.e2e import corpus_bleu, corpus_rouge_l
+        from trainables.metrics.e2e import score_e2e
 
-        out["BLEU"] = corpus_bleu(refs, preds)
-        out["ROUGE_L"] = corpus_rouge_l(refs, preds)
+        out.update(score_e2e(refs, preds, meteor=meteor))
     return out

@@ -140,15 +140,16 @@ def _shuffled(items: list[Any], seed: int) -> list[Any]:
 
 
 def apply_split_policy(policy: str, splits: dict[str, list[Example]], *, seed: int,
-                       test_names: Sequence[str]) -> dict[str, list[Example]]:
+                       test_names: Sequence[str], val_size: int | None = None) -> dict[str, list[Example]]:
     """``{'train', 'val', <test names>...}`` from the labelled ``train`` and dev/test splits
-    (``splits`` holds ``train`` and one list per name in ``test_names``)."""
+    (``splits`` holds ``train`` and one list per name in ``test_names``); ``val_size``: how
+    many training examples ``holdout`` keeps for validation (None: 10%)."""
     if policy == "paper":
         return {"train": splits["train"], "val": splits[test_names[0]],
                 **{n: splits[n] for n in test_names}}
     if policy == "holdout":
         train = _shuffled(splits["train"], seed)
-        n_val = max(1, len(train) // 10)
+        n_val = min(val_size, len(train) - 1) if val_size else max(1, len(train) // 10)
         return {"train": train[n_val:], "val": train[:n_val], **{n: splits[n] for n in test_names}}
     # resplit: every labelled example, 80/10/10 (a second test split, e.g. MNLI mismatched,
     # keeps its own examples: it measures transfer to other genres)
@@ -226,7 +227,8 @@ class ClassificationTask(PerExampleLogits, Task):
     """Test splits (MNLI: matched and mismatched dev sets)."""
     default_split: ClassVar[str] = "paper"
     output_labels: ClassVar[tuple[str, ...] | None] = None
-    """How ``predictions.csv`` writes each class (default: the class index)."""
+    """The labels of the task's original release, per class id, that ``predictions.csv``
+    writes under ``data.predict_labels: release`` (None: the release uses the class ids)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -275,6 +277,9 @@ class ClassificationTask(PerExampleLogits, Task):
         policy = cfg.data.split or self.default_split
         if policy not in SPLIT_POLICIES:
             raise UserError("data.split", f"expected {one_of(SPLIT_POLICIES)}, got {policy!r}")
+        if cfg.data.val_size and policy != "holdout":
+            raise UserError("data.val_size", f"sizes the holdout split, and data.split is {policy!r}; "
+                                             "use data.split=holdout or data.val_size=null")
         if cfg.data.format not in (None, "default"):
             raise UserError("data.format", f"{self.name} has one input format; leave it null")
         self.check_source(cfg)
@@ -310,6 +315,7 @@ class ClassificationTask(PerExampleLogits, Task):
             "task": self.name, "version": PREP_VERSION, "data": self.data_identity(cfg),
             "tokenizer": tokenizer_id, "max_length": d.max_length,
             "split": d.split or self.default_split, "split_seed": d.split_seed,
+            **({"val_size": d.val_size} if d.val_size else {}),
             "limits": [d.train_limit, d.val_limit, d.test_limit],
             "augment": [d.augment, d.augment_prob, d.augment_copies,
                         self.synonyms(cfg) if d.augment == "synonyms" else None],
@@ -338,7 +344,7 @@ class ClassificationTask(PerExampleLogits, Task):
         d = cfg.data
         policy = d.split or self.default_split
         splits = apply_split_policy(policy, self.read_splits(cfg), seed=d.split_seed,
-                                    test_names=self.test_names)
+                                    test_names=self.test_names, val_size=d.val_size)
         limits = {"train": d.train_limit, "val": d.val_limit, **{t: d.test_limit for t in self.test_names}}
         stats: dict[str, Any] = {"data_key": key, "split_policy": policy, "split_seed": d.split_seed}
         for name, examples in splits.items():
@@ -441,10 +447,11 @@ class ClassificationTask(PerExampleLogits, Task):
             with open(out_dir / "predictions.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["id", "label"])
-                w.writerows(zip(ids, (self.output_label(p) for p in preds)))
+                w.writerows(zip(ids, (self.output_label(p, cfg.data.predict_labels) for p in preds)))
         return results
 
-    def output_label(self, pred: Any) -> Any:
+    def output_label(self, pred: Any, labels: str = "index") -> Any:
+        """A prediction as ``predictions.csv`` writes it (``labels``: ``data.predict_labels``)."""
         if self.regression:
             return round(float(pred), 4)
-        return self.output_labels[int(pred)] if self.output_labels else int(pred)
+        return self.output_labels[int(pred)] if labels == "release" and self.output_labels else int(pred)

@@ -297,16 +297,13 @@ class E2ETask(CausalLMTask):
     # ----------------------------------------------------------- in the trial
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
-        from trainables.metrics.e2e import java_available
+        from trainables.metrics.e2e import meteor_skipped_note
 
         test = data.test
         hyps = generate(model, tokenizer, test["prompts"], cfg.eval, device=device)
         scores = self.score(test, hyps, cfg)
         if scores.get("METEOR") is None:
-            scores["final_note"] = ("METEOR skipped: eval.meteor is false" if cfg.eval.meteor is False
-                                    else "METEOR skipped: Java was not found (METEOR 1.5 is a "
-                                         "Java program)" if not java_available()
-                                    else "METEOR skipped")
+            scores["final_note"] = meteor_skipped_note(cfg.eval.meteor)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "predictions.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
         (out_dir / "references.txt").write_text(

@@ -12,8 +12,11 @@ and EM/F1 on ``data.test_limit`` dev questions.
 
 Formats (``data.format``), loss on the answer tokens only (the prompt is labelled -100):
 
-* ``cqa``: ``Context: <context> Question: <question> Answer:`` then `` <answer><eos>``;
-* ``tags``: ``<Q> <question> <C> <context> <A>`` then `` <answer><eos>``.
+* ``cqa``: ``Context: <context>``, ``Question: <question>``, ``Answer:`` on three lines, then
+  `` <answer><eos>``: the GPT-2 SQuAD LoRA assignment's format (its report's section 3);
+* ``tags``: ``<Q> <question> <C> <context> <A>`` then `` <answer><eos>``: the TU Wien
+  reproduction's format for its rank-vs-task study (the slide "Extension: Rank & Task
+  Difficulty": ``<Q> Is this a test? <C> This is a test context. <A> This is a test text``).
 
 Truncation never cuts the answer. When ``prompt + answer`` would exceed ``data.max_length``
 tokens, the context alone is shortened: a window of context tokens around the answer span,
@@ -26,8 +29,9 @@ centred on the gold spans (so that the question stays answerable).
 
 Evaluation: greedy or beam decoding (``eval``) of each dev question's prompt, the answer cut
 at the first newline, then EM and F1 with the official normalisation (max over the gold
-answers) and BLEU / ROUGE-L (:mod:`trainables.metrics.squad`). ``predictions.json`` is
-written in the official evaluation script's format (``{id: answer}``).
+answers) and the five E2E metrics, BLEU, NIST, METEOR, ROUGE-L and CIDEr, against all gold
+answers (:mod:`trainables.metrics.squad`). ``predictions.json`` is written in the official
+evaluation script's format (``{id: answer}``).
 """
 
 from __future__ import annotations
@@ -47,14 +51,14 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 1
+PREP_VERSION = 2
 
 SPLITS = ("train", "validation")
 LOCAL_FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
 
 #: data.format -> the prompt's pieces; ``{c}`` and ``{q}`` are the context and the question.
 FORMATS: dict[str, tuple[str, ...]] = {
-    "cqa": ("Context:", "{c}", " Question:", "{q}", " Answer:"),
+    "cqa": ("Context:", "{c}", "\nQuestion:", "{q}", "\nAnswer:"),
     "tags": ("<Q>", "{q}", " <C>", "{c}", " <A>"),
 }
 
@@ -308,7 +312,10 @@ class SquadTask(CausalLMTask):
         MetricSpec("EM", "max", "EM", "{:.2f}"),
         MetricSpec("F1", "max", "F1", "{:.2f}"),
         MetricSpec("BLEU", "max", "BLEU", "{:.2f}"),
+        MetricSpec("NIST", "max", "NIST", "{:.3f}"),
+        MetricSpec("METEOR", "max", "METEOR", "{:.2f}"),
         MetricSpec("ROUGE_L", "max", "ROUGE-L", "{:.2f}"),
+        MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
     formats = tuple(FORMATS)
 
@@ -376,16 +383,19 @@ class SquadTask(CausalLMTask):
     # ----------------------------------------------------------- in the trial
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
+        from trainables.metrics.e2e import meteor_skipped_note
         from trainables.metrics.squad import score_squad
 
         test = data.test
         outputs = generate(model, tokenizer, test["prompts"], cfg.eval, device=device)
         answers = [o.split("\n")[0].strip() for o in outputs]
-        scores: dict[str, Any] = dict(score_squad(test["references"], answers))
+        scores: dict[str, Any] = dict(score_squad(test["references"], answers, meteor=cfg.eval.meteor))
         skipped = data.stats.get("test_skipped", 0)
-        if skipped:
-            scores["final_note"] = (f"{skipped} dev question(s) skipped: no context window of "
-                                    f"data.max_length tokens holds the answer")
+        notes = [f"{skipped} dev question(s) skipped: no context window of data.max_length "
+                 "tokens holds the answer" if skipped else "",
+                 meteor_skipped_note(cfg.eval.meteor) if scores.get("METEOR") is None else ""]
+        if any(notes):
+            scores["final_note"] = "; ".join(n for n in notes if n)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "predictions.json").write_text(
             json.dumps(dict(zip(test["ids"], answers)), ensure_ascii=False, indent=0), encoding="utf-8")
