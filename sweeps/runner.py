@@ -138,13 +138,16 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
             raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
                                  "pass a search space without it (--search-space) to fix its value")
     base = apply_hyperparameters(base_with_fixed(base, space), cfg.overrides)
+    base = resolve_smoke_sources(base)
+    # The checks build trial configs from ``probe``: the base with the first value of every
+    # sampled setting (the base alone may lack one: alpha, when alpha_over_r is sampled).
     # Every grid combination must make a valid trial (e.g. alpha never given twice); the
     # method and quantisation checks below read the same trials.
-    grid_trials = [from_dict(TrialConfig, apply_hyperparameters(base, point))
+    probe = apply_hyperparameters(base, {p.key: p.tune_values[0] for p in space.swept if p.kind != "grid"})
+    grid_trials = [from_dict(TrialConfig, apply_hyperparameters(probe, point))
                    for point in space.grid_points() or [{}]]
-
-    base = resolve_smoke_sources(base)
-    trial0 = from_dict(TrialConfig, base)
+    # The trial the driver checks and prepares data for.
+    trial0 = from_dict(TrialConfig, apply_hyperparameters(probe, {p.key: p.tune_values[0] for p in space.swept}))
     task.check(trial0)
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
@@ -159,12 +162,12 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     # imports Ray Tune (~1 s)
     param_space = to_tune(_searched(space, groups) if _grouped_search(cfg, groups) else space,
                           algorithm=cfg.search.algorithm)
-    model_type = check_model(cfg, task, trial0, base, space, grid_trials)
-    adapters = _warm_starts(base, space, model_type, tracking_uri)
+    model_type = check_model(cfg, task, trial0, probe, space, grid_trials)
+    adapters = _warm_starts(probe, space, model_type, tracking_uri)
 
     points, rejected = None, []
     if cfg.max_trainable_params:
-        points, rejected = _within_budget(cfg, space, base, task.skeleton(trial0), task.peft_task_type)
+        points, rejected = _within_budget(cfg, space, probe, task.skeleton(trial0), task.peft_task_type)
     plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space,
                 n_trials=_trial_count(cfg, space, points, groups=groups),
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),

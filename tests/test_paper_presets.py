@@ -37,15 +37,8 @@ def _paper_parts() -> list[tuple[str, str | None]]:
 
 
 #: Presets that do not plan today, with the reason (to be fixed where the preset lives).
-KNOWN_FAILURES = {
-    "glue_rank": "its space samples alpha_over_r (an Optuna choice), which clears the base's "
-                 "alpha, so the base trial has neither alpha nor alpha_over_r",
-}
-
-
 def _param(study: str, part: str | None):
-    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[study])] if study in KNOWN_FAILURES else []
-    return pytest.param(study, part, marks=marks, id=f"{study}-{part}" if part else study)
+    return pytest.param(study, part, id=f"{study}-{part}" if part else study)
 
 
 PAPER_PARTS = [_param(s, p) for s, p in _paper_parts()]
