@@ -7,6 +7,8 @@ deviations) is worked out by hand.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from analysis import references as R
@@ -112,6 +114,22 @@ def test_models_and_stand_ins():
     assert R.resolve_model("microsoft/resnet-18") == ("resnet-18", False)
     assert R.resolve_model("meta-llama/Llama-3.2-1B") == (None, False)
     assert R.model_label("gpt2-medium") == "GPT-2 M"
+
+
+def test_task_reference_for_comes_from_the_data_files():
+    from trainables.tasks import get_task
+
+    cfg = SimpleNamespace(model=SimpleNamespace(name_or_path="gpt2-medium"))
+    numbers, note = get_task("e2e").reference_for(cfg)
+    assert numbers == {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
+    assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
+    large = SimpleNamespace(model=SimpleNamespace(name_or_path="roberta-large"))
+    base = SimpleNamespace(model=SimpleNamespace(name_or_path="roberta-base"))
+    assert get_task("glue-rte").reference_for(large) == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
+    assert get_task("glue-mnli").reference_for(base)[0] == {"accuracy_m": 87.5}
+    assert get_task("webnlg").reference_for(cfg)[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
+    assert get_task("dart").reference_for(cfg)[0] == {"BLEU": 47.1}
+    assert get_task("squad").reference_for(cfg) == ({}, "")
 
 
 GOOD = """study: s
