@@ -26,32 +26,18 @@ import pandas as pd
 from analysis import references
 from analysis.load import TaskInfo
 from analysis.references import RefTable, deviation
-from analysis.tables import (R_KEY, Grouping, Table, chosen_text, fmt_value, model_label,
+from analysis.tables import (R_KEY, SMOKE, Grouping, Table, chosen_text, fmt_value, model_legend,
                              short_name)
 from trainables.tasks.base import MetricSpec
 
 TRAINABLE = MetricSpec("trainable_pct", "max", "% trainable", "{:.4f}")
 #: What :func:`source_curves` gives for each source point a rank plot draws.
 SOURCE_COLUMNS = ["model", "our_model", "stand_in", "table", "label", "kind", "r", "metric", "value"]
-SMOKE = "smoke"
 STAND_IN_RULE = ("a smoke model (an offline stand-in such as gpt2-s) is compared with the sources' "
                  "numbers for the model it stands for (analysis/references/models.yaml: gpt2-s for "
                  "GPT-2 S, gpt2-m for GPT-2 M, gpt2-l for GPT-2 L), so that the tables and plots have "
                  "the shape of the real study; its deviations, marked (smoke), measure a tiny model "
                  "on synthetic data and are no reproduction result")
-
-
-def model_label_of(name: str) -> str:
-    """``gpt2-medium`` -> ``GPT-2 M`` (a models.yaml name)."""
-    return references.model_label(name)
-
-
-def model_legend(model: str) -> str:
-    """How a recorded model is named in legends and tables: ``gpt2-s (smoke stand-in for
-    GPT-2 S)`` for a stand-in, its short name otherwise."""
-    name, stand_in = references.resolve_model(model)
-    label = model_label(model)
-    return f"{label} ({SMOKE} stand-in for {model_label_of(name)})" if stand_in else label
 
 
 def _metrics(task: TaskInfo) -> dict[str, MetricSpec]:
@@ -134,7 +120,7 @@ def _unmatched(table: RefTable, task: TaskInfo, ours: Sequence[Any], grouping: G
         theirs = "; ".join(f"{short_name(k)}: {', '.join(fmt_value(r.get(k)) for r in rows)}" for k in table.match)
         mine = "; ".join(f"{short_name(k)}: {', '.join(dict.fromkeys(fmt_value(s.get(k)) for s, n, _ in ours if n == name))}"
                          for k in table.match if k in grouping.keys)
-        notes.append(f"{table.label} ({model_label_of(name)}; {theirs}) matches no row of ours"
+        notes.append(f"{table.label} ({references.model_label(name)}; {theirs}) matches no row of ours"
                      + (f" ({mine})" if mine else ""))
     return notes
 

@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from analysis.load import Sweep, TaskInfo
-from analysis.compare import SOURCE_COLUMNS, model_label_of, model_legend
-from analysis.tables import R_KEY, chosen_text, fmt_value, short_name, sort_key
+from analysis.compare import SOURCE_COLUMNS
+from analysis.references import model_label as source_model_label
+from analysis.tables import R_KEY, chosen_text, fmt_value, model_legend, short_name, sort_key
 from trainables.mlflow_names import STOPPED
 
 CMAP = "viridis"
@@ -199,7 +200,7 @@ def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd
         c = c.sort_values("r")
         first = c.iloc[0]
         style = SOURCE_STYLES[first["kind"]]
-        label = f"{model_label_of(first['model'])}: {first['label']}"
+        label = f"{source_model_label(first['model'])}: {first['label']}"
         color = model_color.get(our_model, "0.25")
         if len(c) == 1:
             ax.plot(c["r"], c["value"], ls="none", marker="*", ms=10, color=color, mec="black",

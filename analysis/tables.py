@@ -27,12 +27,14 @@ from typing import Any
 
 import pandas as pd
 
+from analysis import references
 from analysis.groups import Stat, best_per_group, finite
 from analysis.load import Sweep, TaskInfo, is_number
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
 from trainables.tasks.base import MetricSpec
 
 R_KEY = "adapter.r"
+SMOKE = "smoke"
 MODEL_KEY = "model.name_or_path"
 SEED = "seed"
 #: Settings computed from others (``lora_alpha`` from alpha or alpha_over_r and r, the
@@ -59,6 +61,14 @@ def model_label(name_or_path: str) -> str:
     """``/models/gpt2-medium/`` -> ``gpt2-medium``; hub names stay as they are."""
     text = str(name_or_path).rstrip("/")
     return text.rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
+
+
+def model_legend(model: str) -> str:
+    """How a recorded model is named in tables and legends: its short name, and for an
+    offline stand-in the model it plays: ``gpt2-s (smoke stand-in for GPT-2 S)``."""
+    name, stand_in = references.resolve_model(model)
+    label = model_label(model)
+    return f"{label} ({SMOKE} stand-in for {references.model_label(name)})" if stand_in else label
 
 
 def fmt_value(v: Any) -> str:
@@ -244,7 +254,7 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
     headers = lead + ["% trainable", "completed / stopped / failed"] + [m.heading for m in metrics]
     rows = []
     for _, s in summary.iterrows():
-        row = ([model_label(s["model"])] if show_model else []) + [fmt_value(s[k]) for k in grouping.keys]
+        row = ([model_legend(s["model"])] if show_model else []) + [fmt_value(s[k]) for k in grouping.keys]
         row += [chosen_text(s, k) for k in grouping.nuisance]
         row += [fmt_value(s["trainable_pct"]) if pd.isna(s["trainable_pct"]) else f"{s['trainable_pct']:.4f}",
                 f"{s['completed']} / {s['stopped_early']} / {s['failed']}"]
