@@ -167,12 +167,17 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                 _errorbar(ax, p, colors[line], line or model_legend(p["model"].iloc[0]))
         model_color = {m: colors[ln] for ln, m in zip(pts["line"], pts["model"])} if "model" in line_by else {}
         drawn.append(_draw_sources(ax, sources[sources["metric"] == name], model_color))
-        _rank_axis(ax, sorted(set(pts["r"]) | set(drawn[-1]["r"])))
         ax.set_xlabel("LoRA rank r (log2 scale)")
         ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
         ax.set_title(f"{spec.heading} vs rank", fontsize=10)
         ax.grid(alpha=0.3)
-        _trainable_pct(ax, pts)
+    # The same rank axis on every panel: ours and every source rank drawn.
+    ranks = sorted(set(points["r"]).union(*(d["r"] for d in drawn)))
+    for ax, name in zip(axes, panels):
+        _rank_axis(ax, ranks)
+        if len(ranks) > 1:
+            ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
+        _trainable_pct(ax, points[points["metric"] == name])
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     _figure_legend(fig, axes[:len(panels)])
