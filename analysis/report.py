@@ -168,6 +168,10 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
         parts += [tables.to_html(t) for t in found.tables]
     if found.stand_ins:
         report.notes.append(f"task {task.name}: {compare.STAND_IN_RULE}")
+    if grouping.untagged:
+        report.notes.append(f"task {task.name}: sweep(s) {', '.join(grouping.untagged)} have no "
+                            "lorasweep.scientific tag: every swept setting counts as scientific "
+                            "(one table row per configuration)")
     if tables.R_KEY not in tt or tt[tables.R_KEY].dropna().nunique() < 2:
         report.notes.append(f"task {task.name}: the LoRA rank was not varied, so no rank plots")
     else:

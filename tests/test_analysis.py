@@ -317,6 +317,21 @@ def test_sweeps_without_tags_count_every_swept_setting_as_scientific(rank_data):
     assert any("no lorasweep.scientific tag" in n for n in paper_table(s, task, g).notes)
 
 
+def test_report_notes_sweeps_without_tags(store, rank_data, tmp_path):
+    from dataclasses import replace
+
+    from analysis.report import build_report
+
+    sweeps = [replace(s, tags={k: v for k, v in s.tags.items() if k not in ("lorasweep.scientific",
+                                                                             "lorasweep.nuisance")})
+              if s.name == "rank_e2e-B" else s for s in rank_data.sweeps]
+    report = build_report(replace(rank_data, sweeps=sweeps), tmp_path / "r")
+    assert "task e2e: sweep(s) rank_e2e-B have no lorasweep.scientific tag: every swept setting " \
+           "counts as scientific (one table row per configuration)" in report.notes
+    assert [r[:3] for r in report.tables["e2e"].rows if r[0] == "gpt2-medium"] == \
+        [["gpt2-medium", str(r), "0.0002"] for r in RANKS]
+
+
 # --------------------------------------------------------------------------- plots
 
 
