@@ -12,7 +12,9 @@ writes (one parent run per sweep, one child run per trial) into three things:
   (``val_loss``), ``epoch`` and ``train_loss`` of every trial, for learning curves.
 
 Which metrics a task has, and in which direction each is better, comes from the task class
-(:func:`task_info`), the one place they are declared.
+(:func:`task_info`), the one place they are declared; the sources' numbers for a task come
+from :mod:`analysis.references`. Which settings a sweep is about comes from its parent run's
+``lorasweep.scientific`` and ``lorasweep.nuisance`` tags (:attr:`Sweep.scientific`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.references import RefTable, tables_for
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG, PARENT_TAG,
                                       REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
@@ -49,6 +52,9 @@ NOT_CONFIG = ("seed", "trial_id")
 _SPACE_RE = re.compile(r"^(grid|choice|uniform|loguniform|randint|lograndint)(\[.*\])$", re.S)
 
 STATUSES = (COMPLETED, STOPPED, FAILED, RUNNING)
+#: Parent-run tags naming a sweep's scientific and nuisance settings (comma-separated dotted
+#: trial settings; ``seed`` is scientific when the sweep replicates seeds).
+SCIENTIFIC_TAG, NUISANCE_TAG = "lorasweep.scientific", "lorasweep.nuisance"
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,31 @@ class Sweep:
     def label(self) -> str:
         return f"{self.study} / {self.name}" if self.study and self.study != self.name else self.name
 
+    @property
+    def scientific(self) -> tuple[str, ...] | None:
+        """The settings the sweep is about (``adapter.r``; ``seed`` when seeds are
+        replicated); None when the parent run has no such tag."""
+        return _keys(self.tags.get(SCIENTIFIC_TAG))
+
+    @property
+    def nuisance(self) -> tuple[str, ...] | None:
+        """The settings tuned so that each scientific value gets a fair chance (``train.lr``)."""
+        return _keys(self.tags.get(NUISANCE_TAG))
+
+
+def _keys(tag: str | None) -> tuple[str, ...] | None:
+    return None if tag is None else tuple(k.strip() for k in tag.split(",") if k.strip())
+
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """A task's metrics and published reference numbers."""
+    """A task's metrics and the sources' tables that report on it."""
 
     name: str
     metric: MetricSpec
     """The per-report metric ASHA used (``val_loss``)."""
     final_metrics: tuple[MetricSpec, ...]
-    reference: dict[str, float]
-    reference_note: str
+    references: tuple[RefTable, ...] = ()
     registered: bool = True
 
     @property
@@ -201,9 +221,8 @@ def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
         task = get_task(name)
     except UserError:
         finals = tuple(MetricSpec(m, "max") for m in sorted(set(metric_names) - COST_METRICS))
-        return TaskInfo(name, MetricSpec("val_loss", "min", "val loss"), finals, {}, "", registered=False)
-    return TaskInfo(name, task.metric, tuple(task.final_metrics), dict(task.reference),
-                    task.reference_note)
+        return TaskInfo(name, MetricSpec("val_loss", "min", "val loss"), finals, registered=False)
+    return TaskInfo(name, task.metric, tuple(task.final_metrics), tuple(tables_for(name)))
 
 
 # --------------------------------------------------------------------------- MLflow

@@ -22,7 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from analysis.load import Sweep, TaskInfo
-from analysis.tables import R_KEY, fmt_value, model_label, short_name, sort_key
+from analysis.compare import SOURCE_COLUMNS
+from analysis.references import model_label as source_model_label
+from analysis.tables import R_KEY, chosen_text, fmt_value, model_legend, short_name, sort_key
 from trainables.mlflow_names import STOPPED
 
 CMAP = "viridis"
@@ -63,27 +65,29 @@ def _rank_axis(ax: Any, ranks: Sequence[float]) -> None:
 
 # --------------------------------------------------------------------------- rank plots
 
+POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", "trainable_pct", "model",
+                 "rows", "chosen", "run_ids"]
+#: Line style of a source curve by the kind of its table.
+SOURCE_STYLES = {"paper": "--", "reproduction": ":", "report": "-."}
+
 
 def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str],
-                metrics: Sequence[str], select_by: str | None = None,
-                chosen_by: Sequence[str] = ()) -> pd.DataFrame:
-    """The points of a rank plot: one line per value of ``line_by`` (``model`` or swept
-    settings), one point per rank and metric (mean, std and count over seeds).
+                metrics: Sequence[str], select_by: str | None = None, others: Sequence[str] = (),
+                nuisance: Sequence[str] = ()) -> pd.DataFrame:
+    """The points of a rank plot from :func:`analysis.tables.summarise` rows: one line per
+    value of ``line_by`` (``model`` or scientific settings), one point per rank and metric
+    (the median over seeds of the row's chosen trials, and their range).
 
-    When other settings vary too, each (line, rank) shows the configuration with the best mean
-    ``select_by`` (default: the task's per-report metric), the same one in every panel, so a
-    panel never picks a different configuration than its neighbour; ``chosen`` names its
-    values of the ``chosen_by`` settings (``lr=0.002``).
+    When ``others`` (scientific settings not in ``line_by``) vary too, each (line, rank) shows
+    the row with the best ``select_by`` (default: the task's per-report metric), the same row
+    in every panel; ``chosen`` names its values of ``others`` and the ``nuisance`` values its
+    trials chose (``lr=0.002``).
     """
-    columns = ["line", "r", "metric", "mean", "std", "n", "trainable_pct", "model",
-               "configurations", "config_key", "chosen"]
     if summary.empty or R_KEY not in summary:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=POINT_COLUMNS)
     select = task.spec(select_by or task.metric.name)
     s = summary[summary[R_KEY].notna()]
     labels = _line_label(s, line_by)
-    # Lines in the order of their values (lr 2e-05, 2e-04, 2e-03; models as the summary
-    # orders them, smallest first), not of first appearance.
     models = {m: i for i, m in enumerate(dict.fromkeys(s["model"]))}
 
     def line_key(label: str) -> tuple:
@@ -93,18 +97,19 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     order = {lab: i for i, lab in enumerate(sorted(dict.fromkeys(labels), key=line_key))}
     rows = []
     for (line, r), g in sorted(s.groupby([labels, R_KEY], sort=False), key=lambda kv: (order[kv[0][0]], kv[0][1])):
-        col = g[f"{select.name}_mean"]
+        col = g[select.name]
         pick = g.loc[col.idxmin() if select.mode == "min" else col.idxmax()] if col.notna().any() else g.iloc[0]
+        chosen = [f"{short_name(k)}={fmt_value(pick[k])}" for k in others]
+        chosen += [f"{short_name(k)}={chosen_text(pick, k)}" for k in nuisance]
         for m in metrics:
-            mean = pick[f"{m}_mean"]
-            if pd.isna(mean):
+            if pd.isna(pick[m]):
                 continue
-            rows.append({"line": line, "r": float(r), "metric": m, "mean": float(mean),
-                         "std": float(pick[f"{m}_std"]), "n": int(pick[f"{m}_n"]),
-                         "trainable_pct": float(pick["trainable_pct"]), "model": pick["model"],
-                         "configurations": len(g), "config_key": pick["config_key"],
-                         "chosen": " ".join(f"{short_name(c)}={fmt_value(pick[c])}" for c in chosen_by)})
-    return pd.DataFrame(rows, columns=columns)
+            rows.append({"line": line, "r": float(r), "metric": m, "value": float(pick[m]),
+                         "low": float(pick[f"{m}_low"]), "high": float(pick[f"{m}_high"]),
+                         "n": int(pick[f"{m}_n"]), "trainable_pct": float(pick["trainable_pct"]),
+                         "model": pick["model"], "rows": len(g), "chosen": " ".join(chosen),
+                         "run_ids": " ".join(pick["run_ids"])})
+    return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
 def _line_label(s: pd.DataFrame, line_by: Sequence[str]) -> pd.Series:
@@ -113,7 +118,7 @@ def _line_label(s: pd.DataFrame, line_by: Sequence[str]) -> pd.Series:
     parts = []
     for c in line_by:
         if c == "model":
-            parts.append(s["model"].map(model_label))
+            parts.append(s["model"].map(model_legend))
         else:
             parts.append(s[c].map(lambda v, c=c: f"{short_name(c)}={fmt_value(v)}"))
     out = parts[0]
@@ -122,101 +127,158 @@ def _line_label(s: pd.DataFrame, line_by: Sequence[str]) -> pd.Series:
     return out
 
 
+def _grid(n_panels: int) -> tuple[int, int, float]:
+    ncols = min(3, max(1, n_panels))
+    return ncols, max(1, math.ceil(n_panels / ncols)), max(4.6 * ncols, 7.0)
+
+
+def _errorbar(ax: Any, p: pd.DataFrame, color: Any, label: str) -> None:
+    """Median and range over seeds (a bar from the lowest to the highest seed)."""
+    yerr = [(p["value"] - p["low"]).clip(lower=0), (p["high"] - p["value"]).clip(lower=0)]
+    ax.errorbar(p["r"], p["value"], yerr=yerr, marker="o", ms=4, capsize=3, color=color, label=label)
+
+
 def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str], title: str,
                 metrics: Sequence[str] | None = None, select_by: str | None = None,
-                chosen_by: Sequence[str] = ()) -> tuple[Figure, pd.DataFrame]:
-    """One panel per metric: mean ± std over seeds against the LoRA rank (log2 axis), with the
-    % of trainable parameters on a top axis (or beside each point when one rank has several),
-    and the task's published number as a dashed line where there is one. With ``chosen_by``,
-    each point is labelled with the values of those settings its configuration has."""
+                others: Sequence[str] = (), nuisance: Sequence[str] = (),
+                sources: pd.DataFrame | None = None) -> tuple[Figure, dict[str, pd.DataFrame]]:
+    """One panel per metric against the LoRA rank (log2 axis): ours as median and range over
+    seeds, with the % of trainable parameters on a top axis (or beside each point when one
+    rank has several), and each model's source curves (``sources``, from
+    :func:`analysis.compare.source_curves`) dashed in the model's colour. Returns the figure
+    and what it drew: ``points`` (ours) and ``sources`` (the source values drawn)."""
     names = list(metrics or [m.name for m in task.metrics])
     points = rank_points(summary, task, line_by=line_by, metrics=names, select_by=select_by,
-                         chosen_by=chosen_by)
+                         others=others, nuisance=nuisance)
+    sources = sources if sources is not None else pd.DataFrame(columns=SOURCE_COLUMNS)
     panels = [m for m in names if (points["metric"] == m).any()]
-    ncols = min(3, max(1, len(panels)))
-    nrows = max(1, math.ceil(len(panels) / ncols))
-    width = max(4.6 * ncols, 7.0)
-    fig = new_figure(width, 3.6 * nrows + 0.8)
+    ncols, nrows, width = _grid(len(panels))
+    fig = new_figure(width, 3.6 * nrows + 1.2)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     lines = list(dict.fromkeys(points["line"]))
-    colors = _colors(len(lines), qualitative=True)
+    colors = dict(zip(lines, _colors(len(lines), qualitative=True)))
+    drawn = []
     for ax, name in zip(axes, panels):
         spec = task.spec(name)
         pts = points[points["metric"] == name]
-        for line, color in zip(lines, colors):
+        for line in lines:
             p = pts[pts["line"] == line].sort_values("r")
-            if p.empty:
-                continue
-            ax.errorbar(p["r"], p["mean"], yerr=p["std"].fillna(0.0), marker="o", ms=4, capsize=3,
-                        color=color, label=line or spec.heading)
-        if name in task.reference:
-            ax.axhline(task.reference[name], color="0.4", ls="--", lw=1, label="reference")
-        ranks = sorted(set(pts["r"]))
-        _rank_axis(ax, ranks)
+            if not p.empty:
+                _errorbar(ax, p, colors[line], line or model_legend(p["model"].iloc[0]))
+        model_color = {m: colors[ln] for ln, m in zip(pts["line"], pts["model"])} if "model" in line_by else {}
+        drawn.append(_draw_sources(ax, sources[sources["metric"] == name], model_color))
         ax.set_xlabel("LoRA rank r (log2 scale)")
         ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
-        ax.grid(alpha=0.3)
-        known = pts[pts["trainable_pct"].notna()]
-        pct = known.groupby("r")["trainable_pct"].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
-        on_top = len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
-        if on_top:
-            # One % per rank: a second x axis on top, aligned with the rank ticks.
-            top = ax.secondary_xaxis("top")
-            top.xaxis.set_major_locator(FixedLocator(ranks))
-            top.xaxis.set_minor_locator(NullLocator())
-            top.set_xticks(ranks, [f"{pct[r][0]:.3g}" for r in ranks], fontsize=7,
-                           rotation=30 if len(ranks) > 6 else 0)
-            top.set_xlabel("% trainable parameters", fontsize=8)
-        # Several models (or target groups) per rank: the % beside each point; and which
-        # configuration a point is, when it is the best of several.
-        for _, p in pts.iterrows():
-            text = " ".join(t for t in ("" if on_top or pd.isna(p["trainable_pct"])
-                                        else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t)
-            if text:
-                ax.annotate(text, (p["r"], p["mean"]), xytext=(4, 4), textcoords="offset points",
-                            fontsize=6, color="0.3")
         ax.set_title(f"{spec.heading} vs rank", fontsize=10)
-        if len(lines) > 1 or name in task.reference:
-            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    # The same rank axis on every panel: ours and every source rank drawn.
+    ranks = sorted(set(points["r"]).union(*(d["r"] for d in drawn)))
+    for ax, name in zip(axes, panels):
+        _rank_axis(ax, ranks)
+        if len(ranks) > 1:
+            ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
+        _trainable_pct(ax, points[points["metric"] == name])
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    _figure_legend(fig, axes[:len(panels)])
     n_seeds = points["n"].max() if len(points) else 0
-    ref = (f"\ndashed: reference ({task.reference_note or 'published'})"
-           if any(m in task.reference for m in panels) else "")
-    text = (f"{title}\nmean ± std over seeds (up to {n_seeds} per point); "
-            f"final metrics from completed trials{ref}")
+    spread = f"median and range over seeds (up to {n_seeds} per point)" if n_seeds > 1 else "one seed per point"
+    text = f"{title}\n{spread}; final metrics from completed trials"
+    if drawn and any(len(d) for d in drawn):
+        text += ("; the sources' numbers for each model, unit-converted (dashed: paper, dotted: "
+                 "reproduction, dash-dot: other report; star: a single row)")
+    if sources["stand_in"].any():
+        text += ("\nSMOKE STAND-INS (tiny models, synthetic data) beside the numbers of the models "
+                 "they stand for: no reproduction result")
     fig.suptitle(_wrap(text, width), fontsize=10)
-    return fig, points
+    drawn_sources = pd.concat(drawn, ignore_index=True) if drawn else sources.iloc[0:0]
+    return fig, {"points": points, "sources": drawn_sources}
+
+
+def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd.DataFrame:
+    """Each (model, table) of ``src`` as a curve (or one star, for a one-row table) in the
+    colour of our line for that model, one line style per table of the model."""
+    parts = []
+    for (our_model, _), c in src.groupby(["our_model", "table"], sort=False):
+        if model_color and our_model not in model_color:
+            continue
+        c = c.sort_values("r")
+        first = c.iloc[0]
+        style = SOURCE_STYLES[first["kind"]]
+        label = f"{source_model_label(first['model'])}: {first['label']}"
+        color = model_color.get(our_model, "0.25")
+        if len(c) == 1:
+            ax.plot(c["r"], c["value"], ls="none", marker="*", ms=10, color=color, mec="black",
+                    mew=0.5, label=label, zorder=4)
+        else:
+            ax.plot(c["r"], c["value"], ls=style, marker="x", ms=4, lw=1.1, color=color, alpha=0.85,
+                    label=label)
+        parts.append(c)
+    return pd.concat(parts, ignore_index=True) if parts else src.iloc[0:0]
+
+
+def _trainable_pct(ax: Any, pts: pd.DataFrame) -> None:
+    """One % per rank: a second x axis on top at our ranks; several models per rank: the %
+    beside each point, with the values of the other settings a point was chosen by."""
+    ranks = sorted(set(pts["r"]))
+    known = pts[pts["trainable_pct"].notna()]
+    pct = known.groupby("r")["trainable_pct"].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
+    on_top = len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
+    if on_top:
+        top = ax.secondary_xaxis("top")
+        top.xaxis.set_major_locator(FixedLocator(ranks))
+        top.xaxis.set_minor_locator(NullLocator())
+        top.set_xticks(ranks, [f"{pct[r][0]:.3g}" for r in ranks], fontsize=7,
+                       rotation=30 if len(ranks) > 6 else 0)
+        top.set_xlabel("% trainable parameters (ours)", fontsize=8)
+    for _, p in pts.iterrows():
+        text = " ".join(t for t in ("" if on_top or pd.isna(p["trainable_pct"])
+                                    else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t)
+        if text:
+            ax.annotate(text, (p["r"], p["value"]), xytext=(4, 4), textcoords="offset points",
+                        fontsize=6, color="0.3")
+
+
+def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
+    """One legend for all panels, below them (every label once)."""
+    from matplotlib.container import ErrorbarContainer
+
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    # Ours first, then the sources.
+    seen = dict(sorted(seen.items(), key=lambda kv: not isinstance(kv[1], ErrorbarContainer)))
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize=7,
+                   ncols=min(3, len(seen)), frameon=False)
 
 
 def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metrics: Sequence[str], *,
                       title: str) -> tuple[Figure, pd.DataFrame]:
     """Tasks side by side: one panel per metric they share (SQuAD and E2E both report BLEU and
-    ROUGE-L), one line per task and model, the best configuration of each rank by the task's
-    own per-report metric, mean ± std over seeds against the rank (log2 axis)."""
+    ROUGE-L), one line per task and model, the best row of each rank by the task's own
+    per-report metric, median and range over seeds against the rank (log2 axis)."""
     frames = []
     for name, (summary, task) in per_task.items():
         pts = rank_points(summary, task, line_by=["model"], metrics=metrics)
         pts["line"] = [f"{name} ({line})" if line else name for line in pts["line"]]
         frames.append(pts)
-    points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    panels = [m for m in metrics if len(points) and (points["metric"] == m).any()]
-    ncols = min(3, max(1, len(panels)))
-    nrows = max(1, math.ceil(len(panels) / ncols))
-    width = max(4.6 * ncols, 7.0)
+    points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
+    panels = [m for m in metrics if (points["metric"] == m).any()]
+    ncols, nrows, width = _grid(len(panels))
     fig = new_figure(width, 3.6 * nrows + 0.8)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    lines = list(dict.fromkeys(points["line"])) if len(points) else []
-    colors = _colors(len(lines), qualitative=True)
+    lines = list(dict.fromkeys(points["line"]))
+    colors = dict(zip(lines, _colors(len(lines), qualitative=True)))
     any_task = next(iter(per_task.values()))[1]
     for ax, name in zip(axes, panels):
         spec = any_task.spec(name)
         pts = points[points["metric"] == name]
-        for line, color in zip(lines, colors):
+        for line in lines:
             p = pts[pts["line"] == line].sort_values("r")
             if not p.empty:
-                ax.errorbar(p["r"], p["mean"], yerr=p["std"].fillna(0.0), marker="o", ms=4,
-                            capsize=3, color=color, label=line)
+                _errorbar(ax, p, colors[line], line)
         _rank_axis(ax, sorted(set(pts["r"])))
         ax.set_xlabel("LoRA rank r (log2 scale)")
         ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
@@ -225,7 +287,7 @@ def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metric
         ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(_wrap(f"{title}\nmean ± std over seeds; per rank the best configuration by each "
+    fig.suptitle(_wrap(f"{title}\nmedian and range over seeds; per rank the best row by each "
                        "task's own validation metric", width), fontsize=10)
     return fig, points
 

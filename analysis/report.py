@@ -9,17 +9,21 @@ Usage::
 It writes into ``--out``:
 
 - ``report.html``: everything below in one self-contained file (images inlined as PNG);
-- ``table_<task>.md`` / ``.csv``: the paper-style table (rows: rank and the other swept
-  settings; columns: % trainable, val loss and each final metric as mean ± std over seeds,
-  and the task's published reference);
-- ``rank_<task>[_<model>].png`` / ``.svg``: each metric against the LoRA rank;
+- ``table_<task>.md`` / ``.csv``: the paper-style table, one row per model and scientific
+  value (the parent runs' ``lorasweep.scientific`` tags): its best trial that ran to the end,
+  the nuisance values it chose, status counts, and each metric (median and range over
+  seeds when seeds are replicated);
+- ``compare_<task>.md`` / ``.csv``: ours beside each source table that reports on the same
+  model and settings (``analysis/references/``): ours / source / deviation in % per cell;
+- ``rank_<task>[_<model>].png`` / ``.svg``: each metric against the LoRA rank, with the
+  sources' curves of each model;
 - ``curves_<sweep>.png`` / ``.svg``: learning curves, ASHA's stops and rungs;
 - ``importance_<sweep>.png`` / ``.svg`` / ``.csv``: hyperparameter importance (Optuna sweeps);
 - ``trials.csv``: one row per trial.
 
-``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: for the
-edge-of-the-search-space warnings, the importance objective, and which configuration a rank
-plot shows when other settings were swept too. Unless ``--no-log`` is given, the files written
+``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: the trial each
+table row and rank-plot point shows, the edge-of-the-search-space warnings, the importance
+objective, and which row a rank plot shows when other scientific settings vary too. Unless ``--no-log`` is given, the files written
 are logged to every selected sweep's parent run under ``analysis/``. A mistake in the input (no
 such store, experiment, run or metric) is one line on stderr and exit code 2, with nothing
 written.
@@ -60,6 +64,8 @@ class Report:
     """Figure stem -> the data it drew (for tests and notebooks)."""
     importances: dict[str, Any] = field(default_factory=dict)
     """Sweep run id -> :class:`analysis.importance.Importance`."""
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    """Task name -> :class:`analysis.compare.Comparison` (ours beside the sources)."""
 
 
 def slug(text: str) -> str:
@@ -87,8 +93,7 @@ def resolve_metric(data: Any, name: str | None) -> dict[str, Any]:
 def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Report:
     """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
     from analysis import importance as imp
-    from analysis import plots, tables
-    from analysis.judge import judge_section
+    from analysis import plots
 
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
@@ -98,30 +103,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     trials, history = data.trials, data.history
 
     for task in data.tasks.values():
-        tt = trials[trials["task"] == task.name]
-        hp_cols = tables.hp_columns(tt)
-        summary = tables.summarise(tt, task, hp_cols)
-        studies = ", ".join(dict.fromkeys(tt["study"]))
-        table = tables.paper_table(summary, task, hp_cols, title=f"{studies} - task {task.name}")
-        report.tables[task.name] = table
-        stem = f"table_{slug(task.name)}"
-        md = out_dir / f"{stem}.md"
-        md.write_text(tables.to_markdown(table), encoding="utf-8")
-        table.frame.to_csv(out_dir / f"{stem}.csv", index=False)
-        report.files += [md, out_dir / f"{stem}.csv"]
-        parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]
-        judged, files = judge_section(tt, out_dir, f"judge_{slug(task.name)}")
-        parts, report.files = parts + judged, report.files + files
-        if not task.registered:
-            report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
-                                "directions guessed (final metrics: higher is better), no references")
-
-        ranks = tt[tables.R_KEY].dropna().nunique() if tables.R_KEY in tt else 0
-        if ranks < 2:
-            report.notes.append(f"task {task.name}: the LoRA rank was not varied, so no rank plots")
-        else:
-            parts += _rank_figures(report, summary, task, hp_cols, ranking[task.name], studies)
-        sections.append("\n".join(parts))
+        sections.append(_task_section(report, data, task, ranking[task.name]))
 
     sections += _cross_task_figure(report, data, trials)
     sections.append("<h2>Learning curves</h2>")
@@ -161,22 +143,74 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     return report
 
 
-def _rank_figures(report: Report, summary: Any, task: Any, hp_cols: list[str], ranking: Any,
-                  studies: str) -> list[str]:
-    """Metrics against rank: one figure for the task (a line per model) and one per model (a
-    line per combination of the other swept settings, when there are few)."""
+def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
+    """A task's paper-style table (one row per scientific value), its "ours vs source"
+    tables, and its rank plots with the sources' curves."""
+    from analysis import compare, tables
+    from analysis.judge import judge_section
+
+    tt = data.trials[data.trials["task"] == task.name]
+    grouping = tables.grouping(tt, data.sweeps)
+    summary = tables.summarise(tt, task, grouping, select)
+    studies = ", ".join(dict.fromkeys(tt["study"]))
+    table = tables.paper_table(summary, task, grouping, title=f"{studies} - task {task.name}", select=select)
+    report.tables[task.name] = table
+    _write_tables(report, f"table_{slug(task.name)}", [table], table.frame)
+    parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]
+    judged, files = judge_section(tt, report.out_dir, f"judge_{slug(task.name)}")
+    parts, report.files = parts + judged, report.files + files
+    if not task.registered:
+        report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
+                            "directions guessed (final metrics: higher is better), no references")
+    found = compare.compare(summary, tt, task, grouping)
+    report.notes += [f"task {task.name}: {n}" for n in found.notes]
+    if found.tables:
+        report.comparisons[task.name] = found
+        _write_tables(report, f"compare_{slug(task.name)}", found.tables, found.frame)
+        parts += [f"<h3>Ours vs the sources ({html.escape(task.name)})</h3>"]
+        parts += [tables.to_html(t) for t in found.tables]
+    if found.stand_ins:
+        report.notes.append(f"task {task.name}: {compare.STAND_IN_RULE}")
+    if grouping.untagged:
+        report.notes.append(f"task {task.name}: sweep(s) {', '.join(grouping.untagged)} have no "
+                            "lorasweep.scientific tag: every swept setting counts as scientific "
+                            "(one table row per configuration)")
+    if tables.R_KEY not in tt or tt[tables.R_KEY].dropna().nunique() < 2:
+        report.notes.append(f"task {task.name}: the LoRA rank was not varied, so no rank plots")
+    else:
+        parts += _rank_figures(report, summary, task, grouping, select, studies,
+                               compare.source_curves(summary, task))
+    return "\n".join(parts)
+
+
+def _write_tables(report: Report, stem: str, found: list[Any], frame: Any) -> None:
+    from analysis.tables import to_markdown
+
+    md, csv = report.out_dir / f"{stem}.md", report.out_dir / f"{stem}.csv"
+    md.write_text("\n".join(to_markdown(t) for t in found), encoding="utf-8")
+    frame.to_csv(csv, index=False)
+    report.files += [md, csv]
+
+
+def _rank_figures(report: Report, summary: Any, task: Any, grouping: Any, ranking: Any,
+                  studies: str, sources: Any) -> list[str]:
+    """Metrics against rank: one figure for the task (a line per model, each with its own
+    source curves) and one per model (a line per combination of the other scientific
+    settings, when there are few)."""
     from analysis import plots, tables
 
     names = [ranking.name] + [m.name for m in task.metrics if m.name != ranking.name]
-    others = [c for c in hp_cols if c != tables.R_KEY]
+    others = [k for k in grouping.keys if k != tables.R_KEY]
     models = list(dict.fromkeys(summary["model"]))
     best_of = (f"; per rank, the best {', '.join(map(tables.short_name, others))} by {ranking.heading}"
                if others else "")
-    fig, points = plots.rank_figure(
-        summary, task, line_by=["model"], metrics=names, select_by=ranking.name, chosen_by=others,
+    fig, drawn = plots.rank_figure(
+        summary, task, line_by=["model"], metrics=names, select_by=ranking.name, others=others,
+        nuisance=grouping.nuisance, sources=sources,
         title=f"{studies} ({task.name}): metrics vs LoRA rank, by model{best_of}")
-    parts = [_figure(report, fig, points, f"rank_{slug(task.name)}",
-                     f"Metrics against rank, one line per model{best_of}.")]
+    parts = [_figure(report, fig, drawn, f"rank_{slug(task.name)}",
+                     f"Metrics against rank, one line per model{best_of}; each model's source "
+                     "curves in its colour.")]
     for model in models:
         ms = summary[summary["model"] == model]
         combos = len(ms[others].astype(str).drop_duplicates()) if others else 0
@@ -184,12 +218,13 @@ def _rank_figures(report: Report, summary: Any, task: Any, hp_cols: list[str], r
         if len(models) == 1 and not line_by:
             continue  # the figure above already shows exactly this
         label = tables.model_label(model)
-        fig, points = plots.rank_figure(
+        fig, drawn = plots.rank_figure(
             ms, task, line_by=line_by, metrics=names, select_by=ranking.name,
-            chosen_by=[] if line_by else others,
+            others=[] if line_by else others, nuisance=grouping.nuisance,
+            sources=sources[sources["our_model"] == model],
             title=f"{studies} ({task.name}), model {label}: metrics vs LoRA rank"
                   f"{'' if line_by else best_of}")
-        parts.append(_figure(report, fig, points, f"rank_{slug(task.name)}_{slug(label)}",
+        parts.append(_figure(report, fig, drawn, f"rank_{slug(task.name)}_{slug(label)}",
                              f"Model {label}" + (f", one line per {', '.join(map(tables.short_name, others))}."
                                                  if line_by else f"{best_of}.")))
     return parts
@@ -203,7 +238,7 @@ def _cross_task_figure(report: Report, data: Any, trials: Any) -> list[str]:
     for task in data.tasks.values():
         tt = trials[trials["task"] == task.name]
         if tables.R_KEY in tt and tt[tables.R_KEY].dropna().nunique() >= 2:
-            per_task[task.name] = (tables.summarise(tt, task, tables.hp_columns(tt)), task)
+            per_task[task.name] = (tables.summarise(tt, task, tables.grouping(tt, data.sweeps)), task)
     if len(per_task) < 2:
         return []
     names = [set(m.name for m in t.final_metrics) for _, t in per_task.values()]
@@ -267,7 +302,6 @@ table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 caption{text-align:left;font-weight:bold;padding:.3em 0}
 th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f3f3f3}
 td.r,th.r{text-align:right}td.l,th.l{text-align:left}
-tr.reference td{background:#fafae8}
 .warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em 1em;margin:.5em 0}
 .note{color:#555;font-size:.85em;margin:.2em 0}
 figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.85em}
@@ -383,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for table in report.tables.values():
         print(to_markdown(table))
+    for found in report.comparisons.values():
+        for table in found.tables:
+            print(to_markdown(table))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     counts = data.trials["status"].value_counts()
@@ -390,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({counts.get('completed', 0)} completed, {counts.get('stopped_early', 0)} stopped early, "
           f"{counts.get('failed', 0)} failed) from {data.tracking_uri}")
     print(f"  report: {report.html.resolve()}")
-    print(f"  tables: {', '.join(str(p.name) for p in report.files if p.name.startswith('table_'))}")
+    print(f"  tables: {', '.join(p.name for p in report.files if p.name.startswith(('table_', 'compare_')))}")
     figs = sorted(p.name for p in report.files if p.suffix == ".png")
     print(f"  figures (PNG + SVG): {', '.join(figs) or 'none'}")
     print(f"  folder: {report.out_dir.resolve()}")

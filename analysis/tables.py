@@ -1,19 +1,18 @@
-"""Seed-averaged summaries and paper-style tables (the LoRA paper's Table 18).
+"""One row per scientific value, and paper-style tables of those rows.
 
-:func:`summarise` groups trials that share every setting but the seed (one *configuration*)
-and gives, per configuration, mean, standard deviation (``ddof=1``, the sample std; none
-from a single seed) and count of each metric:
+A sweep's parent run names its scientific settings (the LoRA rank) and its nuisance settings
+(the learning rate, tuned so that each rank gets a fair chance); see
+:attr:`analysis.load.Sweep.scientific`. :func:`grouping` reads them for a set of trials and
+:func:`summarise` gives one row per model and scientific value with
+:func:`analysis.groups.best_per_group`: the best trial that ran to the end by the ranking
+metric (the task's ``val_loss`` unless ``--metric`` says otherwise), chosen per seed when
+seeds are replicated, and every metric of those chosen trials as median, lowest and highest
+value over the seeds. Trials ASHA stopped early, and failed ones, only count in the status
+columns: a metric cell never mixes trials stopped at different epochs. Sweeps recorded
+without the tags count every swept setting as scientific (one row per configuration).
 
-- the per-report metric (``val_loss``) over completed trials and trials ASHA stopped (their
-  value at their last report, so a configuration's mean can mix epochs; tables mark such
-  cells with a dagger);
-- final metrics (BLEU, ...) over completed trials only: stopped trials never computed them;
-- failed and still-running trials count in no mean.
-
-:func:`paper_table` lays a summary out as rows of swept hyperparameters and columns of
-``% trainable``, val loss and every final metric as ``mean ± std``, plus a reference row
-where the task has published numbers; :func:`to_markdown`, :func:`to_html` and
-``Table.frame`` (the CSV) render it.
+:func:`paper_table` lays the rows out with the chosen nuisance values beside them;
+:func:`to_markdown`, :func:`to_html` and ``Table.frame`` (the CSV) render it.
 """
 
 from __future__ import annotations
@@ -21,22 +20,28 @@ from __future__ import annotations
 import html
 import json
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from analysis.load import TaskInfo, is_number
+from analysis import references
+from analysis.groups import Stat, best_per_group, finite
+from analysis.load import Sweep, TaskInfo, is_number
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
+from trainables.tasks.base import MetricSpec
 
 R_KEY = "adapter.r"
+SMOKE = "smoke"
 MODEL_KEY = "model.name_or_path"
+SEED = "seed"
 #: Settings computed from others (``lora_alpha`` from alpha or alpha_over_r and r, the
 #: module list from the target group): never shown as their own column.
 DERIVED = ("adapter.lora_alpha", "adapter.target_modules")
 #: Shown elsewhere than as a hyperparameter column.
 _NOT_HP = ("task", MODEL_KEY, *DERIVED)
-DAGGER = "†"
 
 
 # --------------------------------------------------------------------------- names
@@ -58,6 +63,14 @@ def model_label(name_or_path: str) -> str:
     return text.rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
 
 
+def model_legend(model: str) -> str:
+    """How a recorded model is named in tables and legends: its short name, and for an
+    offline stand-in the model it plays: ``gpt2-s (smoke stand-in for GPT-2 S)``."""
+    name, stand_in = references.resolve_model(model)
+    label = model_label(model)
+    return f"{label} ({SMOKE} stand-in for {references.model_label(name)})" if stand_in else label
+
+
 def fmt_value(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -71,7 +84,7 @@ def sort_key(v: Any) -> tuple[int, Any]:
     return (2, "") if v is None or (isinstance(v, float) and math.isnan(v)) else (1, str(v))
 
 
-# --------------------------------------------------------------------------- summary
+# --------------------------------------------------------------------------- grouping
 
 
 def hp_columns(trials: pd.DataFrame) -> list[str]:
@@ -80,15 +93,58 @@ def hp_columns(trials: pd.DataFrame) -> list[str]:
     configs = [json.loads(k) for k in dict.fromkeys(trials["config_key"])]
     keys = sorted(set().union(*configs)) if configs else []
     varying = [k for k in keys if k not in _NOT_HP and len({c.get(k) for c in configs}) > 1]
+    swept = {k for ks in trials["swept"] for k in ks}
+    return sorted(varying, key=lambda k: (k not in swept, *_order(k)))
+
+
+def _order(key: str) -> tuple[int, str]:
     from search_spaces import ALIASES
 
-    swept = {k for ks in trials["swept"] for k in ks}
     order = {k: i for i, k in enumerate(dict.fromkeys([R_KEY, *ALIASES.values()]))}
-    return sorted(varying, key=lambda k: (k not in swept, order.get(k, len(order)), k))
+    return order.get(key, len(order)), key
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Which settings make a row and which are tuned within it, for a set of trials."""
+
+    keys: tuple[str, ...]
+    """Scientific settings (without the seed), plus any setting that differs between
+    sweeps without being a nuisance (two sweeps with different fixed alpha): rank first."""
+    nuisance: tuple[str, ...] = ()
+    """Tuned per row: the values its chosen trials have are shown beside it."""
+    replicated: bool = False
+    """Seeds are replicates: each seed is tuned on its own, cells are median and range."""
+    untagged: tuple[str, ...] = ()
+    """Sweeps recorded without the tags (every swept setting counted as scientific)."""
+
+    @property
+    def scientific(self) -> list[str]:
+        return [*self.keys, *([SEED] if self.replicated else [])]
+
+
+def grouping(trials: pd.DataFrame, sweeps: Sequence[Sweep]) -> Grouping:
+    """The :class:`Grouping` of ``trials`` from their sweeps' tags (see the module docstring)."""
+    mine = [s for s in sweeps if s.run_id in set(trials["sweep_run_id"])]
+    tagged = [s for s in mine if s.scientific is not None]
+    untagged = [s for s in mine if s.scientific is None]
+    scientific = {k for s in tagged for k in s.scientific or ()}
+    nuisance = {k for s in tagged for k in s.nuisance or ()} - scientific
+    old = trials[trials["sweep_run_id"].isin([s.run_id for s in untagged])]
+    scientific |= {k for ks in old["swept"] for k in ks}
+    # Settings that differ between sweeps without being tuned separate rows too.
+    differing = set(hp_columns(trials)) - nuisance
+    keys = sorted((k for k in scientific | differing if k != SEED and k not in _NOT_HP), key=_order)
+    return Grouping(tuple(keys), tuple(sorted(nuisance, key=_order)), SEED in scientific,
+                    tuple(s.name for s in untagged))
+
+
+# --------------------------------------------------------------------------- summary
 
 
 def eligible(trials: pd.DataFrame, task: TaskInfo, metric: str) -> pd.Series:
-    """Which trials count towards ``metric``'s mean (see the module docstring)."""
+    """Which trials have a meaningful ``metric``: the per-report metric of completed and
+    stopped trials (their last report), final metrics of completed trials only."""
     if metric == task.metric.name:
         return trials["status"].isin([COMPLETED, STOPPED])
     if any(m.name == metric for m in task.final_metrics):
@@ -108,38 +164,62 @@ def model_order(trials: pd.DataFrame) -> list[str]:
     return sorted(dict.fromkeys(trials["model"]), key=lambda m: (size(m), str(m)))
 
 
-def summarise(trials: pd.DataFrame, task: TaskInfo, hp_cols: list[str] | None = None) -> pd.DataFrame:
-    """One row per configuration of ``task``'s trials: its settings, status counts, mean %
-    trainable, and ``<metric>_mean``, ``<metric>_std``, ``<metric>_n`` for every metric."""
+def summarise(trials: pd.DataFrame, task: TaskInfo, grouping: Grouping,
+              select: MetricSpec | None = None) -> pd.DataFrame:
+    """One row per model and scientific value of ``task``'s trials: the values, status
+    counts, the chosen trials' nuisance values, seeds and run ids, their median % trainable,
+    and ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n`` (median, range and
+    count over the chosen trials) for every metric. ``select`` ranks the trials (default:
+    the task's per-report metric)."""
+    select = select or task.metric
     trials = trials[trials["task"] == task.name]
-    hp_cols = hp_columns(trials) if hp_cols is None else hp_cols
     rows = []
-    for key, g in trials.groupby("config_key", sort=False):
-        row: dict[str, Any] = {"task": task.name, "model": g["model"].iloc[0]}
-        row.update({c: g[c].iloc[0] if c in g else None for c in hp_cols})
-        row.update({"trials": len(g), "completed": int((g["status"] == COMPLETED).sum()),
-                    "stopped_early": int((g["status"] == STOPPED).sum()),
-                    "failed": int((g["status"] == FAILED).sum()),
-                    "seeds": sorted({int(s) for s in g["seed"].dropna()}) if "seed" in g else []})
-        pct = g["trainable_pct"].dropna() if "trainable_pct" in g else pd.Series(dtype=float)
-        row["trainable_pct"] = float(pct.mean()) if len(pct) else math.nan
-        for m in task.metrics:
-            ok = eligible(g, task, m.name)
-            vals = g.loc[ok, m.name].dropna().astype(float) if m.name in g else pd.Series(dtype=float)
-            row[f"{m.name}_mean"] = float(vals.mean()) if len(vals) else math.nan
-            row[f"{m.name}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-            row[f"{m.name}_n"] = len(vals)
-        stopped = g.loc[eligible(g, task, task.metric.name), "status"] == STOPPED
-        row[f"{task.metric.name}_includes_stopped"] = bool(stopped.any())
-        row["config_key"] = key
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    rank = {m: i for i, m in enumerate(model_order(trials))}
-    order = sorted(range(len(out)), key=lambda i: (rank[out["model"].iloc[i]],
-                                                    *(sort_key(out[c].iloc[i]) for c in hp_cols)))
-    return out.iloc[order].reset_index(drop=True)
+    for model in model_order(trials):
+        records = trials[trials["model"] == model].to_dict("records")
+        for g in best_per_group(records, scientific=grouping.scientific, metric=select.name,
+                                mode=select.mode):
+            rows.append(_summary_row(g, task, grouping, model))
+    return pd.DataFrame(rows)
+
+
+def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"task": task.name, "model": model, **g.values}
+    row.update({"trials": len(g.trials), "completed": g.count(COMPLETED),
+                "stopped_early": g.count(STOPPED), "failed": g.count(FAILED),
+                "seeds": tuple(r.get(SEED) for r in g.chosen) if grouping.replicated else ()})
+    for k in grouping.nuisance:
+        row[f"chosen.{k}"] = tuple(g.chosen_values(k))
+    # A property of the configuration: from every trial when none ran to the end.
+    row["trainable_pct"] = _median(g.chosen or g.trials, "trainable_pct")
+    for m in task.metrics:
+        stat = g.stat(m.name)
+        row.update({m.name: stat.median, f"{m.name}_low": stat.low, f"{m.name}_high": stat.high,
+                    f"{m.name}_n": stat.n} if stat else
+                   {m.name: math.nan, f"{m.name}_low": math.nan, f"{m.name}_high": math.nan,
+                    f"{m.name}_n": 0})
+    row["run_ids"] = tuple(r["run_id"] for r in g.chosen)
+    row["trial_run_ids"] = tuple(r["run_id"] for r in g.trials)
+    return row
+
+
+def _median(rows: Sequence[Any], key: str) -> float:
+    values = [float(r[key]) for r in rows if finite(r.get(key))]
+    return statistics.median(values) if values else math.nan
+
+
+def stat(row: Any, metric: str) -> Stat | None:
+    """A summary row's ``metric`` as a :class:`Stat` (None when no chosen trial has it)."""
+    n = int(row.get(f"{metric}_n", 0) or 0)
+    if not n:
+        return None
+    return Stat(float(row[metric]), float(row[f"{metric}_low"]), float(row[f"{metric}_high"]), n)
+
+
+def chosen_text(row: Any, key: str) -> str:
+    """The chosen trials' values of nuisance setting ``key``: ``0.001``, or ``0.001, 0.002``
+    when two seeds chose differently; ``-`` when no trial of the row ran to the end."""
+    values = row.get(f"chosen.{key}")
+    return ", ".join(fmt_value(v) for v in values) if values else "-"
 
 
 # --------------------------------------------------------------------------- tables
@@ -155,74 +235,70 @@ class Table:
     align: list[str]
     """``l`` or ``r`` per column."""
     best: set[tuple[int, int]] = field(default_factory=set)
-    """(row, column) of the best mean in each metric column (bold)."""
-    reference: list[str] | None = None
+    """(row, column) of the best value in each metric column (bold)."""
     notes: list[str] = field(default_factory=list)
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
-    """The numbers behind the cells (mean, std and count per metric): the CSV."""
+    """The numbers behind the cells: the CSV."""
 
 
-def cell(mean: float, std: float, fmt: str) -> str:
-    """``70.12 ± 0.31``; just the mean from one seed; ``-`` from none."""
-    if mean is None or math.isnan(mean):
-        return "-"
-    if std is None or math.isnan(std):
-        return fmt.format(mean)
-    return f"{fmt.format(mean)} ± {fmt.format(std)}"
-
-
-def paper_table(summary: pd.DataFrame, task: TaskInfo, hp_cols: list[str], *, title: str = "") -> Table:
-    """Rows: model (when there are several) and swept settings; columns: % trainable,
-    completed/trials, then val loss and each final metric as mean ± std over seeds."""
-    models = list(dict.fromkeys(summary["model"])) if len(summary) else []
-    show_model = len(models) > 1
-    metrics = [m for m in task.metrics if summary.get(f"{m.name}_n", pd.Series(dtype=int)).sum() > 0
-               or m.name in task.reference]
-    headers = (["model"] if show_model else []) + [short_name(c) for c in hp_cols] + \
-        ["% trainable", "completed / trials"] + [m.heading for m in metrics]
-    n_lead = len(headers) - len(metrics)
-    rows, best = [], set()
+def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, title: str = "",
+                select: MetricSpec | None = None) -> Table:
+    """Rows: model (when there are several) and scientific values; columns: the chosen
+    nuisance values, % trainable, status counts, then each metric of the chosen trials
+    (median and range over seeds when replicated)."""
+    select = select or task.metric
+    show_model = summary["model"].nunique() > 1 if len(summary) else False
+    metrics = [m for m in task.metrics if summary.get(f"{m.name}_n", pd.Series(dtype=int)).sum() > 0]
+    lead = (["model"] if show_model else []) + [short_name(k) for k in grouping.keys] + \
+        [f"{short_name(k)} (chosen)" for k in grouping.nuisance]
+    headers = lead + ["% trainable", "completed / stopped / failed"] + [m.heading for m in metrics]
+    rows = []
     for _, s in summary.iterrows():
-        row = ([model_label(s["model"])] if show_model else []) + [fmt_value(s[c]) for c in hp_cols]
-        row += [cell(s["trainable_pct"], math.nan, "{:.4f}"), f"{s['completed']} / {s['trials']}"]
-        for m in metrics:
-            text = cell(s[f"{m.name}_mean"], s[f"{m.name}_std"], m.fmt)
-            if m.name == task.metric.name and s.get(f"{m.name}_includes_stopped") and text != "-":
-                text += DAGGER
-            row.append(text)
+        row = ([model_legend(s["model"])] if show_model else []) + [fmt_value(s[k]) for k in grouping.keys]
+        row += [chosen_text(s, k) for k in grouping.nuisance]
+        row += [fmt_value(s["trainable_pct"]) if pd.isna(s["trainable_pct"]) else f"{s['trainable_pct']:.4f}",
+                f"{s['completed']} / {s['stopped_early']} / {s['failed']}"]
+        row += [st.text(m.fmt) if (st := stat(s, m.name)) else "-" for m in metrics]
         rows.append(row)
-    for j, m in enumerate(metrics):
-        means = summary[f"{m.name}_mean"]
-        if means.notna().sum() > 1:
-            i = int(means.idxmin() if m.mode == "min" else means.idxmax())
-            best.add((i, n_lead + j))
-    notes = [f"mean ± std (sample std, ddof=1) over seeds; {task.metric.heading} over completed "
-             "trials and trials stopped early, final metrics over completed trials only"]
-    if any(DAGGER in c for r in rows for c in r):
-        notes.append(f"{DAGGER} includes trials stopped early by ASHA (their {task.metric.heading} "
-                     "at their last report, i.e. after fewer epochs)")
-    reference = None
-    if any(m.name in task.reference for m in metrics):
-        reference = ["reference"] + [""] * (n_lead - 1) + \
-            [m.fmt.format(task.reference[m.name]) if m.name in task.reference else "" for m in metrics]
-        notes.append(f"reference: {task.reference_note or 'published numbers'}")
-    return Table(title=title or f"{task.name}: results by {', '.join(headers[:n_lead - 2]) or 'configuration'}",
+    n_lead = len(headers) - len(metrics)
+    best = {(int(summary[m.name].idxmin() if m.mode == "min" else summary[m.name].idxmax()), n_lead + j)
+            for j, m in enumerate(metrics) if summary[m.name].notna().sum() > 1}
+    return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
-                 best=best, reference=reference, notes=notes,
-                 frame=csv_frame(summary, task, hp_cols, metrics))
+                 best=best, notes=table_notes(task, grouping, select),
+                 frame=csv_frame(summary, grouping, metrics))
 
 
-def csv_frame(summary: pd.DataFrame, task: TaskInfo, hp_cols: list[str], metrics: list[Any]) -> pd.DataFrame:
-    """The table's numbers: settings, counts, and mean/std/n (and reference) per metric."""
+def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec) -> list[str]:
+    better = "lowest" if select.mode == "min" else "highest"
+    notes = [f"one row per scientific value: its best trial that ran to the end ({better} "
+             f"{select.heading})" + ("; seeds are replicates: each seed picks its own best trial, "
+                                     "cells are the median (lowest-highest, n seeds)"
+                                     if grouping.replicated else ""),
+             "trials stopped early and failed trials count in the status column only, never in a "
+             "metric cell"]
+    if grouping.nuisance:
+        names = ", ".join(short_name(k) for k in grouping.nuisance)
+        notes.append(f"{names} (chosen): the nuisance value(s) of the chosen trial(s), tuned per row")
+    if grouping.untagged:
+        notes.append(f"sweep(s) {', '.join(grouping.untagged)} recorded no lorasweep.scientific tag: "
+                     "every swept setting counts as scientific (one row per configuration)")
+    return notes
+
+
+def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
+    """The table's numbers: values, chosen nuisance values, counts, and median/low/high/n
+    per metric, with the chosen trials' run ids."""
     cols: dict[str, Any] = {"task": summary["task"], "model": summary["model"]}
-    cols.update({short_name(c): summary[c] for c in hp_cols})
+    cols.update({short_name(k): summary[k] for k in grouping.keys})
+    cols.update({f"{short_name(k)}_chosen": summary.apply(lambda s, k=k: chosen_text(s, k), axis=1)
+                 for k in grouping.nuisance})
     cols.update({k: summary[k] for k in ("trainable_pct", "trials", "completed", "stopped_early", "failed")})
     cols["seeds"] = summary["seeds"].map(lambda s: " ".join(map(str, s)))
     for m in metrics:
-        for suffix in ("mean", "std", "n"):
-            cols[f"{m.name}_{suffix}"] = summary[f"{m.name}_{suffix}"]
-        if m.name in task.reference:
-            cols[f"{m.name}_reference"] = task.reference[m.name]
+        for suffix in ("", "_low", "_high", "_n"):
+            cols[f"{m.name}{suffix}"] = summary[f"{m.name}{suffix}"]
+    cols["run_ids"] = summary["run_ids"].map(" ".join)
     return pd.DataFrame(cols)
 
 
@@ -236,26 +312,21 @@ def to_markdown(table: Table) -> str:
     for i, row in enumerate(table.rows):
         cells = [f"**{esc(c)}**" if (i, j) in table.best else esc(c) for j, c in enumerate(row)]
         lines.append("| " + " | ".join(cells) + " |")
-    if table.reference:
-        lines.append("| " + " | ".join(f"*{esc(c)}*" if c else "" for c in table.reference) + " |")
     lines.append("")
     lines += [f"- {esc(n)}" for n in table.notes]
     return "\n".join(lines) + "\n"
 
 
 def to_html(table: Table) -> str:
-    def td(text: str, j: int, tag: str = "td", bold: bool = False, em: bool = False) -> str:
+    def td(text: str, j: int, tag: str = "td", bold: bool = False) -> str:
         body = html.escape(text)
-        body = f"<b>{body}</b>" if bold else f"<i>{body}</i>" if em and body else body
+        body = f"<b>{body}</b>" if bold else body
         return f'<{tag} class="{table.align[j]}">{body}</{tag}>'
 
     out = [f"<table><caption>{html.escape(table.title)}</caption><thead><tr>",
            "".join(td(h, j, "th") for j, h in enumerate(table.headers)), "</tr></thead><tbody>"]
     for i, row in enumerate(table.rows):
         out.append("<tr>" + "".join(td(c, j, bold=(i, j) in table.best) for j, c in enumerate(row)) + "</tr>")
-    if table.reference:
-        cells = "".join(td(c, j, em=True) for j, c in enumerate(table.reference))
-        out.append(f'<tr class="reference">{cells}</tr>')
     out.append("</tbody></table>")
     out += [f'<p class="note">{html.escape(n)}</p>' for n in table.notes]
     return "\n".join(out)

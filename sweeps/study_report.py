@@ -54,7 +54,7 @@ def report_study(study: str, cfgs: list[Any], outcomes: list[Any], *, name: str 
     figs = sorted(p.name for p in report.files if p.suffix == ".png")
     print(f"\n{study}: analysis report of {len(outcomes)} sweep(s) -> {report.html.resolve()}")
     print(f"  figures (PNG + SVG): {', '.join(figs) or 'none'}")
-    print(f"  tables: {', '.join(p.name for p in report.files if p.name.startswith('table_') and p.suffix == '.md')}")
+    print(f"  tables: {', '.join(p.name for p in report.files if p.name.startswith(('table_', 'compare_')) and p.suffix == '.md')}")
     for note in report.notes:
         print(f"  note: {note}")
     for warning in report.warnings:

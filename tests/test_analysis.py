@@ -1,15 +1,19 @@
 """analysis/: sweeps read back from a real MLflow store, checked against the values logged.
 
 The store is built once per module through the real MLflow API in the layout that
-``trainables.mlflow_record`` writes (parent run per sweep, child run per trial, the same
-tags, params from a real ``TrialConfig``, metrics at the same steps), with known values:
+``trainables.mlflow_record`` writes (parent run per sweep with its ``lorasweep.scientific``
+and ``lorasweep.nuisance`` tags, child run per trial, the same tags, params from a real
+``TrialConfig``, metrics at the same steps), with known values:
 
-- ``rank_e2e-A``: gpt2, ranks 1, 4, 16 x seeds 0, 1, grid + ASHA (grace 1, reduction 2,
-  3 epochs); (r=1, seed 1) stopped at epoch 1 and (r=4, seed 0) at epoch 2;
-- ``rank_e2e-B``: gpt2-medium, the same grid, FIFO, all completed;
-- ``lr_optuna-C`` (its own experiment): Optuna over r (choice), lr (loguniform) and dropout
-  (uniform); the loss falls with lr and the best trial has lr = 9.8e-4, at the top of
-  ``loguniform[1e-05, 0.001]``.
+- ``rank_e2e-A``: gpt2, ranks 1, 4, 16 x seeds 0, 1 (scientific) x lr 2e-4, 1e-3 (nuisance),
+  grid + ASHA (grace 1, reduction 2, 3 epochs); some trials stopped early, one of them
+  (r=4, seed 1, lr 1e-3) at a lower val loss than its seed's completed trial;
+- ``rank_e2e-B``: gpt2-medium, ranks x seeds, FIFO, all completed;
+- ``lr_optuna-C`` (its own experiment): Optuna over r (choice, scientific), lr (loguniform)
+  and dropout (uniform) (nuisance); the loss falls with lr and the best trial has lr = 9.8e-4,
+  at the top of ``loguniform[1e-05, 0.001]``.
+
+Expected table cells are worked out by hand in the comments next to the data.
 """
 
 from __future__ import annotations
@@ -27,14 +31,24 @@ from conftest import REPO
 
 RANKS = (1, 4, 16)
 SEEDS = (0, 1)
+LRS = (2e-4, 1e-3)
 EPOCH_STEPS = 100  # optimizer steps per epoch: reports at steps 100, 200, 300
 EXP_RANK, EXP_OPTUNA, EXP_EMPTY = "lorasweep-rank_e2e", "lorasweep-lr_optuna", "empty"
 
-# Sweep A (gpt2): val loss at each report; a shorter list = stopped early by ASHA.
-VAL_A = {(1, 0): [2.00, 1.80, 1.70], (1, 1): [2.10],
-         (4, 0): [1.90, 1.70], (4, 1): [1.85, 1.60, 1.50],
-         (16, 0): [1.95, 1.75, 1.55], (16, 1): [1.97, 1.72, 1.58]}
-BLEU_A = {(1, 0): 60.0, (4, 1): 66.0, (16, 0): 68.0, (16, 1): 69.0}
+# Sweep A (gpt2): val loss at each report of (r, seed, lr); a shorter list = stopped early.
+VAL_A = {(1, 0, 2e-4): [2.00, 1.80, 1.70], (1, 1, 2e-4): [2.10],
+         (4, 0, 2e-4): [1.90, 1.70], (4, 1, 2e-4): [1.85, 1.60, 1.50],
+         (16, 0, 2e-4): [1.95, 1.75, 1.55], (16, 1, 2e-4): [1.97, 1.72, 1.58],
+         (1, 0, 1e-3): [1.95, 1.75, 1.60], (1, 1, 1e-3): [2.05, 1.90],
+         (4, 0, 1e-3): [1.80, 1.55, 1.45], (4, 1, 1e-3): [1.75, 1.42],
+         (16, 0, 1e-3): [1.90, 1.70, 1.56], (16, 1, 1e-3): [1.96, 1.70, 1.52]}
+BLEU_A = {(1, 0, 2e-4): 60.0, (4, 1, 2e-4): 66.0, (16, 0, 2e-4): 68.0, (16, 1, 2e-4): 69.0,
+          (1, 0, 1e-3): 61.0, (4, 0, 1e-3): 67.0, (16, 0, 1e-3): 67.5, (16, 1, 1e-3): 70.0}
+# The best completed trial of each (r, seed) by val loss, worked out by hand:
+#   r=1:  seed 0: lr 1e-3 (1.60 < 1.70); seed 1: nothing completed (both stopped)
+#   r=4:  seed 0: lr 1e-3 (1.45; lr 2e-4 stopped); seed 1: lr 2e-4 (1.50; lr 1e-3 stopped at 1.42)
+#   r=16: seed 0: lr 2e-4 (1.55 < 1.56); seed 1: lr 1e-3 (1.52 < 1.58)
+CHOSEN_A = {1: [(0, 1e-3)], 4: [(0, 1e-3), (1, 2e-4)], 16: [(0, 2e-4), (1, 1e-3)]}
 # Sweep B (gpt2-medium): all completed.
 VAL_B = {(r, s): [x + 0.2, x + 0.1, x] for r in RANKS for s in SEEDS
          for x in [round(1.4 - 0.05 * math.log2(r) + 0.02 * s, 4)]}
@@ -50,12 +64,15 @@ def finals(bleu: float) -> dict[str, float]:
 # --------------------------------------------------------------------------- the store
 
 
-def _parent(client, exp_id, name, *, study, model, algorithm, scheduler, space):
+def _parent(client, exp_id, name, *, study, model, algorithm, scheduler, space, scientific=None,
+            nuisance=""):
     from trainables.mlflow_record import KIND_TAG, SWEEP_TAG, log_batch
 
-    run = client.create_run(exp_id, run_name=name, tags={
-        KIND_TAG: "sweep", SWEEP_TAG: name, "lorasweep.study": study, "lorasweep.preset": "test",
-        "git_sha": "0123456789abcdef", "git_dirty": "false"})
+    tags = {KIND_TAG: "sweep", SWEEP_TAG: name, "lorasweep.study": study, "lorasweep.preset": "test",
+            "git_sha": "0123456789abcdef", "git_dirty": "false"}
+    if scientific is not None:
+        tags.update({"lorasweep.scientific": scientific, "lorasweep.nuisance": nuisance})
+    run = client.create_run(exp_id, run_name=name, tags=tags)
     params = {"study": study, "preset": "test", "task": "e2e", "model": model, "data": "e2e_nlg",
               "n_trials": 6, "seed": 0, "space.source": "<inline>", "search.algorithm": algorithm,
               "search.num_samples": 1, "search.max_concurrent": None, "scheduler.name": scheduler,
@@ -136,19 +153,22 @@ def store(tmp_path_factory):
     exp = client.create_experiment(EXP_RANK, artifact_location=str(root / "artifacts"))
     grid = {"r": "grid[1, 4, 16]", "seed": "grid[0, 1]", "alpha": "32", "targets": "qv"}
     ids["A"] = _parent(client, exp, "rank_e2e-A", study="rank_e2e", model="gpt2", algorithm="grid",
-                       scheduler="asha", space=grid)
+                       scheduler="asha", space={**grid, "lr": "grid[0.0002, 0.001]"},
+                       scientific="adapter.r,seed", nuisance="train.lr")
     ids["B"] = _parent(client, exp, "rank_e2e-B", study="rank_e2e", model="gpt2-medium",
-                       algorithm="grid", scheduler="fifo", space=grid)
-    for (r, s), vals in VAL_A.items():
-        ids[f"A{r}-{s}"] = _trial(client, exp, ids["A"], "rank_e2e-A", f"a_{r}_{s}", model="gpt2",
-                                  hp={"adapter.r": r, "seed": s}, vals=vals,
-                                  final=finals(BLEU_A[r, s]) if (r, s) in BLEU_A else None)
+                       algorithm="grid", scheduler="fifo", space=grid, scientific="adapter.r,seed")
+    for (r, s, lr), vals in VAL_A.items():
+        ids[f"A{r}-{s}-{lr:g}"] = _trial(
+            client, exp, ids["A"], "rank_e2e-A", f"a_{r}_{s}_{lr:g}", model="gpt2",
+            hp={"adapter.r": r, "seed": s, "train.lr": lr}, vals=vals,
+            final=finals(BLEU_A[r, s, lr]) if (r, s, lr) in BLEU_A else None)
     for (r, s), vals in VAL_B.items():
         _trial(client, exp, ids["B"], "rank_e2e-B", f"b_{r}_{s}", model="gpt2-medium",
                hp={"adapter.r": r, "seed": s}, vals=vals, final=finals(BLEU_B[r, s]))
     exp_c = client.create_experiment(EXP_OPTUNA, artifact_location=str(root / "artifacts-c"))
     ids["C"] = _parent(client, exp_c, "lr_optuna-C", study="lr_optuna", model="gpt2",
-                       algorithm="optuna", scheduler="asha", space=OPTUNA_SPACE)
+                       algorithm="optuna", scheduler="asha", space=OPTUNA_SPACE,
+                       scientific="adapter.r", nuisance="train.lr,adapter.dropout")
     for i, (hp, vals, status) in enumerate(optuna_trials()):
         _trial(client, exp_c, ids["C"], "lr_optuna-C", f"c_{i:02d}", model="gpt2", hp=hp, vals=vals,
                final=finals(60 + i) if status == "completed" else None, status=status)
@@ -174,11 +194,17 @@ def optuna_data(store):
 
 
 @pytest.fixture(scope="module")
-def summary(rank_data):
-    from analysis.tables import hp_columns, summarise
+def groups(rank_data):
+    from analysis.tables import grouping
 
-    task = rank_data.tasks["e2e"]
-    return summarise(rank_data.trials, task, hp_columns(rank_data.trials))
+    return grouping(rank_data.trials, rank_data.sweeps)
+
+
+@pytest.fixture(scope="module")
+def summary(rank_data, groups):
+    from analysis.tables import summarise
+
+    return summarise(rank_data.trials, rank_data.tasks["e2e"], groups)
 
 
 # --------------------------------------------------------------------------- load
@@ -189,24 +215,26 @@ def test_load_reads_sweeps_trials_and_histories(rank_data, optuna_data, store):
     assert [s.name for s in rank_data.sweeps] == ["rank_e2e-A", "rank_e2e-B"]
     a = rank_data.sweep(store["ids"]["A"])
     assert (a.algorithm, a.scheduler, a.grace_period, a.reduction_factor, a.max_t) == ("grid", "asha", 1, 2, None)
+    assert (a.scientific, a.nuisance) == (("adapter.r", "seed"), ("train.lr",))
+    assert rank_data.sweeps[1].nuisance == ()  # tagged, nothing tuned
     r = next(p for p in a.space if p.short == "r")
     assert (r.key, r.kind, r.values) == ("adapter.r", "grid", (1, 4, 16))
     assert next(p for p in a.space if p.short == "alpha").kind == "fixed"
-    assert len(t) == 12 and set(t["model"]) == {"gpt2", "gpt2-medium"}
+    assert len(t) == 18 and set(t["model"]) == {"gpt2", "gpt2-medium"}
     assert t["adapter.r"].map(type).eq(int).all() and t["train.lr"].map(type).eq(float).all()
-    row = t[t["trial_id"] == "a_4_0"].iloc[0]
+    row = t[t["trial_id"] == "a_4_0_0.0002"].iloc[0]
     assert (row["status"], row["stopped_at_epoch"]) == ("stopped_early", 2.0)
     assert (row["val_loss"], row["epoch"]) == (1.70, 2.0)
     assert math.isnan(row["BLEU"])
-    assert t[t["trial_id"] == "a_16_1"].iloc[0]["BLEU"] == 69.0
+    assert t[t["trial_id"] == "a_16_1_0.0002"].iloc[0]["BLEU"] == 69.0
     # Trials differing only in the seed share a configuration.
-    assert t[t["model"] == "gpt2"].groupby("config_key").size().tolist() == [2, 2, 2]
+    assert t[t["model"] == "gpt2"].groupby("config_key").size().tolist() == [2] * 6
     h = rank_data.history
-    v = h[(h["run_id"] == store["ids"]["A4-1"]) & (h["key"] == "val_loss")]
-    assert v["step"].tolist() == [100, 200, 300] and v["value"].tolist() == VAL_A[4, 1]
+    v = h[(h["run_id"] == store["ids"]["A4-1-0.0002"]) & (h["key"] == "val_loss")]
+    assert v["step"].tolist() == [100, 200, 300] and v["value"].tolist() == VAL_A[4, 1, 2e-4]
     lr = next(p for p in optuna_data.sweeps[0].space if p.short == "lr")
     assert (lr.kind, lr.values) == ("loguniform", (1e-05, 0.001))
-    assert rank_data.tasks["e2e"].reference["BLEU"] == 70.4
+    assert [t_.id for t_ in rank_data.tasks["e2e"].references][:3] == ["lora-paper-t3", "lora-paper-t18", "tuw-t4"]
 
 
 # --------------------------------------------------------------------------- tables
@@ -216,110 +244,143 @@ def _srow(summary, model, r):
     return summary[(summary["model"] == model) & (summary["adapter.r"] == r)].iloc[0]
 
 
-def test_summary_is_mean_and_std_over_seeds(summary):
-    # val loss: completed and stopped trials (last report); BLEU: completed only.
+def test_one_row_per_rank_is_the_best_completed_trial_per_seed(summary, groups):
+    assert (groups.keys, groups.nuisance, groups.replicated, groups.untagged) == (
+        ("adapter.r",), ("train.lr",), True, ())
+    assert [(m, r) for m, r in zip(summary["model"], summary["adapter.r"])] == \
+        [(m, r) for m in ("gpt2", "gpt2-medium") for r in RANKS]  # smaller model first
     for r in RANKS:
         s = _srow(summary, "gpt2", r)
-        vals = [VAL_A[r, seed][-1] for seed in SEEDS]
-        assert s["val_loss_mean"] == pytest.approx(statistics.mean(vals))
-        assert s["val_loss_std"] == pytest.approx(statistics.stdev(vals))
-        bleu = [BLEU_A[r, seed] for seed in SEEDS if (r, seed) in BLEU_A]
-        assert s["BLEU_n"] == len(bleu) and s["BLEU_mean"] == pytest.approx(statistics.mean(bleu))
-        if len(bleu) > 1:
-            assert s["BLEU_std"] == pytest.approx(statistics.stdev(bleu))
-        else:
-            assert math.isnan(s["BLEU_std"])
+        chosen = [(seed, lr) for seed, lr in CHOSEN_A[r]]
+        val = sorted(VAL_A[r, seed, lr][-1] for seed, lr in chosen)
+        bleu = sorted(BLEU_A[r, seed, lr] for seed, lr in chosen)
+        assert (s["val_loss"], s["val_loss_low"], s["val_loss_high"], s["val_loss_n"]) == \
+            pytest.approx((statistics.median(val), val[0], val[-1], len(val)))
+        assert (s["BLEU"], s["BLEU_low"], s["BLEU_high"], s["BLEU_n"]) == \
+            pytest.approx((statistics.median(bleu), bleu[0], bleu[-1], len(bleu)))
+        assert s["chosen.train.lr"] == tuple(lr for _, lr in chosen)
+        assert s["seeds"] == tuple(seed for seed, _ in chosen)
         assert s["trainable_pct"] == pytest.approx(round(PCT["gpt2"] * r, 4))
-        assert s["seeds"] == [0, 1]
-        m = _srow(summary, "gpt2-medium", r)
-        assert m["NIST_mean"] == pytest.approx(statistics.mean(BLEU_B[r, s_] / 10 for s_ in SEEDS))
-        assert m["NIST_std"] == pytest.approx(statistics.stdev(BLEU_B[r, s_] / 10 for s_ in SEEDS))
-    assert summary["model"].tolist()[:3] == ["gpt2"] * 3  # smaller model first
+    # By hand: r=4 is seed 0's 1.45 (lr 1e-3) and seed 1's 1.50 (lr 2e-4), never the stopped 1.42.
+    r4 = _srow(summary, "gpt2", 4)
+    assert (r4["val_loss"], r4["val_loss_low"], r4["val_loss_high"]) == pytest.approx((1.475, 1.45, 1.50))
+    assert (r4["completed"], r4["stopped_early"], r4["failed"], r4["trials"]) == (2, 2, 0, 4)
+    r1 = _srow(summary, "gpt2", 1)
+    assert (r1["val_loss"], r1["val_loss_n"], r1["BLEU"]) == (1.60, 1, 61.0)  # seed 1 never completed
+    m = _srow(summary, "gpt2-medium", 4)
+    # x = 1.4 - 0.05 * log2(4) = 1.30 (seed 0) and 1.32 (seed 1): median 1.31.
+    assert (m["val_loss"], m["NIST"], m["NIST_low"], m["NIST_high"]) == pytest.approx((1.31, 7.025, 7.0, 7.05))
 
 
-def test_paper_table_cells_reference_and_csv(rank_data, summary):
-    from analysis.tables import hp_columns, paper_table, to_html, to_markdown
+def test_paper_table_cells_status_chosen_lr_and_csv(rank_data, summary, groups):
+    from analysis.tables import paper_table, to_html, to_markdown
 
     task = rank_data.tasks["e2e"]
-    table = paper_table(summary, task, hp_columns(rank_data.trials))
-    assert table.headers == ["model", "r", "% trainable", "completed / trials", "val loss", "BLEU",
-                             "NIST", "METEOR", "ROUGE-L", "CIDEr"]
-    order = [(m, str(r)) for m in ("gpt2", "gpt2-medium") for r in RANKS]  # smaller model first
-    assert [(row[0], row[1]) for row in table.rows] == order
+    table = paper_table(summary, task, groups)
+    assert table.headers == ["model", "r", "lr (chosen)", "% trainable", "completed / stopped / failed",
+                             "val loss", "BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr"]
     rows = {(row[0], row[1]): row for row in table.rows}
+    assert list(rows) == [(m, str(r)) for m in ("gpt2", "gpt2-medium") for r in RANKS]
+    r4 = rows["gpt2", "4"]
+    assert r4[2:5] == ["0.001, 0.0002", f"{PCT['gpt2'] * 4:.4f}", "2 / 2 / 0"]
+    assert r4[5] == "1.4750 (1.4500-1.5000, 2 seeds)" and r4[6] == "66.50 (66.00-67.00, 2 seeds)"
     r1 = rows["gpt2", "1"]
-    assert r1[2] == f"{PCT['gpt2']:.4f}" and r1[3] == "1 / 2"
-    assert r1[4] == f"{statistics.mean([1.70, 2.10]):.4f} ± {statistics.stdev([1.70, 2.10]):.4f}†"
-    assert r1[5] == "60.00"  # one completed seed: no std
-    r16 = rows["gpt2", "16"]
-    assert r16[5] == f"68.50 ± {statistics.stdev([68.0, 69.0]):.2f}"
-    assert r16[6] == f"{6.85:.3f} ± {statistics.stdev([6.8, 6.9]):.3f}"
-    assert "†" not in rows["gpt2-medium", "4"][4]
-    # The reference row and columns (LoRA paper numbers), in every rendering.
-    assert table.reference[-5:] == ["70.40", "8.850", "46.80", "71.80", "2.530"]
+    assert r1[2] == "0.001" and r1[4] == "2 / 2 / 0" and r1[5] == "1.6000" and r1[6] == "61.00"
+    assert rows["gpt2", "16"][6] == "69.00 (68.00-70.00, 2 seeds)"
+    # Sweep B tunes nothing: its chosen trials ran with the default lr.
+    assert rows["gpt2-medium", "4"][2] == "0.0002" and rows["gpt2-medium", "4"][4] == "2 / 0 / 0"
     md = to_markdown(table)
-    assert "| *reference* |" in md and "LoRA paper" in md and "68.50 ± 0.71" in md
-    best_bleu = max(BLEU_B[16, s] for s in SEEDS)
-    assert f"**{statistics.mean(BLEU_B[16, s] for s in SEEDS):.2f} ± " in md and best_bleu > 68.5
-    assert 'class="reference"' in to_html(table)
+    # Best BLEU: gpt2-medium r=16, median of 72.0 and 72.5.
+    assert "**72.25 (72.00-72.50, 2 seeds)**" in md and "stopped early" in md
+    assert "reference" not in md and "66.50 (66.00-67.00, 2 seeds)" in to_html(table)
     csv = table.frame
-    assert {"BLEU_mean", "BLEU_std", "BLEU_n", "BLEU_reference", "val_loss_mean"} <= set(csv.columns)
-    assert (csv["BLEU_reference"] == 70.4).all()
-    bleu_std = csv.loc[(csv["model"] == "gpt2") & (csv["r"] == 16), "BLEU_std"].item()
-    assert bleu_std == pytest.approx(statistics.stdev([68.0, 69.0]))
+    assert {"lr_chosen", "val_loss", "val_loss_low", "val_loss_high", "val_loss_n", "run_ids"} <= set(csv.columns)
+    row = csv[(csv["model"] == "gpt2") & (csv["r"] == 16)].iloc[0]
+    assert (row["BLEU"], row["BLEU_low"], row["BLEU_high"], row["lr_chosen"]) == (69.0, 68.0, 70.0, "0.0002, 0.001")
 
 
-def test_table_of_a_task_without_references(rank_data, summary):
+def test_sweeps_without_tags_count_every_swept_setting_as_scientific(rank_data):
     from dataclasses import replace
 
-    from analysis.tables import paper_table, to_markdown
-    from trainables.tasks.base import MetricSpec
+    from analysis.tables import grouping, paper_table, summarise
 
-    task = replace(rank_data.tasks["e2e"], name="future", reference={}, reference_note="",
-                   final_metrics=(MetricSpec("BLEU", "max"), MetricSpec("accuracy", "max")))
-    table = paper_table(summary, task, ["adapter.r"])
-    assert table.reference is None and "accuracy" not in table.headers  # never logged: no column
-    assert "reference" not in to_markdown(table) and not any(c.endswith("_reference") for c in table.frame)
+    untagged = [replace(s, tags={k: v for k, v in s.tags.items() if not k.startswith("lorasweep.s")
+                                 and k != "lorasweep.nuisance"}) for s in rank_data.sweeps]
+    g = grouping(rank_data.trials, untagged)
+    assert (g.keys, g.nuisance, g.replicated) == (("adapter.r", "train.lr"), (), True)
+    assert g.untagged == ("rank_e2e-A", "rank_e2e-B")
+    task = rank_data.tasks["e2e"]
+    s = summarise(rank_data.trials, task, g)
+    assert len(s) == 6 + 3  # one row per configuration: gpt2 r x lr, gpt2-medium r
+    row = s[(s["model"] == "gpt2") & (s["adapter.r"] == 4) & (s["train.lr"] == 1e-3)].iloc[0]
+    assert (row["val_loss"], row["val_loss_n"]) == (1.45, 1)  # seed 1 of it stopped
+    assert any("no lorasweep.scientific tag" in n for n in paper_table(s, task, g).notes)
+
+
+def test_report_notes_sweeps_without_tags(store, rank_data, tmp_path):
+    from dataclasses import replace
+
+    from analysis.report import build_report
+
+    sweeps = [replace(s, tags={k: v for k, v in s.tags.items() if k not in ("lorasweep.scientific",
+                                                                             "lorasweep.nuisance")})
+              if s.name == "rank_e2e-B" else s for s in rank_data.sweeps]
+    report = build_report(replace(rank_data, sweeps=sweeps), tmp_path / "r")
+    assert "task e2e: sweep(s) rank_e2e-B have no lorasweep.scientific tag: every swept setting " \
+           "counts as scientific (one table row per configuration)" in report.notes
+    assert [r[:3] for r in report.tables["e2e"].rows if r[0] == "gpt2-medium"] == \
+        [["gpt2-medium", str(r), "0.0002"] for r in RANKS]
 
 
 # --------------------------------------------------------------------------- plots
 
 
 def _errorbars(ax):
-    """label -> (x, y, half-length of each error bar) read back from the Axes."""
+    """label -> (x, y, lowest, highest) of each point, read back from the Axes."""
     out = {}
     for c in ax.containers:
         line, _, (bars,) = c.lines
         x, y = line.get_xdata(), line.get_ydata()
-        half = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
-        out[c.get_label()] = (list(x), list(y), half)
+        segs = bars.get_segments()
+        out[c.get_label()] = (list(x), list(y), [s[0][1] for s in segs], [s[1][1] for s in segs])
     return out
 
 
-def test_rank_plot_points_are_the_stored_means_and_stds(rank_data, summary):
+def _line(ax, label):
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return line
+
+
+# The TU Wien reproduction's GPT-2 S BLEU (000_ebca86e218baf75c.txt Table 7, printed as a
+# fraction), x100 by hand, r = 1, 2, 4, ..., 1024.
+T7_BLEU = [64.40, 64.76, 65.54, 65.17, 64.87, 63.28, 63.94, 64.69, 66.23, 65.88, 64.85]
+# The LoRA paper's Table 18 (GPT-2 M), val loss and METEOR (printed 0.4565 ...: x100 by hand).
+T18_VAL = [1.23, 1.21, 1.18, 1.17, 1.16, 1.16, 1.16, 1.16, 1.16, 1.16, 1.17]
+T18_METEOR = [45.65, 45.90, 46.89, 46.36, 46.29, 46.42, 46.51, 46.28, 46.29, 46.37, 46.59]
+ALL_RANKS = [2.0 ** k for k in range(11)]
+
+
+def test_rank_plot_points_are_the_chosen_trials_median_and_range(rank_data, summary):
     from analysis.plots import rank_figure
 
     task = rank_data.tasks["e2e"]
-    fig, points = rank_figure(summary, task, line_by=["model"], title="t")
+    fig, drawn = rank_figure(summary, task, line_by=["model"], title="t")
     axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     val_ax = next(ax for ax in axes if ax.get_title() == "val loss vs rank")
-    bars = _errorbars(val_ax)
-    x, y, half = bars["gpt2"]
+    x, y, low, high = _errorbars(val_ax)["gpt2"]
+    # By hand (CHOSEN_A): r=1 1.60 (one seed), r=4 1.45 and 1.50, r=16 1.55 and 1.52.
     assert x == list(map(float, RANKS))
-    assert y == pytest.approx([statistics.mean(VAL_A[r, s][-1] for s in SEEDS) for r in RANKS])
-    assert half == pytest.approx([statistics.stdev(VAL_A[r, s][-1] for s in SEEDS) for r in RANKS])
+    assert y == pytest.approx([1.60, 1.475, 1.535]) and low == pytest.approx([1.60, 1.45, 1.52])
+    assert high == pytest.approx([1.60, 1.50, 1.55])
     assert val_ax.get_xscale() == "log" and [t.get_text() for t in val_ax.get_xticklabels()] == ["1", "4", "16"]
     bleu_ax = next(ax for ax in axes if ax.get_title() == "BLEU vs rank")
-    x, y, half = _errorbars(bleu_ax)["gpt2-medium"]
-    assert y == pytest.approx([statistics.mean(BLEU_B[r, s] for s in SEEDS) for r in RANKS])
-    assert half == pytest.approx([statistics.stdev(BLEU_B[r, s] for s in SEEDS) for r in RANKS])
-    assert _errorbars(bleu_ax)["gpt2"][2][0] == 0  # r=1: one completed seed, no spread
-    ref = [ln for ln in bleu_ax.get_lines() if ln.get_label() == "reference"]
-    assert ref and ref[0].get_ydata()[0] == 70.4
+    x, y, low, high = _errorbars(bleu_ax)["gpt2-medium"]
+    assert y == pytest.approx([68.25, 70.25, 72.25]) and low == [68.0, 70.0, 72.0] and high == [68.5, 70.5, 72.5]
     # Two models: % trainable differs per model at a rank, so each point is annotated.
     notes = {t.get_text() for t in val_ax.texts}
     assert f"{PCT['gpt2'] * 4:.3g}%" in notes and f"{PCT['gpt2-medium'] * 16:.3g}%" in notes
-    assert set(points["metric"]) == {"val_loss", "BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
+    assert set(drawn["points"]["metric"]) == {"val_loss", "BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
+    assert drawn["sources"].empty and not [ln for ln in bleu_ax.get_lines() if ln.get_label() == "reference"]
 
     # One model: % trainable on a secondary top axis.
     fig, _ = rank_figure(summary[summary["model"] == "gpt2"], task, line_by=[], title="t", metrics=["val_loss"])
@@ -328,25 +389,53 @@ def test_rank_plot_points_are_the_stored_means_and_stds(rank_data, summary):
     assert "% trainable" in top.get_xlabel()
 
 
-def test_rank_plot_shows_the_best_configuration_per_rank(optuna_data):
+def test_rank_plot_draws_each_models_own_source_curves(rank_data, summary):
+    from analysis.compare import source_curves
+    from analysis.plots import rank_figure
+
+    task = rank_data.tasks["e2e"]
+    fig, drawn = rank_figure(summary, task, line_by=["model"], title="t",
+                             sources=source_curves(summary, task))
+    src = drawn["sources"]
+    assert set(src.loc[src["our_model"] == "gpt2", "table"]) == {"tuw-t7"}
+    assert set(src.loc[src["our_model"] == "gpt2-medium", "table"]) == {"lora-paper-t3", "lora-paper-t18", "tuw-t4"}
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.get_title()}
+    bleu = axes["BLEU vs rank"]
+    s = _line(bleu, "GPT-2 S: TU Wien reproduction Table 7")
+    assert list(s.get_xdata()) == ALL_RANKS and list(s.get_ydata()) == pytest.approx(T7_BLEU)
+    ours = next(c for c in bleu.containers if c.get_label() == "gpt2")
+    assert s.get_color() == ours.lines[0].get_color()  # the source curve in its model's colour
+    star = _line(bleu, "GPT-2 M: LoRA paper Table 3")
+    assert (list(star.get_xdata()), list(star.get_ydata())) == ([4.0], [70.4])
+    assert list(_line(bleu, "GPT-2 M: LoRA paper Table 18").get_ydata())[:3] == [68.72, 69.17, 70.38]
+    assert list(_line(axes["val loss vs rank"], "GPT-2 M: LoRA paper Table 18").get_ydata()) == T18_VAL
+    meteor = axes["METEOR vs rank"]
+    assert list(_line(meteor, "GPT-2 M: LoRA paper Table 18").get_ydata()) == pytest.approx(T18_METEOR)
+    # The reproduction's METEOR is another implementation: never drawn.
+    assert not [ln for ln in meteor.get_lines() if "TU Wien" in ln.get_label()]
+    assert [t.get_text() for t in bleu.get_xticklabels()] == [f"{r:g}" for r in ALL_RANKS]
+
+
+def test_rank_plot_shows_the_best_row_per_rank(optuna_data):
     from analysis.plots import rank_points
-    from analysis.tables import hp_columns, summarise
+    from analysis.tables import grouping, summarise
 
     task, t = optuna_data.tasks["e2e"], optuna_data.trials
-    summary = summarise(t, task, hp_columns(t))
-    points = rank_points(summary, task, line_by=[], metrics=["val_loss", "BLEU"],
-                         chosen_by=["train.lr", "adapter.dropout"])
+    g = grouping(t, optuna_data.sweeps)
+    assert (g.keys, g.nuisance, g.replicated) == (("adapter.r",), ("adapter.dropout", "train.lr"), False)
+    summary = summarise(t, task, g)
+    points = rank_points(summary, task, line_by=[], metrics=["val_loss", "BLEU"], nuisance=g.nuisance)
     done = t[t["status"] == "completed"]
     for r, p in points[points["metric"] == "val_loss"].set_index("r").iterrows():
-        mine = t[(t["adapter.r"] == r) & t["status"].isin(["completed", "stopped_early"])]
+        mine = done[done["adapter.r"] == r]  # stopped trials are never chosen
         best = mine.loc[mine["val_loss"].idxmin()]
-        assert p["mean"] == best["val_loss"] and p["configurations"] == len(mine)
-        assert p["chosen"] == f"lr={best['train.lr']:.4g} dropout={best['adapter.dropout']:g}"
-        # BLEU is shown for the same configuration, not the best BLEU at that rank.
+        assert p["value"] == best["val_loss"] and p["run_ids"] == best["run_id"]
+        assert p["chosen"] == f"dropout={best['adapter.dropout']:g} lr={best['train.lr']:.4g}"
+        # BLEU is shown for the same trial, not the best BLEU at that rank.
         bleu = points[(points["metric"] == "BLEU") & (points["r"] == r)]
-        assert bleu.empty or bleu["mean"].item() == done.loc[done["run_id"] == best["run_id"], "BLEU"].item()
+        assert bleu.empty or bleu["value"].item() == best["BLEU"]
     chosen = points.loc[(points["metric"] == "val_loss") & (points["r"] == 2), "chosen"].item()
-    assert chosen == "lr=0.00098 dropout=0.15"
+    assert chosen == "dropout=0.15 lr=0.00098"
 
 
 def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
@@ -358,21 +447,111 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     fig, drawn = learning_curves(t[t["sweep_run_id"] == a.run_id], rank_data.history, a, task)
     ax = fig.axes[0]
     stop = next(ln for ln in ax.get_lines() if ln.get_label() == STOP_LABEL)
-    assert sorted(map(tuple, stop.get_xydata())) == sorted([(1.0, VAL_A[1, 1][-1]), (2.0, VAL_A[4, 0][-1])])
+    stopped = [(float(len(v)), v[-1]) for v in VAL_A.values() if len(v) < 3]
+    assert sorted(map(tuple, stop.get_xydata())) == sorted(stopped) and len(stopped) == 4
     rungs = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
     assert sorted(ln.get_xdata()[0] for ln in rungs) == [1.0, 2.0] == drawn["rungs"]
     assert any(ln.get_label() == RUNG_LABEL for ln in rungs)
-    x, y = drawn["curves"][store["ids"]["A4-1"]]
-    assert list(x) == [1.0, 2.0, 3.0] and list(y) == VAL_A[4, 1]
-    plotted = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == VAL_A[4, 1]]
-    assert len(plotted) == 1 and drawn["color_key"] == "adapter.r"
+    x, y = drawn["curves"][store["ids"]["A4-1-0.0002"]]
+    assert list(x) == [1.0, 2.0, 3.0] and list(y) == VAL_A[4, 1, 2e-4]
+    plotted = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == VAL_A[4, 1, 2e-4]]
+    assert len(plotted) == 1 and drawn["color_key"] == "adapter.r" and drawn["style_key"] == "train.lr"
     assert any(a_.get_label() == "<colorbar>" for a_ in fig.axes) and len(fig.axes) == 3
-    assert len(fig.axes[1].get_lines()) == 6  # train loss per step, every trial
+    assert len([ln for ln in fig.axes[1].get_lines() if len(ln.get_xdata())]) == 12  # every trial
     b = rank_data.sweep(next(s.run_id for s in rank_data.sweeps if s.name == "rank_e2e-B"))
     _, drawn_b = learning_curves(t[t["sweep_run_id"] == b.run_id], rank_data.history, b, task)
     assert drawn_b["rungs"] == [] and drawn_b["stopped"] == []  # FIFO: no rungs, no stops
     assert asha_rungs(1, 2, 3) == [1, 2] and asha_rungs(1, 2, 4) == [1, 2, 4]
     assert asha_rungs(2, 3, 20) == [2, 6, 18]
+
+
+# --------------------------------------------------------------------------- ours vs source
+
+
+def _dev(found, table, model, r, metric):
+    f = found.frame
+    return f[(f["table"] == table) & (f["our_model"] == model) & (f["r"] == r) & (f["metric"] == metric)].iloc[0]
+
+
+def test_ours_vs_source_deviation_per_cell(rank_data, summary, groups):
+    from analysis.compare import compare
+
+    task = rank_data.tasks["e2e"]
+    found = compare(summary, rank_data.trials, task, groups)
+    # gpt2 meets the reproduction's GPT-2 S table; gpt2-medium the paper's Tables 3 and 18 and
+    # the reproduction's Table 4; nobody meets Table 8 (GPT-2 L).
+    assert [t.title for t in found.tables] == [
+        "Ours vs LoRA paper (Hu et al. 2021) Table 3, task e2e",
+        "Ours vs LoRA paper (Hu et al. 2021) Table 18, task e2e",
+        "Ours vs TU Wien LoRA reproduction, Table 4, task e2e",
+        "Ours vs TU Wien LoRA reproduction, Table 7, task e2e"]
+    assert not found.stand_ins and found.notes == []
+    # gpt2-medium r=4: BLEU median 70.25 (70.0, 70.5); Table 18 70.38: -0.13 / 70.38 = -0.1847%.
+    row = _dev(found, "lora-paper-t18", "gpt2-medium", 4, "BLEU")
+    assert (row["ours"], row["source_value"]) == (70.25, 70.38)
+    assert row["deviation_pct"] == pytest.approx(-0.13 / 70.38 * 100)
+    # METEOR: ours 0.6 x BLEU = 42.15; Table 18 prints 0.4689 (a fraction): 46.89.
+    row = _dev(found, "lora-paper-t18", "gpt2-medium", 4, "METEOR")
+    assert (row["source_printed"], row["source_unit"]) == (0.4689, "fraction")
+    assert row["deviation_pct"] == pytest.approx((42.15 - 46.89) / 46.89 * 100)  # -10.11%
+    # val loss: median of 1.30 and 1.32 against 1.18.
+    assert _dev(found, "lora-paper-t18", "gpt2-medium", 4, "val_loss")["deviation_pct"] == \
+        pytest.approx((1.31 - 1.18) / 1.18 * 100)
+    assert _dev(found, "lora-paper-t3", "gpt2-medium", 4, "BLEU")["deviation_pct"] == pytest.approx(-0.15 / 70.4 * 100)
+    # The reproduction's METEOR is another implementation: no deviation.
+    row = _dev(found, "tuw-t4", "gpt2-medium", 4, "METEOR")
+    assert not row["comparable"] and pd_isna(row["deviation_pct"])
+    # gpt2 r=1 (one seed, BLEU 61.0) against Table 7's 0.6440; % trainable 0.2948 against 0.1184.
+    assert _dev(found, "tuw-t7", "gpt2", 1, "BLEU")["deviation_pct"] == pytest.approx((61.0 - 64.40) / 64.40 * 100)
+    assert _dev(found, "tuw-t7", "gpt2", 4, "trainable_pct")["deviation_pct"] == \
+        pytest.approx((0.2948 - 0.1184) / 0.1184 * 100)
+    t18 = found.tables[1]
+    assert t18.headers[:3] == ["model", "r", "lr (chosen)"] and t18.headers[4] == "BLEU: ours / source / Δ%"
+    r4 = next(r for r in t18.rows if r[:2] == ["gpt2-medium", "4"])
+    assert r4[3:5] == ["1.3100 / 1.1800 / +11.0%", "70.25 / 70.38 / -0.2%"]
+    t4 = found.tables[2]
+    assert any(c.endswith("/ n.c.") for r in t4.rows for c in r) and any("not comparable" in n for n in t4.notes)
+    assert not any("smoke" in c for t in found.tables for r in t.rows for c in r)
+
+
+def pd_isna(v):
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def test_a_table_no_row_of_ours_matches_is_a_note(rank_data, summary, groups):
+    from analysis.compare import compare
+
+    found = compare(summary[summary["adapter.r"] != 4].reset_index(drop=True), rank_data.trials,
+                    rank_data.tasks["e2e"], groups)
+    assert "Ours vs LoRA paper (Hu et al. 2021) Table 3, task e2e" not in [t.title for t in found.tables]
+    assert found.notes == ["LoRA paper Table 3 (GPT-2 M; r: 4) matches no row of ours (r: 1, 16)"]
+
+
+def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data, groups):
+    from analysis.compare import compare, source_curves
+    from analysis.plots import rank_figure
+    from analysis.tables import summarise
+
+    t = rank_data.trials.copy()
+    t["model"] = t["model"].map({"gpt2": "/root/.cache/lorasweep/smoke/e2e1/gpt2-s",
+                                 "gpt2-medium": "/root/.cache/lorasweep/smoke/e2e1/gpt2-m"})
+    task = rank_data.tasks["e2e"]
+    summary = summarise(t, task, groups)
+    found = compare(summary, t, task, groups)
+    assert found.stand_ins and len(found.tables) == 4
+    for table in found.tables:
+        assert table.title.endswith("SMOKE STAND-INS: deviations are not reproduction results")
+        assert all("(smoke stand-in for GPT-2 " in row[0] for row in table.rows)
+        assert all(c.endswith("% (smoke)") for row in table.rows for c in row[3:] if "%" in c)
+    # The same numbers as for the real models: the stand-in meets GPT-2 S's Table 7.
+    assert _dev(found, "tuw-t7", "/root/.cache/lorasweep/smoke/e2e1/gpt2-s", 1, "BLEU")["deviation_pct"] == \
+        pytest.approx((61.0 - 64.40) / 64.40 * 100)
+    sources = source_curves(summary, task)
+    assert sources["stand_in"].all() and set(sources["model"]) == {"gpt2", "gpt2-medium"}
+    fig, drawn = rank_figure(summary, task, line_by=["model"], title="t", sources=sources)
+    assert "SMOKE STAND-INS" in fig.get_suptitle()
+    labels = {c.get_label() for ax in fig.axes for c in ax.containers}
+    assert "gpt2-s (smoke stand-in for GPT-2 S)" in labels
 
 
 # --------------------------------------------------------------------------- importance and edges
@@ -413,17 +592,18 @@ def test_edge_of_space_warning(optuna_data, rank_data, store):
     t = optuna_data.trials.copy()
     t.loc[t["train.lr"] == 9.8e-4, "train.lr"] = 1e-4
     assert edge_warnings(c, t, task) == []
-    # Grid sweep A: the best trial has r=4, inside [1, 4, 16] (the swept seed never counts).
+    # Grid sweep A: the best val loss (1.42) has r=4, inside [1, 4, 16] (the swept seed never
+    # counts), and lr 1e-3, the largest of its two values.
     a = rank_data.sweep(store["ids"]["A"])
-    assert edge_warnings(a, rank_data.trials, task) == []
+    assert [(w.key, w.edge) for w in edge_warnings(a, rank_data.trials, task)] == [("train.lr", "upper")]
     # ... and r=16 at the largest grid value when it is the best.
     t = rank_data.trials.copy()
-    t.loc[t["trial_id"] == "a_16_0", "val_loss"] = 1.0
+    t.loc[t["trial_id"] == "a_16_0_0.0002", "val_loss"] = 1.0
     warns = edge_warnings(a, t, task)
-    assert [(w.key, w.edge, w.value) for w in warns] == [("adapter.r", "upper", 16)]
-    assert "largest value of grid[1, 4, 16]" in warns[0].message()
-    # Ranked by BLEU instead: the best BLEU in sweep A is r=16 (69.0).
-    assert [w.key for w in edge_warnings(a, rank_data.trials, task, task.spec("BLEU"))] == ["adapter.r"]
+    assert [(w.key, w.edge, w.value) for w in warns] == [("train.lr", "lower", 2e-4), ("adapter.r", "upper", 16)]
+    assert "largest value of grid[1, 4, 16]" in warns[1].message()
+    # Ranked by BLEU instead: the best BLEU in sweep A is r=16, lr 1e-3 (70.0).
+    assert [w.key for w in edge_warnings(a, rank_data.trials, task, task.spec("BLEU"))] == ["train.lr", "adapter.r"]
 
 
 # --------------------------------------------------------------------------- report and CLI
@@ -437,13 +617,16 @@ def test_report_is_self_contained_and_logged_to_the_parent_runs(store, tmp_path,
     (out / "unrelated.txt").write_text("not part of the report")
     assert main(["--tracking-uri", store["uri"], "--experiment", EXP_RANK, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "report: " in printed and "68.50 ± 0.71" in printed and "MLflow: logged" in printed
+    assert "report: " in printed and "69.00 (68.00-70.00, 2 seeds)" in printed and "MLflow: logged" in printed
+    assert "Ours vs LoRA paper (Hu et al. 2021) Table 18, task e2e" in printed
     page = (out / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
     assert "<link" not in page and "<script" not in page
     assert page.count("data:image/png;base64,") == 5  # rank by model, 2 per-model, 2 curves
-    assert "rank_e2e-A" in page and "LoRA paper" in page and "68.50 ± 0.71" in page
-    expected = {"report.html", "table_e2e.md", "table_e2e.csv", "trials.csv", "rank_e2e.png",
+    assert "rank_e2e-A" in page and "LoRA paper" in page and "69.00 (68.00-70.00, 2 seeds)" in page
+    assert "70.25 / 70.38 / -0.2%" in page  # gpt2-medium r=4 BLEU beside Table 18
+    expected = {"report.html", "table_e2e.md", "table_e2e.csv", "compare_e2e.md", "compare_e2e.csv",
+                "trials.csv", "rank_e2e.png",
                 "rank_e2e.svg", "rank_e2e_gpt2.png", "rank_e2e_gpt2-medium.svg",
                 "curves_rank_e2e-A.png", "curves_rank_e2e-B.svg"}
     assert expected <= {p.name for p in out.iterdir()}
@@ -468,7 +651,7 @@ def test_report_of_an_optuna_sweep_has_importances_and_warning(store, tmp_path, 
     assert "Hyperparameter importance" in page and 'class="warn"' in page
     assert page.count("data:image/png;base64,") == 3  # rank (one model: no per-model copy), curves, importance
     header = (out / "table_e2e.md").read_text().splitlines()[2]
-    assert header.startswith("| r | dropout | lr | % trainable |")
+    assert header.startswith("| r | dropout (chosen) | lr (chosen) | % trainable |")
     assert not store["client"].list_artifacts(store["ids"]["C"], "analysis")  # --no-log
 
 
@@ -488,7 +671,7 @@ BAD = [
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(store, tmp_path, capsys, flags, field, fragment):
     from analysis.report import main
 
-    flags = [f.format(trial=store["ids"]["A4-1"], childless=store["ids"]["D"], tmp=tmp_path) for f in flags]
+    flags = [f.format(trial=store["ids"]["A4-1-0.0002"], childless=store["ids"]["D"], tmp=tmp_path) for f in flags]
     out = tmp_path / "out"
     assert main(["--tracking-uri", store["uri"], *flags, "--out", str(out)]) == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
@@ -506,24 +689,24 @@ def test_cli_module_exit_code_2(store, tmp_path):
     assert not (tmp_path / "out").exists() and proc.stdout == ""
 
 
-def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank_data):
+def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank_data, groups):
     """Rank vs task (E2E and SQuAD both report BLEU and ROUGE-L): one line per task, each the
     same points as that task's own rank plot."""
     from dataclasses import replace
 
     from analysis.plots import cross_task_figure, rank_points
-    from analysis.tables import hp_columns, summarise
+    from analysis.tables import summarise
 
     e2e = rank_data.tasks["e2e"]
     t = rank_data.trials
-    a = summarise(t[t["model"] == "gpt2"], e2e, hp_columns(t))
-    b = summarise(t[t["model"] == "gpt2-medium"], e2e, hp_columns(t))
+    a = summarise(t[t["model"] == "gpt2"], e2e, groups)
+    b = summarise(t[t["model"] == "gpt2-medium"], e2e, groups)
     other = replace(e2e, name="squad")  # a second task reporting the same BLEU and ROUGE-L
     fig, points = cross_task_figure({"e2e": (a, e2e), "squad": (b, other)}, ["BLEU", "ROUGE_L"], title="t")
     assert set(points["line"]) == {"e2e (gpt2)", "squad (gpt2-medium)"}
     own = rank_points(b, other, line_by=["model"], metrics=["BLEU", "ROUGE_L"])
     mine = points[points["line"] == "squad (gpt2-medium)"]
-    assert mine["mean"].tolist() == own["mean"].tolist() and mine["r"].tolist() == own["r"].tolist()
+    assert mine["value"].tolist() == own["value"].tolist() and mine["r"].tolist() == own["r"].tolist()
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert titles == ["BLEU vs rank, by task", "ROUGE-L vs rank, by task"]
     bleu_ax = fig.axes[0]

@@ -65,9 +65,9 @@ class Task(ABC):
     """Computed once, for trials that reach their last report."""
     formats: ClassVar[tuple[str, ...]] = ()
     """Accepted values of ``data.format`` (the first is the default)."""
-    reference: ClassVar[dict[str, float]] = {}
-    """Published numbers printed beside results (metric name -> value)."""
-    reference_note: ClassVar[str] = ""
+    reference_table: ClassVar[str] = ""
+    """The id of the source table (``analysis/references/``) whose row for this task is
+    printed beside a sweep's results; empty: none."""
 
     # ----------------------------------------------------------- driver side, before launch
     @abstractmethod
@@ -141,8 +141,13 @@ class Task(ABC):
         metric that could not be computed is None, with the reason in ``final_note``."""
 
     def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        """Published numbers to print beside a sweep of ``cfg`` (trial config), and their source."""
-        return self.reference, self.reference_note
+        """Published numbers to print beside a sweep of ``cfg`` (trial config), on lorasweep's
+        scale, and their citation: this task's row of :attr:`reference_table`."""
+        if not self.reference_table:
+            return {}, ""
+        from analysis.references import headline
+
+        return headline(self.reference_table, self.name)
 
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None

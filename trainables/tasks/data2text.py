@@ -337,9 +337,7 @@ class WebNLGTask(Data2TextTask):
         MetricSpec("ROUGE_L", "max", "ROUGE-L", "{:.2f}"),
         MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
-    reference = {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
-    reference_note = ("LoRA paper (microsoft/LoRA README), GPT-2 M + LoRA (W_q, W_v, r=4), "
-                      "WebNLG 2017 test set, all / seen / unseen categories")
+    reference_table = "lora-paper-t14"
 
     def parse(self, obj: Any, path: Any) -> list[Entry]:
         return parse_webnlg(obj, path)
@@ -354,8 +352,7 @@ class DARTTask(Data2TextTask):
              "test": "dart-v1.1.1-full-test.json"}
     hub_splits = {"train": "train", "validation": "validation", "test": "test"}
     lower_relation = True
-    reference = {"BLEU": 47.1}
-    reference_note = "LoRA paper (microsoft/LoRA README), GPT-2 M + LoRA (W_q, W_v, r=4), DART test set"
+    reference_table = "lora-paper-t13"
 
     def parse(self, obj: Any, path: Any) -> list[Entry]:
         return parse_dart(obj, path)

@@ -190,8 +190,7 @@ class E2ETask(CausalLMTask):
         MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
     formats = ("paper", "raw")
-    reference = {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
-    reference_note = "LoRA paper, GPT-2 M + LoRA (W_q, W_v, r=4), E2E test set"
+    reference_table = "lora-paper-t3"
 
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:

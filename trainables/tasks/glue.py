@@ -104,8 +104,7 @@ class GlueTask(ClassificationTask):
     hub_splits: ClassVar[dict[str, str]] = {"test": "validation"}
     label_strings: ClassVar[tuple[str, ...] | None] = None
     """Label names as the TSV writes them (MNLI, QNLI, RTE); else integer ids (or a float)."""
-    reference_base: ClassVar[dict[str, float]] = {}
-    reference_large: ClassVar[dict[str, float]] = {}
+    reference_table = "lora-paper-t2"
 
     def task_dir(self, cfg: TrialConfig) -> Path:
         root = Path(cfg.data.source).expanduser()
@@ -171,10 +170,11 @@ class GlueTask(ClassificationTask):
         return out
 
     def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        model = str(cfg.model.name_or_path)
-        if "large" in model:
-            return self.reference_large, "LoRA paper Table 2, RoBERTa-large + LoRA (median of 5 seeds)"
-        return self.reference_base, "LoRA paper Table 2, RoBERTa-base + LoRA (median of 5 seeds)"
+        """The LoRA paper's RoBERTa-large row for a large model, its RoBERTa-base row otherwise."""
+        from analysis.references import headline
+
+        model = "roberta-large" if "large" in str(cfg.model.name_or_path) else "roberta-base"
+        return headline(self.reference_table, self.name, model)
 
 
 class CoLA(GlueTask):
@@ -183,7 +183,6 @@ class CoLA(GlueTask):
     metric_names = ("mcc", "accuracy")
     layout = TsvLayout(text_a=3, text_b=None, label=1, header=False, n_fields=4)
     hub_columns = ("sentence", None)
-    reference_base, reference_large = {"mcc": 63.4}, {"mcc": 68.2}
 
 
 class SST2(GlueTask):
@@ -192,7 +191,6 @@ class SST2(GlueTask):
     metric_names = ("accuracy",)
     layout = TsvLayout("sentence", None, "label")
     hub_columns = ("sentence", None)
-    reference_base, reference_large = {"accuracy": 95.1}, {"accuracy": 96.2}
 
 
 class MRPC(GlueTask):
@@ -201,7 +199,6 @@ class MRPC(GlueTask):
     metric_names = ("accuracy", "f1")
     layout = TsvLayout("#1 String", "#2 String", "Quality")
     hub_columns = ("sentence1", "sentence2")
-    reference_base, reference_large = {"accuracy": 89.7}, {"accuracy": 90.9}
 
 
 class QQP(GlueTask):
@@ -210,7 +207,6 @@ class QQP(GlueTask):
     metric_names = ("accuracy", "f1")
     layout = TsvLayout("question1", "question2", "is_duplicate")
     hub_columns = ("question1", "question2")
-    reference_base, reference_large = {"accuracy": 90.8}, {"accuracy": 91.6}
 
 
 class STSB(GlueTask):
@@ -219,7 +215,6 @@ class STSB(GlueTask):
     metric_names = ("pearson", "spearman")
     layout = TsvLayout("sentence1", "sentence2", "score")
     hub_columns = ("sentence1", "sentence2")
-    reference_base, reference_large = {"pearson": 91.5}, {"pearson": 92.6}
 
 
 class MNLI(GlueTask):
@@ -232,7 +227,6 @@ class MNLI(GlueTask):
     hub_columns = ("premise", "hypothesis")
     dev_files = {"m": "dev_matched.tsv", "mm": "dev_mismatched.tsv"}
     hub_splits = {"m": "validation_matched", "mm": "validation_mismatched"}
-    reference_base, reference_large = {"accuracy_m": 87.5}, {"accuracy_m": 90.6}
 
     def _label(self, text: str) -> Any:
         # The gold label is '-' where the annotators had no majority: such pairs are skipped.
@@ -246,7 +240,6 @@ class QNLI(GlueTask):
     metric_names = ("accuracy",)
     layout = TsvLayout("question", "sentence", "label")
     hub_columns = ("question", "sentence")
-    reference_base, reference_large = {"accuracy": 93.3}, {"accuracy": 94.9}
 
 
 class RTE(GlueTask):
@@ -256,7 +249,6 @@ class RTE(GlueTask):
     metric_names = ("accuracy",)
     layout = TsvLayout("sentence1", "sentence2", "label")
     hub_columns = ("sentence1", "sentence2")
-    reference_base, reference_large = {"accuracy": 86.6}, {"accuracy": 87.4}
 
 
 GLUE_TASKS = {cls.glue_name: cls for cls in (MNLI, SST2, MRPC, CoLA, QNLI, QQP, RTE, STSB)}

@@ -1,0 +1,185 @@
+"""Ours beside the sources' numbers: one table per source table, a deviation in every cell.
+
+A row of ours (one model and scientific value, :func:`analysis.tables.summarise`) meets a
+source row when the model is the one the source table reports on (by the names in
+``analysis/references/models.yaml``) and every setting the table matches on
+(``match: [adapter.r]``, ``[adapter.method]``, ...) has the row's value. Each metric cell is
+``ours / source / deviation``: the source's number on lorasweep's scale (a BLEU printed as
+a fraction is x100), and ``(ours - source) / |source| * 100``, positive when ours is higher.
+A metric the table flags as not comparable (another implementation of METEOR) shows both
+numbers and no deviation.
+
+**Stand-ins.** A smoke model (``smoke:gpt2-s``, a tiny GPT-2 on synthetic data) is compared
+with the numbers of the model it stands for (GPT-2 S), so that a smoke report has the shape
+of the real one; its rows and deviations are labelled ``smoke`` and say that they are no
+reproduction result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from analysis import references
+from analysis.load import TaskInfo
+from analysis.references import RefTable, deviation
+from analysis.tables import (R_KEY, SMOKE, Grouping, Table, chosen_text, fmt_value, model_legend,
+                             short_name)
+from trainables.tasks.base import MetricSpec
+
+TRAINABLE = MetricSpec("trainable_pct", "max", "% trainable", "{:.4f}")
+#: What :func:`source_curves` gives for each source point a rank plot draws.
+SOURCE_COLUMNS = ["model", "our_model", "stand_in", "table", "label", "kind", "r", "metric", "value"]
+STAND_IN_RULE = ("a smoke model (an offline stand-in such as gpt2-s) is compared with the sources' "
+                 "numbers for the model it stands for (analysis/references/models.yaml: gpt2-s for "
+                 "GPT-2 S, gpt2-m for GPT-2 M, gpt2-l for GPT-2 L), so that the tables and plots have "
+                 "the shape of the real study; its deviations, marked (smoke), measure a tiny model "
+                 "on synthetic data and are no reproduction result")
+
+
+def _metrics(task: TaskInfo) -> dict[str, MetricSpec]:
+    return {**{m.name: m for m in task.metrics}, TRAINABLE.name: TRAINABLE}
+
+
+# --------------------------------------------------------------------------- rank curves
+
+
+def source_curves(summary: pd.DataFrame, task: TaskInfo) -> pd.DataFrame:
+    """The source values a rank plot draws for each model of ``summary``: every table of the
+    task matched on the rank alone, with a row for the model (or the model a stand-in stands
+    for), each comparable metric of ours, on lorasweep's scale."""
+    metrics = {m.name for m in task.metrics}
+    rows = []
+    for our in dict.fromkeys(summary["model"]) if len(summary) else ():
+        name, stand_in = references.resolve_model(our)
+        for table in task.references:
+            if name is None or table.match != (R_KEY,):
+                continue
+            for row in table.rows_for(task.name, name):
+                rows += [{"model": name, "our_model": our, "stand_in": stand_in, "table": table.id,
+                          "label": table.label, "kind": table.kind, "r": float(row[R_KEY]), "metric": m,
+                          "value": table.value(row, m)}
+                         for m in table.metrics if m in metrics and table.comparable(m) and row.get(m) is not None]
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Comparison:
+    """Every "ours vs source" table of a task, their numbers (long CSV) and notes."""
+
+    tables: list[Table] = field(default_factory=list)
+    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    stand_ins: bool = False
+
+
+def settings_of(s: Mapping[str, Any], trials: pd.DataFrame, grouping: Grouping) -> dict[str, Any]:
+    """The settings a summary row ran with: its first chosen trial's (else its first trial's),
+    its scientific values, and each nuisance value when all its seeds chose the same."""
+    ids = list(s["run_ids"]) or list(s["trial_run_ids"])
+    first = trials[trials["run_id"] == ids[0]].iloc[0].to_dict() if ids else {}
+    values = {**first, **{k: s[k] for k in grouping.keys}}
+    for k in grouping.nuisance:
+        chosen = s.get(f"chosen.{k}") or ()
+        values[k] = chosen[0] if len(chosen) == 1 else None
+    return values
+
+
+def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, grouping: Grouping) -> Comparison:
+    """One :class:`analysis.tables.Table` per source table with a row matching a row of ours."""
+    out = Comparison()
+    frames = []
+    ours = [(s, *references.resolve_model(s["model"])) for _, s in summary.iterrows()]
+    for table in task.references:
+        matched = [(s, src, stand_in) for s, name, stand_in in ours if name is not None
+                   for src in [table.find(task.name, name, settings_of(s, trials, grouping))] if src]
+        if matched:
+            cmp_table, frame = _table(table, matched, task, grouping)
+            out.tables.append(cmp_table)
+            frames.append(frame)
+            out.stand_ins |= any(stand_in for _, _, stand_in in matched)
+        else:
+            out.notes += _unmatched(table, task, ours, grouping)
+    out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out
+
+
+def _unmatched(table: RefTable, task: TaskInfo, ours: Sequence[Any], grouping: Grouping) -> list[str]:
+    """Why a table of one of our models met no row of ours (its rows' values against ours)."""
+    notes = []
+    for name in dict.fromkeys(n for _, n, _ in ours if n is not None):
+        rows = table.rows_for(task.name, name)
+        if not rows:
+            continue
+        theirs = "; ".join(f"{short_name(k)}: {', '.join(fmt_value(r.get(k)) for r in rows)}" for k in table.match)
+        mine = "; ".join(f"{short_name(k)}: {', '.join(dict.fromkeys(fmt_value(s.get(k)) for s, n, _ in ours if n == name))}"
+                         for k in table.match if k in grouping.keys)
+        notes.append(f"{table.label} ({references.model_label(name)}; {theirs}) matches no row of ours"
+                     + (f" ({mine})" if mine else ""))
+    return notes
+
+
+def _table(table: RefTable, matched: Sequence[Any], task: TaskInfo, grouping: Grouping,
+           ) -> tuple[Table, pd.DataFrame]:
+    specs = _metrics(task)
+    metrics = [specs[m] for m in table.metrics if m in specs]
+    headers = ["model"] + [short_name(k) for k in grouping.keys] + \
+        [f"{short_name(k)} (chosen)" for k in grouping.nuisance] + \
+        [f"{m.heading}: ours / source / Δ%" for m in metrics]
+    rows, long = [], []
+    for s, src, stand_in in matched:
+        row = [model_legend(s["model"])] + [fmt_value(s[k]) for k in grouping.keys] + \
+            [chosen_text(s, k) for k in grouping.nuisance]
+        for m in metrics:
+            cell, record = _cell(table, m, s, src, stand_in)
+            row.append(cell)
+            long.append({"table": table.id, "source": table.source, "file": table.file,
+                         "task": task.name, "our_model": s["model"], "model": src["model"],
+                         "stand_in": stand_in, **{short_name(k): s[k] for k in grouping.keys}, **record})
+        rows.append(row)
+    smoke = any(stand_in for _, _, stand_in in matched)
+    title = f"Ours vs {table.source}, task {task.name}" + \
+        (f" - {SMOKE.upper()} STAND-INS: deviations are not reproduction results" if smoke else "")
+    return Table(title=title, headers=headers, rows=rows, align=["l"] * (len(headers) - len(metrics))
+                 + ["r"] * len(metrics), notes=_notes(table, metrics, smoke)), pd.DataFrame(long)
+
+
+def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str, Any],
+          stand_in: bool) -> tuple[str, dict[str, Any]]:
+    ours = s.get(m.name)
+    ours = None if ours is None or pd.isna(ours) else float(ours)
+    source = table.value(src, m.name)
+    comparable = table.comparable(m.name)
+    dev = deviation(ours, source) if comparable else None
+    text = "n.c." if not comparable else "-" if dev is None else f"{dev:+.1f}%"
+    if stand_in and dev is not None:
+        text += f" ({SMOKE})"
+    cell = f"{'-' if ours is None else m.fmt.format(ours)} / {'-' if source is None else m.fmt.format(source)} / {text}"
+    record = {"metric": m.name, "ours": ours, "ours_low": s.get(f"{m.name}_low"),
+              "ours_high": s.get(f"{m.name}_high"), "ours_n": s.get(f"{m.name}_n"),
+              "source_printed": src.get(m.name), "source_unit": table.units[m.name],
+              "source_value": source, "deviation_pct": dev, "comparable": comparable}
+    return cell, record
+
+
+def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[str]:
+    notes = [f"source: {table.source}" + (f", transcribed from {table.file}" if table.file
+                                          else " (not in /work/shared/sources)"), table.note,
+             "Δ% = (ours - source) / |source| x 100: positive when ours is higher (for a loss, "
+             "higher is worse); ours is the median over seeds of each row's chosen trials"]
+    fractions = [m.heading for m in metrics if table.units[m.name] == "fraction"]
+    if fractions:
+        notes.append(f"the source prints {', '.join(fractions)} as fractions (0-1): shown x100, "
+                     "lorasweep's scale; the CSV keeps the printed values")
+    notes += [f"{m.heading} not comparable (n.c.): {table.not_comparable[m.name]}" for m in metrics
+              if not table.comparable(m.name)]
+    if smoke:
+        notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) compares a tiny stand-in model on "
+                     "synthetic data with the numbers of the model it stands for: no reproduction result")
+    return [n for n in notes if n]
