@@ -86,6 +86,15 @@ class DataConfig:
     """A JSON word list ``{word: [synonyms]}``; null = the bundled offline list."""
     predict_file: str | None = None
     """An unlabelled CSV (``id`` + text columns); completed trials write ``predictions.csv``."""
+    standardize_targets: bool = True
+    """Regression tasks (STS-B): train on the targets standardised with the mean and standard
+    deviation of the training labels, z = (y - mean) / std, and map the model's outputs back,
+    y = mean + std * z, before any metric or validation loss (so those are in the task's units;
+    Pearson and Spearman are unchanged by an affine map; the train loss is in z units). A
+    fresh regression head otherwise spends its first steps growing to the labels' scale (0-5
+    for STS-B), which early ASHA rungs would measure instead of the adapter. The mean and
+    standard deviation are recorded with the trial (``data.target_mean``, ``data.target_std``).
+    No effect on classification tasks."""
     image_size: int | None = None
     """Vision tasks: side length the images are resized to (bilinear, on the fly; the cache
     keeps the native pixels); null = the data's native size (CIFAR-10: 32). ImageNet-trained
@@ -214,6 +223,12 @@ class TrainConfig:
     """Stop a trial when the task's metric (e.g. ``val_accuracy``) has not improved for N
     reports in a row; the best weights are then restored and the final evaluation runs on
     them (reported as ``best_epoch`` and ``stopped_early_at``). null = train to the end."""
+    keep_best: bool = False
+    """Train to the end, then restore the weights of the report with the best task metric
+    (e.g. ``val_accuracy``) and run the final evaluation on them: each run taken at its best
+    validation epoch, as the LoRA paper reports GLUE. The final report records ``best_epoch``
+    and ``best_step``, the report whose weights the final metrics (and the saved adapter) come
+    from. Implied by ``early_stopping_patience``."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:
