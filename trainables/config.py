@@ -139,7 +139,9 @@ class AdapterConfig:
     init_from: str | None = None
     """Warm start: an adapter directory, or ``runs:/<run_id>`` (a trial's adapter in MLflow,
     e.g. the best MNLI trial), whose LoRA weights initialise this adapter (the head stays
-    fresh); null = peft's initialisation (B = 0). Searchable, to compare both in one sweep."""
+    fresh); null = peft's initialisation (B = 0). Searchable, to compare both in one sweep.
+    In a multi-part study, ``best:<part>`` (``best:mnli``): the best completed trial of that
+    part, which then runs first (:mod:`sweeps.chain`)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -151,6 +153,8 @@ class AdapterConfig:
         if self.method == "full" and self.init_from:
             raise UserError("init_from", "a warm start loads adapter weights, and method 'full' has "
                                          "no adapter; use a LoRA method or init_from=null")
+        if self.init_from is not None and self.init_from.startswith("best:") and not self.init_from[5:].strip():
+            raise UserError("init_from", "best: needs a part name, e.g. best:mnli")
         _positive_int("r", self.r)
         if self.alpha is None and self.alpha_over_r is None:
             raise UserError("alpha", "set alpha (a number) or alpha_over_r (a multiple of r)")
