@@ -153,7 +153,7 @@ class AdapterConfig:
         if self.method == "full" and self.init_from:
             raise UserError("init_from", "a warm start loads adapter weights, and method 'full' has "
                                          "no adapter; use a LoRA method or init_from=null")
-        if self.init_from is not None and self.init_from.startswith("best:") and not self.init_from[5:].strip():
+        if (self.init_from or "").startswith("best:") and not self.init_from[5:].strip():
             raise UserError("init_from", "best: needs a part name, e.g. best:mnli")
         _positive_int("r", self.r)
         if self.alpha is None and self.alpha_over_r is None:

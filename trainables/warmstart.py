@@ -112,6 +112,10 @@ def resolve_init_from(value: str, tracking_uri: str) -> Path:
         run_id = best_trial(client, run)[0]
 
     def download(d: Path) -> None:
+        import os
+
+        # MLflow's download bar would print between the sweep's own lines.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             client.download_artifacts(run_id, "adapter", str(d))
         except Exception as e:  # no such artifact
