@@ -58,7 +58,10 @@ def order(cfgs: list[Any], study: Any) -> list[Any]:
     out = []
     for cfg in cfgs:
         src = source_part(cfg)
-        if src is not None and src not in parts:
+        if src is None:
+            out.append(cfg)
+            continue
+        if src not in parts:
             raise UserError(FIELD, f"{BEST_PREFIX}{src}: {cfg.study} has no part {src!r}; accepted: "
                                    f"{BEST_PREFIX}<part> with a part of {one_of(parts)}")
         if src == cfg.part:
@@ -67,7 +70,7 @@ def order(cfgs: list[Any], study: Any) -> list[Any]:
             raise UserError(FIELD, f"{BEST_PREFIX}{src}: part {src} starts from "
                                    f"{selected[src].trial.adapter.init_from} itself; warm starts chain "
                                    "one step (start it fresh or from a directory or runs:/<run_id>)")
-        elif src is not None and src not in selected:
+        elif src not in selected:
             cfg = with_init_from(cfg, _earlier_sweep(cfg, src, flag=study.part_flag))
         out.append(cfg)
     sources = {source_part(cfg) for cfg in out} - {None}

@@ -130,6 +130,18 @@ def test_best_on_the_part_itself_starts_it_fresh():
     assert (rte.part, rte.trial.adapter.init_from) == ("rte", "best:mnli")
 
 
+def test_other_warm_starts_pass_through_unchanged():
+    from sweeps.chain import order
+    from sweeps.cli import build_configs, build_parser, load_study
+
+    for study, argv in (("rank_e2e", ["--preset", "smoke"]),
+                        ("glue_paper", ["--preset", "smoke", "--task", "rte,mnli"])):
+        spec = load_study(study)
+        args = build_parser(spec).parse_args([*argv, "--set", "adapter.init_from=runs:/0123456789abcdef"])
+        cfgs = build_configs(spec, args)
+        assert order(cfgs, spec) == cfgs  # same configs, same order: nothing to resolve
+
+
 def test_warm_starts_chain_one_step():
     from sweeps.chain import order, with_init_from
     from sweeps.cli import load_study
