@@ -270,25 +270,31 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
     """Entry point of ``sweeps/<study>.py``; returns the process exit code.
 
     A multi-part study validates every part before it launches the first, then runs them one
-    after the other (each its own sweep, MLflow parent run and ASHA), in one Ray session.
+    after the other (each its own sweep, MLflow parent run and ASHA), in one Ray session; a
+    part warm-started from another (``adapter.init_from=best:<part>``) runs after it
+    (:mod:`sweeps.chain`).
     """
+    from sweeps import chain
+
     spec = load_study(study)
     parser = build_parser(spec, doc=doc)
     args = parser.parse_args(argv)
     try:
-        cfgs = build_configs(spec, args)
+        cfgs = chain.order(build_configs(spec, args), spec)
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
         from sweeps.runner import plan_sweep, run_sweep
 
         if len(cfgs) > 1 and not args.resume:
             for cfg in cfgs:
-                plan_sweep(cfg, prepare=False)
-        codes, outcomes = [], []
+                plan_sweep(chain.for_planning(cfg), prepare=False)
+        codes, outcomes, by_part = [], [], {}
         for cfg in cfgs:
+            cfg = chain.resolved(cfg, by_part)
             outcome = run_sweep(cfg, resume=args.resume, warm_workers=len(cfgs) == 1)
             codes.append(outcome.exit_code)
             outcomes.append(outcome)
+            by_part[cfg.part] = outcome
         if len(cfgs) > 1:
             print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
                   f"{sum(c == 0 for c in codes)} without failed trials")
@@ -327,7 +333,9 @@ def _dry_run(cfg: Any) -> int:
     from sweeps.runner import plan_sweep
     from trainables.schema import to_dict
 
-    plan = plan_sweep(cfg, prepare=False)
+    from sweeps.chain import for_planning
+
+    plan = plan_sweep(for_planning(cfg), prepare=False)
     print(json.dumps({"sweep": to_dict(cfg), "base_trial": plan.base,
                       "space": plan.space.as_data(), "n_trials": plan.n_trials}, indent=2))
     return 0

@@ -100,6 +100,15 @@ class DataConfig:
     """How ``predictions.csv`` writes a class: ``index``, its id 0..n-1 as the hub dataset
     numbers the classes; ``release``, the label of the task's original release (AG News's
     CSVs: 1-4)."""
+    standardize_targets: bool = True
+    """Regression tasks (STS-B): train on the targets standardised with the mean and standard
+    deviation of the training labels, z = (y - mean) / std, and map the model's outputs back,
+    y = mean + std * z, before any metric or validation loss (so those are in the task's units;
+    Pearson and Spearman are unchanged by an affine map; the train loss is in z units). A
+    fresh regression head otherwise spends its first steps growing to the labels' scale (0-5
+    for STS-B), which early ASHA rungs would measure instead of the adapter. The mean and
+    standard deviation are recorded with the trial (``data.target_mean``, ``data.target_std``).
+    No effect on classification tasks."""
     image_size: int | None = None
     """Vision tasks: side length the images are resized to (bilinear, on the fly; the cache
     keeps the native pixels); null = the data's native size (CIFAR-10: 32). ImageNet-trained
@@ -152,7 +161,9 @@ class AdapterConfig:
     init_from: str | None = None
     """Warm start: an adapter directory, or ``runs:/<run_id>`` (a trial's adapter in MLflow,
     e.g. the best MNLI trial), whose LoRA weights initialise this adapter (the head stays
-    fresh); null = peft's initialisation (B = 0). Searchable, to compare both in one sweep."""
+    fresh); null = peft's initialisation (B = 0). Searchable, to compare both in one sweep.
+    In a multi-part study, ``best:<part>`` (``best:mnli``): the best completed trial of that
+    part, which then runs first (:mod:`sweeps.chain`)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -164,6 +175,8 @@ class AdapterConfig:
         if self.method == "full" and self.init_from:
             raise UserError("init_from", "a warm start loads adapter weights, and method 'full' has "
                                          "no adapter; use a LoRA method or init_from=null")
+        if (self.init_from or "").startswith("best:") and not self.init_from[5:].strip():
+            raise UserError("init_from", "best: needs a part name, e.g. best:mnli")
         _positive_int("r", self.r)
         if self.alpha is None and self.alpha_over_r is None:
             raise UserError("alpha", "set alpha (a number) or alpha_over_r (a multiple of r)")
@@ -241,6 +254,12 @@ class TrainConfig:
     """Stop a trial when the task's metric (e.g. ``val_accuracy``) has not improved for N
     reports in a row; the best weights are then restored and the final evaluation runs on
     them (reported as ``best_epoch`` and ``stopped_early_at``). null = train to the end."""
+    keep_best: bool = False
+    """Train to the end, then restore the weights of the report with the best task metric
+    (e.g. ``val_accuracy``) and run the final evaluation on them: each run taken at its best
+    validation epoch, as the LoRA paper reports GLUE. The final report records ``best_epoch``
+    and ``best_step``, the report whose weights the final metrics (and the saved adapter) come
+    from. Implied by ``early_stopping_patience``."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:

@@ -216,10 +216,11 @@ class EarlyStopping:
 
     The copy holds what training changes: the parameters that require grad (the adapter and
     any trained head, or every parameter for ``method: full``) and the buffers (BatchNorm
-    running statistics), on the device they live on.
+    running statistics), on the device they live on. ``patience`` None never stops the trial
+    (``train.keep_best``: only the best weights are kept).
     """
 
-    def __init__(self, patience: int, metric: str, mode: str):
+    def __init__(self, patience: int | None, metric: str, mode: str):
         self.patience, self.metric, self.mode = patience, metric, mode
         self.best: float | None = None
         self.best_step = 0
@@ -238,7 +239,7 @@ class EarlyStopping:
                              **{f"buffer:{k}": b.detach().clone() for k, b in m.named_buffers()}}
             return False
         self.bad += 1
-        return self.bad >= self.patience
+        return self.patience is not None and self.bad >= self.patience
 
     def restore(self, model: Any) -> None:
         import torch
@@ -248,6 +249,28 @@ class EarlyStopping:
         with torch.no_grad():
             for k, v in self._weights.items():
                 live[k].copy_(v)
+
+
+def _final_on_best(stopper: EarlyStopping, val: dict[str, Any], *, model: Any, step: int, epoch: float,
+                   revalidate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last report's validation metrics and what the final report adds, once the last
+    report has been counted: the best report's weights restored (and validated again) when
+    the last report was not the best. ``best_epoch``/``best_step`` say which report's weights
+    the final metrics come from."""
+    value = val.get(stopper.metric)
+    if value is not None:
+        stopper.update(float(value), model=model, step=step, epoch=epoch)
+    if stopper.best is None:
+        return val, {}
+    extra: dict[str, Any] = {"best_epoch": stopper.best_epoch, "best_step": stopper.best_step}
+    if stopper.best_step != step:
+        stopper.restore(model)
+        val = revalidate()
+        reason = "early stopping" if stopper.patience is not None else "keep_best"
+        extra["final_note"] = (f"{reason}: the last report's {stopper.metric} was not the best; weights "
+                               f"of the best report (epoch {stopper.best_epoch:g}) restored for the final "
+                               "evaluation")
+    return val, extra
 
 
 def _batches_for_epoch(loader: Any, epoch: int, skip: int):
@@ -340,7 +363,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
 
     memory = MemoryTracker(device)
     stopper = (EarlyStopping(cfg.train.early_stopping_patience, task.metric.name, task.metric.mode)
-               if cfg.train.early_stopping_patience else None)
+               if cfg.train.early_stopping_patience or cfg.train.keep_best else None)
     eval_steps = set(plan.eval_steps)
     step = start_step
     history: dict[str, list[float]] = {"step": [], "train_loss": [], "lr": []}
@@ -355,20 +378,14 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
         val = task.validate(model, val_loader, device=device, session=session,
                             precision=cfg.train.precision)
         if final and stopper is not None and extra is None:
-            # A trial that trains to its last step with early stopping on is evaluated, like
-            # one stopped early, on the weights of its best report (model selection on the
-            # validation set), not on whatever the last step left.
-            value = val.get(task.metric.name)
-            if value is not None:
-                stopper.update(float(value), model=model, step=step, epoch=plan.epoch_at(step))
-            if stopper.best is not None and stopper.best_step != step:
-                stopper.restore(model)
-                val = task.validate(model, val_loader, device=device, session=session,
-                                    precision=cfg.train.precision)
-                extra = {"best_epoch": stopper.best_epoch, "best_step": stopper.best_step,
-                         "final_note": f"early stopping: the last report's {task.metric.name} was not "
-                                       "the best; weights of the best report restored for the final "
-                                       "evaluation"}
+            # A trial that trains to its last step with keep_best or early stopping on is
+            # evaluated, like one stopped early, on the weights of its best report (model
+            # selection on the validation set), not on whatever the last step left.
+            val, extra = _final_on_best(stopper, val, model=model, step=step,
+                                        epoch=plan.epoch_at(step),
+                                        revalidate=lambda: task.validate(
+                                            model, val_loader, device=device, session=session,
+                                            precision=cfg.train.precision))
         metrics: dict[str, Any] = {**(extra or {}),
             "epoch": plan.epoch_at(step), "step": step, **val,
             "train_loss": sum(since_report) / len(since_report) if since_report else float("nan"),
@@ -380,7 +397,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
                              else tokens * session.world_size / train_s if train_s else 0.0),
             "peak_mem_mb": memory.peak_mb(), "peak_mem_kind": memory.kind,
             "setup_s": setup_s, "data_s": data_s, "wall_s": time.perf_counter() - t0,
-            "history": history, "is_final": final,
+            "history": history, "is_final": final, "trial_params": data.params,
         }
         with scratch_dir("lorasweep-ckpt-") as out:
             if final and cfg.eval.generate and session.is_chief:

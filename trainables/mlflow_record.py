@@ -378,6 +378,8 @@ class MlflowRecorder(Callback):
                 for k in ("trainable_params", "total_params", "trainable_pct", "setup_s", "data_s")
                 if _is_number(result.get(k))]
         once_tags = {"lorasweep.peak_mem_kind": result["peak_mem_kind"]} if "peak_mem_kind" in result else {}
+        # Settings the trial derived from its data (a regression task's target mean and std).
+        once_params = dict(result.get("trial_params") or {})
         if result.get("node_id"):
             # A tag, not a param: a resumed trial may continue on another node.
             once_tags[NODE_TAG] = result["node_id"]
@@ -407,6 +409,7 @@ class MlflowRecorder(Callback):
                 return
             first = done < 0
             log_batch(client, run_id, metrics=metrics + (once if first else []),
+                      params=once_params if first else None,
                       tags={**tags, **(once_tags if first else {})})
             self._recorded_step[tid] = step
 

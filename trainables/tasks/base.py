@@ -49,6 +49,9 @@ class Prepared:
     stats: dict[str, Any] = field(default_factory=dict)
     """Counts and hashes recorded in MLflow (examples, truncations, data fingerprint)."""
     path: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Settings a trial derives from its own training data (the regression targets' mean and
+    standard deviation), recorded as MLflow params of the trial."""
 
 
 class Task(ABC):
@@ -186,6 +189,31 @@ def jsonl_records(path: Path, field: str) -> Iterator[tuple[int, Any]]:
         yield n, value
 
 
+@dataclass(frozen=True)
+class TargetScale:
+    """Regression targets standardised for training (``data.standardize_targets``): the model
+    learns z = (y - mean) / std, and its outputs are mapped back, y = mean + std * z, before
+    they are compared with labels. ``std`` is the population standard deviation of the
+    training labels (1 when they are all equal)."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, labels: Any) -> TargetScale:
+        import numpy as np
+
+        y = np.asarray(labels, dtype=np.float64)
+        std = float(y.std())
+        return cls(float(y.mean()), std if std > 0 else 1.0)
+
+    def standardize(self, y: Any) -> Any:
+        return (y - self.mean) / self.std
+
+    def restore(self, z: Any) -> Any:
+        return self.mean + self.std * z
+
+
 class PerExampleLogits:
     """Evaluation for tasks whose model gives one row of logits per example and whose batches
     carry each example's ``index`` and ``labels`` (text and image classification). A task
@@ -206,17 +234,23 @@ class PerExampleLogits:
 
     def _predict(self, model: Any, loader: Any, device: Any,
                  precision: str = "fp32") -> tuple[list[int], list[Any], list[Any], float]:
-        """(indices, predictions, labels, loss sum) over a loader, in eval mode."""
+        """(indices, predictions, labels, loss sum) over a loader, in eval mode. A dataset with
+        a ``target_scale`` (:class:`TargetScale`) holds labels in the task's units for a model
+        trained on standardised targets: its outputs are mapped back before the loss and the
+        predictions."""
         import torch
 
         from trainables.loop import _autocast
 
+        scale: TargetScale | None = getattr(loader.dataset, "target_scale", None)
         model.eval()
         idx, preds, labels, loss = [], [], [], 0.0
         with torch.no_grad(), _autocast(precision, device):
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = self._logits(model, batch)
+                if scale is not None:
+                    logits = scale.restore(logits.float())
                 loss += float(self._loss(logits, batch["labels"], "sum"))
                 idx += batch["index"].tolist()
                 preds += self._prediction(logits).tolist()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from trainables.errors import UserError, one_of
-from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, Task, packed
+from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, TargetScale, Task, packed
 
 if TYPE_CHECKING:
     import torch
@@ -70,6 +70,13 @@ class EncodedExamples:
 
     def __init__(self, flat: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
         self.flat, self.offsets, self.labels = flat, offsets, labels
+        self.target_scale: TargetScale | None = None
+        """Set on evaluation sets of a model trained on standardised targets (its outputs are
+        mapped back with it; the labels here stay in the task's units)."""
+
+    def standardized(self, scale: TargetScale) -> EncodedExamples:
+        """The same examples with standardised labels (a training set)."""
+        return EncodedExamples(self.flat, self.offsets, scale.standardize(self.labels).astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -378,8 +385,16 @@ class ClassificationTask(PerExampleLogits, Task):
         tests = {t: EncodedExamples.load(path, t) for t in self.test_names}
         if (path / "predict_ids.json").exists():
             tests["predict"] = EncodedExamples.load(path, "predict")
-        return Prepared(train=EncodedExamples.load(path, "train"), val=EncodedExamples.load(path, "val"),
-                        test=tests, stats=json.loads((path / "stats.json").read_text()), path=path)
+        train, val = EncodedExamples.load(path, "train"), EncodedExamples.load(path, "val")
+        params: dict[str, Any] = {}
+        if self.regression and cfg.data.standardize_targets:
+            scale = TargetScale.of(train.labels)
+            train = train.standardized(scale)
+            for evaluated in (val, *tests.values()):
+                evaluated.target_scale = scale
+            params = {"data.target_mean": scale.mean, "data.target_std": scale.std}
+        return Prepared(train=train, val=val, test=tests, path=path, params=params,
+                        stats=json.loads((path / "stats.json").read_text()))
 
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification
