@@ -133,8 +133,9 @@ class AdapterConfig:
     """Dropout on the adapter's input."""
     targets: str = "qv"
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``attn+proj``,
-    ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or a
-    comma-separated list of module names."""
+    ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``; Llama, Qwen2,
+    Mistral, Gemma: ``qv``, ``attn``, ``mlp``, ``all-linear``) or a comma-separated list of
+    module names."""
     loraplus_lr_ratio: float = 16.0
     """``loraplus``: B's learning rate over A's (train.lr is A's). 16 = 2^4, the LoRA+ paper's
     recommendation (Hayou et al. 2024, arXiv:2402.12354); peft asks for >= 1."""
