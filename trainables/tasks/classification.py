@@ -50,8 +50,8 @@ PREP_VERSION = 1
 
 SPLIT_POLICIES = ("paper", "holdout", "resplit")
 
-METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson",
-                  "spearman": "Spearman"}
+METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "macro_f1": "macro-F1", "mcc": "MCC",
+                  "pearson": "Pearson", "spearman": "Spearman"}
 
 
 @dataclass(frozen=True)
@@ -334,11 +334,15 @@ class ClassificationTask(PerExampleLogits, Task):
                 "id2label": dict(enumerate(self.label_names)),
                 "label2id": {n: i for i, n in enumerate(self.label_names)}}
 
+    def split(self, cfg: TrialConfig) -> dict[str, list[Example]]:
+        """``{'train', 'val', <test names>...}``: :meth:`read_splits` under the split policy."""
+        return apply_split_policy(cfg.data.split or self.default_split, self.read_splits(cfg),
+                                  seed=cfg.data.split_seed, test_names=self.test_names)
+
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         d = cfg.data
         policy = d.split or self.default_split
-        splits = apply_split_policy(policy, self.read_splits(cfg), seed=d.split_seed,
-                                    test_names=self.test_names)
+        splits = self.split(cfg)
         limits = {"train": d.train_limit, "val": d.val_limit, **{t: d.test_limit for t in self.test_names}}
         stats: dict[str, Any] = {"data_key": key, "split_policy": policy, "split_seed": d.split_seed}
         for name, examples in splits.items():
