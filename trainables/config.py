@@ -80,10 +80,20 @@ class DataConfig:
     holdout_size: int | None = None
     """Instruction tuning: the validation set is this many training conversations held out
     (seeded, as ``datasets``' ``train_test_split(test_size=N, seed=split_seed)`` picks them)
-    instead of the source's own validation split; needed for a source without one."""
+    instead of the source's own validation split; needed for a ``guanaco`` source without one
+    (``sft`` and ``text-classification`` hold out a seeded 10% of train when the data has no
+    validation split and this is null)."""
     train_fraction: float = 1.0
     """Instruction tuning: train on a seeded random ``floor(n * train_fraction)`` of the
     training conversations (after any hold-out), e.g. 0.2 for a one-fifth cut."""
+    columns: dict[str, str] | None = None
+    """Generic text tasks (``sft``, ``text-classification``): which column of the data holds
+    what, as ``{role: column}``. ``sft``: ``prompt``, ``query``, ``response`` and ``system``
+    (Alpaca's ``{prompt: instruction, query: input, response: output}`` is the default), or
+    ``messages``, a list of ``{role, content}`` (or ShareGPT ``{from, value}``) turns (the
+    default when the data has a ``messages`` or ``conversations`` column).
+    ``text-classification``: ``text``, ``text_pair`` (optional) and ``label`` (default
+    ``{text: text, label: label}``). null = the task's defaults."""
     augment: Literal["none", "synonyms"] = "none"
     """Training-text augmentation: ``synonyms`` adds copies with words replaced by synonyms."""
     augment_prob: float = 0.1
@@ -110,6 +120,9 @@ class DataConfig:
         _positive_int("augment_copies", self.augment_copies)
         _positive_int("image_size", self.image_size, allow_none=True)
         _positive_int("holdout_size", self.holdout_size, allow_none=True)
+        for role, column in (self.columns or {}).items():
+            if not (isinstance(column, str) and column.strip()):
+                raise UserError(f"columns.{role}", f"must name a column of the data, got {column!r}")
         if not (math.isfinite(self.train_fraction) and 0.0 < self.train_fraction <= 1.0):
             raise UserError("train_fraction", f"must be in (0, 1], got {self.train_fraction!r}")
 
