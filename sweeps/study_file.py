@@ -61,7 +61,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError("--config", f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("presets"), dict) or not data["presets"]:
+    if not isinstance(data, dict):
         raise UserError("--config", f"{path}: expected a mapping with 'presets' (name -> sweep settings)")
     return data
 
@@ -116,7 +116,9 @@ def check_study(data: dict[str, Any], path: Path) -> None:
         if key not in TOP_KEYS:
             raise UserError(str(key), f"unknown study file key{did_you_mean(str(key), TOP_KEYS)} in {path}; "
                                       f"accepted: {one_of(TOP_KEYS)}")
-    presets = data["presets"]
+    presets = data.get("presets")
+    if not isinstance(presets, dict) or not presets:
+        raise UserError("presets", f"{path} has no presets: expected 'presets' (name -> sweep settings)")
     for name, preset in presets.items():
         check_sweep(preset, f"presets.{name}", path, preset=True)
         if "extends" in preset:

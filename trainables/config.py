@@ -88,12 +88,12 @@ class DataConfig:
     training conversations (after any hold-out), e.g. 0.2 for a one-fifth cut."""
     columns: dict[str, str] | None = None
     """Generic text tasks (``sft``, ``text-classification``): which column of the data holds
-    what, as ``{role: column}``. ``sft``: ``prompt``, ``query``, ``response`` and ``system``
-    (Alpaca's ``{prompt: instruction, query: input, response: output}`` is the default), or
-    ``messages``, a list of ``{role, content}`` (or ShareGPT ``{from, value}``) turns (the
-    default when the data has a ``messages`` or ``conversations`` column).
-    ``text-classification``: ``text``, ``text_pair`` (optional) and ``label`` (default
-    ``{text: text, label: label}``). null = the task's defaults."""
+    what, as ``{role: column}``; a role left out takes its default column. ``sft``: ``prompt``,
+    ``query``, ``response`` and ``system`` (defaults: Alpaca's ``instruction``, ``input``,
+    ``output``), or ``messages``, a list of ``{role, content}`` (or ShareGPT ``{from, value}``)
+    turns (the default when the data has a ``messages`` or ``conversations`` column).
+    ``text-classification``: ``text``, ``text_pair`` (optional) and ``label`` (defaults:
+    ``text``, ``text_pair`` when present, ``label``)."""
     augment: Literal["none", "synonyms"] = "none"
     """Training-text augmentation: ``synonyms`` adds copies with words replaced by synonyms."""
     augment_prob: float = 0.1

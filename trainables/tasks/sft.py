@@ -4,8 +4,9 @@ Data (:mod:`trainables.tasks.user_data`): a JSONL, JSON or CSV file, a directory
 split, or a hub dataset. Each row is one conversation, read through a column mapping
 (``data.columns``) in one of the forms LLaMA-Factory and Axolotl datasets come in:
 
-* **Alpaca** ``{prompt: instruction, query: input, response: output}``, the default when the
-  data has those columns (``query`` and ``system`` are optional): the user turn is the prompt
+* **Alpaca** ``{prompt: instruction, query: input, response: output}``, the default for the
+  roles ``data.columns`` leaves out (``query`` and ``system`` are optional), as LLaMA-Factory's
+  ``columns`` default them: the user turn is the prompt
   and the query joined by a newline (as LLaMA-Factory renders them), the assistant turn the
   response;
 * **messages**: a list of ``{"role": "system"|"user"|"assistant", "content"}`` turns (OpenAI
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.conversations import Conversation, answered, read_prompts
 from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
-from trainables.tasks.user_data import Split, cell, column_mapping, load_splits, train_and_val
+from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -47,22 +48,24 @@ SPEAKERS = {"system": "system", "user": "user", "human": "user", "assistant": "a
 DEFAULT_TEST_PROMPTS = 8
 
 
-def default_columns(columns: tuple[str, ...]) -> dict[str, str]:
-    """LLaMA-Factory's defaults: a messages column when there is one, else Alpaca's names."""
-    for name in MESSAGE_COLUMNS:
-        if name in columns:
-            return {"messages": name}
+def default_columns(columns: tuple[str, ...], given: dict[str, str]) -> dict[str, str]:
+    """LLaMA-Factory's defaults for the roles ``given`` leaves out: a messages column when the
+    data has one (and no prompt/response role is given), else Alpaca's names that it has."""
+    if "messages" in given:
+        return {}
+    messages = next((c for c in MESSAGE_COLUMNS if c in columns), None)
+    if messages and not {"prompt", "query", "response"} & set(given):
+        return {"messages": messages}
     return {role: column for role, column in ALPACA.items() if column in columns}
 
 
 def columns_of(cfg: TrialConfig, splits: dict[str, Split]) -> dict[str, str]:
-    """The checked ``data.columns`` (or the defaults) of an ``sft`` source."""
-    given = cfg.data.columns
-    chosen = given or default_columns(splits["train"].columns)
+    """The checked columns of an ``sft`` source: ``data.columns`` over the defaults."""
+    given = check_roles(cfg.data.columns, ROLES, "sft")
+    chosen = {**default_columns(splits["train"].columns, given), **given}
     if "messages" in chosen and ({"prompt", "query", "response"} & set(chosen)):
         raise UserError("data.columns", "give either a messages column or prompt/response columns, not both")
-    required = ("messages",) if "messages" in chosen else ("prompt", "response")
-    return column_mapping(given, chosen, splits, roles=ROLES, required=required, task="sft")
+    return column_mapping(chosen, splits, required=("messages",) if "messages" in chosen else ("prompt", "response"))
 
 
 def _messages(split: Split, i: int, column: str) -> list[dict[str, str]]:

@@ -3,7 +3,8 @@
 Data (:mod:`trainables.tasks.user_data`): a CSV, JSONL or JSON file, a directory of them per
 split, or a hub dataset, with a text column, an optional second text (a pair, encoded with the
 model's separator) and a label column: ``data.columns: {text: ..., text_pair: ..., label:
-...}`` (default ``{text: text, label: label}``, plus ``text_pair`` when there is such a column).
+...}``; a role it leaves out is the column of that name (``text``, ``label``, and ``text_pair``
+when the data has one).
 
 Labels are strings or integers (``"positive"``, ``3``; an integer written as text, as a CSV
 writes it, is that integer; a hub dataset's ``ClassLabel`` column gives its class names). The label set is the distinct labels of the training data, sorted
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, one_of
 from trainables.tasks.classification import ClassificationTask, Example
-from trainables.tasks.user_data import Split, cell, column_mapping, load_splits, train_and_val
+from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
@@ -58,10 +59,12 @@ def label_set(values: list[int | str]) -> tuple[int | str, ...]:
 
 
 def columns_of(cfg: TrialConfig, splits: dict[str, Split]) -> dict[str, str]:
+    """The checked columns: ``data.columns`` over the defaults ``text``, ``label`` (and
+    ``text_pair`` when the data has such a column)."""
+    given = check_roles(cfg.data.columns, ROLES, "text-classification")
     train = splits["train"].columns
     defaults = {"text": "text", "label": "label", **({"text_pair": "text_pair"} if "text_pair" in train else {})}
-    return column_mapping(cfg.data.columns, defaults, splits, roles=ROLES, required=("text", "label"),
-                          task="text-classification")
+    return column_mapping({**defaults, **given}, splits, required=("text", "label"))
 
 
 def read_labelled(cfg: TrialConfig, splits: dict[str, Split]) -> tuple[dict[str, list[Example]], dict[str, Any]]:

@@ -188,16 +188,18 @@ def source_identity(cfg: TrialConfig) -> Any:
 # --------------------------------------------------------------------------- columns
 
 
-def column_mapping(given: Mapping[str, str] | None, defaults: dict[str, str], splits: dict[str, Split], *,
-                   roles: tuple[str, ...], required: tuple[str, ...], task: str) -> dict[str, str]:
-    """``data.columns`` (or, when it is null, ``defaults``) checked against every split: each
-    role is one the task reads, each column is one every split has, no required role is left
-    out."""
+def check_roles(given: Mapping[str, str] | None, roles: tuple[str, ...], task: str) -> dict[str, str]:
+    """``data.columns`` as given (empty when null); each role must be one the task reads."""
     for role in given or {}:
         if role not in roles:
             raise UserError(f"data.columns.{role}", f"{task} has no column role {role!r}"
                                                     f"{did_you_mean(role, roles)}; it reads {one_of(roles)}")
-    mapping = dict(given) if given else dict(defaults)
+    return dict(given or {})
+
+
+def column_mapping(mapping: dict[str, str], splits: dict[str, Split], *, required: tuple[str, ...]) -> dict[str, str]:
+    """The task's role -> column mapping (``data.columns`` over the task's defaults) checked
+    against every split: each column is one every split has, no required role is left out."""
     train = splits["train"]
     missing = [r for r in required if r not in mapping]
     if missing:
