@@ -112,7 +112,7 @@ def write_tickets(folder: Path) -> None:
 
 @pytest.mark.integration
 def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
-    from mlflow import MlflowClient
+    from sweep_runs import run_sweep_command
 
     study = tmp_path / "project"
     shutil.copytree(USER_STUDY, study)
@@ -120,22 +120,15 @@ def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
     work = tmp_path / "work"  # another directory: the study's paths are read beside it
     work.mkdir()
     uri = f"sqlite:///{work / 'mlruns.db'}"
-    proc = subprocess.run([sys.executable, "-m", "sweeps.run", "--config", str(study / "study.yaml"),
+    s = run_sweep_command([sys.executable, "-m", "sweeps.run", "--config", str(study / "study.yaml"),
                            "--preset", "smoke", "--tracking-uri", uri, "--storage", str(work / "rr"), "--name", "u"],
-                          cwd=work, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "2 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("lorasweep-my_tickets").experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
-    p = parent.data.params
+                          cwd=work, uri=uri, experiment="lorasweep-my_tickets", completed=2)
+    p = s.parent.data.params
     assert (p["preset"], p["task"], p["data.labels"]) == ("smoke", "text-classification", "['0', '1', '2']")
     assert (p["data.val_from"], p["data.test_from"], p["data.train_examples"]) == (
         "validation split", "validation set", "120")
-    trials = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
-    assert sorted(int(r.data.params["adapter.r"]) for r in trials) == [2, 8]
-    for run in trials:
+    assert sorted(int(r.data.params["adapter.r"]) for r in s.trials) == [2, 8]
+    for run in s.trials:
         m = run.data.metrics
         assert run.data.tags["lorasweep.status"] == "completed"
         for key in ("val_accuracy", "val_macro_f1", "accuracy", "macro_f1"):

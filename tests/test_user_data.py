@@ -265,33 +265,24 @@ def test_a_missing_column_and_a_single_class_are_one_line_and_write_nothing(tmp_
 
 @pytest.mark.integration
 def test_sft_smoke_end_to_end(tmp_path, llama):
-    from mlflow import MlflowClient
+    from sweep_runs import run_sweep_command
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    # The smoke preset's two ranks at one learning rate (2 trials at once on 2 cores).
-    space = tmp_path / "space.yaml"
-    space.write_text("scientific:\n  r: {grid: [4, 16]}\nfixed:\n  lr: 3.0e-3\n  alpha_over_r: 2\n"
-                     "  targets: all-linear\n")
-    cmd = [sys.executable, str(REPO / "sweeps" / "sft.py"), "--preset", "smoke", "--name", "s",
-           "--tracking-uri", uri, "--storage", str(tmp_path / "rr"), "--search-space", str(space)]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "2 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
-
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("lorasweep-sft").experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
-    p = parent.data.params
+    s = run_sweep_command([sys.executable, str(REPO / "sweeps" / "sft.py"), "--preset", "smoke", "--name", "s",
+                           "--tracking-uri", uri, "--storage", str(tmp_path / "rr"),
+                           "--search-space", str(REPO / "tests" / "data" / "sft_two_ranks.yaml")],
+                          cwd=tmp_path, uri=uri, experiment="lorasweep-sft", completed=2)
+    p = s.parent.data.params
     # smoke:sft has 240 rows in one train.jsonl: 24 (10%) held out for validation.
     assert (p["task"], p["data.val_from"], p["data.train_examples"], p["data.val_examples"]) == (
         "sft", "holdout of 24", "216", "24")
     assert json.loads(p["data.columns"].replace("'", '"')) == {"prompt": "instruction", "query": "input",
                                                                 "response": "output"}
-    for run in (r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"):
+    for run in s.trials:
         m, r = run.data.metrics, int(run.data.params["adapter.r"])
         assert run.data.tags["lorasweep.status"] == "completed" and 0 < m["val_loss"] < 10
         # tiny Llama (d 64, kv 32, MLP 128, 2 layers), all-linear: r x (128 + 96 + 96 + 128 + 3 x 192) per layer
         assert m["trainable_params"] == 2 * r * (128 + 96 + 96 + 128 + 3 * 192)
-        local = client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
+        local = s.client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
         rows = [json.loads(line) for line in open(local, encoding="utf-8")]
         assert len(rows) == 4 and all(row["id"].startswith("val-") and row["answer"] is not None for row in rows)
