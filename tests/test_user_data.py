@@ -201,6 +201,18 @@ def test_the_label_set_is_read_from_train_and_sizes_the_head(tmp_path):
         task.check(cfg)
 
 
+def test_a_hub_class_label_column_gives_its_class_names():
+    import datasets
+
+    from trainables.tasks.user_data import named_classes
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["sadness", "joy", "love"])})
+    ds = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [2, 0, -1]}, features=features)
+    assert named_classes(ds) == [{"text": "a", "label": "love"}, {"text": "b", "label": "sadness"},
+                                 {"text": "c", "label": -1}]
+
+
 def test_string_labels_a_pair_and_a_held_out_validation_set(tmp_path):
     from trainables.tasks import get_task
 
