@@ -53,6 +53,8 @@ def _with(tmp_path: Path, edit) -> Path:
      "'bsae' is not a preset of"),
     (lambda d: d.update(parts={"a": {"trial": {"sede": 1}}}, part_flag="fold"), "parts.a.trial.sede",
      "(did you mean 'seed'?)"),
+    (lambda d: d.update(parts={"a": {}}, part_flag="fold") or d["presets"]["smoke"].update(
+        parts={"a": {"scheduler": {"nmae": "fifo"}}}), "presets.smoke.parts.a.scheduler.nmae", "(did you mean 'name'?)"),
     (lambda d: d.update(parts={"a": {}}, part_flag="model"), "part_flag", "cannot be a flag name"),
     (lambda d: d.update(parts={"a": {}}), "part_flag", "name the flag that picks them"),
 ])
