@@ -95,7 +95,8 @@ def test_config_on_a_study_script_reads_its_paths_beside_the_file(tmp_path, caps
     assert plan["sweep"]["study"] == "my_tickets" and plan["sweep"]["preset"] == "smoke"
     assert plan["space"]["scientific"] == {"r": {"grid": [2, 8]}} and plan["n_trials"] == 2
     assert plan["base_trial"]["data"]["source"] == str((study / "tickets").resolve())
-    assert plan["base_trial"]["data"]["train_limit"] == 120 and plan["base_trial"]["train"]["epochs"] == 2
+    assert plan["base_trial"]["data"]["train_limit"] == 160 and plan["base_trial"]["train"]["epochs"] == 2
+    assert plan["base_trial"]["train"]["lr"] == 5.0e-3  # from the preset it extends
 
 
 def write_tickets(folder: Path) -> None:
@@ -128,7 +129,7 @@ def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
     p = s.parent.data.params
     assert (p["preset"], p["task"], p["data.labels"]) == ("smoke", "text-classification", "['0', '1', '2']")
     assert (p["data.val_from"], p["data.test_from"], p["data.train_examples"]) == (
-        "validation split", "validation set", "120")
+        "validation split", "validation set", "160")
     assert sorted(int(r.data.params["adapter.r"]) for r in s.trials) == [2, 8]
     for run in s.trials:
         m = run.data.metrics
