@@ -2,7 +2,8 @@
 
 ``python sweeps/<study>.py [--preset NAME] [--set KEY=VALUE ...] [flags]`` builds one
 :class:`~trainables.config.SweepConfig` from the study's preset file
-(``sweeps/presets/<study>.yaml``) plus the overrides, and hands it to the runner. A mistake in
+(``sweeps/presets/<study>.yaml``, or a study file of the user's own given with ``--config``;
+:mod:`sweeps.study_file`) plus the overrides, and hands it to the runner. A mistake in
 any of it is reported as one line on stderr with exit code 2, before anything is launched or
 written.
 """
@@ -75,36 +76,28 @@ class Study:
 
 
 def load_study(study: str) -> Study:
-    """The study's presets with ``extends`` resolved (parts included), and its part flag."""
-    import yaml
+    """The study's presets with ``extends`` resolved (parts included), and its part flag: its
+    preset file, read and checked by :func:`sweeps.study_file.read_study`."""
+    from sweeps.study_file import read_study
 
-    from trainables.schema import deep_merge
+    return read_study(PRESETS_DIR / f"{study}.yaml", name=study)
 
-    path = PRESETS_DIR / f"{study}.yaml"
-    data = yaml.safe_load(path.read_text())
-    raw: dict[str, dict[str, Any]] = data["presets"]
 
-    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-        if name in seen:
-            raise ValueError(f"{path}: presets extend each other in a loop: {' -> '.join(seen + (name,))}")
-        entry = dict(raw[name])
-        parent = entry.pop("extends", None)
-        return deep_merge(resolve(parent, seen + (name,)), entry) if parent else entry
+def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog: str | None = None) -> Study:
+    """The study file ``--config`` names (a user's own, same schema), else the study's own;
+    without a study (``python -m sweeps.run``) ``--config`` is required."""
+    from sweeps.study_file import read_study
 
-    top_parts = data.get("parts") or {}
-    presets = {}
-    for name in raw:
-        preset = resolve(name)
-        if top_parts:
-            preset["parts"] = deep_merge(top_parts, preset.get("parts") or {})
-        presets[name] = preset
-    flag = data.get("part_flag")
-    if top_parts and not flag:
-        raise ValueError(f"{path}: 'parts' needs a 'part_flag' (the flag that picks them)")
-    defaults = data.get("default_parts") or list(top_parts)[:1]
-    return Study(study, presets, data.get("default", next(iter(raw))), flag,
-                 tuple([defaults] if isinstance(defaults, str) else defaults),
-                 report=bool(data.get("report", False)))
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config = pre.parse_known_args(argv)[0].config
+    if config:
+        return read_study(Path(config).expanduser(), name=study)
+    if study is None:  # --help, or the missing --config as one line (exit 2)
+        entry = _Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        entry.add_argument("--config", metavar="FILE", required=True, help="the study file")
+        entry.parse_known_args(argv)
+    return load_study(study)
 
 
 def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
@@ -152,15 +145,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(study: str | Study, presets: dict[str, Any] | None = None, default: str | None = None,
-                 doc: str = "") -> argparse.ArgumentParser:
+                 doc: str = "", prog: str | None = None) -> argparse.ArgumentParser:
     if not isinstance(study, Study):
         study = Study(study, presets or {}, default or "")
     presets, default = study.presets, study.default
     p = _Parser(
-        prog=f"python sweeps/{study.name}.py", description=doc,
+        prog=prog or f"python sweeps/{study.name}.py", description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets:\n" + "\n".join(f"  {n:8s} {' '.join(str(v.get('description', '')).split())[:150]}"
                                        for n, v in presets.items()))
+    p.add_argument("--config", metavar="FILE", help="a study file of your own (the schema of "
+                                                    "sweeps/presets/*.yaml), instead of this study's presets")
     p.add_argument("--preset", default=default, help=f"one of {', '.join(presets)} (default {default})")
     if study.part_flag:
         names = sorted({n for preset in presets.values() for n in preset.get("parts") or {}})
@@ -266,8 +261,9 @@ def build_configs(study: Study, args: argparse.Namespace) -> list[Any]:
     return [build_config(study, args, part=p) for p in parts]
 
 
-def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> int:
-    """Entry point of ``sweeps/<study>.py``; returns the process exit code.
+def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = "", prog: str | None = None) -> int:
+    """Entry point of ``sweeps/<study>.py`` (and, with ``study`` None, of ``python -m
+    sweeps.run --config FILE``); returns the process exit code.
 
     A multi-part study validates every part before it launches the first, then runs them one
     after the other (each its own sweep, MLflow parent run and ASHA), in one Ray session; a
@@ -276,8 +272,12 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
     """
     from sweeps import chain
 
-    spec = load_study(study)
-    parser = build_parser(spec, doc=doc)
+    try:
+        spec = study_for(study, argv, doc=doc, prog=prog)
+    except UserError as e:
+        print(f"error: {e.field}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser(spec, doc=doc, prog=prog)
     args = parser.parse_args(argv)
     try:
         cfgs = chain.order(build_configs(spec, args), spec)
@@ -313,14 +313,14 @@ def run_study(study: str, argv: list[str] | None = None, *, doc: str = "") -> in
     return max(codes)
 
 
-def main(study: str, *, doc: str = "") -> int:
+def main(study: str | None, *, doc: str = "", prog: str | None = None) -> int:
     """``sys.exit(main(...))`` from a sweep script: :func:`run_study`, then a fast exit.
 
     The driver has imported torch, transformers, Ray and MLflow; the interpreter's last garbage
     collection over all of that takes seconds. Everything is shut down and recorded by then,
     so the objects are frozen out of that collection (gc.freeze) instead.
     """
-    code = run_study(study, doc=doc)
+    code = run_study(study, doc=doc, prog=prog)
     sys.stdout.flush()
     sys.stderr.flush()
     gc.freeze()

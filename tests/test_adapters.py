@@ -130,7 +130,7 @@ def test_unknown_targets_are_refused_on_the_meta_model(targets, fragment):
 
 def test_module_lists_and_peft_all_linear_resolve():
     assert resolve_targets("c_fc, mlp.c_proj", "gpt2").modules == ("c_fc", "mlp.c_proj")
-    assert resolve_targets("all-linear", "llama").modules == ("all-linear",)
+    assert resolve_targets("all-linear", "opt").modules == ("all-linear",)
     assert resolve_targets("qv", "gpt2").split_qkv
     assert set(TARGET_GROUPS["gpt2"]) >= {"qv", "c_attn", "qkvo", "attn+proj", "mlp", "all-linear"}
     check_adapter_targets(gpt2_medium_on_meta(), ["qv", "c_attn", "qkvo", "attn+proj", "mlp", "all-linear"])

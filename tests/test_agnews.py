@@ -15,9 +15,9 @@ def test_holdout_keeps_val_size_examples_for_validation():
     train = [Example(f"t{i}", None, i % 4) for i in range(1000)]
     test = [Example(f"d{i}", None, i % 4) for i in range(50)]
     a = apply_split_policy("holdout", {"train": train, "test": test}, seed=0, test_names=("test",),
-                           val_size=640)
+                           holdout_size=640)
     b = apply_split_policy("holdout", {"train": train, "test": test}, seed=0, test_names=("test",),
-                           val_size=640)
+                           holdout_size=640)
     assert (len(a["train"]), len(a["val"])) == (360, 640) and a["test"] is test
     assert sorted(e.text_a for e in a["train"] + a["val"]) == sorted(e.text_a for e in train)
     assert [e.text_a for e in a["val"]] == [e.text_a for e in b["val"]]  # seeded
@@ -31,10 +31,10 @@ def test_val_size_is_refused_outside_the_holdout_split(tmp_path):
 
     source = write_ag_news(tmp_path / "ag", n_train=40, n_test=12, n_unlabelled=4)
     cfg = from_dict(TrialConfig, {"task": "ag_news", "data": {"source": str(source), "split": "resplit",
-                                                              "val_size": 640}})
+                                                              "holdout_size": 640}})
     with pytest.raises(UserError) as err:
         get_task("ag_news").check(cfg)
-    assert err.value.field == "data.val_size" and "holdout" in err.value.message
+    assert err.value.field == "data.holdout_size" and "holdout" in err.value.message
 
 
 @pytest.mark.parametrize("labels, expected", [

@@ -1,9 +1,9 @@
 """Every study's ``paper`` preset, every part, planned on the real architectures, offline.
 
 The models are the hub models' real configurations (transformers' config classes with the
-values of gpt2, gpt2-medium, gpt2-large, roberta-base, Llama 3.2 1B and microsoft/resnet-18)
-saved as config-only directories and built on the meta device, so no weight is downloaded or
-allocated. Planning also checks that the data source can be had, which for a hub name needs
+values of gpt2, gpt2-medium, gpt2-large, roberta-base, Llama 3.2 1B, Qwen2.5 0.5B and
+microsoft/resnet-18) saved as config-only directories and built on the meta device, so no
+weight is downloaded or allocated. Planning also checks that the data source can be had, which for a hub name needs
 the hub; the data are therefore small synthetic copies in each dataset's official layout
 (the form of the hub's data, not its content), and nothing is prepared or trained.
 
@@ -46,7 +46,7 @@ PAPER_PARTS = [_param(s, p) for s, p in _paper_parts()]
 
 def _real_configs() -> dict[str, object]:
     """The hub models' configurations, as their config.json files give them."""
-    from transformers import GPT2Config, LlamaConfig, ResNetConfig, RobertaConfig
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config, ResNetConfig, RobertaConfig
 
     return {
         "gpt2": GPT2Config(),  # 12 layers, d = 768
@@ -61,6 +61,9 @@ def _real_configs() -> dict[str, object]:
             eos_token_id=128001, rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
                                                "high_freq_factor": 4.0,
                                                "original_max_position_embeddings": 8192}),
+        "Qwen/Qwen2.5-0.5B-Instruct": Qwen2Config(
+            vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+            num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
         "microsoft/resnet-18": ResNetConfig(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
                                             layer_type="basic", embedding_size=64,
                                             downsample_in_first_stage=False, num_labels=1000),
@@ -80,7 +83,8 @@ def real_models(tmp_path_factory) -> dict[str, str]:
 
 def _write_data(task: str, out: Path) -> Path:
     """A few examples of ``task``'s data in its official layout."""
-    from trainables.offline import data2text_synth, e2e_synth, glue_synth, squad_synth, tiny_llama, vision_synth
+    from trainables.offline import (data2text_synth, e2e_synth, glue_synth, squad_synth, tiny_llama,
+                                    user_data_synth, vision_synth)
 
     if task.startswith("glue-"):
         return glue_synth.write_glue(out, sizes={t: {"n_train": 8, "n_dev": 4, "n_test": 4}
@@ -94,8 +98,30 @@ def _write_data(task: str, out: Path) -> Path:
         "ag_news": lambda: glue_synth.write_ag_news(out, n_train=8, n_test=4, n_unlabelled=2),
         "guanaco": lambda: tiny_llama.write_guanaco_dataset(out, n_train=4, n_eval=2),
         "cifar10": lambda: vision_synth.write_cifar_batches(out, n_train=10, n_test=5),
+        # Alpaca's columns; more rows than the preset's 1,000 held out for validation.
+        "sft": lambda: _written(out, user_data_synth.write_sft, n=1010),
+        # dair-ai/emotion's layout: text and label columns, one file per split.
+        "text-classification": lambda: _emotion(out),
     }
     return writers[task]()
+
+
+def _written(out: Path, write, **kwargs) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    write(out, **kwargs)
+    return out
+
+
+def _emotion(out: Path) -> Path:
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "validation", "test"):
+        with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            writer.writerows([f"i feel {word} today", i % 6] for i, word in enumerate("abcdefghijkl"))
+    return out
 
 
 @pytest.fixture(scope="module")

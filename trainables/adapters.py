@@ -68,6 +68,20 @@ _ENCODER_GROUPS = {
 for _family in ("roberta", "bert", "xlm-roberta", "deberta-v2"):
     TARGET_GROUPS[_family] = _ENCODER_GROUPS
 
+# Decoder LMs of the Llama layout (Llama, Qwen2, Mistral, Gemma, Gemma 2): separate Linear
+# layers self_attn.{q,k,v,o}_proj (with grouped-query attention k and v are narrower than q)
+# and a gated MLP mlp.{gate,up,down}_proj. The LM head (lm_head) is in no group.
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj")
+_DECODER_GROUPS = {
+    "qv": TargetGroup(("q_proj", "v_proj"), doc="W_q and W_v, as in the LoRA paper"),
+    "attn": TargetGroup(_ATTN, doc="all four attention projections"),
+    "mlp": TargetGroup(_MLP, doc="the gated MLP's three projections"),
+    "all-linear": TargetGroup(_ATTN + _MLP, doc="every linear layer of the blocks (not the LM head)"),
+}
+for _family in ("llama", "qwen2", "mistral", "gemma", "gemma2"):
+    TARGET_GROUPS[_family] = _DECODER_GROUPS
+
 # ResNet (transformers' ResNetForImageClassification): every convolution is a Conv2d named
 # ``...convolution``: the stem ``resnet.embedder.embedder.convolution``; in the stages each
 # residual layer's ``layer.0``/``layer.1`` (``layer.2`` too in bottleneck ResNet-50+) and the

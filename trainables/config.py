@@ -74,18 +74,27 @@ class DataConfig:
     """Classification split policy: ``paper`` (the dev set is the validation and test set, as
     the LoRA paper reports), ``holdout`` (validation = a seeded 10% of train) or ``resplit``
     (all labelled data, seeded 80/10/10); null = the task's default."""
-    val_size: int | None = None
-    """``holdout``: how many training examples are held out for validation; null = 10%."""
     split_seed: int = 0
     """Seed of the ``holdout``/``resplit`` splits, of ``holdout_size``/``train_fraction``, and
     of augmentation."""
     holdout_size: int | None = None
-    """Instruction tuning: the validation set is this many training conversations held out
-    (seeded, as ``datasets``' ``train_test_split(test_size=N, seed=split_seed)`` picks them)
-    instead of the source's own validation split; needed for a source without one."""
+    """How many training examples are held out (seeded) as the validation set. Classification
+    under the ``holdout`` split policy: null = 10% of train. Instruction tuning: the held-out
+    conversations (as ``datasets``' ``train_test_split(test_size=N, seed=split_seed)`` picks
+    them) replace the source's own validation split; needed for a ``guanaco`` source without
+    one (``sft`` and ``text-classification`` hold out a seeded 10% of train when the data has no
+    validation split and this is null)."""
     train_fraction: float = 1.0
     """Instruction tuning: train on a seeded random ``floor(n * train_fraction)`` of the
     training conversations (after any hold-out), e.g. 0.2 for a one-fifth cut."""
+    columns: dict[str, str] | None = None
+    """Generic text tasks (``sft``, ``text-classification``): which column of the data holds
+    what, as ``{role: column}``; a role left out takes its default column. ``sft``: ``prompt``,
+    ``query``, ``response`` and ``system`` (defaults: Alpaca's ``instruction``, ``input``,
+    ``output``), or ``messages``, a list of ``{role, content}`` (or ShareGPT ``{from, value}``)
+    turns (the default when the data has a ``messages`` or ``conversations`` column).
+    ``text-classification``: ``text``, ``text_pair`` (optional) and ``label`` (defaults:
+    ``text``, ``text_pair`` when present, ``label``)."""
     augment: Literal["none", "synonyms"] = "none"
     """Training-text augmentation: ``synonyms`` adds copies with words replaced by synonyms."""
     augment_prob: float = 0.1
@@ -118,13 +127,16 @@ class DataConfig:
         if not self.source.strip():
             raise UserError("source", "must name a hub dataset or a local directory/file")
         _positive_int("max_length", self.max_length)
-        for name in ("train_limit", "val_limit", "test_limit", "val_size"):
+        for name in ("train_limit", "val_limit", "test_limit"):
             _positive_int(name, getattr(self, name), allow_none=True)
         if not 0.0 <= self.augment_prob <= 1.0:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
         _positive_int("augment_copies", self.augment_copies)
         _positive_int("image_size", self.image_size, allow_none=True)
         _positive_int("holdout_size", self.holdout_size, allow_none=True)
+        for role, column in (self.columns or {}).items():
+            if not (isinstance(column, str) and column.strip()):
+                raise UserError(f"columns.{role}", f"must name a column of the data, got {column!r}")
         if not (math.isfinite(self.train_fraction) and 0.0 < self.train_fraction <= 1.0):
             raise UserError("train_fraction", f"must be in (0, 1], got {self.train_fraction!r}")
 
@@ -148,8 +160,9 @@ class AdapterConfig:
     """Dropout on the adapter's input."""
     targets: str = "qv"
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``qkvo``,
-    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``) or
-    a comma-separated list of module names."""
+    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``; Llama,
+    Qwen2, Mistral, Gemma: ``qv``, ``attn``, ``mlp``, ``all-linear``) or a comma-separated list
+    of module names."""
     init_weights: Literal["default", "gaussian"] = "default"
     """How LoRA's A starts (B starts at zero either way): ``default`` is peft's (and the LoRA
     paper's loralib's) Kaiming-uniform A; ``gaussian`` draws A from N(0, 1/r^2), peft's

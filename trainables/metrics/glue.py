@@ -1,7 +1,8 @@
 """GLUE metrics as the LoRA paper (and the GLUE leaderboard) report them.
 
 Accuracy (MNLI-m/mm, SST-2, QNLI, RTE), accuracy and F1 of the positive class (MRPC, QQP),
-Matthews correlation (CoLA), Pearson and Spearman correlation (STS-B). Thin wrappers over
+Matthews correlation (CoLA), Pearson and Spearman correlation (STS-B), and macro-F1 (the
+unweighted mean of the classes' F1) for the generic text classification task. Thin wrappers over
 scikit-learn and SciPy, the implementations behind the ``evaluate`` library's ``glue`` metric,
 in percent as papers print them.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
+METRIC_NAMES = ("accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman")
 
 
 def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
@@ -25,6 +26,13 @@ def f1(labels: Sequence[int], preds: Sequence[int]) -> float:
     from sklearn.metrics import f1_score
 
     return 100.0 * float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0))
+
+
+def macro_f1(labels: Sequence[int], preds: Sequence[int]) -> float:
+    """The unweighted mean of every class's F1 (classes: those in the labels or predictions)."""
+    from sklearn.metrics import f1_score
+
+    return 100.0 * float(f1_score(labels, preds, average="macro", zero_division=0))
 
 
 def mcc(labels: Sequence[int], preds: Sequence[int]) -> float:
@@ -50,7 +58,8 @@ def spearman(labels: Sequence[float], preds: Sequence[float]) -> float:
     return 100.0 * float(spearmanr(preds, labels)[0])
 
 
-FUNCTIONS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson, "spearman": spearman}
+FUNCTIONS = {"accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "mcc": mcc, "pearson": pearson,
+             "spearman": spearman}
 
 
 def compute(names: Sequence[str], labels: Sequence[float], preds: Sequence[float]) -> dict[str, float]:

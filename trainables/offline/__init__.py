@@ -37,6 +37,8 @@ SMOKE_DATA: dict[str, str] = {
     "guanaco": "trainables.offline.tiny_llama:smoke_guanaco_data",
     "qlora_instruct": "trainables.offline.tiny_llama:smoke_qlora_instruct_data",
     "cifar10": "trainables.offline.vision_synth:smoke_cifar10_data",
+    "sft": "trainables.offline.user_data_synth:smoke_sft_data",
+    "text_classification": "trainables.offline.user_data_synth:smoke_text_classification_data",
 }
 
 

@@ -35,6 +35,8 @@ register_task("squad", "trainables.tasks.squad:SquadTask")
 register_task("webnlg", "trainables.tasks.data2text:WebNLGTask")
 register_task("dart", "trainables.tasks.data2text:DARTTask")
 register_task("guanaco", "trainables.tasks.guanaco:GuanacoTask")
+register_task("sft", "trainables.tasks.sft:SFTTask")
+register_task("text-classification", "trainables.tasks.text_classification:TextClassification")
 register_task("cifar10", "trainables.tasks.vision:VisionTask")
 
 _instances: dict[str, Task] = {}

@@ -5,7 +5,7 @@ official CSVs (``train.csv``, ``test.csv``: no header, ``"Class Index","Title","
 classes 1-4 = World, Sports, Business, Sci/Tech). Local rows become ``title + " " +
 description`` with label ``class - 1``, the hub's form, and share everything after that.
 The official release has no validation set: the ``holdout`` split policy (default) keeps a
-seeded 10% of train for it (``data.val_size`` examples instead, when set), and the test set is
+seeded 10% of train for it (``data.holdout_size`` examples instead, when set), and the test set is
 the official one. Predictions for an unlabelled competition file (``data.predict_file``) are
 written as class ids 0-3, the hub's numbering, which the NYU Deep Learning (Spring 2025)
 project 2 Kaggle competition takes (its participants train on the hub's ``ag_news`` and submit

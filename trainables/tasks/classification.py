@@ -50,8 +50,8 @@ PREP_VERSION = 1
 
 SPLIT_POLICIES = ("paper", "holdout", "resplit")
 
-METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson",
-                  "spearman": "Spearman"}
+METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "macro_f1": "macro-F1", "mcc": "MCC",
+                  "pearson": "Pearson", "spearman": "Spearman"}
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,16 @@ def _shuffled(items: list[Any], seed: int) -> list[Any]:
 
 
 def apply_split_policy(policy: str, splits: dict[str, list[Example]], *, seed: int,
-                       test_names: Sequence[str], val_size: int | None = None) -> dict[str, list[Example]]:
+                       test_names: Sequence[str], holdout_size: int | None = None) -> dict[str, list[Example]]:
     """``{'train', 'val', <test names>...}`` from the labelled ``train`` and dev/test splits
-    (``splits`` holds ``train`` and one list per name in ``test_names``); ``val_size``: how
+    (``splits`` holds ``train`` and one list per name in ``test_names``); ``holdout_size``: how
     many training examples ``holdout`` keeps for validation (None: 10%)."""
     if policy == "paper":
         return {"train": splits["train"], "val": splits[test_names[0]],
                 **{n: splits[n] for n in test_names}}
     if policy == "holdout":
         train = _shuffled(splits["train"], seed)
-        n_val = min(val_size, len(train) - 1) if val_size else max(1, len(train) // 10)
+        n_val = min(holdout_size, len(train) - 1) if holdout_size else max(1, len(train) // 10)
         return {"train": train[n_val:], "val": train[:n_val], **{n: splits[n] for n in test_names}}
     # resplit: every labelled example, 80/10/10 (a second test split, e.g. MNLI mismatched,
     # keeps its own examples: it measures transfer to other genres)
@@ -284,9 +284,9 @@ class ClassificationTask(PerExampleLogits, Task):
         policy = cfg.data.split or self.default_split
         if policy not in SPLIT_POLICIES:
             raise UserError("data.split", f"expected {one_of(SPLIT_POLICIES)}, got {policy!r}")
-        if cfg.data.val_size and policy != "holdout":
-            raise UserError("data.val_size", f"sizes the holdout split, and data.split is {policy!r}; "
-                                             "use data.split=holdout or data.val_size=null")
+        if cfg.data.holdout_size and policy != "holdout":
+            raise UserError("data.holdout_size", f"sizes the holdout split, and data.split is {policy!r}; "
+                                                 "use data.split=holdout or data.holdout_size=null")
         if cfg.data.format not in (None, "default"):
             raise UserError("data.format", f"{self.name} has one input format; leave it null")
         self.check_source(cfg)
@@ -322,7 +322,7 @@ class ClassificationTask(PerExampleLogits, Task):
             "task": self.name, "version": PREP_VERSION, "data": self.data_identity(cfg),
             "tokenizer": tokenizer_id, "max_length": d.max_length,
             "split": d.split or self.default_split, "split_seed": d.split_seed,
-            **({"val_size": d.val_size} if d.val_size else {}),
+            **({"holdout_size": d.holdout_size} if d.holdout_size else {}),
             "limits": [d.train_limit, d.val_limit, d.test_limit],
             "augment": [d.augment, d.augment_prob, d.augment_copies,
                         self.synonyms(cfg) if d.augment == "synonyms" else None],
@@ -347,11 +347,16 @@ class ClassificationTask(PerExampleLogits, Task):
                 "id2label": dict(enumerate(self.label_names)),
                 "label2id": {n: i for i, n in enumerate(self.label_names)}}
 
+    def split(self, cfg: TrialConfig) -> dict[str, list[Example]]:
+        """``{'train', 'val', <test names>...}``: :meth:`read_splits` under the split policy."""
+        return apply_split_policy(cfg.data.split or self.default_split, self.read_splits(cfg),
+                                  seed=cfg.data.split_seed, test_names=self.test_names,
+                                  holdout_size=cfg.data.holdout_size)
+
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         d = cfg.data
         policy = d.split or self.default_split
-        splits = apply_split_policy(policy, self.read_splits(cfg), seed=d.split_seed,
-                                    test_names=self.test_names, val_size=d.val_size)
+        splits = self.split(cfg)
         limits = {"train": d.train_limit, "val": d.val_limit, **{t: d.test_limit for t in self.test_names}}
         stats: dict[str, Any] = {"data_key": key, "split_policy": policy, "split_seed": d.split_seed}
         for name, examples in splits.items():

@@ -234,8 +234,7 @@ class GuanacoTask(CausalLMTask):
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:
         from trainables.errors import did_you_mean, one_of
-        from trainables.hub import check_dataset_source, check_model_source, looks_local
-        from trainables.judge import TUNED, check_judge_ready
+        from trainables.hub import check_dataset_source, looks_local
         from trainables.tasks.conversations import check_split
 
         fmt = cfg.data.format or self.default_format()
@@ -252,6 +251,13 @@ class GuanacoTask(CausalLMTask):
             check_split(cfg, "val" in files)
         else:
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
+        self.check_answering(cfg)
+
+    def check_answering(self, cfg: TrialConfig) -> None:
+        """Before launch: the fixed prompts, the compared models and the judge."""
+        from trainables.hub import check_model_source
+        from trainables.judge import TUNED, check_judge_ready
+
         read_prompts(self._prompts_path(cfg))
         for name in cfg.eval.compare_models:
             if name != TUNED:
@@ -272,35 +278,13 @@ class GuanacoTask(CausalLMTask):
         })
 
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
-        if not getattr(tokenizer, "chat_template", None):
-            raise UserError("model.name_or_path", f"{cfg.model.name_or_path}'s tokenizer has no chat "
-                                                  "template (tokenizer_config.json chat_template)")
-        if not getattr(tokenizer, "is_fast", False):
-            raise UserError("model.name_or_path", "locating assistant tokens needs a fast tokenizer "
-                                                  "(character offsets)")
+        check_chat_tokenizer(tokenizer, cfg)
         data = split_conversations(load_conversations(cfg), cfg)
         check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
         fmt = cfg.data.format or self.default_format()
-        stats: dict[str, Any] = {"data_key": key}
-        limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
-        for split, convs in data.items():
-            examples, counts = encode_split(tokenizer, fixed_subset(convs, limits[split]), cfg, fmt,
-                                            split=split, progress=progress)
-            examples.save(out, split)
-            stats.update({f"{split}_{k}": v for k, v in counts.items()})
         style = GUANACO_PROMPT if fmt == "text" and all(c.form == "guanaco" for c in data["train"]) else "chat"
-        prompts = read_prompts(self._prompts_path(cfg))
-        if cfg.data.test_limit is not None:
-            prompts = prompts[:cfg.data.test_limit]
-        (out / "test.json").write_text(json.dumps({
-            "ids": [p["id"] for p in prompts],
-            "prompts": [p["messages"][-1]["content"] for p in prompts],
-            "messages": [p["messages"] for p in prompts],
-            "prompt_ids": [prompt_ids(tokenizer, p["messages"], style) for p in prompts],
-            "prompt_style": style,
-        }, ensure_ascii=False))
-        stats["test_prompts"] = len(prompts)
-        (out / "stats.json").write_text(json.dumps(stats, indent=2))
+        write_prepared(out, tokenizer, data, read_prompts(self._prompts_path(cfg)), cfg, fmt=fmt, style=style,
+                       stats={"data_key": key}, progress=progress)
 
     # ----------------------------------------------------------- in the trial
     def load_prepared(self, path: Path, cfg: TrialConfig) -> Prepared:
@@ -316,6 +300,41 @@ class GuanacoTask(CausalLMTask):
         from trainables.tasks.answers import answer_and_judge
 
         return answer_and_judge(model, tokenizer, data.test, cfg, device=device, out_dir=out_dir)
+
+
+def check_chat_tokenizer(tokenizer: Any, cfg: TrialConfig) -> None:
+    """The chat format needs the tokenizer's chat template, and locating the assistant tokens
+    needs a fast tokenizer's character offsets."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("model.name_or_path", f"{cfg.model.name_or_path}'s tokenizer has no chat "
+                                              "template (tokenizer_config.json chat_template)")
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError("model.name_or_path", "locating assistant tokens needs a fast tokenizer "
+                                              "(character offsets)")
+
+
+def write_prepared(out: Path, tokenizer: Any, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
+                   cfg: TrialConfig, *, fmt: str, style: str, stats: dict[str, Any], progress: bool) -> None:
+    """What :meth:`GuanacoTask.load_prepared` opens: the train and val conversations encoded
+    (``data.train_limit``/``val_limit`` applied), the first ``data.test_limit`` of the fixed
+    ``prompts`` in the prompt ``style`` (``test.json``), and ``stats`` with the counts."""
+    limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
+    for split, convs in data.items():
+        examples, counts = encode_split(tokenizer, fixed_subset(convs, limits[split]), cfg, fmt,
+                                        split=split, progress=progress)
+        examples.save(out, split)
+        stats.update({f"{split}_{k}": v for k, v in counts.items()})
+    if cfg.data.test_limit is not None:
+        prompts = prompts[:cfg.data.test_limit]
+    (out / "test.json").write_text(json.dumps({
+        "ids": [p["id"] for p in prompts],
+        "prompts": [p["messages"][-1]["content"] for p in prompts],
+        "messages": [p["messages"] for p in prompts],
+        "prompt_ids": [prompt_ids(tokenizer, p["messages"], style) for p in prompts],
+        "prompt_style": style,
+    }, ensure_ascii=False))
+    stats["test_prompts"] = len(prompts)
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict[str, str]], style: str) -> list[int]:

@@ -1,0 +1,195 @@
+"""Study files: a study's presets as YAML, read and checked before anything else.
+
+The built-in studies keep theirs in ``sweeps/presets/<study>.yaml``; a user's own is given
+with ``--config FILE`` (to any sweep script, or to ``python -m sweeps.run``). Both are read by
+:func:`read_study`, with the same schema::
+
+    study: my_study            # the MLflow experiment is lorasweep-<study>; default: the file's
+                               # stem (or, with --config on a sweep script, that script's study)
+    default: smoke             # the preset run without --preset; default: the first
+    part_flag: task            # with parts: the flag that picks them (--task a,b or all)
+    default_parts: [a]
+    parts: {a: {...}, b: {...}}   # each a sweep's settings, as a preset's
+    report: false              # true: write the analysis report after the sweeps
+    presets:
+      paper: {...}             # a sweep: description, space, trial, search, scheduler,
+                               # resources, seed, seeds, name, ... (trainables.config.SweepConfig)
+      smoke: {extends: paper, ...}   # a preset may extend another and refine parts
+
+Every key, at any depth, is checked against that schema when the file is read (an unknown key
+is one line naming it, with a did-you-mean); the values are checked when the chosen preset is
+built (:func:`trainables.schema.from_dict`) and before launch.
+
+Relative paths: ``space``, ``trial.model.name_or_path``, ``trial.data.source``,
+``trial.data.predict_file`` and ``trial.eval.prompts`` that name a file or directory beside the
+study file are read from there; other values are used as written (a search space's name in
+``search_spaces/``, a hub name, a path relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from trainables.errors import UserError, did_you_mean, one_of
+
+if TYPE_CHECKING:
+    from sweeps.cli import Study
+
+TOP_KEYS = ("study", "default", "presets", "parts", "part_flag", "default_parts", "report")
+#: Keys of a preset beside the sweep settings.
+PRESET_KEYS = ("extends", "parts", "default_parts")
+#: Sweep settings the command line fills in, never a study file.
+SET_BY_CLI = ("study", "preset", "part", "overrides")
+#: Settings that may name a file beside the study file.
+PATH_SETTINGS = (("space",), ("trial", "model", "name_or_path"), ("trial", "data", "source"),
+                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"))
+#: Flags every sweep script has, which a part flag cannot be.
+RESERVED_FLAGS = ("help", "preset", "set", "config", "resume", "dry-run")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise UserError("--config", f"study file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError("--config", f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError("--config", f"{path}: expected a mapping with 'presets' (name -> sweep settings)")
+    return data
+
+
+def check_keys(data: Any, cls: type, where: str, path: Path, *, extra: tuple[str, ...] = (),
+               leave_out: tuple[str, ...] = ()) -> None:
+    """Every key of ``data`` (at any depth) is a field of dataclass ``cls`` (plus ``extra``)."""
+    if not isinstance(data, dict):
+        raise UserError(where, f"expected a mapping of {cls.__name__} fields in {path}, got {data!r:.60}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in leave_out] + list(extra)
+    for key, value in data.items():
+        dotted = f"{where}.{key}"
+        if key not in names:
+            raise UserError(dotted, f"unknown setting{did_you_mean(str(key), names)} in {path}; "
+                                    f"accepted here: {one_of(names)}")
+        tp = hints.get(key)
+        if tp is not None and dataclasses.is_dataclass(tp):
+            check_keys(value, tp, dotted, path)
+        elif key == "space" and isinstance(value, dict):
+            check_space_sections(value, dotted, path)
+
+
+def check_space_sections(space: dict[str, Any], where: str, path: Path) -> None:
+    from search_spaces import SECTIONS
+
+    accepted = (*SECTIONS, "description")
+    for key in space:
+        if key not in accepted:
+            raise UserError(f"{where}.{key}", f"unknown section{did_you_mean(str(key), accepted)} in {path}; "
+                                              f"accepted: {one_of(accepted)}")
+
+
+def check_sweep(data: Any, where: str, path: Path, *, preset: bool) -> None:
+    from trainables.config import SweepConfig
+
+    check_keys(data, SweepConfig, where, path, extra=PRESET_KEYS if preset else (), leave_out=SET_BY_CLI)
+    for name, part in ((data.get("parts") or {}).items() if preset else ()):
+        check_sweep(part, f"{where}.parts.{name}", path, preset=False)
+
+
+def check_names(value: Any, accepted: Any, where: str, path: Path, what: str) -> None:
+    for name in [value] if isinstance(value, str) else value or []:
+        if name not in accepted:
+            raise UserError(where, f"{name!r} is not a {what} of {path}{did_you_mean(str(name), accepted)}; "
+                                   f"accepted: {one_of(accepted)}")
+
+
+def check_study(data: dict[str, Any], path: Path) -> None:
+    """The schema of a whole study file (keys and the names that refer to each other)."""
+    for key in data:
+        if key not in TOP_KEYS:
+            raise UserError(str(key), f"unknown study file key{did_you_mean(str(key), TOP_KEYS)} in {path}; "
+                                      f"accepted: {one_of(TOP_KEYS)}")
+    presets = data.get("presets")
+    if not isinstance(presets, dict) or not presets:
+        raise UserError("presets", f"{path} has no presets: expected 'presets' (name -> sweep settings)")
+    for name, preset in presets.items():
+        check_sweep(preset, f"presets.{name}", path, preset=True)
+        if "extends" in preset:
+            check_names(preset["extends"], presets, f"presets.{name}.extends", path, "preset")
+    parts = data.get("parts") or {}
+    for name, part in parts.items():
+        check_sweep(part, f"parts.{name}", path, preset=False)
+    if "default" in data:
+        check_names(data["default"], presets, "default", path, "preset")
+    if parts and not data.get("part_flag"):
+        raise UserError("part_flag", f"{path} lists parts; name the flag that picks them (e.g. part_flag: task)")
+    flag = data.get("part_flag")
+    if flag is not None and (not isinstance(flag, str) or not flag.replace("-", "").replace("_", "").isalnum()
+                             or flag in RESERVED_FLAGS or flag.replace("-", "_") in _cli_flags()):
+        raise UserError("part_flag", f"{flag!r} in {path} cannot be a flag name: use a word that is not one of "
+                                     "the sweep scripts' own flags (e.g. task, size, model_size)")
+    check_names(data.get("default_parts"), parts, "default_parts", path, "part")
+
+
+def _cli_flags() -> set[str]:
+    from sweeps.cli import FLAG_SETTINGS
+
+    return set(FLAG_SETTINGS)
+
+
+def beside(data: dict[str, Any], folder: Path) -> None:
+    """Relative paths of :data:`PATH_SETTINGS` that exist in ``folder``, made absolute (in place)."""
+    for keys in PATH_SETTINGS:
+        node = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        value = node.get(keys[-1]) if isinstance(node, dict) else None
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists():
+            node[keys[-1]] = str((folder / value).resolve())
+
+
+def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """Every preset with ``extends`` resolved and the top-level parts merged under its own."""
+    from trainables.schema import deep_merge
+
+    raw: dict[str, dict[str, Any]] = data["presets"]
+
+    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        if name in seen:
+            raise UserError(f"presets.{name}.extends", f"presets extend each other in a loop in {path}: "
+                                                       f"{' -> '.join(seen + (name,))}")
+        entry = dict(raw[name])
+        parent = entry.pop("extends", None)
+        return deep_merge(resolve(parent, seen + (name,)), entry) if parent else entry
+
+    top_parts = data.get("parts") or {}
+    presets = {}
+    for name in raw:
+        preset = copy.deepcopy(resolve(name))
+        if top_parts:
+            preset["parts"] = deep_merge(top_parts, preset.get("parts") or {})
+        for settings in (preset, *(preset.get("parts") or {}).values()):
+            beside(settings, path.resolve().parent)
+        presets[name] = preset
+    return presets
+
+
+def read_study(path: Path, *, name: str | None = None) -> Study:
+    """A study file, checked, as the :class:`~sweeps.cli.Study` the command line runs."""
+    from sweeps.cli import Study
+
+    data = read_yaml(path)
+    check_study(data, path)
+    presets = resolve_presets(data, path)
+    parts = data.get("parts") or {}
+    defaults = data.get("default_parts") or list(parts)[:1]
+    return Study(str(data.get("study") or name or path.stem), presets, data.get("default", next(iter(presets))),
+                 data.get("part_flag"), tuple([defaults] if isinstance(defaults, str) else defaults),
+                 report=bool(data.get("report", False)))

@@ -1,0 +1,140 @@
+"""Study files: the built-in preset files and a user's own (``--config``) read by one checker;
+an unknown key anywhere is one line naming it with a did-you-mean (exit code 2, nothing
+written); a user's study file (``tests/data/user_study``) runs as a smoke sweep."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+USER_STUDY = REPO / "tests" / "data" / "user_study"
+
+
+def test_every_built_in_preset_file_passes_the_checker_and_resolves():
+    from sweeps.cli import PRESETS_DIR, load_study
+
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        study = load_study(path.stem)
+        assert study.name == path.stem and study.default in study.presets
+        assert all("extends" not in p for p in study.presets.values())
+
+
+def _with(tmp_path: Path, edit) -> Path:
+    """The user study's file with one mistake made by ``edit(data)``."""
+    data = yaml.safe_load((USER_STUDY / "study.yaml").read_text())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, field, fragment", [
+    (lambda d: d.update(presetz=d.pop("presets")), "presetz", "unknown study file key (did you mean 'presets'?)"),
+    (lambda d: d.update(defualt="smoke"), "defualt", "(did you mean 'default'?)"),
+    (lambda d: d["presets"]["base"].update(trail=d["presets"]["base"].pop("trial")), "presets.base.trail",
+     "unknown setting (did you mean 'trial'?)"),
+    (lambda d: d["presets"]["base"]["trial"]["adapter"].update(rr=4), "presets.base.trial.adapter.rr",
+     "unknown setting (did you mean 'r'?)"),
+    (lambda d: d["presets"]["smoke"]["trial"]["data"].update(colums={}), "presets.smoke.trial.data.colums",
+     "(did you mean 'columns'?)"),
+    (lambda d: d["presets"]["base"]["scheduler"].update(grace_perod=1), "presets.base.scheduler.grace_perod",
+     "(did you mean 'grace_period'?)"),
+    (lambda d: d["presets"]["smoke"].update(space={"scientific": {"r": {"grid": [2]}}, "nuisanse": {}}),
+     "presets.smoke.space.nuisanse", "unknown section (did you mean 'nuisance'?)"),
+    (lambda d: d["presets"]["smoke"].update(extends="bsae"), "presets.smoke.extends",
+     "'bsae' is not a preset of"),
+    (lambda d: d.update(parts={"a": {"trial": {"sede": 1}}}, part_flag="fold"), "parts.a.trial.sede",
+     "(did you mean 'seed'?)"),
+    (lambda d: d.update(parts={"a": {}}, part_flag="fold") or d["presets"]["smoke"].update(
+        parts={"a": {"scheduler": {"nmae": "fifo"}}}), "presets.smoke.parts.a.scheduler.nmae", "(did you mean 'name'?)"),
+    (lambda d: d.update(parts={"a": {}}, part_flag="model"), "part_flag", "cannot be a flag name"),
+    (lambda d: d.update(parts={"a": {}}), "part_flag", "name the flag that picks them"),
+])
+def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, field, fragment):
+    from sweeps.cli import run_study
+
+    path = _with(tmp_path, edit)
+    assert run_study(None, ["--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {field}: "), err
+    assert fragment in err, err
+
+
+def test_the_real_command_refuses_a_bad_study_file_and_writes_nothing(tmp_path):
+    path = _with(tmp_path, lambda d: d["presets"]["base"]["trial"]["adapter"].update(rr=4))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "sweeps.run", "--config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: presets.base.trial.adapter.rr: unknown setting (did you mean 'r'?) in ")
+    assert list(work.iterdir()) == []
+
+
+def test_config_on_a_study_script_reads_its_paths_beside_the_file(tmp_path, capsys):
+    """The user's file given to a study script: its presets replace the script's, its space and
+    data paths are read beside the file, the study name comes from the file."""
+    from sweeps.cli import run_study
+
+    study = tmp_path / "elsewhere"
+    shutil.copytree(USER_STUDY, study)
+    write_tickets(study / "tickets")
+    code = run_study("text_classification", ["--config", str(study / "study.yaml"), "--preset", "smoke", "--dry-run",
+                                             "--storage", str(tmp_path / "rr")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    plan = json.loads(out.out)
+    assert plan["sweep"]["study"] == "my_tickets" and plan["sweep"]["preset"] == "smoke"
+    assert plan["space"]["scientific"] == {"r": {"grid": [2, 8]}} and plan["n_trials"] == 2
+    assert plan["base_trial"]["data"]["source"] == str((study / "tickets").resolve())
+    assert plan["base_trial"]["data"]["train_limit"] == 160 and plan["base_trial"]["train"]["epochs"] == 2
+    assert plan["base_trial"]["train"]["lr"] == 5.0e-3  # from the preset it extends
+
+
+def write_tickets(folder: Path) -> None:
+    """The user's own data: the synthetic support messages as JSON Lines with integer queue ids."""
+    import csv
+
+    from trainables.offline.user_data_synth import smoke_text_classification_data
+
+    queues = {"billing": 0, "shipping": 1, "technical": 2}
+    folder.mkdir(parents=True, exist_ok=True)
+    for src, dst in (("train.csv", "train.jsonl"), ("test.csv", "validation.jsonl")):
+        with open(smoke_text_classification_data() / src, encoding="utf-8") as fh:
+            rows = [{"body": r["message"], "queue": queues[r["topic"]]} for r in csv.DictReader(fh)]
+        (folder / dst).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+@pytest.mark.integration
+def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
+    from sweep_runs import run_sweep_command
+
+    study = tmp_path / "project"
+    shutil.copytree(USER_STUDY, study)
+    write_tickets(study / "tickets")
+    work = tmp_path / "work"  # another directory: the study's paths are read beside it
+    work.mkdir()
+    uri = f"sqlite:///{work / 'mlruns.db'}"
+    s = run_sweep_command([sys.executable, "-m", "sweeps.run", "--config", str(study / "study.yaml"),
+                           "--preset", "smoke", "--tracking-uri", uri, "--storage", str(work / "rr"), "--name", "u"],
+                          cwd=work, uri=uri, experiment="lorasweep-my_tickets", completed=2)
+    p = s.parent.data.params
+    assert (p["preset"], p["task"], p["data.labels"]) == ("smoke", "text-classification", "['0', '1', '2']")
+    assert (p["data.val_from"], p["data.test_from"], p["data.train_examples"]) == (
+        "validation split", "validation set", "160")
+    assert sorted(int(r.data.params["adapter.r"]) for r in s.trials) == [2, 8]
+    for run in s.trials:
+        m = run.data.metrics
+        assert run.data.tags["lorasweep.status"] == "completed"
+        for key in ("val_accuracy", "val_macro_f1", "accuracy", "macro_f1"):
+            assert 0 <= m[key] <= 100, key
+        # MiniLM: 6 layers, d = 384; LoRA on W_q, W_v: r x (384 + 384) each; head 384 x 3 + 3
+        assert m["trainable_params"] == 6 * 2 * int(run.data.params["adapter.r"]) * 768 + 384 * 3 + 3

@@ -1,0 +1,300 @@
+"""The generic text tasks on a user's own data: the readers (JSONL, a JSON array, CSV, a
+directory of splits), column mappings (Alpaca, messages, ShareGPT), the held-out validation
+set, ``sft``'s loss on the answers only, ``text-classification``'s label set and macro-F1,
+and the mistakes refused as one line with exit code 2 before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from trainables.errors import UserError
+
+ALPACA = [{"instruction": "What is 2 plus 3?", "input": "", "output": "2 plus 3 is 5."},
+          {"instruction": "Translate into French.", "input": "water", "output": "eau"},
+          {"instruction": "Name a capital.", "input": "", "output": "Paris."}]
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def trial(task, source, model="smoke:llama-tiny", **data):
+    from trainables.config import TrialConfig
+    from trainables.offline import resolve_smoke
+    from trainables.schema import from_dict
+
+    return from_dict(TrialConfig, {"task": task, "model": {"name_or_path": resolve_smoke(model, kind="model")},
+                                   "data": {"source": str(source), "max_length": 128, **data}})
+
+
+@pytest.fixture(scope="module")
+def llama(torch_one_thread):
+    from trainables.offline.tiny_llama import ensure_assets
+
+    return ensure_assets()["model"]
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def test_json_array_jsonl_and_csv_read_alike_and_a_directory_names_its_splits(tmp_path):
+    from trainables.tasks.user_data import local_files, read_file
+
+    (tmp_path / "a.json").write_text(json.dumps(ALPACA), encoding="utf-8")  # LLaMA-Factory's demo form
+    write_jsonl(tmp_path / "b.jsonl", ALPACA)
+    (tmp_path / "c.json").write_text((tmp_path / "b.jsonl").read_text(), encoding="utf-8")  # JSON Lines in .json
+    write_csv(tmp_path / "d.csv", ["instruction", "input", "output"], [list(r.values()) for r in ALPACA])
+    for name in ("a.json", "b.jsonl", "c.json", "d.csv"):
+        split = read_file(tmp_path / name)
+        assert split.rows == ALPACA and split.columns == ("instruction", "input", "output"), name
+    assert read_file(tmp_path / "d.csv").at(2) == f"{tmp_path / 'd.csv'} line 4"
+    d = tmp_path / "dir"
+    for name in ("train.jsonl", "dev.csv", "test.json"):
+        (d / name).parent.mkdir(exist_ok=True)
+        (d / name).write_text("x")
+    assert {k: v.name for k, v in local_files(d).items()} == {"train": "train.jsonl", "val": "dev.csv",
+                                                             "test": "test.json"}
+    (d / "validation.jsonl").write_text("x")
+    with pytest.raises(UserError, match="has 2 val files"):
+        local_files(d)
+
+
+@pytest.mark.parametrize("name, text, fragment", [
+    ("t.jsonl", '{"a": 1}\n{"a": 2\n', "t.jsonl line 2: not valid JSON"),
+    ("t.jsonl", '{"a": 1}\n[1, 2]\n', "t.jsonl line 2: expected an object"),
+    ("t.csv", "a,b\n1,2\n3\n", "t.csv line 3: expected 2 fields"),
+    ("t.json", '[{"a": 1}, 7]', "t.json item 1: expected an object"),
+    ("t.txt", "hello", "expected a '.jsonl', '.json' or '.csv' file"),
+])
+def test_a_bad_row_is_named_with_its_file_and_line(tmp_path, name, text, fragment):
+    from trainables.tasks.user_data import local_files, read_file
+
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        read_file(local_files(tmp_path / name)["train"])
+    assert err.value.field == "data.source" and fragment in err.value.message
+
+
+# ----------------------------------------------------------------------------- sft
+
+
+def test_alpaca_messages_and_sharegpt_rows_become_the_same_turns(tmp_path):
+    from trainables.tasks.sft import columns_of, conversation
+    from trainables.tasks.user_data import read_file
+
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Translate into French.\nwater"},
+             {"role": "assistant", "content": "eau"}]
+    rows = {
+        "alpaca": {"instruction": "Translate into French.", "input": "water", "output": "eau", "sys": "Be brief."},
+        "messages": {"messages": turns},
+        "sharegpt": {"conversations": [{"from": {"system": "system", "user": "human", "assistant": "gpt"}[t["role"]],
+                                        "value": t["content"]} for t in turns]},
+    }
+    expected_columns = {"alpaca": {"prompt": "instruction", "query": "input", "response": "output", "system": "sys"},
+                        "messages": {"messages": "messages"}, "sharegpt": {"messages": "conversations"}}
+    for form, row in rows.items():
+        split = read_file(write_jsonl(tmp_path / f"{form}.jsonl", [row]))
+        # Only the system column is named; every other role takes its default column.
+        columns = columns_of(trial("sft", split.where, columns={"system": "sys"} if form == "alpaca" else None),
+                             {"train": split})
+        assert columns == expected_columns[form]
+        assert list(conversation(split, 0, columns).turns) == turns, form
+    no_input = read_file(write_jsonl(tmp_path / "n.jsonl", [{"instruction": "a", "output": "b"}]))
+    assert columns_of(trial("sft", "x"), {"train": no_input}) == {"prompt": "instruction", "response": "output"}
+    qa = read_file(write_jsonl(tmp_path / "qa.jsonl", [{"question": "a", "answer": "b"}]))
+    with pytest.raises(UserError, match="name the prompt column: .*qa.jsonl has columns 'question' or 'answer'"):
+        columns_of(trial("sft", "x"), {"train": qa})
+    got = columns_of(trial("sft", "x", columns={"prompt": "question", "response": "answer"}), {"train": qa})
+    assert got == {"prompt": "question", "response": "answer"}
+
+
+@pytest.mark.parametrize("columns, field, fragment", [
+    ({"prompt": "instrution", "response": "output"}, "data.columns.prompt",
+     "no column 'instrution' in {path} (did you mean 'instruction'?); its columns are 'instruction', 'input' or 'output'"),
+    ({"promt": "instruction"}, "data.columns.promt", "sft has no column role 'promt' (did you mean 'prompt'?)"),
+    ({"messages": "input", "prompt": "instruction"}, "data.columns", "either a messages column or prompt/response"),
+])
+def test_a_column_mapping_that_does_not_fit_the_data_is_refused(tmp_path, columns, field, fragment):
+    from trainables.tasks.sft import columns_of
+    from trainables.tasks.user_data import read_file
+
+    path = write_jsonl(tmp_path / "train.jsonl", ALPACA)
+    with pytest.raises(UserError) as err:
+        columns_of(trial("sft", path, columns=columns), {"train": read_file(path)})
+    assert err.value.field == field and fragment.format(path=path) in err.value.message
+
+
+def test_sft_prepares_answers_only_and_holds_out_ten_percent(tmp_path, llama):
+    """30 rows and no validation file: 3 held out (10%), as datasets' train_test_split picks
+    them; the labelled tokens of each example are exactly its answer and <|eot_id|>."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from trainables.tasks import get_task
+
+    rows = [{"instruction": f"What is {i} plus 1?", "input": "", "output": f"{i} plus 1 is {i + 1}."}
+            for i in range(30)]
+    cfg = trial("sft", write_jsonl(tmp_path / "data" / "train.jsonl", rows), test_limit=2)
+    task = get_task("sft")
+    task.check(cfg)
+    prepared = task.load_prepared(task.prepare(cfg, progress=False), cfg)
+    stats = prepared.stats
+    assert (stats["train_examples"], stats["val_examples"], stats["val_from"]) == (27, 3, "holdout of 3")
+    picked = datasets.Dataset.from_dict({"i": list(range(30))}).train_test_split(test_size=3, seed=0)["test"]["i"]
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.name_or_path)
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    answers = []
+    for k in range(len(prepared.val)):
+        ids, mask = prepared.val[k]
+        answers.append([int(t) for t, m in zip(ids, mask) if m])
+    assert answers == [tokenizer(rows[i]["output"], add_special_tokens=False)["input_ids"] + [eot]
+                       for i in sorted(picked)]
+    assert prepared.test["prompts"] == [rows[i]["instruction"] for i in sorted(picked)[:2]]
+
+
+# ----------------------------------------------------------------------------- text classification
+
+
+def test_macro_f1_by_hand():
+    from trainables.metrics.glue import compute
+
+    # class 0: P 1, R 1/2, F1 2/3; class 1: P 1/2, R 1, F1 2/3; class 2: F1 1 -> mean 7/9
+    got = compute(["accuracy", "macro_f1"], [0, 0, 1, 2], [0, 1, 1, 2])
+    assert got["accuracy"] == pytest.approx(75.0) and got["macro_f1"] == pytest.approx(700 / 9)
+
+
+def test_the_label_set_is_read_from_train_and_sizes_the_head(tmp_path):
+    from trainables.tasks import get_task
+
+    d = tmp_path / "data"
+    write_csv(d / "train.csv", ["review", "stars"], [["good", "10"], ["bad", "9"], ["fine", "10"], ["ok", "2"]])
+    write_csv(d / "validation.csv", ["review", "stars"], [["great", "10"], ["poor", "2"]])
+    cfg = trial("text-classification", d, model="minilm", columns={"text": "review", "label": "stars"})
+    task = get_task("text-classification")
+    task.check(cfg)
+    assert task.label_names == ("2", "9", "10")  # integers written as text, sorted by value
+    skeleton = task.skeleton(cfg)
+    assert skeleton.config.num_labels == 3 and skeleton.config.id2label == {0: "2", 1: "9", 2: "10"}
+    splits = task.split(cfg)
+    assert [e.label for e in splits["train"]] == [2, 1, 2, 0]
+    assert [e.label for e in splits["val"]] == [e.label for e in splits["test"]] == [2, 0]  # no test split
+    write_csv(d / "validation.csv", ["review", "stars"], [["great", "10"], ["meh", "5"]])
+    with pytest.raises(UserError, match=r"validation.csv line 3: label 5 is not one of the training data's "
+                                        r"labels \('2', '9' or '10'\)"):
+        task.check(cfg)
+
+
+def test_a_hub_class_label_column_gives_its_class_names():
+    import datasets
+
+    from trainables.tasks.user_data import named_classes
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["sadness", "joy", "love"])})
+    ds = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [2, 0, -1]}, features=features)
+    assert named_classes(ds) == [{"text": "a", "label": "love"}, {"text": "b", "label": "sadness"},
+                                 {"text": "c", "label": -1}]
+
+
+def test_string_labels_a_pair_and_a_held_out_validation_set(tmp_path):
+    from trainables.tasks import get_task
+
+    rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": ["yes", "no", "maybe"][i % 3]} for i in range(20)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    cfg = trial("text-classification", path, model="minilm",
+                columns={"text": "premise", "text_pair": "hypothesis", "label": "label"})
+    task = get_task("text-classification")
+    task.check(cfg)
+    assert task.label_names == ("maybe", "no", "yes")
+    splits = task.split(cfg)
+    assert (len(splits["train"]), len(splits["val"])) == (18, 2) and splits["test"] == splits["val"]
+    assert all(e.text_b == f"h{e.text_a[1:]}" for e in splits["train"])
+
+
+def test_the_presets_build_and_the_classification_smoke_plans(tmp_path, capsys):
+    from conftest import sweep_config
+    from sweeps.cli import run_study
+
+    for study in ("sft", "text_classification"):
+        for preset in ("paper", "smoke"):
+            assert sweep_config(study, "--preset", preset).trial.task in ("sft", "text-classification")
+    cfg = sweep_config("sft", "--preset", "smoke", "--set", "data.columns.system=sys")
+    assert cfg.trial.data.columns == {"system": "sys"}
+    assert run_study("text_classification", ["--preset", "smoke", "--dry-run", "--storage", str(tmp_path)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["n_trials"] == 4 and plan["base_trial"]["data"]["columns"] == {"text": "message", "label": "topic"}
+
+
+# ----------------------------------------------------------------------------- refused before launch
+
+
+def _refused(tmp_path, script, *flags):
+    """The real command in a fresh directory: exit 2, one line on stderr, nothing written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, str(REPO / "sweeps" / script), "--preset", "smoke", "--tracking-uri",
+           f"sqlite:///{work / 'mlruns.db'}", "--storage", str(work / "rr"), *flags]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert list(work.iterdir()) == [] and "trial" not in proc.stdout.lower()
+    return lines[0]
+
+
+def test_a_missing_column_and_a_single_class_are_one_line_and_write_nothing(tmp_path):
+    write_jsonl(tmp_path / "chat.jsonl", ALPACA)
+    line = _refused(tmp_path, "sft.py", "--data", str(tmp_path / "chat.jsonl"), "--set", "data.columns.prompt=question",
+                    "--set", "data.columns.response=output")
+    assert line == (f"error: data.columns.prompt: no column 'question' in {tmp_path / 'chat.jsonl'}; its columns "
+                    "are 'instruction', 'input' or 'output'")
+    write_csv(tmp_path / "one.csv", ["message", "topic"], [["a", "billing"], ["b", "billing"], ["c", "billing"]])
+    (tmp_path / "work").rmdir()
+    line = _refused(tmp_path, "text_classification.py", "--data", str(tmp_path / "one.csv"))
+    assert line == (f"error: data.columns.label: column 'topic' of {tmp_path / 'one.csv'} has one class "
+                    "('billing'); a classifier needs at least two")
+
+
+# ----------------------------------------------------------------------------- the sft smoke sweep
+
+
+@pytest.mark.integration
+def test_sft_smoke_end_to_end(tmp_path, llama):
+    from sweep_runs import run_sweep_command
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    s = run_sweep_command([sys.executable, str(REPO / "sweeps" / "sft.py"), "--preset", "smoke", "--name", "s",
+                           "--tracking-uri", uri, "--storage", str(tmp_path / "rr"),
+                           "--search-space", str(REPO / "tests" / "data" / "sft_two_ranks.yaml")],
+                          cwd=tmp_path, uri=uri, experiment="lorasweep-sft", completed=2)
+    p = s.parent.data.params
+    # smoke:sft has 240 rows in one train.jsonl: 24 (10%) held out for validation.
+    assert (p["task"], p["data.val_from"], p["data.train_examples"], p["data.val_examples"]) == (
+        "sft", "holdout of 24", "216", "24")
+    assert json.loads(p["data.columns"].replace("'", '"')) == {"prompt": "instruction", "query": "input",
+                                                                "response": "output"}
+    for run in s.trials:
+        m, r = run.data.metrics, int(run.data.params["adapter.r"])
+        assert run.data.tags["lorasweep.status"] == "completed" and 0 < m["val_loss"] < 10
+        # tiny Llama (d 64, kv 32, MLP 128, 2 layers), all-linear: r x (128 + 96 + 96 + 128 + 3 x 192) per layer
+        assert m["trainable_params"] == 2 * r * (128 + 96 + 96 + 128 + 3 * 192)
+        local = s.client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
+        rows = [json.loads(line) for line in open(local, encoding="utf-8")]
+        assert len(rows) == 4 and all(row["id"].startswith("val-") and row["answer"] is not None for row in rows)
