@@ -178,7 +178,7 @@ def test_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(warm_
     for t in trials["gw-mnli"]:
         assert {"accuracy_m", "accuracy_mm", "val_accuracy"} <= set(t.data.metrics)
     assert "Acc_m" in out and "Acc_mm" in out
-    assert "reference (LoRA paper Table 2, RoBERTa-base + LoRA (median of 5 seeds)): Acc_m 87.5\n" in out
+    assert "reference (LoRA paper (Hu et al. 2021) Table 2, RoBERTa-base): Acc_m 87.5\n" in out
     line = next(ln for ln in out.splitlines() if "median over 2 seeds: Acc_m" in ln)
     assert "(paper 87.5)" in line and "Acc_mm" in line.split("(paper 87.5)")[1]
 
