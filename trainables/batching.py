@@ -100,9 +100,8 @@ def check_padding_free(model: Any) -> None:
     elif impl not in masking_utils.ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         why = f"transformers builds no mask for its attention implementation {impl!r}"
     if why is not None:
-        raise UserError("train.batching", f"padding_free would let the examples packed in a row attend "
-                                          f"to each other in {model.config.model_type} ({why}); "
-                                          "accepted here: grouped or random")
+        raise UserError("train.batching", f"padding_free would mix the examples packed in a row in "
+                                          f"{model.config.model_type} ({why}); accepted here: grouped or random")
 
 
 def batching_mode(task: Task, cfg: TrialConfig, model: Any = None) -> str:
