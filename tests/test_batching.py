@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DiesAfterFirstReport, Interrupted
 
-from trainables.batching import (LengthGroupedSampler, _collate, batch_counts, batching_mode,
-                                 check_padding_free, val_batches)
+from trainables.batching import (LengthGroupedSampler, batch_counts, batching_mode, check_padding_free,
+                                 collate_for, val_batches)
 from trainables.config import TrainConfig
 from trainables.errors import UserError
 from trainables.loop import evaluate_loss, plan_steps, run_loop
@@ -116,7 +115,7 @@ def test_each_mode_trains_on_the_unpadded_loss_and_gradient(model_name, mode, e2
     expected = _unpadded_loss(task, model, items, cfg.train.label_smoothing)
     expected_grads = _grads(model, expected)
 
-    batch = _collate(task, tokenizer, mode)(items)
+    batch = collate_for(task, tokenizer, mode)(items)
     assert ("position_ids" in batch) == (mode == "padding_free")
     loss = task.train_loss(model, batch, cfg)
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
@@ -143,7 +142,7 @@ def test_a_packed_batch_counts_the_examples_and_tokens_of_the_padded_one(e2e, to
     useful = sum(len(ids) for ids, _ in items)
     tokenizer = load_tokenizer(cfg)
     for mode in MODES:
-        assert batch_counts(_collate(task, tokenizer, mode)(items)) == (len(items), useful)
+        assert batch_counts(collate_for(task, tokenizer, mode)(items)) == (len(items), useful)
 
 
 # ----------------------------------------------------------------------------- padding-free refusal
@@ -290,21 +289,6 @@ def test_grouped_batches_give_each_rank_a_disjoint_shard_and_the_same_number_of_
     if n >= 1000:
         longest = np.array([[max(lengths[i] for i in b) for b in batches[:-1]] for batches in per_rank])
         assert np.abs(longest - longest[0]).max() <= 4  # tokens, of lengths 20-119
-
-
-def test_a_grouped_trial_restored_from_a_checkpoint_finishes_like_an_uninterrupted_one(
-        make_trial_module, torch_one_thread, tmp_path):
-    cfg = make_trial_module(train={"epochs": 2, "batching": "grouped"}, eval={"generate": False})
-    whole = LocalSession(tmp_path / "whole")
-    run_loop(cfg, whole)
-    dying = DiesAfterFirstReport(tmp_path / "dying")
-    with pytest.raises(Interrupted):
-        run_loop(cfg, dying)
-    resumed = LocalSession(tmp_path / "resumed", restore_from=dying.checkpoints[0])
-    run_loop(cfg, resumed)
-    assert resumed.reports[-1]["val_loss"] == pytest.approx(whole.reports[-1]["val_loss"], rel=1e-6)
-    assert resumed.reports[-1]["history"]["train_loss"] == pytest.approx(
-        whole.reports[-1]["history"]["train_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["random", "padding_free"])

@@ -113,7 +113,8 @@ def batching_mode(task: Task, cfg: TrialConfig, model: Any = None) -> str:
     return mode
 
 
-def _collate(task: Task, tokenizer: Any, mode: str) -> Any:
+def collate_for(task: Task, tokenizer: Any, mode: str) -> Any:
+    """The task's batch builder for ``mode``: a flat row for ``padding_free``, else padded."""
     return task.packed_collate(tokenizer) if mode == "padding_free" else task.collate(tokenizer)
 
 
@@ -131,7 +132,7 @@ def train_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, 
     else:
         sampler = RandomSampler(data.train, generator=generator)
     return session.prepare_loader(DataLoader(data.train, batch_size=cfg.train.batch_size, sampler=sampler,
-                                             collate_fn=_collate(task, tokenizer, mode)))
+                                             collate_fn=collate_for(task, tokenizer, mode)))
 
 
 def val_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *, mode: str,
@@ -146,7 +147,7 @@ def val_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *,
     if mode == "grouped":
         val = Subset(val, np.argsort(-val.lengths(), kind="stable").tolist())
     return session.prepare_loader(DataLoader(val, batch_size=cfg.train.eval_batch_size,
-                                             collate_fn=_collate(task, tokenizer, mode)))
+                                             collate_fn=collate_for(task, tokenizer, mode)))
 
 
 def batch_counts(batch: dict[str, Any]) -> tuple[int, int]:
