@@ -269,8 +269,9 @@ def _sampled_keys(space: Any) -> set[str]:
 
 def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,
                 grid_trials: list[TrialConfig]) -> str:
-    """Check every adapter target group, method and quantisation the sweep may use against the
-    model's module tree (built on the meta device from its config); return its model type.
+    """Check every adapter target group, method, quantisation and batching mode the sweep may
+    use against the model's module tree (built on the meta device from its config); return
+    its model type.
 
     Building that tree needs torch and transformers imported (~5 s on two cores). For a local
     model directory the outcome of checks that passed is memoised on everything they read
@@ -286,9 +287,12 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
 
     def run() -> str:
         from trainables.adapters import check_adapter_methods, check_adapter_targets
+        from trainables.batching import batching_mode
         from trainables.quantization import check_quantization
 
         skeleton = task.skeleton(trial0)
+        for trial in trials:
+            batching_mode(task, trial, skeleton)
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
         check_quantization(trials, skeleton, cfg.resources)

@@ -49,6 +49,18 @@ def _remove_devset(tmp: Path) -> None:
     (tmp / "e2e" / "devset.csv").unlink()
 
 
+def _mamba_model(tmp: Path) -> None:
+    """A tiny Mamba (recurrent: packed examples share its state) with the smoke tokenizer."""
+    from transformers import AutoTokenizer, MambaConfig, MambaForCausalLM
+
+    from trainables.offline.tiny_lm import ensure_smoke_assets
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_smoke_assets(size="s").model_dir)
+    MambaForCausalLM(MambaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                 state_size=4)).save_pretrained(tmp / "mamba")
+    tokenizer.save_pretrained(tmp / "mamba")
+
+
 def _spaces(tmp: Path) -> None:
     spaces = {
         "space": "scientific:\n  r: {grid: [4, -2]}\n",
@@ -222,6 +234,12 @@ CASES = [
      "expected one of 'none' or 'nf4', got 'int4'", None),
     ("quantization-on-gpt2", E2E, ["--set", "model.quantization=nf4"], "model.quantization",
      "this gpt2 model has none (its layers are Conv1D)", None),
+    ("batching-unknown", E2E, ["--set", "train.batching=packed"], "train.batching",
+     "expected one of 'random', 'grouped' or 'padding_free' or null, got 'packed'", None),
+    ("batching-grouped-on-classification", AGNEWS, ["--set", "train.batching=grouped"], "train.batching",
+     "ag_news has no grouped batches; accepted: 'random'", None),
+    ("padding-free-mixes-examples", E2E, ["--model", "{tmp}/mamba", "--set", "train.batching=padding_free"],
+     "train.batching", "padding_free would mix the examples packed in a row in mamba", _mamba_model),
     ("budget-too-small", E2E, ["--max-trainable-params", "10"], "max_trainable_params",
      "every configuration of the space trains more than 10 parameters", None),
     # --- tracking store

@@ -87,8 +87,10 @@ def test_same_config_and_seed_give_the_same_metrics(run):
     assert a.reports[-1]["history"]["train_loss"] == b.reports[-1]["history"]["train_loss"]
 
 
-def test_restoring_from_a_checkpoint_finishes_like_an_uninterrupted_trial(make_trial, torch_one_thread, tmp_path):
-    cfg = make_trial(train={"epochs": 2}, eval={"generate": False})
+@pytest.mark.parametrize("batching", ["random", "grouped"])
+def test_restoring_from_a_checkpoint_finishes_like_an_uninterrupted_trial(batching, make_trial, torch_one_thread,
+                                                                          tmp_path):
+    cfg = make_trial(train={"epochs": 2, "batching": batching}, eval={"generate": False})
     whole = LocalSession(tmp_path / "whole")
     run_loop(cfg, whole)
 

@@ -246,6 +246,22 @@ class TrainConfig:
     per epoch. Each report is one ASHA time unit (``training_iteration``)."""
     eval_batch_size: int = 16
     """Examples per batch of the validation pass."""
+    batching: Literal["random", "grouped", "padding_free"] | None = None
+    """How examples of different lengths are batched (:mod:`trainables.batching`).
+    ``random``: random batches, each padded to its longest example. ``grouped``: batches of
+    examples of similar length, so little padding: the data is shuffled, cut into groups of up
+    to 50 batches, each group sorted by length and cut into batches, and the batches are
+    shuffled; seeded like ``random``, so the order depends only on the seed and the epoch.
+    ``padding_free``: ``random``'s batches without any padding, each one row of its examples
+    with positions restarting at every example (transformers' ``DataCollatorWithFlattening``);
+    accepted only for a model whose attention keeps the examples of a row apart (transformers'
+    masks for sdpa, eager and flex attention, flash-attention's sequence boundaries). Only
+    flash-attention computes each example's attention on its own; the others compute the whole
+    row's under a block-diagonal mask, which on a CPU costs more than the padding saves. The
+    validation pass batches the same way (``grouped``: longest first). The loss is the same
+    per-token mean in every mode. null = the task's default: ``grouped`` for the causal-LM
+    tasks (the most useful tokens per second of the three on a CPU: docs/performance.md),
+    ``random`` for classification and images."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision for forward/backward (bf16 on recent GPUs; fp32 on CPU)."""
     log_every_steps: int = 10

@@ -310,9 +310,9 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     ``adapters`` maps ``adapter.init_from`` values to the local directories the driver
     resolved (a trial resolves a value itself when it is missing)."""
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
 
     from trainables.adapters import build_adapter_model, count_parameters
+    from trainables.batching import batch_counts, batching_mode, epoch_seed, train_batches, val_batches
     from trainables.session import scratch_dir
     from trainables.tasks import get_task
 
@@ -327,6 +327,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     data_s = time.perf_counter() - t_data
 
     model, tokenizer = task.load_model(cfg)
+    mode = batching_mode(task, cfg, model)
     model = build_adapter_model(model, cfg.adapter, task_type=task.peft_task_type)
     if cfg.adapter.init_from:
         from trainables.adapters import warm_start
@@ -343,15 +344,10 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     model = session.prepare_model(model)
     setup_s = time.perf_counter() - t0
 
-    collate = task.collate(tokenizer)
-    # The sampler's generator is reseeded per epoch so the data order depends only on
-    # (seed, epoch): a trial restored from a checkpoint sees the same batches it would have.
-    generator = torch.Generator()
-    train_loader = DataLoader(data.train, batch_size=cfg.train.batch_size, collate_fn=collate,
-                              sampler=RandomSampler(data.train, generator=generator))
-    val_loader = DataLoader(data.val, batch_size=cfg.train.eval_batch_size, collate_fn=collate)
-    train_loader = session.prepare_loader(train_loader)
-    val_loader = session.prepare_loader(val_loader)
+    generator = torch.Generator()  # reseeded per epoch: the data order depends only on (seed, epoch)
+    train_loader = train_batches(task, data, cfg, tokenizer, mode=mode, session=session,
+                                 generator=generator)
+    val_loader = val_batches(task, data, cfg, tokenizer, mode=mode, session=session)
 
     plan = plan_steps(cfg.train, len(data.train), world_size=session.world_size)
     optimizer = build_optimizer(model, cfg.train, cfg.adapter)
@@ -421,7 +417,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     first_epoch = start_step // plan.steps_per_epoch
     n_epochs = math.ceil(plan.total_steps / plan.steps_per_epoch)
     for epoch in range(first_epoch, n_epochs):
-        generator.manual_seed(cfg.seed * 1000 + epoch)
+        generator.manual_seed(epoch_seed(cfg.seed, epoch))
         skip = (start_step - epoch * plan.steps_per_epoch) * cfg.train.grad_accum if epoch == first_epoch else 0
         t_step = time.perf_counter()
         micro = 0
@@ -432,9 +428,9 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
             loss.backward()
             running += loss.detach()
             micro += 1
-            samples += batch["labels"].shape[0]
-            if "attention_mask" in batch:
-                tokens += int(batch["attention_mask"].sum())
+            n_examples, n_tokens = batch_counts(batch)
+            samples += n_examples
+            tokens += n_tokens
             last_micro = i == plan.micro_batches_per_epoch - 1
             if micro % cfg.train.grad_accum and not last_micro:
                 continue

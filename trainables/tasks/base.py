@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from trainables.errors import UserError
+from trainables.errors import UserError, one_of
 
 if TYPE_CHECKING:
     import torch
@@ -68,6 +68,9 @@ class Task(ABC):
     """Computed once, for trials that reach their last report."""
     formats: ClassVar[tuple[str, ...]] = ()
     """Accepted values of ``data.format`` (the first is the default)."""
+    batchings: ClassVar[tuple[str, ...]] = ("random",)
+    """Accepted values of ``train.batching`` (the first is the default). ``grouped`` needs a
+    training set with ``lengths()``; ``padding_free`` needs :meth:`packed_collate`."""
     reference_table: ClassVar[str] = ""
     """The id of the source table (``analysis/references/``) whose row for this task is
     printed beside a sweep's results; empty: none."""
@@ -121,6 +124,11 @@ class Task(ABC):
     def collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
         """Batch builder for the train and validation datasets."""
 
+    def packed_collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, torch.Tensor]]:
+        """Batch builder for ``train.batching: padding_free``: the examples concatenated into
+        one row with ``position_ids`` restarting at each, no padding and no attention mask."""
+        raise NotImplementedError(f"{self.name} has no padding-free batches")
+
     @abstractmethod
     def train_loss(self, model: Any, batch: dict[str, torch.Tensor], cfg: TrialConfig) -> torch.Tensor:
         """The training objective for one batch (mean over its targets)."""
@@ -154,6 +162,15 @@ class Task(ABC):
 
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None
+
+    def batching(self, cfg: TrialConfig) -> str:
+        """The trial's ``train.batching``, or the task's default; a mode the task has no
+        batches for is a UserError."""
+        mode = cfg.train.batching or self.batchings[0]
+        if mode not in self.batchings:
+            raise UserError("train.batching", f"{self.name} has no {mode} batches; accepted: "
+                                              f"{one_of(self.batchings)} (null: {self.batchings[0]})")
+        return mode
 
 
 def packed(seqs: Sequence[Sequence[int]], dtype: Any = "int32") -> tuple[Any, Any]:

@@ -38,6 +38,10 @@ class TokenizedExamples:
     def num_target_tokens(self) -> int:
         return int((np.diff(self.offsets) - self.prompt_len).sum())
 
+    def lengths(self) -> np.ndarray:
+        """Tokens per example (what ``train.batching: grouped`` groups by)."""
+        return np.diff(self.offsets)
+
     @classmethod
     def build(cls, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], *,
               max_length: int) -> tuple[TokenizedExamples, int]:
@@ -95,6 +99,37 @@ def pad_collate(pad_id: int, labels_of: Callable[[torch.Tensor, Any], torch.Tens
     return collate
 
 
+def flat_collate(labels_of: Callable[[torch.Tensor, Any], torch.Tensor] = after_prompt
+                 ) -> Callable[[list[tuple[np.ndarray, Any]]], dict[str, Any]]:
+    """A batch of ``(ids, extra)`` examples as one row without padding (transformers'
+    ``DataCollatorWithFlattening``): ``input_ids``, ``position_ids`` restarting at 0 for each
+    example, and labels ``labels_of(ids, extra)`` with each example's first label -100, so
+    that no example's last token is trained to predict the next example's first (which the
+    padded batch never predicts either)."""
+    import torch
+    from transformers import DataCollatorWithFlattening
+
+    flatten = DataCollatorWithFlattening(return_tensors="pt")
+
+    def collate(items: list[tuple[np.ndarray, Any]]) -> dict[str, Any]:
+        features = []
+        for ids, extra in items:
+            t = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+            features.append({"input_ids": t, "labels": labels_of(t, extra)})
+        return flatten(features)
+
+    return collate
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """What the model gets of a padded batch (ids and attention mask) or a flat one (ids and
+    restarting positions, no mask: transformers then masks attention across examples). No
+    key/value cache: with one, transformers' mask builder ignores restarting positions and a
+    flat row's examples would attend to each other."""
+    return {**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch},
+            "use_cache": False}
+
+
 def shifted_ce(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
                reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy over the labelled positions (logits[t] predicts labels[t+1]).
@@ -114,6 +149,9 @@ class CausalLMTask(Task):
     """Model, losses and decoding shared by every prompt -> text task."""
 
     peft_task_type = "causal_lm"
+    batchings = ("grouped", "random", "padding_free")
+    labels_of: Callable[[torch.Tensor, Any], torch.Tensor] = staticmethod(after_prompt)
+    """The labels of one stored example ``(ids, extra)``: the target's ids, -100 elsewhere."""
 
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM
@@ -149,14 +187,17 @@ class CausalLMTask(Task):
         )
 
     def collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, Any]]:
-        return pad_collate(tokenizer.pad_token_id)
+        return pad_collate(tokenizer.pad_token_id, self.labels_of)
+
+    def packed_collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, Any]]:
+        return flat_collate(self.labels_of)
 
     def train_loss(self, model: Any, batch: dict[str, Any], cfg: TrialConfig) -> torch.Tensor:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        out = model(**model_inputs(batch))
         return shifted_ce(out.logits, batch["labels"], label_smoothing=cfg.train.label_smoothing)
 
     def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        out = model(**model_inputs(batch))
         total = shifted_ce(out.logits, batch["labels"], reduction="sum")
         return total, int((batch["labels"][:, 1:] != IGNORE).sum())
 

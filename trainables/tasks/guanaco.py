@@ -169,6 +169,9 @@ class ChatExamples:
     def num_target_tokens(self) -> int:
         return int(self.mask.sum())
 
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
     @classmethod
     def build(cls, seqs: list[tuple[list[int], list[int]]]) -> ChatExamples:
         flat, offsets = packed([ids for ids, _ in seqs])
@@ -215,6 +218,7 @@ def stop_ids(tokenizer: Any) -> list[int]:
 class GuanacoTask(CausalLMTask):
     name = "guanaco"
     formats = ("chat", "text")
+    labels_of = staticmethod(_on_assistant_tokens)
     final_metrics = (MetricSpec("judge_score", "max", "judge", "{:.3f}"),)
     """The trial's own model's mean grade; each compared model's is ``judge_score/<model>``."""
 
@@ -291,9 +295,6 @@ class GuanacoTask(CausalLMTask):
         return Prepared(train=ChatExamples.load(path, "train"), val=ChatExamples.load(path, "val"),
                         test=json.loads((path / "test.json").read_text()),
                         stats=json.loads((path / "stats.json").read_text()), path=path)
-
-    def collate(self, tokenizer: Any) -> Callable[[list[Any]], dict[str, Any]]:
-        return masked_collate(tokenizer.pad_token_id)
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
