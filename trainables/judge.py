@@ -40,9 +40,9 @@ def check_judge_spec(spec: str, field: str = FIELD) -> None:
         parts = urlsplit(spec)
         if not parts.hostname:
             raise UserError(field, f"{spec!r} has no host; expected http(s)://host[:port]/path")
-        if parts.username or parts.password:
-            raise UserError(field, "credentials in the judge URL would be recorded with the trial; "
-                                   "give the endpoint its own authentication")
+        from trainables.credentials import refuse_secrets
+
+        refuse_secrets(field, spec, "give the endpoint its own authentication", user_is_secret=True)
         return
     module, _, name = spec.partition(":")
     if not module or not name or not all(p.isidentifier() for p in module.split(".") + name.split(".")):
