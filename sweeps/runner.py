@@ -930,17 +930,18 @@ def _tuner(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) -> 
 def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, parent: str, signals: Any, *,
             resume: bool) -> Outcome:
     """After Tune's loop: close what it left open, summarise, delete what no snapshot needs."""
-    statuses = _tune_statuses(results)
+    from trainables.mlflow_record import UNFINISHED
+
     interrupted = None
-    if any(s not in ("TERMINATED", "ERROR") for s in statuses.values()):
-        # Tune's loop ends early only when told to stop (its SIGINT handler, or SIGTERM
-        # forwarded to it); its last snapshot is written.
+    if any(_status_of(r, recorder) == UNFINISHED for r in results):
+        # Tune's loop ends before every trial has ended only when told to stop (its SIGINT
+        # handler, or SIGTERM forwarded to it); its last snapshot is written.
         interrupted = signals.received or "SIGINT"
         recorder.close_unfinished(f"the sweep was interrupted ({interrupted})")
     if resume:
-        recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder, statuses) for r in results})
+        recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
         _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
-    outcome = _summarise(plan, task, results, recorder, parent, statuses=statuses, interrupted=interrupted)
+    outcome = _summarise(plan, task, results, recorder, parent, interrupted=interrupted)
     keep.finish(f"{plan.storage.rstrip('/')}/{plan.name}")
     cfg = plan.cfg
     print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "
@@ -949,12 +950,6 @@ def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, paren
     for failure in keep.failed:
         print(f"  could not delete {failure}")
     return outcome
-
-
-def _tune_statuses(results: Any) -> dict[str | None, str]:
-    """Trial id -> Tune's status of each trial the sweep has (TERMINATED, ERROR, RUNNING...)."""
-    analysis = getattr(results, "_experiment_analysis", None)
-    return {t.trial_id: t.status for t in getattr(analysis, "trials", None) or []}
 
 
 def _drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None:
@@ -1216,19 +1211,22 @@ def _point_text(point: dict[str, Any]) -> str:
     return " ".join(f"{k.replace('adapter.', '').replace('train.', '')}={v}" for k, v in point.items())
 
 
-def _status_of(result: Any, recorder: Any, statuses: dict[str | None, str]) -> str:
-    """A trial's outcome: failed, completed, stopped early (by ASHA or its own early
-    stopping it is ``completed``), or unfinished (the sweep was interrupted first)."""
+def _status_of(result: Any, recorder: Any) -> str:
+    """A trial's outcome: failed, completed (also when its own early stopping ended it),
+    stopped early by ASHA, or unfinished. The recorder has the outcome of every trial that
+    ended, in this driver or an earlier one of the sweep (Tune's experiment state keeps it);
+    a trial without one was still running, or waiting, when the sweep was interrupted (Tune
+    marks those it stops then as terminated too)."""
     from trainables.mlflow_record import COMPLETED, FAILED, STOPPED, UNFINISHED
 
-    tid = (result.metrics or {}).get("trial_id")
+    metrics = result.metrics or {}
     if result.error is not None:
         return FAILED
-    if tid in recorder.outcomes:
-        return recorder.outcomes[tid]
-    if statuses.get(tid, "TERMINATED") != "TERMINATED":
-        return UNFINISHED
-    return COMPLETED if (result.metrics or {}).get("is_final") else STOPPED
+    if metrics.get("trial_id") in recorder.outcomes:
+        return recorder.outcomes[metrics["trial_id"]]
+    if not recorder.attempts:  # no trial event reached this driver (Ray Client runs Tune remotely)
+        return COMPLETED if metrics.get("is_final") else STOPPED
+    return UNFINISHED
 
 
 def _trial_id(result: Any) -> str | None:
@@ -1247,7 +1245,7 @@ def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
 
 
 def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *,
-               statuses: dict[str | None, str], interrupted: str | None = None) -> Outcome:
+               interrupted: str | None = None) -> Outcome:
     """The end of a sweep: its trials' MLflow writes, the table, the results CSV and the
     parent run's summary (``KILLED`` with how to resume it when ``interrupted``)."""
     from trainables.mlflow_record import FAILED, STOPPED, UNFINISHED
@@ -1260,7 +1258,7 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, 
         print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
               f"({plan.tracking_uri} unreachable)", flush=True)
     recorder.writer.flush(max(0.0, deadline - time.monotonic()))
-    rows = _summary_rows(plan, task, results, recorder, statuses)
+    rows = _summary_rows(plan, task, results, recorder)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
     # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
     # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
@@ -1290,8 +1288,7 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, 
                    lost=lost, interrupted=interrupted)
 
 
-def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any,
-                  statuses: dict[str | None, str]) -> list[dict[str, Any]]:
+def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[dict[str, Any]]:
     """One row per trial: swept values, status, metrics, costs and where it is recorded."""
     swept = plan.space.swept
     compare_methods = any("adapter.method" in p.keys for p in swept)
@@ -1303,7 +1300,7 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any,
         row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
         row.update({
             "trainable_pct": m.get("trainable_pct"), "trainable_params": m.get("trainable_params"),
-            "status": _status_of(result, recorder, statuses), "epoch": m.get("epoch"),
+            "status": _status_of(result, recorder), "epoch": m.get("epoch"),
             task.metric.name: m.get(task.metric.name),
         })
         for spec in (*_extra_report_metrics(task), *task.final_metrics):

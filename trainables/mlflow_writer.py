@@ -258,6 +258,7 @@ class Journal:
                 fs.delete_file(path)
             return
         blob = json.dumps({"records": records}).encode()
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         if isinstance(fs, pyarrow.fs.LocalFileSystem):
             tmp = f"{path}.tmp"
             with fs.open_output_stream(tmp) as out:
