@@ -1532,8 +1532,8 @@ def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str
                + [heading for _, heading, _ in specs])
     body = []
     for group in best_per_group(rows, scientific=keys, metric=task.metric.name, mode=task.metric.mode):
-        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed")
-                           if (n := group.count(s)))
+        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed",
+                                                                  "unfinished") if (n := group.count(s)))
         cells = [_fmt(v, "{:.3g}") for v in group.values.values()]
         cells += ["/".join(_fmt(v, "{:.3g}") for v in group.chosen_values(k)) or "-" for k in chosen]
         cells += [f"{len(group.trials)}: {counts}"]
