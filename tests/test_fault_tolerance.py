@@ -1,21 +1,28 @@
-"""A sweep that survives faults, end to end through the command line: real local Ray, real
+"""A sweep that loses nothing, end to end through the command line: real local Ray, real
 MLflow (a SQLite store, or a real ``mlflow server`` that is stopped and restarted), real
 training of the tiny GPT-2.
 
 * failing trials (a NaN loss, out of memory past ``--memory-limit-mb``) end as failed in Tune
   and MLflow with their error, are retried ``--max-failures`` times, and the others finish;
-* a driver killed with SIGKILL mid-sweep is finished by ``--resume``: every trial once in
-  MLflow, the Optuna searcher's state restored, nothing left RUNNING;
-* a tracking server that goes away mid-sweep: trials keep training, their records reach MLflow
-  when it is back; one that never comes back: the lost records are named (no Ray needed).
+* chaos: one sweep's driver is killed (SIGKILL) during the first epoch, right after a
+  checkpoint, during the final evaluation and right after a trial completes, and stopped by an
+  error at the end, and ``--resume`` each time: every trial once in MLflow with its final
+  metrics and adapter, the Optuna searcher's state restored, nothing left RUNNING;
+* signals and the tracking server: SIGTERM and Ctrl-C end a sweep with 143 and 130, the parent
+  run ``KILLED`` until resumed and no child run left RUNNING; a server that goes away for a
+  moment loses nothing, one that stays away is exit 1 with the lost records listed and kept in
+  the journal, which ``--resume`` writes once the server is back;
+* without Ray: the writer's queue bounded by bytes, the journal, the child run's parameters
+  after a driver died at its creation, the checkpoint retention's deletion failures.
 
-The sweeps are minimal (a few optimizer steps per trial, no generation): they prove the
-machinery, not the model.
+The sweeps are minimal (a few optimizer steps per trial): they prove the machinery, not the
+model.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -34,6 +41,10 @@ EXPERIMENT = "lorasweep-rank_e2e"
 #: The smoke preset cut to seconds per trial: few examples, no beam search, FIFO.
 QUICK = ["--preset", "smoke", "--scheduler", "fifo", "--set", "eval.generate=false",
          "--set", "data.val_limit=32"]
+
+
+#: One Optuna study over the whole space (not one per rank): num_samples trials in all.
+OPTUNA_SWEEP_WIDE = ["--set", "scheduler.groups=none"]
 
 
 def _sweep_cmd(root: Path, name: str, uri: str, *args: str) -> list[str]:
@@ -103,20 +114,121 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
     assert all(r["error"] for r in rows if r["status"] == "failed")
 
 
-# --------------------------------------------------------------------------- resume
+# --------------------------------------------------------------------------- chaos: kill and resume
 
 
-def _trial_statuses(db: Path) -> list[str]:
-    """Child-run statuses, read-only and straight from the SQLite file (the driver writes it)."""
+def _trial_runs(db: Path) -> list[tuple[str, str, str | None, int]]:
+    """(run id, MLflow status, lorasweep.status, reports recorded) of each child run, read-only
+    and straight from the SQLite file (the driver writes it)."""
     if not db.exists():
         return []
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return [s for (s,) in con.execute(
-                "select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-                "where t.key = 'lorasweep.kind' and t.value = 'trial'")]
+            return list(con.execute(
+                "select r.run_uuid, r.status, "
+                "(select value from tags s where s.run_uuid = r.run_uuid and s.key = 'lorasweep.status'), "
+                "(select count(*) from metrics m where m.run_uuid = r.run_uuid and m.key = 'val_loss') "
+                "from runs r join tags t on t.run_uuid = r.run_uuid "
+                "where t.key = 'lorasweep.kind' and t.value = 'trial'"))
     except sqlite3.Error:
         return []
+
+
+def _stop_when(cmd: list[str], cwd: Path, log: Path, ready, what: str, sig: int = signal.SIGKILL,
+               group: bool = True, timeout: float = 400, env: dict | None = None) -> int:
+    """Run a sweep until ``ready()``, then send ``sig`` (to its whole process group: the driver
+    and the Ray it started; else to the driver only); its exit code."""
+    with open(log, "a") as fh:
+        fh.write(f"\n===== {' '.join(cmd[-3:])}: stopped {what} =====\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the sweep ended before it could be stopped {what}:\n" + log.read_text()[-3000:]
+    assert time.monotonic() < deadline, f"never {what}:\n" + log.read_text()[-3000:]
+    import psutil
+
+    started = psutil.Process(proc.pid).children(recursive=True)  # its Ray and trial processes
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    code = proc.wait(timeout=120)
+    # A trial process outlives a killed driver for a moment (until it sees its raylet gone);
+    # the next step starts once every process this sweep started is gone.
+    _, alive = psutil.wait_procs(started, timeout=30)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=30)
+    return code
+
+
+@pytest.mark.integration
+def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path, smoke_assets):
+    """One Optuna sweep (4 trials, one at a time, keep_best_k 1, generation on, a name with a
+    quote), its driver and local Ray SIGKILLed during the first epoch, right after a
+    checkpoint, during a final evaluation and right after a trial completes (a worse trial's
+    checkpoint is then pruned), then stopped by an error after the last trial (its results CSV
+    cannot be written), and resumed each time. In the end: the 4 trials of an uninterrupted
+    sweep, each once among the child runs with its every report once, its final metrics and
+    adapter; no trial failed for a missing checkpoint; the parent run FINISHED; one checkpoint
+    left in Tune storage, the best trial's."""
+    space = _space(tmp_path, "scientific:\n  r: {choice: [2, 4, 8]}\n"
+                             "nuisance:\n  lr: {loguniform: [1.0e-3, 5.0e-3]}\n"
+                             "fixed: {alpha: 32, targets: qv}\n")
+    db, name, scratch = tmp_path / "mlruns.db", "it's-chaos", tmp_path / "scratch"
+    scratch.mkdir()
+    uri = f"sqlite:///{db}"
+    cmd = _sweep_cmd(tmp_path, name, uri, "--search-space", space, "--search-alg", "optuna",
+                     "--num-samples", "4", *OPTUNA_SWEEP_WIDE, "--max-concurrent", "1", "--keep-best-k", "1",
+                     "--set", "train.epochs=2", "--set", "data.train_limit=128", "--set", "eval.generate=true",
+                     "--set", "data.test_limit=4", "--set", "eval.num_beams=2", "--set", "eval.max_new_tokens=16")
+    env = {**os.environ, "LORASWEEP_TMP": str(scratch)}  # the trials' checkpoint scratch directories
+    log, sweep_dir = tmp_path / "chaos.log", tmp_path / "rr" / name
+    resume = [*cmd, "--resume"]
+
+    def checkpoints():
+        return [p for p in sweep_dir.glob("*/checkpoint_*") if (p / "trainer_state.pt").is_file()]
+
+    def completed():
+        return sum(s == "completed" for _, _, s, _ in _trial_runs(db))
+
+    _stop_when(cmd, tmp_path, log, lambda: any(st == "RUNNING" and n == 0 for _, st, _, n in _trial_runs(db)),
+               "during the first epoch", env=env)
+    before = set(checkpoints())
+    _stop_when(resume, tmp_path, log, lambda: bool(set(checkpoints()) - before), "right after a checkpoint", env=env)
+    seen: dict[str, set] = {}
+
+    def in_final_evaluation() -> bool:
+        """After the running trial's first report (step 8 of 16) is recorded, its next
+        checkpoint scratch directory is its final report's: made before the beam search."""
+        if not any(st == "RUNNING" and n == 1 for _, st, _, n in _trial_runs(db)):
+            seen.clear()
+            return False
+        return bool(set(scratch.iterdir()) - seen.setdefault("at first report", set(scratch.iterdir())))
+
+    _stop_when(resume, tmp_path, log, in_final_evaluation, "during a final evaluation", env=env)
+    _stop_when(resume, tmp_path, log, lambda: completed() >= 2, "right after the second trial completed", env=env)
+    assert completed() == 2
+    (sweep_dir / "results.csv").unlink(missing_ok=True)
+    (sweep_dir / "results.csv").mkdir()  # the summary cannot write its CSV: the driver fails
+    failed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert failed.returncode == 1 and "IsADirectoryError" in failed.stderr, failed.stderr[-3000:]
+    assert f"sweep {name} stopped (IsADirectoryError" in failed.stderr
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    children, parents = _children(client)
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"  # not left RUNNING
+    assert "--resume" in parents[0].data.tags["lorasweep.resume_with"]
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    assert sum(c.data.tags["lorasweep.status"] == "completed" for c in children) == 4  # flushed
+
+    (sweep_dir / "results.csv").rmdir()
+    done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "4 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
+    _check_every_trial_once(client, uri, space, tmp_path / "rr" / name, done.stdout)
 
 
 def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
@@ -128,11 +240,11 @@ def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
 
     study = load_study("rank_e2e")
     args = build_parser(study).parse_args([*QUICK, "--search-space", space, "--search-alg", "optuna",
-                                           "--num-samples", str(n)])
+                                           "--num-samples", str(n), *OPTUNA_SWEEP_WIDE])
     cfg = build_config(study, args)
     plan = plan_sweep(cfg, prepare=False)
     metric = get_task(cfg.trial.task).metric
-    searcher = _search_alg(cfg, plan.space, metric.name, metric.mode)
+    searcher = _search_alg(plan, metric.name, metric.mode)
     searcher.set_search_properties(metric.name, metric.mode, plan.param_space)
     out = []
     for i in range(n):
@@ -141,77 +253,41 @@ def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
     return out
 
 
-@pytest.mark.integration
-def test_a_killed_sweep_resumes_to_the_uninterrupted_set_of_trials(tmp_path, smoke_assets):
-    """SIGKILL the driver's whole process group (driver, its local Ray) once one trial has
-    finished and another is running; ``--resume`` finishes the sweep in the same MLflow parent
-    run: 4 trials (num_samples, not more: the Optuna searcher's state was restored), each once
-    among the child runs, their configurations those of an uninterrupted sweep, none RUNNING."""
-    space = _space(tmp_path, "scientific:\n  r: {choice: [2, 4, 8]}\n"
-                             "nuisance:\n  lr: {loguniform: [1.0e-3, 5.0e-3]}\n"
-                             "fixed: {alpha: 32, targets: qv}\n")
-    db = tmp_path / "mlruns.db"
-    uri = f"sqlite:///{db}"
-    cmd = _sweep_cmd(tmp_path, "resume", uri, "--search-space", space, "--search-alg", "optuna",
-                     "--num-samples", "4", "--max-concurrent", "1", "--set", "train.epochs=2",
-                     "--set", "data.train_limit=128")
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    deadline = time.monotonic() + 300
-    statuses: list[str] = []
-    while time.monotonic() < deadline and first.poll() is None:
-        statuses = _trial_statuses(db)
-        if "FINISHED" in statuses and "RUNNING" in statuses:
-            break
-        time.sleep(0.3)
-    assert first.poll() is None, "the sweep ended before it could be interrupted:\n" + \
-        (tmp_path / "first.log").read_text()[-3000:]
-    assert "FINISHED" in statuses and "RUNNING" in statuses, (tmp_path / "first.log").read_text()[-3000:]
-    os.killpg(first.pid, signal.SIGKILL)  # the driver and the Ray it started, no clean-up
-    first.wait(timeout=30)
-
-    t0 = time.monotonic()
-    resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=600, check=False)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert time.monotonic() - t0 < 300  # started cleanly beside the killed driver's leftovers
-    assert "4 completed, 0 stopped early by ASHA, 0 failed" in resumed.stdout
-
-    from mlflow import MlflowClient
-
-    children, parents = _children(MlflowClient(tracking_uri=uri))
+def _check_every_trial_once(client, uri: str, space: str, sweep_dir: Path, out: str) -> None:
+    children, parents = _children(client)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the parent was reused
-    assert parents[0].info.run_id in resumed.stdout
+    assert parents[0].info.run_id in out and "lorasweep.resume_with" not in parents[0].data.tags
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     assert not [c for c in children if c.info.status == "RUNNING"]
     trials = [c for c in children if c.data.tags["lorasweep.status"] != "interrupted"]
-    interrupted = [c for c in children if c.data.tags["lorasweep.status"] == "interrupted"]
-    assert all(c.info.status == "KILLED" for c in interrupted)
+    assert all(c.info.status == "KILLED" for c in children if c not in trials)
     assert len(trials) == 4 and len({c.data.tags["lorasweep.trial_id"] for c in trials}) == 4
-    assert all(c.info.status == "FINISHED" and c.data.tags["lorasweep.status"] == "completed"
-               for c in trials)
-    for c in trials:  # every report once, also for the trial restored from its checkpoint
-        steps = [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(c.info.run_id, "val_loss")]
-        assert steps == [8, 16], (c.data.tags["lorasweep.trial_id"], steps)
-    got = sorted((int(c.data.params["adapter.r"]), round(float(c.data.params["train.lr"]), 12))
-                 for c in trials)
+    for c in trials:
+        assert c.info.status == "FINISHED" and c.data.tags["lorasweep.status"] == "completed"
+        assert c.data.tags["lorasweep.params_logged"] == "true" and c.data.params["adapter.r"]
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_loss")]
+        assert steps == [8, 16], (c.data.tags["lorasweep.trial_id"], steps)  # every report once
+        assert {"BLEU", "ROUGE_L", "CIDEr"} <= set(c.data.metrics)  # its final metrics
+        artifacts = {a.path for a in client.list_artifacts(c.info.run_id, "adapter")}
+        assert "adapter/adapter_model.safetensors" in artifacts
+        assert "outputs/predictions.txt" in {a.path for a in client.list_artifacts(c.info.run_id, "outputs")}
+    got = sorted((int(c.data.params["adapter.r"]), round(float(c.data.params["train.lr"]), 12)) for c in trials)
     assert got == sorted(_expected_optuna_configs(space, 4))
     from analysis.load import load
 
     data = load(uri, experiment=EXPERIMENT)  # what the plots read: the 4 trials, no partial duplicate
     assert sorted(data.trials["trial_id"]) == sorted(c.data.tags["lorasweep.trial_id"] for c in trials)
-    with open(tmp_path / "rr" / "resume" / "results.csv") as fh:
+    with open(sweep_dir / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4 and all(r["mlflow_run_id"] for r in rows)
-    # keep-best-k (3) across the interruption: the 3 best trials' checkpoints, nothing else
-    # (not the interrupted trial's, which no Tune trial owns).
-    kept = [p.parent.name for p in (tmp_path / "rr" / "resume").glob("*/checkpoint_*")]
-    best = sorted(rows, key=lambda r: float(r["val_loss"]))[:3]
-    assert len(kept) == 3 and all(any(f"_{r['trial_id']}_" in k for k in kept) for r in best), kept
+    # keep_best_k 1 across every interruption: the best trial's last checkpoint, nothing else
+    # (no superseded checkpoint, none of an interrupted run's trial).
+    kept = [p.parent.name for p in sweep_dir.glob("*/checkpoint_*")]
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert len(kept) == 1 and f"_{best['trial_id']}_" in kept[0], kept
 
 
-# --------------------------------------------------------------------------- tracking server down
+# --------------------------------------------------------------------------- signals, tracking server
 
 
 def _free_port() -> int:
@@ -248,85 +324,151 @@ def _stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.integration
-def test_a_tracking_server_down_mid_sweep_loses_nothing(tmp_path, smoke_assets):
-    """A real ``mlflow server`` (SQLite backend) is killed after the first trial's first
-    report reached it and restarted on the same port 5 s later: the trials trained on
-    (reports made during the outage carry its timestamps) and every report reached MLflow."""
+def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smoke_assets):
+    """One sweep (2 trials of 3 epochs, one at a time, keep_best_k 1) against a real
+    ``mlflow server``:
+
+    1. SIGTERM to the driver while the first trial trains: exit 143 after Tune's last
+       snapshot, the parent run KILLED with the command that resumes it, the child runs
+       KILLED (unfinished), none RUNNING;
+    2. ``--resume``; the server is killed once a report reached it and restarted 5 s later
+       (reports made meanwhile reach it); then Ctrl-C (SIGINT): exit 130, parent KILLED;
+    3. ``--resume``; the server is killed for good once the parent is running again: the
+       trials finish, and at the deadline the sweep exits 1 naming the records not written,
+       which stay in the sweep's journal;
+    4. the server back, ``--resume`` writes the journal: both trials complete, every report
+       once, each its adapter (the worse trial's checkpoint was kept for its unwritten end
+       record), the parent FINISHED.
+    """
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     server = _start_server(tmp_path, port)
     space = _space(tmp_path, "scientific:\n  r: {grid: [2, 4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
-    cmd = _sweep_cmd(tmp_path, "outage", uri, "--search-space", space, "--max-concurrent", "1",
-                     "--set", "train.epochs=3", "--set", "data.train_limit=128")
-    with open(tmp_path / "sweep.log", "w") as log:
-        sweep = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+    # One trial at a time: each takes every CPU (Tune caps concurrency only for searchers).
+    cmd = _sweep_cmd(tmp_path, "signals", uri, "--search-space", space, "--cpus-per-trial", str(os.cpu_count()),
+                     "--keep-best-k", "1", "--set", "train.epochs=3", "--set", "data.train_limit=128")
+    log = tmp_path / "sweep.log"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+
+    def runs():
+        return _children(client) if client.get_experiment_by_name(EXPERIMENT) else ([], [])
+
+    def reports():
+        return [len(client.get_metric_history(c.info.run_id, "val_loss")) for c in runs()[0]]
+
     try:
-        from mlflow import MlflowClient
+        code = _stop_when(cmd, tmp_path, log, lambda: any(reports()), "by SIGTERM", sig=signal.SIGTERM, group=False)
+        assert code == 143, log.read_text()[-3000:]
+        _check_killed(runs(), "SIGTERM", log.read_text())
 
-        client = MlflowClient(tracking_uri=uri)
+        resume = [*cmd, "--resume"]
+        outage: dict[str, float] = {}
+
+        def outage_then_second_trial() -> bool:
+            nonlocal server
+            if "down" not in outage and max(reports(), default=0) >= 2:
+                _stop_server(server)
+                outage["down"] = time.time() * 1000
+                time.sleep(5)
+                server = _start_server(tmp_path, port)
+                outage["up"] = time.time() * 1000
+            return "up" in outage and sorted(reports()) == [1, 3]
+
+        code = _stop_when(resume, tmp_path, log, outage_then_second_trial, "by Ctrl-C", sig=signal.SIGINT,
+                          group=False)
+        out = log.read_text()
+        assert code == 130, out[-3000:]
+        assert "every record was written when it returned" in out.split("=====")[-1]
+        _check_killed(runs(), "SIGINT", out)
+
+        env = {**os.environ, "LORASWEEP_MLFLOW_FLUSH_S": "5"}
+        with open(log, "a") as fh:
+            fh.write("\n===== the server goes away for good =====\n")
+            fh.flush()
+            lost = subprocess.Popen(resume, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and sweep.poll() is None:
-            children = _children(client)[0] if client.get_experiment_by_name(EXPERIMENT) else []
-            if any("val_loss" in c.data.metrics for c in children):
-                break
-            time.sleep(0.5)
-        assert sweep.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
+        while "Tune storage:" not in log.read_text().split("=====")[-1]:  # the parent is RUNNING again
+            assert lost.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
         _stop_server(server)
-        down, t_down = time.time() * 1000, time.monotonic()
-        time.sleep(5)
-        server = _start_server(tmp_path, port)
-        up = time.time() * 1000
-        sweep.wait(timeout=600)
-        out = (tmp_path / "sweep.log").read_text()
-        assert sweep.returncode == 0, out[-3000:]
-        assert time.monotonic() - t_down >= 5
-        assert "MLflow was unreachable" in out and "every record was written when it returned" in out
-        assert "NOT written" not in out
+        assert lost.wait(timeout=600) == 1, log.read_text()[-3000:]
+        out = log.read_text().split("=====")[-1]
+        assert "MLflow records NOT written" in out and "final report at step 24" in out
+        journal = tmp_path / "rr" / "signals" / "lorasweep_mlflow_journal.json"
+        assert journal.is_file() and str(journal) in out
 
-        children, parents = _children(client)
-        assert len(children) == 2 and parents[0].info.status == "FINISHED"
+        server = _start_server(tmp_path, port)
+        done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "MLflow journal:" in done.stdout and not journal.exists()
+        children, parents = runs()
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert not {"lorasweep.interrupted", "lorasweep.resume_with"} & set(parents[0].data.tags)
+        assert len(children) == 2 and parents[0].data.metrics["trials_completed"] == 2.0
         during = 0
         for c in children:
             assert c.info.status == "FINISHED" and c.data.tags["lorasweep.status"] == "completed"
             history = client.get_metric_history(c.info.run_id, "val_loss")
             assert [m.step for m in history] == [8, 16, 24]  # every report, each once
-            during += sum(down <= m.timestamp <= up for m in history)
+            during += sum(outage["down"] <= m.timestamp <= outage["up"] for m in history)
             assert "adapter/adapter_model.safetensors" in {
                 a.path for a in client.list_artifacts(c.info.run_id, "adapter")}
-        assert during >= 1  # reports made while the server was down, recorded after it returned
-        assert parents[0].data.metrics["trials_completed"] == 2.0
+        assert during >= 1  # made while the server was down, recorded after it returned
     finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
         _stop_server(server)
 
 
-def test_records_a_store_never_reachable_again_are_named_not_dropped():
-    """The recorder's writer against a tracking server that is not there: the trials' writes
-    wait and are retried; at the deadline they are given up and listed per trial."""
-    from trainables.mlflow_record import TrackingWriter, transient
+def _check_killed(found, signal_name: str, out: str) -> None:
+    """After a sweep stopped by a signal: the parent KILLED with how to resume it, the child
+    runs ended (those whose trial did not end: KILLED, unfinished)."""
+    children, parents = found
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    tags = parents[0].data.tags
+    assert tags["lorasweep.interrupted"] == signal_name
+    assert tags["lorasweep.resume_with"].startswith("python sweeps/rank_e2e.py --resume --name signals")
+    assert f"interrupted ({signal_name}): finish the sweep with" in out
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    unfinished = [c for c in children if c.data.tags["lorasweep.status"] == "unfinished"]
+    assert len(unfinished) == 1 and unfinished[0].info.status == "KILLED"
 
+
+# --------------------------------------------------------------------------- without Ray
+
+
+@pytest.fixture
+def quick_http_failures():
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try:
-        writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5))
-        done: list[str] = []
-        writer.submit("t_00000", "report at step 8",
-                      lambda client: client.search_experiments(max_results=1))
-        writer.submit("t_00001", "end (completed)", lambda client: done.append("never"))
-        t0 = time.monotonic()
-        assert writer.flush(3.0) is False
-        assert 2.5 <= time.monotonic() - t0 < 10  # waited for the store, then gave up
-        assert writer.outages == 1 and not done
-        assert writer.lost["t_00000"] == ["report at step 8 (store unreachable until the deadline)"]
-        assert writer.lost["t_00001"] == ["end (completed) (store unreachable until the deadline)"]
-        writer.submit("t_00002", "late", lambda client: None)
-        assert "t_00002" in writer.lost  # after the deadline: recorded as lost, not queued
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    yield
+    for k, v in old.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_records_a_store_never_reachable_again_are_named_not_dropped(quick_http_failures):
+    """The recorder's writer against a tracking server that is not there: the trials' writes
+    wait and are retried; at the deadline they are given up and listed per trial."""
+    from trainables.mlflow_writer import TrackingWriter, transient
+
+    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5))
+    done: list[str] = []
+    writer.submit("t_00000", "report at step 8", lambda client: client.search_experiments(max_results=1))
+    writer.submit("t_00001", "end (completed)", lambda client: done.append("never"), record={"op": "end"})
+    deadline = time.monotonic() + 120
+    while not writer.outages and time.monotonic() < deadline:  # the first attempt (importing MLflow)
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    assert writer.flush(3.0) is False
+    assert 2.5 <= time.monotonic() - t0 < 10  # waited for the store, then gave up
+    assert writer.outages == 1 and not done
+    assert writer.lost["t_00000"] == ["report at step 8 (store unreachable until the deadline)"]
+    assert writer.lost["t_00001"] == ["end (completed) (store unreachable until the deadline)"]
+    assert writer.pending_records() == [{"op": "end"}]  # what the journal keeps
+    writer.submit("t_00002", "late", lambda client: None)
+    assert "t_00002" in writer.lost  # after the deadline: recorded as lost, not queued
 
     from mlflow.exceptions import MlflowException, RestException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -336,3 +478,131 @@ def test_records_a_store_never_reachable_again_are_named_not_dropped():
     assert transient(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "503"}))
     assert not transient(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
     assert not transient(RestException({"error_code": "BAD_REQUEST", "message": "no"}))
+
+
+def test_the_waiting_writes_are_bounded_by_bytes_and_an_end_record_is_never_dropped(quick_http_failures):
+    """While the store is away: past the byte bound the oldest waiting reports go (listed as
+    lost), never the one in progress and never a trial's end record."""
+    from trainables.mlflow_writer import TrackingWriter
+
+    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5), max_pending_bytes=2000)
+
+    def down(client):
+        client.search_experiments(max_results=1)
+
+    def report(n: int) -> dict:
+        return {"op": "report", "tid": "t_1", "step": n, "metrics": [["val_loss", 1.0, 0, n]] * 8}
+
+    writer.submit("t_1", "report at step 1", down, record=report(1))
+    deadline = time.monotonic() + 120
+    while not writer.outages and time.monotonic() < deadline:  # the first write is in progress
+        time.sleep(0.05)
+    writer.submit("t_1", "end (completed)", down, record={"op": "end", "tid": "t_1", "pad": "x" * 1500}, end=True)
+    for n in (2, 3, 4):
+        writer.submit("t_1", f"report at step {n}", down, record=report(n))
+    kept = writer.pending_records()
+    assert [r.get("step") for r in kept if r["op"] == "report"][0] == 1  # in progress: kept
+    assert [r["op"] for r in kept].count("end") == 1
+    assert sum(len(json.dumps(r)) for r in kept[1:]) <= 2000 + len(json.dumps(kept[-1]))
+    assert any("(queue full)" in w for w in writer.lost["t_1"])
+    writer.flush(0.1)
+    assert [r["op"] for r in writer.pending_records()].count("end") == 1  # kept for the journal
+
+
+def test_a_child_run_created_by_a_driver_that_died_gets_its_params(tmp_path, smoke_assets):
+    """A child run found by its trial tag but without the completeness tag (its driver died
+    between creating it and logging its parameters) gets them from the next driver; reports
+    are recorded once, and a trial's final report is recorded although it repeats the step of
+    the report before it (early stopping), by this driver and not again by the next."""
+    from mlflow import MlflowClient
+
+    from conftest import tiny_trial
+    from trainables.mlflow_record import MlflowRecorder
+    from trainables.mlflow_writer import Journal
+    from trainables.schema import to_dict
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("x")
+    parent = client.create_run(exp).info.run_id
+    orphan = client.create_run(exp, tags={"mlflow.parentRunId": parent, "lorasweep.trial_id": "t_1",
+                                          "lorasweep.kind": "trial"}).info.run_id
+
+    def recorder():
+        return MlflowRecorder(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
+                              base=to_dict(tiny_trial(smoke_assets)), sweep_seed=0, sweep_name="s",
+                              model_type="gpt2", final_metrics=("test_accuracy",), storage=str(tmp_path))
+
+    def report(step: int, final: bool, value: float) -> dict:
+        ts = 2 if final else 1  # the final report is made after the one before it
+        metrics = [["val_loss", value, ts, step]] + ([["test_accuracy", 50.0, ts, step]] if final else [])
+        return {"op": "report", "tid": "t_1", "hp": {"adapter.r": 4}, "what": f"report {step}", "step": step,
+                "final": final, "metrics": metrics, "once": [], "tags": {}, "once_tags": {}}
+
+    first = recorder()
+    for record in (report(8, False, 2.0), report(8, False, 2.0), report(8, True, 1.5)):
+        first.perform(first.client, record)
+    run = client.get_run(orphan)
+    assert run.data.tags["lorasweep.params_logged"] == "true" and run.data.params["adapter.r"] == "4"
+    assert "trial_config.json" in {a.path for a in client.list_artifacts(orphan)}
+    assert run.data.metrics["test_accuracy"] == 50.0 and run.data.tags["lorasweep.final_step"] == "8"
+    assert sorted(m.value for m in client.get_metric_history(orphan, "val_loss")) == [1.5, 2.0]
+    assert run.data.metrics["val_loss"] == 1.5  # the final report's (the best weights')
+
+    Journal(str(tmp_path), "s").save([report(8, True, 1.5), report(8, False, 2.0)])
+    second = recorder()  # the next driver: replays what the first had not written
+    assert second.replay_journal() == 2
+    assert second.flush(30) == {}
+    assert sorted(m.value for m in client.get_metric_history(orphan, "val_loss")) == [1.5, 2.0]  # not again
+
+
+def _snapshot(experiment: Path, trials: dict[str, tuple[str, list[str]]]) -> None:
+    """An experiment snapshot in Tune's layout: each trial's status and checkpoint names."""
+    data = [[json.dumps({"trial_id": tid, "status": status}),
+             json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",
+                                                "value": " ".join(names).encode().hex()}})]
+            for tid, (status, names) in trials.items()]
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
+
+
+def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_path):
+    """The retention deletes a superseded checkpoint only once the snapshot in storage names a
+    newer one, a pruned trial's only once it has ended there, never one an MLflow record still
+    reads; a deletion that fails is listed and the sweep goes on."""
+    from trainables.checkpoints import CheckpointRetention
+
+    exp = tmp_path / "sweep"
+    trial = exp / "trial_a"
+    for n in range(3):
+        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{n}" / "adapter.bin").write_bytes(b"x" * 100)
+    other = exp / "trial_b" / "checkpoint_000004"
+    other.mkdir(parents=True)
+    (exp / "trial_c").mkdir()
+    (exp / "trial_c" / "checkpoint_000001").write_text("a file where a checkpoint directory was")
+    keep = CheckpointRetention(k=1, metric="val_loss", mode="min")
+    keep.set_state({"experiment": str(exp), "queue": [
+        {"tid": "a", "path": str(trial / "checkpoint_000000"), "kind": "superseded", "index": 0},
+        {"tid": "a", "path": str(trial / "checkpoint_000001"), "kind": "superseded", "index": 1},
+        {"tid": "b", "path": str(exp / "trial_b"), "kind": "pruned", "index": None},
+        {"tid": "c", "path": str(exp / "trial_c" / "checkpoint_000001"), "kind": "superseded", "index": 1}]})
+    keep.finish(str(exp))  # no snapshot in storage yet: nothing goes
+    assert len(list(trial.iterdir())) == 3 and other.is_dir()
+
+    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000001"]), "b": ("RUNNING", ["checkpoint_000004"]),
+                    "c": ("TERMINATED", [])})
+    keep.pinned = lambda: {str(trial / "checkpoint_000001")}
+    keep.finish(str(exp))
+    assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
+    assert other.is_dir()  # b still runs in the stored snapshot
+    assert len(keep.failed) == 1 and "trial_c/checkpoint_000001" in keep.failed[0]
+
+    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000002"]), "b": ("TERMINATED", ["checkpoint_000004"]),
+                    "c": ("TERMINATED", [])})
+    keep.finish(str(exp))
+    assert (trial / "checkpoint_000001").is_dir()  # pinned: an MLflow record still reads it
+    assert not other.exists() and keep.deleted == ["b"]
+    keep.pinned = set
+    keep.finish(str(exp))
+    assert [p.name for p in trial.iterdir()] == ["checkpoint_000002"] and keep.waiting == 0
+    assert keep.superseded_bytes == 200
