@@ -12,8 +12,8 @@ training of the tiny GPT-2.
   run ``KILLED`` until resumed and no child run left RUNNING; a server that goes away for a
   moment loses nothing, one that stays away is exit 1 with the lost records listed and kept in
   the journal, which ``--resume`` writes once the server is back;
-* without Ray: the writer's queue bounded by bytes, the journal, the child run's parameters
-  after a driver died at its creation, the checkpoint retention's deletion failures.
+
+The parts without Ray are tested in ``test_mlflow_record.py`` and ``test_checkpoints.py``.
 
 The sweeps are minimal (a few optimizer steps per trial): they prove the machinery, not the
 model.
@@ -22,7 +22,6 @@ model.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import socket
@@ -383,23 +382,7 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
         assert "every record was written when it returned" in out.split("=====")[-1]
         _check_killed(runs(), "SIGINT", out)
 
-        env = {**os.environ, "LORASWEEP_MLFLOW_FLUSH_S": "5"}
-        with open(log, "a") as fh:
-            fh.write("\n===== the server goes away for good =====\n")
-            fh.flush()
-            lost = subprocess.Popen(resume, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)
-        deadline = time.monotonic() + 300
-        while "Tune storage:" not in log.read_text().split("=====")[-1]:  # the parent is RUNNING again
-            assert lost.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-        _stop_server(server)
-        assert lost.wait(timeout=600) == 1, log.read_text()[-3000:]
-        out = log.read_text().split("=====")[-1]
-        assert "MLflow records NOT written" in out and "final report at step 24" in out
-        journal = tmp_path / "rr" / "signals" / "lorasweep_mlflow_journal.json"
-        assert journal.is_file() and str(journal) in out
-
+        journal = _lose_the_server_for_good(resume, tmp_path, log, server)
         server = _start_server(tmp_path, port)
         done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -421,6 +404,29 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
         _stop_server(server)
 
 
+def _lose_the_server_for_good(resume: list[str], root: Path, log: Path, server: subprocess.Popen) -> Path:
+    """Resume the sweep and kill the tracking server once the parent run is running again:
+    the trials finish, the writes wait 5 s at the end, and the sweep exits 1 naming what it
+    could not write and where it kept it (the journal, returned)."""
+    env = {**os.environ, "LORASWEEP_MLFLOW_FLUSH_S": "5"}
+    with open(log, "a") as fh:
+        fh.write("\n===== the server goes away for good =====\n")
+        fh.flush()
+        lost = subprocess.Popen(resume, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    deadline = time.monotonic() + 300
+    while "Tune storage:" not in log.read_text().split("=====")[-1]:  # the parent is RUNNING again
+        assert lost.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+    _stop_server(server)
+    assert lost.wait(timeout=600) == 1, log.read_text()[-3000:]
+    out = log.read_text().split("=====")[-1]
+    assert "MLflow records NOT written" in out and "final report at step 24" in out
+    journal = root / "rr" / "signals" / "lorasweep_mlflow_journal.json"
+    assert journal.is_file() and str(journal) in out
+    return journal
+
+
 def _check_killed(found, signal_name: str, out: str) -> None:
     """After a sweep stopped by a signal: the parent KILLED with how to resume it, the child
     runs ended (those whose trial did not end: KILLED, unfinished)."""
@@ -433,176 +439,3 @@ def _check_killed(found, signal_name: str, out: str) -> None:
     assert not [c for c in children if c.info.status == "RUNNING"]
     unfinished = [c for c in children if c.data.tags["lorasweep.status"] == "unfinished"]
     assert len(unfinished) == 1 and unfinished[0].info.status == "KILLED"
-
-
-# --------------------------------------------------------------------------- without Ray
-
-
-@pytest.fixture
-def quick_http_failures():
-    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-def test_records_a_store_never_reachable_again_are_named_not_dropped(quick_http_failures):
-    """The recorder's writer against a tracking server that is not there: the trials' writes
-    wait and are retried; at the deadline they are given up and listed per trial."""
-    from trainables.mlflow_writer import TrackingWriter, transient
-
-    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5))
-    done: list[str] = []
-    writer.submit("t_00000", "report at step 8", lambda client: client.search_experiments(max_results=1))
-    writer.submit("t_00001", "end (completed)", lambda client: done.append("never"), record={"op": "end"})
-    deadline = time.monotonic() + 120
-    while not writer.outages and time.monotonic() < deadline:  # the first attempt (importing MLflow)
-        time.sleep(0.05)
-    t0 = time.monotonic()
-    assert writer.flush(3.0) is False
-    assert 2.5 <= time.monotonic() - t0 < 10  # waited for the store, then gave up
-    assert writer.outages == 1 and not done
-    assert writer.lost["t_00000"] == ["report at step 8 (store unreachable until the deadline)"]
-    assert writer.lost["t_00001"] == ["end (completed) (store unreachable until the deadline)"]
-    assert writer.pending_records() == [{"op": "end"}]  # what the journal keeps
-    writer.submit("t_00002", "late", lambda client: None)
-    assert "t_00002" in writer.lost  # after the deadline: recorded as lost, not queued
-
-    from mlflow.exceptions import MlflowException, RestException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-    assert transient(ConnectionError("refused"))
-    assert transient(MlflowException("API request failed: Max retries exceeded"))
-    assert transient(RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "503"}))
-    assert not transient(MlflowException("bad", error_code=INVALID_PARAMETER_VALUE))
-    assert not transient(RestException({"error_code": "BAD_REQUEST", "message": "no"}))
-
-
-def test_the_waiting_writes_are_bounded_by_bytes_and_an_end_record_is_never_dropped(quick_http_failures):
-    """While the store is away: past the byte bound the oldest waiting reports go (listed as
-    lost), never the one in progress and never a trial's end record."""
-    from trainables.mlflow_writer import TrackingWriter
-
-    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5), max_pending_bytes=2000)
-
-    def down(client):
-        client.search_experiments(max_results=1)
-
-    def report(n: int) -> dict:
-        return {"op": "report", "tid": "t_1", "step": n, "metrics": [["val_loss", 1.0, 0, n]] * 8}
-
-    writer.submit("t_1", "report at step 1", down, record=report(1))
-    deadline = time.monotonic() + 120
-    while not writer.outages and time.monotonic() < deadline:  # the first write is in progress
-        time.sleep(0.05)
-    writer.submit("t_1", "end (completed)", down, record={"op": "end", "tid": "t_1", "pad": "x" * 1500}, end=True)
-    for n in (2, 3, 4):
-        writer.submit("t_1", f"report at step {n}", down, record=report(n))
-    kept = writer.pending_records()
-    assert [r.get("step") for r in kept if r["op"] == "report"][0] == 1  # in progress: kept
-    assert [r["op"] for r in kept].count("end") == 1
-    assert sum(len(json.dumps(r)) for r in kept[1:]) <= 2000 + len(json.dumps(kept[-1]))
-    assert any("(queue full)" in w for w in writer.lost["t_1"])
-    writer.flush(0.1)
-    assert [r["op"] for r in writer.pending_records()].count("end") == 1  # kept for the journal
-
-
-def test_a_child_run_created_by_a_driver_that_died_gets_its_params(tmp_path, smoke_assets):
-    """A child run found by its trial tag but without the completeness tag (its driver died
-    between creating it and logging its parameters) gets them from the next driver; reports
-    are recorded once, and a trial's final report is recorded although it repeats the step of
-    the report before it (early stopping), by this driver and not again by the next."""
-    from mlflow import MlflowClient
-
-    from conftest import tiny_trial
-    from trainables.mlflow_record import MlflowRecorder
-    from trainables.mlflow_writer import Journal
-    from trainables.schema import to_dict
-
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("x")
-    parent = client.create_run(exp).info.run_id
-    orphan = client.create_run(exp, tags={"mlflow.parentRunId": parent, "lorasweep.trial_id": "t_1",
-                                          "lorasweep.kind": "trial"}).info.run_id
-
-    def recorder():
-        return MlflowRecorder(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
-                              base=to_dict(tiny_trial(smoke_assets)), sweep_seed=0, sweep_name="s",
-                              model_type="gpt2", final_metrics=("test_accuracy",), storage=str(tmp_path))
-
-    def report(step: int, final: bool, value: float) -> dict:
-        ts = 2 if final else 1  # the final report is made after the one before it
-        metrics = [["val_loss", value, ts, step]] + ([["test_accuracy", 50.0, ts, step]] if final else [])
-        return {"op": "report", "tid": "t_1", "hp": {"adapter.r": 4}, "what": f"report {step}", "step": step,
-                "final": final, "metrics": metrics, "once": [], "tags": {}, "once_tags": {}}
-
-    first = recorder()
-    for record in (report(8, False, 2.0), report(8, False, 2.0), report(8, True, 1.5)):
-        first.perform(first.client, record)
-    run = client.get_run(orphan)
-    assert run.data.tags["lorasweep.params_logged"] == "true" and run.data.params["adapter.r"] == "4"
-    assert "trial_config.json" in {a.path for a in client.list_artifacts(orphan)}
-    assert run.data.metrics["test_accuracy"] == 50.0 and run.data.tags["lorasweep.final_step"] == "8"
-    assert sorted(m.value for m in client.get_metric_history(orphan, "val_loss")) == [1.5, 2.0]
-    assert run.data.metrics["val_loss"] == 1.5  # the final report's (the best weights')
-
-    Journal(str(tmp_path), "s").save([report(8, True, 1.5), report(8, False, 2.0)])
-    second = recorder()  # the next driver: replays what the first had not written
-    assert second.replay_journal() == 2
-    assert second.flush(30) == {}
-    assert sorted(m.value for m in client.get_metric_history(orphan, "val_loss")) == [1.5, 2.0]  # not again
-
-
-def _snapshot(experiment: Path, trials: dict[str, tuple[str, list[str]]]) -> None:
-    """An experiment snapshot in Tune's layout: each trial's status and checkpoint names."""
-    data = [[json.dumps({"trial_id": tid, "status": status}),
-             json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",
-                                                "value": " ".join(names).encode().hex()}})]
-            for tid, (status, names) in trials.items()]
-    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
-
-
-def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_path):
-    """The retention deletes a superseded checkpoint only once the snapshot in storage names a
-    newer one, a pruned trial's only once it has ended there, never one an MLflow record still
-    reads; a deletion that fails is listed and the sweep goes on."""
-    from trainables.checkpoints import CheckpointRetention
-
-    exp = tmp_path / "sweep"
-    trial = exp / "trial_a"
-    for n in range(3):
-        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
-        (trial / f"checkpoint_00000{n}" / "adapter.bin").write_bytes(b"x" * 100)
-    other = exp / "trial_b" / "checkpoint_000004"
-    other.mkdir(parents=True)
-    (exp / "trial_c").mkdir()
-    (exp / "trial_c" / "checkpoint_000001").write_text("a file where a checkpoint directory was")
-    keep = CheckpointRetention(k=1, metric="val_loss", mode="min")
-    keep.set_state({"experiment": str(exp), "queue": [
-        {"tid": "a", "path": str(trial / "checkpoint_000000"), "kind": "superseded", "index": 0},
-        {"tid": "a", "path": str(trial / "checkpoint_000001"), "kind": "superseded", "index": 1},
-        {"tid": "b", "path": str(exp / "trial_b"), "kind": "pruned", "index": None},
-        {"tid": "c", "path": str(exp / "trial_c" / "checkpoint_000001"), "kind": "superseded", "index": 1}]})
-    keep.finish(str(exp))  # no snapshot in storage yet: nothing goes
-    assert len(list(trial.iterdir())) == 3 and other.is_dir()
-
-    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000001"]), "b": ("RUNNING", ["checkpoint_000004"]),
-                    "c": ("TERMINATED", [])})
-    keep.pinned = lambda: {str(trial / "checkpoint_000001")}
-    keep.finish(str(exp))
-    assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
-    assert other.is_dir()  # b still runs in the stored snapshot
-    assert len(keep.failed) == 1 and "trial_c/checkpoint_000001" in keep.failed[0]
-
-    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000002"]), "b": ("TERMINATED", ["checkpoint_000004"]),
-                    "c": ("TERMINATED", [])})
-    keep.finish(str(exp))
-    assert (trial / "checkpoint_000001").is_dir()  # pinned: an MLflow record still reads it
-    assert not other.exists() and keep.deleted == ["b"]
-    keep.pinned = set
-    keep.finish(str(exp))
-    assert [p.name for p in trial.iterdir()] == ["checkpoint_000002"] and keep.waiting == 0
-    assert keep.superseded_bytes == 200

@@ -407,18 +407,15 @@ class MlflowRecorder(Callback):
         self._open.pop(tid, None)
 
     # ------------------------------------------------------------------ end of the sweep
-    def close_unfinished(self, why: str) -> list[str]:
+    def close_unfinished(self, why: str) -> None:
         """End the child runs of trials this driver started and that did not end (the sweep
-        was interrupted): ``KILLED``, status ``unfinished``; a resumed sweep reopens them.
-        Returns their trial ids."""
-        tids = sorted(self._open)
-        for tid in tids:
-            self._queue({"op": "end", "tid": tid, "hp": self._open[tid], "what": "end (unfinished)",
-                         "status": UNFINISHED, "checkpoint": None, "run_status": "KILLED",
-                         "tags": {STATUS_TAG: UNFINISHED, "mlflow.note.content":
-                                  f"Unfinished: {why}; --resume continues it from its last checkpoint."}})
+        was interrupted): ``KILLED``, status ``unfinished``; a resumed sweep reopens them."""
+        note = f"Unfinished: {why}; --resume continues it from its last checkpoint."
+        for tid, hp in sorted(self._open.items()):
+            self._queue({"op": "end", "tid": tid, "hp": hp, "what": "end (unfinished)", "status": UNFINISHED,
+                         "checkpoint": None, "run_status": "KILLED",
+                         "tags": {STATUS_TAG: UNFINISHED, "mlflow.note.content": note}})
         self._open.clear()
-        return tids
 
     def close_stale_runs(self, statuses: dict[str, str]) -> None:
         """At the end of a resumed sweep (after every queued write), close the child runs an
