@@ -833,8 +833,8 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
             if resume:
                 replayed = recorder.replay_journal()
                 if replayed:
-                    print(f"  MLflow journal: {replayed} record(s) the interrupted driver had not "
-                          "written, written now\n", flush=True)
+                    print(f"  MLflow journal: {replayed} record(s) an earlier driver of this sweep could "
+                          "not write; written first\n", flush=True)
             tuner = _tuner(plan, task, recorder, keep, resume=resume)
             with signals.fit():
                 results = tuner.fit()

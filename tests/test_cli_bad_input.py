@@ -266,7 +266,7 @@ CASES = [
      "storage", "credentials ('access_key', 'secret_key') in the URI (s3://bucket/x?access_key=***&secret_key=***)",
      None),
     ("judge-token-in-query", E2E, ["--set", "eval.judge=https://judge.example.org/score?token=planted-secret"],
-     "eval.judge", "credentials ('token') in the URI (https://judge.example.org/score?token=***)", None),
+     "eval.judge", "would be recorded with the", None),
     # --- resources the local (CPU-only) Ray cluster cannot meet: Ray starts, nothing launches
     ("cpus-per-trial-64", E2E, ["--cpus-per-trial", "64"], "resources.cpus_per_trial", "64 CPUs per trial", None),
     ("gpus-per-trial-1", E2E, ["--gpus-per-trial", "1"], "resources.gpus_per_trial",
