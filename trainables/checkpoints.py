@@ -25,6 +25,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -239,3 +240,31 @@ def _delete_dir(fs: Any, path: str) -> int:
     freed = sum(f.size or 0 for f in files if f.type == pafs.FileType.File)
     fs.delete_dir(path)
     return freed
+
+
+def latest_checkpoint_path(trial: Any, last: dict[str, Any]) -> str | None:
+    """A trial's final checkpoint, as a path in the storage filesystem."""
+    if last.get("checkpoint_path"):  # the 'train' shape: TuneReportCallback's path
+        return str(last["checkpoint_path"])
+    ckpt = getattr(trial, "checkpoint", None)
+    return ckpt.path if ckpt is not None else None
+
+
+def checkpoint_contents(fs: Any, path: str, tmp: Path) -> dict[str, Path]:
+    """The adapter and generated-outputs directories of a checkpoint, on this machine: in place
+    on a local or shared filesystem, else copied into ``tmp``. Raises OSError when the
+    checkpoint is gone or cannot be read."""
+    import pyarrow.fs as pafs
+
+    from trainables.loop import ADAPTER_DIR, OUTPUTS_DIR
+
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{path} is gone")
+    subs = [sub for sub in (ADAPTER_DIR, OUTPUTS_DIR)
+            if fs.get_file_info(f"{path}/{sub}").type == pafs.FileType.Directory]
+    if isinstance(fs, pafs.LocalFileSystem):
+        return {sub: Path(path) / sub for sub in subs}
+    for sub in subs:
+        pafs.copy_files(f"{path}/{sub}", str(tmp / sub), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+    return {sub: tmp / sub for sub in subs}

@@ -52,6 +52,7 @@ from trainables.mlflow_names import (  # noqa: F401
     UNFINISHED,
     default_tracking_uri,
 )
+from trainables.checkpoints import checkpoint_contents, latest_checkpoint_path
 from trainables.mlflow_writer import Journal, TrackingWriter, storage_fs
 
 
@@ -321,21 +322,23 @@ class MlflowRecorder(Callback):
         self._recorded[tid] = key
 
     def _log_adapter(self, client: Any, run_id: str, tid: str, path: str) -> None:
-        """The adapter weights and generated outputs of a trial's final checkpoint."""
-        from ray.tune import Checkpoint
-
-        from trainables.loop import ADAPTER_DIR, OUTPUTS_DIR
+        """The adapter weights and generated outputs of a trial's final checkpoint. A
+        checkpoint that cannot be read (gone, a full disk while copying it from a bucket) is
+        listed as lost; the copy is removed either way."""
+        import tempfile
 
         import pyarrow.fs
 
         fs = storage_fs(self.storage)[0] if self.storage else pyarrow.fs.LocalFileSystem()
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-            self.writer.note_lost(tid, f"adapter and outputs (its checkpoint {path} is gone)")
-            return
-        with Checkpoint(path, filesystem=fs).as_directory() as d:
-            for sub in (ADAPTER_DIR, OUTPUTS_DIR):
-                if (Path(d) / sub).is_dir():
-                    client.log_artifacts(run_id, str(Path(d) / sub), sub)
+        with tempfile.TemporaryDirectory(prefix="lorasweep-artifacts-") as tmp:
+            try:
+                local = checkpoint_contents(fs, path, Path(tmp))
+            except OSError as e:
+                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                self.writer.note_lost(tid, f"adapter and outputs (reading its checkpoint {path}: {reason})")
+                return
+            for sub, directory in sorted(local.items()):
+                client.log_artifacts(run_id, str(directory), sub)
 
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -377,7 +380,7 @@ class MlflowRecorder(Callback):
         tags = {STATUS_TAG: status, "lorasweep.attempts": self.attempts.get(trial.trial_id, 1)}
         if status == STOPPED:
             tags["lorasweep.stopped_at_epoch"] = f"{last.get('epoch', 0):.3g}"
-        checkpoint = _latest_checkpoint_path(trial, last) if status == COMPLETED else None
+        checkpoint = latest_checkpoint_path(trial, last) if status == COMPLETED else None
         self._record(trial, "end", f"end ({status})", status=status, tags=tags, checkpoint=checkpoint,
                      run_status="FINISHED")
         self.outcomes[trial.trial_id] = status
@@ -461,14 +464,6 @@ class MlflowRecorder(Callback):
 def _run_status(status: str) -> str:
     """The MLflow run status of a trial outcome."""
     return {FAILED: "FAILED", UNFINISHED: "KILLED"}.get(status, "FINISHED")
-
-
-def _latest_checkpoint_path(trial: Any, last: dict[str, Any]) -> str | None:
-    """The trial's final checkpoint, as a path in the storage filesystem."""
-    if last.get("checkpoint_path"):  # the 'train' shape: TuneReportCallback's path
-        return str(last["checkpoint_path"])
-    ckpt = getattr(trial, "checkpoint", None)
-    return ckpt.path if ckpt is not None else None
 
 
 def _plain(value: Any) -> Any:
