@@ -387,6 +387,8 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
         journal = _lose_the_server_for_good(resume, tmp_path, log, server)
         server = _start_server(tmp_path, port)
         done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        with open(log, "a") as fh:
+            fh.write(f"\n===== the server is back =====\n{done.stdout}{done.stderr}")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "MLflow journal:" in done.stdout and not journal.exists()
         children, parents = runs()
