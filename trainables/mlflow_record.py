@@ -4,8 +4,7 @@ All MLflow writes happen in the driver, in a Tune callback, not in the trials: t
 tracking credentials (nothing secret travels to workers), a SQLite store has one writer, and
 the driver knows what a trial cannot know about itself - that ASHA stopped it, or that it
 failed. Metrics go in batches (``log_batch``, up to 1,000 a call): the train loss and
-learning rate of every log step arrive with each report, not one call per step (a SQLite
-``log_metric`` costs 20-25 ms with concurrent writers).
+learning rate of every log step arrive with each report, not one call per step.
 
 Child runs are found again by their ``lorasweep.trial_id`` tag, so a resumed sweep keeps
 writing to the same runs (every trial appears exactly once). A run gets its parameters and
@@ -27,7 +26,6 @@ record is written; the checkpoint retention keeps a checkpoint that a waiting en
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -116,8 +114,6 @@ def git_state(root: Path | None = None) -> dict[str, str]:
 def now_ms() -> int:
     return int(time.time() * 1000)
 
-
-log = logging.getLogger("lorasweep.mlflow")
 
 #: Set on a child run once its parameters and trial_config.json are logged (the last write of
 #: its creation).
@@ -421,24 +417,23 @@ class MlflowRecorder(Callback):
         self._open.clear()
 
     def close_stale_runs(self, statuses: dict[str, str]) -> None:
-        """At the end of a resumed sweep (after every queued write), close the child runs an
-        interrupted driver left open:
+        """At the end of a resumed sweep (after every queued write), settle the child runs an
+        interrupted driver left:
 
-        * a trial Tune has a result for (it ended before the interruption, but the killed
-          driver's last writes for it were lost): ended with that status;
-        * a trial Tune never recorded (it started after Tune's last experiment snapshot; the
-          resumed searcher suggested its configuration again as a new trial): ``KILLED``, status
-          ``interrupted``.
+        * a run left open for a trial Tune has a result for (it ended before the interruption,
+          but the killed driver's last writes for it were lost): ended with that status;
+        * a run of a trial Tune never recorded (it started, and maybe ended, after Tune's last
+          experiment snapshot; the resumed searcher suggested its configuration again as a new
+          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once.
         """
 
         def write(client: Any) -> None:
-            runs = client.search_runs([self.experiment_id], filter_string=(
-                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and attributes.status != 'FINISHED' "
-                "and attributes.status != 'FAILED'"), max_results=1000)
-            for run in runs:
+            for run in _child_runs(client, self.experiment_id, self.parent_run_id):
                 tid, tag = run.data.tags.get(TRIAL_TAG), run.data.tags.get(STATUS_TAG)
                 status = statuses.get(tid)
-                if tag == INTERRUPTED or (status == UNFINISHED and run.info.status == "KILLED"):
+                if tag == INTERRUPTED or (status is not None and (
+                        run.info.status in ("FINISHED", "FAILED")
+                        or (status == UNFINISHED and run.info.status == "KILLED"))):
                     continue
                 if status is not None:
                     log_batch(client, run.info.run_id, tags={STATUS_TAG: status})
@@ -459,6 +454,18 @@ class MlflowRecorder(Callback):
             return {}
         self._writer.flush(timeout)
         return dict(self._writer.lost)
+
+
+def _child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every child run of a parent run (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _run_status(status: str) -> str:
