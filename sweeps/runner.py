@@ -1254,7 +1254,7 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, 
     # gets until the deadline to come back, then what is left is reported, not dropped.
     deadline = time.monotonic() + flush_timeout_s()
     pending = recorder.writer.pending()
-    if pending and recorder.writer.outages:
+    if pending and recorder.writer.down:
         print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
               f"({plan.tracking_uri} unreachable)", flush=True)
     recorder.writer.flush(max(0.0, deadline - time.monotonic()))

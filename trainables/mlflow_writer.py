@@ -89,9 +89,10 @@ class TrackingWriter:
         self.lost: dict[str, list[str]] = {}
         #: The records given up at the deadline (kept for the journal).
         self.unwritten: list[dict[str, Any]] = []
-        #: Seconds the store was unreachable, and how many outages there were.
+        #: Seconds the store was unreachable, how many outages there were, and whether it is now.
         self.outage_s = 0.0
         self.outages = 0
+        self.down = False
 
     @property
     def client(self) -> Any:
@@ -165,12 +166,14 @@ class TrackingWriter:
                 if down_since is None:
                     down_since = time.monotonic()
                     self.outages += 1
+                    self.down = True
                     log.warning("MLflow store %s unreachable (%s); trials go on, their records "
                                 "wait and are retried", self.tracking_uri, _reason(e))
                 with self._cv:
                     self._cv.wait_for(lambda: self._abandoned, timeout=delay)
                 delay = min(delay * 2, self.backoff_s[1])
         if down_since is not None:
+            self.down = False
             self.outage_s += time.monotonic() - down_since
             if not self._abandoned:
                 log.warning("MLflow store %s reachable again after %.0f s", self.tracking_uri,
