@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError, did_you_mean, one_of
+from trainables.errors import UserError, did_you_mean, not_utf8, one_of
 from trainables.schema import coerce, field_paths, from_dict, set_path
 
 SPACES_DIR = Path(__file__).resolve().parent
@@ -161,7 +161,9 @@ def _read(spec: str | dict[str, Any], field: str) -> tuple[dict[str, Any], str]:
         raise UserError(field, f"no search space {spec!r}: not a file, and not one of "
                                f"{one_of(available_spaces())}{did_you_mean(str(spec), available_spaces())}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(field, not_utf8(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweeps.stopping import Stopped
 from trainables.errors import UserError, did_you_mean, one_of
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -248,8 +249,8 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
             overrides[key.removeprefix("trial.")] = value
     # Trial settings given on the command line also win over the search space's fixed values.
     data["overrides"] = overrides
-    if part is not None and data.get("name"):
-        data["name"] = f"{data['name']}-{part}"  # --name X --task rte -> X-rte
+    if part is not None and data.get("name") and not str(data["name"]).endswith(f"-{part}"):
+        data["name"] = f"{data['name']}-{part}"  # --name X --task rte -> X-rte (as does --name X-rte)
     return from_dict(SweepConfig, data)
 
 
@@ -283,10 +284,11 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         cfgs = chain.order(build_configs(spec, args), spec)
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
-        from sweeps.runner import plan_sweep, run_sweep
+        from sweeps.runner import check_name_is_new, plan_sweep, run_sweep
 
         if len(cfgs) > 1 and not args.resume:
             for cfg in cfgs:
+                check_name_is_new(cfg)
                 plan_sweep(chain.for_planning(cfg), prepare=False)
         codes, outcomes, by_part = [], [], {}
         for cfg in cfgs:
@@ -295,6 +297,8 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
             codes.append(outcome.exit_code)
             outcomes.append(outcome)
             by_part[cfg.part] = outcome
+            if outcome.interrupted:  # the later parts wait for --resume too
+                return outcome.exit_code
         if len(cfgs) > 1:
             print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
                   f"{sum(c == 0 for c in codes)} without failed trials")
@@ -310,6 +314,9 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     except KeyboardInterrupt:
         print("interrupted: finish it later with --resume", file=sys.stderr)
         return 130
+    except Stopped as e:
+        print(f"{e}: finish it later with --resume", file=sys.stderr)
+        return 128 + e.signum
     return max(codes)
 
 

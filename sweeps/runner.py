@@ -31,6 +31,7 @@ from typing import Any
 
 from trainables.config import SweepConfig, TrialConfig
 from trainables.errors import UserError, did_you_mean, one_of
+from trainables.mlflow_writer import storage_fs
 from trainables.schema import from_dict, to_dict
 
 SWEEP_FILE = "lorasweep_sweep.json"
@@ -76,6 +77,8 @@ class Outcome:
     exit_code: int
     lost: dict[str, list[str]] = field(default_factory=dict)
     """MLflow records that could not be written (the store stayed unreachable), per trial."""
+    interrupted: str | None = None
+    """The signal that interrupted the sweep (SIGINT, SIGTERM), or None."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -133,7 +136,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
     for key in cfg.overrides:
-        swept = next((p for p in space.swept if key in p.keys), None)
+        swept = next((p for p in space.swept if key in _decided_by(p)), None)
         if swept is not None:
             raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
                                  "pass a search space without it (--search-space) to fix its value")
@@ -183,6 +186,14 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
         if cfg.scheduler.name == "asha" and not leaves_nothing_to_prune(space, groups):
             asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
+
+
+def _decided_by(param: Any) -> set[str]:
+    """The trial settings a swept parameter decides: its keys, and alpha for a swept
+    alpha_over_r (and the other way round)."""
+    keys = set(param.keys)
+    tied = {"adapter.alpha": "adapter.alpha_over_r", "adapter.alpha_over_r": "adapter.alpha"}
+    return keys | {tied[k] for k in keys if k in tied}
 
 
 def _trial_count(cfg: SweepConfig, space: Any, points: list[dict[str, Any]] | None = None, *,
@@ -528,7 +539,6 @@ class RayStarter:
         self._release = threading.Event()
         self._thread: Any = None
         self._error: BaseException | None = None
-        self._sigterm: Any = None
         self.started = False
         """True when this starter initialised Ray (it was not already initialised)."""
 
@@ -542,13 +552,8 @@ class RayStarter:
             # starts no processes: it happens in :meth:`wait`, in the driver's thread.
             return
         if self._thread is None:
-            if threading.current_thread() is threading.main_thread():
-                # What ray.init installs when it runs in the main thread (it cannot from this
-                # one): SIGTERM exits through the atexit handlers, which stop Ray's processes.
-                import signal
-                import sys
-
-                self._sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+            # SIGTERM meanwhile is the runner's (sweeps.stopping.StopSignals): it raises in the
+            # main thread, and the atexit handlers stop Ray's processes.
             self._thread = threading.Thread(target=self._run, args=(runtime_env,), name="lorasweep-ray",
                                             daemon=True)
             self._thread.start()
@@ -581,10 +586,6 @@ class RayStarter:
 
             ray.shutdown()
             self.started = False
-        if self._sigterm is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, self._sigterm)
         self._release.set()
 
 
@@ -735,11 +736,16 @@ def _parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) ->
                                           package_versions)
 
     if resume:
-        runs = client.search_runs([experiment_id], filter_string=
-                                  f"tags.`{SWEEP_TAG}` = '{plan.name}' and tags.`{KIND_TAG}` = 'sweep'",
-                                  max_results=1)
+        from sweeps.stopping import INTERRUPTED_TAG, RESUME_TAG
+        from trainables.mlflow_names import filter_value
+
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = {filter_value(plan.name)} "
+                                                                 f"and tags.`{KIND_TAG}` = 'sweep'", max_results=1)
         if runs:
             client.update_run(runs[0].info.run_id, status="RUNNING")
+            for tag in (INTERRUPTED_TAG, RESUME_TAG):
+                if tag in runs[0].data.tags:
+                    client.delete_tag(runs[0].info.run_id, tag)
             return runs[0].info.run_id
     cfg = plan.cfg
     run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
@@ -771,15 +777,32 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
 
     ``warm_workers``: let a local Ray this sweep starts begin its worker processes warm
     (:func:`warm_runtime_env`). A multi-part study passes False: its later parts run in the
-    same Ray, whose runtime env (bitsandbytes skipped or not) the first part would choose."""
-    from trainables.tasks import get_task
+    same Ray, whose runtime env (bitsandbytes skipped or not) the first part would choose.
+
+    Ctrl-C or SIGTERM while Tune runs ends the sweep after Tune's last experiment snapshot:
+    the summary shows the trials that did not end as ``unfinished``, the parent run is
+    ``KILLED`` with the command that resumes it, and the exit code is 130 (143 for SIGTERM).
+    Any other way out (an error, a second signal) also ends the parent run and the open child
+    runs, and the MLflow records that could not be written stay in the sweep's journal for
+    ``--resume`` (:func:`sweeps.stopping.abort`)."""
+    from sweeps.stopping import StopSignals
 
     if resume:
         cfg = _stored_config(cfg)
-    task = get_task(cfg.trial.task)
-    # Ray starts once the settings are checked, while the model checks and the data
-    # preparation run. A mistake found after that stops the Ray this sweep started before it
-    # is reported: no trial was launched and nothing was written to MLflow or Tune storage.
+    else:
+        check_name_is_new(cfg)
+    with StopSignals() as signals:
+        plan = _launch(cfg, warm_workers=warm_workers)
+        signals.install()  # again: a Ray joined from this thread installs its own SIGTERM handler
+        return _record_and_run(plan, signals, resume=resume)
+
+
+def _launch(cfg: SweepConfig, *, warm_workers: bool) -> Plan:
+    """Plan the sweep while Ray starts, then put a new SQLite store in place.
+
+    Ray starts once the settings are checked, while the model checks and the data
+    preparation run. A mistake found after that stops the Ray this sweep started before it is
+    reported: no trial was launched and nothing was written to MLflow or Tune storage."""
     ray_starter = RayStarter()
     staged = None
     try:
@@ -795,21 +818,67 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
         if staged is not None:
             staged.discard()
         raise
+    return plan
 
+
+def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
+    """The MLflow parent run, the Tune sweep and its summary; whatever ends it, the parent and
+    child runs are closed and the records not written are kept (see :func:`run_sweep`)."""
     from mlflow import MlflowClient
-    from ray import tune
 
-    from trainables.checkpoints import KeepBestCheckpoints
-    from trainables.mlflow_record import MlflowRecorder
-    from trainables.trial import trial_resources, tune_trial
+    from sweeps.stopping import abort
+    from trainables.tasks import get_task
 
+    task = get_task(plan.cfg.trial.task)
     client = MlflowClient(tracking_uri=plan.tracking_uri)
     _check_tracking(client, plan.tracking_uri)
     exp = client.get_experiment_by_name(plan.experiment)
     experiment_id = exp.experiment_id if exp else client.create_experiment(plan.experiment)
     parent = _parent_run(plan, client, experiment_id, resume=resume)
     _print_header(plan, parent, experiment_id)
+    recorder, keep = _callbacks(plan, task, experiment_id, parent)
+    with _http_settings(plan.tracking_uri):
+        try:
+            if resume:
+                replayed = recorder.replay_journal()
+                if replayed:
+                    print(f"  MLflow journal: {replayed} record(s) an earlier driver of this sweep could "
+                          "not write; written first\n", flush=True)
+            tuner = _tuner(plan, task, recorder, keep, resume=resume)
+            with signals.fit():
+                results = tuner.fit()
+            outcome = _finish(plan, task, results, recorder, keep, parent, signals, resume=resume)
+        except BaseException as e:
+            abort(plan, recorder, parent, e, signals)
+            raise
+    return outcome
 
+
+def _callbacks(plan: Plan, task: Any, experiment_id: str, parent: str) -> tuple[Any, Any]:
+    """The sweep's Tune callbacks: the MLflow recorder and the checkpoint retention (which
+    keeps a checkpoint while an MLflow record still has to read its adapter)."""
+    from trainables.checkpoints import CheckpointRetention
+    from trainables.mlflow_record import MlflowRecorder
+
+    cfg = plan.cfg
+    recorder = MlflowRecorder(
+        tracking_uri=plan.tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
+        base=plan.base, sweep_seed=cfg.seed, sweep_name=plan.name, model_type=plan.model_type,
+        name_keys={p.key: p.short for p in plan.space.swept},
+        final_metrics=tuple(m.name for m in task.final_metrics),
+        report_metrics=tuple(m.name for m in task.report_metrics), storage=plan.storage)
+    keep = CheckpointRetention(k=cfg.keep_best_k, metric=task.metric.name, mode=task.metric.mode)
+    keep.pinned = recorder.pinned
+    return recorder, keep
+
+
+def _tuner(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) -> Any:
+    """A new Tune sweep, or (``resume``) the interrupted one restored from its storage."""
+    from ray import tune
+
+    from trainables.trial import trial_resources, tune_trial
+
+    cfg = plan.cfg
     sweep_info = {"seed": cfg.seed, "resources": to_dict(cfg.resources),
                   "prepared": str(plan.prepared) if plan.prepared else None,
                   "storage": plan.storage, "adapters": plan.adapters, "bitsandbytes": plan.bitsandbytes}
@@ -821,63 +890,74 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
         "epoch", task.metric.name, *(m.name for m in task.report_metrics), "train_loss",
         "trainable_pct", "samples_per_s", *(m.name for m in task.final_metrics)]))
     metric = task.metric
-    recorder = MlflowRecorder(
-        tracking_uri=plan.tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
-        base=plan.base, sweep_seed=cfg.seed, sweep_name=plan.name, model_type=plan.model_type,
-        name_keys={p.key: p.short for p in plan.space.swept},
-        final_metrics=tuple(m.name for m in task.final_metrics),
-        report_metrics=tuple(m.name for m in task.report_metrics))
-    keep = KeepBestCheckpoints(k=cfg.keep_best_k, metric=metric.name, mode=metric.mode)
     experiment_path = f"{plan.storage.rstrip('/')}/{plan.name}"
     if resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
         # Tune restores the callbacks pickled at launch; these are this driver's (its tracking
         # URI, its summary reads them). Tune gives them their saved state (get_state) when the
-        # experiment restores: trial outcomes, attempts and MLflow runs.
+        # experiment restores: trial outcomes, attempts, MLflow runs, checkpoints to delete.
         # (A Ray Client connection, ray://, runs the tuner remotely: its callbacks stay.)
         if getattr(tuner, "_local_tuner", None) is not None:
             tuner._local_tuner.get_run_config().callbacks = [recorder, keep]
-    else:
-        _store_config(plan)
-        param_space, num_samples = plan.param_space, cfg.search.num_samples
-        if plan.group_points is not None:  # grouped Optuna: its searcher gives every setting
-            param_space, num_samples = {}, plan.n_trials
-        elif plan.points is not None:  # budget: the kept grid points are the whole sweep
-            # Tune fills these from the points; a grid here would add its own trials.
-            param_space = {k: tune.choice(v["grid_search"]) if isinstance(v, dict) and "grid_search" in v
-                           else v for k, v in param_space.items()}
-            num_samples = len(plan.points) * cfg.search.num_samples
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric=metric.name, mode=metric.mode,
-                search_alg=_search_alg(plan, metric.name, metric.mode),
-                scheduler=_scheduler(plan),
-                num_samples=num_samples,
-                max_concurrent_trials=cfg.search.max_concurrent,
-                # One-process trials reuse their actor: imports and CUDA context survive
-                # from one trial to the next (DESIGN.md: ~10 s saved per trial on CPU).
-                reuse_actors=not cfg.resources.uses_train_workers,
-            ),
-            run_config=tune.RunConfig(
-                name=plan.name, storage_path=plan.storage,
-                callbacks=[recorder, keep],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                # A retry restores the trial from its last checkpoint (adapter + optimizer).
-                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                verbose=1,
-            ),
-        )
-    with _http_settings(plan.tracking_uri):
-        results = tuner.fit()
-        if resume:
-            recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
-            _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
-        outcome = _summarise(plan, task, results, recorder, parent)
+        return tuner
+    _store_config(plan)
+    param_space, num_samples = plan.param_space, cfg.search.num_samples
+    if plan.group_points is not None:  # grouped Optuna: its searcher gives every setting
+        param_space, num_samples = {}, plan.n_trials
+    elif plan.points is not None:  # budget: the kept grid points are the whole sweep
+        # Tune fills these from the points; a grid here would add its own trials.
+        param_space = {k: tune.choice(v["grid_search"]) if isinstance(v, dict) and "grid_search" in v
+                       else v for k, v in param_space.items()}
+        num_samples = len(plan.points) * cfg.search.num_samples
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=metric.name, mode=metric.mode,
+            search_alg=_search_alg(plan, metric.name, metric.mode),
+            scheduler=_scheduler(plan),
+            num_samples=num_samples,
+            max_concurrent_trials=cfg.search.max_concurrent,
+            # One-process trials reuse their actor: imports and CUDA context survive
+            # from one trial to the next (~10 s saved per trial on CPU).
+            reuse_actors=not cfg.resources.uses_train_workers,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name, storage_path=plan.storage,
+            callbacks=[recorder, keep],
+            # Every checkpoint stays until the retention callback finds that no snapshot in
+            # storage needs it any more (trainables.checkpoints).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            # A retry restores the trial from its last checkpoint (adapter + optimizer).
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, parent: str, signals: Any, *,
+            resume: bool) -> Outcome:
+    """After Tune's loop: close what it left open, summarise, delete what no snapshot needs."""
+    from trainables.mlflow_record import UNFINISHED
+
+    interrupted = None
+    if any(_status_of(r, recorder) == UNFINISHED for r in results):
+        # Tune's loop ends before every trial has ended only when told to stop (its SIGINT
+        # handler, or SIGTERM forwarded to it); its last snapshot is written.
+        interrupted = signals.received or "SIGINT"
+        recorder.close_unfinished(f"the sweep was interrupted ({interrupted})")
+    if resume:
+        recorder.close_stale_runs({_trial_id(r): _status_of(r, recorder) for r in results})
+        _drop_unrecorded_checkpoints(plan, {_trial_id(r) for r in results})
+    outcome = _summarise(plan, task, results, recorder, parent, interrupted=interrupted)
+    keep.finish(f"{plan.storage.rstrip('/')}/{plan.name}")
+    cfg = plan.cfg
     print(f"  checkpoints: keep_best_k={cfg.keep_best_k}; {len(keep.deleted)} other trial(s)' "
-          f"adapter checkpoints deleted from Tune storage ({keep.deleted_bytes / 2**20:.2f} MiB freed)")
+          f"adapter checkpoints deleted from Tune storage ({keep.deleted_bytes / 2**20:.2f} MiB freed)"
+          + (f"; {keep.waiting} deletion(s) wait for the MLflow records that read them" if keep.waiting else ""))
+    for failure in keep.failed:
+        print(f"  could not delete {failure}")
     return outcome
 
 
@@ -897,8 +977,8 @@ def _drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None
 @contextlib.contextmanager
 def _http_settings(uri: str) -> Iterator[None]:
     """MLflow's HTTP retry settings for the sweep's writes to a tracking server
-    (:data:`trainables.mlflow_record.HTTP_SETTINGS`); the environment's own win."""
-    from trainables.mlflow_record import HTTP_SETTINGS
+    (:data:`trainables.mlflow_writer.HTTP_SETTINGS`); the environment's own win."""
+    from trainables.mlflow_writer import HTTP_SETTINGS
 
     quick = {k: v for k, v in HTTP_SETTINGS.items() if k not in os.environ} \
         if uri.startswith(("http://", "https://")) else {}
@@ -924,23 +1004,32 @@ def flush_timeout_s() -> float:
 # --------------------------------------------------------------------------- resume
 
 
-def _storage_fs(storage: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path in it) of the sweep storage: a local or shared path, or an
-    ``s3://``/``gs://`` URI, opened the way Tune opens it."""
-    import pyarrow.fs
-
-    if "://" in storage:
-        return pyarrow.fs.FileSystem.from_uri(storage)
-    return pyarrow.fs.LocalFileSystem(), storage
-
-
 def _store_config(plan: Plan) -> None:
     """The sweep as launched, beside Tune's experiment state, so ``--resume`` can rebuild it
     (on a shared path or in the cloud bucket alike)."""
-    fs, root = _storage_fs(plan.storage)
+    fs, root = storage_fs(plan.storage)
     fs.create_dir(f"{root}/{plan.name}", recursive=True)
     with fs.open_output_stream(f"{root}/{plan.name}/{SWEEP_FILE}") as out:
         out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name)), indent=2).encode())
+
+
+def check_name_is_new(cfg: SweepConfig) -> None:
+    """Refuse a new sweep under the name of one already in Tune storage: the two would share
+    the experiment directory (its state, checkpoints and journal), and a later ``--resume``
+    of either would restore the other's trials."""
+    if not cfg.name:
+        return
+    import pyarrow.fs
+
+    storage = storage_path(cfg)
+    fs, root = storage_fs(storage)
+    try:
+        found = fs.get_file_info(f"{root.rstrip('/')}/{cfg.name}").type != pyarrow.fs.FileType.NotFound
+    except OSError:  # an unreachable store: check_storage names the problem next
+        return
+    if found:
+        raise UserError("name", f"a sweep named {cfg.name!r} already exists under {storage}; finish it "
+                                "with --resume, or give this one another --name")
 
 
 def _stored_config(cfg: SweepConfig) -> SweepConfig:
@@ -948,7 +1037,7 @@ def _stored_config(cfg: SweepConfig) -> SweepConfig:
     import pyarrow.fs
 
     storage = storage_path(cfg)
-    fs, root = _storage_fs(storage)
+    fs, root = storage_fs(storage)
 
     def read(path: str) -> dict[str, Any] | None:
         try:
@@ -999,7 +1088,10 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
 
     if "://" not in storage:
         return
+    from trainables.credentials import refuse_secrets
+
     scheme = urlsplit(storage).scheme
+    refuse_secrets("storage", storage, f"give them through the environment instead ({_credentials_hint(scheme)})")
     if scheme not in STORAGE_SCHEMES:
         raise UserError("storage", f"{scheme}:// is not a storage Tune can write to here; give a "
                                    "path (a shared filesystem on a cluster) or an s3:// or gs:// URI")
@@ -1045,14 +1137,14 @@ def check_tracking_uri(uri: str) -> None:
     tracking server must answer within seconds, and its credentials come from the environment."""
     from urllib.parse import urlsplit
 
+    from trainables.credentials import refuse_secrets
+
     parts = urlsplit(uri)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        # The URI is recorded (sweep config, Tune's experiment state) and printed; a secret in it
-        # would be too. MLflow reads these variables for every request instead.
-        raise UserError("tracking_uri", f"credentials in the URI ({parts.scheme}://***@"
-                                        f"{parts.netloc.rsplit('@', 1)[1]}) would be recorded with the "
-                                        "sweep; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                                        "(or MLFLOW_TRACKING_TOKEN) in the environment instead")
+    web = parts.scheme in ("http", "https")
+    refuse_secrets("tracking_uri", uri, "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                                        "MLFLOW_TRACKING_TOKEN) in the environment instead" if web else
+                   "give the database client its password instead (PostgreSQL: PGPASSWORD or ~/.pgpass; "
+                   "MySQL: an option file)", user_is_secret=web)
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///")).expanduser()
         if path.exists():
@@ -1129,14 +1221,21 @@ def _point_text(point: dict[str, Any]) -> str:
 
 
 def _status_of(result: Any, recorder: Any) -> str:
-    from trainables.mlflow_record import COMPLETED, FAILED, STOPPED
+    """A trial's outcome: failed, completed (also when its own early stopping ended it),
+    stopped early by ASHA, or unfinished. The recorder has the outcome of every trial that
+    ended, in this driver or an earlier one of the sweep (Tune's experiment state keeps it);
+    a trial without one was still running, or waiting, when the sweep was interrupted (Tune
+    marks those it stops then as terminated too)."""
+    from trainables.mlflow_record import COMPLETED, FAILED, STOPPED, UNFINISHED
 
-    tid = (result.metrics or {}).get("trial_id")
+    metrics = result.metrics or {}
     if result.error is not None:
         return FAILED
-    if tid in recorder.outcomes:
-        return recorder.outcomes[tid]
-    return COMPLETED if (result.metrics or {}).get("is_final") else STOPPED
+    if metrics.get("trial_id") in recorder.outcomes:
+        return recorder.outcomes[metrics["trial_id"]]
+    if not recorder.attempts:  # no trial event reached this driver (Ray Client runs Tune remotely)
+        return COMPLETED if metrics.get("is_final") else STOPPED
+    return UNFINISHED
 
 
 def _trial_id(result: Any) -> str | None:
@@ -1154,19 +1253,52 @@ def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
     return lines[-1][:300] if lines else type(result.error).__name__
 
 
-def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) -> Outcome:
-    from mlflow.entities import Metric
-
-    from trainables.mlflow_record import FAILED, INTERRUPTED, STOPPED, log_batch, now_ms
+def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *,
+               interrupted: str | None = None) -> Outcome:
+    """The end of a sweep: its trials' MLflow writes, the table, the results CSV and the
+    parent run's summary (``KILLED`` with how to resume it when ``interrupted``)."""
+    from trainables.mlflow_record import FAILED, STOPPED, UNFINISHED
 
     # The trials' MLflow writes first (their run ids go in the table); a store that is down
     # gets until the deadline to come back, then what is left is reported, not dropped.
     deadline = time.monotonic() + flush_timeout_s()
     pending = recorder.writer.pending()
-    if pending and recorder.writer.outages:
+    if pending and recorder.writer.down:
         print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
               f"({plan.tracking_uri} unreachable)", flush=True)
     recorder.writer.flush(max(0.0, deadline - time.monotonic()))
+    rows = _summary_rows(plan, task, results, recorder)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
+    # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
+    # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
+    out_dir = Path("results") / plan.name if "://" in plan.storage else Path(plan.storage) / plan.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["status"])
+        writer.writeheader()
+        writer.writerows(rows)
+    _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
+    print(f"  results CSV: {csv_path.resolve()}")
+    print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
+    if plan.tracking_uri.startswith("sqlite:"):
+        print(f"  browse: mlflow ui --backend-store-uri {plan.tracking_uri}")
+    _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
+    lost = recorder.flush(max(5.0, deadline - time.monotonic()))
+    recorder.save_journal()
+    _print_lost(plan, recorder, lost)
+    if interrupted:
+        from sweeps.stopping import exit_code
+
+        code = exit_code(interrupted)
+    else:
+        code = 1 if counts[FAILED] or lost else 0
+    return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent, exit_code=code,
+                   lost=lost, interrupted=interrupted)
+
+
+def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[dict[str, Any]]:
+    """One row per trial: swept values, status, metrics, costs and where it is recorded."""
     swept = plan.space.swept
     compare_methods = any("adapter.method" in p.keys for p in swept)
     rows: list[dict[str, Any]] = []
@@ -1180,9 +1312,7 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
             "status": _status_of(result, recorder), "epoch": m.get("epoch"),
             task.metric.name: m.get(task.metric.name),
         })
-        for spec in _extra_report_metrics(task):
-            row[spec.name] = m.get(spec.name)
-        for spec in task.final_metrics:
+        for spec in (*_extra_report_metrics(task), *task.final_metrics):
             row[spec.name] = m.get(spec.name)
         row["note"] = m.get("final_note", "")
         row.update({"samples_per_s": m.get("samples_per_s"), "peak_mem_mb": m.get("peak_mem_mb"),
@@ -1196,18 +1326,14 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
             row["method"] = apply_hyperparameters(plan.base, cfg_hp)["adapter"]["method"]
         rows.append(row)
     rows.sort(key=lambda r: tuple(_sort_key(r.get(p.short)) for p in swept))
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED)}
+    return rows
 
-    # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
-    # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
-    out_dir = Path("results") / plan.name if "://" in plan.storage else Path(plan.storage) / plan.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "results.csv"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["status"])
-        writer.writeheader()
-        writer.writerows(rows)
 
+def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], out_dir: Path,
+                   recorder: Any, parent: str, interrupted: str | None) -> None:
+    from trainables.mlflow_record import FAILED, INTERRUPTED, STOPPED, UNFINISHED
+
+    swept = plan.space.swept
     generated = plan.cfg.trial.eval.generate
     if plan.groups:
         print(render_group_table(rows, swept, plan.groups, task, final=generated))
@@ -1220,28 +1346,38 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
         ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
                         if s.name in reference)
         print(f"  reference ({note}): {ref}")
-    if task.final_metrics and not plan.cfg.trial.eval.generate:
+    if task.final_metrics and not generated:
         print("  generation metrics off (eval.generate=false)")
-    if compare_methods and rows:
+    if any("adapter.method" in p.keys for p in swept) and rows:
         _compare_methods(plan, task, rows, out_dir, recorder, parent)
     _print_seed_medians(rows, swept, task, reference)
     for note in sorted({r["note"] for r in rows if r.get("note")}):
         print(f"  note: {note}")
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
+    unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
-          f"{counts[FAILED]} failed{rejected}")
+          f"{counts[FAILED]} failed{unfinished}{rejected}")
     for r in rows:
         if r["status"] == FAILED:
             tries = f" after {r['attempts']} attempts" if r["attempts"] > 1 else ""
             label = " ".join(f"{p.short}={_fmt(r.get(p.short), '{:.3g}')}" for p in swept) or r["trial_id"]
             print(f"  failed{tries}: {label} ({r['trial_id']}): {r['error']}")
+    if interrupted:
+        from sweeps.stopping import resume_command
+
+        print(f"  interrupted ({interrupted}): finish the sweep with\n    {resume_command(plan.cfg, plan.name)}")
     if recorder.interrupted:
         print(f"  {len(recorder.interrupted)} MLflow run(s) of trials interrupted before Tune "
               f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
-    print(f"  results CSV: {csv_path.resolve()}")
-    print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
-    if plan.tracking_uri.startswith("sqlite:"):
-        print(f"  browse: mlflow ui --backend-store-uri {plan.tracking_uri}")
+
+
+def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], csv_path: Path,
+                   recorder: Any, parent: str, interrupted: str | None) -> None:
+    """The parent run's summary: trial counts, the best metric, the results CSV, its status."""
+    from mlflow.entities import Metric
+
+    from sweeps.stopping import interruption_tags
+    from trainables.mlflow_record import FAILED, log_batch, now_ms
 
     key = task.metric.name
     best = [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
@@ -1252,15 +1388,24 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
         pick = min if task.metric.mode == "min" else max
         metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
+    tags = interruption_tags(plan, interrupted) if interrupted else {}
 
     def record(client: Any) -> None:
-        log_batch(client, parent, metrics=metrics)
+        log_batch(client, parent, metrics=metrics, tags=tags)
         client.log_artifact(parent, str(csv_path))
         _log_best_predictions(client, parent, rows, task)
-        client.set_terminated(parent, status=status, end_time=now_ms())
+        client.set_terminated(parent, status="KILLED" if interrupted else status, end_time=now_ms())
 
     recorder.writer.submit("sweep", "the sweep's summary (parent run)", record)
-    lost = recorder.flush(max(5.0, deadline - time.monotonic()))
+
+
+def _print_lost(plan: Plan, recorder: Any, lost: dict[str, list[str]]) -> None:
+    """What could not be written to MLflow (kept in the sweep's journal), or the outages
+    survived."""
+    import sys
+
+    from trainables.mlflow_writer import JOURNAL_FILE
+
     if lost:
         print(f"  MLflow records NOT written ({plan.tracking_uri} unreachable until the deadline; "
               "the results CSV has every trial):")
@@ -1268,11 +1413,16 @@ def _summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str) 
             run = recorder.run_id(label)
             print(f"    {label}{f' (run {run})' if run else ''}: {len(what)} record(s): "
                   + "; ".join(what[:3]) + (" ..." if len(what) > 3 else ""))
+        if recorder.writer.pending_records():
+            from sweeps.stopping import resume_command
+
+            print(f"  the trials' records are kept in {plan.storage.rstrip('/')}/{plan.name}/{JOURNAL_FILE}; "
+                  f"once MLflow is back, write them with\n    {resume_command(plan.cfg, plan.name)}")
     elif recorder.writer.outages:
         print(f"  MLflow was unreachable {recorder.writer.outages} time(s), "
               f"{recorder.writer.outage_s:.0f} s in all; every record was written when it returned")
-    return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent,
-                   exit_code=1 if counts[FAILED] or lost else 0, lost=lost)
+    for error in recorder.journal_errors[-3:]:
+        print(f"  warning: could not save the MLflow journal ({error})", file=sys.stderr)
 
 
 def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, recorder: Any,
@@ -1391,8 +1541,8 @@ def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str
                + [heading for _, heading, _ in specs])
     body = []
     for group in best_per_group(rows, scientific=keys, metric=task.metric.name, mode=task.metric.mode):
-        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed")
-                           if (n := group.count(s)))
+        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed",
+                                                                  "unfinished") if (n := group.count(s)))
         cells = [_fmt(v, "{:.3g}") for v in group.values.values()]
         cells += ["/".join(_fmt(v, "{:.3g}") for v in group.chosen_values(k)) or "-" for k in chosen]
         cells += [f"{len(group.trials)}: {counts}"]

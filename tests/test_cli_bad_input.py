@@ -73,9 +73,36 @@ def _spaces(tmp: Path) -> None:
         "nonuisance": "scientific:\n  r: {grid: [1, 4]}\n",
         "noscience": "nuisance:\n  lr: {grid: [1.0e-3, 1.0e-2]}\n",
         "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
+        "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
+
+
+def _latin1_csv(tmp: Path) -> None:
+    path = tmp / "e2e" / "trainset.csv"
+    lines = path.read_bytes().splitlines()
+    lines[2] = '"name[Caf\xe9 Rouge], eatType[pub]",A pub.'.encode("latin-1")  # line 3: Latin-1
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _latin1_space(tmp: Path) -> None:
+    (tmp / "latin1.yaml").write_bytes("description: r\xe9sum\xe9\nscientific:\n  r: {grid: [1, 2]}\n"
+                                      .encode("latin-1"))
+
+
+def _glue_latin1(tmp: Path) -> None:
+    from trainables.offline.glue_synth import write_glue_task
+
+    d = write_glue_task("rte", tmp / "glue" / "RTE", n_train=20, n_dev=8, n_test=8)
+    lines = (d / "train.tsv").read_bytes().splitlines()
+    lines[2] = lines[2].replace(b"a", b"\xe0", 1)  # line 3: a Latin-1 byte
+    (d / "train.tsv").write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _old_sweep(tmp: Path) -> None:
+    (tmp / "old" / "done").mkdir(parents=True)
+    (tmp / "old" / "done" / "lorasweep_sweep.json").write_text("{}")
 
 
 def _glue_bad_label(tmp: Path) -> None:
@@ -159,6 +186,12 @@ CASES = [
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
     ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
     ("name-with-slash", E2E, ["--name", "a/b"], "name", "without '/'", None),
+    ("name-with-double-quote", E2E, ["--name", 'a"b'], "name", "without '/' or '\"'", None),
+    ("name-of-an-existing-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done"], "name",
+     "a sweep named 'done' already exists under", _old_sweep),
+    ("alpha-set-while-alpha-over-r-swept", E2E, ["--search-space", "{tmp}/alphaoverr.yaml", "--set",
+                                                 "adapter.alpha=16"], "adapter.alpha", "the search space sweeps it",
+     _spaces),
     ("unknown-promotion", E2E, ["--set", "scheduler.promotion=wait"], "scheduler.promotion", "'pause'", None),
     ("pause-with-max-concurrent", E2E, ["--set", "scheduler.promotion=pause", "--max-concurrent", "2"],
      "search.max_concurrent", "cannot be combined with scheduler.promotion=pause", None),
@@ -177,6 +210,8 @@ CASES = [
     # --- search spaces
     ("space-bad-value", E2E, ["--search-space", "{tmp}/space.yaml"], "space.scientific.r.grid[1]",
      "positive integer", _spaces),
+    ("space-not-utf8", E2E, ["--search-space", "{tmp}/latin1.yaml"], "space",
+     "latin1.yaml line 1: not UTF-8 text (byte 0xe9)", _latin1_space),
     ("space-not-found", E2E, ["--search-space", "e2e_rank_smok"], "space", "did you mean 'e2e_rank_smoke'", None),
     ("space-invalid-yaml", E2E, ["--search-space", "{tmp}/badyaml.yaml"], "space", "line 3: not valid YAML", _spaces),
     ("space-unknown-section", E2E, ["--search-space", "{tmp}/section.yaml"], "space.nuisanse",
@@ -202,6 +237,9 @@ CASES = [
     ("e2e-wrong-header", E2E, [], "data.source", "line 1: header ['meaning', 'text'] lacks an 'mr'", _wrong_header),
     ("e2e-short-row", E2E, [], "data.source", "trainset.csv line 4: expected 2 fields (mr,ref), found 1", _short_row),
     ("e2e-long-row", E2E, [], "data.source", "trainset.csv line 6: expected 2 fields (mr,ref), found 3", _corrupt_csv),
+    ("e2e-not-utf8", E2E, [], "data.source", "trainset.csv line 3: not UTF-8 text (byte 0xe9)", _latin1_csv),
+    ("glue-not-utf8", GLUE, ["--task", "rte", "--data", "{tmp}/glue"], "data.source",
+     "RTE/train.tsv line 3: not UTF-8 text (byte 0xe0)", _glue_latin1),
     ("glue-bad-label", GLUE, ["--task", "rte", "--data", "{tmp}/glue"], "data.source",
      "RTE/train.tsv line 3: label 'maybe' is not one this task accepts", _glue_bad_label),
     ("agnews-bad-class", AGNEWS, ["--data", "{tmp}/ag"], "data.source",
@@ -249,10 +287,19 @@ CASES = [
      "cannot use the MLflow tracking store http://127.0.0.1:9", None),
     ("tracking-credentials-in-uri", E2E, ["--tracking-uri", "https://alice:planted-secret@mlflow.example.org"],
      "tracking_uri", "https://***@mlflow.example.org) would be recorded", None),
+    ("tracking-database-password", E2E, ["--tracking-uri", "postgresql://alice:planted-secret@db.example.org/mlflow"],
+     "tracking_uri", "postgresql://***@db.example.org/mlflow) would be recorded", None),
+    ("storage-keys-in-query", E2E, ["--storage", "s3://bucket/x?access_key=AKIA&secret_key=planted-secret"],
+     "storage", "credentials ('access_key', 'secret_key') in the URI (s3://bucket/x?access_key=***&secret_key=***)",
+     None),
+    ("judge-token-in-query", E2E, ["--set", "eval.judge=https://judge.example.org/score?token=planted-secret"],
+     "eval.judge", "would be recorded with the", None),
     # --- resources the local (CPU-only) Ray cluster cannot meet: Ray starts, nothing launches
     ("cpus-per-trial-64", E2E, ["--cpus-per-trial", "64"], "resources.cpus_per_trial", "64 CPUs per trial", None),
     ("gpus-per-trial-1", E2E, ["--gpus-per-trial", "1"], "resources.gpus_per_trial",
      "use --gpus-per-trial 0 to train on CPU", None),
+    ("memory-limit-on-gpu-trials", E2E, ["--memory-limit-mb", "300", "--gpus-per-trial", "1"],
+     "resources.memory_limit_mb", "it is for CPU trials only (gpus_per_trial 0)", None),
 ]
 
 

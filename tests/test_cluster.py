@@ -205,6 +205,51 @@ def test_mlflow_server_is_protected_and_private():
     assert "mlflow[auth]" in (CLUSTER / "mlflow" / "Dockerfile").read_text()
 
 
+@pytest.mark.parametrize("broken", ["missing", "empty", "unreadable"])
+def test_the_server_refuses_to_start_without_each_secret(tmp_path, broken):
+    """entrypoint.sh with a secret file missing, empty (a newline) or unreadable: exit 2 with
+    the secret named, and `mlflow` never started (an empty admin password would let anyone
+    who guesses it in). With every secret it starts `mlflow server`, passwords in its
+    environment only."""
+    bin_dir, secrets_dir = tmp_path / "bin", tmp_path / "secrets"
+    bin_dir.mkdir()
+    secrets_dir.mkdir()
+    started = tmp_path / "mlflow-started"
+    stub = bin_dir / "mlflow"  # stands in for `mlflow server`: records how it was started
+    stub.write_text(f"#!/bin/sh\nenv > {started}\necho \"$@\" >> {started}\n")
+    stub.chmod(0o755)
+    for name in ("mlflow_admin_password", "mlflow_flask_secret_key", "postgres_password"):
+        (secrets_dir / name).write_text(f"{name}-value\n")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SECRETS_DIR": str(secrets_dir)}
+    ok = subprocess.run(["sh", str(CLUSTER / "mlflow" / "entrypoint.sh")], env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    text = started.read_text()
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD=mlflow_admin_password-value" in text
+    assert "postgres_password-value" not in text.splitlines()[-1]  # not on the command line
+    started.unlink()
+
+    admin = secrets_dir / "mlflow_admin_password"
+    if broken == "missing":
+        admin.unlink()
+    elif broken == "empty":
+        admin.write_text("\n")
+    else:
+        admin.chmod(0)
+    cmd = ["sh", str(CLUSTER / "mlflow" / "entrypoint.sh")]
+    if broken == "unreadable" and os.geteuid() == 0:  # root reads any file: run as nobody
+        if shutil.which("runuser") is None:
+            pytest.skip("root without runuser")
+        for d in (bin_dir, secrets_dir):
+            d.chmod(0o755)
+        tmp_path.chmod(0o777)  # where the stub would record a start
+        cmd = ["runuser", "-u", "nobody", "--", "env", f"PATH={env['PATH']}", f"SECRETS_DIR={secrets_dir}", *cmd]
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert "secret mlflow_admin_password" in refused.stderr and "not starting" in refused.stderr
+    assert not started.exists()
+
+
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.relative_to(CLUSTER).as_posix())
 def test_no_public_bind_and_no_plaintext_secret(path):
     for doc in _load(path):
@@ -430,6 +475,8 @@ def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, s
     # Proxied artifacts land in the server's artifact store, not on the client.
     assert list((server_dir / "artifacts").rglob("results.csv"))
 
+    _check_private(server_dir, pg_port)
+
     import psycopg
 
     pg_password = (server_dir / "secrets" / "pg_password").read_text().strip()
@@ -438,6 +485,25 @@ def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, s
         (n,) = conn.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",
                             (int(exp.experiment_id),)).fetchone()
     assert n == 3
+
+
+def _check_private(server_dir: Path, pg_port: int) -> None:
+    """start-local.sh keeps its server to the user who ran it: its files private, PostgreSQL's
+    socket in a directory other users cannot enter, peer (never trust) authentication on it."""
+    assert server_dir.stat().st_mode & 0o077 in ((0o011,) if os.geteuid() == 0 else (0,))
+    mine = [p for p in server_dir.rglob("*") if "pgdata" not in p.relative_to(server_dir).parts]
+    assert mine and not [p for p in mine if p.stat().st_mode & 0o077 and not p.is_socket()], \
+        [oct(p.stat().st_mode) for p in mine if p.stat().st_mode & 0o077]
+    hba = (server_dir / "pgdata" / "pg_hba.conf").read_text()
+    rules = [ln.split() for ln in hba.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert rules and not [r for r in rules if "trust" in r], rules
+    assert [r[-1] for r in rules if r[0] == "local"] == ["peer"] * len([r for r in rules if r[0] == "local"])
+    if os.geteuid() == 0 and shutil.which("runuser"):  # another local user, through the socket
+        psql = _postgres_bin() / "psql"
+        other = subprocess.run(["runuser", "-u", "nobody", "--", str(psql), "-X", "-h", str(server_dir / "pgrun"),
+                                "-p", str(pg_port), "-U", "postgres", "-d", "postgres", "-c", "select 1"],
+                               capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0, other.stdout
 
 
 # --------------------------------------------------------------------------- shared storage

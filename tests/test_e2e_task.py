@@ -54,6 +54,20 @@ def test_malformed_csv_rows_are_named_by_file_and_line(smoke_assets, tmp_path, b
     assert f"{path} line 4: {fragment}" in err.value.message
 
 
+def test_na_none_and_null_cells_stay_text(make_trial, smoke_assets, tmp_path):
+    """The CSV is loaded as it is checked: a reference or MR reading NA, None or null is text
+    (pandas would make the first two missing values)."""
+    from trainables.tasks.e2e import load_rows
+
+    data = _copy_data(smoke_assets, tmp_path)
+    path = data / "trainset.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[1:4] = ['"name[NA], eatType[pub]",NA', 'None,None', '"name[null]",null']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = load_rows(make_trial(data={"source": str(data)}))["train"]
+    assert rows[:3] == [("name[NA], eatType[pub]", "NA"), ("None", "None"), ("name[null]", "null")]
+
+
 def test_missing_files_and_wrong_header(smoke_assets, tmp_path):
     data = _copy_data(smoke_assets, tmp_path)
     (data / "testset_w_refs.csv").unlink()

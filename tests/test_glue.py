@@ -105,6 +105,18 @@ def test_glue_tsv_readers_take_each_tasks_columns(task, tmp_path):
         assert len(splits["m"]) == 1 and splits["mm"][0].label == 0
 
 
+def test_glue_cells_reading_na_none_or_null_stay_text(tmp_path):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+    from trainables.tasks import get_task
+
+    _write(tmp_path / "SST-2" / "train.tsv", ["sentence\tlabel", "NA\t1", "None\t0", "null\t1"])
+    _write(tmp_path / "SST-2" / "dev.tsv", ["sentence\tlabel", "N/A\t1"])
+    cfg = from_dict(TrialConfig, {"task": "glue-sst2", "data": {"source": str(tmp_path)}})
+    splits = get_task("glue-sst2").read_splits(cfg)
+    assert [e.text_a for e in splits["train"]] == ["NA", "None", "null"]
+
+
 def test_glue_reader_errors_name_the_file_and_line(tmp_path):
     from trainables.config import TrialConfig
     from trainables.schema import from_dict

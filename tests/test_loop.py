@@ -79,6 +79,37 @@ def test_checkpoints_hold_the_adapter_only_and_reproduce_the_val_loss(run, smoke
     assert val == pytest.approx(s.reports[-1]["val_loss"], rel=1e-6)
 
 
+def test_a_checkpoint_state_that_would_run_code_is_refused_unrun(run, tmp_path):
+    """The optimizer state comes from Tune storage (a shared path, a bucket): restoring reads
+    tensors and plain containers only, so a state file naming a callable is refused before
+    anything runs."""
+    import pickle
+    import shutil
+
+    from trainables.loop import build_optimizer, build_scheduler, restore_checkpoint
+
+    cfg, s = run(eval={"generate": False})
+    ckpt = tmp_path / "tampered"
+    shutil.copytree(s.checkpoints[-1], ckpt)
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (shutil.copyfile, (str(ckpt / CONFIG_FILE), str(marker)))
+
+    torch.save({"step": 1, "optimizer": Payload()}, ckpt / STATE_FILE)
+    from trainables.adapters import build_adapter_model
+    from trainables.loop import plan_steps
+
+    task = get_task(cfg.task)
+    model = build_adapter_model(task.load_model(cfg)[0], cfg.adapter, task_type=task.peft_task_type)
+    optimizer = build_optimizer(model, cfg.train, cfg.adapter)
+    scheduler = build_scheduler(optimizer, cfg.train, plan_steps(cfg.train, 256))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        restore_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
+    assert not marker.exists()
+
+
 def test_same_config_and_seed_give_the_same_metrics(run):
     _, a = run(eval={"generate": False})
     _, b = run(eval={"generate": False})

@@ -240,6 +240,30 @@ def test_concurrent_callers_build_once(smoke_built):
     assert Path(results[0]["model_dir"]) == root / "gpt2-s"
 
 
+def test_a_build_on_a_shared_cache_never_touches_another_hosts(tmp_path):
+    """On a cache that several hosts share (NFS), the lock may not exclude another host: a
+    build never reuses another builder's temporary directory (pids repeat across hosts), and
+    never replaces a cache another host completed meanwhile."""
+    from trainables.cache import build_once
+
+    root = tmp_path / "shared"
+    theirs = root / f".k.tmp-{os.getpid()}"  # another host's build in progress, same pid
+    theirs.mkdir(parents=True)
+    (theirs / "part").write_text("theirs")
+
+    def build(tmp: Path) -> None:
+        (tmp / "x").write_text("mine")
+        done = root / "k"  # another host completes the cache meanwhile
+        done.mkdir()
+        (done / "x").write_text("theirs")
+        (done / ".complete").write_text("ok\n")
+
+    out = build_once(root, "k", build)
+    assert (out / "x").read_text() == "theirs"
+    assert (theirs / "part").read_text() == "theirs"
+    assert sorted(p.name for p in root.iterdir() if ".tmp-" in p.name) == [theirs.name]
+
+
 def test_smoke_assets_are_idempotent_and_usable(smoke_built, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

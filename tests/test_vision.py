@@ -180,6 +180,23 @@ def test_cifar_pickle_imagefolder_and_hub_readers_give_the_same_arrays(tmp_path)
         assert np.array_equal(folder[split][1], labels[order])
 
 
+def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path):
+    """CIFAR batches come from a download or shared storage: a pickle naming anything but
+    numpy's array machinery (here ``os.system``) is refused before it is called."""
+    from trainables.errors import UserError
+    from trainables.tasks.vision import CIFAR_FILES, read_cifar_batches
+
+    marker = tmp_path / "code-ran"
+    evil = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()  # pickle protocol 0: os.system(...)
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for name in CIFAR_FILES:
+        (d / name).write_bytes(evil)
+    with pytest.raises(UserError, match=r"batches.meta: not a CIFAR-10 batch \(it names os.system"):
+        read_cifar_batches(d)
+    assert not marker.exists()
+
+
 def test_split_is_seeded_80_20_and_disjoint():
     from trainables.tasks.vision import split_indices
 
@@ -252,16 +269,20 @@ def test_a_trial_that_trains_to_the_end_is_evaluated_on_its_best_report(vision_a
     assert last["val_accuracy"] == session.reports[0]["val_accuracy"]
 
 
-def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_assets):
+def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_assets, tmp_path):
     """lr 1e-12 cannot move validation accuracy: with patience 1 the trial stops at its second
-    report, restores the first report's weights and ends with the final (test) evaluation."""
+    report, restores the first report's weights and ends with the final (test) evaluation.
+    Restored from that final checkpoint (a driver killed before Tune recorded the end), the
+    trial is over: it does not train on past the step it stopped at."""
     from trainables.loop import plan_steps, run_loop
     from trainables.session import LocalSession
 
     cfg = _trial(vision_assets, train={"lr": 1e-12, "eval_every_steps": 1, "early_stopping_patience": 1},
                  adapter={"dropout": 0.0})
-    session = LocalSession()
+    session = LocalSession(tmp_path / "first")
     last = run_loop(cfg, session)
+    restored = LocalSession(tmp_path / "again", restore_from=session.checkpoints[-1])
+    assert run_loop(cfg, restored) == {} and restored.reports == []
     reports = session.reports
     assert [r["step"] for r in reports] == [1, 2, 2]
     assert [r["is_final"] for r in reports] == [False, False, True]
@@ -311,13 +332,17 @@ def test_bad_target_group_is_refused_before_launch(vision_assets, tmp_path, caps
 
 @pytest.mark.integration
 def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tmp_path):
+    """Both methods complete with their test accuracy and outputs in MLflow; with early
+    stopping at patience 1 a trial that stops early has its final record too (where it
+    stopped and its best report), although its final report repeats the step of the report
+    that stopped it."""
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     proc = subprocess.run(
         [sys.executable, str(REPO / "sweeps" / "cifar_lora.py"), "--preset", "smoke", "--tracking-uri", uri,
-         "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=2",
-         "--set", "data.train_limit=320"],
+         "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=3",
+         "--set", "train.early_stopping_patience=1", "--set", "data.train_limit=320"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(tracking_uri=uri)
@@ -333,9 +358,12 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
         assert len(client.get_metric_history(t.info.run_id, "val_accuracy")) >= 2
         assert m["samples_per_s"] > 0 and m["peak_mem_mb"] > 0
         if "stopped_early_at" in m:
-            assert m["best_epoch"] <= m["stopped_early_at"] < 2.0
+            assert m["best_epoch"] <= m["stopped_early_at"] < 3.0
+            assert t.data.tags["lorasweep.note"].startswith("early stopping: no val_accuracy improvement")
         artifacts = {a.path for a in client.list_artifacts(t.info.run_id, "outputs")}
         assert "outputs/test_predictions.csv" in artifacts
+    assert any("stopped_early_at" in t.data.metrics for t in trials.values()), \
+        "no trial stopped early: the sweep no longer tests the final record of one that does"
     lora, full = trials["lora"].data.metrics, trials["full"].data.metrics
     assert full["trainable_params"] == full["total_params"] == 158170
     assert lora["trainable_params"] == 14090 < full["trainable_params"]

@@ -1,8 +1,9 @@
 """Content-keyed build-once directories (tokenised datasets, offline assets).
 
-A directory is built into a temporary sibling and renamed into place under a file lock, so
-concurrent trials or a driver and its trials never see a half-written cache, and the second
-caller just opens what the first built. Keys are hashes of everything the content depends on
+A directory is built into a temporary sibling (named by host, pid and a random id) and renamed
+into place under a file lock, so concurrent trials or a driver and its trials never see a
+half-written cache, and the second caller just opens what the first built; a cache completed
+by another host meanwhile is never replaced. Keys are hashes of everything the content depends on
 (data file contents, tokenizer, preprocessing settings, code version), so a stale cache is
 never reused and nothing needs invalidating by hand.
 
@@ -117,7 +118,7 @@ def memoised(kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
     value = compute()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.{_builder_id()}")
         tmp.write_text(json.dumps({"inputs": inputs, "value": value}, sort_keys=True, default=str))
         os.replace(tmp, path)
     except OSError:
@@ -154,14 +155,25 @@ def build_once(root: str | Path, key: str, build: Callable[[Path], None]) -> Pat
     with FileLock(str(root / f".{key}.lock")):
         if is_built(final):
             return final
-        tmp = root / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = root / f".{key}.tmp-{_builder_id()}"
         tmp.mkdir(parents=True)
         try:
             build(tmp)
             (tmp / _COMPLETE).write_text("ok\n")
-            shutil.rmtree(final, ignore_errors=True)  # a half-built leftover from a crash
-            os.replace(tmp, final)
+            # On a cache shared between hosts (NFS) the lock may not exclude a builder on
+            # another host: what it completed meanwhile is kept, and this build dropped.
+            if not is_built(final):
+                shutil.rmtree(final, ignore_errors=True)  # a half-built leftover from a crash
+                os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _builder_id() -> str:
+    """A name no other build uses, on any host sharing the cache (a pid alone repeats across
+    hosts)."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"

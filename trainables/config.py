@@ -464,7 +464,8 @@ class ResourcesConfig:
     """Host memory a trial may allocate beyond what its process holds when the trial starts
     (a soft ``RLIMIT_AS`` the trial sets on its own process, lifted when it ends): past it an
     allocation fails and the trial fails as out of memory instead of the machine swapping or
-    the kernel killing a neighbour. Linux/macOS; null = no limit. GPU memory is not counted."""
+    the kernel killing a neighbour. Linux/macOS; null = no limit. CPU trials only: refused with
+    ``gpus_per_trial`` > 0 (CUDA reserves address space far beyond what it uses)."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cpus_per_trial) or self.cpus_per_trial <= 0:
@@ -478,6 +479,10 @@ class ResourcesConfig:
             raise UserError("trial_shape", "'function' runs one process; workers_per_trial > 1 "
                                            "needs trial_shape 'train' or 'auto'")
         _positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
+        if self.memory_limit_mb and self.gpus_per_trial > 0:
+            raise UserError("memory_limit_mb", "limits a trial's address space (RLIMIT_AS), which CUDA's "
+                                               "address reservations exceed: it is for CPU trials only "
+                                               f"(gpus_per_trial 0), got gpus_per_trial={self.gpus_per_trial:g}")
 
     @property
     def uses_train_workers(self) -> bool:
@@ -543,5 +548,5 @@ class SweepConfig:
             raise UserError("scheduler.promotion", "pause needs one-process trials (workers_per_trial 1, "
                                                    "trial_shape auto or function); use promotion=stop "
                                                    "with Ray Train worker groups")
-        if self.name is not None and (not self.name.strip() or "/" in self.name):
-            raise UserError("name", f"must be a non-empty name without '/', got {self.name!r}")
+        if self.name is not None and (not self.name.strip() or "/" in self.name or '"' in self.name):
+            raise UserError("name", f"must be a non-empty name without '/' or '\"', got {self.name!r}")

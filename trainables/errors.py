@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -32,3 +33,15 @@ def one_of(options: Iterable[str]) -> str:
     if len(opts) <= 1:
         return "".join(opts)
     return ", ".join(opts[:-1]) + " or " + opts[-1]
+
+
+def not_utf8(path: Path) -> str:
+    """Where a file stops being UTF-8: ``<path> line 3: not UTF-8 text (byte 0xe9); save it as
+    UTF-8``."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        return f"{path} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8"
+    return f"{path}: not UTF-8 text; save it as UTF-8"

@@ -175,8 +175,9 @@ def unwrap(model: Any) -> Any:
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
-                    cfg: TrialConfig) -> None:
-    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state for resuming."""
+                    cfg: TrialConfig, final: bool = False) -> None:
+    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state for resuming;
+    ``final``: the checkpoint of the trial's final report (a trial restored from it is done)."""
     import json
 
     import torch
@@ -187,14 +188,19 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     save_adapter(unwrap(model), out / ADAPTER_DIR,
                  meta={"task": cfg.task, "base_model": cfg.model.name_or_path,
                        "method": cfg.adapter.method, "targets": cfg.adapter.targets, "step": step})
-    torch.save({"step": step, "optimizer": optimizer.state_dict(),
+    torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
 
-def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any) -> int:
-    """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after."""
+def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, bool]:
+    """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
+    whether it was the trial's final checkpoint.
+
+    The state file comes from Tune storage (a shared path or a bucket that others may write),
+    so it is read as tensors and plain containers only (``weights_only``): a file holding
+    anything else is refused instead of running code."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -204,11 +210,11 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
         set_peft_model_state_dict(unwrap(model), load_file(str(adapter_file)))
     else:  # method 'full': save_pretrained wrote the whole model
         unwrap(model).load_state_dict(load_file(str(src / ADAPTER_DIR / "model.safetensors")), strict=False)
-    state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=False)
+    state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    return int(state["step"]), bool(state.get("final", False))
 
 
 class EarlyStopping:
@@ -352,10 +358,15 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     plan = plan_steps(cfg.train, len(data.train), world_size=session.world_size)
     optimizer = build_optimizer(model, cfg.train, cfg.adapter)
     scheduler = build_scheduler(optimizer, cfg.train, plan)
-    start_step = 0
+    start_step, done = 0, False
     with session.restored_checkpoint() as ckpt:
         if ckpt is not None:
-            start_step = restore_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
+            start_step, done = restore_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
+    if done:
+        # Restored from its final checkpoint (the driver stopped before Tune recorded the end):
+        # the trial is over, and its last report is the one Tune restored with it. (A trial
+        # that stopped early must not train on past the step it stopped at.)
+        return {}
 
     memory = MemoryTracker(device)
     stopper = (EarlyStopping(cfg.train.early_stopping_patience, task.metric.name, task.metric.mode)
@@ -405,7 +416,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
                 model.train()
             if session.is_chief:
                 save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler,
-                                step=step, cfg=cfg)
+                                step=step, cfg=cfg, final=final)
             session.barrier()
             metrics["wall_s"] = time.perf_counter() - t0
             session.report(metrics, out if session.is_chief else None)

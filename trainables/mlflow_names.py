@@ -23,6 +23,15 @@ COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "r
 #: A child run an interrupted driver left behind for a trial Ray Tune never recorded (see
 #: ``MlflowRecorder.close_stale_runs``); its configuration ran again in the resumed sweep.
 INTERRUPTED = "interrupted"
+#: A trial the sweep's driver was stopping when it stopped (Ctrl-C, SIGTERM, an error): its
+#: child run is ``KILLED``; ``--resume`` continues it from its last checkpoint in the same run.
+UNFINISHED = "unfinished"
+
+
+def filter_value(text: str) -> str:
+    """``text`` as a string literal in an MLflow search filter. MLflow's filter syntax has no
+    escapes: a value holding ``'`` is quoted with ``"`` (sweep names hold at most one kind)."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
 
 
 def default_tracking_uri() -> str:

@@ -4,31 +4,30 @@ All MLflow writes happen in the driver, in a Tune callback, not in the trials: t
 tracking credentials (nothing secret travels to workers), a SQLite store has one writer, and
 the driver knows what a trial cannot know about itself - that ASHA stopped it, or that it
 failed. Metrics go in batches (``log_batch``, up to 1,000 a call): the train loss and
-learning rate of every log step arrive with each report, not one call per step (a SQLite
-``log_metric`` costs 20-25 ms with concurrent writers, DESIGN.md).
+learning rate of every log step arrive with each report, not one call per step.
 
 Child runs are found again by their ``lorasweep.trial_id`` tag, so a resumed sweep keeps
-writing to the same runs (every trial appears exactly once); a restored trial that repeats a
-report already recorded (it restarts from its last checkpoint) is not recorded twice.
+writing to the same runs (every trial appears exactly once). A run gets its parameters and
+``trial_config.json`` before the tag that says so (``lorasweep.params_logged``), so a run
+created by a driver that died in between gets them from the next. A restored trial that
+repeats a report already recorded (it restarts from its last checkpoint) is not recorded
+twice; a trial's final report is recorded even where it repeats the step of the report before
+it (early stopping ends a trial with its final evaluation at the step it stopped).
 
-The writes go through a :class:`TrackingWriter`: one thread in the driver that performs them in
-order, off Tune's event loop, so a tracking server that goes away mid-sweep never stalls the
-trials (Tune waits for its callbacks before it takes the next result). While the store is
-unreachable the writes wait in a bounded queue and are retried with backoff (1 s doubling to
-5 s); they reach MLflow once it is back. Whatever is still unwritten when the sweep ends
-(after ``flush``'s deadline) is listed per trial in the summary, never dropped silently.
+The hooks run on Tune's event loop and only queue writes, as plain-data records, on a
+:class:`~trainables.mlflow_writer.TrackingWriter` (one thread, retried while the store is
+away). Each time Tune writes an experiment snapshot (``get_state``) the records not yet
+written are saved in the sweep's :class:`~trainables.mlflow_writer.Journal`, which the next
+driver replays (``--resume``). A trial's adapter is read from its final checkpoint when its end
+record is written; the checkpoint retention keeps a checkpoint that a waiting end record names
+(:meth:`MlflowRecorder.pinned`).
 """
 
 from __future__ import annotations
 
-import collections
 import json
-import logging
-import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,11 @@ from trainables.mlflow_names import (  # noqa: F401
     STOPPED,
     SWEEP_TAG,
     TRIAL_TAG,
+    UNFINISHED,
     default_tracking_uri,
 )
+from trainables.checkpoints import checkpoint_contents, latest_checkpoint_path
+from trainables.mlflow_writer import Journal, TrackingWriter, storage_fs
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -113,150 +115,30 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-log = logging.getLogger("lorasweep.mlflow")
-
-#: Writes that wait for an unreachable tracking store at most (each is one trial's report, a
-#: few KB); past it the oldest waiting write is dropped and counted as lost for its trial.
-MAX_PENDING = 10_000
-#: Seconds between attempts while the store is unreachable: doubling from the first to the last.
-BACKOFF_S = (1.0, 5.0)
-#: MLflow's own HTTP retries (7 tries, backoff factor 2: minutes per call) would hide an outage
-#: from the writer's backoff and from the end-of-sweep deadline; while a sweep writes to a
-#: tracking server, each call gives up sooner unless these are set in the environment.
-HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-
-def transient(error: BaseException) -> bool:
-    """Whether a failed MLflow write may succeed later: the store unreachable (MLflow reports a
-    connection failure as an internal error, 500), busy (429) or failing (5xx), or a local
-    store's I/O. A 4xx (bad value, no such run, no permission) is final."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(error, MlflowException):
-        status = error.get_http_status_code()
-        return status >= 500 or status == 429
-    return isinstance(error, (OSError, ConnectionError, TimeoutError)) or "sqlite" in type(error).__module__
-
-
-class TrackingWriter:
-    """MLflow writes performed in order by one background thread, retried with backoff while
-    the tracking store is unreachable (see the module docstring)."""
-
-    def __init__(self, tracking_uri: str, *, max_pending: int = MAX_PENDING,
-                 backoff_s: tuple[float, float] = BACKOFF_S):
-        self.tracking_uri = tracking_uri
-        self.max_pending = max_pending
-        self.backoff_s = backoff_s
-        self._queue: collections.deque = collections.deque()
-        self._cv = threading.Condition()
-        self._busy = False
-        self._abandoned = False
-        self._thread: threading.Thread | None = None
-        self._client: Any = None
-        #: Label (a trial id, or "sweep") -> what could not be written, and why.
-        self.lost: dict[str, list[str]] = {}
-        #: Seconds the store was unreachable, and how many outages there were.
-        self.outage_s = 0.0
-        self.outages = 0
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
-
-    def submit(self, label: str, what: str, fn: Any) -> None:
-        """Queue ``fn(client)``; returns at once."""
-        with self._cv:
-            if self._abandoned:
-                self.lost.setdefault(label, []).append(f"{what} (after the sweep's deadline)")
-                return
-            while len(self._queue) >= self.max_pending:
-                # The head may be in progress; drop the oldest one waiting behind it.
-                old = self._queue[1] if self._busy and len(self._queue) > 1 else self._queue[0]
-                self._queue.remove(old)
-                self.lost.setdefault(old[0], []).append(f"{old[1]} (queue full)")
-            self._queue.append((label, what, fn))
-            self._cv.notify_all()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="lorasweep-mlflow", daemon=True)
-                self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue:
-                    self._cv.wait()
-                item = self._queue[0]
-                self._busy = True
-            label, what, fn = item
-            delay, down_since = self.backoff_s[0], None
-            while True:
-                try:
-                    fn(self.client)
-                    break
-                except Exception as e:  # noqa: BLE001 - every failure is either retried or recorded
-                    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                    if self._abandoned:  # flush gave up on it and listed it already
-                        break
-                    if not transient(e):
-                        with self._cv:
-                            self.lost.setdefault(label, []).append(f"{what} ({reason})")
-                        break
-                    if down_since is None:
-                        down_since = time.monotonic()
-                        self.outages += 1
-                        log.warning("MLflow store %s unreachable (%s); trials go on, their records "
-                                    "wait and are retried", self.tracking_uri, reason)
-                    with self._cv:
-                        self._cv.wait_for(lambda: self._abandoned, timeout=delay)
-                    delay = min(delay * 2, self.backoff_s[1])
-            if down_since is not None:
-                self.outage_s += time.monotonic() - down_since
-                if not self._abandoned:
-                    log.warning("MLflow store %s reachable again after %.0f s", self.tracking_uri,
-                                time.monotonic() - down_since)
-            with self._cv:
-                if self._queue and self._queue[0] is item:
-                    self._queue.popleft()
-                self._busy = False
-                self._cv.notify_all()
-
-    def pending(self) -> int:
-        with self._cv:
-            return len(self._queue)
-
-    def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every queued write; what is still unwritten then
-        is given up and listed in :attr:`lost`. True when everything was written."""
-        with self._cv:
-            done = self._cv.wait_for(lambda: not self._queue and not self._busy, timeout=timeout)
-            if done:
-                return True
-            self._abandoned = True
-            for label, what, _ in self._queue:
-                self.lost.setdefault(label, []).append(f"{what} (store unreachable until the deadline)")
-            self._queue.clear()
-            self._cv.notify_all()
-            return False
+#: Set on a child run once its parameters and trial_config.json are logged (the last write of
+#: its creation).
+COMPLETE_TAG = "lorasweep.params_logged"
+#: The step of the final report recorded in a child run.
+FINAL_TAG = "lorasweep.final_step"
+#: Metrics a trial reports once (at its first report).
+ONCE_METRICS = ("trainable_params", "total_params", "trainable_pct", "setup_s", "data_s")
+#: A final report's extra metrics: generation time and early stopping's where and best.
+FINAL_EXTRAS = ("generate_s", "stopped_early_at", "best_epoch", "best_step")
 
 
 class MlflowRecorder(Callback):
     """Tune callback writing each trial's child run under the sweep's parent run.
 
-    The hooks run on Tune's event loop and only queue writes (:class:`TrackingWriter`);
-    what the summary needs (each trial's outcome, attempts, error) is kept here and, through
+    What the summary needs (each trial's outcome, attempts, error) is kept here and, through
     ``get_state``/``set_state``, in Tune's experiment state, so a resumed sweep knows the
-    outcomes of the trials that ended before the interruption.
+    outcomes of the trials that ended before the interruption. ``storage`` (the sweep's Tune
+    storage) holds the journal and the checkpoints end records read adapters from.
     """
 
     def __init__(self, *, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  base: dict[str, Any], sweep_seed: int, sweep_name: str, model_type: str,
                  name_keys: dict[str, str] | None = None, final_metrics: tuple[str, ...] = (),
-                 report_metrics: tuple[str, ...] = ()):
+                 report_metrics: tuple[str, ...] = (), storage: str | None = None):
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -268,22 +150,30 @@ class MlflowRecorder(Callback):
         self.final_metrics = final_metrics
         #: Logged at every report: the common ones and the task's validation metrics.
         self.report_metrics = tuple(dict.fromkeys((*REPORT_METRICS, *report_metrics)))
+        self.storage = storage
         self._writer: TrackingWriter | None = None
         self._runs: dict[str, str] = {}
-        #: Trial id -> the optimizer step of its last report recorded in MLflow (writer thread).
-        self._recorded_step: dict[str, int] = {}
+        #: Trial id -> (step, final) of its last report recorded in MLflow (writer thread).
+        self._recorded: dict[str, tuple[int, bool]] = {}
+        #: Trials started by this driver and not ended (event loop).
+        self._open: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, str] = {}
         #: Trial id -> attempts made (1 + retries under ``max_failures``) and the last error.
         self.attempts: dict[str, int] = {}
         self.errors: dict[str, str] = {}
         #: Child runs closed as ``interrupted`` by :meth:`close_stale_runs`.
         self.interrupted: list[str] = []
+        #: Journal saves that failed (the reason), listed in the summary.
+        self.journal_errors: list[str] = []
 
     # Tune pickles callbacks into its experiment state; the writer is rebuilt on demand.
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_writer": None}
 
     def get_state(self) -> dict[str, Any]:
+        """Called while Tune writes an experiment snapshot: the records not yet written go to
+        the journal first."""
+        self.save_journal()
         return {"runs": dict(self._runs), "outcomes": dict(self.outcomes),
                 "attempts": dict(self.attempts), "errors": dict(self.errors)}
 
@@ -307,76 +197,164 @@ class MlflowRecorder(Callback):
     def client(self) -> Any:
         return self.writer.client
 
+    # ------------------------------------------------------------------ journal
+    def _journal(self) -> Journal | None:
+        return Journal(self.storage, self.sweep_name) if self.storage else None
+
+    def save_journal(self) -> None:
+        """The records not yet written, saved beside Tune's state (never raises: a failure is
+        listed in the summary)."""
+        journal = self._journal()
+        if journal is None or self._writer is None:
+            return
+        try:
+            journal.save(self._writer.pending_records())
+        except Exception as e:  # noqa: BLE001 - a snapshot must not fail because of it
+            self.journal_errors.append(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+
+    def replay_journal(self) -> int:
+        """Queue the records an earlier driver left unwritten; returns how many."""
+        journal = self._journal()
+        records = journal.load() if journal is not None else []
+        for record in records:
+            self._queue(record)
+        return len(records)
+
+    def pinned(self) -> set[str]:
+        """Checkpoints that end records waiting to be written read adapters from."""
+        if self._writer is None:
+            return set()
+        return {r["checkpoint"] for r in self._writer.pending_records()
+                if r.get("op") == "end" and r.get("checkpoint")}
+
     # ------------------------------------------------------------------ run lookup
     def run_id(self, trial_id: str) -> str | None:
         return self._runs.get(trial_id)
 
-    def _find_run(self, client: Any, trial_id: str) -> str | None:
+    def _find_run(self, client: Any, trial_id: str) -> Any:
         runs = client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
             max_results=1)
-        return runs[0].info.run_id if runs else None
+        return runs[0] if runs else None
 
     def _run_for(self, client: Any, tid: str, hp: dict[str, Any]) -> str:
-        """The trial's child run (writer thread): found again by its tag, or created."""
-        if tid in self._runs and tid in self._recorded_step:
+        """The trial's child run (writer thread): found again by its tag, or created; its
+        parameters logged unless the completeness tag says they are."""
+        if tid in self._recorded:
             return self._runs[tid]
-        existing = self._runs.get(tid) or self._find_run(client, tid)
-        if existing:
+        run = client.get_run(self._runs[tid]) if tid in self._runs else self._find_run(client, tid)
+        if run is None:
+            run = client.create_run(
+                self.experiment_id, start_time=now_ms(), run_name=self.run_name(hp) or tid,
+                tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: tid, SWEEP_TAG: self.sweep_name,
+                      KIND_TAG: "trial", STATUS_TAG: RUNNING})
+            recorded = (-1, False)
+        else:
             # A resumed or retried trial: it goes on in the same run, after the last report
             # already recorded there.
-            client.update_run(existing, status="RUNNING")
-            steps = [m.step for m in client.get_metric_history(existing, "epoch")]
-            self._recorded_step[tid] = max(steps, default=-1)
-            self._runs[tid] = existing
-            return existing
+            client.update_run(run.info.run_id, status="RUNNING")
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch")]
+            last = max(steps, default=-1)
+            recorded = (last, run.data.tags.get(FINAL_TAG) == str(last))
+        if run.data.tags.get(COMPLETE_TAG) != "true":
+            self._log_params(client, run.info.run_id, tid, hp)
+        self._runs[tid] = run.info.run_id
+        self._recorded[tid] = recorded
+        return run.info.run_id
+
+    def _log_params(self, client: Any, run_id: str, tid: str, hp: dict[str, Any]) -> None:
         from trainables.adapters import resolve_targets
         from trainables.schema import to_dict
         from trainables.trial import resolve_trial
 
         cfg = resolve_trial(self.base, hp, self.sweep_seed)
         group = resolve_targets(cfg.adapter.targets, self.model_type)
-        run = client.create_run(
-            self.experiment_id, start_time=now_ms(), run_name=self.run_name(hp) or tid,
-            tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: tid, SWEEP_TAG: self.sweep_name,
-                  KIND_TAG: "trial", STATUS_TAG: RUNNING})
-        run_id = run.info.run_id
         params = flatten(to_dict(cfg))
         params.update({"adapter.lora_alpha": cfg.adapter.lora_alpha,
-                       "adapter.target_modules": ",".join(group.modules),
-                       "trial_id": tid})
+                       "adapter.target_modules": ",".join(group.modules), "trial_id": tid})
         log_batch(client, run_id, params=params,
                   # MLflow names allow no '+': a coupled r+targets is tagged hp.adapter.r/adapter.targets
                   tags={f"hp.{k.replace('+', '/')}": v for k, v in hp.items()})
         client.log_dict(run_id, to_dict(cfg), "trial_config.json")
-        self._runs[tid] = run_id
-        self._recorded_step[tid] = -1
-        return run_id
+        log_batch(client, run_id, tags={COMPLETE_TAG: "true"})
 
-    def _submit(self, trial: Any, what: str, fn: Any) -> None:
-        tid, hp = trial.trial_id, dict(trial.config)
-        self.writer.submit(tid, what, lambda client: fn(client, self._run_for(client, tid, hp)))
+    # ------------------------------------------------------------------ records
+    def _queue(self, record: dict[str, Any]) -> None:
+        self.writer.submit(record["tid"], record["what"], lambda client: self.perform(client, record),
+                           record=record, end=record["op"] == "end")
+
+    def _record(self, trial: Any, op: str, what: str, **data: Any) -> None:
+        self._queue({"op": op, "tid": trial.trial_id, "hp": _plain(dict(trial.config)), "what": what, **data})
+
+    def perform(self, client: Any, record: dict[str, Any]) -> None:
+        """Write one record (writer thread)."""
+        tid = record["tid"]
+        run_id = self._run_for(client, tid, record["hp"])
+        op = record["op"]
+        if op == "report":
+            self._write_report(client, run_id, record)
+        elif op == "tags":
+            log_batch(client, run_id, tags=record["tags"])
+        elif op == "end":
+            log_batch(client, run_id, tags=record["tags"])
+            if record.get("checkpoint"):
+                self._log_adapter(client, run_id, tid, record["checkpoint"])
+            client.set_terminated(run_id, status=record["run_status"], end_time=now_ms())
+
+    def _write_report(self, client: Any, run_id: str, record: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        tid, key = record["tid"], (record["step"], record["final"])
+        done = self._recorded.get(tid, (-1, False))
+        if key <= done:  # a restored trial repeating a report MLflow already has
+            return
+        first = done[0] < 0
+        metrics = [Metric(*m) for m in record["metrics"] + (record["once"] if first else [])]
+        tags = {**record["tags"], **(record["once_tags"] if first else {})}
+        if record["final"]:
+            tags[FINAL_TAG] = str(record["step"])
+        log_batch(client, run_id, metrics=metrics, tags=tags,
+                  params=record.get("once_params") if first else None)
+        self._recorded[tid] = key
+
+    def _log_adapter(self, client: Any, run_id: str, tid: str, path: str) -> None:
+        """The adapter weights and generated outputs of a trial's final checkpoint. A
+        checkpoint that cannot be read (gone, a full disk while copying it from a bucket) is
+        listed as lost; the copy is removed either way."""
+        import tempfile
+
+        import pyarrow.fs
+
+        fs = storage_fs(self.storage)[0] if self.storage else pyarrow.fs.LocalFileSystem()
+        with tempfile.TemporaryDirectory(prefix="lorasweep-artifacts-") as tmp:
+            try:
+                local = checkpoint_contents(fs, path, Path(tmp))
+            except OSError as e:
+                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                self.writer.note_lost(tid, f"adapter and outputs (reading its checkpoint {path}: {reason})")
+                return
+            for sub, directory in sorted(local.items()):
+                client.log_artifacts(run_id, str(directory), sub)
 
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.attempts.setdefault(trial.trial_id, 1)
-        self._submit(trial, "run", lambda client, run_id: None)
+        self._open[trial.trial_id] = _plain(dict(trial.config))
+        self._record(trial, "run", "run")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        from mlflow.entities import Metric
-
-        tid = trial.trial_id
         ts, step = now_ms(), int(result.get("step", result.get("training_iteration", 0)))
-        metrics = [Metric(k, float(result[k]), ts, step) for k in self.report_metrics
-                   if _is_number(result.get(k))]
+        final = bool(result.get("is_final"))
+
+        def numbers(keys: Any, at: int) -> list[list[Any]]:
+            return [[k, float(result[k]), ts, at] for k in keys if _is_number(result.get(k))]
+
+        metrics = numbers(self.report_metrics, step)
         hist = result.get("history") or {}
         for key in ("train_loss", "lr"):
-            metrics += [Metric(key, float(v), ts, int(s))
-                        for s, v in zip(hist.get("step", []), hist.get(key, [])) if _is_number(v)]
-        once = [Metric(k, float(result[k]), ts, 0)
-                for k in ("trainable_params", "total_params", "trainable_pct", "setup_s", "data_s")
-                if _is_number(result.get(k))]
+            metrics += [[key, float(v), ts, int(s)] for s, v in zip(hist.get("step", []), hist.get(key, []))
+                        if _is_number(v)]
         once_tags = {"lorasweep.peak_mem_kind": result["peak_mem_kind"]} if "peak_mem_kind" in result else {}
         # Settings the trial derived from its data (a regression task's target mean and std).
         once_params = dict(result.get("trial_params") or {})
@@ -384,16 +362,10 @@ class MlflowRecorder(Callback):
             # A tag, not a param: a resumed trial may continue on another node.
             once_tags[NODE_TAG] = result["node_id"]
         tags = {}
-        if result.get("is_final"):
-            metrics += [Metric(k, float(result[k]), ts, step) for k in self.final_metrics
-                        if _is_number(result.get(k))]
+        if final:
+            metrics += numbers((*self.final_metrics, *FINAL_EXTRAS), step)
             # A final metric's value per part (per compared model: judge_score/<model>).
-            metrics += [Metric(k, float(v), ts, step) for k, v in result.items()
-                        if "/" in k and k.split("/", 1)[0] in self.final_metrics and _is_number(v)]
-            # Early stopping (train.early_stopping_patience): where it stopped and the best report.
-            metrics += [Metric(k, float(result[k]), ts, step)
-                        for k in ("generate_s", "stopped_early_at", "best_epoch", "best_step")
-                        if _is_number(result.get(k))]
+            metrics += numbers([k for k in result if "/" in k and k.split("/", 1)[0] in self.final_metrics], step)
             skipped = [k for k in self.final_metrics if k in result and result[k] is None]
             if skipped:
                 tags["lorasweep.skipped_metrics"] = ",".join(skipped)
@@ -402,18 +374,9 @@ class MlflowRecorder(Callback):
             if result.get("tables"):  # artifacts in MLflow's table format (comma-separated paths)
                 tags["mlflow.loggedArtifacts"] = json.dumps([{"path": p, "type": "table"}
                                                              for p in result["tables"].split(",")])
-
-        def write(client: Any, run_id: str) -> None:
-            done = self._recorded_step.get(tid, -1)
-            if step <= done:  # a restored trial repeating a report MLflow already has
-                return
-            first = done < 0
-            log_batch(client, run_id, metrics=metrics + (once if first else []),
-                      params=once_params if first else None,
-                      tags={**tags, **(once_tags if first else {})})
-            self._recorded_step[tid] = step
-
-        self._submit(trial, f"report at step {step}", write)
+        self._record(trial, "report", f"{'final ' if final else ''}report at step {step}", step=step,
+                     final=final, metrics=metrics, once=numbers(ONCE_METRICS, 0), tags=tags,
+                     once_tags=once_tags, once_params=once_params)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -421,20 +384,11 @@ class MlflowRecorder(Callback):
         tags = {STATUS_TAG: status, "lorasweep.attempts": self.attempts.get(trial.trial_id, 1)}
         if status == STOPPED:
             tags["lorasweep.stopped_at_epoch"] = f"{last.get('epoch', 0):.3g}"
-        # Copied now: the sweep-wide keep-best-k may delete the checkpoint before the write.
-        staged = self._stage_checkpoint(trial, last) if status == COMPLETED else None
-
-        def write(client: Any, run_id: str) -> None:
-            log_batch(client, run_id, tags=tags)
-            if staged is not None:
-                for sub in sorted(p.name for p in staged.iterdir()):
-                    client.log_artifacts(run_id, str(staged / sub), sub)
-            client.set_terminated(run_id, status="FINISHED", end_time=now_ms())
-            if staged is not None:
-                shutil.rmtree(staged, ignore_errors=True)
-
-        self._submit(trial, f"end ({status})", write)
+        checkpoint = latest_checkpoint_path(trial, last) if status == COMPLETED else None
+        self._record(trial, "end", f"end ({status})", status=status, tags=tags, checkpoint=checkpoint,
+                     run_status="FINISHED")
         self.outcomes[trial.trial_id] = status
+        self._open.pop(trial.trial_id, None)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A failed trial that ``max_failures`` retries (from its last checkpoint)."""
@@ -443,8 +397,8 @@ class MlflowRecorder(Callback):
         error = _error_text(trial)
         self.attempts[tid] = n + 1
         self.errors[tid] = error.split("\n", 1)[0]
-        tags = {f"lorasweep.error_attempt_{n}": error, "lorasweep.attempts": n + 1}
-        self._submit(trial, f"retry {n}", lambda client, run_id: log_batch(client, run_id, tags=tags))
+        self._record(trial, "tags", f"retry {n}",
+                     tags={f"lorasweep.error_attempt_{n}": error, "lorasweep.attempts": n + 1})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = trial.trial_id
@@ -454,37 +408,44 @@ class MlflowRecorder(Callback):
         tags = {STATUS_TAG: FAILED, "lorasweep.error": error, "lorasweep.attempts": attempts,
                 "mlflow.note.content": f"Trial failed ({attempts} attempt{'s' if attempts > 1 else ''}):"
                                        f"\n\n{error}"}
-
-        def write(client: Any, run_id: str) -> None:
-            log_batch(client, run_id, tags=tags)
-            client.set_terminated(run_id, status="FAILED", end_time=now_ms())
-
-        self._submit(trial, "end (failed)", write)
+        self._record(trial, "end", "end (failed)", status=FAILED, tags=tags, checkpoint=None,
+                     run_status="FAILED")
         self.outcomes[tid] = FAILED
+        self._open.pop(tid, None)
 
     # ------------------------------------------------------------------ end of the sweep
-    def close_stale_runs(self, statuses: dict[str, str]) -> None:
-        """At the end of a sweep (after every queued write), close the child runs an
-        interrupted driver left RUNNING:
+    def close_unfinished(self, why: str) -> None:
+        """End the child runs of trials this driver started and that did not end (the sweep
+        was interrupted): ``KILLED``, status ``unfinished``; a resumed sweep reopens them."""
+        note = f"Unfinished: {why}; --resume continues it from its last checkpoint."
+        for tid, hp in sorted(self._open.items()):
+            self._queue({"op": "end", "tid": tid, "hp": hp, "what": "end (unfinished)", "status": UNFINISHED,
+                         "checkpoint": None, "run_status": "KILLED",
+                         "tags": {STATUS_TAG: UNFINISHED, "mlflow.note.content": note}})
+        self._open.clear()
 
-        * a trial Tune has a result for (it ended before the interruption, but the killed
-          driver's last writes for it were lost): finished with that status;
-        * a trial Tune never recorded (it started after Tune's last experiment snapshot; the
-          resumed searcher suggested its configuration again as a new trial): ``KILLED``, status
-          ``interrupted``.
+    def close_stale_runs(self, statuses: dict[str, str]) -> None:
+        """At the end of a resumed sweep (after every queued write), settle the child runs an
+        interrupted driver left:
+
+        * a run left open for a trial Tune has a result for (it ended before the interruption,
+          but the killed driver's last writes for it were lost): ended with that status;
+        * a run of a trial Tune never recorded (it started, and maybe ended, after Tune's last
+          experiment snapshot; the resumed searcher suggested its configuration again as a new
+          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once.
         """
 
         def write(client: Any) -> None:
-            runs = client.search_runs([self.experiment_id], filter_string=(
-                f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and attributes.status = 'RUNNING'"),
-                max_results=1000)
-            for run in runs:
-                tid = run.data.tags.get(TRIAL_TAG)
+            for run in _child_runs(client, self.experiment_id, self.parent_run_id):
+                tid, tag = run.data.tags.get(TRIAL_TAG), run.data.tags.get(STATUS_TAG)
                 status = statuses.get(tid)
+                if tag == INTERRUPTED or (status is not None and (
+                        run.info.status in ("FINISHED", "FAILED")
+                        or (status == UNFINISHED and run.info.status == "KILLED"))):
+                    continue
                 if status is not None:
                     log_batch(client, run.info.run_id, tags={STATUS_TAG: status})
-                    client.set_terminated(run.info.run_id, end_time=now_ms(),
-                                          status="FAILED" if status == FAILED else "FINISHED")
+                    client.set_terminated(run.info.run_id, end_time=now_ms(), status=_run_status(status))
                     continue
                 log_batch(client, run.info.run_id, tags={
                     STATUS_TAG: INTERRUPTED, "mlflow.note.content":
@@ -502,29 +463,27 @@ class MlflowRecorder(Callback):
         self._writer.flush(timeout)
         return dict(self._writer.lost)
 
-    # ------------------------------------------------------------------ artifacts
-    def _stage_checkpoint(self, trial: Any, last: dict[str, Any]) -> Path | None:
-        """A local copy of the adapter weights and generated outputs of the trial's final
-        checkpoint (what its MLflow run gets)."""
-        from trainables.loop import ADAPTER_DIR, OUTPUTS_DIR
 
-        ckpt = _latest_checkpoint(trial, last)
-        if ckpt is None:
-            return None
-        staged = Path(tempfile.mkdtemp(prefix="lorasweep-artifacts-"))
-        with ckpt.as_directory() as d:
-            for sub in (ADAPTER_DIR, OUTPUTS_DIR):
-                if (Path(d) / sub).is_dir():
-                    shutil.copytree(Path(d) / sub, staged / sub)
-        return staged
+def _child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
+    """Every child run of a parent run (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                  max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
-def _latest_checkpoint(trial: Any, last: dict[str, Any]) -> Any:
-    from ray.tune import Checkpoint
+def _run_status(status: str) -> str:
+    """The MLflow run status of a trial outcome."""
+    return {FAILED: "FAILED", UNFINISHED: "KILLED"}.get(status, "FINISHED")
 
-    if last.get("checkpoint_path"):  # the 'train' shape: TuneReportCallback's path
-        return Checkpoint(last["checkpoint_path"])
-    return getattr(trial, "checkpoint", None)
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data (numpy scalars a searcher suggests become Python numbers)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
 def _error_text(trial: Any) -> str:

@@ -1,14 +1,30 @@
 #!/bin/sh
 # Starts `mlflow server` from Docker secrets (files under /run/secrets), so that no password is
 # in the compose file, the image, the container's command line or `docker inspect`.
+# A secret file that is missing, unreadable or empty stops it: the server never starts with an
+# empty admin password.
 set -eu
-secret() { cat "/run/secrets/$1"; }
+SECRETS_DIR="${SECRETS_DIR:-/run/secrets}"
+secret() {
+    value=""
+    if [ -r "$SECRETS_DIR/$1" ]; then value="$(tr -d '\r\n' < "$SECRETS_DIR/$1")"; fi
+    if [ -z "$value" ]; then
+        echo "entrypoint.sh: secret $1 ($SECRETS_DIR/$1) is missing, unreadable or empty; not starting" >&2
+        exit 2
+    fi
+    printf '%s' "$value"
+}
 
+# Assigned before export: a failed command substitution in `export X=$(...)` would not stop
+# the script.
+admin_password="$(secret mlflow_admin_password)"
+flask_secret="$(secret mlflow_flask_secret_key)"
+postgres_password="$(secret postgres_password)"
 export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini
-export MLFLOW_AUTH_ADMIN_PASSWORD="$(secret mlflow_admin_password)"
-export MLFLOW_FLASK_SERVER_SECRET_KEY="$(secret mlflow_flask_secret_key)"
+export MLFLOW_AUTH_ADMIN_PASSWORD="$admin_password"
+export MLFLOW_FLASK_SERVER_SECRET_KEY="$flask_secret"
 # Read by `mlflow server` from its environment (--backend-store-uri's variable).
-export MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:$(secret postgres_password)@postgres:5432/mlflow"
+export MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:$postgres_password@postgres:5432/mlflow"
 
 # MLflow accepts Host headers for localhost and private IP addresses by default; a DNS name
 # that clients use (mlflow.internal) must be listed: MLFLOW_ALLOWED_HOSTS="mlflow.internal:*".

@@ -19,11 +19,20 @@
 # Settings (environment): MLFLOW_HOST (127.0.0.1), MLFLOW_PORT (5000), PG_PORT (54329),
 # MLFLOW_WORKERS (1), PG_BIN (the directory holding initdb/pg_ctl; found if unset).
 # Needs the PostgreSQL server binaries (Debian: apt-get install postgresql) and the project
-# installed with the `server` extra (psycopg2). As root, PostgreSQL runs as the `postgres` user,
+# installed with the `server` extra (psycopg). As root, PostgreSQL runs as the `postgres` user,
 # which must be able to reach DIR.
+#
+# Who can get in: everything under DIR is private to the user running this script (umask 077:
+# the secrets, the artifact store, the basic-auth database, the logs), and PostgreSQL's data
+# and socket directories to the user it runs as. PostgreSQL's Unix socket takes peer
+# authentication only (the OS user must be the database superuser), its TCP port only the
+# `mlflow` role's password; other local users reach neither. DIR itself is 0700 (0711 as root,
+# so that `postgres` can pass through it to its own directories).
 set -euo pipefail
+umask 077
 
 DIR="$(mkdir -p "${1:-mlflow-local}" && cd "${1:-mlflow-local}" && pwd)"
+if [[ $EUID -eq 0 ]]; then chmod 711 "$DIR"; else chmod 700 "$DIR"; fi
 MLFLOW_HOST="${MLFLOW_HOST:-127.0.0.1}"
 MLFLOW_PORT="${MLFLOW_PORT:-5000}"
 PG_PORT="${PG_PORT:-54329}"
@@ -60,7 +69,7 @@ new_secret() {  # a random URL-safe string, written once to DIR/secrets/$1 (mode
 }
 
 mkdir -p "$DIR/secrets" "$DIR/artifacts" "$DIR/pgrun"  # pgrun: socket and server log
-chmod 700 "$DIR/secrets"
+chmod 700 "$DIR/secrets" "$DIR/artifacts" "$DIR/pgrun"
 PG_PASSWORD="$(new_secret pg_password)"
 if [[ -n "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" && ! -s "$DIR/secrets/admin_password" ]]; then
     (umask 077; printf '%s\n' "$MLFLOW_AUTH_ADMIN_PASSWORD" > "$DIR/secrets/admin_password")
@@ -78,17 +87,20 @@ if [[ $EUID -eq 0 ]]; then
         exit 2
     fi
 fi
-PSQL=(as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/pgrun" -p "$PG_PORT" -U postgres)
+# The database superuser is the OS user PostgreSQL runs as, so that peer authentication lets
+# this script (and only it) in through the socket.
+PG_SUPERUSER="$(as_pg id -un)"
+PSQL=(as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/pgrun" -p "$PG_PORT" -U "$PG_SUPERUSER")
 
 if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
-    # Local socket: trust (the socket directory is private to the postgres user);
-    # TCP: password (SCRAM) only, and only on 127.0.0.1 (listen_addresses below).
-    as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres -E UTF8 --auth-local=trust \
+    # Local socket: peer (the OS user must be the superuser), in a directory only that user
+    # can enter; TCP: password (SCRAM) only, and only on 127.0.0.1 (listen_addresses below).
+    as_pg "$PG_BIN/initdb" -D "$PGDATA" -U "$PG_SUPERUSER" -E UTF8 --auth-local=peer \
         --auth-host=scram-sha-256 >"$DIR/initdb.log"
 fi
 
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$DIR/pgrun/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $DIR/pgrun" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $DIR/pgrun -c unix_socket_permissions=0700" start >/dev/null
 
 MLFLOW_PID=""
 stop() {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, one_of
+from trainables.tasks.base import utf8_text
 from trainables.tasks.classification import ClassificationTask, Example
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def read_csv(path: Path) -> list[Example]:
     if not path.is_file():
         raise UserError("data.source", f"{path} does not exist")
     out = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with utf8_text(path, "data.source", newline="") as fh:
         for row in csv.reader(fh):
             n = len(out) + 1
             if not row:

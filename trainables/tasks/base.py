@@ -9,13 +9,14 @@ ASHA, the search algorithm, the MLflow record and the summary table.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from trainables.errors import UserError, one_of
+from trainables.errors import UserError, not_utf8, one_of
 
 if TYPE_CHECKING:
     import torch
@@ -186,6 +187,18 @@ def packed(seqs: Sequence[Sequence[int]], dtype: Any = "int32") -> tuple[Any, An
     return flat, offsets
 
 
+@contextlib.contextmanager
+def utf8_text(path: Path, field: str, *, newline: str | None = None) -> Iterator[Any]:
+    """``open(path)`` as UTF-8 text (a byte-order mark is skipped). Bytes that are not UTF-8,
+    wherever the reading meets them, are a UserError on ``field`` naming the file, the line and
+    the byte."""
+    try:
+        with open(path, encoding="utf-8-sig", newline=newline) as fh:
+            yield fh
+    except UnicodeDecodeError:
+        raise UserError(field, not_utf8(path)) from None
+
+
 def jsonl_records(path: Path, field: str) -> Iterator[tuple[int, Any]]:
     """``(line number, parsed value)`` for each non-blank line of a JSON Lines file. Text that
     is not UTF-8, or a line that is not JSON, is a UserError on ``field`` naming the file and
@@ -195,7 +208,7 @@ def jsonl_records(path: Path, field: str) -> Iterator[tuple[int, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise UserError(field, f"{path}: not UTF-8 text") from None
+        raise UserError(field, not_utf8(path)) from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from trainables.errors import UserError, one_of
-from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, TargetScale, Task, packed
+from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, TargetScale, Task, packed, utf8_text
 
 if TYPE_CHECKING:
     import torch
@@ -197,7 +197,7 @@ def synonym_augment(examples: Sequence[Example], synonyms: dict[str, list[str]],
 def read_predict_file(path: Path) -> tuple[list[str], list[Example]]:
     """An unlabelled CSV with a header: ``id`` and one text column (``text``/``sentence``) or
     ``title`` and ``description`` (AG News style) or a pair ``sentence1,sentence2``."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with utf8_text(path, "data.predict_file", newline="") as fh:
         reader = csv.DictReader(fh)
         cols = [c.strip().lower() for c in reader.fieldnames or []]
         rows = list(reader)

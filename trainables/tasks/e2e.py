@@ -3,7 +3,8 @@
 Data: the hub dataset ``e2e_nlg`` or a local directory in the official release's layout
 (``trainset.csv``, ``devset.csv``, ``testset_w_refs.csv`` with columns ``mr,ref``, one row per
 reference, so an MR with k references has k rows), or JSONL files with the same fields
-(``train.jsonl``, ``dev.jsonl``, ``test.jsonl``). All three go through ``datasets.load_dataset``.
+(``train.jsonl``, ``dev.jsonl``, ``test.jsonl``). The CSVs are read with Python's ``csv``, as
+they are checked (every cell is text); the hub and JSONL go through ``datasets.load_dataset``.
 
 Format: ``MR <sep> text <eos>`` with GPT-2's ``<|endoftext|>`` as both sep and eos, loss on the
 text tokens only, as in the LoRA paper's ``gpt2_encode.py --add_bos --add_eos``. The ``paper``
@@ -19,12 +20,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.tasks.base import MetricSpec, Prepared, jsonl_records
+from trainables.tasks.base import MetricSpec, Prepared, jsonl_records, utf8_text
 from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, fixed_subset, generate
 
 if TYPE_CHECKING:
@@ -88,9 +89,10 @@ def local_files(source: Path) -> tuple[str, dict[str, Path]]:
                                    "train.jsonl/dev.jsonl/test.jsonl")
 
 
-def check_csv(path: Path) -> int:
-    """Strictly read an official E2E CSV; raise UserError at the first malformed row."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+def csv_rows(path: Path) -> Iterator[tuple[str, str]]:
+    """(mr, ref) of each row of an official E2E CSV, read strictly (every cell text, as
+    written: ``NA`` or ``None`` is a word here); UserError at the first malformed row."""
+    with utf8_text(path, "data.source", newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -103,7 +105,6 @@ def check_csv(path: Path) -> int:
             raise UserError("data.source", f"{path} line 1: header {header} lacks an 'mr' and "
                                            "a 'ref' column")
         i_mr, i_ref = header.index(mr_col), header.index(ref_col)
-        rows = 0
         try:
             for row in reader:
                 if not row:
@@ -114,9 +115,14 @@ def check_csv(path: Path) -> int:
                                                    f"found {len(row)}")
                 if not row[i_mr].strip() or not row[i_ref].strip():
                     raise UserError("data.source", f"{path} line {reader.line_num}: empty mr or ref")
-                rows += 1
+                yield row[i_mr], row[i_ref]
         except csv.Error as e:
             raise UserError("data.source", f"{path} line {reader.line_num}: not valid CSV ({e})") from None
+
+
+def check_csv(path: Path) -> int:
+    """Strictly read an official E2E CSV; raise UserError at the first malformed row."""
+    rows = sum(1 for _ in csv_rows(path))
     if rows == 0:
         raise UserError("data.source", f"{path} has a header but no rows")
     return rows
@@ -145,14 +151,14 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
     datasets.logging.set_verbosity_error()
     if source.exists():
         kind, files = local_files(source)
-        builder = "csv" if kind == "csv" else "json"
+        if kind == "csv":  # read as checked, not through pandas (which makes 'NA' a missing value)
+            return {split: list(csv_rows(path)) for split, path in files.items()}
         # Reading local files takes a moment: no "Generating split" bars (the tokenisation
         # that follows shows its own progress when it takes long).
         shown = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()
         try:
-            dd = datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()},
-                                       **({"encoding": "utf-8-sig"} if builder == "csv" else {}))
+            dd = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
         finally:
             if shown:
                 datasets.enable_progress_bars()

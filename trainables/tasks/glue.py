@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainables.errors import UserError, one_of
+from trainables.tasks.base import utf8_text
 from trainables.tasks.classification import ClassificationTask, Example
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def read_tsv(path: Path, layout: TsvLayout, label_of: Any) -> tuple[list[Example
     returns them and the number of malformed rows skipped."""
     if not path.is_file():
         raise UserError("data.source", f"{path} does not exist")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with utf8_text(path, "data.source", newline="") as fh:
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise UserError("data.source", f"{path} is empty")

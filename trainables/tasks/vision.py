@@ -14,8 +14,8 @@ buffers). ``adapter.method: full`` trains everything, BatchNorm statistics inclu
 int64 labels):
 
 * the official "python version" directory ``cifar-10-batches-py`` (``data_batch_1..5``,
-  ``test_batch``, ``batches.meta``; pickles read with ``pickle`` + numpy), or a directory
-  holding it, as torchvision downloads it;
+  ``test_batch``, ``batches.meta``: pickles, read by an unpickler that admits numpy arrays
+  and plain data only), or a directory holding it, as torchvision downloads it;
 * a hub dataset (``cifar10``, ``uoft-cs/cifar10``; columns ``img`` and ``label``) through
   ``datasets``, or a local copy of one (its ``plain_text/*.parquet`` files);
 * an image folder: ``train/<class>/*.png`` and ``test/<class>/*.png`` (classes = the sorted
@@ -76,9 +76,33 @@ Arrays = dict[str, tuple[np.ndarray, np.ndarray]]
 """``{'train': (images, labels), 'test': (images, labels)}``: images (N, H, W, 3) uint8."""
 
 
+#: What a CIFAR-10 batch file may name: numpy arrays and their dtypes (as numpy 1 and 2 pickle
+#: them) and the codec Python 3 pickles bytes with. Lists, dicts, strings and numbers need none.
+_CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles data only: a batch file naming any other class or function (what a crafted
+    pickle runs code with) is refused before it is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}; a CIFAR-10 batch holds only numpy "
+                                         "arrays, lists, dicts, numbers and strings")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        raw = pickle.load(fh, encoding="bytes")
+    try:
+        with open(path, "rb") as fh:
+            raw = _CifarUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise UserError("data.source", f"{path}: not a CIFAR-10 batch ({e})") from None
+    if not isinstance(raw, dict):
+        raise UserError("data.source", f"{path}: not a CIFAR-10 batch (a {type(raw).__name__}, not a dict)")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
 
 

@@ -1,0 +1,60 @@
+"""Checkpoint retention without Ray: a checkpoint goes only when the experiment snapshot in
+storage no longer needs it and no MLflow record still reads it; a deletion that fails is
+listed, never raised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _snapshot(experiment: Path, trials: dict[str, tuple[str, list[str]]]) -> None:
+    """An experiment snapshot in Tune's layout: each trial's status and checkpoint names."""
+    data = [[json.dumps({"trial_id": tid, "status": status}),
+             json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",
+                                                "value": " ".join(names).encode().hex()}})]
+            for tid, (status, names) in trials.items()]
+    (experiment / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
+
+
+def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_path):
+    """The retention deletes a superseded checkpoint only once the snapshot in storage names a
+    newer one, a pruned trial's only once it has ended there, never one an MLflow record still
+    reads; a deletion that fails is listed and the sweep goes on."""
+    from trainables.checkpoints import CheckpointRetention
+
+    exp = tmp_path / "sweep"
+    trial = exp / "trial_a"
+    for n in range(3):
+        (trial / f"checkpoint_00000{n}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{n}" / "adapter.bin").write_bytes(b"x" * 100)
+    other = exp / "trial_b" / "checkpoint_000004"
+    other.mkdir(parents=True)
+    (exp / "trial_c").mkdir()
+    (exp / "trial_c" / "checkpoint_000001").write_text("a file where a checkpoint directory was")
+    keep = CheckpointRetention(k=1, metric="val_loss", mode="min")
+    keep.set_state({"experiment": str(exp), "queue": [
+        {"tid": "a", "path": str(trial / "checkpoint_000000"), "kind": "superseded", "index": 0},
+        {"tid": "a", "path": str(trial / "checkpoint_000001"), "kind": "superseded", "index": 1},
+        {"tid": "b", "path": str(exp / "trial_b"), "kind": "pruned", "index": None},
+        {"tid": "c", "path": str(exp / "trial_c" / "checkpoint_000001"), "kind": "superseded", "index": 1}]})
+    keep.finish(str(exp))  # no snapshot in storage yet: nothing goes
+    assert len(list(trial.iterdir())) == 3 and other.is_dir()
+
+    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000001"]), "b": ("RUNNING", ["checkpoint_000004"]),
+                    "c": ("TERMINATED", [])})
+    keep.pinned = lambda: {str(trial / "checkpoint_000001")}
+    keep.finish(str(exp))
+    assert sorted(p.name for p in trial.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
+    assert other.is_dir()  # b still runs in the stored snapshot
+    assert len(keep.failed) == 1 and "trial_c/checkpoint_000001" in keep.failed[0]
+
+    _snapshot(exp, {"a": ("RUNNING", ["checkpoint_000002"]), "b": ("TERMINATED", ["checkpoint_000004"]),
+                    "c": ("TERMINATED", [])})
+    keep.finish(str(exp))
+    assert (trial / "checkpoint_000001").is_dir()  # pinned: an MLflow record still reads it
+    assert not other.exists() and keep.deleted == ["b"]
+    keep.pinned = set
+    keep.finish(str(exp))
+    assert [p.name for p in trial.iterdir()] == ["checkpoint_000002"] and keep.waiting == 0
+    assert keep.superseded_bytes == 200
