@@ -100,3 +100,14 @@ def test_plain_data_helpers():
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     paths = field_paths(TrialConfig)
     assert paths["train.lr"] is float and "adapter.targets" in paths and "model" not in paths
+
+
+def test_a_user_error_survives_pickling_with_its_field_and_message():
+    """A trial's UserError reaches the driver through pickle (Ray): both parts survive."""
+    import pickle
+
+    from trainables.errors import UserError
+
+    err = pickle.loads(pickle.dumps(UserError("train.batching", "padding_free mixes examples")))
+    assert (err.field, err.message) == ("train.batching", "padding_free mixes examples")
+    assert str(err) == "train.batching: padding_free mixes examples"

@@ -20,6 +20,10 @@ class UserError(Exception):
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Raised in a trial, it crosses to the driver pickled (Ray); rebuilt from both parts.
+        return UserError, (self.field, self.message)
+
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when ``name`` is close to one of ``options``, else ``''``."""
