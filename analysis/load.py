@@ -215,7 +215,7 @@ def _number(text: str | None) -> float | None:
 def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
     """The task's declared metrics and references; for a task this checkout does not know
     (recorded elsewhere), ``val_loss`` and whatever final metrics its trials logged."""
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     try:
         task = get_task(name)

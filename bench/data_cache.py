@@ -35,7 +35,7 @@ def main() -> None:
         from trainables.config import TrialConfig
         from trainables.offline.e2e_synth import write_e2e_dataset
         from trainables.schema import from_dict
-        from trainables.tasks import get_task
+        from trainables.tasks.registry import get_task
 
         data = write_e2e_dataset(work / "e2e", n_train_mrs=4000, n_dev_mrs=300, n_test_mrs=30)
         flags = ["--data", str(data), "--search-space", str(work / "space.yaml"), "--scheduler", "fifo",

@@ -74,7 +74,7 @@ def main() -> None:
         ckpts = sorted(p for p in exp.glob("*/checkpoint_*") if p.is_dir())
         total, in_ckpts = tree_bytes(exp), sum(tree_bytes(c) for c in ckpts)
         adapters = [tree_bytes(c / "adapter") for c in ckpts]
-        from trainables.offline import resolve_smoke
+        from trainables.offline.registry import resolve_smoke
 
         base = Path(resolve_smoke("smoke:gpt2-s", kind="model"))
         base_bytes = sum(p.stat().st_size for p in base.glob("*.safetensors"))

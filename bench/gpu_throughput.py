@@ -119,7 +119,7 @@ def main() -> None:
     from trainables.loop import run_loop
     from trainables.offline.tiny_lm import ensure_smoke_assets
     from trainables.session import LocalSession
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

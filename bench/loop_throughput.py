@@ -53,7 +53,7 @@ def main() -> None:
     from trainables.loop import run_loop
     from trainables.offline.tiny_lm import ensure_smoke_assets
     from trainables.session import LocalSession
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     torch.set_num_threads(args.threads)
     assets = ensure_smoke_assets(size="s")

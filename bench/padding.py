@@ -87,8 +87,8 @@ def pad_fractions(task: object, train: object, cfg: object, tokenizer: object, m
 def padding_table() -> None:
     import numpy as np
 
-    from trainables.tasks import get_task
-    from trainables.tasks.causal_lm import load_tokenizer
+    from trainables.tasks.registry import get_task
+    from trainables.models import load_tokenizer
 
     print(f"{'data':<22} {'examples':>8} {'batch':>5}  " + "  ".join(f"{m:>22}" for m in MODES))
     print(f"{'':<22} {'':>8} {'':>5}  " + "  ".join(f"{'pad/batch: mean (max)':>22}" for _ in MODES))
@@ -115,7 +115,7 @@ def padding_table() -> None:
 def throughput(steps: int, rounds: int, modes: tuple[str, ...]) -> None:
     from trainables.loop import run_loop
     from trainables.session import LocalSession
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     base = our_trial(steps)
     prepared = get_task(base.task).prepare(base, progress=False)

@@ -86,9 +86,9 @@ class Outcome:
 
 def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     """``smoke:<name>`` model and data sources -> the local directories of the offline assets
-    (built once into the cache; see :mod:`trainables.offline`), so the trial loads them like
+    (built once into the cache; see :mod:`trainables.offline.registry`), so the trial loads them like
     any local path."""
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
 
     out = json.loads(json.dumps(trial))
     out["model"]["name_or_path"] = resolve_smoke(out["model"]["name_or_path"], kind="model")
@@ -127,7 +127,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task(cfg.trial.task)
     check_storage(storage_path(cfg))
@@ -290,7 +290,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
     code), so an unchanged sweep launched again skips them; a failure is never memoised.
     """
     from trainables.cache import memoised_on_model
-    from trainables.tasks.causal_lm import model_source
+    from trainables.models import model_source
 
     targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
     pairs = _method_pairs(base, space, grid_trials)
@@ -827,7 +827,7 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
     from mlflow import MlflowClient
 
     from sweeps.stopping import abort
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task(plan.cfg.trial.task)
     client = MlflowClient(tracking_uri=plan.tracking_uri)
@@ -1341,7 +1341,9 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
               f"its best completed trial by {task.metric.heading}; every trial is in the results CSV")
     else:
         print(render_table(rows, swept, task, final=generated))
-    reference, note = task.reference_for(plan.cfg.trial)
+    from analysis.references import reference_for
+
+    reference, note = reference_for(plan.cfg.trial)
     if reference and generated:
         ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
                         if s.name in reference)

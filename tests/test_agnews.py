@@ -27,7 +27,7 @@ def test_holdout_keeps_val_size_examples_for_validation():
 
 def test_val_size_is_refused_outside_the_holdout_split(tmp_path):
     from trainables.offline.glue_synth import write_ag_news
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     source = write_ag_news(tmp_path / "ag", n_train=40, n_test=12, n_unlabelled=4)
     cfg = from_dict(TrialConfig, {"task": "ag_news", "data": {"source": str(source), "split": "resplit",
@@ -44,7 +44,7 @@ def test_val_size_is_refused_outside_the_holdout_split(tmp_path):
     ("release", ["1", "2", "3", "4"]),
 ])
 def test_predictions_are_written_in_the_chosen_numbering(labels, expected):
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task("ag_news")
     assert [task.output_label(p, labels) for p in range(4)] == expected

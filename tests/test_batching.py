@@ -18,8 +18,9 @@ from trainables.config import TrainConfig
 from trainables.errors import UserError
 from trainables.loop import evaluate_loss, plan_steps, run_loop
 from trainables.session import LocalSession
-from trainables.tasks import get_task
-from trainables.tasks.causal_lm import IGNORE, load_tokenizer
+from trainables.tasks.registry import get_task
+from trainables.models import load_tokenizer
+from trainables.tasks.causal_lm import IGNORE
 from trainables.tasks.guanaco import ChatExamples
 
 MODES = ("random", "grouped", "padding_free")

@@ -174,7 +174,7 @@ def test_model_checks_are_memoised_on_the_config_and_never_when_they_fail(smoke_
 
 def test_tokenizer_digest_is_memoised_on_the_tokenizer_files(smoke_assets, tmp_path, monkeypatch, make_trial):
     from trainables.cache import tokenizer_digest
-    from trainables.tasks.causal_lm import load_tokenizer, tokenizer_identity
+    from trainables.models import load_tokenizer, tokenizer_identity
 
     monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model"

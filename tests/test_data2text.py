@@ -13,7 +13,7 @@ from conftest import REPO
 
 from trainables.errors import UserError
 from trainables.metrics.data2text import corpus_ter, score_data2text
-from trainables.tasks import get_task
+from trainables.tasks.registry import get_task
 from trainables.tasks.data2text import _dart_hub_rows, _webnlg_hub_rows, linearise
 
 
@@ -148,7 +148,7 @@ def test_bad_files_are_one_userError_naming_file_and_field(make_trial, tmp_path,
 
 
 def test_smoke_webnlg_prepared_and_scored_with_subsets(make_trial, tmp_path):
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
 
     task = get_task("webnlg")
     cfg = make_trial(task="webnlg", data={"source": resolve_smoke("smoke:webnlg", kind="data"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainables.errors import UserError
-from trainables.tasks import get_task
+from trainables.tasks.registry import get_task
 from trainables.tasks.causal_lm import IGNORE
 from trainables.tasks.e2e import check_csv, format_mr, group_references, local_files, parse_mr
 

@@ -237,7 +237,7 @@ def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
     are TPE's seeded random start-up samples, independent of the trials' results)."""
     from sweeps.cli import build_config, build_parser, load_study
     from sweeps.runner import _search_alg, plan_sweep
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     study = load_study("rank_e2e")
     args = build_parser(study).parse_args([*QUICK, "--search-space", space, "--search-alg", "optuna",

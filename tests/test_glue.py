@@ -89,7 +89,7 @@ GLUE_FILES = {
 def test_glue_tsv_readers_take_each_tasks_columns(task, tmp_path):
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     folder, files, expected = GLUE_FILES[task]
     for name, lines in files.items():
@@ -108,7 +108,7 @@ def test_glue_tsv_readers_take_each_tasks_columns(task, tmp_path):
 def test_glue_cells_reading_na_none_or_null_stay_text(tmp_path):
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     _write(tmp_path / "SST-2" / "train.tsv", ["sentence\tlabel", "NA\t1", "None\t0", "null\t1"])
     _write(tmp_path / "SST-2" / "dev.tsv", ["sentence\tlabel", "N/A\t1"])
@@ -120,7 +120,7 @@ def test_glue_cells_reading_na_none_or_null_stay_text(tmp_path):
 def test_glue_reader_errors_name_the_file_and_line(tmp_path):
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     _write(tmp_path / "RTE" / "train.tsv", ["index\tsentence1\tsentence2\tlabel", "0\ta\tb\tmaybe"])
     _write(tmp_path / "RTE" / "dev.tsv", ["index\tsentence1\tsentence2\tlabel", "0\ta\tb\tentailment"])
@@ -179,7 +179,7 @@ def test_synonym_augmentation_is_seeded_and_keeps_labels():
 
 def _minilm_cfg(task: str, **adapter):
     from trainables.config import TrialConfig
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
     from trainables.schema import from_dict
 
     return from_dict(TrialConfig, {"task": task, "seed": 0,
@@ -192,7 +192,7 @@ def test_warm_start_copies_the_mnli_adapter_and_keeps_a_fresh_head(tmp_path):
     from peft import get_peft_model_state_dict
 
     from trainables.adapters import build_adapter_model, warm_start
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     # An "MNLI adapter": 3-way head, LoRA B made non-zero as training would.
     mnli_cfg = _minilm_cfg("glue-mnli")
@@ -231,7 +231,7 @@ def test_lora_on_pretrained_minilm_learns_synthetic_sentiment_within_a_minute(to
     about 15 s on one thread (timing is for bench/, not asserted here)."""
     from trainables.config import TrialConfig
     from trainables.loop import run_loop
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
     from trainables.schema import from_dict
     from trainables.session import LocalSession
 
@@ -323,7 +323,7 @@ def test_warm_start_is_a_sweep_dimension_checked_before_launch(tmp_path):
     from sweeps.runner import plan_sweep
     from trainables.config import SweepConfig
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     mnli_cfg = _minilm_cfg("glue-mnli")
     model, _ = get_task("glue-mnli").load_model(mnli_cfg)

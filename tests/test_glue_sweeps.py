@@ -59,7 +59,7 @@ def glue_paper(tmp_path_factory):
 
 
 def test_glue_paper_smoke_runs_every_task_with_its_metrics(glue_paper):
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     out, runs = glue_paper
     parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]

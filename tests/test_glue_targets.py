@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.tasks import get_task
+from trainables.tasks.registry import get_task
 from trainables.tasks.base import TargetScale
 from trainables.tasks.classification import EncodedExamples, pad_collate
 
 
 def _minilm_cfg(task: str, *, data=None, train=None, adapter=None, generate=False):
     from trainables.config import TrialConfig
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
     from trainables.schema import from_dict
 
     return from_dict(TrialConfig, {

@@ -14,7 +14,7 @@ from trainables.config import TrainConfig
 from trainables.loop import (ADAPTER_DIR, CONFIG_FILE, STATE_FILE, evaluate_loss, plan_steps,
                              run_loop)
 from trainables.session import LocalSession
-from trainables.tasks import get_task
+from trainables.tasks.registry import get_task
 
 
 def test_plan_steps_arithmetic():

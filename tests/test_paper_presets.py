@@ -164,7 +164,7 @@ def _counts(cfg, plan) -> list[tuple[object, object]]:
     from trainables.adapters import build_adapter_model, count_parameters
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task(cfg.trial.task)
     points = plan.points if plan.points is not None else plan.space.grid_points() or [{}]
@@ -260,7 +260,7 @@ def test_glue_paper_lora_is_the_papers_0_3m(plan_paper):
     # LoRA paper Table 2: RoBERTa-base (LoRA) 0.3M, the adapter without the classification
     # head: 12 layers x 2 x r 8 x (768 + 768) = 294,912.
     from trainables.adapters import build_adapter_model
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     cfg, plan = plan_paper("glue_paper", "rte")
     trial = _counts(cfg, plan)[0][0]  # the seeds' replicates differ in nothing else

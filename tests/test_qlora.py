@@ -132,7 +132,7 @@ def test_4bit_base_stays_frozen_and_quantised_while_lora_trains(llama_assets, to
     from trainables.adapters import build_adapter_model, count_parameters
     from trainables.loop import build_optimizer
     from trainables.quantization import optimizer_note, quantization_for
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
     from trainables.tasks.guanaco import (
         ChatExamples,
         encode_conversation,
@@ -185,14 +185,16 @@ def test_4bit_base_stays_frozen_and_quantised_while_lora_trains(llama_assets, to
 def test_unquantised_base_with_gradient_checkpointing_and_plain_adamw(llama_assets):
     import torch
 
+    import bitsandbytes as bnb
+
     from trainables.adapters import build_adapter_model
-    from trainables.loop import build_optimizer
-    from trainables.quantization import is_quantized_layer
-    from trainables.tasks import get_task
+    from trainables.optim import build_optimizer
+    from trainables.tasks.registry import get_task
 
     cfg = qlora_trial(llama_assets, model={"quantization": "none"}, train={"optimizer": "adamw"})
     model, _ = get_task("guanaco").load_model(cfg)
-    assert model.is_activation_checkpointing and not any(is_quantized_layer(m) for m in model.modules())
+    assert model.is_activation_checkpointing
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     model = build_adapter_model(model, cfg.adapter)
     optimizer = build_optimizer(model, cfg.train)
     assert isinstance(optimizer, torch.optim.AdamW)  # torch's (fused on CPU), not bitsandbytes' paged one
@@ -211,9 +213,9 @@ def test_classification_family_quantises_its_base_and_trains_its_head(torch_one_
 
     from trainables.adapters import build_adapter_model
     from trainables.config import TrialConfig
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
     from trainables.schema import from_dict
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     cfg = from_dict(TrialConfig, {"task": "glue-sst2", "seed": 0, "data": {"source": "unused"},
                                   "model": {"name_or_path": resolve_smoke("minilm", kind="model"),
@@ -337,7 +339,7 @@ def test_final_eval_writes_generations_and_scores_them(llama_assets, tmp_path, m
     import torch
     from judge_server import JudgeServer, rule
 
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "p1", "prompt": "What is the capital of Peru?"}\n'

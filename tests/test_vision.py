@@ -55,7 +55,7 @@ def test_lora_on_conv2d_changes_only_adapter_weights_and_the_new_head(vision_ass
 
     from trainables.adapters import build_adapter_model, count_parameters
     from trainables.loop import build_optimizer
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     cfg = _trial(vision_assets)
     task = get_task("cifar10")
@@ -117,7 +117,7 @@ def test_lora_on_conv2d_changes_only_adapter_weights_and_the_new_head(vision_ass
 def test_resnet_target_groups_and_the_full_baseline(vision_assets):
     from trainables.adapters import build_adapter_model, count_parameters
     from trainables.errors import UserError
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task("cifar10")
     cfg = _trial(vision_assets, adapter={"targets": "fc"})
@@ -209,7 +209,7 @@ def test_split_is_seeded_80_20_and_disjoint():
 
 
 def test_prepared_splits_follow_the_seed(vision_assets, tmp_path, monkeypatch):
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
     from trainables.tasks.vision import split_indices
 
     task = get_task("cifar10")

@@ -259,14 +259,70 @@ def _check_not_only_new_head(group: TargetGroup, new_head: tuple[str, ...], valu
 
 def peft_config(cfg: AdapterConfig, group: TargetGroup, *, task_type: str, conv1d: bool,
                 new_head: tuple[str, ...] = (), meta: bool = False) -> Any:
-    """The peft config for ``cfg`` (its method's entry in :mod:`trainables.methods` maps our
-    fields to peft's); None for ``full``. ``new_head``: freshly initialised modules, trained
-    in full (``modules_to_save``) and not adapted."""
-    from trainables.methods import peft_config as method_config
+    """The peft config of ``cfg.method`` (its registry entry, :mod:`trainables.methods`, says
+    which peft config and arguments); None for ``full``. ``new_head``: freshly initialised
+    modules, trained in full (``modules_to_save``) and not adapted. ``meta``: the model is on
+    the meta device (counting only), so an initialisation that reads the weights is left out."""
+    from trainables.methods import get_method
 
+    method = get_method(cfg.method)
+    if method.peft_type is None:
+        return None
     modules = group.modules if group.modules == ("all-linear",) else _lora_modules(group, new_head)
-    return method_config(cfg, tuple(modules), task_type=task_type, conv1d=conv1d, meta=meta,
-                         modules_to_save=new_head)
+    target = "all-linear" if modules == ("all-linear",) else list(modules)
+    common = {"r": cfg.r, "target_modules": target, "bias": "none",
+              # GPT-2's Conv1D stores W transposed; peft wants to be told (it warns and fixes
+              # it per layer otherwise). Linear views from the qv split are ordinary Linear.
+              "fan_in_fan_out": conv1d, "task_type": PEFT_TASK_TYPES[task_type],
+              "modules_to_save": list(new_head) or None}
+    if method.peft_type == "vera":
+        from peft import VeraConfig
+
+        # VeRA's r is the rank of the shared frozen projections (the paper uses 256-1024); what
+        # trains per layer is d (r values) and b (d_out values). There is no alpha.
+        return VeraConfig(vera_dropout=cfg.dropout, save_projection=True, **common)
+    from peft import LoraConfig
+
+    kwargs = dict(method.lora_kwargs)
+    if cfg.init_weights == "gaussian":
+        kwargs["init_lora_weights"] = "gaussian"
+    if meta and method.init_from_weights:
+        kwargs.pop("init_lora_weights", None)
+    return LoraConfig(lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout, **common, **kwargs)
+
+
+def layer_kind(module: Any) -> str | None:
+    """The name of ``module``'s kind in :data:`trainables.methods.LAYER_KINDS`, or None for
+    other modules. A 4-bit ``Linear4bit`` subclasses ``nn.Linear``, so it is a Linear here."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    for kind, cls in (("Conv1D", Conv1D), ("Linear", nn.Linear), ("Conv2d", nn.Conv2d),
+                      ("Embedding", nn.Embedding)):
+        if isinstance(module, cls):
+            return kind
+    return None
+
+
+def check_layers(model: Any, method: Any, keys: tuple[str, ...], targets: str) -> None:
+    """Every module ``keys`` selects must be of a kind ``method`` (a
+    :class:`trainables.methods.Method`) can adapt; the message names the method and the layer."""
+    if method.peft_type is None:
+        return
+    if keys == ("all-linear",):
+        return  # peft picks Linear/Conv1D layers itself, which every method supports
+    for name, module in model.named_modules():
+        if not any(name == k or name.endswith("." + k) for k in keys):
+            continue
+        kind = layer_kind(module)
+        if kind is not None and kind not in method.layer_kinds:
+            from trainables.methods import METHOD_REGISTRY
+
+            able = [m.name for m in METHOD_REGISTRY.values() if m.peft_type and kind in m.layer_kinds]
+            raise UserError("adapter.method", f"{method.name!r} cannot adapt {kind} layers, and "
+                                              f"adapter.targets={targets!r} selects {name!r} ({kind}); "
+                                              f"{method.name} adapts {' and '.join(method.layer_kinds)} "
+                                              f"layers; for {kind} use {one_of(able)}")
 
 
 def check_adapter_methods(skeleton: Any, pairs: list[tuple[str, str]]) -> None:
@@ -274,7 +330,7 @@ def check_adapter_methods(skeleton: Any, pairs: list[tuple[str, str]]) -> None:
     the method must be able to adapt every layer the targets select (VeRA: no Conv2d)."""
     import copy
 
-    from trainables.methods import check_layers, get_method
+    from trainables.methods import get_method
 
     model_type = skeleton.config.model_type
     split = None
@@ -304,7 +360,7 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
     returned as it is."""
     from peft import get_peft_model
 
-    from trainables.methods import after_build, check_layers, get_method
+    from trainables.methods import get_method
 
     method = get_method(cfg.method)
     if method.peft_type is None:
@@ -328,7 +384,11 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
         # per call, on the driver's stderr too (budget counting before launch), about neither.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, pcfg)
-    after_build(peft_model, cfg)
+    # What the method keeps fixed (LoRA-FA: every lora_A) is frozen, so trainable-parameter
+    # counts and the optimizer agree.
+    for name, p in peft_model.named_parameters():
+        if any(part in name for part in method.frozen):
+            p.requires_grad_(False)
     return peft_model
 
 

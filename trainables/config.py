@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.methods import METHODS
+from trainables.methods import METHODS, check_trial
 
 
 def _positive_int(name: str, value: int | None, *, allow_none: bool = False) -> None:
@@ -375,7 +375,7 @@ class TrialConfig:
     """Everything one trial needs; the sweep's sampled hyperparameters are merged into it."""
 
     task: str = "e2e"
-    """Task module from the registry in :mod:`trainables.tasks`."""
+    """Task module from the registry in :mod:`trainables.tasks.registry`."""
     seed: int | None = None
     """Trial seed; null = derived from the sweep seed and the trial's hyperparameters."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -385,13 +385,8 @@ class TrialConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        from trainables.tasks import TASKS
-
-        if self.task not in TASKS:
-            raise UserError("task", f"unknown task {self.task!r}{did_you_mean(self.task, TASKS)}; "
-                                    f"accepted: {one_of(sorted(TASKS))}")
-        from trainables.methods import check_trial
-
+        # The task's name is checked where the task is looked up (trainables.tasks.registry),
+        # which the planning of every sweep does first.
         check_trial(self)  # the method with the base's quantisation and the optimizer
 
 

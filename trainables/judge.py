@@ -27,13 +27,11 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from trainables.errors import UserError
 
-if TYPE_CHECKING:
-    from trainables.config import EvalConfig
 
 FIELD = "eval.judge"
 TUNED = "tuned"
@@ -83,7 +81,7 @@ def check_judge_spec(spec: str, field: str = FIELD) -> None:
                                f"got {spec!r}")
 
 
-def check_judging(e: EvalConfig) -> None:
+def check_judging(e: Any) -> None:
     """The judge settings of one :class:`~trainables.config.EvalConfig` (field names relative
     to it, as its ``__post_init__`` raises them)."""
     if e.judge is not None:
@@ -102,7 +100,7 @@ def check_judging(e: EvalConfig) -> None:
         raise UserError("compare_models", f"at most {len(_COUNTS)} models answer side by side, got {len(models)}")
 
 
-def check_judge_ready(e: EvalConfig) -> None:
+def check_judge_ready(e: Any) -> None:
     """Before launch: a callable judge imports, an endpoint's API key is in the environment."""
     if not e.judge:
         return
@@ -279,7 +277,7 @@ class Judged:
     """Per prompt: why it was not graded (None when it was)."""
 
 
-def judge_all(e: EvalConfig, prompts: list[str], answers: list[list[str]]) -> Judged:
+def judge_all(e: Any, prompts: list[str], answers: list[list[str]]) -> Judged:
     """Grades for ``answers[i][j]`` (prompt ``i``, model ``j`` of ``e.compare_models``)."""
     none = Judged([[None] * len(a) for a in answers], [[None] * len(a) for a in answers], NOT_JUDGED,
                   [None] * len(answers))

@@ -320,7 +320,7 @@ def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None
     from trainables.adapters import build_adapter_model, count_parameters
     from trainables.batching import batch_counts, batching_mode, epoch_seed, train_batches, val_batches
     from trainables.session import scratch_dir
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     if cfg.seed is None:
         raise ValueError("run_loop needs a resolved seed (the runner derives one per trial)")

@@ -31,23 +31,20 @@ it has no conv or embedding (``lora_embedding_A``) support. PiSSA's SVD refuses 
 weight ("initialize PiSSA under float32 ... then re-quantize the residual"), and full
 fine-tuning cannot update 4-bit weights.
 
-Nothing here imports torch or peft at import time (the config module imports this one).
+This module is the registry as data: it imports neither torch nor peft nor the config (which
+imports it). Building a method's peft config and freezing its fixed parts is
+:mod:`trainables.adapters`; its optimizer, :mod:`trainables.optim`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 
-if TYPE_CHECKING:
-    from trainables.config import AdapterConfig, TrainConfig, TrialConfig
-
 #: The layer kinds a method may adapt, by the names used in messages.
 LAYER_KINDS = ("Linear", "Conv1D", "Conv2d", "Embedding")
-LORA_KINDS = LAYER_KINDS
 LINEAR_KINDS = ("Linear", "Conv1D")
 
 
@@ -59,7 +56,7 @@ class Method:
     """Where the method (and the usual value of its settings) comes from."""
     peft_type: str | None
     """``lora``, ``vera``, or None (full fine-tuning: no peft wrapper)."""
-    layer_kinds: tuple[str, ...] = LORA_KINDS
+    layer_kinds: tuple[str, ...] = LAYER_KINDS
     """Layer kinds it can adapt (of :data:`LAYER_KINDS`)."""
     quantized_base: bool = True
     """Whether it can train on a 4-bit quantised base model."""
@@ -136,16 +133,15 @@ def get_method(name: str, field: str = "adapter.method") -> Method:
 # --------------------------------------------------------------------------- before launch
 
 
-def quantized(cfg: TrialConfig) -> bool:
-    """Whether the trial's base is loaded quantised (``model.quantization: nf4`` or a method
-    that quantises, i.e. ``qlora``): :func:`trainables.quantization.quantization_for`."""
-    from trainables.quantization import quantization_for
-
-    return quantization_for(cfg) is not None
+def quantized(cfg: Any) -> bool:
+    """Whether the trial config ``cfg`` loads its base quantised: ``model.quantization: nf4``,
+    or a method that quantises (``qlora``)."""
+    return cfg.model.quantization == "nf4" or get_method(cfg.adapter.method).quantizes
 
 
-def check_trial(cfg: TrialConfig) -> None:
-    """Combinations of the method with the rest of the trial (cheap: no model needed)."""
+def check_trial(cfg: Any) -> None:
+    """Combinations of the method with the rest of the trial config ``cfg`` (cheap: no model
+    needed; called by the config's own checks)."""
     method = get_method(cfg.adapter.method)
     if quantized(cfg) and not method.quantized_base:
         why = "model.quantization=nf4" if cfg.model.quantization == "nf4" else "a quantised base"
@@ -163,108 +159,3 @@ def check_trial(cfg: TrialConfig) -> None:
     if method.optimizer == "lorafa" and opt != "adamw":
         raise UserError("adapter.method", f"'lora-fa' brings its own optimizer (peft's LoRA-FA AdamW) "
                                           f"and cannot use train.optimizer={opt}; use train.optimizer=adamw")
-
-
-def layer_kind(module: Any) -> str | None:
-    """The name of ``module``'s kind in :data:`LAYER_KINDS`, or None for other modules. A 4-bit
-    ``Linear4bit`` subclasses ``nn.Linear``, so it is a Linear here."""
-    from torch import nn
-    from transformers.pytorch_utils import Conv1D
-
-    for kind, cls in (("Conv1D", Conv1D), ("Linear", nn.Linear), ("Conv2d", nn.Conv2d),
-                      ("Embedding", nn.Embedding)):
-        if isinstance(module, cls):
-            return kind
-    return None
-
-
-def check_layers(model: Any, method: Method, keys: tuple[str, ...], targets: str) -> None:
-    """Every module ``keys`` selects must be of a kind ``method`` can adapt (the message names
-    the method and the layer)."""
-    if method.peft_type is None:
-        return
-    if keys == ("all-linear",):
-        return  # peft picks Linear/Conv1D layers itself, which every method supports
-    for name, module in model.named_modules():
-        if not any(name == k or name.endswith("." + k) for k in keys):
-            continue
-        kind = layer_kind(module)
-        if kind is not None and kind not in method.layer_kinds:
-            able = [m.name for m in METHOD_REGISTRY.values() if m.peft_type and kind in m.layer_kinds]
-            raise UserError("adapter.method", f"{method.name!r} cannot adapt {kind} layers, and "
-                                              f"adapter.targets={targets!r} selects {name!r} ({kind}); "
-                                              f"{method.name} adapts {' and '.join(method.layer_kinds)} "
-                                              f"layers; for {kind} use {one_of(able)}")
-
-
-# --------------------------------------------------------------------------- building
-
-
-def peft_config(cfg: AdapterConfig, modules: tuple[str, ...], *, task_type: str, conv1d: bool,
-                meta: bool = False, modules_to_save: tuple[str, ...] = ()) -> Any:
-    """The peft config of ``cfg.method`` (None for ``full``). ``meta``: the model is on the meta
-    device (counting only), so an initialisation that reads the weights is left out.
-    ``modules_to_save``: modules trained in full beside the adapter (a new classifier head)."""
-    from trainables.adapters import PEFT_TASK_TYPES
-
-    method = get_method(cfg.method)
-    target = "all-linear" if modules == ("all-linear",) else list(modules)
-    common = {"r": cfg.r, "target_modules": target, "bias": "none",
-              # GPT-2's Conv1D stores W transposed; peft wants to be told (it warns and fixes
-              # it per layer otherwise). Linear views from the qv split are ordinary Linear.
-              "fan_in_fan_out": conv1d, "task_type": PEFT_TASK_TYPES[task_type],
-              "modules_to_save": list(modules_to_save) or None}
-    if method.peft_type is None:
-        return None
-    if method.peft_type == "vera":
-        from peft import VeraConfig
-
-        # VeRA's r is the rank of the shared frozen projections (the paper uses 256-1024); what
-        # trains per layer is d (r values) and b (d_out values). There is no alpha.
-        return VeraConfig(vera_dropout=cfg.dropout, save_projection=True, **common)
-    from peft import LoraConfig
-
-    kwargs = dict(method.lora_kwargs)
-    if cfg.init_weights == "gaussian":
-        kwargs["init_lora_weights"] = "gaussian"
-    if meta and method.init_from_weights:
-        kwargs.pop("init_lora_weights", None)
-    return LoraConfig(lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout, **common, **kwargs)
-
-
-def after_build(model: Any, cfg: AdapterConfig) -> None:
-    """Freeze what the method keeps fixed (LoRA-FA: every ``lora_A``), so trainable-parameter
-    counts and the optimizer agree."""
-    method = get_method(cfg.method)
-    for name, p in model.named_parameters():
-        if any(part in name for part in method.frozen):
-            p.requires_grad_(False)
-
-
-def build_optimizer(model: Any, cfg: AdapterConfig, train: TrainConfig, *,
-                    optimizer_cls: Callable[..., Any] | None = None) -> Any:
-    """The optimizer of ``cfg.method`` over ``model``'s trainable parameters (``model``: the
-    peft model, not a DDP wrapper). ``optimizer_cls`` is the AdamW class the trial uses."""
-    import torch
-
-    method = get_method(cfg.method)
-    optimizer_cls = optimizer_cls or torch.optim.AdamW
-    kwargs = {"betas": (train.adam_beta1, train.adam_beta2), "eps": train.adam_eps}
-    if method.optimizer == "loraplus":
-        from peft.optimizers import create_loraplus_optimizer
-
-        # Groups: A (and other matrices, e.g. the head) at lr; B and 1-D parameters at
-        # lr x ratio; LoRA on embeddings at peft's loraplus_lr_embedding.
-        return create_loraplus_optimizer(model, optimizer_cls, lr=train.lr,
-                                         loraplus_lr_ratio=cfg.loraplus_lr_ratio,
-                                         loraplus_weight_decay=train.weight_decay, **kwargs)
-    if method.optimizer == "lorafa":
-        from peft.optimizers import create_lorafa_optimizer
-
-        optimizer = create_lorafa_optimizer(model, r=cfg.r, lora_alpha=cfg.lora_alpha, lr=train.lr,
-                                            weight_decay=train.weight_decay)
-        for group in optimizer.param_groups:  # peft fixes betas (0.9, 0.999) and eps 1e-6
-            group.update(kwargs)
-        return optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    return optimizer_cls(params, lr=train.lr, weight_decay=train.weight_decay, **kwargs)

@@ -38,13 +38,14 @@ CLASSIFIER_HEADS = ("classifier", "score")
 
 
 def quantization_for(cfg: TrialConfig) -> str | None:
-    """``"nf4"`` when the trial's base is loaded in 4 bits, else None."""
-    if cfg.model.quantization == "nf4" or cfg.adapter.method == "qlora":
-        return "nf4"
-    return None
+    """``"nf4"`` when the trial's base is loaded in 4 bits (:func:`trainables.methods.quantized`),
+    else None."""
+    from trainables.methods import quantized
+
+    return "nf4" if quantized(cfg) else None
 
 
-def _require_bitsandbytes(field: str, *, load: bool = True) -> Any:
+def require_bitsandbytes(field: str, *, load: bool = True) -> Any:
     """bitsandbytes, imported quietly (``load``), or only checked to be installed (the driver's
     check before launch: importing it there costs seconds and logs a line)."""
     import importlib.util
@@ -67,7 +68,7 @@ def from_pretrained_kwargs(cfg: TrialConfig, *, skip_modules: tuple[str, ...] = 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype)}
     if quantization_for(cfg) is None:
         return kwargs
-    _require_bitsandbytes("model.quantization")
+    require_bitsandbytes("model.quantization")
     from transformers import BitsAndBytesConfig
 
     kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -123,11 +124,11 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any, resources: Reso
     (``trials``: the base trial and every grid point's; ``skeleton``: the meta-device model)."""
     quantized = [t for t in trials if quantization_for(t) is not None]
     if any(t.train.optimizer != "adamw" for t in trials):
-        _require_bitsandbytes("train.optimizer", load=False)
+        require_bitsandbytes("train.optimizer", load=False)
     if not quantized:
         return
     field = ("model.quantization" if quantized[0].model.quantization == "nf4" else "adapter.method")
-    _require_bitsandbytes(field, load=False)
+    require_bitsandbytes(field, load=False)
     from torch import nn
 
     model_type = getattr(skeleton.config, "model_type", "?")
@@ -145,29 +146,9 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any, resources: Reso
                                                        "over 4-bit weights is not supported)")
 
 
-def optimizer_class(train: TrainConfig) -> Any:
-    """The optimizer class ``train.optimizer`` names (constructed like torch's AdamW)."""
-    import torch
-
-    if train.optimizer == "adamw":
-        return torch.optim.AdamW
-    bnb = _require_bitsandbytes("train.optimizer")
-    return {"paged_adamw_32bit": bnb.optim.PagedAdamW32bit,
-            "paged_adamw_8bit": bnb.optim.PagedAdamW8bit}[train.optimizer]
-
-
 def optimizer_note(train: TrainConfig, device: Any) -> str:
     """What the record should say about the optimizer on ``device`` ('' when nothing)."""
     if train.optimizer.startswith("paged_") and getattr(device, "type", str(device)) != "cuda":
         return (f"{train.optimizer} on {getattr(device, 'type', device)}: bitsandbytes keeps the "
                 "optimizer state unpaged (paging needs a CUDA device)")
     return ""
-
-
-def is_quantized_layer(module: Any) -> bool:
-    """A bitsandbytes 4-bit linear layer (the frozen base of a QLoRA model)."""
-    try:
-        bnb = _require_bitsandbytes("model.quantization")
-    except UserError:
-        return False
-    return isinstance(module, bnb.nn.Linear4bit)

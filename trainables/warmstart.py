@@ -30,7 +30,7 @@ def best_trial(client: Any, parent: Any) -> tuple[str, float]:
     """The run id and metric value of the best completed trial of a sweep's parent run
     (``parent``, an MLflow run), by the sweep task's metric."""
     from trainables.mlflow_names import COMPLETED, KIND_TAG, PARENT_TAG, STATUS_TAG
-    from trainables.tasks import get_task
+    from trainables.tasks.registry import get_task
 
     task = get_task(parent.data.params.get("task", ""))
     children = client.search_runs(

@@ -240,3 +240,31 @@ def headline(table_id: str, task: str, model: str | None = None, **values: Any) 
     numbers = {m: table.value(row, m) for m in table.metrics if row.get(m) is not None}
     setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in table.match if row.get(k) is not None)
     return numbers, ", ".join(t for t in (table.source, model_label(row["model"]), setting) if t)
+
+
+#: The table a sweep's summary quotes beside its results, per task, and the setting that must
+#: hold for it to apply (the TU Wien judge grades belong to its five queries only).
+SUMMARY_TABLES: dict[str, tuple[str, Any]] = {
+    "e2e": ("lora-paper-t3", None),
+    "webnlg": ("lora-paper-t14", None),
+    "dart": ("lora-paper-t13", None),
+    **{f"glue-{t}": ("lora-paper-t2", None)
+       for t in ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")},
+    "guanaco": ("tuw-judge", lambda trial: trial.eval.prompts == "tuwien_queries"),
+}
+
+
+def reference_for(trial: Any) -> tuple[dict[str, float], str]:
+    """The published numbers a sweep of the trial config ``trial`` is shown beside, on
+    lorasweep's scale, and their citation: the row of its task's summary table for its model
+    (the model it stands in for, in a smoke sweep; the table's only model otherwise)."""
+    entry = SUMMARY_TABLES.get(trial.task)
+    if entry is None or (entry[1] is not None and not entry[1](trial)):
+        return {}, ""
+    table_id = entry[0]
+    model, _ = resolve_model(str(trial.model.name_or_path))
+    rows = load()[table_id].rows_for(trial.task, None)
+    models = {r.get("model") for r in rows}
+    if model not in models:
+        model = next(iter(models)) if len(models) == 1 else None
+    return headline(table_id, trial.task, model) if model else ({}, "")

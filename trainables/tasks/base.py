@@ -72,9 +72,6 @@ class Task(ABC):
     batchings: ClassVar[tuple[str, ...]] = ("random",)
     """Accepted values of ``train.batching`` (the first is the default). ``grouped`` needs a
     training set with ``lengths()``; ``padding_free`` needs :meth:`packed_collate`."""
-    reference_table: ClassVar[str] = ""
-    """The id of the source table (``analysis/references/``) whose row for this task is
-    printed beside a sweep's results; empty: none."""
 
     # ----------------------------------------------------------- driver side, before launch
     @abstractmethod
@@ -88,7 +85,7 @@ class Task(ABC):
         digest is memoised for a local model directory), so transformers is not imported."""
         from trainables.cache import build_once, is_built
         from trainables.paths import cache_dir
-        from trainables.tasks.causal_lm import load_tokenizer, tokenizer_identity
+        from trainables.models import load_tokenizer, tokenizer_identity
 
         key = self._key(cfg, tokenizer_identity(cfg))
         final = cache_dir() / "data" / f"{self.name}-{key}"
@@ -142,8 +139,6 @@ class Task(ABC):
                  precision: str) -> dict[str, float]:
         """Metrics on the validation set at every report (ASHA reads :attr:`metric` from it).
         The default is the validation loss; a classifier adds accuracy, F1, ... ."""
-        from trainables.loop import evaluate_loss
-
         return {"val_loss": evaluate_loss(self, model, loader, device, session, precision)}
 
     @abstractmethod
@@ -151,15 +146,6 @@ class Task(ABC):
                    device: torch.device, out_dir: Path) -> dict[str, Any]:
         """Task metrics at the end of a full trial; may write outputs into ``out_dir``. A
         metric that could not be computed is None, with the reason in ``final_note``."""
-
-    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        """Published numbers to print beside a sweep of ``cfg`` (trial config), on lorasweep's
-        scale, and their citation: this task's row of :attr:`reference_table`."""
-        if not self.reference_table:
-            return {}, ""
-        from analysis.references import headline
-
-        return headline(self.reference_table, self.name)
 
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None
@@ -244,6 +230,25 @@ class TargetScale:
         return self.mean + self.std * z
 
 
+def evaluate_loss(task: Task, model: Any, loader: Any, device: torch.device, session: Any,
+                  precision: str) -> float:
+    """The mean validation loss over ``loader``'s targets (summed over ranks under DDP)."""
+    import torch
+
+    from trainables.devices import autocast, to_device
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad(), autocast(precision, device):
+        for batch in loader:
+            s, n = task.eval_loss(model, to_device(batch, device))
+            total += float(s)
+            count += n
+    model.train()
+    total, count = session.all_reduce_sum([total, float(count)])
+    return total / max(count, 1.0)
+
+
 class PerExampleLogits:
     """Evaluation for tasks whose model gives one row of logits per example and whose batches
     carry each example's ``index`` and ``labels`` (text and image classification). A task
@@ -270,12 +275,12 @@ class PerExampleLogits:
         predictions."""
         import torch
 
-        from trainables.loop import _autocast
+        from trainables.devices import autocast
 
         scale: TargetScale | None = getattr(loader.dataset, "target_scale", None)
         model.eval()
         idx, preds, labels, loss = [], [], [], 0.0
-        with torch.no_grad(), _autocast(precision, device):
+        with torch.no_grad(), autocast(precision, device):
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = self._logits(model, batch)

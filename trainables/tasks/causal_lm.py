@@ -156,6 +156,7 @@ class CausalLMTask(Task):
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM
 
+        from trainables.models import load_tokenizer, model_source
         from trainables.quantization import from_pretrained_kwargs, prepare_for_training
 
         tokenizer = load_tokenizer(cfg)
@@ -168,6 +169,8 @@ class CausalLMTask(Task):
     def skeleton(self, cfg: TrialConfig) -> Any:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
+
+        from trainables.models import model_source
 
         config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision)
         with torch.device("meta"):
@@ -211,32 +214,6 @@ def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
 
     keep = sorted(random.Random(0).sample(range(len(rows)), limit))
     return [rows[i] for i in keep]
-
-
-def model_source(cfg: TrialConfig) -> str:
-    """What ``from_pretrained`` gets: the expanded local path, or the hub id as given."""
-    path = Path(cfg.model.name_or_path).expanduser()
-    return str(path) if path.exists() else cfg.model.name_or_path
-
-
-def load_tokenizer(cfg: TrialConfig) -> Any:
-    """The model's tokenizer; GPT-2-style tokenizers get pad = eos (they have no pad token)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_source(cfg), revision=cfg.model.revision)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def tokenizer_identity(cfg: TrialConfig) -> str:
-    """The digest of the trial's tokenizer (:func:`trainables.cache.tokenizer_digest`). For a
-    local model directory it is memoised on the directory's files, so a driver whose data is
-    prepared already need not import transformers (~3.5 s on two cores)."""
-    from trainables.cache import memoised_on_model, tokenizer_digest
-
-    return memoised_on_model("tokenizer", model_source(cfg), lambda: tokenizer_digest(load_tokenizer(cfg)),
-                             libraries=("transformers", "tokenizers"))
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,

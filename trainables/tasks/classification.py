@@ -333,7 +333,7 @@ class ClassificationTask(PerExampleLogits, Task):
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        from trainables.tasks.causal_lm import model_source
+        from trainables.models import model_source
 
         config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision,
                                             **self._head_config())
@@ -406,7 +406,7 @@ class ClassificationTask(PerExampleLogits, Task):
 
         from trainables.quantization import CLASSIFIER_HEADS as HEADS
         from trainables.quantization import from_pretrained_kwargs, prepare_for_training
-        from trainables.tasks.causal_lm import load_tokenizer, model_source
+        from trainables.models import load_tokenizer, model_source
 
         tokenizer = load_tokenizer(cfg)
         model = AutoModelForSequenceClassification.from_pretrained(

@@ -337,7 +337,6 @@ class WebNLGTask(Data2TextTask):
         MetricSpec("ROUGE_L", "max", "ROUGE-L", "{:.2f}"),
         MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
-    reference_table = "lora-paper-t14"
 
     def parse(self, obj: Any, path: Any) -> list[Entry]:
         return parse_webnlg(obj, path)
@@ -352,7 +351,6 @@ class DARTTask(Data2TextTask):
              "test": "dart-v1.1.1-full-test.json"}
     hub_splits = {"train": "train", "validation": "validation", "test": "test"}
     lower_relation = True
-    reference_table = "lora-paper-t13"
 
     def parse(self, obj: Any, path: Any) -> list[Entry]:
         return parse_dart(obj, path)

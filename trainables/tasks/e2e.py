@@ -196,7 +196,6 @@ class E2ETask(CausalLMTask):
         MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
     formats = ("paper", "raw")
-    reference_table = "lora-paper-t3"
 
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:

@@ -105,7 +105,6 @@ class GlueTask(ClassificationTask):
     hub_splits: ClassVar[dict[str, str]] = {"test": "validation"}
     label_strings: ClassVar[tuple[str, ...] | None] = None
     """Label names as the TSV writes them (MNLI, QNLI, RTE); else integer ids (or a float)."""
-    reference_table = "lora-paper-t2"
 
     def task_dir(self, cfg: TrialConfig) -> Path:
         root = Path(cfg.data.source).expanduser()
@@ -169,13 +168,6 @@ class GlueTask(ClassificationTask):
             b = ds[b_col] if b_col else [None] * len(ds)
             out[split] = [Example(x, y, lab) for x, y, lab in zip(ds[a_col], b, ds["label"])]
         return out
-
-    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        """The LoRA paper's RoBERTa-large row for a large model, its RoBERTa-base row otherwise."""
-        from analysis.references import headline
-
-        model = "roberta-large" if "large" in str(cfg.model.name_or_path) else "roberta-base"
-        return headline(self.reference_table, self.name, model)
 
 
 class CoLA(GlueTask):

@@ -71,11 +71,6 @@ DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "guanaco_eval.js
 TEMPLATE_KWARGS = {"date_string": "26 Jul 2024"}
 GUANACO_PROMPT = "guanaco"
 """The prompt style of a model trained on guanaco text (``data.format: text``)."""
-#: GPT-4o's grades of the reproduction's own model (B) for the five ``tuwien_queries``:
-#: 1, 3, 2, 1, 1 (000_ebca86e218baf75c.txt section 5.4.1); the slides (001_02f543aa5dd0cc94.txt)
-#: give 5 for "What is 9+3?" and 2 for the reversal and leave out "What time is it?": the
-#: report's five are used. General Llama 3.2 1B (A): 1.0; Llama 3.2 1B Instruct (C): 8.2.
-TUWIEN_REFERENCE = {"judge_score": (1 + 3 + 2 + 1 + 1) / 5}
 
 
 # --------------------------------------------------------------------------- encoding
@@ -221,12 +216,6 @@ class GuanacoTask(CausalLMTask):
     labels_of = staticmethod(_on_assistant_tokens)
     final_metrics = (MetricSpec("judge_score", "max", "judge", "{:.3f}"),)
     """The trial's own model's mean grade; each compared model's is ``judge_score/<model>``."""
-
-    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        if cfg.eval.prompts == "tuwien_queries":
-            return TUWIEN_REFERENCE, ("000_ebca86e218baf75c.txt 5.4.1, GPT-4o's mean grade of the "
-                                      "reproduction's model; general Llama 3.2 1B 1.0, Instruct 8.2")
-        return {}, ""
 
     def _prompts_path(self, cfg: TrialConfig) -> Path:
         """``eval.prompts``: a JSONL path, or the name of a list in ``prompts/`` (``tuwien_queries``)."""

@@ -121,9 +121,6 @@ class SFTTask(GuanacoTask):
     name = "sft"
     formats = ("chat",)
 
-    def reference_for(self, cfg: Any) -> tuple[dict[str, float], str]:
-        return {}, ""
-
     def conversations(self, cfg: TrialConfig, splits: dict[str, Split]) -> tuple[dict[str, list[Conversation]],
                                                                                   dict[str, Any]]:
         """Train and validation conversations, and what to record about them."""

@@ -381,7 +381,7 @@ class VisionTask(PerExampleLogits, Task):
     def _source_config(self, cfg: TrialConfig) -> Any:
         from transformers import AutoConfig
 
-        from trainables.tasks.causal_lm import model_source
+        from trainables.models import model_source
 
         return AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision)
 
@@ -427,7 +427,7 @@ class VisionTask(PerExampleLogits, Task):
         from transformers import AutoModelForImageClassification
 
         from trainables.adapters import mark_new_head
-        from trainables.tasks.causal_lm import model_source
+        from trainables.models import model_source
 
         new = self._new_head(self._source_config(cfg))
         model = AutoModelForImageClassification.from_pretrained(

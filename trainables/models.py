@@ -1,0 +1,36 @@
+"""Where a trial's model and tokenizer come from: a local directory or a hub name, through the
+same ``from_pretrained`` code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
+
+
+def model_source(cfg: TrialConfig) -> str:
+    """What ``from_pretrained`` gets: the expanded local path, or the hub id as given."""
+    path = Path(cfg.model.name_or_path).expanduser()
+    return str(path) if path.exists() else cfg.model.name_or_path
+
+
+def load_tokenizer(cfg: TrialConfig) -> Any:
+    """The model's tokenizer; GPT-2-style tokenizers get pad = eos (they have no pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source(cfg), revision=cfg.model.revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def tokenizer_identity(cfg: TrialConfig) -> str:
+    """The digest of the trial's tokenizer (:func:`trainables.cache.tokenizer_digest`). For a
+    local model directory it is memoised on the directory's files, so a driver whose data is
+    prepared already need not import transformers."""
+    from trainables.cache import memoised_on_model, tokenizer_digest
+
+    return memoised_on_model("tokenizer", model_source(cfg), lambda: tokenizer_digest(load_tokenizer(cfg)),
+                             libraries=("transformers", "tokenizers"))

@@ -1,0 +1,55 @@
+"""The task registry: one module per task family, looked up by name.
+
+Like LitGPT's ``PARSER_DATA`` and PEFT's ``register_peft_method``: an explicit dict, filled at
+import time with ``module:Class`` strings so that importing the registry imports no task code
+(and no torch). ``get_task`` imports the one a trial needs. Adding a task: write its module
+(see :mod:`trainables.tasks.base`), add one line here, add a preset and a sweep script.
+The registry lives apart from the package's ``__init__`` so that a task module importing
+its package (``trainables.tasks.base``) never runs the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from trainables.errors import UserError, did_you_mean, one_of
+
+if TYPE_CHECKING:
+    from trainables.tasks.base import Task
+
+TASKS: dict[str, str] = {}
+
+
+def register_task(name: str, target: str) -> None:
+    """Register ``name`` -> ``'package.module:Class'``; a second registration is an error."""
+    if name in TASKS:
+        raise ValueError(f"task {name!r} is already registered as {TASKS[name]}")
+    TASKS[name] = target
+
+
+register_task("e2e", "trainables.tasks.e2e:E2ETask")
+for _name, _cls in (("mnli", "MNLI"), ("sst2", "SST2"), ("mrpc", "MRPC"), ("cola", "CoLA"),
+                    ("qnli", "QNLI"), ("qqp", "QQP"), ("rte", "RTE"), ("stsb", "STSB")):
+    register_task(f"glue-{_name}", f"trainables.tasks.glue:{_cls}")
+register_task("ag_news", "trainables.tasks.agnews:AGNews")
+register_task("squad", "trainables.tasks.squad:SquadTask")
+register_task("webnlg", "trainables.tasks.data2text:WebNLGTask")
+register_task("dart", "trainables.tasks.data2text:DARTTask")
+register_task("guanaco", "trainables.tasks.guanaco:GuanacoTask")
+register_task("sft", "trainables.tasks.sft:SFTTask")
+register_task("text-classification", "trainables.tasks.text_classification:TextClassification")
+register_task("cifar10", "trainables.tasks.vision:VisionTask")
+
+_instances: dict[str, Task] = {}
+
+
+def get_task(name: str) -> Task:
+    """The task object for ``name`` (imported on first use, then shared in this process)."""
+    if name not in TASKS:
+        raise UserError("task", f"unknown task {name!r}{did_you_mean(name, TASKS)}; "
+                                f"accepted: {one_of(sorted(TASKS))}")
+    if name not in _instances:
+        module, cls = TASKS[name].split(":")
+        _instances[name] = getattr(importlib.import_module(module), cls)()
+    return _instances[name]
