@@ -411,7 +411,7 @@ def _max_epoch(trial0: TrialConfig, space: Any, stats: dict[str, Any]) -> float:
     import itertools
 
     from search_spaces import apply_hyperparameters
-    from trainables.loop import plan_steps
+    from trainables.optim import plan_steps
 
     timing = [p for p in space.swept
               if p.key in ("train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum")]

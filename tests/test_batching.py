@@ -16,12 +16,14 @@ from trainables.batching import (LengthGroupedSampler, batch_counts, batching_mo
                                  collate_for, val_batches)
 from trainables.config import TrainConfig
 from trainables.errors import UserError
-from trainables.loop import evaluate_loss, plan_steps, run_loop
-from trainables.session import LocalSession
-from trainables.tasks.registry import get_task
+from trainables.loop import run_loop
 from trainables.models import load_tokenizer
+from trainables.optim import plan_steps
+from trainables.session import LocalSession
+from trainables.tasks.base import evaluate_loss
 from trainables.tasks.causal_lm import IGNORE
 from trainables.tasks.guanaco import ChatExamples
+from trainables.tasks.registry import get_task
 
 MODES = ("random", "grouped", "padding_free")
 

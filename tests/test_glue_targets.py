@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.tasks.registry import get_task
 from trainables.tasks.base import TargetScale
 from trainables.tasks.classification import EncodedExamples, pad_collate
+from trainables.tasks.registry import get_task
 
 
 def _minilm_cfg(task: str, *, data=None, train=None, adapter=None, generate=False):
@@ -174,7 +174,8 @@ def test_standardised_targets_are_ahead_after_a_short_budget(torch_one_thread, t
     still growing towards their scale; on standardised scores the adapter is already learning.
     The validation loss stays in the task's units: it is the mean squared error of the
     predictions the final evaluation writes (validation and test are both the dev set)."""
-    from trainables.loop import OUTPUTS_DIR, run_loop
+    from trainables.checkpointing import OUTPUTS_DIR
+    from trainables.loop import run_loop
     from trainables.session import LocalSession
 
     last = {}
@@ -202,7 +203,8 @@ def test_keep_best_evaluates_the_best_epochs_weights_without_stopping(torch_one_
     adapter are epoch 1's; the record says so (``best_epoch`` 1)."""
     from safetensors.torch import load_file
 
-    from trainables.loop import ADAPTER_DIR, run_loop
+    from trainables.checkpointing import ADAPTER_DIR
+    from trainables.loop import run_loop
     from trainables.session import LocalSession
 
     def adapter(checkpoint):

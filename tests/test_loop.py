@@ -10,10 +10,12 @@ import pytest
 import torch
 from conftest import DiesAfterFirstReport, Interrupted
 
+from trainables.checkpointing import ADAPTER_DIR, CONFIG_FILE, STATE_FILE
 from trainables.config import TrainConfig
-from trainables.loop import (ADAPTER_DIR, CONFIG_FILE, STATE_FILE, evaluate_loss, plan_steps,
-                             run_loop)
+from trainables.loop import run_loop
+from trainables.optim import plan_steps
 from trainables.session import LocalSession
+from trainables.tasks.base import evaluate_loss
 from trainables.tasks.registry import get_task
 
 
@@ -86,7 +88,8 @@ def test_a_checkpoint_state_that_would_run_code_is_refused_unrun(run, tmp_path):
     import pickle
     import shutil
 
-    from trainables.loop import build_optimizer, build_scheduler, restore_checkpoint
+    from trainables.checkpointing import restore_checkpoint
+    from trainables.optim import build_optimizer, build_scheduler
 
     cfg, s = run(eval={"generate": False})
     ckpt = tmp_path / "tampered"
@@ -99,7 +102,7 @@ def test_a_checkpoint_state_that_would_run_code_is_refused_unrun(run, tmp_path):
 
     torch.save({"step": 1, "optimizer": Payload()}, ckpt / STATE_FILE)
     from trainables.adapters import build_adapter_model
-    from trainables.loop import plan_steps
+    from trainables.optim import plan_steps
 
     task = get_task(cfg.task)
     model = build_adapter_model(task.load_model(cfg)[0], cfg.adapter, task_type=task.peft_task_type)
@@ -155,7 +158,7 @@ def test_final_report_carries_generation_metrics_and_outputs(run):
 
 
 def test_adamw_is_fused_where_torch_has_the_kernel_and_same_steps_either_way():
-    from trainables.loop import build_optimizer
+    from trainables.optim import build_optimizer
 
     def step(fused: bool | None) -> tuple[object, torch.Tensor]:
         torch.manual_seed(0)

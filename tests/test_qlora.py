@@ -130,14 +130,14 @@ def test_4bit_base_stays_frozen_and_quantised_while_lora_trains(llama_assets, to
     import torch
 
     from trainables.adapters import build_adapter_model, count_parameters
-    from trainables.loop import build_optimizer
+    from trainables.optim import build_optimizer
     from trainables.quantization import optimizer_note, quantization_for
-    from trainables.tasks.registry import get_task
     from trainables.tasks.guanaco import (
         ChatExamples,
         encode_conversation,
         masked_collate,
     )
+    from trainables.tasks.registry import get_task
 
     cfg = qlora_trial(llama_assets)
     assert quantization_for(cfg) == "nf4"
@@ -183,9 +183,8 @@ def test_4bit_base_stays_frozen_and_quantised_while_lora_trains(llama_assets, to
 
 
 def test_unquantised_base_with_gradient_checkpointing_and_plain_adamw(llama_assets):
-    import torch
-
     import bitsandbytes as bnb
+    import torch
 
     from trainables.adapters import build_adapter_model
     from trainables.optim import build_optimizer

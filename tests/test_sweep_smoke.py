@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -151,9 +150,9 @@ def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_asset
 
     from trainables.adapters import needs_qkv_split, split_fused_qkv
     from trainables.config import TrialConfig
-    from trainables.loop import evaluate_loss
     from trainables.schema import from_dict
     from trainables.session import Session
+    from trainables.tasks.base import evaluate_loss
     from trainables.tasks.registry import get_task
 
     torch.set_num_threads(1)

@@ -33,8 +33,8 @@ from trainables.adapters import (
 )
 from trainables.config import AdapterConfig, ModelConfig, TrainConfig, TrialConfig
 from trainables.errors import UserError
-from trainables.loop import build_optimizer
 from trainables.methods import METHODS, check_trial, get_method
+from trainables.optim import build_optimizer
 from trainables.schema import from_dict
 
 BERT = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -54,7 +54,7 @@ def test_lora_on_conv2d_changes_only_adapter_weights_and_the_new_head(vision_ass
     from torch.utils.data import DataLoader
 
     from trainables.adapters import build_adapter_model, count_parameters
-    from trainables.loop import build_optimizer
+    from trainables.optim import build_optimizer
     from trainables.tasks.registry import get_task
 
     cfg = _trial(vision_assets)
@@ -231,7 +231,7 @@ def test_prepared_splits_follow_the_seed(vision_assets, tmp_path, monkeypatch):
 def test_early_stopping_keeps_and_restores_the_best_weights():
     import torch
 
-    from trainables.loop import EarlyStopping
+    from trainables.early_stopping import EarlyStopping
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     model[0].bias.requires_grad_(False)
@@ -274,7 +274,8 @@ def test_trial_with_a_metric_that_cannot_improve_stops_after_patience(vision_ass
     report, restores the first report's weights and ends with the final (test) evaluation.
     Restored from that final checkpoint (a driver killed before Tune recorded the end), the
     trial is over: it does not train on past the step it stopped at."""
-    from trainables.loop import plan_steps, run_loop
+    from trainables.loop import run_loop
+    from trainables.optim import plan_steps
     from trainables.session import LocalSession
 
     cfg = _trial(vision_assets, train={"lr": 1e-12, "eval_every_steps": 1, "early_stopping_patience": 1},
@@ -299,6 +300,7 @@ def test_a_full_fine_tuning_trial_resumes_from_its_checkpoint(vision_assets, tmp
     """``method: full`` checkpoints the whole model (BatchNorm statistics included); a trial
     restored from its first report ends exactly like an uninterrupted one."""
     from conftest import DiesAfterFirstReport, Interrupted
+
     from trainables.loop import run_loop
     from trainables.session import LocalSession
 

@@ -46,7 +46,7 @@ class LengthGroupedSampler(DistributedSampler):
     its shortest), the short one last. Rank ``r`` takes every ``world_size``-th example of
     each global batch from position ``r``. So the ranks hold disjoint examples (but for the
     padding's repeats), each rank yields ``ceil(ceil(n / world_size) / batch_size)`` batches
-    (what :func:`trainables.loop.plan_steps` counts), and the ranks' i-th batches have about
+    (what :func:`trainables.optim.plan_steps` counts), and the ranks' i-th batches have about
     the same length, so no rank waits long for another.
 
     A ``DistributedSampler``, so that Ray Train's ``prepare_data_loader`` keeps it, and the

@@ -256,7 +256,7 @@ def checkpoint_contents(fs: Any, path: str, tmp: Path) -> dict[str, Path]:
     checkpoint is gone or cannot be read."""
     import pyarrow.fs as pafs
 
-    from trainables.loop import ADAPTER_DIR, OUTPUTS_DIR
+    from trainables.checkpointing import ADAPTER_DIR, OUTPUTS_DIR
 
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{path} is gone")

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 
 from trainables.errors import UserError
 
-
 FIELD = "eval.judge"
 TUNED = "tuned"
 """The name of the trial's own model (the base with its adapter) in ``eval.compare_models``."""

@@ -1,0 +1,60 @@
+"""A trial's checkpoint: the adapter (peft ``save_pretrained``), the optimizer and scheduler
+state to resume from, and the trial's config.
+
+The state file comes back from Tune storage (a shared path or a bucket others may write), so
+it is read as tensors and plain containers only (``weights_only``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainables.devices import unwrap
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
+
+STATE_FILE = "trainer_state.pt"
+ADAPTER_DIR = "adapter"
+OUTPUTS_DIR = "outputs"
+CONFIG_FILE = "trial_config.json"
+
+
+def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
+                    cfg: TrialConfig, final: bool = False) -> None:
+    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state for resuming;
+    ``final``: the checkpoint of the trial's final report (a trial restored from it is done)."""
+    import torch
+
+    from trainables.adapters import save_adapter
+    from trainables.schema import to_dict
+
+    save_adapter(unwrap(model), out / ADAPTER_DIR,
+                 meta={"task": cfg.task, "base_model": cfg.model.name_or_path,
+                       "method": cfg.adapter.method, "targets": cfg.adapter.targets, "step": step})
+    torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+               out / STATE_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+
+
+def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, bool]:
+    """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
+    whether it was the trial's final checkpoint. A state file holding anything but tensors and
+    plain containers is refused instead of running code."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter_file = src / ADAPTER_DIR / "adapter_model.safetensors"
+    if adapter_file.is_file():
+        set_peft_model_state_dict(unwrap(model), load_file(str(adapter_file)))
+    else:  # method 'full': save_pretrained wrote the whole model
+        unwrap(model).load_state_dict(load_file(str(src / ADAPTER_DIR / "model.safetensors")), strict=False)
+    state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), bool(state.get("final", False))
