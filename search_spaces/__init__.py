@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.errors import UserError, did_you_mean, not_utf8, one_of
-from trainables.schema import coerce, field_paths, from_dict, set_path
+from trainables.schema import apply_hyperparameters, clear_other_alpha, coerce, field_paths, from_dict
 
 SPACES_DIR = Path(__file__).resolve().parent
 SECTIONS = ("scientific", "nuisance", "fixed")
@@ -322,33 +322,13 @@ def load_space(spec: str | dict[str, Any], *, base: dict[str, Any], field: str =
                        source=source)
 
 
-def _clear_other_alpha(cfg: dict[str, Any], key: str) -> None:
-    """Alpha given one way (fixed or as a multiple of r) clears the other, so they never clash."""
-    other = {"adapter.alpha": "adapter.alpha_over_r", "adapter.alpha_over_r": "adapter.alpha"}
-    if key in other:
-        set_path(cfg, other[key], None)
-
-
-def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
-    """One trial's config: the base plus its hyperparameters (a new dict; base is kept)."""
-    out = copy.deepcopy(base)
-    for key, value in hp.items():
-        if "+" in key and isinstance(value, str):
-            value = json.loads(value)  # a coupled parameter's values travel as JSON text
-        pairs = zip(key.split("+"), value) if "+" in key else [(key, value)]
-        for k, v in pairs:
-            _clear_other_alpha(out, k)
-            set_path(out, k, v)
-    return out
-
-
 def base_with_fixed(base: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     """The base trial config with the space's fixed values, and alpha cleared when the space
     sweeps it the other way."""
     out = copy.deepcopy(base)
     for p in space.swept:
         for k in p.keys:
-            _clear_other_alpha(out, k)
+            clear_other_alpha(out, k)
     return apply_hyperparameters(out, space.fixed())
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from trainables.metrics import e2e
 from trainables.metrics.e2e import (METRIC_NAMES, MeteorError, java_available, main,
-                                    ptb_tokenize, read_references, read_system_output,
+                                    ptb_tokenize, read_references, read_system_rows,
                                     score_e2e)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +188,7 @@ def fixture_refs():
 
 @pytest.fixture(scope="module")
 def ours_without_meteor(fixture_refs):
-    return {name: _no_meteor(fixture_refs, read_system_output(DATA / name)) for name in SYSTEMS}
+    return {name: _no_meteor(fixture_refs, read_system_rows(DATA / name)[1]) for name in SYSTEMS}
 
 
 @pytest.mark.parametrize("path", ["python_mteval", "perl_mteval"])
@@ -225,7 +225,7 @@ def test_meteor_agrees_with_official_and_java_is_closed(fixture_refs):
     # One Java start for the whole file's METEOR check: the most varied system.
     system = "sys_mixed.txt"
     before = _child_pids()
-    scores = score_e2e(fixture_refs, read_system_output(DATA / system), meteor=True)
+    scores = score_e2e(fixture_refs, read_system_rows(DATA / system)[1], meteor=True)
     official = OFFICIAL["systems"][system]["python_mteval"]["METEOR"]
     assert abs(scores["METEOR"] / 100 - official) <= 0.01, (scores["METEOR"], official)
     if Path("/proc").is_dir():
@@ -351,14 +351,14 @@ def test_read_references_rejects_malformed_files(tmp_path, name, text, message):
     assert str(path) in str(err.value)
 
 
-def test_read_system_output_text_keeps_empty_outputs(tmp_path):
+def test_system_output_text_keeps_empty_outputs(tmp_path):
     path = _write(tmp_path / "out.txt", "first output\n\nthird output\n")
-    assert read_system_output(path) == ["first output", "", "third output"]
+    assert read_system_rows(path)[1] == ["first output", "", "third output"]
 
 
-def test_read_system_output_csv(tmp_path):
+def test_system_output_csv(tmp_path):
     path = _write(tmp_path / "out.csv", 'mr,output\nname[A],"A, a pub."\nname[B],\n')
-    assert read_system_output(path) == ["A, a pub.", ""]
+    assert read_system_rows(path)[1] == ["A, a pub.", ""]
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def real_models(tmp_path_factory) -> dict[str, str]:
 
 def _write_data(task: str, out: Path) -> Path:
     """A few examples of ``task``'s data in its official layout."""
-    from trainables.offline import (data2text_synth, e2e_synth, glue_synth, squad_synth, tiny_llama,
+    from trainables.offline import (chat_synth, data2text_synth, e2e_synth, glue_synth, squad_synth,
                                     user_data_synth, vision_synth)
 
     if task.startswith("glue-"):
@@ -96,7 +96,7 @@ def _write_data(task: str, out: Path) -> Path:
                                                                n_test_unseen=2),
         "dart": lambda: data2text_synth.write_dart_dataset(out, n_train=4, n_dev=2, n_test=2),
         "ag_news": lambda: glue_synth.write_ag_news(out, n_train=8, n_test=4, n_unlabelled=2),
-        "guanaco": lambda: tiny_llama.write_guanaco_dataset(out, n_train=4, n_eval=2),
+        "guanaco": lambda: chat_synth.write_guanaco_dataset(out, n_train=4, n_eval=2),
         "cifar10": lambda: vision_synth.write_cifar_batches(out, n_train=10, n_test=5),
         # Alpaca's columns; more rows than the preset's 1,000 held out for validation.
         "sft": lambda: _written(out, user_data_synth.write_sft, n=1010),

@@ -56,7 +56,7 @@ def qlora_trial(assets, **overrides):
 
 
 def test_guanaco_text_is_parsed_and_trailing_user_turns_dropped():
-    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.offline.chat_synth import to_guanaco
     from trainables.tasks.guanaco import answered, parse_guanaco
 
     text = "### Human: Hi there### Assistant: Hello! How can I help?### Human: Tell me a joke.### Human: Please?"
@@ -71,7 +71,7 @@ def test_guanaco_text_is_parsed_and_trailing_user_turns_dropped():
 
 def test_assistant_tokens_only_are_labelled_exactly(tokenizer):
     """The Llama-3 chat template's rendering; labels = each answer's tokens + <|eot_id|>."""
-    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.offline.chat_synth import to_guanaco
     from trainables.tasks.guanaco import (
         ChatExamples,
         answered,
@@ -109,7 +109,7 @@ def test_assistant_tokens_only_are_labelled_exactly(tokenizer):
 
 def test_local_jsonl_in_guanaco_and_messages_form_read_alike(tmp_path):
     from trainables.errors import UserError
-    from trainables.offline.tiny_llama import to_guanaco
+    from trainables.offline.chat_synth import to_guanaco
     from trainables.tasks.guanaco import read_jsonl
 
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": to_guanaco(CONVERSATION)}) + "\n")

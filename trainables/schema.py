@@ -8,7 +8,9 @@ the annotated type (so ``--set train.lr=1e-4`` works from a string), and each da
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -160,15 +162,6 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def get_path(data: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = data
-    for p in dotted.split("."):
-        if not isinstance(node, dict) or p not in node:
-            return default
-        node = node[p]
-    return node
-
-
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``{**base, **override}`` applied recursively to nested mappings (new dict, inputs kept)."""
     out = dict(base)
@@ -194,4 +187,25 @@ def field_paths(cls: type, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["coerce", "from_dict", "to_dict", "set_path", "get_path", "deep_merge", "field_paths"]
+__all__ = ["coerce", "from_dict", "to_dict", "set_path", "deep_merge", "field_paths", "apply_hyperparameters",
+           "clear_other_alpha"]
+
+
+def clear_other_alpha(cfg: dict[str, Any], key: str) -> None:
+    """Alpha given one way (fixed or as a multiple of r) clears the other, so they never clash."""
+    other = {"adapter.alpha": "adapter.alpha_over_r", "adapter.alpha_over_r": "adapter.alpha"}
+    if key in other:
+        set_path(cfg, other[key], None)
+
+
+def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
+    """One trial's config: the base plus its hyperparameters (a new dict; base is kept)."""
+    out = copy.deepcopy(base)
+    for key, value in hp.items():
+        if "+" in key and isinstance(value, str):
+            value = json.loads(value)  # a coupled parameter's values travel as JSON text
+        pairs = zip(key.split("+"), value) if "+" in key else [(key, value)]
+        for k, v in pairs:
+            clear_other_alpha(out, k)
+            set_path(out, k, v)
+    return out

@@ -43,7 +43,7 @@ def derive_seed(sweep_seed: int, hyperparameters: dict[str, Any]) -> int:
 def resolve_trial(base: dict[str, Any], hyperparameters: dict[str, Any], sweep_seed: int) -> TrialConfig:
     """The full config of one trial: base (with the space's fixed values) + its sampled
     hyperparameters + its seed. The MLflow record uses the same function."""
-    from search_spaces import apply_hyperparameters
+    from trainables.schema import apply_hyperparameters
 
     data = apply_hyperparameters(base, hyperparameters)
     if data.get("seed") is None:

@@ -182,18 +182,6 @@ def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]
     return None, groups_list
 
 
-def read_system_output(path: str | Path) -> list[str]:
-    """Read system outputs: plain text with one output per line (empty lines are empty
-    outputs), or ``.csv`` / ``.tsv`` with an MR column and an output column (``output``,
-    ``system_output``, ``ref``, ...; as the official scorer accepts).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: the file is not UTF-8 or a malformed table (message names the file).
-    """
-    return _read_system_rows(Path(path))[1]
-
-
 # --------------------------------------------------------------------------------------------
 # Input checks
 
@@ -539,7 +527,16 @@ def _read_table(path: Path, value_header: str, what: str) -> tuple[list[str], li
             [_one_line(row[val_col]) for _, row in rows])
 
 
-def _read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
+def read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
+    """System outputs and their MRs: plain text with one output per line (empty lines are empty
+    outputs; no MRs), or ``.csv`` / ``.tsv`` with an MR column and an output column
+    (``output``, ``system_output``, ``ref``, ...; as the official scorer accepts).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: the file is not UTF-8 or a malformed table (message names the file).
+    """
+    path = Path(path)
     if _is_table(path):
         return _read_table(path, _HEADER_SYS, "output")
     outputs = [line.strip() for line in _read_text(path).splitlines()]
@@ -554,7 +551,7 @@ def _read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
 
 def _load_pair(refs_path: Path, sys_path: Path) -> tuple[list[list[str]], list[str]]:
     ref_mrs, groups = read_references(refs_path)
-    sys_mrs, outputs = _read_system_rows(sys_path)
+    sys_mrs, outputs = read_system_rows(sys_path)
     if ref_mrs is not None and sys_mrs is not None:
         # Both name their MRs: take each output's references by MR, as the official scorer
         # does, so the two files may list MRs in different orders.

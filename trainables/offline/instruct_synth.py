@@ -20,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from trainables.offline.tiny_llama import conversations
+from trainables.offline.chat_synth import conversations
 
 GENERATOR_VERSION = "1"
 SOURCES = ("unnatural_instructions", "alpaca", "self_instruct", "longform", "chip2", "oasst1", "hh_rlhf")

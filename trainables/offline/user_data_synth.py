@@ -51,7 +51,7 @@ _TAILS = ("", " Can you fix this?", " What should I do?", " Thanks in advance.",
 
 def sft_rows(n: int, *, seed: int = 0) -> list[dict[str, str]]:
     """``n`` Alpaca rows from single-exchange synthetic conversations."""
-    from trainables.offline.tiny_llama import conversations
+    from trainables.offline.chat_synth import conversations
 
     rng = random.Random(seed)
     rows = []

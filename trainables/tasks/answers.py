@@ -94,7 +94,7 @@ def answers_of(name: str, model: Any, tokenizer: Any, test: dict[str, Any], cfg:
         return answers
     other, other_tokenizer = load_compare_model(name, cfg, device)
     try:
-        from trainables.tasks.guanaco import prompt_ids
+        from trainables.tasks.chat import prompt_ids
 
         if not getattr(other_tokenizer, "chat_template", None):
             raise UserError("eval.compare_models", f"{name}'s tokenizer has no chat template")
@@ -129,7 +129,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
     eos or the end-of-turn token)."""
     import torch
 
-    from trainables.tasks.guanaco import stop_ids
+    from trainables.tasks.chat import stop_ids
 
     e = cfg.eval
     pad_id, stops = tokenizer.pad_token_id, stop_ids(tokenizer)

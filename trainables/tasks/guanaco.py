@@ -43,6 +43,7 @@ import numpy as np
 from trainables.errors import UserError
 from trainables.tasks.base import MetricSpec, Prepared, packed
 from trainables.tasks.causal_lm import IGNORE, CausalLMTask, fixed_subset, pad_collate
+from trainables.tasks.chat import GUANACO_PROMPT, prompt_ids, render
 from trainables.tasks.conversations import (
     LLAMA3_TOKENS,
     Conversation,
@@ -66,19 +67,9 @@ __all__ = ["GuanacoTask", "answered", "parse_guanaco", "read_jsonl", "encode_con
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
 PREP_VERSION = 2
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "guanaco_eval.jsonl"
-#: Llama 3.1+ templates print "Today Date: <strftime_now>" unless given a date: fixed, so the
-#: rendering (and the cache key) does not change with the day. Other templates ignore it.
-TEMPLATE_KWARGS = {"date_string": "26 Jul 2024"}
-GUANACO_PROMPT = "guanaco"
-"""The prompt style of a model trained on guanaco text (``data.format: text``)."""
 
 
 # --------------------------------------------------------------------------- encoding
-
-
-def render(tokenizer: Any, turns: list[dict[str, str]], *, generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt,
-                                         **TEMPLATE_KWARGS)
 
 
 def assistant_spans(tokenizer: Any, turns: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
@@ -129,12 +120,6 @@ def training_text(tokenizer: Any, conv: Conversation, fmt: str) -> tuple[str, li
         return "", [], dropped
     full, spans = assistant_spans(tokenizer, turns)
     return full, spans, dropped
-
-
-def guanaco_prompt(messages: list[dict[str, str]]) -> str:
-    """A prompt in the guanaco form (system messages have no place in it and are left out)."""
-    names = {"user": "Human", "assistant": "Assistant"}
-    return "".join(f"### {names[m['role']]}: {m['content']}" for m in messages if m["role"] in names) + "### Assistant:"
 
 
 def check_llama3_tokens(tokenizer: Any, data: dict[str, list[Conversation]], model: str) -> None:
@@ -194,17 +179,6 @@ def _on_assistant_tokens(ids: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     import torch
 
     return torch.where(torch.from_numpy(np.asarray(mask, dtype=np.bool_)), ids, torch.full_like(ids, IGNORE))
-
-
-def stop_ids(tokenizer: Any) -> list[int]:
-    """Token ids that end an answer: eos, and the end-of-turn token when the vocabulary has one
-    (Llama 3: ``<|eot_id|>``; the base model's eos is ``<|end_of_text|>``)."""
-    ids = [tokenizer.eos_token_id]
-    for tok in ("<|eot_id|>", "<|im_end|>", "<end_of_turn>"):
-        tid = tokenizer.convert_tokens_to_ids(tok)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
-            ids.append(tid)
-    return [i for i in ids if i is not None]
 
 
 # --------------------------------------------------------------------------- the task
@@ -325,15 +299,6 @@ def write_prepared(out: Path, tokenizer: Any, data: dict[str, list[Conversation]
     }, ensure_ascii=False))
     stats["test_prompts"] = len(prompts)
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
-
-
-def prompt_ids(tokenizer: Any, messages: list[dict[str, str]], style: str) -> list[int]:
-    """A prompt's token ids in the model's chat template, or in the guanaco form (after BOS,
-    as that model was trained)."""
-    if style != GUANACO_PROMPT:
-        return tokenizer(render(tokenizer, messages, generation_prompt=True), add_special_tokens=False)["input_ids"]
-    ids = tokenizer(guanaco_prompt(messages), add_special_tokens=False)["input_ids"]
-    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
 
 
 def encode_split(tokenizer: Any, convs: list[Conversation], cfg: TrialConfig, fmt: str, *, split: str,
