@@ -26,11 +26,13 @@ import pandas as pd
 from analysis import references
 from analysis.load import TaskInfo
 from analysis.references import RefTable, deviation
-from analysis.tables import (R_KEY, SMOKE, Grouping, Table, chosen_text, fmt_value, model_legend,
-                             short_name)
+from analysis.tables import R_KEY, SMOKE, Grouping, Table, chosen_text, model_legend
+from analysis.values import fmt_value
+from search_spaces import short_name
+from trainables.report import K
 from trainables.tasks.base import MetricSpec
 
-TRAINABLE = MetricSpec("trainable_pct", "max", "% trainable", "{:.4f}")
+TRAINABLE = MetricSpec(K.trainable_pct, "max", "% trainable", "{:.4f}")
 #: What :func:`source_curves` gives for each source point a rank plot draws.
 SOURCE_COLUMNS = ["model", "our_model", "stand_in", "table", "label", "kind", "r", "metric", "value"]
 STAND_IN_RULE = ("a smoke model (an offline stand-in such as gpt2-s) is compared with the sources' "

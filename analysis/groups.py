@@ -13,11 +13,12 @@ call :func:`best_per_group`; rows are plain mappings, so neither needs the other
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from analysis.values import finite, sort_key
 
 Row = Mapping[str, Any]
 
@@ -62,20 +63,6 @@ class Group:
     def chosen_values(self, key: str) -> list[Any]:
         """The distinct values of setting ``key`` among the chosen trials, in seed order."""
         return list(dict.fromkeys(r.get(key) for r in self.chosen))
-
-
-def finite(value: Any) -> bool:
-    """A real, finite number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def sort_key(value: Any) -> tuple[int, Any]:
-    """Numbers in numeric order, then everything else as text, then missing values."""
-    if finite(value):
-        return (0, float(value))
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (2, "")
-    return (1, str(value))
 
 
 def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: str, mode: str,

@@ -23,8 +23,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import SpaceParam, Sweep, TaskInfo, is_number
-from analysis.tables import eligible, fmt_value, short_name
+from analysis.load import SpaceParam, Sweep, TaskInfo
+from analysis.values import is_number
+from analysis.tables import eligible
+from analysis.values import fmt_value
+from search_spaces import short_name
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
 from trainables.tasks.base import MetricSpec
 

@@ -1,6 +1,6 @@
 """Read sweeps back from any MLflow tracking store into pandas.
 
-One function, :func:`load`, turns the MLflow record that :mod:`trainables.mlflow_record`
+One function, :func:`load`, turns the MLflow record that :mod:`sweeps.tracking.recorder`
 writes (one parent run per sweep, one child run per trial) into three things:
 
 - ``sweeps``: one :class:`Sweep` per parent run - its study, task, search algorithm, ASHA
@@ -21,26 +21,25 @@ from __future__ import annotations
 
 import ast
 import json
-import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis.references import RefTable, tables_for
+from analysis.values import is_number
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG, PARENT_TAG,
-                                      REPORT_METRICS, RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
-                                      TRIAL_TAG)
+                                      RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
+                                      TRIAL_TAG, sqlite_path)
+from trainables.report import K, VAL_LOSS
 from trainables.tasks.base import MetricSpec
 
 #: Metrics every trial logs whatever its task: not final task metrics.
-COST_METRICS = frozenset({*REPORT_METRICS, "train_loss", "lr", "trainable_params", "total_params",
-                          "trainable_pct", "setup_s", "data_s", "generate_s"})
+COST_METRICS = frozenset({VAL_LOSS, *vars(K).values()})
 
 #: Trial params that are not hyperparameters: trials differing only in these are seeds of
 #: one configuration (``adapter.lora_alpha`` and ``adapter.target_modules`` are derived from
@@ -167,11 +166,6 @@ class SweepData:
 # --------------------------------------------------------------------------- values
 
 
-def is_number(v: Any) -> bool:
-    """A real number, numpy's included (a DataFrame row gives ``np.int64``); not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-
 def parse_value(text: Any) -> Any:
     """An MLflow param/tag string back to the value it was made from (``str(value)``)."""
     if not isinstance(text, str):
@@ -221,7 +215,7 @@ def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
         task = get_task(name)
     except UserError:
         finals = tuple(MetricSpec(m, "max") for m in sorted(set(metric_names) - COST_METRICS))
-        return TaskInfo(name, MetricSpec("val_loss", "min", "val loss"), finals, registered=False)
+        return TaskInfo(name, MetricSpec(VAL_LOSS, "min", "val loss"), finals, registered=False)
     return TaskInfo(name, task.metric, tuple(task.final_metrics), tuple(tables_for(name)))
 
 
@@ -232,10 +226,9 @@ def _client(tracking_uri: str) -> Any:
     """A client for an existing store; never creates one (a mistyped SQLite path would)."""
     from mlflow import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
-        if path and path != ":memory:" and not os.path.isfile(path):
-            raise UserError("--tracking-uri", f"no MLflow database at {os.path.abspath(path)}")
+    if (db := sqlite_path(tracking_uri)) is not None:
+        if not db.is_file():
+            raise UserError("--tracking-uri", f"no MLflow database at {db.resolve()}")
     elif "://" not in tracking_uri or tracking_uri.startswith("file:"):
         path = tracking_uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(path):
@@ -314,7 +307,7 @@ def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequence[str] = (),
-         history_keys: Sequence[str] = ("epoch", "train_loss")) -> SweepData:
+         history_keys: Sequence[str] = (K.epoch, K.train_loss)) -> SweepData:
     """Read the sweeps of ``experiment`` (by name), or the sweeps whose parent run ids are
     ``sweep_ids``, with all their trials. Raises :class:`UserError` naming the CLI flag when
     the store, experiment or runs are not there."""

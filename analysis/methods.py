@@ -15,7 +15,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("method", "trials", "completed", "metric", "trainable_params", "samples_per_s", "peak_mem_mb")
+from trainables.report import K
+
+COLUMNS = ("method", "trials", "completed", "metric", K.trainable_params, K.samples_per_s, K.peak_mem_mb)
 
 
 def _num(v: Any) -> float | None:
@@ -32,14 +34,14 @@ def method_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]
         group = [r for r in rows if r["method"] == method]
         done = [r for r in group if r["status"] == "completed"]
         vals = [v for r in (done or group) if (v := _num(r.get(metric))) is not None]
-        speeds = [v for r in group if (v := _num(r.get("samples_per_s"))) is not None]
-        mems = [v for r in group if (v := _num(r.get("peak_mem_mb"))) is not None]
-        params = [v for r in group if (v := _num(r.get("trainable_params"))) is not None]
+        speeds = [v for r in group if (v := _num(r.get(K.samples_per_s))) is not None]
+        mems = [v for r in group if (v := _num(r.get(K.peak_mem_mb))) is not None]
+        params = [v for r in group if (v := _num(r.get(K.trainable_params))) is not None]
         out.append({"method": method, "trials": len(group), "completed": len(done),
                     "metric": statistics.median(vals) if vals else None,
-                    "trainable_params": int(max(params)) if params else None,
-                    "samples_per_s": statistics.median(speeds) if speeds else None,
-                    "peak_mem_mb": max(mems) if mems else None})
+                    K.trainable_params: int(max(params)) if params else None,
+                    K.samples_per_s: statistics.median(speeds) if speeds else None,
+                    K.peak_mem_mb: max(mems) if mems else None})
     return out
 
 
@@ -50,7 +52,7 @@ def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", ti
         return "-" if v is None else spec.format(v)
 
     body = [[r["method"], f"{r['completed']}/{r['trials']}", f(r["metric"], fmt),
-             f(r["trainable_params"], "{:,}"), f(r["samples_per_s"], "{:.1f}"), f(r["peak_mem_mb"], "{:.0f}")]
+             f(r[K.trainable_params], "{:,}"), f(r[K.samples_per_s], "{:.1f}"), f(r[K.peak_mem_mb], "{:.0f}")]
             for r in table]
     headers = ["method", "completed", heading, "trainable params", "samples/s", "peak MB"]
     text = tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
@@ -69,10 +71,10 @@ def plot(table: list[dict[str, Any]], out: Path, *, heading: str, title: str) ->
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
-    mem = [r["peak_mem_mb"] or 0.0 for r in pts]
+    mem = [r[K.peak_mem_mb] or 0.0 for r in pts]
     top = max(mem) or 1.0
-    for ax, key, label, log in ((axes[0], "trainable_params", "trainable parameters", True),
-                                (axes[1], "samples_per_s", "training samples/s", False)):
+    for ax, key, label, log in ((axes[0], K.trainable_params, "trainable parameters", True),
+                                (axes[1], K.samples_per_s, "training samples/s", False)):
         for r, m in zip(pts, mem):
             if r[key] is None:
                 continue

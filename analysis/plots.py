@@ -24,8 +24,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from analysis.load import Sweep, TaskInfo
 from analysis.compare import SOURCE_COLUMNS
 from analysis.references import model_label as source_model_label
-from analysis.tables import R_KEY, chosen_text, fmt_value, model_legend, short_name, sort_key
+from analysis.tables import R_KEY, chosen_text, model_legend
+from analysis.values import fmt_value, sort_key
+from search_spaces import short_name
 from trainables.mlflow_names import STOPPED
+from trainables.report import K
 
 CMAP = "viridis"
 STOP_LABEL = "stopped by ASHA"
@@ -65,7 +68,7 @@ def _rank_axis(ax: Any, ranks: Sequence[float]) -> None:
 
 # --------------------------------------------------------------------------- rank plots
 
-POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", "trainable_pct", "model",
+POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", K.trainable_pct, "model",
                  "rows", "chosen", "run_ids"]
 #: Line style of a source curve by the kind of its table.
 SOURCE_STYLES = {"paper": "--", "reproduction": ":", "report": "-."}
@@ -106,7 +109,7 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                 continue
             rows.append({"line": line, "r": float(r), "metric": m, "value": float(pick[m]),
                          "low": float(pick[f"{m}_low"]), "high": float(pick[f"{m}_high"]),
-                         "n": int(pick[f"{m}_n"]), "trainable_pct": float(pick["trainable_pct"]),
+                         "n": int(pick[f"{m}_n"]), K.trainable_pct: float(pick[K.trainable_pct]),
                          "model": pick["model"], "rows": len(g), "chosen": " ".join(chosen),
                          "run_ids": " ".join(pick["run_ids"])})
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
@@ -221,8 +224,8 @@ def _trainable_pct(ax: Any, pts: pd.DataFrame) -> None:
     """One % per rank: a second x axis on top at our ranks; several models per rank: the %
     beside each point, with the values of the other settings a point was chosen by."""
     ranks = sorted(set(pts["r"]))
-    known = pts[pts["trainable_pct"].notna()]
-    pct = known.groupby("r")["trainable_pct"].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
+    known = pts[pts[K.trainable_pct].notna()]
+    pct = known.groupby("r")[K.trainable_pct].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
     on_top = len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
     if on_top:
         top = ax.secondary_xaxis("top")
@@ -232,7 +235,7 @@ def _trainable_pct(ax: Any, pts: pd.DataFrame) -> None:
                        rotation=30 if len(ranks) > 6 else 0)
         top.set_xlabel("% trainable parameters (ours)", fontsize=8)
     for _, p in pts.iterrows():
-        text = " ".join(t for t in ("" if on_top or pd.isna(p["trainable_pct"])
+        text = " ".join(t for t in ("" if on_top or pd.isna(p[K.trainable_pct])
                                     else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t)
         if text:
             ax.annotate(text, (p["r"], p["value"]), xytext=(4, 4), textcoords="offset points",
@@ -368,7 +371,7 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
             ax_val.plot(x, y, color=color, ls=ls, marker=".", ms=4, lw=1.2, alpha=0.9)
             if t["status"] == STOPPED:
                 data["stopped"].append((float(x[-1]), float(y[-1]), t["run_id"]))
-        sx, sy = curve(history, t["run_id"], "train_loss", x="step")
+        sx, sy = curve(history, t["run_id"], K.train_loss, x="step")
         data["train"][t["run_id"]] = (sx, sy)
         if len(sx):
             ax_train.plot(sx, sy, color=color, ls=ls, lw=0.8, alpha=0.8)

@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search_spaces import short_name
 from trainables.errors import UserError, did_you_mean, one_of
+from trainables.report import K
 
 EXIT_USAGE = 2
 ARTIFACT_PATH = "analysis"
@@ -132,7 +134,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     trial_cols = [c for c in ["sweep", "run_id", "trial_id", "status", "stopped_at_epoch", "task",
                               "model", "seed"] if c in trials]
     hp_keys = list(dict.fromkeys(k for ks in trials["swept"] for k in ks if k != "seed"))
-    metric_keys = list(dict.fromkeys(["trainable_pct", "epoch"] + [m.name for t in data.tasks.values()
+    metric_keys = list(dict.fromkeys([K.trainable_pct, "epoch"] + [m.name for t in data.tasks.values()
                                                                   for m in t.metrics]))
     trials[trial_cols + [k for k in hp_keys + metric_keys if k in trials]].to_csv(
         out_dir / "trials.csv", index=False)
@@ -202,7 +204,7 @@ def _rank_figures(report: Report, summary: Any, task: Any, grouping: Any, rankin
     names = [ranking.name] + [m.name for m in task.metrics if m.name != ranking.name]
     others = [k for k in grouping.keys if k != tables.R_KEY]
     models = list(dict.fromkeys(summary["model"]))
-    best_of = (f"; per rank, the best {', '.join(map(tables.short_name, others))} by {ranking.heading}"
+    best_of = (f"; per rank, the best {', '.join(map(short_name, others))} by {ranking.heading}"
                if others else "")
     fig, drawn = plots.rank_figure(
         summary, task, line_by=["model"], metrics=names, select_by=ranking.name, others=others,
@@ -225,7 +227,7 @@ def _rank_figures(report: Report, summary: Any, task: Any, grouping: Any, rankin
             title=f"{studies} ({task.name}), model {label}: metrics vs LoRA rank"
                   f"{'' if line_by else best_of}")
         parts.append(_figure(report, fig, drawn, f"rank_{slug(task.name)}_{slug(label)}",
-                             f"Model {label}" + (f", one line per {', '.join(map(tables.short_name, others))}."
+                             f"Model {label}" + (f", one line per {', '.join(map(short_name, others))}."
                                                  if line_by else f"{best_of}.")))
     return parts
 
@@ -272,7 +274,6 @@ def _figure(report: Report, fig: Any, drawn: Any, stem: str, caption: str) -> st
 
 def _importance_section(report: Report, res: Any) -> str:
     from analysis.plots import importance_figure
-    from analysis.tables import short_name
 
     head = f"<h2>Hyperparameter importance: {html.escape(res.sweep.label)}</h2>"
     counts = (f"{res.n_complete} completed trials ({res.metric.name}); {res.n_pruned} stopped early "

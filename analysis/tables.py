@@ -28,9 +28,12 @@ from typing import Any
 import pandas as pd
 
 from analysis import references
-from analysis.groups import Stat, best_per_group, finite
-from analysis.load import Sweep, TaskInfo, is_number
+from analysis.groups import Stat, best_per_group
+from analysis.load import Sweep, TaskInfo
+from analysis.values import finite, fmt_value
+from search_spaces import short_name
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
+from trainables.report import K
 from trainables.tasks.base import MetricSpec
 
 R_KEY = "adapter.r"
@@ -47,16 +50,6 @@ _NOT_HP = ("task", MODEL_KEY, *DERIVED)
 # --------------------------------------------------------------------------- names
 
 
-def short_name(key: str) -> str:
-    """``adapter.r`` -> ``r``, ``train.lr`` -> ``lr`` (the search spaces' short names)."""
-    from search_spaces import ALIASES
-
-    for alias, full in ALIASES.items():
-        if full == key and alias != "rank":
-            return alias
-    return key
-
-
 def model_label(name_or_path: str) -> str:
     """``/models/gpt2-medium/`` -> ``gpt2-medium``; hub names stay as they are."""
     text = str(name_or_path).rstrip("/")
@@ -69,19 +62,6 @@ def model_legend(model: str) -> str:
     name, stand_in = references.resolve_model(model)
     label = model_label(model)
     return f"{label} ({SMOKE} stand-in for {references.model_label(name)})" if stand_in else label
-
-
-def fmt_value(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def sort_key(v: Any) -> tuple[int, Any]:
-    """Numbers in numeric order, then everything else as text (None last)."""
-    if is_number(v) and not pd.isna(v):
-        return (0, float(v))
-    return (2, "") if v is None or (isinstance(v, float) and math.isnan(v)) else (1, str(v))
 
 
 # --------------------------------------------------------------------------- grouping
@@ -156,8 +136,8 @@ def model_order(trials: pd.DataFrame) -> list[str]:
     """Models from smallest to largest (frozen parameter count), else by name."""
     def size(m: str) -> float:
         g = trials[trials["model"] == m]
-        if {"total_params", "trainable_params"} <= set(g.columns):
-            frozen = (g["total_params"] - g["trainable_params"]).dropna()
+        if {K.total_params, K.trainable_params} <= set(g.columns):
+            frozen = (g[K.total_params] - g[K.trainable_params]).dropna()
             if len(frozen):
                 return float(frozen.min())
         return math.inf
@@ -190,7 +170,7 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
     for k in grouping.nuisance:
         row[f"chosen.{k}"] = tuple(g.chosen_values(k))
     # A property of the configuration: from every trial when none ran to the end.
-    row["trainable_pct"] = _median(g.chosen or g.trials, "trainable_pct")
+    row[K.trainable_pct] = _median(g.chosen or g.trials, K.trainable_pct)
     for m in task.metrics:
         stat = g.stat(m.name)
         row.update({m.name: stat.median, f"{m.name}_low": stat.low, f"{m.name}_high": stat.high,
@@ -256,7 +236,7 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
     for _, s in summary.iterrows():
         row = ([model_legend(s["model"])] if show_model else []) + [fmt_value(s[k]) for k in grouping.keys]
         row += [chosen_text(s, k) for k in grouping.nuisance]
-        row += [fmt_value(s["trainable_pct"]) if pd.isna(s["trainable_pct"]) else f"{s['trainable_pct']:.4f}",
+        row += [fmt_value(s[K.trainable_pct]) if pd.isna(s[K.trainable_pct]) else f"{s['trainable_pct']:.4f}",
                 f"{s['completed']} / {s['stopped_early']} / {s['failed']}"]
         row += [st.text(m.fmt) if (st := stat(s, m.name)) else "-" for m in metrics]
         rows.append(row)
@@ -293,7 +273,7 @@ def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[Metri
     cols.update({short_name(k): summary[k] for k in grouping.keys})
     cols.update({f"{short_name(k)}_chosen": summary.apply(lambda s, k=k: chosen_text(s, k), axis=1)
                  for k in grouping.nuisance})
-    cols.update({k: summary[k] for k in ("trainable_pct", "trials", "completed", "stopped_early", "failed")})
+    cols.update({k: summary[k] for k in (K.trainable_pct, "trials", "completed", "stopped_early", "failed")})
     cols["seeds"] = summary["seeds"].map(lambda s: " ".join(map(str, s)))
     for m in metrics:
         for suffix in ("", "_low", "_high", "_n"):

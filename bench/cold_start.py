@@ -13,7 +13,7 @@ interrupted (Ctrl-C, which the CLI turns into a clean stop). Three cases are tim
 Each run is split at the lines the sweep prints: the sweep header (validated, Ray up, MLflow
 parent run written), the first trial's start (its process is up: on a local Ray with one-CPU
 trials, a process Ray started warm, having imported Ray Tune, torch, transformers and peft;
-see ``sweeps.runner.warm_runtime_env``) and the first metric. The trial's own timings
+see ``sweeps.ray_start.warm_runtime_env``) and the first metric. The trial's own timings
 (``setup_s``: imports not done yet, model and adapter; the rest: one epoch and the validation
 pass) come from its first result. ``--runs 5`` gives a steadier median on a noisy machine.
 

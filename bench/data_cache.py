@@ -30,8 +30,10 @@ def main() -> None:
         work = Path(tmp)
         os.environ["LORASWEEP_CACHE"] = str(work / "cache")  # empty: the first prepare misses
 
-        from sweeps.cli import build_config, build_parser, load_presets
-        from sweeps.runner import plan_sweep
+        from sweeps.cli import build_config, build_parser
+
+        from sweeps.study_file import load_presets
+        from sweeps.planning import plan_sweep
         from trainables.config import TrialConfig
         from trainables.offline.e2e_synth import write_e2e_dataset
         from trainables.schema import from_dict

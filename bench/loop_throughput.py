@@ -26,8 +26,9 @@ from bench.overhead import ALPHA, BATCH, LR, R, WARMUP, bare_training  # noqa: E
 def our_trial(steps: int):
     """The smoke preset's trial with the bare loop's settings, resolved as a sweep would."""
     from search_spaces import apply_hyperparameters
-    from sweeps.cli import build_config, build_parser, load_presets
-    from sweeps.runner import plan_sweep
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_presets
+    from sweeps.planning import plan_sweep
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
 

@@ -36,8 +36,9 @@ SMOKE_DATA = [("e2e", "rank_e2e", None), ("squad", "squad_grid", None), ("webnlg
 
 def smoke_trial(study: str, part: str | None) -> object:
     """The trial config of a study's smoke preset (one part), as the sweep would plan it."""
-    from sweeps.cli import build_configs, build_parser, load_study
-    from sweeps.runner import plan_sweep
+    from sweeps.cli import build_configs, build_parser
+    from sweeps.study_file import load_study
+    from sweeps.planning import plan_sweep
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
 

@@ -33,10 +33,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 from trainables.errors import UserError, did_you_mean, not_utf8, one_of
-from trainables.schema import apply_hyperparameters, clear_other_alpha, coerce, field_paths, from_dict
+from trainables.schema import OTHER_ALPHA, apply_hyperparameters, clear_other_alpha, coerce, field_paths, from_dict
 
 SPACES_DIR = Path(__file__).resolve().parent
 SECTIONS = ("scientific", "nuisance", "fixed")
@@ -45,7 +46,6 @@ RANGES = ("uniform", "loguniform", "randint", "lograndint")
 
 ALIASES = {
     "r": "adapter.r",
-    "rank": "adapter.r",
     "alpha": "adapter.alpha",
     "alpha_over_r": "adapter.alpha_over_r",
     "dropout": "adapter.dropout",
@@ -93,15 +93,16 @@ class Param:
     @property
     def short(self) -> str:
         if "+" in self.key:
-            return "+".join(_short_name(k) for k in self.keys)
-        return _short_name(self.key)
+            return "+".join(short_name(k) for k in self.keys)
+        return short_name(self.key)
 
 
-def _short_name(key: str) -> str:
-    for alias, full in ALIASES.items():
-        if full == key and alias != "rank":
-            return alias
-    return key
+SHORT_NAMES = {full: alias for alias, full in ALIASES.items()}
+
+
+def short_name(key: str) -> str:
+    """``adapter.r`` -> ``r``, ``train.lr`` -> ``lr``; other settings keep their dotted name."""
+    return SHORT_NAMES.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def resolve_key(name: str, field: str) -> str:
                                "set it with --set or the preset")
     known = sorted(ALIASES) + sorted(k for k in paths if k not in _NOT_SEARCHABLE)
     raise UserError(field, f"unknown hyperparameter{did_you_mean(name, known)}; short names: "
-                           f"{one_of(sorted(set(ALIASES) - {'rank'}))}, or a dotted trial "
+                           f"{one_of(sorted(ALIASES))}, or a dotted trial "
                            "setting such as 'train.label_smoothing'")
 
 
@@ -322,14 +323,16 @@ def load_space(spec: str | dict[str, Any], *, base: dict[str, Any], field: str =
                        source=source)
 
 
-def base_with_fixed(base: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+def base_with_fixed(base: dict[str, Any], space: SearchSpace, *, keep: Collection[str] = ()) -> dict[str, Any]:
     """The base trial config with the space's fixed values, and alpha cleared when the space
-    sweeps it the other way."""
+    sweeps it the other way. Settings in ``keep`` (given on the command line) keep their value,
+    and so does alpha given the other way."""
     out = copy.deepcopy(base)
     for p in space.swept:
         for k in p.keys:
             clear_other_alpha(out, k)
-    return apply_hyperparameters(out, space.fixed())
+    held = set(keep) | {OTHER_ALPHA[k] for k in keep if k in OTHER_ALPHA}
+    return apply_hyperparameters(out, {k: v for k, v in space.fixed().items() if k not in held})
 
 
 def to_tune(space: SearchSpace, *, algorithm: str) -> dict[str, Any]:

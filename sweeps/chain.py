@@ -46,7 +46,7 @@ def for_planning(cfg: Any) -> Any:
 
 
 def order(cfgs: list[Any], study: Any) -> list[Any]:
-    """The selected parts' configs of ``study`` (a :class:`~sweeps.cli.Study`), checked and
+    """The selected parts' configs of ``study`` (a :class:`~sweeps.study_file.Study`), checked and
     ordered: every part named by ``best:`` runs before the parts that start from it; one not
     selected is resolved now from an earlier sweep (see the module docstring)."""
     parts = list(study.parts(cfgs[0].preset)) if study.part_flag else []
@@ -79,7 +79,7 @@ def order(cfgs: list[Any], study: Any) -> list[Any]:
 
 def resolved(cfg: Any, outcomes: dict[str, Any]) -> Any:
     """``cfg`` with ``best:<part>`` replaced by ``runs:/<run id>`` of that part's best completed
-    trial, once the part's sweep (its :class:`~sweeps.runner.Outcome` in ``outcomes``) has run."""
+    trial, once the part's sweep (its :class:`~sweeps.summary.Outcome` in ``outcomes``) has run."""
     src = source_part(cfg)
     if src is None:
         return cfg
@@ -99,7 +99,7 @@ def resolved(cfg: Any, outcomes: dict[str, Any]) -> Any:
 def _earlier_sweep(cfg: Any, src: str, *, flag: str) -> str:
     """``runs:/<run id>`` of the best completed trial of the latest finished ``src`` sweep of
     the study on the same model, in the MLflow experiment ``cfg`` writes to."""
-    from sweeps.runner import resolve_smoke_sources
+    from sweeps.planning import resolve_smoke_sources
     from trainables.mlflow_names import default_tracking_uri
     from trainables.schema import to_dict
     from trainables.warmstart import latest_sweep

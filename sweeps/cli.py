@@ -1,7 +1,7 @@
 """The command line every sweep script shares.
 
 ``python sweeps/<study>.py [--preset NAME] [--set KEY=VALUE ...] [flags]`` builds one
-:class:`~trainables.config.SweepConfig` from the study's preset file
+:class:`~sweeps.config.SweepConfig` from the study's preset file
 (``sweeps/presets/<study>.yaml``, or a study file of the user's own given with ``--config``;
 :mod:`sweeps.study_file`) plus the overrides, and hands it to the runner. A mistake in
 any of it is reported as one line on stderr with exit code 2, before anything is launched or
@@ -14,81 +14,19 @@ import argparse
 import copy
 import gc
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps.stopping import Stopped
+from sweeps.study_file import FLAG_SETTINGS, TRIAL_SECTIONS, Study, load_study, read_study
 from trainables.errors import UserError, did_you_mean, one_of
 
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 EXIT_USAGE = 2
-
-#: Top-level settings of a trial; ``--set train.lr=1e-4`` means ``trial.train.lr``.
-TRIAL_SECTIONS = ("task", "seed", "model", "data", "adapter", "train", "eval")
-
-#: CLI flag -> dotted SweepConfig setting.
-FLAG_SETTINGS = {
-    "model": "trial.model.name_or_path",
-    "data": "trial.data.source",
-    "search_space": "space",
-    "num_samples": "search.num_samples",
-    "max_concurrent": "search.max_concurrent",
-    "search_alg": "search.algorithm",
-    "scheduler": "scheduler.name",
-    "cpus_per_trial": "resources.cpus_per_trial",
-    "gpus_per_trial": "resources.gpus_per_trial",
-    "workers_per_trial": "resources.workers_per_trial",
-    "seed": "seed",
-    "tracking_uri": "tracking_uri",
-    "experiment": "experiment",
-    "storage": "storage",
-    "name": "name",
-    "keep_best_k": "keep_best_k",
-    "max_failures": "max_failures",
-    "memory_limit_mb": "resources.memory_limit_mb",
-    "seeds": "seeds",
-    "max_trainable_params": "max_trainable_params",
-}
-
-
-@dataclass
-class Study:
-    """A study's preset file: its presets and, for multi-part studies, its parts.
-
-    A *part* is one sweep of a study that runs several (one per GLUE task, one per model
-    size): ``parts`` maps part names to settings, and ``part_flag`` names the command-line flag
-    that picks them (``--task rte,mrpc`` or ``--task all``). A part's settings are the
-    defaults of its sweep; the preset and ``--set`` override them. Parts are given at the top
-    of the file and may be refined per preset (``presets.smoke.parts``).
-    """
-
-    name: str
-    presets: dict[str, dict[str, Any]]
-    default: str
-    part_flag: str | None = None
-    default_parts: tuple[str, ...] = ()
-    report: bool = False
-    """``report: true`` in the preset file: after its sweeps, write the analysis report of
-    them (plots and tables from the MLflow store they wrote; :mod:`sweeps.study_report`)."""
-
-    def parts(self, preset: str) -> dict[str, dict[str, Any]]:
-        return self.presets[preset].get("parts") or {}
-
-
-def load_study(study: str) -> Study:
-    """The study's presets with ``extends`` resolved (parts included), and its part flag: its
-    preset file, read and checked by :func:`sweeps.study_file.read_study`."""
-    from sweeps.study_file import read_study
-
-    return read_study(PRESETS_DIR / f"{study}.yaml", name=study)
 
 
 def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog: str | None = None) -> Study:
     """The study file ``--config`` names (a user's own, same schema), else the study's own;
     without a study (``python -m sweeps.run``) ``--config`` is required."""
-    from sweeps.study_file import read_study
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config = pre.parse_known_args(argv)[0].config
@@ -99,12 +37,6 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
         entry.add_argument("--config", metavar="FILE", required=True, help="the study file")
         entry.parse_known_args(argv)
     return load_study(study)
-
-
-def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """The study's presets with ``extends`` resolved, and the default preset's name."""
-    s = load_study(study)
-    return s.presets, s.default
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -128,7 +60,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     else:
         import dataclasses
 
-        from trainables.config import SweepConfig
+        from sweeps.config import SweepConfig
 
         sweep = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in ("study", "overrides")]
         if head not in sweep:  # 'adaptor.r' would otherwise be reported as a SweepConfig field
@@ -223,8 +155,8 @@ def selected_parts(study: Study, preset: str, text: str | None) -> list[str | No
 
 def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str, Any] | None = None,
                  *, part: str | None = None) -> Any:
-    from trainables.config import SweepConfig
-    from trainables.schema import deep_merge, from_dict, set_path
+    from sweeps.config import SweepConfig
+    from trainables.schema import clear_other_alpha, deep_merge, from_dict, set_path
 
     if not isinstance(study, Study):
         study = Study(study, presets or {}, "")
@@ -244,9 +176,10 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
     assignments += [parse_assignment(text) for text in args.sets]
     overrides: dict[str, Any] = {}
     for key, value in assignments:
-        set_path(data, key, value)
         if key.startswith("trial."):
+            clear_other_alpha(data.setdefault("trial", {}), key.removeprefix("trial."))
             overrides[key.removeprefix("trial.")] = value
+        set_path(data, key, value)
     # Trial settings given on the command line also win over the search space's fixed values.
     data["overrides"] = overrides
     if part is not None and data.get("name") and not str(data["name"]).endswith(f"-{part}"):
@@ -284,7 +217,9 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         cfgs = chain.order(build_configs(spec, args), spec)
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
-        from sweeps.runner import check_name_is_new, plan_sweep, run_sweep
+        from sweeps.planning import plan_sweep
+        from sweeps.runner import run_sweep
+        from sweeps.storage import check_name_is_new
 
         if len(cfgs) > 1 and not args.resume:
             for cfg in cfgs:
@@ -337,7 +272,7 @@ def main(study: str | None, *, doc: str = "", prog: str | None = None) -> int:
 def _dry_run(cfg: Any) -> int:
     import json
 
-    from sweeps.runner import plan_sweep
+    from sweeps.planning import plan_sweep
     from trainables.schema import to_dict
 
     from sweeps.chain import for_planning

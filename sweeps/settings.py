@@ -1,5 +1,6 @@
 """Every setting a sweep takes, with its type, default and documentation, from the config
-dataclasses themselves (``trainables/config.py``): the field docstrings are the reference.
+dataclasses themselves (``sweeps/config.py``, ``trainables/config.py``): the field docstrings are
+the reference.
 
     python -m sweeps.settings             # a table in the terminal
     python -m sweeps.settings --markdown  # docs/configuration.md
@@ -59,8 +60,8 @@ def _default(f: dataclasses.Field) -> Any:
 def settings(cls: type | None = None, prefix: str = "", section: str = "sweep",
              path: str = "") -> list[Setting]:
     """Every leaf setting of ``cls`` (default: SweepConfig), depth first, in source order."""
-    from sweeps.cli import FLAG_SETTINGS
-    from trainables.config import SweepConfig
+    from sweeps.study_file import FLAG_SETTINGS
+    from sweeps.config import SweepConfig
     from trainables.schema import _describe
 
     cls = cls or SweepConfig
@@ -93,7 +94,7 @@ def _value(v: Any) -> str:
 def markdown() -> str:
     lines = ["# Configuration reference", "",
              "Every setting of a sweep, generated from the field documentation of the config "
-             "dataclasses in `trainables/config.py` by `python -m sweeps.settings --markdown`. "
+             "dataclasses in `sweeps/config.py` and `trainables/config.py` by `python -m sweeps.settings --markdown`. "
              "Set any of them in a preset, or on the command line with `--set KEY=VALUE` "
              "(trial settings such as `train.lr`; sweep settings such as `scheduler.groups`).", ""]
     titles = {"sweep": "The sweep", "trial": "The trial"}

@@ -13,7 +13,7 @@ with ``--config FILE`` (to any sweep script, or to ``python -m sweeps.run``). Bo
     report: false              # true: write the analysis report after the sweeps
     presets:
       paper: {...}             # a sweep: description, space, trial, search, scheduler,
-                               # resources, seed, seeds, name, ... (trainables.config.SweepConfig)
+                               # resources, seed, seeds, name, ... (sweeps.config.SweepConfig)
       smoke: {extends: paper, ...}   # a preset may extend another and refine parts
 
 Every key, at any depth, is checked against that schema when the file is read (an unknown key
@@ -31,12 +31,78 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from dataclasses import dataclass
+from typing import Any, get_type_hints
 
 from trainables.errors import UserError, did_you_mean, one_of
 
-if TYPE_CHECKING:
-    from sweeps.cli import Study
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+#: Top-level settings of a trial; ``--set train.lr=1e-4`` means ``trial.train.lr``.
+TRIAL_SECTIONS = ("task", "seed", "model", "data", "adapter", "train", "eval")
+
+
+#: CLI flag -> dotted SweepConfig setting.
+FLAG_SETTINGS = {
+    "model": "trial.model.name_or_path",
+    "data": "trial.data.source",
+    "search_space": "space",
+    "num_samples": "search.num_samples",
+    "max_concurrent": "search.max_concurrent",
+    "search_alg": "search.algorithm",
+    "scheduler": "scheduler.name",
+    "cpus_per_trial": "resources.cpus_per_trial",
+    "gpus_per_trial": "resources.gpus_per_trial",
+    "workers_per_trial": "resources.workers_per_trial",
+    "seed": "seed",
+    "tracking_uri": "tracking_uri",
+    "experiment": "experiment",
+    "storage": "storage",
+    "name": "name",
+    "keep_best_k": "keep_best_k",
+    "max_failures": "max_failures",
+    "memory_limit_mb": "resources.memory_limit_mb",
+    "seeds": "seeds",
+    "max_trainable_params": "max_trainable_params",
+}
+
+
+@dataclass
+class Study:
+    """A study's preset file: its presets and, for multi-part studies, its parts.
+
+    A *part* is one sweep of a study that runs several (one per GLUE task, one per model
+    size): ``parts`` maps part names to settings, and ``part_flag`` names the command-line flag
+    that picks them (``--task rte,mrpc`` or ``--task all``). A part's settings are the
+    defaults of its sweep; the preset and ``--set`` override them. Parts are given at the top
+    of the file and may be refined per preset (``presets.smoke.parts``).
+    """
+
+    name: str
+    presets: dict[str, dict[str, Any]]
+    default: str
+    part_flag: str | None = None
+    default_parts: tuple[str, ...] = ()
+    report: bool = False
+    """``report: true`` in the preset file: after its sweeps, write the analysis report of
+    them (plots and tables from the MLflow store they wrote; :mod:`sweeps.study_report`)."""
+
+    def parts(self, preset: str) -> dict[str, dict[str, Any]]:
+        return self.presets[preset].get("parts") or {}
+
+
+def load_study(study: str) -> Study:
+    """A built-in study's presets with ``extends`` resolved (parts included), and its part
+    flag: its preset file, read and checked by :func:`read_study`."""
+    return read_study(PRESETS_DIR / f"{study}.yaml", name=study)
+
+
+def load_presets(study: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """The study's presets with ``extends`` resolved, and the default preset's name."""
+    s = load_study(study)
+    return s.presets, s.default
+
 
 TOP_KEYS = ("study", "default", "presets", "parts", "part_flag", "default_parts", "report")
 #: Keys of a preset beside the sweep settings.
@@ -96,7 +162,7 @@ def check_space_sections(space: dict[str, Any], where: str, path: Path) -> None:
 
 
 def check_sweep(data: Any, where: str, path: Path, *, preset: bool) -> None:
-    from trainables.config import SweepConfig
+    from sweeps.config import SweepConfig
 
     check_keys(data, SweepConfig, where, path, extra=PRESET_KEYS if preset else (), leave_out=SET_BY_CLI)
     for name, part in ((data.get("parts") or {}).items() if preset else ()):
@@ -139,7 +205,6 @@ def check_study(data: dict[str, Any], path: Path) -> None:
 
 
 def _cli_flags() -> set[str]:
-    from sweeps.cli import FLAG_SETTINGS
 
     return set(FLAG_SETTINGS)
 
@@ -182,8 +247,7 @@ def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any
 
 
 def read_study(path: Path, *, name: str | None = None) -> Study:
-    """A study file, checked, as the :class:`~sweeps.cli.Study` the command line runs."""
-    from sweeps.cli import Study
+    """A study file, checked, as the :class:`Study` the command line runs."""
 
     data = read_yaml(path)
     check_study(data, path)

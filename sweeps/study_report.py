@@ -23,7 +23,7 @@ from trainables.errors import UserError
 
 
 def report_dir(study: str, cfgs: list[Any], *, name: str | None) -> Path:
-    from sweeps.runner import storage_path
+    from sweeps.storage import storage_path
 
     storage = storage_path(cfgs[0])
     root = Path("results") if "://" in storage else Path(storage)

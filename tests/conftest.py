@@ -61,7 +61,8 @@ def make_trial(smoke_assets):
 
 def sweep_config(study: str, *argv: str):
     """The validated SweepConfig that ``sweeps/<study>.py *argv`` would run."""
-    from sweeps.cli import build_config, build_parser, load_study
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
 
     spec = load_study(study)
     return build_config(spec, build_parser(spec).parse_args(list(argv)))

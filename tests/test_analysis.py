@@ -1,7 +1,7 @@
 """analysis/: sweeps read back from a real MLflow store, checked against the values logged.
 
 The store is built once per module through the real MLflow API in the layout that
-``trainables.mlflow_record`` writes (parent run per sweep with its ``lorasweep.scientific``
+``sweeps.tracking.recorder`` writes (parent run per sweep with its ``lorasweep.scientific``
 and ``lorasweep.nuisance`` tags, child run per trial, the same tags, params from a real
 ``TrialConfig``, metrics at the same steps), with known values:
 
@@ -66,7 +66,8 @@ def finals(bleu: float) -> dict[str, float]:
 
 def _parent(client, exp_id, name, *, study, model, algorithm, scheduler, space, scientific=None,
             nuisance=""):
-    from trainables.mlflow_record import KIND_TAG, SWEEP_TAG, log_batch
+    from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
+    from sweeps.tracking.recorder import log_batch
 
     tags = {KIND_TAG: "sweep", SWEEP_TAG: name, "lorasweep.study": study, "lorasweep.preset": "test",
             "git_sha": "0123456789abcdef", "git_dirty": "false"}
@@ -87,8 +88,9 @@ def _trial(client, exp_id, parent, sweep, tid, *, model, hp, vals, final=None, s
     from mlflow.entities import Metric
 
     from trainables.config import TrialConfig
-    from trainables.mlflow_record import (COMPLETED, KIND_TAG, PARENT_TAG, STATUS_TAG, STOPPED,
-                                          SWEEP_TAG, TRIAL_TAG, flatten, log_batch)
+    from sweeps.tracking.recorder import flatten, log_batch
+    from trainables.mlflow_names import (COMPLETED, KIND_TAG, PARENT_TAG, STATUS_TAG, STOPPED, SWEEP_TAG,
+                                         TRIAL_TAG)
     from trainables.schema import from_dict, set_path, to_dict
 
     data = {"task": "e2e", "model": {"name_or_path": model}, "train": {"epochs": 3}, "seed": 0}

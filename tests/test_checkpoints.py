@@ -21,7 +21,7 @@ def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_p
     """The retention deletes a superseded checkpoint only once the snapshot in storage names a
     newer one, a pruned trial's only once it has ended there, never one an MLflow record still
     reads; a deletion that fails is listed and the sweep goes on."""
-    from trainables.checkpoints import CheckpointRetention
+    from sweeps.retention import CheckpointRetention
 
     exp = tmp_path / "sweep"
     trial = exp / "trial_a"

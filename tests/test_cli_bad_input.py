@@ -350,7 +350,9 @@ def test_a_mistake_found_while_ray_starts_stops_that_ray(tmp_path, smoke_assets,
     Ray is down, and nothing is written."""
     import ray
 
-    from sweeps.cli import build_configs, build_parser, load_study
+    from sweeps.cli import build_configs, build_parser
+
+    from sweeps.study_file import load_study
     from sweeps.runner import run_sweep
     from trainables.errors import UserError
 

@@ -531,7 +531,7 @@ def test_storage_that_cannot_be_written_is_refused_before_launch(storage, fragme
 
 def test_unreachable_cloud_storage_answers_within_the_timeout():
     """pyarrow's GCS client retries for minutes; the check gives up after its timeout."""
-    from sweeps.runner import check_storage
+    from sweeps.storage import check_storage
     from trainables.errors import UserError
 
     started = time.time()
@@ -542,7 +542,7 @@ def test_unreachable_cloud_storage_answers_within_the_timeout():
 
 
 def test_local_storage_needs_no_check(tmp_path):
-    from sweeps.runner import check_storage
+    from sweeps.storage import check_storage
 
     check_storage(str(tmp_path / "not-yet" / "ray_results"))
     assert not (tmp_path / "not-yet").exists()
@@ -597,8 +597,8 @@ def test_resume_finds_a_sweep_stored_in_an_s3_bucket(s3_endpoint):
 
     import pyarrow.fs
 
-    from sweeps.runner import _store_config, _stored_config, check_storage
-    from trainables.config import SweepConfig
+    from sweeps.storage import check_storage, store_config, stored_config
+    from sweeps.config import SweepConfig
     from trainables.errors import UserError
 
     fs = pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{s3_endpoint}", scheme="http",
@@ -610,16 +610,16 @@ def test_resume_finds_a_sweep_stored_in_an_s3_bucket(s3_endpoint):
     with pytest.raises(UserError, match="storage: cannot use s3://no-such-bucket"):
         check_storage(f"s3://no-such-bucket/sweeps?{query}", timeout_s=10)
 
-    launched = SimpleNamespace(  # what _store_config reads of a Plan
+    launched = SimpleNamespace(  # what store_config reads of a Plan
         cfg=SweepConfig(study="rank_e2e", preset="smoke", storage=storage, seed=7),
         name="rank_e2e-smoke-20261128-120000", storage=storage)
-    _store_config(launched)
+    store_config(launched)
     assert fs.get_file_info("lorasweep-results/sweeps/rank_e2e-smoke-20261128-120000/"
                             "lorasweep_sweep.json").size > 0
 
-    latest = _stored_config(SweepConfig(study="rank_e2e", storage=storage))
+    latest = stored_config(SweepConfig(study="rank_e2e", storage=storage))
     assert (latest.name, latest.seed, latest.preset) == ("rank_e2e-smoke-20261128-120000", 7, "smoke")
-    named = _stored_config(SweepConfig(study="rank_e2e", storage=storage, name=latest.name))
+    named = stored_config(SweepConfig(study="rank_e2e", storage=storage, name=latest.name))
     assert named == latest
     with pytest.raises(UserError, match="no glue_rank sweep to resume"):
-        _stored_config(SweepConfig(study="glue_rank", storage=storage))
+        stored_config(SweepConfig(study="glue_rank", storage=storage))

@@ -29,7 +29,7 @@ def test_tune_actor_runtime_env_matches_the_installed_ray():
     warm processes: a Ray upgrade that changes Tune's list fails here, not silently."""
     from ray.tune.execution import class_cache
 
-    from sweeps.runner import TUNE_ACTOR_ENV_VARS, TUNE_PROPAGATED_ENV
+    from sweeps.ray_start import TUNE_ACTOR_ENV_VARS, TUNE_PROPAGATED_ENV
 
     assert TUNE_ACTOR_ENV_VARS == class_cache.DEFAULT_ENV_VARS
     assert set(TUNE_PROPAGATED_ENV) == set(class_cache.ENV_VARS_TO_PROPAGATE)
@@ -45,7 +45,7 @@ def test_tune_actor_runtime_env_matches_the_installed_ray():
     ([], {"LORASWEEP_WARM_WORKERS": "0"}, False),
 ])
 def test_warm_workers_only_where_every_prestarted_process_hosts_a_trial(flags, env, warm, monkeypatch):
-    from sweeps.runner import warm_runtime_env
+    from sweeps.ray_start import warm_runtime_env
     from trainables.trial import WARM_ENV
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -68,8 +68,9 @@ _TRIALS_IN_WARM_PROCESSES = textwrap.dedent("""
     sys.path.insert(0, {repo!r})
     import ray
     from ray import tune
-    from sweeps.runner import _init_ray, warm_runtime_env
-    from sweeps.cli import build_config, build_parser, load_study
+    from sweeps.ray_start import _init_ray, warm_runtime_env
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
 
     study = load_study("rank_e2e")
     cfg = build_config(study, build_parser(study).parse_args(["--preset", "smoke"]))
@@ -111,8 +112,9 @@ def test_trials_start_in_processes_that_imported_peft_already(warm, tmp_path):
 _PLAN = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {repo!r})
-    from sweeps.cli import build_config, build_parser, load_study
-    from sweeps.runner import plan_sweep
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
+    from sweeps.planning import plan_sweep
 
     study = load_study("rank_e2e")
     cfg = build_config(study, build_parser(study).parse_args(["--preset", "smoke", *{flags!r}]))
@@ -145,7 +147,7 @@ def test_an_unchanged_sweep_plans_without_importing_torch_or_transformers(smoke_
 
 
 def test_model_checks_are_memoised_on_the_config_and_never_when_they_fail(smoke_assets, tmp_path, monkeypatch):
-    from sweeps.runner import plan_sweep
+    from sweeps.planning import plan_sweep
     from trainables.errors import UserError
 
     model = tmp_path / "model"
@@ -193,7 +195,7 @@ def test_tokenizer_digest_is_memoised_on_the_tokenizer_files(smoke_assets, tmp_p
 def test_a_new_sqlite_store_is_staged_beside_it_and_put_in_place(tmp_path):
     from mlflow import MlflowClient
 
-    from sweeps.runner import StagedStore
+    from sweeps.tracking.store import StagedStore
 
     db = tmp_path / "sub" / "mlruns.db"
     db.parent.mkdir()

@@ -6,7 +6,9 @@ import pickle
 
 import pytest
 
-from trainables.config import AdapterConfig, ResourcesConfig, SweepConfig, TrainConfig, TrialConfig
+from sweeps.config import SweepConfig
+
+from trainables.config import AdapterConfig, ResourcesConfig, TrainConfig, TrialConfig
 from trainables.errors import UserError
 from trainables.schema import deep_merge, field_paths, from_dict, set_path, to_dict
 

@@ -235,8 +235,10 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
 def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
     """What an uninterrupted sweep's seeded Optuna searcher suggests (its first suggestions
     are TPE's seeded random start-up samples, independent of the trials' results)."""
-    from sweeps.cli import build_config, build_parser, load_study
-    from sweeps.runner import _search_alg, plan_sweep
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
+    from sweeps.planning import plan_sweep
+    from sweeps.tune_setup import search_alg
     from trainables.tasks.registry import get_task
 
     study = load_study("rank_e2e")
@@ -245,7 +247,7 @@ def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
     cfg = build_config(study, args)
     plan = plan_sweep(cfg, prepare=False)
     metric = get_task(cfg.trial.task).metric
-    searcher = _search_alg(plan, metric.name, metric.mode)
+    searcher = search_alg(plan, metric.name, metric.mode)
     searcher.set_search_properties(metric.name, metric.mode, plan.param_space)
     out = []
     for i in range(n):

@@ -320,8 +320,8 @@ def test_warm_start_is_a_sweep_dimension_checked_before_launch(tmp_path):
     anything launches."""
     from peft import LoraConfig, get_peft_model
 
-    from sweeps.runner import plan_sweep
-    from trainables.config import SweepConfig
+    from sweeps.planning import plan_sweep
+    from sweeps.config import SweepConfig
     from trainables.schema import from_dict
     from trainables.tasks.registry import get_task
 

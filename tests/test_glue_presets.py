@@ -32,7 +32,8 @@ WARM = {"mrpc", "rte", "stsb"}
 
 def sweep_config(study: str, *argv: str):
     """The validated SweepConfig of the one part ``sweeps/<study>.py *argv`` selects."""
-    from sweeps.cli import build_configs, build_parser, load_study
+    from sweeps.cli import build_configs, build_parser
+    from sweeps.study_file import load_study
 
     spec = load_study(study)
     (cfg,) = build_configs(spec, build_parser(spec).parse_args(list(argv)))
@@ -119,7 +120,7 @@ def test_the_part_named_by_best_runs_first(tmp_path, capsys):
 
 def test_best_on_the_part_itself_starts_it_fresh():
     from sweeps.chain import order
-    from sweeps.cli import load_study
+    from sweeps.study_file import load_study
 
     spec = load_study("glue_paper")
     cfgs = [sweep_config("glue_paper", "--preset", "smoke", "--task", t,
@@ -132,7 +133,8 @@ def test_best_on_the_part_itself_starts_it_fresh():
 
 def test_other_warm_starts_pass_through_unchanged():
     from sweeps.chain import order
-    from sweeps.cli import build_configs, build_parser, load_study
+    from sweeps.cli import build_configs, build_parser
+    from sweeps.study_file import load_study
 
     for study, argv in (("rank_e2e", ["--preset", "smoke"]),
                         ("glue_paper", ["--preset", "smoke", "--task", "rte,mnli"])):
@@ -144,7 +146,7 @@ def test_other_warm_starts_pass_through_unchanged():
 
 def test_warm_starts_chain_one_step():
     from sweeps.chain import order, with_init_from
-    from sweeps.cli import load_study
+    from sweeps.study_file import load_study
     from trainables.errors import UserError
 
     mnli, rte, mrpc = (sweep_config("glue_paper", "--preset", "smoke-warm", "--task", t)

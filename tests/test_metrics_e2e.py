@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from trainables.metrics import e2e
-from trainables.metrics.e2e import (METRIC_NAMES, MeteorError, java_available, main,
-                                    ptb_tokenize, read_references, read_system_rows,
-                                    score_e2e)
+from trainables.metrics.e2e import METRIC_NAMES, MeteorError, java_available, main, ptb_tokenize, score_e2e
+from trainables.metrics.e2e_files import read_references, read_system_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "e2e_scorer"

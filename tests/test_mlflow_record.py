@@ -32,7 +32,7 @@ def quick_http_failures():
 def test_records_a_store_never_reachable_again_are_named_not_dropped(quick_http_failures):
     """The recorder's writer against a tracking server that is not there: the trials' writes
     wait and are retried; at the deadline they are given up and listed per trial."""
-    from trainables.mlflow_writer import TrackingWriter, transient
+    from sweeps.tracking.writer import TrackingWriter, transient
 
     writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5))
     done: list[str] = []
@@ -64,7 +64,7 @@ def test_records_a_store_never_reachable_again_are_named_not_dropped(quick_http_
 def test_the_waiting_writes_are_bounded_by_bytes_and_an_end_record_is_never_dropped(quick_http_failures):
     """While the store is away: past the byte bound the oldest waiting reports go (listed as
     lost), never the one in progress and never a trial's end record."""
-    from trainables.mlflow_writer import TrackingWriter
+    from sweeps.tracking.writer import TrackingWriter
 
     writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5), max_pending_bytes=2000)
 
@@ -98,8 +98,8 @@ def test_a_child_run_created_by_a_driver_that_died_gets_its_params(tmp_path, smo
     from mlflow import MlflowClient
 
     from conftest import tiny_trial
-    from trainables.mlflow_record import MlflowRecorder
-    from trainables.mlflow_writer import Journal
+    from sweeps.tracking.recorder import MlflowRecorder
+    from sweeps.tracking.writer import Journal
     from trainables.schema import to_dict
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.cli import build_config, build_parser, load_study, selected_parts
+from sweeps.cli import build_config, build_parser, selected_parts
+
+from sweeps.study_file import load_study
 
 PRESETS = Path(__file__).resolve().parents[1] / "sweeps" / "presets"
 
@@ -142,7 +144,7 @@ def local_data(tmp_path_factory):
 def plan_paper(real_models, local_data, tmp_path):
     """``plan_paper(study, part)``: the paper preset's config with the real architecture of
     the model it names and local data, and its plan (nothing prepared)."""
-    from sweeps.runner import plan_sweep
+    from sweeps.planning import plan_sweep
 
     def plan(study: str, part: str | None):
         spec = load_study(study)

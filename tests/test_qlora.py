@@ -262,7 +262,7 @@ def test_a_sweep_uses_bitsandbytes_when_any_trial_may_load_it():
 
 
 def test_plan_of_a_sweep_says_whether_its_trials_load_bitsandbytes(smoke_assets):
-    from sweeps.runner import plan_sweep
+    from sweeps.planning import plan_sweep
 
     def plan(*flags):
         return plan_sweep(sweep_config("rank_e2e", "--preset", "smoke", *flags), prepare=False)

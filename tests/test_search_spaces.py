@@ -65,7 +65,7 @@ def test_optuna_refuses_a_grid_before_launch():
     ({"scientific": {"r": {"grid": [0, 4]}}}, "space.scientific.r.grid[0]", "positive integer"),
     ({"scientific": {"lr": {"loguniform": [-1, 1e-3]}}}, "space.scientific.lr.loguniform", "> 0"),
     ({"scientific": {"lr": {"loguniform": [1e-3, 1e-4]}}}, "space.scientific.lr.loguniform", "below"),
-    ({"scientific": {"rnak": {"grid": [1]}}}, "space.scientific.rnak", "did you mean 'rank'"),
+    ({"scientific": {"lrr": {"grid": [1]}}}, "space.scientific.lrr", "did you mean 'lr'"),
     ({"scientific": {"r": {"gird": [1]}}}, "space.scientific.r", "did you mean 'grid'"),
     ({"scientific": {"r": 4}}, "space.scientific.r", "'fixed'"),
     ({"fixed": {"r": {"grid": [4]}}}, "space.fixed.r", "plain values"),
@@ -126,8 +126,8 @@ def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
     """Asynchronous ASHA needs trials in random order, not weak-to-strong as a grid is listed."""
     from ray.tune.search.variant_generator import _count_variants
 
-    from sweeps.runner import _search_alg
-    from trainables.config import SweepConfig
+    from sweeps.tune_setup import search_alg
+    from sweeps.config import SweepConfig
 
     space = load_space({"scientific": {"r": {"grid": [1, 2, 4, 8]}, "lr": {"grid": [1e-4, 1e-3, 1e-2]}}},
                        base=BASE)
@@ -135,7 +135,7 @@ def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
 
     def order(seed: int, num_samples: int = 1) -> list[tuple]:
         cfg = from_dict(SweepConfig, {"study": "t", "seed": seed, "search": {"num_samples": num_samples}})
-        alg = _search_alg(SimpleNamespace(cfg=cfg, space=space, points=None), "val_loss", "min")
+        alg = search_alg(SimpleNamespace(cfg=cfg, space=space, points=None), "val_loss", "min")
         return [tuple(sorted(p.items())) for p in alg._points_to_evaluate]
 
     assert sorted(order(0)) == sorted(grid) and order(0) != grid

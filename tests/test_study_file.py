@@ -19,7 +19,7 @@ USER_STUDY = REPO / "tests" / "data" / "user_study"
 
 
 def test_every_built_in_preset_file_passes_the_checker_and_resolves():
-    from sweeps.cli import PRESETS_DIR, load_study
+    from sweeps.study_file import PRESETS_DIR, load_study
 
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         study = load_study(path.stem)

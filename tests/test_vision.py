@@ -379,7 +379,8 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
 def test_paper_preset_has_the_issue_settings():
     """Checked without training or the hub: the preset and its space as the issue states them."""
     from search_spaces import apply_hyperparameters, base_with_fixed, load_space
-    from sweeps.cli import build_config, build_parser, load_study
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
     from trainables.config import TrialConfig
     from trainables.schema import from_dict, to_dict
 

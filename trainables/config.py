@@ -1,30 +1,32 @@
-"""The configuration of one trial and of one sweep: plain, picklable dataclasses.
+"""The configuration of one trial: plain, picklable dataclasses.
 
-One config object flows CLI -> driver -> trial (torchtune's ``recipe_main(cfg)``): the sweep
-script builds a :class:`SweepConfig` from a preset plus overrides, the runner turns the search
-space into Tune's ``param_space``, and every trial rebuilds its :class:`TrialConfig` from the
-base config plus its sampled hyperparameters. Each dataclass checks its own values in
-``__post_init__`` so a bad value is refused before anything launches, with the field named.
+A :class:`TrialConfig` is what a trial runs (model, data, adapter, training, evaluation);
+:class:`ResourcesConfig` is what it reserves and how it runs (one process or a Ray Train
+worker group). The sweep around them is :class:`sweeps.config.SweepConfig`. The driver builds
+each trial's config from the base config plus its hyperparameters to check it before launch;
+the trial builds it once more from the same data in its own process. Each dataclass checks
+its own values in ``__post_init__``, so a bad value is refused before anything launches, with
+the field named.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.methods import METHODS, check_trial
 
 
-def _positive_int(name: str, value: int | None, *, allow_none: bool = False) -> None:
+def positive_int(name: str, value: int | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, int) or value < 1:
         raise UserError(name, f"must be a positive integer, got {value!r}")
 
 
-def _nonneg(name: str, value: float) -> None:
+def nonneg(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise UserError(name, f"must be a finite number >= 0, got {value!r}")
 
@@ -126,14 +128,14 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.source.strip():
             raise UserError("source", "must name a hub dataset or a local directory/file")
-        _positive_int("max_length", self.max_length)
+        positive_int("max_length", self.max_length)
         for name in ("train_limit", "val_limit", "test_limit"):
-            _positive_int(name, getattr(self, name), allow_none=True)
+            positive_int(name, getattr(self, name), allow_none=True)
         if not 0.0 <= self.augment_prob <= 1.0:
             raise UserError("augment_prob", f"must be in [0, 1], got {self.augment_prob!r}")
-        _positive_int("augment_copies", self.augment_copies)
-        _positive_int("image_size", self.image_size, allow_none=True)
-        _positive_int("holdout_size", self.holdout_size, allow_none=True)
+        positive_int("augment_copies", self.augment_copies)
+        positive_int("image_size", self.image_size, allow_none=True)
+        positive_int("holdout_size", self.holdout_size, allow_none=True)
         for role, column in (self.columns or {}).items():
             if not (isinstance(column, str) and column.strip()):
                 raise UserError(f"columns.{role}", f"must name a column of the data, got {column!r}")
@@ -190,7 +192,7 @@ class AdapterConfig:
                                          "no adapter; use a LoRA method or init_from=null")
         if (self.init_from or "").startswith("best:") and not self.init_from[5:].strip():
             raise UserError("init_from", "best: needs a part name, e.g. best:mnli")
-        _positive_int("r", self.r)
+        positive_int("r", self.r)
         if self.alpha is None and self.alpha_over_r is None:
             raise UserError("alpha", "set alpha (a number) or alpha_over_r (a multiple of r)")
         if self.alpha is not None and self.alpha_over_r is not None:
@@ -274,7 +276,7 @@ class TrainConfig:
     is nowhere to page to); the trial records a note saying so."""
     fused_optimizer: bool | None = None
     """torch's fused AdamW (one kernel over all parameters instead of multi-tensor loops; CUDA
-    and CPU kernels since torch 2.4; 4x faster steps for 8M parameters on this project's CPU);
+    and CPU kernels; ``bench/loop_throughput.py`` measures the difference);
     null = fused where torch has the kernel (CPU, CUDA). Only for ``optimizer: adamw``."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of storing them (less memory, about
@@ -293,7 +295,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise UserError("lr", f"must be a number > 0, got {self.lr!r}")
-        _nonneg("weight_decay", self.weight_decay)
+        nonneg("weight_decay", self.weight_decay)
         for name in ("adam_beta1", "adam_beta2"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
@@ -307,12 +309,12 @@ class TrainConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing!r}")
         for name in ("batch_size", "grad_accum", "eval_batch_size", "log_every_steps"):
-            _positive_int(name, getattr(self, name))
+            positive_int(name, getattr(self, name))
         if not math.isfinite(self.epochs) or self.epochs <= 0:
             raise UserError("epochs", f"must be a number > 0, got {self.epochs!r}")
-        _positive_int("max_steps", self.max_steps, allow_none=True)
-        _positive_int("eval_every_steps", self.eval_every_steps, allow_none=True)
-        _positive_int("early_stopping_patience", self.early_stopping_patience, allow_none=True)
+        positive_int("max_steps", self.max_steps, allow_none=True)
+        positive_int("eval_every_steps", self.eval_every_steps, allow_none=True)
+        positive_int("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         if self.max_grad_norm is not None and (not math.isfinite(self.max_grad_norm)
                                                or self.max_grad_norm <= 0):
             raise UserError("max_grad_norm", f"must be > 0 or null, got {self.max_grad_norm!r}")
@@ -359,7 +361,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_size"):
-            _positive_int(name, getattr(self, name))
+            positive_int(name, getattr(self, name))
         if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
             raise UserError("no_repeat_ngram_size",
                             f"must be an integer >= 0, got {self.no_repeat_ngram_size!r}")
@@ -391,58 +393,6 @@ class TrialConfig:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    algorithm: Literal["grid", "random", "optuna"] = "grid"
-    """``grid``/``random``: Tune's variant generator (grid values are crossed, distributions
-    sampled); ``optuna``: Optuna TPE (distributions and choices only, no grid)."""
-    num_samples: int = 1
-    """Samples of the space (with grids: repeats of the whole grid)."""
-    max_concurrent: int | None = None
-    """Trials running at once; null = as many as the resources allow."""
-
-    def __post_init__(self) -> None:
-        _positive_int("num_samples", self.num_samples)
-        _positive_int("max_concurrent", self.max_concurrent, allow_none=True)
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    name: Literal["asha", "fifo"] = "asha"
-    """``asha``: asynchronous successive halving on the task's metric; ``fifo``: run all."""
-    grace_period: int = 1
-    """Reports (epochs or eval intervals) a trial runs before ASHA may stop it."""
-    reduction_factor: float = 2.0
-    """ASHA keeps the top 1/reduction_factor of trials at each rung."""
-    max_t: int | None = None
-    """Last rung in reports; null = the number of reports a full trial makes."""
-    promotion: Literal["stop", "pause"] = "stop"
-    """How ASHA promotes. ``stop``: Ray Tune's ``ASHAScheduler`` decides as a trial reaches a
-    rung (it goes on unless below the top 1/reduction_factor of those there before it, so the
-    first trials at a rung always go on). ``pause``: ASHA as Li et al. (2020) state it: the
-    trial waits at the rung (paused at its checkpoint) until it is in the top
-    floor(n / reduction_factor) of the n trials that reached it (``sweeps/schedulers.py``)."""
-    groups: str = "auto"
-    """Which trials ASHA compares. ``auto``: trials that share their values of the search
-    space's ``scientific`` settings (and seed, with replicates), so ASHA prunes nuisance
-    settings (learning rate, dropout, ...) within each scientific value and never a
-    scientific value itself; sweep-wide when the space has no scientific setting.
-    ``scientific``: the same, but an error on a space without scientific settings.
-    ``none``: every trial against every other (plain tuning). Or a comma-separated list of
-    swept settings (short names such as ``r,targets`` or dotted ones). With Optuna, groups
-    also split the search: each group's nuisance settings get their own study of
-    ``search.num_samples`` trials."""
-
-    def __post_init__(self) -> None:
-        if not self.groups.strip():
-            raise UserError("groups", "must be auto, scientific, none or a comma-separated list of "
-                                      "swept settings (e.g. r,targets)")
-        _positive_int("grace_period", self.grace_period)
-        if not math.isfinite(self.reduction_factor) or self.reduction_factor <= 1:
-            raise UserError("reduction_factor", f"must be a number > 1, got {self.reduction_factor!r}")
-        _positive_int("max_t", self.max_t, allow_none=True)
-
-
-@dataclass(frozen=True)
 class ResourcesConfig:
     cpus_per_trial: float = 1.0
     """CPUs reserved per trial (also the torch thread count of a one-process trial)."""
@@ -451,9 +401,9 @@ class ResourcesConfig:
     workers_per_trial: int = 1
     """Ray Train workers per trial; more than one runs DDP inside the trial."""
     trial_shape: Literal["auto", "function", "train"] = "auto"
-    """``function``: the loop runs in the Tune trial's own process (one device, ~1 s
-    overhead, actor reuse); ``train``: the trial launches a Ray Train ``TorchTrainer`` worker
-    group (needed for DDP, ~25 s more per trial on CPU); ``auto``: ``train`` when
+    """``function``: the loop runs in the Tune trial's own process (one device, actor reuse:
+    the cheapest); ``train``: the trial launches a Ray Train ``TorchTrainer`` worker group
+    (needed for DDP, seconds more per trial to start it); ``auto``: ``train`` when
     workers_per_trial > 1, else ``function``."""
     memory_limit_mb: int | None = None
     """Host memory a trial may allocate beyond what its process holds when the trial starts
@@ -465,15 +415,15 @@ class ResourcesConfig:
     def __post_init__(self) -> None:
         if not math.isfinite(self.cpus_per_trial) or self.cpus_per_trial <= 0:
             raise UserError("cpus_per_trial", f"must be a number > 0, got {self.cpus_per_trial!r}")
-        _nonneg("gpus_per_trial", self.gpus_per_trial)
+        nonneg("gpus_per_trial", self.gpus_per_trial)
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
             raise UserError("gpus_per_trial",
                             f"fractions are for packing trials on one GPU (<= 1); got {self.gpus_per_trial}")
-        _positive_int("workers_per_trial", self.workers_per_trial)
+        positive_int("workers_per_trial", self.workers_per_trial)
         if self.trial_shape == "function" and self.workers_per_trial > 1:
             raise UserError("trial_shape", "'function' runs one process; workers_per_trial > 1 "
                                            "needs trial_shape 'train' or 'auto'")
-        _positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
+        positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
         if self.memory_limit_mb and self.gpus_per_trial > 0:
             raise UserError("memory_limit_mb", "limits a trial's address space (RLIMIT_AS), which CUDA's "
                                                "address reservations exceed: it is for CPU trials only "
@@ -482,66 +432,3 @@ class ResourcesConfig:
     @property
     def uses_train_workers(self) -> bool:
         return self.trial_shape == "train" or (self.trial_shape == "auto" and self.workers_per_trial > 1)
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """One study run: the base trial, the space searched around it, and how to run it."""
-
-    study: str = "custom"
-    """Study name (the sweep script's), recorded as the MLflow parent run's tag."""
-    preset: str = "custom"
-    """The preset of the study's preset file this sweep was built from (recorded with it)."""
-    part: str | None = None
-    """Which part of a multi-part study this sweep is (a GLUE task, a model size)."""
-    description: str = ""
-    """What the sweep is for: the preset's description, shown as the MLflow parent run's note."""
-    name: str | None = None
-    """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>``."""
-    space: dict[str, Any] | str = "e2e_rank_paper"
-    """The search space: a file name in ``search_spaces/``, a YAML path, or inline data."""
-    trial: TrialConfig = field(default_factory=TrialConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    seed: int = 0
-    """Sweep seed: seeds the search algorithm and, with each trial's hyperparameters, the trial."""
-    max_trainable_params: int | None = None
-    """A budget: grid configurations whose adapter (and head) would train more parameters are
-    rejected before launch, and counted in the summary."""
-    seeds: int | None = None
-    """Replicates: every configuration runs with trial seeds 0..N-1 (adds a ``seed`` grid to
-    the space); null = one run per configuration, seeded from the sweep seed."""
-    keep_best_k: int = 3
-    """Adapter checkpoints kept in Tune storage across the whole sweep (best by the metric)."""
-    max_failures: int = 0
-    """Retries of a failed trial (Tune's ``FailureConfig``): a retry restores the trial from
-    its last checkpoint (from the start when it failed before its first report). 0 = a trial
-    that raises (an error, a non-finite loss, out of memory) fails at once; the others go on."""
-    tracking_uri: str | None = None
-    """MLflow tracking URI; null = ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db`` here."""
-    experiment: str | None = None
-    """MLflow experiment name; null = ``lorasweep-<study>``."""
-    storage: str | None = None
-    """Tune storage (results, checkpoints): a local or shared path or ``s3://``/``gs://`` URI;
-    null = ``./ray_results``."""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    """Trial settings given on the command line (dotted, e.g. ``train.lr``). They win over the
-    search space's fixed values; a setting the space sweeps cannot be overridden."""
-
-    def __post_init__(self) -> None:
-        _positive_int("keep_best_k", self.keep_best_k)
-        if not isinstance(self.max_failures, int) or self.max_failures < 0:
-            raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
-        _positive_int("seeds", self.seeds, allow_none=True)
-        _positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
-        if self.scheduler.promotion == "pause" and self.search.max_concurrent:
-            raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "
-                                                     "(Tune counts paused trials against the limit); "
-                                                     "limit concurrency with resources.cpus_per_trial")
-        if self.scheduler.promotion == "pause" and self.resources.uses_train_workers:
-            raise UserError("scheduler.promotion", "pause needs one-process trials (workers_per_trial 1, "
-                                                   "trial_shape auto or function); use promotion=stop "
-                                                   "with Ray Train worker groups")
-        if self.name is not None and (not self.name.strip() or "/" in self.name or '"' in self.name):
-            raise UserError("name", f"must be a non-empty name without '/' or '\"', got {self.name!r}")

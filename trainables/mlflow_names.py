@@ -1,12 +1,13 @@
 """Names in the MLflow record (tags, statuses, per-report metrics) and the default store.
 
-Kept apart from :mod:`trainables.mlflow_record` (which subclasses a Ray Tune callback) so
+Kept apart from :mod:`sweeps.tracking.recorder` (which subclasses a Ray Tune callback) so
 that readers of the record, such as ``analysis/``, do not import Ray.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 TRIAL_TAG = "lorasweep.trial_id"
 SWEEP_TAG = "lorasweep.sweep"
@@ -16,8 +17,6 @@ PARENT_TAG = "mlflow.parentRunId"
 #: The Ray node id a trial trained on (``ray.get_runtime_context().get_node_id()``).
 NODE_TAG = "lorasweep.ray_node_id"
 
-#: Per-report metrics logged at the report's optimizer step.
-REPORT_METRICS = ("val_loss", "epoch", "samples_per_s", "tokens_per_s", "peak_mem_mb", "wall_s")
 
 COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"
 #: A child run an interrupted driver left behind for a trial Ray Tune never recorded (see
@@ -36,3 +35,12 @@ def filter_value(text: str) -> str:
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns.db"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file a ``sqlite:///`` tracking URI names (``~`` expanded, query dropped);
+    None for any other store and for an in-memory database."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path).expanduser() if path and path != ":memory:" else None

@@ -69,8 +69,10 @@ class Report:
 
 #: Every field's name: ``K.trainable_pct == "trainable_pct"``.
 K = SimpleNamespace(**{f.name: f.name for f in dataclasses.fields(Report)})
+#: The validation loss, which every task reports (the default metric to optimise).
+VAL_LOSS = "val_loss"
 #: Logged at every report's step (with the task's validation metrics).
-PER_REPORT = (K.epoch, K.samples_per_s, K.tokens_per_s, K.peak_mem_mb, K.wall_s)
+PER_REPORT = (VAL_LOSS, K.epoch, K.samples_per_s, K.tokens_per_s, K.peak_mem_mb, K.wall_s)
 #: Logged once per trial.
 ONCE = (K.trainable_params, K.total_params, K.trainable_pct, K.setup_s, K.data_s)
 #: Logged with the final report, when set.

@@ -191,11 +191,14 @@ __all__ = ["coerce", "from_dict", "to_dict", "set_path", "deep_merge", "field_pa
            "clear_other_alpha"]
 
 
+#: Alpha given one way (fixed, or as a multiple of r) and the other way.
+OTHER_ALPHA = {"adapter.alpha": "adapter.alpha_over_r", "adapter.alpha_over_r": "adapter.alpha"}
+
+
 def clear_other_alpha(cfg: dict[str, Any], key: str) -> None:
-    """Alpha given one way (fixed or as a multiple of r) clears the other, so they never clash."""
-    other = {"adapter.alpha": "adapter.alpha_over_r", "adapter.alpha_over_r": "adapter.alpha"}
-    if key in other:
-        set_path(cfg, other[key], None)
+    """Alpha given one way clears the other, so they never clash."""
+    if key in OTHER_ALPHA:
+        set_path(cfg, OTHER_ALPHA[key], None)
 
 
 def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,11 @@ The loop in :mod:`trainables.loop` only talks to a :class:`Session`:
 
 * :class:`TuneSession` - the loop runs inside the Tune trial's own process (one device).
   Cheapest shape: with Tune's actor reuse the process and its imports survive from one trial
-  to the next (8 tiny trials took 5.6 s instead of 20.7 s on the 2-core machine).
+  to the next.
 * :class:`TrainSession` - the loop runs on each worker of a Ray Train ``TorchTrainer``
   launched by the trial (DDP when it has several workers); metrics reach Tune through
-  ``TuneReportCallback``. A worker group costs ~25 s more per trial on CPU (DESIGN.md).
+  ``TuneReportCallback``. Starting a worker group costs seconds per trial, so it is used
+  only when asked for (``resources.trial_shape``).
 * :class:`LocalSession` - no Ray at all: re-running one trial exactly, benchmarks.
 """
 

@@ -1,10 +1,10 @@
 """The Tune trainable: one trial = one fine-tune, in one of two shapes.
 
-Ray 2.60 runs Ray Train V2, where ``Tuner(TorchTrainer(...))`` is refused; the supported
-composition is a Tune function trial that launches a ``TorchTrainer`` and forwards its reports
-with ``TuneReportCallback``. That costs a worker group per trial (36-43 s per tiny trial on
-the 2-core machine, against ~10 s for a plain function trial, and ~1 s with actor reuse), so
-the shape is chosen, not fixed (``resources.trial_shape``):
+Ray Train V2 refuses ``Tuner(TorchTrainer(...))``; the supported composition is a Tune
+function trial that launches a ``TorchTrainer`` and forwards its reports with
+``TuneReportCallback``. Starting a worker group for every trial costs far more than a plain
+function trial, which with actor reuse costs almost nothing, so the shape is chosen, not fixed
+(``resources.trial_shape``):
 
 * ``function`` (default for one worker): the loop runs in the trial's own process.
 * ``train`` (default for several workers): the trial launches a ``TorchTrainer`` whose
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trainables.config import TrialConfig
+from trainables.config import ResourcesConfig, TrialConfig
 from trainables.schema import from_dict
 
 #: CPU the Tune trial actor reserves when it only waits for its Train worker group. Ray
@@ -53,14 +53,9 @@ def resolve_trial(base: dict[str, Any], hyperparameters: dict[str, Any], sweep_s
 
 def trial_resources(resources: dict[str, Any]) -> dict[str, float]:
     """What the Tune trial actor itself reserves (see :data:`TRAIN_DRIVER_CPU`)."""
-    if _uses_train_workers(resources):
+    if from_dict(ResourcesConfig, resources).uses_train_workers:
         return {"cpu": TRAIN_DRIVER_CPU}
     return {"cpu": resources["cpus_per_trial"], "gpu": resources["gpus_per_trial"]}
-
-
-def _uses_train_workers(resources: dict[str, Any]) -> bool:
-    shape = resources["trial_shape"]
-    return shape == "train" or (shape == "auto" and resources["workers_per_trial"] > 1)
 
 
 def _quiet_libraries() -> None:
@@ -86,8 +81,8 @@ def skip_bitsandbytes() -> bool:
     sweep none of whose trials quantises its base or pages its optimizer.
 
     Both import bitsandbytes whenever it is installed (peft's helpers, transformers'
-    integrations): 1.2-1.5 s of every trial process's start on a 2-core CPU, for nothing
-    when no trial uses it. A ``None`` in ``sys.modules`` is Python's own "not available":
+    integrations): a noticeable part of every trial process's start, for nothing when no trial
+    uses it. A ``None`` in ``sys.modules`` is Python's own "not available":
     ``import bitsandbytes`` raises ImportError and ``importlib.util.find_spec`` returns None,
     which is how both libraries test for it. Only done in a process that has imported none of
     the three yet (a trial process: its sweep's trials all agree); returns whether it was.
@@ -102,14 +97,14 @@ def skip_bitsandbytes() -> bool:
 
 WARM_ENV = "LORASWEEP_WARM_WORKER"
 """Set in the runtime env of a sweep's local Ray when its worker processes start warm (see
-``sweeps.runner.warm_runtime_env``): ``skip-bitsandbytes`` or ``bitsandbytes``."""
+``sweeps.ray_start.warm_runtime_env``): ``skip-bitsandbytes`` or ``bitsandbytes``."""
 
 
 def warm_worker() -> None:
     """Ray ``worker_process_setup_hook`` of a sweep's local Ray: import what every trial
     imports (Ray Tune, torch, transformers, peft, the training loop) as the worker process
     starts, while the driver is still starting the sweep, instead of after Tune has handed
-    the process its trial (~5 s of a cold start on two cores).
+    the process its trial.
 
     Never raises: a trial imports whatever is missing itself and reports its own errors.
     """
@@ -195,7 +190,7 @@ def tune_trial(hyperparameters: dict[str, Any], *, base: dict[str, Any], sweep: 
         skip_bitsandbytes()
     cfg = resolve_trial(base, hyperparameters, sweep["seed"])
     resources = sweep["resources"]
-    if not _uses_train_workers(resources):
+    if not from_dict(ResourcesConfig, resources).uses_train_workers:
         from trainables.loop import run_loop
         from trainables.session import TuneSession
 

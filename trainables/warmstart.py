@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.errors import UserError
+from trainables.mlflow_names import sqlite_path
 
 FIELD = "adapter.init_from"
 BEST_PREFIX = "best:"
@@ -76,8 +77,8 @@ def latest_sweep(tracking_uri: str, experiment: str, *, study: str, part: str,
 
 def _no_store(tracking_uri: str) -> bool:
     """A SQLite tracking URI whose file does not exist (yet)."""
-    db = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
-    return db is not None and not Path(db).is_file()
+    db = sqlite_path(tracking_uri)
+    return db is not None and not db.is_file()
 
 
 def resolve_init_from(value: str, tracking_uri: str) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from trainables.metrics.e2e import _check_inputs, score_e2e
+from trainables.metrics.e2e import check_inputs, score_e2e
 
 #: The metrics computed again on every subset (the LoRA paper's WebNLG table: BLEU, MET, TER).
 SUBSET_METRICS = ("BLEU", "METEOR", "TER")
@@ -33,7 +33,7 @@ def corpus_ter(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -
     """
     from sacrebleu.metrics import TER
 
-    refs, hyps = _check_inputs(references, hypotheses)
+    refs, hyps = check_inputs(references, hypotheses)
     metric = TER(normalized=True, case_sensitive=False)
     total = 0.0
     for group, hyp in zip(refs, hyps):

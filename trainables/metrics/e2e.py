@@ -14,11 +14,9 @@ How each metric is computed, and why that matches the official scorer:
 * NIST: a small implementation below (:func:`_nist`), because no maintained library computes
   mteval's NIST: ``nltk.translate.nist_score.corpus_nist`` scores each hypothesis against its
   single best reference and uses that reference's length for the brevity term, where mteval
-  clips n-gram matches against all references at once and uses the average reference length.
-  Measured against the official scorer: corpus_nist (same 13a tokens) is 6-15% below its NIST
-  on the synthetic fixtures in tests/data/e2e_scorer and 20% below on its own example inputs;
-  the implementation here agrees to within 0.5% (exactly, when no output is shorter than 5
-  words).
+  clips n-gram matches against all references at once and uses the average reference length,
+  so the two disagree whenever a hypothesis has several references. The implementation here
+  is tested against the official scorer's own outputs (``tests/data/e2e_scorer``).
 * METEOR, ROUGE-L, CIDEr: pycocoevalcap's ``Meteor`` (METEOR 1.5, its bundled Java jar),
   ``Rouge`` and ``Cider`` classes, the same code the official scorer vendors. The official
   scorer first runs the Stanford PTB tokenizer (a Java jar, lowercasing) and drops punctuation
@@ -39,7 +37,6 @@ prints the five metrics as one JSON object; bad input exits with status 2 and a 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import math
@@ -52,12 +49,13 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainables.metrics.e2e_files import load_pair, one_line
+
 METRIC_NAMES = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 
 # METEOR's Java process gets this long, plus a little per hypothesis, before it is killed and
-# scoring fails with a clear error instead of waiting forever on a stuck JVM. Measured on the
-# 2-core dev machine: METEOR on 600 hypotheses with ~4 references each takes 6-11 s including
-# JVM start and loading the paraphrase table, so the limit (240 s for 600) is generous.
+# scoring fails with a clear error instead of waiting forever on a stuck JVM. The limit is
+# far above what a JVM start, the paraphrase table and the scoring itself take.
 METEOR_TIMEOUT_S = 120.0
 METEOR_TIMEOUT_PER_ITEM_S = 0.2
 
@@ -116,7 +114,7 @@ def score_e2e(references: Sequence[Sequence[str]], hypotheses: Sequence[str], *,
             item is not text.
         MeteorError: METEOR was asked for but Java is missing, or its process failed.
     """
-    refs, hyps = _check_inputs(references, hypotheses)
+    refs, hyps = check_inputs(references, hypotheses)
     if meteor is None:
         meteor = java_available()
     elif meteor and not java_available():
@@ -138,55 +136,11 @@ def score_e2e(references: Sequence[Sequence[str]], hypotheses: Sequence[str], *,
     return scores
 
 
-def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]]:
-    """Read an E2E reference file in one of the official scorer's formats.
-
-    * ``.csv`` / ``.tsv``: a header naming an MR column (``mr``, ``src``, ``source``,
-      ``meaning_representation``, ...) and a reference column (``ref``, ``reference``,
-      ``target``, ``human_reference``, ...), or no header and exactly two columns (MR, ref).
-      Rows with the same MR form one reference group; groups keep the order in which their
-      MR first appears (the official release lists an MR's references on consecutive rows).
-    * anything else: plain text, one reference per line, groups separated by blank lines. A
-      file without any blank line holds one reference per item (as the official scorer reads
-      it).
-
-    Returns:
-        ``(mrs, groups)``: the MR of each group (``None`` for plain text) and the groups.
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: the file is not UTF-8 or not in one of these formats (message names it).
-    """
-    path = Path(path)
-    if _is_table(path):
-        mrs, texts = _read_table(path, _HEADER_REF, "reference")
-        groups: dict[str, list[str]] = {}
-        for mr, text in zip(mrs, texts):
-            groups.setdefault(mr, []).append(text)
-        return list(groups), list(groups.values())
-    lines = [line.strip() for line in _read_text(path).splitlines()]
-    groups_list: list[list[str]] = [[]]
-    for line in lines:
-        if line:
-            groups_list[-1].append(line)
-        elif groups_list[-1]:
-            # Runs of blank lines count as one separator (the official scorer would make an
-            # empty group of them and then fail).
-            groups_list.append([])
-    if not groups_list[-1]:
-        groups_list.pop()
-    if not groups_list:
-        raise ValueError(f"{path}: no references in the file")
-    if len(groups_list) == 1:
-        groups_list = [[line] for line in groups_list[0]]
-    return None, groups_list
-
-
 # --------------------------------------------------------------------------------------------
 # Input checks
 
 
-def _check_inputs(references: Sequence[Sequence[str]],
+def check_inputs(references: Sequence[Sequence[str]],
                   hypotheses: Sequence[str]) -> tuple[list[list[str]], list[str]]:
     if isinstance(hypotheses, str) or isinstance(references, str):
         raise ValueError("references and hypotheses must be sequences, not single strings")
@@ -213,13 +167,9 @@ def _check_inputs(references: Sequence[Sequence[str]],
                 raise ValueError(f"references[{i}][{j}] is {type(ref).__name__}, not str")
         # One line per item: the official scorer joins lines of a caption with spaces, and a
         # newline would break METEOR's line protocol.
-        refs.append([_one_line(r) for r in group])
-        hyps.append(_one_line(hyp))
+        refs.append([one_line(r) for r in group])
+        hyps.append(one_line(hyp))
     return refs, hyps
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"[\r\n]+", " ", text).strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +301,7 @@ def ptb_tokenize(text: str) -> str:
     """
     from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
-    text = _one_line(text).replace("£", "#").replace("€", "$")
+    text = one_line(text).replace("£", "#").replace("€", "$")
     text = re.sub("[\u2013\u2014]", " -- ", text)
     runs: dict[str, str] = {}  # placeholder -> the run it stands for
 
@@ -461,110 +411,7 @@ def _close_meteor(scorer) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Readers
-
-# The official scorer's header patterns (measure_scores.py), matched the same way (re.match,
-# case-insensitive) so that every file it accepts is accepted here.
-_HEADER_SRC = r"(mr|src|source|meaning(?:[_ .-]rep(?:resentation)?)?|da|dial(?:ogue)?[_ .-]act)s?"
-_HEADER_SYS = (r"(out(?:put)?|ref(?:erence)?|sys(?:tem)?(?:[_ .-](?:out(?:put)?|"
-               r"ref(?:erence)?))?)s?")
-_HEADER_REF = r"(trg|tgt|target|ref(?:erence)?|human(?:[_ .-](?:ref(?:erence)?))?)s?"
-# Mis-decoded characters the official scorer repairs in CSV/TSV input (the E2E release has
-# files where "£" and "é" went through a wrong encoding); repaired here too so that scores on
-# those files match.
-_MOJIBAKE = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"))
-
-
-def _is_table(path: Path) -> bool:
-    return path.suffix.lower() in (".csv", ".tsv")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        # utf-8-sig: drop the byte-order mark some spreadsheet exports start with.
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-
-
-def _read_table(path: Path, value_header: str, what: str) -> tuple[list[str], list[str]]:
-    text = _read_text(path)
-    for bad, good in _MOJIBAKE:
-        text = text.replace(bad, good)
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), None)
-    if first is None:
-        raise ValueError(f"{path}: empty file")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else ","
-    try:
-        rows = [(no, row) for no, row in enumerate(csv.reader(lines, delimiter=delimiter),
-                                                   start=1) if row]
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV: {exc}") from None
-    if not rows:
-        raise ValueError(f"{path}: empty file")
-    header = [field.strip() for field in rows[0][1]]
-    width = len(header)  # every row must have as many columns as the first
-    src_cols = [i for i, f in enumerate(header) if re.match(_HEADER_SRC, f, re.I)]
-    val_cols = [i for i, f in enumerate(header) if re.match(value_header, f, re.I)]
-    if len(src_cols) == 1 and len(val_cols) == 1 and src_cols != val_cols:
-        src_col, val_col = src_cols[0], val_cols[0]
-        rows = rows[1:]
-    elif not src_cols and not val_cols and len(header) == 2:
-        src_col, val_col = 0, 1  # no header: MR, then the text
-    else:
-        raise ValueError(f"{path}: malformed CSV: cannot tell the MR column and the {what} "
-                         f"column apart in the header {header} (expected e.g. "
-                         f"{'mr,ref' if what == 'reference' else 'mr,output'})")
-    bad = [no for no, row in rows if len(row) != width]
-    if bad:
-        shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
-        raise ValueError(f"{path}: malformed CSV: expected {width} columns, wrong number on "
-                         f"line(s) {shown}")
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    return ([row[src_col].strip() for _, row in rows],
-            [_one_line(row[val_col]) for _, row in rows])
-
-
-def read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
-    """System outputs and their MRs: plain text with one output per line (empty lines are empty
-    outputs; no MRs), or ``.csv`` / ``.tsv`` with an MR column and an output column
-    (``output``, ``system_output``, ``ref``, ...; as the official scorer accepts).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: the file is not UTF-8 or a malformed table (message names the file).
-    """
-    path = Path(path)
-    if _is_table(path):
-        return _read_table(path, _HEADER_SYS, "output")
-    outputs = [line.strip() for line in _read_text(path).splitlines()]
-    if not outputs:
-        raise ValueError(f"{path}: no system outputs in the file")
-    return None, outputs
-
-
-# --------------------------------------------------------------------------------------------
 # CLI
-
-
-def _load_pair(refs_path: Path, sys_path: Path) -> tuple[list[list[str]], list[str]]:
-    ref_mrs, groups = read_references(refs_path)
-    sys_mrs, outputs = read_system_rows(sys_path)
-    if ref_mrs is not None and sys_mrs is not None:
-        # Both name their MRs: take each output's references by MR, as the official scorer
-        # does, so the two files may list MRs in different orders.
-        by_mr = dict(zip(ref_mrs, groups))
-        missing = [mr for mr in sys_mrs if mr not in by_mr]
-        if missing:
-            raise ValueError(f"{sys_path}: {len(missing)} MR(s) have no references in "
-                             f"{refs_path}, e.g. {missing[0]!r}")
-        return [by_mr[mr] for mr in sys_mrs], outputs
-    if len(groups) != len(outputs):
-        raise ValueError(f"{sys_path}: {len(outputs)} system outputs, but {refs_path} has "
-                         f"{len(groups)} reference groups")
-    return groups, outputs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -586,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip METEOR (it needs Java and takes the most time)")
     args = parser.parse_args(argv)
     try:
-        refs, hyps = _load_pair(args.refs, args.system_output)
+        refs, hyps = load_pair(args.refs, args.system_output)
     except OSError as exc:
         name = exc.filename if exc.filename is not None else ""
         print(f"error: {name}: {exc.strerror or exc}", file=sys.stderr)

@@ -50,7 +50,7 @@ RECIPE: dict[str, Any] = {
     "vocab_size": 768,
     "model": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512},
-    # 150 steps x 16 x 64 tokens: a few passes over the ~25k answer tokens (~4 s on 1 thread).
+    # 150 steps x 16 x 64 tokens: a few passes over the answer tokens of the synthetic mixture.
     "pretrain": {"steps": 150, "batch_size": 16, "block_size": 64, "lr": 3e-3, "seed": 0},
     # The instruction-tuned stand-in: the tiny Llama trained further on whole conversations in
     # its chat template (packed in blocks, every token), so that it answers in that format.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from trainables.errors import UserError, not_utf8, one_of
+from trainables.report import VAL_LOSS
 
 if TYPE_CHECKING:
     import torch
@@ -60,9 +61,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     peft_task_type: ClassVar[str] = "causal_lm"
-    metric: ClassVar[MetricSpec] = MetricSpec("val_loss", "min", "val loss")
+    metric: ClassVar[MetricSpec] = MetricSpec(VAL_LOSS, "min", "val loss")
     """The metric ASHA and the search algorithm optimise; reported at every evaluation."""
-    report_metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec("val_loss", "min", "val loss"),)
+    report_metrics: ClassVar[tuple[MetricSpec, ...]] = (MetricSpec(VAL_LOSS, "min", "val loss"),)
     """Everything :meth:`validate` returns at every evaluation (includes :attr:`metric`);
     logged to MLflow per report and shown in the summary table."""
     final_metrics: ClassVar[tuple[MetricSpec, ...]] = ()
@@ -139,7 +140,7 @@ class Task(ABC):
                  precision: str) -> dict[str, float]:
         """Metrics on the validation set at every report (ASHA reads :attr:`metric` from it).
         The default is the validation loss; a classifier adds accuracy, F1, ... ."""
-        return {"val_loss": evaluate_loss(self, model, loader, device, session, precision)}
+        return {VAL_LOSS: evaluate_loss(self, model, loader, device, session, precision)}
 
     @abstractmethod
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,

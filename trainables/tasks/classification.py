@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from trainables.errors import UserError, one_of
+from trainables.report import VAL_LOSS
 from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, TargetScale, Task, packed, utf8_text
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ class ClassificationTask(PerExampleLogits, Task):
             return
         cls.metric = MetricSpec(f"val_{cls.metric_names[0]}", "max",
                                 f"val {METRIC_FORMATS[cls.metric_names[0]]}", "{:.2f}")
-        cls.report_metrics = (cls.metric, MetricSpec("val_loss", "min", "val loss"),
+        cls.report_metrics = (cls.metric, MetricSpec(VAL_LOSS, "min", "val loss"),
                               *(MetricSpec(f"val_{m}", "max", f"val {METRIC_FORMATS[m]}", "{:.2f}")
                                 for m in cls.metric_names[1:]))
         cls.final_metrics = tuple(
@@ -440,7 +441,7 @@ class ClassificationTask(PerExampleLogits, Task):
 
         ps, ys, loss = self._gathered(model, loader, device, session, precision)
         scores = compute(self.metric_names, ys, ps)
-        return {"val_loss": loss, **{f"val_{k}": v for k, v in scores.items()}}
+        return {VAL_LOSS: loss, **{f"val_{k}": v for k, v in scores.items()}}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: Any, out_dir: Path) -> dict[str, Any]:

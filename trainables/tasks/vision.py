@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainables.errors import UserError, one_of
+from trainables.report import VAL_LOSS
 from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, Task
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ class VisionTask(PerExampleLogits, Task):
     peft_task_type = "image_cls"
     num_labels = 10
     metric = MetricSpec("val_accuracy", "max", "val Acc", "{:.2f}")
-    report_metrics = (metric, MetricSpec("val_loss", "min", "val loss"))
+    report_metrics = (metric, MetricSpec(VAL_LOSS, "min", "val loss"))
     final_metrics = (MetricSpec("test_accuracy", "max", "test Acc", "{:.2f}"),
                      MetricSpec("test_loss", "min", "test loss"))
 
@@ -459,7 +460,7 @@ class VisionTask(PerExampleLogits, Task):
                  precision: str) -> dict[str, float]:
         preds, labels, loss = self._gathered(model, loader, device, session, precision)
         correct = sum(p == y for p, y in zip(preds, labels))
-        return {"val_accuracy": 100.0 * correct / max(len(labels), 1), "val_loss": loss}
+        return {"val_accuracy": 100.0 * correct / max(len(labels), 1), VAL_LOSS: loss}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: Any, out_dir: Path) -> dict[str, Any]:

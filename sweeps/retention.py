@@ -108,7 +108,7 @@ class CheckpointRetention(Callback):
         """At the end of the sweep, after Tune's last snapshot is in storage
         (``experiment_path``: the sweep's directory in Tune storage, a path or URI)."""
         if self._fs is None:
-            from trainables.mlflow_writer import storage_fs
+            from sweeps.tracking.writer import storage_fs
 
             self._fs, self._experiment = storage_fs(experiment_path)
         self._process()

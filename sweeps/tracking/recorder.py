@@ -15,9 +15,9 @@ twice; a trial's final report is recorded even where it repeats the step of the 
 it (early stopping ends a trial with its final evaluation at the step it stopped).
 
 The hooks run on Tune's event loop and only queue writes, as plain-data records, on a
-:class:`~trainables.mlflow_writer.TrackingWriter` (one thread, retried while the store is
+:class:`~sweeps.tracking.writer.TrackingWriter` (one thread, retried while the store is
 away). Each time Tune writes an experiment snapshot (``get_state``) the records not yet
-written are saved in the sweep's :class:`~trainables.mlflow_writer.Journal`, which the next
+written are saved in the sweep's :class:`~sweeps.tracking.writer.Journal`, which the next
 driver replays (``--resume``). A trial's adapter is read from its final checkpoint when its end
 record is written; the checkpoint retention keeps a checkpoint that a waiting end record names
 (:meth:`MlflowRecorder.pinned`).
@@ -34,24 +34,23 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.mlflow_names import (  # noqa: F401
+from trainables.mlflow_names import (
     COMPLETED,
     FAILED,
     INTERRUPTED,
     KIND_TAG,
     NODE_TAG,
     PARENT_TAG,
-    REPORT_METRICS,
     RUNNING,
     STATUS_TAG,
     STOPPED,
     SWEEP_TAG,
     TRIAL_TAG,
     UNFINISHED,
-    default_tracking_uri,
 )
-from trainables.checkpoints import checkpoint_contents, latest_checkpoint_path
-from trainables.mlflow_writer import Journal, TrackingWriter, storage_fs
+from trainables.report import FINAL_EXTRAS, ONCE, PER_REPORT
+from sweeps.retention import checkpoint_contents, latest_checkpoint_path
+from sweeps.tracking.writer import Journal, TrackingWriter, storage_fs
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -120,10 +119,6 @@ def now_ms() -> int:
 COMPLETE_TAG = "lorasweep.params_logged"
 #: The step of the final report recorded in a child run.
 FINAL_TAG = "lorasweep.final_step"
-#: Metrics a trial reports once (at its first report).
-ONCE_METRICS = ("trainable_params", "total_params", "trainable_pct", "setup_s", "data_s")
-#: A final report's extra metrics: generation time and early stopping's where and best.
-FINAL_EXTRAS = ("generate_s", "stopped_early_at", "best_epoch", "best_step")
 
 
 class MlflowRecorder(Callback):
@@ -149,7 +144,7 @@ class MlflowRecorder(Callback):
         self.name_keys = name_keys or {}
         self.final_metrics = final_metrics
         #: Logged at every report: the common ones and the task's validation metrics.
-        self.report_metrics = tuple(dict.fromkeys((*REPORT_METRICS, *report_metrics)))
+        self.report_metrics = tuple(dict.fromkeys((*PER_REPORT, *report_metrics)))
         self.storage = storage
         self._writer: TrackingWriter | None = None
         self._runs: dict[str, str] = {}
@@ -375,7 +370,7 @@ class MlflowRecorder(Callback):
                 tags["mlflow.loggedArtifacts"] = json.dumps([{"path": p, "type": "table"}
                                                              for p in result["tables"].split(",")])
         self._record(trial, "report", f"{'final ' if final else ''}report at step {step}", step=step,
-                     final=final, metrics=metrics, once=numbers(ONCE_METRICS, 0), tags=tags,
+                     final=final, metrics=metrics, once=numbers(ONCE, 0), tags=tags,
                      once_tags=once_tags, once_params=once_params)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

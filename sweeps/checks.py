@@ -1,0 +1,150 @@
+"""The sweep's checks against its model before launch (adapter targets, methods, quantisation,
+a parameter budget, warm starts), and its resources against the Ray cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import SweepConfig
+
+from trainables.config import TrialConfig
+from trainables.errors import UserError
+from trainables.schema import from_dict, to_dict
+from sweeps.grouping import sampled_keys
+
+#: Every grid point of the search space (``{}`` without a grid) and its trial's config.
+Grid = list[tuple[dict[str, Any], TrialConfig]]
+
+
+def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,
+                grid_trials: list[TrialConfig]) -> str:
+    """Check every adapter target group, method, quantisation and batching mode the sweep may
+    use against the model's module tree (built on the meta device from its config); return
+    its model type.
+
+    Building that tree needs torch and transformers imported (seconds). For a local
+    model directory the outcome of checks that passed is memoised on everything they read
+    (the directory's config files, the settings checked, the library versions, lorasweep's
+    code), so an unchanged sweep launched again skips them; a failure is never memoised.
+    """
+    from trainables.cache import memoised_on_model
+    from trainables.models import model_source
+
+    targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
+    pairs = method_pairs(base, space, grid_trials)
+    trials = [trial0, *grid_trials]
+
+    def run() -> str:
+        from trainables.adapters import check_adapter_methods, check_adapter_targets
+        from trainables.batching import batching_mode
+        from trainables.quantization import check_quantization
+
+        skeleton = task.skeleton(trial0)
+        for trial in trials:
+            batching_mode(task, trial, skeleton)
+        check_adapter_targets(skeleton, targets)
+        check_adapter_methods(skeleton, pairs)
+        check_quantization(trials, skeleton, cfg.resources)
+        return skeleton.config.model_type
+
+    return memoised_on_model("model-checks", model_source(trial0), run,
+                             libraries=("torch", "transformers", "peft", "bitsandbytes"),
+                             task=task.name, targets=targets, pairs=pairs,
+                             trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+
+
+def method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:
+    """Every (adapter.method, adapter.targets) pair the sweep may run. The grid's trials
+    (``grid_trials``) give the pairs exactly (a coupled ``method+targets`` grid pairs only its
+    own values); a sampled (choice) method or target group is checked against every value of
+    the other, each pair's trial config built, so method/base combinations (a quantised base)
+    are checked too."""
+    import itertools
+
+    from search_spaces import apply_hyperparameters
+
+    keys = ("adapter.method", "adapter.targets")
+    trials = grid_trials
+    if sampled_keys(space) & set(keys):
+        methods = [base["adapter"]["method"], *space.values_of("adapter.method")]
+        targets = [base["adapter"]["targets"], *space.values_of("adapter.targets")]
+        trials = [from_dict(TrialConfig, apply_hyperparameters(base, dict(zip(keys, c))))
+                  for c in itertools.product(dict.fromkeys(methods), dict.fromkeys(targets))]
+    return list(dict.fromkeys((t.adapter.method, t.adapter.targets) for t in trials))
+
+
+def within_budget(cfg: SweepConfig, space: Any, grid: Grid, skeleton: Any,
+                   task_type: str) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], int]]]:
+    """Split the grid into the points within ``max_trainable_params`` and those over it,
+    counting each configuration's trainable parameters on the meta-device model."""
+    import copy
+
+    from trainables.adapters import build_adapter_model, count_parameters
+
+    budget = cfg.max_trainable_params
+    for p in space.swept:
+        if any(k.startswith("adapter.") for k in p.keys) and p.kind != "grid":
+            raise UserError(f"space.{p.section}.{p.short}",
+                            "under max_trainable_params, adapter settings are swept as grids (or "
+                            "coupled grids such as r+targets), so every configuration is counted "
+                            f"before launch; got {p.kind}")
+    counts: dict[str, int] = {}
+    kept, rejected = [], []
+    for point, trial in grid:
+        key = json.dumps(to_dict(trial.adapter), sort_keys=True)
+        if key not in counts:
+            model = build_adapter_model(copy.deepcopy(skeleton), trial.adapter, task_type=task_type)
+            counts[key] = count_parameters(model).trainable
+        (kept if counts[key] <= budget else rejected).append(point if counts[key] <= budget
+                                                             else (point, counts[key]))
+    if not kept:
+        smallest = min(n for _, n in rejected)
+        raise UserError("max_trainable_params", f"every configuration of the space trains more than "
+                                                f"{budget:,} parameters (the smallest {smallest:,})")
+    return kept, rejected
+
+
+def warm_starts(grid: Grid, space: Any, model_type: str, tracking_uri: str) -> dict[str, str]:
+    """Resolve (download) every ``adapter.init_from`` the sweep can use and check that each
+    fits every configuration it meets (same rank and target modules)."""
+    from trainables.adapters import resolve_targets
+    from trainables.warmstart import check_compatible, resolve_init_from
+
+    swept = {p.key for p in space.swept}
+    if "adapter.init_from" in swept and any(p.kind != "grid" for p in space.swept
+                                            if p.key in ("adapter.r", "adapter.targets", "adapter.init_from")):
+        raise UserError("space.adapter.init_from", "warm starts are checked against each rank and "
+                                                    "target group: sweep init_from, r and targets as grids")
+    out: dict[str, str] = {}
+    for _, trial in grid:
+        value = trial.adapter.init_from
+        if not value:
+            continue
+        if value not in out:
+            out[value] = str(resolve_init_from(value, tracking_uri))
+        check_compatible(Path(out[value]), r=trial.adapter.r, value=value,
+                         modules=resolve_targets(trial.adapter.targets, model_type).modules)
+    return out
+
+
+def check_resources(cfg: SweepConfig) -> None:
+    """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    res = cfg.resources
+    if res.cpus_per_trial > cpus:
+        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial, but the "
+                                                    f"Ray cluster has {cpus:g}")
+    if res.gpus_per_trial > gpus:
+        raise UserError("resources.gpus_per_trial",
+                        f"{res.gpus_per_trial:g} GPUs per trial, but the Ray cluster has {gpus:g}"
+                        + ("; use --gpus-per-trial 0 to train on CPU" if gpus == 0 else ""))
+    if res.uses_train_workers:
+        from trainables.trial import TRAIN_DRIVER_CPU
+
+        if res.cpus_per_trial - TRAIN_DRIVER_CPU <= 0:
+            raise UserError("resources.cpus_per_trial", "too small for a Ray Train worker group")

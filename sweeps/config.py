@@ -1,0 +1,130 @@
+"""The configuration of one sweep: the base trial, the search, the scheduler and the resources.
+
+The sweep script builds a :class:`SweepConfig` from its study's preset plus the command line's
+overrides (:mod:`sweeps.cli`); planning (:mod:`sweeps.planning`) turns it into the plan Tune
+runs. Each dataclass checks its own values in ``__post_init__``, with the field named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trainables.config import ResourcesConfig, TrialConfig, positive_int
+from trainables.errors import UserError
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    """``grid``/``random``: Tune's variant generator (grid values are crossed, distributions
+    sampled); ``optuna``: Optuna TPE (distributions and choices only, no grid)."""
+    num_samples: int = 1
+    """Samples of the space (with grids: repeats of the whole grid)."""
+    max_concurrent: int | None = None
+    """Trials running at once; null = as many as the resources allow."""
+
+    def __post_init__(self) -> None:
+        positive_int("num_samples", self.num_samples)
+        positive_int("max_concurrent", self.max_concurrent, allow_none=True)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    name: Literal["asha", "fifo"] = "asha"
+    """``asha``: asynchronous successive halving on the task's metric; ``fifo``: run all."""
+    grace_period: int = 1
+    """Reports (epochs or eval intervals) a trial runs before ASHA may stop it."""
+    reduction_factor: float = 2.0
+    """ASHA keeps the top 1/reduction_factor of trials at each rung."""
+    max_t: int | None = None
+    """Last rung in reports; null = the number of reports a full trial makes."""
+    promotion: Literal["stop", "pause"] = "stop"
+    """How ASHA promotes. ``stop``: Ray Tune's ``ASHAScheduler`` decides as a trial reaches a
+    rung (it goes on unless below the top 1/reduction_factor of those there before it, so the
+    first trials at a rung always go on). ``pause``: ASHA as Li et al. (2020) state it: the
+    trial waits at the rung (paused at its checkpoint) until it is in the top
+    floor(n / reduction_factor) of the n trials that reached it (``sweeps/schedulers.py``)."""
+    groups: str = "auto"
+    """Which trials ASHA compares. ``auto``: trials that share their values of the search
+    space's ``scientific`` settings (and seed, with replicates), so ASHA prunes nuisance
+    settings (learning rate, dropout, ...) within each scientific value and never a
+    scientific value itself; sweep-wide when the space has no scientific setting.
+    ``scientific``: the same, but an error on a space without scientific settings.
+    ``none``: every trial against every other (plain tuning). Or a comma-separated list of
+    swept settings (short names such as ``r,targets`` or dotted ones). With Optuna, groups
+    also split the search: each group's nuisance settings get their own study of
+    ``search.num_samples`` trials."""
+
+    def __post_init__(self) -> None:
+        if not self.groups.strip():
+            raise UserError("groups", "must be auto, scientific, none or a comma-separated list of "
+                                      "swept settings (e.g. r,targets)")
+        positive_int("grace_period", self.grace_period)
+        if not math.isfinite(self.reduction_factor) or self.reduction_factor <= 1:
+            raise UserError("reduction_factor", f"must be a number > 1, got {self.reduction_factor!r}")
+        positive_int("max_t", self.max_t, allow_none=True)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One study run: the base trial, the space searched around it, and how to run it."""
+
+    study: str = "custom"
+    """Study name (the sweep script's), recorded as the MLflow parent run's tag."""
+    preset: str = "custom"
+    """The preset of the study's preset file this sweep was built from (recorded with it)."""
+    part: str | None = None
+    """Which part of a multi-part study this sweep is (a GLUE task, a model size)."""
+    description: str = ""
+    """What the sweep is for: the preset's description, shown as the MLflow parent run's note."""
+    name: str | None = None
+    """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>``."""
+    space: dict[str, Any] | str = "e2e_rank_paper"
+    """The search space: a file name in ``search_spaces/``, a YAML path, or inline data."""
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    seed: int = 0
+    """Sweep seed: seeds the search algorithm and, with each trial's hyperparameters, the trial."""
+    max_trainable_params: int | None = None
+    """A budget: grid configurations whose adapter (and head) would train more parameters are
+    rejected before launch, and counted in the summary."""
+    seeds: int | None = None
+    """Replicates: every configuration runs with trial seeds 0..N-1 (adds a ``seed`` grid to
+    the space); null = one run per configuration, seeded from the sweep seed."""
+    keep_best_k: int = 3
+    """Adapter checkpoints kept in Tune storage across the whole sweep (best by the metric)."""
+    max_failures: int = 0
+    """Retries of a failed trial (Tune's ``FailureConfig``): a retry restores the trial from
+    its last checkpoint (from the start when it failed before its first report). 0 = a trial
+    that raises (an error, a non-finite loss, out of memory) fails at once; the others go on."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; null = ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db`` here."""
+    experiment: str | None = None
+    """MLflow experiment name; null = ``lorasweep-<study>``."""
+    storage: str | None = None
+    """Tune storage (results, checkpoints): a local or shared path or ``s3://``/``gs://`` URI;
+    null = ``./ray_results``."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Trial settings given on the command line (dotted, e.g. ``train.lr``). They win over the
+    search space's fixed values; a setting the space sweeps cannot be overridden."""
+
+    def __post_init__(self) -> None:
+        positive_int("keep_best_k", self.keep_best_k)
+        if not isinstance(self.max_failures, int) or self.max_failures < 0:
+            raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
+        positive_int("seeds", self.seeds, allow_none=True)
+        positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
+        if self.scheduler.promotion == "pause" and self.search.max_concurrent:
+            raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "
+                                                     "(Tune counts paused trials against the limit); "
+                                                     "limit concurrency with resources.cpus_per_trial")
+        if self.scheduler.promotion == "pause" and self.resources.uses_train_workers:
+            raise UserError("scheduler.promotion", "pause needs one-process trials (workers_per_trial 1, "
+                                                   "trial_shape auto or function); use promotion=stop "
+                                                   "with Ray Train worker groups")
+        if self.name is not None and (not self.name.strip() or "/" in self.name or '"' in self.name):
+            raise UserError("name", f"must be a non-empty name without '/' or '\"', got {self.name!r}")

@@ -1,0 +1,160 @@
+"""Starting (or joining) Ray for a sweep, overlapped with the driver's own checks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sweeps.config import SweepConfig
+
+
+class RayStarter:
+    """Starts Ray in a background thread while the driver goes on validating and preparing.
+
+    A local Ray's start is mostly waiting on the processes it launches. Meanwhile the driver
+    imports Ray Tune, checks the model (memoised: :func:`~sweeps.checks.check_model`), prepares
+    the data (cached) and creates a new MLflow store
+    (:class:`~sweeps.tracking.store.StagedStore`); Ray's new worker processes import what the
+    trials need (:func:`warm_runtime_env`). ``bench/cold_start.py`` measures what this saves.
+
+    The thread lives as long as the process (or until :meth:`shutdown`): Ray binds the
+    processes it starts to the lifetime of the thread that started them (Linux
+    ``PR_SET_PDEATHSIG``), so that thread must not end while Ray runs.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._ready = threading.Event()
+        self._release = threading.Event()
+        self._thread: Any = None
+        self._error: BaseException | None = None
+        self.started = False
+        """True when this starter initialised Ray (it was not already initialised)."""
+
+    def start(self, runtime_env: dict[str, Any] | None = None) -> None:
+        """Start a local Ray in the background (``runtime_env``: its job's, see
+        :func:`warm_runtime_env`); nothing when joining ``$RAY_ADDRESS``."""
+        import threading
+
+        if os.environ.get("RAY_ADDRESS"):
+            # Joining a running cluster (a job on it, or Ray Client) takes about a second and
+            # starts no processes: it happens in :meth:`wait`, in the driver's thread.
+            return
+        if self._thread is None:
+            # SIGTERM meanwhile is the runner's (sweeps.stopping.StopSignals): it raises in the
+            # main thread, and the atexit handlers stop Ray's processes.
+            self._thread = threading.Thread(target=self._run, args=(runtime_env,), name="lorasweep-ray",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self, runtime_env: dict[str, Any] | None) -> None:
+        try:
+            self.started = _init_ray(runtime_env)
+        except BaseException as e:  # re-raised in the driver's thread by wait()
+            self._error = e
+        finally:
+            self._ready.set()
+        if self.started:
+            self._release.wait()
+
+    def wait(self) -> None:
+        """Ray is up (started now if :meth:`start` was never called)."""
+        if self._thread is None:
+            self.started = _init_ray()
+            return
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def shutdown(self) -> None:
+        """Stop the Ray this starter started (a mistake was found after it started)."""
+        if self._thread is not None:
+            self._ready.wait()
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+        self._release.set()
+
+
+TUNE_ACTOR_ENV_VARS = {"PL_DISABLE_FORK": "1"}
+"""What Ray Tune puts in its trial actors' runtime env (``ray.tune.execution.class_cache``:
+``DEFAULT_ENV_VARS``), plus those of :data:`TUNE_PROPAGATED_ENV` set in the driver's
+environment. tests/test_cold_start.py checks both against the installed Ray."""
+
+
+TUNE_PROPAGATED_ENV = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "NCCL_RAS_ADDR",
+    "RAY_CHDIR_TO_TRIAL_DIR", "RAY_TRAIN_CHECKPOINT_UPLOAD_WARN_INTERVAL_S", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S",
+    "RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S", "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_ENABLE_PRINT_PATCH",
+    "RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S", "RAY_TRAIN_STATE_ACTOR_RECONCILIATION_INTERVAL_S",
+    "RAY_TRAIN_V2_ENABLED", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S",
+    "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC", "TORCHFT_LIGHTHOUSE", "TRAIN_COPY_DIRECTORY_CHECKPOINTS_INSTEAD_OF_MOVING",
+})
+
+
+def warm_runtime_env(cfg: SweepConfig, *, bitsandbytes: bool, max_trials: int) -> dict[str, Any] | None:
+    """The job runtime env that makes a new local Ray start its worker processes warm, or None.
+
+    A local Ray prestarts one worker process per CPU for its first driver, but Tune's trial
+    actors do not use them: a worker serves only its own runtime env, and Tune gives its actors
+    one (:data:`TUNE_ACTOR_ENV_VARS`). With the job's runtime env equal to what the actors'
+    merges into, they do; and ``worker_process_setup_hook`` (:func:`trainables.trial.warm_worker`)
+    has each prestarted process import Ray Tune, torch, transformers and peft while the driver
+    is still checking, preparing and writing the MLflow parent run, instead of after Tune hands
+    it a trial (``bench/cold_start.py`` measures the first trial's setup with and without).
+
+    Only where every prestarted process will host a trial: a Ray this sweep starts (not
+    ``$RAY_ADDRESS``), one-process CPU trials of at most one CPU each, at least as many trials
+    as CPUs and no concurrency cap below that. ``LORASWEEP_WARM_WORKERS=0`` turns it off.
+    """
+    from trainables.trial import WARM_ENV
+
+    res, cpus = cfg.resources, os.cpu_count() or 1
+    if (os.environ.get("RAY_ADDRESS") or os.environ.get("LORASWEEP_WARM_WORKERS") == "0"
+            or res.uses_train_workers or res.gpus_per_trial or res.cpus_per_trial > 1 or max_trials < cpus
+            or (cfg.search.max_concurrent and cfg.search.max_concurrent < cpus)):
+        return None
+    propagated = {k: os.environ[k] for k in sorted(TUNE_PROPAGATED_ENV) if k in os.environ}
+    env_vars = {**TUNE_ACTOR_ENV_VARS, **propagated,
+                WARM_ENV: "bitsandbytes" if bitsandbytes else "skip-bitsandbytes"}
+    return {"env_vars": env_vars, "worker_process_setup_hook": "trainables.trial.warm_worker"}
+
+
+_USER_PRESTART = os.environ.get("RAY_prestart_worker_first_driver")
+
+
+def _init_ray(runtime_env: dict[str, Any] | None = None) -> bool:
+    """Connect to ``$RAY_ADDRESS`` or start a local Ray (``runtime_env``: its job's, see
+    :func:`warm_runtime_env`); True when this call did either (False when Ray was already
+    initialised in this process)."""
+    import logging
+
+    import ray
+
+    # Trials checkpoint at every report by design (adapters are small); Tune's warning about
+    # frequent experiment snapshots is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A new local Ray prestarts one idle worker per CPU for the first driver. Tune's trial
+    # actors use them only with the warm runtime env (see warm_runtime_env); otherwise, on a
+    # small machine, they only take CPU from the sweep's start. Read by the raylet a sweep starts; a running cluster keeps its setting, as does the user's.
+    os.environ["RAY_prestart_worker_first_driver"] = _USER_PRESTART or ("1" if runtime_env else "0")
+
+    if ray.is_initialized():
+        return False
+    # A new local cluster has token authentication on by default, as our cluster configs want;
+    # Ray's warning saying so would be a second line beside a one-line bad-input error.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        lambda record: not record.getMessage().startswith("Token authentication is enabled"))
+    # Started from RayStarter's thread, Ray cannot install its SIGTERM handler (Python allows
+    # that in the main thread only) and warns; RayStarter installs the same one.
+    logging.getLogger("ray._private.worker").addFilter(
+        lambda record: not record.getMessage().startswith("SIGTERM handler is not set"))
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=True, runtime_env=runtime_env)
+    return True

@@ -1,0 +1,172 @@
+"""Where a sweep keeps its Tune state, checkpoints and description (a path or an ``s3://`` /
+``gs://`` URI), checked before launch and read back by ``--resume``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import SweepConfig
+from trainables.errors import UserError
+from sweeps.tracking.writer import storage_fs
+from trainables.schema import from_dict, to_dict
+from sweeps.plan import Plan
+
+
+SWEEP_FILE = "lorasweep_sweep.json"
+
+
+def default_name(cfg: SweepConfig) -> str:
+    part = f"-{cfg.part}" if cfg.part else ""
+    return f"{cfg.study}-{cfg.preset}{part}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def storage_path(cfg: SweepConfig) -> str:
+    if cfg.storage and "://" in cfg.storage:
+        return cfg.storage
+    return str(Path(cfg.storage or "ray_results").expanduser().resolve())
+
+
+def drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None:
+    """Checkpoints of trials an interrupted driver started after Tune's last experiment
+    snapshot: no Tune trial owns them (they can never be resumed), so keep-best-k never sees
+    them; deleted after a resume (local storage)."""
+    import shutil
+
+    if "://" in plan.storage:
+        return
+    for ckpt in (Path(plan.storage) / plan.name).glob("*/checkpoint_*"):
+        if ckpt.is_dir() and not any(f"_{tid}_" in ckpt.parent.name for tid in trial_ids if tid):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def store_config(plan: Plan) -> None:
+    """The sweep as launched, beside Tune's experiment state, so ``--resume`` can rebuild it
+    (on a shared path or in the cloud bucket alike)."""
+    fs, root = storage_fs(plan.storage)
+    fs.create_dir(f"{root}/{plan.name}", recursive=True)
+    with fs.open_output_stream(f"{root}/{plan.name}/{SWEEP_FILE}") as out:
+        out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name)), indent=2).encode())
+
+
+def check_name_is_new(cfg: SweepConfig) -> None:
+    """Refuse a new sweep under the name of one already in Tune storage: the two would share
+    the experiment directory (its state, checkpoints and journal), and a later ``--resume``
+    of either would restore the other's trials."""
+    if not cfg.name:
+        return
+    import pyarrow.fs
+
+    storage = storage_path(cfg)
+    fs, root = storage_fs(storage)
+    try:
+        found = fs.get_file_info(f"{root.rstrip('/')}/{cfg.name}").type != pyarrow.fs.FileType.NotFound
+    except OSError:  # an unreachable store: check_storage names the problem next
+        return
+    if found:
+        raise UserError("name", f"a sweep named {cfg.name!r} already exists under {storage}; finish it "
+                                "with --resume, or give this one another --name")
+
+
+def stored_config(cfg: SweepConfig) -> SweepConfig:
+    """On ``--resume``, the sweep exactly as it was launched (only where it logs may change)."""
+    import pyarrow.fs
+
+    storage = storage_path(cfg)
+    fs, root = storage_fs(storage)
+
+    def read(path: str) -> dict[str, Any] | None:
+        try:
+            with fs.open_input_stream(path) as fh:
+                return json.loads(fh.read().decode())
+        except OSError:  # missing too
+            return None
+
+    if cfg.name:
+        data = read(f"{root}/{cfg.name}/{SWEEP_FILE}")
+        if data is None:
+            raise UserError("name", f"no sweep named {cfg.name!r} under {storage} to resume")
+    else:
+        try:
+            dirs = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+        except OSError:
+            dirs = []
+        found = []
+        for info in dirs:
+            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(f"{cfg.study}-"):
+                data = read(f"{info.path}/{SWEEP_FILE}")
+                if data is not None and data.get("part") == cfg.part:
+                    found.append((fs.get_file_info(f"{info.path}/{SWEEP_FILE}").mtime, data))
+        if not found:
+            raise UserError("resume", f"no {cfg.study} sweep to resume under {storage}")
+        data = max(found, key=lambda item: item[0])[1]
+    stored = from_dict(SweepConfig, data)
+    return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
+                   storage=cfg.storage or stored.storage)
+
+
+#: ``--storage`` URI schemes: the cloud stores Tune writes through pyarrow's filesystems.
+
+
+STORAGE_SCHEMES = ("s3", "gs")
+
+
+def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
+    """Refuse a ``--storage`` URI the sweep could not write to, before anything starts.
+
+    A local or shared-filesystem path needs nothing here (Tune creates it). An ``s3://`` or
+    ``gs://`` URI is opened with pyarrow, as Tune and Ray Train open it, and its prefix is
+    looked up once: a missing bucket, missing credentials or an unreachable endpoint is one
+    line within ``timeout_s`` seconds rather than a failure of every trial at its first
+    checkpoint. pyarrow's own query options (``?endpoint_override=...&region=...``) pass
+    through, as they do to Tune.
+    """
+    import threading
+    from urllib.parse import urlsplit
+
+    if "://" not in storage:
+        return
+    from trainables.credentials import refuse_secrets
+
+    scheme = urlsplit(storage).scheme
+    refuse_secrets("storage", storage, f"give them through the environment instead ({_credentials_hint(scheme)})")
+    if scheme not in STORAGE_SCHEMES:
+        raise UserError("storage", f"{scheme}:// is not a storage Tune can write to here; give a "
+                                   "path (a shared filesystem on a cluster) or an s3:// or gs:// URI")
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs
+
+            fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+            fs.get_file_info(path)  # credentials and reachability; a missing prefix is fine
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
+                raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ArrowInvalid, ... with the reason
+            outcome.append(e)
+
+    # A daemon thread: pyarrow's GCS client retries for minutes and cannot be cancelled, and
+    # must not keep the process alive after the error.
+    thread = threading.Thread(target=probe, name="lorasweep-storage-check", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise UserError("storage", f"cannot reach {storage} (no answer in {timeout_s:g} s); check the "
+                                   "network and the credentials of this machine and the nodes")
+    if outcome[0] is not None:
+        e = outcome[0]
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError("storage", f"cannot use {storage} ({reason}); {_credentials_hint(scheme)}")
+
+
+def _credentials_hint(scheme: str) -> str:
+    if scheme == "s3":
+        return ("the nodes need write access: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, "
+                "or an instance role")
+    return "the nodes need write access: GOOGLE_APPLICATION_CREDENTIALS or Workload Identity"

@@ -1,0 +1,408 @@
+"""Step 4 of a sweep: the end-of-sweep summary (the table, the results CSV, where the MLflow
+runs are) and the parent run's final record."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.values import fmt_value, sort_key
+from sweeps.grouping import leaves_nothing_to_prune
+from sweeps.plan import Plan
+from sweeps.tracking.store import flush_timeout_s
+from trainables.report import K
+
+
+@dataclass
+class Outcome:
+    rows: list[dict[str, Any]]
+    counts: dict[str, int]
+    csv_path: Path
+    parent_run_id: str
+    exit_code: int
+    lost: dict[str, list[str]] = field(default_factory=dict)
+    """MLflow records that could not be written (the store stayed unreachable), per trial."""
+    interrupted: str | None = None
+    """The signal that interrupted the sweep (SIGINT, SIGTERM), or None."""
+
+
+def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
+    cfg = plan.cfg
+    swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
+    print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
+    print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
+    print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
+          f"{plan.stats.get('train_examples', '?')} training examples")
+    print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
+          f"parent run {parent}")
+    if cfg.max_trainable_params:
+        print(f"  budget: {cfg.max_trainable_params:,} trainable parameters; "
+              f"{len(plan.rejected)} configuration(s) over it, not launched: "
+              + (", ".join(f"{_point_text(p)} ({n:,})" for p, n in plan.rejected) or "none"))
+    print(f"  Tune storage: {plan.storage}/{plan.name}\n", flush=True)
+
+
+def scheduler_text(plan: Plan) -> str:
+    """How trials are stopped and searched, in one line of the header."""
+    cfg = plan.cfg
+    names = {p.key: p.short for p in plan.space.swept}
+    within = " and ".join(names[k] for k in plan.groups or ())
+    optuna = f"; one Optuna study per {within}" if plan.group_points is not None else ""
+    if cfg.scheduler.name == "fifo":
+        return f"fifo (every trial runs to the end){optuna}"
+    if leaves_nothing_to_prune(plan.space, plan.groups):
+        return (f"asha has nothing to prune: every swept setting ({within}) is scientific, so each "
+                "trial is its own group and runs to the end")
+    rule = ", promotion: pause" if cfg.scheduler.promotion == "pause" else ""
+    where = f"within each {within}" if within else "sweep-wide"
+    return f"asha {where} (grace {cfg.scheduler.grace_period}, eta {cfg.scheduler.reduction_factor:g}{rule}){optuna}"
+
+
+def _point_text(point: dict[str, Any]) -> str:
+    return " ".join(f"{k.replace('adapter.', '').replace('train.', '')}={v}" for k, v in point.items())
+
+
+def status_of(result: Any, recorder: Any) -> str:
+    """A trial's outcome: failed, completed (also when its own early stopping ended it),
+    stopped early by ASHA, or unfinished. The recorder has the outcome of every trial that
+    ended, in this driver or an earlier one of the sweep (Tune's experiment state keeps it);
+    a trial without one was still running, or waiting, when the sweep was interrupted (Tune
+    marks those it stops then as terminated too)."""
+    from trainables.mlflow_names import COMPLETED, FAILED, STOPPED, UNFINISHED
+
+    metrics = result.metrics or {}
+    if result.error is not None:
+        return FAILED
+    if metrics.get("trial_id") in recorder.outcomes:
+        return recorder.outcomes[metrics["trial_id"]]
+    if not recorder.attempts:  # no trial event reached this driver (Ray Client runs Tune remotely)
+        return COMPLETED if metrics.get("is_final") else STOPPED
+    return UNFINISHED
+
+
+def trial_id_of(result: Any) -> str | None:
+    """A result's trial id (Tune fills it in also for a trial that never reported)."""
+    return (result.metrics or {}).get("trial_id")
+
+
+def _error_line(result: Any, recorder: Any, tid: str | None) -> str:
+    """The exception line of a failed trial ("FloatingPointError: train loss is nan ...")."""
+    if result.error is None:
+        return ""
+    if tid in recorder.errors:
+        return recorder.errors[tid][:300]
+    lines = [ln.strip() for ln in str(result.error).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(result.error).__name__
+
+
+def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *,
+               interrupted: str | None = None) -> Outcome:
+    """The end of a sweep: its trials' MLflow writes, the table, the results CSV and the
+    parent run's summary (``KILLED`` with how to resume it when ``interrupted``)."""
+    from trainables.mlflow_names import FAILED, STOPPED, UNFINISHED
+
+    # The trials' MLflow writes first (their run ids go in the table); a store that is down
+    # gets until the deadline to come back, then what is left is reported, not dropped.
+    deadline = time.monotonic() + flush_timeout_s()
+    pending = recorder.writer.pending()
+    if pending and recorder.writer.down:
+        print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
+              f"({plan.tracking_uri} unreachable)", flush=True)
+    recorder.writer.flush(max(0.0, deadline - time.monotonic()))
+    rows = _summary_rows(plan, task, results, recorder)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
+    # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
+    # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
+    out_dir = Path("results") / plan.name if "://" in plan.storage else Path(plan.storage) / plan.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["status"])
+        writer.writeheader()
+        writer.writerows(rows)
+    _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
+    print(f"  results CSV: {csv_path.resolve()}")
+    print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
+    if plan.tracking_uri.startswith("sqlite:"):
+        print(f"  browse: mlflow ui --backend-store-uri {plan.tracking_uri}")
+    _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
+    lost = recorder.flush(max(5.0, deadline - time.monotonic()))
+    recorder.save_journal()
+    _print_lost(plan, recorder, lost)
+    if interrupted:
+        from sweeps.stopping import exit_code
+
+        code = exit_code(interrupted)
+    else:
+        code = 1 if counts[FAILED] or lost else 0
+    return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent, exit_code=code,
+                   lost=lost, interrupted=interrupted)
+
+
+def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[dict[str, Any]]:
+    """One row per trial: swept values, status, metrics, costs and where it is recorded."""
+    swept = plan.space.swept
+    compare_methods = any("adapter.method" in p.keys for p in swept)
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        m = result.metrics or {}
+        tid = trial_id_of(result)
+        cfg_hp = result.config or {}
+        row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
+        row.update({
+            K.trainable_pct: m.get(K.trainable_pct), K.trainable_params: m.get(K.trainable_params),
+            "status": status_of(result, recorder), "epoch": m.get("epoch"),
+            task.metric.name: m.get(task.metric.name),
+        })
+        for spec in (*_extra_report_metrics(task), *task.final_metrics):
+            row[spec.name] = m.get(spec.name)
+        row["note"] = m.get("final_note", "")
+        row.update({K.samples_per_s: m.get(K.samples_per_s), K.peak_mem_mb: m.get(K.peak_mem_mb),
+                    "wall_s": m.get("wall_s"), "trial_id": m.get("trial_id"),
+                    "mlflow_run_id": recorder.run_id(m.get("trial_id") or ""),
+                    "attempts": recorder.attempts.get(tid, 1),
+                    "error": _error_line(result, recorder, tid)})
+        if compare_methods and "method" not in row:  # swept coupled, e.g. method+r
+            from search_spaces import apply_hyperparameters
+
+            row["method"] = apply_hyperparameters(plan.base, cfg_hp)["adapter"]["method"]
+        rows.append(row)
+    rows.sort(key=lambda r: tuple(sort_key(r.get(p.short)) for p in swept))
+    return rows
+
+
+def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], out_dir: Path,
+                   recorder: Any, parent: str, interrupted: str | None) -> None:
+    from trainables.mlflow_names import FAILED, INTERRUPTED, STOPPED, UNFINISHED
+
+    swept = plan.space.swept
+    generated = plan.cfg.trial.eval.generate
+    if plan.groups:
+        print(render_group_table(rows, swept, plan.groups, task, final=generated))
+        print(f"  one row per {' and '.join(p.short for p in swept if p.key in plan.groups and p.key != 'seed')}: "
+              f"its best completed trial by {task.metric.heading}; every trial is in the results CSV")
+    else:
+        print(render_table(rows, swept, task, final=generated))
+    from analysis.references import reference_for
+
+    reference, note = reference_for(plan.cfg.trial)
+    if reference and generated:
+        ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
+                        if s.name in reference)
+        print(f"  reference ({note}): {ref}")
+    if task.final_metrics and not generated:
+        print("  generation metrics off (eval.generate=false)")
+    if any("adapter.method" in p.keys for p in swept) and rows:
+        _compare_methods(plan, task, rows, out_dir, recorder, parent)
+    _print_seed_medians(rows, swept, task, reference)
+    for note in sorted({r["note"] for r in rows if r.get("note")}):
+        print(f"  note: {note}")
+    rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
+    unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
+    print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
+          f"{counts[FAILED]} failed{unfinished}{rejected}")
+    for r in rows:
+        if r["status"] == FAILED:
+            tries = f" after {r['attempts']} attempts" if r["attempts"] > 1 else ""
+            label = " ".join(f"{p.short}={fmt_value(r.get(p.short), '{:.3g}')}" for p in swept) or r["trial_id"]
+            print(f"  failed{tries}: {label} ({r['trial_id']}): {r['error']}")
+    if interrupted:
+        from sweeps.stopping import resume_command
+
+        print(f"  interrupted ({interrupted}): finish the sweep with\n    {resume_command(plan.cfg, plan.name)}")
+    if recorder.interrupted:
+        print(f"  {len(recorder.interrupted)} MLflow run(s) of trials interrupted before Tune "
+              f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
+
+
+def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], csv_path: Path,
+                   recorder: Any, parent: str, interrupted: str | None) -> None:
+    """The parent run's summary: trial counts, the best metric, the results CSV, its status."""
+    from mlflow.entities import Metric
+
+    from sweeps.stopping import interruption_tags
+    from trainables.mlflow_names import FAILED
+    from sweeps.tracking.recorder import log_batch, now_ms
+
+    key = task.metric.name
+    best = [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
+    if plan.cfg.max_trainable_params:
+        metrics.append(Metric("trials_rejected_over_budget", float(len(plan.rejected)), now_ms(), 0))
+    if best:
+        pick = min if task.metric.mode == "min" else max
+        metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
+    status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
+    tags = interruption_tags(plan, interrupted) if interrupted else {}
+
+    def record(client: Any) -> None:
+        log_batch(client, parent, metrics=metrics, tags=tags)
+        client.log_artifact(parent, str(csv_path))
+        _log_best_predictions(client, parent, rows, task)
+        client.set_terminated(parent, status="KILLED" if interrupted else status, end_time=now_ms())
+
+    recorder.writer.submit("sweep", "the sweep's summary (parent run)", record)
+
+
+def _print_lost(plan: Plan, recorder: Any, lost: dict[str, list[str]]) -> None:
+    """What could not be written to MLflow (kept in the sweep's journal), or the outages
+    survived."""
+    import sys
+
+    from sweeps.tracking.writer import JOURNAL_FILE
+
+    if lost:
+        print(f"  MLflow records NOT written ({plan.tracking_uri} unreachable until the deadline; "
+              "the results CSV has every trial):")
+        for label, what in lost.items():
+            run = recorder.run_id(label)
+            print(f"    {label}{f' (run {run})' if run else ''}: {len(what)} record(s): "
+                  + "; ".join(what[:3]) + (" ..." if len(what) > 3 else ""))
+        if recorder.writer.pending_records():
+            from sweeps.stopping import resume_command
+
+            print(f"  the trials' records are kept in {plan.storage.rstrip('/')}/{plan.name}/{JOURNAL_FILE}; "
+                  f"once MLflow is back, write them with\n    {resume_command(plan.cfg, plan.name)}")
+    elif recorder.writer.outages:
+        print(f"  MLflow was unreachable {recorder.writer.outages} time(s), "
+              f"{recorder.writer.outage_s:.0f} s in all; every record was written when it returned")
+    for error in recorder.journal_errors[-3:]:
+        print(f"  warning: could not save the MLflow journal ({error})", file=sys.stderr)
+
+
+def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, recorder: Any,
+                     parent: str) -> None:
+    """A sweep over ``adapter.method``: the quality / speed / memory table of its methods
+    (printed, ``methods.csv``) and its plot (``methods.png``), both also on the parent run."""
+    from analysis.methods import method_rows, plot, render
+
+    spec = task.final_metrics[0] if task.final_metrics and plan.cfg.trial.eval.generate else task.metric
+    table = method_rows(rows, spec.name)
+    title = f"methods on {plan.cfg.trial.task} ({spec.heading}: median over completed trials; " \
+            f"peak memory {'GPU' if plan.cfg.resources.gpus_per_trial else 'process RSS'})"
+    print(render(table, heading=spec.heading, fmt=spec.fmt, title=title))
+    path = out_dir / "methods.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    png = plot(table, out_dir / "methods.png", heading=spec.heading, title=f"{plan.name}: {plan.cfg.trial.task}")
+    if png is not None:
+        print(f"  methods plot: {png.resolve()}")
+    files = [path] + ([png] if png is not None else [])
+
+    def record(client: Any) -> None:
+        for f in files:
+            client.log_artifact(parent, str(f))
+
+    recorder.writer.submit("sweep", "the methods table and plot (parent run)", record)
+
+
+def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
+                        reference: dict[str, float]) -> None:
+    """With seed replicates: the median of each final metric over the completed seeds of every
+    configuration (what the LoRA paper reports), beside the published number."""
+    import statistics
+
+    if not any(p.short == "seed" for p in swept):
+        return
+    others = [p.short for p in swept if p.short != "seed"]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["status"] == "completed":
+            groups.setdefault(tuple(str(r.get(k)) for k in others), []).append(r)
+    for key, group in groups.items():
+        parts = []
+        for spec in task.final_metrics:
+            vals = [r[spec.name] for r in group if isinstance(r.get(spec.name), (int, float))
+                    and math.isfinite(r[spec.name])]
+            if vals:
+                ref = f" (paper {reference[spec.name]:g})" if spec.name in reference else ""
+                parts.append(f"{spec.heading} {spec.fmt.format(statistics.median(vals))}{ref}")
+        label = " ".join(f"{k}={v}" for k, v in zip(others, key))
+        if parts:
+            seeds = f"{len(group)} seed{'s' if len(group) != 1 else ''}"
+            print(f"  median over {seeds}{' for ' + label if label else ''}: {'  '.join(parts)}")
+
+
+def _log_best_predictions(client: Any, parent: str, rows: list[dict[str, Any]], task: Any) -> None:
+    """The best completed trial's ``predictions.csv`` (unlabelled-file predictions), also
+    logged to the sweep's parent run as ``best_predictions.csv``."""
+    import tempfile
+
+    key = task.metric.name
+    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id")
+            and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    if not done:
+        return
+    best = (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
+    names = {a.path for a in client.list_artifacts(best["mlflow_run_id"], "outputs")}
+    if "outputs/predictions.csv" not in names:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(client.download_artifacts(best["mlflow_run_id"], "outputs/predictions.csv", d))
+        target = Path(d) / "best_predictions.csv"
+        local.rename(target)
+        client.log_artifact(parent, str(target))
+    print(f"  predictions of the best trial ({best['mlflow_run_id']}): best_predictions.csv in the parent run")
+
+
+def _extra_report_metrics(task: Any) -> tuple[Any, ...]:
+    """The task's per-report validation metrics other than the one optimised."""
+    return tuple(s for s in task.report_metrics if s.name != task.metric.name)
+
+
+def _count(v: Any) -> str:
+    """A parameter count as ``1,234,567``."""
+    return f"{int(v):,}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
+
+
+def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str, ...], task: Any, *,
+                       final: bool = True) -> str:
+    """The end-of-sweep table of a grouped sweep: one row per group (its scientific values),
+    with the settings its best completed trial chose, how many of its trials completed or
+    stopped, and that trial's metrics (median and range over seeds with replicates)."""
+    from tabulate import tabulate
+
+    from analysis.groups import best_per_group
+
+    keys = [p.short for p in swept if p.key in groups]
+    chosen = [p.short for p in swept if p.key not in groups]
+    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
+    specs = [(task.metric.name, task.metric.heading, "{:.4f}"), *((s.name, s.heading, s.fmt) for s in finals)]
+    headers = ([k for k in keys if k != "seed"] + chosen + ["trials", "% trainable", "trainable"]
+               + [heading for _, heading, _ in specs])
+    body = []
+    for group in best_per_group(rows, scientific=keys, metric=task.metric.name, mode=task.metric.mode):
+        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed",
+                                                                  "unfinished") if (n := group.count(s)))
+        cells = [fmt_value(v, "{:.3g}") for v in group.values.values()]
+        cells += ["/".join(fmt_value(v, "{:.3g}") for v in group.chosen_values(k)) or "-" for k in chosen]
+        cells += [f"{len(group.trials)}: {counts}"]
+        best = group.chosen[0] if group.chosen else {}
+        cells += [fmt_value(best.get(K.trainable_pct), "{:.4f}"), _count(best.get(K.trainable_params))]
+        for name, _, fmt in specs:
+            stat = group.stat(name)
+            cells.append(stat.text(fmt) if stat else "-")
+        body.append(cells)
+    return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bool = True) -> str:
+    """The end-of-sweep table: swept values, % trainable, status, the metric, final metrics."""
+    from tabulate import tabulate
+
+    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
+    headers = [p.short for p in swept] + ["% trainable", "trainable", "status", task.metric.heading] + \
+        [s.heading for s in finals]
+    body = []
+    for r in rows:
+        body.append([fmt_value(r.get(p.short), "{:.3g}") for p in swept]
+                    + [fmt_value(r.get(K.trainable_pct), "{:.4f}"), _count(r.get(K.trainable_params)), r["status"],
+                       fmt_value(r.get(task.metric.name), "{:.4f}")]
+                    + [fmt_value(r.get(s.name), s.fmt) for s in finals])
+    return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)

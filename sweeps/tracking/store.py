@@ -1,0 +1,185 @@
+"""The sweep's MLflow store: checked before launch, created while Ray starts (SQLite), the
+parent run, and the HTTP settings of the sweep's writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import UserError
+from trainables.mlflow_names import sqlite_path
+from trainables.schema import to_dict
+from sweeps.plan import Plan
+
+
+class StagedStore:
+    """A new SQLite MLflow store, created while Ray starts and put in place once the sweep is
+    sure to launch.
+
+    MLflow creates a new SQLite store by running its schema migrations, which take seconds.
+    Here the store is created in a hidden file beside the
+    one named (``.mlruns.db.lorasweep-<pid>``), in the time the driver otherwise spends waiting
+    for Ray, and hard-linked into place by :meth:`place` after the last check (a store that
+    appeared meanwhile wins). A sweep refused after Ray's start leaves nothing behind
+    (:meth:`discard`). The file is the one MLflow would have made: a SQLite database does not
+    record its own path, and the default experiment's artifact location comes from the working
+    directory, as it would. Other stores (an existing file, a server) are left to MLflow.
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.path: Path | None = None
+        self.staged: Path | None = None
+        path = sqlite_path(uri)
+        if path is None or path.exists() or not path.parent.is_dir():
+            return
+        try:  # MLflow's own constructor for a SQLite URI (what MlflowClient would call)
+            from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+        except ImportError:  # a later MLflow moved it: MlflowClient creates the store instead
+            return
+        import logging
+
+        self.path, self.staged = path, path.with_name(f".{path.name}.lorasweep-{os.getpid()}")
+        # "Creating initial MLflow database tables..." would print before a refusal of the sweep.
+        log = logging.getLogger("mlflow.store.db.utils")
+        level = log.level
+        log.setLevel(logging.WARNING)
+        try:
+            _get_sqlalchemy_store(f"sqlite:///{self.staged}", None).engine.dispose()
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            log.setLevel(level)
+
+    def place(self) -> None:
+        if self.staged is None or self.path is None:
+            return
+        try:
+            os.link(self.staged, self.path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not self.path.exists():
+                os.replace(self.staged, self.path)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.staged is not None:
+            for leftover in (self.staged, self.staged.with_name(self.staged.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+            self.staged = None
+
+
+def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
+    from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
+    from sweeps.tracking.recorder import git_state, log_batch, now_ms, package_versions
+
+    if resume:
+        from sweeps.stopping import INTERRUPTED_TAG, RESUME_TAG
+        from trainables.mlflow_names import filter_value
+
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = {filter_value(plan.name)} "
+                                                                 f"and tags.`{KIND_TAG}` = 'sweep'", max_results=1)
+        if runs:
+            client.update_run(runs[0].info.run_id, status="RUNNING")
+            for tag in (INTERRUPTED_TAG, RESUME_TAG):
+                if tag in runs[0].data.tags:
+                    client.delete_tag(runs[0].info.run_id, tag)
+            return runs[0].info.run_id
+    cfg = plan.cfg
+    run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
+        KIND_TAG: "sweep", SWEEP_TAG: plan.name, "lorasweep.study": cfg.study,
+        "lorasweep.preset": cfg.preset, **({"lorasweep.part": cfg.part} if cfg.part else {}),
+        **{f"lorasweep.{section}": ",".join(k for p in plan.space.swept if p.section == section for k in p.keys)
+           for section in ("scientific", "nuisance")},
+        "lorasweep.groups": ",".join(plan.groups or ()),
+        "mlflow.note.content": cfg.description or plan.space.description,
+        **{f"versions.{k}": v for k, v in package_versions().items()}, **git_state()})
+    params = {"study": cfg.study, "preset": cfg.preset, "part": cfg.part, "task": cfg.trial.task,
+              "model": plan.base["model"]["name_or_path"], "data": plan.base["data"]["source"],
+              "n_trials": plan.n_trials, "seed": cfg.seed, "space.source": plan.space.source,
+              **{f"search.{k}": v for k, v in to_dict(cfg.search).items()},
+              **{f"scheduler.{k}": v for k, v in to_dict(cfg.scheduler).items()},
+              **{f"resources.{k}": v for k, v in to_dict(cfg.resources).items()},
+              **{f"space.{p.short.replace('+', '/')}": (p.values[0] if p.kind == "fixed" else f"{p.kind}{list(p.values)}")
+                 for p in plan.space.params},
+              **{f"data.{k}": v for k, v in plan.stats.items()}}
+    log_batch(client, run.info.run_id, params=params)
+    client.log_dict(run.info.run_id, to_dict(cfg), "sweep_config.json")
+    client.log_dict(run.info.run_id, plan.space.as_data(), "search_space.yaml")
+    client.log_dict(run.info.run_id, plan.base, "base_trial_config.json")
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def http_settings(uri: str) -> Iterator[None]:
+    """MLflow's HTTP retry settings for the sweep's writes to a tracking server
+    (:data:`sweeps.tracking.writer.HTTP_SETTINGS`); the environment's own win."""
+    from sweeps.tracking.writer import HTTP_SETTINGS
+
+    quick = {k: v for k, v in HTTP_SETTINGS.items() if k not in os.environ} \
+        if uri.startswith(("http://", "https://")) else {}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for k in quick:
+            os.environ.pop(k, None)
+
+
+def flush_timeout_s() -> float:
+    """How long the end of a sweep waits for MLflow writes held back by an unreachable
+    tracking store (``LORASWEEP_MLFLOW_FLUSH_S``, default 300 s); what is still unwritten
+    then is listed in the summary."""
+    value = os.environ.get("LORASWEEP_MLFLOW_FLUSH_S", "300")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UserError("LORASWEEP_MLFLOW_FLUSH_S", f"must be a number of seconds, got {value!r}") from None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Refuse a tracking store the sweep cannot use, before anything starts, creating nothing:
+    a SQLite file is created only when the sweep launches (here its directory is checked); a
+    tracking server must answer within seconds, and its credentials come from the environment."""
+    from urllib.parse import urlsplit
+
+    from trainables.credentials import refuse_secrets
+
+    parts = urlsplit(uri)
+    web = parts.scheme in ("http", "https")
+    refuse_secrets("tracking_uri", uri, "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                                        "MLFLOW_TRACKING_TOKEN) in the environment instead" if web else
+                   "give the database client its password instead (PostgreSQL: PGPASSWORD or ~/.pgpass; "
+                   "MySQL: an option file)", user_is_secret=web)
+    if (path := sqlite_path(uri)) is not None:
+        if path.exists():
+            if not path.is_file():
+                raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} "
+                                                f"({path} is not a file)")
+            return
+        parent = path.parent
+        while not parent.exists():  # MLflow creates missing directories
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError("tracking_uri", f"cannot create the MLflow tracking store {uri} "
+                                            f"({parent} is not a writable directory)")
+    elif uri.startswith(("http://", "https://")):
+        from mlflow import MlflowClient
+
+        check_tracking(MlflowClient(tracking_uri=uri), uri)
+
+
+def check_tracking(client: Any, uri: str) -> None:
+    """Refuse a tracking server that does not answer, under the sweep's HTTP settings (MLflow's
+    own retries take minutes to report a server that is not there)."""
+    try:
+        with http_settings(uri):
+            client.search_experiments(max_results=1)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
