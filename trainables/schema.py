@@ -79,6 +79,11 @@ def coerce(value: Any, tp: Any, field: str) -> Any:
         return dict(value)
     if tp is Any:
         return value
+    return _coerce_scalar(value, tp, field)
+
+
+def _coerce_scalar(value: Any, tp: Any, field: str) -> Any:
+    """``coerce`` for bool, int, float and str (other types pass through)."""
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -270,9 +270,49 @@ def realise(mr: dict[str, str], rng: random.Random) -> str:
         opener = "is_np"
     if opener in ("apposition", "vp_first") and len(others) < 2:
         opener = "is_np"
+    pre, post, vps, front = _assign_roles(mr, others, opener, rng)
+    if opener == "apposition" and not vps:
+        opener = "is_np"
+    if "eatType" not in mr and not pre and not post and vps and opener != "vp_first":
+        # "Zizzi is a venue." says nothing; move one fact into the noun phrase.
+        slot, _ = vps.pop(0)
+        post.append((slot, rng.choice(_postmods(slot, mr[slot]))))
 
-    # Assign every non-name slot one role: pre-modifier of the head noun, post-modifier,
-    # fronted place phrase, or a verb phrase in a later clause.
+    # A relative clause reads best last: "a pub near Zizzi that serves Italian food".
+    post.sort(key=lambda p: _is_relative(p[1]))
+    if len(post) == 2 and post[0][1].startswith("with ") and post[1][1].startswith("with "):
+        # "with cheap prices with a low customer rating" -> "with cheap prices and a low ...".
+        post[1] = (post[1][0], "and " + post[1][1][len("with "):])
+    if opener == "vp_first":
+        # "Zizzi is a pub, serves ..." rather than burying the venue type in the middle.
+        vps.sort(key=lambda v: v[0] != "eatType")
+    pre_words = [rng.choice(_premods(s, mr[s])) for s in sorted(pre, key=_PREMOD_ORDER.index)]
+    core = " ".join([*pre_words, head])
+    np_bare = f"{_article(core)} {core}"
+    post_text = " ".join(p[1] for p in post)
+    np_full = f"{np_bare} {post_text}".strip()
+
+    vp_texts = [v for _, v in vps]
+    if opener == "is_np":
+        first = f"{name} is {np_full}."
+    elif opener == "there_is":
+        first = f"There is {np_bare} called {name} {post_text}".strip() + "."
+    elif opener == "fronted":
+        first = f"{front}, {name} is {np_full}."
+    elif opener == "apposition":
+        take = rng.randint(1, min(2, len(vp_texts)))
+        first = f"{name}, {np_full}, {_join_vps(vp_texts[:take])}."
+        vp_texts = vp_texts[take:]
+    else:  # vp_first
+        take = rng.randint(1, min(3, len(vp_texts)))
+        first = f"{name} {_join_vps(vp_texts[:take])}."
+        vp_texts = vp_texts[take:]
+    return " ".join(_cap(s) for s in [first, *_later_sentences(name, head, vp_texts, rng)])
+
+
+def _assign_roles(mr: dict[str, str], others: list[str], opener: str, rng: random.Random):
+    """Give every non-name slot one role: pre-modifier of the head noun, post-modifier,
+    fronted place phrase, or a verb phrase in a later clause. Returns (pre, post, vps, front)."""
     pre: list[str] = []
     post: list[tuple[str, str]] = []
     vps: list[tuple[str, str]] = []
@@ -302,56 +342,23 @@ def realise(mr: dict[str, str], rng: random.Random) -> str:
             post.append((slot, rng.choice(options)))
         else:
             vps.append((slot, rng.choice(_vps(slot, value))))
-    if opener == "apposition" and not vps:
-        opener = "is_np"
-    if "eatType" not in mr and not pre and not post and vps and opener != "vp_first":
-        # "Zizzi is a venue." says nothing; move one fact into the noun phrase.
-        slot, _ = vps.pop(0)
-        post.append((slot, rng.choice(_postmods(slot, mr[slot]))))
+    return pre, post, vps, front
 
-    # A relative clause reads best last: "a pub near Zizzi that serves Italian food".
-    post.sort(key=lambda p: _is_relative(p[1]))
-    if len(post) == 2 and post[0][1].startswith("with ") and post[1][1].startswith("with "):
-        # "with cheap prices with a low customer rating" -> "with cheap prices and a low ...".
-        post[1] = (post[1][0], "and " + post[1][1][len("with "):])
-    if opener == "vp_first":
-        # "Zizzi is a pub, serves ..." rather than burying the venue type in the middle.
-        vps.sort(key=lambda v: v[0] != "eatType")
-    pre_words = [rng.choice(_premods(s, mr[s])) for s in sorted(pre, key=_PREMOD_ORDER.index)]
-    core = " ".join([*pre_words, head])
-    np_bare = f"{_article(core)} {core}"
-    post_text = " ".join(p[1] for p in post)
-    np_full = f"{np_bare} {post_text}".strip()
 
-    sentences: list[str] = []
-    vp_texts = [v for _, v in vps]
-    if opener == "is_np":
-        sentences.append(f"{name} is {np_full}.")
-    elif opener == "there_is":
-        sentences.append(f"There is {np_bare} called {name} {post_text}".strip() + ".")
-    elif opener == "fronted":
-        sentences.append(f"{front}, {name} is {np_full}.")
-    elif opener == "apposition":
-        take = rng.randint(1, min(2, len(vp_texts)))
-        sentences.append(f"{name}, {np_full}, {_join_vps(vp_texts[:take])}.")
-        vp_texts = vp_texts[take:]
-    else:  # vp_first
-        take = rng.randint(1, min(3, len(vp_texts)))
-        sentences.append(f"{name} {_join_vps(vp_texts[:take])}.")
-        vp_texts = vp_texts[take:]
-
-    # The remaining facts: 1-3 verb phrases per sentence, each with a fresh subject.
-    # Never the same subject twice in a row ("Zizzi is ... Zizzi has ..."); the opener's
-    # subject is the name.
+def _later_sentences(name: str, head: str, vp_texts: list[str], rng: random.Random) -> list[str]:
+    """The remaining facts: 1-3 verb phrases per sentence, each with a fresh subject. Never
+    the same subject twice in a row ("Zizzi is ... Zizzi has ..."); the opener's subject is
+    the name."""
     subjects = ["It", "It", f"The {head}", name, f"This {head}"]
     previous = name
+    sentences = []
     while vp_texts:
         take = rng.randint(1, min(3, len(vp_texts)))
         chunk, vp_texts = vp_texts[:take], vp_texts[take:]
         subject = rng.choice([s for s in subjects if s != previous])
         sentences.append(f"{subject} {_join_vps(chunk)}.")
         previous = subject
-    return " ".join(_cap(s) for s in sentences)
+    return sentences
 
 
 def _sample_mr(rng: random.Random) -> dict[str, str]:
