@@ -59,12 +59,18 @@ class Report:
     final_note: str | None = None
 
     def to_result(self) -> dict[str, Any]:
-        """The flat result Tune receives: the fields (the unset final extras left out), the
-        validation metrics and the final scores."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("validation", "scores")
-               and not (f.name in FINAL_EXTRAS + ("final_note",) and getattr(self, f.name) is None)}
-        return {**out, **self.validation, **self.scores}
+        """The flat result Tune receives: the fields in their order (the unset final extras
+        left out) with the validation metrics in place of ``validation``, then the final
+        scores. Tune's progress table shows the first few numeric keys: epoch, step and the
+        validation metrics lead."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "validation":
+                out.update(value)
+            elif f.name != "scores" and not (f.name in FINAL_EXTRAS + ("final_note",) and value is None):
+                out[f.name] = value
+        return {**out, **self.scores}
 
 
 #: Every field's name: ``K.trainable_pct == "trainable_pct"``.
