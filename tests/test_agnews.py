@@ -26,7 +26,7 @@ def test_holdout_keeps_val_size_examples_for_validation():
 
 
 def test_val_size_is_refused_outside_the_holdout_split(tmp_path):
-    from trainables.offline.glue_synth import write_ag_news
+    from trainables.offline.glue_synth.news import write_ag_news
     from trainables.tasks.registry import get_task
 
     source = write_ag_news(tmp_path / "ag", n_train=40, n_test=12, n_unlabelled=4)

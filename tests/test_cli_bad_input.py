@@ -92,7 +92,7 @@ def _latin1_space(tmp: Path) -> None:
 
 
 def _glue_latin1(tmp: Path) -> None:
-    from trainables.offline.glue_synth import write_glue_task
+    from trainables.offline.glue_synth.write import write_glue_task
 
     d = write_glue_task("rte", tmp / "glue" / "RTE", n_train=20, n_dev=8, n_test=8)
     lines = (d / "train.tsv").read_bytes().splitlines()
@@ -106,7 +106,7 @@ def _old_sweep(tmp: Path) -> None:
 
 
 def _glue_bad_label(tmp: Path) -> None:
-    from trainables.offline.glue_synth import write_glue_task
+    from trainables.offline.glue_synth.write import write_glue_task
 
     d = write_glue_task("rte", tmp / "glue" / "RTE", n_train=20, n_dev=8, n_test=8)
     lines = (d / "train.tsv").read_text(encoding="utf-8").splitlines()
@@ -115,7 +115,7 @@ def _glue_bad_label(tmp: Path) -> None:
 
 
 def _agnews_bad_class(tmp: Path) -> None:
-    from trainables.offline.glue_synth import write_ag_news
+    from trainables.offline.glue_synth.news import write_ag_news
 
     d = write_ag_news(tmp / "ag", n_train=40, n_test=12, n_unlabelled=4)
     lines = (d / "train.csv").read_text(encoding="utf-8").splitlines()

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from trainables.offline import glue_synth as gs
+from trainables.offline.glue_synth.cli import main
+from trainables.offline.glue_synth.formats import (AG_NEWS_DIR, AG_NEWS_SIZES, COLA_COLUMNS,
+                                                   DEFAULT_SIZES, GLUE_DIRS, GLUE_TASKS, HEADERS,
+                                                   MNLI_MATCHED_GENRES, MNLI_MISMATCHED_GENRES,
+                                                   NLI_LABELS, STSB_HEADER)
+from trainables.offline.glue_synth.news import write_ag_news
+from trainables.offline.glue_synth.single import SST_NEGATIVE, SST_POSITIVE
+from trainables.offline.glue_synth.synonyms import synonym_table, write_synonyms
+from trainables.offline.glue_synth.write import write_glue, write_glue_task
 
 LABELS = {
     "cola": {"0", "1"}, "sst2": {"0", "1"}, "mrpc": {"0", "1"}, "qqp": {"0", "1"},
-    "mnli": set(gs.NLI_LABELS), "qnli": {"entailment", "not_entailment"},
+    "mnli": set(NLI_LABELS), "qnli": {"entailment", "not_entailment"},
     "rte": {"entailment", "not_entailment"},
 }
 # (file, label column) of the labelled files.
@@ -25,12 +33,12 @@ LABEL_COLUMN = {"cola": 1, "sst2": 1, "mrpc": 0, "qqp": 5, "stsb": 9, "mnli": -1
 
 @pytest.fixture(scope="module")
 def glue(tmp_path_factory) -> Path:
-    return gs.write_glue(tmp_path_factory.mktemp("glue"), seed=0)
+    return write_glue(tmp_path_factory.mktemp("glue"), seed=0)
 
 
 @pytest.fixture(scope="module")
 def ag(tmp_path_factory) -> Path:
-    return gs.write_ag_news(tmp_path_factory.mktemp("ag") / gs.AG_NEWS_DIR, seed=0)
+    return write_ag_news(tmp_path_factory.mktemp("ag") / AG_NEWS_DIR, seed=0)
 
 
 def read_tsv(path: Path) -> list[list[str]]:
@@ -40,7 +48,7 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 
 def labelled(glue: Path, task: str, name: str = "train.tsv") -> list[list[str]]:
-    rows = read_tsv(glue / gs.GLUE_DIRS[task] / name)
+    rows = read_tsv(glue / GLUE_DIRS[task] / name)
     return rows if task == "cola" else rows[1:]
 
 
@@ -49,16 +57,16 @@ def labelled(glue: Path, task: str, name: str = "train.tsv") -> list[list[str]]:
 
 
 def test_every_task_has_the_official_files_headers_and_columns(glue):
-    assert sorted(p.name for p in glue.iterdir()) == sorted(gs.GLUE_DIRS.values())
-    for task in gs.GLUE_TASKS:
-        d = glue / gs.GLUE_DIRS[task]
-        assert sorted(p.name for p in d.iterdir()) == sorted(gs.HEADERS[task])
-        n_train, n_dev, n_test = gs.DEFAULT_SIZES[task]
-        for name, header in gs.HEADERS[task].items():
+    assert sorted(p.name for p in glue.iterdir()) == sorted(GLUE_DIRS.values())
+    for task in GLUE_TASKS:
+        d = glue / GLUE_DIRS[task]
+        assert sorted(p.name for p in d.iterdir()) == sorted(HEADERS[task])
+        n_train, n_dev, n_test = DEFAULT_SIZES[task]
+        for name, header in HEADERS[task].items():
             raw = (d / name).read_bytes()
             assert b"\r" not in raw and b'"' not in raw and raw.endswith(b"\n")
             rows = read_tsv(d / name)
-            width = len(header) if header else gs.COLA_COLUMNS
+            width = len(header) if header else COLA_COLUMNS
             if header:
                 assert tuple(rows.pop(0)) == header, (task, name)
             assert all(len(r) == width for r in rows), (task, name)
@@ -69,7 +77,7 @@ def test_every_task_has_the_official_files_headers_and_columns(glue):
 
 
 def test_headers_are_those_of_the_glue_download():
-    h = gs.HEADERS
+    h = HEADERS
     assert h["cola"]["train.tsv"] is None and h["cola"]["test.tsv"] == ("index", "sentence")
     assert h["sst2"]["dev.tsv"] == ("sentence", "label")
     assert h["qqp"]["train.tsv"] == ("id", "qid1", "qid2", "question1", "question2",
@@ -78,7 +86,7 @@ def test_headers_are_those_of_the_glue_download():
     assert h["mnli"]["train.tsv"][-2:] == ("label1", "gold_label")
     assert len(h["mnli"]["train.tsv"]) == 12 and len(h["mnli"]["dev_matched.tsv"]) == 16
     assert h["mnli"]["test_matched.tsv"][-1] == "sentence2"
-    assert h["stsb"]["test.tsv"] == gs.STSB_HEADER[:-1] and gs.STSB_HEADER[-1] == "score"
+    assert h["stsb"]["test.tsv"] == STSB_HEADER[:-1] and STSB_HEADER[-1] == "score"
     assert h["qnli"]["train.tsv"] == ("index", "question", "sentence", "label")
     assert h["rte"]["test.tsv"] == ("index", "sentence1", "sentence2")
 
@@ -119,7 +127,7 @@ def test_labels_are_allowed_and_balanced_like_the_real_sets(glue):
               "qqp": (0.27, 0.47), "qnli": (0.4, 0.6), "rte": (0.4, 0.6)}
     positive = {"qnli": "entailment", "rte": "entailment"}
     for task, allowed in LABELS.items():
-        for name in gs.HEADERS[task]:
+        for name in HEADERS[task]:
             if "test" in name:
                 continue
             labels = [r[LABEL_COLUMN[task]] for r in labelled(glue, task, name)]
@@ -150,12 +158,12 @@ def test_stsb_scores_are_graded_0_to_5(glue):
 def test_mnli_matched_and_mismatched_differ(glue):
     d = glue / "MNLI"
     genres = {name: {r[3] for r in read_tsv(d / name)[1:]}
-              for name in gs.HEADERS["mnli"]}
+              for name in HEADERS["mnli"]}
     for name in ("train.tsv", "dev_matched.tsv", "test_matched.tsv"):
-        assert genres[name] <= set(gs.MNLI_MATCHED_GENRES)
-    assert genres["train.tsv"] == genres["dev_matched.tsv"] == set(gs.MNLI_MATCHED_GENRES)
-    assert genres["dev_mismatched.tsv"] == set(gs.MNLI_MISMATCHED_GENRES)
-    assert genres["test_mismatched.tsv"] <= set(gs.MNLI_MISMATCHED_GENRES)
+        assert genres[name] <= set(MNLI_MATCHED_GENRES)
+    assert genres["train.tsv"] == genres["dev_matched.tsv"] == set(MNLI_MATCHED_GENRES)
+    assert genres["dev_mismatched.tsv"] == set(MNLI_MISMATCHED_GENRES)
+    assert genres["test_mismatched.tsv"] <= set(MNLI_MISMATCHED_GENRES)
     # Their vocabularies differ too (the agents and framings of each genre).
     words = {name: Counter(w.lower() for r in read_tsv(d / name)[1:] for w in r[8].split())
              for name in ("dev_matched.tsv", "dev_mismatched.tsv")}
@@ -183,7 +191,7 @@ def test_mnli_rows_are_consistent(glue):
 
 def test_splits_share_no_text(glue):
     for task, cols in (("sst2", [0]), ("cola", [3]), ("rte", [1, 2]), ("qnli", [1, 2])):
-        d = glue / gs.GLUE_DIRS[task]
+        d = glue / GLUE_DIRS[task]
         texts = []
         for name in ("train.tsv", "dev.tsv", "test.tsv"):
             rows = read_tsv(d / name)[0 if task == "cola" and name != "test.tsv" else 1:]
@@ -196,30 +204,30 @@ def test_splits_share_no_text(glue):
 
 
 def test_generation_is_deterministic_by_seed(tmp_path):
-    sizes = {t: {"n_train": 60, "n_dev": 20, "n_test": 10} for t in gs.GLUE_TASKS}
-    a = gs.write_glue(tmp_path / "a", seed=5, sizes=sizes)
-    b = gs.write_glue(tmp_path / "b", seed=5, sizes=sizes)
-    c = gs.write_glue(tmp_path / "c", seed=6, sizes=sizes)
-    for task in gs.GLUE_TASKS:
-        for name in gs.HEADERS[task]:
-            rel = Path(gs.GLUE_DIRS[task]) / name
+    sizes = {t: {"n_train": 60, "n_dev": 20, "n_test": 10} for t in GLUE_TASKS}
+    a = write_glue(tmp_path / "a", seed=5, sizes=sizes)
+    b = write_glue(tmp_path / "b", seed=5, sizes=sizes)
+    c = write_glue(tmp_path / "c", seed=6, sizes=sizes)
+    for task in GLUE_TASKS:
+        for name in HEADERS[task]:
+            rel = Path(GLUE_DIRS[task]) / name
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-        rel = Path(gs.GLUE_DIRS[task]) / "train.tsv"
+        rel = Path(GLUE_DIRS[task]) / "train.tsv"
         assert (a / rel).read_bytes() != (c / rel).read_bytes(), rel
     kw = {"n_train": 40, "n_test": 12, "n_unlabelled": 8}
-    x = gs.write_ag_news(tmp_path / "x", seed=5, **kw)
-    y = gs.write_ag_news(tmp_path / "y", seed=5, **kw)
-    z = gs.write_ag_news(tmp_path / "z", seed=6, **kw)
+    x = write_ag_news(tmp_path / "x", seed=5, **kw)
+    y = write_ag_news(tmp_path / "y", seed=5, **kw)
+    z = write_ag_news(tmp_path / "z", seed=6, **kw)
     for name in ("train.csv", "test.csv", "unlabelled.csv", "classes.txt"):
         assert (x / name).read_bytes() == (y / name).read_bytes()
     assert (x / "train.csv").read_bytes() != (z / "train.csv").read_bytes()
-    assert gs.write_synonyms(tmp_path / "s1.json", seed=5).read_bytes() == \
-        gs.write_synonyms(tmp_path / "s2.json", seed=5).read_bytes()
+    assert write_synonyms(tmp_path / "s1.json", seed=5).read_bytes() == \
+        write_synonyms(tmp_path / "s2.json", seed=5).read_bytes()
 
 
 def test_a_task_does_not_depend_on_the_others(tmp_path):
-    alone = gs.write_glue(tmp_path / "alone", tasks=["rte"], sizes={"rte": {"n_train": 30}})
-    full = gs.write_glue(tmp_path / "full", sizes={"rte": {"n_train": 30}})
+    alone = write_glue(tmp_path / "alone", tasks=["rte"], sizes={"rte": {"n_train": 30}})
+    full = write_glue(tmp_path / "full", sizes={"rte": {"n_train": 30}})
     assert (alone / "RTE" / "train.tsv").read_bytes() == (full / "RTE" / "train.tsv").read_bytes()
     assert [p.name for p in alone.iterdir()] == ["RTE"]
 
@@ -229,7 +237,7 @@ def test_a_task_does_not_depend_on_the_others(tmp_path):
 
 
 def test_ag_news_has_the_release_format(ag):
-    n_train, n_test = gs.AG_NEWS_SIZES["n_train"], gs.AG_NEWS_SIZES["n_test"]
+    n_train, n_test = AG_NEWS_SIZES["n_train"], AG_NEWS_SIZES["n_test"]
     for name, n in (("train.csv", n_train), ("test.csv", n_test)):
         raw = (ag / name).read_text(encoding="utf-8")
         lines = raw.splitlines()
@@ -245,7 +253,7 @@ def test_ag_news_has_the_release_format(ag):
     with open(ag / "unlabelled.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["id", "title", "description"]
-    assert [r["id"] for r in rows] == [str(i) for i in range(gs.AG_NEWS_SIZES["n_unlabelled"])]
+    assert [r["id"] for r in rows] == [str(i) for i in range(AG_NEWS_SIZES["n_unlabelled"])]
     with open(ag / "train.csv", encoding="utf-8", newline="") as fh:
         train_titles = {(r[1], r[2]) for r in csv.reader(fh)}
     assert not train_titles & {(r["title"], r["description"]) for r in rows}
@@ -332,12 +340,12 @@ def test_stsb_score_follows_word_overlap(glue):
 
 
 def test_synonyms_cover_the_vocabulary_and_keep_sentiment(tmp_path):
-    table = json.loads(gs.write_synonyms(tmp_path / "syn.json").read_text(encoding="utf-8"))
+    table = json.loads(write_synonyms(tmp_path / "syn.json").read_text(encoding="utf-8"))
     assert list(table) == sorted(table) and all(table.values())
     assert all(word not in syns and not any(" " in s for s in syns)
                for word, syns in table.items())
-    positive = {w for group in gs.SST_POSITIVE for w in group}
-    negative = {w for group in gs.SST_NEGATIVE for w in group}
+    positive = {w for group in SST_POSITIVE for w in group}
+    negative = {w for group in SST_NEGATIVE for w in group}
     for word in positive | negative:
         same = positive if word in positive else negative
         assert table[word] and set(table[word]) <= same, word  # never flips a label
@@ -345,30 +353,30 @@ def test_synonyms_cover_the_vocabulary_and_keep_sentiment(tmp_path):
     assert "automobile" in table["car"]
     # Most content words of the SST-2 sentences have a synonym.
     train = Path(tmp_path / "sst")
-    gs.write_glue_task("sst2", train, n_train=200, n_dev=0, n_test=0)
+    write_glue_task("sst2", train, n_train=200, n_dev=0, n_test=0)
     words = Counter(w for r in read_tsv(train / "train.tsv")[1:] for w in r[0].split())
     covered = sum(k for w, k in words.items() if w in table)
     assert covered > 0.25 * sum(words.values())
-    assert gs.synonym_table(seed=1) != gs.synonym_table(seed=2)
-    assert gs.synonym_table(seed=1).keys() == gs.synonym_table(seed=2).keys()
+    assert synonym_table(seed=1) != synonym_table(seed=2)
+    assert synonym_table(seed=1).keys() == synonym_table(seed=2).keys()
 
 
 def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'sst2'"):
-        gs.write_glue_task("sst-2", tmp_path)
+        write_glue_task("sst-2", tmp_path)
     with pytest.raises(ValueError, match="n_dev"):
-        gs.write_glue_task("rte", tmp_path, n_dev=-1)
+        write_glue_task("rte", tmp_path, n_dev=-1)
     with pytest.raises(ValueError, match="n_valid"):
-        gs.write_glue(tmp_path, sizes={"rte": {"n_valid": 3}})
+        write_glue(tmp_path, sizes={"rte": {"n_valid": 3}})
     with pytest.raises(ValueError, match="n_unlabelled"):
-        gs.write_ag_news(tmp_path, n_unlabelled=-2)
+        write_ag_news(tmp_path, n_unlabelled=-2)
 
 
 def test_cli(tmp_path, capsys):
-    gs.main([str(tmp_path), "--tasks", "rte", "mnli", "ag_news", "--n-train", "30",
-             "--n-dev", "10", "--n-test", "5", "--seed", "2"])
+    main([str(tmp_path), "--tasks", "rte", "mnli", "ag_news", "--n-train", "30",
+          "--n-dev", "10", "--n-test", "5", "--seed", "2"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MNLI", "RTE", "ag_news_csv",
-                                                         "synonyms.json"]
+                                                          "synonyms.json"]
     out = capsys.readouterr().out
     assert "RTE/train.tsv: 30 rows" in out and "MNLI/dev_mismatched.tsv: 10 rows" in out
     assert "ag_news_csv/test.csv: 5 rows" in out

@@ -85,19 +85,22 @@ def real_models(tmp_path_factory) -> dict[str, str]:
 
 def _write_data(task: str, out: Path) -> Path:
     """A few examples of ``task``'s data in its official layout."""
-    from trainables.offline import (chat_synth, data2text_synth, e2e_synth, glue_synth, squad_synth,
+    from trainables.offline import (chat_synth, data2text_synth, e2e_synth, squad_synth,
                                     user_data_synth, vision_synth)
+    from trainables.offline.glue_synth.formats import GLUE_TASKS
+    from trainables.offline.glue_synth.news import write_ag_news
+    from trainables.offline.glue_synth.write import write_glue
 
     if task.startswith("glue-"):
-        return glue_synth.write_glue(out, sizes={t: {"n_train": 8, "n_dev": 4, "n_test": 4}
-                                                 for t in glue_synth.GLUE_TASKS})
+        return write_glue(out, sizes={t: {"n_train": 8, "n_dev": 4, "n_test": 4}
+                                      for t in GLUE_TASKS})
     writers = {
         "e2e": lambda: e2e_synth.write_e2e_dataset(out, n_train_mrs=6, n_dev_mrs=3, n_test_mrs=3),
         "squad": lambda: squad_synth.write_squad_dataset(out, n_train=3, n_dev=2),
         "webnlg": lambda: data2text_synth.write_webnlg_dataset(out, n_train=4, n_dev=2, n_test_seen=2,
                                                                n_test_unseen=2),
         "dart": lambda: data2text_synth.write_dart_dataset(out, n_train=4, n_dev=2, n_test=2),
-        "ag_news": lambda: glue_synth.write_ag_news(out, n_train=8, n_test=4, n_unlabelled=2),
+        "ag_news": lambda: write_ag_news(out, n_train=8, n_test=4, n_unlabelled=2),
         "guanaco": lambda: chat_synth.write_guanaco_dataset(out, n_train=4, n_eval=2),
         "cifar10": lambda: vision_synth.write_cifar_batches(out, n_train=10, n_test=5),
         # Alpaca's columns; more rows than the preset's 1,000 held out for validation.

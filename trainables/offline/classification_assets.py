@@ -27,30 +27,30 @@ def _log(msg: str) -> None:
 
 
 def root(cache: str | Path | None = None) -> Path:
-    from trainables.offline import glue_synth
+    from trainables.offline.glue_synth.formats import GENERATOR_VERSION
 
     base = Path(cache).expanduser() if cache is not None else cache_dir()
-    return base / "smoke" / f"glue{glue_synth.GENERATOR_VERSION}"
+    return base / "smoke" / f"glue{GENERATOR_VERSION}"
 
 
 def smoke_glue_data(cache: str | Path | None = None) -> Path:
     """Every GLUE task in the GLUE download layout."""
-    from trainables.offline import glue_synth
+    from trainables.offline.glue_synth.write import write_glue
 
     def write(d: Path) -> None:
         _log(f"writing synthetic GLUE data to {d.parent}")
-        glue_synth.write_glue(d, seed=0)
+        write_glue(d, seed=0)
 
     return build_once(root(cache), "glue", write)
 
 
 def smoke_ag_news_data(cache: str | Path | None = None) -> Path:
     """AG News as its official CSVs, plus ``unlabelled.csv`` (``id,title,description``)."""
-    from trainables.offline import glue_synth
+    from trainables.offline.glue_synth.news import write_ag_news
 
     def write(d: Path) -> None:
         _log(f"writing synthetic AG News data to {d.parent}")
-        glue_synth.write_ag_news(d, seed=0)
+        write_ag_news(d, seed=0)
 
     return build_once(root(cache), "ag_news", write)
 

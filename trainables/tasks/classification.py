@@ -311,7 +311,7 @@ class ClassificationTask(PerExampleLogits, Task):
             if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
                 raise UserError("data.synonyms", f"{path}: expected {{word: [synonym, ...]}}")
             return data
-        from trainables.offline.glue_synth import synonym_table
+        from trainables.offline.glue_synth.synonyms import synonym_table
 
         return synonym_table()
 
