@@ -389,6 +389,10 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
     for name, p in peft_model.named_parameters():
         if any(part in name for part in method.frozen):
             p.requires_grad_(False)
+    if method.init_from_weights and not meta:
+        from trainables.standard_adapter import remember_initial
+
+        remember_initial(peft_model)
     return peft_model
 
 
