@@ -127,7 +127,8 @@ def _save_standard_converted(model: Any, out: Path, config: Any) -> list[str]:
 
 def _save_converted(model: Any, saved: Path, tmp: Path) -> None:
     """peft's PiSSA/OLoRA conversion, from the initial weights :func:`remember_initial` kept."""
-    from safetensors.torch import save_file
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
 
     initial = getattr(model, INITIAL_ATTR, None)
     if initial is None:
@@ -142,6 +143,14 @@ def _save_converted(model: Any, saved: Path, tmp: Path) -> None:
     model.save_pretrained(saved, path_initial_model_for_weight_conversion=str(folder))
     # Loading and deleting the initial adapter must leave the trial's training state as it was.
     assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
+    # peft 0.21's conversion (LoraModel.subtract_mutated_init) returns the lora_A/lora_B tensors
+    # only: a head trained in full (modules_to_save) would be lost. It is put back as it is.
+    path = saved / "adapter_model.safetensors"
+    converted = load_file(str(path))
+    others = {k: v for k, v in get_peft_model_state_dict(model).items() if ".lora_" not in k}
+    if others.keys() - converted.keys():
+        save_file({**converted, **{k: v.contiguous() for k, v in others.items()}}, str(path),
+                  metadata={"format": "pt"})
 
 
 def _fuse_saved(saved: Path, model: Any, views: dict[str, Any]) -> str:
