@@ -102,7 +102,7 @@ def test_the_fused_qv_adapter_is_rank_2r_with_the_trials_scaling_and_zero_k_rows
     x = ids(100)
     cfg = AdapterConfig(method=method, r=4, alpha=8, dropout=0.0, targets="qv")
     model = trained(gpt2(), cfg, x, x, "causal_lm")
-    save_standard(model, tmp_path / "a", meta={})
+    save_standard(model, tmp_path / "a", meta={"method": method})
     config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert config["target_modules"] == ["c_attn"] and config["r"] == 8 and config["fan_in_fan_out"]
     assert config["lora_alpha"] == pytest.approx(alpha)

@@ -99,8 +99,9 @@ def save_standard(model: Any, out: Path, *, meta: dict[str, Any]) -> None:
         model.save_pretrained(out)
     else:
         notes = _save_standard_converted(model, out, config)
-    (out / ADAPTER_META).write_text(json.dumps({**meta, "layout": "peft"}, indent=2, sort_keys=True))
-    (out / "README.md").write_text(readme(model, meta=meta, notes=notes))
+    meta = {**meta, "layout": "peft", "notes": notes, "base_loading": base_loading(model)}
+    (out / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (out / "README.md").write_text(readme(meta))
 
 
 def _save_standard_converted(model: Any, out: Path, config: Any) -> list[str]:
@@ -267,41 +268,56 @@ def _lora_from_vera(vera: Any) -> Any:
 # --------------------------------------------------------------------------- the README
 
 
-def load_snippet(model: Any, base: str, *, full: bool) -> str:
-    """The Python lines that load the directory: the base with the trial's head, then peft."""
+def base_loading(model: Any) -> dict[str, Any]:
+    """How to load the base ``model`` was built on: the ``transformers`` auto class and the
+    ``from_pretrained`` arguments that give it the trial's head (JSON data)."""
     config = getattr(model, "config", None)
-    task_type = getattr(_lora_config(model), "task_type", None)
-    if full:
-        auto = _auto_class_of(model)
-        return f"from transformers import {auto}\nmodel = {auto}.from_pretrained(\"<this directory>\")"
-    auto = AUTO_CLASSES.get(str(task_type) if task_type else None, "AutoModel")
-    kwargs = ""
-    if task_type != "CAUSAL_LM" and config is not None and getattr(config, "num_labels", None):
-        kwargs = f", num_labels={config.num_labels}"
+    lora = _lora_config(model)
+    task_type = getattr(lora, "task_type", None) if lora is not None else None
+    auto = auto_class_of(model) if lora is None else AUTO_CLASSES.get(str(task_type) if task_type else None)
+    kwargs: dict[str, Any] = {}
+    if auto != "AutoModelForCausalLM" and config is not None and getattr(config, "num_labels", None):
+        kwargs["num_labels"] = config.num_labels
         if getattr(config, "problem_type", None):
-            kwargs += f", problem_type={config.problem_type!r}"
-        if task_type == "SEQ_CLS" and getattr(config, "pad_token_id", None) is not None:
-            kwargs += f", pad_token_id={config.pad_token_id}"
-        if task_type is None:
-            kwargs += ", ignore_mismatched_sizes=True"
+            kwargs["problem_type"] = config.problem_type
+        names = {str(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
+        if names and names != {str(i): f"LABEL_{i}" for i in range(len(names))}:
+            kwargs["id2label"] = names
+        if auto == "AutoModelForSequenceClassification" and getattr(config, "pad_token_id", None) is not None:
+            kwargs["pad_token_id"] = config.pad_token_id  # the token a decoder's classifier pools before
+        if auto == "AutoModelForImageClassification":
+            kwargs["ignore_mismatched_sizes"] = True  # the pretrained 1000-class head is replaced
+    return {"auto_class": auto, "kwargs": kwargs}
+
+
+def load_snippet(base: str, loading: dict[str, Any], *, adapter: bool, path: str = "<this directory>") -> str:
+    """The Python lines that load a saved directory: the base with the trial's head, then the
+    adapter; or (``adapter`` False) the whole model at ``path``."""
+    auto = loading["auto_class"]
+    if not adapter:
+        return f"from transformers import {auto}\nmodel = {auto}.from_pretrained({path!r})"
+    kwargs = "".join(f", {k}={v!r}" for k, v in loading["kwargs"].items())
     return (f"from peft import PeftModel\nfrom transformers import {auto}\n"
             f"base = {auto}.from_pretrained({base!r}{kwargs})\n"
-            "model = PeftModel.from_pretrained(base, \"<this directory>\")")
+            f"model = PeftModel.from_pretrained(base, {path!r})")
 
 
-def _auto_class_of(model: Any) -> str:
+def auto_class_of(model: Any) -> str:
+    """The ``transformers`` auto class that loads a model of ``model``'s class."""
     name = type(model).__name__
-    if name.endswith("ForSequenceClassification"):
-        return "AutoModelForSequenceClassification"
-    if name.endswith("ForImageClassification"):
-        return "AutoModelForImageClassification"
-    return "AutoModelForCausalLM" if name.endswith(("LMHeadModel", "ForCausalLM")) else "AutoModel"
+    for suffix, auto in (("ForSequenceClassification", "AutoModelForSequenceClassification"),
+                         ("ForImageClassification", "AutoModelForImageClassification"),
+                         ("LMHeadModel", "AutoModelForCausalLM"), ("ForCausalLM", "AutoModelForCausalLM")):
+        if name.endswith(suffix):
+            return auto
+    return "AutoModel"
 
 
-def readme(model: Any, *, meta: dict[str, Any], notes: list[str]) -> str:
-    """The README of a saved adapter (or, for full fine-tuning, of the saved model)."""
+def readme(meta: dict[str, Any]) -> str:
+    """The README of a saved adapter (or, for full fine-tuning, of the saved model): what it
+    is, how it was converted (``meta["notes"]``) and how to load it."""
     base = str(meta.get("base_model", ""))
-    full = _lora_config(model) is None
+    full = meta.get("method") == "full"
     if full:
         what = ("Full fine-tuning: every weight of the model was trained. peft cannot express this "
                 "as an adapter, so this directory is the whole model (transformers save_pretrained).")
@@ -311,6 +327,6 @@ def readme(model: Any, *, meta: dict[str, Any], notes: list[str]) -> str:
     lines = ["---", "library_name: " + ("transformers" if full else "peft"), f"base_model: {base}",
              "tags: [lorasweep" + ("" if full else ", lora") + "]", "---", "",
              f"# {meta.get('method', 'adapter')} on {meta.get('task', '?')}", "", what, ""]
-    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
-    lines += ["```python", load_snippet(model, base, full=full), "```", ""]
+    lines += [f"- {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
+    lines += ["```python", load_snippet(base, meta["base_loading"], adapter=not full), "```", ""]
     return "\n".join(lines)
