@@ -7,8 +7,11 @@ the whole fused projection, adapting q, k and v together (peft issues #852, #706
 group therefore first splits ``c_attn`` into three ``nn.Linear`` views ``c_attn.q``,
 ``c_attn.k`` and ``c_attn.v`` holding exactly the same weights (:class:`SplitQKV`), and
 then lets peft adapt ``c_attn.q`` and ``c_attn.v`` as ordinary linear layers. Every peft
-feature (rsLoRA, DoRA, initialisations, save/load) works on them unchanged, and with B = 0 the
-model computes exactly what the base model computes.
+feature (rsLoRA, DoRA, initialisations) works on them unchanged, and with B = 0 the model
+computes exactly what the base model computes. A plain GPT-2 has no ``c_attn.q``: the adapter
+others load is the same update written as a LoRA on the fused ``c_attn``
+(:mod:`trainables.standard_adapter`); :func:`save_adapter` and :func:`load_adapter` keep the
+views' own layout, for resuming and warm starts.
 """
 
 from __future__ import annotations
