@@ -260,9 +260,15 @@ def load_base(cfg: Any, meta: dict[str, Any]) -> Any:
 
 
 def load_with_adapter(adapter: Path, cfg: Any, meta: dict[str, Any]) -> Any:
+    import warnings
+
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(load_base(cfg, meta), str(adapter)).eval()
+    base = load_base(cfg, meta)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` (a warning, about neither).
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(base, str(adapter)).eval()
 
 
 def save_preprocessor(cfg: Any, out: Path) -> None:
