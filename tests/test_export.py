@@ -304,3 +304,21 @@ def test_a_push_without_a_token_is_refused_before_anything_is_written(layouts, t
                  "--out", str(tmp_path / "out")])
     assert code == 2 and "--push-to-hub: no Hugging Face token" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_warm_start_from_a_gpt2_qv_run_reads_the_trials_own_layout(layouts):
+    """adapter/ is the fused layout; a warm start of a qv trial needs the views' (trial_adapter/)."""
+    from trainables.adapters import build_adapter_model, warm_start
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+    from trainables.tasks.registry import get_task
+    from trainables.warmstart import check_compatible, resolve_init_from
+
+    run = next(t for t in layouts["trials"]
+               if (t.data.params["adapter.method"], t.data.params["adapter.targets"]) == ("lora", "qv"))
+    path = resolve_init_from(f"runs:/{run.info.run_id}", layouts["uri"])
+    assert path.name == "trial_adapter"
+    check_compatible(path, r=4, modules=("c_attn.q", "c_attn.v"), value=f"runs:/{run.info.run_id}")
+    cfg = from_dict(TrialConfig, json.loads(_download(layouts, run, "trial_config.json").read_text()))
+    model = build_adapter_model(get_task("e2e").load_model(cfg)[0], cfg.adapter)
+    assert warm_start(model, path) == 2 * 2 * 2  # layers x (q, v) x (A, B)
