@@ -60,7 +60,8 @@ def logits(model, x: torch.Tensor) -> torch.Tensor:
 
 
 GPT2_CASES = [(m, "qv") for m in ("lora", "rslora", "dora", "vera", "pissa", "olora", "lora-fa", "loraplus")] + \
-             [(m, "c_attn") for m in ("lora", "dora", "vera", "pissa")]
+             [(m, "c_attn") for m in ("lora", "dora", "vera", "pissa")] + \
+             [(m, "c_attn.q,c_attn.v,c_fc") for m in ("lora", "rslora", "vera")]  # views beside another target
 
 
 @pytest.mark.parametrize("method, targets", GPT2_CASES)
