@@ -18,6 +18,18 @@ from sweeps.grouping import sampled_keys
 Grid = list[tuple[dict[str, Any], TrialConfig]]
 
 
+def check_repeats(cfg: SweepConfig, space: Any) -> None:
+    """More than one sample of a space that samples nothing repeats every grid point with the
+    same hyperparameters, hence the same seed (:func:`trainables.trial.derive_seed`): identical
+    trials. Replicates are ``--seeds N`` (a seed grid dimension)."""
+    n = cfg.search.num_samples
+    if n > 1 and cfg.search.algorithm != "optuna" and not sampled_keys(space):
+        raise UserError("search.num_samples", f"{n} samples of a search space that samples nothing (only grid "
+                                              f"and fixed settings) would run every configuration {n} times with "
+                                              f"the same seed; use --seeds {n} for replicates (seeds 0..{n - 1}), "
+                                              "or sample a setting (choice, uniform, ...) or use optuna")
+
+
 def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,
                 grid_trials: list[TrialConfig]) -> str:
     """Check every adapter target group, method, quantisation and batching mode the sweep may

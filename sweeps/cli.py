@@ -255,14 +255,15 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     return max(codes)
 
 
-def main(study: str | None, *, doc: str = "", prog: str | None = None) -> int:
-    """``sys.exit(main(...))`` from a sweep script: :func:`run_study`, then a fast exit.
+def main(study: str | None, *, doc: str = "", prog: str | None = None, argv: list[str] | None = None) -> int:
+    """``sys.exit(main(...))`` from a sweep script (``argv``: its arguments, default the
+    command line's): :func:`run_study`, then a fast exit.
 
     The driver has imported torch, transformers, Ray and MLflow; the interpreter's last garbage
     collection over all of that takes seconds. Everything is shut down and recorded by then,
     so the objects are frozen out of that collection (gc.freeze) instead.
     """
-    code = run_study(study, doc=doc, prog=prog)
+    code = run_study(study, argv, doc=doc, prog=prog)
     sys.stdout.flush()
     sys.stderr.flush()
     gc.freeze()

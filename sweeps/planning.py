@@ -18,7 +18,7 @@ from sweeps.config import SweepConfig
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.schema import OTHER_ALPHA, from_dict, to_dict
-from sweeps.checks import check_model, warm_starts, within_budget
+from sweeps.checks import check_model, check_repeats, warm_starts, within_budget
 from sweeps.grouping import group_keys, group_points, grouped_search, leaves_nothing_to_prune, sampled_keys, searched_space
 from sweeps.plan import Plan
 from sweeps.ray_start import warm_runtime_env
@@ -63,6 +63,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     space = load_space(cfg.space, base=base)
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
+    check_repeats(cfg, space)
     for key in cfg.overrides:
         swept = next((p for p in space.swept if key in _decided_by(p)), None)
         if swept is not None:

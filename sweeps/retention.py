@@ -251,16 +251,17 @@ def latest_checkpoint_path(trial: Any, last: dict[str, Any]) -> str | None:
 
 
 def checkpoint_contents(fs: Any, path: str, tmp: Path) -> dict[str, Path]:
-    """The adapter and generated-outputs directories of a checkpoint, on this machine: in place
+    """The adapter (``adapter/``, and ``trial_adapter/`` where the trial's layout is not
+    peft's standard one) and generated-outputs directories of a checkpoint, on this machine: in place
     on a local or shared filesystem, else copied into ``tmp``. Raises OSError when the
     checkpoint is gone or cannot be read."""
     import pyarrow.fs as pafs
 
-    from trainables.checkpointing import ADAPTER_DIR, OUTPUTS_DIR
+    from trainables.checkpointing import ADAPTER_DIR, OUTPUTS_DIR, TRIAL_ADAPTER_DIR
 
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{path} is gone")
-    subs = [sub for sub in (ADAPTER_DIR, OUTPUTS_DIR)
+    subs = [sub for sub in (ADAPTER_DIR, TRIAL_ADAPTER_DIR, OUTPUTS_DIR)
             if fs.get_file_info(f"{path}/{sub}").type == pafs.FileType.Directory]
     if isinstance(fs, pafs.LocalFileSystem):
         return {sub: Path(path) / sub for sub in subs}

@@ -14,6 +14,7 @@ from analysis.values import fmt_value, sort_key
 from sweeps.grouping import leaves_nothing_to_prune
 from sweeps.plan import Plan
 from sweeps.tracking.store import flush_timeout_s
+from trainables.mlflow_names import default_tracking_uri
 from trainables.report import K
 
 
@@ -133,6 +134,7 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
     lost = recorder.flush(max(5.0, deadline - time.monotonic()))
     recorder.save_journal()
     _print_lost(plan, recorder, lost)
+    _print_best(plan, task, rows, parent, lost)
     if interrupted:
         from sweeps.stopping import exit_code
 
@@ -208,8 +210,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
     for r in rows:
         if r["status"] == FAILED:
             tries = f" after {r['attempts']} attempts" if r["attempts"] > 1 else ""
-            label = " ".join(f"{p.short}={fmt_value(r.get(p.short), '{:.3g}')}" for p in swept) or r["trial_id"]
-            print(f"  failed{tries}: {label} ({r['trial_id']}): {r['error']}")
+            print(f"  failed{tries}: {_label(r, swept)} ({r['trial_id']}): {r['error']}")
     if interrupted:
         from sweeps.stopping import resume_command
 
@@ -219,33 +220,88 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
               f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
 
 
+def _label(row: dict[str, Any], swept: Any) -> str:
+    """A trial's swept values (``r=4 lr=0.002``), or its trial id."""
+    return " ".join(f"{p.short}={fmt_value(row.get(p.short), '{:.3g}')}" for p in swept) or row["trial_id"]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def best_completed(rows: list[dict[str, Any]], task: Any) -> dict[str, Any] | None:
+    """The completed trial with the best value of the task's metric that has an MLflow run (the
+    one whose adapter the sweep recorded), or None."""
+    key = task.metric.name
+    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id") and _finite(r.get(key))]
+    if not done:
+        return None
+    return (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
+
+
+def _best_metrics(task: Any, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
+    """``best_<metric>``: the best completed trial's metric, validation metrics and final
+    metrics (without one, the best value of the metric over every trial that reported it)."""
+    if best is None:
+        values = [r[task.metric.name] for r in rows if _finite(r.get(task.metric.name))]
+        pick = min if task.metric.mode == "min" else max
+        return {f"best_{task.metric.name}": float(pick(values))} if values else {}
+    names = (task.metric.name, *(s.name for s in (*_extra_report_metrics(task), *task.final_metrics)),
+             K.trainable_params)
+    return {f"best_{n}": float(best[n]) for n in names if _finite(best.get(n))}
+
+
 def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], csv_path: Path,
                    recorder: Any, parent: str, interrupted: str | None) -> None:
-    """The parent run's summary: trial counts, the best metric, the results CSV, its status."""
+    """The parent run's summary: trial counts, the best trial (its run id as a tag, its metrics),
+    the results CSV, its status."""
     from mlflow.entities import Metric
 
     from sweeps.stopping import interruption_tags
-    from trainables.mlflow_names import FAILED
+    from trainables.mlflow_names import BEST_RUN_TAG, BEST_TRIAL_TAG, FAILED
     from sweeps.tracking.recorder import log_batch, now_ms
 
-    key = task.metric.name
-    best = [r for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
     if plan.cfg.max_trainable_params:
         metrics.append(Metric("trials_rejected_over_budget", float(len(plan.rejected)), now_ms(), 0))
-    if best:
-        pick = min if task.metric.mode == "min" else max
-        metrics.append(Metric(f"best_{task.metric.name}", float(pick(r[key] for r in best)), now_ms(), 0))
+    best = best_completed(rows, task)
+    metrics += [Metric(k, v, now_ms(), 0) for k, v in _best_metrics(task, rows, best).items()]
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
     tags = interruption_tags(plan, interrupted) if interrupted else {}
+    if best is not None:
+        tags.update({BEST_RUN_TAG: best["mlflow_run_id"], BEST_TRIAL_TAG: best["trial_id"]})
 
     def record(client: Any) -> None:
         log_batch(client, parent, metrics=metrics, tags=tags)
         client.log_artifact(parent, str(csv_path))
-        _log_best_predictions(client, parent, rows, task)
+        _log_best_predictions(client, parent, best)
         client.set_terminated(parent, status="KILLED" if interrupted else status, end_time=now_ms())
 
     recorder.writer.submit("sweep", "the sweep's summary (parent run)", record)
+
+
+def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
+                lost: dict[str, list[str]]) -> None:
+    """The best completed trial, where its adapter is and the command that exports it."""
+    best = best_completed(rows, task)
+    if best is None:
+        return
+    run = best["mlflow_run_id"]
+    value = fmt_value(best.get(task.metric.name), "{:.4f}")
+    print(f"  best trial: {_label(best, plan.space.swept)} ({best['trial_id']}), {task.metric.heading} {value}")
+    if best["trial_id"] in lost:
+        print("    its adapter is not in MLflow yet (see above)")
+        return
+    where = f"runs:/{run}/adapter"
+    try:
+        from mlflow import MlflowClient
+
+        where += f" ({MlflowClient(tracking_uri=plan.tracking_uri).get_run(run).info.artifact_uri}/adapter)"
+    except Exception:  # noqa: BLE001 - the store went away: the runs:/ URI says it all
+        pass
+    uri = "" if plan.tracking_uri == default_tracking_uri() else f" --tracking-uri {plan.tracking_uri}"
+    print(f"    its adapter: {where}")
+    print(f"    export it: python -m sweeps.export --run {parent}{uri} --out {plan.name}-best  (--merge: merged model)")
 
 
 def _print_lost(plan: Plan, recorder: Any, lost: dict[str, list[str]]) -> None:
@@ -329,17 +385,13 @@ def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
             print(f"  median over {seeds}{' for ' + label if label else ''}: {'  '.join(parts)}")
 
 
-def _log_best_predictions(client: Any, parent: str, rows: list[dict[str, Any]], task: Any) -> None:
+def _log_best_predictions(client: Any, parent: str, best: dict[str, Any] | None) -> None:
     """The best completed trial's ``predictions.csv`` (unlabelled-file predictions), also
     logged to the sweep's parent run as ``best_predictions.csv``."""
     import tempfile
 
-    key = task.metric.name
-    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id")
-            and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-    if not done:
+    if best is None:
         return
-    best = (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
     names = {a.path for a in client.list_artifacts(best["mlflow_run_id"], "outputs")}
     if "outputs/predictions.csv" not in names:
         return

@@ -229,6 +229,11 @@ CASES = [
     ("unknown-flag", E2E, ["--unknown-flag"], "unrecognized arguments", "", None),
     ("search-alg-unknown", E2E, ["--search-alg", "bayes"], "search.algorithm", "'grid', 'random' or 'optuna'", None),
     ("num-samples-0", E2E, ["--num-samples", "0"], "search.num_samples", "positive integer", None),
+    # The smoke space is a pure grid: repeats would be the same trials (same hyperparameters, same seed).
+    ("num-samples-on-a-grid", E2E, ["--num-samples", "3"], "search.num_samples",
+     "would run every configuration 3 times with the same seed; use --seeds 3 for replicates", None),
+    ("num-samples-random-on-a-grid", E2E, ["--num-samples", "2", "--search-alg", "random"], "search.num_samples",
+     "use --seeds 2 for replicates", None),
     ("resume-nothing", E2E, ["--resume"], "resume", "no rank_e2e sweep to resume", None),
     ("multipart-unknown-task", GLUE, ["--task", "nope"], "--task", "unknown task 'nope'", None),
     # --- data files
@@ -342,6 +347,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, f
     assert not db.exists() and not (tmp_path / "mlruns").exists() and not storage.exists()
     assert "Tune storage:" not in proc.stdout and "trial" not in proc.stdout.lower()
     assert "planted-secret" not in proc.stdout + proc.stderr
+
+
+def test_num_samples_repeat_a_space_that_samples(tmp_path, capsys, smoke_assets):
+    """Where a setting is sampled, each sample is a new configuration: num_samples is allowed."""
+    from sweeps.cli import run_study
+
+    (tmp_path / "space.yaml").write_text("scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n")
+    common = ["--preset", "smoke", "--dry-run", "--search-space", str(tmp_path / "space.yaml"),
+              "--storage", str(tmp_path / "rr"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]
+    assert run_study("rank_e2e", [*common, "--num-samples", "3", "--search-alg", "random"]) == 0
+    assert '"n_trials": 6' in capsys.readouterr().out  # 2 ranks x 3 samples
 
 
 def test_a_mistake_found_while_ray_starts_stops_that_ray(tmp_path, smoke_assets, monkeypatch):

@@ -68,12 +68,13 @@ def test_checkpoints_hold_the_adapter_only_and_reproduce_the_val_loss(run, smoke
     from peft import PeftModel
     from torch.utils.data import DataLoader
 
-    from trainables.adapters import split_fused_qkv
+    from trainables.checkpointing import TRIAL_ADAPTER_DIR
     from trainables.session import Session
 
+    # The qv views' own layout is kept for resuming; adapter/ is plain peft on the unmodified base.
+    assert (ckpt / TRIAL_ADAPTER_DIR / "adapter_model.safetensors").is_file()
     task = get_task("e2e")
     base, tokenizer = task.load_model(cfg)
-    split_fused_qkv(base)  # the qv group's view of c_attn, then plain PeftModel.from_pretrained
     model = PeftModel.from_pretrained(base, str(ckpt / ADAPTER_DIR))
     data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
     loader = DataLoader(data.val, batch_size=cfg.train.eval_batch_size, collate_fn=task.collate(tokenizer))

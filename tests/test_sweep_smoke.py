@@ -148,7 +148,7 @@ def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_asset
     from peft import PeftModel
     from torch.utils.data import DataLoader
 
-    from trainables.adapters import needs_qkv_split, split_fused_qkv
+    from trainables.adapters import needs_qkv_split
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
     from trainables.session import Session
@@ -163,8 +163,9 @@ def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_asset
     cfg = from_dict(TrialConfig, json.loads((Path(local) / "trial_config.json").read_text()))
     task = get_task("e2e")
     base, tokenizer = task.load_model(cfg)
-    assert needs_qkv_split(Path(local) / "adapter")
-    split_fused_qkv(base)
+    # adapter/ is peft's standard layout (the qv views fused into c_attn): plain peft on the
+    # unmodified base; the trial's own layout (the views) is trial_adapter/.
+    assert needs_qkv_split(Path(local) / "trial_adapter") and not needs_qkv_split(Path(local) / "adapter")
     model = PeftModel.from_pretrained(base, str(Path(local) / "adapter"))
     data = task.load_prepared(task.prepare(cfg, progress=False), cfg)
     loader = DataLoader(data.val, batch_size=cfg.train.eval_batch_size, collate_fn=task.collate(tokenizer))

@@ -7,8 +7,11 @@ the whole fused projection, adapting q, k and v together (peft issues #852, #706
 group therefore first splits ``c_attn`` into three ``nn.Linear`` views ``c_attn.q``,
 ``c_attn.k`` and ``c_attn.v`` holding exactly the same weights (:class:`SplitQKV`), and
 then lets peft adapt ``c_attn.q`` and ``c_attn.v`` as ordinary linear layers. Every peft
-feature (rsLoRA, DoRA, initialisations, save/load) works on them unchanged, and with B = 0 the
-model computes exactly what the base model computes.
+feature (rsLoRA, DoRA, initialisations) works on them unchanged, and with B = 0 the model
+computes exactly what the base model computes. A plain GPT-2 has no ``c_attn.q``: the adapter
+others load is the same update written as a LoRA on the fused ``c_attn``
+(:mod:`trainables.standard_adapter`); :func:`save_adapter` and :func:`load_adapter` keep the
+views' own layout, for resuming and warm starts.
 """
 
 from __future__ import annotations
@@ -389,6 +392,10 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
     for name, p in peft_model.named_parameters():
         if any(part in name for part in method.frozen):
             p.requires_grad_(False)
+    if method.init_from_weights and not meta:
+        from trainables.standard_adapter import remember_initial
+
+        remember_initial(peft_model)
     return peft_model
 
 

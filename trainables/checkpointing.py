@@ -1,5 +1,11 @@
-"""A trial's checkpoint: the adapter (peft ``save_pretrained``), the optimizer and scheduler
-state to resume from, and the trial's config.
+"""A trial's checkpoint: the adapter, the optimizer and scheduler state to resume from, and
+the trial's config.
+
+``adapter/`` is the adapter in peft's standard layout (:mod:`trainables.standard_adapter`):
+what MLflow records and ``python -m sweeps.export`` exports, loaded by plain
+``PeftModel.from_pretrained`` on the unmodified base. Where the trial trains in another layout
+(GPT-2's q/k/v split, PiSSA and OLoRA's mutated base), ``trial_adapter/`` holds its own
+``save_pretrained`` too: resuming and warm starts read that one.
 
 The state file comes back from Tune storage (a shared path or a bucket others may write), so
 it is read as tensors and plain containers only (``weights_only``).
@@ -18,22 +24,26 @@ if TYPE_CHECKING:
 
 STATE_FILE = "trainer_state.pt"
 ADAPTER_DIR = "adapter"
+TRIAL_ADAPTER_DIR = "trial_adapter"
 OUTPUTS_DIR = "outputs"
 CONFIG_FILE = "trial_config.json"
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
                     cfg: TrialConfig, final: bool = False) -> None:
-    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state for resuming;
+    """Adapter weights (see the module docstring) + optimizer/scheduler state for resuming;
     ``final``: the checkpoint of the trial's final report (a trial restored from it is done)."""
     import torch
 
     from trainables.adapters import save_adapter
     from trainables.schema import to_dict
+    from trainables.standard_adapter import is_standard, save_standard
 
-    save_adapter(unwrap(model), out / ADAPTER_DIR,
-                 meta={"task": cfg.task, "base_model": cfg.model.name_or_path,
-                       "method": cfg.adapter.method, "targets": cfg.adapter.targets, "step": step})
+    meta = {"task": cfg.task, "base_model": cfg.model.name_or_path, "method": cfg.adapter.method,
+            "targets": cfg.adapter.targets, "step": step}
+    save_standard(unwrap(model), out / ADAPTER_DIR, meta=meta)
+    if not is_standard(unwrap(model)):
+        save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"})
     torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
                out / STATE_FILE)
@@ -48,13 +58,20 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    adapter_file = src / ADAPTER_DIR / "adapter_model.safetensors"
+    adapter_dir = trial_layout(src)
+    adapter_file = adapter_dir / "adapter_model.safetensors"
     if adapter_file.is_file():
         set_peft_model_state_dict(unwrap(model), load_file(str(adapter_file)))
     else:  # method 'full': save_pretrained wrote the whole model
-        unwrap(model).load_state_dict(load_file(str(src / ADAPTER_DIR / "model.safetensors")), strict=False)
+        unwrap(model).load_state_dict(load_file(str(adapter_dir / "model.safetensors")), strict=False)
     state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"]), bool(state.get("final", False))
+
+
+def trial_layout(src: Path) -> Path:
+    """The adapter directory of checkpoint ``src`` in the layout the trial trains in."""
+    own = src / TRIAL_ADAPTER_DIR
+    return own if own.is_dir() else src / ADAPTER_DIR

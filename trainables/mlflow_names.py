@@ -16,6 +16,9 @@ KIND_TAG = "lorasweep.kind"
 PARENT_TAG = "mlflow.parentRunId"
 #: The Ray node id a trial trained on (``ray.get_runtime_context().get_node_id()``).
 NODE_TAG = "lorasweep.ray_node_id"
+#: On a sweep's parent run: the child run and trial id of its best completed trial.
+BEST_RUN_TAG = "lorasweep.best_run_id"
+BEST_TRIAL_TAG = "lorasweep.best_trial_id"
 
 
 COMPLETED, STOPPED, FAILED, RUNNING = "completed", "stopped_early", "failed", "running"

@@ -4,8 +4,9 @@
 LoRA paper started MRPC, RTE and STS-B from its best MNLI adapter):
 
 * a directory written by peft's ``save_pretrained`` (``adapter_model.safetensors``);
-* ``runs:/<run_id>``: a trial run's ``adapter`` artifact, or, for a sweep's parent run, the
-  adapter of its best completed trial by the sweep task's metric;
+* ``runs:/<run_id>``: a trial run's adapter, or, for a sweep's parent run, the adapter of its
+  best completed trial by the sweep task's metric; in the layout the trial trained in (the
+  ``trial_adapter`` artifact where that is not peft's standard one, else ``adapter``);
 * ``best:<part>`` (multi-part studies only, see :mod:`sweeps.chain`): the best completed trial
   of another part of the same study, run first in the same command (or found in the MLflow
   experiment), resolved to ``runs:/<run_id>`` before this part launches.
@@ -112,17 +113,22 @@ def resolve_init_from(value: str, tracking_uri: str) -> Path:
     if run.data.tags.get(KIND_TAG) == "sweep":
         run_id = best_trial(client, run)[0]
 
+    from trainables.checkpointing import ADAPTER_DIR, TRIAL_ADAPTER_DIR
+
+    names = {a.path for a in client.list_artifacts(run_id)}
+    artifact = TRIAL_ADAPTER_DIR if TRIAL_ADAPTER_DIR in names else ADAPTER_DIR
+
     def download(d: Path) -> None:
         import os
 
         # MLflow's download bar would print between the sweep's own lines.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
-            client.download_artifacts(run_id, "adapter", str(d))
+            client.download_artifacts(run_id, artifact, str(d))
         except Exception as e:  # no such artifact
             raise UserError(FIELD, f"run {run_id} has no adapter artifact ({str(e).splitlines()[0][:120]})") from None
 
-    return build_once(cache_dir() / "adapters", run_id, download) / "adapter"
+    return build_once(cache_dir() / "adapters", run_id, download) / artifact
 
 
 def check_compatible(adapter_dir: Path, *, r: int, modules: tuple[str, ...], value: str) -> None:

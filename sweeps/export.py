@@ -1,0 +1,403 @@
+"""A sweep's best adapter, or any trial's, out of MLflow as a directory others can use.
+
+    python -m sweeps.export --run RUN_ID --out DIR      # a trial's run, or a sweep's parent run
+    python -m sweeps.export --sweep NAME --out DIR      # the latest sweep of that name
+    python -m sweeps.export --study rank_e2e --out DIR  # the study's latest finished sweep
+
+A sweep (its parent run, ``--sweep`` or ``--study``) means its best completed trial (the parent's
+``lorasweep.best_run_id`` tag). ``DIR`` gets the trial's adapter as peft saves it (plain
+``PeftModel.from_pretrained`` loads it on the unmodified base), the base's tokenizer and a
+model card (``README.md``: the sweep, the hyperparameters, the metrics, how to load it).
+
+* ``--merge``: the adapter merged into the base (peft ``merge_and_unload``), saved as a plain
+  transformers model (``from_pretrained`` loads it without peft).
+* ``--register NAME``: also a version of the registered model ``NAME`` in the MLflow Model
+  Registry (the transformers flavour; an adapter is logged with a reference to its base).
+* ``--push-to-hub REPO``: also uploaded to the Hugging Face Hub repository ``REPO``.
+
+A mistake (no such run, a trial that recorded no adapter, an output directory in use) is one
+line on stderr and exit code 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import UserError
+
+EXIT_USAGE = 2
+SOURCES = ("--run", "--sweep", "--study")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sweeps.cli import _Parser
+
+    p = _Parser(prog="python -m sweeps.export", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="RUN_ID", help="a trial's MLflow run, or a sweep's parent run (its best trial)")
+    source.add_argument("--sweep", metavar="NAME", help="the latest sweep of this name (--name of the sweep)")
+    source.add_argument("--study", metavar="STUDY", help="the latest finished sweep of this study (e.g. rank_e2e)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new, or empty)")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into the base (a plain transformers model)")
+    p.add_argument("--register", metavar="NAME", help="register it in the MLflow Model Registry as NAME")
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload it to the Hugging Face Hub repository REPO")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns.db)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        export(args)
+    except UserError as e:
+        print(f"error: {e.field}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+# --------------------------------------------------------------------------- which trial
+
+
+def _client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    from trainables.mlflow_names import sqlite_path
+
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # the client would create an empty store
+        raise UserError("--tracking-uri", f"no MLflow store at {uri} (no such file {db})")
+    return MlflowClient(tracking_uri=uri)
+
+
+def _get_run(client: Any, run_id: str, field: str, uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise UserError(field, f"no MLflow run {run_id} in {uri}") from None
+
+
+def _latest_sweep(client: Any, field: str, value: str, where: str) -> Any:
+    from trainables.mlflow_names import KIND_TAG
+
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, filter_string=f"tags.`{KIND_TAG}` = 'sweep' and {where}",
+                              order_by=["attributes.start_time DESC"], max_results=1) if ids else []
+    if not runs:
+        raise UserError(field, f"no sweep {value!r} in this MLflow store")
+    return runs[0]
+
+
+def best_of(client: Any, parent: Any, field: str, uri: str) -> Any:
+    """The best completed trial of a sweep's parent run: the one its tag names (a sweep recorded
+    without the tag: the best by the task's metric)."""
+    from trainables.mlflow_names import BEST_RUN_TAG
+    from trainables.warmstart import best_trial
+
+    best = parent.data.tags.get(BEST_RUN_TAG)
+    if best:
+        return _get_run(client, best, field, uri)
+    try:
+        return _get_run(client, best_trial(client, parent)[0], field, uri)
+    except UserError as e:
+        raise UserError(field, e.message) from None
+
+
+def find_trial(client: Any, args: argparse.Namespace, uri: str) -> tuple[Any, Any]:
+    """(the trial run to export, its sweep's parent run or None)."""
+    from trainables.mlflow_names import KIND_TAG, PARENT_TAG, SWEEP_TAG, filter_value
+
+    if args.run:
+        run = _get_run(client, args.run, "--run", uri)
+        kind = run.data.tags.get(KIND_TAG)
+        if kind == "sweep":
+            return best_of(client, run, "--run", uri), run
+        if kind != "trial":
+            raise UserError("--run", f"run {args.run} is not a lorasweep trial or sweep run")
+        parent = run.data.tags.get(PARENT_TAG)
+        return run, (_get_run(client, parent, "--run", uri) if parent else None)
+    if args.sweep:
+        parent = _latest_sweep(client, "--sweep", args.sweep, f"tags.`{SWEEP_TAG}` = {filter_value(args.sweep)}")
+        return best_of(client, parent, "--sweep", uri), parent
+    parent = _latest_sweep(client, "--study", args.study, f"tags.`lorasweep.study` = {filter_value(args.study)} "
+                                                            "and attributes.status = 'FINISHED'")
+    return best_of(client, parent, "--study", uri), parent
+
+
+def _field(args: argparse.Namespace) -> str:
+    return next(f for f in SOURCES if getattr(args, f.removeprefix("--")))
+
+
+def check_has_adapter(client: Any, trial: Any, field: str) -> None:
+    from trainables.checkpointing import ADAPTER_DIR
+    from trainables.mlflow_names import STATUS_TAG
+
+    names = {a.path for a in client.list_artifacts(trial.info.run_id)}
+    if ADAPTER_DIR not in names or "trial_config.json" not in names:
+        status = trial.data.tags.get(STATUS_TAG, trial.info.status)
+        raise UserError(field, f"run {trial.info.run_id} ({status}) has no adapter in MLflow: only "
+                               "completed trials record theirs; export a completed trial or its sweep")
+
+
+# --------------------------------------------------------------------------- checks before writing
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError("--out", f"{out} exists and is not an empty directory; name a new one")
+
+
+def check_hub(repo: str | None) -> None:
+    """The repository name and that an upload can happen (a token, not offline)."""
+    if repo is None:
+        return
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise UserError("--push-to-hub", f"{repo!r} is not a Hub repository id ({str(e).splitlines()[0]}); "
+                                         "use NAME or NAMESPACE/NAME") from None
+    if constants.HF_HUB_OFFLINE:
+        raise UserError("--push-to-hub", "HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to upload")
+    if get_token() is None:
+        raise UserError("--push-to-hub", "no Hugging Face token: run `hf auth login` or set HF_TOKEN")
+
+
+# --------------------------------------------------------------------------- the export
+
+
+def export(args: argparse.Namespace) -> Path:
+    """Check everything, then write ``args.out`` (through a staging directory beside it, so
+    a failure leaves nothing behind); returns it."""
+    from trainables.mlflow_names import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    out = Path(args.out).expanduser()
+    check_out(out)
+    check_hub(args.push_to_hub)
+    if args.register is not None and not args.register.strip():
+        raise UserError("--register", "name the registered model, e.g. --register e2e-gpt2-lora")
+    client = _client(uri)
+    trial, parent = find_trial(client, args, uri)
+    check_has_adapter(client, trial, _field(args))
+    with tempfile.TemporaryDirectory(prefix="lorasweep-export-") as tmp:
+        adapter = _download(client, trial, Path(tmp))
+        cfg, meta = _trial_config(adapter.parent), json.loads((adapter / "lorasweep_adapter.json").read_text())
+        if args.register is not None:
+            _check_registrable(meta)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            model = write(stage, adapter, cfg, meta, merge=args.merge)
+            (stage / "README.md").write_text(model_card(trial, parent, cfg, meta, merged=args.merge or
+                                                        meta.get("method") == "full"))
+            if out.exists():
+                out.rmdir()
+            stage.rename(out)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    print(f"exported trial run {trial.info.run_id} ({trial.info.run_name}) to {out.resolve()}")
+    if args.register is not None:
+        register(model, out, cfg, meta, trial, name=args.register, uri=uri)
+    if args.push_to_hub:
+        push(out, args.push_to_hub)
+    return out
+
+
+def _download(client: Any, trial: Any, tmp: Path) -> Path:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client.download_artifacts(trial.info.run_id, "trial_config.json", str(tmp))
+    return Path(client.download_artifacts(trial.info.run_id, "adapter", str(tmp)))
+
+
+def _trial_config(directory: Path) -> Any:
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+
+    return from_dict(TrialConfig, json.loads((directory / "trial_config.json").read_text()))
+
+
+def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: bool) -> Any:
+    """The adapter (or merged model) and the tokenizer into ``stage``; returns the model
+    loaded when one was needed (``--merge``), else None."""
+    model = None
+    if merge and meta.get("method") != "full":
+        model = load_with_adapter(adapter, cfg, meta).merge_and_unload()
+        model.save_pretrained(stage)
+    else:
+        for f in adapter.iterdir():
+            if f.name != "README.md":
+                shutil.copy2(f, stage / f.name)
+    save_preprocessor(cfg, stage)
+    return model
+
+
+def load_base(cfg: Any, meta: dict[str, Any]) -> Any:
+    """The unmodified base the trial started from, with the trial's head, in full precision
+    (a 4-bit QLoRA base is loaded unquantised: merging needs real weights)."""
+    import torch
+    import transformers
+
+    from trainables.models import model_source
+
+    loading = meta["base_loading"]
+    auto = getattr(transformers, loading["auto_class"])
+    return auto.from_pretrained(model_source(cfg), revision=cfg.model.revision,
+                                dtype=getattr(torch, cfg.model.dtype), **loading["kwargs"])
+
+
+def load_with_adapter(adapter: Path, cfg: Any, meta: dict[str, Any]) -> Any:
+    import warnings
+
+    from peft import PeftModel
+
+    base = load_base(cfg, meta)
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` (a warning, about neither).
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(base, str(adapter)).eval()
+
+
+def save_preprocessor(cfg: Any, out: Path) -> None:
+    """The base's tokenizer (as the trial used it: pad = eos where there was no pad), or for an
+    image model its image processor."""
+    from trainables.tasks.registry import get_task
+
+    if get_task(cfg.task).peft_task_type == "image_cls":
+        from transformers import AutoImageProcessor
+
+        from trainables.models import model_source
+
+        try:
+            AutoImageProcessor.from_pretrained(model_source(cfg), revision=cfg.model.revision).save_pretrained(out)
+        except OSError:  # a base saved without one (the offline test models)
+            pass
+        return
+    from trainables.models import load_tokenizer
+
+    load_tokenizer(cfg).save_pretrained(out)
+
+
+# --------------------------------------------------------------------------- the model card
+
+
+def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool) -> str:
+    """README.md: the sweep and trial it comes from, the hyperparameters, the metrics, how it
+    was saved and how to load it."""
+    from trainables.methods import quantized
+    from trainables.models import model_source
+    from trainables.standard_adapter import load_snippet
+
+    base = model_source(cfg)
+    tags, params = trial.data.tags, trial.data.params
+    sweep = parent.data.tags if parent is not None else {}
+    swept = {k.removeprefix("hp."): v for k, v in tags.items() if k.startswith("hp.")}
+    settings = {k: params[k] for k in ("task", "adapter.method", "adapter.r", "adapter.lora_alpha", "adapter.dropout",
+                                       "adapter.targets", "adapter.target_modules", "train.lr", "train.epochs",
+                                       "train.batch_size", "seed", "data.source") if k in params}
+    metrics = {k: v for k, v in sorted(trial.data.metrics.items()) if k != "lr"}
+    library = "transformers" if merged else "peft"
+    lines = ["---", f"library_name: {library}", f"base_model: {base}",
+             f"tags: [lorasweep, {meta.get('method', 'lora')}]", "---", "",
+             f"# {sweep.get('lorasweep.sweep', trial.info.run_name)}: {meta.get('method')} on {cfg.task}", ""]
+    origin = (f"the best completed trial of the lorasweep sweep `{sweep['lorasweep.sweep']}` (study "
+              f"`{sweep.get('lorasweep.study')}`, preset `{sweep.get('lorasweep.preset')}`; MLflow parent run "
+              f"`{parent.info.run_id}`)" if sweep and sweep.get("lorasweep.best_run_id") == trial.info.run_id
+              else f"a trial of the lorasweep sweep `{sweep.get('lorasweep.sweep', '?')}`")
+    lines += [f"Fine-tuned from `{base}`: {origin}; trial `{tags.get('lorasweep.trial_id')}`, MLflow run "
+              f"`{trial.info.run_id}` (`{trial.info.run_name}`).", ""]
+    if merged and meta.get("method") != "full":
+        lines += ["The adapter is merged into the base weights (peft `merge_and_unload`): a plain "
+                  "transformers model." + (" The trial trained on the base quantised to 4-bit NF4; "
+                                           "this is the adapter merged into the unquantised base."
+                                           if quantized(cfg) else ""), ""]
+    lines += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") and not merged else [])
+    lines += _table("Hyperparameters swept", swept) + _table("Settings", settings) + _table("Metrics", metrics)
+    lines += ["## Loading", "", "```python",
+              load_snippet(base, meta["base_loading"], adapter=not merged and meta.get("method") != "full"),
+              "```", ""]
+    return "\n".join(lines)
+
+
+def _table(title: str, values: dict[str, Any]) -> list[str]:
+    if not values:
+        return []
+    rows = [f"| {k} | {_value(v)} |" for k, v in values.items()]
+    return [f"## {title}", "", "| name | value |", "| --- | --- |", *rows, ""]
+
+
+def _value(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------- registry and hub
+
+
+def _check_registrable(meta: dict[str, Any]) -> None:
+    if meta["base_loading"]["auto_class"] == "AutoModelForImageClassification":
+        raise UserError("--register", "this export registers text models (causal LM, sequence classification) "
+                                      "through MLflow's transformers flavour; export this image model without --register")
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "transformers", "peft")]
+
+
+def register(model: Any, out: Path, cfg: Any, meta: dict[str, Any], trial: Any, *, name: str, uri: str) -> None:
+    """A new version of the registered model ``name`` (MLflow's transformers flavour), logged
+    as a model of the trial's run. An adapter is logged as peft's adapter with a reference to
+    its base (a local base directory by path, a hub model by its id)."""
+    import mlflow
+    from huggingface_hub import ModelCard
+    from transformers import AutoTokenizer
+
+    from trainables.models import model_source
+
+    if model is None:
+        model = _load_saved(out, meta) if meta.get("method") == "full" else load_with_adapter(out, cfg, meta)
+    peft_model = type(model).__name__.startswith("Peft")
+    source = model_source(cfg)
+    task = "text-generation" if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM" else "text-classification"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=trial.info.experiment_id)
+    info = mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": AutoTokenizer.from_pretrained(out)}, name="model",
+        task=task, registered_model_name=name, run_id=trial.info.run_id, pip_requirements=_requirements(),
+        model_card=ModelCard((out / "README.md").read_text()),
+        base_model_path=source if peft_model and Path(source).is_dir() else None)
+    print(f"registered: MLflow model {name!r} version {info.registered_model_version} ({info.model_uri})")
+
+
+def _load_saved(out: Path, meta: dict[str, Any]) -> Any:
+    import transformers
+
+    return getattr(transformers, meta["base_loading"]["auto_class"]).from_pretrained(out)
+
+
+def push(out: Path, repo: str) -> None:
+    """Upload ``out`` to the Hub repository ``repo`` (created if needed)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(out), repo_id=repo, commit_message="lorasweep export")
+    print(f"pushed to the Hub: {commit}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
