@@ -72,7 +72,8 @@ def status_of(result: Any, recorder: Any) -> str:
     stopped early by ASHA, or unfinished. The recorder has the outcome of every trial that
     ended, in this driver or an earlier one of the sweep (Tune's experiment state keeps it);
     a trial without one was still running, or waiting, when the sweep was interrupted (Tune
-    marks those it stops then as terminated too)."""
+    marks those it stops then as terminated too). A trial that never reported was never
+    stopped by ASHA (which acts on reports): it had not started, or had just started."""
     from trainables.mlflow_names import COMPLETED, FAILED, STOPPED, UNFINISHED
 
     metrics = result.metrics or {}
@@ -80,6 +81,8 @@ def status_of(result: Any, recorder: Any) -> str:
         return FAILED
     if metrics.get("trial_id") in recorder.outcomes:
         return recorder.outcomes[metrics["trial_id"]]
+    if "training_iteration" not in metrics:  # Tune adds it to every report
+        return UNFINISHED
     if not recorder.attempts:  # no trial event reached this driver (Ray Client runs Tune remotely)
         return COMPLETED if metrics.get("is_final") else STOPPED
     return UNFINISHED

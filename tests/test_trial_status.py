@@ -1,0 +1,46 @@
+"""A trial's outcome in the summary, from Tune's result and the MLflow recorder.
+
+Ctrl-C while every trial is still waiting for its process (a slow start) ends Tune's loop with
+results that carry no report: those trials are unfinished (exit 130, ``--resume``), never
+"stopped early by ASHA", which acts on reports only.
+"""
+
+from __future__ import annotations
+
+from ray.tune import Result
+
+from sweeps.summary import status_of
+from sweeps.tracking.recorder import MlflowRecorder
+
+
+def _recorder(tmp_path) -> MlflowRecorder:
+    return MlflowRecorder(tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}", experiment_id="0",
+                          parent_run_id="parent", base={}, sweep_seed=0, sweep_name="s", model_type="gpt2")
+
+
+def _result(**metrics) -> Result:
+    return Result(metrics=metrics, checkpoint=None, error=None, path="/nowhere")
+
+
+def test_a_trial_that_never_reported_is_unfinished_not_stopped_early(tmp_path):
+    recorder = _recorder(tmp_path)  # no trial event reached it: none had started
+    assert status_of(_result(trial_id="a"), recorder) == "unfinished"
+    assert status_of(Result(metrics=None, checkpoint=None, error=None, path="/nowhere"), recorder) == "unfinished"
+
+
+def test_reported_trials_without_driver_events_keep_their_outcome(tmp_path):
+    """Ray Client runs Tune remotely: no trial event reaches this driver, and a trial's last
+    report says whether it ran to the end or ASHA stopped it."""
+    recorder = _recorder(tmp_path)
+    assert status_of(_result(trial_id="a", training_iteration=2, epoch=2.0, is_final=True), recorder) == "completed"
+    assert status_of(_result(trial_id="b", training_iteration=1, epoch=1.0), recorder) == "stopped_early"
+
+
+def test_an_outcome_the_recorder_has_wins(tmp_path):
+    recorder = _recorder(tmp_path)
+    recorder.outcomes["c"] = "completed"
+    recorder.attempts["c"] = 1
+    assert status_of(_result(trial_id="c"), recorder) == "completed"
+    assert status_of(_result(trial_id="d", training_iteration=1, epoch=1.0), recorder) == "unfinished"
+    failed = Result(metrics={"trial_id": "e"}, checkpoint=None, error=RuntimeError("boom"), path="/nowhere")
+    assert status_of(failed, recorder) == "failed"
