@@ -48,7 +48,8 @@ def _check_report(s, figures):
 
 
 def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
-    s = _smoke("squad_grid.py", tmp_path_factory)
+    # METEOR off (no JVM start): test_sweep_smoke.py and test_metrics_e2e.py check it.
+    s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false")
     assert len(s["parents"]) == 1 and len(s["children"]) == 4
     seen = set()
     for c in s["children"]:
@@ -97,9 +98,10 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
 
 
 def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets):
-    # Two of the three sizes and less data (CI time: the 4-layer model takes ~40 s to build).
+    # Two of the three sizes, less data and METEOR off (CI time: the 4-layer model's build, a
+    # JVM start per trial).
     s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium",
-               "--set", "data.train_limit=300", "--set", "data.test_limit=8")
+               "--set", "data.train_limit=300", "--set", "data.test_limit=8", "--set", "eval.meteor=false")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["medium", "small"]
     assert len(s["children"]) == 4
     totals = {}
