@@ -1,9 +1,13 @@
-"""A sweep run as a user runs it (the real command in a subprocess), and its MLflow record."""
+"""A sweep run as a user runs it (the real command in a subprocess), and its MLflow record;
+the smoke sweep that several test modules inspect."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 from conftest import REPO
@@ -23,3 +27,29 @@ def run_sweep_command(cmd: list[str], *, cwd, uri: str, experiment: str, complet
     return SimpleNamespace(out=proc.stdout, client=client,
                            parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
                            trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
+
+
+def smoke_sweep(root: Path) -> dict:
+    """``rank_e2e.py --preset smoke`` (six trials, ASHA) in ``root``, with hub and tracking
+    credentials planted in its environment. Its ``out`` and ``err``, the MLflow ``client`` and
+    ``runs``, its store's ``uri``, its ``name`` (random: it must be found wherever the sweep
+    is recorded), and the ``planted`` variables with their common ``mark``."""
+    from mlflow import MlflowClient
+
+    mark, name = uuid.uuid4().hex[:12], f"smoke-{uuid.uuid4().hex[:12]}"
+    planted = {
+        "HF_TOKEN": f"hf_planted{mark}hub",
+        "HUGGING_FACE_HUB_TOKEN": f"hf_planted{mark}legacy",
+        "MLFLOW_TRACKING_USERNAME": f"planted{mark}user",
+        "MLFLOW_TRACKING_PASSWORD": f"planted{mark}password",
+        "MLFLOW_TRACKING_TOKEN": f"planted{mark}token",
+    }
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
+           "--tracking-uri", uri, "--storage", str(root / "ray_results"), "--name", name]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900, env={**os.environ, **planted})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id], max_results=1000)
+    return {"root": root, "uri": uri, "out": proc.stdout, "err": proc.stderr, "client": client, "runs": runs,
+            "name": name, "planted": planted, "mark": mark}

@@ -1,16 +1,22 @@
 """Bad input: one line naming the field, exit code 2, no trial launched, nothing written.
 
 A catalogue of mistakes a user can make (sweep descriptions, search spaces, CLI flags, data
-files, model paths, tracking stores, resource requests the cluster cannot meet), each run as
-the real command in a fresh directory against its own MLflow SQLite store and Tune storage.
-Most are refused before Ray starts (1-8 s each). Ray starts once the settings, sources and
-tracking store are checked, while the model checks run: those cases and the resource cases
-start a local Ray and stop it again before the error is printed.
+files, model paths, tracking stores, resource requests the cluster cannot meet), each given to
+the study's command line in a fresh directory against its own MLflow SQLite store and Tune
+storage. The catalogue runs in this process (the scripts' ``run_study`` with the file
+descriptors captured, and no warning logged); a sample of it, one case from each stage that
+refuses (argparse, the settings, a search space, a data file, a multi-part study, a secret in
+a URI, the model checks while Ray starts, the resources of the Ray started), runs as the real
+command in a subprocess, for the exit code and the one stderr line end to end. Ray starts once
+the settings, sources and tracking store are checked, while the model checks run: those cases
+and the resource cases start a local Ray and stop it again before the error is printed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +25,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+
+# One xdist worker runs this module: its module-scoped fixtures run once.
+pytestmark = pytest.mark.xdist_group("cli_bad_input")
 
 
 # ----------------------------------------------------------------------------- bad files
@@ -320,35 +329,6 @@ def offline_sources(smoke_assets):
     return smoke_assets
 
 
-@pytest.mark.parametrize("script, flags, field, fragment, setup", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, fragment, setup, tmp_path,
-                                                         offline_sources):
-    shutil.copytree(offline_sources.data_dir, tmp_path / "e2e")
-    if setup:
-        setup(tmp_path)
-    db, storage = tmp_path / "mlruns.db", tmp_path / "ray_results"
-    cmd = [sys.executable, str(REPO / "sweeps" / script), "--preset", "smoke",
-           *(["--data", str(tmp_path / "e2e")] if script == E2E else []),
-           "--tracking-uri", f"sqlite:///{db}", "--storage", str(storage),
-           *[f.format(tmp=tmp_path) for f in flags]]
-    before = set(tmp_path.iterdir())
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {field}"), lines[0]
-    assert fragment in lines[0], lines[0]
-    assert "Traceback" not in proc.stdout + proc.stderr
-    # Nothing written: no MLflow store (nor its artifact folder), no Tune experiment, nothing
-    # else in the working directory; no trial launched (the sweep header is printed just
-    # before Tune starts, after the parent run exists).
-    assert set(tmp_path.iterdir()) == before, sorted(set(tmp_path.iterdir()) - before)
-    assert not db.exists() and not (tmp_path / "mlruns").exists() and not storage.exists()
-    assert "Tune storage:" not in proc.stdout and "trial" not in proc.stdout.lower()
-    assert "planted-secret" not in proc.stdout + proc.stderr
-
-
 def test_num_samples_repeat_a_space_that_samples(tmp_path, capsys, smoke_assets):
     """Where a setting is sampled, each sample is a new configuration: num_samples is allowed."""
     from sweeps.cli import run_study
@@ -386,3 +366,115 @@ def test_a_mistake_found_while_ray_starts_stops_that_ray(tmp_path, smoke_assets,
     assert len(inits) == 1  # Ray did start (in the background) before the mistake was found
     assert not ray.is_initialized()
     assert list(tmp_path.iterdir()) == []
+
+
+#: The cases also run as the real command: one from each stage that refuses.
+AS_COMMANDS = ["unknown-flag", "lr-not-a-number", "e2e-short-row", "webnlg-bad-json", "tracking-credentials-in-uri",
+               "unknown-targets", "cpus-per-trial-64"]
+
+
+def _argv(script: str, flags: list[str], tmp_path: Path) -> list[str]:
+    return ["--preset", "smoke", *(["--data", str(tmp_path / "e2e")] if script == E2E else []),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}", "--storage", str(tmp_path / "ray_results"),
+            *[f.format(tmp=tmp_path) for f in flags]]
+
+
+def _prepare(tmp_path: Path, sources, setup) -> set[Path]:
+    """The case's directory (a copy of the smoke E2E data, then ``setup``); what is in it."""
+    shutil.copytree(sources.data_dir, tmp_path / "e2e")
+    if setup:
+        setup(tmp_path)
+    return set(tmp_path.iterdir())
+
+
+def _check_refused(code: int, out: str, err: str, tmp_path: Path, before: set[Path], field: str,
+                   fragment: str) -> None:
+    assert code == 2, out[-2000:] + err[-3000:]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {field}"), lines[0]
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    # Nothing written: no MLflow store (nor its artifact folder), no Tune experiment, nothing
+    # else in the working directory; no trial launched (the sweep header is printed just
+    # before Tune starts, after the parent run exists).
+    assert set(tmp_path.iterdir()) == before, sorted(set(tmp_path.iterdir()) - before)
+    assert not (tmp_path / "mlruns.db").exists() and not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "ray_results").exists()
+    assert "Tune storage:" not in out and "trial" not in out.lower()
+    assert "planted-secret" not in out + err
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the in-process cases, started as a sweep starts its own: a sweep run
+    where Ray is up joins it (and leaves it up), and checks the resources of the same local
+    cluster. That a sweep stops the Ray it started itself is checked by the real commands and
+    by ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""
+    import ray
+
+    from sweeps.ray_start import _init_ray
+
+    saved = {k: os.environ.get(k) for k in ("RAY_prestart_worker_first_driver",
+                                            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")}
+    assert _init_ray()
+    yield
+    ray.shutdown()
+    for k, v in saved.items():  # what _init_ray set for the sweep's own processes
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _printed_by_logging(record: logging.LogRecord) -> bool:
+    """Whether the real command would print ``record`` on stderr through logging's last resort
+    (a warning that no handler of its logger or the loggers above takes). Here pytest's own
+    handlers take every record, so the command's stderr would have a line the captured one lacks."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        if any(not type(h).__module__.startswith("_pytest") for h in logger.handlers):
+            return False  # a library's own handler: what it writes is in the captured output
+        logger = logger.parent if logger.propagate else None
+    return record.levelno >= logging.lastResort.level
+
+
+@pytest.fixture
+def in_process(local_ray, caplog):
+    """``run(script, argv)``: the script's command line run in this process, in the current
+    directory; its exit code."""
+    from sweeps.cli import run_study
+
+    caplog.set_level(logging.WARNING)
+
+    def run(script: str, argv: list[str]) -> int:
+        try:
+            code = run_study(script.removesuffix(".py"), argv)
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+        assert not [r.getMessage() for r in caplog.records if _printed_by_logging(r)]
+        return code
+
+    return run
+
+
+@pytest.mark.parametrize("script, flags, field, fragment, setup", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(script, flags, field, fragment, setup, tmp_path,
+                                                         offline_sources, in_process, capfd, monkeypatch):
+    before = _prepare(tmp_path, offline_sources, setup)
+    capfd.readouterr()  # what the setup printed (a model's save progress)
+    monkeypatch.chdir(tmp_path)
+    code = in_process(script, _argv(script, flags, tmp_path))
+    out, err = capfd.readouterr()
+    _check_refused(code, out, err, tmp_path, before, field, fragment)
+
+
+@pytest.mark.parametrize("script, flags, field, fragment, setup", [c[1:] for c in CASES if c[0] in AS_COMMANDS],
+                         ids=[c[0] for c in CASES if c[0] in AS_COMMANDS])
+def test_the_real_command_refuses_with_one_line_and_exit_2(script, flags, field, fragment, setup, tmp_path,
+                                                           offline_sources):
+    before = _prepare(tmp_path, offline_sources, setup)
+    cmd = [sys.executable, str(REPO / "sweeps" / script), *_argv(script, flags, tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    _check_refused(proc.returncode, proc.stdout, proc.stderr, tmp_path, before, field, fragment)

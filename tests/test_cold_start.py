@@ -131,18 +131,19 @@ def _plan_in_new_process(tmp_path, *flags: str) -> dict:
     return json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
 
 
-def test_an_unchanged_sweep_plans_without_importing_torch_or_transformers(smoke_assets, tmp_path):
-    from trainables.paths import cache_dir
-
-    flags = ("--storage", str(tmp_path / "rr"), "--set", "trial.adapter.dropout=0.05")  # this test's own memo entries
-    shutil.rmtree(cache_dir() / "memo", ignore_errors=True)
+def test_an_unchanged_sweep_plans_without_importing_torch_or_transformers(smoke_assets, tmp_path, monkeypatch):
+    # A cache of its own (the smoke model and data given by path): its memo entries are this
+    # test's alone, whatever else runs meanwhile.
+    monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "cache"))
+    flags = ("--storage", str(tmp_path / "rr"), "--model", str(smoke_assets.model_dir),
+             "--data", str(smoke_assets.data_dir))
     first = _plan_in_new_process(tmp_path, *flags)
     again = _plan_in_new_process(tmp_path, *flags)
     assert first["torch"] and first["transformers"]  # computed: the model's module tree was built
     assert not again["torch"] and not again["transformers"]
     assert again["model_type"] == first["model_type"] == "gpt2"
     assert again["prepared"] == first["prepared"]
-    kinds = sorted(p.name.split("-")[0] for p in (cache_dir() / "memo").iterdir())
+    kinds = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "memo").iterdir())
     assert kinds == ["model", "tokenizer"]
 
 

@@ -1,15 +1,14 @@
 """WebNLG 2017 and DART: official-format readers, the paper's linearisation, seen/unseen
-subsets and their scores, strict checks of bad files, and one smoke sweep end to end."""
+subsets and their scores, strict checks of bad files. The smoke sweep end to end is
+``test_study_smoke.py``'s rank_vs_task run; a bad file given to the command line is in
+``test_cli_bad_input.py``."""
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
 
 from trainables.errors import UserError
 from trainables.metrics.data2text import corpus_ter, score_data2text
@@ -171,36 +170,3 @@ def test_smoke_webnlg_prepared_and_scored_with_subsets(make_trial, tmp_path):
         if not spec.name.startswith("METEOR"):  # METEOR is off in these tests (no JVM start)
             assert math.isfinite(scores[spec.name]), spec.name
     assert (tmp_path / "out" / "predictions.txt").read_text().count("\n") == 8
-
-
-@pytest.mark.integration
-def test_rank_vs_task_webnlg_smoke_sweep(tmp_path, smoke_assets):
-    """``--task webnlg --preset smoke`` end to end: Ray, MLflow, seen/unseen/all metrics logged;
-    then a bad --data exits 2 with one line."""
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_vs_task.py"), "--task", "webnlg",
-           "--preset", "smoke", "--tracking-uri", uri, "--storage", str(tmp_path / "rr"),
-           "--name", "t", "--set", "data.train_limit=300", "--set", "data.test_limit=12",
-           "--set", "eval.meteor=false"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
-    assert len(children) == 2
-    for c in children:
-        assert c.data.params["task"] == "webnlg"
-        for key in ("BLEU", "BLEU_seen", "BLEU_unseen", "TER", "TER_seen", "TER_unseen", "CIDEr"):
-            assert math.isfinite(c.data.metrics[key]), key
-    assert "BLEU-S" in proc.stdout and "BLEU-U" in proc.stdout
-
-    bad = _write_webnlg(tmp_path / "bad")
-    (bad / "dev.json").write_text('{"entries": 3}')
-    proc = subprocess.run(cmd[:2] + ["--task", "webnlg", "--preset", "smoke", "--data", str(bad),
-                                     "--tracking-uri", f"sqlite:///{tmp_path / 'm2.db'}"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error: data.source:" in lines[0] and "dev.json: top level" in lines[0]

@@ -16,6 +16,9 @@ import pytest
 
 from trainables.offline import e2e_synth, tiny_lm
 
+# One xdist worker runs this module: its module-scoped fixtures run once.
+pytestmark = pytest.mark.xdist_group("offline_assets")
+
 REPO = Path(__file__).resolve().parents[1]
 CSV_FILES = ("trainset.csv", "devset.csv", "testset_w_refs.csv")
 MR_ITEM = r"(name|eatType|food|priceRange|customer rating|area|familyFriendly|near)\[[^\]]+\]"
@@ -200,13 +203,23 @@ def test_short_pretraining_lowers_held_out_loss(tok_dir, tmp_path):
 
 _WORKER = textwrap.dedent("""
     import json, sys, time
+    from pathlib import Path
     from trainables.offline import tiny_lm
+    log = Path(sys.argv[2])
     real = tiny_lm.build_tiny_gpt2
     def counted(*args, **kwargs):  # record every model build in a shared log
-        with open(sys.argv[2], "a") as fh:
+        with open(log, "a") as fh:
             fh.write("built\\n")
-        return real(*args, **kwargs)
+        # The build goes on once the other caller has asked too (so it asked while this one
+        # held the lock), and pretrains for two steps: what is tested is who builds, not the
+        # model (the session's real build is checked below).
+        deadline = time.monotonic() + 120
+        while log.read_text().count("asked") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return real(*args, **{**kwargs, "pretrain_steps": 2})
     tiny_lm.build_tiny_gpt2 = counted
+    with open(log, "a") as fh:
+        fh.write("asked\\n")
     t0 = time.perf_counter()
     a = tiny_lm.ensure_smoke_assets(cache=sys.argv[1])
     print(json.dumps({"model_dir": str(a.model_dir), "data_dir": str(a.data_dir),
@@ -234,6 +247,7 @@ def test_concurrent_callers_build_once(smoke_built):
     cache, log, results = smoke_built
     assert results[0]["model_dir"] == results[1]["model_dir"]
     assert results[0]["data_dir"] == results[1]["data_dir"]
+    assert log.read_text().count("asked") == 2
     assert log.read_text().count("built") == 1  # the second caller waited and reused it
     root = tiny_lm.smoke_root(cache)
     assert not [p for p in root.iterdir() if ".tmp-" in p.name]  # no half-built leftovers
@@ -264,7 +278,7 @@ def test_a_build_on_a_shared_cache_never_touches_another_hosts(tmp_path):
     assert sorted(p.name for p in root.iterdir() if ".tmp-" in p.name) == [theirs.name]
 
 
-def test_smoke_assets_are_idempotent_and_usable(smoke_built, capsys):
+def test_smoke_assets_are_idempotent_and_usable(smoke_built, smoke_assets, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cache, _, results = smoke_built
@@ -278,8 +292,9 @@ def test_smoke_assets_are_idempotent_and_usable(smoke_built, capsys):
     assert len(e2e_synth.read_e2e_file(assets.data_dir / "trainset.csv")) == 300
     AutoModelForCausalLM.from_pretrained(assets.model_dir)
     AutoTokenizer.from_pretrained(assets.model_dir)
-    info = json.loads((assets.model_dir / tiny_lm.BUILD_INFO).read_text())
-    # Pretraining on the train references lowers the loss on the dev references a lot.
+    # The session's build (the recipe's pretraining): on the train references, it lowers the
+    # loss on the dev references a lot.
+    info = json.loads((smoke_assets.model_dir / tiny_lm.BUILD_INFO).read_text())
     assert info["eval_loss"] < info["eval_loss_init"] - 3.0
     tiny_lm.main(["--cache", str(cache)])
     assert str(assets.model_dir) in capsys.readouterr().out

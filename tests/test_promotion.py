@@ -18,7 +18,8 @@ import sys
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.integration
+# One xdist worker runs this module: its module-scoped fixtures run once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("promotion")]
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ def _check_report(s, figures):
 
 
 def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
-    s = _smoke("squad_grid.py", tmp_path_factory)
+    # METEOR off (no JVM start): test_sweep_smoke.py and test_metrics_e2e.py check it.
+    s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false")
     assert len(s["parents"]) == 1 and len(s["children"]) == 4
     seen = set()
     for c in s["children"]:
@@ -75,10 +76,11 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
 
 
 def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
-    # Less data than the preset (the same code path), to keep CI time down.
-    s = _smoke("rank_vs_task.py", tmp_path_factory, "--set", "data.train_limit=300",
-               "--set", "data.test_limit=8")
-    assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["e2e", "squad"]
+    """SQuAD and WebNLG (E2E's sweep is test_sweep_smoke's, and in rank_vs_model_size's report
+    below); less data than the preset (the same code path) and METEOR off (no JVM start)."""
+    s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", "--set", "data.train_limit=300",
+               "--set", "data.test_limit=8", "--set", "eval.meteor=false")
+    assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["squad", "webnlg"]
     assert len(s["children"]) == 4
     by_task = {}
     for c in s["children"]:
@@ -86,15 +88,20 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
         assert math.isfinite(c.data.metrics["BLEU"]) and math.isfinite(c.data.metrics["ROUGE_L"])
     assert {int(c.data.params["adapter.r"]) for c in by_task["squad"]} == {2, 16}
     assert all("EM" in c.data.metrics for c in by_task["squad"])
-    assert all("CIDEr" in c.data.metrics for c in by_task["e2e"])
-    _check_report(s, ["rank_e2e", "rank_squad", "rank_by_task", "curves_t-e2e", "curves_t-squad"])
+    assert len(by_task["webnlg"]) == 2
+    for c in by_task["webnlg"]:  # the whole test set, and its seen and unseen categories
+        for key in ("BLEU", "BLEU_seen", "BLEU_unseen", "TER", "TER_seen", "TER_unseen", "CIDEr"):
+            assert math.isfinite(c.data.metrics[key]), key
+    assert "BLEU-S" in s["out"] and "BLEU-U" in s["out"]
+    _check_report(s, ["rank_squad", "rank_webnlg", "rank_by_task", "curves_t-squad", "curves_t-webnlg"])
     assert "analysis report of 2 sweep(s)" in s["out"]
 
 
 def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets):
-    # Two of the three sizes and less data (CI time: the 4-layer model takes ~40 s to build).
+    # Two of the three sizes, less data and METEOR off (CI time: the 4-layer model's build, a
+    # JVM start per trial).
     s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium",
-               "--set", "data.train_limit=300", "--set", "data.test_limit=8")
+               "--set", "data.train_limit=300", "--set", "data.test_limit=8", "--set", "eval.meteor=false")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["medium", "small"]
     assert len(s["children"]) == 4
     totals = {}

@@ -1,7 +1,7 @@
 """The smoke sweep end to end: real local Ray, a real MLflow SQLite store, real training.
 
-One sweep (six trials, ASHA) is run through the command line once per module and inspected
-by the tests below.
+One sweep (six trials, ASHA) is run through the command line once per session (the
+``smoke_sweep`` fixture, which test_secrets.py scans too) and inspected by the tests below.
 """
 
 from __future__ import annotations
@@ -9,33 +9,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
-pytestmark = pytest.mark.integration
-
-NAME = "smoke-test"
-EXPERIMENT = "lorasweep-rank_e2e"
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("smoke_sweep")]
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, smoke_assets):
-    root = tmp_path_factory.mktemp("sweep")
-    uri = f"sqlite:///{root / 'mlruns.db'}"
-    cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
-           "--tracking-uri", uri, "--storage", str(root / "ray_results"), "--name", NAME]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    return {"root": root, "uri": uri, "out": proc.stdout, "client": client, "runs": runs}
+@pytest.fixture
+def sweep(smoke_sweep):
+    return smoke_sweep
 
 
 def _children(sweep):
@@ -136,7 +119,7 @@ def test_summary_table_and_results_csv(sweep):
     assert [row[0] for row in body] == ["1", "4", "16"]
     assert all(float(row[-5]) > 0 for row in body)  # BLEU (then NIST, METEOR or -, ROUGE-L, CIDEr)
     assert "reference (LoRA paper" in out
-    csv_path = sweep["root"] / "ray_results" / NAME / "results.csv"
+    csv_path = sweep["root"] / "ray_results" / sweep["name"] / "results.csv"
     assert f"results CSV: {csv_path}" in out
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 6 and {"r", "lr", "status", "val_loss", "BLEU", "mlflow_run_id"} <= set(rows[0])
