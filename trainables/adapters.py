@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
+from trainables.standard_adapter import ADAPTER_META
 
 if TYPE_CHECKING:
     import torch
@@ -131,7 +132,6 @@ def _lora_modules(group: TargetGroup, new_head: tuple[str, ...]) -> tuple[str, .
     return tuple(k for k in group.modules
                  if not any(k == h or k.startswith(h + ".") for h in new_head))
 
-ADAPTER_META = "lorasweep_adapter.json"
 
 
 def target_groups_for(model_type: str) -> dict[str, TargetGroup]:

@@ -47,6 +47,9 @@ AUTO_CLASSES = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_CLS": "AutoModelForSeq
 PARTS = ("q", "k", "v")
 _SPLIT_KEY = re.compile(r"^(?P<layer>.+\.c_attn)\.(?P<part>[qkv])\.(?P<rest>.+)$")
 
+#: The file beside an adapter that says how lorasweep built it.
+ADAPTER_META = "lorasweep_adapter.json"
+
 
 # --------------------------------------------------------------------------- what the trial trains
 
@@ -90,8 +93,6 @@ def remember_initial(model: Any) -> None:
 def save_standard(model: Any, out: Path, *, meta: dict[str, Any]) -> None:
     """``model``'s adapter in peft's standard layout in ``out`` (created), with the meta file
     (``lorasweep_adapter.json``) and a README saying what the directory holds."""
-    from trainables.adapters import ADAPTER_META
-
     out = Path(out)
     config = _lora_config(model)
     notes: list[str] = []
