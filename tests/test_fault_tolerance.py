@@ -393,7 +393,7 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
     ``mlflow server``, reached through a link the test can cut:
 
     1. once a trial made its first checkpoint, the link is cut until a write has found the
-       server gone (2 s at least) and restored: the trials train on and their records reach the
+       server gone (2 s at least) and a trial has reported since, and restored: the trials train on and their records reach the
        server when it is back; then SIGTERM to the driver: exit 143 after Tune's last
        snapshot, the parent run KILLED with the command that resumes it, the runs of the
        trials that did not end KILLED (unfinished), none RUNNING;
@@ -432,11 +432,15 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
 
     def after_an_outage() -> bool:
         if "down" not in outage and checkpoints():
+            at_cut = checkpoints()
             link.cut()
             outage["down"] = time.time() * 1000
-            deadline = time.monotonic() + 120
+            # Out until a write found the server gone and a trial reported (a new checkpoint)
+            # while it was: however slow the machine, a report is made during the outage.
+            deadline = time.monotonic() + 180
             while time.monotonic() < deadline and (time.time() * 1000 - outage["down"] < 2000
-                                                   or "unreachable" not in section()):
+                                                   or "unreachable" not in section()
+                                                   or not checkpoints() - at_cut):
                 time.sleep(0.1)
             link.restore()
             outage["up"] = time.time() * 1000
