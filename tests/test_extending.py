@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -66,8 +67,6 @@ def apply_doc(root: Path, blocks: dict[str, str]) -> None:
 
 
 def run(root: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    import os
-
     env = {**os.environ, "PYTHONPATH": str(root)}  # the driver and its Ray workers import the copy
     return subprocess.run([sys.executable, str(root / "sweeps" / "yelp_polarity.py"), *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=600)
