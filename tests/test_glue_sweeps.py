@@ -113,7 +113,8 @@ def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path):
 
 
 def test_agnews_budget_rejects_before_launch_and_logs_best_predictions(tmp_path):
-    proc, client = _run("agnews_budget", tmp_path, "--name", "ag", "--set", "data.train_limit=192")
+    proc, client = _run("agnews_budget", tmp_path, "--name", "ag", "--set", "data.train_limit=192",
+                        "--set", "data.val_limit=64", "--set", "data.test_limit=64")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert '1 configuration(s) over it, not launched: r+targets=[16, "qv"] (148,996)' in proc.stdout
     assert "1 rejected over the parameter budget" in proc.stdout
@@ -140,13 +141,20 @@ def _lora(client, run_id, root):
     return {k: v for k, v in load_file(local).items() if ".lora_" in k}
 
 
-@pytest.fixture(scope="module")
-def warm_chain(tmp_path_factory):
+def test_mnli_warm_start_chain(tmp_path):
+    """The warm start's two commands, run once and checked three ways (one test: its commands
+    run once whatever the test runner's distribution)."""
+    chain = _warm_chain(tmp_path)
+    _check_rte_starts_from_the_best_mnli_trials_adapter(chain)
+    _check_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(chain)
+    _check_each_run_is_recorded_at_its_best_epoch(chain)
+
+
+def _warm_chain(root):
     """lr 1e-12: a step that small is below float32's resolution for these weights, so every
     trial ends with the adapter it started from (what it was initialised with is readable from
     its final adapter in MLflow), and its validation accuracy never improves after epoch 1
     (keep_best then restores epoch 1 for the final evaluation)."""
-    root = tmp_path_factory.mktemp("glue_warm")
     small = ["--set", "data.train_limit=64", "--set", "data.val_limit=40", "--set", "data.test_limit=40",
              "--set", "train.epochs=2", "--set", "train.lr=1e-12"]
     first, client = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte,mnli", "--name", "gw",
@@ -163,7 +171,7 @@ def warm_chain(tmp_path_factory):
     return root, client, first.stdout, later.stdout, trials
 
 
-def test_rte_starts_from_the_best_mnli_trials_adapter(warm_chain):
+def _check_rte_starts_from_the_best_mnli_trials_adapter(warm_chain):
     root, client, out, later, trials = warm_chain
     assert sorted(trials) == ["gw-mnli", "gw-rte", "gw2-rte"] and all(len(t) == 2 for t in trials.values())
     assert out.index("-> gw-mnli") < out.index("-> gw-rte")  # MNLI ran first though named second
@@ -184,7 +192,7 @@ def test_rte_starts_from_the_best_mnli_trials_adapter(warm_chain):
     assert not all(torch.allclose(o, source[k], atol=1e-6) for k, o in _lora(client, other, root).items())
 
 
-def test_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(warm_chain):
+def _check_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(warm_chain):
     _, _, out, _, trials = warm_chain
     for t in trials["gw-mnli"]:
         assert {"accuracy_m", "accuracy_mm", "val_accuracy"} <= set(t.data.metrics)
@@ -194,7 +202,7 @@ def test_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(warm_
     assert "(paper 87.5)" in line and "Acc_mm" in line.split("(paper 87.5)")[1]
 
 
-def test_each_run_is_recorded_at_its_best_epoch(warm_chain):
+def _check_each_run_is_recorded_at_its_best_epoch(warm_chain):
     """The final report after keep_best's restore reaches MLflow: its test metrics, and the
     epoch they come from."""
     _, client, _, _, trials = warm_chain
