@@ -2,7 +2,7 @@
 authentication refuses a job submitted without the token, and the PostgreSQL-backed MLflow
 server of ``cluster/mlflow/start-local.sh`` records a real sweep.
 
-The policy (README, "Running on a Ray cluster"): token authentication on for every Ray
+The policy (docs/cluster.md): token authentication on for every Ray
 process we configure, the dashboard / job API never on every interface (0.0.0.0), and no
 token or password written in a file: they come from Secrets, secret files or the environment.
 """
@@ -328,7 +328,7 @@ def _kill_tree(proc: subprocess.Popen, marker: str) -> None:
 
 @pytest.mark.integration
 def test_job_submission_needs_the_token(tmp_path):
-    """A head node started as the README says (token generated with `ray get-auth-token
+    """A head node started as docs/cluster.md says (token generated with `ray get-auth-token
     --generate`, RAY_AUTH_MODE=token, dashboard on 127.0.0.1): a submission without the token
     and one with a wrong token are refused; one with the token runs the job."""
     # Ray's socket paths must stay short: a private dir under /tmp, not pytest's tmp_path.
@@ -548,12 +548,12 @@ def test_local_storage_needs_no_check(tmp_path):
     assert not (tmp_path / "not-yet").exists()
 
 
-def test_readme_submits_with_the_runtime_env_and_a_shared_storage():
-    """The README's `ray job submit` command is the one the multi-node test runs: from the
+def test_the_cluster_doc_submits_with_the_runtime_env_and_a_shared_storage():
+    """docs/cluster.md's `ray job submit` command is the one the multi-node test runs: from the
     repository root, with cluster/runtime_env.yaml (its excludes keep .venv, Tune results,
     MLflow stores and caches out of the upload)."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Submitting a sweep"):readme.index("### Shared storage")]
+    doc = (REPO / "docs" / "cluster.md").read_text()
+    section = doc[doc.index("## Submitting a sweep"):doc.index("## Trying it on one machine")]
     command = " ".join(section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ").split())
     assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . "
                               "--runtime-env cluster/runtime_env.yaml -- python sweeps/rank_e2e.py")

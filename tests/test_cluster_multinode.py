@@ -1,4 +1,4 @@
-"""A smoke sweep submitted to a real two-node Ray cluster, as the README's cluster section says,
+"""A smoke sweep submitted to a real two-node Ray cluster, as docs/cluster.md says,
 and the MLflow UI that shows it.
 
 ``ray start --head`` plus a second ``ray start --address`` node on this machine (token
@@ -110,7 +110,7 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster_sweep(mlflow_server, tmp_path_factory):
-    """The README's `ray job submit` of the smoke sweep (two trials) to a two-node cluster
+    """docs/cluster.md's `ray job submit` of the smoke sweep (two trials) to a two-node cluster
     started here, recording into the MLflow server: a dict of what the checks need."""
     tmp_path = tmp_path_factory.mktemp("cluster")
     uri, server, server_log = mlflow_server
@@ -163,7 +163,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         now = default_address_file.read_text() if default_address_file.exists() else None
         assert now == before or str(gcs_port) not in (now or "")
 
-        # The runtime env of the README's command, without its pip list: this machine's nodes
+        # The runtime env of the documented command, without its pip list: this machine's nodes
         # have the project installed (as aws-gpu.yaml's nodes do), and building a virtualenv
         # per node would only add minutes. Working dir, excludes and env_vars are the file's.
         runtime_env = yaml.safe_load(RUNTIME_ENV.read_text())

@@ -263,7 +263,7 @@ def test_tuwien_smoke_end_to_end_with_the_local_judge(tmp_path):
     assert "1 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
     assert key not in proc.stdout + proc.stderr
     # The report's mean grade of its own model, (1 + 3 + 2 + 1 + 1) / 5, printed beside the results.
-    assert "reference (000_ebca86e218baf75c.txt 5.4.1, GPT-4o's mean grade" in proc.stdout
+    assert "reference (TU Wien LoRA reproduction, section 5.4.1, Llama 3.2 1B): judge 1.6\n" in proc.stdout
     assert "): judge 1.6\n" in proc.stdout
     assert len(server.requests) == 5 and {r["auth"] for r in server.requests} == {f"Bearer {key}"}
 
