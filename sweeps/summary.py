@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.values import fmt_value, sort_key
+from analysis.values import finite, fmt_value, sort_key
 from sweeps.grouping import leaves_nothing_to_prune
 from sweeps.plan import Plan
 from sweeps.tracking.store import flush_timeout_s
@@ -228,15 +228,11 @@ def _label(row: dict[str, Any], swept: Any) -> str:
     return " ".join(f"{p.short}={fmt_value(row.get(p.short), '{:.3g}')}" for p in swept) or row["trial_id"]
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def best_completed(rows: list[dict[str, Any]], task: Any) -> dict[str, Any] | None:
     """The completed trial with the best value of the task's metric that has an MLflow run (the
     one whose adapter the sweep recorded), or None."""
     key = task.metric.name
-    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id") and _finite(r.get(key))]
+    done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id") and finite(r.get(key))]
     if not done:
         return None
     return (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
@@ -246,12 +242,12 @@ def _best_metrics(task: Any, rows: list[dict[str, Any]], best: dict[str, Any] | 
     """``best_<metric>``: the best completed trial's metric, validation metrics and final
     metrics (without one, the best value of the metric over every trial that reported it)."""
     if best is None:
-        values = [r[task.metric.name] for r in rows if _finite(r.get(task.metric.name))]
+        values = [r[task.metric.name] for r in rows if finite(r.get(task.metric.name))]
         pick = min if task.metric.mode == "min" else max
         return {f"best_{task.metric.name}": float(pick(values))} if values else {}
     names = (task.metric.name, *(s.name for s in (*_extra_report_metrics(task), *task.final_metrics)),
              K.trainable_params)
-    return {f"best_{n}": float(best[n]) for n in names if _finite(best.get(n))}
+    return {f"best_{n}": float(best[n]) for n in names if finite(best.get(n))}
 
 
 def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], csv_path: Path,
