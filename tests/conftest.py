@@ -53,16 +53,6 @@ def torch_one_thread():
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def smoke_sweep(tmp_path_factory, smoke_assets):
-    """The rank_e2e smoke sweep, run once per session through its command line with planted
-    credentials (:func:`sweep_runs.smoke_sweep`): test_sweep_smoke.py inspects its record,
-    test_secrets.py looks for the credentials in it."""
-    from sweep_runs import smoke_sweep as run
-
-    return run(tmp_path_factory.mktemp("sweep"))
-
-
 @pytest.fixture
 def make_trial(smoke_assets):
     """``make_trial(**overrides)``: a small, fast E2E trial config on the smoke assets."""

@@ -29,9 +29,6 @@ import pytest
 
 from conftest import REPO
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = pytest.mark.xdist_group("analysis")
-
 RANKS = (1, 4, 16)
 SEEDS = (0, 1)
 LRS = (2e-4, 1e-3)

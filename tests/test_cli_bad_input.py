@@ -26,9 +26,6 @@ import pytest
 
 from conftest import REPO
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = pytest.mark.xdist_group("cli_bad_input")
-
 
 # ----------------------------------------------------------------------------- bad files
 

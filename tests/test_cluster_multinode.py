@@ -36,9 +36,6 @@ from test_cluster import RUNTIME_ENV, _free_port, wait_healthy
 
 from trainables.mlflow_names import NODE_TAG
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = pytest.mark.xdist_group("cluster_multinode")
-
 SWEEP = "multinode-smoke"
 #: Kept test outputs (gitignored): the MLflow UI screenshot.
 ARTIFACTS = REPO / "tests" / "artifacts"

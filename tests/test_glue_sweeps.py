@@ -25,8 +25,7 @@ import torch
 
 from conftest import REPO
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("glue_sweeps")]
+pytestmark = pytest.mark.integration
 
 GLUE_METRICS = {
     "glue-mnli": {"accuracy_m", "accuracy_mm"}, "glue-sst2": {"accuracy"},

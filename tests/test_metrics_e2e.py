@@ -23,9 +23,6 @@ from trainables.metrics import e2e
 from trainables.metrics.e2e import METRIC_NAMES, MeteorError, java_available, main, ptb_tokenize, score_e2e
 from trainables.metrics.e2e_files import read_references, read_system_rows
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = pytest.mark.xdist_group("metrics_e2e")
-
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "e2e_scorer"
 OFFICIAL = json.loads((DATA / "official_scores.json").read_text(encoding="utf-8"))

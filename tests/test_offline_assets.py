@@ -16,9 +16,6 @@ import pytest
 
 from trainables.offline import e2e_synth, tiny_lm
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = pytest.mark.xdist_group("offline_assets")
-
 REPO = Path(__file__).resolve().parents[1]
 CSV_FILES = ("trainset.csv", "devset.csv", "testset_w_refs.csv")
 MR_ITEM = r"(name|eatType|food|priceRange|customer rating|area|familyFriendly|near)\[[^\]]+\]"

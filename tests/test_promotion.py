@@ -18,8 +18,7 @@ import sys
 import pytest
 from conftest import REPO
 
-# One xdist worker runs this module: its module-scoped fixtures run once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("promotion")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

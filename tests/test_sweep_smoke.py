@@ -1,7 +1,8 @@
 """The smoke sweep end to end: real local Ray, a real MLflow SQLite store, real training.
 
-One sweep (six trials, ASHA) is run through the command line once per session (the
-``smoke_sweep`` fixture, which test_secrets.py scans too) and inspected by the tests below.
+One sweep (six trials, ASHA) is run through the command line once per module, with hub and
+tracking credentials planted in its environment, and inspected by the tests below (the last
+looks for the credentials in everything it recorded).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("smoke_sweep")]
+pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sweep(smoke_sweep):
-    return smoke_sweep
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, smoke_assets):
+    from sweep_runs import smoke_sweep
+
+    return smoke_sweep(tmp_path_factory.mktemp("sweep"))
 
 
 def _children(sweep):
@@ -154,3 +157,39 @@ def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_asset
     loader = DataLoader(data.val, batch_size=cfg.train.eval_batch_size, collate_fn=task.collate(tokenizer))
     val = evaluate_loss(task, model, loader, torch.device("cpu"), Session(), "fp32")
     assert val == pytest.approx(best.data.metrics["val_loss"], rel=1e-5)
+
+
+def test_planted_credentials_are_recorded_nowhere(sweep, tmp_path):
+    """Secrets stay in the environment: the hub and tracking credentials planted in the
+    sweep's environment are in no MLflow record (params, tags, metric names, run names,
+    artifacts, the SQLite file itself), in no file of Tune storage, nor in what the sweep
+    printed."""
+    planted, mark = sweep["planted"], sweep["mark"]
+    control = sweep["name"]  # the sweep's name, random: recorded, so the scan must find it
+    root, client = sweep["root"], sweep["client"]
+
+    def leaks(text: str | bytes) -> list[str]:
+        data = text.encode() if isinstance(text, str) else text
+        return [k for k, v in planted.items() if v.encode() in data or mark.encode() in data]
+
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len(runs) == 7  # the sweep's parent run and its six trials
+    downloads = tmp_path / "downloaded"
+    for run in runs:
+        fields = {"name": run.info.run_name, **{f"param {k}": v for k, v in run.data.params.items()},
+                  **{f"tag {k}": v for k, v in run.data.tags.items()},
+                  **{f"metric {k}": k for k in run.data.metrics}}
+        for where, value in fields.items():
+            assert not leaks(f"{where}={value}"), (run.info.run_id, where)
+        assert client.list_artifacts(run.info.run_id)
+        client.download_artifacts(run.info.run_id, "", str(downloads / run.info.run_id))
+    storage = root / "ray_results"
+    files = [p for d in (root, downloads) for p in d.rglob("*") if p.is_file()]
+    # The SQLite store, every artifact (downloaded and in ./mlruns), Tune storage, results CSV.
+    assert any(p.name == "mlruns.db" for p in files) and any(storage in p.parents for p in files)
+    assert any(downloads in p.parents for p in files) and any(root / "mlruns" in p.parents for p in files)
+    found = {str(p): leaks(p.read_bytes()) for p in files}
+    for where in (root / "mlruns.db", storage, downloads):  # the scan reads what is recorded
+        assert any(control.encode() in p.read_bytes() for p in files if p == where or where in p.parents), where
+    assert not {p: k for p, k in found.items() if k}
+    assert not leaks(sweep["out"]) and not leaks(sweep["err"])
