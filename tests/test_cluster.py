@@ -205,12 +205,25 @@ def test_mlflow_server_is_protected_and_private():
     assert "mlflow[auth]" in (CLUSTER / "mlflow" / "Dockerfile").read_text()
 
 
+@pytest.fixture
+def shared_tmp():
+    """A temporary directory every user can enter (pytest's own is private to its user), with
+    a copy of entrypoint.sh: the unreadable-secret case runs it as another user."""
+    root = Path(tempfile.mkdtemp(prefix="lorasweep-secrets-"))
+    root.chmod(0o755)
+    shutil.copy(CLUSTER / "mlflow" / "entrypoint.sh", root / "entrypoint.sh")
+    (root / "entrypoint.sh").chmod(0o644)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize("broken", ["missing", "empty", "unreadable"])
-def test_the_server_refuses_to_start_without_each_secret(tmp_path, broken):
+def test_the_server_refuses_to_start_without_each_secret(shared_tmp, broken):
     """entrypoint.sh with a secret file missing, empty (a newline) or unreadable: exit 2 with
     the secret named, and `mlflow` never started (an empty admin password would let anyone
     who guesses it in). With every secret it starts `mlflow server`, passwords in its
     environment only."""
+    tmp_path, script = shared_tmp, str(shared_tmp / "entrypoint.sh")
     bin_dir, secrets_dir = tmp_path / "bin", tmp_path / "secrets"
     bin_dir.mkdir()
     secrets_dir.mkdir()
@@ -221,7 +234,7 @@ def test_the_server_refuses_to_start_without_each_secret(tmp_path, broken):
     for name in ("mlflow_admin_password", "mlflow_flask_secret_key", "postgres_password"):
         (secrets_dir / name).write_text(f"{name}-value\n")
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SECRETS_DIR": str(secrets_dir)}
-    ok = subprocess.run(["sh", str(CLUSTER / "mlflow" / "entrypoint.sh")], env=env, capture_output=True,
+    ok = subprocess.run(["sh", script], env=env, capture_output=True,
                         text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     text = started.read_text()
@@ -236,7 +249,7 @@ def test_the_server_refuses_to_start_without_each_secret(tmp_path, broken):
         admin.write_text("\n")
     else:
         admin.chmod(0)
-    cmd = ["sh", str(CLUSTER / "mlflow" / "entrypoint.sh")]
+    cmd = ["sh", script]
     if broken == "unreadable" and os.geteuid() == 0:  # root reads any file: run as nobody
         if shutil.which("runuser") is None:
             pytest.skip("root without runuser")

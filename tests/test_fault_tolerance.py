@@ -117,12 +117,14 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
 
 
 def _trial_runs(db: Path) -> list[tuple[str, str, str | None, int]]:
-    """(run id, MLflow status, lorasweep.status, reports recorded) of each child run, read-only
-    and straight from the SQLite file (the driver writes it)."""
+    """(run id, MLflow status, lorasweep.status, reports recorded) of each child run, straight
+    from the SQLite file (the driver writes it). Only reads, on a read-write connection: after a
+    driver is SIGKILLed mid-write, the file's hot journal must be rolled back before it can be
+    read, which a read-only connection cannot do."""
     if not db.exists():
         return []
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        with sqlite3.connect(db, timeout=5) as con:
             return list(con.execute(
                 "select r.run_uuid, r.status, "
                 "(select value from tags s where s.run_uuid = r.run_uuid and s.key = 'lorasweep.status'), "
