@@ -12,12 +12,12 @@ import pytest
 from conftest import REPO
 
 
-def lorasweep(*args: str) -> subprocess.CompletedProcess:
+def lorasweep(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, function = scripts["lorasweep"].split(":")
     launcher = f"import sys; sys.argv[0] = 'lorasweep'; from {module} import {function}; sys.exit({function}())"
     return subprocess.run([sys.executable, "-c", launcher, *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 @pytest.mark.parametrize("args, words", [
@@ -28,6 +28,8 @@ def lorasweep(*args: str) -> subprocess.CompletedProcess:
     (["report", "--help"], ["--experiment", "--sweep RUN_ID"]),
     (["export", "--help"], ["--merge", "--register NAME", "--push-to-hub REPO"]),
     (["settings", "--help"], ["--markdown"]),
+    (["score", "--help"], ["usage: lorasweep score", "TASK", "REFS", "SYS", "--no-meteor"]),
+    (["cache", "--help"], ["usage: lorasweep cache", "{list,clear}", "--dry-run"]),
 ])
 def test_each_command_answers_help(args, words):
     proc = lorasweep(*args)
@@ -101,3 +103,34 @@ def test_score_with_a_missing_file_or_unknown_task_is_one_line_exit_2(args, mess
     proc = lorasweep(*args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == message + "\n", proc.stderr
+
+
+def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
+    """A cache root with known files: data 3,000 + 1,000 bytes in two entries (3.9 KiB),
+    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, nothing in adapters."""
+    root = tmp_path / "cache"
+    for rel, n in (("data/e2e-1/train.bin", 3000), ("data/e2e-2/train.bin", 1000),
+                   ("smoke/tiny-v1/model.safetensors", 2048), ("memo/tok-abc.json", 10)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * n)
+    env = {"LORASWEEP_CACHE": str(root)}
+    proc = lorasweep("cache", "list", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:]}
+    assert rows["data"][:4] == ["2", "entries", "3.9", "KiB"]
+    assert rows["smoke"][:4] == ["1", "entries", "2.0", "KiB"]
+    assert rows["memo"][:4] == ["1", "entries", "10", "B"]
+    assert rows["adapters"][:3] == ["0", "entries", "0"]
+    assert rows["total"] == ["5.9", "KiB"]  # 6,058 bytes
+
+    proc = lorasweep("cache", "clear", "--dry-run", env=env)
+    assert proc.returncode == 0 and "would remove data: 2 entries, 3.9 KiB" in proc.stdout, proc.stdout
+    assert (root / "data" / "e2e-1" / "train.bin").is_file()
+    proc = lorasweep("cache", "clear", "data", env=env)
+    assert proc.stdout.splitlines()[0].startswith("removed data: 2 entries, 3.9 KiB"), proc.stdout
+    assert not any((root / "data").iterdir()) and (root / "smoke" / "tiny-v1").is_dir()
+    proc = lorasweep("cache", "clear", env=env)
+    assert "removed smoke: 1 entries, 2.0 KiB" in proc.stdout and "removed 2.0 KiB in all" in proc.stdout
+    assert not any(p.is_file() for p in root.rglob("*"))
+    proc = lorasweep("cache", "clear", "smok", env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cache: unknown cache 'smok' (did you mean 'smoke'?)")
