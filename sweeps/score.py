@@ -90,12 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         scores = score_files(args.task, args.refs, args.system, meteor=False if args.no_meteor else None)
-    except UserError as exc:
+    except (UserError, MeteorError) as exc:  # a mistake in the input (2), or METEOR's Java failed (1)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except MeteorError as exc:
-        print(f"error: METEOR: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UserError) else 1
     width = max(len(k) for k in scores)
     for name, value in scores.items():
         print(f"{name:<{width}}  {'skipped' if value is None else f'{value:.4f}'}")
