@@ -13,7 +13,8 @@ def test_a_local_store_links_to_mlflow_ui_on_its_default_address(capsys):
     links = ui_links("sqlite:///mlruns.db", "3", "abc123", "rank_e2e-smoke-1")
     assert links.served_by == "mlflow ui --backend-store-uri sqlite:///mlruns.db"
     assert links.parent == "http://127.0.0.1:5000/#/experiments/3/runs/abc123?workflowType=machine_learning"
-    assert links.experiment == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert links.experiment == ("http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+                                "&searchFilter=&orderByKey=attributes.start_time&orderByAsc=false")
     # tags.`lorasweep.sweep` = 'rank_e2e-smoke-1', percent-encoded; sorted by run name.
     assert links.sweep == ("http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
                            "&searchFilter=tags.%60lorasweep.sweep%60%20%3D%20%27rank_e2e-smoke-1%27"

@@ -19,6 +19,8 @@ NOTE_TAG = "mlflow.note.content"
 WORKSPACE = {"workflowType": "machine_learning"}
 #: MLflow's runs-table sort key for the run name (the UI's own ``RUN_NAME`` key).
 BY_RUN_NAME = "tags.`mlflow.runName`"
+#: The runs table's default sort (newest first), under which child runs nest under their parent.
+BY_START_TIME = "attributes.start_time"
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class UiLinks:
     parent: str
     """The sweep's parent run."""
     experiment: str
-    """The experiment's runs table (every sweep of the study, trials nested under their sweep)."""
+    """The experiment's runs table (every sweep of the study, newest first, trials nested under
+    their sweep)."""
     served_by: str | None
     """The command that serves these URLs (a local store), or None (a tracking server)."""
 
@@ -62,8 +65,12 @@ def ui_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: s
     page = f"{base}/#/experiments/{experiment_id}"
     query = urlencode({**WORKSPACE, "searchFilter": sweep_filter(sweep), "orderByKey": BY_RUN_NAME,
                        "orderByAsc": "true"}, quote_via=quote)
+    # The study's table with the UI's default view, named: without it the UI restores the
+    # search and sort last used on the experiment (the browser keeps them).
+    study = urlencode({**WORKSPACE, "searchFilter": "", "orderByKey": BY_START_TIME, "orderByAsc": "false"},
+                      quote_via=quote)
     return UiLinks(sweep=f"{page}/runs?{query}", parent=f"{page}/runs/{parent_run_id}?{urlencode(WORKSPACE)}",
-                   experiment=f"{page}/runs?{urlencode(WORKSPACE)}", served_by=served_by)
+                   experiment=f"{page}/runs?{study}", served_by=served_by)
 
 
 def print_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str) -> None:
