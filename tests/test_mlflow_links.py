@@ -37,3 +37,4 @@ def test_the_experiment_description_is_the_study_scripts_first_paragraph():
     assert note.startswith("The LoRA paper's E2E rank study (Table 18): which rank does GPT-2 need on E2E NLG?\n\n")
     assert "Model training" in note
     assert study_description("my-own", "  A study\n of mine. ").startswith("A study of mine.\n\n")
+    assert study_description("export", "Mine.").startswith("Mine.\n\n")  # a module, not a study

@@ -93,12 +93,11 @@ def study_description(study: str, fallback: str) -> str:
     docstring (``sweeps/<study>.py``), else ``fallback``, and where its runs are in the UI."""
     import importlib
 
+    from sweeps.command import studies
+
     text = ""
-    try:
-        doc = importlib.import_module(f"sweeps.{study}").__doc__ or ""
-        text = doc.strip().split("\n\n", 1)[0]
-    except (ImportError, ValueError):  # a study file of one's own
-        pass
+    if study in studies():  # not a study file of one's own
+        text = (importlib.import_module(f"sweeps.{study}").__doc__ or "").strip().split("\n\n", 1)[0]
     text = " ".join((text or fallback or f"lorasweep study {study}").split())
     return (f"{text}\n\nOne parent run per sweep, one child run per trial: the **Model training** "
             "workspace's Runs tab lists them; the link each sweep prints at its end opens its runs.")
