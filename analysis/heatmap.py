@@ -16,6 +16,18 @@ from trainables.mlflow_names import COMPLETED
 LR_KEY = "train.lr"
 
 
+#: Search-space kinds with a few set values: a heatmap has a row or column per value.
+DISCRETE = ("grid", "choice")
+
+
+def on_a_grid(trials: pd.DataFrame, sweeps: Any) -> pd.DataFrame:
+    """The trials of the sweeps that draw lr and rank, where swept, from a set of values (an
+    Optuna ``loguniform`` lr would give a row per trial)."""
+    drawn = {s.run_id for s in sweeps
+             if any(p.key in (LR_KEY, R_KEY) and p.kind not in DISCRETE for p in s.swept)}
+    return trials[~trials["sweep_run_id"].isin(drawn)]
+
+
 def varies_lr_and_rank(trials: pd.DataFrame) -> bool:
     """Whether the trials tried at least two learning rates and two ranks."""
     return all(k in trials and trials[k].dropna().nunique() > 1 for k in (LR_KEY, R_KEY))

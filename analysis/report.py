@@ -182,17 +182,17 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
     else:
         parts += _rank_figures(report, summary, task, grouping, select, studies,
                                compare.source_curves(summary, task))
-    return "\n".join(parts + _lr_rank_figures(report, tt, select, studies))
+    return "\n".join(parts + _lr_rank_figures(report, tt, data.sweeps, select, studies))
 
 
-def _lr_rank_figures(report: Report, tt: Any, select: Any, studies: str) -> list[str]:
-    """Per model whose trials vary both the learning rate and the rank: the lr x rank heatmap
-    of the ranking metric, each cell its best completed trial."""
+def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies: str) -> list[str]:
+    """Per model whose trials vary both the learning rate and the rank (each on a grid): the
+    lr x rank heatmap of the ranking metric, each cell its best completed trial."""
     from analysis import heatmap, tables
 
-    parts = []
-    for model in dict.fromkeys(tt["model"]):
-        mt = tt[tt["model"] == model]
+    parts, grid = [], heatmap.on_a_grid(tt, sweeps)
+    for model in dict.fromkeys(grid["model"]):
+        mt = grid[grid["model"] == model]
         if not heatmap.varies_lr_and_rank(mt):
             continue
         label = tables.model_label(model)

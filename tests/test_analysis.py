@@ -653,6 +653,8 @@ def test_report_of_an_optuna_sweep_has_importances_and_warning(store, tmp_path, 
     page = (out / "report.html").read_text()
     assert "Hyperparameter importance" in page and 'class="warn"' in page
     assert page.count("data:image/png;base64,") == 3  # rank (one model: no per-model copy), curves, importance
+    # r and lr both vary, but Optuna draws lr from loguniform: a heatmap would have a row per trial.
+    assert not any(p.name.startswith("lr_rank") for p in out.iterdir())
     header = (out / "table_e2e.md").read_text().splitlines()[2]
     assert header.startswith("| r | dropout (chosen) | lr (chosen) | % trainable |")
     assert not store["client"].list_artifacts(store["ids"]["C"], "analysis")  # --no-log
