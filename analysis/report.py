@@ -182,7 +182,28 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
     else:
         parts += _rank_figures(report, summary, task, grouping, select, studies,
                                compare.source_curves(summary, task))
-    return "\n".join(parts)
+    return "\n".join(parts + _lr_rank_figures(report, tt, data.sweeps, select, studies))
+
+
+def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies: str) -> list[str]:
+    """Per model whose trials vary both the learning rate and the rank (each on a grid): the
+    lr x rank heatmap of the ranking metric, each cell its best completed trial."""
+    from analysis import heatmap, tables
+
+    parts, grid = [], heatmap.on_a_grid(tt, sweeps)
+    for model in dict.fromkeys(grid["model"]):
+        mt = grid[grid["model"] == model]
+        if not heatmap.varies_lr_and_rank(mt):
+            continue
+        label = tables.model_label(model)
+        cells = heatmap.lr_rank_cells(mt, select.name, select.mode)
+        fig, drawn = heatmap.lr_rank_figure(
+            cells, heading=select.heading, mode=select.mode, fmt=select.fmt,
+            title=f"{studies} ({mt['task'].iloc[0]}), model {label}: {select.heading} by lr and rank")
+        parts.append(_figure(report, fig, drawn, f"lr_rank_{slug(mt['task'].iloc[0])}_{slug(label)}",
+                             f"Model {label}: {select.heading} of the best completed trial of each learning "
+                             "rate and rank (over seeds and the other settings); - where none completed."))
+    return parts
 
 
 def _write_tables(report: Report, stem: str, found: list[Any], frame: Any) -> None:

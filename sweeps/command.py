@@ -6,6 +6,8 @@ scripts and the tools under one name.
     lorasweep report [ARGS...]           python -m analysis.report ARGS...
     lorasweep export [ARGS...]           python -m sweeps.export ARGS...
     lorasweep settings [ARGS...]         python -m sweeps.settings ARGS...
+    lorasweep score TASK REFS SYS        a system-output file's metrics (the trials' scorers)
+    lorasweep cache {list,clear}         the project's caches and their sizes
 
 ``lorasweep COMMAND --help`` shows each one's options.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from trainables.errors import did_you_mean, one_of
 
-COMMANDS = ("run", "report", "export", "settings")
+COMMANDS = ("run", "report", "export", "settings", "score", "cache")
 EXIT_USAGE = 2
 
 
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from sweeps.export import main as tool
     elif command == "settings":
         from sweeps.settings import main as tool
+    elif command == "score":
+        from sweeps.score import main as tool
+    elif command == "cache":
+        from sweeps.caches import main as tool
     else:
         return _usage(f"unknown command {command!r}{did_you_mean(command, COMMANDS)}; accepted: {one_of(COMMANDS)}")
     return tool(rest)

@@ -27,7 +27,7 @@ from sweeps.planning import plan_sweep
 from sweeps.ray_start import RayStarter
 from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, stored_config
 from sweeps.summary import Outcome, print_header, status_of, summarise, trial_id_of
-from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run
+from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run, study_experiment
 from sweeps.tune_setup import tuner_for
 
 
@@ -91,8 +91,7 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
     task = get_task(plan.cfg.trial.task)
     client = MlflowClient(tracking_uri=plan.tracking_uri)
     check_tracking(client, plan.tracking_uri)
-    exp = client.get_experiment_by_name(plan.experiment)
-    experiment_id = exp.experiment_id if exp else client.create_experiment(plan.experiment)
+    experiment_id = study_experiment(plan, client)
     parent = parent_run(plan, client, experiment_id, resume=resume)
     print_header(plan, parent, experiment_id)
     recorder, keep = _callbacks(plan, task, experiment_id, parent)

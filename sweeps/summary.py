@@ -13,6 +13,7 @@ from typing import Any
 from analysis.values import finite, fmt_value, sort_key
 from sweeps.grouping import leaves_nothing_to_prune
 from sweeps.plan import Plan
+from sweeps.tracking.links import print_links
 from sweeps.tracking.store import flush_timeout_s
 from trainables.mlflow_names import default_tracking_uri
 from trainables.report import K
@@ -130,9 +131,7 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
         writer.writerows(rows)
     _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
     print(f"  results CSV: {csv_path.resolve()}")
-    print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
-    if plan.tracking_uri.startswith("sqlite:"):
-        print(f"  browse: mlflow ui --backend-store-uri {plan.tracking_uri}")
+    print_links(plan.tracking_uri, recorder.experiment_id, parent, plan.name)
     _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
     lost = recorder.flush(max(5.0, deadline - time.monotonic()))
     recorder.save_journal()

@@ -624,14 +624,15 @@ def test_report_is_self_contained_and_logged_to_the_parent_runs(store, tmp_path,
     page = (out / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)
     assert "<link" not in page and "<script" not in page
-    assert page.count("data:image/png;base64,") == 5  # rank by model, 2 per-model, 2 curves
+    assert page.count("data:image/png;base64,") == 6  # rank by model, 2 per-model, 2 curves, lr x rank
     assert "rank_e2e-A" in page and "LoRA paper" in page and "69.00 (68.00-70.00, 2 seeds)" in page
     assert "70.25 / 70.38 / -0.2%" in page  # gpt2-medium r=4 BLEU beside Table 18
     expected = {"report.html", "table_e2e.md", "table_e2e.csv", "compare_e2e.md", "compare_e2e.csv",
                 "trials.csv", "rank_e2e.png",
                 "rank_e2e.svg", "rank_e2e_gpt2.png", "rank_e2e_gpt2-medium.svg",
-                "curves_rank_e2e-A.png", "curves_rank_e2e-B.svg"}
+                "curves_rank_e2e-A.png", "curves_rank_e2e-B.svg", "lr_rank_e2e_gpt2.png"}
     assert expected <= {p.name for p in out.iterdir()}
+    assert not (out / "lr_rank_e2e_gpt2-medium.png").exists()  # sweep B has one lr
     client = store["client"]
     for key in ("A", "B"):
         logged = {a.path for a in client.list_artifacts(store["ids"][key], "analysis")}
@@ -652,6 +653,8 @@ def test_report_of_an_optuna_sweep_has_importances_and_warning(store, tmp_path, 
     page = (out / "report.html").read_text()
     assert "Hyperparameter importance" in page and 'class="warn"' in page
     assert page.count("data:image/png;base64,") == 3  # rank (one model: no per-model copy), curves, importance
+    # r and lr both vary, but Optuna draws lr from loguniform: a heatmap would have a row per trial.
+    assert not any(p.name.startswith("lr_rank") for p in out.iterdir())
     header = (out / "table_e2e.md").read_text().splitlines()[2]
     assert header.startswith("| r | dropout (chosen) | lr (chosen) | % trainable |")
     assert not store["client"].list_artifacts(store["ids"]["C"], "analysis")  # --no-log
@@ -713,3 +716,31 @@ def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank
     assert titles == ["BLEU vs rank, by task", "ROUGE-L vs rank, by task"]
     bleu_ax = fig.axes[0]
     assert {ln.get_label() for ln in bleu_ax.containers} >= {"e2e (gpt2)", "squad (gpt2-medium)"}
+
+
+# Sweep A's lr x rank cells, by hand from VAL_A / BLEU_A: per (lr, r), the best completed
+# trial over both seeds. val loss (lower is better): r=4, lr 1e-3 is seed 0's 1.45, not seed
+# 1's 1.42 (stopped early); r=1 has one completed seed per lr.
+LR_RANK_VAL = {2e-4: {1: 1.70, 4: 1.50, 16: 1.55}, 1e-3: {1: 1.60, 4: 1.45, 16: 1.52}}
+LR_RANK_BLEU = {2e-4: {1: 60.0, 4: 66.0, 16: 69.0}, 1e-3: {1: 61.0, 4: 67.0, 16: 70.0}}
+
+
+def test_lr_rank_heatmap_cells_are_the_best_completed_trial(rank_data, tmp_path):
+    from analysis.heatmap import lr_rank_cells
+    from analysis.report import build_report
+
+    gpt2 = rank_data.trials[rank_data.trials["model"] == "gpt2"]
+    for metric, mode, expected in (("val_loss", "min", LR_RANK_VAL), ("BLEU", "max", LR_RANK_BLEU)):
+        cells = lr_rank_cells(gpt2, metric, mode)
+        assert list(cells.index) == list(LRS) and list(cells.columns) == list(RANKS)
+        for lr in LRS:
+            assert dict(cells.loc[lr]) == pytest.approx(expected[lr]), (metric, lr)
+    # A cell where no trial completed is empty, not the stopped trial's value.
+    stopped = gpt2[~((gpt2["adapter.r"] == 4) & (gpt2["status"] == "completed"))]
+    assert math.isnan(lr_rank_cells(stopped, "val_loss", "min").loc[1e-3, 4])
+
+    report = build_report(rank_data, tmp_path / "r", metric="BLEU")
+    drawn = report.figures["lr_rank_e2e_gpt2"]
+    assert drawn["lr"] == list(LRS) and drawn["r"] == list(RANKS)
+    assert drawn["values"] == [[LR_RANK_BLEU[lr][r] for r in RANKS] for lr in LRS]
+    assert "lr_rank_e2e_gpt2.png" in (tmp_path / "r" / "report.html").read_text()

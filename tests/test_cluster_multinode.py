@@ -6,8 +6,9 @@ authentication on, each node with its own temp dir), a plain ``mlflow server``, 
 submit --working-dir . --runtime-env ...`` of ``sweeps/rank_e2e.py --preset smoke`` with the
 server as tracking URI. One sweep (module fixture), two checks: every trial ran, is in MLflow
 with the Ray node it trained on, the trials used both nodes and both wrote their checkpoints
-to the shared ``--storage`` path; and the MLflow UI in headless Chromium lists the parent run
-and, expanded, its child runs (screenshot kept in ``tests/artifacts/mlflow_ui.png``).
+to the shared ``--storage`` path; and the MLflow UI in headless Chromium, opened at the link
+the summary printed, lists the parent run and its child runs with no click (the study's runs
+table, the parent expanded, is saved as ``docs/img/mlflow-runs.png``).
 
 Isolation on a shared machine: each node gets a private ``--temp-dir``, so Ray writes the
 cluster's address to ``<temp dir>/ray_current_cluster`` and not to
@@ -199,7 +200,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         _end_processes(procs, [str(head_tmp), str(worker_tmp), str(home)])
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
-    return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}}
+    return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}, "output": job.stdout}
 
 
 @pytest.mark.integration
@@ -236,12 +237,12 @@ def test_smoke_sweep_as_a_job_on_a_two_node_cluster(cluster_sweep):
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)  # the module's sweep included, when this test runs alone
 def test_mlflow_ui_lists_the_sweep_and_its_trials(cluster_sweep):
-    """The experiment's runs page of the MLflow UI in headless Chromium (the system browser,
-    driven by Selenium with Debian's chromedriver): the sweep's parent run is listed, and
-    expanding it shows every trial's child run by name. The screenshot is kept in
-    tests/artifacts/mlflow_ui.png."""
+    """The MLflow UI in headless Chromium (the system browser, driven by Selenium with Debian's
+    chromedriver), opened at the link the sweep's summary printed: the parent run and every
+    trial's child run are listed by name with no click. The study's runs table lists the parent
+    run, and expanding it shows the trials: that view is saved as docs/img/mlflow-runs.png."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
@@ -255,43 +256,60 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials(cluster_sweep):
     uri = cluster_sweep["uri"]
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lorasweep-rank_e2e")
+    assert exp.tags["mlflow.note.content"].startswith("The LoRA paper's E2E rank study")
     runs = client.search_runs([exp.experiment_id], max_results=100)
     (parent,) = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
     children = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("lorasweep.kind") == "trial"}
     assert parent.info.run_name == SWEEP and sorted(children.values()) == ["r=2", "r=8"]
+    printed = {key: url.strip() for key, _, url in (line.strip().partition(":") for line in
+                                                     cluster_sweep["output"].splitlines())
+               if key in ("this sweep's runs", "its parent run", "the study's runs")}
+    prefix = f"{uri}/#/experiments/{exp.experiment_id}/runs"
+    assert printed["its parent run"].startswith(f"{prefix}/{parent.info.run_id}?"), printed
+    assert printed["this sweep's runs"].startswith(f"{prefix}?"), printed
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1600,1000"):
+                "--window-size=1400,900"):  # the table renders only the rows in view
         options.add_argument(arg)
     browser = webdriver.Chrome(service=Service(driver), options=options)
     shot = ARTIFACTS / "mlflow_ui.png"
     try:
-        browser.get(f"{uri}/#/experiments/{exp.experiment_id}/runs")
         wait = WebDriverWait(browser, 60)
 
         def listed() -> dict[str, str]:
             """run id -> the name of its link in the runs table."""
             out = {}
             for a in browser.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']"):
-                run_id = (a.get_attribute("href") or "").rstrip("/").rsplit("/runs/", 1)[-1]
+                run_id = (a.get_attribute("href") or "").split("?")[0].rstrip("/").rsplit("/runs/", 1)[-1]
                 out[run_id] = a.text.strip()
             return out
 
-        wait.until(lambda _: listed().get(parent.info.run_id) == SWEEP)
-        # Child runs are nested under their parent: expand its row (the +/- button of the
-        # run-name cell).
+        everything = {parent.info.run_id: SWEEP, **children}
+        browser.get(printed["this sweep's runs"])
+        wait.until(lambda _: all(listed().get(i) == name for i, name in everything.items()))
+        # The study's runs table nests the trials under their sweep: expanding it (the +/-
+        # button of the run-name cell) shows them.
+        browser.get("about:blank")  # a fresh page load, not a change of the URL's fragment
+        browser.get(printed["the study's runs"])
+        wait.until(lambda _: listed().get(parent.info.run_id) == SWEEP and not set(children) & set(listed()))
         row = browser.find_element(By.XPATH, f"//a[contains(@href, '/runs/{parent.info.run_id}')]"
                                              "/ancestor::div[@role='row']")
         row.find_element(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']").click()
-        wait.until(lambda _: all(listed().get(i) == name for i, name in children.items()))
-        shown = listed()
-        assert shown[parent.info.run_id] == SWEEP
-        assert {i: shown[i] for i in children} == children
+        wait.until(lambda _: all(listed().get(i) == name for i, name in everything.items()))
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(shot))
         print(f"MLflow UI screenshot: {shot}")
         browser.quit()
     assert shot.stat().st_size > 10_000
+    _keep_small(shot, REPO / "docs" / "img" / "mlflow-runs.png")
+
+
+def _keep_small(png: Path, target: Path) -> None:
+    """The screenshot as a 64-colour PNG (the UI's flat colours survive; the file stays small)."""
+    from PIL import Image
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(png).convert("RGB").quantize(colors=64).save(target, optimize=True)

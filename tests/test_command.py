@@ -12,12 +12,12 @@ import pytest
 from conftest import REPO
 
 
-def lorasweep(*args: str) -> subprocess.CompletedProcess:
+def lorasweep(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, function = scripts["lorasweep"].split(":")
     launcher = f"import sys; sys.argv[0] = 'lorasweep'; from {module} import {function}; sys.exit({function}())"
     return subprocess.run([sys.executable, "-c", launcher, *args], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 @pytest.mark.parametrize("args, words", [
@@ -28,6 +28,8 @@ def lorasweep(*args: str) -> subprocess.CompletedProcess:
     (["report", "--help"], ["--experiment", "--sweep RUN_ID"]),
     (["export", "--help"], ["--merge", "--register NAME", "--push-to-hub REPO"]),
     (["settings", "--help"], ["--markdown"]),
+    (["score", "--help"], ["usage: lorasweep score", "TASK", "REFS", "SYS", "--no-meteor"]),
+    (["cache", "--help"], ["usage: lorasweep cache", "{list,clear}", "--dry-run"]),
 ])
 def test_each_command_answers_help(args, words):
     proc = lorasweep(*args)
@@ -44,7 +46,7 @@ def test_settings_lists_every_setting():
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "error: name a command: 'run', 'report', 'export' or 'settings'"),
+    ([], "error: name a command: 'run', 'report', 'export', 'settings', 'score' or 'cache'"),
     (["rnu"], "error: unknown command 'rnu' (did you mean 'run'?)"),
     (["run", "rank_e2"], "error: unknown study 'rank_e2' (did you mean 'rank_e2e'?)"),
 ])
@@ -52,3 +54,83 @@ def test_a_wrong_command_or_study_is_one_line_exit_2(args, message):
     proc = lorasweep(*args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(message), proc.stderr
+
+
+# sacrebleu's README example: two reference streams, BLEU = 48.53 (hyp_len 17, ref_len 18).
+# Here as three items of two references each (the E2E scorer's grouped plain-text format).
+SACREBLEU_REFS = ("The dog bit the man.\nThe dog had bit the man.\n\nIt was not unexpected.\n"
+                  "No one was surprised.\n\nThe man bit him first.\nThe man had bitten the dog.\n")
+SACREBLEU_SYS = "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him.\n"
+
+
+def _metrics(stdout: str) -> dict[str, str]:
+    return dict(line.split() for line in stdout.splitlines())
+
+
+def test_score_prints_the_trials_metrics_one_line_each(tmp_path):
+    """System == references: BLEU 100. sacrebleu's README case: BLEU 48.53. SQuAD on the same
+    files, by hand (normalised: lower case, no punctuation or articles): EM 1/3 (only the
+    first answer matches); F1 = (1 + 2/7 + 2/3) / 3 = 65.08 ("it wasnt surprising" shares
+    "it" with "it was not unexpected": P 1/3, R 1/4; "man had just bitten him" shares three
+    tokens with "man had bitten dog": P 3/5, R 3/4)."""
+    same = tmp_path / "same.txt"
+    same.write_text("There is a cheap pub called The Eagle near the river.\nAromi is a coffee shop.\n")
+    proc = lorasweep("score", "e2e", str(same), str(same), "--no-meteor")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _metrics(proc.stdout)["BLEU"] == "100.0000"
+    assert list(_metrics(proc.stdout)) == ["BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"]
+
+    refs, system = tmp_path / "refs.txt", tmp_path / "sys.txt"
+    refs.write_text(SACREBLEU_REFS)
+    system.write_text(SACREBLEU_SYS)
+    proc = lorasweep("score", "squad", str(refs), str(system), "--no-meteor")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = _metrics(proc.stdout)
+    assert float(got["BLEU"]) == pytest.approx(48.53, abs=0.005)
+    assert float(got["EM"]) == pytest.approx(100 / 3, abs=1e-3)
+    assert float(got["F1"]) == pytest.approx(100 * (1 + 2 / 7 + 2 / 3) / 3, abs=1e-3)
+    assert got["METEOR"] == "skipped"
+    proc = lorasweep("score", "dart", str(refs), str(system), "--no-meteor")
+    assert proc.returncode == 0 and "TER" in _metrics(proc.stdout), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["score", "e2f", "REFS", "SYS"], "error: TASK: unknown task 'e2f' (did you mean 'e2e'?); accepted: "
+                                      "'dart', 'e2e', 'squad' or 'webnlg'"),
+    (["score", "e2e", "missing-refs.txt", "SYS"], "error: REFS: missing-refs.txt: no such file"),
+])
+def test_score_with_a_missing_file_or_unknown_task_is_one_line_exit_2(args, message):
+    proc = lorasweep(*args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == message + "\n", proc.stderr
+
+
+def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
+    """A cache root with known files: data 3,000 + 1,000 bytes in two entries (3.9 KiB),
+    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, nothing in adapters."""
+    root = tmp_path / "cache"
+    for rel, n in (("data/e2e-1/train.bin", 3000), ("data/e2e-2/train.bin", 1000),
+                   ("smoke/tiny-v1/model.safetensors", 2048), ("memo/tok-abc.json", 10)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * n)
+    env = {"LORASWEEP_CACHE": str(root)}
+    proc = lorasweep("cache", "list", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:]}
+    assert rows["data"][:4] == ["2", "entries", "3.9", "KiB"]
+    assert rows["smoke"][:4] == ["1", "entries", "2.0", "KiB"]
+    assert rows["memo"][:4] == ["1", "entries", "10", "B"]
+    assert rows["adapters"][:3] == ["0", "entries", "0"]
+    assert rows["total"] == ["5.9", "KiB"]  # 6,058 bytes
+
+    proc = lorasweep("cache", "clear", "--dry-run", env=env)
+    assert proc.returncode == 0 and "would remove data: 2 entries, 3.9 KiB" in proc.stdout, proc.stdout
+    assert (root / "data" / "e2e-1" / "train.bin").is_file()
+    proc = lorasweep("cache", "clear", "data", env=env)
+    assert proc.stdout.splitlines()[0].startswith("removed data: 2 entries, 3.9 KiB"), proc.stdout
+    assert not any((root / "data").iterdir()) and (root / "smoke" / "tiny-v1").is_dir()
+    proc = lorasweep("cache", "clear", env=env)
+    assert "removed smoke: 1 entries, 2.0 KiB" in proc.stdout and "removed 2.0 KiB in all" in proc.stdout
+    assert not any(p.is_file() for p in root.rglob("*"))
+    proc = lorasweep("cache", "clear", "smok", env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cache: unknown cache 'smok' (did you mean 'smoke'?)")

@@ -74,6 +74,20 @@ class StagedStore:
             self.staged = None
 
 
+def study_experiment(plan: Plan, client: Any) -> str:
+    """The id of the study's experiment, created with the study's description where it is
+    new; an existing experiment without a description gets it (one written in the UI is kept)."""
+    from sweeps.tracking.links import NOTE_TAG, study_description
+
+    note = study_description(plan.cfg.study, plan.cfg.description or plan.space.description)
+    exp = client.get_experiment_by_name(plan.experiment)
+    if exp is None:
+        return client.create_experiment(plan.experiment, tags={NOTE_TAG: note})
+    if not exp.tags.get(NOTE_TAG):
+        client.set_experiment_tag(exp.experiment_id, NOTE_TAG, note)
+    return exp.experiment_id
+
+
 def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
     from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
     from sweeps.tracking.recorder import git_state, log_batch, now_ms, package_versions

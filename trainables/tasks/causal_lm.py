@@ -217,20 +217,22 @@ def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,
-             device: torch.device, progress: bool = False) -> list[str]:
+             device: torch.device) -> list[str]:
     """Beam-search continuations of token prompts, decoded and whitespace-normalised.
 
     Prompts are left-padded so that every continuation starts at the same position; decoding
-    stops at the tokenizer's eos (the E2E format ends every target with it).
+    stops at the tokenizer's eos (the E2E format ends every target with it). Progress per
+    batch goes to stderr: a bar on a terminal, a line every half minute in a trial's log.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from trainables.progress import progress
 
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     model.eval()
     outputs: list[str] = []
     starts = range(0, len(prompts), cfg.batch_size)
-    for start in tqdm(starts, desc="beam search", disable=not progress, leave=False):
+    for start in progress(starts, desc=f"beam search ({len(prompts)} inputs, batches of {cfg.batch_size})"):
         chunk = prompts[start:start + cfg.batch_size]
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
