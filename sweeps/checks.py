@@ -129,6 +129,17 @@ def warm_starts(grid: Grid, space: Any, model_type: str, tracking_uri: str) -> d
     return out
 
 
+def check_workers(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:
+    """Refuse, before launch, a batch size the trial's workers cannot share evenly
+    (``train.batch_size`` is the global batch: :func:`trainables.optim.rank_batch_size`), of the
+    base trial, a grid point or a listed value of the space."""
+    from trainables.optim import rank_batch_size
+
+    workers = cfg.resources.workers_per_trial
+    for size in sorted({t.train.batch_size for t in trials} | set(space.values_of("train.batch_size"))):
+        rank_batch_size(size, workers)
+
+
 def check_resources(cfg: SweepConfig) -> None:
     """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
     import ray

@@ -234,7 +234,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     """Label smoothing of the training loss (the validation loss is always plain CE)."""
     batch_size: int = 8
-    """Examples per optimizer step per worker (times ``grad_accum``)."""
+    """Examples per batch across all of a trial's workers (an optimizer step sums ``grad_accum``
+    batches): each of ``resources.workers_per_trial`` workers takes ``batch_size /
+    workers_per_trial`` of them (a multiple of the workers is required), so the setting means
+    the same global batch whatever the number of workers."""
     grad_accum: int = 1
     """Batches whose gradients are summed before each optimizer step."""
     epochs: float = 5.0
@@ -423,6 +426,10 @@ class ResourcesConfig:
         if self.trial_shape == "function" and self.workers_per_trial > 1:
             raise UserError("trial_shape", "'function' runs one process; workers_per_trial > 1 "
                                            "needs trial_shape 'train' or 'auto'")
+        if self.workers_per_trial > 1 and self.gpus_per_trial and self.gpus_per_trial % self.workers_per_trial:
+            raise UserError("gpus_per_trial", f"{self.gpus_per_trial:g} GPUs for {self.workers_per_trial} workers: "
+                                              "each worker of a trial needs whole GPUs of its own (NCCL runs "
+                                              f"one rank per GPU); use a multiple of {self.workers_per_trial}")
         positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
         if self.memory_limit_mb and self.gpus_per_trial > 0:
             raise UserError("memory_limit_mb", "limits a trial's address space (RLIMIT_AS), which CUDA's "

@@ -79,9 +79,7 @@ class Recipe:
         self.model = session.prepare_model(model)
         self.setup_s = time.perf_counter() - self.t0
 
-        self.generator = torch.Generator()  # reseeded per epoch: the order depends only on (seed, epoch)
-        self.train_loader = train_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session,
-                                          generator=self.generator)
+        self.train_loader = train_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session)
         self.val_loader = val_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session)
         self.plan = plan_steps(cfg.train, len(self.data.train), world_size=session.world_size)
         self.optimizer = build_optimizer(self.model, cfg.train, cfg.adapter)
@@ -117,12 +115,9 @@ class Recipe:
         it); the last report, as Tune received it."""
         if not self.setup():
             return {}
-        from trainables.batching import epoch_seed
-
         self.model.train()
         first = self.start_step // self.plan.steps_per_epoch
         for epoch in range(first, math.ceil(self.plan.total_steps / self.plan.steps_per_epoch)):
-            self.generator.manual_seed(epoch_seed(self.cfg.seed, epoch))
             if self.train_epoch(epoch):
                 break
         return self.last
@@ -138,15 +133,18 @@ class Recipe:
         t_step, micro = time.perf_counter(), 0
         for i, batch in _batches_for_epoch(self.train_loader, epoch, skip):
             batch = to_device(batch, self.device)
-            with autocast(cfg.train.precision, self.device):
-                loss = self.task.train_loss(self.model, batch, cfg) / cfg.train.grad_accum
-            loss.backward()
-            self.running += loss.detach()
             micro += 1
+            last = not micro % cfg.train.grad_accum or i == plan.micro_batches_per_epoch - 1
+            with _gradient_sync(self.model, last):
+                with autocast(cfg.train.precision, self.device):
+                    loss = self.task.train_loss(self.model, batch, cfg)
+                loss = loss * self._rank_weight(batch) / cfg.train.grad_accum
+                loss.backward()
+            self.running += loss.detach()
             n_examples, n_tokens = batch_counts(batch)
             self.samples += n_examples
             self.tokens += n_tokens
-            if micro % cfg.train.grad_accum and i != plan.micro_batches_per_epoch - 1:
+            if not last:
                 continue
             self._optimizer_step()
             if self.step in self.eval_steps:
@@ -158,6 +156,18 @@ class Recipe:
                 return True
         self.train_s += time.perf_counter() - t_step
         return False
+
+    def _rank_weight(self, batch: dict[str, Any]) -> float:
+        """The factor on this rank's mean loss under DDP, which averages the ranks' gradients:
+        its share of the global batch's targets times the number of ranks, so that the average
+        is the gradient of the mean over all the targets, as one process computes it on the
+        whole batch (1 in a one-process trial)."""
+        world = self.session.world_size
+        if world == 1:
+            return 1.0
+        n = self.task.train_targets(batch)
+        total = self.session.all_reduce_sum([float(n)])[0]
+        return n * world / total if total else 1.0
 
     def _optimizer_step(self) -> None:
         import torch
@@ -177,7 +187,10 @@ class Recipe:
     def _log_train_loss(self) -> None:
         import torch
 
-        value = float(self.running) * self.cfg.train.grad_accum / self.running_n
+        # Every rank's weighted loss summed over the ranks is the global batch's mean loss
+        # times the number of ranks (see _rank_weight).
+        total = self.session.all_reduce_sum([float(self.running)])[0] / self.session.world_size
+        value = total * self.cfg.train.grad_accum / self.running_n
         lr = self.scheduler.get_last_lr()[0]
         if not math.isfinite(value):
             raise FloatingPointError(f"train loss is {value} at step {self.step} (lr {lr:.3g})")
@@ -205,8 +218,12 @@ class Recipe:
     # ----------------------------------------------------------------------------- reports
     def evaluate(self) -> dict[str, float]:
         """The task's validation metrics (every rank takes part under DDP)."""
-        return self.task.validate(self.model, self.val_loader, device=self.device, session=self.session,
-                                  precision=self.cfg.train.precision)
+        from trainables.devices import unwrap
+
+        # The model without its DDP wrapper: the ranks evaluate different numbers of batches,
+        # and a DDP forward may synchronise buffers across them.
+        return self.task.validate(unwrap(self.model), self.val_loader, device=self.device,
+                                  session=self.session, precision=self.cfg.train.precision)
 
     def finish(self, *, stopped: bool = False) -> None:
         """The trial's last report, on its best report's weights where model selection is on:
@@ -280,6 +297,16 @@ def _batches_for_epoch(loader: Any, epoch: int, skip: int):
     for i, batch in enumerate(loader):
         if i >= skip:
             yield i, batch
+
+
+def _gradient_sync(model: Any, sync: bool) -> Any:
+    """DDP's ``no_sync`` on the micro-batches before the last of an optimizer step (their
+    gradients are summed locally and all-reduced once, with the last one's)."""
+    import contextlib
+
+    if sync or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None,

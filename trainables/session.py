@@ -50,9 +50,6 @@ class Session:
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device)
 
-    def prepare_loader(self, loader: Any) -> Any:
-        return loader
-
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         return values
 
@@ -150,11 +147,6 @@ class TrainSession(Session):
         import ray.train.torch
 
         return ray.train.torch.prepare_model(model)
-
-    def prepare_loader(self, loader: Any) -> Any:
-        import ray.train.torch
-
-        return ray.train.torch.prepare_data_loader(loader, move_to_device=False)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         import torch

@@ -132,6 +132,11 @@ class Task(ABC):
     def train_loss(self, model: Any, batch: dict[str, torch.Tensor], cfg: TrialConfig) -> torch.Tensor:
         """The training objective for one batch (mean over its targets)."""
 
+    def train_targets(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many targets :meth:`train_loss` averages over (by default the batch's examples),
+        so that the ranks of a DDP trial weight their losses as one batch of all their targets."""
+        return int(batch["labels"].shape[0])
+
     @abstractmethod
     def eval_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Sum of the validation loss over a batch's targets, and how many targets it had."""

@@ -199,10 +199,13 @@ class CausalLMTask(Task):
         out = model(**model_inputs(batch))
         return shifted_ce(out.logits, batch["labels"], label_smoothing=cfg.train.label_smoothing)
 
+    def train_targets(self, batch: dict[str, Any]) -> int:
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
     def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
         out = model(**model_inputs(batch))
         total = shifted_ce(out.logits, batch["labels"], reduction="sum")
-        return total, int((batch["labels"][:, 1:] != IGNORE).sum())
+        return total, self.train_targets(batch)
 
 
 def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
