@@ -44,6 +44,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         skeleton = task.skeleton(trial0)
         for trial in trials:
             batching_mode(task, trial, skeleton)
+        check_cpu_precisions(cfg, trials, space)
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
         check_quantization(trials, skeleton, cfg.resources)
@@ -53,6 +54,18 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
                              libraries=("torch", "transformers", "peft", "bitsandbytes"),
                              task=task.name, targets=targets, pairs=pairs,
                              trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+
+
+def check_cpu_precisions(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:
+    """Refuse a ``train.precision`` of CPU trials (``gpus_per_trial`` 0) that this torch's CPU
+    autocast cannot compute in. A GPU trial checks its own device as it starts (the driver
+    may have none)."""
+    from trainables.devices import check_precision
+
+    if cfg.resources.gpus_per_trial:
+        return
+    for precision in sorted({t.train.precision for t in trials} | set(space.values_of("train.precision"))):
+        check_precision(precision, "cpu")
 
 
 def method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:

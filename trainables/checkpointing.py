@@ -23,9 +23,10 @@ CONFIG_FILE = "trial_config.json"
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
-                    cfg: TrialConfig, final: bool = False) -> None:
-    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state for resuming;
-    ``final``: the checkpoint of the trial's final report (a trial restored from it is done)."""
+                    cfg: TrialConfig, final: bool = False, scaler: Any = None) -> None:
+    """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state (and the fp16 loss
+    scaler's, ``scaler``: a :class:`~trainables.devices.Precision`) for resuming; ``final``: the
+    checkpoint of the trial's final report (a trial restored from it is done)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -35,12 +36,14 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
                  meta={"task": cfg.task, "base_model": cfg.model.name_or_path,
                        "method": cfg.adapter.method, "targets": cfg.adapter.targets, "step": step})
     torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
 
-def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, bool]:
+def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
+                       scaler: Any = None) -> tuple[int, bool]:
     """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
     whether it was the trial's final checkpoint. A state file holding anything but tensors and
     plain containers is refused instead of running code."""
@@ -57,4 +60,6 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if scaler is not None:
+        scaler.load_state_dict(state.get("scaler") or {})
     return int(state["step"]), bool(state.get("final", False))

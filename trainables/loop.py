@@ -44,7 +44,7 @@ class Recipe:
         self.last: dict[str, Any] = {}
         self.samples = self.tokens = 0
         self.train_s = 0.0
-        self.history: dict[str, list[float]] = {"step": [], "train_loss": [], "lr": []}
+        self.history: dict[str, list[float]] = {}
         self.since_report: list[float] = []
 
     # ----------------------------------------------------------------------------- setup
@@ -57,7 +57,7 @@ class Recipe:
         from trainables.adapters import build_adapter_model, count_parameters
         from trainables.batching import batching_mode, train_batches, val_batches
         from trainables.checkpointing import restore_checkpoint
-        from trainables.devices import MemoryTracker, seed_everything
+        from trainables.devices import MemoryTracker, Precision, seed_everything
         from trainables.early_stopping import EarlyStopping
         from trainables.optim import build_optimizer, build_scheduler, plan_steps
         from trainables.tasks.registry import get_task
@@ -76,6 +76,8 @@ class Recipe:
             self._warm_start(model)
         self.params = count_parameters(model)
         self.device = session.device
+        self.precision = Precision(cfg.train.precision, self.device)
+        self.history = self._new_history()
         self.model = session.prepare_model(model)
         self.setup_s = time.perf_counter() - self.t0
 
@@ -88,7 +90,7 @@ class Recipe:
         with session.restored_checkpoint() as ckpt:
             if ckpt is not None:
                 self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
-                                                     scheduler=self.scheduler)
+                                                     scheduler=self.scheduler, scaler=self.precision)
         self.start_step = self.step
         self.eval_steps = set(self.plan.eval_steps)
         self.memory = MemoryTracker(self.device)
@@ -126,7 +128,7 @@ class Recipe:
         """One pass over the training data (the rest of it, after a restore); True when the
         trial is over."""
         from trainables.batching import batch_counts
-        from trainables.devices import autocast, to_device
+        from trainables.devices import to_device
 
         cfg, plan = self.cfg, self.plan
         skip = max((self.start_step - epoch * plan.steps_per_epoch) * cfg.train.grad_accum, 0)
@@ -136,10 +138,10 @@ class Recipe:
             micro += 1
             last = not micro % cfg.train.grad_accum or i == plan.micro_batches_per_epoch - 1
             with _gradient_sync(self.model, last):
-                with autocast(cfg.train.precision, self.device):
+                with self.precision.autocast():
                     loss = self.task.train_loss(self.model, batch, cfg)
                 loss = loss * self._rank_weight(batch) / cfg.train.grad_accum
-                loss.backward()
+                self.precision.backward(loss)
             self.running += loss.detach()
             n_examples, n_tokens = batch_counts(batch)
             self.samples += n_examples
@@ -170,14 +172,12 @@ class Recipe:
         return n * world / total if total else 1.0
 
     def _optimizer_step(self) -> None:
-        import torch
-
         train = self.cfg.train
-        if train.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                           train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # An fp16 step skipped for overflowing gradients leaves the schedule where it was
+        # (as transformers' Trainer does): the learning rate follows the updates made.
+        if self.precision.step(self.optimizer, params, train.max_grad_norm):
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.running_n += 1
@@ -197,6 +197,8 @@ class Recipe:
         self.history["step"].append(self.step)
         self.history["train_loss"].append(value)
         self.history["lr"].append(lr)
+        if self.precision.loss_scale is not None:
+            self.history["loss_scale"].append(self.precision.loss_scale)
         self.since_report.append(value)
         self.running, self.running_n = torch.zeros((), device=self.device), 0
         self.memory.sample()
@@ -265,13 +267,18 @@ class Recipe:
                 self.model.train()
             if session.is_chief:
                 save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                step=self.step, cfg=self.cfg, final=final)
+                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision)
             session.barrier()
             report.wall_s = time.perf_counter() - self.t0
             result = report.to_result()
             session.report(result, out if session.is_chief else None)
-        self.history, self.since_report = {"step": [], "train_loss": [], "lr": []}, []
+        self.history, self.since_report = self._new_history(), []
         return result
+
+    def _new_history(self) -> dict[str, list[float]]:
+        """The per-log-step values of the next report (the fp16 loss scale too)."""
+        keys = ("step", "train_loss", "lr") + (("loss_scale",) if self.precision.loss_scale is not None else ())
+        return {k: [] for k in keys}
 
     def _report(self, val: dict[str, float], final: bool, extra: dict[str, Any]) -> Report:
         world, train_s = self.session.world_size, self.train_s
