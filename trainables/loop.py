@@ -259,10 +259,11 @@ class Recipe:
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
         with scratch_dir("lorasweep-ckpt-") as out:
-            if final and self.cfg.eval.generate and session.is_chief:
+            if final and self.cfg.eval.generate and (session.is_chief or self.task.shards_final_eval):
                 t_gen = time.perf_counter()
                 report.scores = self.task.final_eval(unwrap(self.model), self.tokenizer, self.data, self.cfg,
-                                                     device=self.device, out_dir=out / OUTPUTS_DIR)
+                                                     device=self.device, out_dir=out / OUTPUTS_DIR,
+                                                     session=session)
                 report.generate_s = time.perf_counter() - t_gen
                 self.model.train()
             if session.is_chief:
