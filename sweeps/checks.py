@@ -161,7 +161,8 @@ def check_resources(cfg: SweepConfig) -> None:
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     res = cfg.resources
     if res.cpus_per_trial > cpus:
-        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial, but the "
+        group = f" for its {res.workers_per_trial} workers" if res.uses_train_workers else ""
+        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial{group}, but the "
                                                     f"Ray cluster has {cpus:g}")
     if res.gpus_per_trial > gpus:
         raise UserError("resources.gpus_per_trial",
