@@ -20,13 +20,16 @@ STATE_FILE = "trainer_state.pt"
 ADAPTER_DIR = "adapter"
 OUTPUTS_DIR = "outputs"
 CONFIG_FILE = "trial_config.json"
+RESULT_FILE = "result.json"
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
-                    cfg: TrialConfig, final: bool = False, scaler: Any = None) -> None:
+                    cfg: TrialConfig, final: bool = False, scaler: Any = None,
+                    result: dict[str, Any] | None = None) -> None:
     """Adapter weights (peft ``save_pretrained``) + optimizer/scheduler state (and the fp16 loss
     scaler's, ``scaler``: a :class:`~trainables.devices.Precision`) for resuming; ``final``: the
-    checkpoint of the trial's final report (a trial restored from it is done)."""
+    checkpoint of the trial's final report (a trial restored from it is done); ``result``: the
+    report this checkpoint goes with (:func:`saved_result`)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -40,6 +43,14 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
                 "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    if result is not None:
+        (out / RESULT_FILE).write_text(json.dumps(result))
+
+
+def saved_result(src: Path) -> dict[str, Any] | None:
+    """The report a checkpoint was saved with (None for a checkpoint without one)."""
+    path = src / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,

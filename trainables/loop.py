@@ -56,7 +56,6 @@ class Recipe:
 
         from trainables.adapters import build_adapter_model, count_parameters
         from trainables.batching import batching_mode, train_batches, val_batches
-        from trainables.checkpointing import restore_checkpoint
         from trainables.devices import MemoryTracker, Precision, seed_everything
         from trainables.early_stopping import EarlyStopping
         from trainables.optim import build_optimizer, build_scheduler, plan_steps
@@ -86,11 +85,7 @@ class Recipe:
         self.plan = plan_steps(cfg.train, len(self.data.train), world_size=session.world_size)
         self.optimizer = build_optimizer(self.model, cfg.train, cfg.adapter)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.plan)
-        done = False
-        with session.restored_checkpoint() as ckpt:
-            if ckpt is not None:
-                self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
-                                                     scheduler=self.scheduler, scaler=self.precision)
+        done = self._restore()
         self.start_step = self.step
         self.eval_steps = set(self.plan.eval_steps)
         self.memory = MemoryTracker(self.device)
@@ -99,6 +94,32 @@ class Recipe:
                         if train.early_stopping_patience or train.keep_best else None)
         self.running, self.running_n = torch.zeros((), device=self.device), 0
         return not done
+
+    def _restore(self) -> bool:
+        """Load the checkpoint the trial is restored from, if any; whether it was the trial's
+        final one. Ray Train's storage may hold a checkpoint whose report Tune never received
+        (the driver died between a worker's report and Tune's record of it); a session that
+        says so (``resends_restored_report``) sends that report again, with a copy of its
+        checkpoint, before training on: Tune and MLflow keep each report once."""
+        import shutil
+
+        from trainables.checkpointing import restore_checkpoint, saved_result
+        from trainables.session import scratch_dir
+
+        session = self.session
+        with session.restored_checkpoint() as ckpt:
+            if ckpt is None:
+                return False
+            self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
+                                                 scheduler=self.scheduler, scaler=self.precision)
+            result = saved_result(ckpt) if session.resends_restored_report else None
+            if result is not None:
+                with scratch_dir("lorasweep-ckpt-") as out:  # reporting a directory may move it
+                    if session.is_chief:
+                        shutil.copytree(ckpt, out, dirs_exist_ok=True)
+                    session.report(result, out if session.is_chief else None)
+                self.last = result
+        return done
 
     def _warm_start(self, model: Any) -> None:
         from trainables.adapters import warm_start
@@ -116,7 +137,7 @@ class Recipe:
         """Train to the end (or until early stopping ends the trial, or the scheduler stops
         it); the last report, as Tune received it."""
         if not self.setup():
-            return {}
+            return self.last
         self.model.train()
         first = self.start_step // self.plan.steps_per_epoch
         for epoch in range(first, math.ceil(self.plan.total_steps / self.plan.steps_per_epoch)):
@@ -266,12 +287,12 @@ class Recipe:
                                                      session=session)
                 report.generate_s = time.perf_counter() - t_gen
                 self.model.train()
-            if session.is_chief:
-                save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision)
-            session.barrier()
             report.wall_s = time.perf_counter() - self.t0
             result = report.to_result()
+            if session.is_chief:
+                save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result)
+            session.barrier()
             session.report(result, out if session.is_chief else None)
         self.history, self.since_report = self._new_history(), []
         return result

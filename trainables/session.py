@@ -27,6 +27,9 @@ class Session:
     world_rank: int = 0
     world_size: int = 1
     trial_id: str = "local"
+    resends_restored_report: bool = False
+    """Whether a checkpoint this session restores may be one whose report Tune never
+    received, so the loop sends that report again (:meth:`trainables.loop.Recipe._restore`)."""
 
     @property
     def device(self) -> Any:
@@ -110,7 +113,12 @@ class TuneSession(Session):
 
 
 class TrainSession(Session):
-    """The loop on one worker of a Ray Train worker group (DDP across the group)."""
+    """The loop on one worker of a Ray Train worker group (DDP across the group).
+
+    A restored group resumes from the latest checkpoint in Ray Train's storage, which can be
+    ahead of what Tune recorded (the driver died between them): it sends that report again."""
+
+    resends_restored_report = True
 
     def __init__(self) -> None:
         import ray.train
