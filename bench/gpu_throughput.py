@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--peak-tflops", type=float)
+    ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
 
     import torch
@@ -155,6 +156,7 @@ def main() -> None:
     print(f"\nGPT-2 {args.model or args.arch}, LoRA r=4 on W_q, W_v, batch {args.batch_size}, "
           f"{args.steps} steps, {device} ({peak_note}); {fpt / 1e9:.2f} GFLOP per token")
     base = None
+    rows = {}
     for label, *_ in CONFIGS:
         if not results[label]:
             continue
@@ -163,6 +165,15 @@ def main() -> None:
         mfu = f"{100 * tps * fpt / peak:5.1f}%" if peak else "  n/a"
         print(f"  {label:32s} {tps:10.0f} tokens/s  x{tps / base:4.2f}  MFU {mfu}  "
               f"peak memory {last[label]['peak_mem_mb']:.0f} MiB")
+        rows[label] = {"tokens_per_s": tps, "speedup": tps / base, "mfu": tps * fpt / peak if peak else None,
+                       "peak_mem_mb": last[label]["peak_mem_mb"], "peak_mem_kind": last[label]["peak_mem_kind"]}
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({
+            "model": args.model or f"gpt2 {args.arch} (random weights)", "device": str(device), "peak": peak_note,
+            "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
+            "gflop_per_token": fpt / 1e9, "configs": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -72,16 +72,12 @@ def e2e_like(n: int = 42_061, seed: int = 0) -> object:
 
 def pad_fractions(task: object, train: object, cfg: object, tokenizer: object, mode: str) -> list[float]:
     """Each batch's share of pad tokens over one epoch of the mode's real loader and collate."""
-    import torch
-
-    from trainables.batching import batch_counts, epoch_seed, train_batches
+    from trainables.batching import batch_counts, train_batches
     from trainables.session import LocalSession
     from trainables.tasks.base import Prepared
 
-    generator = torch.Generator()
-    generator.manual_seed(epoch_seed(cfg.seed, 0))
     loader = train_batches(task, Prepared(train=train, val=None, test=None), cfg, tokenizer, mode=mode,
-                           session=LocalSession(), generator=generator)
+                           session=LocalSession())
     return [1 - batch_counts(b)[1] / b["input_ids"].numel() for b in loader]
 
 

@@ -56,6 +56,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         skeleton = task.skeleton(trial0)
         for trial in trials:
             batching_mode(task, trial, skeleton)
+        check_cpu_precisions(cfg, trials, space)
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
         check_quantization(trials, skeleton, cfg.resources)
@@ -65,6 +66,18 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
                              libraries=("torch", "transformers", "peft", "bitsandbytes"),
                              task=task.name, targets=targets, pairs=pairs,
                              trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+
+
+def check_cpu_precisions(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:
+    """Refuse a ``train.precision`` of CPU trials (``gpus_per_trial`` 0) that this torch's CPU
+    autocast cannot compute in. A GPU trial checks its own device as it starts (the driver
+    may have none)."""
+    from trainables.devices import check_precision
+
+    if cfg.resources.gpus_per_trial:
+        return
+    for precision in sorted({t.train.precision for t in trials} | set(space.values_of("train.precision"))):
+        check_precision(precision, "cpu")
 
 
 def method_pairs(base: dict[str, Any], space: Any, grid_trials: list[TrialConfig]) -> list[tuple[str, str]]:
@@ -141,6 +154,17 @@ def warm_starts(grid: Grid, space: Any, model_type: str, tracking_uri: str) -> d
     return out
 
 
+def check_workers(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:
+    """Refuse, before launch, a batch size the trial's workers cannot share evenly
+    (``train.batch_size`` is the global batch: :func:`trainables.optim.rank_batch_size`), of the
+    base trial, a grid point or a listed value of the space."""
+    from trainables.optim import rank_batch_size
+
+    workers = cfg.resources.workers_per_trial
+    for size in sorted({t.train.batch_size for t in trials} | set(space.values_of("train.batch_size"))):
+        rank_batch_size(size, workers)
+
+
 def check_resources(cfg: SweepConfig) -> None:
     """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
     import ray
@@ -149,7 +173,8 @@ def check_resources(cfg: SweepConfig) -> None:
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     res = cfg.resources
     if res.cpus_per_trial > cpus:
-        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial, but the "
+        group = f" for its {res.workers_per_trial} workers" if res.uses_train_workers else ""
+        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial{group}, but the "
                                                     f"Ray cluster has {cpus:g}")
     if res.gpus_per_trial > gpus:
         raise UserError("resources.gpus_per_trial",

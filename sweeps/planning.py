@@ -18,7 +18,7 @@ from sweeps.config import SweepConfig
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.schema import OTHER_ALPHA, from_dict, to_dict
-from sweeps.checks import check_model, check_repeats, warm_starts, within_budget
+from sweeps.checks import check_model, check_repeats, check_workers, warm_starts, within_budget
 from sweeps.grouping import group_keys, group_points, grouped_search, leaves_nothing_to_prune, sampled_keys, searched_space
 from sweeps.plan import Plan
 from sweeps.ray_start import warm_runtime_env
@@ -82,6 +82,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     # The trial the driver checks and prepares data for: every swept setting at its first value.
     trial0 = grid_trials[0]
     task.check(trial0)
+    check_workers(cfg, grid_trials, space)
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)

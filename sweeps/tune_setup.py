@@ -13,7 +13,10 @@ from sweeps.storage import store_config
 from trainables.report import K
 
 
-def search_alg(plan: Plan, metric: str, mode: str) -> Any:
+def search_alg(plan: Plan, metric: str, mode: str, *, max_concurrent: int | None = None) -> Any:
+    """The sweep's search algorithm. ``max_concurrent`` caps a grid's or random search's
+    trials at once (its ``BasicVariantGenerator`` ignores Tune's ``max_concurrent_trials``,
+    which caps a searcher such as Optuna's)."""
     cfg, space, points = plan.cfg, plan.space, plan.points
     if cfg.search.algorithm == "optuna":
         import optuna
@@ -31,12 +34,16 @@ def search_alg(plan: Plan, metric: str, mode: str) -> Any:
 
     from ray.tune.search import BasicVariantGenerator
 
+    def generator(points: list[dict[str, Any]] | None = None) -> Any:
+        return BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed,
+                                     max_concurrent=max_concurrent or 0)
+
     if points is not None:  # a budget-filtered grid: exactly these points, seeded order
         order = points * cfg.search.num_samples
         random.Random(cfg.seed).shuffle(order)
-        return BasicVariantGenerator(points_to_evaluate=order, random_state=cfg.seed)
+        return generator(order)
     if not space.swept or any(p.kind != "grid" for p in space.swept):
-        return BasicVariantGenerator(random_state=cfg.seed)
+        return generator()
     # A pure grid runs in a seeded random order, not in the order its values are listed.
     # Asynchronous successive halving (ASHA) compares a trial at a rung with the trials that
     # reached it before; a grid listed weak-to-strong (lr 2e-5, 2e-4, 2e-3) would let every
@@ -44,7 +51,7 @@ def search_alg(plan: Plan, metric: str, mode: str) -> Any:
     # ``num_samples`` times, and Tune still sees the grid (its table and config are unchanged).
     points = space.grid_points() * cfg.search.num_samples
     random.Random(cfg.seed).shuffle(points)
-    return BasicVariantGenerator(points_to_evaluate=points, random_state=cfg.seed)
+    return generator(points)
 
 
 def scheduler_for(plan: Plan) -> Any:
@@ -67,8 +74,28 @@ def scheduler_for(plan: Plan) -> Any:
     return GroupedASHA(**args)
 
 
+def max_concurrent(cfg: Any, cluster: dict[str, float]) -> int | None:
+    """Tune's cap on trials at once: ``search.max_concurrent``, and for worker-group trials at
+    most as many as the cluster's CPUs and GPUs hold whole. Tune sees only each such trial's
+    driver (:data:`trainables.trial.TRAIN_DRIVER_CPU`), so uncapped it starts a trial per
+    sliver of a CPU; each started driver then holds a little of what the next worker group
+    needs, and with every group waiting for resources none of them starts. ``cluster``: the
+    cluster's resources (``ray.cluster_resources()``)."""
+    import math
+
+    res, cap = cfg.resources, cfg.search.max_concurrent
+    if not res.uses_train_workers:
+        return cap
+    fits = math.floor(cluster.get("CPU", 0.0) / res.cpus_per_trial + 1e-9)
+    if res.gpus_per_trial:
+        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / res.gpus_per_trial + 1e-9))
+    fits = max(fits, 1)
+    return min(cap, fits) if cap else fits
+
+
 def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) -> Any:
     """A new Tune sweep, or (``resume``) the interrupted one restored from its storage."""
+    import ray
     from ray import tune
 
     from trainables.trial import trial_resources, tune_trial
@@ -85,6 +112,7 @@ def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) 
         K.epoch, task.metric.name, *(m.name for m in task.report_metrics), K.train_loss,
         K.trainable_pct, K.samples_per_s, *(m.name for m in task.final_metrics)]))
     metric = task.metric
+    limit = max_concurrent(cfg, ray.cluster_resources())
     experiment_path = f"{plan.storage.rstrip('/')}/{plan.name}"
     if resume and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
@@ -110,10 +138,11 @@ def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) 
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=metric.name, mode=metric.mode,
-            search_alg=search_alg(plan, metric.name, metric.mode),
+            search_alg=search_alg(plan, metric.name, metric.mode, max_concurrent=limit),
             scheduler=scheduler_for(plan),
             num_samples=num_samples,
-            max_concurrent_trials=cfg.search.max_concurrent,
+            # A searcher (Optuna) is capped here; grid and random search by their generator.
+            max_concurrent_trials=limit if cfg.search.algorithm == "optuna" else None,
             # One-process trials reuse their actor: imports and CUDA context survive
             # from one trial to the next.
             reuse_actors=not cfg.resources.uses_train_workers,

@@ -280,7 +280,9 @@ def test_grouped_batches_give_each_rank_a_disjoint_shard_and_the_same_number_of_
     lengths = np.random.default_rng(n).integers(20, 120, n).tolist()
     per_rank = [_rank_batches(lengths, batch_size, epoch=2, rank=r, world_size=world_size)
                 for r in range(world_size)]
-    planned = plan_steps(TrainConfig(batch_size=batch_size), n, world_size=world_size).micro_batches_per_epoch
+    # train.batch_size is the global batch: batch_size examples on each rank
+    planned = plan_steps(TrainConfig(batch_size=batch_size * world_size), n,
+                         world_size=world_size).micro_batches_per_epoch
     assert [len(b) for b in per_rank] == [planned] * world_size
     # Every example on one rank; only the padding that evens out the shards (as
     # DistributedSampler's) repeats an example on another rank.
@@ -302,3 +304,57 @@ def test_a_trial_counts_every_example_and_useful_token_of_an_epoch(mode, make_tr
     last = run_loop(cfg, LocalSession())
     assert math.isfinite(last["val_loss"])
     assert last["tokens_per_s"] / last["samples_per_s"] == pytest.approx(float(data.train.lengths().mean()))
+
+
+# ----------------------------------------------------------------------------- global batches across ranks
+
+
+@pytest.mark.parametrize("kind", ["random", "grouped"])
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_the_ranks_batches_of_a_step_make_the_one_process_batch_of_that_step(kind, world_size):
+    """train.batch_size is the global batch: with the same seed and epoch, the ranks' i-th
+    batches together are the i-th batch of one process taking all of it."""
+    from torch.utils.data import DataLoader
+
+    from trainables.batching import GlobalBatchSampler
+
+    n, per_rank, seed, epoch = 96, 4, 7, 1
+    lengths = np.random.default_rng(0).integers(20, 120, n).tolist()
+
+    def batches(rank: int, world: int) -> list[list[int]]:
+        size = per_rank * world_size // world
+        sampler = (LengthGroupedSampler(lengths, size, seed=seed, rank=rank, world_size=world) if kind == "grouped"
+                   else GlobalBatchSampler(range(n), size, seed=seed, rank=rank, world_size=world))
+        sampler.set_epoch(epoch)
+        return list(DataLoader(range(n), batch_size=size, sampler=sampler, collate_fn=list))
+
+    one = batches(0, 1)
+    ranks = [batches(r, world_size) for r in range(world_size)]
+    assert all(len(b) == len(one) for b in ranks)
+    for i, whole in enumerate(one):
+        assert sorted(x for r in ranks for x in r[i]) == sorted(whole)
+        assert all(len(r[i]) == per_rank for r in ranks)
+
+
+def test_one_process_random_batches_are_random_samplers_epoch_order():
+    """The one-process order is what torch's RandomSampler draws from a generator seeded with
+    the epoch's seed (epoch_seed), so a trial's data order does not change with the sampler."""
+    from torch.utils.data import RandomSampler
+
+    from trainables.batching import GlobalBatchSampler, epoch_seed
+
+    sampler = GlobalBatchSampler(range(50), 8, seed=11)
+    sampler.set_epoch(3)
+    expected = list(RandomSampler(range(50), generator=torch.Generator().manual_seed(epoch_seed(11, 3))))
+    assert list(sampler) == expected
+
+
+@pytest.mark.parametrize("n, batch, world_size", [(10, 3, 2), (7, 2, 3), (2, 4, 2), (16, 4, 4)])
+def test_evaluation_batches_give_every_example_once_in_the_one_process_batches(n, batch, world_size):
+    from trainables.batching import RankBatches
+
+    order = np.random.default_rng(n).permutation(n).tolist()
+    one = list(RankBatches(order, batch))
+    ranks = [list(RankBatches(order, batch, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert sorted(i for r in ranks for b in r for i in b) == list(range(n))  # no padding repeats
+    assert sorted(map(tuple, (b for r in ranks for b in r))) == sorted(map(tuple, one))

@@ -311,6 +311,14 @@ CASES = [
      "use --gpus-per-trial 0 to train on CPU", None),
     ("memory-limit-on-gpu-trials", E2E, ["--memory-limit-mb", "300", "--gpus-per-trial", "1"],
      "resources.memory_limit_mb", "it is for CPU trials only (gpus_per_trial 0)", None),
+    ("worker-group-above-the-cluster", E2E, ["--workers-per-trial", "4", "--cpus-per-trial", "64"],
+     "resources.cpus_per_trial", "64 CPUs per trial for its 4 workers, but the Ray cluster has", None),
+    # --- worker groups (train.batch_size is the global batch; NCCL runs one rank per GPU)
+    ("batch-not-split-by-workers", E2E, ["--workers-per-trial", "3", "--cpus-per-trial", "1"], "train.batch_size",
+     "16 examples per batch do not split evenly over 3 workers (resources.workers_per_trial); use a multiple of 3",
+     None),
+    ("workers-sharing-a-gpu", E2E, ["--workers-per-trial", "2", "--gpus-per-trial", "1"],
+     "resources.gpus_per_trial", "1 per trial for 2 workers: each worker needs whole GPUs of its own", None),
 ]
 
 

@@ -27,7 +27,8 @@ def test_plan_steps_arithmetic():
     assert plan.epoch_at(plan.total_steps) == 5.0
     every = plan_steps(TrainConfig(batch_size=10, epochs=2, eval_every_steps=4), 100)
     assert every.steps_per_epoch == 10 and every.eval_steps == (4, 8, 12, 16, 20)
-    ddp = plan_steps(TrainConfig(batch_size=10, grad_accum=2, epochs=1, warmup_ratio=0.1), 100, world_size=2)
+    # train.batch_size is the global batch: 10 per rank, 50 examples per rank
+    ddp = plan_steps(TrainConfig(batch_size=20, grad_accum=2, epochs=1, warmup_ratio=0.1), 100, world_size=2)
     assert (ddp.micro_batches_per_epoch, ddp.steps_per_epoch, ddp.warmup_steps) == (5, 3, 0)
     capped = plan_steps(TrainConfig(batch_size=10, max_steps=7), 100)
     assert capped.total_steps == 7 and capped.eval_steps == (7,)

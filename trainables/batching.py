@@ -13,10 +13,10 @@ batch (``grouped``) and how much padding is computed change.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from trainables.errors import UserError
 
@@ -35,44 +35,95 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1000 + epoch
 
 
-class LengthGroupedSampler(DistributedSampler):
-    """One rank's examples for an epoch, in batches of examples of similar length.
+class GlobalBatchSampler(DistributedSampler):
+    """One rank's examples for an epoch, in global batches of ``batch_size x world_size``
+    examples that do not depend on the number of ranks.
 
-    The epoch's order is transformers' ``get_length_grouped_indices`` (a seeded permutation,
-    cut into groups of up to 50 global batches of ``batch_size x world_size`` examples, each
-    group sorted by length), padded as ``DistributedSampler`` pads (the first examples again,
-    until every rank has ``ceil(n / world_size)``), cut into global batches, and the full
-    global batches shuffled (transformers' order runs each group from its longest batch to
-    its shortest), the short one last. Rank ``r`` takes every ``world_size``-th example of
-    each global batch from position ``r``. So the ranks hold disjoint examples (but for the
-    padding's repeats), each rank yields ``ceil(ceil(n / world_size) / batch_size)`` batches
-    (what :func:`trainables.optim.plan_steps` counts), and the ranks' i-th batches have about
-    the same length, so no rank waits long for another.
+    The epoch's order (:meth:`order`: a seeded permutation, as ``RandomSampler`` draws it) is
+    padded as ``DistributedSampler`` pads (the first examples again, until every rank has
+    ``ceil(n / world_size)``) and cut into global batches; rank ``r`` takes every
+    ``world_size``-th example of each global batch from position ``r``. So the ranks' ``i``-th
+    batches together are the ``i``-th batch of a one-process trial with the same seed and
+    ``batch_size x world_size`` examples per batch (when ``world_size`` divides the number of
+    examples: otherwise the padding repeats a few), each rank yields
+    ``ceil(ceil(n / world_size) / batch_size)`` batches (what :func:`trainables.optim.plan_steps`
+    counts), and the ranks hold disjoint examples but for the padding's repeats.
 
-    A ``DistributedSampler``, so that Ray Train's ``prepare_data_loader`` keeps it, and the
-    loop's ``set_epoch`` reseeds it.
+    A ``DistributedSampler``, so the loop's ``set_epoch`` reseeds it: the order depends only on
+    the seed and the epoch (:func:`epoch_seed`).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int, rank: int = 0,
-                 world_size: int = 1):
-        super().__init__(lengths, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-        self.lengths = [int(n) for n in lengths]
+    def __init__(self, dataset: Sized, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         self.batch_size = batch_size
+
+    def order(self, generator: Any) -> list[int]:
+        """The epoch's examples in order (before padding and sharding)."""
+        import torch
+
+        return torch.randperm(len(self.dataset), generator=generator).tolist()
+
+    def batch_starts(self, generator: Any, step: int) -> list[int]:
+        """Where each global batch of ``step`` examples starts in the padded order."""
+        return list(range(0, self.total_size, step))
 
     def __iter__(self) -> Iterator[int]:
         import torch
-        from transformers.trainer_pt_utils import get_length_grouped_indices
 
         g = torch.Generator()
         g.manual_seed(epoch_seed(self.seed, self.epoch))
         step = self.batch_size * self.num_replicas
-        order = get_length_grouped_indices(self.lengths, step, generator=g)
+        order = self.order(g)
         order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
+        starts = self.batch_starts(g, step)
+        return iter([i for s in starts for i in order[s:s + step][self.rank::self.num_replicas]])
+
+
+class LengthGroupedSampler(GlobalBatchSampler):
+    """:class:`GlobalBatchSampler` in global batches of examples of similar length.
+
+    The epoch's order is transformers' ``get_length_grouped_indices`` (a seeded permutation,
+    cut into groups of up to 50 global batches, each group sorted by length); the full global
+    batches are shuffled (transformers' order runs each group from its longest batch to its
+    shortest), the short one last. So the ranks' ``i``-th batches have about the same length,
+    and no rank waits long for another.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int, rank: int = 0,
+                 world_size: int = 1):
+        super().__init__(lengths, batch_size, seed=seed, rank=rank, world_size=world_size)
+        self.lengths = [int(n) for n in lengths]
+
+    def order(self, generator: Any) -> list[int]:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        return get_length_grouped_indices(self.lengths, self.batch_size * self.num_replicas, generator=generator)
+
+    def batch_starts(self, generator: Any, step: int) -> list[int]:
+        import torch
+
         full = self.total_size // step
-        starts = [i * step for i in torch.randperm(full, generator=g).tolist()]
+        starts = [i * step for i in torch.randperm(full, generator=generator).tolist()]
         if full * step < self.total_size:
             starts.append(full * step)
-        return iter([i for s in starts for i in order[s:s + step][self.rank::self.num_replicas]])
+        return starts
+
+
+class RankBatches(Sampler):
+    """Rank ``r``'s batches of an evaluation pass: ``indices`` cut into batches of
+    ``batch_size``, and batches ``r``, ``r + world_size``, ... of them. Every example is
+    evaluated once across the ranks (no padding repeats one), and each batch is the one a
+    one-process pass makes, so sums over the ranks' batches equal the one-process sums."""
+
+    def __init__(self, indices: Sequence[int], batch_size: int, *, rank: int = 0, world_size: int = 1):
+        self.batches = [list(indices[s:s + batch_size]) for s in range(0, len(indices), batch_size)]
+        self.mine = self.batches[rank::world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.mine)
+
+    def __len__(self) -> int:
+        return len(self.mine)
 
 
 def check_padding_free(model: Any) -> None:
@@ -119,35 +170,36 @@ def collate_for(task: Task, tokenizer: Any, mode: str) -> Any:
 
 
 def train_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *, mode: str,
-                 session: Session, generator: Any) -> Any:
-    """The training batches of ``mode``, through ``session.prepare_loader`` (under Ray Train
-    the ``random`` and ``padding_free`` samplers become a ``DistributedSampler``; the grouped
-    sampler is one). ``generator`` shuffles ``random`` and ``padding_free``; the loop reseeds
-    it every epoch with :func:`epoch_seed`."""
-    from torch.utils.data import DataLoader, RandomSampler
+                  session: Session) -> Any:
+    """This rank's training batches of ``mode``: ``train.batch_size`` is the global batch,
+    ``batch_size / world_size`` examples on each rank (:func:`~trainables.optim.rank_batch_size`),
+    in the global batches a one-process trial of the same seed takes
+    (:class:`GlobalBatchSampler`; ``grouped``: :class:`LengthGroupedSampler`)."""
+    from torch.utils.data import DataLoader
 
-    if mode == "grouped":
-        sampler = LengthGroupedSampler(data.train.lengths(), cfg.train.batch_size, seed=cfg.seed,
-                                       rank=session.world_rank, world_size=session.world_size)
-    else:
-        sampler = RandomSampler(data.train, generator=generator)
-    return session.prepare_loader(DataLoader(data.train, batch_size=cfg.train.batch_size, sampler=sampler,
-                                             collate_fn=collate_for(task, tokenizer, mode)))
+    from trainables.optim import rank_batch_size
+
+    per_rank = rank_batch_size(cfg.train.batch_size, session.world_size)
+    kind = LengthGroupedSampler if mode == "grouped" else GlobalBatchSampler
+    sampler = kind(data.train.lengths() if mode == "grouped" else data.train, per_rank, seed=cfg.seed,
+                   rank=session.world_rank, world_size=session.world_size)
+    return DataLoader(data.train, batch_size=per_rank, sampler=sampler, collate_fn=collate_for(task, tokenizer, mode))
 
 
 def val_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *, mode: str,
-               session: Session) -> Any:
-    """The validation batches of ``mode``; ``grouped`` takes the examples longest first, so
-    that each batch holds examples of about the same length (the validation loss is a sum
-    over tokens: the order does not change it)."""
+                session: Session) -> Any:
+    """This rank's validation batches of ``mode`` (:class:`RankBatches`: each example once
+    across the ranks); ``grouped`` takes the examples longest first, so that each batch holds
+    examples of about the same length (the validation loss is a sum over tokens: the order
+    does not change it)."""
     import numpy as np
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
 
     val = data.val
-    if mode == "grouped":
-        val = Subset(val, np.argsort(-val.lengths(), kind="stable").tolist())
-    return session.prepare_loader(DataLoader(val, batch_size=cfg.train.eval_batch_size,
-                                             collate_fn=collate_for(task, tokenizer, mode)))
+    order = (np.argsort(-val.lengths(), kind="stable").tolist() if mode == "grouped"
+             else list(range(len(val))))
+    batches = RankBatches(order, cfg.train.eval_batch_size, rank=session.world_rank, world_size=session.world_size)
+    return DataLoader(val, batch_sampler=batches, collate_fn=collate_for(task, tokenizer, mode))
 
 
 def batch_counts(batch: dict[str, Any]) -> tuple[int, int]:

@@ -27,12 +27,16 @@ ADAPTER_DIR = "adapter"
 TRIAL_ADAPTER_DIR = "trial_adapter"
 OUTPUTS_DIR = "outputs"
 CONFIG_FILE = "trial_config.json"
+RESULT_FILE = "result.json"
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
-                    cfg: TrialConfig, final: bool = False) -> None:
-    """Adapter weights (see the module docstring) + optimizer/scheduler state for resuming;
-    ``final``: the checkpoint of the trial's final report (a trial restored from it is done)."""
+                    cfg: TrialConfig, final: bool = False, scaler: Any = None,
+                    result: dict[str, Any] | None = None) -> None:
+    """Adapter weights (see the module docstring) + optimizer/scheduler state (and the fp16 loss
+    scaler's, ``scaler``: a :class:`~trainables.devices.Precision`) for resuming; ``final``: the
+    checkpoint of the trial's final report (a trial restored from it is done); ``result``: the
+    report this checkpoint goes with (:func:`saved_result`)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -45,12 +49,22 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     if not is_standard(unwrap(model)):
         save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"})
     torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    if result is not None:
+        (out / RESULT_FILE).write_text(json.dumps(result))
 
 
-def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any) -> tuple[int, bool]:
+def saved_result(src: Path) -> dict[str, Any] | None:
+    """The report a checkpoint was saved with (None for a checkpoint without one)."""
+    path = src / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
+                       scaler: Any = None) -> tuple[int, bool]:
     """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
     whether it was the trial's final checkpoint. A state file holding anything but tensors and
     plain containers is refused instead of running code."""
@@ -68,6 +82,8 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if scaler is not None:
+        scaler.load_state_dict(state.get("scaler") or {})
     return int(state["step"]), bool(state.get("final", False))
 
 

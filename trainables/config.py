@@ -234,7 +234,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     """Label smoothing of the training loss (the validation loss is always plain CE)."""
     batch_size: int = 8
-    """Examples per optimizer step per worker (times ``grad_accum``)."""
+    """Examples per batch across all of a trial's workers (an optimizer step sums ``grad_accum``
+    batches): each of ``resources.workers_per_trial`` workers takes ``batch_size /
+    workers_per_trial`` of them (a multiple of the workers is required), so the setting means
+    the same global batch whatever the number of workers."""
     grad_accum: int = 1
     """Batches whose gradients are summed before each optimizer step."""
     epochs: float = 5.0
@@ -265,7 +268,11 @@ class TrainConfig:
     tasks (the most useful tokens per second of the three on a CPU: docs/performance.md),
     ``random`` for classification and images."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Autocast precision for forward/backward (bf16 on recent GPUs; fp32 on CPU)."""
+    """Autocast precision of the forward and backward passes (the adapter's weights and the
+    optimizer stay float32): bf16 on GPUs from Ampere on; fp16 through torch's gradient scaler
+    (the loss scaled up before the backward pass, a step whose gradients overflowed skipped,
+    the scale logged as ``loss_scale``). A precision the trial's device cannot compute in is
+    refused (CPU trials before launch)."""
     log_every_steps: int = 10
     """Record train loss and learning rate every N optimizer steps (logged to MLflow in
     batches with each report, not one call per step)."""
@@ -423,6 +430,10 @@ class ResourcesConfig:
         if self.trial_shape == "function" and self.workers_per_trial > 1:
             raise UserError("trial_shape", "'function' runs one process; workers_per_trial > 1 "
                                            "needs trial_shape 'train' or 'auto'")
+        if self.workers_per_trial > 1 and self.gpus_per_trial and self.gpus_per_trial % self.workers_per_trial:
+            raise UserError("gpus_per_trial", f"{self.gpus_per_trial:g} per trial for {self.workers_per_trial} "
+                                              "workers: each worker needs whole GPUs of its own (NCCL runs one "
+                                              f"rank per GPU); use a multiple of {self.workers_per_trial}")
         positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
         if self.memory_limit_mb and self.gpus_per_trial > 0:
             raise UserError("memory_limit_mb", "limits a trial's address space (RLIMIT_AS), which CUDA's "

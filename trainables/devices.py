@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainables.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -27,8 +29,105 @@ def autocast(precision: str, device: torch.device) -> Any:
 
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=_dtype(precision))
+
+
+def _dtype(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def _unsupported(precision: str, device_type: str) -> str | None:
+    """Why ``device_type`` cannot autocast to ``precision`` (None when it can): a matrix
+    product under its autocast must come out in that dtype."""
+    import warnings
+
+    import torch
+
+    dtype = _dtype(precision)
+    if precision == "fp32":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns, then disables, an autocast it lacks
+            x = torch.ones(2, 2, device=device_type)
+            with torch.autocast(device_type=device_type, dtype=dtype):
+                out = (x @ x).dtype
+    except Exception as e:  # noqa: BLE001 - a device type this build lacks fails in its own way
+        return str(e).strip().splitlines()[0].split(". ")[0][:160] or type(e).__name__
+    if out != dtype:
+        return f"its autocast computes in {str(out).removeprefix('torch.')}"
+    if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(
+            including_emulation=False):
+        return "a GPU before Ampere emulates bfloat16 slowly"
+    return None
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a ``train.precision`` that ``device_type`` cannot autocast to (a device type this
+    build of torch lacks, bf16 on a GPU before Ampere), naming the precisions it can."""
+    why = _unsupported(precision, device_type)
+    if why is not None:
+        accepted = [p for p in ("fp32", "bf16", "fp16") if p == "fp32" or _unsupported(p, device_type) is None]
+        raise UserError("train.precision", f"{precision} is not available on {device_type} here ({why}); "
+                                           f"accepted here: {', '.join(accepted)}")
+
+
+class Precision:
+    """``train.precision`` for a trial's training steps: autocast around the forward pass and,
+    for fp16, torch's gradient scaler. fp16's exponent range (smallest subnormal 6e-8) turns
+    small gradients to zero; the scaler multiplies the loss before the backward pass, divides
+    the gradients before clipping and the step, skips a step whose gradients overflowed and
+    lowers the scale then (raising it again after 2,000 steps without overflow). bf16 has
+    float32's range and needs no scaler.
+
+    torch.amp directly rather than accelerate: accelerate's Accelerator would also take over the
+    DDP wrapping and the data sharding that Ray Train and :mod:`trainables.batching` do, to
+    save four scaler calls.
+    """
+
+    def __init__(self, precision: str, device: torch.device):
+        import torch
+
+        check_precision(precision, device.type)
+        self.precision, self.device = precision, device
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    def autocast(self) -> Any:
+        return autocast(self.precision, self.device)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def step(self, optimizer: Any, params: list[Any], max_grad_norm: float | None) -> bool:
+        """Clip (the unscaled gradients) and step; False when fp16 skipped the step because
+        a gradient was inf or NaN."""
+        import torch
+
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        if self.scaler is None:
+            optimizer.step()
+            return True
+        before = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() >= before  # a skipped step halves the scale
+
+    @property
+    def loss_scale(self) -> float | None:
+        """The fp16 loss scale (None without a scaler)."""
+        return None if self.scaler is None else float(self.scaler.get_scale())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.scaler is None else self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class Recipe:
         self.last: dict[str, Any] = {}
         self.samples = self.tokens = 0
         self.train_s = 0.0
-        self.history: dict[str, list[float]] = {"step": [], "train_loss": [], "lr": []}
+        self.history: dict[str, list[float]] = {}
         self.since_report: list[float] = []
 
     # ----------------------------------------------------------------------------- setup
@@ -56,8 +56,7 @@ class Recipe:
 
         from trainables.adapters import build_adapter_model, count_parameters
         from trainables.batching import batching_mode, train_batches, val_batches
-        from trainables.checkpointing import restore_checkpoint
-        from trainables.devices import MemoryTracker, seed_everything
+        from trainables.devices import MemoryTracker, Precision, seed_everything
         from trainables.early_stopping import EarlyStopping
         from trainables.optim import build_optimizer, build_scheduler, plan_steps
         from trainables.tasks.registry import get_task
@@ -76,21 +75,17 @@ class Recipe:
             self._warm_start(model)
         self.params = count_parameters(model)
         self.device = session.device
+        self.precision = Precision(cfg.train.precision, self.device)
+        self.history = self._new_history()
         self.model = session.prepare_model(model)
         self.setup_s = time.perf_counter() - self.t0
 
-        self.generator = torch.Generator()  # reseeded per epoch: the order depends only on (seed, epoch)
-        self.train_loader = train_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session,
-                                          generator=self.generator)
+        self.train_loader = train_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session)
         self.val_loader = val_batches(task, self.data, cfg, self.tokenizer, mode=mode, session=session)
         self.plan = plan_steps(cfg.train, len(self.data.train), world_size=session.world_size)
         self.optimizer = build_optimizer(self.model, cfg.train, cfg.adapter)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.plan)
-        done = False
-        with session.restored_checkpoint() as ckpt:
-            if ckpt is not None:
-                self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
-                                                     scheduler=self.scheduler)
+        done = self._restore()
         self.start_step = self.step
         self.eval_steps = set(self.plan.eval_steps)
         self.memory = MemoryTracker(self.device)
@@ -99,6 +94,32 @@ class Recipe:
                         if train.early_stopping_patience or train.keep_best else None)
         self.running, self.running_n = torch.zeros((), device=self.device), 0
         return not done
+
+    def _restore(self) -> bool:
+        """Load the checkpoint the trial is restored from, if any; whether it was the trial's
+        final one. Ray Train's storage may hold a checkpoint whose report Tune never received
+        (the driver died between a worker's report and Tune's record of it); a session that
+        says so (``resends_restored_report``) sends that report again, with a copy of its
+        checkpoint, before training on: Tune and MLflow keep each report once."""
+        import shutil
+
+        from trainables.checkpointing import restore_checkpoint, saved_result
+        from trainables.session import scratch_dir
+
+        session = self.session
+        with session.restored_checkpoint() as ckpt:
+            if ckpt is None:
+                return False
+            self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
+                                                 scheduler=self.scheduler, scaler=self.precision)
+            result = saved_result(ckpt) if session.resends_restored_report else None
+            if result is not None:
+                with scratch_dir("lorasweep-ckpt-") as out:  # reporting a directory may move it
+                    if session.is_chief:
+                        shutil.copytree(ckpt, out, dirs_exist_ok=True)
+                    session.report(result, out if session.is_chief else None)
+                self.last = result
+        return done
 
     def _warm_start(self, model: Any) -> None:
         from trainables.adapters import warm_start
@@ -116,13 +137,10 @@ class Recipe:
         """Train to the end (or until early stopping ends the trial, or the scheduler stops
         it); the last report, as Tune received it."""
         if not self.setup():
-            return {}
-        from trainables.batching import epoch_seed
-
+            return self.last
         self.model.train()
         first = self.start_step // self.plan.steps_per_epoch
         for epoch in range(first, math.ceil(self.plan.total_steps / self.plan.steps_per_epoch)):
-            self.generator.manual_seed(epoch_seed(self.cfg.seed, epoch))
             if self.train_epoch(epoch):
                 break
         return self.last
@@ -131,22 +149,25 @@ class Recipe:
         """One pass over the training data (the rest of it, after a restore); True when the
         trial is over."""
         from trainables.batching import batch_counts
-        from trainables.devices import autocast, to_device
+        from trainables.devices import to_device
 
         cfg, plan = self.cfg, self.plan
         skip = max((self.start_step - epoch * plan.steps_per_epoch) * cfg.train.grad_accum, 0)
         t_step, micro = time.perf_counter(), 0
         for i, batch in _batches_for_epoch(self.train_loader, epoch, skip):
             batch = to_device(batch, self.device)
-            with autocast(cfg.train.precision, self.device):
-                loss = self.task.train_loss(self.model, batch, cfg) / cfg.train.grad_accum
-            loss.backward()
-            self.running += loss.detach()
             micro += 1
+            last = not micro % cfg.train.grad_accum or i == plan.micro_batches_per_epoch - 1
+            with _gradient_sync(self.model, last):
+                with self.precision.autocast():
+                    loss = self.task.train_loss(self.model, batch, cfg)
+                loss = loss * self._rank_weight(batch) / cfg.train.grad_accum
+                self.precision.backward(loss)
+            self.running += loss.detach()
             n_examples, n_tokens = batch_counts(batch)
             self.samples += n_examples
             self.tokens += n_tokens
-            if micro % cfg.train.grad_accum and i != plan.micro_batches_per_epoch - 1:
+            if not last:
                 continue
             self._optimizer_step()
             if self.step in self.eval_steps:
@@ -159,15 +180,25 @@ class Recipe:
         self.train_s += time.perf_counter() - t_step
         return False
 
-    def _optimizer_step(self) -> None:
-        import torch
+    def _rank_weight(self, batch: dict[str, Any]) -> float:
+        """The factor on this rank's mean loss under DDP, which averages the ranks' gradients:
+        its share of the global batch's targets times the number of ranks, so that the average
+        is the gradient of the mean over all the targets, as one process computes it on the
+        whole batch (1 in a one-process trial)."""
+        world = self.session.world_size
+        if world == 1:
+            return 1.0
+        n = self.task.train_targets(batch)
+        total = self.session.all_reduce_sum([float(n)])[0]
+        return n * world / total if total else 1.0
 
+    def _optimizer_step(self) -> None:
         train = self.cfg.train
-        if train.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                           train.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        # An fp16 step skipped for overflowing gradients leaves the schedule where it was
+        # (as transformers' Trainer does): the learning rate follows the updates made.
+        if self.precision.step(self.optimizer, params, train.max_grad_norm):
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.running_n += 1
@@ -177,13 +208,18 @@ class Recipe:
     def _log_train_loss(self) -> None:
         import torch
 
-        value = float(self.running) * self.cfg.train.grad_accum / self.running_n
+        # Every rank's weighted loss summed over the ranks is the global batch's mean loss
+        # times the number of ranks (see _rank_weight).
+        total = self.session.all_reduce_sum([float(self.running)])[0] / self.session.world_size
+        value = total * self.cfg.train.grad_accum / self.running_n
         lr = self.scheduler.get_last_lr()[0]
         if not math.isfinite(value):
             raise FloatingPointError(f"train loss is {value} at step {self.step} (lr {lr:.3g})")
         self.history["step"].append(self.step)
         self.history["train_loss"].append(value)
         self.history["lr"].append(lr)
+        if self.precision.loss_scale is not None:
+            self.history["loss_scale"].append(self.precision.loss_scale)
         self.since_report.append(value)
         self.running, self.running_n = torch.zeros((), device=self.device), 0
         self.memory.sample()
@@ -205,8 +241,12 @@ class Recipe:
     # ----------------------------------------------------------------------------- reports
     def evaluate(self) -> dict[str, float]:
         """The task's validation metrics (every rank takes part under DDP)."""
-        return self.task.validate(self.model, self.val_loader, device=self.device, session=self.session,
-                                  precision=self.cfg.train.precision)
+        from trainables.devices import unwrap
+
+        # The model without its DDP wrapper: the ranks evaluate different numbers of batches,
+        # and a DDP forward may synchronise buffers across them.
+        return self.task.validate(unwrap(self.model), self.val_loader, device=self.device,
+                                  session=self.session, precision=self.cfg.train.precision)
 
     def finish(self, *, stopped: bool = False) -> None:
         """The trial's last report, on its best report's weights where model selection is on:
@@ -240,21 +280,27 @@ class Recipe:
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
         with scratch_dir("lorasweep-ckpt-") as out:
-            if final and self.cfg.eval.generate and session.is_chief:
+            if final and self.cfg.eval.generate and (session.is_chief or self.task.shards_final_eval):
                 t_gen = time.perf_counter()
                 report.scores = self.task.final_eval(unwrap(self.model), self.tokenizer, self.data, self.cfg,
-                                                     device=self.device, out_dir=out / OUTPUTS_DIR)
+                                                     device=self.device, out_dir=out / OUTPUTS_DIR,
+                                                     session=session)
                 report.generate_s = time.perf_counter() - t_gen
                 self.model.train()
-            if session.is_chief:
-                save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                step=self.step, cfg=self.cfg, final=final)
-            session.barrier()
             report.wall_s = time.perf_counter() - self.t0
             result = report.to_result()
+            if session.is_chief:
+                save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result)
+            session.barrier()
             session.report(result, out if session.is_chief else None)
-        self.history, self.since_report = {"step": [], "train_loss": [], "lr": []}, []
+        self.history, self.since_report = self._new_history(), []
         return result
+
+    def _new_history(self) -> dict[str, list[float]]:
+        """The per-log-step values of the next report (the fp16 loss scale too)."""
+        keys = ("step", "train_loss", "lr") + (("loss_scale",) if self.precision.loss_scale is not None else ())
+        return {k: [] for k in keys}
 
     def _report(self, val: dict[str, float], final: bool, extra: dict[str, Any]) -> Report:
         world, train_s = self.session.world_size, self.train_s
@@ -280,6 +326,16 @@ def _batches_for_epoch(loader: Any, epoch: int, skip: int):
     for i, batch in enumerate(loader):
         if i >= skip:
             yield i, batch
+
+
+def _gradient_sync(model: Any, sync: bool) -> Any:
+    """DDP's ``no_sync`` on the micro-batches before the last of an optimizer step (their
+    gradients are summed locally and all-reduced once, with the last one's)."""
+    import contextlib
+
+    if sync or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
 
 
 def run_loop(cfg: TrialConfig, session: Session, *, prepared: Path | None = None,

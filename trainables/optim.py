@@ -35,7 +35,7 @@ def plan_steps(train: TrainConfig, n_train: int, *, world_size: int = 1) -> Step
     """E.g. E2E: 42,061 examples / batch 8 = 5,258 steps per epoch; 5 epochs = 26,290 steps
     (the paper's checkpoint is ``model.26289.pt``), with 500 warmup steps."""
     per_worker = math.ceil(n_train / world_size)
-    micro = max(1, math.ceil(per_worker / train.batch_size))
+    micro = max(1, math.ceil(per_worker / rank_batch_size(train.batch_size, world_size)))
     per_epoch = max(1, math.ceil(micro / train.grad_accum))
     total = train.max_steps or max(1, math.ceil(train.epochs * per_epoch))
     warmup = (round(train.warmup_ratio * total) if train.warmup_ratio is not None
@@ -43,6 +43,19 @@ def plan_steps(train: TrainConfig, n_train: int, *, world_size: int = 1) -> Step
     every = train.eval_every_steps or per_epoch
     evals = tuple(range(every, total, every)) + (total,)
     return StepPlan(micro, per_epoch, total, warmup, evals)
+
+
+def rank_batch_size(batch_size: int, world_size: int) -> int:
+    """Examples per batch on each of ``world_size`` ranks: ``train.batch_size`` is the global
+    batch (DDP averages the ranks' gradients), so a study's batch size means the same whatever
+    ``resources.workers_per_trial``; a UserError when the ranks cannot share it evenly."""
+    if batch_size % world_size:
+        from trainables.errors import UserError
+
+        raise UserError("train.batch_size", f"{batch_size} examples per batch do not split evenly over "
+                                            f"{world_size} workers (resources.workers_per_trial); use a "
+                                            f"multiple of {world_size}")
+    return batch_size // world_size
 
 
 def optimizer_class(train: TrainConfig) -> Any:

@@ -41,7 +41,9 @@ class Report:
     data_s: float
     wall_s: float
     history: dict[str, list[float]]
-    """``step``, ``train_loss``, ``lr`` at every log step since the previous report."""
+    """``step``, ``train_loss``, ``lr`` (and with fp16 ``loss_scale``, the gradient scaler's
+    factor: it halves at each step skipped for overflowing gradients) at every log step since
+    the previous report."""
     is_final: bool = False
     """The trial's last report: it carries the final scores."""
     trial_params: dict[str, Any] = field(default_factory=dict)

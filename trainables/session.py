@@ -27,6 +27,9 @@ class Session:
     world_rank: int = 0
     world_size: int = 1
     trial_id: str = "local"
+    resends_restored_report: bool = False
+    """Whether a checkpoint this session restores may be one whose report Tune never
+    received, so the loop sends that report again (:meth:`trainables.loop.Recipe._restore`)."""
 
     @property
     def device(self) -> Any:
@@ -49,9 +52,6 @@ class Session:
 
     def prepare_model(self, model: Any) -> Any:
         return model.to(self.device)
-
-    def prepare_loader(self, loader: Any) -> Any:
-        return loader
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         return values
@@ -113,7 +113,12 @@ class TuneSession(Session):
 
 
 class TrainSession(Session):
-    """The loop on one worker of a Ray Train worker group (DDP across the group)."""
+    """The loop on one worker of a Ray Train worker group (DDP across the group).
+
+    A restored group resumes from the latest checkpoint in Ray Train's storage, which can be
+    ahead of what Tune recorded (the driver died between them): it sends that report again."""
+
+    resends_restored_report = True
 
     def __init__(self) -> None:
         import ray.train
@@ -150,11 +155,6 @@ class TrainSession(Session):
         import ray.train.torch
 
         return ray.train.torch.prepare_model(model)
-
-    def prepare_loader(self, loader: Any) -> Any:
-        import ray.train.torch
-
-        return ray.train.torch.prepare_data_loader(loader, move_to_device=False)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
         import torch

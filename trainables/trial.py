@@ -232,12 +232,24 @@ def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
     trainer.fit()
 
 
+def _quiet_train_reports() -> None:
+    """Ray Train logs every report's whole metrics dict (the per-step history included) from
+    every rank, at INFO, under its module's file name; Tune's table shows the same results."""
+    import logging
+
+    with contextlib.suppress(ImportError):
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of the ``train`` shape: the same loop on every DDP rank."""
     from trainables.loop import run_loop
     from trainables.session import TrainSession
 
     _quiet_libraries()
+    _quiet_train_reports()
     if not config.get("bitsandbytes", True):
         skip_bitsandbytes()
     _set_threads(config["cpus"])

@@ -347,7 +347,7 @@ class MlflowRecorder(Callback):
 
         metrics = numbers(self.report_metrics, step)
         hist = result.get("history") or {}
-        for key in ("train_loss", "lr"):
+        for key in (k for k in hist if k != "step"):  # train_loss, lr (and the fp16 loss_scale)
             metrics += [[key, float(v), ts, int(s)] for s, v in zip(hist.get("step", []), hist.get(key, []))
                         if _is_number(v)]
         once_tags = {"lorasweep.peak_mem_kind": result["peak_mem_kind"]} if "peak_mem_kind" in result else {}

@@ -132,6 +132,11 @@ class Task(ABC):
     def train_loss(self, model: Any, batch: dict[str, torch.Tensor], cfg: TrialConfig) -> torch.Tensor:
         """The training objective for one batch (mean over its targets)."""
 
+    def train_targets(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many targets :meth:`train_loss` averages over (by default the batch's examples),
+        so that the ranks of a DDP trial weight their losses as one batch of all their targets."""
+        return int(batch["labels"].shape[0])
+
     @abstractmethod
     def eval_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Sum of the validation loss over a batch's targets, and how many targets it had."""
@@ -142,11 +147,17 @@ class Task(ABC):
         The default is the validation loss; a classifier adds accuracy, F1, ... ."""
         return {VAL_LOSS: evaluate_loss(self, model, loader, device, session, precision)}
 
+    shards_final_eval: ClassVar[bool] = False
+    """Whether :meth:`final_eval` runs on every rank of a worker group, sharing its work through
+    ``session`` (beam search), rather than on rank 0 alone while the others wait."""
+
     @abstractmethod
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: torch.device, out_dir: Path) -> dict[str, Any]:
+                   device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
         """Task metrics at the end of a full trial; may write outputs into ``out_dir``. A
-        metric that could not be computed is None, with the reason in ``final_note``."""
+        metric that could not be computed is None, with the reason in ``final_note``. Where
+        :attr:`shards_final_eval`, every rank calls it with its ``session`` and rank 0's
+        result is the trial's."""
 
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None

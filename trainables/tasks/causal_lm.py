@@ -199,10 +199,13 @@ class CausalLMTask(Task):
         out = model(**model_inputs(batch))
         return shifted_ce(out.logits, batch["labels"], label_smoothing=cfg.train.label_smoothing)
 
+    def train_targets(self, batch: dict[str, Any]) -> int:
+        return int((batch["labels"][:, 1:] != IGNORE).sum())
+
     def eval_loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
         out = model(**model_inputs(batch))
         total = shifted_ce(out.logits, batch["labels"], reduction="sum")
-        return total, int((batch["labels"][:, 1:] != IGNORE).sum())
+        return total, self.train_targets(batch)
 
 
 def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
@@ -217,37 +220,48 @@ def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,
-             device: torch.device) -> list[str]:
+             device: torch.device, session: Any = None) -> list[str]:
     """Beam-search continuations of token prompts, decoded and whitespace-normalised.
 
-    Prompts are left-padded so that every continuation starts at the same position; decoding
-    stops at the tokenizer's eos (the E2E format ends every target with it). Progress per
-    batch goes to stderr: a bar on a terminal, a line every half minute in a trial's log.
+    Prompts are decoded ``cfg.batch_size`` at a time, left-padded so that every continuation
+    starts at the same position; decoding stops at the tokenizer's eos (the E2E format ends
+    every target with it). With a ``session`` of several ranks (every rank calls this), rank
+    ``r`` decodes batches ``r``, ``r + world_size``, ... (each the batch one process decodes,
+    so each text is the one it decodes) and every rank returns all the texts, in order.
+    Progress per batch goes to stderr: a bar on a terminal, a line every half minute in a
+    trial's log.
     """
-    import torch
-
     from trainables.progress import progress
+
+    world, rank = (session.world_size, session.world_rank) if session is not None else (1, 0)
+    starts = range(0, len(prompts), cfg.batch_size)
+    mine = {start: _beam_search(model, tokenizer, prompts[start:start + cfg.batch_size], cfg, device)
+            for start in progress(starts[rank::world], desc=f"beam search ({len(prompts)} inputs, batches of "
+                                                             f"{cfg.batch_size})")}
+    if world > 1:
+        for part in session.all_gather(mine):
+            mine.update(part)
+    return [text for start in starts for text in mine[start]]
+
+
+def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg: EvalConfig,
+                 device: torch.device) -> list[str]:
+    """One batch of :func:`generate`."""
+    import torch
 
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
     model.eval()
-    outputs: list[str] = []
-    starts = range(0, len(prompts), cfg.batch_size)
-    for start in progress(starts, desc=f"beam search ({len(prompts)} inputs, batches of {cfg.batch_size})"):
-        chunk = prompts[start:start + cfg.batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, p in enumerate(chunk):
-            ids[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-            mask[row, width - len(p):] = 1
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device),
-                num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
-                no_repeat_ngram_size=cfg.no_repeat_ngram_size, max_new_tokens=cfg.max_new_tokens,
-                do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id,
-            )
-        for row in out[:, width:]:
-            text = tokenizer.decode(row, skip_special_tokens=True)
-            outputs.append(" ".join(text.split()))
-    return outputs
+    width = max(len(p) for p in chunk)
+    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for row, p in enumerate(chunk):
+        ids[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device),
+            num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
+            no_repeat_ngram_size=cfg.no_repeat_ngram_size, max_new_tokens=cfg.max_new_tokens,
+            do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id,
+        )
+    return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, width:]]

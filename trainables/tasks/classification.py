@@ -444,7 +444,7 @@ class ClassificationTask(PerExampleLogits, Task):
         return {VAL_LOSS: loss, **{f"val_{k}": v for k, v in scores.items()}}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: Any, out_dir: Path) -> dict[str, Any]:
+                   device: Any, out_dir: Path, session: Any = None) -> dict[str, Any]:
         from torch.utils.data import DataLoader
 
         from trainables.metrics.glue import compute

@@ -196,6 +196,7 @@ class E2ETask(CausalLMTask):
         MetricSpec("CIDEr", "max", "CIDEr", "{:.3f}"),
     )
     formats = ("paper", "raw")
+    shards_final_eval = True
 
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:
@@ -300,11 +301,13 @@ class E2ETask(CausalLMTask):
 
     # ----------------------------------------------------------- in the trial
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: torch.device, out_dir: Path) -> dict[str, Any]:
+                   device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
         from trainables.metrics.e2e import meteor_skipped_note
 
         test = data.test
-        hyps = generate(model, tokenizer, test["prompts"], cfg.eval, device=device)
+        hyps = generate(model, tokenizer, test["prompts"], cfg.eval, device=device, session=session)
+        if session is not None and not session.is_chief:
+            return {}
         scores = self.score(test, hyps, cfg)
         if scores.get("METEOR") is None:
             scores["final_note"] = meteor_skipped_note(cfg.eval.meteor)

@@ -260,7 +260,7 @@ class GuanacoTask(CausalLMTask):
                         stats=json.loads((path / "stats.json").read_text()), path=path)
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: torch.device, out_dir: Path) -> dict[str, Any]:
+                   device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
         from trainables.tasks.answers import answer_and_judge
 
         return answer_and_judge(model, tokenizer, data.test, cfg, device=device, out_dir=out_dir)

@@ -308,6 +308,7 @@ def encode_split(encoder: Encoder, questions: list[Question], *, max_length: int
 
 class SquadTask(CausalLMTask):
     name = "squad"
+    shards_final_eval = True
     final_metrics = (
         MetricSpec("EM", "max", "EM", "{:.2f}"),
         MetricSpec("F1", "max", "F1", "{:.2f}"),
@@ -382,12 +383,14 @@ class SquadTask(CausalLMTask):
 
     # ----------------------------------------------------------- in the trial
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: torch.device, out_dir: Path) -> dict[str, Any]:
+                   device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
         from trainables.metrics.e2e import meteor_skipped_note
         from trainables.metrics.squad import score_squad
 
         test = data.test
-        outputs = generate(model, tokenizer, test["prompts"], cfg.eval, device=device)
+        outputs = generate(model, tokenizer, test["prompts"], cfg.eval, device=device, session=session)
+        if session is not None and not session.is_chief:
+            return {}
         answers = [o.split("\n")[0].strip() for o in outputs]
         scores: dict[str, Any] = dict(score_squad(test["references"], answers, meteor=cfg.eval.meteor))
         skipped = data.stats.get("test_skipped", 0)

@@ -463,7 +463,7 @@ class VisionTask(PerExampleLogits, Task):
         return {"val_accuracy": 100.0 * correct / max(len(labels), 1), VAL_LOSS: loss}
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
-                   device: Any, out_dir: Path) -> dict[str, Any]:
+                   device: Any, out_dir: Path, session: Any = None) -> dict[str, Any]:
         """Accuracy on the official test set; ``test_predictions.csv`` in the outputs."""
         import csv
 

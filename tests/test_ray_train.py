@@ -1,0 +1,192 @@
+"""E2E trials on a Ray Train worker group (the ``train`` shape: DDP over gloo on CPU), end to end
+through the command line: real local Ray, a real MLflow SQLite store, real training of the tiny
+GPT-2 with real peft adapters (classification: ``test_ray_train_classification.py``).
+
+The same one-trial sweep runs as a one-process trial and as a 2-worker trial, and the two are
+compared: the same MLflow record (parameters, per-step and final metrics, tags, artifacts), the
+same per-step train loss (the 2 ranks train on halves of the same global batches), the same
+validation loss and the same beam-search outputs (evaluation and generation are sharded over the
+ranks and gathered). A worker group whose driver is killed resumes from its checkpoint.
+
+Both trials run fp32 on one thread per process, without dropout (the tiny GPT-2 is copied with its
+dropout probabilities set to 0, and the adapter's dropout is 0): dropout draws different masks for
+half a batch than for the whole, which no tolerance could cover.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from sweep_runs import run_sweep_command
+
+pytestmark = pytest.mark.integration
+
+E2E_SCRIPT = str(REPO / "sweeps" / "rank_e2e.py")
+STEPS = 6
+#: The smoke preset cut to 6 optimizer steps of a 16-example global batch (8 per rank on 2
+#: workers), 39 validation examples (batches of 16: the ranks evaluate 2 and 1 batches; a
+#: sampler that evened out the ranks would count one example twice) and 6 test inputs decoded
+#: 2 at a time (the ranks decode 2 and 1 of the 3 batches).
+E2E_FLAGS = ["--preset", "smoke", "--scheduler", "fifo",
+             "--set", f"train.max_steps={STEPS}", "--set", "train.eval_every_steps=3",
+             "--set", "train.log_every_steps=1", "--set", "train.warmup_steps=2",
+             "--set", "adapter.dropout=0", "--set", "data.train_limit=256", "--set", "data.val_limit=39",
+             "--set", "data.test_limit=6", "--set", "eval.num_beams=2", "--set", "eval.max_new_tokens=16",
+             "--set", "eval.batch_size=2", "--set", "eval.meteor=false"]
+ONE_PROCESS = ["--cpus-per-trial", "1"]
+TWO_WORKERS = ["--workers-per-trial", "2", "--cpus-per-trial", "2"]
+
+
+def _without_dropout(model_dir: Path, out: Path) -> Path:
+    """A copy of the tiny GPT-2 whose dropout probabilities are 0 (same weights)."""
+    shutil.copytree(model_dir, out)
+    config = json.loads((out / "config.json").read_text())
+    config.update({k: 0.0 for k in config if k.endswith("pdrop")})
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def _e2e_sweep(root: Path, name: str, model: Path, space: Path, *flags: str):
+    uri = f"sqlite:///{root / (name + '.db')}"
+    cmd = [sys.executable, E2E_SCRIPT, *E2E_FLAGS, "--model", str(model), "--search-space", str(space),
+           "--tracking-uri", uri, "--storage", str(root / "rr"), "--name", name, *flags]
+    sweep = run_sweep_command(cmd, cwd=root, uri=uri, experiment="lorasweep-rank_e2e", completed=1)
+    sweep.uri = uri
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def e2e_pair(tmp_path_factory, smoke_assets):
+    """The same E2E trial run as one process and on 2 workers: (one, two)."""
+    root = tmp_path_factory.mktemp("ray-train-e2e")
+    model = _without_dropout(Path(smoke_assets.model_dir), root / "gpt2-no-dropout")
+    space = root / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
+    one = _e2e_sweep(root, "one-process", model, space, *ONE_PROCESS)
+    two = _e2e_sweep(root, "two-workers", model, space, *TWO_WORKERS)
+    return one, two
+
+
+def _artifacts(client, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for a in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, a.path) if a.is_dir else {a.path}
+    return out
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _record(sweep) -> dict:
+    (trial,) = sweep.trials
+    client, run_id = sweep.client, trial.info.run_id
+    return {"params": set(trial.data.params), "metrics": set(trial.data.metrics), "tags": set(trial.data.tags),
+            "artifacts": _artifacts(client, run_id), "status": (trial.info.status, trial.data.tags["lorasweep.status"]),
+            "steps": {k: [s for s, _ in _history(client, run_id, k)] for k in ("train_loss", "val_loss", "lr")}}
+
+
+def test_a_two_worker_trial_is_recorded_as_a_one_process_trial_is(e2e_pair):
+    one, two = (_record(s) for s in e2e_pair)
+    assert one == two
+    assert one["status"] == ("FINISHED", "completed")
+    assert {"adapter/adapter_model.safetensors", "outputs/predictions.txt", "trial_config.json"} <= one["artifacts"]
+    assert {"BLEU", "NIST", "ROUGE_L", "CIDEr", "val_loss", "train_loss"} <= one["metrics"]
+    assert one["steps"] == {"train_loss": list(range(1, STEPS + 1)), "val_loss": [3, STEPS],
+                            "lr": list(range(1, STEPS + 1))}
+
+
+def test_two_workers_train_on_the_one_process_loss_step_by_step(e2e_pair):
+    """The ranks take halves (8 + 8) of the one-process trial's 16-example batches and weight
+    their per-token mean losses by their share of the batch's target tokens, so DDP's average
+    of their gradients is the one-process gradient, and each logged loss is the one-process
+    loss of that step, up to float32 rounding.
+
+    Tolerance: the rounding of float32 sums (unit roundoff u = 2^-24 = 6e-8) made in another
+    order (each rank's batch padded to its own longest example, the two halves' losses and
+    gradients added by the all-reduce). torch sums a tensor pairwise, exact to about
+    log2(n) u relative (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed.,
+    section 4.2): about 1e-6 for the ~1,000 target tokens of a batch or the 847 logits of a
+    softmax; a handful of such reductions chained through the 2-layer model: 1e-5. AdamW's
+    first steps move every weight by about lr whatever the gradient's size, so a difference
+    made at one step does not grow. A trial whose ranks averaged their per-token means
+    unweighted (each half's mean counted alike, whatever its number of target tokens) is
+    further off at most steps, though grouped batches keep the halves' lengths close."""
+    (one,), (two,) = (s.trials for s in e2e_pair)
+    a = _history(e2e_pair[0].client, one.info.run_id, "train_loss")
+    b = _history(e2e_pair[1].client, two.info.run_id, "train_loss")
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, STEPS + 1))
+    for (step, x), (_, y) in zip(a, b):
+        assert y == pytest.approx(x, rel=1e-5), (step, x, y)
+    assert a[-1][1] != a[0][1]  # the weights moved: the steps compare trained models
+
+
+def test_two_workers_validate_and_generate_what_one_process_does(e2e_pair, tmp_path):
+    """Validation (sharded by batch, summed over the ranks) and beam search (the ranks decode
+    their share of the test batches, gathered in order): the same validation loss at every
+    report and the same generated texts, hence the same BLEU."""
+    import mlflow
+
+    (one,), (two,) = (s.trials for s in e2e_pair)
+    for (step, x), (_, y) in zip(_history(e2e_pair[0].client, one.info.run_id, "val_loss"),
+                                 _history(e2e_pair[1].client, two.info.run_id, "val_loss")):
+        assert y == pytest.approx(x, rel=1e-6), step
+    texts = []
+    for sweep, run in zip(e2e_pair, (one, two)):
+        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="outputs",
+                                                    dst_path=str(tmp_path / run.info.run_id), tracking_uri=sweep.uri)
+        texts.append((Path(local) / "predictions.txt").read_text().splitlines())
+    assert len(texts[0]) == 6 and texts[0] == texts[1]
+    assert two.data.metrics["BLEU"] == pytest.approx(one.data.metrics["BLEU"], abs=1e-9)
+    assert math.isfinite(one.data.metrics["BLEU"])
+
+
+# --------------------------------------------------------------------------- a killed driver, resumed
+
+
+def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_killed(tmp_path, smoke_assets):
+    """The sweep's driver and its local Ray are SIGKILLed once the 2-worker trial's first report
+    (step 2 of 6) is in MLflow; ``--resume`` starts a new worker group of the same name, which
+    resumes from the latest checkpoint in the group's Ray Train storage. That storage may be
+    ahead of Tune (a report at step 4 checkpointed but never received): the restored group
+    sends its checkpoint's report again. Tune's record of the trial holds each step once or
+    sent again unchanged (a group started from scratch would report step 2 anew), and MLflow
+    every report once: no report lost between the two records."""
+    from mlflow import MlflowClient
+    from test_fault_tolerance import _stop_when, _trial_runs
+
+    db, name = tmp_path / "mlruns.db", "resumed"
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
+    cmd = [sys.executable, E2E_SCRIPT, "--preset", "smoke", "--scheduler", "fifo", "--search-space", str(space),
+           "--set", "train.max_steps=6", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1",
+           "--set", "eval.generate=false", "--set", "data.val_limit=32", *TWO_WORKERS,
+           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", name]
+    log = tmp_path / "sweep.log"
+    _stop_when(cmd, tmp_path, log, lambda: any(n >= 1 for _, _, _, n in _trial_runs(db)),
+               "after the first report", timeout=600)
+    done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (trial,) = [r for r in client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+                if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert trial.info.status == "FINISHED" and trial.data.tags["lorasweep.status"] == "completed"
+    assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6]
+    assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 7))
+    # Tune's record of the resumed attempt: it starts with its checkpoint's report, sent again
+    # unchanged (step 2: the wall time recorded before the kill; a group that trained from
+    # scratch would report step 2 anew) or at step 4 (Ray Train's storage was ahead of Tune).
+    (result,) = (tmp_path / "rr" / name).glob("tune_trial_*/result.json")
+    rows = [json.loads(line) for line in result.read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(set(steps)) and steps[0] in (2, 4) and steps[-1] == 6, steps
+    if steps[0] == 2:
+        assert rows[0]["wall_s"] == dict(_history(client, trial.info.run_id, "wall_s"))[2]

@@ -1,0 +1,110 @@
+"""Worker-group trials of a classification task (MiniLM on its smoke data, DDP over gloo on CPU)
+end to end through the command line, and how many worker-group trials run at once.
+
+The same two-trial sweep runs as one-process trials and on 2 workers: the healthy trial gets the
+same MLflow record in both shapes, and a trial whose loss turns NaN fails the same way in both
+(its worker's error recorded, retried once by ``--max-failures``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import REPO
+from test_ray_train import ONE_PROCESS, TWO_WORKERS, _history, _record
+
+pytestmark = pytest.mark.integration
+
+TC_SCRIPT = str(REPO / "sweeps" / "text_classification.py")
+#: MiniLM text classification on its smoke data, 4 steps of a 32-example global batch; a
+#: healthy trial and one at lr 1e6, whose loss turns NaN (the loop raises FloatingPointError on
+#: every rank: the logged loss is all-reduced), retried once.
+TC_FLAGS = ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "1",
+            "--set", "train.max_steps=4", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1"]
+TC_SPACE = ("scientific:\n  lr: {grid: [1.0e-3, 1.0e6]}\n"
+            "fixed: {r: 4, alpha_over_r: 2, dropout: 0.1, targets: qv}\n")
+
+
+def _classification_sweep(root: Path, name: str, space: Path, *flags: str) -> SimpleNamespace:
+    """The sweep as a user runs it: exit code 1 (a trial failed), the healthy trial completed."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{root / (name + '.db')}"
+    cmd = [sys.executable, TC_SCRIPT, *TC_FLAGS, "--search-space", str(space), "--tracking-uri", uri,
+           "--storage", str(root / "rr"), "--name", name, *flags]
+    proc = subprocess.run(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("lorasweep-text_classification").experiment_id])
+    trials = {float(r.data.params["train.lr"]): r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"}
+    return SimpleNamespace(out=proc.stdout, client=client, uri=uri, good=trials[1e-3], bad=trials[1e6])
+
+
+@pytest.fixture(scope="module")
+def classification_pair(tmp_path_factory):
+    """The same two-trial MiniLM sweep run as one-process trials and on 2 workers."""
+    root = tmp_path_factory.mktemp("ray-train-classification")
+    space = root / "space.yaml"
+    space.write_text(TC_SPACE)
+    return (_classification_sweep(root, "one-process", space, *ONE_PROCESS),
+            _classification_sweep(root, "two-workers", space, *TWO_WORKERS))
+
+
+def test_a_two_worker_classification_trial_is_recorded_as_a_one_process_trial_is(classification_pair):
+    one, two = ({**_record(SimpleNamespace(trials=[s.good], client=s.client)), "steps": None}
+                for s in classification_pair)
+    assert one == two
+    assert one["status"] == ("FINISHED", "completed")
+    assert {"val_accuracy", "val_macro_f1", "accuracy", "macro_f1", "val_loss", "train_loss"} <= one["metrics"]
+    assert {"adapter/adapter_model.safetensors", "outputs/test_predictions.csv"} <= one["artifacts"]
+    for sweep in classification_pair:
+        steps = [s for s, _ in _history(sweep.client, sweep.good.info.run_id, "train_loss")]
+        assert steps == [1, 2, 3, 4]
+
+
+def test_a_worker_that_raises_fails_its_trial_with_its_error_and_is_retried(classification_pair):
+    """Both shapes end the lr 1e6 trial the same way: failed after 2 attempts (--max-failures
+    1), the worker's error as the first line of the record and in the summary."""
+    records = []
+    for sweep in classification_pair:
+        assert "1 completed, 0 stopped early by ASHA, 1 failed" in sweep.out
+        assert "failed after 2 attempts: lr=1e+06" in sweep.out
+        assert "FloatingPointError: train loss is nan" in sweep.out
+        bad, tags = sweep.bad, sweep.bad.data.tags
+        assert bad.info.status == "FAILED" and tags["lorasweep.status"] == "failed"
+        assert tags["lorasweep.attempts"] == "2"
+        assert tags["lorasweep.error"].startswith("FloatingPointError: train loss is nan at step")
+        assert tags["lorasweep.error_attempt_1"].startswith("FloatingPointError: train loss is nan at step")
+        records.append((set(bad.data.params), set(tags), set(bad.data.metrics)))
+    assert records[0] == records[1]
+
+
+def test_worker_group_trials_run_as_many_at_once_as_the_cluster_holds_whole():
+    """Tune sees only a worker-group trial's 0.01-CPU driver; uncapped, it would start a trial
+    per sliver of CPU and their groups would wait on each other for ever. Grid and random
+    search are capped by their generator (which ignores Tune's max_concurrent_trials)."""
+    from conftest import sweep_config
+
+    from sweeps.planning import plan_sweep
+    from sweeps.tune_setup import max_concurrent, search_alg
+
+    cluster = {"CPU": 16.0, "GPU": 4.0}
+    groups = sweep_config("rank_e2e", "--preset", "smoke", "--workers-per-trial", "2", "--cpus-per-trial", "4")
+    assert max_concurrent(groups, cluster) == 4
+    assert max_concurrent(groups, {"CPU": 2.0}) == 1  # never 0: one trial runs when the cluster can hold it
+    gpus = sweep_config("rank_e2e", "--preset", "smoke", "--workers-per-trial", "2", "--cpus-per-trial", "2",
+                        "--gpus-per-trial", "2")
+    assert max_concurrent(gpus, cluster) == 2
+    capped = sweep_config("rank_e2e", "--preset", "smoke", "--workers-per-trial", "2", "--cpus-per-trial", "2",
+                          "--max-concurrent", "3")
+    assert max_concurrent(capped, cluster) == 3
+    one_process = sweep_config("rank_e2e", "--preset", "smoke", "--max-concurrent", "2")
+    assert max_concurrent(one_process, cluster) == 2  # Tune counts those trials' own resources
+    generator = search_alg(plan_sweep(one_process, prepare=False), "val_loss", "min", max_concurrent=2)
+    assert generator.max_concurrent == 2
