@@ -15,18 +15,12 @@ scripts and the tools under one name.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
+from sweeps.study_file import studies
 from trainables.errors import did_you_mean, one_of
 
 COMMANDS = ("run", "report", "export", "settings", "score", "cache")
 EXIT_USAGE = 2
-
-
-def studies() -> list[str]:
-    """The studies with a script and a preset file (``sweeps/presets/<study>.yaml``)."""
-    here = Path(__file__).resolve().parent
-    return sorted(p.stem for p in (here / "presets").glob("*.yaml") if (here / f"{p.stem}.py").is_file())
 
 
 def _usage(message: str | None = None) -> int:

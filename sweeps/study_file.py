@@ -39,6 +39,11 @@ from trainables.errors import UserError, did_you_mean, one_of
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
+def studies() -> list[str]:
+    """The built-in studies: those with a script and a preset file (``sweeps/presets/<study>.yaml``)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml") if (PRESETS_DIR.parent / f"{p.stem}.py").is_file())
+
+
 #: Top-level settings of a trial; ``--set train.lr=1e-4`` means ``trial.train.lr``.
 TRIAL_SECTIONS = ("task", "seed", "model", "data", "adapter", "train", "eval")
 

@@ -93,7 +93,7 @@ def study_description(study: str, fallback: str) -> str:
     docstring (``sweeps/<study>.py``), else ``fallback``, and where its runs are in the UI."""
     import importlib
 
-    from sweeps.command import studies
+    from sweeps.study_file import studies
 
     text = ""
     if study in studies():  # not a study file of one's own
