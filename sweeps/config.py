@@ -26,6 +26,12 @@ class SearchConfig:
     the same trial; replicates are ``--seeds N``."""
     max_concurrent: int | None = None
     """Trials running at once; null = as many as the resources allow."""
+    storage: str | None = None
+    """Where an optuna search keeps its Optuna study (one per group with groups), named after
+    the sweep: a SQLAlchemy URL (``sqlite:////abs/optuna.db``, ``postgresql://host/db``; the
+    password from the environment, e.g. ``PGPASSWORD``). null = ``optuna.db`` beside the MLflow
+    SQLite file, else beside a local Tune storage, else in memory. ``--resume`` continues the
+    study and ``--extend N`` adds trials to it."""
 
     def __post_init__(self) -> None:
         positive_int("num_samples", self.num_samples)

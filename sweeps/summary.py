@@ -35,7 +35,10 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     cfg = plan.cfg
     swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
-    print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
+    extra = f"; {plan.n_trials} more after {plan.prior_samples} sample(s)" if plan.prior_samples else ""
+    print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept}{extra})")
+    if plan.study_storage:
+        print(f"  Optuna study: {plan.name} in {plan.study_storage}")
     print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
@@ -117,15 +120,17 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
         print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
               f"({plan.tracking_uri} unreachable)", flush=True)
     recorder.writer.flush(max(0.0, deadline - time.monotonic()))
-    rows = _summary_rows(plan, task, results, recorder)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
     # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
     # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
     out_dir = Path("results") / plan.name if "://" in plan.storage else Path(plan.storage) / plan.name
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
+    rows = _summary_rows(plan, task, results, recorder)
+    rows = sorted(earlier_rows(csv_path, rows) + rows, key=lambda r: tuple(sort_key(r.get(p.short))
+                                                                           for p in plan.space.swept))
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["status"])
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["status"])
         writer.writeheader()
         writer.writerows(rows)
     _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
@@ -178,6 +183,32 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[di
         rows.append(row)
     rows.sort(key=lambda r: tuple(sort_key(r.get(p.short)) for p in swept))
     return rows
+
+
+#: Results CSV columns that are text whatever they look like.
+_TEXT_COLUMNS = ("trial_id", "mlflow_run_id", "status", "note", "error")
+
+
+def earlier_rows(csv_path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials of the sweep's earlier Tune runs (before an ``--extend``) that this run's
+    results do not hold, read back from its results CSV (numbers as numbers)."""
+    if not csv_path.exists():
+        return []
+    known = {r.get("trial_id") for r in rows}
+    with open(csv_path, newline="") as fh:
+        earlier = [{k: v if k in _TEXT_COLUMNS else _cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    return [r for r in earlier if r.get("trial_id") and r["trial_id"] not in known]
+
+
+def _cell(text: str) -> Any:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(text, text)
 
 
 def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], out_dir: Path,
