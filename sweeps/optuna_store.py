@@ -140,7 +140,7 @@ def extension(cfg: SweepConfig, n: int) -> tuple[SweepConfig, int]:
     from trainables.mlflow_names import default_tracking_uri
 
     stored = stored_config(cfg, verb="extend")
-    name, algorithm = stored.name or "", stored.search.algorithm
+    name, algorithm = stored.name or cfg.name or "", stored.search.algorithm
     if algorithm != "optuna":
         raise UserError("--extend", f"sweep {name!r} used {algorithm} search: no Optuna study to add trials "
                                     "to; only a search.algorithm=optuna sweep can be extended")

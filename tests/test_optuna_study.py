@@ -1,0 +1,117 @@
+"""An optuna sweep keeps its Optuna study in an RDB storage beside the MLflow store, and
+``--extend N`` adds trials to it under the same MLflow parent run.
+
+One tiny sweep runs once for the module (the real command line in this process, real local
+Ray, a real MLflow SQLite store and Optuna SQLite storage): 2 trials of a sampled learning
+rate, then ``--extend 2``. How :class:`~sweeps.searchers.StudySearch` tells each kind of
+ending is checked on an in-memory study, with the values worked out by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+
+import pytest
+
+SPACE = "nuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\nfixed: {r: 4, alpha: 32, targets: qv}\n"
+NAME = "tiny-optuna"
+QUICK = ["--preset", "smoke", "--scheduler", "fifo", "--search-alg", "optuna", "--set", "eval.generate=false",
+         "--set", "data.val_limit=32", "--set", "train.max_steps=4", "--set", "train.warmup_steps=0",
+         "--set", "train.log_every_steps=2"]
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    from sweeps.cli import run_study
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_study("rank_e2e", argv)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory, smoke_assets):
+    """The sweep (2 trials) and its ``--extend 2``, run once: each run's exit code and output,
+    the MLflow store's URI, the Optuna storage's URL and the sweep's directory."""
+    root = tmp_path_factory.mktemp("optuna_study")
+    (root / "space.yaml").write_text(SPACE)
+    where = ["--tracking-uri", f"sqlite:///{root / 'mlruns.db'}", "--storage", str(root / "rr"), "--name", NAME]
+    cwd = os.getcwd()
+    os.chdir(root)  # MLflow's default artifact root is ./mlruns
+    try:
+        first = _run([*QUICK, "--search-space", str(root / "space.yaml"), "--num-samples", "2", *where])
+        extension = _run(["--preset", "smoke", *where, "--extend", "2"])
+    finally:
+        os.chdir(cwd)
+    return {"first": first, "extension": extension, "uri": f"sqlite:///{root / 'mlruns.db'}",
+            "storage": f"sqlite:///{root / 'optuna.db'}", "dir": root / "rr" / NAME}
+
+
+@pytest.mark.integration
+def test_the_study_holds_every_trial_with_its_value(extended):
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    (code1, out1), (code2, out2) = extended["first"], extended["extension"]
+    assert code1 == 0 and code2 == 0, out1[-3000:] + out2[-3000:]
+    assert f"Optuna study: {NAME} in {extended['storage']}" in out1
+    assert "trials: 2 (optuna; sweeping lr: loguniform [0.0001, 0.01]; 2 more after 2 sample(s))" in out2
+    assert "4 completed, 0 stopped early by ASHA, 0 failed" in out2  # the summary covers both runs
+
+    study = optuna.load_study(study_name=NAME, storage=extended["storage"])
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    lrs = [t.params["train.lr"] for t in trials]
+    assert len(set(lrs)) == 4  # the extension drew new learning rates, not the first run's again
+
+    client = MlflowClient(tracking_uri=extended["uri"])
+    runs = client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert parent.info.status == "FINISHED" and parent.data.tags["lorasweep.extended"] == "2+2"
+    assert parent.data.tags["lorasweep.optuna.storage"] == extended["storage"]
+    assert parent.data.tags["lorasweep.optuna.studies"] == NAME
+    # Each Optuna trial's value is the final val_loss MLflow recorded for the trial of its lr.
+    recorded = {float(c.data.params["train.lr"]): c.data.metrics["val_loss"] for c in children}
+    assert sorted(recorded) == pytest.approx(sorted(lrs), rel=1e-9)
+    for t in trials:
+        lr = min(recorded, key=lambda x: abs(x - t.params["train.lr"]))
+        assert t.value == pytest.approx(recorded[lr], rel=1e-9)
+    stored = json.loads((extended["dir"] / "lorasweep_sweep.json").read_text())
+    assert stored["search"]["num_samples"] == 4
+
+
+def test_each_ending_is_told_to_the_study():
+    """COMPLETE with the final value; ASHA's stop PRUNED at the last reported value (1.5, its
+    second report); an error, or a final value that is not finite, FAIL."""
+    import optuna
+    from optuna.trial import TrialState
+    from ray import tune
+
+    from sweeps.searchers import StudySearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = StudySearch(space={"lr": tune.loguniform(1e-4, 1e-2)}, metric="val_loss", mode="min",
+                         sampler=optuna.samplers.TPESampler(seed=0), study_name="endings")
+    for tid in "abcd":
+        assert 1e-4 <= search.suggest(tid)["lr"] <= 1e-2
+    search.on_trial_result("a", {"val_loss": 2.0, "training_iteration": 1})
+    search.on_trial_result("a", {"val_loss": 1.5, "training_iteration": 2})
+    search.on_trial_complete("a", {"val_loss": 1.5, "training_iteration": 2, "is_final": False})
+    search.on_trial_result("b", {"val_loss": 1.4, "training_iteration": 1})
+    search.on_trial_complete("b", {"val_loss": 1.2, "training_iteration": 2, "is_final": True})
+    search.on_trial_complete("c", error=True)
+    search.on_trial_complete("d", {"val_loss": math.nan, "training_iteration": 1, "is_final": True})
+    search.on_trial_complete("b", {"val_loss": 0.1, "training_iteration": 3, "is_final": True})  # once only
+    trials = search._ot_study.get_trials()
+    assert [(t.state, t.value) for t in trials] == [
+        (TrialState.PRUNED, 1.5), (TrialState.COMPLETE, 1.2), (TrialState.FAIL, None), (TrialState.FAIL, None)]
+    assert trials[0].intermediate_values == {1: 2.0, 2: 1.5}
