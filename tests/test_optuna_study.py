@@ -37,16 +37,23 @@ def _run(argv: list[str]) -> tuple[int, str]:
 def extended(tmp_path_factory, smoke_assets):
     """The sweep (2 trials) and its ``--extend 2``, run once: each run's exit code and output,
     the MLflow store's URI, the Optuna storage's URL and the sweep's directory."""
+    import ray
+
+    from sweeps.ray_start import _init_ray
+
     root = tmp_path_factory.mktemp("optuna_study")
     (root / "space.yaml").write_text(SPACE)
     where = ["--tracking-uri", f"sqlite:///{root / 'mlruns.db'}", "--storage", str(root / "rr"), "--name", NAME]
     cwd = os.getcwd()
     os.chdir(root)  # MLflow's default artifact root is ./mlruns
+    started = _init_ray()  # one local Ray for both runs (a sweep joins a running one)
     try:
         first = _run([*QUICK, "--search-space", str(root / "space.yaml"), "--num-samples", "2", *where])
         extension = _run(["--preset", "smoke", *where, "--extend", "2"])
     finally:
         os.chdir(cwd)
+        if started:
+            ray.shutdown()
     return {"first": first, "extension": extension, "uri": f"sqlite:///{root / 'mlruns.db'}",
             "storage": f"sqlite:///{root / 'optuna.db'}", "dir": root / "rr" / NAME}
 
@@ -87,6 +94,27 @@ def test_the_study_holds_every_trial_with_its_value(extended):
         assert t.value == pytest.approx(recorded[lr], rel=1e-9)
     stored = json.loads((extended["dir"] / "lorasweep_sweep.json").read_text())
     assert stored["search"]["num_samples"] == 4
+
+
+@pytest.mark.integration
+def test_the_report_draws_the_stored_study(extended, tmp_path):
+    """The report's Optuna section: the optimisation history and parallel coordinates of the
+    study the parent run names, drawn from its 4 completed trials, as PNG and SVG."""
+    import optuna
+
+    from analysis.load import load
+    from analysis.report import Report, _study_section
+
+    data = load(extended["uri"], experiment="lorasweep-rank_e2e")
+    report = Report(out_dir=tmp_path, html=tmp_path / "report.html")
+    html = _study_section(report, data.sweeps[0], "val loss")
+    assert f"Optuna study: rank_e2e / {NAME}" in html
+    values = sorted(t.value for t in optuna.load_study(study_name=NAME, storage=extended["storage"]).trials)
+    for kind in ("history", "parallel"):
+        drawn = report.figures[f"optuna_{kind}_{NAME}"]
+        assert drawn["trials"] == drawn["completed"] == 4 and sorted(drawn["values"]) == values
+        assert (tmp_path / f"optuna_{kind}_{NAME}.png").stat().st_size > 0
+        assert (tmp_path / f"optuna_{kind}_{NAME}.svg").stat().st_size > 0
 
 
 def test_each_ending_is_told_to_the_study():
