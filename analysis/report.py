@@ -20,7 +20,8 @@ It writes into ``--out``:
 - ``curves_<sweep>.png`` / ``.svg``: learning curves, ASHA's stops and rungs;
 - ``importance_<sweep>.png`` / ``.svg`` / ``.csv``: hyperparameter importance (Optuna sweeps);
 - ``optuna_history_<study>.png`` / ``optuna_parallel_<study>.png`` (and ``.svg``): Optuna's
-  optimisation history and parallel coordinates of each study an Optuna sweep stored;
+  optimisation history and parallel coordinates of each study an Optuna sweep stored, and
+  ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
 ``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: the trial each
@@ -312,7 +313,8 @@ def _study_section(report: Report, sweep: Any, objective: str) -> str:
     parts = [f"<h2>Optuna study: {html.escape(sweep.label)}</h2>"]
     for stored in studies:
         for kind, fig, drawn in study_figures(stored.study, objective):
-            what = "optimisation history" if kind == "history" else "parallel coordinates"
+            what = {"history": "optimisation history", "parallel": "parallel coordinates",
+                    "pareto": "Pareto front of the metric and the trainable parameters"}[kind]
             parts.append(_figure(report, fig, drawn, f"optuna_{kind}_{slug(stored.name)}",
                                  f"Study {stored.name}: {what} (optuna.visualization.matplotlib), "
                                  f"{drawn['completed']} of {drawn['trials']} trials completed."))

@@ -39,20 +39,25 @@ def stored_studies(sweep: Any) -> tuple[list[StoredStudy], str]:
 
 def study_figures(study: Any, objective: str) -> list[tuple[str, Any, dict[str, Any]]]:
     """``(kind, figure, drawn)`` for the optimisation history and the parallel coordinates
-    (the latter once the study has completed trials); ``objective``: the value's name."""
+    (the latter once the study has completed trials) of ``objective`` (the first value); for
+    a multi-objective study (``search.objectives=metric+params``) also its Pareto front."""
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
+    multi = len(study.directions) > 1
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    drawn = {"trials": len(study.trials), "completed": len(done), "values": [t.value for t in done]}
+    drawn = {"trials": len(study.trials), "completed": len(done), "values": [t.values[0] for t in done]}
+    first = {"target": (lambda t: t.values[0]) if multi else None, "target_name": objective}
     out = []
     with warnings.catch_warnings():  # Optuna's matplotlib plots are marked experimental
         warnings.simplefilter("ignore")
-        ax = ovm.plot_optimization_history(study, target_name=objective)
-        ax.figure.tight_layout()
-        out.append(("history", ax.figure, drawn))
+        out.append(("history", ovm.plot_optimization_history(study, **first).figure, drawn))
         if done:
-            ax = ovm.plot_parallel_coordinate(study, target_name=objective)
-            ax.figure.tight_layout()
-            out.append(("parallel", ax.figure, drawn))
+            out.append(("parallel", ovm.plot_parallel_coordinate(study, **first).figure, drawn))
+        if multi and done:
+            front = {**drawn, "front": sorted(tuple(t.values) for t in study.best_trials)}
+            ax = ovm.plot_pareto_front(study, target_names=[objective, "trainable parameters"])
+            out.append(("pareto", ax.figure, front))
+    for _, fig, _ in out:
+        fig.tight_layout()
     return out

@@ -195,3 +195,52 @@ def fail_orphans(url: str | None, sweep: str) -> int:
             study.tell(trial.number, state=TrialState.FAIL)
             count += 1
     return count
+
+
+def check_objectives(cfg: SweepConfig, groups: tuple[str, ...] | None, url: str | None) -> None:
+    """``search.objectives=metric+params`` needs one study over the whole space, stored."""
+    if cfg.search.objectives == "metric":
+        return
+    if groups is not None:
+        raise UserError("search.objectives", f"{cfg.search.objectives} needs one Optuna study over the whole "
+                                             f"space, but trials are grouped by {', '.join(groups)} "
+                                             "(scheduler.groups); set scheduler.groups=none")
+    if url is None:
+        raise UserError("search.objectives", f"{cfg.search.objectives} needs a stored Optuna study; set "
+                                             "search.storage to a SQLAlchemy URL")
+
+
+#: Child-run tag of a multi-objective sweep's trials: "true" on its Pareto front.
+PARETO_TAG = "lorasweep.pareto"
+
+
+def pareto_trial_ids(url: str | None, sweep: str) -> set[str] | None:
+    """The Tune trial ids of the Pareto front of a multi-objective sweep's study (None for a
+    single-objective study or none stored)."""
+    if url is None or study_name(sweep) not in sweep_studies(url, sweep):
+        return None
+    import optuna
+
+    study = optuna.load_study(study_name=study_name(sweep), storage=rdb(url))
+    if len(study.directions) < 2:
+        return None
+    return {t.user_attrs.get("trial_id") for t in study.best_trials}
+
+
+def record_pareto(plan: Any, rows: list[dict[str, Any]], recorder: Any, describe: Any) -> None:
+    """A multi-objective sweep's Pareto front: printed (``describe(row)`` names a trial) and
+    tagged on every trial's MLflow run (``true`` on the front, ``false`` off it; an extension
+    moves the front)."""
+    front = pareto_trial_ids(plan.study_storage, plan.name)
+    if front is None:
+        return
+    on = [r for r in rows if r.get("trial_id") in front]
+    print(f"  Pareto front ({plan.cfg.search.objectives}): {len(on)} of {len(rows)} trials: "
+          + "; ".join(describe(r) for r in on))
+    tagged = [(r["mlflow_run_id"], "true" if r in on else "false") for r in rows if r.get("mlflow_run_id")]
+
+    def write(client: Any) -> None:
+        for run_id, value in tagged:
+            client.set_tag(run_id, PARETO_TAG, value)
+
+    recorder.writer.submit("sweep", "the Pareto front's tags", write)

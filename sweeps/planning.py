@@ -20,7 +20,7 @@ from trainables.errors import UserError
 from trainables.schema import OTHER_ALPHA, from_dict, to_dict
 from sweeps.checks import check_model, check_repeats, warm_starts, within_budget
 from sweeps.grouping import group_keys, group_points, grouped_search, leaves_nothing_to_prune, sampled_keys, searched_space
-from sweeps.optuna_store import check_study_storage, study_storage
+from sweeps.optuna_store import check_objectives, check_study_storage, study_storage
 from sweeps.plan import Plan
 from sweeps.ray_start import warm_runtime_env
 from sweeps.storage import check_storage, default_name, storage_path
@@ -95,6 +95,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if config_checked is not None:  # at most the grid's trials (a budget may keep fewer)
         config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes,
                                         max_trials=trial_count(cfg, space, groups=groups)))
+    check_objectives(cfg, groups, study_url)
     # imports Ray Tune
     param_space = to_tune(searched_space(space, groups) if grouped_search(cfg, groups) else space,
                           algorithm=cfg.search.algorithm)

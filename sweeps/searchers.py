@@ -35,10 +35,24 @@ class StudySearch(OptunaSearch):
     ASHA stopped is ``PRUNED``: Optuna records its last reported value as it does for a trial
     its own pruner stops, and TPE ranks it below the completed ones (Tune would tell it
     ``COMPLETE`` with a value from fewer epochs). One that raised, or whose last value is not
-    a finite number, is ``FAIL`` (TPE ignores it)."""
+    a finite number, is ``FAIL`` (TPE ignores it). With a list of metrics (multi-objective),
+    the study gets each trial's values of all of them. Each Optuna trial keeps its Tune trial
+    id (user attribute ``trial_id``), which names its MLflow child run."""
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
+                              **spec: Any) -> bool:
+        if isinstance(self._metric, list):  # the objectives given at construction stay
+            metric, mode = None, None
+        return super().set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials and "trial_id" not in self._ot_trials[trial_id].user_attrs:
+            self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id in self._ot_trials and _number(result.get(self.metric)):
+        if trial_id in self._ot_trials and not isinstance(self.metric, list) and _number(result.get(self.metric)):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
@@ -47,14 +61,16 @@ class StudySearch(OptunaSearch):
 
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        value = (result or {}).get(self.metric)
-        if error or not _number(value):
-            state, values = TrialState.FAIL, None
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [(result or {}).get(m) for m in metrics]
+        if error or not all(_number(v) for v in values):
+            state, told = TrialState.FAIL, None
         elif not (result or {}).get(K.is_final):
-            state, values = TrialState.PRUNED, None
+            state, told = TrialState.PRUNED, None
         else:
-            state, values = TrialState.COMPLETE, float(value)
-        self._ot_study.tell(self._ot_trials[trial_id], values, state=state)
+            told = [float(v) for v in values]
+            state, told = TrialState.COMPLETE, told if isinstance(self.metric, list) else told[0]
+        self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
         self._completed_trials.add(trial_id)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from analysis.values import finite, fmt_value, sort_key
 from sweeps.grouping import leaves_nothing_to_prune
+from sweeps.optuna_store import record_pareto
 from sweeps.plan import Plan
 from sweeps.tracking.store import flush_timeout_s
 from trainables.mlflow_names import default_tracking_uri
@@ -134,6 +135,8 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
         writer.writeheader()
         writer.writerows(rows)
     _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
+    record_pareto(plan, rows, recorder, lambda r: f"{_label(r, plan.space.swept)} ({task.metric.heading} "
+                  f"{fmt_value(r.get(task.metric.name), '{:.4f}')}, {fmt_value(r.get(K.trainable_params), '{:,}')})")
     print(f"  results CSV: {csv_path.resolve()}")
     print(f"  MLflow: parent run {parent} in {plan.tracking_uri}")
     if plan.tracking_uri.startswith("sqlite:"):

@@ -26,6 +26,8 @@ def search_alg(plan: Plan, metric: str, mode: str) -> Any:
             return GroupedOptuna(points=plan.group_points, space=plan.param_space,
                                  samples=cfg.search.num_samples, metric=metric, mode=mode, seed=cfg.seed,
                                  sweep=plan.name, storage=plan.study_storage, prior=plan.prior_samples)
+        if cfg.search.objectives == "metric+params":  # the Pareto front of quality and size
+            metric, mode = [metric, K.trainable_params], [mode, "min"]  # type: ignore[assignment]
         return StudySearch(metric=metric, mode=mode, sampler=sampler(cfg.seed, prior=plan.prior_samples),
                            study_name=study_name(plan.name), storage=rdb(plan.study_storage))
     import random

@@ -80,6 +80,7 @@ def _spaces(tmp: Path) -> None:
         "noscience": "nuisance:\n  lr: {grid: [1.0e-3, 1.0e-2]}\n",
         "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
         "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
+        "optunarank": "scientific:\n  r: {choice: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -216,6 +217,11 @@ CASES = [
     ("optuna-storage-password", E2E, ["--search-alg", "optuna", "--set",
                                       "search.storage=postgresql://alice:planted-secret@db.example.org/optuna"],
      "search.storage", "postgresql://***@db.example.org/optuna) would be recorded", None),
+    ("objectives-without-optuna", E2E, ["--set", "search.objectives=metric+params"], "search.objectives",
+     "metric+params needs search.algorithm=optuna (a multi-objective sampler), got grid", None),
+    ("objectives-within-groups", E2E, ["--search-alg", "optuna", "--search-space", "{tmp}/optunarank.yaml",
+                                       "--set", "search.objectives=metric+params"], "search.objectives",
+     "trials are grouped by adapter.r (scheduler.groups); set scheduler.groups=none", _spaces),
     ("alpha-set-while-alpha-over-r-swept", E2E, ["--search-space", "{tmp}/alphaoverr.yaml", "--set",
                                                  "adapter.alpha=16"], "adapter.alpha", "the search space sweeps it",
      _spaces),

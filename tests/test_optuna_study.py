@@ -121,13 +121,13 @@ def test_each_ending_is_told_to_the_study():
     """COMPLETE with the final value; ASHA's stop PRUNED at the last reported value (1.5, its
     second report); an error, or a final value that is not finite, FAIL."""
     import optuna
+    from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
-    from ray import tune
 
     from sweeps.searchers import StudySearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = StudySearch(space={"lr": tune.loguniform(1e-4, 1e-2)}, metric="val_loss", mode="min",
+    search = StudySearch(space={"lr": FloatDistribution(1e-4, 1e-2, log=True)}, metric="val_loss", mode="min",
                          sampler=optuna.samplers.TPESampler(seed=0), study_name="endings")
     for tid in "abcd":
         assert 1e-4 <= search.suggest(tid)["lr"] <= 1e-2
@@ -143,3 +143,34 @@ def test_each_ending_is_told_to_the_study():
     assert [(t.state, t.value) for t in trials] == [
         (TrialState.PRUNED, 1.5), (TrialState.COMPLETE, 1.2), (TrialState.FAIL, None), (TrialState.FAIL, None)]
     assert trials[0].intermediate_values == {1: 2.0, 2: 1.5}
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path):
+    """``search.objectives=metric+params``: each trial's val_loss and trainable parameters go to
+    the study; of (1.5, 100), (1.2, 800) and (1.6, 800) the third is dominated by the second
+    (worse loss, as many parameters), so the front is the first two; the report draws it."""
+    import optuna
+    from optuna.trial import TrialState
+    from ray import tune
+
+    from analysis.studies import study_figures
+    from sweeps.optuna_store import pareto_trial_ids, rdb
+    from sweeps.searchers import StudySearch
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    search = StudySearch(metric=["val_loss", "trainable_params"], mode=["min", "min"], study_name="mo",
+                         sampler=optuna.samplers.TPESampler(seed=0), storage=rdb(url))
+    search.set_search_properties("val_loss", "min", {"lr": tune.loguniform(1e-4, 1e-2)})  # as Tune does
+    for tid in "abcd":
+        search.suggest(tid)
+    for tid, loss, params in (("a", 1.5, 100), ("b", 1.2, 800), ("c", 1.6, 800)):
+        search.on_trial_complete(tid, {"val_loss": loss, "trainable_params": params, "is_final": True})
+    search.on_trial_complete("d", {"val_loss": 1.0, "trainable_params": 10, "is_final": False})
+    study = optuna.load_study(study_name="mo", storage=url)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    assert [(t.state, t.values) for t in study.trials] == [
+        (TrialState.COMPLETE, [1.5, 100.0]), (TrialState.COMPLETE, [1.2, 800.0]),
+        (TrialState.COMPLETE, [1.6, 800.0]), (TrialState.PRUNED, None)]
+    assert pareto_trial_ids(url, "mo") == {"a", "b"}
+    figures = {kind: drawn for kind, _, drawn in study_figures(study, "val loss")}
+    assert figures["pareto"]["front"] == [(1.2, 800.0), (1.5, 100.0)]

@@ -427,10 +427,8 @@ class MlflowRecorder(Callback):
           but the killed driver's last writes for it were lost): ended with that status;
         * a run of a trial Tune never recorded (it started, and maybe ended, after Tune's last
           experiment snapshot; the resumed searcher suggested its configuration again as a new
-          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once.
-
-        Runs begun before ``since_ms`` (the Tune snapshot the resume started from) that Tune
-        does not hold are an earlier Tune run's (an extended sweep's first run) and stay.
+          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once;
+          but not one begun before ``since_ms`` (the snapshot resumed): an extended sweep's.
         """
 
         def write(client: Any) -> None:
