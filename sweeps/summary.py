@@ -36,10 +36,13 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     cfg = plan.cfg
     swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
-    extra = f"; {plan.n_trials} more after {plan.prior_samples} sample(s)" if plan.prior_samples else ""
+    per = " per group" if plan.group_points else ""
+    extra = f"; {plan.n_trials} more after {plan.prior_samples} sample(s){per}" if plan.prior_samples else ""
     print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept}{extra})")
     if plan.study_storage:
-        print(f"  Optuna study: {plan.name} in {plan.study_storage}")
+        n = len(plan.group_points or [])
+        which = f"studies {plan.name}/group-0..{n - 1} (one per group)" if n else f"study {plan.name}"
+        print(f"  Optuna {which} in {plan.study_storage}")
     print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
