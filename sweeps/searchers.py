@@ -37,7 +37,11 @@ class StudySearch(OptunaSearch):
     ``COMPLETE`` with a value from fewer epochs). One that raised, or whose last value is not
     a finite number, is ``FAIL`` (TPE ignores it). With a list of metrics (multi-objective),
     the study gets each trial's values of all of them. Each Optuna trial keeps its Tune trial
-    id (user attribute ``trial_id``), which names its MLflow child run."""
+    id (user attribute ``trial_id``), which names its MLflow child run.
+
+    The study lives in its storage, ahead of Tune's experiment snapshot: a trial a killed
+    driver's searcher had already told the study keeps that record when ``--resume`` runs it
+    again from its checkpoint (its reports and end are not told twice)."""
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any],
                               **spec: Any) -> bool:
@@ -52,8 +56,13 @@ class StudySearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         if trial_id in self._ot_trials and not isinstance(self.metric, list) and _number(result.get(self.metric)):
-            super().on_trial_result(trial_id, result)
+            try:
+                super().on_trial_result(trial_id, result)
+            except UpdateFinishedTrialError:
+                pass  # told already, by the driver a --resume took over from
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
@@ -70,7 +79,7 @@ class StudySearch(OptunaSearch):
         else:
             told = [float(v) for v in values]
             state, told = TrialState.COMPLETE, told if isinstance(self.metric, list) else told[0]
-        self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
+        self._ot_study.tell(self._ot_trials[trial_id], told, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 
 

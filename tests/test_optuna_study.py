@@ -139,6 +139,11 @@ def test_each_ending_is_told_to_the_study():
     search.on_trial_complete("c", error=True)
     search.on_trial_complete("d", {"val_loss": math.nan, "training_iteration": 1, "is_final": True})
     search.on_trial_complete("b", {"val_loss": 0.1, "training_iteration": 3, "is_final": True})  # once only
+    # A resumed driver's searcher (its state from before "a" ended) hears "a" again: the study
+    # keeps its record.
+    search._completed_trials.discard("a")
+    search.on_trial_result("a", {"val_loss": 1.9, "training_iteration": 3})
+    search.on_trial_complete("a", {"val_loss": 1.1, "training_iteration": 3, "is_final": True})
     trials = search._ot_study.get_trials()
     assert [(t.state, t.value) for t in trials] == [
         (TrialState.PRUNED, 1.5), (TrialState.COMPLETE, 1.2), (TrialState.FAIL, None), (TrialState.FAIL, None)]
