@@ -19,6 +19,9 @@ It writes into ``--out``:
   sources' curves of each model;
 - ``curves_<sweep>.png`` / ``.svg``: learning curves, ASHA's stops and rungs;
 - ``importance_<sweep>.png`` / ``.svg`` / ``.csv``: hyperparameter importance (Optuna sweeps);
+- ``optuna_history_<study>.png`` / ``optuna_parallel_<study>.png`` (and ``.svg``): Optuna's
+  optimisation history and parallel coordinates of each study an Optuna sweep stored, and
+  ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
 ``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: the trial each
@@ -128,6 +131,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
             res = imp.param_importances(sweep, trials, history, task, ranking[task.name])
             report.importances[sweep.run_id] = res
             sections.append(_importance_section(report, res))
+            sections.append(_study_section(report, sweep, task.metric.heading))
     if not any(s.algorithm == "optuna" for s in data.sweeps):
         report.notes.append("no Optuna sweep selected: no hyperparameter importances")
 
@@ -314,6 +318,29 @@ def _importance_section(report: Report, res: Any) -> str:
     return head + _figure(report, fig, res.importances, stem,
                           f"optuna.importance.get_param_importances ({res.evaluator}) on the study "
                           f"rebuilt from MLflow: {counts}.")
+
+
+def _study_section(report: Report, sweep: Any, objective: str) -> str:
+    """The sweep's stored Optuna studies: Optuna's optimisation history and parallel
+    coordinates of each (one study per group with groups)."""
+    import matplotlib.pyplot as plt
+
+    from analysis.studies import stored_studies, study_figures
+
+    studies, note = stored_studies(sweep)
+    if not studies:
+        report.notes.append(f"sweep {sweep.name}: no Optuna study plots ({note})")
+        return ""
+    parts = [f"<h2>Optuna study: {html.escape(sweep.label)}</h2>"]
+    for stored in studies:
+        for kind, fig, drawn in study_figures(stored.study, objective):
+            what = {"history": "optimisation history", "parallel": "parallel coordinates",
+                    "pareto": "Pareto front of the metric and the trainable parameters"}[kind]
+            parts.append(_figure(report, fig, drawn, f"optuna_{kind}_{slug(stored.name)}",
+                                 f"Study {stored.name}: {what} (optuna.visualization.matplotlib), "
+                                 f"{drawn['completed']} of {drawn['trials']} trials completed."))
+            plt.close(fig)
+    return "".join(parts)
 
 
 _CSS = """

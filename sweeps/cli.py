@@ -128,6 +128,9 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
                                              "at start; past it the trial fails as out of memory")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep (--name, or the study's latest)")
+    p.add_argument("--extend", metavar="N", help="add N trials (per group with groups) to a finished "
+                                                  "optuna sweep (--name, or the study's latest): its "
+                                                  "study and MLflow parent run go on")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config and trial count, launch nothing")
     return p
@@ -214,6 +217,7 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     parser = build_parser(spec, doc=doc, prog=prog)
     args = parser.parse_args(argv)
     try:
+        extend = extend_count(args)
         cfgs = chain.order(build_configs(spec, args), spec)
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
@@ -221,14 +225,14 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         from sweeps.runner import run_sweep
         from sweeps.storage import check_name_is_new
 
-        if len(cfgs) > 1 and not args.resume:
+        if len(cfgs) > 1 and not args.resume and not extend:
             for cfg in cfgs:
                 check_name_is_new(cfg)
                 plan_sweep(chain.for_planning(cfg), prepare=False)
         codes, outcomes, by_part = [], [], {}
         for cfg in cfgs:
             cfg = chain.resolved(cfg, by_part)
-            outcome = run_sweep(cfg, resume=args.resume, warm_workers=len(cfgs) == 1)
+            outcome = run_sweep(cfg, resume=args.resume, extend=extend, warm_workers=len(cfgs) == 1)
             codes.append(outcome.exit_code)
             outcomes.append(outcome)
             by_part[cfg.part] = outcome
@@ -253,6 +257,22 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         print(f"{e}: finish it later with --resume", file=sys.stderr)
         return 128 + e.signum
     return max(codes)
+
+
+def extend_count(args: argparse.Namespace) -> int | None:
+    """``--extend N``: N, checked (a positive integer, not with --resume or --dry-run)."""
+    if args.extend is None:
+        return None
+    try:
+        n = int(args.extend)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError("--extend", f"must be a positive integer (trials to add), got {args.extend!r}")
+    if args.resume or args.dry_run:
+        raise UserError("--extend", f"cannot be combined with --{'resume' if args.resume else 'dry-run'}; "
+                                    "an interrupted extension is finished with --resume alone")
+    return n
 
 
 def main(study: str | None, *, doc: str = "", prog: str | None = None, argv: list[str] | None = None) -> int:

@@ -26,10 +26,28 @@ class SearchConfig:
     the same trial; replicates are ``--seeds N``."""
     max_concurrent: int | None = None
     """Trials running at once; null = as many as the resources allow."""
+    storage: str | None = None
+    """Where an optuna search keeps its Optuna study (one per group with groups), named after
+    the sweep: a SQLAlchemy URL (``sqlite:////abs/optuna.db``, ``postgresql://host/db``; the
+    password from the environment, e.g. ``PGPASSWORD``). null = ``optuna.db`` beside the MLflow
+    SQLite file, else beside a local Tune storage, else in memory. ``--resume`` continues the
+    study and ``--extend N`` adds trials to it."""
+
+    objectives: Literal["metric", "metric+params"] = "metric"
+    """What an optuna search optimises. ``metric``: the task's metric. ``metric+params``: the
+    task's metric and the trainable parameters (fewer is better) at once, with Optuna's
+    multi-objective TPE; the summary lists the Pareto front, its trials are tagged
+    ``lorasweep.pareto=true`` in MLflow and the report draws it. Needs one study over the whole
+    space (``scheduler.groups=none``, or a space without scientific settings) and a stored
+    study; ASHA still stops trials on the metric, and ``max_trainable_params`` still rejects
+    the configurations over the budget."""
 
     def __post_init__(self) -> None:
         positive_int("num_samples", self.num_samples)
         positive_int("max_concurrent", self.max_concurrent, allow_none=True)
+        if self.objectives != "metric" and self.algorithm != "optuna":
+            raise UserError("objectives", f"{self.objectives} needs search.algorithm=optuna (a "
+                                          f"multi-objective sampler), got {self.algorithm}")
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,7 @@ class Plan:
     """Grouped Optuna: each group's values of the grouping settings (one study each)."""
     bitsandbytes: bool = True
     """Whether a trial may load bitsandbytes (else trial processes skip importing it)."""
+    study_storage: str | None = None
+    """Optuna searches: the URL of the storage that keeps the sweep's studies (None: in memory)."""
+    prior_samples: int = 0
+    """``--extend``: the samples (per group with groups) the sweep ran before this extension."""

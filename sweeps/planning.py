@@ -20,6 +20,7 @@ from trainables.errors import UserError
 from trainables.schema import OTHER_ALPHA, from_dict, to_dict
 from sweeps.checks import check_model, check_repeats, check_workers, warm_starts, within_budget
 from sweeps.grouping import group_keys, group_points, grouped_search, leaves_nothing_to_prune, sampled_keys, searched_space
+from sweeps.optuna_store import check_objectives, check_study_storage, study_storage
 from sweeps.plan import Plan
 from sweeps.ray_start import warm_runtime_env
 from sweeps.storage import check_storage, default_name, storage_path
@@ -86,6 +87,8 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
+    study_url = study_storage(cfg, tracking_uri, storage_path(cfg))
+    check_study_storage(study_url)
     from trainables.quantization import uses_bitsandbytes
 
     bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], sampled_keys(space))
@@ -93,6 +96,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if config_checked is not None:  # at most the grid's trials (a budget may keep fewer)
         config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes,
                                         max_trials=trial_count(cfg, space, groups=groups)))
+    check_objectives(cfg, groups, study_url)
     # imports Ray Tune
     param_space = to_tune(searched_space(space, groups) if grouped_search(cfg, groups) else space,
                           algorithm=cfg.search.algorithm)
@@ -107,7 +111,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
                 tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
                 model_type=model_type, adapters=adapters, points=points,
-                rejected=rejected, bitsandbytes=bitsandbytes, groups=groups,
+                rejected=rejected, bitsandbytes=bitsandbytes, groups=groups, study_storage=study_url,
                 group_points=(points if points is not None else group_points(space, groups))
                 if grouped_search(cfg, groups) else None)
     if prepare:

@@ -25,13 +25,14 @@ from sweeps.checks import check_resources
 from sweeps.plan import Plan
 from sweeps.planning import plan_sweep
 from sweeps.ray_start import RayStarter
-from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, stored_config
+from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, snapshot_time, stored_config
 from sweeps.summary import Outcome, print_header, status_of, summarise, trial_id_of
 from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run, study_experiment
 from sweeps.tune_setup import tuner_for
 
 
-def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = True) -> Outcome:
+def run_sweep(cfg: SweepConfig, *, resume: bool = False, extend: int | None = None,
+              warm_workers: bool = True) -> Outcome:
     """Validate, prepare, run and summarise one sweep (see the module docstring).
 
     ``warm_workers``: let a local Ray this sweep starts begin its worker processes warm
@@ -43,15 +44,25 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, warm_workers: bool = Tr
     ``KILLED`` with the command that resumes it, and the exit code is 130 (143 for SIGTERM).
     Any other way out (an error, a second signal) also ends the parent run and the open child
     runs, and the MLflow records that could not be written stay in the sweep's journal for
-    ``--resume`` (:func:`sweeps.stopping.abort`)."""
+    ``--resume`` (:func:`sweeps.stopping.abort`).
+
+    ``extend``: ``--extend N``, N more samples of a finished optuna sweep (per group with
+    groups), from its stored study and under its MLflow parent run, in its Tune storage
+    (:func:`sweeps.optuna_store.extension`)."""
+    from sweeps.optuna_store import check_new_sweep, extension
     from sweeps.stopping import StopSignals
 
+    prior = 0
     if resume:
         cfg = stored_config(cfg)
+    elif extend:
+        cfg, prior = extension(cfg, extend)
     else:
         check_name_is_new(cfg)
+        check_new_sweep(cfg)
     with StopSignals() as signals:
         plan = _launch(cfg, warm_workers=warm_workers)
+        plan.prior_samples = prior
         signals.install()  # again: a Ray joined from this thread installs its own SIGTERM handler
         return _record_and_run(plan, signals, resume=resume)
 
@@ -92,7 +103,7 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
     client = MlflowClient(tracking_uri=plan.tracking_uri)
     check_tracking(client, plan.tracking_uri)
     experiment_id = study_experiment(plan, client)
-    parent = parent_run(plan, client, experiment_id, resume=resume)
+    parent = parent_run(plan, client, experiment_id, resume=resume or bool(plan.prior_samples))
     print_header(plan, parent, experiment_id)
     recorder, keep = _callbacks(plan, task, experiment_id, parent)
     with http_settings(plan.tracking_uri):
@@ -102,10 +113,11 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
                 if replayed:
                     print(f"  MLflow journal: {replayed} record(s) an earlier driver of this sweep could "
                           "not write; written first\n", flush=True)
+            since = snapshot_time(plan) if resume else 0.0
             tuner = tuner_for(plan, task, recorder, keep, resume=resume)
             with signals.fit():
                 results = tuner.fit()
-            outcome = _finish(plan, task, results, recorder, keep, parent, signals, resume=resume)
+            outcome = _finish(plan, task, results, recorder, keep, parent, signals, resume=resume, since=since)
         except BaseException as e:
             abort(plan, recorder, parent, e, signals)
             raise
@@ -131,8 +143,9 @@ def _callbacks(plan: Plan, task: Any, experiment_id: str, parent: str) -> tuple[
 
 
 def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, parent: str, signals: Any, *,
-            resume: bool) -> Outcome:
-    """After Tune's loop: close what it left open, summarise, delete what no snapshot needs."""
+            resume: bool, since: float) -> Outcome:
+    """After Tune's loop: close what it left open, summarise, delete what no snapshot needs
+    (``since``: the time of the Tune snapshot a resume started from)."""
     from trainables.mlflow_names import UNFINISHED
 
     interrupted = None
@@ -141,9 +154,14 @@ def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, paren
         # handler, or SIGTERM forwarded to it); its last snapshot is written.
         interrupted = signals.received or "SIGINT"
         recorder.close_unfinished(f"the sweep was interrupted ({interrupted})")
+    if resume and not interrupted:  # the killed drivers' orphans in the Optuna study
+        from sweeps.optuna_store import fail_orphans
+
+        fail_orphans(plan.study_storage, plan.name)
     if resume:
-        recorder.close_stale_runs({trial_id_of(r): status_of(r, recorder) for r in results})
-        drop_unrecorded_checkpoints(plan, {trial_id_of(r) for r in results})
+        recorder.close_stale_runs({trial_id_of(r): status_of(r, recorder) for r in results},
+                                  since_ms=int(since * 1000))
+        drop_unrecorded_checkpoints(plan, {trial_id_of(r) for r in results}, since=since)
     outcome = summarise(plan, task, results, recorder, parent, interrupted=interrupted)
     keep.finish(f"{plan.storage.rstrip('/')}/{plan.name}")
     cfg = plan.cfg

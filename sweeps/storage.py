@@ -30,16 +30,33 @@ def storage_path(cfg: SweepConfig) -> str:
     return str(Path(cfg.storage or "ray_results").expanduser().resolve())
 
 
-def drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None]) -> None:
+def snapshot_time(plan: Plan) -> float:
+    """When Tune wrote the newest experiment snapshot of the sweep (seconds since the epoch;
+    0 without one): a resume starts from it. Trials begun before it that it does not hold
+    belong to an earlier Tune run of the sweep (the first run of an extended sweep)."""
+    import pyarrow.fs
+
+    fs, root = storage_fs(plan.storage)
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(f"{root.rstrip('/')}/{plan.name}", allow_not_found=True))
+    except OSError:
+        return 0.0
+    return max((i.mtime.timestamp() for i in infos
+                if i.base_name.startswith("experiment_state-") and i.mtime is not None), default=0.0)
+
+
+def drop_unrecorded_checkpoints(plan: Plan, trial_ids: set[str | None], *, since: float = 0.0) -> None:
     """Checkpoints of trials an interrupted driver started after Tune's last experiment
-    snapshot: no Tune trial owns them (they can never be resumed), so keep-best-k never sees
-    them; deleted after a resume (local storage)."""
+    snapshot (``since``): no Tune trial owns them (they can never be resumed), so keep-best-k
+    never sees them; deleted after a resume (local storage). Trial directories older than the
+    snapshot are an earlier Tune run's (an extended sweep's first run) and stay."""
     import shutil
 
     if "://" in plan.storage:
         return
     for ckpt in (Path(plan.storage) / plan.name).glob("*/checkpoint_*"):
-        if ckpt.is_dir() and not any(f"_{tid}_" in ckpt.parent.name for tid in trial_ids if tid):
+        if (ckpt.is_dir() and ckpt.parent.stat().st_mtime >= since
+                and not any(f"_{tid}_" in ckpt.parent.name for tid in trial_ids if tid)):
             shutil.rmtree(ckpt, ignore_errors=True)
 
 
@@ -49,7 +66,9 @@ def store_config(plan: Plan) -> None:
     fs, root = storage_fs(plan.storage)
     fs.create_dir(f"{root}/{plan.name}", recursive=True)
     with fs.open_output_stream(f"{root}/{plan.name}/{SWEEP_FILE}") as out:
-        out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name)), indent=2).encode())
+        # An extension records the sweep's samples in all (its plan runs the new ones).
+        search = replace(plan.cfg.search, num_samples=plan.cfg.search.num_samples + plan.prior_samples)
+        out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name, search=search)), indent=2).encode())
 
 
 def check_name_is_new(cfg: SweepConfig) -> None:
@@ -71,8 +90,9 @@ def check_name_is_new(cfg: SweepConfig) -> None:
                                 "with --resume, or give this one another --name")
 
 
-def stored_config(cfg: SweepConfig) -> SweepConfig:
-    """On ``--resume``, the sweep exactly as it was launched (only where it logs may change)."""
+def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
+    """On ``--resume`` (and ``--extend``: ``verb``), the sweep exactly as it was launched (only
+    where it logs may change)."""
     import pyarrow.fs
 
     storage = storage_path(cfg)
@@ -88,7 +108,7 @@ def stored_config(cfg: SweepConfig) -> SweepConfig:
     if cfg.name:
         data = read(f"{root}/{cfg.name}/{SWEEP_FILE}")
         if data is None:
-            raise UserError("name", f"no sweep named {cfg.name!r} under {storage} to resume")
+            raise UserError("name", f"no sweep named {cfg.name!r} under {storage} to {verb}")
     else:
         try:
             dirs = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
@@ -101,7 +121,7 @@ def stored_config(cfg: SweepConfig) -> SweepConfig:
                 if data is not None and data.get("part") == cfg.part:
                     found.append((fs.get_file_info(f"{info.path}/{SWEEP_FILE}").mtime, data))
         if not found:
-            raise UserError("resume", f"no {cfg.study} sweep to resume under {storage}")
+            raise UserError(verb, f"no {cfg.study} sweep to {verb} under {storage}")
         data = max(found, key=lambda item: item[0])[1]
     stored = from_dict(SweepConfig, data)
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,

@@ -12,6 +12,7 @@ from typing import Any
 
 from analysis.values import finite, fmt_value, sort_key
 from sweeps.grouping import leaves_nothing_to_prune
+from sweeps.optuna_store import record_pareto
 from sweeps.plan import Plan
 from sweeps.tracking.links import print_links
 from sweeps.tracking.store import flush_timeout_s
@@ -36,7 +37,13 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     cfg = plan.cfg
     swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
-    print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
+    per = " per group" if plan.group_points else ""
+    extra = f"; {plan.n_trials} more after {plan.prior_samples} sample(s){per}" if plan.prior_samples else ""
+    print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept}{extra})")
+    if plan.study_storage:
+        n = len(plan.group_points or [])
+        which = f"studies {plan.name}/group-0..{n - 1} (one per group)" if n else f"study {plan.name}"
+        print(f"  Optuna {which} in {plan.study_storage}")
     print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
@@ -118,18 +125,22 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
         print(f"\n  waiting up to {flush_timeout_s():.0f} s for {pending} MLflow write(s) "
               f"({plan.tracking_uri} unreachable)", flush=True)
     recorder.writer.flush(max(0.0, deadline - time.monotonic()))
-    rows = _summary_rows(plan, task, results, recorder)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
     # Beside the sweep's Tune results (a cluster job's working directory is temporary); a
     # cloud storage URI gets a local copy, and MLflow always has one (the parent's artifact).
     out_dir = Path("results") / plan.name if "://" in plan.storage else Path(plan.storage) / plan.name
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
+    rows = _summary_rows(plan, task, results, recorder)
+    rows = sorted(earlier_rows(csv_path, rows) + rows, key=lambda r: tuple(sort_key(r.get(p.short))
+                                                                           for p in plan.space.swept))
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", STOPPED, FAILED, UNFINISHED)}
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["status"])
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or ["status"])
         writer.writeheader()
         writer.writerows(rows)
     _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
+    record_pareto(plan, rows, recorder, lambda r: f"{_label(r, plan.space.swept)} ({task.metric.heading} "
+                  f"{fmt_value(r.get(task.metric.name), '{:.4f}')}, {fmt_value(r.get(K.trainable_params), '{:,}')})")
     print(f"  results CSV: {csv_path.resolve()}")
     print_links(plan.tracking_uri, recorder.experiment_id, parent, plan.name)
     _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
@@ -177,6 +188,32 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[di
         rows.append(row)
     rows.sort(key=lambda r: tuple(sort_key(r.get(p.short)) for p in swept))
     return rows
+
+
+#: Results CSV columns that are text whatever they look like.
+_TEXT_COLUMNS = ("trial_id", "mlflow_run_id", "status", "note", "error")
+
+
+def earlier_rows(csv_path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials of the sweep's earlier Tune runs (before an ``--extend``) that this run's
+    results do not hold, read back from its results CSV (numbers as numbers)."""
+    if not csv_path.exists():
+        return []
+    known = {r.get("trial_id") for r in rows}
+    with open(csv_path, newline="") as fh:
+        earlier = [{k: v if k in _TEXT_COLUMNS else _cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    return [r for r in earlier if r.get("trial_id") and r["trial_id"] not in known]
+
+
+def _cell(text: str) -> Any:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False}.get(text, text)
 
 
 def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: dict[str, int], out_dir: Path,

@@ -21,15 +21,18 @@ def search_alg(plan: Plan, metric: str, mode: str, *, max_concurrent: int | None
     if cfg.search.algorithm == "optuna":
         import optuna
 
+        from sweeps.optuna_store import rdb, sampler, study_name
+        from sweeps.searchers import GroupedOptuna, StudySearch
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if plan.group_points is not None:
-            from sweeps.searchers import GroupedOptuna
-
             return GroupedOptuna(points=plan.group_points, space=plan.param_space,
-                                 samples=cfg.search.num_samples, metric=metric, mode=mode, seed=cfg.seed)
-        from ray.tune.search.optuna import OptunaSearch
-
-        return OptunaSearch(metric=metric, mode=mode, sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+                                 samples=cfg.search.num_samples, metric=metric, mode=mode, seed=cfg.seed,
+                                 sweep=plan.name, storage=plan.study_storage, prior=plan.prior_samples)
+        if cfg.search.objectives == "metric+params":  # the Pareto front of quality and size
+            metric, mode = [metric, K.trainable_params], [mode, "min"]  # type: ignore[assignment]
+        return StudySearch(metric=metric, mode=mode, sampler=sampler(cfg.seed, prior=plan.prior_samples),
+                           study_name=study_name(plan.name), storage=rdb(plan.study_storage))
     import random
 
     from ray.tune.search import BasicVariantGenerator

@@ -80,6 +80,7 @@ def _spaces(tmp: Path) -> None:
         "noscience": "nuisance:\n  lr: {grid: [1.0e-3, 1.0e-2]}\n",
         "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
         "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
+        "optunarank": "scientific:\n  r: {choice: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -109,6 +110,12 @@ def _glue_latin1(tmp: Path) -> None:
 def _old_sweep(tmp: Path) -> None:
     (tmp / "old" / "done").mkdir(parents=True)
     (tmp / "old" / "done" / "lorasweep_sweep.json").write_text("{}")
+
+
+def _old_optuna_sweep(tmp: Path) -> None:
+    """An optuna sweep's description in Tune storage, its Optuna study nowhere."""
+    (tmp / "old" / "done").mkdir(parents=True)
+    (tmp / "old" / "done" / "lorasweep_sweep.json").write_text('{"name": "done", "search": {"algorithm": "optuna"}}')
 
 
 def _glue_bad_label(tmp: Path) -> None:
@@ -175,7 +182,8 @@ QLORA = "qlora_guanaco.py"
 CASES = [
     # (id, script, flags, field the message starts with, fragment, setup)
     # rank_e2e.py runs with --data {tmp}/e2e (a copy of the smoke E2E data); {tmp} is the test's
-    # directory. Later flags win, so a case may replace --preset, --data or --tracking-uri.
+    # directory (in flags and fragments). Later flags win, so a case may replace --preset, --data or
+    # --tracking-uri.
     # --- sweep description: presets, --set keys, types, ranges, tasks
     ("unknown-preset", E2E, ["--preset", "smok"], "--preset", "unknown preset 'smok' (did you mean 'smoke'?)", None),
     ("unknown-task", E2E, ["--set", "task=e2f"], "task", "unknown task 'e2f'", None),
@@ -195,6 +203,25 @@ CASES = [
     ("name-with-double-quote", E2E, ["--name", 'a"b'], "name", "without '/' or '\"'", None),
     ("name-of-an-existing-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done"], "name",
      "a sweep named 'done' already exists under", _old_sweep),
+    # --- --extend: a finished optuna sweep's study gets more trials
+    ("extend-zero", E2E, ["--extend", "0"], "--extend", "must be a positive integer (trials to add), got '0'", None),
+    ("extend-with-resume", E2E, ["--extend", "2", "--resume"], "--extend", "cannot be combined with --resume", None),
+    ("extend-a-missing-sweep", E2E, ["--name", "nope", "--extend", "2"], "name",
+     "no sweep named 'nope' under {tmp}/ray_results to extend", None),
+    ("extend-a-grid-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done", "--extend", "2"], "--extend",
+     "sweep 'done' used grid search: no Optuna study to add trials to", _old_sweep),
+    ("extend-without-a-stored-study", E2E, ["--storage", "{tmp}/old", "--name", "done", "--extend", "2"], "--extend",
+     "sweep 'done' has no Optuna study in sqlite:///{tmp}/optuna.db", _old_optuna_sweep),
+    ("optuna-storage-not-a-url", E2E, ["--search-alg", "optuna", "--set", "search.storage=optuna.db"],
+     "search.storage", "'optuna.db' is not a SQLAlchemy database URL", None),
+    ("optuna-storage-password", E2E, ["--search-alg", "optuna", "--set",
+                                      "search.storage=postgresql://alice:planted-secret@db.example.org/optuna"],
+     "search.storage", "postgresql://***@db.example.org/optuna) would be recorded", None),
+    ("objectives-without-optuna", E2E, ["--set", "search.objectives=metric+params"], "search.objectives",
+     "metric+params needs search.algorithm=optuna (a multi-objective sampler), got grid", None),
+    ("objectives-within-groups", E2E, ["--search-alg", "optuna", "--search-space", "{tmp}/optunarank.yaml",
+                                       "--set", "search.objectives=metric+params"], "search.objectives",
+     "trials are grouped by adapter.r (scheduler.groups); set scheduler.groups=none", _spaces),
     ("alpha-set-while-alpha-over-r-swept", E2E, ["--search-space", "{tmp}/alphaoverr.yaml", "--set",
                                                  "adapter.alpha=16"], "adapter.alpha", "the search space sweeps it",
      _spaces),
@@ -398,7 +425,7 @@ def _check_refused(code: int, out: str, err: str, tmp_path: Path, before: set[Pa
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith(f"error: {field}"), lines[0]
-    assert fragment in lines[0], lines[0]
+    assert fragment.format(tmp=tmp_path) in lines[0], lines[0]
     assert "Traceback" not in out + err
     # Nothing written: no MLflow store (nor its artifact folder), no Tune experiment, nothing
     # else in the working directory; no trial launched (the sweep header is printed just

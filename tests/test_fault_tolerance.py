@@ -248,6 +248,7 @@ def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:
                                            "--num-samples", str(n), *OPTUNA_SWEEP_WIDE])
     cfg = build_config(study, args)
     plan = plan_sweep(cfg, prepare=False)
+    plan.study_storage = None  # an in-memory study: the sweep's stored one is not touched
     metric = get_task(cfg.trial.task).metric
     searcher = search_alg(plan, metric.name, metric.mode)
     searcher.set_search_properties(metric.name, metric.mode, plan.param_space)

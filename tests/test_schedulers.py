@@ -82,14 +82,15 @@ def test_grouped_optuna_gives_each_group_its_own_study_in_turn():
 
     points = [{"adapter.r": 1}, {"adapter.r": 16}]
     searcher = GroupedOptuna(points=points, space={"train.lr": tune.loguniform(1e-4, 1e-1)}, samples=3,
-                             metric="val_loss", mode="min", seed=0)
+                             metric="val_loss", mode="min", seed=0, sweep="grouped")
     configs = []
     for i in range(6):
         config = searcher.suggest(f"t{i}")
         configs.append(config)
         # A loss that is best at lr = 1e-2 for r=1 and worse everywhere for r=16.
         r, lr = config["adapter.r"], config["train.lr"]
-        searcher.on_trial_complete(f"t{i}", {"val_loss": abs(lr - 1e-2) + (10.0 if r == 16 else 0.0)})
+        searcher.on_trial_complete(f"t{i}", {"val_loss": abs(lr - 1e-2) + (10.0 if r == 16 else 0.0),
+                                             "is_final": True})
     assert searcher.suggest("t6") == Searcher.FINISHED
     assert [c["adapter.r"] for c in configs] == [1, 16, 1, 16, 1, 16]
     assert all(1e-4 <= c["train.lr"] <= 1e-1 for c in configs)
@@ -97,3 +98,5 @@ def test_grouped_optuna_gives_each_group_its_own_study_in_turn():
     assert [len(studies[g].trials) for g in (0, 1)] == [3, 3]
     values = [t.value for t in studies[1].trials]
     assert all(v >= 10.0 for v in values) and all(t.value < 10.0 for t in studies[0].trials)
+    assert [studies[g].study_name for g in (0, 1)] == ["grouped/group-0", "grouped/group-1"]
+    assert [studies[g].user_attrs["group"] for g in (0, 1)] == points

@@ -419,7 +419,7 @@ class MlflowRecorder(Callback):
                          "tags": {STATUS_TAG: UNFINISHED, "mlflow.note.content": note}})
         self._open.clear()
 
-    def close_stale_runs(self, statuses: dict[str, str]) -> None:
+    def close_stale_runs(self, statuses: dict[str, str], *, since_ms: int = 0) -> None:
         """At the end of a resumed sweep (after every queued write), settle the child runs an
         interrupted driver left:
 
@@ -427,13 +427,16 @@ class MlflowRecorder(Callback):
           but the killed driver's last writes for it were lost): ended with that status;
         * a run of a trial Tune never recorded (it started, and maybe ended, after Tune's last
           experiment snapshot; the resumed searcher suggested its configuration again as a new
-          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once.
+          trial): ``KILLED``, status ``interrupted``, so that each trial is recorded once;
+          but not one begun before ``since_ms`` (the snapshot resumed): an extended sweep's.
         """
 
         def write(client: Any) -> None:
             for run in _child_runs(client, self.experiment_id, self.parent_run_id):
                 tid, tag = run.data.tags.get(TRIAL_TAG), run.data.tags.get(STATUS_TAG)
                 status = statuses.get(tid)
+                if status is None and (run.info.start_time or 0) < since_ms:
+                    continue
                 if tag == INTERRUPTED or (status is not None and (
                         run.info.status in ("FINISHED", "FAILED")
                         or (status == UNFINISHED and run.info.status == "KILLED"))):

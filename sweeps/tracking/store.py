@@ -90,6 +90,7 @@ def study_experiment(plan: Plan, client: Any) -> str:
 
 def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
     from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
+    from sweeps.optuna_store import EXTENDED_TAG, parent_tags
     from sweeps.tracking.recorder import git_state, log_batch, now_ms, package_versions
 
     if resume:
@@ -103,6 +104,9 @@ def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> 
             for tag in (INTERRUPTED_TAG, RESUME_TAG):
                 if tag in runs[0].data.tags:
                     client.delete_tag(runs[0].info.run_id, tag)
+            if plan.prior_samples:  # --extend: the samples of each run of the sweep, "2+2"
+                before = runs[0].data.tags.get(EXTENDED_TAG) or str(plan.prior_samples)
+                client.set_tag(runs[0].info.run_id, EXTENDED_TAG, f"{before}+{plan.cfg.search.num_samples}")
             return runs[0].info.run_id
     cfg = plan.cfg
     run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
@@ -111,6 +115,7 @@ def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> 
         **{f"lorasweep.{section}": ",".join(k for p in plan.space.swept if p.section == section for k in p.keys)
            for section in ("scientific", "nuisance")},
         "lorasweep.groups": ",".join(plan.groups or ()),
+        **parent_tags(plan.study_storage, plan.name, None if plan.group_points is None else len(plan.group_points)),
         "mlflow.note.content": cfg.description or plan.space.description,
         **{f"versions.{k}": v for k, v in package_versions().items()}, **git_state()})
     params = {"study": cfg.study, "preset": cfg.preset, "part": cfg.part, "task": cfg.trial.task,
