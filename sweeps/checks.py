@@ -59,7 +59,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         check_cpu_precisions(cfg, trials, space)
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
-        check_quantization(trials, skeleton, cfg.resources)
+        check_quantization(trials, skeleton)
         return skeleton.config.model_type
 
     return memoised_on_model("model-checks", model_source(trial0), run,

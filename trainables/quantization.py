@@ -14,8 +14,11 @@ unified GPU memory to page from); :func:`optimizer_note` says so, and the trial 
 
 Setups refused before launch (:func:`check_quantization`): bitsandbytes missing; a model with
 no ``nn.Linear`` layers to quantise (GPT-2's blocks are ``Conv1D``, which bitsandbytes leaves
-as they are, so "4-bit GPT-2" would silently be a full-precision model); several Ray Train
-workers per trial (DDP over 4-bit weights is not supported by this loop).
+as they are, so "4-bit GPT-2" would silently be a full-precision model).
+
+Several Ray Train workers per trial (DDP) work over a 4-bit base: each rank quantises its own
+copy as it loads it on its device, and only the LoRA weights train, so DDP averages their
+gradients alone.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
-    from trainables.config import ResourcesConfig, TrainConfig, TrialConfig
+    from trainables.config import TrainConfig, TrialConfig
 
 BNB_REQUIREMENT = "bitsandbytes>=0.50,<0.51"
 
@@ -116,7 +119,7 @@ def uses_bitsandbytes(trials: list[TrialConfig], sampled_keys: set[str]) -> bool
             or bool(sampled_keys & set(BITSANDBYTES_KEYS)))
 
 
-def check_quantization(trials: list[TrialConfig], skeleton: Any, resources: ResourcesConfig) -> None:
+def check_quantization(trials: list[TrialConfig], skeleton: Any) -> None:
     """Refuse, before launch, quantisation or paged optimizers the setup cannot honour
     (``trials``: the base trial and every grid point's; ``skeleton``: the meta-device model)."""
     quantized = [t for t in trials if quantization_for(t) is not None]
@@ -137,10 +140,6 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any, resources: Reso
         raise UserError(field, f"4-bit NF4 quantises nn.Linear layers and this {model_type} model has "
                                f"none{' (its layers are ' + ', '.join(kinds) + ')' if kinds else ''}; "
                                "use a model with Linear layers (Llama, RoBERTa) or quantization=none")
-    if resources.workers_per_trial > 1:
-        raise UserError("resources.workers_per_trial", f"a 4-bit base trains on one device per trial; "
-                                                       f"got {resources.workers_per_trial} workers (DDP "
-                                                       "over 4-bit weights is not supported)")
 
 
 def optimizer_note(train: TrainConfig, device: Any) -> str:
