@@ -148,13 +148,13 @@ def plain_driver(argv: list[str]) -> int:
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's resident memory, and the trials started (trial directories in
-    the sweep's Tune storage), every ``period`` seconds."""
+    """Samples a process's resident memory, and the trials that have reported, every
+    ``period`` seconds."""
 
-    def __init__(self, pid: int, experiment: Path, period: float = 0.5):
+    def __init__(self, pid: int, experiment: Path, period: float = 1.0):
         super().__init__(daemon=True)
         self.pid, self.experiment, self.period = pid, experiment, period
-        self.samples: list[tuple[float, int, int]] = []  # (seconds, trials started, RSS bytes)
+        self.samples: list[tuple[float, int, int]] = []  # (seconds, trials reported, RSS bytes)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -166,10 +166,14 @@ class RssSampler(threading.Thread):
                 rss = proc.memory_info().rss
             except psutil.Error:
                 return
-            started = sum(1 for p in self.experiment.glob("tune_trial_*") if p.is_dir()) \
-                if self.experiment.is_dir() else 0
-            self.samples.append((time.perf_counter() - t0, started, rss))
+            self.samples.append((time.perf_counter() - t0, reported(self.experiment), rss))
             self.stop.wait(self.period)
+
+
+def reported(experiment: Path) -> int:
+    """Trials with a result in the sweep's Tune storage (Tune makes every trial's directory
+    when it creates the trial; its ``result.json`` gets a line per report)."""
+    return sum(1 for p in experiment.glob("tune_trial_*/result.json") if p.stat().st_size)
 
 
 def run_side(side: str, work: Path, name: str, flags: list[str], n: int) -> dict[str, Any]:
@@ -198,7 +202,7 @@ def run_side(side: str, work: Path, name: str, flags: list[str], n: int) -> dict
 
 
 def rss_figures(samples: list[tuple[float, int, int]], n: int) -> dict[str, float]:
-    """Peak RSS, and its growth from 10% of the trials started to the end, per 1,000 trials."""
+    """Peak RSS, and its growth from 10% of the trials reported to the end, per 1,000 trials."""
     if not samples:
         return {}
     peak = max(s[2] for s in samples)
@@ -212,7 +216,8 @@ def rss_figures(samples: list[tuple[float, int, int]], n: int) -> dict[str, floa
 def trial_pace(experiment: Path) -> dict[str, float]:
     """Seconds per trial in the first and the last quarter of the trials, by the time each
     trial's last result was written (its ``result.json``'s modification time)."""
-    ends = sorted(path.stat().st_mtime for path in experiment.glob("tune_trial_*/result.json"))
+    stats = [path.stat() for path in experiment.glob("tune_trial_*/result.json")]
+    ends = sorted(st.st_mtime for st in stats if st.st_size)
     if len(ends) < 8:
         return {}
     q = len(ends) // 4
