@@ -133,9 +133,10 @@ class CheckpointRetention(Callback):
             dirs.append(str(train_ckpt).rstrip("/").rsplit("/", 1)[0])
         self._finished[trial.trial_id] = (score, dirs)
         ranked = sorted(self._finished.items(), key=lambda kv: kv[1][0])
-        queued = {q["tid"] for q in self._queue if q["kind"] == "pruned"}
+        # Sets: every trial outside the best k is looked up in both, at every trial's end.
+        done = {q["tid"] for q in self._queue if q["kind"] == "pruned"} | set(self.deleted)
         for tid, (_, paths) in ranked[self.k:]:
-            if tid not in self.deleted and tid not in queued:
+            if tid not in done:
                 self._queue += [{"tid": tid, "path": p, "kind": "pruned", "index": None} for p in paths]
 
     # ------------------------------------------------------------------ deleting
@@ -143,7 +144,7 @@ class CheckpointRetention(Callback):
         if not self._queue or self._fs is None or self._experiment is None:
             return
         try:
-            named = persisted_snapshot(self._fs, self._experiment)
+            named = persisted_snapshot(self._fs, self._experiment, {q["tid"] for q in self._queue})
         except Exception as e:  # noqa: BLE001 - unreadable now: try again at the next snapshot
             self._note_failure(self._experiment, e)
             return
@@ -180,13 +181,16 @@ class CheckpointRetention(Callback):
             self.failed.append(entry)
 
 
-def persisted_snapshot(fs: Any, experiment: str) -> dict[str, tuple[str, int | None]] | None:
+def persisted_snapshot(fs: Any, experiment: str, trial_ids: set[str] | None = None,
+                       ) -> dict[str, tuple[str, int | None]] | None:
     """From the newest experiment snapshot in storage (what ``--resume`` would restore): trial
-    id -> (its status, the index of the checkpoint a restore would use). None when there is no
-    snapshot yet.
+    id -> (its status, the index of the checkpoint a restore would use), for ``trial_ids``
+    (default: every trial). None when there is no snapshot yet.
 
     Only the snapshot's JSON is parsed; a trial's checkpoint list is an encoded pickle inside it,
-    searched for checkpoint directory names without being unpickled.
+    searched for checkpoint directory names without being unpickled. The snapshot holds every
+    trial of the sweep: only the trials asked for have their run metadata (the larger part)
+    parsed.
     """
     import pyarrow.fs as pafs
 
@@ -200,6 +204,8 @@ def persisted_snapshot(fs: Any, experiment: str) -> dict[str, tuple[str, int | N
     out: dict[str, tuple[str, int | None]] = {}
     for trial_json, metadata_json in state["trial_data"]:
         trial = json.loads(trial_json)
+        if trial_ids is not None and trial["trial_id"] not in trial_ids:
+            continue
         manager = json.loads(metadata_json).get("checkpoint_manager") or {}
         blob = bytes.fromhex(manager.get("value", "")) if isinstance(manager, dict) else b""
         indices = [int(m) for m in _INDEX.findall(blob)]
