@@ -353,7 +353,11 @@ class MlflowRecorder(Callback):
             return [[k, float(result[k]), ts, at] for k in keys if _is_number(result.get(k))]
 
         metrics = numbers(self.report_metrics, step)
-        hist = result.get("history") or {}
+        # The log steps' values go to MLflow only: Tune keeps each trial's last result in its
+        # experiment state, writes every result to the trial's result.json and prints it, and
+        # a report's history (every log step since the one before) is most of a report.
+        # (Tune lets a callback change the result before it stores it.)
+        hist = result.pop("history", None) or {}
         for key in ("train_loss", "lr"):
             metrics += [[key, float(v), ts, int(s)] for s, v in zip(hist.get("step", []), hist.get(key, []))
                         if _is_number(v)]
