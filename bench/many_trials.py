@@ -270,10 +270,13 @@ def summary(n: int, plain: dict[str, Any], platform: dict[str, Any], report_s: f
     row("all snapshots (s)", "snapshot_total_s", ".1f")
     lines.append(f"  ratio lorasweep / plain = {ratio:.3f} (target <= 1.2); platform time per trial "
                  f"{(platform['wall_s'] - plain['wall_s']) / n:+.3f} s (target <= 0.5)")
-    lines.append("  lorasweep callbacks in the driver (calls, mean ms, total s):")
+    lines.append("  lorasweep hooks in the driver: calls, total s, mean ms over all / the first / the last "
+                 "quarter of the calls")
     for key, values in sorted(platform["timings"].items()):
         if key != "snapshot":
-            lines.append(f"    {key:44} {len(values):6d} {_mean(values) * 1000:8.2f} {sum(values):8.1f}")
+            q = max(1, len(values) // 4)
+            lines.append(f"    {key:40} {len(values):6d} {sum(values):7.1f} {_mean(values) * 1000:8.2f} "
+                         f"{_mean(values[:q]) * 1000:8.2f} {_mean(values[-q:]) * 1000:8.2f}")
     lines.append(f"  MLflow store: {store_mb:.1f} MB; python -m analysis.report on it: {report_s:.1f} s "
                  "(target <= 60)")
     return "\n".join(lines)
