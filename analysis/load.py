@@ -163,6 +163,12 @@ class SweepData:
         return next(s for s in self.sweeps if s.run_id == run_id)
 
 
+def by_run(history: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each trial's rows of a ``history`` frame, split in one pass: selecting one trial's rows
+    from the whole frame, once per trial, costs the square of the trials."""
+    return {run_id: rows for run_id, rows in history.groupby("run_id", sort=False)}
+
+
 # --------------------------------------------------------------------------- values
 
 
