@@ -148,32 +148,26 @@ def plain_driver(argv: list[str]) -> int:
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's resident memory, and the trials that have reported, every
-    ``period`` seconds."""
+    """Samples a process's resident memory every ``period`` seconds: (wall-clock time, bytes)."""
 
-    def __init__(self, pid: int, experiment: Path, period: float = 1.0):
+    def __init__(self, pid: int, period: float = 0.5):
         super().__init__(daemon=True)
-        self.pid, self.experiment, self.period = pid, experiment, period
-        self.samples: list[tuple[float, int, int]] = []  # (seconds, trials reported, RSS bytes)
+        self.pid, self.period = pid, period
+        self.samples: list[tuple[float, int]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         import psutil
 
-        proc, t0 = psutil.Process(self.pid), time.perf_counter()
+        proc = psutil.Process(self.pid)
         while not self.stop.is_set():
             try:
                 rss = proc.memory_info().rss
             except psutil.Error:
                 return
-            self.samples.append((time.perf_counter() - t0, reported(self.experiment), rss))
+            if rss:  # 0 once the process has exited (a zombie until it is waited for)
+                self.samples.append((time.time(), rss))
             self.stop.wait(self.period)
-
-
-def reported(experiment: Path) -> int:
-    """Trials with a result in the sweep's Tune storage (Tune makes every trial's directory
-    when it creates the trial; its ``result.json`` gets a line per report)."""
-    return sum(1 for p in experiment.glob("tune_trial_*/result.json") if p.stat().st_size)
 
 
 def run_side(side: str, work: Path, name: str, flags: list[str], n: int) -> dict[str, Any]:
@@ -182,42 +176,51 @@ def run_side(side: str, work: Path, name: str, flags: list[str], n: int) -> dict
     cmd = smoke_sweep_cmd(work, name, *flags)
     cmd[1:2] = [str(Path(__file__).resolve()), "--driver", side, "--"]
     env = {**os.environ, TIMINGS_ENV: str(timings)}
-    log = open(work / f"{name}.log", "w")
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
-    sampler = RssSampler(proc.pid, work / "ray_results" / name)
-    sampler.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
-    log.close()
+    with open(work / f"{name}.log", "w") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+        code = proc.wait()
+        wall = time.perf_counter() - start
+        sampler.stop.set()
+        sampler.join()
     if code != 0:
         raise SystemExit(f"{side} side failed ({code}):\n{(work / f'{name}.log').read_text()[-4000:]}")
-    out = {"wall_s": wall, **rss_figures(sampler.samples, n), **trial_pace(work / "ray_results" / name)}
+    ends = trial_ends(work / "ray_results" / name)
+    out = {"wall_s": wall, **rss_figures(sampler.samples, ends), **trial_pace(ends)}
     out["timings"] = json.loads(timings.read_text()) if timings.is_file() else {}
     states = sorted((work / "ray_results" / name).glob("experiment_state-*.json"))
     out["snapshot_mb"] = states[-1].stat().st_size / 2**20 if states else None
     return out
 
 
-def rss_figures(samples: list[tuple[float, int, int]], n: int) -> dict[str, float]:
-    """Peak RSS, and its growth from 10% of the trials reported to the end, per 1,000 trials."""
-    if not samples:
+def trial_ends(experiment: Path) -> list[float]:
+    """When each trial made its last report (the ``timestamp`` of its last ``result.json``
+    line, whole seconds), in order."""
+    ends = []
+    for path in experiment.glob("tune_trial_*/result.json"):
+        lines = path.read_text().strip().splitlines()
+        if lines:
+            ends.append(float(json.loads(lines[-1])["timestamp"]))
+    return sorted(ends)
+
+
+def rss_figures(samples: list[tuple[float, int]], ends: list[float]) -> dict[str, float]:
+    """Peak RSS, and its growth from the time 10% of the trials had ended to the end, per
+    1,000 trials."""
+    if not samples or len(ends) < 10:
         return {}
-    peak = max(s[2] for s in samples)
-    tenth = next((s for s in samples if s[1] >= max(1, n // 10)), samples[0])
-    end = samples[-1]
-    done = max(1, end[1] - tenth[1])
-    return {"peak_rss_mb": peak / 2**20, "rss_at_10pct_mb": tenth[2] / 2**20, "rss_end_mb": end[2] / 2**20,
-            "rss_growth_mb_per_1000": (end[2] - tenth[2]) / 2**20 * 1000 / done}
+    tenth = len(ends) // 10
+    at = next((rss for t, rss in samples if t >= ends[tenth - 1]), samples[-1][1])
+    last = samples[-1][1]
+    return {"peak_rss_mb": max(rss for _, rss in samples) / 2**20, "rss_at_10pct_mb": at / 2**20,
+            "rss_end_mb": last / 2**20,
+            "rss_growth_mb_per_1000": (last - at) / 2**20 * 1000 / (len(ends) - tenth)}
 
 
-def trial_pace(experiment: Path) -> dict[str, float]:
-    """Seconds per trial in the first and the last quarter of the trials, by the time each
-    trial's last result was written (its ``result.json``'s modification time)."""
-    stats = [path.stat() for path in experiment.glob("tune_trial_*/result.json")]
-    ends = sorted(st.st_mtime for st in stats if st.st_size)
+def trial_pace(ends: list[float]) -> dict[str, float]:
+    """Seconds per trial in the first and the last quarter of the trials."""
     if len(ends) < 8:
         return {}
     q = len(ends) // 4
