@@ -236,8 +236,12 @@ class PromotingASHA(FIFOScheduler):
             return None
         active = {group_of(t.config, self.group_keys) for t in trials
                   if t.status in (Trial.PENDING, Trial.RUNNING)}
+        by_group: dict[Group, list[str]] = {}  # one pass over the waiting trials, not one per group
+        for tid, (g, _) in self.waiting.items():
+            if tid in paused:
+                by_group.setdefault(g, []).append(tid)
         for group, rungs in self.groups.items():
-            waiting = [tid for tid, (g, _) in self.waiting.items() if g == group and tid in paused]
+            waiting = by_group.get(group, [])
             if not waiting or group in active:
                 continue
             if not rungs.finished:
