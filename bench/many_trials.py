@@ -234,7 +234,7 @@ def report_time(work: Path, experiment: str) -> float:
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--tracking-uri",
                            f"sqlite:///{work / 'mlruns.db'}", "--experiment", experiment,
                            "--out", str(work / "report"), "--no-log"], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"analysis.report failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -297,8 +297,8 @@ def main() -> None:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         space = work / "space.yaml"
-        space.write_text("scientific:\n  seed: {grid: %s}\nfixed:\n  r: 4\n  alpha: 32\n  targets: c_attn\n"
-                         % json.dumps(list(range(1, n + 1))))
+        space.write_text(f"scientific:\n  seed: {{grid: {json.dumps(list(range(1, n + 1)))}}}\n"
+                         "fixed:\n  r: 4\n  alpha: 32\n  targets: c_attn\n")
         flags = ["--search-space", str(space), "--scheduler", "fifo", "--max-concurrent",
                  str(args.max_concurrent), "--cpus-per-trial", "1"]
         for setting in TRIAL_SETTINGS:

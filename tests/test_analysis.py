@@ -274,7 +274,7 @@ def test_histories_read_in_bulk_from_sql_and_run_by_run_from_a_tracking_server(t
             try:
                 rest.get_experiment(exp)
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - not serving yet
                 assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
                 time.sleep(1)
         assert not hasattr(rest._tracking_client.store, "get_metric_history_bulk")
