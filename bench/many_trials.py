@@ -26,9 +26,12 @@ driver's resident memory. Printed:
 * the MLflow store's size and the time of ``python -m analysis.report`` on it (target
   <= 60 s).
 
+The two sides run one after the other: on a shared machine, compare ratios from runs in both
+orders (``--platform-first``).
+
     python bench/many_trials.py --trials 50           # a few minutes
-    python bench/many_trials.py                       # 1,000 trials (about an hour on 2 CPUs)
-    python bench/many_trials.py --trials 200 --json   # the figures as JSON too
+    python bench/many_trials.py                       # 1,000 trials (10-25 min per side on 2 CPUs)
+    python bench/many_trials.py --trials 200 --platform-first --json
 """
 
 from __future__ import annotations
@@ -290,6 +293,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--max-concurrent", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    ap.add_argument("--platform-first", action="store_true",
+                    help="run the platform's side first (the machine's load changes over a run)")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR and keep it (default: a temporary directory)")
     args = ap.parse_args()
     n = args.trials
@@ -303,10 +308,11 @@ def main() -> None:
                  str(args.max_concurrent), "--cpus-per-trial", "1"]
         for setting in TRIAL_SETTINGS:
             flags += ["--set", setting]
-        plain = run_side("plain", work, "plain", flags, n)
-        print(f"plain Tune: {plain['wall_s']:.1f} s", flush=True)
-        platform = run_side("platform", work, "lorasweep", flags, n)
-        print(f"lorasweep: {platform['wall_s']:.1f} s", flush=True)
+        sides = {}
+        for side in (("platform", "plain") if args.platform_first else ("plain", "platform")):
+            sides[side] = run_side(side, work, "plain" if side == "plain" else "lorasweep", flags, n)
+            print(f"{side}: {sides[side]['wall_s']:.1f} s", flush=True)
+        plain, platform = sides["plain"], sides["platform"]
         store_mb = (work / "mlruns.db").stat().st_size / 2**20
         report_s = report_time(work, "lorasweep-rank_e2e")
     print(summary(n, plain, platform, report_s, store_mb))
