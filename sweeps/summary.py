@@ -33,7 +33,7 @@ class Outcome:
 
 def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     cfg = plan.cfg
-    swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
+    swept = ", ".join(f"{p.short}: {p.kind} {_values_text(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
     print(f"  trials: {plan.n_trials} ({cfg.search.algorithm}; sweeping {swept})")
     print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
@@ -45,6 +45,15 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
               f"{len(plan.rejected)} configuration(s) over it, not launched: "
               + (", ".join(f"{_point_text(p)} ({n:,})" for p, n in plan.rejected) or "none"))
     print(f"  Tune storage: {plan.storage}/{plan.name}\n", flush=True)
+
+
+def _values_text(values: Any, most: int = 8) -> str:
+    """A swept setting's values for the header: all of them, or a grid of a thousand seeds as
+    ``[1, 2, 3, ..., 999, 1000] (1000 values)``."""
+    values = list(values)
+    if len(values) <= most:
+        return str(values)
+    return f"[{', '.join(map(str, values[:3]))}, ..., {', '.join(map(str, values[-2:]))}] ({len(values)} values)"
 
 
 def scheduler_text(plan: Plan) -> str:
