@@ -83,3 +83,12 @@ def test_the_trials_outside_the_best_k_are_queued_once_each(tmp_path):
     keep.on_trial_error(0, [], trial("f", None))
     # a, b: both kept; c pushes a out; d is outside; e pushes c out; f errored.
     assert queued == ["", "", "a", "ad", "adc"] and "".join(q["tid"] for q in keep._queue) == "adcf"
+
+    # A resumed sweep's retention goes on from the state Tune saved: g (0.1) pushes b out; b
+    # finishing again (a restored trial) at 0.05 is best now, and pushes e out (b's own
+    # checkpoints are queued already).
+    again = CheckpointRetention(k=2, metric="val_loss", mode="min")
+    again.set_state(keep.get_state())
+    again.on_trial_complete(0, [], trial("g", 0.1))
+    again.on_trial_complete(0, [], trial("b", 0.05))
+    assert "".join(q["tid"] for q in again._queue) == "adcfbe"
