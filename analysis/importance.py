@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.load import SpaceParam, Sweep, TaskInfo
+from analysis.load import SpaceParam, Sweep, TaskInfo, by_run
 from analysis.values import is_number
 from analysis.tables import eligible
 from analysis.values import fmt_value
@@ -87,11 +87,12 @@ def rebuild_study(sweep: Sweep, trials: pd.DataFrame, history: pd.DataFrame, tas
     study = optuna.create_study(direction="minimize" if metric.mode == "min" else "maximize",
                                 study_name=sweep.name)
     frozen = []
+    runs = by_run(history[history["key"] == task.metric.name])
     for _, t in trials[trials["sweep_run_id"] == sweep.run_id].iterrows():
         params = {k: _param_value(p, dists[k], t.get(k)) for p in sweep.swept for k in [p.key]}
         if any(v is None for v in params.values()):
             continue
-        h = history[(history["run_id"] == t["run_id"]) & (history["key"] == task.metric.name)]
+        h = runs.get(t["run_id"], history.iloc[:0])
         inter = {int(s): float(v) for s, v in zip(h["step"], h["value"]) if math.isfinite(v)}
         value = t.get(metric.name)
         if t["status"] == COMPLETED and value is not None and math.isfinite(float(value)):

@@ -163,6 +163,12 @@ class SweepData:
         return next(s for s in self.sweeps if s.run_id == run_id)
 
 
+def by_run(history: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each trial's rows of a ``history`` frame, split in one pass: selecting one trial's rows
+    from the whole frame, once per trial, costs the square of the trials."""
+    return {run_id: rows for run_id, rows in history.groupby("run_id", sort=False)}
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -297,10 +303,37 @@ def _sweep(run: Any) -> Sweep:
         max_t=_number(p.get("scheduler.max_t")), space=space, params=p, tags=t)
 
 
-def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
-    """``(step, value)`` of a metric, one value per step (the last logged, after a resume)."""
+#: Runs per bulk history query: bounds the values one query returns (a trial logs a train
+#: loss every few steps).
+HISTORY_RUNS_PER_QUERY = 100
+
+
+def _histories(client: Any, run_ids: Sequence[str], key: str) -> dict[str, list[tuple[int, float]]]:
+    """Each run's ``(step, value)`` of a metric, one value per step (the last logged, after a
+    resume).
+
+    A SQL store (SQLite, PostgreSQL, MySQL) is asked for many runs at once: its
+    ``get_metric_history_bulk``, which MLflow's UI charts use (the client has no bulk call).
+    Asked run by run, SQLite finds one run's values by scanning every run's values of the
+    metric (its plan uses the metrics table's key index), so reading N trials costs N^2.
+    Any other store (a tracking server) is asked run by run."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    found: dict[str, list[Any]] = {run_id: [] for run_id in run_ids}
+    if bulk is None:
+        for run_id in found:
+            found[run_id] = client.get_metric_history(run_id, key)
+    else:
+        ids = list(found)
+        for i in range(0, len(ids), HISTORY_RUNS_PER_QUERY):
+            for m in bulk(ids[i:i + HISTORY_RUNS_PER_QUERY], key, max_results=2**62):
+                found[m.run_id].append(m)
+    return {run_id: _per_step(metrics) for run_id, metrics in found.items()}
+
+
+def _per_step(metrics: Iterable[Any]) -> list[tuple[int, float]]:
     latest: dict[int, tuple[int, float]] = {}
-    for m in client.get_metric_history(run_id, key):
+    for m in metrics:
         if m.step not in latest or m.timestamp >= latest[m.step][0]:
             latest[m.step] = (m.timestamp, m.value)
     return [(step, value) for step, (_, value) in sorted(latest.items())]
@@ -335,10 +368,13 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
              for name in dict.fromkeys(trials["task"])}
     trials = trials.drop(columns="_metrics")
 
-    hist: list[tuple[str, str, int, float]] = []
-    for run_id, task in zip(trials["run_id"], trials["task"]):
-        for key in dict.fromkeys([tasks[task].metric.name, *history_keys]):
-            hist += [(run_id, key, s, v) for s, v in _history(client, run_id, key)]
+    keys = {task: list(dict.fromkeys([tasks[task].metric.name, *history_keys])) for task in tasks}
+    found: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for task, runs in trials.groupby("task", sort=False)["run_id"]:
+        for key in keys[task]:
+            found.update(((run_id, key), values) for run_id, values in _histories(client, list(runs), key).items())
+    hist = [(run_id, key, s, v) for run_id, task in zip(trials["run_id"], trials["task"])
+            for key in keys[task] for s, v in found[(run_id, key)]]
     history = pd.DataFrame(hist, columns=["run_id", "key", "step", "value"])
     return SweepData(tracking_uri=tracking_uri, experiment=experiment, sweeps=sweeps,
                      trials=trials, history=history, tasks=tasks)

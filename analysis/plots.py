@@ -21,7 +21,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from analysis.load import Sweep, TaskInfo
+from analysis.load import Sweep, TaskInfo, by_run
 from analysis.compare import SOURCE_COLUMNS
 from analysis.references import model_label as source_model_label
 from analysis.tables import R_KEY, chosen_text, model_legend
@@ -362,16 +362,18 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
 
     data: dict[str, Any] = {"curves": {}, "train": {}, "stopped": [], "rungs": [],
                             "color_key": ckey, "style_key": style_key}
+    runs = by_run(history)
     for _, t in trials.iterrows():
         color = palette.get(t[ckey] if ckey else None, "0.5")
         ls = styles.get(t[style_key], "-") if style_key else "-"
-        x, y = curve(history, t["run_id"], metric.name)
+        h = runs.get(t["run_id"], history.iloc[:0])
+        x, y = curve(h, t["run_id"], metric.name)
         data["curves"][t["run_id"]] = (x, y)
         if len(x):
             ax_val.plot(x, y, color=color, ls=ls, marker=".", ms=4, lw=1.2, alpha=0.9)
             if t["status"] == STOPPED:
                 data["stopped"].append((float(x[-1]), float(y[-1]), t["run_id"]))
-        sx, sy = curve(history, t["run_id"], K.train_loss, x="step")
+        sx, sy = curve(h, t["run_id"], K.train_loss, x="step")
         data["train"][t["run_id"]] = (sx, sy)
         if len(sx):
             ax_train.plot(sx, sy, color=color, ls=ls, lw=0.8, alpha=0.8)

@@ -21,6 +21,7 @@ goes on.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -40,6 +41,13 @@ class CheckpointRetention(Callback):
         self.k, self.metric, self.mode = k, metric, mode
         #: Trial id -> (score, its directories whose checkpoints go when it is pruned).
         self._finished: dict[str, tuple[float, list[str]]] = {}
+        #: The finished trials best first: (score, order finished, trial id); equal scores in
+        #: the order the trials finished. Kept sorted as trials finish (see ``_add``).
+        self._ranked: list[tuple[float, int, str]] = []
+        self._order: dict[str, int] = {}
+        #: Trials ever queued for pruning, and those whose pruning failed (queued again).
+        self._pruning: set[str] = set()
+        self._retry: set[str] = set()
         #: Waiting deletions: {"tid", "path", "kind": "superseded" | "pruned", "index"}.
         self._queue: list[dict[str, Any]] = []
         self._experiment: str | None = None
@@ -98,6 +106,10 @@ class CheckpointRetention(Callback):
         self.superseded_bytes += state.get("superseded_bytes", 0)
         self.failed += state.get("failed", [])
         self._experiment = self._experiment or state.get("experiment")
+        self._order = {tid: i for i, tid in enumerate(self._finished)}
+        self._ranked = sorted((score, self._order[tid], tid) for tid, (score, _) in self._finished.items())
+        self._pruning = {q["tid"] for q in self._queue if q["kind"] == "pruned"} | set(self.deleted)
+        self._retry = {tid for _, _, tid in self._ranked[self.k:]} - self._pruning
 
     @property
     def waiting(self) -> int:
@@ -131,19 +143,41 @@ class CheckpointRetention(Callback):
         train_ckpt = (getattr(trial, "last_result", None) or {}).get("checkpoint_path")
         if train_ckpt:  # the 'train' shape: Ray Train's run directory holds the checkpoints
             dirs.append(str(train_ckpt).rstrip("/").rsplit("/", 1)[0])
-        self._finished[trial.trial_id] = (score, dirs)
-        ranked = sorted(self._finished.items(), key=lambda kv: kv[1][0])
-        queued = {q["tid"] for q in self._queue if q["kind"] == "pruned"}
-        for tid, (_, paths) in ranked[self.k:]:
-            if tid not in self.deleted and tid not in queued:
-                self._queue += [{"tid": tid, "path": p, "kind": "pruned", "index": None} for p in paths]
+        tid = trial.trial_id
+        entry = self._rank(tid, score)
+        self._finished[tid] = (score, dirs)
+        # One trial's end moves at most one trial out of the best k: itself, or the one it
+        # pushed from the k-th place (every trial further down was queued when it fell out).
+        out = [t for t in (self._ranked[self.k][2] if len(self._ranked) > self.k else None,
+                           tid if bisect.bisect_left(self._ranked, entry) >= self.k else None)
+               if t is not None and t not in self._pruning]
+        if self._retry:  # pruning that failed: queued again unless queued or done since
+            done = {q["tid"] for q in self._queue if q["kind"] == "pruned"} | set(self.deleted)
+            out += list(self._retry - done)
+            self._retry.clear()
+        places = {t: bisect.bisect_left(self._ranked, self._entry(t)) for t in set(out)}
+        for t in sorted((t for t in places if places[t] >= self.k), key=places.get):
+            self._pruning.add(t)
+            self._queue += [{"tid": t, "path": p, "kind": "pruned", "index": None} for p in self._finished[t][1]]
+
+    def _entry(self, tid: str) -> tuple[float, int, str]:
+        return (self._finished[tid][0], self._order[tid], tid)
+
+    def _rank(self, tid: str, score: float) -> tuple[float, int, str]:
+        """Put a finished trial in its place among the finished trials (again, with its new
+        score, when it finishes again: a resumed trial); its ranking entry."""
+        if tid in self._order:
+            del self._ranked[bisect.bisect_left(self._ranked, self._entry(tid))]
+        entry = (score, self._order.setdefault(tid, len(self._order)), tid)
+        bisect.insort(self._ranked, entry)
+        return entry
 
     # ------------------------------------------------------------------ deleting
     def _process(self) -> None:
         if not self._queue or self._fs is None or self._experiment is None:
             return
         try:
-            named = persisted_snapshot(self._fs, self._experiment)
+            named = persisted_snapshot(self._fs, self._experiment, {q["tid"] for q in self._queue})
         except Exception as e:  # noqa: BLE001 - unreadable now: try again at the next snapshot
             self._note_failure(self._experiment, e)
             return
@@ -172,6 +206,8 @@ class CheckpointRetention(Callback):
                 self.deleted.append(q["tid"])
         except Exception as e:  # noqa: BLE001 - a failed deletion must not stop the sweep
             self._note_failure(q["path"], e)
+            if q["kind"] == "pruned":
+                self._retry.add(q["tid"])
 
     def _note_failure(self, path: str, error: BaseException) -> None:
         reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
@@ -180,13 +216,16 @@ class CheckpointRetention(Callback):
             self.failed.append(entry)
 
 
-def persisted_snapshot(fs: Any, experiment: str) -> dict[str, tuple[str, int | None]] | None:
+def persisted_snapshot(fs: Any, experiment: str, trial_ids: set[str] | None = None,
+                       ) -> dict[str, tuple[str, int | None]] | None:
     """From the newest experiment snapshot in storage (what ``--resume`` would restore): trial
-    id -> (its status, the index of the checkpoint a restore would use). None when there is no
-    snapshot yet.
+    id -> (its status, the index of the checkpoint a restore would use), for ``trial_ids``
+    (default: every trial). None when there is no snapshot yet.
 
     Only the snapshot's JSON is parsed; a trial's checkpoint list is an encoded pickle inside it,
-    searched for checkpoint directory names without being unpickled.
+    searched for checkpoint directory names without being unpickled. The snapshot holds every
+    trial of the sweep: only the trials asked for have their run metadata (the larger part)
+    parsed.
     """
     import pyarrow.fs as pafs
 
@@ -200,6 +239,8 @@ def persisted_snapshot(fs: Any, experiment: str) -> dict[str, tuple[str, int | N
     out: dict[str, tuple[str, int | None]] = {}
     for trial_json, metadata_json in state["trial_data"]:
         trial = json.loads(trial_json)
+        if trial_ids is not None and trial["trial_id"] not in trial_ids:
+            continue
         manager = json.loads(metadata_json).get("checkpoint_manager") or {}
         blob = bytes.fromhex(manager.get("value", "")) if isinstance(manager, dict) else b""
         indices = [int(m) for m in _INDEX.findall(blob)]

@@ -33,10 +33,11 @@ Train worker groups (``workers_per_trial`` > 1), whose pause and resume is not c
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune.experiment import Trial
@@ -78,14 +79,42 @@ class GroupedASHA(AsyncHyperBandScheduler):
 
 @dataclass
 class _Rungs:
-    """One group's records under :class:`PromotingASHA`."""
+    """One group's records under :class:`PromotingASHA`.
+
+    Each rung's trials are kept ranked as they are recorded (a sorted insert), and the rung's
+    promotable trials are computed once per change: the scheduler asks for them each time
+    Tune looks for a trial to run, far more often than a trial reaches a rung."""
 
     recorded: dict[float, dict[str, float]]
     """milestone -> {trial id: score at that rung (higher is better)}"""
     promoted: dict[float, set[str]]
     """milestone -> trial ids promoted past it"""
+    eta: float
+    """The reduction factor: the top ``floor(n / eta)`` of a rung's ``n`` trials go on."""
     finished: bool = False
     """Whether one of the group's trials reached the end."""
+    ranked: dict[float, list[tuple[float, int, str]]] = field(default_factory=dict)
+    """milestone -> (-score, order recorded, trial id), best first; equal scores in the order
+    they were recorded."""
+    _promotable: dict[float, list[str]] = field(default_factory=dict)
+
+    def record(self, rung: float, tid: str, score: float) -> None:
+        scores = self.recorded[rung]
+        scores[tid] = score
+        bisect.insort(self.ranked.setdefault(rung, []), (-score, len(scores), tid))
+        self._promotable.pop(rung, None)
+
+    def promote(self, rung: float, tid: str) -> None:
+        self.promoted[rung].add(tid)
+        self._promotable.pop(rung, None)
+
+    def promotable(self, rung: float) -> list[str]:
+        """Trials in the top ``floor(n / eta)`` at ``rung`` not promoted yet, best first."""
+        if rung not in self._promotable:
+            ranked = self.ranked.get(rung, [])
+            top = ranked[:int(len(ranked) // self.eta)]
+            self._promotable[rung] = [tid for _, _, tid in top if tid not in self.promoted[rung]]
+        return self._promotable[rung]
 
 
 class PromotingASHA(FIFOScheduler):
@@ -128,7 +157,8 @@ class PromotingASHA(FIFOScheduler):
     def _rungs(self, trial: Trial) -> tuple[Group, _Rungs]:
         group = group_of(trial.config, self.group_keys)
         if group not in self.groups:
-            self.groups[group] = _Rungs({m: {} for m in self.milestones}, {m: set() for m in self.milestones})
+            self.groups[group] = _Rungs({m: {} for m in self.milestones}, {m: set() for m in self.milestones},
+                                        self._rf)
         return group, self.groups[group]
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
@@ -146,9 +176,9 @@ class PromotingASHA(FIFOScheduler):
         tid = trial.trial_id
         if tid in rungs.recorded[rung]:  # promoted past it already (or a restored report)
             return TrialScheduler.CONTINUE
-        rungs.recorded[rung][tid] = self._score(result)
-        if tid in self._promotable(rungs, rung):
-            rungs.promoted[rung].add(tid)
+        rungs.record(rung, tid, self._score(result))
+        if tid in rungs.promotable(rung):
+            rungs.promote(rung, tid)
             return TrialScheduler.CONTINUE
         self.waiting[tid] = (group, rung)
         return TrialScheduler.PAUSE
@@ -170,7 +200,7 @@ class PromotingASHA(FIFOScheduler):
         # 1. A promotion, from the highest rung down, best first within each group.
         for rung in reversed(self.milestones):
             for group, rungs in self.groups.items():
-                for tid in self._promotable(rungs, rung):
+                for tid in rungs.promotable(rung):
                     if tid in paused and self.waiting.get(tid) == (group, rung):
                         return self._promote(paused[tid])
         # 2. A new trial.
@@ -193,16 +223,9 @@ class PromotingASHA(FIFOScheduler):
         return f"Successive halving with promotions {where} (eta {self._rf:g}; rungs {rungs})"
 
     # --------------------------------------------------------------------------- helpers
-    def _promotable(self, rungs: _Rungs, rung: float) -> list[str]:
-        """Trials in the group's top ``floor(n / eta)`` at ``rung`` not promoted yet, best first."""
-        scores = rungs.recorded[rung]
-        k = int(len(scores) // self._rf)
-        top = sorted(scores, key=scores.get, reverse=True)[:k]
-        return [tid for tid in top if tid not in rungs.promoted[rung]]
-
     def _promote(self, trial: Trial) -> Trial:
         group, rung = self.waiting.pop(trial.trial_id)
-        self.groups[group].promoted[rung].add(trial.trial_id)
+        self.groups[group].promote(rung, trial.trial_id)
         return trial
 
     def _drain(self, tune_controller: Any, trials: list[Trial], paused: dict[str, Trial]) -> Trial | None:
@@ -213,8 +236,12 @@ class PromotingASHA(FIFOScheduler):
             return None
         active = {group_of(t.config, self.group_keys) for t in trials
                   if t.status in (Trial.PENDING, Trial.RUNNING)}
+        by_group: dict[Group, list[str]] = {}  # one pass over the waiting trials, not one per group
+        for tid, (g, _) in self.waiting.items():
+            if tid in paused:
+                by_group.setdefault(g, []).append(tid)
         for group, rungs in self.groups.items():
-            waiting = [tid for tid, (g, _) in self.waiting.items() if g == group and tid in paused]
+            waiting = by_group.get(group, [])
             if not waiting or group in active:
                 continue
             if not rungs.finished:

@@ -35,7 +35,7 @@ class Outcome:
 
 def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
     cfg = plan.cfg
-    swept = ", ".join(f"{p.short}: {p.kind} {list(p.values)}" for p in plan.space.swept) or "nothing"
+    swept = ", ".join(f"{p.short}: {p.kind} {_values_text(p.values)}" for p in plan.space.swept) or "nothing"
     print(f"\nlorasweep {cfg.study} [{cfg.preset}] -> {plan.name}")
     per = " per group" if plan.group_points else ""
     extra = f"; {plan.n_trials} more after {plan.prior_samples} sample(s){per}" if plan.prior_samples else ""
@@ -53,6 +53,15 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
               f"{len(plan.rejected)} configuration(s) over it, not launched: "
               + (", ".join(f"{_point_text(p)} ({n:,})" for p, n in plan.rejected) or "none"))
     print(f"  Tune storage: {plan.storage}/{plan.name}\n", flush=True)
+
+
+def _values_text(values: Any, most: int = 8) -> str:
+    """A swept setting's values for the header: all of them, or a grid of a thousand seeds as
+    ``[1, 2, 3, ..., 999, 1000] (1000 values)``."""
+    values = list(values)
+    if len(values) <= most:
+        return str(values)
+    return f"[{', '.join(map(str, values[:3]))}, ..., {', '.join(map(str, values[-2:]))}] ({len(values)} values)"
 
 
 def scheduler_text(plan: Plan) -> str:

@@ -239,6 +239,51 @@ def test_load_reads_sweeps_trials_and_histories(rank_data, optuna_data, store):
     assert [t_.id for t_ in rank_data.tasks["e2e"].references][:3] == ["lora-paper-t3", "lora-paper-t18", "tuw-t4"]
 
 
+def test_histories_read_in_bulk_from_sql_and_run_by_run_from_a_tracking_server(tmp_path):
+    """The same values either way: one value per step, the later logged where a resumed trial
+    logged a step twice, nothing for a run without the metric."""
+    import socket
+    import time
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from analysis.load import _histories
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    sql = MlflowClient(tracking_uri=db)
+    exp = sql.create_experiment("x")
+    a, b, c = (sql.create_run(exp).info.run_id for _ in range(3))
+    sql.log_batch(a, metrics=[Metric("val_loss", 2.0, 1, 100), Metric("val_loss", 1.5, 2, 200),
+                              Metric("val_loss", 1.4, 9, 200), Metric("epoch", 1.0, 1, 100)])
+    sql.log_batch(b, metrics=[Metric("val_loss", 3.0, 1, 100)])
+    expected = {a: [(100, 2.0), (200, 1.4)], b: [(100, 3.0)], c: []}
+    assert _histories(sql, [a, b, c], "val_loss") == expected
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1", "--backend-store-uri", db],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rest = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
+        deadline = time.time() + 120
+        while True:
+            try:
+                rest.get_experiment(exp)
+                break
+            except Exception:  # noqa: BLE001 - not serving yet
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(1)
+        assert not hasattr(rest._tracking_client.store, "get_metric_history_bulk")
+        assert _histories(rest, [a, b, c], "val_loss") == expected
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 # --------------------------------------------------------------------------- tables
 
 

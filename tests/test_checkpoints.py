@@ -58,3 +58,37 @@ def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_p
     keep.finish(str(exp))
     assert [p.name for p in trial.iterdir()] == ["checkpoint_000002"] and keep.waiting == 0
     assert keep.superseded_bytes == 200
+
+
+def test_the_trials_outside_the_best_k_are_queued_once_each(tmp_path):
+    """keep_best_k=2, min val_loss: each trial that falls out of the best two is queued for
+    pruning once, when it falls out (an errored trial ranks last)."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from sweeps.retention import CheckpointRetention
+
+    keep = CheckpointRetention(k=2, metric="val_loss", mode="min")
+
+    def trial(tid: str, loss: float | None) -> SimpleNamespace:
+        storage = SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(),
+                                  experiment_fs_path=str(tmp_path), trial_fs_path=str(tmp_path / tid))
+        return SimpleNamespace(trial_id=tid, storage=storage, last_result={"val_loss": loss})
+
+    queued = []
+    for tid, loss in [("a", 3.0), ("b", 1.0), ("c", 2.0), ("d", 4.0), ("e", 0.5)]:
+        keep.on_trial_complete(0, [], trial(tid, loss))
+        queued.append("".join(q["tid"] for q in keep._queue))
+    keep.on_trial_error(0, [], trial("f", None))
+    # a, b: both kept; c pushes a out; d is outside; e pushes c out; f errored.
+    assert queued == ["", "", "a", "ad", "adc"] and "".join(q["tid"] for q in keep._queue) == "adcf"
+
+    # A resumed sweep's retention goes on from the state Tune saved: g (0.1) pushes b out; b
+    # finishing again (a restored trial) at 0.05 is best now, and pushes e out (b's own
+    # checkpoints are queued already).
+    again = CheckpointRetention(k=2, metric="val_loss", mode="min")
+    again.set_state(keep.get_state())
+    again.on_trial_complete(0, [], trial("g", 0.1))
+    again.on_trial_complete(0, [], trial("b", 0.05))
+    assert "".join(q["tid"] for q in again._queue) == "adcfbe"

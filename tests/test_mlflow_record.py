@@ -135,3 +135,34 @@ def test_a_child_run_created_by_a_driver_that_died_gets_its_params(tmp_path, smo
     assert second.replay_journal() == 2
     assert second.flush(30) == {}
     assert sorted(m.value for m in client.get_metric_history(orphan, "val_loss")) == [1.5, 2.0]  # not again
+
+
+def test_a_reports_log_steps_go_to_mlflow_and_not_into_tunes_result(tmp_path, smoke_assets):
+    """The train loss and learning rate of every log step since the previous report reach the
+    child run at their own steps; Tune's copy of the result (its experiment state, its
+    result.json) is left without them."""
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from conftest import tiny_trial
+    from sweeps.tracking.recorder import MlflowRecorder
+    from trainables.schema import to_dict
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("x")
+    parent = client.create_run(exp).info.run_id
+    recorder = MlflowRecorder(tracking_uri=uri, experiment_id=exp, parent_run_id=parent,
+                              base=to_dict(tiny_trial(smoke_assets)), sweep_seed=0, sweep_name="s",
+                              model_type="gpt2", storage=str(tmp_path))
+    trial = SimpleNamespace(trial_id="t_1", config={"adapter.r": 4})
+    result = {"step": 8, "epoch": 0.5, "val_loss": 2.0, "train_loss": 2.5, "lr": 1e-3,
+              "history": {"step": [4, 8], "train_loss": [3.0, 2.5], "lr": [2e-3, 1e-3]}}
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, result)
+    assert "history" not in result and result["val_loss"] == 2.0
+    assert recorder.flush(60) == {}
+    run_id = recorder.run_id("t_1")
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train_loss")] == [(4, 3.0), (8, 2.5)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "lr")] == [(4, 2e-3), (8, 1e-3)]

@@ -100,3 +100,18 @@ def test_grouped_optuna_gives_each_group_its_own_study_in_turn():
     assert all(v >= 10.0 for v in values) and all(t.value < 10.0 for t in studies[0].trials)
     assert [studies[g].study_name for g in (0, 1)] == ["grouped/group-0", "grouped/group-1"]
     assert [studies[g].user_attrs["group"] for g in (0, 1)] == points
+
+
+def test_a_rungs_promotable_trials_are_its_top_floor_n_over_eta_not_promoted_yet():
+    from sweeps.schedulers import _Rungs
+
+    rungs = _Rungs({1.0: {}}, {1.0: set()}, eta=2)
+    for tid, score in [("a", 0.5), ("b", 0.9), ("c", 0.5), ("d", 0.1), ("e", 0.9), ("f", 0.7)]:
+        rungs.record(1.0, tid, score)
+    # 6 recorded, eta 2: the top 3 are b and e (0.9, b recorded first) and f (0.7).
+    assert rungs.promotable(1.0) == ["b", "e", "f"]
+    rungs.promote(1.0, "b")
+    assert rungs.promotable(1.0) == ["e", "f"]
+    rungs.record(1.0, "g", 1.0)
+    # 7 recorded: still the top 3, now g, b, e; b went on already.
+    assert rungs.promotable(1.0) == ["g", "e"]

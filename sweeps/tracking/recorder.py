@@ -148,6 +148,9 @@ class MlflowRecorder(Callback):
         self.storage = storage
         self._writer: TrackingWriter | None = None
         self._runs: dict[str, str] = {}
+        #: Trial id -> child run of the runs already in the store when this driver first
+        #: looked (writer thread): one query for the sweep, not one per trial.
+        self._existing: dict[str, str] | None = None
         #: Trial id -> (step, final) of its last report recorded in MLflow (writer thread).
         self._recorded: dict[str, tuple[int, bool]] = {}
         #: Trials started by this driver and not ended (event loop).
@@ -163,7 +166,7 @@ class MlflowRecorder(Callback):
 
     # Tune pickles callbacks into its experiment state; the writer is rebuilt on demand.
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_writer": None}
+        return {**self.__dict__, "_writer": None, "_existing": None}
 
     def get_state(self) -> dict[str, Any]:
         """Called while Tune writes an experiment snapshot: the records not yet written go to
@@ -227,11 +230,15 @@ class MlflowRecorder(Callback):
         return self._runs.get(trial_id)
 
     def _find_run(self, client: Any, trial_id: str) -> Any:
-        runs = client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
-            max_results=1)
-        return runs[0] if runs else None
+        """The trial's child run created by an earlier driver of the sweep, or None. The
+        sweep's child runs are listed once: the runs this driver creates are in ``_runs``."""
+        if self._existing is None:
+            self._existing = {}
+            for run in _child_runs(client, self.experiment_id, self.parent_run_id):  # newest first
+                if TRIAL_TAG in run.data.tags:
+                    self._existing.setdefault(run.data.tags[TRIAL_TAG], run.info.run_id)
+        run_id = self._existing.get(trial_id)
+        return client.get_run(run_id) if run_id else None
 
     def _run_for(self, client: Any, tid: str, hp: dict[str, Any]) -> str:
         """The trial's child run (writer thread): found again by its tag, or created; its
@@ -346,7 +353,11 @@ class MlflowRecorder(Callback):
             return [[k, float(result[k]), ts, at] for k in keys if _is_number(result.get(k))]
 
         metrics = numbers(self.report_metrics, step)
-        hist = result.get("history") or {}
+        # The log steps' values go to MLflow only: Tune keeps each trial's last result in its
+        # experiment state, writes every result to the trial's result.json and prints it, and
+        # a report's history (every log step since the one before) is most of a report.
+        # (Tune lets a callback change the result before it stores it.)
+        hist = result.pop("history", None) or {}
         for key in (k for k in hist if k != "step"):  # train_loss, lr (and the fp16 loss_scale)
             metrics += [[key, float(v), ts, int(s)] for s, v in zip(hist.get("step", []), hist.get(key, []))
                         if _is_number(v)]
