@@ -625,7 +625,7 @@ def test_resume_finds_a_sweep_stored_in_an_s3_bucket(s3_endpoint):
 
     launched = SimpleNamespace(  # what store_config reads of a Plan
         cfg=SweepConfig(study="rank_e2e", preset="smoke", storage=storage, seed=7),
-        name="rank_e2e-smoke-20261128-120000", storage=storage)
+        name="rank_e2e-smoke-20261128-120000", storage=storage, prior_samples=0)
     store_config(launched)
     assert fs.get_file_info("lorasweep-results/sweeps/rank_e2e-smoke-20261128-120000/"
                             "lorasweep_sweep.json").size > 0
