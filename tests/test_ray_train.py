@@ -119,10 +119,16 @@ def test_two_workers_train_on_the_one_process_loss_step_by_step(e2e_pair):
     made at one step does not grow. A trial whose ranks averaged their per-token means
     unweighted (each half's mean counted alike, whatever its number of target tokens) is
     further off at most steps, though grouped batches keep the halves' lengths close."""
-    (one,), (two,) = (s.trials for s in e2e_pair)
-    a = _history(e2e_pair[0].client, one.info.run_id, "train_loss")
-    b = _history(e2e_pair[1].client, two.info.run_id, "train_loss")
-    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, STEPS + 1))
+    assert_same_train_loss(e2e_pair, STEPS)
+
+
+def assert_same_train_loss(pair, steps: int) -> None:
+    """The one-process and the 2-worker trial of ``pair`` logged train losses at steps
+    1..``steps``, equal step by step to 1e-5 relative, from weights that moved."""
+    (one,), (two,) = (s.trials for s in pair)
+    a = _history(pair[0].client, one.info.run_id, "train_loss")
+    b = _history(pair[1].client, two.info.run_id, "train_loss")
+    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, steps + 1))
     for (step, x), (_, y) in zip(a, b):
         assert y == pytest.approx(x, rel=1e-5), (step, x, y)
     assert a[-1][1] != a[0][1]  # the weights moved: the steps compare trained models

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from sweep_runs import run_sweep_command
-from test_ray_train import ONE_PROCESS, TWO_WORKERS, _history, _record
+from test_ray_train import ONE_PROCESS, TWO_WORKERS, _record, assert_same_train_loss
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +50,6 @@ def test_a_two_worker_qlora_trial_trains_on_the_one_process_loss_step_by_step(ql
     one, two = (_record(s) for s in qlora_pair)
     assert one == two
     assert one["status"] == ("FINISHED", "completed")
-    (a_run,), (b_run,) = (s.trials for s in qlora_pair)
-    a = _history(qlora_pair[0].client, a_run.info.run_id, "train_loss")
-    b = _history(qlora_pair[1].client, b_run.info.run_id, "train_loss")
-    assert [s for s, _ in a] == [s for s, _ in b] == list(range(1, STEPS + 1))
-    for (step, x), (_, y) in zip(a, b):
-        assert y == pytest.approx(x, rel=1e-5), (step, x, y)
-    assert a[-1][1] != a[0][1]
-    parents = [s.client.get_run(t.data.tags["mlflow.parentRunId"]) for s, t in zip(qlora_pair, (a_run, b_run))]
+    assert_same_train_loss(qlora_pair, STEPS)
+    parents = [s.client.get_run(s.trials[0].data.tags["mlflow.parentRunId"]) for s in qlora_pair]
     assert [p.data.params["resources.workers_per_trial"] for p in parents] == ["1", "2"]
