@@ -375,7 +375,7 @@ def test_job_submission_needs_the_token(tmp_path):
         good_env = {**base, "HOME": str(client_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
         # The dashboard answers before its job agent is up ("No available agent"), and a
         # loaded machine is slower still: retry the authorised submission until a deadline.
-        deadline, tries = time.time() + 120, []
+        deadline, tries = time.time() + 240, []
         while True:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             good = submit(good_env)
