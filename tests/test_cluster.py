@@ -362,6 +362,9 @@ def test_job_submission_needs_the_token(tmp_path):
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+         # Its own job agent port: the default (52365) is taken by whichever Ray on this machine
+         # started first (a sweep of another test), leaving this head with no agent to run jobs.
+         f"--dashboard-agent-listen-port={_free_port()}",
          f"--temp-dir={ray_tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
         env=head_env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
