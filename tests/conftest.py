@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 
-# Set before any lorasweep code resolves the cache; subprocesses inherit it.
-_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="lorasweep-test-cache-"))
+# Set before any lorasweep code resolves the cache; subprocesses inherit it. The xdist workers
+# of one run share theirs (the builders hold a file lock: one builds, the others wait for it).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+    _SESSION_CACHE = Path(tempfile.gettempdir()) / f"lorasweep-test-cache-{_RUN}"
+    _SESSION_CACHE.mkdir(exist_ok=True)
+else:
+    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="lorasweep-test-cache-"))
 os.environ.setdefault("LORASWEEP_CACHE", str(_SESSION_CACHE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -23,6 +29,24 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 REPO = Path(__file__).resolve().parents[1]
 
 from trainables.session import LocalSession  # noqa: E402  (after the cache is chosen)
+
+
+#: The test files that take longest (``--durations``), handed to the xdist workers first so
+#: that the many short files fill the gaps at the end (``--no-loadscope-reorder`` in the
+#: pyproject's addopts keeps this order). A file missing here only starts later.
+LONGEST_FIRST = (
+    "test_study_smoke.py", "test_signals.py", "test_chaos.py", "test_sweep_smoke.py", "test_ray_train.py",
+    "test_ray_train_classification.py", "test_cluster.py", "test_agnews_budget.py", "test_gpu_check.py",
+    "test_export.py", "test_glue_warm_start.py", "test_glue_sweeps.py", "test_cluster_multinode.py",
+    "test_promotion.py", "test_ray_train_qlora.py", "test_cold_start.py", "test_optuna_study.py",
+    "test_vision.py", "test_analysis.py", "test_user_data.py", "test_fault_tolerance.py",
+    "test_cli_bad_input.py", "test_study_file.py", "test_qlora_judge.py", "test_qlora.py", "test_extending.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's order kept
 
 
 class Interrupted(Exception):

@@ -362,6 +362,9 @@ def test_job_submission_needs_the_token(tmp_path):
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+         # Its own job agent port: the default (52365) is taken by whichever Ray on this machine
+         # started first (a sweep of another test), leaving this head with no agent to run jobs.
+         f"--dashboard-agent-listen-port={_free_port()}",
          f"--temp-dir={ray_tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
         env=head_env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
@@ -375,7 +378,7 @@ def test_job_submission_needs_the_token(tmp_path):
         good_env = {**base, "HOME": str(client_home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
         # The dashboard answers before its job agent is up ("No available agent"), and a
         # loaded machine is slower still: retry the authorised submission until a deadline.
-        deadline, tries = time.time() + 120, []
+        deadline, tries = time.time() + 240, []
         while True:
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             good = submit(good_env)

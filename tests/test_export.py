@@ -160,6 +160,30 @@ def test_variants_glue_smoke_methods_load_with_plain_peft_and_give_the_trials_lo
     assert methods == {f"{m} qv" for m in ("full", "lora", "dora", "vera", "loraplus", "lora-fa", "pissa")}
 
 
+def test_variants_glue_smoke_records_quality_speed_and_memory_per_method(variants):
+    """Every method's row: its task metrics, speed and memory in MLflow, the comparison table
+    printed and logged to the parent; full fine-tuning saves the whole model, the others an
+    adapter."""
+    client, trials = variants["client"], {t.data.params["adapter.method"]: t for t in variants["trials"]}
+    for method, t in trials.items():
+        assert t.data.tags["lorasweep.status"] == "completed", method
+        m = t.data.metrics
+        assert {"accuracy", "f1", "val_accuracy", "trainable_params", "samples_per_s", "peak_mem_mb"} <= set(m), method
+        assert m["samples_per_s"] > 0 and m["peak_mem_mb"] > 100
+    n = {k: t.data.metrics["trainable_params"] for k, t in trials.items()}
+    assert n["full"] == trials["full"].data.metrics["total_params"] > 22e6  # MiniLM-L6 + head
+    assert all(n[k] < n["full"] for k in trials if k != "full")
+    files = {k: {a.path for a in client.list_artifacts(t.info.run_id, "adapter")} for k, t in trials.items()}
+    assert "adapter/model.safetensors" in files["full"]  # the whole model
+    assert all("adapter/adapter_model.safetensors" in files[k] for k in trials if k != "full")
+    parent = variants["parent"]
+    assert {"methods.csv", "methods.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    table = variants["out"][variants["out"].index("methods on glue-mrpc"):]
+    for method in trials:
+        assert f"\n{method} " in table
+    assert "trainable params" in table and "samples/s" in table and "peak MB" in table
+
+
 # --------------------------------------------------------------------------- the best trial
 
 

@@ -5,23 +5,20 @@ MLflow SQLite store, a tiny RoBERTa pretrained locally and synthetic GLUE / AG N
   mismatched test sets, a pair task scored by F1 too, a regression), one per task; every trial
   in MLflow with its task's metrics; medians printed beside the paper. ``--task all``'s eight
   parts are planned by the dry runs of ``test_glue_presets.py``, read by the readers of
-  ``test_glue.py``, and declare the metrics checked here; CoLA and RTE also run below.
+  ``test_glue.py``, and declare the metrics checked here; CoLA runs below, RTE in
+  ``test_glue_warm_start.py``.
 * ``glue_rank.py --preset smoke --task cola``: ranks x target groups with ASHA on val MCC.
-* ``agnews_budget.py --preset smoke``: one configuration over the parameter budget is never
-  launched and is counted; the best trial's predictions reach the parent run.
-* ``glue_paper.py --preset smoke-warm --task mnli,rte``: MNLI first, then RTE started from the
-  best MNLI trial's adapter (and, in a later command, from the earlier MNLI sweep); MNLI
-  reported matched and mismatched; each run taken at its best epoch, recorded in MLflow.
+
+``agnews_budget.py`` runs in ``test_agnews_budget.py``, the MNLI warm start in
+``test_glue_warm_start.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import REPO
 
@@ -109,108 +106,3 @@ def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path):
               if t.data.params["adapter.r"] == "16"}
     assert counts["all-linear"] > counts["qv"]
     assert "val MCC" in proc.stdout
-
-
-def test_agnews_budget_rejects_before_launch_and_logs_best_predictions(tmp_path):
-    proc, client = _run("agnews_budget", tmp_path, "--name", "ag", "--set", "data.train_limit=192",
-                        "--set", "data.val_limit=64", "--set", "data.test_limit=64")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert '1 configuration(s) over it, not launched: r+targets=[16, "qv"] (148,996)' in proc.stdout
-    assert "1 rejected over the parameter budget" in proc.stdout
-    runs = _runs(client, "lorasweep-agnews_budget")
-    parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
-    trials = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
-    assert len(trials) == 2 and parent.data.metrics["trials_rejected_over_budget"] == 1
-    assert all(int(t.data.metrics["trainable_params"]) <= 100000 for t in trials)
-    assert all(len(client.get_metric_history(t.info.run_id, "val_accuracy")) >= 2 for t in trials)
-    local = client.download_artifacts(parent.info.run_id, "best_predictions.csv", str(tmp_path))
-    with open(local) as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == ["id", "label"] and len(rows) > 1
-    assert {r[1] for r in rows[1:]} <= {"0", "1", "2", "3"}  # the competition's class ids
-
-
-# --------------------------------------------------------------------------- the MNLI warm start
-
-
-def _lora(client, run_id, root):
-    from safetensors.torch import load_file
-
-    local = client.download_artifacts(run_id, "adapter/adapter_model.safetensors", str(root / run_id))
-    return {k: v for k, v in load_file(local).items() if ".lora_" in k}
-
-
-def test_mnli_warm_start_chain(tmp_path):
-    """The warm start's two commands, run once and checked three ways (one test: its commands
-    run once whatever the test runner's distribution)."""
-    chain = _warm_chain(tmp_path)
-    _check_rte_starts_from_the_best_mnli_trials_adapter(chain)
-    _check_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(chain)
-    _check_each_run_is_recorded_at_its_best_epoch(chain)
-
-
-def _warm_chain(root):
-    """lr 1e-12: a step that small is below float32's resolution for these weights, so every
-    trial ends with the adapter it started from (what it was initialised with is readable from
-    its final adapter in MLflow), and its validation accuracy never improves after epoch 1
-    (keep_best then restores epoch 1 for the final evaluation)."""
-    small = ["--set", "data.train_limit=64", "--set", "data.val_limit=40", "--set", "data.test_limit=40",
-             "--set", "train.epochs=2", "--set", "train.lr=1e-12"]
-    first, client = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte,mnli", "--name", "gw",
-                         *small)
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    later, _ = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte", "--name", "gw2", *small)
-    assert later.returncode == 0, later.stdout[-4000:] + later.stderr[-4000:]
-    runs = _runs(client, "lorasweep-glue_paper")
-    parents = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"}
-    trials = {}
-    for r in runs:
-        if r.data.tags.get("lorasweep.kind") == "trial":
-            trials.setdefault(parents[r.data.tags["mlflow.parentRunId"]], []).append(r)
-    return root, client, first.stdout, later.stdout, trials
-
-
-def _check_rte_starts_from_the_best_mnli_trials_adapter(warm_chain):
-    root, client, out, later, trials = warm_chain
-    assert sorted(trials) == ["gw-mnli", "gw-rte", "gw2-rte"] and all(len(t) == 2 for t in trials.values())
-    assert out.index("-> gw-mnli") < out.index("-> gw-rte")  # MNLI ran first though named second
-    mnli = {t.info.run_id: t.data.metrics["val_accuracy"] for t in trials["gw-mnli"]}
-    (chosen,) = {t.data.params["adapter.init_from"] for t in trials["gw-rte"] + trials["gw2-rte"]}
-    best = chosen.removeprefix("runs:/")
-    assert mnli[best] == max(mnli.values())
-    assert f"rte: adapter.init_from=best:mnli -> {chosen} (the best completed trial of this command's" in out
-    assert f"rte: adapter.init_from=best:mnli -> {chosen} (the best completed trial of the earlier mnli " \
-           "sweep gw-mnli" in later
-    source = _lora(client, best, root)
-    assert len(source) == 6 * 2 * 2  # MiniLM's 6 layers x (query, value) x (A, B)
-    for t in trials["gw-rte"] + trials["gw2-rte"]:
-        mine = _lora(client, t.info.run_id, root)
-        assert mine.keys() == source.keys()
-        assert all(torch.allclose(mine[k], source[k], atol=1e-6) for k in source), t.info.run_id
-    (other,) = set(mnli) - {best}  # the other seed's adapter: a different initialisation
-    assert not all(torch.allclose(o, source[k], atol=1e-6) for k, o in _lora(client, other, root).items())
-
-
-def _check_mnli_is_reported_matched_and_mismatched_with_the_paper_on_matched(warm_chain):
-    _, _, out, _, trials = warm_chain
-    for t in trials["gw-mnli"]:
-        assert {"accuracy_m", "accuracy_mm", "val_accuracy"} <= set(t.data.metrics)
-    assert "Acc_m" in out and "Acc_mm" in out
-    assert "reference (LoRA paper (Hu et al. 2021) Table 2, RoBERTa-base): Acc_m 87.5\n" in out
-    line = next(ln for ln in out.splitlines() if "median over 2 seeds: Acc_m" in ln)
-    assert "(paper 87.5)" in line and "Acc_mm" in line.split("(paper 87.5)")[1]
-
-
-def _check_each_run_is_recorded_at_its_best_epoch(warm_chain):
-    """The final report after keep_best's restore reaches MLflow: its test metrics, and the
-    epoch they come from."""
-    _, client, _, _, trials = warm_chain
-    for t in trials["gw-rte"] + trials["gw-mnli"]:
-        m = t.data.metrics
-        assert t.data.tags["lorasweep.status"] == "completed"
-        assert m["best_epoch"] == 1.0 and m["epoch"] == 2.0
-        assert t.data.tags["lorasweep.note"].startswith("keep_best: the last report's val_accuracy was not")
-        final = [h.value for h in client.get_metric_history(t.info.run_id, "val_accuracy")]
-        assert len(final) == 2 and final[-1] == final[0]
-        assert ("accuracy" in m) if t.data.params["task"] == "glue-rte" else ("accuracy_m" in m)
-

@@ -166,7 +166,7 @@ def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_ki
     sent again unchanged (a group started from scratch would report step 2 anew), and MLflow
     every report once: no report lost between the two records."""
     from mlflow import MlflowClient
-    from test_fault_tolerance import _stop_when, _trial_runs
+    from fault_runs import stop_when, trial_runs
 
     db, name = tmp_path / "mlruns.db", "resumed"
     space = tmp_path / "space.yaml"
@@ -176,7 +176,7 @@ def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_ki
            "--set", "eval.generate=false", "--set", "data.val_limit=32", *TWO_WORKERS,
            "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", name]
     log = tmp_path / "sweep.log"
-    _stop_when(cmd, tmp_path, log, lambda: any(n >= 1 for _, _, _, n in _trial_runs(db)),
+    stop_when(cmd, tmp_path, log, lambda: any(n >= 1 for _, _, _, n in trial_runs(db)),
                "after the first report", timeout=600)
     done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

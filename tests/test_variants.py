@@ -6,19 +6,17 @@
 * LoRA+'s optimizer groups give B ``loraplus_lr_ratio`` times A's learning rate.
 * Counting on the meta device (the parameter budget) agrees with the real model per method.
 * Combinations a method cannot do are refused before launch, with one line naming both.
-* ``variants_glue.py --preset smoke`` end to end: real Ray, real MLflow, one row per method.
+* ``variants_glue.py --preset smoke`` end to end (real Ray, real MLflow, one row per method)
+  runs in ``test_export.py``, whose adapters of every method are loaded back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import types
 
 import pytest
 import torch
-from conftest import REPO
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -292,46 +290,3 @@ def test_the_study_presets_validate_every_method_of_every_part(tmp_path, capsys)
 
 
 # --------------------------------------------------------------------------- the study, end to end
-
-
-@pytest.mark.integration
-def test_variants_glue_smoke_records_quality_speed_and_memory_per_method(tmp_path):
-    """The smoke preset's model, data and settings on STS-B (the regression head), with the
-    two of its methods whose checkpoints differ most (one round of two concurrent trials):
-    full (no peft: the whole model) and LoRA-FA (peft's own optimizer's state). The other
-    methods' builds, steps and adapter files are the unit tests above."""
-    from mlflow import MlflowClient
-
-    space = tmp_path / "two.yaml"
-    space.write_text("description: two methods\nscientific:\n  method+r+alpha+lr: {grid: "
-                     "[[full, 8, 16, 1.0e-4], [lora-fa, 8, 16, 5.0e-3]]}\n"
-                     "fixed:\n  targets: qv\n")
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    cmd = [sys.executable, str(REPO / "sweeps" / "variants_glue.py"), "--preset", "smoke", "--task", "stsb",
-           "--search-space", str(space), "--name", "v", "--tracking-uri", uri,
-           "--storage", str(tmp_path / "ray_results"), "--set", "data.train_limit=32",
-           "--set", "data.val_limit=16", "--set", "data.test_limit=16", "--set", "data.max_length=32",
-           "--set", "train.epochs=1"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("lorasweep-variants_glue").experiment_id])
-    trials = {r.data.params["adapter.method"]: r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"}
-    assert sorted(trials) == ["full", "lora-fa"]
-    for method, t in trials.items():
-        assert t.data.tags["lorasweep.status"] == "completed", method
-        m = t.data.metrics
-        assert {"pearson", "val_pearson", "trainable_params", "samples_per_s", "peak_mem_mb"} <= set(m), method
-        assert m["samples_per_s"] > 0 and m["peak_mem_mb"] > 100
-    n = {k: t.data.metrics["trainable_params"] for k, t in trials.items()}
-    assert n["full"] == trials["full"].data.metrics["total_params"] > 22e6  # MiniLM-L6 + head
-    assert n["lora-fa"] < n["full"]
-    files = {k: {a.path for a in client.list_artifacts(t.info.run_id, "adapter")} for k, t in trials.items()}
-    assert "adapter/model.safetensors" in files["full"]  # the whole model
-    assert "adapter/adapter_model.safetensors" in files["lora-fa"]
-    parent = next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep")
-    assert {"methods.csv", "methods.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
-    table = proc.stdout[proc.stdout.index("methods on glue-stsb"):]
-    for method in trials:
-        assert f"\n{method} " in table
-    assert "trainable params" in table and "samples/s" in table and "peak MB" in table
