@@ -123,7 +123,7 @@ def abort(plan: Any, recorder: Any, parent: str, error: BaseException, signals: 
     """The sweep ends by an exception: close the open child runs and the parent run, wait at
     most :data:`ABORT_FLUSH_S` for the MLflow writes, keep what is left in the journal, and say
     so on stderr."""
-    from sweeps.tracking.recorder import now_ms
+    from sweeps.tracking.mlflow_calls import now_ms
 
     signalled = isinstance(error, (KeyboardInterrupt, Stopped))
     why = (signals.received or "SIGINT") if signalled else _error_line(error)
@@ -131,7 +131,7 @@ def abort(plan: Any, recorder: Any, parent: str, error: BaseException, signals: 
     tags = interruption_tags(plan, why)
 
     def record(client: Any) -> None:
-        from sweeps.tracking.recorder import log_batch
+        from sweeps.tracking.mlflow_calls import log_batch
 
         log_batch(client, parent, tags=tags)
         client.set_terminated(parent, status="KILLED" if signalled else "FAILED", end_time=now_ms())

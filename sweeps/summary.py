@@ -303,7 +303,7 @@ def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
 
     from sweeps.stopping import interruption_tags
     from trainables.mlflow_names import BEST_RUN_TAG, BEST_TRIAL_TAG, FAILED
-    from sweeps.tracking.recorder import log_batch, now_ms
+    from sweeps.tracking.mlflow_calls import log_batch, now_ms
 
     metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
     if plan.cfg.max_trainable_params:

@@ -67,7 +67,7 @@ def finals(bleu: float) -> dict[str, float]:
 def _parent(client, exp_id, name, *, study, model, algorithm, scheduler, space, scientific=None,
             nuisance=""):
     from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
-    from sweeps.tracking.recorder import log_batch
+    from sweeps.tracking.mlflow_calls import log_batch
 
     tags = {KIND_TAG: "sweep", SWEEP_TAG: name, "lorasweep.study": study, "lorasweep.preset": "test",
             "git_sha": "0123456789abcdef", "git_dirty": "false"}
@@ -88,7 +88,7 @@ def _trial(client, exp_id, parent, sweep, tid, *, model, hp, vals, final=None, s
     from mlflow.entities import Metric
 
     from trainables.config import TrialConfig
-    from sweeps.tracking.recorder import flatten, log_batch
+    from sweeps.tracking.mlflow_calls import flatten, log_batch
     from trainables.mlflow_names import (COMPLETED, KIND_TAG, PARENT_TAG, STATUS_TAG, STOPPED, SWEEP_TAG,
                                          TRIAL_TAG)
     from trainables.schema import from_dict, set_path, to_dict

@@ -91,7 +91,7 @@ def study_experiment(plan: Plan, client: Any) -> str:
 def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
     from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
     from sweeps.optuna_store import EXTENDED_TAG, parent_tags
-    from sweeps.tracking.recorder import git_state, log_batch, now_ms, package_versions
+    from sweeps.tracking.mlflow_calls import git_state, log_batch, now_ms, package_versions
 
     if resume:
         from sweeps.stopping import INTERRUPTED_TAG, RESUME_TAG
