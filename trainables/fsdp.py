@@ -49,7 +49,11 @@ def check_strategy(cfg: Any) -> None:
     unchecked = {"train.precision": (train.precision == "fp16", "fp16 (its gradient scaler would decide "
                                      "to skip a step on each rank's shards alone)", "fp32 or bf16"),
                  "train.optimizer": (train.optimizer != "adamw", train.optimizer, "adamw"),
-                 "train.gradient_checkpointing": (train.gradient_checkpointing, "true", "false")}
+                 "train.gradient_checkpointing": (train.gradient_checkpointing, "true", "false"),
+                 # they keep and put back copies of the trainable parameters
+                 "train.keep_best": (train.keep_best, "true", "false"),
+                 "train.early_stopping_patience": (train.early_stopping_patience is not None,
+                                                   train.early_stopping_patience, "null")}
     for field, (refused, value, accepted) in unchecked.items():
         if refused:
             raise UserError(field, f"{value} was not checked under train.strategy=fsdp; accepted there: "
