@@ -299,8 +299,9 @@ class TrainConfig:
     included, over the workers, block by block, and all-gathers a block's for its forward and
     backward: a base too large for one device trains on several. Checkpoints hold the adapter
     gathered to full tensors (the same files a one-process trial writes). Refused with one
-    worker, with a 4-bit base and with adapter methods not checked under FSDP (accepted:
-    ``lora``). docs/ray-train.md says what was checked."""
+    worker, with a 4-bit base, with adapter methods not checked under FSDP (accepted:
+    ``lora``), and with fp16, paged optimizers, gradient checkpointing, ``keep_best`` and early
+    stopping (not checked under FSDP). docs/ray-train.md says what was checked."""
     keep_best: bool = False
     """Train to the end, then restore the weights of the report with the best task metric
     (e.g. ``val_accuracy``) and run the final evaluation on them: each run taken at its best
