@@ -1,9 +1,6 @@
-"""An FSDP trial's checkpoint (``train.strategy: fsdp``, :mod:`trainables.fsdp`) saved and resumed
-on 2 real gloo ranks: the tiny GPT-2 with a LoRA on its q/k/v views, sharded with FSDP2, trains
-two AdamW steps with gradient clipping; rank 0 writes the checkpoint from the gathered adapter and
-optimizer state; a freshly sharded model restores it on both ranks. The restored shards hold the
-saved adapter and AdamW moments exactly, and a further step from the restored state moves the
-weights as the same step from the original does. The E2E trial through the command line is in
+"""FSDP trials (``train.strategy: fsdp``, :mod:`trainables.fsdp`) on 2 real gloo ranks, the tiny
+GPT-2 with a LoRA on its q/k/v views sharded with FSDP2: a checkpoint saved and resumed, and beam
+search whose ranks finish at different steps. The E2E trial through the command line is in
 ``test_ray_train.py``."""
 
 from __future__ import annotations
@@ -83,6 +80,10 @@ def _rank(rank: int, port: int, cfg, out: str, results: str) -> None:
 
 
 def test_an_fsdp_checkpoint_resumes_into_the_shards_what_was_saved(tmp_path, make_trial):
+    """Two AdamW steps with gradient clipping; rank 0 writes the checkpoint from the gathered
+    adapter and optimizer state; a freshly sharded model restores it on both ranks. The restored
+    shards hold the saved adapter and AdamW moments exactly, and a further step from the
+    restored state moves the weights as the same step from the original does."""
     import torch
     import torch.multiprocessing as mp
     from peft import PeftModel
@@ -112,3 +113,65 @@ def test_an_fsdp_checkpoint_resumes_into_the_shards_what_was_saved(tmp_path, mak
     # fused back into c_attn).
     base = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path)
     PeftModel.from_pretrained(base, str(tmp_path / "ckpt" / "adapter"))
+
+
+def _decode(rank: int, port: int, cfg, prompts, results: str) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from trainables.models import load_tokenizer
+    from trainables.session import TrainSession
+    from trainables.tasks.causal_lm import generate
+
+    class GlooSession(TrainSession):
+        """TrainSession's collectives on this test's process group (no Ray Train context)."""
+
+        def __init__(self) -> None:
+            self.world_rank, self.world_size, self.strategy, self.lockstep = rank, 2, "fsdp", True
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    model, _ = _sharded(cfg)
+    texts = generate(model, load_tokenizer(cfg), prompts, cfg.eval, device=torch.device("cpu"),
+                     session=GlooSession())
+    if rank == 0:
+        torch.save(texts, results)
+    dist.destroy_process_group()
+
+
+def test_fsdp_beam_search_keeps_the_ranks_in_step_and_decodes_what_one_process_does(tmp_path, make_trial):
+    """3 E2E test inputs decoded one at a time: rank 0 decodes inputs 0 and 2, rank 1 input 1 and
+    then input 0 again (dropped), so that both run as many ``generate`` calls. The inputs are
+    ordered so that rank 0's beams take more decoding steps in all than rank 1's (counted on
+    one process): every step's forward all-gathers the shards, and only ``synced_gpus`` keeps
+    the rank that finished stepping with the other. The texts are those one process decodes
+    with the same (unsharded) model."""
+    import torch
+    import torch.multiprocessing as mp
+
+    from trainables.adapters import build_adapter_model
+    from trainables.models import load_tokenizer
+    from trainables.tasks.causal_lm import generate
+    from trainables.tasks.registry import get_task
+
+    cfg = make_trial(train={"strategy": "fsdp"}, eval={"num_beams": 2, "max_new_tokens": 40, "batch_size": 1})
+    task = get_task(cfg.task)
+    test = task.load_prepared(task.prepare(cfg, progress=False), cfg).test["prompts"]
+    prompts = [test[1], test[0], test[2]]
+    torch.manual_seed(cfg.seed)
+    model, _ = task.load_model(cfg)
+    model = build_adapter_model(model, cfg.adapter, task_type=task.peft_task_type)
+    forwards = [0]
+    model.get_base_model().register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    want, steps = [], []
+    for p in prompts:
+        forwards[0] = 0
+        want += generate(model, load_tokenizer(cfg), [p], cfg.eval, device=torch.device("cpu"))
+        steps.append(forwards[0])
+    assert steps[0] + steps[2] != steps[1] + steps[0], steps  # rank 0's steps, rank 1's with its filler
+    results = tmp_path / "texts.pt"
+    mp.start_processes(_decode, args=(_free_port(), cfg, prompts, str(results)), nprocs=2, start_method="spawn")
+    assert torch.load(results) == want
