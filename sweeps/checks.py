@@ -157,12 +157,32 @@ def warm_starts(grid: Grid, space: Any, model_type: str, tracking_uri: str) -> d
 def check_workers(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:
     """Refuse, before launch, a batch size the trial's workers cannot share evenly
     (``train.batch_size`` is the global batch: :func:`trainables.optim.rank_batch_size`), of the
-    base trial, a grid point or a listed value of the space."""
+    base trial, a grid point or a listed value of the space, and ``train.strategy: fsdp`` on one
+    worker (nothing to shard over)."""
     from trainables.optim import rank_batch_size
 
     workers = cfg.resources.workers_per_trial
     for size in sorted({t.train.batch_size for t in trials} | set(space.values_of("train.batch_size"))):
         rank_batch_size(size, workers)
+    strategies = {t.train.strategy for t in trials} | set(space.values_of("train.strategy"))
+    if "fsdp" in strategies:
+        _check_fsdp(workers, trials)
+
+
+def _check_fsdp(workers: int, trials: list[TrialConfig]) -> None:
+    """What ``train.strategy: fsdp`` needs of the sweep (the trial's own settings:
+    :func:`trainables.fsdp.check_strategy`)."""
+    from trainables.tasks.registry import get_task
+
+    if workers == 1:
+        raise UserError("train.strategy", "fsdp shards the model over a trial's workers, and "
+                                          "resources.workers_per_trial is 1; use --workers-per-trial 2 "
+                                          "or more, or train.strategy=ddp")
+    task = get_task(trials[0].task)
+    if not task.final_eval_on_every_rank and any(t.eval.generate for t in trials):
+        raise UserError("train.strategy", f"fsdp runs a trial's final evaluation on every worker, and "
+                                          f"{task.name}'s (answers of every compared model, the judge) runs "
+                                          "once; use eval.generate=false or train.strategy=ddp")
 
 
 def check_resources(cfg: SweepConfig) -> None:

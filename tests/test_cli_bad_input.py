@@ -178,6 +178,8 @@ def _a_file(tmp: Path) -> None:
 
 E2E, GLUE, AGNEWS, SQUAD, TASKS = "rank_e2e.py", "glue_paper.py", "agnews_budget.py", "squad_grid.py", "rank_vs_task.py"
 QLORA = "qlora_guanaco.py"
+#: A 2-worker FSDP trial.
+FSDP = ["--workers-per-trial", "2", "--cpus-per-trial", "2", "--set", "train.strategy=fsdp"]
 
 CASES = [
     # (id, script, flags, field the message starts with, fragment, setup)
@@ -346,6 +348,27 @@ CASES = [
      None),
     ("workers-sharing-a-gpu", E2E, ["--workers-per-trial", "2", "--gpus-per-trial", "1"],
      "resources.gpus_per_trial", "1 per trial for 2 workers: each worker needs whole GPUs of its own", None),
+    # --- FSDP (train.strategy: fsdp): what it does not shard, or was not checked with
+    ("strategy-unknown", E2E, ["--set", "train.strategy=zero3"], "train.strategy",
+     "expected one of 'ddp' or 'fsdp', got 'zero3'", None),
+    ("fsdp-on-one-worker", E2E, ["--set", "train.strategy=fsdp"], "train.strategy",
+     "fsdp shards the model over a trial's workers, and resources.workers_per_trial is 1", None),
+    ("fsdp-on-a-4-bit-base", QLORA, [*FSDP, "--set", "model.quantization=nf4", "--set", "adapter.method=lora"],
+     "train.strategy", "fsdp does not shard a 4-bit base (bitsandbytes' quantized weights are not sharded", None),
+    ("fsdp-with-qlora", QLORA, FSDP, "train.strategy", "fsdp does not shard a 4-bit base", None),
+    ("fsdp-with-dora", E2E, [*FSDP, "--set", "adapter.method=dora"], "adapter.method",
+     "'dora' was not checked under train.strategy=fsdp; accepted there: 'lora' (or train.strategy=ddp)", None),
+    ("fsdp-with-fp16", E2E, [*FSDP, "--set", "train.precision=fp16"], "train.precision",
+     "fp16 (its gradient scaler would decide to skip a step on each rank's shards alone) was not checked under "
+     "train.strategy=fsdp; accepted there: fp32 or bf16", None),
+    ("fsdp-with-keep-best", E2E, [*FSDP, "--set", "train.keep_best=true"], "train.keep_best",
+     "true was not checked under train.strategy=fsdp; accepted there: false", None),
+    ("fsdp-with-a-paged-optimizer", E2E, [*FSDP, "--set", "train.optimizer=paged_adamw_8bit"], "train.optimizer",
+     "paged_adamw_8bit was not checked under train.strategy=fsdp; accepted there: adamw", None),
+    ("fsdp-with-a-judged-final-evaluation", QLORA,
+     [*FSDP, "--set", "model.quantization=none", "--set", "adapter.method=lora", "--set", "train.optimizer=adamw",
+      "--set", "train.gradient_checkpointing=false"], "train.strategy",
+     "fsdp runs a trial's final evaluation on every worker, and guanaco's", None),
 ]
 
 

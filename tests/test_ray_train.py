@@ -63,15 +63,29 @@ def _e2e_sweep(root: Path, name: str, model: Path, space: Path, *flags: str):
 
 
 @pytest.fixture(scope="module")
-def e2e_pair(tmp_path_factory, smoke_assets):
-    """The same E2E trial run as one process and on 2 workers: (one, two)."""
+def e2e_one(tmp_path_factory, smoke_assets):
+    """The E2E trial run as one process; its ``root``, ``model`` and ``space`` serve the
+    worker-group runs of the same trial."""
     root = tmp_path_factory.mktemp("ray-train-e2e")
     model = _without_dropout(Path(smoke_assets.model_dir), root / "gpt2-no-dropout")
     space = root / "space.yaml"
     space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
     one = _e2e_sweep(root, "one-process", model, space, *ONE_PROCESS)
-    two = _e2e_sweep(root, "two-workers", model, space, *TWO_WORKERS)
-    return one, two
+    one.root, one.model, one.space = root, model, space
+    return one
+
+
+@pytest.fixture(scope="module")
+def e2e_pair(e2e_one):
+    """The same E2E trial run as one process and on 2 workers (DDP): (one, two)."""
+    return e2e_one, _e2e_sweep(e2e_one.root, "two-workers", e2e_one.model, e2e_one.space, *TWO_WORKERS)
+
+
+@pytest.fixture(scope="module")
+def e2e_fsdp(e2e_one):
+    """The same E2E trial run as one process and on 2 workers under FSDP2: (one, fsdp)."""
+    return e2e_one, _e2e_sweep(e2e_one.root, "fsdp", e2e_one.model, e2e_one.space, *TWO_WORKERS,
+                               "--set", "train.strategy=fsdp")
 
 
 def _artifacts(client, run_id: str, path: str = "") -> set[str]:
@@ -138,20 +152,79 @@ def test_two_workers_validate_and_generate_what_one_process_does(e2e_pair, tmp_p
     """Validation (sharded by batch, summed over the ranks) and beam search (the ranks decode
     their share of the test batches, gathered in order): the same validation loss at every
     report and the same generated texts, hence the same BLEU."""
-    import mlflow
+    assert_same_evaluation(e2e_pair, tmp_path)
 
-    (one,), (two,) = (s.trials for s in e2e_pair)
-    for (step, x), (_, y) in zip(_history(e2e_pair[0].client, one.info.run_id, "val_loss"),
-                                 _history(e2e_pair[1].client, two.info.run_id, "val_loss")):
+
+def assert_same_evaluation(pair, tmp_path: Path) -> None:
+    """The trials of ``pair`` logged the same validation loss (1e-6 relative) at each report,
+    the same 6 generated texts and the same BLEU."""
+    (one,), (two,) = (s.trials for s in pair)
+    a = _history(pair[0].client, one.info.run_id, "val_loss")
+    b = _history(pair[1].client, two.info.run_id, "val_loss")
+    assert [s for s, _ in a] == [s for s, _ in b] == [3, STEPS]
+    for (step, x), (_, y) in zip(a, b):
         assert y == pytest.approx(x, rel=1e-6), step
-    texts = []
-    for sweep, run in zip(e2e_pair, (one, two)):
-        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="outputs",
-                                                    dst_path=str(tmp_path / run.info.run_id), tracking_uri=sweep.uri)
-        texts.append((Path(local) / "predictions.txt").read_text().splitlines())
+    texts = [(_download(sweep, run, "outputs", tmp_path) / "predictions.txt").read_text().splitlines()
+             for sweep, run in zip(pair, (one, two))]
     assert len(texts[0]) == 6 and texts[0] == texts[1]
     assert two.data.metrics["BLEU"] == pytest.approx(one.data.metrics["BLEU"], abs=1e-9)
     assert math.isfinite(one.data.metrics["BLEU"])
+
+
+def _download(sweep, run, path: str, tmp_path: Path) -> Path:
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path,
+                                                    dst_path=str(tmp_path / run.info.run_id), tracking_uri=sweep.uri))
+
+
+# --------------------------------------------------------------------------- FSDP2 (train.strategy: fsdp)
+
+
+def test_an_fsdp_trial_trains_and_evaluates_as_one_process_does(e2e_fsdp, tmp_path):
+    """The 2 ranks shard every weight (FSDP2, gloo) and train on halves of the one-process
+    trial's batches, weighted as under DDP (FSDP2 averages the gradients likewise): the same
+    MLflow record, the train loss step by step within the DDP pair's tolerance (the same sums
+    in another order: see test_two_workers_train_on_the_one_process_loss_step_by_step), the
+    same validation losses (the rank with one validation batch runs a second, not counted,
+    to keep the all-gathers in step) and the same beam-search texts (a rank that decodes
+    fewer batches decodes one more, dropped; ``synced_gpus`` keeps finished beams stepping)."""
+    one, fsdp = (_record(s) for s in e2e_fsdp)
+    assert one == fsdp
+    assert_same_train_loss(e2e_fsdp, STEPS)
+    assert_same_evaluation(e2e_fsdp, tmp_path)
+
+
+def test_an_fsdp_trials_adapter_loads_with_plain_peft_and_gives_the_trials_logits(e2e_fsdp, tmp_path):
+    """The FSDP trial's logged ``adapter/`` (gathered from the shards on rank 0) is a plain peft
+    adapter: ``PeftModel.from_pretrained`` on the unmodified base loads it, with the same files
+    and config as the one-process trial's, and it computes the one-process trial's logits (its
+    adapter saved from an unsharded model). Tolerance: the two adapters took 6 AdamW steps from
+    gradients summed in another order (see the train-loss test), so their weights differ in the
+    last float32 bits; logits of magnitude up to about 10 then differ by a few 1e-6: 1e-5
+    absolute (or 1e-4 relative)."""
+    import json as json_
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    (one,), (fsdp,) = (s.trials for s in e2e_fsdp)
+    dirs = [_download(sweep, run, "adapter", tmp_path) for sweep, run in zip(e2e_fsdp, (one, fsdp))]
+    assert sorted(p.name for p in dirs[0].iterdir()) == sorted(p.name for p in dirs[1].iterdir())
+    assert json_.loads((dirs[0] / "adapter_config.json").read_text()) == \
+        json_.loads((dirs[1] / "adapter_config.json").read_text())
+    x = torch.arange(3, 40).reshape(1, -1)
+
+    def logits(adapter: Path | None):
+        base = AutoModelForCausalLM.from_pretrained(str(e2e_fsdp[0].model))
+        model = PeftModel.from_pretrained(base, str(adapter)) if adapter else base
+        with torch.no_grad():
+            return model.eval()(input_ids=x).logits
+
+    want, got = logits(dirs[0]), logits(dirs[1])
+    assert (logits(None) - want).abs().max() > 1e-3  # the adapter changed the model
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- a killed driver, resumed

@@ -472,10 +472,13 @@ def count_parameters(model: torch.nn.Module) -> ParamCount:
 # --------------------------------------------------------------------------- save / load
 
 
-def save_adapter(model: Any, out_dir: str | Path, *, meta: dict[str, Any]) -> Path:
-    """peft ``save_pretrained`` (adapter weights only) plus what reloading needs to know."""
+def save_adapter(model: Any, out_dir: str | Path, *, meta: dict[str, Any],
+                 state_dict: dict[str, Any] | None = None) -> Path:
+    """peft ``save_pretrained`` (adapter weights only) plus what reloading needs to know;
+    ``state_dict``: the model's parameters to save instead of its own (a sharded model's,
+    gathered)."""
     out = Path(out_dir)
-    model.save_pretrained(out)
+    model.save_pretrained(out, state_dict=state_dict)
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return out
 

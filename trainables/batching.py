@@ -113,11 +113,19 @@ class RankBatches(Sampler):
     """Rank ``r``'s batches of an evaluation pass: ``indices`` cut into batches of
     ``batch_size``, and batches ``r``, ``r + world_size``, ... of them. Every example is
     evaluated once across the ranks (no padding repeats one), and each batch is the one a
-    one-process pass makes, so sums over the ranks' batches equal the one-process sums."""
+    one-process pass makes, so sums over the ranks' batches equal the one-process sums.
 
-    def __init__(self, indices: Sequence[int], batch_size: int, *, rank: int = 0, world_size: int = 1):
+    ``even`` (FSDP, whose every forward is a collective): every rank gets as many batches as
+    the rank with the most; a rank with fewer repeats the pass's first batch, and only its
+    first :attr:`counted` batches count (:func:`evaluation_batches`)."""
+
+    def __init__(self, indices: Sequence[int], batch_size: int, *, rank: int = 0, world_size: int = 1,
+                 even: bool = False):
         self.batches = [list(indices[s:s + batch_size]) for s in range(0, len(indices), batch_size)]
         self.mine = self.batches[rank::world_size]
+        self.counted = len(self.mine)
+        if even and self.batches:
+            self.mine += [self.batches[0]] * (math.ceil(len(self.batches) / world_size) - self.counted)
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.mine)
@@ -198,8 +206,17 @@ def val_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *,
     val = data.val
     order = (np.argsort(-val.lengths(), kind="stable").tolist() if mode == "grouped"
              else list(range(len(val))))
-    batches = RankBatches(order, cfg.train.eval_batch_size, rank=session.world_rank, world_size=session.world_size)
+    batches = RankBatches(order, cfg.train.eval_batch_size, rank=session.world_rank, world_size=session.world_size,
+                          even=session.lockstep)
     return DataLoader(val, batch_sampler=batches, collate_fn=collate_for(task, tokenizer, mode))
+
+
+def evaluation_batches(loader: Any) -> Iterator[tuple[dict[str, Any], bool]]:
+    """``(batch, counted)`` of an evaluation loader: a batch that only keeps an FSDP rank in
+    step with the others (:class:`RankBatches` ``even``) is run and not counted."""
+    counted = getattr(loader.batch_sampler, "counted", None)
+    for i, batch in enumerate(loader):
+        yield batch, counted is None or i < counted
 
 
 def batch_counts(batch: dict[str, Any]) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from trainables.devices import unwrap
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
+    from trainables.fsdp import GatheredState
 
 STATE_FILE = "trainer_state.pt"
 ADAPTER_DIR = "adapter"
@@ -32,11 +33,13 @@ RESULT_FILE = "result.json"
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
                     cfg: TrialConfig, final: bool = False, scaler: Any = None,
-                    result: dict[str, Any] | None = None) -> None:
+                    result: dict[str, Any] | None = None, gathered: GatheredState | None = None) -> None:
     """Adapter weights (see the module docstring) + optimizer/scheduler state (and the fp16 loss
     scaler's, ``scaler``: a :class:`~trainables.devices.Precision`) for resuming; ``final``: the
     checkpoint of the trial's final report (a trial restored from it is done); ``result``: the
-    report this checkpoint goes with (:func:`saved_result`)."""
+    report this checkpoint goes with (:func:`saved_result`); ``gathered``: a sharded model's
+    adapter and optimizer state as full tensors (:func:`trainables.fsdp.gather_state`), saved
+    instead of the model's and the optimizer's own (their shards)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -45,10 +48,12 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
 
     meta = {"task": cfg.task, "base_model": cfg.model.name_or_path, "method": cfg.adapter.method,
             "targets": cfg.adapter.targets, "step": step}
-    save_standard(unwrap(model), out / ADAPTER_DIR, meta=meta)
+    adapter = gathered.adapter if gathered is not None else None
+    save_standard(unwrap(model), out / ADAPTER_DIR, meta=meta, state_dict=adapter)
     if not is_standard(unwrap(model)):
-        save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"})
-    torch.save({"step": step, "final": final, "optimizer": optimizer.state_dict(),
+        save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"}, state_dict=adapter)
+    optim = gathered.optimizer if gathered is not None else optimizer.state_dict()
+    torch.save({"step": step, "final": final, "optimizer": optim,
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                 "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
@@ -72,14 +77,19 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from trainables.fsdp import is_sharded, load_state
+
     adapter_dir = trial_layout(src)
     adapter_file = adapter_dir / "adapter_model.safetensors"
-    if adapter_file.is_file():
+    state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=True)
+    if is_sharded(model):  # a collective: rank 0's copy is broadcast into the shards
+        load_state(model, optimizer, load_file(str(adapter_file)), state["optimizer"])
+    elif adapter_file.is_file():
         set_peft_model_state_dict(unwrap(model), load_file(str(adapter_file)))
+        optimizer.load_state_dict(state["optimizer"])
     else:  # method 'full': save_pretrained wrote the whole model
         unwrap(model).load_state_dict(load_file(str(adapter_dir / "model.safetensors")), strict=False)
-    state = torch.load(src / STATE_FILE, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     if scaler is not None:

@@ -292,6 +292,16 @@ class TrainConfig:
     """Stop a trial when the task's metric (e.g. ``val_accuracy``) has not improved for N
     reports in a row; the best weights are then restored and the final evaluation runs on
     them (reported as ``best_epoch`` and ``stopped_early_at``). null = train to the end."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How a trial on several workers (``resources.workers_per_trial`` > 1) spreads its model.
+    ``ddp``: every worker holds the whole model and the gradients are averaged (DDP).
+    ``fsdp``: PyTorch FSDP2 (``fully_shard``) splits every parameter, the frozen base weights
+    included, over the workers, block by block, and all-gathers a block's for its forward and
+    backward: a base too large for one device trains on several. Checkpoints hold the adapter
+    gathered to full tensors (the same files a one-process trial writes). Refused with one
+    worker, with a 4-bit base, with adapter methods not checked under FSDP (accepted:
+    ``lora``), and with fp16, paged optimizers, gradient checkpointing, ``keep_best`` and early
+    stopping (not checked under FSDP). docs/ray-train.md says what was checked."""
     keep_best: bool = False
     """Train to the end, then restore the weights of the report with the best task metric
     (e.g. ``val_accuracy``) and run the final evaluation on them: each run taken at its best

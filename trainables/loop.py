@@ -244,7 +244,8 @@ class Recipe:
         from trainables.devices import unwrap
 
         # The model without its DDP wrapper: the ranks evaluate different numbers of batches,
-        # and a DDP forward may synchronise buffers across them.
+        # and a DDP forward may synchronise buffers across them (under FSDP, which has no
+        # wrapper, the ranks' batches are evened out: trainables.batching.RankBatches).
         return self.task.validate(unwrap(self.model), self.val_loader, device=self.device,
                                   session=self.session, precision=self.cfg.train.precision)
 
@@ -275,12 +276,16 @@ class Recipe:
         report first runs the task's final evaluation. Returns the result Tune received."""
         from trainables.checkpointing import OUTPUTS_DIR, save_checkpoint
         from trainables.devices import unwrap
+        from trainables.fsdp import gather_state, is_sharded
         from trainables.session import scratch_dir
 
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
+        # Under FSDP every forward is a collective: a final evaluation that does not split
+        # over the ranks runs on all of them (rank 0's outputs are kept).
+        everywhere = self.task.shards_final_eval or session.lockstep
         with scratch_dir("lorasweep-ckpt-") as out:
-            if final and self.cfg.eval.generate and (session.is_chief or self.task.shards_final_eval):
+            if final and self.cfg.eval.generate and (session.is_chief or everywhere):
                 t_gen = time.perf_counter()
                 report.scores = self.task.final_eval(unwrap(self.model), self.tokenizer, self.data, self.cfg,
                                                      device=self.device, out_dir=out / OUTPUTS_DIR,
@@ -289,9 +294,12 @@ class Recipe:
                 self.model.train()
             report.wall_s = time.perf_counter() - self.t0
             result = report.to_result()
+            # A sharded model's adapter and optimizer state, gathered on rank 0 (a collective).
+            gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
             if session.is_chief:
                 save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result)
+                                step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result,
+                                gathered=gathered)
             session.barrier()
             session.report(result, out if session.is_chief else None)
         self.history, self.since_report = self._new_history(), []
@@ -330,9 +338,15 @@ def _batches_for_epoch(loader: Any, epoch: int, skip: int):
 
 def _gradient_sync(model: Any, sync: bool) -> Any:
     """DDP's ``no_sync`` on the micro-batches before the last of an optimizer step (their
-    gradients are summed locally and all-reduced once, with the last one's)."""
+    gradients are summed locally and all-reduced once, with the last one's); FSDP2's
+    ``set_requires_gradient_sync`` likewise (reduce-scattered once)."""
     import contextlib
 
+    from trainables.fsdp import is_sharded, set_gradient_sync
+
+    if is_sharded(model):
+        set_gradient_sync(model, sync)
+        return contextlib.nullcontext()
     if sync or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()

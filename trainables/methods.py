@@ -159,3 +159,6 @@ def check_trial(cfg: Any) -> None:
     if method.optimizer == "lorafa" and opt != "adamw":
         raise UserError("adapter.method", f"'lora-fa' brings its own optimizer (peft's LoRA-FA AdamW) "
                                           f"and cannot use train.optimizer={opt}; use train.optimizer=adamw")
+    from trainables.fsdp import check_strategy
+
+    check_strategy(cfg)

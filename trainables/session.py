@@ -6,8 +6,8 @@ The loop in :mod:`trainables.loop` only talks to a :class:`Session`:
   Cheapest shape: with Tune's actor reuse the process and its imports survive from one trial
   to the next.
 * :class:`TrainSession` - the loop runs on each worker of a Ray Train ``TorchTrainer``
-  launched by the trial (DDP when it has several workers); metrics reach Tune through
-  ``TuneReportCallback``. Starting a worker group costs seconds per trial, so it is used
+  launched by the trial (DDP, or FSDP2 with ``train.strategy: fsdp``, when it has several
+  workers); metrics reach Tune through ``TuneReportCallback``. Starting a worker group costs seconds per trial, so it is used
   only when asked for (``resources.trial_shape``).
 * :class:`LocalSession` - no Ray at all: re-running one trial exactly, benchmarks.
 """
@@ -30,6 +30,10 @@ class Session:
     resends_restored_report: bool = False
     """Whether a checkpoint this session restores may be one whose report Tune never
     received, so the loop sends that report again (:meth:`trainables.loop.Recipe._restore`)."""
+    lockstep: bool = False
+    """Whether every forward pass is a collective (FSDP all-gathers each block's weights), so
+    that every rank must run as many forwards as the others: evaluation evens out the ranks'
+    batches and runs the final evaluation on every rank."""
 
     @property
     def device(self) -> Any:
@@ -113,20 +117,23 @@ class TuneSession(Session):
 
 
 class TrainSession(Session):
-    """The loop on one worker of a Ray Train worker group (DDP across the group).
+    """The loop on one worker of a Ray Train worker group (DDP across the group, or FSDP2 with
+    ``strategy`` ``fsdp``: :mod:`trainables.fsdp`).
 
     A restored group resumes from the latest checkpoint in Ray Train's storage, which can be
     ahead of what Tune recorded (the driver died between them): it sends that report again."""
 
     resends_restored_report = True
 
-    def __init__(self) -> None:
+    def __init__(self, strategy: str = "ddp") -> None:
         import ray.train
 
         ctx = ray.train.get_context()
         self.world_rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
         self.trial_id = ctx.get_experiment_name()
+        self.strategy = strategy
+        self.lockstep = strategy == "fsdp" and self.world_size > 1
 
     @property
     def device(self) -> Any:
@@ -154,6 +161,10 @@ class TrainSession(Session):
     def prepare_model(self, model: Any) -> Any:
         import ray.train.torch
 
+        if self.lockstep:
+            from trainables.fsdp import shard
+
+            return shard(model, self.device)
         return ray.train.torch.prepare_model(model)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:

@@ -90,22 +90,25 @@ def remember_initial(model: Any) -> None:
 # --------------------------------------------------------------------------- saving
 
 
-def save_standard(model: Any, out: Path, *, meta: dict[str, Any]) -> None:
+def save_standard(model: Any, out: Path, *, meta: dict[str, Any],
+                  state_dict: dict[str, Any] | None = None) -> None:
     """``model``'s adapter in peft's standard layout in ``out`` (created), with the meta file
-    (``lorasweep_adapter.json``) and a README saying what the directory holds."""
+    (``lorasweep_adapter.json``) and a README saying what the directory holds; ``state_dict``:
+    the model's parameters to save instead of its own (a sharded model's, gathered: LoRA and
+    the q/k/v fusion read nothing else)."""
     out = Path(out)
     config = _lora_config(model)
     notes: list[str] = []
     if is_standard(model):
-        model.save_pretrained(out)
+        model.save_pretrained(out, state_dict=state_dict)
     else:
-        notes = _save_standard_converted(model, out, config)
+        notes = _save_standard_converted(model, out, config, state_dict)
     meta = {**meta, "layout": "peft", "notes": notes, "base_loading": base_loading(model)}
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
     (out / "README.md").write_text(readme(meta))
 
 
-def _save_standard_converted(model: Any, out: Path, config: Any) -> list[str]:
+def _save_standard_converted(model: Any, out: Path, config: Any, state_dict: dict[str, Any] | None) -> list[str]:
     """The conversions of the module docstring, through a temporary directory; returns what
     was converted (for the README)."""
     notes = []
@@ -117,7 +120,7 @@ def _save_standard_converted(model: Any, out: Path, config: Any) -> list[str]:
                          "(path_initial_model_for_weight_conversion) to a LoRA of twice the rank "
                          "on the unmodified base weights")
         else:
-            model.save_pretrained(saved)
+            model.save_pretrained(saved, state_dict=state_dict)
         views = _split_layers(model)
         if views:
             notes.append(_fuse_saved(saved, model, views))

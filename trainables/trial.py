@@ -244,7 +244,8 @@ def _quiet_train_reports() -> None:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` of the ``train`` shape: the same loop on every DDP rank."""
+    """``train_loop_per_worker`` of the ``train`` shape: the same loop on every rank (DDP or
+    FSDP2, ``train.strategy``)."""
     from trainables.loop import run_loop
     from trainables.session import TrainSession
 
@@ -255,5 +256,5 @@ def train_worker(config: dict[str, Any]) -> None:
     _set_threads(config["cpus"])
     cfg = from_dict(TrialConfig, config["trial"])
     with memory_limit(config.get("memory_limit_mb")):
-        run_loop(cfg, TrainSession(), prepared=_prepared(config.get("prepared")),
+        run_loop(cfg, TrainSession(cfg.train.strategy), prepared=_prepared(config.get("prepared")),
                  adapters=config.get("adapters"))

@@ -150,6 +150,11 @@ class Task(ABC):
     shards_final_eval: ClassVar[bool] = False
     """Whether :meth:`final_eval` runs on every rank of a worker group, sharing its work through
     ``session`` (beam search), rather than on rank 0 alone while the others wait."""
+    final_eval_on_every_rank: ClassVar[bool] = True
+    """Whether :meth:`final_eval` may run on every rank of an FSDP trial (whose every forward is
+    a collective: a final evaluation that does not split runs whole on each rank, rank 0's
+    result kept). False where it calls out (a judge) or loads other models: refused under
+    FSDP."""
 
     @abstractmethod
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
@@ -247,15 +252,17 @@ def evaluate_loss(task: Task, model: Any, loader: Any, device: torch.device, ses
     """The mean validation loss over ``loader``'s targets (summed over ranks under DDP)."""
     import torch
 
+    from trainables.batching import evaluation_batches
     from trainables.devices import autocast, to_device
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), autocast(precision, device):
-        for batch in loader:
+        for batch, counted in evaluation_batches(loader):
             s, n = task.eval_loss(model, to_device(batch, device))
-            total += float(s)
-            count += n
+            if counted:
+                total += float(s)
+                count += n
     model.train()
     total, count = session.all_reduce_sum([total, float(count)])
     return total / max(count, 1.0)
@@ -287,15 +294,18 @@ class PerExampleLogits:
         predictions."""
         import torch
 
+        from trainables.batching import evaluation_batches
         from trainables.devices import autocast
 
         scale: TargetScale | None = getattr(loader.dataset, "target_scale", None)
         model.eval()
         idx, preds, labels, loss = [], [], [], 0.0
         with torch.no_grad(), autocast(precision, device):
-            for batch in loader:
+            for batch, counted in evaluation_batches(loader):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = self._logits(model, batch)
+                if not counted:
+                    continue
                 if scale is not None:
                     logits = scale.restore(logits.float())
                 loss += float(self._loss(logits, batch["labels"], "sum"))

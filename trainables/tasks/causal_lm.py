@@ -7,6 +7,7 @@ example (``.npy`` files, memory-mapped by every trial: E2E's 42k training exampl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,17 +228,26 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: 
     starts at the same position; decoding stops at the tokenizer's eos (the E2E format ends
     every target with it). With a ``session`` of several ranks (every rank calls this), rank
     ``r`` decodes batches ``r``, ``r + world_size``, ... (each the batch one process decodes,
-    so each text is the one it decodes) and every rank returns all the texts, in order.
+    so each text is the one it decodes) and every rank returns all the texts, in order. Under
+    FSDP (``session.lockstep``: every forward is a collective) every rank decodes as many
+    batches (a rank with fewer decodes the first batch again and drops it) and transformers'
+    ``synced_gpus`` keeps a rank whose beams have finished stepping until every rank's have.
     Progress per batch goes to stderr: a bar on a terminal, a line every half minute in a
     trial's log.
     """
     from trainables.progress import progress
 
     world, rank = (session.world_size, session.world_rank) if session is not None else (1, 0)
+    lockstep = bool(getattr(session, "lockstep", False))
     starts = range(0, len(prompts), cfg.batch_size)
-    mine = {start: _beam_search(model, tokenizer, prompts[start:start + cfg.batch_size], cfg, device)
-            for start in progress(starts[rank::world], desc=f"beam search ({len(prompts)} inputs, batches of "
-                                                             f"{cfg.batch_size})")}
+    share = list(starts[rank::world])
+    fillers = math.ceil(len(starts) / world) - len(share) if lockstep else 0
+    mine = {}
+    for i, start in enumerate(progress(share + [0] * fillers, desc=f"beam search ({len(prompts)} inputs, "
+                                                                   f"batches of {cfg.batch_size})")):
+        texts = _beam_search(model, tokenizer, prompts[start:start + cfg.batch_size], cfg, device, synced=lockstep)
+        if i < len(share):
+            mine[start] = texts
     if world > 1:
         for part in session.all_gather(mine):
             mine.update(part)
@@ -245,8 +255,8 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: 
 
 
 def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg: EvalConfig,
-                 device: torch.device) -> list[str]:
-    """One batch of :func:`generate`."""
+                 device: torch.device, *, synced: bool = False) -> list[str]:
+    """One batch of :func:`generate` (``synced``: transformers' ``synced_gpus``)."""
     import torch
 
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -262,6 +272,6 @@ def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg
             input_ids=ids.to(device), attention_mask=mask.to(device),
             num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
             no_repeat_ngram_size=cfg.no_repeat_ngram_size, max_new_tokens=cfg.max_new_tokens,
-            do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id,
+            do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, synced_gpus=synced,
         )
     return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, width:]]

@@ -185,6 +185,7 @@ def _on_assistant_tokens(ids: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
 
 
 class GuanacoTask(CausalLMTask):
+    final_eval_on_every_rank = False  # answers from every compared model, then the judge
     name = "guanaco"
     formats = ("chat", "text")
     labels_of = staticmethod(_on_assistant_tokens)
