@@ -8,7 +8,8 @@ server as tracking URI. One sweep (module fixture), two checks: every trial ran,
 with the Ray node it trained on, the trials used both nodes and both wrote their checkpoints
 to the shared ``--storage`` path; and the MLflow UI in headless Chromium, opened at the link
 the summary printed, lists the parent run and its child runs with no click (the study's runs
-table, the parent expanded, is saved as ``docs/img/mlflow-runs.png``).
+table, the parent expanded, is saved as ``tests/artifacts/mlflow-runs.png``: the README's
+``docs/img/mlflow-runs.png`` is a copy of it).
 
 Isolation on a shared machine: each node gets a private ``--temp-dir``, so Ray writes the
 cluster's address to ``<temp dir>/ray_current_cluster`` and not to
@@ -242,7 +243,8 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials(cluster_sweep):
     """The MLflow UI in headless Chromium (the system browser, driven by Selenium with Debian's
     chromedriver), opened at the link the sweep's summary printed: the parent run and every
     trial's child run are listed by name with no click. The study's runs table lists the parent
-    run, and expanding it shows the trials: that view is saved as docs/img/mlflow-runs.png."""
+    run, and expanding it shows the trials: that view is saved as tests/artifacts/mlflow-runs.png
+    (copied by hand to docs/img/ when the UI changes; a test run never writes the docs)."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
@@ -304,7 +306,7 @@ def test_mlflow_ui_lists_the_sweep_and_its_trials(cluster_sweep):
         print(f"MLflow UI screenshot: {shot}")
         browser.quit()
     assert shot.stat().st_size > 10_000
-    _keep_small(shot, REPO / "docs" / "img" / "mlflow-runs.png")
+    _keep_small(shot, ARTIFACTS / "mlflow-runs.png")
 
 
 def _keep_small(png: Path, target: Path) -> None:
