@@ -7,8 +7,8 @@ The loop in :mod:`trainables.loop` only talks to a :class:`Session`:
   to the next.
 * :class:`TrainSession` - the loop runs on each worker of a Ray Train ``TorchTrainer``
   launched by the trial (DDP, or FSDP2 with ``train.strategy: fsdp``, when it has several
-  workers); metrics reach Tune through ``TuneReportCallback``. Starting a worker group costs seconds per trial, so it is used
-  only when asked for (``resources.trial_shape``).
+  workers); metrics reach Tune through ``TuneReportCallback``. Starting a worker group costs
+  seconds per trial, so it is used only when asked for (``resources.trial_shape``).
 * :class:`LocalSession` - no Ray at all: re-running one trial exactly, benchmarks.
 """
 
