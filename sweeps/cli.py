@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.stopping import Stopped
-from sweeps.study_file import FLAG_SETTINGS, TRIAL_SECTIONS, Study, load_study, read_study
+from sweeps.study_file import FLAG_SETTINGS, TRIAL_SECTIONS, Study, load_study, on_import_path, read_study
 from trainables.errors import UserError, did_you_mean, one_of
 
 EXIT_USAGE = 2
@@ -31,7 +31,10 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
     pre.add_argument("--config")
     config = pre.parse_known_args(argv)[0].config
     if config:
-        return read_study(Path(config).expanduser(), name=study)
+        path = Path(config).expanduser()
+        loaded = read_study(path, name=study)
+        on_import_path(path.parent)  # a task module beside the file (task: module:Class)
+        return loaded
     if study is None:  # --help, or the missing --config as one line (exit 2)
         entry = _Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
         entry.add_argument("--config", metavar="FILE", required=True, help="the study file")

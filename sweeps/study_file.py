@@ -29,6 +29,8 @@ study file are read from there; other values are used as written (a search space
 from __future__ import annotations
 
 import copy
+import os
+import sys
 import dataclasses
 from pathlib import Path
 from dataclasses import dataclass
@@ -249,6 +251,18 @@ def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any
             beside(settings, path.resolve().parent)
         presets[name] = preset
     return presets
+
+
+def on_import_path(folder: Path) -> None:
+    """``folder`` importable in this process and in the trial processes of the local Ray it
+    starts (they inherit ``PYTHONPATH``): a task class in a module beside a study file is named
+    ``task: module:Class``. Appended, so it never shadows an installed package."""
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if entry not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, entry])
 
 
 def read_study(path: Path, *, name: str | None = None) -> Study:

@@ -127,7 +127,10 @@ def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
                            "--preset", "smoke", "--tracking-uri", uri, "--storage", str(work / "rr"), "--name", "u"],
                           cwd=work, uri=uri, experiment="lorasweep-my_tickets", completed=2)
     p = s.parent.data.params
-    assert (p["preset"], p["task"], p["data.labels"]) == ("smoke", "text-classification", "['0', '1', '2']")
+    # The task is the user's class beside the study file: the trials imported it too (they ran).
+    assert (p["preset"], p["task"], p["data.labels"]) == ("smoke", "ticket_task:Tickets", "['0', '1', '2']")
+    best = max(s.trials, key=lambda r: r.data.metrics["val_macro_f1"])  # its metric: macro-F1 first
+    assert s.parent.data.metrics["best_val_macro_f1"] == best.data.metrics["val_macro_f1"]
     assert (p["data.val_from"], p["data.test_from"], p["data.train_examples"]) == (
         "validation split", "validation set", "160")
     assert sorted(int(r.data.params["adapter.r"]) for r in s.trials) == [2, 8]
@@ -138,3 +141,24 @@ def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
             assert 0 <= m[key] <= 100, key
         # MiniLM: 6 layers, d = 384; LoRA on W_q, W_v: r x (384 + 384) each; head 384 x 3 + 3
         assert m["trainable_params"] == 6 * 2 * int(run.data.params["adapter.r"]) * 768 + 384 * 3 + 3
+
+
+@pytest.mark.parametrize("task, fragment", [
+    ("no_such_module:Tickets", "error: task: 'no_such_module:Tickets': cannot import 'no_such_module' (No module "
+                               "named 'no_such_module'); put its folder beside the study file or on PYTHONPATH"),
+    ("ticket_task:Tickest", "error: task: 'ticket_task:Tickest': 'ticket_task' has no task class 'Tickest' (a "
+                            "subclass of trainables.tasks.base.Task)"),
+    ("json:JSONDecoder", "error: task: 'json:JSONDecoder': 'json' has no task class 'JSONDecoder'"),
+])
+def test_a_task_class_that_cannot_be_loaded_is_one_line_exit_2(tmp_path, capsys, task, fragment):
+    from sweeps.cli import run_study
+
+    study = tmp_path / "project"
+    shutil.copytree(USER_STUDY, study)
+    write_tickets(study / "tickets")
+    code = run_study(None, ["--config", str(study / "study.yaml"), "--preset", "smoke", "--set", f"task={task}",
+                            "--dry-run", "--storage", str(tmp_path / "rr")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith(fragment), err
+    assert not (tmp_path / "rr").exists()
+

@@ -45,11 +45,27 @@ _instances: dict[str, Task] = {}
 
 
 def get_task(name: str) -> Task:
-    """The task object for ``name`` (imported on first use, then shared in this process)."""
-    if name not in TASKS:
-        raise UserError("task", f"unknown task {name!r}{did_you_mean(name, TASKS)}; "
-                                f"accepted: {one_of(sorted(TASKS))}")
+    """The task object for ``name`` (imported on first use, then shared in this process): a
+    registered name, or ``module:Class`` for a task class of the user's own in a module on the
+    import path (a study file's folder is: :func:`sweeps.study_file.on_import_path`)."""
     if name not in _instances:
-        module, cls = TASKS[name].split(":")
-        _instances[name] = getattr(importlib.import_module(module), cls)()
+        _instances[name] = _load(name)
     return _instances[name]
+
+
+def _load(name: str) -> Task:
+    from trainables.tasks.base import Task
+
+    if name not in TASKS and ":" not in name:
+        raise UserError("task", f"unknown task {name!r}{did_you_mean(name, TASKS)}; "
+                                f"accepted: {one_of(sorted(TASKS))}, or 'module:Class' for a task class of your own")
+    module, _, cls = TASKS.get(name, name).partition(":")
+    try:
+        found = getattr(importlib.import_module(module), cls, None)
+    except ImportError as e:
+        raise UserError("task", f"{name!r}: cannot import {module!r} ({e}); put its folder beside the study "
+                                "file or on PYTHONPATH") from None
+    if not (isinstance(found, type) and issubclass(found, Task)):
+        raise UserError("task", f"{name!r}: {module!r} has no task class {cls!r} (a subclass of "
+                                "trainables.tasks.base.Task)")
+    return found()
