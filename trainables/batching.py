@@ -117,7 +117,7 @@ class RankBatches(Sampler):
 
     ``even`` (FSDP, whose every forward is a collective): every rank gets as many batches as
     the rank with the most; a rank with fewer repeats the pass's first batch, and only its
-    first :attr:`counted` batches count (:func:`evaluation_batches`)."""
+    first :attr:`counted` batches count (:func:`trainables.tasks.base.evaluation_batches`)."""
 
     def __init__(self, indices: Sequence[int], batch_size: int, *, rank: int = 0, world_size: int = 1,
                  even: bool = False):
@@ -209,14 +209,6 @@ def val_batches(task: Task, data: Prepared, cfg: TrialConfig, tokenizer: Any, *,
     batches = RankBatches(order, cfg.train.eval_batch_size, rank=session.world_rank, world_size=session.world_size,
                           even=session.lockstep)
     return DataLoader(val, batch_sampler=batches, collate_fn=collate_for(task, tokenizer, mode))
-
-
-def evaluation_batches(loader: Any) -> Iterator[tuple[dict[str, Any], bool]]:
-    """``(batch, counted)`` of an evaluation loader: a batch that only keeps an FSDP rank in
-    step with the others (:class:`RankBatches` ``even``) is run and not counted."""
-    counted = getattr(loader.batch_sampler, "counted", None)
-    for i, batch in enumerate(loader):
-        yield batch, counted is None or i < counted
 
 
 def batch_counts(batch: dict[str, Any]) -> tuple[int, int]:

@@ -31,15 +31,14 @@ from trainables.errors import UserError, one_of
 FSDP_METHODS = ("lora",)
 
 
-def check_strategy(cfg: Any) -> None:
+def check_strategy(cfg: Any, *, quantized: bool) -> None:
     """Refuse what an FSDP trial does not shard, or was not checked with, in the trial config
-    ``cfg`` (the number of workers is the sweep's: ``sweeps.checks.check_workers``)."""
-    from trainables.methods import quantized
-
+    ``cfg`` whose base is ``quantized`` or not (the number of workers is the sweep's:
+    ``sweeps.checks.check_workers``)."""
     train = cfg.train
     if train.strategy != "fsdp":
         return
-    if quantized(cfg):
+    if quantized:
         raise UserError("train.strategy", "fsdp does not shard a 4-bit base (bitsandbytes' quantized "
                                           "weights are not sharded by FSDP2 here); use train.strategy=ddp, "
                                           "or model.quantization=none with adapter.method lora")

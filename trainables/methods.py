@@ -161,4 +161,4 @@ def check_trial(cfg: Any) -> None:
                                           f"and cannot use train.optimizer={opt}; use train.optimizer=adamw")
     from trainables.fsdp import check_strategy
 
-    check_strategy(cfg)
+    check_strategy(cfg, quantized=quantized(cfg))

@@ -247,12 +247,20 @@ class TargetScale:
         return self.mean + self.std * z
 
 
+def evaluation_batches(loader: Any) -> Iterator[tuple[dict[str, Any], bool]]:
+    """``(batch, counted)`` of an evaluation loader: a batch that only keeps an FSDP rank in
+    step with the others (:class:`trainables.batching.RankBatches` ``even``) is run and not
+    counted."""
+    counted = getattr(loader.batch_sampler, "counted", None)
+    for i, batch in enumerate(loader):
+        yield batch, counted is None or i < counted
+
+
 def evaluate_loss(task: Task, model: Any, loader: Any, device: torch.device, session: Any,
                   precision: str) -> float:
     """The mean validation loss over ``loader``'s targets (summed over ranks under DDP)."""
     import torch
 
-    from trainables.batching import evaluation_batches
     from trainables.devices import autocast, to_device
 
     model.eval()
@@ -294,7 +302,6 @@ class PerExampleLogits:
         predictions."""
         import torch
 
-        from trainables.batching import evaluation_batches
         from trainables.devices import autocast
 
         scale: TargetScale | None = getattr(loader.dataset, "target_scale", None)
