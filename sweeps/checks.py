@@ -4,6 +4,7 @@ a parameter budget, warm starts), and its resources against the Ray cluster."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +206,27 @@ def check_resources(cfg: SweepConfig) -> None:
 
         if res.cpus_per_trial - TRAIN_DRIVER_CPU <= 0:
             raise UserError("resources.cpus_per_trial", "too small for a Ray Train worker group")
+        if cfg.scheduler.name != "fifo" and not _has_state_api():
+            raise UserError("resources.workers_per_trial",
+                            f"{res.workers_per_trial} workers per trial under the {cfg.scheduler.name} scheduler "
+                            "need the Ray cluster's dashboard (Ray Train frees a stopped trial's workers through "
+                            "its state API), and this cluster has none; start Ray with its dashboard or use "
+                            "--scheduler fifo")
+
+
+def _has_state_api() -> bool:
+    """Whether the connected Ray cluster answers its state API (served by its dashboard): the
+    API server it names must list this driver's node (a Ray started without its dashboard
+    still names the default port, where another local Ray's dashboard may answer). A Ray
+    Client connection (``ray://``) is not asked: its sweep runs on the cluster."""
+    if os.environ.get("RAY_ADDRESS", "").startswith("ray://"):
+        return True
+    import ray
+    from ray.util.state import list_nodes
+
+    here = ray.get_runtime_context()
+    try:
+        nodes = list_nodes(address=here.gcs_address, timeout=10, raise_on_missing_output=False)
+    except Exception:  # noqa: BLE001  (ServerUnavailable, a timeout, a refused connection)
+        return False
+    return any(node.node_id == here.get_node_id() for node in nodes)

@@ -22,9 +22,10 @@ class RayStarter:
     ``PR_SET_PDEATHSIG``), so that thread must not end while Ray runs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, dashboard: bool = False) -> None:
         import threading
 
+        self._dashboard = dashboard
         self._ready = threading.Event()
         self._release = threading.Event()
         self._thread: Any = None
@@ -50,7 +51,7 @@ class RayStarter:
 
     def _run(self, runtime_env: dict[str, Any] | None) -> None:
         try:
-            self.started = _init_ray(runtime_env)
+            self.started = _init_ray(runtime_env, dashboard=self._dashboard)
         except BaseException as e:  # re-raised in the driver's thread by wait()
             self._error = e
         finally:
@@ -61,7 +62,7 @@ class RayStarter:
     def wait(self) -> None:
         """Ray is up (started now if :meth:`start` was never called)."""
         if self._thread is None:
-            self.started = _init_ray()
+            self.started = _init_ray(dashboard=self._dashboard)
             return
         self._ready.wait()
         if self._error is not None:
@@ -129,10 +130,20 @@ def warm_runtime_env(cfg: SweepConfig, *, bitsandbytes: bool, max_trials: int) -
 _USER_PRESTART = os.environ.get("RAY_prestart_worker_first_driver")
 
 
-def _init_ray(runtime_env: dict[str, Any] | None = None) -> bool:
+def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = False) -> bool:
     """Connect to ``$RAY_ADDRESS`` or start a local Ray (``runtime_env``: its job's, see
     :func:`warm_runtime_env`); True when this call did either (False when Ray was already
-    initialised in this process)."""
+    initialised in this process).
+
+    ``dashboard``: a local Ray also starts its dashboard, whose state API Ray Train's
+    placement-group cleaner asks whether a trial's Train controller is still alive. When Tune
+    stops a worker-group trial (ASHA, or its last epoch reached) it kills the trial's actor,
+    the controller dies with it, and only that cleaner frees the group's resources for the
+    next trial; without the state API they stay reserved until the sweep ends. That cleaner
+    runs in a Ray worker process, which finds the state API through ``RAY_API_SERVER_ADDRESS``
+    (inherited from this process) or else by looking for *the* local Ray: with a second local
+    Ray on the machine (another sweep) it would find two, so the dashboard gets a free port
+    chosen here and the variable names it."""
     import logging
 
     import ray
@@ -155,6 +166,20 @@ def _init_ray(runtime_env: dict[str, Any] | None = None) -> bool:
     # that in the main thread only) and warns; RayStarter installs the same one.
     logging.getLogger("ray._private.worker").addFilter(
         lambda record: not record.getMessage().startswith("SIGTERM handler is not set"))
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=True, runtime_env=runtime_env)
+    address = os.environ.get("RAY_ADDRESS") or None
+    port = {}
+    if dashboard and address is None:
+        port = {"dashboard_port": _free_port()}
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port['dashboard_port']}"
+    ray.init(address=address, include_dashboard=dashboard, logging_level=logging.WARNING, log_to_driver=True,
+             runtime_env=runtime_env, **port)
     return True
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -36,11 +36,12 @@ from trainables.session import LocalSession  # noqa: E402  (after the cache is c
 #: pyproject's addopts keeps this order). A file missing here only starts later.
 LONGEST_FIRST = (
     "test_study_smoke.py", "test_signals.py", "test_chaos.py", "test_sweep_smoke.py", "test_ray_train.py",
-    "test_ray_train_classification.py", "test_cluster.py", "test_agnews_budget.py", "test_gpu_check.py",
-    "test_export.py", "test_glue_warm_start.py", "test_glue_sweeps.py", "test_cluster_multinode.py",
-    "test_promotion.py", "test_ray_train_qlora.py", "test_cold_start.py", "test_fsdp.py", "test_optuna_study.py",
-    "test_vision.py", "test_analysis.py", "test_user_data.py", "test_fault_tolerance.py",
-    "test_cli_bad_input.py", "test_study_file.py", "test_qlora_judge.py", "test_qlora.py", "test_extending.py",
+    "test_ray_train_lifecycle.py", "test_ray_train_classification.py", "test_cluster.py", "test_agnews_budget.py",
+    "test_gpu_check.py", "test_export.py", "test_glue_warm_start.py", "test_glue_sweeps.py",
+    "test_cluster_multinode.py", "test_promotion.py", "test_ray_train_qlora.py", "test_cold_start.py",
+    "test_fsdp.py", "test_optuna_study.py", "test_vision.py", "test_analysis.py", "test_user_data.py",
+    "test_fault_tolerance.py", "test_cli_bad_input.py", "test_study_file.py", "test_qlora_judge.py",
+    "test_qlora.py", "test_extending.py",
 )
 
 

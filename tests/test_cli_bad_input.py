@@ -343,6 +343,9 @@ CASES = [
     ("worker-group-above-the-cluster", E2E, ["--workers-per-trial", "4", "--cpus-per-trial", "64"],
      "resources.cpus_per_trial", "64 CPUs per trial for its 4 workers, but the Ray cluster has", None),
     # --- worker groups (train.batch_size is the global batch; NCCL runs one rank per GPU)
+    ("worker-group-asha-without-a-dashboard", E2E, ["--workers-per-trial", "2", "--cpus-per-trial", "2"],
+     "resources.workers_per_trial", "2 workers per trial under the asha scheduler need the Ray cluster's dashboard",
+     None),
     ("batch-not-split-by-workers", E2E, ["--workers-per-trial", "3", "--cpus-per-trial", "1"], "train.batch_size",
      "16 examples per batch do not split evenly over 3 workers (resources.workers_per_trial); use a multiple of 3",
      None),
@@ -462,7 +465,8 @@ def _check_refused(code: int, out: str, err: str, tmp_path: Path, before: set[Pa
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the in-process cases, started as a sweep starts its own: a sweep run
+    """One local Ray for the in-process cases, started as a sweep of one-process trials starts
+    its own (without a dashboard): a sweep run
     where Ray is up joins it (and leaves it up), and checks the resources of the same local
     cluster. That a sweep stops the Ray it started itself is checked by the real commands and
     by ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""

@@ -6,7 +6,8 @@ The same one-trial sweep runs as a one-process trial and as a 2-worker trial, an
 compared: the same MLflow record (parameters, per-step and final metrics, tags, artifacts), the
 same per-step train loss (the 2 ranks train on halves of the same global batches), the same
 validation loss and the same beam-search outputs (evaluation and generation are sharded over the
-ranks and gathered). A worker group whose driver is killed resumes from its checkpoint.
+ranks and gathered). How a worker group's trial is stopped, fails and resumes:
+``test_ray_train_lifecycle.py``.
 
 Both trials run fp32 on one thread per process, without dropout (the tiny GPT-2 is copied with its
 dropout probabilities set to 0, and the adapter's dropout is 0): dropout draws different masks for
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -225,47 +225,3 @@ def test_an_fsdp_trials_adapter_loads_with_plain_peft_and_gives_the_trials_logit
     want, got = logits(dirs[0]), logits(dirs[1])
     assert (logits(None) - want).abs().max() > 1e-3  # the adapter changed the model
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-
-
-# --------------------------------------------------------------------------- a killed driver, resumed
-
-
-def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_killed(tmp_path, smoke_assets):
-    """The sweep's driver and its local Ray are SIGKILLed once the 2-worker trial's first report
-    (step 2 of 6) is in MLflow; ``--resume`` starts a new worker group of the same name, which
-    resumes from the latest checkpoint in the group's Ray Train storage. That storage may be
-    ahead of Tune (a report at step 4 checkpointed but never received): the restored group
-    sends its checkpoint's report again. Tune's record of the trial holds each step once or
-    sent again unchanged (a group started from scratch would report step 2 anew), and MLflow
-    every report once: no report lost between the two records."""
-    from mlflow import MlflowClient
-    from fault_runs import stop_when, trial_runs
-
-    db, name = tmp_path / "mlruns.db", "resumed"
-    space = tmp_path / "space.yaml"
-    space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
-    cmd = [sys.executable, E2E_SCRIPT, "--preset", "smoke", "--scheduler", "fifo", "--search-space", str(space),
-           "--set", "train.max_steps=6", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1",
-           "--set", "eval.generate=false", "--set", "data.val_limit=32", *TWO_WORKERS,
-           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", name]
-    log = tmp_path / "sweep.log"
-    stop_when(cmd, tmp_path, log, lambda: any(n >= 1 for _, _, _, n in trial_runs(db)),
-               "after the first report", timeout=600)
-    done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "1 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    (trial,) = [r for r in client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
-                if r.data.tags.get("lorasweep.kind") == "trial"]
-    assert trial.info.status == "FINISHED" and trial.data.tags["lorasweep.status"] == "completed"
-    assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6]
-    assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 7))
-    # Tune's record of the resumed attempt: it starts with its checkpoint's report, sent again
-    # unchanged (step 2: the wall time recorded before the kill; a group that trained from
-    # scratch would report step 2 anew) or at step 4 (Ray Train's storage was ahead of Tune).
-    (result,) = (tmp_path / "rr" / name).glob("tune_trial_*/result.json")
-    rows = [json.loads(line) for line in result.read_text().splitlines()]
-    steps = [r["step"] for r in rows]
-    assert steps == sorted(set(steps)) and steps[0] in (2, 4) and steps[-1] == 6, steps
-    if steps[0] == 2:
-        assert rows[0]["wall_s"] == dict(_history(client, trial.info.run_id, "wall_s"))[2]

@@ -1,0 +1,146 @@
+"""A worker-group trial's life in a sweep (2 workers, DDP over gloo on CPU, the tiny GPT-2 on
+the E2E smoke data), end to end through the command line with real local Ray and a real MLflow
+SQLite store: ASHA stops worker-group trials and the next group starts; a worker that dies fails
+its attempt with its error and the trial is retried from its checkpoint; a worker group whose
+driver is killed resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from test_ray_train import E2E_SCRIPT, TWO_WORKERS, _history
+
+pytestmark = pytest.mark.integration
+
+
+# --------------------------------------------------------------------------- ASHA stops a worker group
+
+
+def test_asha_stops_a_worker_group_trial_and_the_sweep_goes_on(tmp_path, smoke_assets):
+    """Two 2-worker trials, one at a time (the cluster holds one group), ASHA on the validation
+    loss at every epoch (2 steps of the global batch of 16; grace 1 epoch, eta 2). The smoke
+    seed runs the grid's lr 2e-3 first: it trains, reaches the rung alone and goes on; Tune then
+    stops it at its last epoch (ASHA's max_t), which kills its Train controller, and its worker
+    group must be freed for the next. The second (lr 2e-9: its adapter barely moves, so its
+    validation loss stays at the base model's, above the first's after 2 steps at 2e-3) is below
+    the rung's median and ASHA stops it there: its run is recorded as stopped early at its first
+    report, and the sweep ends with exit code 0."""
+    from mlflow import MlflowClient
+
+    db = tmp_path / "mlruns.db"
+    space = tmp_path / "space.yaml"
+    space.write_text("nuisance:\n  lr: {grid: [2.0e-3, 2.0e-9]}\nfixed: {r: 4, alpha: 32, targets: qv}\n")
+    cmd = [sys.executable, E2E_SCRIPT, "--preset", "smoke", "--scheduler", "asha", "--search-space", str(space),
+           "--set", "data.train_limit=32", "--set", "train.epochs=2", "--set", "train.warmup_steps=0",
+           "--set", "eval.generate=false", "--set", "data.val_limit=32", *TWO_WORKERS,
+           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", "asha"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 completed, 1 stopped early by ASHA, 0 failed" in done.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    trials = {float(r.data.params["train.lr"]): r
+              for r in client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+              if r.data.tags.get("lorasweep.kind") == "trial"}
+    good, stopped = trials[2e-3], trials[2e-9]
+    assert good.info.start_time < stopped.info.start_time  # the order the rest relies on
+    assert good.data.tags["lorasweep.status"] == "completed"
+    assert [s for s, _ in _history(client, good.info.run_id, "val_loss")] == [2, 4]
+    assert stopped.info.status == "FINISHED" and stopped.data.tags["lorasweep.status"] == "stopped_early"
+    val = _history(client, stopped.info.run_id, "val_loss")
+    assert [s for s, _ in val] == [2]  # stopped at its first report
+    assert val[0][1] > _history(client, good.info.run_id, "val_loss")[0][1]
+
+
+# --------------------------------------------------------------------------- a worker that dies
+
+
+def test_a_worker_that_dies_fails_its_attempt_with_its_error_and_is_retried(tmp_path, smoke_assets):
+    """One of the 2 Train workers is SIGKILLed once the trial's first report (step 2 of 10) is
+    in MLflow. Ray Train fails the group, the trial's first attempt fails with that error
+    recorded, and ``--max-failures 1`` starts it again from its checkpoint: the trial completes
+    on its second attempt, with every report once in MLflow."""
+    import psutil
+    from mlflow import MlflowClient
+    from fault_runs import trial_runs
+
+    db, log = tmp_path / "mlruns.db", tmp_path / "sweep.log"
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
+    cmd = [sys.executable, E2E_SCRIPT, "--preset", "smoke", "--scheduler", "fifo", "--search-space", str(space),
+           "--set", "train.max_steps=10", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1",
+           "--set", "eval.generate=false", "--set", "data.val_limit=32", "--max-failures", "1", *TWO_WORKERS,
+           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", "dies"]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline and not any(n >= 1 for *_, n in trial_runs(db)):
+            time.sleep(0.2)
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "RayTrainWorker" in " ".join(p.cmdline())]
+        assert len(workers) == 2, log.read_text()[-3000:]
+        workers[-1].kill()
+        code = proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = log.read_text()
+    assert code == 0, out[-4000:]
+    assert "1 completed, 0 stopped early by ASHA, 0 failed" in out
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (trial,) = [r for r in client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+                if r.data.tags.get("lorasweep.kind") == "trial"]
+    tags = trial.data.tags
+    assert trial.info.status == "FINISHED" and tags["lorasweep.status"] == "completed"
+    assert tags["lorasweep.attempts"] == "2"
+    assert "its worker process has died" in tags["lorasweep.error_attempt_1"], tags["lorasweep.error_attempt_1"]
+    assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6, 8, 10]
+    assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 11))
+
+
+# --------------------------------------------------------------------------- a killed driver, resumed
+
+
+def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_killed(tmp_path, smoke_assets):
+    """The sweep's driver and its local Ray are SIGKILLed once the 2-worker trial's first report
+    (step 2 of 6) is in MLflow; ``--resume`` starts a new worker group of the same name, which
+    resumes from the latest checkpoint in the group's Ray Train storage. That storage may be
+    ahead of Tune (a report at step 4 checkpointed but never received): the restored group
+    sends its checkpoint's report again. Tune's record of the trial holds each step once or
+    sent again unchanged (a group started from scratch would report step 2 anew), and MLflow
+    every report once: no report lost between the two records."""
+    from mlflow import MlflowClient
+    from fault_runs import stop_when, trial_runs
+
+    db, name = tmp_path / "mlruns.db", "resumed"
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
+    cmd = [sys.executable, E2E_SCRIPT, "--preset", "smoke", "--scheduler", "fifo", "--search-space", str(space),
+           "--set", "train.max_steps=6", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1",
+           "--set", "eval.generate=false", "--set", "data.val_limit=32", *TWO_WORKERS,
+           "--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", name]
+    log = tmp_path / "sweep.log"
+    stop_when(cmd, tmp_path, log, lambda: any(n >= 1 for _, _, _, n in trial_runs(db)),
+               "after the first report", timeout=600)
+    done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    (trial,) = [r for r in client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+                if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert trial.info.status == "FINISHED" and trial.data.tags["lorasweep.status"] == "completed"
+    assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6]
+    assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 7))
+    # Tune's record of the resumed attempt: it starts with its checkpoint's report, sent again
+    # unchanged (step 2: the wall time recorded before the kill; a group that trained from
+    # scratch would report step 2 anew) or at step 4 (Ray Train's storage was ahead of Tune).
+    (result,) = (tmp_path / "rr" / name).glob("tune_trial_*/result.json")
+    rows = [json.loads(line) for line in result.read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(set(steps)) and steps[0] in (2, 4) and steps[-1] == 6, steps
+    if steps[0] == 2:
+        assert rows[0]["wall_s"] == dict(_history(client, trial.info.run_id, "wall_s"))[2]
