@@ -1,7 +1,8 @@
 """The code's shape stays easy to enter: no import cycle among the project's modules (counting
 imports inside functions, ``TYPE_CHECKING`` imports and the task registry's ``module:Class``
-strings), and what runs inside a trial (``trainables/``) never imports the driver
-(``sweeps/``) or the search-space converter (``search_spaces/``)."""
+strings), what runs inside a trial (``trainables/``) never imports the driver
+(``sweeps/``) or the search-space converter (``search_spaces/``), no module or function grows
+past what a reader takes in, and the README stays a five-minute read."""
 
 from __future__ import annotations
 
@@ -109,3 +110,30 @@ def test_trial_code_does_not_import_the_driver():
     bad = {(a, b) for a, targets in edges.items() if a.startswith("trainables")
            for b in targets if b.startswith(("sweeps", "search_spaces", "analysis"))}
     assert bad == set()
+
+
+MAX_MODULE_LINES = 520  # about 500
+MAX_FUNCTION_LINES = 80
+MAX_README_CHARS = 12_000
+
+
+def _sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+def test_no_module_or_function_is_too_long_to_read():
+    long_modules, long_functions = [], []
+    for path in _sources():
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            long_modules.append((str(path.relative_to(REPO)), text.count("\n")))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions.append((str(path.relative_to(REPO)), node.name, lines))
+    assert long_modules == [] and long_functions == []
+
+
+def test_the_readme_is_a_five_minute_read():
+    assert len((REPO / "README.md").read_text()) < MAX_README_CHARS
