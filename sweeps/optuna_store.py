@@ -48,10 +48,17 @@ def check_study_storage(url: str | None) -> None:
     refuse_secrets("search.storage", url, "give the database client its password instead (PostgreSQL: "
                                           "PGPASSWORD or ~/.pgpass; MySQL: an option file)")
     try:
-        make_url(url)
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
     except ArgumentError:
         raise UserError("search.storage", f"{url!r} is not a SQLAlchemy database URL; accepted: e.g. "
                                           "sqlite:////abs/path/optuna.db or postgresql://host/db") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        hint = " (pip install -e \".[server]\" brings psycopg)" if dialect.driver == "psycopg" else ""
+        raise UserError("search.storage", f"the {parsed.get_backend_name()} driver {dialect.driver!r} is not "
+                                          f"installed{hint}") from None
     path = sqlite_path(url)
     if path is not None and not path.exists():
         parent = path.parent

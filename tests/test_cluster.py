@@ -451,22 +451,35 @@ def mlflow_postgres_server(tmp_path):
 @pytest.mark.integration
 def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, smoke_assets, tmp_path,
                                                        monkeypatch):
-    """The smoke sweep (two trials, small data) against `mlflow server` with a PostgreSQL
-    backend store, proxied artifacts and basic auth: anonymous requests are refused, the
-    parent and child runs are in PostgreSQL, the artifacts in the server's artifact store."""
+    """The smoke sweep (an Optuna search, one trial per rank, small data) against `mlflow
+    server` with a PostgreSQL backend store, proxied artifacts and basic auth: anonymous
+    requests are refused, the parent and child runs are in PostgreSQL, the artifacts in the
+    server's artifact store. Its Optuna studies are in PostgreSQL too (``search.storage``, a
+    schema of their own in the same database, the password from ``PGPASSWORD``): each rank's
+    study holds its trial, complete with its value."""
+    import optuna
+    import psycopg
+
     uri, server_dir, pg_port = mlflow_postgres_server
     password = (server_dir / "secrets" / "admin_password").read_text().strip()
+    pg_password = (server_dir / "secrets" / "pg_password").read_text().strip()
+    with psycopg.connect(host="127.0.0.1", port=pg_port, user="mlflow", password=pg_password, dbname="mlflow",
+                         autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA optuna")
+    studies = f"postgresql://mlflow@127.0.0.1:{pg_port}/mlflow?options=-csearch_path%3Doptuna"
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
     assert refused.value.code == 401
 
     space = tmp_path / "space.yaml"
-    space.write_text("scientific:\n  r: {grid: [2, 8]}\nfixed:\n  alpha: 32\n  targets: qv\n")
+    space.write_text("scientific:\n  r: {grid: [2, 8]}\nnuisance:\n  lr: {loguniform: [1.0e-3, 3.0e-3]}\n"
+                     "fixed:\n  alpha: 32\n  targets: qv\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
+    env.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password, PGPASSWORD=pg_password)
     cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke", "--tracking-uri", uri,
            "--storage", str(tmp_path / "ray_results"), "--name", "pg-smoke", "--search-space", str(space),
+           "--search-alg", "optuna", "--num-samples", "1", "--set", f"search.storage={studies}",
            "--scheduler", "fifo", "--set", "train.epochs=1", "--set", "data.train_limit=200",
            "--set", "data.val_limit=40", "--set", "data.test_limit=6", "--set", "eval.meteor=false"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -493,9 +506,16 @@ def test_sweep_records_into_the_postgres_backed_server(mlflow_postgres_server, s
 
     _check_private(server_dir, pg_port)
 
-    import psycopg
-
-    pg_password = (server_dir / "secrets" / "pg_password").read_text().strip()
+    monkeypatch.setenv("PGPASSWORD", pg_password)
+    stored = optuna.load_study(study_name="pg-smoke/group-0", storage=studies), \
+        optuna.load_study(study_name="pg-smoke/group-1", storage=studies)
+    by_rank = {study.user_attrs["group"]["adapter.r"]: study.trials for study in stored}
+    assert sorted(by_rank) == [2, 8]
+    for r, trials in by_rank.items():
+        (trial,) = trials
+        child = next(c for c in children if int(c.data.params["adapter.r"]) == r)
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.value == pytest.approx(child.data.metrics["val_loss"], rel=1e-6)
     with psycopg.connect(host="127.0.0.1", port=pg_port, user="mlflow", password=pg_password,
                          dbname="mlflow") as conn:
         (n,) = conn.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",

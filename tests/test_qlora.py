@@ -405,3 +405,37 @@ def test_qlora_guanaco_smoke_end_to_end(llama_assets, tmp_path):
         rows = [json.loads(line) for line in Path(local).read_text().splitlines()]
         assert len(rows) == 8 and all(r["answer"] is not None and r["score"] is None for r in rows)
         assert {a.path for a in client.list_artifacts(run.info.run_id, "adapter")} >= {"adapter/adapter_model.safetensors"}
+
+    # The best trial out, merged: the trial trained on a 4-bit base, and merging needs real
+    # weights, so the adapter goes into the unquantised base, saved in the trial's dtype
+    # (bfloat16). Each merged weight is W + (alpha / r) * B @ A from the base's and the adapter's
+    # own files, up to rounding W, the product and their sum to bfloat16 (unit roundoff u = 2^-8:
+    # at most 2u(|W| + |BA|) apart); the card says the trial trained on a 4-bit base.
+    import torch
+    from safetensors.torch import load_file
+
+    from sweeps.export import main as export
+
+    assert export(["--tracking-uri", uri, "--sweep", "q", "--out", str(tmp_path / "adapter")]) == 0
+    assert export(["--tracking-uri", uri, "--sweep", "q", "--merge", "--out", str(tmp_path / "merged")]) == 0
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    base = load_file(Path(config["base_model_name_or_path"]) / "model.safetensors")
+    lora = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    merged = load_file(tmp_path / "merged" / "model.safetensors")
+    scale = config["lora_alpha"] / config["r"]
+    targets = sorted(k.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+                     for k in lora if k.endswith(".lora_A.weight"))
+    assert len(targets) == 7 * llama_assets_layers(config)
+    for name in targets:
+        a, b = (lora[f"base_model.model.{name}.lora_{x}.weight"].double() for x in "AB")
+        w, delta, got = base[f"{name}.weight"].double(), scale * b @ a, merged[f"{name}.weight"]
+        assert got.dtype == torch.bfloat16
+        assert ((got.double() - (w + delta)).abs() <= 2**-7 * (w.abs() + delta.abs()) + 1e-12).all(), name
+    assert any(not torch.equal(merged[f"{n}.weight"], base[f"{n}.weight"].to(torch.bfloat16)) for n in targets)
+    assert "trained on the base quantised to 4-bit NF4" in (tmp_path / "merged" / "README.md").read_text()
+
+
+def llama_assets_layers(adapter_config: dict) -> int:
+    """The number of decoder layers of the adapter's base (its config.json)."""
+    base = Path(adapter_config["base_model_name_or_path"])
+    return json.loads((base / "config.json").read_text())["num_hidden_layers"]
