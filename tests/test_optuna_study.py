@@ -3,7 +3,7 @@
 
 One tiny sweep runs once for the module (the real command line in this process, real local
 Ray, a real MLflow SQLite store and Optuna SQLite storage): 2 trials of a sampled learning
-rate, then ``--extend 2``. How :class:`~sweeps.searchers.StudySearch` tells each kind of
+rate, then ``--extend 2``; another has its extension killed and resumed. How :class:`~sweeps.searchers.StudySearch` tells each kind of
 ending is checked on an in-memory study, with the values worked out by hand.
 """
 
@@ -179,3 +179,53 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     assert pareto_trial_ids(url, "mo") == {"a", "b"}
     figures = {kind: drawn for kind, _, drawn in study_figures(study, "val loss")}
     assert figures["pareto"]["front"] == [(1.2, 800.0), (1.5, 100.0)]
+
+
+@pytest.mark.integration
+def test_an_interrupted_extension_resumes_to_every_trial_once(tmp_path, smoke_assets):
+    """A sweep of 2 trials (2 validations each), its ``--extend 2`` SIGKILLed with its local
+    Ray once an added trial has reported, then ``--resume``: the study holds 4 complete trials
+    with 4 learning rates, MLflow one finished parent with their 4 children, each validation
+    once. A trial the killed driver had asked the study for before Tune's snapshot recorded
+    it is asked for again by the resumed searcher; the first ask stays in the study as
+    ``FAIL`` (no MLflow run: it never reached Tune)."""
+    import subprocess
+    import sys
+
+    import optuna
+    from conftest import REPO
+    from fault_runs import stop_when, trial_runs
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    db = tmp_path / "mlruns.db"
+    where = ["--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", NAME]
+    script = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py")]
+    first = subprocess.run([*script, *QUICK, "--set", "train.eval_every_steps=2", "--search-space",
+                            str(tmp_path / "space.yaml"), "--num-samples", "2", *where],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    stop_when([*script, "--preset", "smoke", *where, "--extend", "2"], tmp_path, tmp_path / "extend.log",
+              lambda: sum(n >= 1 for *_, n in trial_runs(db)) >= 3, "after an added trial reported")
+    resumed = subprocess.run([*script, "--preset", "smoke", *where, "--resume"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    trials = optuna.load_study(study_name=NAME, storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    orphans = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert len(complete) == 4 and len({t.params["train.lr"] for t in complete}) == 4
+    assert all(t.state == TrialState.FAIL for t in orphans) and len(orphans) <= 2
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("lorasweep-rank_e2e").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert parent.info.status == "FINISHED" and "lorasweep.interrupted" not in parent.data.tags
+    assert parent.data.tags["lorasweep.extended"] == "2+2"
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    for c in children:
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "val_loss")] == [2, 4]
+    ran = {c.data.tags["lorasweep.trial_id"] for c in children}
+    assert {t.user_attrs["trial_id"] for t in complete} == ran
+    assert not {t.user_attrs.get("trial_id") for t in orphans} & ran
