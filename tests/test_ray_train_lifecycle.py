@@ -100,6 +100,13 @@ def test_a_worker_that_dies_fails_its_attempt_with_its_error_and_is_retried(tmp_
     assert "its worker process has died" in tags["lorasweep.error_attempt_1"], tags["lorasweep.error_attempt_1"]
     assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6, 8, 10]
     assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 11))
+    # The second attempt started from the group's latest checkpoint: a step Tune received twice
+    # was sent again unchanged (its wall time from the first attempt), never trained anew.
+    (result,) = (tmp_path / "rr" / "dies").glob("tune_trial_*/result.json")
+    walls: dict[int, set[float]] = {}
+    for row in map(json.loads, result.read_text().splitlines()):
+        walls.setdefault(row["step"], set()).add(row["wall_s"])
+    assert max(walls) == 10 and all(len(w) == 1 for w in walls.values()), walls
 
 
 # --------------------------------------------------------------------------- a killed driver, resumed
