@@ -175,3 +175,21 @@ def test_fsdp_beam_search_keeps_the_ranks_in_step_and_decodes_what_one_process_d
     results = tmp_path / "texts.pt"
     mp.start_processes(_decode, args=(_free_port(), cfg, prompts, str(results)), nprocs=2, start_method="spawn")
     assert torch.load(results) == want
+
+
+def test_the_adapter_file_keys_of_the_trained_parameters_are_peft_s_own():
+    """Restoring a sharded trial maps each key of the saved adapter file to the parameter it
+    loads into; the keys must be those peft's ``get_peft_model_state_dict`` writes, for LoRA's
+    matrices and for a head trained whole (``modules_to_save``) alike."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from trainables.fsdp import peft_key
+
+    base = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=32, num_labels=3))
+    model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))
+    trained = {peft_key(n, model.active_adapter) for n, p in model.named_parameters() if p.requires_grad}
+    saved = set(get_peft_model_state_dict(model))
+    assert trained == saved
+    assert {"base_model.model.classifier.weight", "base_model.model.classifier.bias"} <= saved

@@ -1,9 +1,9 @@
 """Worker-group trials of a classification task (MiniLM on its smoke data, DDP over gloo on CPU)
 end to end through the command line, and how many worker-group trials run at once.
 
-The same two-trial sweep runs as one-process trials and on 2 workers: the healthy trial gets the
-same MLflow record in both shapes, and a trial whose loss turns NaN fails the same way in both
-(its worker's error recorded, retried once by ``--max-failures``).
+The same two-trial sweep runs as one-process trials, on 2 workers (DDP) and on 2 workers under
+FSDP2: the healthy trial gets the same MLflow record in each, and a trial whose loss turns NaN
+fails the same way in each (its worker's error recorded, retried once by ``--max-failures``).
 """
 
 from __future__ import annotations
@@ -56,9 +56,22 @@ def classification_pair(tmp_path_factory):
             _classification_sweep(root, "two-workers", space, *TWO_WORKERS))
 
 
+@pytest.fixture(scope="module")
+def classification_fsdp(classification_pair, tmp_path_factory):
+    """The same sweep on 2 workers under FSDP2 (``train.strategy=fsdp``)."""
+    root = tmp_path_factory.mktemp("ray-train-classification-fsdp")
+    space = root / "space.yaml"
+    space.write_text(TC_SPACE)
+    return _classification_sweep(root, "fsdp", space, *TWO_WORKERS, "--set", "train.strategy=fsdp")
+
+
+def _shape(sweep) -> dict:
+    """The healthy trial's record: which params, metrics, tags and artifacts, its status."""
+    return {**_record(SimpleNamespace(trials=[sweep.good], client=sweep.client)), "steps": None}
+
+
 def test_a_two_worker_classification_trial_is_recorded_as_a_one_process_trial_is(classification_pair):
-    one, two = ({**_record(SimpleNamespace(trials=[s.good], client=s.client)), "steps": None}
-                for s in classification_pair)
+    one, two = (_shape(s) for s in classification_pair)
     assert one == two
     assert one["status"] == ("FINISHED", "completed")
     assert {"val_accuracy", "val_macro_f1", "accuracy", "macro_f1", "val_loss", "train_loss"} <= one["metrics"]
@@ -71,18 +84,33 @@ def test_a_two_worker_classification_trial_is_recorded_as_a_one_process_trial_is
 def test_a_worker_that_raises_fails_its_trial_with_its_error_and_is_retried(classification_pair):
     """Both shapes end the lr 1e6 trial the same way: failed after 2 attempts (--max-failures
     1), the worker's error as the first line of the record and in the summary."""
-    records = []
-    for sweep in classification_pair:
-        assert "1 completed, 0 stopped early by ASHA, 1 failed" in sweep.out
-        assert "failed after 2 attempts: lr=1e+06" in sweep.out
-        assert "FloatingPointError: train loss is nan" in sweep.out
-        bad, tags = sweep.bad, sweep.bad.data.tags
-        assert bad.info.status == "FAILED" and tags["lorasweep.status"] == "failed"
-        assert tags["lorasweep.attempts"] == "2"
-        assert tags["lorasweep.error"].startswith("FloatingPointError: train loss is nan at step")
-        assert tags["lorasweep.error_attempt_1"].startswith("FloatingPointError: train loss is nan at step")
-        records.append((set(bad.data.params), set(tags), set(bad.data.metrics)))
-    assert records[0] == records[1]
+    one, two = (_failed(sweep) for sweep in classification_pair)
+    assert one == two
+
+
+def _failed(sweep) -> tuple[set, set, set]:
+    """Checks that the lr 1e6 trial failed after 2 attempts with the worker's error; the keys
+    of its record."""
+    assert "1 completed, 0 stopped early by ASHA, 1 failed" in sweep.out
+    assert "failed after 2 attempts: lr=1e+06" in sweep.out
+    assert "FloatingPointError: train loss is nan" in sweep.out
+    bad, tags = sweep.bad, sweep.bad.data.tags
+    assert bad.info.status == "FAILED" and tags["lorasweep.status"] == "failed"
+    assert tags["lorasweep.attempts"] == "2"
+    assert tags["lorasweep.error"].startswith("FloatingPointError: train loss is nan at step")
+    assert tags["lorasweep.error_attempt_1"].startswith("FloatingPointError: train loss is nan at step")
+    return set(bad.data.params), set(tags), set(bad.data.metrics)
+
+
+def test_an_fsdp_classification_trial_is_recorded_and_fails_as_a_one_process_trial_does(classification_pair,
+                                                                                          classification_fsdp):
+    """Under FSDP2 the healthy trial gets the one-process trial's record (its final
+    evaluation, which does not split over the ranks, runs on both in step), and the NaN trial
+    fails and is retried the same way."""
+    one = classification_pair[0]
+    assert _shape(classification_fsdp) == _shape(one)
+    assert _failed(classification_fsdp) == _failed(one)
+    assert classification_fsdp.good.data.params["train.strategy"] == "fsdp"
 
 
 def test_worker_group_trials_run_as_many_at_once_as_the_cluster_holds_whole():

@@ -140,6 +140,7 @@ def load_state(model: Any, optimizer: Any, adapter: dict[str, Any], optim: dict[
 
 
 def peft_key(name: str, adapter: str) -> str:
-    """The key peft's adapter file gives the parameter ``name`` of the peft model: the name
-    without the adapter's (peft's ``get_peft_model_state_dict`` removes ``.<adapter>``)."""
-    return name.replace(f".{adapter}", "")
+    """The key peft's adapter file gives the parameter ``name`` of the peft model, as peft's
+    ``get_peft_model_state_dict`` names it: a module trained whole (``modules_to_save``, e.g. a
+    classifier head) loses ``modules_to_save.``, and every key loses ``.<adapter>``."""
+    return name.replace("modules_to_save.", "").replace(f".{adapter}", "")
