@@ -117,3 +117,21 @@ def test_the_fused_qv_adapter_is_rank_2r_with_the_trials_scaling_and_zero_k_rows
     assert torch.equal(a[:4], layer.q.lora_A["default"].weight) and torch.equal(a[4:], layer.v.lora_A["default"].weight)
     assert torch.equal(b[:D, :4], layer.q.lora_B["default"].weight)
     assert torch.equal(b[2 * D:, 4:], layer.v.lora_B["default"].weight)
+
+
+@pytest.mark.parametrize("method", ["lora", "pissa", "olora", "vera"])
+def test_saving_leaves_the_trial_training_with_its_dropout(tmp_path, method):
+    """peft's PiSSA/OLoRA conversion loads an adapter for inference, which draws random numbers
+    and switches the model to eval mode: after saving, the random state is as it was and every
+    module is in the mode it trained in."""
+    x = ids(100)
+    cfg = AdapterConfig(method=method, r=16 if method == "vera" else 4, alpha=8, dropout=0.1, targets="qv")
+    model = trained(gpt2(), cfg, x, x, "causal_lm").train()
+    rng = torch.get_rng_state()
+    save_standard(model, tmp_path / "a", meta={"method": method, "task": "e2e", "base_model": "tiny"})
+    assert [n for n, m in model.named_modules() if not m.training] == []
+    assert torch.equal(torch.get_rng_state(), rng)  # the trial's next dropout masks are unchanged
+    model.eval().transformer.h[0].train()  # a mixed state is kept as it is
+    before = {n: m.training for n, m in model.named_modules()}
+    save_standard(model, tmp_path / "b", meta={"method": method, "task": "e2e", "base_model": "tiny"})
+    assert {n: m.training for n, m in model.named_modules()} == before

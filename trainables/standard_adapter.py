@@ -33,6 +33,8 @@ import math
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,13 +101,36 @@ def save_standard(model: Any, out: Path, *, meta: dict[str, Any],
     out = Path(out)
     config = _lora_config(model)
     notes: list[str] = []
-    if is_standard(model):
-        model.save_pretrained(out, state_dict=state_dict)
-    else:
-        notes = _save_standard_converted(model, out, config, state_dict)
+    with _trial_state_kept(model):
+        if is_standard(model):
+            model.save_pretrained(out, state_dict=state_dict)
+        else:
+            notes = _save_standard_converted(model, out, config, state_dict)
     meta = {**meta, "layout": "peft", "notes": notes, "base_loading": base_loading(model)}
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
     (out / "README.md").write_text(readme(meta))
+
+
+@contextmanager
+def _trial_state_kept(model: Any) -> Iterator[None]:
+    """Saving must leave the trial's training as it was. peft's conversion loads the initial
+    adapter for inference, which initialises its layers (random draws: the trial's later dropout
+    masks would change) and puts the whole model in eval mode (dropout off for the rest of
+    training): the random state and every module's mode are put back, and a changed set of
+    trainable parameters is an error."""
+    import torch
+
+    modes = {m: m.training for m in model.modules()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    if trainable != {n for n, p in model.named_parameters() if p.requires_grad}:
+        raise RuntimeError("saving the adapter changed which parameters are trained")
 
 
 def _save_standard_converted(model: Any, out: Path, config: Any, state_dict: dict[str, Any] | None) -> list[str]:
@@ -144,10 +169,7 @@ def _save_converted(model: Any, saved: Path, tmp: Path) -> None:
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in initial.items()}, str(folder / "adapter_model.safetensors"),
               metadata={"format": "pt"})
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     model.save_pretrained(saved, path_initial_model_for_weight_conversion=str(folder))
-    # Loading and deleting the initial adapter must leave the trial's training state as it was.
-    assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
     # peft 0.21's conversion (LoraModel.subtract_mutated_init) returns the lora_A/lora_B tensors
     # only: a head trained in full (modules_to_save) would be lost. It is put back as it is.
     path = saved / "adapter_model.safetensors"
