@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from conftest import REPO
@@ -22,10 +22,13 @@ from conftest import REPO
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL_BLOCKS = ("bash", "sh", "shell", "console")
 WRAPPERS = {"timeout", "setsid", "nohup", "nice"}
+PACKAGES = ("sweeps", "trainables", "search_spaces", "analysis")
 
 
 @dataclass(frozen=True)
 class Command:
+    """One simple command of a page, as its program receives it."""
+
     doc: str  # relative to the repository
     line: int
     argv: tuple[str, ...]
@@ -34,9 +37,9 @@ class Command:
     cwd: str | None = "."  # relative to the repository; None: outside it
     output: tuple[str, ...] = ()  # the lines shown after it (``$ `` blocks)
     tail: int | None = None  # piped through ``tail -N``
-    comment: str = ""
+    comment: str = ""  # the line's ``# ...``
     index: int = 0  # its place among the commands of one line
-    entry: bool = field(default=False, compare=False)  # the entrypoint of a ``ray job submit``
+    entry: bool = False  # the entrypoint of a ``ray job submit``
 
     @property
     def id(self) -> str:
@@ -55,7 +58,7 @@ class Command:
             return "sweep"
         if python and a[1:3] == ("-m", "sweeps.run") or a[:2] == ("lorasweep", "run"):
             return "sweep"
-        if python and a[1:2] == ("-m",) and a[2] != "venv" or a[:1] == ("lorasweep",):
+        if python and a[1:2] == ("-m",) and a[2].split(".")[0] in PACKAGES or a[:1] == ("lorasweep",):
             return "tool"
         return "other"
 
