@@ -169,14 +169,14 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
     address = os.environ.get("RAY_ADDRESS") or None
     port = {}
     if dashboard and address is None:
-        port = {"dashboard_port": _free_port()}
+        port = {"dashboard_port": free_port()}
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port['dashboard_port']}"
     ray.init(address=address, include_dashboard=dashboard, logging_level=logging.WARNING, log_to_driver=True,
              runtime_env=runtime_env, **port)
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
 

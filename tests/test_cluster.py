@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from sweeps.ray_start import free_port
 
 CLUSTER = REPO / "cluster"
 YAML_FILES = sorted(CLUSTER.rglob("*.yaml"))
@@ -291,12 +292,6 @@ def test_no_public_bind_and_no_plaintext_secret(path):
 # --------------------------------------------------------------------------- token auth
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_healthy(uri: str, proc: subprocess.Popen, log: Path, timeout: float, interval: float = 0.5) -> None:
     """Until the MLflow server at ``uri`` answers /health (its log if ``proc`` dies first)."""
     deadline = time.time() + timeout
@@ -357,14 +352,14 @@ def test_job_submission_needs_the_token(tmp_path):
     token = (head_home / ".ray" / "auth_token").read_text().strip()
     assert gen.stdout.strip() == token and len(token) >= 32
 
-    gcs_port, dash_port = _free_port(), _free_port()
+    gcs_port, dash_port = free_port(), free_port()
     head_env = {**base, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
          # Its own job agent port: the default (52365) is taken by whichever Ray on this machine
          # started first (a sweep of another test), leaving this head with no agent to run jobs.
-         f"--dashboard-agent-listen-port={_free_port()}",
+         f"--dashboard-agent-listen-port={free_port()}",
          f"--temp-dir={ray_tmp}", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"],
         env=head_env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
@@ -424,7 +419,7 @@ def mlflow_postgres_server(tmp_path):
     root = Path(tempfile.mkdtemp(prefix="lsmlflow-", dir="/tmp"))
     root.chmod(0o755)
     server_dir = root / "srv"
-    mlflow_port, pg_port = _free_port(), _free_port()
+    mlflow_port, pg_port = free_port(), free_port()
     env = {**os.environ, "MLFLOW_PORT": str(mlflow_port), "PG_PORT": str(pg_port), "PG_BIN": str(pg_bin),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "mlflow-server.log").open("w")
@@ -549,7 +544,7 @@ def _check_private(server_dir: Path, pg_port: int) -> None:
     ("hdfs://namenode/lorasweep", "hdfs:// is not a storage Tune can write to here"),
     # A real S3 client against an endpoint that refuses connections (pyarrow's own URI option,
     # as Tune would get it): the store's reason, within seconds.
-    (f"s3://lorasweep-test/results?endpoint_override=127.0.0.1:{_free_port()}&scheme=http&region=us-east-1",
+    (f"s3://lorasweep-test/results?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1",
      "cannot use s3://lorasweep-test/results"),
 ], ids=["hdfs", "s3-unreachable"])
 def test_storage_that_cannot_be_written_is_refused_before_launch(storage, fragment, tmp_path):
@@ -603,7 +598,7 @@ def test_the_cluster_doc_submits_with_the_runtime_env_and_a_shared_storage():
 def s3_endpoint(tmp_path):
     """A real S3 protocol server on this machine (moto's, as S3 client code is tested in the
     field), with AWS credentials that only it accepts."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -34,8 +34,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
-from test_cluster import RUNTIME_ENV, _free_port, wait_healthy
+from test_cluster import RUNTIME_ENV, wait_healthy
 
+from sweeps.ray_start import free_port
 from trainables.mlflow_names import NODE_TAG
 
 SWEEP = "multinode-smoke"
@@ -95,7 +96,7 @@ def mlflow_server(tmp_path_factory):
     """A plain `mlflow server` (SQLite backend store, proxied artifacts) on 127.0.0.1:<free>:
     (tracking URI, server process), started without waiting; `wait_healthy` waits."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -131,7 +132,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
 
     default_address_file = Path("/tmp/ray/ray_current_cluster")
     before = default_address_file.read_text() if default_address_file.exists() else None
-    gcs_port, dash_port = _free_port(), _free_port()
+    gcs_port, dash_port = free_port(), free_port()
     common = ["--block", "--node-ip-address=127.0.0.1", "--num-gpus=0", "--disable-usage-stats",
               "--num-cpus=1"]
     procs: list[subprocess.Popen] = []
@@ -142,7 +143,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         procs.append(subprocess.Popen(
             [ray, "start", "--head", f"--port={gcs_port}", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-             f"--dashboard-agent-listen-port={_free_port()}", f"--temp-dir={head_tmp}", *common],
+             f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={head_tmp}", *common],
             env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT,
             start_new_session=True))
         deadline = time.time() + 120
@@ -152,7 +153,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
             time.sleep(0.5)
         procs.append(subprocess.Popen(
             [ray, "start", f"--address=127.0.0.1:{gcs_port}", f"--temp-dir={worker_tmp}",
-             f"--dashboard-agent-listen-port={_free_port()}", *common],
+             f"--dashboard-agent-listen-port={free_port()}", *common],
             env=env, stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT,
             start_new_session=True))
         nodes = _wait_for_nodes(ray, address, env, 2, timeout=120)

@@ -5,18 +5,12 @@ search whose ranks finish at different steps. The E2E trial through the command 
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from sweeps.ray_start import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sharded(cfg):
@@ -91,7 +85,7 @@ def test_an_fsdp_checkpoint_resumes_into_the_shards_what_was_saved(tmp_path, mak
 
     cfg = make_trial(train={"strategy": "fsdp", "max_grad_norm": 0.5})
     results = tmp_path / "results.pt"
-    mp.start_processes(_rank, args=(_free_port(), cfg, str(tmp_path / "ckpt"), str(results)), nprocs=2,
+    mp.start_processes(_rank, args=(free_port(), cfg, str(tmp_path / "ckpt"), str(results)), nprocs=2,
                        start_method="spawn")
     got = torch.load(results, weights_only=True)
     assert (got["step"], got["final"]) == (2, False)
@@ -173,7 +167,7 @@ def test_fsdp_beam_search_keeps_the_ranks_in_step_and_decodes_what_one_process_d
         steps.append(forwards[0])
     assert steps[0] + steps[2] != steps[1] + steps[0], steps  # rank 0's steps, rank 1's with its filler
     results = tmp_path / "texts.pt"
-    mp.start_processes(_decode, args=(_free_port(), cfg, prompts, str(results)), nprocs=2, start_method="spawn")
+    mp.start_processes(_decode, args=(free_port(), cfg, prompts, str(results)), nprocs=2, start_method="spawn")
     assert torch.load(results) == want
 
 

@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sweeps.ray_start import free_port
 
 
 @pytest.fixture
@@ -34,7 +28,7 @@ def test_records_a_store_never_reachable_again_are_named_not_dropped(quick_http_
     wait and are retried; at the deadline they are given up and listed per trial."""
     from sweeps.tracking.writer import TrackingWriter, transient
 
-    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5))
+    writer = TrackingWriter(f"http://127.0.0.1:{free_port()}", backoff_s=(0.2, 0.5))
     done: list[str] = []
     writer.submit("t_00000", "report at step 8", lambda client: client.search_experiments(max_results=1))
     writer.submit("t_00001", "end (completed)", lambda client: done.append("never"), record={"op": "end"})
@@ -66,7 +60,7 @@ def test_the_waiting_writes_are_bounded_by_bytes_and_an_end_record_is_never_drop
     lost), never the one in progress and never a trial's end record."""
     from sweeps.tracking.writer import TrackingWriter
 
-    writer = TrackingWriter(f"http://127.0.0.1:{_free_port()}", backoff_s=(0.2, 0.5), max_pending_bytes=2000)
+    writer = TrackingWriter(f"http://127.0.0.1:{free_port()}", backoff_s=(0.2, 0.5), max_pending_bytes=2000)
 
     def down(client):
         client.search_experiments(max_results=1)

@@ -17,12 +17,7 @@ from pathlib import Path
 
 import pytest
 from fault_runs import EXPERIMENT, runs_by_kind, stop_when, sweep_cmd, write_space
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sweeps.ray_start import free_port
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
@@ -60,7 +55,7 @@ class _Link:
     def __init__(self, target: int):
         import threading
 
-        self.target, self.port = target, _free_port()
+        self.target, self.port = target, free_port()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()
@@ -132,7 +127,7 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
        once, each its adapter (the worse trial's checkpoint was kept for its unwritten end
        record), the parent FINISHED.
     """
-    port = _free_port()
+    port = free_port()
     server = _start_server(tmp_path, port)
     link = _Link(port)
     space = write_space(tmp_path, "scientific:\n  r: {grid: [2, 4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
