@@ -330,6 +330,28 @@ def test_a_push_without_a_token_is_refused_before_anything_is_written(layouts, t
     assert not (tmp_path / "out").exists()
 
 
+def test_an_export_pushed_to_the_hub_arrives_there_whole(layouts, tmp_path):
+    """The upload through the real ``huggingface_hub`` client, to a local stand-in for the Hub
+    (``tests/hub_server.py``): the repository receives every file the export wrote, byte for byte,
+    in one commit made with the user's token."""
+    from hub_server import HubServer
+
+    out = tmp_path / "adapter"
+    with HubServer(tmp_path / "hub") as hub:
+        proc = _export(layouts, "--sweep", "layouts", "--out", str(out), "--push-to-hub", "me/layouts-best",
+                       env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_local_test", "HF_HUB_OFFLINE": "0"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"pushed to the Hub: {hub.url}/me/layouts-best/commit/" in proc.stdout
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(files(out))
+    assert files(tmp_path / "hub" / "me" / "layouts-best") == files(out)
+    assert [(c["repo"], c["header"]["summary"]) for c in hub.commits] == [("me/layouts-best", "lorasweep export")]
+    assert {auth for _, _, auth in hub.requests} == {"Bearer hf_local_test"}
+
+
 def test_a_warm_start_from_a_gpt2_qv_run_reads_the_trials_own_layout(layouts):
     """adapter/ is the fused layout; a warm start of a qv trial needs the views' (trial_adapter/)."""
     from trainables.adapters import build_adapter_model, warm_start
