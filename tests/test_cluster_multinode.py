@@ -4,9 +4,11 @@ and the MLflow UI that shows it.
 ``ray start --head`` plus a second ``ray start --address`` node on this machine (token
 authentication on, each node with its own temp dir), a plain ``mlflow server``, then ``ray job
 submit --working-dir . --runtime-env ...`` of ``sweeps/rank_e2e.py --preset smoke`` with the
-server as tracking URI. One sweep (module fixture), two checks: every trial ran, is in MLflow
+server as tracking URI, then a second job from a user's own project folder (its study file,
+data and task class, ``--working-dir`` the folder). The checks: every trial ran, is in MLflow
 with the Ray node it trained on, the trials used both nodes and both wrote their checkpoints
-to the shared ``--storage`` path; and the MLflow UI in headless Chromium, opened at the link
+to the shared ``--storage`` path; both nodes imported the user's task class from the uploaded
+folder; and the MLflow UI in headless Chromium, opened at the link
 the summary printed, lists the parent run and its child runs with no click (the study's runs
 table, the parent expanded, is saved as ``tests/artifacts/mlflow-runs.png``: the README's
 ``docs/img/mlflow-runs.png`` is a copy of it).
@@ -35,11 +37,13 @@ import pytest
 import yaml
 from conftest import REPO
 from test_cluster import RUNTIME_ENV, wait_healthy
+from test_study_file import USER_STUDY, write_tickets
 
 from sweeps.ray_start import free_port
 from trainables.mlflow_names import NODE_TAG
 
 SWEEP = "multinode-smoke"
+USER_SWEEP = "multinode-user-study"
 #: Kept test outputs (gitignored): the MLflow UI screenshot.
 ARTIFACTS = REPO / "tests" / "artifacts"
 
@@ -108,6 +112,33 @@ def mlflow_server(tmp_path_factory):
         _end_processes([proc], [str(root)])
 
 
+def _submit(ray: str, address: str, env: dict, cwd: Path, working_dir: str, runtime_env: Path,
+            entrypoint: list[str]) -> str:
+    """``ray job submit`` of ``entrypoint`` with ``working_dir`` uploaded, run from ``cwd``; the
+    job's output, once it succeeded. The dashboard answers before its job agent is up ("No
+    available agent"): a refused submission is retried (a new id each time) until a deadline. A
+    job still running when this fails is stopped."""
+    deadline, tries, submission = time.time() + 120, [], None
+    try:
+        while True:
+            submission = f"lorasweep-test-{secrets.token_hex(4)}"
+            cmd = [ray, "job", "submit", "--address", address, "--submission-id", submission,
+                   "--working-dir", working_dir, "--runtime-env", str(runtime_env), "--", *entrypoint]
+            job = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=480, check=False)
+            tries.append(job.stdout[-4000:] + job.stderr[-2000:])
+            if "submitted successfully" in job.stdout + job.stderr or time.time() > deadline:
+                break
+            time.sleep(2)
+        submission = None
+    finally:
+        if submission is not None:
+            subprocess.run([ray, "job", "stop", "--address", address, submission], env=env,
+                           capture_output=True, timeout=60, check=False)
+    assert job.returncode == 0 and "succeeded" in job.stdout, "\n---\n".join(tries[-2:])
+    print(job.stdout[-2500:])
+    return job.stdout
+
+
 @pytest.fixture(scope="module")
 def cluster_sweep(mlflow_server, tmp_path_factory):
     """docs/cluster.md's `ray job submit` of the smoke sweep (two trials) to a two-node cluster
@@ -137,8 +168,6 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
               "--num-cpus=1"]
     procs: list[subprocess.Popen] = []
     address = f"http://127.0.0.1:{dash_port}"
-    submission = f"lorasweep-test-{secrets.token_hex(4)}"
-    job_done = False
     try:
         procs.append(subprocess.Popen(
             [ray, "start", "--head", f"--port={gcs_port}", "--include-dashboard=true",
@@ -174,35 +203,27 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         space.write_text("scientific:\n  r: {grid: [2, 8]}\nfixed:\n  alpha: 32\n  targets: qv\n")
         storage = tmp_path / "shared" / "ray_results"
         wait_healthy(uri, server, server_log, timeout=120)
-        cmd = [ray, "job", "submit", "--address", address, "--submission-id", submission,
-               "--working-dir", ".", "--runtime-env", str(env_file), "--",
-               "python", "sweeps/rank_e2e.py", "--preset", "smoke", "--tracking-uri", uri,
-               "--storage", str(storage), "--name", SWEEP, "--search-space", str(space),
-               "--scheduler", "fifo", "--set", "train.epochs=1", "--set", "data.train_limit=200",
-               "--set", "data.val_limit=40", "--set", "data.test_limit=6",
-               # Decoding and scoring are the smoke tests' business; here they would only add time.
-               "--set", "eval.generate=false"]
-        # The dashboard answers before its job agent is up ("No available agent"): retry a
-        # refused submission (a new id each time) until a deadline.
-        deadline, tries = time.time() + 120, []
-        while True:
-            job = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=480, check=False)
-            tries.append(job.stdout[-4000:] + job.stderr[-2000:])
-            if "submitted successfully" in job.stdout + job.stderr or time.time() > deadline:
-                break
-            time.sleep(2)
-            cmd[cmd.index("--submission-id") + 1] = submission = f"lorasweep-test-{secrets.token_hex(4)}"
-        job_done = True
-        assert job.returncode == 0 and "succeeded" in job.stdout, "\n---\n".join(tries[-2:])
-        print(job.stdout[-2500:])
+        job = _submit(ray, address, env, REPO, ".", env_file, [
+            "python", "sweeps/rank_e2e.py", "--preset", "smoke", "--tracking-uri", uri,
+            "--storage", str(storage), "--name", SWEEP, "--search-space", str(space),
+            "--scheduler", "fifo", "--set", "train.epochs=1", "--set", "data.train_limit=200",
+            "--set", "data.val_limit=40", "--set", "data.test_limit=6",
+            # Decoding and scoring are the smoke tests' business; here they would only add time.
+            "--set", "eval.generate=false"])
+        # A user's own project as the working dir: its study file, data and task class
+        # (tests/data/user_study); the package comes from the nodes' installation.
+        project = tmp_path / "project"
+        shutil.copytree(USER_STUDY, project)
+        write_tickets(project / "tickets")
+        user_job = _submit(ray, address, env, project, str(project), env_file, [
+            "python", "-m", "sweeps.run", "--config", "study.yaml", "--preset", "smoke", "--tracking-uri", uri,
+            "--storage", str(storage), "--name", USER_SWEEP, "--set", "train.epochs=1"])
     finally:
-        if not job_done:
-            subprocess.run([ray, "job", "stop", "--address", address, submission], env=env,
-                           capture_output=True, timeout=60, check=False)
         _end_processes(procs, [str(head_tmp), str(worker_tmp), str(home)])
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
-    return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}, "output": job.stdout}
+    return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}, "output": job,
+            "user_output": user_job}
 
 
 @pytest.mark.integration
@@ -236,6 +257,29 @@ def test_smoke_sweep_as_a_job_on_a_two_node_cluster(cluster_sweep):
     assert (storage / "results.csv").is_file()
     # The server's proxied artifact store got the trials' adapters.
     assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"adapter"}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_users_own_project_runs_as_a_job_with_its_task_class_on_both_nodes(cluster_sweep):
+    """The study file, its data and its task class (``task: ticket_task:Tickets``) exist only in
+    the uploaded working dir; the trials on both nodes imported the class from there and were
+    scored by its metric (macro-F1 first)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cluster_sweep["uri"])
+    exp = client.get_experiment_by_name("lorasweep-my_tickets")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
+    assert [(p.data.tags["lorasweep.sweep"], p.data.params["task"], p.info.status) for p in parents] == [
+        (USER_SWEEP, "ticket_task:Tickets", "FINISHED")]
+    assert sorted(int(c.data.params["adapter.r"]) for c in children) == [2, 8]
+    assert all(c.data.tags["lorasweep.status"] == "completed" and "val_macro_f1" in c.data.metrics
+               for c in children)
+    trained_on = {c.data.tags[NODE_TAG] for c in children}
+    assert trained_on <= cluster_sweep["node_ids"] and len(trained_on) == 2, trained_on
+    assert "2 completed" in cluster_sweep["user_output"]
 
 
 @pytest.mark.integration

@@ -83,13 +83,18 @@ def yaml_blocks(doc: str) -> list[tuple[str, str]]:
 
 def write_doc_files(cmd: Command, cwd: Path) -> None:
     """The files ``cmd`` names that the docs define: the ``# NAME.yaml`` comments, and a
-    ``--config`` study file that is its page's YAML block with presets."""
+    ``--config`` study file that is its page's YAML block with presets (on a page without one,
+    the one user's study file, untitled, that the docs show)."""
     import yaml
 
     for name, text in defined_files().items():
         (cwd / name).write_text(text, encoding="utf-8")
     if "--config" in cmd.argv and not (cwd / cmd.argv[cmd.argv.index("--config") + 1]).exists():
-        (study,) = [text for _, text in yaml_blocks(cmd.doc) if "presets" in yaml.safe_load(text)]
+        def studies(doc: str, titled: bool = True) -> list[str]:
+            return [text for title, text in yaml_blocks(doc)
+                    if (titled or not title) and "presets" in (yaml.safe_load(text) or {})]
+
+        (study,) = studies(cmd.doc) or [s for d in DOCS for s in studies(d.relative_to(REPO).as_posix(), False)]
         (cwd / cmd.argv[cmd.argv.index("--config") + 1]).write_text(study, encoding="utf-8")
 
 
