@@ -13,14 +13,15 @@ import base64
 import hashlib
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+
+from local_http import JSONHandler, LocalServer
 
 _REPO_CALL = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<call>preupload|commit)/(?P<revision>[^/?]+)")
 
 
-class HubServer:
+class HubServer(LocalServer):
     """``with HubServer(root) as hub: hub.url`` (for ``HF_ENDPOINT``); ``hub.requests`` holds
     (method, path, Authorization header) of every request, ``hub.commits`` each commit's header
     and file paths."""
@@ -31,23 +32,14 @@ class HubServer:
         self.commits: list[dict] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 owner.requests.append(("POST", self.path, self.headers.get("Authorization")))
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = owner.answer(self.path, body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(*owner.answer(self.path, body))
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def answer(self, path: str, body: bytes) -> tuple[int, dict]:
         if path == "/api/repos/create":
@@ -80,11 +72,3 @@ class HubServer:
         self.commits.append({"repo": repo, "header": header, "paths": paths})
         oid = hashlib.sha1(body).hexdigest()
         return {"commitUrl": f"{self.url}/{repo}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
-
-    def __enter__(self) -> HubServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()

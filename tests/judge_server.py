@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
+
+from local_http import JSONHandler, LocalServer
 
 _ANSWER = re.compile(r"\n\n([A-Z]): (.*?) ?(?=\n\n[A-Z]: |\Z)", re.S)
 
@@ -30,7 +31,7 @@ def grade(prompt: str) -> str:
                        for letter, a in graded)
 
 
-class JudgeServer:
+class JudgeServer(LocalServer):
     """``with JudgeServer() as j: j.url`` (the API base, ``http://127.0.0.1:PORT/v1``);
     ``j.requests`` holds every request body and its Authorization header."""
 
@@ -39,36 +40,17 @@ class JudgeServer:
         self.mode = "ok"
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
                 if owner.mode == "unauthorized":
-                    return self._send(401, {"error": {"message": "Incorrect API key provided"}})
+                    return self.send_json(401, {"error": {"message": "Incorrect API key provided"}})
                 content = ("I am unable to grade these responses." if owner.mode == "malformed"
                            else grade(body["messages"][-1]["content"]))
-                self._send(200, {"id": "local", "object": "chat.completion", "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": content}}]})
+                self.send_json(200, {"id": "local", "object": "chat.completion", "model": body["model"],
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": content}}]})
 
-            def _send(self, status: int, obj: dict) -> None:
-                out = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/v1"
-
-    def __enter__(self) -> JudgeServer:
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.http = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.port}/v1"

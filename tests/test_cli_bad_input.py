@@ -470,8 +470,9 @@ def _check_refused(code: int, out: str, err: str, tmp_path: Path, before: set[Pa
 def local_ray():
     """One local Ray for the in-process cases, started as a sweep of one-process trials starts
     its own (without a dashboard): a sweep run where Ray is up joins it (and leaves it up), and
-    checks the resources of the same local cluster. That a sweep stops the Ray it started itself is checked by the real commands and
-    by ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""
+    checks the resources of the same local cluster. That a sweep stops the Ray it started
+    itself is checked by the real commands and by
+    ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""
     import ray
 
     from sweeps.ray_start import _init_ray

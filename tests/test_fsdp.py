@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sweeps.ray_start import free_port
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ import os
 import time
 
 import pytest
+
 from sweeps.ray_start import free_port
 
 

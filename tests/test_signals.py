@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fault_runs import EXPERIMENT, runs_by_kind, stop_when, sweep_cmd, write_space
+
 from sweeps.ray_start import free_port
 
 
