@@ -16,6 +16,12 @@ from conftest import REPO
 pytestmark = pytest.mark.integration
 
 
+#: Less data than the presets (the same code path, a fraction of the compute): 160 training
+#: examples (10 steps an epoch) and 32 validation examples.
+TRAIN_LIMIT = 160
+LESS_DATA = ("--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "data.val_limit=32")
+
+
 def _run(script, root, *flags, timeout=600):
     cmd = [sys.executable, str(REPO / "sweeps" / script), *flags]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
@@ -49,7 +55,9 @@ def _check_report(s, figures):
 
 def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
     # METEOR off (no JVM start): test_sweep_smoke.py and test_metrics_e2e.py check it.
-    s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false")
+    # 160 questions, 2 epochs, 16 dev questions: the grid's code path on less compute.
+    s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false", *LESS_DATA,
+               "--set", "data.test_limit=16", "--set", "train.epochs=2")
     assert len(s["parents"]) == 1 and len(s["children"]) == 4
     seen = set()
     for c in s["children"]:
@@ -71,15 +79,15 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
 
     stats = s["parents"][0].data.params  # every question trained on, or skipped and counted
     total = count_questions(smoke_squad_data() / "train-v1.1.json")
-    assert int(stats["data.train_examples"]) + int(stats["data.train_skipped"]) == min(800, total)
+    assert int(stats["data.train_examples"]) + int(stats["data.train_skipped"]) == min(TRAIN_LIMIT, total)
     _check_report(s, ["rank_squad", "curves_t"])
 
 
 def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
     """SQuAD and WebNLG (E2E's sweep is test_sweep_smoke's, and in rank_vs_model_size's report
     below); less data than the preset (the same code path) and METEOR off (no JVM start)."""
-    s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", "--set", "data.train_limit=300",
-               "--set", "data.test_limit=8", "--set", "eval.meteor=false")
+    s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", *LESS_DATA,
+               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["squad", "webnlg"]
     assert len(s["children"]) == 4
     by_task = {}
@@ -100,8 +108,8 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
 def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets):
     # Two of the three sizes, less data and METEOR off (CI time: the 4-layer model's build, a
     # JVM start per trial).
-    s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium",
-               "--set", "data.train_limit=300", "--set", "data.test_limit=8", "--set", "eval.meteor=false")
+    s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium", *LESS_DATA,
+               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["medium", "small"]
     assert len(s["children"]) == 4
     totals = {}
