@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_agnews_budget_rejects_before_launch_and_logs_best_predictions(tmp_path):
-    proc, client = _run("agnews_budget", tmp_path, "--name", "ag", "--set", "data.train_limit=192",
-                        "--set", "data.val_limit=64", "--set", "data.test_limit=64")
+    # 64 training examples in batches of 16 (4 steps an epoch), 32 to validate and to test.
+    proc, client = _run("agnews_budget", tmp_path, "--name", "ag", "--set", "data.train_limit=64",
+                        "--set", "train.batch_size=16", "--set", "data.val_limit=32", "--set", "data.test_limit=32")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert '1 configuration(s) over it, not launched: r+targets=[16, "qv"] (148,996)' in proc.stdout
     assert "1 rejected over the parameter budget" in proc.stdout
