@@ -12,6 +12,11 @@ from types import SimpleNamespace
 
 from conftest import REPO
 
+#: For sweeps whose results do not depend on how many trials run at once (FIFO, no
+#: concurrency checked): one trial process, reused for every trial, instead of one per CPU,
+#: each importing torch and peft. On this machine's two cores the tests are CPU-bound.
+ONE_AT_A_TIME = ("--max-concurrent", "1")
+
 
 def run_sweep_command(cmd: list[str], *, cwd, uri: str, experiment: str, completed: int) -> SimpleNamespace:
     """Run ``cmd``; it must exit 0 with ``completed`` trials completed. Returns its ``out``

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
+from sweep_runs import ONE_AT_A_TIME
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def _sweep(root: Path, study: str, *args: str) -> dict:
 
     uri = f"sqlite:///{root / 'mlruns.db'}"
     cmd = [sys.executable, str(REPO / "sweeps" / f"{study}.py"), "--preset", "smoke", "--tracking-uri", uri,
-           "--storage", str(root / "rr"), *args]
+           "--storage", str(root / "rr"), *ONE_AT_A_TIME, *args]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(tracking_uri=uri)

@@ -21,6 +21,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from sweep_runs import ONE_AT_A_TIME
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def glue_paper(tmp_path_factory):
     root = tmp_path_factory.mktemp("glue_paper")
     # Three tasks, one seed, less data: the pipeline and the record, not the scores (the
     # MiniLM test in test_glue.py checks learning).
-    proc, client = _run("glue_paper", root, "--task", "mnli,mrpc,stsb", "--name", "gp", "--seeds", "1",
+    proc, client = _run("glue_paper", root, "--task", "mnli,mrpc,stsb", "--name", "gp", "--seeds", "1", *ONE_AT_A_TIME,
                         "--set", "data.train_limit=96", "--set", "data.test_limit=40",
                         "--set", "data.val_limit=40", "--set", "train.epochs=1")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sweep_runs import ONE_AT_A_TIME
 from test_glue_sweeps import _run, _runs
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def _warm_chain(root):
     its final adapter in MLflow), and its validation accuracy never improves after epoch 1
     (keep_best then restores epoch 1 for the final evaluation)."""
     small = ["--set", "data.train_limit=64", "--set", "data.val_limit=40", "--set", "data.test_limit=40",
-             "--set", "train.epochs=2", "--set", "train.lr=1e-12"]
+             "--set", "train.epochs=2", "--set", "train.lr=1e-12", *ONE_AT_A_TIME]
     first, client = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte,mnli", "--name", "gw",
                          *small)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]

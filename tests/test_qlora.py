@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, sweep_config
+from sweep_runs import ONE_AT_A_TIME
 
 CONVERSATION = [
     {"role": "user", "content": "What is 2 plus 3?"},
@@ -377,7 +378,8 @@ def test_qlora_guanaco_smoke_end_to_end(llama_assets, tmp_path):
                      "  dropout: 0.1\n  targets: all-linear\n")
     cmd = [sys.executable, str(REPO / "sweeps" / "qlora_guanaco.py"), "--preset", "smoke", "--name", "q",
            "--tracking-uri", uri, "--storage", str(tmp_path / "ray_results"), "--search-space", str(space),
-           "--set", "data.train_limit=64", "--set", "data.val_limit=16", "--set", "eval.max_new_tokens=8"]
+           "--set", "data.train_limit=64", "--set", "data.val_limit=16", "--set", "eval.max_new_tokens=8",
+           *ONE_AT_A_TIME]
     proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "2 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from sweep_runs import run_sweep_command
+from sweep_runs import ONE_AT_A_TIME, run_sweep_command
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ E2E_FLAGS = ["--preset", "smoke", "--scheduler", "fifo",
              "--set", "adapter.dropout=0", "--set", "data.train_limit=256", "--set", "data.val_limit=39",
              "--set", "data.test_limit=6", "--set", "eval.num_beams=2", "--set", "eval.max_new_tokens=16",
              "--set", "eval.batch_size=2", "--set", "eval.meteor=false"]
-ONE_PROCESS = ["--cpus-per-trial", "1"]
+ONE_PROCESS = ["--cpus-per-trial", "1", *ONE_AT_A_TIME]
 TWO_WORKERS = ["--workers-per-trial", "2", "--cpus-per-trial", "2"]
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from sweep_runs import ONE_AT_A_TIME
 
 USER_STUDY = REPO / "tests" / "data" / "user_study"
 
@@ -124,7 +125,8 @@ def test_a_user_study_file_runs_as_a_smoke_sweep(tmp_path):
     work.mkdir()
     uri = f"sqlite:///{work / 'mlruns.db'}"
     s = run_sweep_command([sys.executable, "-m", "sweeps.run", "--config", str(study / "study.yaml"),
-                           "--preset", "smoke", "--tracking-uri", uri, "--storage", str(work / "rr"), "--name", "u"],
+                           "--preset", "smoke", "--tracking-uri", uri, "--storage", str(work / "rr"), "--name", "u",
+                           *ONE_AT_A_TIME],
                           cwd=work, uri=uri, experiment="lorasweep-my_tickets", completed=2)
     p = s.parent.data.params
     # The task is the user's class beside the study file: the trials imported it too (they ran).

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from sweep_runs import ONE_AT_A_TIME
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def _smoke(script, tmp_path_factory, *flags):
     root = tmp_path_factory.mktemp(script.removesuffix(".py"))
     uri = f"sqlite:///{root / 'mlruns.db'}"
     proc = _run(script, root, "--preset", "smoke", "--tracking-uri", uri,
-                "--storage", str(root / "rr"), "--name", "t", *flags)
+                "--storage", str(root / "rr"), "--name", "t", *ONE_AT_A_TIME, *flags)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from mlflow import MlflowClient
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from sweep_runs import ONE_AT_A_TIME
 
 
 @pytest.fixture(scope="session")
@@ -344,7 +345,7 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
     proc = subprocess.run(
         [sys.executable, str(REPO / "sweeps" / "cifar_lora.py"), "--preset", "smoke", "--tracking-uri", uri,
          "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=3",
-         "--set", "train.early_stopping_patience=1", "--set", "data.train_limit=320"],
+         "--set", "train.early_stopping_patience=1", "--set", "data.train_limit=320", *ONE_AT_A_TIME],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(tracking_uri=uri)
