@@ -25,7 +25,7 @@ os.environ.setdefault("LORASWEEP_CACHE", str(_SESSION_CACHE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-# The tests' `mlflow server`s: no job runner (its consumer processes poll all the time).
+# The tests' `mlflow server`s: no job runner (a pool of processes, each importing MLflow).
 os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,8 +32,8 @@ if [ -n "${MLFLOW_ALLOWED_HOSTS:-}" ]; then
     set -- --allowed-hosts "$MLFLOW_ALLOWED_HOSTS"
 fi
 
-# MLflow's job runner (a pool of consumer processes that poll all the time) serves its GenAI
-# jobs; sweeps use none. MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it back on.
+# MLflow's job runner (a pool of consumer processes, each importing MLflow as the server starts)
+# serves its GenAI jobs; sweeps use none. MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it on.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 # The container's own address on the compose network; the host publishes it only on

@@ -142,8 +142,8 @@ export MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:$PG_PASSWORD@127.0.0.1:$PG_
 
 echo "MLflow: http://$MLFLOW_HOST:$MLFLOW_PORT (user admin, password in $DIR/secrets/admin_password)"
 echo "  backend store: postgresql://mlflow:***@127.0.0.1:$PG_PORT/mlflow; artifacts: $DIR/artifacts"
-# MLflow's job runner (a pool of consumer processes that poll all the time) serves its GenAI
-# jobs; sweeps use none. MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it back on.
+# MLflow's job runner (a pool of consumer processes, each importing MLflow as the server starts)
+# serves its GenAI jobs; sweeps use none. MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns it on.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 # Its own process group, so that stopping it stops uvicorn's workers too.
 setsid mlflow server \
