@@ -23,26 +23,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.process_cpu import tree_cpu  # noqa: E402
 from sweeps.ray_start import free_port  # noqa: E402
 
 
 def _tree_cpu(pid: int) -> tuple[float, int]:
     """CPU seconds (user + system) of a process and its descendants, and how many there are."""
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total, len(procs)
+    tree = tree_cpu(pid)
+    return sum(cpu for _, cpu in tree.values()), len(tree)
 
 
 def _start(root: Path, jobs: bool) -> tuple[subprocess.Popen, int]:

@@ -34,6 +34,24 @@ def kind(cmdline: str) -> str:
     return cmdline[:70]
 
 
+def tree_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Each live process of ``pid``'s tree (itself included): its command line and CPU seconds
+    so far (user + system). Empty once ``pid`` has ended."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    out = {}
+    for p in tree:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = (" ".join(p.cmdline()), t.user + t.system)
+        except psutil.Error:
+            pass
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--interval", type=float, default=0.3, help="seconds between polls")
@@ -44,19 +62,9 @@ def main() -> int:
         ap.error("command: give the command to measure after --")
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    root = psutil.Process(proc.pid)
     seen: dict[int, tuple[str, float]] = {}
     while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        for p in tree:
-            try:
-                t = p.cpu_times()
-                seen[p.pid] = (kind(" ".join(p.cmdline())), t.user + t.system)
-            except psutil.Error:
-                pass
+        seen.update({pid: (kind(cmdline), cpu) for pid, (cmdline, cpu) in tree_cpu(proc.pid).items()})
         time.sleep(args.interval)
     cpu: collections.Counter[str] = collections.Counter()
     count: collections.Counter[str] = collections.Counter()
