@@ -206,12 +206,20 @@ def check_resources(cfg: SweepConfig) -> None:
 
         if res.cpus_per_trial - TRAIN_DRIVER_CPU <= 0:
             raise UserError("resources.cpus_per_trial", "too small for a Ray Train worker group")
-        if cfg.scheduler.name != "fifo" and not _has_state_api():
+        if needs_state_api(cfg) and not _has_state_api():
             raise UserError("resources.workers_per_trial",
                             f"{res.workers_per_trial} workers per trial under the {cfg.scheduler.name} scheduler "
                             "need the Ray cluster's dashboard (Ray Train frees a stopped trial's workers through "
                             "its state API), and this cluster has none; start Ray with its dashboard or use "
                             "--scheduler fifo")
+
+
+def needs_state_api(cfg: SweepConfig) -> bool:
+    """Whether the sweep's Ray needs its state API (served by its dashboard): worker-group
+    trials that Tune may stop (any scheduler but FIFO), whose groups Ray Train's
+    placement-group cleaner frees by asking that API whether their controller still lives.
+    Under FIFO every trial ends by itself and its controller frees its own group."""
+    return cfg.resources.uses_train_workers and cfg.scheduler.name != "fifo"
 
 
 def _has_state_api() -> bool:
