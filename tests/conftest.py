@@ -80,6 +80,16 @@ def torch_one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def one_local_ray():
+    """One local Ray in this test process for a module's in-process sweeps
+    (``sweep_runs.local_ray``, ``sweep_runs.run_sweep_in_process``)."""
+    from sweep_runs import local_ray
+
+    with local_ray():
+        yield
+
+
 @pytest.fixture
 def make_trial(smoke_assets):
     """``make_trial(**overrides)``: a small, fast E2E trial config on the smoke assets."""

@@ -3,6 +3,8 @@ the smoke sweep that several test modules inspect."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -30,6 +32,50 @@ def run_sweep_command(cmd: list[str], *, cwd, uri: str, experiment: str, complet
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return SimpleNamespace(out=proc.stdout, client=client,
+                           parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
+                           trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
+
+
+@contextlib.contextmanager
+def local_ray():
+    """One local Ray in this test process, which the sweeps of :func:`run_sweep_in_process`
+    join (as the parts of a multi-part study do) instead of each starting and stopping its own.
+    The environment variables that Ray's start sets here are restored after."""
+    import ray
+
+    from sweeps.ray_start import _init_ray
+
+    saved = dict(os.environ)
+    started = _init_ray()
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experiment: str,
+                         exit_code: int = 0) -> SimpleNamespace:
+    """``sweeps/<study>.py *argv`` run by its entry point (``run_study``) in this process, from
+    ``cwd``, inside :func:`local_ray`; it must return ``exit_code``. Returns what
+    :func:`run_sweep_command` does."""
+    from mlflow import MlflowClient
+
+    from sweeps.cli import run_study
+
+    out, here = io.StringIO(), os.getcwd()
+    os.chdir(cwd)  # MLflow's default artifact root is ./mlruns, as for the command
+    try:
+        with contextlib.redirect_stdout(out):
+            code = run_study(study, argv)
+    finally:
+        os.chdir(here)
+    assert code == exit_code, out.getvalue()[-4000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return SimpleNamespace(out=out.getvalue(), client=client,
                            parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
                            trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
 

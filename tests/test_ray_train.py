@@ -1,6 +1,7 @@
 """E2E trials on a Ray Train worker group (the ``train`` shape: DDP over gloo on CPU), end to end
-through the command line: real local Ray, a real MLflow SQLite store, real training of the tiny
-GPT-2 with real peft adapters (classification: ``test_ray_train_classification.py``).
+through the study's entry point (``run_study``, what ``sweeps/rank_e2e.py`` calls) in the test
+process: real local Ray (one for the module's sweeps), a real MLflow SQLite store, real training
+of the tiny GPT-2 with real peft adapters (classification: ``test_ray_train_classification.py``).
 
 The same one-trial sweep runs as a one-process trial and as a 2-worker trial, and the two are
 compared: the same MLflow record (parameters, per-step and final metrics, tags, artifacts), the
@@ -19,12 +20,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO
-from sweep_runs import ONE_AT_A_TIME, run_sweep_command
+from sweep_runs import ONE_AT_A_TIME, run_sweep_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +55,16 @@ def _without_dropout(model_dir: Path, out: Path) -> Path:
 
 def _e2e_sweep(root: Path, name: str, model: Path, space: Path, *flags: str):
     uri = f"sqlite:///{root / (name + '.db')}"
-    cmd = [sys.executable, E2E_SCRIPT, *E2E_FLAGS, "--model", str(model), "--search-space", str(space),
-           "--tracking-uri", uri, "--storage", str(root / "rr"), "--name", name, *flags]
-    sweep = run_sweep_command(cmd, cwd=root, uri=uri, experiment="lorasweep-rank_e2e", completed=1)
+    argv = [*E2E_FLAGS, "--model", str(model), "--search-space", str(space),
+            "--tracking-uri", uri, "--storage", str(root / "rr"), "--name", name, *flags]
+    sweep = run_sweep_in_process("rank_e2e", argv, cwd=root, uri=uri, experiment="lorasweep-rank_e2e")
+    assert "1 completed, 0 stopped early by ASHA, 0 failed" in sweep.out
     sweep.uri = uri
     return sweep
 
 
 @pytest.fixture(scope="module")
-def e2e_one(tmp_path_factory, smoke_assets):
+def e2e_one(tmp_path_factory, smoke_assets, one_local_ray):
     """The E2E trial run as one process; its ``root``, ``model`` and ``space`` serve the
     worker-group runs of the same trial."""
     root = tmp_path_factory.mktemp("ray-train-e2e")

@@ -1,5 +1,6 @@
 """Worker-group trials of a classification task (MiniLM on its smoke data, DDP over gloo on CPU)
-end to end through the command line, and how many worker-group trials run at once.
+end to end through the study's entry point (``run_study``) in the test process, on one local Ray
+for the module's sweeps, and how many worker-group trials run at once.
 
 The same two-trial sweep runs as one-process trials, on 2 workers (DDP) and on 2 workers under
 FSDP2: the healthy trial gets the same MLflow record in each, and a trial whose loss turns NaN
@@ -10,19 +11,15 @@ worker group to show again what DDP's shows).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO
+from sweep_runs import run_sweep_in_process
 from test_ray_train import ONE_PROCESS, TWO_WORKERS, _history, _record
 
 pytestmark = pytest.mark.integration
 
-TC_SCRIPT = str(REPO / "sweeps" / "text_classification.py")
 #: MiniLM text classification on its smoke data, 4 steps of a 32-example global batch; a
 #: healthy trial and one at lr 1e6, whose loss turns NaN (the loop raises FloatingPointError on
 #: every rank: the logged loss is all-reduced), retried once.
@@ -34,22 +31,17 @@ TC_SPACE = ("scientific:\n  lr: {grid: [1.0e-3, 1.0e6]}\n"
 
 def _classification_sweep(root: Path, name: str, space: Path, *flags: str) -> SimpleNamespace:
     """The sweep as a user runs it: exit code 1 (a trial failed), the healthy trial completed."""
-    from mlflow import MlflowClient
-
     uri = f"sqlite:///{root / (name + '.db')}"
-    cmd = [sys.executable, TC_SCRIPT, *TC_FLAGS, "--search-space", str(space), "--tracking-uri", uri,
-           "--storage", str(root / "rr"), "--name", name, *flags]
-    proc = subprocess.run(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("lorasweep-text_classification").experiment_id])
-    trials = {float(r.data.params["train.lr"]): r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"}
-    return SimpleNamespace(out=proc.stdout, client=client, uri=uri, good=trials[1e-3], bad=trials[1e6])
+    argv = [*TC_FLAGS, "--search-space", str(space), "--tracking-uri", uri, "--storage", str(root / "rr"),
+            "--name", name, *flags]
+    sweep = run_sweep_in_process("text_classification", argv, cwd=root, uri=uri,
+                                 experiment="lorasweep-text_classification", exit_code=1)
+    trials = {float(r.data.params["train.lr"]): r for r in sweep.trials}
+    return SimpleNamespace(out=sweep.out, client=sweep.client, uri=uri, good=trials[1e-3], bad=trials[1e6])
 
 
 @pytest.fixture(scope="module")
-def classification_pair(tmp_path_factory):
+def classification_pair(tmp_path_factory, one_local_ray):
     """The same two-trial MiniLM sweep run as one-process trials and on 2 workers."""
     root = tmp_path_factory.mktemp("ray-train-classification")
     space = root / "space.yaml"

@@ -1,6 +1,6 @@
 """QLoRA trials on a Ray Train worker group: DDP over a 4-bit NF4 base (bitsandbytes), end to
-end through the command line with real local Ray, a real MLflow SQLite store and the tiny Llama
-of the QLoRA smoke preset.
+end through the study's entry point (``run_study``) in the test process, with real local Ray
+(one for both sweeps), a real MLflow SQLite store and the tiny Llama of the QLoRA smoke preset.
 
 Each rank loads its own copy of the quantised base on its device; only the LoRA weights train,
 so DDP averages their gradients alone. The same one-trial sweep runs as a one-process trial and
@@ -11,34 +11,30 @@ than for the whole); the tiny Llama has no other dropout.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import REPO
-from sweep_runs import run_sweep_command
+from sweep_runs import run_sweep_in_process
 from test_ray_train import ONE_PROCESS, TWO_WORKERS, _record, assert_same_train_loss
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = str(REPO / "sweeps" / "qlora_guanaco.py")
 STEPS = 4
 FLAGS = ["--preset", "smoke", "--scheduler", "fifo", "--set", f"train.max_steps={STEPS}",
          "--set", "train.log_every_steps=1", "--set", "adapter.dropout=0", "--set", "eval.generate=false"]
 
 
 @pytest.fixture(scope="module")
-def qlora_pair(tmp_path_factory):
+def qlora_pair(tmp_path_factory, one_local_ray):
     root = tmp_path_factory.mktemp("ray-train-qlora")
     space = root / "space.yaml"
     space.write_text("scientific:\n  r: {grid: [4]}\nfixed: {alpha: 16, targets: all-linear, lr: 1.0e-3}\n")
     out = []
     for name, flags in (("one-process", ONE_PROCESS), ("two-workers", TWO_WORKERS)):
         uri = f"sqlite:///{root / (name + '.db')}"
-        cmd = [sys.executable, SCRIPT, *FLAGS, "--search-space", str(space), "--tracking-uri", uri,
-               "--storage", str(root / "rr"), "--name", name, *flags]
-        out.append(run_sweep_command(cmd, cwd=Path(root), uri=uri, experiment="lorasweep-qlora_guanaco",
-                                     completed=1))
+        argv = [*FLAGS, "--search-space", str(space), "--tracking-uri", uri, "--storage", str(root / "rr"),
+                "--name", name, *flags]
+        out.append(run_sweep_in_process("qlora_guanaco", argv, cwd=root, uri=uri,
+                                        experiment="lorasweep-qlora_guanaco"))
+        assert "1 completed, 0 stopped early by ASHA, 0 failed" in out[-1].out
     return out
 
 
