@@ -56,13 +56,9 @@ def local_ray():
         os.environ.update(saved)
 
 
-def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experiment: str,
-                         exit_code: int = 0) -> SimpleNamespace:
+def run_study_here(study: str, argv: list[str], *, cwd) -> tuple[int, str]:
     """``sweeps/<study>.py *argv`` run by its entry point (``run_study``) in this process, from
-    ``cwd``, inside :func:`local_ray`; it must return ``exit_code``. Returns what
-    :func:`run_sweep_command` does."""
-    from mlflow import MlflowClient
-
+    ``cwd``, inside :func:`local_ray`: its exit code and standard output."""
     from sweeps.cli import run_study
 
     out, here = io.StringIO(), os.getcwd()
@@ -72,10 +68,20 @@ def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experime
             code = run_study(study, argv)
     finally:
         os.chdir(here)
-    assert code == exit_code, out.getvalue()[-4000:]
+    return code, out.getvalue()
+
+
+def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experiment: str,
+                         exit_code: int = 0) -> SimpleNamespace:
+    """:func:`run_study_here`, which must return ``exit_code``; returns what
+    :func:`run_sweep_command` does."""
+    from mlflow import MlflowClient
+
+    code, out = run_study_here(study, argv, cwd=cwd)
+    assert code == exit_code, out[-4000:]
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    return SimpleNamespace(out=out.getvalue(), client=client,
+    return SimpleNamespace(out=out, client=client,
                            parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
                            trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
 

@@ -1,6 +1,7 @@
 """Adapters out of a real sweep: real local Ray, a real MLflow SQLite store, real training.
 
-Two sweeps run once per module through their command lines:
+Two sweeps run once per module through their studies' entry point (``run_study``) in the test
+process, on one local Ray:
 
 * ``rank_e2e.py --preset smoke`` over four adapter layouts on the tiny GPT-2: LoRA on the qv
   views, LoRA on the fused c_attn, DoRA and PiSSA on the qv views;
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from sweep_runs import ONE_AT_A_TIME
+from sweep_runs import ONE_AT_A_TIME, run_sweep_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +36,14 @@ TEXT = ["name[The Eagle] eatType[coffee shop] food[French]", "name[Blue Spice] a
 
 
 def _sweep(root: Path, study: str, *args: str) -> dict:
-    from mlflow import MlflowClient
-
     uri = f"sqlite:///{root / 'mlruns.db'}"
-    cmd = [sys.executable, str(REPO / "sweeps" / f"{study}.py"), "--preset", "smoke", "--tracking-uri", uri,
-           "--storage", str(root / "rr"), *ONE_AT_A_TIME, *args]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name(f"lorasweep-{study}").experiment_id])
-    return {"root": root, "uri": uri, "out": proc.stdout, "client": client,
-            "parent": next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
-            "trials": [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]}
+    s = run_sweep_in_process(study, ["--preset", "smoke", "--tracking-uri", uri, "--storage", str(root / "rr"),
+                                     *ONE_AT_A_TIME, *args], cwd=root, uri=uri, experiment=f"lorasweep-{study}")
+    return {"root": root, "uri": uri, "out": s.out, "client": s.client, "parent": s.parent, "trials": s.trials}
 
 
 @pytest.fixture(scope="module")
-def layouts(tmp_path_factory, smoke_assets):
+def layouts(tmp_path_factory, smoke_assets, one_local_ray):
     root = tmp_path_factory.mktemp("layouts")
     (root / "space.yaml").write_text(LAYOUTS)
     return _sweep(root, "rank_e2e", "--search-space", str(root / "space.yaml"), "--scheduler", "fifo",
@@ -58,7 +51,7 @@ def layouts(tmp_path_factory, smoke_assets):
 
 
 @pytest.fixture(scope="module")
-def variants(tmp_path_factory):
+def variants(tmp_path_factory, one_local_ray):
     root = tmp_path_factory.mktemp("variants")
     return _sweep(root, "variants_glue", "--task", "mrpc", "--name", "v", *SMALL,
                   "--set", "data.test_limit=16", "--set", "data.max_length=32")

@@ -1,5 +1,7 @@
-"""The classification studies end to end through their command lines: real local Ray, a real
-MLflow SQLite store, a tiny RoBERTa pretrained locally and synthetic GLUE / AG News files.
+"""The classification studies end to end through their entry point (``run_study``, what
+``sweeps/<study>.py`` calls; here in the test process, on one local Ray for the module): real
+local Ray, a real MLflow SQLite store, a tiny RoBERTa pretrained locally and synthetic GLUE /
+AG News files.
 
 * ``glue_paper.py --preset smoke --task mnli,mrpc,stsb``: three sweeps (matched and
   mismatched test sets, a pair task scored by F1 too, a regression), one per task; every trial
@@ -21,7 +23,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from sweep_runs import ONE_AT_A_TIME
+from sweep_runs import ONE_AT_A_TIME, run_study_here
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +44,17 @@ def _run(study: str, root, *args: str, timeout: int = 900):
     return proc, MlflowClient(tracking_uri=uri)
 
 
+def _run_here(study: str, root, *args: str):
+    """What :func:`_run` runs, through the study's entry point (``run_study``) in this process,
+    inside ``sweep_runs.local_ray`` (the ``one_local_ray`` fixture): the same (process, client)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    code, out = run_study_here(study, ["--preset", "smoke", "--tracking-uri", uri,
+                                       "--storage", str(root / "ray_results"), *args], cwd=root)
+    return subprocess.CompletedProcess(study, code, out, ""), MlflowClient(tracking_uri=uri)
+
+
 def _runs(client, experiment):
     exp = client.get_experiment_by_name(experiment)
     return client.search_runs([exp.experiment_id], max_results=1000)
@@ -56,11 +69,11 @@ def test_every_glue_task_declares_its_benchmark_metrics():
 
 
 @pytest.fixture(scope="module")
-def glue_paper(tmp_path_factory):
+def glue_paper(tmp_path_factory, one_local_ray):
     root = tmp_path_factory.mktemp("glue_paper")
     # Three tasks, one seed, less data: the pipeline and the record, not the scores (the
     # MiniLM test in test_glue.py checks learning).
-    proc, client = _run("glue_paper", root, "--task", "mnli,mrpc,stsb", "--name", "gp", "--seeds", "1", *ONE_AT_A_TIME,
+    proc, client = _run_here("glue_paper", root, "--task", "mnli,mrpc,stsb", "--name", "gp", "--seeds", "1", *ONE_AT_A_TIME,
                         "--set", "data.train_limit=96", "--set", "data.test_limit=40",
                         "--set", "data.val_limit=40", "--set", "train.epochs=1")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -91,8 +104,8 @@ def test_glue_paper_smoke_runs_each_task_with_its_metrics(glue_paper):
     assert "3 sweeps (mnli, mrpc, stsb)" in out
 
 
-def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path):
-    proc, client = _run("glue_rank", tmp_path, "--task", "cola", "--name", "gr",
+def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path, one_local_ray):
+    proc, client = _run_here("glue_rank", tmp_path, "--task", "cola", "--name", "gr",
                         "--set", "data.train_limit=96", "--set", "data.val_limit=40",
                         "--set", "data.test_limit=40")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -1,5 +1,6 @@
-"""``glue_paper.py --preset smoke-warm --task mnli,rte`` end to end through its command line
-(real local Ray, a real MLflow SQLite store, MiniLM on synthetic GLUE): MNLI first, then RTE
+"""``glue_paper.py --preset smoke-warm --task mnli,rte`` end to end through its entry point
+(``run_study`` in the test process; real local Ray, one for both commands, a real MLflow SQLite
+store, MiniLM on synthetic GLUE): MNLI first, then RTE
 started from the best MNLI trial's adapter (and, in a later command, from the earlier MNLI
 sweep); MNLI reported matched and mismatched; each run taken at its best epoch, recorded in
 MLflow."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from sweep_runs import ONE_AT_A_TIME
-from test_glue_sweeps import _run, _runs
+from test_glue_sweeps import _run_here, _runs
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def _lora(client, run_id, root):
     return {k: v for k, v in load_file(local).items() if ".lora_" in k}
 
 
-def test_mnli_warm_start_chain(tmp_path):
+def test_mnli_warm_start_chain(tmp_path, one_local_ray):
     """The warm start's two commands, run once and checked three ways (one test: its commands
     run once whatever the test runner's distribution)."""
     chain = _warm_chain(tmp_path)
@@ -37,10 +38,10 @@ def _warm_chain(root):
     (keep_best then restores epoch 1 for the final evaluation)."""
     small = ["--set", "data.train_limit=64", "--set", "data.val_limit=40", "--set", "data.test_limit=40",
              "--set", "train.epochs=2", "--set", "train.lr=1e-12", *ONE_AT_A_TIME]
-    first, client = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte,mnli", "--name", "gw",
+    first, client = _run_here("glue_paper", root, "--preset", "smoke-warm", "--task", "rte,mnli", "--name", "gw",
                          *small)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    later, _ = _run("glue_paper", root, "--preset", "smoke-warm", "--task", "rte", "--name", "gw2", *small)
+    later, _ = _run_here("glue_paper", root, "--preset", "smoke-warm", "--task", "rte", "--name", "gw2", *small)
     assert later.returncode == 0, later.stdout[-4000:] + later.stderr[-4000:]
     runs = _runs(client, "lorasweep-glue_paper")
     parents = {r.info.run_id: r.info.run_name for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"}

@@ -1,6 +1,8 @@
-"""The SQuAD grid and the two rank studies end to end with ``--preset smoke``: real local Ray,
-a real MLflow SQLite store, real training, and the analysis report written from that store.
-Plus their bad-input cases (one line, exit code 2, nothing written)."""
+"""The SQuAD grid and the two rank studies end to end with ``--preset smoke``, through their
+entry point (``run_study``, what ``sweeps/<study>.py`` calls) in the test process: real local
+Ray (one for the module's sweeps), a real MLflow SQLite store, real training, and the analysis
+report written from that store. Plus their bad-input cases as commands (one line, exit code 2,
+nothing written)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from sweep_runs import ONE_AT_A_TIME
+from sweep_runs import ONE_AT_A_TIME, run_study_here
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +33,16 @@ def _run(script, root, *flags, timeout=600):
 def _smoke(script, tmp_path_factory, *flags):
     root = tmp_path_factory.mktemp(script.removesuffix(".py"))
     uri = f"sqlite:///{root / 'mlruns.db'}"
-    proc = _run(script, root, "--preset", "smoke", "--tracking-uri", uri,
-                "--storage", str(root / "rr"), "--name", "t", *ONE_AT_A_TIME, *flags)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, out = run_study_here(script.removesuffix(".py"), ["--preset", "smoke", "--tracking-uri", uri,
+                               "--storage", str(root / "rr"), "--name", "t", *ONE_AT_A_TIME, *flags], cwd=root)
+    assert code == 0, out[-3000:]
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
     children = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
-    return {"root": root, "out": proc.stdout, "client": client, "parents": parents,
+    return {"root": root, "out": out, "client": client, "parents": parents,
             "children": children, "report": root / "rr" / "t-report"}
 
 
@@ -54,7 +56,7 @@ def _check_report(s, figures):
         assert "analysis/report.html" in logged
 
 
-def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
+def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     # METEOR off (no JVM start): test_sweep_smoke.py and test_metrics_e2e.py check it.
     # 160 questions, 2 epochs, 16 dev questions: the grid's code path on less compute.
     s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false", *LESS_DATA,
@@ -84,7 +86,7 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets):
     _check_report(s, ["rank_squad", "curves_t"])
 
 
-def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
+def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     """SQuAD and WebNLG (E2E's sweep is test_sweep_smoke's, and in rank_vs_model_size's report
     below); less data than the preset (the same code path) and METEOR off (no JVM start)."""
     s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", *LESS_DATA,
@@ -106,7 +108,7 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets):
     assert "analysis report of 2 sweep(s)" in s["out"]
 
 
-def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets):
+def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     # Two of the three sizes, less data and METEOR off (CI time: the 4-layer model's build, a
     # JVM start per trial).
     s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium", *LESS_DATA,
