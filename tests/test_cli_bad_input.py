@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -474,19 +473,11 @@ def local_ray():
     itself is checked by the real commands and by
     ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""
     import ray
+    from sweep_runs import local_ray as one_local_ray
 
-    from sweeps.ray_start import _init_ray
-
-    saved = {k: os.environ.get(k) for k in ("RAY_prestart_worker_first_driver",
-                                            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S")}
-    assert _init_ray()
-    yield
-    ray.shutdown()
-    for k, v in saved.items():  # what _init_ray set for the sweep's own processes
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    assert not ray.is_initialized()
+    with one_local_ray():
+        yield
 
 
 def _printed_by_logging(record: logging.LogRecord) -> bool:

@@ -37,23 +37,19 @@ def _run(argv: list[str]) -> tuple[int, str]:
 def extended(tmp_path_factory, smoke_assets):
     """The sweep (2 trials) and its ``--extend 2``, run once: each run's exit code and output,
     the MLflow store's URI, the Optuna storage's URL and the sweep's directory."""
-    import ray
-
-    from sweeps.ray_start import _init_ray
+    from sweep_runs import local_ray
 
     root = tmp_path_factory.mktemp("optuna_study")
     (root / "space.yaml").write_text(SPACE)
     where = ["--tracking-uri", f"sqlite:///{root / 'mlruns.db'}", "--storage", str(root / "rr"), "--name", NAME]
     cwd = os.getcwd()
     os.chdir(root)  # MLflow's default artifact root is ./mlruns
-    started = _init_ray()  # one local Ray for both runs (a sweep joins a running one)
     try:
-        first = _run([*QUICK, "--search-space", str(root / "space.yaml"), "--num-samples", "2", *where])
-        extension = _run(["--preset", "smoke", *where, "--extend", "2"])
+        with local_ray():  # one local Ray for both runs (a sweep joins a running one)
+            first = _run([*QUICK, "--search-space", str(root / "space.yaml"), "--num-samples", "2", *where])
+            extension = _run(["--preset", "smoke", *where, "--extend", "2"])
     finally:
         os.chdir(cwd)
-        if started:
-            ray.shutdown()
     return {"first": first, "extension": extension, "uri": f"sqlite:///{root / 'mlruns.db'}",
             "storage": f"sqlite:///{root / 'optuna.db'}", "dir": root / "rr" / NAME}
 
