@@ -1,4 +1,5 @@
-"""A sweep run as a user runs it (the real command in a subprocess), and its MLflow record;
+"""A sweep run as a user runs it (the real command in a subprocess), or through the same entry
+point in the test process on a local Ray shared by a module's sweeps, and its MLflow record;
 the smoke sweep that several test modules inspect."""
 
 from __future__ import annotations
