@@ -1,9 +1,8 @@
 """``glue_paper.py --preset smoke-warm --task mnli,rte`` end to end through its entry point
 (``run_study`` in the test process; real local Ray, one for both commands, a real MLflow SQLite
-store, MiniLM on synthetic GLUE): MNLI first, then RTE
-started from the best MNLI trial's adapter (and, in a later command, from the earlier MNLI
-sweep); MNLI reported matched and mismatched; each run taken at its best epoch, recorded in
-MLflow."""
+store, MiniLM on synthetic GLUE): MNLI first, then RTE started from the best MNLI trial's
+adapter (and, in a later command, from the earlier MNLI sweep); MNLI reported matched and
+mismatched; each run taken at its best epoch, recorded in MLflow."""
 
 from __future__ import annotations
 
