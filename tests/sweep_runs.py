@@ -24,15 +24,22 @@ ONE_AT_A_TIME = ("--max-concurrent", "1")
 def run_sweep_command(cmd: list[str], *, cwd, uri: str, experiment: str, completed: int) -> SimpleNamespace:
     """Run ``cmd``; it must exit 0 with ``completed`` trials completed. Returns its ``out``
     (stdout), the MLflow ``client``, the sweep's ``parent`` run and its ``trials``."""
-    from mlflow import MlflowClient
-
     proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert f"{completed} completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
+    return _recorded(proc.stdout, uri, experiment, completed)
+
+
+def _recorded(out: str, uri: str, experiment: str, completed: int | None) -> SimpleNamespace:
+    """A finished sweep's ``out``, with its parent run and trial runs read from MLflow; with
+    ``completed``, the summary must say that many trials completed and none stopped or failed."""
+    from mlflow import MlflowClient
+
+    if completed is not None:
+        assert f"{completed} completed, 0 stopped early by ASHA, 0 failed" in out
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    return SimpleNamespace(out=proc.stdout, client=client,
+    return SimpleNamespace(out=out, client=client,
                            parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
                            trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
 
@@ -73,18 +80,12 @@ def run_study_here(study: str, argv: list[str], *, cwd) -> tuple[int, str]:
 
 
 def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experiment: str,
-                         exit_code: int = 0) -> SimpleNamespace:
-    """:func:`run_study_here`, which must return ``exit_code``; returns what
-    :func:`run_sweep_command` does."""
-    from mlflow import MlflowClient
-
+                         completed: int | None = None, exit_code: int = 0) -> SimpleNamespace:
+    """:func:`run_study_here`, which must return ``exit_code`` (and, with ``completed``, have
+    that many trials completed, as :func:`run_sweep_command`); returns what that returns."""
     code, out = run_study_here(study, argv, cwd=cwd)
     assert code == exit_code, out[-4000:]
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    return SimpleNamespace(out=out, client=client,
-                           parent=next(r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"),
-                           trials=[r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"])
+    return _recorded(out, uri, experiment, completed)
 
 
 def smoke_sweep(root: Path) -> dict:

@@ -473,10 +473,10 @@ def local_ray():
     itself is checked by the real commands and by
     ``test_a_mistake_found_while_ray_starts_stops_that_ray``."""
     import ray
-    from sweep_runs import local_ray as one_local_ray
+    import sweep_runs
 
     assert not ray.is_initialized()
-    with one_local_ray():
+    with sweep_runs.local_ray():
         yield
 
 

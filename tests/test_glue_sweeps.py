@@ -34,10 +34,15 @@ GLUE_METRICS = {
 }
 
 
-def _run(study: str, root, *args: str, timeout: int = 900):
+def _smoke_argv(root, *args: str) -> tuple[str, list[str]]:
+    """The smoke sweep's store URI and arguments, recording into ``root``."""
     uri = f"sqlite:///{root / 'mlruns.db'}"
-    cmd = [sys.executable, str(REPO / "sweeps" / f"{study}.py"), "--preset", "smoke", "--tracking-uri", uri,
-           "--storage", str(root / "ray_results"), *args]
+    return uri, ["--preset", "smoke", "--tracking-uri", uri, "--storage", str(root / "ray_results"), *args]
+
+
+def _run(study: str, root, *args: str, timeout: int = 900):
+    uri, argv = _smoke_argv(root, *args)
+    cmd = [sys.executable, str(REPO / "sweeps" / f"{study}.py"), *argv]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
     from mlflow import MlflowClient
 
@@ -49,9 +54,8 @@ def _run_here(study: str, root, *args: str):
     inside ``sweep_runs.local_ray`` (the ``one_local_ray`` fixture): the same (process, client)."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{root / 'mlruns.db'}"
-    code, out = run_study_here(study, ["--preset", "smoke", "--tracking-uri", uri,
-                                       "--storage", str(root / "ray_results"), *args], cwd=root)
+    uri, argv = _smoke_argv(root, *args)
+    code, out = run_study_here(study, argv, cwd=root)
     return subprocess.CompletedProcess(study, code, out, ""), MlflowClient(tracking_uri=uri)
 
 

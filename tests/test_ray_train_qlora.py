@@ -33,8 +33,7 @@ def qlora_pair(tmp_path_factory, one_local_ray):
         argv = [*FLAGS, "--search-space", str(space), "--tracking-uri", uri, "--storage", str(root / "rr"),
                 "--name", name, *flags]
         out.append(run_sweep_in_process("qlora_guanaco", argv, cwd=root, uri=uri,
-                                        experiment="lorasweep-qlora_guanaco"))
-        assert "1 completed, 0 stopped early by ASHA, 0 failed" in out[-1].out
+                                        experiment="lorasweep-qlora_guanaco", completed=1))
     return out
 
 
