@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweeps.config import SweepConfig
-from sweeps.checks import check_resources, needs_state_api
+from sweeps.checks import check_resources
 from sweeps.plan import Plan
 from sweeps.planning import plan_sweep
 from sweeps.ray_start import RayStarter
@@ -73,7 +73,7 @@ def _launch(cfg: SweepConfig, *, warm_workers: bool) -> Plan:
     Ray starts once the settings are checked, while the model checks and the data
     preparation run. A mistake found after that stops the Ray this sweep started before it is
     reported: no trial was launched and nothing was written to MLflow or Tune storage."""
-    ray_starter = RayStarter(dashboard=needs_state_api(cfg))
+    ray_starter = RayStarter(dashboard=cfg.resources.uses_train_workers)
     staged = None
     try:
         plan = plan_sweep(cfg, config_checked=lambda env: ray_starter.start(env if warm_workers else None))
