@@ -85,6 +85,9 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
     _check_every_trial_once(client, uri, space, tmp_path / "rr" / name, done.stdout)
+    # The trials killed while reporting left their checkpoint scratch directories; the trials
+    # after them removed those, and their own when they ended.
+    assert list(scratch.iterdir()) == []
 
 
 def _expected_optuna_configs(space: str, n: int) -> list[tuple[int, float]]:

@@ -175,3 +175,30 @@ def test_adamw_is_fused_where_torch_has_the_kernel_and_same_steps_either_way():
     assert auto.param_groups[0]["fused"] is True  # CPU: torch's fused AdamW kernel
     assert not off.param_groups[0]["fused"]
     torch.testing.assert_close(w_auto, w_off)  # the same update, computed in one kernel
+
+
+def test_a_scratch_directory_of_an_ended_process_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A trial killed while it reports leaves its checkpoint scratch directory; the next one
+    made on that host removes it, and only directories of ended processes of this host."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from trainables.session import scratch_dir
+
+    ended = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                               capture_output=True, text=True, check=True).stdout)
+    host = socket.gethostname()
+    orphan = tmp_path / f"lorasweep-ckpt-{ended}@{host}@x1"
+    (orphan / "adapter").mkdir(parents=True)
+    keep = [tmp_path / f"lorasweep-ckpt-{os.getppid()}@{host}@x2",  # its process still runs
+            tmp_path / f"lorasweep-ckpt-{ended}@{host}.elsewhere@x3",  # another host's
+            tmp_path / f"other-{ended}@{host}@x4"]  # not a scratch directory
+    for d in keep:
+        d.mkdir()
+    monkeypatch.setenv("LORASWEEP_TMP", str(tmp_path))
+    with scratch_dir("lorasweep-ckpt-") as d:
+        assert d.parent == tmp_path and d.name.startswith(f"lorasweep-ckpt-{os.getpid()}@{host}@")
+        assert sorted(tmp_path.iterdir()) == sorted([d, *keep])
+    assert sorted(tmp_path.iterdir()) == sorted(keep)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,9 +204,32 @@ def _node_id() -> str:
 
 @contextlib.contextmanager
 def scratch_dir(prefix: str) -> Iterator[Path]:
-    """A temporary directory for one checkpoint before Tune/Train takes it over."""
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("LORASWEEP_TMP")))
+    """A temporary directory for one checkpoint before Tune/Train takes it over, in
+    ``$LORASWEEP_TMP`` or the system's temporary directory, named ``{prefix}{pid}@{host}@...``.
+
+    A trial killed while it reports (Tune stopping it, its driver killed) never reaches the
+    ``finally``; its directory is removed by the next scratch directory made on its host once
+    its process is gone."""
+    parent = os.environ.get("LORASWEEP_TMP") or tempfile.gettempdir()
+    host = socket.gethostname()
+    _remove_orphans(Path(parent), prefix, host)
+    d = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{host}@", dir=parent))
     try:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _remove_orphans(parent: Path, prefix: str, host: str) -> None:
+    """Remove ``parent``'s scratch directories of ended processes of this host (``@`` never
+    appears in a host name, so another host's are never taken for this one's)."""
+    import psutil
+
+    try:
+        names = [p.name for p in parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid, _, rest = name[len(prefix):].partition("@")
+        if pid.isdigit() and rest.startswith(f"{host}@") and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(parent / name, ignore_errors=True)
