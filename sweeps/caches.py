@@ -28,6 +28,7 @@ CACHES = {
     "smoke": "offline smoke assets: tiny models, locally trained tokenizers, synthetic data",
     "memo": "memoised checks (tokenizer digests, model module trees)",
     "adapters": "adapters downloaded from MLflow for warm starts (adapter.init_from=runs:/...)",
+    "mlflow": "an empty MLflow SQLite store per MLflow version, copied for each new store",
 }
 
 

@@ -216,3 +216,34 @@ def test_a_new_sqlite_store_is_staged_beside_it_and_put_in_place(tmp_path):
     # An existing store, or a server, is left to MLflow.
     assert StagedStore(f"sqlite:///{db}").staged is None
     assert StagedStore("http://127.0.0.1:5000").staged is None
+
+
+def test_a_staged_store_is_what_mlflow_makes_for_a_new_store(tmp_path, monkeypatch):
+    """A new store is a copy of the empty one migrated once per MLflow version, opened by
+    MLflow: the same schema and rows as MLflow's own new store in the same directory, its
+    default experiment's artifact location included (only its creation time differs)."""
+    import contextlib
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    from sweeps.tracking.store import StagedStore
+
+    monkeypatch.chdir(tmp_path)  # where both put the default experiment's artifacts
+    StagedStore(f"sqlite:///{tmp_path / 'staged.db'}").place()
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+
+    def contents(db_file):
+        with contextlib.closing(sqlite3.connect(db_file)) as db:
+            tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            rows = {t: sorted(db.execute(f"SELECT * FROM {t}"), key=repr) for t in tables if t != "experiments"}
+            rows["experiments"] = db.execute("SELECT experiment_id, name, artifact_location, lifecycle_stage, "
+                                             "workspace FROM experiments").fetchall()
+            # MLflow's migrations order a table's constraints differently from run to run.
+            schema = {(kind, name, table, tuple(sorted(line.strip().rstrip(",") for line in (sql or "").splitlines())))
+                      for kind, name, table, sql in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}
+            return schema, rows
+
+    staged, fresh = contents(tmp_path / "staged.db"), contents(tmp_path / "mlflow.db")
+    assert staged == fresh
+    assert fresh[1]["experiments"] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active", "default")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ class StagedStore:
     """A new SQLite MLflow store, created while Ray starts and put in place once the sweep is
     sure to launch.
 
-    MLflow creates a new SQLite store by running its schema migrations, which take seconds.
-    Here the store is created in a hidden file beside the
-    one named (``.mlruns.db.lorasweep-<pid>``), in the time the driver otherwise spends waiting
-    for Ray, and hard-linked into place by :meth:`place` after the last check (a store that
-    appeared meanwhile wins). A sweep refused after Ray's start leaves nothing behind
-    (:meth:`discard`). The file is the one MLflow would have made: a SQLite database does not
-    record its own path, and the default experiment's artifact location comes from the working
-    directory, as it would. Other stores (an existing file, a server) are left to MLflow.
+    MLflow creates a new SQLite store by running its schema migrations, which take seconds of
+    CPU. Here they run once per MLflow version (:func:`empty_store`); the store is a copy of
+    that empty one in a hidden file beside the one named (``.mlruns.db.lorasweep-<pid>``),
+    opened by MLflow, which adds its default experiment, and hard-linked into place by
+    :meth:`place` after the last check (a store that appeared meanwhile wins). A sweep refused
+    after Ray's start leaves nothing behind (:meth:`discard`). The file is the one MLflow would
+    have made: a SQLite database does not record its own path, and the default experiment's
+    artifact location comes from the working directory, as it would. Other stores (an existing
+    file, a server) are left to MLflow.
     """
 
     def __init__(self, uri: str) -> None:
@@ -47,6 +49,7 @@ class StagedStore:
         level = log.level
         log.setLevel(logging.WARNING)
         try:
+            shutil.copyfile(empty_store(), self.staged)
             _get_sqlalchemy_store(f"sqlite:///{self.staged}", None).engine.dispose()
         except BaseException:
             self.discard()
@@ -72,6 +75,26 @@ class StagedStore:
             for leftover in (self.staged, self.staged.with_name(self.staged.name + "-journal")):
                 leftover.unlink(missing_ok=True)
             self.staged = None
+
+
+def empty_store() -> Path:
+    """A SQLite MLflow store with MLflow's schema migrations run and no experiment, made once
+    per MLflow version in the ``mlflow`` cache. MLflow adds its default experiment (id 0, its
+    artifact location under the working directory) when it opens a copy."""
+    import sqlite3
+
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+
+    from trainables.cache import build_once
+    from trainables.paths import cache_dir
+
+    def build(out: Path) -> None:
+        _get_sqlalchemy_store(f"sqlite:///{out / 'mlflow.db'}", str(out / "artifacts")).engine.dispose()
+        with contextlib.closing(sqlite3.connect(out / "mlflow.db")) as db, db:
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+
+    return build_once(cache_dir() / "mlflow", f"mlflow-{mlflow.__version__}", build) / "mlflow.db"
 
 
 def study_experiment(plan: Plan, client: Any) -> str:
