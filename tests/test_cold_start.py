@@ -221,7 +221,8 @@ def test_a_new_sqlite_store_is_staged_beside_it_and_put_in_place(tmp_path):
 def test_a_staged_store_is_what_mlflow_makes_for_a_new_store(tmp_path, monkeypatch):
     """A new store is a copy of the empty one migrated once per MLflow version, opened by
     MLflow: the same schema and rows as MLflow's own new store in the same directory, its
-    default experiment's artifact location included (only its creation time differs)."""
+    default experiment's artifact location included (only its creation time differs); and
+    the same where the cache cannot be written."""
     import contextlib
     import sqlite3
 
@@ -247,3 +248,7 @@ def test_a_staged_store_is_what_mlflow_makes_for_a_new_store(tmp_path, monkeypat
     staged, fresh = contents(tmp_path / "staged.db"), contents(tmp_path / "mlflow.db")
     assert staged == fresh
     assert fresh[1]["experiments"] == [(0, "Default", str(tmp_path / "mlruns" / "0"), "active", "default")]
+    # Where no cache can be written, MLflow makes the store as it would have.
+    monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "staged.db"))  # a file, not a directory
+    StagedStore(f"sqlite:///{tmp_path / 'uncached.db'}").place()
+    assert contents(tmp_path / "uncached.db") == fresh

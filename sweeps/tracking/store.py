@@ -49,7 +49,10 @@ class StagedStore:
         level = log.level
         log.setLevel(logging.WARNING)
         try:
-            shutil.copyfile(empty_store(), self.staged)
+            try:
+                shutil.copyfile(empty_store(), self.staged)
+            except Exception:  # noqa: BLE001  (no writable cache, say): MLflow migrates this store itself
+                self.staged.unlink(missing_ok=True)
             _get_sqlalchemy_store(f"sqlite:///{self.staged}", None).engine.dispose()
         except BaseException:
             self.discard()
