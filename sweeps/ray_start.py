@@ -158,6 +158,12 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
 
     if ray.is_initialized():
         return False
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        # A local Ray is one machine that no autoscaler drains: Ray Train's preemption watcher
+        # (one more actor process per worker group, polling Ray's drain state) has nothing to
+        # watch. Its processes read this from the environment they inherit; a cluster keeps its own.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     # A new local cluster has token authentication on by default, as our cluster configs want;
     # Ray's warning saying so would be a second line beside a one-line bad-input error.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
@@ -166,7 +172,6 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
     # that in the main thread only) and warns; RayStarter installs the same one.
     logging.getLogger("ray._private.worker").addFilter(
         lambda record: not record.getMessage().startswith("SIGTERM handler is not set"))
-    address = os.environ.get("RAY_ADDRESS") or None
     port = {}
     if dashboard and address is None:
         port = {"dashboard_port": free_port()}
