@@ -126,6 +126,11 @@ def test_summary_table_and_results_csv(sweep):
     assert f"results CSV: {csv_path}" in out
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == 6 and {"r", "lr", "status", "val_loss", "BLEU", "mlflow_run_id"} <= set(rows[0])
+    # Tune's per-trial result files, without TensorBoard event files (MLflow has the metrics).
+    trial_dirs = [p for p in csv_path.parent.iterdir() if p.is_dir() and p.name.startswith("tune_trial")]
+    assert len(trial_dirs) == 6
+    assert all((d / "progress.csv").is_file() and (d / "result.json").is_file() for d in trial_dirs)
+    assert not [p for d in trial_dirs for p in d.iterdir() if p.name.startswith("events.out.tfevents")]
 
 
 def test_a_logged_adapter_reloads_and_reproduces_its_val_loss(sweep, smoke_assets, tmp_path):
