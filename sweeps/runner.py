@@ -162,6 +162,7 @@ def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, paren
         recorder.close_stale_runs({trial_id_of(r): status_of(r, recorder) for r in results},
                                   since_ms=int(since * 1000))
         drop_unrecorded_checkpoints(plan, {trial_id_of(r) for r in results}, since=since)
+    _settle_worker_output()
     outcome = summarise(plan, task, results, recorder, parent, interrupted=interrupted)
     keep.finish(f"{plan.storage.rstrip('/')}/{plan.name}")
     cfg = plan.cfg
@@ -171,3 +172,28 @@ def _finish(plan: Plan, task: Any, results: Any, recorder: Any, keep: Any, paren
     for failure in keep.failed:
         print(f"  could not delete {failure}")
     return outcome
+
+
+def _settle_worker_output(quiet: float = 0.5, limit: float = 3.0) -> None:
+    """Let Ray forward what the trial processes printed last before the summary prints.
+
+    Ray's log monitor tails each worker's output files and sends new lines to the driver,
+    behind the trials' reports: a last trial's closing lines (its decoding's progress bars)
+    could otherwise print under the summary. Returns once no line has come for ``quiet``
+    seconds, or after ``limit`` (a process that keeps printing). Ray has no public flush for
+    this, so the wait listens to the dispatcher its own printing thread feeds."""
+    import threading
+    import time
+
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        return
+    arrived, name = threading.Event(), "lorasweep-settle"
+    dispatcher.add_handler(name, lambda data: arrived.set())
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and arrived.wait(max(0.0, min(quiet, deadline - time.monotonic()))):
+            arrived.clear()
+    finally:
+        dispatcher.remove_handler(name)

@@ -124,6 +124,27 @@ def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets, one_local_ray)
     _check_report(s, ["rank_e2e", "rank_e2e_gpt2-s", "rank_e2e_gpt2-m"])
 
 
+def test_the_summary_waits_for_what_the_trials_printed_last(one_local_ray, capsys):
+    """Ray forwards a worker's output to the driver behind the worker's results; the sweep
+    waits for it before it prints its summary, so a trial's last lines are not under it."""
+    import ray
+
+    from sweeps.runner import _settle_worker_output
+
+    @ray.remote
+    class Trial:
+        def finish(self) -> None:  # returns before its process has printed its last line
+            import threading
+
+            threading.Timer(0.2, lambda: print("a trial's last line", flush=True)).start()
+
+    trial = Trial.remote()
+    ray.get(trial.finish.remote())
+    _settle_worker_output()
+    assert "a trial's last line" in capsys.readouterr().out
+    ray.kill(trial)
+
+
 def test_seeds_add_replicates_to_every_part(tmp_path):
     proc = _run("rank_vs_task.py", tmp_path, "--preset", "smoke", "--seeds", "3", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
