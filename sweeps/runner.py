@@ -178,14 +178,18 @@ def _settle_worker_output(quiet: float = 0.5, limit: float = 3.0) -> None:
     """Let Ray forward what the trial processes printed last before the summary prints.
 
     Ray's log monitor tails each worker's output files and sends new lines to the driver,
-    behind the trials' reports: a last trial's closing lines (its decoding's progress bars)
-    could otherwise print under the summary. Returns once no line has come for ``quiet``
-    seconds, or after ``limit`` (a process that keeps printing). Ray has no public flush for
-    this, so the wait listens to the dispatcher its own printing thread feeds."""
+    behind the trials' reports, and the driver holds back lines that repeat across processes
+    (Ray's log deduplication) until a window passes or Ray shuts down: a last trial's closing
+    lines (its decoding's progress bars) could otherwise print under the summary. Waits until
+    no line has come for ``quiet`` seconds (at most ``limit``: a process may keep printing),
+    then prints the held-back lines as Ray's shutdown would. Ray has no public flush for
+    this, so both use the internals its own printing thread uses; without them, nothing."""
+    import sys
     import threading
     import time
 
     try:
+        from ray._private import worker as ray_worker
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
@@ -197,3 +201,12 @@ def _settle_worker_output(quiet: float = 0.5, limit: float = 3.0) -> None:
             arrived.clear()
     finally:
         dispatcher.remove_handler(name)
+    try:
+        ignore_prefix = ray_worker._should_ignore_worker_log_prefix(ray_worker.global_worker)
+        with dispatcher._lock:  # held while Ray's thread prints, so not both at once
+            for held, sink in ((ray_worker.stdout_deduplicator, sys.stdout),
+                               (ray_worker.stderr_deduplicator, sys.stderr)):
+                for batch in held.flush():
+                    ray_worker.print_worker_logs(batch, sink, ignore_prefix)
+    except AttributeError:
+        pass

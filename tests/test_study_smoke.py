@@ -124,25 +124,32 @@ def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets, one_local_ray)
     _check_report(s, ["rank_e2e", "rank_e2e_gpt2-s", "rank_e2e_gpt2-m"])
 
 
-def test_the_summary_waits_for_what_the_trials_printed_last(one_local_ray, capsys):
-    """Ray forwards a worker's output to the driver behind the worker's results; the sweep
-    waits for it before it prints its summary, so a trial's last lines are not under it."""
+def test_the_summary_waits_for_what_the_trials_printed_last(one_local_ray, capsys, monkeypatch):
+    """Ray forwards a worker's output to the driver behind the worker's results, and holds
+    back a line that repeats another process's; the sweep waits for the first and prints the
+    second before it prints its summary, so no trial's last line comes under it."""
     import ray
+
+    from ray._private import ray_logging
 
     from sweeps.runner import _settle_worker_output
 
+    monkeypatch.setattr(ray_logging, "RAY_DEDUP_LOGS", True)  # Ray's default (the suite turns it off)
+
     @ray.remote
     class Trial:
-        def finish(self) -> None:  # returns before its process has printed its last line
+        def finish(self, i: int) -> None:  # returns before its process has printed its last line
             import threading
 
-            threading.Timer(0.2, lambda: print("a trial's last line", flush=True)).start()
+            threading.Timer(0.2, lambda: print(f"trial {i}: last line", flush=True)).start()
 
-    trial = Trial.remote()
-    ray.get(trial.finish.remote())
+    trials = [Trial.remote() for _ in range(2)]
+    ray.get([t.finish.remote(i) for i, t in enumerate(trials)])
     _settle_worker_output()
-    assert "a trial's last line" in capsys.readouterr().out
-    ray.kill(trial)
+    out = capsys.readouterr().out
+    assert out.count(": last line") == 2, out  # the second with Ray's "[repeated ...]"
+    for t in trials:
+        ray.kill(t)
 
 
 def test_seeds_add_replicates_to_every_part(tmp_path):
