@@ -131,6 +131,11 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
     assert ref("webnlg", "gpt2-medium")[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
     assert ref("dart", "gpt2-medium")[0] == {"BLEU": 47.1}
     assert ref("squad", "gpt2") == ({}, "")
+    # GPT-2 S, or its smoke stand-in, is not shown beside the GPT-2 M row; a model the
+    # references do not know is, beside the table's only model.
+    assert ref("e2e", "gpt2") == ({}, "") and ref("e2e", "smoke:gpt2-s") == ({}, "")
+    assert ref("e2e", "smoke:gpt2-m")[0]["BLEU"] == 70.4
+    assert ref("e2e", "/checkpoints/my-lm")[1] == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
     # The TU Wien judge grades (1, 3, 2, 1, 1: mean 1.6) belong to its five queries only.
     assert ref("guanaco", "meta-llama/Llama-3.2-1B", eval={"prompts": "tuwien_queries"})[0] == {"judge_score": 1.6}
     assert ref("guanaco", "meta-llama/Llama-3.2-1B") == ({}, "")

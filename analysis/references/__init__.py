@@ -257,7 +257,9 @@ SUMMARY_TABLES: dict[str, tuple[str, Any]] = {
 def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     """The published numbers a sweep of the trial config ``trial`` is shown beside, on
     lorasweep's scale, and their citation: the row of its task's summary table for its model
-    (the model it stands in for, in a smoke sweep; the table's only model otherwise)."""
+    (the model it stands in for, in a smoke sweep). A model the references do not know is
+    shown beside the table's only model; a known model the table does not have, beside none
+    (another model's numbers are not its reference)."""
     entry = SUMMARY_TABLES.get(trial.task)
     if entry is None or (entry[1] is not None and not entry[1](trial)):
         return {}, ""
@@ -265,6 +267,8 @@ def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     model, _ = resolve_model(str(trial.model.name_or_path))
     rows = load()[table_id].rows_for(trial.task, None)
     models = {r.get("model") for r in rows}
-    if model not in models:
-        model = next(iter(models)) if len(models) == 1 else None
+    if model is None and len(models) == 1:
+        model = next(iter(models))
+    elif model not in models:
+        model = None
     return headline(table_id, trial.task, model) if model else ({}, "")
