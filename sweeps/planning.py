@@ -43,6 +43,13 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def with_task_defaults(trial: dict[str, Any], task: Any) -> dict[str, Any]:
+    """``trial`` with the task's default written where it leaves a setting to the task
+    (``train.batching: null``), so that MLflow records what each trial ran with."""
+    trial["train"]["batching"] = trial["train"].get("batching") or task.batchings[0]
+    return trial
+
+
 def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
                config_checked: Callable[[dict[str, Any] | None], None] | None = None) -> Plan:
     """Step 1 (and 2 when ``prepare``): validate everything and prepare the data.
@@ -71,7 +78,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
             raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
                                  "pass a search space without it (--search-space) to fix its value")
     base = base_with_fixed(base, space, keep=cfg.overrides)
-    base = resolve_smoke_sources(base)
+    base = with_task_defaults(resolve_smoke_sources(base), task)
     # The checks build trial configs from ``probe``: the base with the first value of every
     # sampled setting (the base alone may lack one: alpha, when alpha_over_r is sampled).
     # Every grid combination must make a valid trial (e.g. alpha never given twice); the

@@ -293,3 +293,24 @@ def test_the_configs_are_the_published_architectures(real_models):
     assert count_parameters(resnet).total == 11_689_512
     assert 16 * (2 * 2048 ** 2 + 2 * 2048 * 512 + 3 * 2048 * 8192 + 2 * 2048) == 16 * 60_821_504
     assert count_parameters(llama).total == 128_256 * 2048 + 16 * 60_821_504 + 2048 == 1_235_814_400
+
+
+@pytest.mark.parametrize("study, preset, part, batching", [
+    ("rank_e2e", "paper", None, "random"),  # microsoft/LoRA gpt2_ft.py: a shuffling DistributedSampler
+    ("rank_vs_model_size", "paper", "medium", "random"),  # the Trainer (000, section 3.5)
+    ("rank_vs_task", "paper", "squad", "random"),
+    ("rank_vs_task", "paper", "webnlg", "random"),
+    ("squad_grid", "paper", None, "random"),  # the Trainer (002, section 4)
+    ("qlora_guanaco", "paper", None, "grouped"),  # finetune_guanaco_7b.sh: --group_by_length
+    ("qlora_guanaco", "tuwien", None, "random"),
+    ("rank_e2e", "smoke", None, "grouped"),  # the smokes: the CPU's fastest
+])
+def test_paper_presets_batch_as_their_sources(study, preset, part, batching):
+    """A source's batching, not the task's default: random batches unless the source grouped
+    examples by length."""
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import load_study
+
+    spec = load_study(study)
+    argv = ["--preset", preset, *([f"--{spec.part_flag}", part] if part else [])]
+    assert build_config(spec, build_parser(spec).parse_args(argv), part=part).trial.train.batching == batching

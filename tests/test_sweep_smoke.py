@@ -36,6 +36,7 @@ def test_one_parent_and_one_nested_child_per_trial(sweep):
     assert len(children) == 6 == len(sweep["runs"]) - 1
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert len({c.data.tags["lorasweep.trial_id"] for c in children}) == 6
+    assert {c.data.params["train.batching"] for c in children} == {"grouped"}  # the task's default, recorded
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["lorasweep.study"] == "rank_e2e" and parent.data.tags["lorasweep.preset"] == "smoke"
     assert parent.data.tags["git_sha"] and parent.data.tags["versions.peft"].startswith("0.21")

@@ -266,7 +266,9 @@ class TrainConfig:
     validation pass batches the same way (``grouped``: longest first). The loss is the same
     per-token mean in every mode. null = the task's default: ``grouped`` for the causal-LM
     tasks (the most useful tokens per second of the three on a CPU: docs/performance.md),
-    ``random`` for classification and images."""
+    ``random`` for classification and images. The ``paper`` presets batch as their sources
+    did (``random`` unless the source grouped examples by length); a trial records the mode
+    it ran with."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision of the forward and backward passes (the adapter's weights and the
     optimizer stay float32): bf16 on GPUs from Ampere on; fp16 through torch's gradient scaler
