@@ -28,12 +28,13 @@ from analysis.tables import R_KEY, chosen_text, model_legend
 from analysis.values import fmt_value, sort_key
 from search_spaces import short_name
 from trainables.mlflow_names import STOPPED
-from trainables.report import K
+from trainables.report import K, LAST_PREFIX
 
 CMAP = "viridis"
 STOP_LABEL = "stopped by ASHA"
 STOP_LABEL_OTHER = "stopped early"
 RUNG_LABEL = "ASHA rung"
+RESTORED_LABEL = "final evaluation on the best report's weights"
 #: Line styles told apart in a legend (one per value of a second swept setting).
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -346,10 +347,24 @@ def color_key(trials: pd.DataFrame, sweep: Sweep | None = None) -> str | None:
     return None
 
 
+def _val_curve(h: pd.DataFrame, t: pd.Series, key: str, restored: list) -> tuple[np.ndarray, np.ndarray]:
+    """A trial's validation curve. Where its final report's value is the restored best
+    weights' (keep_best), the curve ends at the last report's own (``last_<key>``) and the
+    restored value goes to ``restored`` as a marker."""
+    x, y = curve(h, t["run_id"], key)
+    own = t.get(LAST_PREFIX + key)
+    if len(y) and own is not None and math.isfinite(own):
+        restored.append((float(x[-1]), float(y[-1]), t["run_id"]))
+        y = np.append(y[:-1], own)
+    return x, y
+
+
 def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, task: TaskInfo,
                     ) -> tuple[Figure, dict[str, Any]]:
     """Left: the per-report metric of every trial against epochs, an X where ASHA stopped a
-    trial (its last report) and ASHA's rungs as vertical lines. Right: training loss per
+    trial (its last report), a hollow diamond where a trial's final evaluation ran on its best
+    report's restored weights (its curve ends at its last report's own value) and ASHA's
+    rungs as vertical lines. Right: training loss per
     optimizer step. Colour: rank (discrete sequential colormap with a colorbar)."""
     metric = task.metric
     fig = new_figure(12, 4.6)
@@ -360,14 +375,14 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
     style_key = _style_key(trials, sweep, exclude=ckey)
     styles = dict(zip(sorted(set(trials[style_key]), key=sort_key), LINESTYLES)) if style_key else {}
 
-    data: dict[str, Any] = {"curves": {}, "train": {}, "stopped": [], "rungs": [],
+    data: dict[str, Any] = {"curves": {}, "train": {}, "stopped": [], "rungs": [], "restored": [],
                             "color_key": ckey, "style_key": style_key}
     runs = by_run(history)
     for _, t in trials.iterrows():
         color = palette.get(t[ckey] if ckey else None, "0.5")
         ls = styles.get(t[style_key], "-") if style_key else "-"
         h = runs.get(t["run_id"], history.iloc[:0])
-        x, y = curve(h, t["run_id"], metric.name)
+        x, y = _val_curve(h, t, metric.name, data["restored"])
         data["curves"][t["run_id"]] = (x, y)
         if len(x):
             ax_val.plot(x, y, color=color, ls=ls, marker=".", ms=4, lw=1.2, alpha=0.9)
@@ -381,6 +396,10 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
         xs, ys, _ = zip(*data["stopped"])
         ax_val.plot(xs, ys, ls="none", marker="X", ms=9, color="crimson", mec="black", mew=0.6,
                     label=STOP_LABEL if sweep.scheduler == "asha" else STOP_LABEL_OTHER, zorder=5)
+    if data["restored"]:
+        xs, ys, _ = zip(*data["restored"])
+        ax_val.plot(xs, ys, ls="none", marker="D", ms=6, mfc="none", mec="black", mew=1.0,
+                    label=RESTORED_LABEL, zorder=5)
     if sweep.scheduler == "asha" and sweep.grace_period and sweep.reduction_factor:
         ends = [c[0][-1] for c in data["curves"].values() if len(c[0])]
         max_t = sweep.max_t or (max(ends) if ends else 0.0)

@@ -512,6 +512,24 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     assert asha_rungs(2, 3, 20) == [2, 6, 18]
 
 
+def test_a_curve_ends_at_the_last_reports_own_value_where_the_final_one_is_restored_weights(rank_data, store):
+    """keep_best: the final report's val_loss is the restored best weights' and the last
+    report's own is ``last_val_loss``; the curve ends at the latter, the former is a marker."""
+    from analysis.plots import RESTORED_LABEL, learning_curves
+
+    task, t = rank_data.tasks["e2e"], rank_data.trials.copy()
+    a = rank_data.sweep(store["ids"]["A"])
+    run = store["ids"]["A4-1-0.0002"]
+    t["last_val_loss"] = float("nan")
+    t.loc[t["run_id"] == run, "last_val_loss"] = 9.5
+    fig, drawn = learning_curves(t[t["sweep_run_id"] == a.run_id], rank_data.history, a, task)
+    x, y = drawn["curves"][run]
+    assert list(x) == [1.0, 2.0, 3.0] and list(y) == [*VAL_A[4, 1, 2e-4][:2], 9.5]
+    assert drawn["restored"] == [(3.0, VAL_A[4, 1, 2e-4][2], run)]
+    marker = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == RESTORED_LABEL)
+    assert [tuple(p) for p in marker.get_xydata()] == [(3.0, VAL_A[4, 1, 2e-4][2])]
+
+
 # --------------------------------------------------------------------------- ours vs source
 
 

@@ -120,6 +120,9 @@ def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path, one_local_r
     for t in trials:
         history = client.get_metric_history(t.info.run_id, "val_mcc")
         assert history, "val_mcc is reported at every evaluation (ASHA's metric)"
+        # keep_best: a final report on restored weights keeps its last report's own values.
+        restored = "best_step" in t.data.metrics and t.data.metrics["best_step"] < max(m.step for m in history)
+        assert restored == ("last_val_mcc" in t.data.metrics) == ("last_val_loss" in t.data.metrics)
     counts = {t.data.params["adapter.targets"]: int(t.data.metrics["trainable_params"]) for t in trials
               if t.data.params["adapter.r"] == "16"}
     assert counts["all-linear"] > counts["qv"]

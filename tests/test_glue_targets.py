@@ -6,6 +6,7 @@ GLUE data."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 from types import SimpleNamespace
@@ -225,6 +226,15 @@ def test_keep_best_evaluates_the_best_epochs_weights_without_stopping(torch_one_
     best, final = adapter(session.checkpoints[0]), adapter(session.checkpoints[-1])
     assert all(torch.equal(best[k], final[k]) for k in best)
     plain, plain_session = runs[False]
-    assert "best_epoch" not in plain and "final_note" not in plain
+    assert "best_epoch" not in plain and "final_note" not in plain and "last_val_loss" not in plain
     moved = adapter(plain_session.checkpoints[-1])
     assert any(not torch.equal(best[k], moved[k]) for k in best)  # epoch 2 did change the weights
+    # Epoch 2's own validation stays in the record (the run without keep_best trained the same
+    # weights and ended on them); the saved adapter says which step its weights are.
+    assert last["last_val_loss"] == pytest.approx(plain["val_loss"], abs=1e-6)
+    assert last["last_val_accuracy"] == plain["val_accuracy"]
+    assert last["val_loss"] == pytest.approx(first["val_loss"], abs=1e-6)  # the restored weights'
+    assert abs(first["val_loss"] - plain["val_loss"]) > 1e-9  # not epoch 2's
+    meta = [json.loads((c / ADAPTER_DIR / "lorasweep_adapter.json").read_text())["step"]
+            for c in (session.checkpoints[-1], plain_session.checkpoints[-1])]
+    assert meta == [first["step"], plain["step"]] and first["step"] < plain["step"]

@@ -309,7 +309,9 @@ class TrainConfig:
     (e.g. ``val_accuracy``) and run the final evaluation on them: each run taken at its best
     validation epoch, as the LoRA paper reports GLUE. The final report records ``best_epoch``
     and ``best_step``, the report whose weights the final metrics (and the saved adapter) come
-    from. Implied by ``early_stopping_patience``."""
+    from, and, when that is not the last report, the last report's own validation metrics as
+    ``last_val_loss``, ... (the report's learning curves end there). Implied by
+    ``early_stopping_patience``."""
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.lr) or self.lr <= 0:

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from trainables.devices import unwrap
+from trainables.report import LAST_PREFIX
 
 
 class EarlyStopping:
@@ -56,8 +57,9 @@ class EarlyStopping:
               revalidate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The last report's validation metrics and what the final report adds, once the last
         report has been counted: the best report's weights restored (and ``revalidate``-d)
-        when the last report was not the best. ``best_epoch``/``best_step`` say which report's
-        weights the final metrics come from."""
+        when the last report was not the best, with the last report's own validation metrics
+        as ``last_validation``. ``best_epoch``/``best_step`` say which report's weights the
+        final metrics come from."""
         value = val.get(self.metric)
         if value is not None:
             self.update(float(value), model=model, step=step, epoch=epoch)
@@ -65,6 +67,9 @@ class EarlyStopping:
             return val, {}
         extra: dict[str, Any] = {"best_epoch": self.best_epoch, "best_step": self.best_step}
         if self.best_step != step:
+            # The last report's own metrics stay in the record (``last_*``): its point on
+            # the learning curve, which the restored weights' metrics replace as the result.
+            extra["last_validation"] = {f"{LAST_PREFIX}{k}": v for k, v in val.items()}
             self.restore(model)
             val = revalidate()
             reason = "early stopping" if self.patience is not None else "keep_best"

@@ -58,6 +58,9 @@ class Report:
     best_epoch: float | None = None
     """The report whose weights the final metrics come from (early stopping, keep_best)."""
     best_step: int | None = None
+    last_validation: dict[str, float] = field(default_factory=dict)
+    """The last report's own validation metrics (``last_val_loss``, ...) when the final
+    metrics come from restored weights: that report's point on the learning curve."""
     final_note: str | None = None
 
     def to_result(self) -> dict[str, Any]:
@@ -68,7 +71,7 @@ class Report:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "validation":
+            if f.name in ("validation", "last_validation"):
                 out.update(value)
             elif f.name != "scores" and not (f.name in FINAL_EXTRAS + ("final_note",) and value is None):
                 out[f.name] = value
@@ -85,3 +88,6 @@ PER_REPORT = (VAL_LOSS, K.epoch, K.samples_per_s, K.tokens_per_s, K.peak_mem_mb,
 ONCE = (K.trainable_params, K.total_params, K.trainable_pct, K.setup_s, K.data_s)
 #: Logged with the final report, when set.
 FINAL_EXTRAS = (K.generate_s, K.stopped_early_at, K.best_epoch, K.best_step)
+#: Before a validation metric's name: the last report's own value, where the final report's
+#: comes from restored weights (``last_val_loss``).
+LAST_PREFIX = "last_"

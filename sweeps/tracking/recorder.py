@@ -45,7 +45,7 @@ from trainables.mlflow_names import (
     TRIAL_TAG,
     UNFINISHED,
 )
-from trainables.report import FINAL_EXTRAS, ONCE, PER_REPORT
+from trainables.report import FINAL_EXTRAS, LAST_PREFIX, ONCE, PER_REPORT
 from sweeps.retention import checkpoint_contents, latest_checkpoint_path
 from sweeps.tracking.mlflow_calls import flatten, log_batch, now_ms
 from sweeps.tracking.writer import Journal, TrackingWriter, storage_fs
@@ -307,6 +307,8 @@ class MlflowRecorder(Callback):
         tags = {}
         if final:
             metrics += numbers((*self.final_metrics, *FINAL_EXTRAS), step)
+            # The last report's own validation metrics, where the final ones are restored weights'.
+            metrics += numbers([k for k in result if k.startswith(LAST_PREFIX)], step)
             # A final metric's value per part (per compared model: judge_score/<model>).
             metrics += numbers([k for k in result if "/" in k and k.split("/", 1)[0] in self.final_metrics], step)
             skipped = [k for k in self.final_metrics if k in result and result[k] is None]
