@@ -46,6 +46,22 @@ def _smoke(script, tmp_path_factory, *flags):
             "children": children, "report": root / "rr" / "t-report"}
 
 
+def _rescore(client, run, out):
+    """``lorasweep score squad`` on a trial's logged references and predictions: its EM and F1."""
+    import contextlib
+    import io
+
+    from sweeps.score import main
+
+    local = client.download_artifacts(run.info.run_id, "outputs", str(out))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["squad", f"{local}/references.txt", f"{local}/predictions.txt", "--no-meteor"]) == 0
+    got = dict(line.split()[:2] for line in printed.getvalue().splitlines() if line.strip())
+    for key in ("EM", "F1"):
+        assert float(got[key]) == pytest.approx(run.data.metrics[key], abs=1e-3), (key, got)
+
+
 def _check_report(s, figures):
     report = s["report"]
     assert (report / "report.html").is_file()
@@ -75,7 +91,9 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
         per_layer = int(p["adapter.r"]) * ((64 + 192) + (448 if p["adapter.targets"] == "attn+proj" else 0))
         assert m["trainable_params"] == 2 * per_layer
         outputs = {a.path for a in s["client"].list_artifacts(c.info.run_id, "outputs")}
-        assert "outputs/predictions.json" in outputs
+        assert {"outputs/predictions.json", "outputs/predictions.txt", "outputs/references.txt"} <= outputs
+    # A trial's own outputs give back the EM and F1 it logged (lorasweep score, as docs/metrics.md says).
+    _rescore(s["client"], s["children"][0], tmp_path_factory.mktemp("rescore"))
     assert seen == {(4, "attn"), (4, "attn+proj"), (16, "attn"), (16, "attn+proj")}
     assert "EM" in s["out"] and "F1" in s["out"] and "targets" in s["out"]
     from trainables.offline.squad_synth import count_questions, smoke_squad_data

@@ -403,4 +403,9 @@ class SquadTask(CausalLMTask):
         (out_dir / "predictions.json").write_text(
             json.dumps(dict(zip(test["ids"], answers)), ensure_ascii=False, indent=0), encoding="utf-8")
         (out_dir / "predictions.txt").write_text("\n".join(answers) + "\n", encoding="utf-8")
+        # Each question's gold answers on consecutive lines, a blank line between questions:
+        # ``lorasweep score squad references.txt predictions.txt`` gives back these scores
+        # (whitespace inside an answer is one space, which the SQuAD normalisation ignores).
+        (out_dir / "references.txt").write_text("\n\n".join(
+            "\n".join(" ".join(a.split()) for a in refs) for refs in test["references"]) + "\n", encoding="utf-8")
         return scores
