@@ -333,6 +333,11 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
     run = best["mlflow_run_id"]
     value = fmt_value(best.get(task.metric.name), "{:.4f}")
     print(f"  best trial: {_label(best, plan.space.swept)} ({best['trial_id']}), {task.metric.heading} {value}")
+    tied = [r for r in rows if r is not best and r["status"] == "completed" and r.get(task.metric.name) ==
+            best[task.metric.name]]
+    if tied:
+        print(f"    tied with {len(tied)} other completed trial(s) at {task.metric.heading} {value}: "
+              "the metric does not tell them apart (the first is shown)")
     if best["trial_id"] in lost:
         print("    its adapter is not in MLflow yet (see above)")
         return

@@ -9,3 +9,28 @@ def test_the_header_lists_a_long_grid_by_its_ends_and_its_size():
     assert _values_text([1, 4, 16]) == "[1, 4, 16]"
     assert _values_text(list(range(1, 9))) == "[1, 2, 3, 4, 5, 6, 7, 8]"
     assert _values_text(list(range(1, 1001))) == "[1, 2, 3, ..., 999, 1000] (1000 values)"
+
+
+def test_a_best_trial_tied_with_others_says_so(tmp_path, capsys):
+    """Four completed trials, three at val MCC 0.0 (the best, mode max) and one at -0.1: the
+    first of the three is named, with the two others it ties with."""
+    from types import SimpleNamespace
+
+    from search_spaces import load_space
+    from sweeps.summary import _print_best
+    from trainables.config import TrialConfig
+    from trainables.schema import to_dict
+    from trainables.tasks.registry import get_task
+
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [2, 4, 8, 16]}\n")
+    plan = SimpleNamespace(space=load_space(str(space), base=to_dict(TrialConfig())), tracking_uri=f"sqlite:///{tmp_path / 'none.db'}",
+                           name="s")
+    rows = [{"trial_id": f"t{r}", "r": r, "status": "completed", "mlflow_run_id": f"run{r}", "val_mcc": mcc}
+            for r, mcc in ((2, 0.0), (4, 0.0), (8, -0.1), (16, 0.0))]
+    _print_best(plan, get_task("glue-cola"), rows, "parent", {})
+    out = capsys.readouterr().out
+    assert "best trial: r=2 (t2), val MCC 0.0000" in out
+    assert "tied with 2 other completed trial(s) at val MCC 0.0000" in out
+    _print_best(plan, get_task("glue-cola"), rows[2:], "parent", {})
+    assert "tied with" not in capsys.readouterr().out
