@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from analysis.load import Sweep, TaskInfo, by_run
 from analysis.compare import SOURCE_COLUMNS
@@ -185,9 +185,7 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     _figure_legend(fig, axes[:len(panels)])
-    n_seeds = points["n"].max() if len(points) else 0
-    spread = f"median and range over seeds (up to {n_seeds} per point)" if n_seeds > 1 else "one seed per point"
-    text = f"{title}\n{spread}; final metrics from completed trials"
+    text = f"{title}\n{_spread(points)}; final metrics from completed trials"
     if drawn and any(len(d) for d in drawn):
         text += ("; the sources' numbers for each model, unit-converted (dashed: paper, dotted: "
                  "reproduction, dash-dot: other report; star: a single row)")
@@ -291,9 +289,15 @@ def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metric
         ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(_wrap(f"{title}\nmedian and range over seeds; per rank the best row by each "
+    fig.suptitle(_wrap(f"{title}\n{_spread(points)}; per rank the best row by each "
                        "task's own validation metric", width), fontsize=10)
     return fig, points
+
+
+def _spread(points: pd.DataFrame) -> str:
+    """What a point and its bar show: the median and range over seeds, or one seed."""
+    n_seeds = points["n"].max() if len(points) else 0
+    return f"median and range over seeds (up to {n_seeds} per point)" if n_seeds > 1 else "one seed per point"
 
 
 def _wrap(text: str, width_in: float, fontsize: float = 10) -> str:
@@ -412,6 +416,9 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
     if not ax_val.get_title():
         ax_val.set_title(f"{metric.heading} per epoch ({sweep.scheduler})", fontsize=10)
     ax_val.set_xlabel("epoch")
+    ends = [x for x, _ in data["curves"].values() if len(x)]
+    if ends and all(float(v).is_integer() for x in ends for v in x):
+        ax_val.xaxis.set_major_locator(MaxNLocator(integer=True))  # reports once an epoch
     ax_val.set_ylabel(f"{metric.heading} ({_direction(metric.mode)})")
     ax_train.set_title("training loss per optimizer step", fontsize=10)
     ax_train.set_xlabel("optimizer step")

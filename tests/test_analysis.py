@@ -504,6 +504,8 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     plotted = [ln for ln in ax.get_lines() if list(ln.get_ydata()) == VAL_A[4, 1, 2e-4]]
     assert len(plotted) == 1 and drawn["color_key"] == "adapter.r" and drawn["style_key"] == "train.lr"
     assert any(a_.get_label() == "<colorbar>" for a_ in fig.axes) and len(fig.axes) == 3
+    fig.canvas.draw()
+    assert all(float(v).is_integer() for v in ax.get_xticks())  # reports at whole epochs: no 1.5
     assert len([ln for ln in fig.axes[1].get_lines() if len(ln.get_xdata())]) == 12  # every trial
     b = rank_data.sweep(next(s.run_id for s in rank_data.sweeps if s.name == "rank_e2e-B"))
     _, drawn_b = learning_curves(t[t["sweep_run_id"] == b.run_id], rank_data.history, b, task)
@@ -793,6 +795,9 @@ def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank
     assert titles == ["BLEU vs rank, by task", "ROUGE-L vs rank, by task"]
     bleu_ax = fig.axes[0]
     assert {ln.get_label() for ln in bleu_ax.containers} >= {"e2e (gpt2)", "squad (gpt2-medium)"}
+    assert "median and range over seeds (up to 2 per point)" in fig.get_suptitle()  # two seeds
+    single = {"e2e": (summarise(t[(t["model"] == "gpt2") & (t["seed"] == t["seed"].min())], e2e, groups), e2e)}
+    assert "one seed per point" in cross_task_figure(single, ["BLEU"], title="t")[0].get_suptitle()
 
 
 # Sweep A's lr x rank cells, by hand from VAL_A / BLEU_A: per (lr, r), the best completed
