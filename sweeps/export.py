@@ -307,7 +307,10 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
     swept = {k.removeprefix("hp."): v for k, v in tags.items() if k.startswith("hp.")}
     settings = {k: params[k] for k in ("task", "adapter.method", "adapter.r", "adapter.lora_alpha", "adapter.dropout",
                                        "adapter.targets", "adapter.target_modules", "train.lr", "train.epochs",
-                                       "train.batch_size", "seed", "data.source") if k in params}
+                                       "train.max_steps", "train.batch_size", "train.batching", "train.warmup_steps",
+                                       "train.warmup_ratio", "train.weight_decay", "train.label_smoothing", "seed",
+                                       "data.source", "data.format", "data.max_length")
+                if params.get(k) not in (None, "None")}
     metrics = {k: v for k, v in sorted(trial.data.metrics.items()) if k != "lr"}
     library = "transformers" if merged else "peft"
     lines = ["---", f"library_name: {library}", f"base_model: {base}",
@@ -326,10 +329,32 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
                                            if quantized(cfg) else ""), ""]
     lines += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") and not merged else [])
     lines += _table("Hyperparameters swept", swept) + _table("Settings", settings) + _table("Metrics", metrics)
+    lines += _measured(trial, parent)
     lines += ["## Loading", "", "```python",
               load_snippet(base, meta["base_loading"], adapter=not merged and meta.get("method") != "full"),
               "```", ""]
     return "\n".join(lines)
+
+
+def _measured(trial: Any, parent: Any) -> list[str]:
+    """How the metrics were measured: the evaluation sets' sizes, the decoding settings of a
+    generation task, and which report's weights they (and these weights) are."""
+    params, metrics = trial.data.params, trial.data.metrics
+    sizes = {k.removeprefix("data."): v for k, v in (parent.data.params if parent is not None else {}).items()
+             if k.startswith("data.") and k.split(".", 1)[1].startswith(("val_", "test_"))}
+    lines = ["## How the metrics were measured", ""]
+    if sizes:
+        lines.append("Validation (`val_*`) and test sets: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ".")
+    if params.get("eval.generate") == "True" and params.get("eval.num_beams") not in (None, "None"):
+        decoding = {k: params.get(f"eval.{k}") for k in ("num_beams", "length_penalty", "no_repeat_ngram_size",
+                                                          "max_new_tokens")}
+        lines.append("Generated with " + ", ".join(f"{k} {v}" for k, v in decoding.items()) +
+                     f"; the input as `data.format` {params.get('data.format')} lays it out.")
+    if "best_step" in metrics:
+        lines.append(f"The final metrics and these weights are those of the report at step "
+                     f"{int(metrics['best_step'])} (epoch {metrics.get('best_epoch', float('nan')):g}): "
+                     "the trial kept its best report's weights.")
+    return lines + [""] if len(lines) > 2 else []
 
 
 def _table(title: str, values: dict[str, Any]) -> list[str]:

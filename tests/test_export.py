@@ -251,6 +251,10 @@ def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registe
     assert "sweep `layouts` (study `rank_e2e`, preset `smoke`" in card and best.info.run_id in card
     assert f"| adapter.r | {best.data.params['adapter.r']} |" in card
     assert f"| val_loss | {best.data.metrics['val_loss']:.6g} |" in card
+    assert "| train.batching | grouped |" in card  # the mode the trial ran with
+    assert f"val_examples {parent.data.params['data.val_examples']}" in card.split("## How the metrics")[1]
+    if best.data.params["eval.generate"] == "True":
+        assert f"num_beams {best.data.params['eval.num_beams']}" in card
     assert "library_name: transformers" in (tmp_path / "merged" / "README.md").read_text()
 
     versions = layouts["client"].search_model_versions("name = 'layouts-best'")
@@ -362,3 +366,22 @@ def test_a_warm_start_from_a_gpt2_qv_run_reads_the_trials_own_layout(layouts):
     cfg = from_dict(TrialConfig, json.loads(_download(layouts, run, "trial_config.json").read_text()))
     model = build_adapter_model(get_task("e2e").load_model(cfg)[0], cfg.adapter)
     assert warm_start(model, path) == 2 * 2 * 2  # layers x (q, v) x (A, B)
+
+
+def test_the_model_card_says_how_its_metrics_were_measured():
+    """The evaluation sets' sizes (the parent's), a generation task's decoding settings, and
+    which report's weights the metrics are when the trial kept its best report's."""
+    from types import SimpleNamespace as NS
+
+    from sweeps.export import _measured
+
+    params = {"eval.generate": "True", "eval.num_beams": "10", "eval.length_penalty": "0.9",
+              "eval.no_repeat_ngram_size": "4", "eval.max_new_tokens": "64", "data.format": "paper"}
+    trial = NS(data=NS(params=params, metrics={"best_step": 20.0, "best_epoch": 1.0, "val_loss": 1.5}))
+    parent = NS(data=NS(params={"data.val_examples": "159", "data.test_mrs": "24", "data.train_examples": "9"}))
+    text = "\n".join(_measured(trial, parent))
+    assert "Validation (`val_*`) and test sets: val_examples 159, test_mrs 24." in text
+    assert "num_beams 10, length_penalty 0.9, no_repeat_ngram_size 4, max_new_tokens 64" in text
+    assert "report at step 20 (epoch 1)" in text
+    plain = NS(data=NS(params={"eval.generate": "False"}, metrics={"val_loss": 1.5}))
+    assert _measured(plain, None) == []
