@@ -452,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.load import load
 
     try:
+        if not args.out.strip():
+            raise UserError("--out", "is empty; name the report's folder (e.g. --out report/)")
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UserError("--out", f"{out} exists and is not a folder")

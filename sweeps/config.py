@@ -15,6 +15,21 @@ from trainables.config import ResourcesConfig, TrialConfig, positive_int
 from trainables.errors import UserError
 
 
+#: The longest sweep name: it names a directory, and Tune's trial directories go inside it.
+MAX_NAME = 128
+
+
+def check_sweep_name(name: str, field_name: str = "name") -> None:
+    """A sweep name (a directory, an MLflow tag, a word in printed commands): non-empty, at
+    most :data:`MAX_NAME` characters, no ``/``, ``\\``, ``"`` or control character, not ``.``
+    or ``..``."""
+    bad = [c for c in name if c in '/\\"' or ord(c) < 32 or ord(c) == 127]
+    if not name.strip() or name.strip() in (".", "..") or bad or len(name) > MAX_NAME:
+        raise UserError(field_name, f"must be a name of 1 to {MAX_NAME} characters without '/', '\\', '\"' or "
+                                    f"control characters, and not '.' or '..', got {name[:60]!r}"
+                                    + (f" ({len(name)} characters)" if len(name) > 60 else ""))
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     algorithm: Literal["grid", "random", "optuna"] = "grid"
@@ -137,6 +152,8 @@ class SweepConfig:
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         positive_int("seeds", self.seeds, allow_none=True)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
+            raise UserError("seed", f"must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
         if self.scheduler.promotion == "pause" and self.search.max_concurrent:
             raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "
@@ -146,5 +163,5 @@ class SweepConfig:
             raise UserError("scheduler.promotion", "pause needs one-process trials (workers_per_trial 1, "
                                                    "trial_shape auto or function); use promotion=stop "
                                                    "with Ray Train worker groups")
-        if self.name is not None and (not self.name.strip() or "/" in self.name or '"' in self.name):
-            raise UserError("name", f"must be a non-empty name without '/' or '\"', got {self.name!r}")
+        if self.name is not None:
+            check_sweep_name(self.name)

@@ -73,6 +73,13 @@ def _client(uri: str) -> Any:
     db = sqlite_path(uri)
     if db is not None and not db.is_file():  # the client would create an empty store
         raise UserError("--tracking-uri", f"no MLflow store at {uri} (no such file {db})")
+    if db is None:
+        from sweeps.tracking.store import check_tracking_uri
+
+        try:
+            check_tracking_uri(uri)
+        except UserError as e:
+            raise UserError("--tracking-uri", e.message) from None
     return MlflowClient(tracking_uri=uri)
 
 
@@ -151,6 +158,8 @@ def check_has_adapter(client: Any, trial: Any, field: str) -> None:
 
 
 def check_out(out: Path) -> None:
+    if not str(out).strip() or out == Path():
+        raise UserError("--out", "name a new directory to write (e.g. --out best-adapter/)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("--out", f"{out} exists and is not an empty directory; name a new one")
 

@@ -36,6 +36,24 @@ def study_storage(cfg: SweepConfig, tracking_uri: str, storage: str) -> str | No
     return None
 
 
+def _check_reachable(url: str, backend: str) -> None:
+    """Connect to a database storage once, within seconds: one line if it does not answer."""
+    from sqlalchemy import create_engine
+
+    from trainables.credentials import redact_uri
+
+    timeout = {"connect_args": {"connect_timeout": 10}} if backend in ("postgresql", "mysql") else {}
+    engine = create_engine(url, **timeout)
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:  # noqa: BLE001 - the driver's error, shortened to its first line
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
+        raise UserError("search.storage", f"cannot reach the Optuna study storage {redact_uri(url)} ({reason})") from None
+    finally:
+        engine.dispose()
+
+
 def check_study_storage(url: str | None) -> None:
     """Refuse a storage URL Optuna could not use, before anything starts, creating nothing."""
     if url is None:
@@ -60,7 +78,9 @@ def check_study_storage(url: str | None) -> None:
         raise UserError("search.storage", f"the {parsed.get_backend_name()} driver {dialect.driver!r} is not "
                                           f"installed{hint}") from None
     path = sqlite_path(url)
-    if path is not None and not path.exists():
+    if path is None:
+        _check_reachable(url, parsed.get_backend_name())
+    elif not path.exists():
         parent = path.parent
         while not parent.exists():
             parent = parent.parent

@@ -189,6 +189,10 @@ def check_study(data: dict[str, Any], path: Path) -> None:
         if key not in TOP_KEYS:
             raise UserError(str(key), f"unknown study file key{did_you_mean(str(key), TOP_KEYS)} in {path}; "
                                       f"accepted: {one_of(TOP_KEYS)}")
+    study = data.get("study")
+    if study is not None and (not isinstance(study, str) or not study.replace("-", "").replace("_", "").isalnum()):
+        raise UserError("study", f"{study!r} in {path} cannot name a study: use letters, digits, '-' and '_' "
+                                 "(it names the sweeps, their directories and the MLflow experiment)")
     presets = data.get("presets")
     if not isinstance(presets, dict) or not presets:
         raise UserError("presets", f"{path} has no presets: expected 'presets' (name -> sweep settings)")

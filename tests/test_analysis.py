@@ -763,6 +763,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(store, tmp_path, capsys
     assert not out.exists() and not (tmp_path / "nope.db").exists()
 
 
+def test_an_empty_out_is_refused_not_the_current_folder(store, tmp_path, capsys, monkeypatch):
+    from analysis.report import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--tracking-uri", store["uri"], "--experiment", EXP_RANK, "--out", ""]) == 2
+    assert capsys.readouterr().err.strip() == "error: --out: is empty; name the report's folder (e.g. --out report/)"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_module_exit_code_2(store, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--tracking-uri", store["uri"],
                            "--experiment", "no-such-experiment", "--out", str(tmp_path / "out")],

@@ -58,6 +58,7 @@ def _with(tmp_path: Path, edit) -> Path:
         parts={"a": {"scheduler": {"nmae": "fifo"}}}), "presets.smoke.parts.a.scheduler.nmae", "(did you mean 'name'?)"),
     (lambda d: d.update(parts={"a": {}}, part_flag="model"), "part_flag", "cannot be a flag name"),
     (lambda d: d.update(parts={"a": {}}), "part_flag", "name the flag that picks them"),
+    (lambda d: d.update(study="../evil"), "study", "'../evil' in "),
 ])
 def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, field, fragment):
     from sweeps.cli import run_study

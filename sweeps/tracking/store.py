@@ -217,6 +217,12 @@ def check_tracking_uri(uri: str) -> None:
         from mlflow import MlflowClient
 
         check_tracking(MlflowClient(tracking_uri=uri), uri)
+    elif parts.scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise UserError("tracking_uri", f"{uri!r} is a folder (MLflow's file store), which MLflow no longer writes "
+                                        "to; give sqlite:///PATH.db, a database URL or http(s):// tracking server")
+    elif parts.scheme.split("+")[0] not in ("file", "postgresql", "mysql", "mssql", "databricks"):
+        raise UserError("tracking_uri", f"{uri!r} is not an MLflow tracking store; accepted: sqlite:///PATH.db, "
+                                        "postgresql://..., mysql://..., http(s)://SERVER or databricks")
 
 
 def check_tracking(client: Any, uri: str) -> None:
