@@ -222,6 +222,11 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     try:
         extend = extend_count(args)
         cfgs = chain.order(build_configs(spec, args), spec)
+        if args.resume or extend:
+            from sweeps.storage import check_unchanged
+
+            for cfg in cfgs:
+                check_unchanged(cfg, given_settings(args, argv), verb="resume" if args.resume else "extend")
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
         from sweeps.planning import plan_sweep
@@ -260,6 +265,18 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         print(f"{e}: finish it later with --resume", file=sys.stderr)
         return 128 + e.signum
     return max(codes)
+
+
+def given_settings(args: argparse.Namespace, argv: list[str] | None) -> list[tuple[str, str]]:
+    """The flags on the command line that set a sweep setting, each as typed with the setting
+    it sets (where the sweep logs, ``--tracking-uri`` and ``--storage``, and ``--name`` left out)."""
+    argv = sys.argv[1:] if argv is None else argv
+    given = [(f"--{flag.replace('_', '-')} {getattr(args, flag)}", dotted) for flag, dotted in FLAG_SETTINGS.items()
+             if getattr(args, flag, None) is not None and dotted not in ("tracking_uri", "storage", "name")]
+    given += [(f"--set {text}", parse_assignment(text)[0]) for text in args.sets]
+    if any(a == "--preset" or a.startswith("--preset=") for a in argv):
+        given.append((f"--preset {args.preset}", "preset"))
+    return given
 
 
 def extend_count(args: argparse.Namespace) -> int | None:

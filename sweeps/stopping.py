@@ -26,6 +26,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from trainables.errors import UserError
+
 #: Tags of a parent run whose sweep was interrupted (removed when it is resumed).
 INTERRUPTED_TAG = "lorasweep.interrupted"
 RESUME_TAG = "lorasweep.resume_with"
@@ -99,14 +101,17 @@ class StopSignals:
 
 
 def resume_command(cfg: Any, name: str) -> str:
-    """The command that finishes an interrupted sweep."""
-    parts = ["python", f"sweeps/{cfg.study}.py", "--resume", "--name", name]
+    """The command that finishes an interrupted sweep (a study file's: ``python -m sweeps.run
+    --config FILE``)."""
+    from sweeps.study_file import STUDY_FILES, load_study, read_study
+
+    file = STUDY_FILES.get(cfg.study)
+    script = ["-m", "sweeps.run", "--config", str(file)] if file else [f"sweeps/{cfg.study}.py"]
+    parts = ["python", *script, "--resume", "--name", name]
     if cfg.part:
         try:
-            from sweeps.study_file import load_study
-
-            flag = load_study(cfg.study).part_flag
-        except (OSError, KeyError, ValueError):
+            flag = (read_study(file) if file else load_study(cfg.study)).part_flag
+        except (OSError, KeyError, ValueError, UserError):
             flag = None
         if flag:
             parts += [f"--{flag}", cfg.part]

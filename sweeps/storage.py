@@ -129,6 +129,26 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
                    storage=cfg.storage or stored.storage)
 
 
+def check_unchanged(cfg: SweepConfig, given: list[tuple[str, str]], *, verb: str = "resume") -> None:
+    """Refuse flags that would change a sweep ``--resume`` (or ``--extend``) continues as it
+    was launched: ``given`` holds each flag as typed with the setting it sets (``('--set
+    train.lr=5', 'trial.train.lr')``); a flag that repeats the stored value is fine."""
+    stored = to_dict(stored_config(cfg, verb=verb))
+    mine = to_dict(cfg)
+    for flag, dotted in given:
+        ours, theirs = _get(mine, dotted), _get(stored, dotted)
+        if ours != theirs:
+            raise UserError(flag.split()[0], f"{flag} would change the sweep (stored {dotted.removeprefix('trial.')}: "
+                                             f"{theirs!r}); --{verb} continues it as it was launched, changing only "
+                                             "--tracking-uri and --storage: drop the flag, or start a new sweep")
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
 #: ``--storage`` URI schemes: the cloud stores Tune writes through pyarrow's filesystems.
 
 

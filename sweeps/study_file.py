@@ -99,6 +99,10 @@ class Study:
         return self.presets[preset].get("parts") or {}
 
 
+#: The study files of this process's ``--config``, by study name: how its resume hints run it.
+STUDY_FILES: dict[str, Path] = {}
+
+
 def load_study(study: str) -> Study:
     """A built-in study's presets with ``extends`` resolved (parts included), and its part
     flag: its preset file, read and checked by :func:`read_study`."""
@@ -277,6 +281,9 @@ def read_study(path: Path, *, name: str | None = None) -> Study:
     presets = resolve_presets(data, path)
     parts = data.get("parts") or {}
     defaults = data.get("default_parts") or list(parts)[:1]
-    return Study(str(data.get("study") or name or path.stem), presets, data.get("default", next(iter(presets))),
-                 data.get("part_flag"), tuple([defaults] if isinstance(defaults, str) else defaults),
-                 report=bool(data.get("report", False)))
+    study = Study(str(data.get("study") or name or path.stem), presets, data.get("default", next(iter(presets))),
+                  data.get("part_flag"), tuple([defaults] if isinstance(defaults, str) else defaults),
+                  report=bool(data.get("report", False)))
+    if path.resolve().parent != PRESETS_DIR.resolve():
+        STUDY_FILES[study.name] = path.resolve()
+    return study

@@ -348,9 +348,12 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
         where += f" ({MlflowClient(tracking_uri=plan.tracking_uri).get_run(run).info.artifact_uri}/adapter)"
     except Exception:  # noqa: BLE001 - the store went away: the runs:/ URI says it all
         pass
-    uri = "" if plan.tracking_uri == default_tracking_uri() else f" --tracking-uri {plan.tracking_uri}"
+    import shlex
+
+    uri = "" if plan.tracking_uri == default_tracking_uri() else f" --tracking-uri {shlex.quote(plan.tracking_uri)}"
     print(f"    its adapter: {where}")
-    print(f"    export it: python -m sweeps.export --run {parent}{uri} --out {plan.name}-best  (--merge: merged model)")
+    print(f"    export it: python -m sweeps.export --run {parent}{uri} --out {shlex.quote(plan.name + '-best')}  "
+          "(--merge: merged model)")
 
 
 def _print_lost(plan: Plan, recorder: Any, lost: dict[str, list[str]]) -> None:

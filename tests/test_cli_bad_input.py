@@ -111,6 +111,17 @@ def _old_sweep(tmp: Path) -> None:
     (tmp / "old" / "done" / "lorasweep_sweep.json").write_text("{}")
 
 
+def _stored_smoke_sweep(tmp: Path) -> None:
+    """The E2E smoke sweep 'done' as a launch stored it in Tune storage {tmp}/old."""
+    from conftest import sweep_config
+
+    from trainables.schema import to_dict
+
+    cfg = sweep_config("rank_e2e", "--preset", "smoke", "--data", str(tmp / "e2e"), "--name", "done")
+    (tmp / "old" / "done").mkdir(parents=True)
+    (tmp / "old" / "done" / "lorasweep_sweep.json").write_text(json.dumps(to_dict(cfg)))
+
+
 def _old_optuna_sweep(tmp: Path) -> None:
     """An optuna sweep's description in Tune storage, its Optuna study nowhere."""
     (tmp / "old" / "done").mkdir(parents=True)
@@ -217,6 +228,15 @@ CASES = [
     ("name-of-an-existing-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done"], "name",
      "a sweep named 'done' already exists under", _old_sweep),
     # --- --extend: a finished optuna sweep's study gets more trials
+    ("resume-with-a-changed-setting", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--set",
+                                            "train.lr=5"], "--set",
+     "--set train.lr=5 would change the sweep (stored train.lr: 0.0002); --resume continues it as it was "
+     "launched", _stored_smoke_sweep),
+    ("resume-with-another-preset", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--preset", "paper"],
+     "--preset", "--preset paper would change the sweep (stored preset: 'smoke')", _stored_smoke_sweep),
+    ("resume-with-more-samples", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--num-samples", "3",
+                                       "--dry-run"], "--num-samples", "--num-samples 3 would change the sweep",
+     _stored_smoke_sweep),
     ("extend-zero", E2E, ["--extend", "0"], "--extend", "must be a positive integer (trials to add), got '0'", None),
     ("extend-with-resume", E2E, ["--extend", "2", "--resume"], "--extend", "cannot be combined with --resume", None),
     ("extend-a-missing-sweep", E2E, ["--name", "nope", "--extend", "2"], "name",
@@ -543,3 +563,21 @@ def test_the_real_command_refuses_with_one_line_and_exit_2(script, flags, field,
     cmd = [sys.executable, str(REPO / "sweeps" / script), *_argv(script, flags, tmp_path)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     _check_refused(proc.returncode, proc.stdout, proc.stderr, tmp_path, before, field, fragment)
+
+
+def test_resume_with_the_flags_the_sweep_was_launched_with_is_accepted(tmp_path, offline_sources):
+    """A user resumes with the launch command plus --resume: each flag repeats the stored value."""
+    from conftest import sweep_config
+
+    from sweeps.cli import build_parser, given_settings
+    from sweeps.storage import check_unchanged
+    from sweeps.study_file import load_study
+
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep)
+    argv = ["--preset", "smoke", "--data", str(tmp_path / "e2e"), "--name", "done", "--storage", str(tmp_path / "old"),
+            "--set", "train.lr=2e-4", "--num-samples", "1", "--resume"]
+    args = build_parser(load_study("rank_e2e")).parse_args(argv)
+    given = given_settings(args, argv)
+    assert [flag for flag, _ in given] == ["--data " + str(tmp_path / "e2e"), "--num-samples 1",
+                                           "--set train.lr=2e-4", "--preset smoke"]
+    check_unchanged(sweep_config("rank_e2e", *argv), given)  # raises UserError on a change

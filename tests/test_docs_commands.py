@@ -197,6 +197,9 @@ def dry_runs(cmd: Command, store: Path) -> tuple[str | None, list[list[str]]]:
     if "--extend" in base:  # an extension is not dry-run: its count is checked above
         i = base.index("--extend")
         base = base[:i] + base[i + 2:]
+    # A resume's dry run needs its stored sweep (check_started_before: the page starts it):
+    # its settings are dry-run as the sweep's.
+    base = [a for a in base if a != "--resume"]
     runs = []
     for extra, parts in groups.items():
         extra = list(extra)

@@ -165,3 +165,19 @@ def test_a_task_class_that_cannot_be_loaded_is_one_line_exit_2(tmp_path, capsys,
     assert code == 2 and "\n" not in err and err.startswith(fragment), err
     assert not (tmp_path / "rr").exists()
 
+
+
+def test_a_study_files_resume_hint_runs_the_study_file():
+    """An interrupted sweep of a study file is finished through ``python -m sweeps.run
+    --config FILE``; a built-in study's through its script."""
+    from types import SimpleNamespace
+
+    from sweeps.stopping import resume_command
+    from sweeps.study_file import read_study
+
+    study = read_study(USER_STUDY / "study.yaml")
+    cfg = SimpleNamespace(study=study.name, part=None, storage=None)
+    path = (USER_STUDY / "study.yaml").resolve()
+    assert resume_command(cfg, "s1") == f"python -m sweeps.run --config {path} --resume --name s1"
+    builtin = SimpleNamespace(study="rank_e2e", part=None, storage="/tmp/rr")
+    assert resume_command(builtin, "s2") == "python sweeps/rank_e2e.py --resume --name s2 --storage /tmp/rr"

@@ -34,3 +34,6 @@ def test_a_best_trial_tied_with_others_says_so(tmp_path, capsys):
     assert "tied with 2 other completed trial(s) at val MCC 0.0000" in out
     _print_best(plan, get_task("glue-cola"), rows[2:], "parent", {})
     assert "tied with" not in capsys.readouterr().out
+    plan.name = "quo'te x"  # the printed command pastes into a shell as one argument
+    _print_best(plan, get_task("glue-cola"), rows, "parent", {})
+    assert "--out 'quo'\"'\"'te x-best'" in capsys.readouterr().out

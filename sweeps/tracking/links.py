@@ -9,6 +9,7 @@ lists the parent and every trial flat, with no click."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -45,7 +46,7 @@ def ui_base(tracking_uri: str) -> tuple[str, str | None] | None:
         return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/"), None
     if tracking_uri.startswith("databricks"):
         return None
-    return LOCAL_UI, f"mlflow ui --backend-store-uri {tracking_uri}"
+    return LOCAL_UI, f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
 def sweep_filter(sweep: str) -> str:
