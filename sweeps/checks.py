@@ -186,6 +186,28 @@ def _check_fsdp(workers: int, trials: list[TrialConfig]) -> None:
                                           "once; use eval.generate=false or train.strategy=ddp")
 
 
+def check_local_resources(cfg: SweepConfig) -> None:
+    """Before a local Ray starts: refuse CPUs or GPUs per trial this machine does not have
+    (what :func:`check_resources` would find in the Ray it starts). A cluster joined through
+    ``$RAY_ADDRESS`` is checked once joined."""
+    import glob
+    import os
+
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    res, cpus = cfg.resources, os.cpu_count() or 1
+    if res.cpus_per_trial > cpus:
+        group = f" for its {res.workers_per_trial} workers" if res.uses_train_workers else ""
+        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial{group}, but the "
+                                                    f"Ray cluster has {cpus:g}")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    no_gpu = visible is not None and not visible.strip() or not (glob.glob("/dev/nvidia[0-9]*") or
+                                                                os.path.exists("/dev/kfd"))
+    if res.gpus_per_trial > 0 and no_gpu:
+        raise UserError("resources.gpus_per_trial", f"{res.gpus_per_trial:g} GPUs per trial, but the Ray "
+                                                    "cluster has 0; use --gpus-per-trial 0 to train on CPU")
+
+
 def check_resources(cfg: SweepConfig) -> None:
     """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
     import ray

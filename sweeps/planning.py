@@ -100,6 +100,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
 
     bitsandbytes = uses_bitsandbytes([trial0, *grid_trials], sampled_keys(space))
     groups = group_keys(cfg, space)
+    check_before_ray(cfg, trial0, space, groups, launching=config_checked is not None)
     if config_checked is not None:  # at most the grid's trials (a budget may keep fewer)
         config_checked(warm_runtime_env(cfg, bitsandbytes=bitsandbytes,
                                         max_trials=trial_count(cfg, space, groups=groups)))
@@ -181,6 +182,22 @@ def max_epoch_of(trial0: TrialConfig, space: Any, stats: dict[str, Any]) -> floa
         steps = plan_steps(cfg.train, int(stats["train_examples"]))
         longest = max(longest, steps.epoch_at(steps.total_steps))
     return longest
+
+
+def check_before_ray(cfg: SweepConfig, trial0: TrialConfig, space: Any, groups: Any, *, launching: bool) -> None:
+    """What can be refused before a local Ray starts: ASHA's rungs where the trials' length
+    is a number of epochs (with ``train.max_steps`` it needs the data's size), and, when
+    ``launching`` (not a dry run, which may plan for another machine), CPUs or GPUs per trial
+    that this machine's Ray could never give."""
+    from sweeps.checks import check_local_resources
+
+    timed = {p.key for p in space.swept} & {"train.max_steps", "train.batch_size", "train.grad_accum"}
+    if cfg.scheduler.name == "asha" and not leaves_nothing_to_prune(space, groups) and not timed \
+            and trial0.train.max_steps is None:
+        epochs = [p.values for p in space.swept if p.key == "train.epochs" and p.kind in ("grid", "choice")]
+        asha_max_t(cfg, float(max(epochs[0])) if epochs else float(trial0.train.epochs))
+    if launching:
+        check_local_resources(cfg)
 
 
 def asha_max_t(cfg: SweepConfig, max_epoch: float) -> float:

@@ -211,6 +211,8 @@ CASES = [
     ("unknown-targets", E2E, ["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
     ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
+    ("grace-period-in-epochs-dry-run", E2E, ["--set", "scheduler.grace_period=5", "--dry-run"],
+     "scheduler.grace_period", "5 epochs leaves ASHA no rung before the end of a trial (3 epochs)", None),
     ("name-with-slash", E2E, ["--name", "a/b"], "name", "without '/'", None),
     ("name-with-double-quote", E2E, ["--name", 'a"b'], "name", "without '/', '\\', '\"' or control characters", None),
     ("name-dot", E2E, ["--name", "."], "name", "and not '.' or '..', got '.'", None),
