@@ -95,7 +95,9 @@ def clear_caches(root: Path, names: Sequence[str], *, dry_run: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from trainables.paths import cache_dir
 
-    parser = argparse.ArgumentParser(prog="lorasweep cache", description=__doc__.split("\n\n")[0],
+    from sweeps.cli import _Parser
+
+    parser = _Parser(prog="lorasweep cache", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True, metavar="{list,clear}")

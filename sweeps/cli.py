@@ -14,6 +14,7 @@ import argparse
 import copy
 import gc
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
     p = _Parser(
         prog=prog or f"python sweeps/{study.name}.py", description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets:\n" + "\n".join(f"  {n:8s} {' '.join(str(v.get('description', '')).split())[:150]}"
+        epilog="presets:\n" + "\n".join(f"  {n:8s} {textwrap.shorten(str(v.get('description', '')), 150)}"
                                        for n, v in presets.items()))
     p.add_argument("--config", metavar="FILE", help="a study file of your own (the schema of "
                                                     "sweeps/presets/*.yaml), instead of this study's presets")

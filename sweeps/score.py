@@ -78,7 +78,9 @@ def score_files(task: str, refs: Path, system: Path, *, meteor: bool | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lorasweep score", description=__doc__.split("\n\n")[0],
+    from sweeps.cli import _Parser
+
+    parser = _Parser(prog="lorasweep score", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", metavar="TASK", help=f"one of {', '.join(sorted(SCORERS))}")

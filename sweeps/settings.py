@@ -16,6 +16,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import os
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -113,18 +114,24 @@ def markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sweeps.settings", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from sweeps.cli import _Parser
+
+    p = _Parser(prog="python -m sweeps.settings", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--markdown", action="store_true", help="the Markdown reference (docs/configuration.md)")
     args = p.parse_args(argv)
-    if args.markdown:
-        sys.stdout.write(markdown())
-        return 0
-    for s in settings():
-        flag = f"; {s.flag}" if s.flag else ""
-        print(f"{s.key}  ({s.kind}; default {_value(s.default)}{flag})")
-        if s.doc:
-            print(textwrap.fill(s.doc, width=100, initial_indent="    ", subsequent_indent="    "))
+    try:
+        if args.markdown:
+            sys.stdout.write(markdown())
+            return 0
+        for s in settings():
+            flag = f"; {s.flag}" if s.flag else ""
+            print(f"{s.key}  ({s.kind}; default {_value(s.default)}{flag})")
+            if s.doc:
+                print(textwrap.fill(s.doc, width=100, initial_indent="    ", subsequent_indent="    "))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head` read what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

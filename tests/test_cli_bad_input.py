@@ -334,6 +334,8 @@ CASES = [
     ("smoke-data-unknown", E2E, ["--data", "smoke:nope"], "data.source", "unknown offline data 'smoke:nope'", None),
     # --- models and adapters
     ("model-missing", E2E, ["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),
+    ("model-a-file", E2E, ["--model", "{tmp}/e2e/trainset.csv"], "model.name_or_path",
+     "model directory {tmp}/e2e/trainset.csv is a file, not a directory", None),
     ("model-without-config", E2E, ["--model", "{tmp}/model"], "model.name_or_path", "has no config.json",
      _model_without_config),
     ("model-hub-offline", E2E, ["--preset", "paper", "--model", "gpt2-medium-not-cached"],

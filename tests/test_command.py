@@ -98,6 +98,9 @@ def test_score_prints_the_trials_metrics_one_line_each(tmp_path):
     (["score", "e2f", "REFS", "SYS"], "error: TASK: unknown task 'e2f' (did you mean 'e2e'?); accepted: "
                                       "'dart', 'e2e', 'squad' or 'webnlg'"),
     (["score", "e2e", "missing-refs.txt", "SYS"], "error: REFS: missing-refs.txt: no such file"),
+    (["score", "e2e"], "error: the following arguments are required: REFS, SYS (see --help)"),
+    (["cache"], "error: the following arguments are required: {list,clear} (see --help)"),
+    (["settings", "--bogus"], "error: unrecognized arguments: --bogus (see --help)"),
 ])
 def test_score_with_a_missing_file_or_unknown_task_is_one_line_exit_2(args, message):
     proc = lorasweep(*args)

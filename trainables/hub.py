@@ -60,7 +60,8 @@ def check_model_source(source: str, *, revision: str | None = None,
     if looks_local(source):
         path = Path(source).expanduser()
         if not path.is_dir():
-            raise UserError(field, f"model directory {source} does not exist")
+            raise UserError(field, f"model directory {source} " + ("is a file, not a directory" if path.exists()
+                                                                   else "does not exist"))
         if not (path / "config.json").is_file():
             raise UserError(field, f"{source} has no config.json; expected a directory written "
                                    "by save_pretrained")
