@@ -161,16 +161,19 @@ def _read(spec: str | dict[str, Any], field: str) -> tuple[dict[str, Any], str]:
     if not path.is_file():
         raise UserError(field, f"no search space {spec!r}: not a file, and not one of "
                                f"{one_of(available_spaces())}{did_you_mean(str(spec), available_spaces())}")
+    from trainables.schema import load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UserError(field, not_utf8(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(field, f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise UserError(field, f"{path}: expected a mapping with {one_of(SECTIONS)}")
+    if not isinstance(data, dict) or not data:
+        raise UserError(field, f"{path}: {'empty' if not data else 'not a mapping'}; expected a mapping with "
+                               f"{one_of(SECTIONS)}")
     return data, str(path)
 
 

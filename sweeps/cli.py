@@ -224,9 +224,12 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         extend = extend_count(args)
         cfgs = chain.order(build_configs(spec, args), spec)
         if args.resume or extend:
+            from sweeps.optuna_store import extension
             from sweeps.storage import check_unchanged
 
             for cfg in cfgs:
+                if extend:
+                    extension(cfg, extend)  # what it refuses first (it reads, and writes nothing)
                 check_unchanged(cfg, given_settings(args, argv), verb="resume" if args.resume else "extend")
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)

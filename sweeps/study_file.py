@@ -132,8 +132,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise UserError("--config", f"study file {path} does not exist")
+    from trainables.schema import load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

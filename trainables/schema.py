@@ -217,3 +217,24 @@ def apply_hyperparameters(base: dict[str, Any], hp: dict[str, Any]) -> dict[str,
             clear_other_alpha(out, k)
             set_path(out, k, v)
     return out
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, but a key given twice in one mapping is an error (yaml.YAMLError,
+    with its line) instead of the last one silently winning."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=UniqueKeys)  # noqa: S506 - a SafeLoader subclass
