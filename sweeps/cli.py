@@ -178,6 +178,10 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         # The part's settings are defaults; the preset (and then the command line) wins.
         data = deep_merge(part_settings[part], data)
     data["study"], data["preset"], data["part"] = study.name, args.preset, part
+    if getattr(args, "data", None) is not None:
+        # The preset's column names are its own data's: --data's are the defaults, or those
+        # --set data.columns.<role>=... names.
+        data.get("trial", {}).get("data", {}).pop("columns", None)
     assignments = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
                    if getattr(args, flag, None) is not None]
     assignments += [parse_assignment(text) for text in args.sets]

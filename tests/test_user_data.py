@@ -298,3 +298,17 @@ def test_sft_smoke_end_to_end(tmp_path, llama):
         local = s.client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
         rows = [json.loads(line) for line in open(local, encoding="utf-8")]
         assert len(rows) == 4 and all(row["id"].startswith("val-") and row["answer"] is not None for row in rows)
+
+
+def test_data_of_ones_own_does_not_take_the_presets_column_names():
+    """The smoke preset maps its own synthetic columns (message, topic); --data's file is read
+    with the default columns, or those --set names."""
+    from conftest import sweep_config
+
+    smoke = sweep_config("text_classification", "--preset", "smoke")
+    assert smoke.trial.data.columns == {"text": "message", "label": "topic"}
+    mine = sweep_config("text_classification", "--preset", "smoke", "--data", "reviews.csv")
+    assert mine.trial.data.columns is None
+    named = sweep_config("text_classification", "--preset", "smoke", "--data", "reviews.csv",
+                         "--set", "data.columns.text=review")
+    assert named.trial.data.columns == {"text": "review"}
