@@ -267,7 +267,8 @@ def test_a_missing_column_and_a_single_class_are_one_line_and_write_nothing(tmp_
                     "are 'instruction', 'input' or 'output'")
     write_csv(tmp_path / "one.csv", ["message", "topic"], [["a", "billing"], ["b", "billing"], ["c", "billing"]])
     (tmp_path / "work").rmdir()
-    line = _refused(tmp_path, "text_classification.py", "--data", str(tmp_path / "one.csv"))
+    line = _refused(tmp_path, "text_classification.py", "--data", str(tmp_path / "one.csv"),
+                    "--set", "data.columns.text=message", "--set", "data.columns.label=topic")
     assert line == (f"error: data.columns.label: column 'topic' of {tmp_path / 'one.csv'} has one class "
                     "('billing'); a classifier needs at least two")
 
