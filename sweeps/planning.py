@@ -191,7 +191,8 @@ def check_before_ray(cfg: SweepConfig, trial0: TrialConfig, space: Any, groups: 
     that this machine's Ray could never give."""
     from sweeps.checks import check_local_resources
 
-    timed = {p.key for p in space.swept} & {"train.max_steps", "train.batch_size", "train.grad_accum"}
+    timed = {p.key for p in space.swept if p.key != "train.epochs" or p.kind not in ("grid", "choice")} & {
+        "train.max_steps", "train.batch_size", "train.grad_accum", "train.epochs"}
     if cfg.scheduler.name == "asha" and not leaves_nothing_to_prune(space, groups) and not timed \
             and trial0.train.max_steps is None:
         epochs = [p.values for p in space.swept if p.key == "train.epochs" and p.kind in ("grid", "choice")]
