@@ -43,6 +43,17 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_overrides(cfg: SweepConfig, space: Any) -> None:
+    """A setting given on the command line that the search space (or ``--seeds``) sweeps."""
+    for key in cfg.overrides:
+        swept = next((p for p in space.swept if key in _decided_by(p)), None)
+        if swept is not None:
+            raise UserError(key, f"--seeds {cfg.seeds} gives every configuration the seeds 0..{cfg.seeds - 1}; "
+                                 "drop one of the two" if key == "seed" and cfg.seeds else
+                            f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
+                            "pass a search space without it (--search-space) to fix its value")
+
+
 def with_task_defaults(trial: dict[str, Any], task: Any) -> dict[str, Any]:
     """``trial`` with the task's default written where it leaves a setting to the task
     (``train.batching: null``), so that MLflow records what each trial ran with."""
@@ -72,11 +83,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
     check_repeats(cfg, space)
-    for key in cfg.overrides:
-        swept = next((p for p in space.swept if key in _decided_by(p)), None)
-        if swept is not None:
-            raise UserError(key, f"the search space sweeps it ({swept.kind} {list(swept.values)}); "
-                                 "pass a search space without it (--search-space) to fix its value")
+    check_overrides(cfg, space)
     base = base_with_fixed(base, space, keep=cfg.overrides)
     base = with_task_defaults(resolve_smoke_sources(base), task)
     # The checks build trial configs from ``probe``: the base with the first value of every

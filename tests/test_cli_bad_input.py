@@ -220,6 +220,8 @@ CASES = [
     ("name-dot", E2E, ["--name", "."], "name", "and not '.' or '..', got '.'", None),
     ("name-with-a-newline", E2E, ["--name", "a\nb"], "name", "got 'a\\nb'", None),
     ("name-too-long", E2E, ["--name", "x" * 300], "name", "(300 characters)", None),
+    ("seeds-and-a-seed", E2E, ["--seeds", "2", "--set", "seed=3"], "seed",
+     "--seeds 2 gives every configuration the seeds 0..1; drop one of the two", None),
     ("seed-negative", E2E, ["--seed", "-1"], "seed", "must be an integer from 0 to 2**32 - 1, got -1", None),
     ("storage-a-file", E2E, ["--storage", "{tmp}/e2e/trainset.csv"], "storage",
      "{tmp}/e2e/trainset.csv is not a writable folder", None),
