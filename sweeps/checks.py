@@ -4,6 +4,7 @@ a parameter budget, warm starts), and its resources against the Ray cluster."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -191,29 +192,18 @@ def check_local_resources(cfg: SweepConfig) -> None:
     (what :func:`check_resources` would find in the Ray it starts). A cluster joined through
     ``$RAY_ADDRESS`` is checked once joined."""
     import glob
-    import os
 
     if os.environ.get("RAY_ADDRESS"):
         return
-    res, cpus = cfg.resources, os.cpu_count() or 1
-    if res.cpus_per_trial > cpus:
-        group = f" for its {res.workers_per_trial} workers" if res.uses_train_workers else ""
-        raise UserError("resources.cpus_per_trial", f"{res.cpus_per_trial:g} CPUs per trial{group}, but the "
-                                                    f"Ray cluster has {cpus:g}")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     no_gpu = visible is not None and not visible.strip() or not (glob.glob("/dev/nvidia[0-9]*") or
                                                                 os.path.exists("/dev/kfd"))
-    if res.gpus_per_trial > 0 and no_gpu:
-        raise UserError("resources.gpus_per_trial", f"{res.gpus_per_trial:g} GPUs per trial, but the Ray "
-                                                    "cluster has 0; use --gpus-per-trial 0 to train on CPU")
+    # Some GPU is all that can be told without Ray or torch: a request of any size passes.
+    _check_counts(cfg, cpus=os.cpu_count() or 1, gpus=0.0 if no_gpu else math.inf)
 
 
-def check_resources(cfg: SweepConfig) -> None:
-    """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
-    import ray
-
-    total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+def _check_counts(cfg: SweepConfig, *, cpus: float, gpus: float) -> None:
+    """Refuse more CPUs or GPUs per trial than the cluster's ``cpus`` and ``gpus``."""
     res = cfg.resources
     if res.cpus_per_trial > cpus:
         group = f" for its {res.workers_per_trial} workers" if res.uses_train_workers else ""
@@ -223,6 +213,15 @@ def check_resources(cfg: SweepConfig) -> None:
         raise UserError("resources.gpus_per_trial",
                         f"{res.gpus_per_trial:g} GPUs per trial, but the Ray cluster has {gpus:g}"
                         + ("; use --gpus-per-trial 0 to train on CPU" if gpus == 0 else ""))
+
+
+def check_resources(cfg: SweepConfig) -> None:
+    """Refuse requests the running Ray cluster can never meet (they would hang silently)."""
+    import ray
+
+    total = ray.cluster_resources()
+    _check_counts(cfg, cpus=total.get("CPU", 0.0), gpus=total.get("GPU", 0.0))
+    res = cfg.resources
     if res.uses_train_workers:
         from trainables.trial import TRAIN_DRIVER_CPU
 

@@ -231,10 +231,11 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
             from sweeps.optuna_store import extension
             from sweeps.storage import check_unchanged
 
+            given = given_settings(args, argv)
             for cfg in cfgs:
                 if extend:
                     extension(cfg, extend)  # what it refuses first (it reads, and writes nothing)
-                check_unchanged(cfg, given_settings(args, argv), verb="resume" if args.resume else "extend")
+                check_unchanged(cfg, given, verb="resume" if args.resume else "extend")
         if args.dry_run:
             return max(_dry_run(cfg) for cfg in cfgs)
         from sweeps.planning import plan_sweep

@@ -5,7 +5,6 @@ from the earlier ones, and ``optuna-dashboard`` or ``optuna.load_study`` open it
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +80,9 @@ def check_study_storage(url: str | None) -> None:
     if path is None:
         _check_reachable(url, parsed.get_backend_name())
     elif not path.exists():
-        parent = path.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        from trainables.paths import unwritable_folder
+
+        if (parent := unwritable_folder(path.parent)) is not None:
             raise UserError("search.storage", f"cannot create the Optuna study storage {url} "
                                               f"({parent} is not a writable directory)")
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -169,10 +168,9 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
     from urllib.parse import urlsplit
 
     if "://" not in storage:
-        path = Path(storage).expanduser()
-        while not path.exists() and path != path.parent:  # Tune creates the missing folders
-            path = path.parent
-        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        from trainables.paths import unwritable_folder
+
+        if (path := unwritable_folder(Path(storage).expanduser())) is not None:  # Tune creates missing folders
             raise UserError("storage", f"cannot keep the sweep in {storage}: {path} is not a writable "
                                        "folder; give a folder (created if missing)")
         return

@@ -21,3 +21,11 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "lorasweep"
+
+
+def unwritable_folder(path: Path) -> Path | None:
+    """The nearest existing one of ``path`` and the folders above it, when it is not a
+    writable folder (creating ``path``'s missing folders in it would fail); None otherwise."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return None if path.is_dir() and os.access(path, os.W_OK | os.X_OK) else path

@@ -207,10 +207,9 @@ def check_tracking_uri(uri: str) -> None:
                 raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} "
                                                 f"({path} is not a file)")
             return
-        parent = path.parent
-        while not parent.exists():  # MLflow creates missing directories
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        from trainables.paths import unwritable_folder
+
+        if (parent := unwritable_folder(path.parent)) is not None:  # MLflow creates missing directories
             raise UserError("tracking_uri", f"cannot create the MLflow tracking store {uri} "
                                             f"({parent} is not a writable directory)")
     elif uri.startswith(("http://", "https://")):
