@@ -111,7 +111,7 @@ class _Link:
 
 @pytest.mark.integration
 def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smoke_assets):
-    """One sweep (2 trials of 4 epochs, one at a time, keep_best_k 1) against a real
+    """One sweep (2 trials of 8 epochs, one at a time, keep_best_k 1) against a real
     ``mlflow server``, reached through a link the test can cut:
 
     1. once a trial made its first checkpoint, the link is cut until a write has found the
@@ -134,8 +134,8 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
     space = write_space(tmp_path, "scientific:\n  r: {grid: [2, 4]}\nfixed: {alpha: 32, targets: qv, lr: 2.0e-3}\n")
     # One trial at a time: each takes every CPU (Tune caps concurrency only for searchers).
     cmd = sweep_cmd(tmp_path, "signals", f"http://127.0.0.1:{link.port}", "--search-space", space,
-                     "--cpus-per-trial", str(os.cpu_count()), "--keep-best-k", "1", "--set", "train.epochs=4",
-                     "--set", "data.train_limit=256")  # 16 steps an epoch: reports at steps 16 ... 64
+                     "--cpus-per-trial", str(os.cpu_count()), "--keep-best-k", "1", "--set", "train.epochs=8",
+                     "--set", "data.train_limit=128")  # 8 steps an epoch: reports at steps 8 ... 64
     log = tmp_path / "sweep.log"
     from mlflow import MlflowClient
 
@@ -176,8 +176,10 @@ def test_signals_and_a_tracking_server_that_goes_away_lose_nothing(tmp_path, smo
         _check_killed(runs(), "SIGTERM", section())
 
         resume = [*cmd, "--resume"]
+        # Eight short epochs leave the resumed trial room to make a new checkpoint before its
+        # last (indices 0-6), even when the SIGTERM came several reports after the outage.
         before = checkpoints()
-        code = stop_when(resume, tmp_path, log, lambda: bool(checkpoints("0-2") - before), "by Ctrl-C",
+        code = stop_when(resume, tmp_path, log, lambda: bool(checkpoints("0-6") - before), "by Ctrl-C",
                           sig=signal.SIGINT, group=False)
         assert code == 130, log.read_text()[-3000:]
         _check_killed(runs(), "SIGINT", section())
@@ -204,7 +206,7 @@ def _check_all_recorded(client, found, outage: dict[str, float]) -> None:
     for c in children:
         assert c.info.status == "FINISHED" and c.data.tags["lorasweep.status"] == "completed"
         history = client.get_metric_history(c.info.run_id, "val_loss")
-        assert [m.step for m in history] == [16, 32, 48, 64]  # every report, each once
+        assert [m.step for m in history] == list(range(8, 65, 8))  # every report, each once
         during += sum(outage["down"] <= m.timestamp <= outage["up"] for m in history)
         assert "adapter/adapter_model.safetensors" in {
             a.path for a in client.list_artifacts(c.info.run_id, "adapter")}
