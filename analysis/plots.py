@@ -177,11 +177,12 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         ax.grid(alpha=0.3)
     # The same rank axis on every panel: ours and every source rank drawn.
     ranks = sorted(set(points["r"]).union(*(d["r"] for d in drawn)))
+    notes = {}
     for ax, name in zip(axes, panels):
         _rank_axis(ax, ranks)
         if len(ranks) > 1:
             ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
-        _trainable_pct(ax, points[points["metric"] == name])
+        notes[ax] = _trainable_pct(ax, points[points["metric"] == name])
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     _figure_legend(fig, axes[:len(panels)])
@@ -193,6 +194,10 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         text += ("\nSMOKE STAND-INS (tiny models, synthetic data) beside the numbers of the models "
                  "they stand for: no reproduction result")
     fig.suptitle(_wrap(text, width), fontsize=10)
+    if any(notes.values()):
+        fig.draw_without_rendering()  # the final layout: where the notes' points are
+        for ax, its_notes in notes.items():
+            _annotate(ax, its_notes, colors)
     drawn_sources = pd.concat(drawn, ignore_index=True) if drawn else sources.iloc[0:0]
     return fig, {"points": points, "sources": drawn_sources}
 
@@ -219,9 +224,10 @@ def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd
     return pd.concat(parts, ignore_index=True) if parts else src.iloc[0:0]
 
 
-def _trainable_pct(ax: Any, pts: pd.DataFrame) -> None:
-    """One % per rank: a second x axis on top at our ranks; several models per rank: the %
-    beside each point, with the values of the other settings a point was chosen by."""
+def _trainable_pct(ax: Any, pts: pd.DataFrame) -> list[tuple[float, float, str, str]]:
+    """One % per rank: a second x axis on top at our ranks. Returns the notes to write beside
+    the points (r, value, text, line): several models per rank, each one's %; the values of
+    the other settings a point was chosen by."""
     ranks = sorted(set(pts["r"]))
     known = pts[pts[K.trainable_pct].notna()]
     pct = known.groupby("r")[K.trainable_pct].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
@@ -233,12 +239,25 @@ def _trainable_pct(ax: Any, pts: pd.DataFrame) -> None:
         top.set_xticks(ranks, [f"{pct[r][0]:.3g}" for r in ranks], fontsize=7,
                        rotation=30 if len(ranks) > 6 else 0)
         top.set_xlabel("% trainable parameters (ours)", fontsize=8)
-    for _, p in pts.iterrows():
-        text = " ".join(t for t in ("" if on_top or pd.isna(p[K.trainable_pct])
-                                    else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t)
-        if text:
-            ax.annotate(text, (p["r"], p["value"]), xytext=(4, 4), textcoords="offset points",
-                        fontsize=6, color="0.3")
+    return [(p["r"], p["value"], text, p["line"]) for _, p in pts.iterrows()
+            if (text := " ".join(t for t in ("" if on_top or pd.isna(p[K.trainable_pct])
+                                             else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t))]
+
+
+def _annotate(ax: Any, notes: Sequence[tuple[float, float, str, str]], colors: dict[str, Any],
+              line_pt: float = 8) -> None:
+    """Each note beside its point, in its line's colour; at one rank, a note that would
+    overprint the one below it goes up a line. Call once the figure's layout is final (the
+    offsets are in points)."""
+    to_pt = 72 / ax.figure.dpi
+    ys = [ax.transData.transform((r, v))[1] * to_pt for r, v, _, _ in notes]
+    placed: dict[int, float] = {}
+    for i in sorted(range(len(notes)), key=lambda i: (notes[i][0], ys[i])):
+        below = [placed[j] for j in placed if notes[j][0] == notes[i][0]]
+        placed[i] = max([ys[i] + line_pt / 2, *(y + line_pt for y in below)])
+    for i, (r, value, text, line) in enumerate(notes):
+        ax.annotate(text, (r, value), xytext=(4, placed[i] - ys[i]), textcoords="offset points",
+                    fontsize=6, color=colors[line])
 
 
 def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:

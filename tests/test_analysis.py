@@ -436,6 +436,34 @@ def test_rank_plot_points_are_the_chosen_trials_median_and_range(rank_data, summ
     assert "% trainable" in top.get_xlabel()
 
 
+def test_rank_plot_notes_of_points_at_one_rank_do_not_overprint(rank_data, summary):
+    from analysis.plots import rank_figure
+
+    # Both models at gpt2's values: at each rank their points (and % notes) would coincide.
+    from analysis.tables import R_KEY
+
+    tied, small, medium = summary.copy(), summary["model"] == "gpt2", summary["model"] == "gpt2-medium"
+    for col in [c for c in summary.columns if "val_loss" in c]:
+        tied.loc[medium, col] = summary.loc[medium, R_KEY].map(dict(zip(summary.loc[small, R_KEY],
+                                                                         summary.loc[small, col])))
+    fig, drawn = rank_figure(tied, rank_data.tasks["e2e"], line_by=["model"], title="t", metrics=["val_loss"])
+    pts = drawn["points"]
+    assert (pts.groupby("r")["value"].nunique() == 1).all()  # the points coincide
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    notes = [t for t in ax.texts if t.get_text().endswith("%")]
+    assert len(notes) == 2 * len(RANKS)
+    boxes = [t.get_window_extent() for t in notes]
+    overlapping = [(a.get_text(), b.get_text()) for i, a in enumerate(notes) for j, b in enumerate(notes)
+                   if i < j and boxes[i].overlaps(boxes[j])]
+    assert not overlapping
+    # Each note in its model's colour: gpt2's notes are its % per unit of rank times r.
+    line_color = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    for t in notes:
+        model = "gpt2" if t.get_text() in {f"{PCT['gpt2'] * r:.3g}%" for r in RANKS} else "gpt2-medium"
+        assert t.get_color() == line_color[model]
+
+
 def test_rank_plot_draws_each_models_own_source_curves(rank_data, summary):
     from analysis.compare import source_curves
     from analysis.plots import rank_figure
