@@ -89,7 +89,8 @@ def run_sweep_in_process(study: str, argv: list[str], *, cwd, uri: str, experime
 
 
 def smoke_sweep(root: Path) -> dict:
-    """``rank_e2e.py --preset smoke`` (six trials, ASHA) in ``root``, with hub and tracking
+    """``rank_e2e.py --preset smoke`` (six trials, ASHA) in ``root``, its store in
+    ``root/store``, with hub and tracking
     credentials planted in its environment. Its ``out`` and ``err``, the MLflow ``client`` and
     ``runs``, its store's ``uri``, its ``name`` (random: it must be found wherever the sweep
     is recorded), and the ``planted`` variables with their common ``mark``."""
@@ -103,7 +104,8 @@ def smoke_sweep(root: Path) -> dict:
         "MLFLOW_TRACKING_PASSWORD": f"planted{mark}password",
         "MLFLOW_TRACKING_TOKEN": f"planted{mark}token",
     }
-    uri = f"sqlite:///{root / 'mlruns.db'}"
+    (root / "store").mkdir()  # the store in its own folder: its artifacts go beside it
+    uri = f"sqlite:///{root / 'store' / 'mlruns.db'}"
     cmd = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke",
            "--tracking-uri", uri, "--storage", str(root / "ray_results"), "--name", name]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=900, env={**os.environ, **planted},

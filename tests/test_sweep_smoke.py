@@ -43,6 +43,11 @@ def test_one_parent_and_one_nested_child_per_trial(sweep):
     assert parent.data.params["search.algorithm"] == "grid" and parent.data.params["scheduler.name"] == "asha"
     artifacts = {a.path for a in sweep["client"].list_artifacts(parent.info.run_id)}
     assert {"results.csv", "search_space.yaml", "sweep_config.json"} <= artifacts
+    # Every run's artifacts beside the SQLite store, not in the folder the sweep ran from.
+    beside = sweep["root"] / "store" / "mlruns" / parent.info.experiment_id
+    assert {Path(r.info.artifact_uri.removeprefix("file://")).parent.parent for r in sweep["runs"]} == {beside}
+    assert (beside / parent.info.run_id / "artifacts" / "results.csv").is_file()
+    assert not (sweep["root"] / "mlruns").exists()
 
 
 def test_asha_stopped_some_trials_and_the_rest_completed(sweep):
@@ -191,11 +196,13 @@ def test_planted_credentials_are_recorded_nowhere(sweep, tmp_path):
         client.download_artifacts(run.info.run_id, "", str(downloads / run.info.run_id))
     storage = root / "ray_results"
     files = [p for d in (root, downloads) for p in d.rglob("*") if p.is_file()]
-    # The SQLite store, every artifact (downloaded and in ./mlruns), Tune storage, results CSV.
+    # The SQLite store, every artifact (downloaded and in mlruns/ beside the store), Tune
+    # storage, results CSV.
+    store = root / "store"
     assert any(p.name == "mlruns.db" for p in files) and any(storage in p.parents for p in files)
-    assert any(downloads in p.parents for p in files) and any(root / "mlruns" in p.parents for p in files)
+    assert any(downloads in p.parents for p in files) and any(store / "mlruns" in p.parents for p in files)
     found = {str(p): leaks(p.read_bytes()) for p in files}
-    for where in (root / "mlruns.db", storage, downloads):  # the scan reads what is recorded
+    for where in (store / "mlruns.db", storage, downloads):  # the scan reads what is recorded
         assert any(control.encode() in p.read_bytes() for p in files if p == where or where in p.parents), where
     assert not {p: k for p, k in found.items() if k}
     assert not leaks(sweep["out"]) and not leaks(sweep["err"])

@@ -108,10 +108,30 @@ def study_experiment(plan: Plan, client: Any) -> str:
     note = study_description(plan.cfg.study, plan.cfg.description or plan.space.description)
     exp = client.get_experiment_by_name(plan.experiment)
     if exp is None:
-        return client.create_experiment(plan.experiment, tags={NOTE_TAG: note})
+        return _create_experiment(plan.tracking_uri, client, plan.experiment, {NOTE_TAG: note})
     if not exp.tags.get(NOTE_TAG):
         client.set_experiment_tag(exp.experiment_id, NOTE_TAG, note)
     return exp.experiment_id
+
+
+def _create_experiment(uri: str, client: Any, name: str, tags: dict[str, str]) -> str:
+    """A new experiment. In a SQLite store its artifacts go to ``mlruns/<experiment id>``
+    beside the database file (MLflow's default root is the working directory's ``mlruns``),
+    so a store keeps its runs' adapters and outputs with it whatever folder a sweep ran from.
+    Other stores place artifacts themselves."""
+    path = sqlite_path(uri)
+    try:
+        from mlflow.entities import ExperimentTag
+        from mlflow.tracking._tracking_service.utils import _get_sqlalchemy_store
+    except ImportError:  # a later MLflow moved it: MLflow's default location
+        path = None
+    if path is None:
+        return client.create_experiment(name, tags=tags)
+    store = _get_sqlalchemy_store(uri, str(path.expanduser().resolve().parent / "mlruns"))
+    try:
+        return store.create_experiment(name, tags=[ExperimentTag(k, v) for k, v in tags.items()])
+    finally:
+        store.engine.dispose()
 
 
 def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> str:
