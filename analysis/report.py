@@ -98,7 +98,7 @@ def resolve_metric(data: Any, name: str | None) -> dict[str, Any]:
 def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Report:
     """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
     from analysis import importance as imp
-    from analysis import plots
+    from analysis import curves
 
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
@@ -118,7 +118,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
             report.notes.append(f"sweep {sweep.name}: no trial runs")
             continue
         task = data.tasks[st["task"].iloc[0]]
-        fig, drawn = plots.learning_curves(st, history, sweep, task)
+        fig, drawn = curves.learning_curves(st, history, sweep, task)
         asha = (f" ASHA rungs (dotted) at epochs {', '.join(f'{r:g}' for r in drawn['rungs'])}."
                 if drawn["rungs"] else "")
         stops = " X marks where a trial was stopped early (its last report)." if drawn["stopped"] else ""
@@ -183,6 +183,10 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
                             "(one table row per configuration)")
     if tables.R_KEY not in tt or tt[tables.R_KEY].dropna().nunique() < 2:
         report.notes.append(f"task {task.name}: the LoRA rank was not varied, so no rank plots")
+    elif tables.R_KEY not in grouping.keys:
+        report.notes.append(f"task {task.name}: the LoRA rank was tuned (a nuisance setting), not "
+                            "studied, so no rank plots (a table row per rank needs r among the "
+                            "scientific settings); Optuna's parallel-coordinates plot shows r")
     else:
         parts += _rank_figures(report, summary, task, grouping, select, studies,
                                compare.source_curves(summary, task))

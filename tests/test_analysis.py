@@ -379,6 +379,20 @@ def test_report_notes_sweeps_without_tags(store, rank_data, tmp_path):
         [["gpt2-medium", str(r), "0.0002"] for r in RANKS]
 
 
+def test_a_rank_tuned_as_a_nuisance_setting_gets_a_note_not_an_empty_rank_plot(rank_data, tmp_path):
+    from dataclasses import replace
+
+    from analysis.report import build_report
+
+    tuned = {"lorasweep.scientific": "seed", "lorasweep.nuisance": "adapter.r,train.lr"}
+    sweeps = [replace(s, tags={**s.tags, **tuned}) for s in rank_data.sweeps]
+    report = build_report(replace(rank_data, sweeps=sweeps), tmp_path / "r")
+    assert not list((tmp_path / "r").glob("rank_*"))
+    assert any(n.startswith("task e2e: the LoRA rank was tuned (a nuisance setting), not studied, so no "
+                            "rank plots") for n in report.notes)
+    assert "e2e" in report.tables  # the table: one row per seed, the chosen r beside it
+
+
 # --------------------------------------------------------------------------- plots
 
 
@@ -514,16 +528,22 @@ def test_rank_plot_shows_the_best_row_per_rank(optuna_data):
 
 
 def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
-    from analysis.plots import RUNG_LABEL, STOP_LABEL, asha_rungs, learning_curves
+    from analysis.curves import RUNG_LABEL, STOP_LABEL, asha_rungs, learning_curves
 
     task = rank_data.tasks["e2e"]
     t = rank_data.trials
     a = rank_data.sweep(store["ids"]["A"])
     fig, drawn = learning_curves(t[t["sweep_run_id"] == a.run_id], rank_data.history, a, task)
     ax = fig.axes[0]
-    stop = next(ln for ln in ax.get_lines() if ln.get_label() == STOP_LABEL)
+    xs = [ln for ln in ax.get_lines() if ln.get_marker() == "X" and len(ln.get_xdata())]
     stopped = [(float(len(v)), v[-1]) for v in VAL_A.values() if len(v) < 3]
-    assert sorted(map(tuple, stop.get_xydata())) == sorted(stopped) and len(stopped) == 4
+    assert sorted((ln.get_xdata()[0], ln.get_ydata()[0]) for ln in xs) == sorted(stopped) and len(stopped) == 4
+    # Each X in its trial's colour (the rank's); the legend's X is a grey stand-in.
+    ends = {(ln.get_xdata()[-1], ln.get_ydata()[-1]): ln.get_color() for ln in ax.get_lines()
+            if ln.get_marker() == "." and len(ln.get_xdata())}
+    assert all(ln.get_color() == ends[ln.get_xdata()[0], ln.get_ydata()[0]] for ln in xs)
+    assert len({ln.get_color() for ln in xs}) == 2  # r=1 and r=4 stopped
+    assert [ln.get_color() for ln in ax.get_lines() if ln.get_label() == STOP_LABEL] == ["0.6"]
     rungs = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
     assert sorted(ln.get_xdata()[0] for ln in rungs) == [1.0, 2.0] == drawn["rungs"]
     assert any(ln.get_label() == RUNG_LABEL for ln in rungs)
@@ -542,10 +562,37 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     assert asha_rungs(2, 3, 20) == [2, 6, 18]
 
 
+def test_stopped_trials_xs_that_coincide_are_set_side_by_side():
+    from analysis.curves import _stop_markers
+    from analysis.plots import new_figure
+
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
+    ax.plot([1, 2, 3], [2.0, 1.0, 1.5])
+    # Two trials stopped at the same epoch with the same value, a third far below.
+    _stop_markers(ax, [(1.0, 1.8, "a"), (1.0, 1.8, "b"), (1.0, 1.1, "c")], ["red", "blue", "green"], "stopped")
+    fig.draw_without_rendering()
+    xs = [ln for ln in ax.get_lines() if ln.get_marker() == "X" and len(ln.get_xdata())]
+    at = [ln.get_transform().transform(ln.get_xydata())[0] * 72 / fig.dpi for ln in xs]  # points
+    assert abs(at[1][0] - at[0][0]) >= 9 and at[1][1] == pytest.approx(at[0][1])  # side by side
+    assert at[2][0] == pytest.approx(at[0][0])  # not in the way: where it is
+
+
+def test_the_training_loss_axis_says_when_the_loss_is_label_smoothed():
+    import pandas as pd
+
+    from analysis.curves import _train_loss_label
+
+    assert _train_loss_label(pd.DataFrame({"train.label_smoothing": [0.1, 0.1]})) == \
+        "training loss (label smoothing 0.1)"
+    assert _train_loss_label(pd.DataFrame({"train.label_smoothing": [0.0, 0.0]})) == "training loss"
+    assert _train_loss_label(pd.DataFrame({"train.lr": [1e-3]})) == "training loss"
+
+
 def test_a_curve_ends_at_the_last_reports_own_value_where_the_final_one_is_restored_weights(rank_data, store):
     """keep_best: the final report's val_loss is the restored best weights' and the last
     report's own is ``last_val_loss``; the curve ends at the latter, the former is a marker."""
-    from analysis.plots import RESTORED_LABEL, learning_curves
+    from analysis.curves import RESTORED_LABEL, learning_curves
 
     task, t = rank_data.tasks["e2e"], rank_data.trials.copy()
     a = rank_data.sweep(store["ids"]["A"])
