@@ -174,6 +174,8 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         if len(ranks) > 1:
             ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
         notes[ax] = _trainable_pct(ax, points[points["metric"] == name])
+        if notes[ax]:
+            ax.margins(y=0.12)  # room above the highest point for its note
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     _figure_legend(fig, axes[:len(panels)])
