@@ -207,7 +207,8 @@ def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies:
         cells = heatmap.lr_rank_cells(mt, select.name, select.mode)
         fig, drawn = heatmap.lr_rank_figure(
             cells, heading=select.heading, mode=select.mode, fmt=select.fmt,
-            title=f"{studies} ({mt['task'].iloc[0]}), model {label}: {select.heading} by lr and rank")
+            title=f"{studies} ({mt['task'].iloc[0]}), model {label}: {select.heading} by lr and rank "
+                  "(each cell its best completed trial: the best seed, where the tables give the median)")
         parts.append(_figure(report, fig, drawn, f"lr_rank_{slug(mt['task'].iloc[0])}_{slug(label)}",
                              f"Model {label}: {select.heading} of the best completed trial of each learning "
                              "rate and rank (over seeds and the other settings); - where none completed."))
