@@ -131,13 +131,16 @@ def _table(table: RefTable, matched: Sequence[Any], task: TaskInfo, grouping: Gr
            ) -> tuple[Table, pd.DataFrame]:
     specs = _metrics(task)
     metrics = [specs[m] for m in table.metrics if m in specs]
+    # What picked the source's row but is not a column of ours (a rank fixed in every trial).
+    unseen = [k for k in table.match if k not in grouping.keys]
     headers = ["model"] + [short_name(k) for k in grouping.keys] + \
         [f"{short_name(k)} (chosen)" for k in grouping.nuisance] + \
+        [f"{short_name(k)} (source row)" for k in unseen] + \
         [f"{m.heading}: ours / source / Δ%" for m in metrics]
     rows, long = [], []
     for s, src, stand_in in matched:
         row = [model_legend(s["model"])] + [fmt_value(s[k]) for k in grouping.keys] + \
-            [chosen_text(s, k) for k in grouping.nuisance]
+            [chosen_text(s, k) for k in grouping.nuisance] + [fmt_value(src.get(k)) for k in unseen]
         for m in metrics:
             cell, record = _cell(table, m, s, src, stand_in)
             row.append(cell)

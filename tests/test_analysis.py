@@ -391,6 +391,10 @@ def test_a_rank_tuned_as_a_nuisance_setting_gets_a_note_not_an_empty_rank_plot(r
     assert any(n.startswith("task e2e: the LoRA rank was tuned (a nuisance setting), not studied, so no "
                             "rank plots") for n in report.notes)
     assert "e2e" in report.tables  # the table: one row per seed, the chosen r beside it
+    # Each comparison names the source row its r picked: the r its row chose.
+    for table in report.comparisons["e2e"].tables:
+        rows = [dict(zip(table.headers, row)) for row in table.rows]
+        assert rows and all(row["r (source row)"] == row["r (chosen)"].split(" ")[0] for row in rows), rows
 
 
 # --------------------------------------------------------------------------- plots
