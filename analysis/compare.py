@@ -175,7 +175,7 @@ def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str
 
 def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[str]:
     notes = [f"source: {table.source}" + (f", transcribed from {table.file}" if table.file
-                                          else " (not in /work/shared/sources)"), table.note,
+                                          else " (not one of the source reports transcribed)"), table.note,
              "Δ% = (ours - source) / |source| x 100: positive when ours is higher (for a loss, "
              "higher is worse); ours is the median over seeds of each row's chosen trials"]
     fractions = [m.heading for m in metrics if table.units[m.name] == "fraction"]

@@ -1,6 +1,6 @@
 """analysis.references: the sources' numbers as data, checked by hand against the sources.
 
-The expected numbers below were read off the tables in /work/shared/sources (file and table
+The expected numbers below were read off the tables of the source reports (file and table
 named beside each) and the LoRA paper, not taken from the loader; the arithmetic (units,
 deviations) is worked out by hand.
 """

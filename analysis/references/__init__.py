@@ -62,7 +62,7 @@ class RefTable:
     label: str
     source: str
     file: str | None
-    """Where in /work/shared/sources the numbers were transcribed from (None: not there)."""
+    """The source report (file name) the numbers were transcribed from; None: not one of them."""
     kind: str
     match: tuple[str, ...]
     units: Mapping[str, str]
