@@ -14,6 +14,7 @@ storage URI gets ``./results/...`` as the results CSV does).
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,12 +23,11 @@ from typing import Any
 from trainables.errors import UserError
 
 
-def report_dir(study: str, cfgs: list[Any], *, name: str | None) -> Path:
-    from sweeps.storage import storage_path
-
-    storage = storage_path(cfgs[0])
-    root = Path("results") if "://" in storage else Path(storage)
-    stem = f"{name}-report" if name else f"{study}-{cfgs[0].preset}-report-{time.strftime('%Y%m%d-%H%M%S')}"
+def report_dir(study: str, preset: str, outcomes: list[Any], *, name: str | None) -> Path:
+    """Beside the first sweep's results folder (``<storage>/<sweep>/``, ``./results/<sweep>/``
+    for cloud storage): the storage each sweep ran with, a resumed one's stored one too."""
+    root = outcomes[0].csv_path.parent.parent
+    stem = f"{name}-report" if name else f"{study}-{preset}-report-{time.strftime('%Y%m%d-%H%M%S')}"
     return root / stem
 
 
@@ -39,15 +39,15 @@ def report_study(study: str, cfgs: list[Any], outcomes: list[Any], *, name: str 
     from trainables.mlflow_names import default_tracking_uri
 
     _quiet()
-    uri = cfgs[0].tracking_uri or default_tracking_uri()
-    out = report_dir(study, cfgs, name=name)
+    uri = outcomes[0].tracking_uri or cfgs[0].tracking_uri or default_tracking_uri()
+    out = report_dir(study, cfgs[0].preset, outcomes, name=name)
     try:
         data = load(uri, sweep_ids=[o.parent_run_id for o in outcomes])
         report = build_report(data, out)
         log_report(data, report)
     except (UserError, OSError, ValueError) as e:
         print(f"error: the analysis report was not written ({e}); the sweeps are in MLflow: "
-              f"python -m analysis.report --tracking-uri {uri} "
+              f"python -m analysis.report --tracking-uri {shlex.quote(uri)} "
               + " ".join(f"--sweep {o.parent_run_id}" for o in outcomes) + " --out DIR",
               file=sys.stderr)
         return 1

@@ -31,6 +31,8 @@ class Outcome:
     """MLflow records that could not be written (the store stayed unreachable), per trial."""
     interrupted: str | None = None
     """The signal that interrupted the sweep (SIGINT, SIGTERM), or None."""
+    tracking_uri: str = ""
+    """The MLflow store the sweep recorded into (a resumed sweep's own, stored one)."""
 
 
 def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
@@ -164,7 +166,7 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
     else:
         code = 1 if counts[FAILED] or lost else 0
     return Outcome(rows=rows, counts=counts, csv_path=csv_path, parent_run_id=parent, exit_code=code,
-                   lost=lost, interrupted=interrupted)
+                   lost=lost, interrupted=interrupted, tracking_uri=plan.tracking_uri)
 
 
 def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[dict[str, Any]]:

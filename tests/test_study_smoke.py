@@ -102,6 +102,17 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     total = count_questions(smoke_squad_data() / "train-v1.1.json")
     assert int(stats["data.train_examples"]) + int(stats["data.train_skipped"]) == min(TRAIN_LIMIT, total)
     _check_report(s, ["rank_squad", "curves_t"])
+    # Resumed (finished: nothing left to run) from another folder, as the command the sweep
+    # prints on an interruption names it: the report reads the sweep's stored MLflow store
+    # and goes beside its stored Tune storage, not where the command ran.
+    import shutil
+
+    shutil.rmtree(s["report"])
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    code, out = run_study_here("squad_grid", ["--resume", "--name", "t", "--storage", str(s["root"] / "rr")],
+                               cwd=elsewhere)
+    assert code == 0, out[-3000:]
+    assert (s["report"] / "report.html").is_file() and not list(elsewhere.iterdir())
 
 
 def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets, one_local_ray):
