@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -124,22 +125,52 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
             raise UserError(verb, f"no {cfg.study} sweep to {verb} under {storage}")
         data = max(found, key=lambda item: item[0])[1]
     stored = from_dict(SweepConfig, data)
+    if cfg.name and stored.study and stored.study != cfg.study:
+        raise UserError("name", f"sweep {cfg.name!r} under {storage} is a {stored.study} sweep, not "
+                                f"{cfg.study}: --{verb} it with {_study_command(stored.study)}")
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
                    storage=cfg.storage or stored.storage)
+
+
+def _study_command(study: str) -> str:
+    from sweeps.study_file import STUDY_FILES
+
+    if (Path(__file__).parent / f"{study}.py").is_file():
+        return f"python sweeps/{study}.py"
+    if study in STUDY_FILES:
+        return f"python -m sweeps.run --config {shlex.quote(str(STUDY_FILES[study]))}"
+    return "the command that launched it"
 
 
 def check_unchanged(cfg: SweepConfig, given: list[tuple[str, str]], *, verb: str = "resume") -> None:
     """Refuse flags that would change a sweep ``--resume`` (or ``--extend``) continues as it
     was launched: ``given`` holds each flag as typed with the setting it sets (``('--set
     train.lr=5', 'trial.train.lr')``); a flag that repeats the stored value is fine."""
-    stored = to_dict(stored_config(cfg, verb=verb))
-    mine = to_dict(cfg)
+    launched = stored_config(cfg, verb=verb)
+    stored, mine = to_dict(launched), to_dict(cfg)
     for flag, dotted in given:
         ours, theirs = _get(mine, dotted), _get(stored, dotted)
         if ours != theirs:
-            raise UserError(flag.split()[0], f"{flag} would change the sweep (stored {dotted.removeprefix('trial.')}: "
-                                             f"{theirs!r}); --{verb} continues it as it was launched, changing only "
-                                             "--tracking-uri and --storage: drop the flag, or start a new sweep")
+            key = dotted.removeprefix("trial.")
+            was = _searched(launched, key) or f"stored {key}: {theirs!r}"
+            raise UserError(flag.split()[0], f"{flag} would change the sweep ({was}); --{verb} continues it as it "
+                                             "was launched, changing only --tracking-uri and --storage: drop the "
+                                             "flag, or start a new sweep")
+
+
+def _searched(cfg: SweepConfig, key: str) -> str | None:
+    """How the sweep's search space draws ``key`` (``its space searches train.lr: grid [0.002,
+    2e-05]``), or None where it does not (or the space cannot be read)."""
+    from search_spaces import load_space
+
+    try:
+        space = load_space(cfg.space, base=to_dict(cfg.trial))
+    except (UserError, OSError, ValueError):
+        return None
+    for p in space.swept:
+        if p.key == key:
+            return f"its space searches {key}: {p.kind} {list(p.values)}"
+    return None
 
 
 def _get(data: dict[str, Any], dotted: str) -> Any:

@@ -236,8 +236,14 @@ CASES = [
     # --- --extend: a finished optuna sweep's study gets more trials
     ("resume-with-a-changed-setting", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--set",
                                             "train.lr=5"], "--set",
-     "--set train.lr=5 would change the sweep (stored train.lr: 0.0002); --resume continues it as it was "
-     "launched", _stored_smoke_sweep),
+     "--set train.lr=5 would change the sweep (its space searches train.lr: grid [0.002, 2e-05]); --resume "
+     "continues it as it was launched", _stored_smoke_sweep),
+    ("resume-with-a-changed-fixed-setting", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--set",
+                                                  "train.epochs=9"], "--set",
+     "--set train.epochs=9 would change the sweep (stored train.epochs: 3.0); --resume", _stored_smoke_sweep),
+    ("resume-another-studys-sweep", SQUAD, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "name",
+     "sweep 'done' under {tmp}/old is a rank_e2e sweep, not squad_grid: --resume it with python "
+     "sweeps/rank_e2e.py", _stored_smoke_sweep),
     ("resume-with-another-preset", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--preset", "paper"],
      "--preset", "--preset paper would change the sweep (stored preset: 'smoke')", _stored_smoke_sweep),
     ("resume-with-more-samples", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--num-samples", "3",
