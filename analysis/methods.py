@@ -45,7 +45,10 @@ def method_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]
     return out
 
 
-def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", title: str = "") -> str:
+def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", title: str = "",
+           source: dict[str, str] | None = None) -> str:
+    """The methods table; ``source``: the source's number for each method (text, ``F1 92.00``),
+    a last column where given."""
     from tabulate import tabulate
 
     def f(v: Any, spec: str) -> str:
@@ -53,8 +56,9 @@ def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", ti
 
     body = [[r["method"], f"{r['completed']}/{r['trials']}", f(r["metric"], fmt),
              f(r[K.trainable_params], "{:,}"), f(r[K.samples_per_s], "{:.1f}"), f(r[K.peak_mem_mb], "{:.0f}")]
-            for r in table]
-    headers = ["method", "completed", heading, "trainable params", "samples/s", "peak MB"]
+            + ([source.get(str(r["method"]), "-")] if source else []) for r in table]
+    headers = ["method", "completed", heading, "trainable params", "samples/s", "peak MB"] + \
+        (["source"] if source else [])
     text = tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
     return (f"\n  {title}\n" if title else "\n") + text
 

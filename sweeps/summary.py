@@ -239,17 +239,21 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
               f"its best completed trial by {task.metric.heading}; every trial is in the results CSV")
     else:
         print(render_table(rows, swept, task, final=generated))
-    from analysis.references import reference_for
+    from analysis.references import method_references, reference_for
 
+    methods = any("adapter.method" in p.keys for p in swept) and rows
+    per_method, cited = method_references(plan.cfg.study, plan.cfg.trial.task) if methods else ({}, "")
     reference, note = reference_for(plan.cfg.trial)
-    if reference and generated:
+    if per_method and generated:
+        print(f"  reference ({cited}): each method's, in the methods table below")
+    elif reference and generated:
         ref = "  ".join(f"{s.heading} {reference[s.name]:g}" for s in task.final_metrics
                         if s.name in reference)
         print(f"  reference ({note}): {ref}")
     if task.final_metrics and not generated:
         print("  generation metrics off (eval.generate=false)")
-    if any("adapter.method" in p.keys for p in swept) and rows:
-        _compare_methods(plan, task, rows, out_dir, recorder, parent)
+    if methods:
+        _compare_methods(plan, task, rows, out_dir, recorder, parent, per_method if generated else {})
     _print_seed_medians(rows, swept, task, reference)
     for note in sorted({r["note"] for r in rows if r.get("note")}):
         print(f"  note: {note}")
@@ -385,16 +389,18 @@ def _print_lost(plan: Plan, recorder: Any, lost: dict[str, list[str]]) -> None:
 
 
 def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir: Path, recorder: Any,
-                     parent: str) -> None:
-    """A sweep over ``adapter.method``: the quality / speed / memory table of its methods
-    (printed, ``methods.csv``) and its plot (``methods.png``), both also on the parent run."""
+                     parent: str, per_method: dict[str, dict[str, float]]) -> None:
+    """A sweep over ``adapter.method``: its methods' quality / speed / memory table (printed with
+    ``per_method``'s source numbers, ``methods.csv``) and plot (``methods.png``), also logged."""
     from analysis.methods import method_rows, plot, render
 
     spec = task.final_metrics[0] if task.final_metrics and plan.cfg.trial.eval.generate else task.metric
     table = method_rows(rows, spec.name)
     title = f"methods on {plan.cfg.trial.task} ({spec.heading}: median over completed trials; " \
             f"peak memory {'GPU' if plan.cfg.resources.gpus_per_trial else 'process RSS'})"
-    print(render(table, heading=spec.heading, fmt=spec.fmt, title=title))
+    source = {method: "  ".join(f"{m.heading} {m.fmt.format(values[m.name])}" for m in task.final_metrics
+                                if m.name in values) for method, values in per_method.items()}
+    print(render(table, heading=spec.heading, fmt=spec.fmt, title=title, source=source))
     path = out_dir / "methods.csv"
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))

@@ -176,6 +176,14 @@ def test_variants_glue_smoke_records_quality_speed_and_memory_per_method(variant
     for method in trials:
         assert f"\n{method} " in table
     assert "trainable params" in table and "samples/s" in table and "peak MB" in table
+    # Beside each method, the study's own source: UT Austin Table 1's MRPC F1 (0.92, 0.92,
+    # 0.91, 0.91, 0.92 for full, LoRA, DoRA, LoRA-FA, VeRA), not the LoRA paper's LoRA row.
+    assert "reference (UT Austin LoRA reproduction, Table 1, RoBERTa-base): each method's, in the methods " \
+           "table below" in variants["out"] and "Table 2" not in variants["out"]
+    lines = {words[0]: line.rstrip() for line in table.splitlines() if (words := line.split()) and words[0] in trials}
+    for method, f1 in {"full": 92, "lora": 92, "dora": 91, "lora-fa": 91, "vera": 92}.items():
+        assert method in lines and lines[method].endswith(f"F1 {f1:.2f}"), table
+    assert all(lines[m].endswith(" -") for m in set(trials) - {"full", "lora", "dora", "lora-fa", "vera"})
 
 
 # --------------------------------------------------------------------------- the best trial

@@ -254,6 +254,19 @@ SUMMARY_TABLES: dict[str, tuple[str, Any]] = {
 }
 
 
+def method_references(study: str, task: str) -> tuple[dict[str, dict[str, float]], str]:
+    """A method-comparison study's own numbers for ``task``, per method (``adapter.method`` ->
+    ``{metric: value on lorasweep's scale}``), and their citation; ``({}, "")`` where the
+    study's references hold no table matched on the method alone."""
+    for table in load().values():
+        rows = table.rows_for(task, None) if table.study == study and table.match == ("adapter.method",) else []
+        if rows:
+            per_method = {str(r["adapter.method"]): {m: table.value(r, m) for m in table.metrics
+                                                     if r.get(m) is not None} for r in rows}
+            return per_method, ", ".join(t for t in (table.source, model_label(rows[0]["model"])) if t)
+    return {}, ""
+
+
 def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     """The published numbers a sweep of the trial config ``trial`` is shown beside, on
     lorasweep's scale, and their citation: the row of its task's summary table for its model
