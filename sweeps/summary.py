@@ -15,6 +15,7 @@ from sweeps.grouping import leaves_nothing_to_prune
 from sweeps.optuna_store import record_pareto
 from sweeps.plan import Plan
 from sweeps.tracking.links import print_links
+from sweeps.summary_tables import extra_report_metrics, render_group_table, render_table
 from sweeps.tracking.store import flush_timeout_s
 from trainables.mlflow_names import default_tracking_uri
 from trainables.report import K
@@ -184,7 +185,7 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[di
             "status": status_of(result, recorder), "epoch": m.get("epoch"),
             task.metric.name: m.get(task.metric.name),
         })
-        for spec in (*_extra_report_metrics(task), *task.final_metrics):
+        for spec in (*extra_report_metrics(task), *task.final_metrics):
             row[spec.name] = m.get(spec.name)
         row["note"] = m.get("final_note", "")
         row.update({K.samples_per_s: m.get(K.samples_per_s), K.peak_mem_mb: m.get(K.peak_mem_mb),
@@ -296,7 +297,7 @@ def _best_metrics(task: Any, rows: list[dict[str, Any]], best: dict[str, Any] | 
         values = [r[task.metric.name] for r in rows if finite(r.get(task.metric.name))]
         pick = min if task.metric.mode == "min" else max
         return {f"best_{task.metric.name}": float(pick(values))} if values else {}
-    names = (task.metric.name, *(s.name for s in (*_extra_report_metrics(task), *task.final_metrics)),
+    names = (task.metric.name, *(s.name for s in (*extra_report_metrics(task), *task.final_metrics)),
              K.trainable_params)
     return {f"best_{n}": float(best[n]) for n in names if finite(best.get(n))}
 
@@ -308,14 +309,16 @@ def _record_parent(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
     from mlflow.entities import Metric
 
     from sweeps.stopping import interruption_tags
-    from trainables.mlflow_names import BEST_RUN_TAG, BEST_TRIAL_TAG, FAILED
+    from trainables.mlflow_names import BEST_RUN_TAG, BEST_TRIAL_TAG, FAILED, STOPPED
     from sweeps.tracking.mlflow_calls import log_batch, now_ms
 
-    metrics = [Metric(f"trials_{k}", float(v), now_ms(), 0) for k, v in counts.items()]
+    # Step: the trials ended so far (an interrupted, resumed or extended sweep's summaries in order).
+    step = sum(counts[k] for k in ("completed", STOPPED, FAILED))
+    metrics = [Metric(f"trials_{k}", float(v), now_ms(), step) for k, v in counts.items()]
     if plan.cfg.max_trainable_params:
-        metrics.append(Metric("trials_rejected_over_budget", float(len(plan.rejected)), now_ms(), 0))
+        metrics.append(Metric("trials_rejected_over_budget", float(len(plan.rejected)), now_ms(), step))
     best = best_completed(rows, task)
-    metrics += [Metric(k, v, now_ms(), 0) for k, v in _best_metrics(task, rows, best).items()]
+    metrics += [Metric(k, v, now_ms(), step) for k, v in _best_metrics(task, rows, best).items()]
     status = "FAILED" if rows and counts[FAILED] == len(rows) else "FINISHED"
     tags = interruption_tags(plan, interrupted) if interrupted else {}
     if best is not None:
@@ -461,60 +464,3 @@ def _log_best_predictions(client: Any, parent: str, best: dict[str, Any] | None)
         local.rename(target)
         client.log_artifact(parent, str(target))
     print(f"  predictions of the best trial ({best['mlflow_run_id']}): best_predictions.csv in the parent run")
-
-
-def _extra_report_metrics(task: Any) -> tuple[Any, ...]:
-    """The task's per-report validation metrics other than the one optimised."""
-    return tuple(s for s in task.report_metrics if s.name != task.metric.name)
-
-
-def _count(v: Any) -> str:
-    """A parameter count as ``1,234,567``."""
-    return f"{int(v):,}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
-
-
-def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str, ...], task: Any, *,
-                       final: bool = True) -> str:
-    """The end-of-sweep table of a grouped sweep: one row per group (its scientific values),
-    with the settings its best completed trial chose, how many of its trials completed or
-    stopped, and that trial's metrics (median and range over seeds with replicates)."""
-    from tabulate import tabulate
-
-    from analysis.groups import best_per_group
-
-    keys = [p.short for p in swept if p.key in groups]
-    chosen = [p.short for p in swept if p.key not in groups]
-    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
-    specs = [(task.metric.name, task.metric.heading, "{:.4f}"), *((s.name, s.heading, s.fmt) for s in finals)]
-    headers = ([k for k in keys if k != "seed"] + chosen + ["trials", "% trainable", "trainable"]
-               + [heading for _, heading, _ in specs])
-    body = []
-    for group in best_per_group(rows, scientific=keys, metric=task.metric.name, mode=task.metric.mode):
-        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s in ("completed", "stopped_early", "failed",
-                                                                  "unfinished") if (n := group.count(s)))
-        cells = [fmt_value(v, "{:.3g}") for v in group.values.values()]
-        cells += ["/".join(fmt_value(v, "{:.3g}") for v in group.chosen_values(k)) or "-" for k in chosen]
-        cells += [f"{len(group.trials)}: {counts}"]
-        best = group.chosen[0] if group.chosen else {}
-        cells += [fmt_value(best.get(K.trainable_pct), "{:.4f}"), _count(best.get(K.trainable_params))]
-        for name, _, fmt in specs:
-            stat = group.stat(name)
-            cells.append(stat.text(fmt) if stat else "-")
-        body.append(cells)
-    return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
-
-
-def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bool = True) -> str:
-    """The end-of-sweep table: swept values, % trainable, status, the metric, final metrics."""
-    from tabulate import tabulate
-
-    finals = (*_extra_report_metrics(task), *(task.final_metrics if final else ()))
-    headers = [p.short for p in swept] + ["% trainable", "trainable", "status", task.metric.heading] + \
-        [s.heading for s in finals]
-    body = []
-    for r in rows:
-        body.append([fmt_value(r.get(p.short), "{:.3g}") for p in swept]
-                    + [fmt_value(r.get(K.trainable_pct), "{:.4f}"), _count(r.get(K.trainable_params)), r["status"],
-                       fmt_value(r.get(task.metric.name), "{:.4f}")]
-                    + [fmt_value(r.get(s.name), s.fmt) for s in finals])
-    return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)

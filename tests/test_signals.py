@@ -202,6 +202,12 @@ def _check_all_recorded(client, found, outage: dict[str, float]) -> None:
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert not {"lorasweep.interrupted", "lorasweep.resume_with"} & set(parents[0].data.tags)
     assert len(children) == 2 and parents[0].data.metrics["trials_completed"] == 2.0
+    # A summary per driver that reached the server (the two interrupted ones and the last: the
+    # one cut off is redone by the last), each at the number of trials ended by then, so that
+    # in the metric's history they follow one another.
+    summaries = sorted(client.get_metric_history(parents[0].info.run_id, "trials_completed"), key=lambda m: m.timestamp)
+    assert len(summaries) == 3 and [m.step for m in summaries] == sorted(m.step for m in summaries)
+    assert (summaries[-1].step, summaries[-1].value) == (2, 2.0)
     during = 0
     for c in children:
         assert c.info.status == "FINISHED" and c.data.tags["lorasweep.status"] == "completed"
