@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -168,6 +169,9 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
     # Ray's warning saying so would be a second line beside a one-line bad-input error.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
         lambda record: not record.getMessage().startswith("Token authentication is enabled"))
+    # An interrupted sweep's trials that never reported have no results file yet; Tune's
+    # warning that it could not read them reads like lost data. Any other failure still shows.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_not_only_unreported)
     # Started from RayStarter's thread, Ray cannot install its SIGTERM handler (Python allows
     # that in the main thread only) and warns; RayStarter installs the same one.
     logging.getLogger("ray._private.worker").addFilter(
@@ -179,6 +183,14 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
     ray.init(address=address, include_dashboard=dashboard, logging_level=logging.WARNING, log_to_driver=True,
              runtime_env=runtime_env, **port)
     return True
+
+
+def _not_only_unreported(record: logging.LogRecord) -> bool:
+    """False for Tune's "Failed to fetch metrics" warning when every trial it lists lacks its
+    results file (it never reported), so the warning is dropped; True for every other record."""
+    lines = record.getMessage().splitlines()
+    return not (lines[0].startswith("Failed to fetch metrics for") and len(lines) > 1
+                and all("FileNotFoundError" in line for line in lines[1:]))
 
 
 def free_port() -> int:

@@ -44,3 +44,23 @@ def test_an_outcome_the_recorder_has_wins(tmp_path):
     assert status_of(_result(trial_id="d", training_iteration=1, epoch=1.0), recorder) == "unfinished"
     failed = Result(metrics={"trial_id": "e"}, checkpoint=None, error=RuntimeError("boom"), path="/nowhere")
     assert status_of(failed, recorder) == "failed"
+
+
+def test_tunes_warning_about_trials_that_never_reported_is_dropped_and_no_other():
+    """An interrupted sweep's pending trials have no results file: Tune's warning listing them
+    only is dropped (it reads like lost data); a listing with another failure is kept."""
+    import logging
+
+    from ray.tune.analysis import experiment_analysis
+
+    from sweeps.ray_start import _not_only_unreported
+
+    assert experiment_analysis.logger.name == "ray.tune.analysis.experiment_analysis"  # the logger filtered
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord(experiment_analysis.logger.name, logging.WARNING, __file__, 1, msg, None, None)
+
+    pending = "Failed to fetch metrics for 2 trial(s):\n- t1: FileNotFoundError('a')\n- t2: FileNotFoundError('b')"
+    assert not _not_only_unreported(record(pending))
+    assert _not_only_unreported(record(pending.replace("FileNotFoundError('b')", "ValueError('bad row')")))
+    assert _not_only_unreported(record("something else"))
