@@ -175,10 +175,14 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[di
     swept = plan.space.swept
     compare_methods = any("adapter.method" in p.keys for p in swept)
     rows: list[dict[str, Any]] = []
+    # A trial that never reported (waiting when the sweep was interrupted) has no config in its
+    # Result; Tune's trial has it.
+    analysis = getattr(results, "_experiment_analysis", None)
+    configs = {t.trial_id: t.config for t in getattr(analysis, "trials", None) or []}
     for result in results:
         m = result.metrics or {}
         tid = trial_id_of(result)
-        cfg_hp = result.config or {}
+        cfg_hp = result.config or configs.get(tid) or {}
         row: dict[str, Any] = {p.short: cfg_hp.get(p.key) for p in swept}
         row.update({
             K.trainable_pct: m.get(K.trainable_pct), K.trainable_params: m.get(K.trainable_params),
