@@ -47,7 +47,7 @@ def print_header(plan: Plan, parent: str, experiment_id: str) -> None:
         n = len(plan.group_points or [])
         which = f"studies {plan.name}/group-0..{n - 1} (one per group)" if n else f"study {plan.name}"
         print(f"  Optuna {which} in {plan.study_storage}")
-    print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:g} epochs, "
+    print(f"  scheduler: {scheduler_text(plan)}; max {plan.max_epoch:.3g} epochs, "
           f"{plan.stats.get('train_examples', '?')} training examples")
     print(f"  MLflow: {plan.tracking_uri} experiment '{plan.experiment}' (id {experiment_id}), "
           f"parent run {parent}")
