@@ -329,7 +329,7 @@ def _colors(n: int, *, qualitative: bool = False) -> list[Any]:
     return [cmap(0.5)] if n == 1 else [cmap(0.9 * i / (n - 1)) for i in range(n)]
 
 
-# --------------------------------------------------------------------------- learning curves
+# --------------------------------------------------------------------------- importances
 
 
 def importance_figure(importances: dict[str, float], *, title: str, evaluator: str) -> Figure:
