@@ -125,7 +125,7 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
             raise UserError(verb, f"no {cfg.study} sweep to {verb} under {storage}")
         data = max(found, key=lambda item: item[0])[1]
     stored = from_dict(SweepConfig, data)
-    if cfg.name and stored.study and stored.study != cfg.study:
+    if cfg.name and data.get("study") not in (None, cfg.study):
         raise UserError("name", f"sweep {cfg.name!r} under {storage} is a {stored.study} sweep, not "
                                 f"{cfg.study}: --{verb} it with {_study_command(stored.study)}")
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
