@@ -100,14 +100,22 @@ class StopSignals:
                 signal.signal(signal.SIGINT, self._on_sigint)
 
 
+def study_script(study: str) -> list[str]:
+    """The command that runs ``study``: ``python -m sweeps.run --config FILE`` for the study
+    file this process loaded, otherwise its script in ``sweeps/``."""
+    from sweeps.study_file import STUDY_FILES
+
+    file = STUDY_FILES.get(study)
+    return ["python", *(["-m", "sweeps.run", "--config", str(file)] if file else [f"sweeps/{study}.py"])]
+
+
 def resume_command(cfg: Any, name: str) -> str:
     """The command that finishes an interrupted sweep (a study file's: ``python -m sweeps.run
     --config FILE``)."""
     from sweeps.study_file import STUDY_FILES, load_study, read_study
 
     file = STUDY_FILES.get(cfg.study)
-    script = ["-m", "sweeps.run", "--config", str(file)] if file else [f"sweeps/{cfg.study}.py"]
-    parts = ["python", *script, "--resume", "--name", name]
+    parts = [*study_script(cfg.study), "--resume", "--name", name]
     if cfg.part:
         try:
             flag = (read_study(file) if file else load_study(cfg.study)).part_flag

@@ -133,12 +133,13 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
 
 
 def _study_command(study: str) -> str:
+    """How to run the stored sweep's study: :func:`~sweeps.stopping.study_script`, or for a
+    study neither built in nor loaded here, a pointer to its own launch command."""
+    from sweeps.stopping import study_script
     from sweeps.study_file import STUDY_FILES
 
-    if (Path(__file__).parent / f"{study}.py").is_file():
-        return f"python sweeps/{study}.py"
-    if study in STUDY_FILES:
-        return f"python -m sweeps.run --config {shlex.quote(str(STUDY_FILES[study]))}"
+    if study in STUDY_FILES or (Path(__file__).parent / f"{study}.py").is_file():
+        return shlex.join(study_script(study))
     return "the command that launched it"
 
 
