@@ -264,7 +264,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
         print(f"  note: {note}")
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
-    print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early by ASHA, "
+    print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early, "
           f"{counts[FAILED]} failed{unfinished}{rejected}")
     for r in rows:
         if r["status"] == FAILED:

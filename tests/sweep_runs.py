@@ -36,7 +36,7 @@ def _recorded(out: str, uri: str, experiment: str, completed: int | None) -> Sim
     from mlflow import MlflowClient
 
     if completed is not None:
-        assert f"{completed} completed, 0 stopped early by ASHA, 0 failed" in out
+        assert f"{completed} completed, 0 stopped early, 0 failed" in out
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     return SimpleNamespace(out=out, client=client,

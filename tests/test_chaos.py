@@ -83,7 +83,7 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
     (sweep_dir / "results.csv").rmdir()
     done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "3 completed, 0 stopped early by ASHA, 0 failed" in done.stdout
+    assert "3 completed, 0 stopped early, 0 failed" in done.stdout
     _check_every_trial_once(client, uri, space, tmp_path / "rr" / name, done.stdout)
     # The trials killed while reporting left their checkpoint scratch directories; the trials
     # after them removed those, and their own when they ended.

@@ -86,7 +86,7 @@ def test_the_extending_doc_adds_a_task_method_space_and_study_that_run(tmp_path)
     proc = run(root, tmp_path, "--preset", "smoke", "--set", "adapter.method=mica", "--tracking-uri", uri,
                "--storage", str(tmp_path / "rr"), "--name", "yelp")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "1 completed, 0 stopped early by ASHA, 0 failed" in proc.stdout
+    assert "1 completed, 0 stopped early, 0 failed" in proc.stdout
 
     from mlflow import MlflowClient
 

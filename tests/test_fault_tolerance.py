@@ -32,7 +32,7 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:] + proc.stderr[-3000:]
-    assert "1 completed, 0 stopped early by ASHA, 2 failed" in out
+    assert "1 completed, 0 stopped early, 2 failed" in out
     assert "failed after 2 attempts: lr+batch_size=[1000000.0, 16]" in out
     assert "FloatingPointError: train loss is nan at step" in out
     assert "failed after 2 attempts: lr+batch_size=[0.002, 4096]" in out
