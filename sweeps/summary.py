@@ -152,7 +152,7 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
         writer.writerows(rows)
     _print_summary(plan, task, rows, counts, out_dir, recorder, parent, interrupted)
     record_pareto(plan, rows, recorder, lambda r: f"{_label(r, plan.space.swept)} ({task.metric.heading} "
-                  f"{fmt_value(r.get(task.metric.name), '{:.4f}')}, {fmt_value(r.get(K.trainable_params), '{:,}')})")
+                  f"{fmt_value(r.get(task.metric.name), task.metric.fmt)}, {fmt_value(r.get(K.trainable_params), '{:,}')})")
     print(f"  results CSV: {csv_path.resolve()}")
     print_links(plan.tracking_uri, recorder.experiment_id, parent, plan.name)
     _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
@@ -344,7 +344,7 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
     if best is None:
         return
     run = best["mlflow_run_id"]
-    value = fmt_value(best.get(task.metric.name), "{:.4f}")
+    value = fmt_value(best.get(task.metric.name), task.metric.fmt)
     print(f"  best trial: {_label(best, plan.space.swept)} ({best['trial_id']}), {task.metric.heading} {value}")
     tied = [r for r in rows if r is not best and r["status"] == "completed" and r.get(task.metric.name) ==
             best[task.metric.name]]
@@ -352,7 +352,7 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
         print(f"    tied with {len(tied)} other completed trial(s) at {task.metric.heading} {value}: "
               "the metric does not tell them apart (the first is shown)")
     if best["trial_id"] in lost:
-        print("    its adapter is not in MLflow yet (see above)")
+        print("    its weights are not in MLflow yet (see above)")
         return
     where = f"runs:/{run}/adapter"
     try:
@@ -364,7 +364,8 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
     import shlex
 
     uri = "" if plan.tracking_uri == default_tracking_uri() else f" --tracking-uri {shlex.quote(plan.tracking_uri)}"
-    print(f"    its adapter: {where}")
+    full = best.get("method", plan.cfg.trial.adapter.method) == "full"
+    print(f"    {'its model (full fine-tuning)' if full else 'its adapter'}: {where}")
     print(f"    export it: python -m sweeps.export --run {parent}{uri} --out {shlex.quote(plan.name + '-best')}  "
           "(--merge: merged model)")
 

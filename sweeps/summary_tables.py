@@ -31,7 +31,7 @@ def render_group_table(rows: list[dict[str, Any]], swept: Any, groups: tuple[str
     keys = [p.short for p in swept if p.key in groups]
     chosen = [p.short for p in swept if p.key not in groups]
     finals = (*extra_report_metrics(task), *(task.final_metrics if final else ()))
-    specs = [(task.metric.name, task.metric.heading, "{:.4f}"), *((s.name, s.heading, s.fmt) for s in finals)]
+    specs = [(task.metric.name, task.metric.heading, task.metric.fmt), *((s.name, s.heading, s.fmt) for s in finals)]
     headers = ([k for k in keys if k != "seed"] + chosen + ["trials", "% trainable", "trainable"]
                + [heading for _, heading, _ in specs])
     body = []
@@ -61,6 +61,6 @@ def render_table(rows: list[dict[str, Any]], swept: Any, task: Any, *, final: bo
     for r in rows:
         body.append([fmt_value(r.get(p.short), "{:.3g}") for p in swept]
                     + [fmt_value(r.get(K.trainable_pct), "{:.4f}"), _count(r.get(K.trainable_params)), r["status"],
-                       fmt_value(r.get(task.metric.name), "{:.4f}")]
+                       fmt_value(r.get(task.metric.name), task.metric.fmt)]
                     + [fmt_value(r.get(s.name), s.fmt) for s in finals])
     return "\n" + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)

@@ -25,15 +25,20 @@ def test_a_best_trial_tied_with_others_says_so(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("scientific:\n  r: {grid: [2, 4, 8, 16]}\n")
     plan = SimpleNamespace(space=load_space(str(space), base=to_dict(TrialConfig())), tracking_uri=f"sqlite:///{tmp_path / 'none.db'}",
-                           name="s")
+                           name="s", cfg=SimpleNamespace(trial=TrialConfig()))
     rows = [{"trial_id": f"t{r}", "r": r, "status": "completed", "mlflow_run_id": f"run{r}", "val_mcc": mcc}
             for r, mcc in ((2, 0.0), (4, 0.0), (8, -0.1), (16, 0.0))]
     _print_best(plan, get_task("glue-cola"), rows, "parent", {})
     out = capsys.readouterr().out
-    assert "best trial: r=2 (t2), val MCC 0.0000" in out
-    assert "tied with 2 other completed trial(s) at val MCC 0.0000" in out
+    assert "best trial: r=2 (t2), val MCC 0.00" in out
+    assert "tied with 2 other completed trial(s) at val MCC 0.00" in out
+    assert "    its adapter: runs:/run2/adapter" in out
     _print_best(plan, get_task("glue-cola"), rows[2:], "parent", {})
     assert "tied with" not in capsys.readouterr().out
     plan.name = "quo'te x"  # the printed command pastes into a shell as one argument
     _print_best(plan, get_task("glue-cola"), rows, "parent", {})
     assert "--out 'quo'\"'\"'te x-best'" in capsys.readouterr().out
+    # Full fine-tuning saves the whole model where an adapter would be.
+    full = [{**row, "method": "full"} for row in rows]
+    _print_best(plan, get_task("glue-cola"), full, "parent", {})
+    assert "    its model (full fine-tuning): runs:/run2/adapter" in capsys.readouterr().out

@@ -8,6 +8,7 @@ format, real peft LoRA on Conv2d layers, real local Ray and a real MLflow SQLite
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -374,6 +375,11 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
     assert "14,090" in proc.stdout and "158,170" in proc.stdout and "test Acc" in proc.stdout
     adapter = {a.path for a in client.list_artifacts(trials["lora"].info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in adapter
+    best = re.search(r"best trial: (.*) \(", proc.stdout).group(1)
+    assert best in ("method=lora", "method=full"), best
+    # The best trial's weights are named for what they are: a whole model for full fine-tuning.
+    said = "its model (full fine-tuning)" if best == "method=full" else "its adapter"
+    assert f"{said}: runs:/{trials[best.split('=')[1]].info.run_id}/adapter" in proc.stdout
     assert Path(tmp_path / "ray_results" / "cl" / "results.csv").is_file()
 
 
