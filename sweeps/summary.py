@@ -154,7 +154,7 @@ def summarise(plan: Plan, task: Any, results: Any, recorder: Any, parent: str, *
     record_pareto(plan, rows, recorder, lambda r: f"{_label(r, plan.space.swept)} ({task.metric.heading} "
                   f"{fmt_value(r.get(task.metric.name), task.metric.fmt)}, {fmt_value(r.get(K.trainable_params), '{:,}')})")
     print(f"  results CSV: {csv_path.resolve()}")
-    print_links(plan.tracking_uri, recorder.experiment_id, parent, plan.name)
+    print_links(plan.tracking_uri, recorder.experiment_id, parent, plan.name, (task.metric.name, task.metric.mode))
     _record_parent(plan, task, rows, counts, csv_path, recorder, parent, interrupted)
     lost = recorder.flush(max(5.0, deadline - time.monotonic()))
     recorder.save_journal()

@@ -19,10 +19,17 @@ def test_a_local_store_links_to_mlflow_ui_on_its_default_address(capsys):
     assert links.sweep == ("http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
                            "&searchFilter=tags.%60lorasweep.sweep%60%20%3D%20%27rank_e2e-smoke-1%27"
                            "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true")
-    print_links("sqlite:///mlruns.db", "3", "abc123", "rank_e2e-smoke-1")
+    # The summary's link lists the trials best first by the task's metric: ascending for a loss,
+    # descending for an accuracy.
+    loss = ui_links("sqlite:///mlruns.db", "3", "abc123", "rank_e2e-smoke-1", ("val_loss", "min"))
+    assert loss.sweep == links.sweep.replace("orderByKey=tags.%60mlflow.runName%60&orderByAsc=true",
+                                             "orderByKey=metrics.%60val_loss%60&orderByAsc=true")
+    acc = ui_links("sqlite:///mlruns.db", "3", "abc123", "s", ("val_accuracy", "max"))
+    assert acc.sweep.endswith("&orderByKey=metrics.%60val_accuracy%60&orderByAsc=false")
+    print_links("sqlite:///mlruns.db", "3", "abc123", "rank_e2e-smoke-1", ("val_loss", "min"))
     out = capsys.readouterr().out
     assert "mlflow ui --backend-store-uri sqlite:///mlruns.db  (serves http://127.0.0.1:5000)" in out
-    assert links.sweep in out and links.parent in out
+    assert loss.sweep in out and links.parent in out
 
 
 def test_a_tracking_server_links_to_its_own_address():

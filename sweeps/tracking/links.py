@@ -3,9 +3,10 @@ experiment description.
 
 MLflow 3's UI opens an experiment on its GenAI overview (traces) unless the URL names the
 "Model training" workspace (``workflowType=machine_learning``), and its runs table nests
-child runs under a collapsed parent while it is sorted by start time (the default). The
-sweep's link therefore filters the table to the sweep's runs and sorts it by run name, which
-lists the parent and every trial flat, with no click."""
+child runs under a collapsed parent while it is unfiltered or sorted by start time (the
+default). The sweep's link therefore filters the table to the sweep's runs and sorts it by the
+task's metric, best first (or by run name), which lists every trial flat, with no click, and the
+parent run (which has no such metric) after them."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ BY_START_TIME = "attributes.start_time"
 @dataclass(frozen=True)
 class UiLinks:
     sweep: str
-    """The experiment's runs table filtered to the sweep: its parent run and every trial."""
+    """The experiment's runs table filtered to the sweep: every trial, best first, and its
+    parent run."""
     parent: str
     """The sweep's parent run."""
     experiment: str
@@ -57,15 +59,19 @@ def sweep_filter(sweep: str) -> str:
     return f"tags.`{SWEEP_TAG}` = {filter_value(sweep)}"
 
 
-def ui_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str) -> UiLinks | None:
-    """The sweep's MLflow UI links, or None where the store has no MLflow UI of its own."""
+def ui_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
+             best_first: tuple[str, str] | None = None) -> UiLinks | None:
+    """The sweep's MLflow UI links, or None where the store has no MLflow UI of its own.
+    ``best_first``: the metric and its mode (``("val_loss", "min")``) that order the sweep's
+    runs, best first; without it they are in run-name order."""
     where = ui_base(tracking_uri)
     if where is None:
         return None
     base, served_by = where
     page = f"{base}/#/experiments/{experiment_id}"
-    query = urlencode({**WORKSPACE, "searchFilter": sweep_filter(sweep), "orderByKey": BY_RUN_NAME,
-                       "orderByAsc": "true"}, quote_via=quote)
+    key, ascending = (f"metrics.`{best_first[0]}`", best_first[1] == "min") if best_first else (BY_RUN_NAME, True)
+    query = urlencode({**WORKSPACE, "searchFilter": sweep_filter(sweep), "orderByKey": key,
+                       "orderByAsc": str(ascending).lower()}, quote_via=quote)
     # The study's table with the UI's default view, named: without it the UI restores the
     # search and sort last used on the experiment (the browser keeps them).
     study = urlencode({**WORKSPACE, "searchFilter": "", "orderByKey": BY_START_TIME, "orderByAsc": "false"},
@@ -74,10 +80,11 @@ def ui_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: s
                    experiment=f"{page}/runs?{study}", served_by=served_by)
 
 
-def print_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str) -> None:
+def print_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep: str,
+                best_first: tuple[str, str] | None = None) -> None:
     """The summary's MLflow lines: the store, the parent run and where to see them."""
     print(f"  MLflow: parent run {parent_run_id} in {tracking_uri}")
-    links = ui_links(tracking_uri, experiment_id, parent_run_id, sweep)
+    links = ui_links(tracking_uri, experiment_id, parent_run_id, sweep, best_first)
     if links is None:
         return
     if links.served_by:
