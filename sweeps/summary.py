@@ -429,7 +429,8 @@ def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir:
 def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
                         reference: dict[str, float]) -> None:
     """With seed replicates: the median of each final metric over the completed seeds of every
-    configuration (what the LoRA paper reports), beside the published number."""
+    configuration; with no other setting swept, beside the published number (the reference is
+    one configuration's: a sweep of ranks shows it once, in its own line with its rank)."""
     import statistics
 
     if not any(p.short == "seed" for p in swept):
@@ -445,7 +446,7 @@ def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
             vals = [r[spec.name] for r in group if isinstance(r.get(spec.name), (int, float))
                     and math.isfinite(r[spec.name])]
             if vals:
-                ref = f" (paper {reference[spec.name]:g})" if spec.name in reference else ""
+                ref = f" (paper {reference[spec.name]:g})" if spec.name in reference and not others else ""
                 parts.append(f"{spec.heading} {spec.fmt.format(statistics.median(vals))}{ref}")
         label = " ".join(f"{k}={v}" for k, v in zip(others, key))
         if parts:
