@@ -28,7 +28,7 @@ from sweep_runs import ONE_AT_A_TIME, run_study_here
 pytestmark = pytest.mark.integration
 
 GLUE_METRICS = {
-    "glue-mnli": {"accuracy_m", "accuracy_mm"}, "glue-sst2": {"accuracy"},
+    "glue-mnli": {"accuracy", "accuracy_m", "accuracy_mm"}, "glue-sst2": {"accuracy"},
     "glue-mrpc": {"accuracy", "f1"}, "glue-cola": {"mcc", "accuracy"}, "glue-qnli": {"accuracy"},
     "glue-qqp": {"accuracy", "f1"}, "glue-rte": {"accuracy"}, "glue-stsb": {"pearson", "spearman"},
 }

@@ -51,6 +51,8 @@ PREP_VERSION = 1
 
 SPLIT_POLICIES = ("paper", "holdout", "resplit")
 
+#: The test name of the metrics over every test set pooled (a task with several).
+POOLED = "all"
 METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "macro_f1": "macro-F1", "mcc": "MCC",
                   "pearson": "Pearson", "spearman": "Spearman"}
 
@@ -247,13 +249,16 @@ class ClassificationTask(PerExampleLogits, Task):
         cls.report_metrics = (cls.metric, MetricSpec(VAL_LOSS, "min", "val loss"),
                               *(MetricSpec(f"val_{m}", "max", f"val {METRIC_FORMATS[m]}", "{:.2f}")
                                 for m in cls.metric_names[1:]))
+        # Several test sets (MNLI's matched and mismatched dev sets): each one's metrics, after
+        # the metrics of them pooled (unsuffixed; the LoRA paper's "overall" MNLI accuracy).
+        pooled = cls.test_names[:0] if len(cls.test_names) == 1 else (POOLED,)
         cls.final_metrics = tuple(
             MetricSpec(cls._final_name(m, t), "max", f"{METRIC_FORMATS[m]}{cls._suffix(t)}", "{:.2f}")
-            for t in cls.test_names for m in cls.metric_names)
+            for t in (*pooled, *cls.test_names) for m in cls.metric_names)
 
     @classmethod
     def _suffix(cls, test_name: str) -> str:
-        return "" if len(cls.test_names) == 1 else f"_{test_name}"
+        return "" if len(cls.test_names) == 1 or test_name == POOLED else f"_{test_name}"
 
     @classmethod
     def _final_name(cls, metric: str, test_name: str) -> str:
@@ -452,15 +457,20 @@ class ClassificationTask(PerExampleLogits, Task):
         collate = self.collate(tokenizer)
         out_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {}
+        every_label, every_pred = [], []
         for name in self.test_names:
             loader = DataLoader(data.test[name], batch_size=cfg.train.eval_batch_size, collate_fn=collate)
             _, preds, labels, _ = self._predict(model, loader, device)
             for metric, value in compute(self.metric_names, labels, preds).items():
                 results[self._final_name(metric, name)] = value
+            every_label += list(labels)
+            every_pred += list(preds)
             with open(out_dir / f"{name}_predictions.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["index", "label", "prediction"])
                 w.writerows(zip(range(len(preds)), labels, preds))
+        if len(self.test_names) > 1:
+            results.update(compute(self.metric_names, every_label, every_pred))
         if "predict" in data.test:
             loader = DataLoader(data.test["predict"], batch_size=cfg.train.eval_batch_size, collate_fn=collate)
             _, preds, _, _ = self._predict(model, loader, device)

@@ -6,7 +6,7 @@ layout of the GLUE download script (``glue_data/<TASK>/train.tsv``, ``dev.tsv``;
 own folder. Both are turned into the same :class:`~trainables.tasks.classification.Example`
 rows, with the hub's label ids, and from there share every line of code.
 
-Metrics as the paper reports them: accuracy (MNLI matched and mismatched, SST-2, QNLI, RTE),
+Metrics as the paper reports them: accuracy (MNLI: matched, mismatched and both pooled, SST-2, QNLI, RTE),
 accuracy and F1 (MRPC, QQP), Matthews correlation (CoLA), Pearson and Spearman (STS-B, a
 regression head). Each task is registered as ``glue-<task>`` (``glue-rte``, ...).
 """
