@@ -99,10 +99,12 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
     frames = []
     ours = [(s, *references.resolve_model(s["model"])) for _, s in summary.iterrows()]
     for table in task.references:
-        matched = [(s, src, stand_in) for s, name, stand_in in ours if name is not None
-                   for src in [table.find(task.name, name, settings_of(s, trials, grouping))] if src]
+        hits = [(s, src, stand_in, mine) for s, name, stand_in in ours if name is not None
+                for mine in [settings_of(s, trials, grouping)] for src in [table.find(task.name, name, mine)] if src]
+        matched = [hit[:3] for hit in hits]
         if matched:
             cmp_table, frame = _table(table, matched, task, grouping)
+            cmp_table.notes[2:2] = _setup_notes(table, [hit[3] for hit in hits])
             out.tables.append(cmp_table)
             frames.append(frame)
             out.stand_ins |= any(stand_in for _, _, stand_in in matched)
@@ -110,6 +112,20 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
             out.notes += _unmatched(table, task, ours, grouping)
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
+
+
+def _setup_notes(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note naming each setting the source ran every row with (``setup``) that rows of ours
+    compared with it ran otherwise; the deviations include that difference."""
+    differ = []
+    for key, theirs in table.setup.items():
+        mine = dict.fromkeys(fmt_value(v) for v in (references.our_value(s, key) for s in ours)
+                             if references.given(v) and not references.same(v, theirs))
+        if mine:
+            differ.append(f"{key} {fmt_value(theirs)} (ours: {', '.join(mine)})")
+    if not differ:
+        return []
+    return [f"setup differs: the source ran {'; '.join(differ)}, so each Δ% includes that difference"]
 
 
 def _unmatched(table: RefTable, task: TaskInfo, ours: Sequence[Any], grouping: Grouping) -> list[str]:

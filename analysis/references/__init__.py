@@ -12,6 +12,8 @@ Each file holds the tables a study is compared with (``<study>.yaml``: ``study``
       task: e2e                      # lorasweep task; or per row
       model: gpt2-medium             # a models.yaml name; or per row
       match: [adapter.r]             # the settings a row of ours is matched on
+      setup: {adapter.targets: qv}   # settings the source ran every row with: a row of ours
+                                     # that differs is still compared, with a note saying so
       units: {BLEU: percent, METEOR: fraction, NIST: value}
       not_comparable: {METEOR: why}  # printed, never turned into a deviation
       columns: [adapter.r, BLEU, ...]   # then rows are lists; or rows are mappings
@@ -70,6 +72,9 @@ class RefTable:
     note: str = ""
     not_comparable: Mapping[str, str] = field(default_factory=dict)
     printed: Mapping[str, str] = field(default_factory=dict)
+    setup: Mapping[str, Any] = field(default_factory=dict)
+    """Settings the source ran every row with (``adapter.targets``): not matched on, but a row
+    of ours run otherwise is said to be."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -165,13 +170,16 @@ def _table(path: Path, study: str, tid: str, spec: Mapping[str, Any]) -> RefTabl
             raise _fail(path, f"{where}.rows[{i}]", f"{sorted(unknown)} are neither metrics with a "
                                                      "unit nor match keys")
         rows.append(row)
+    setup = spec.get("setup") or {}
+    if not isinstance(setup, dict):
+        raise _fail(path, f"{where}.setup", f"{setup!r}; expected a mapping of settings to values")
     not_comparable = dict(spec.get("not_comparable") or {})
     if set(not_comparable) - set(units):
         raise _fail(path, f"{where}.not_comparable", f"{sorted(set(not_comparable) - set(units))} have no unit")
     return RefTable(id=tid, study=study, label=spec["label"], source=spec["source"], file=spec["file"],
                     kind=spec["kind"], match=tuple(spec.get("match") or ()), units=units, rows=tuple(rows),
                     note=" ".join(str(spec.get("note") or "").split()), not_comparable=not_comparable,
-                    printed=dict(spec.get("printed") or {}))
+                    printed=dict(spec.get("printed") or {}), setup=dict(setup))
 
 
 @functools.lru_cache(maxsize=4)
