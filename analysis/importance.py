@@ -168,14 +168,16 @@ class EdgeWarning:
 
 
 def best_trial(trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec) -> pd.Series | None:
-    """The trial with the best ``metric`` among those that count towards it."""
+    """The trial with the best ``metric`` among those that count towards it; of trials tied at
+    that value, the first by trial id (the one the sweep named best and recorded)."""
     if metric.name not in trials:
         return None
     ok = trials[eligible(trials, task, metric.name) & trials[metric.name].notna()]
     if ok.empty:
         return None
     vals = ok[metric.name].astype(float)
-    return ok.loc[vals.idxmin() if metric.mode == "min" else vals.idxmax()]
+    tied = ok[vals == (vals.min() if metric.mode == "min" else vals.max())]
+    return tied.sort_values("trial_id", kind="stable").iloc[0] if "trial_id" in tied else tied.iloc[0]
 
 
 def edge_position(p: SpaceParam, value: float) -> float | None:

@@ -257,8 +257,12 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
         row += [st.text(m.fmt) if (st := stat(s, m.name)) else "-" for m in metrics]
         rows.append(row)
     n_lead = len(headers) - len(metrics)
-    best = {(int(summary[m.name].idxmin() if m.mode == "min" else summary[m.name].idxmax()), n_lead + j)
-            for j, m in enumerate(metrics) if summary[m.name].notna().sum() > 1}
+    best = set()
+    for j, m in enumerate(metrics):  # every row at the best value (ties too), unless all are
+        col = summary[m.name]
+        top = col.index[col == (col.min() if m.mode == "min" else col.max())]
+        if col.notna().sum() > 1 and len(top) < col.notna().sum():
+            best |= {(int(i), n_lead + j) for i in top}
     return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
                  best=best, notes=table_notes(task, grouping, select),

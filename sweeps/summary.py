@@ -286,12 +286,13 @@ def _label(row: dict[str, Any], swept: Any) -> str:
 
 def best_completed(rows: list[dict[str, Any]], task: Any) -> dict[str, Any] | None:
     """The completed trial with the best value of the task's metric that has an MLflow run (the
-    one whose adapter the sweep recorded), or None."""
-    key = task.metric.name
+    one whose adapter the sweep recorded), or None. Of trials tied at that value, the first by
+    trial id, as the report picks it (:func:`analysis.importance.best_trial`)."""
+    key, sign = task.metric.name, -1 if task.metric.mode == "max" else 1
     done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id") and finite(r.get(key))]
     if not done:
         return None
-    return (max if task.metric.mode == "max" else min)(done, key=lambda r: r[key])
+    return min(done, key=lambda r: (sign * r[key], str(r["trial_id"])))
 
 
 def _best_metrics(task: Any, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
@@ -350,7 +351,7 @@ def _print_best(plan: Plan, task: Any, rows: list[dict[str, Any]], parent: str,
             best[task.metric.name]]
     if tied:
         print(f"    tied with {len(tied)} other completed trial(s) at {task.metric.heading} {value}: "
-              "the metric does not tell them apart (the first is shown)")
+              "the metric does not tell them apart (the first by trial id is shown)")
     if best["trial_id"] in lost:
         print("    its weights are not in MLflow yet (see above)")
         return
@@ -402,7 +403,10 @@ def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir:
     ``per_method``'s source numbers, ``methods.csv``) and plot (``methods.png``), also logged."""
     from analysis.methods import method_rows, plot, render
 
-    spec = task.final_metrics[0] if task.final_metrics and plan.cfg.trial.eval.generate else task.metric
+    finals = task.final_metrics if plan.cfg.trial.eval.generate else ()
+    # The metric the source reports, where it reports one of ours (MRPC: F1, not accuracy).
+    cited = [m for m in finals if any(m.name in values for values in per_method.values())]
+    spec = (cited or finals or (task.metric,))[0]
     table = method_rows(rows, spec.name)
     title = f"methods on {plan.cfg.trial.task} ({spec.heading}: median over completed trials; " \
             f"peak memory {'GPU' if plan.cfg.resources.gpus_per_trial else 'process RSS'})"

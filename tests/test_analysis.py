@@ -340,6 +340,14 @@ def test_paper_table_cells_status_chosen_lr_and_csv(rank_data, summary, groups):
     # Best BLEU: gpt2-medium r=16, median of 72.0 and 72.5.
     assert "**72.25 (72.00-72.50, 2 seeds)**" in md and "stopped early" in md
     assert "reference" not in md and "66.50 (66.00-67.00, 2 seeds)" in to_html(table)
+    # Rows tied at the best value are all bold; a column where every row ties, none.
+    tied = summary.copy()
+    tied.loc[[0, 2], "BLEU"] = tied["BLEU"].max()
+    tied["CIDEr"] = 1.0
+    marked = paper_table(tied, task, groups).best
+    bleu, cider = table.headers.index("BLEU"), table.headers.index("CIDEr")
+    assert {i for i, j in marked if j == bleu} == {0, 2, int(summary["BLEU"].idxmax())}
+    assert not any(j == cider for _, j in marked)
     csv = table.frame
     assert {"lr_chosen", "val_loss", "val_loss_low", "val_loss_high", "val_loss_n", "run_ids"} <= set(csv.columns)
     row = csv[(csv["model"] == "gpt2") & (csv["r"] == 16)].iloc[0]

@@ -26,11 +26,11 @@ def test_a_best_trial_tied_with_others_says_so(tmp_path, capsys):
     space.write_text("scientific:\n  r: {grid: [2, 4, 8, 16]}\n")
     plan = SimpleNamespace(space=load_space(str(space), base=to_dict(TrialConfig())), tracking_uri=f"sqlite:///{tmp_path / 'none.db'}",
                            name="s", cfg=SimpleNamespace(trial=TrialConfig()))
-    rows = [{"trial_id": f"t{r}", "r": r, "status": "completed", "mlflow_run_id": f"run{r}", "val_mcc": mcc}
+    rows = [{"trial_id": f"t{r:02d}", "r": r, "status": "completed", "mlflow_run_id": f"run{r}", "val_mcc": mcc}
             for r, mcc in ((2, 0.0), (4, 0.0), (8, -0.1), (16, 0.0))]
     _print_best(plan, get_task("glue-cola"), rows, "parent", {})
     out = capsys.readouterr().out
-    assert "best trial: r=2 (t2), val MCC 0.00" in out
+    assert "best trial: r=2 (t02), val MCC 0.00" in out
     assert "tied with 2 other completed trial(s) at val MCC 0.00" in out
     assert "    its adapter: runs:/run2/adapter" in out
     _print_best(plan, get_task("glue-cola"), rows[2:], "parent", {})
@@ -64,3 +64,22 @@ def test_seed_medians_show_the_published_number_only_beside_one_configuration(ca
     assert "paper" not in out
     _print_seed_medians(rows[:3], [seed], task, reference)
     assert "median over 3 seeds: BLEU 11.00 (paper 70.4)" in capsys.readouterr().out
+
+
+def test_the_sweep_and_the_report_pick_the_same_trial_of_a_tie():
+    """Trials tied at the best value: the summary and the report both take the first by trial
+    id, whatever order the rows come in (the summary's is by swept value)."""
+    import pandas as pd
+
+    from analysis.importance import best_trial
+    from analysis.load import TaskInfo
+    from sweeps.summary import best_completed
+    from trainables.tasks.registry import get_task
+
+    task = get_task("glue-sst2")
+    rows = [{"trial_id": tid, "status": "completed", "mlflow_run_id": f"run-{tid}", "val_accuracy": acc, "r": r}
+            for tid, acc, r in (("a_00003", 85.5, 2), ("a_00001", 85.5, 16), ("a_00002", 80.0, 4))]
+    for order in (rows, rows[::-1], sorted(rows, key=lambda row: row["r"])):
+        assert best_completed(order, task)["trial_id"] == "a_00001"
+        info = TaskInfo(task.name, task.metric, task.final_metrics)
+        assert best_trial(pd.DataFrame(order), info, task.metric)["trial_id"] == "a_00001"
