@@ -99,17 +99,20 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
     frames = []
     ours = [(s, *references.resolve_model(s["model"])) for _, s in summary.iterrows()]
     for table in task.references:
-        hits = [(s, src, stand_in, mine) for s, name, stand_in in ours if name is not None
-                for mine in [settings_of(s, trials, grouping)] for src in [table.find(task.name, name, mine)] if src]
+        mine = [settings_of(s, trials, grouping) for s, _, _ in ours]
+        hits = [(s, src, stand_in, values) for (s, name, stand_in), values in zip(ours, mine) if name is not None
+                for src in [table.find(task.name, name, values)] if src]
         matched = [hit[:3] for hit in hits]
+        left_out = _left_out(table, [v for (_, name, _), v in zip(ours, mine)
+                                     if name is not None and table.rows_for(task.name, name)])
         if matched:
             cmp_table, frame = _table(table, matched, task, grouping)
-            cmp_table.notes[2:2] = _setup_notes(table, [hit[3] for hit in hits])
+            cmp_table.notes[2:2] = _setup_notes(table, [hit[3] for hit in hits]) + left_out
             out.tables.append(cmp_table)
             frames.append(frame)
             out.stand_ins |= any(stand_in for _, _, stand_in in matched)
         else:
-            out.notes += _unmatched(table, task, ours, grouping)
+            out.notes += left_out or _unmatched(table, task, ours, grouping)
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 
@@ -126,6 +129,20 @@ def _setup_notes(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str
     if not differ:
         return []
     return [f"setup differs: the source ran {'; '.join(differ)}, so each Δ% includes that difference"]
+
+
+def _left_out(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note naming the values of ours that the table's ``only`` leaves out of it."""
+    parts = []
+    for key, want in table.only.items():
+        other = dict.fromkeys(fmt_value(v) for s in ours
+                              if references.given(v := references.our_value(s, key)) and not references.same(v, want))
+        if other:
+            parts.append(f"{short_name(key)} {', '.join(other)}")
+    if not parts:
+        return []
+    ran = ", ".join(f"{short_name(k)} {fmt_value(v)}" for k, v in table.only.items())
+    return [f"{table.label} ran {ran} only: rows of ours with {'; '.join(parts)} are not compared with it"]
 
 
 def _unmatched(table: RefTable, task: TaskInfo, ours: Sequence[Any], grouping: Grouping) -> list[str]:

@@ -688,6 +688,22 @@ def test_a_table_no_row_of_ours_matches_is_a_note(rank_data, summary, groups):
     assert found.notes == ["LoRA paper Table 3 (GPT-2 M; r: 4) matches no row of ours (r: 1, 16)"]
 
 
+def test_a_table_of_lora_numbers_leaves_other_methods_out(rank_data, groups):
+    """The sources' rank tables ran LoRA: rows of ours with another method are not compared
+    with them (a note says so); LoRA rows of another model still are."""
+    from analysis.compare import compare
+    from analysis.tables import summarise
+
+    t = rank_data.trials.copy()
+    t.loc[t["model"] == "gpt2", "adapter.method"] = "dora"
+    task = rank_data.tasks["e2e"]
+    found = compare(summarise(t, task, groups), t, task, groups)
+    assert "tuw-t7" not in set(found.frame["table"]) and "tuw-t4" in set(found.frame["table"])
+    assert set(found.frame["our_model"]) == {"gpt2-medium"}
+    assert "TU Wien reproduction Table 7 ran method lora only: rows of ours with method dora are not " \
+           "compared with it" in found.notes
+
+
 def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data, groups):
     from analysis.compare import compare, source_curves
     from analysis.plots import rank_figure

@@ -14,6 +14,7 @@ Each file holds the tables a study is compared with (``<study>.yaml``: ``study``
       match: [adapter.r]             # the settings a row of ours is matched on
       setup: {adapter.targets: qv}   # settings the source ran every row with: a row of ours
                                      # that differs is still compared, with a note saying so
+      only: {adapter.method: lora}   # a row of ours with another value is not compared
       units: {BLEU: percent, METEOR: fraction, NIST: value}
       not_comparable: {METEOR: why}  # printed, never turned into a deviation
       columns: [adapter.r, BLEU, ...]   # then rows are lists; or rows are mappings
@@ -75,6 +76,9 @@ class RefTable:
     setup: Mapping[str, Any] = field(default_factory=dict)
     """Settings the source ran every row with (``adapter.targets``): not matched on, but a row
     of ours run otherwise is said to be."""
+    only: Mapping[str, Any] = field(default_factory=dict)
+    """Settings without which a row of ours is not compared (``adapter.method: lora``: the
+    source ran LoRA only)."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -91,9 +95,16 @@ class RefTable:
     def rows_for(self, task: str, model: str | None) -> list[Mapping[str, Any]]:
         return [r for r in self.rows if r.get("task") == task and (model is None or r.get("model") == model)]
 
+    def excludes(self, values: Mapping[str, Any]) -> bool:
+        """Whether settings ``values`` ran otherwise than the table's ``only`` allows."""
+        return any(given(v := our_value(values, k)) and not same(v, want) for k, want in self.only.items())
+
     def find(self, task: str, model: str, values: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The row of ``task`` and ``model`` whose match keys equal ``values`` (a setting the
-        row leaves out matches anything); None when no row does."""
+        row leaves out matches anything); None when no row does, or when ``values`` ran
+        otherwise than ``only`` allows."""
+        if self.excludes(values):
+            return None
         for row in self.rows_for(task, model):
             if all(row.get(k) is None or same(row[k], our_value(values, k)) for k in self.match):
                 return row
@@ -170,16 +181,17 @@ def _table(path: Path, study: str, tid: str, spec: Mapping[str, Any]) -> RefTabl
             raise _fail(path, f"{where}.rows[{i}]", f"{sorted(unknown)} are neither metrics with a "
                                                      "unit nor match keys")
         rows.append(row)
-    setup = spec.get("setup") or {}
-    if not isinstance(setup, dict):
-        raise _fail(path, f"{where}.setup", f"{setup!r}; expected a mapping of settings to values")
+    setup, only = spec.get("setup") or {}, spec.get("only") or {}
+    for key, value in (("setup", setup), ("only", only)):
+        if not isinstance(value, dict):
+            raise _fail(path, f"{where}.{key}", f"{value!r}; expected a mapping of settings to values")
     not_comparable = dict(spec.get("not_comparable") or {})
     if set(not_comparable) - set(units):
         raise _fail(path, f"{where}.not_comparable", f"{sorted(set(not_comparable) - set(units))} have no unit")
     return RefTable(id=tid, study=study, label=spec["label"], source=spec["source"], file=spec["file"],
                     kind=spec["kind"], match=tuple(spec.get("match") or ()), units=units, rows=tuple(rows),
                     note=" ".join(str(spec.get("note") or "").split()), not_comparable=not_comparable,
-                    printed=dict(spec.get("printed") or {}), setup=dict(setup))
+                    printed=dict(spec.get("printed") or {}), setup=dict(setup), only=dict(only))
 
 
 @functools.lru_cache(maxsize=4)
