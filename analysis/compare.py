@@ -35,11 +35,17 @@ from trainables.tasks.base import MetricSpec
 TRAINABLE = MetricSpec(K.trainable_pct, "max", "% trainable", "{:.4f}")
 #: What :func:`source_curves` gives for each source point a rank plot draws.
 SOURCE_COLUMNS = ["model", "our_model", "stand_in", "table", "label", "kind", "r", "metric", "value"]
-STAND_IN_RULE = ("a smoke model (an offline stand-in such as gpt2-s) is compared with the sources' "
-                 "numbers for the model it stands for (analysis/references/models.yaml: gpt2-s for "
-                 "GPT-2 S, gpt2-m for GPT-2 M, gpt2-l for GPT-2 L), so that the tables and plots have "
-                 "the shape of the real study; its deviations, marked (smoke), measure a tiny model "
-                 "on synthetic data and are no reproduction result")
+def stand_in_rule(stand_ins: Mapping[str, str]) -> str:
+    """The report's note on smoke stand-ins: ``stand_ins`` maps each recorded model that is one
+    to the models.yaml name of the model it stands for."""
+    from analysis.tables import model_label
+
+    which = ", ".join(sorted(f"{model_label(ours)} for {references.model_label(name)}"
+                             for ours, name in stand_ins.items()))
+    return ("a smoke model (an offline stand-in) is compared with the sources' numbers for the model "
+            f"it stands for (analysis/references/models.yaml: {which}), so that the tables and plots "
+            "have the shape of the real study; its deviations, marked (smoke), measure a tiny model "
+            "on synthetic data and are no reproduction result")
 
 
 def _metrics(task: TaskInfo) -> dict[str, MetricSpec]:
@@ -78,7 +84,8 @@ class Comparison:
     tables: list[Table] = field(default_factory=list)
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
-    stand_ins: bool = False
+    stand_ins: dict[str, str] = field(default_factory=dict)
+    """Each recorded model compared as a stand-in -> the models.yaml name it stands for."""
 
 
 def settings_of(s: Mapping[str, Any], trials: pd.DataFrame, grouping: Grouping) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
             cmp_table.notes[2:2] = _setup_notes(table, [hit[3] for hit in hits]) + left_out
             out.tables.append(cmp_table)
             frames.append(frame)
-            out.stand_ins |= any(stand_in for _, _, stand_in in matched)
+            out.stand_ins.update({s["model"]: src["model"] for s, src, stand_in in matched if stand_in})
         else:
             out.notes += left_out or _unmatched(table, task, ours, grouping)
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

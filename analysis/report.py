@@ -176,7 +176,7 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
         parts += [f"<h3>Ours vs the sources ({html.escape(task.name)})</h3>"]
         parts += [tables.to_html(t) for t in found.tables]
     if found.stand_ins:
-        report.notes.append(f"task {task.name}: {compare.STAND_IN_RULE}")
+        report.notes.append(f"task {task.name}: {compare.stand_in_rule(found.stand_ins)}")
     if grouping.untagged:
         report.notes.append(f"task {task.name}: sweep(s) {', '.join(grouping.untagged)} have no "
                             "lorasweep.scientific tag: every swept setting counts as scientific "
@@ -187,10 +187,24 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
         report.notes.append(f"task {task.name}: the LoRA rank was tuned (a nuisance setting), not "
                             "studied, so no rank plots (a table row per rank needs r among the "
                             "scientific settings); Optuna's parallel-coordinates plot shows r")
+    elif (coupled := _rank_only_with(summary, grouping)):
+        report.notes.append(f"task {task.name}: the LoRA rank changed only together with "
+                            f"{', '.join(coupled)} (one rank each), so no rank plots")
     else:
         parts += _rank_figures(report, summary, task, grouping, select, studies,
                                compare.source_curves(summary, task))
     return "\n".join(parts + _lr_rank_figures(report, tt, data.sweeps, select, studies))
+
+
+def _rank_only_with(summary: Any, grouping: Any) -> list[str]:
+    """The other scientific settings, where no value of them has rows at two ranks (a method
+    study's coupled grid: each method at its own rank); empty where a rank curve exists."""
+    from analysis import tables
+
+    others = [k for k in grouping.keys if k != tables.R_KEY and k in summary]
+    if not others or summary.groupby(others, dropna=False)[tables.R_KEY].nunique().max() > 1:
+        return []
+    return [short_name(k) for k in others]
 
 
 def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies: str) -> list[str]:
@@ -199,11 +213,15 @@ def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies:
     from analysis import heatmap, tables
 
     parts, grid = [], heatmap.on_a_grid(tt, sweeps)
+    method = "adapter.method"
+    methods = grid[method].dropna().unique() if method in grid else []
     for model in dict.fromkeys(grid["model"]):
         mt = grid[grid["model"] == model]
+        if len(methods) > 1:  # a rank means something else to each method: LoRA's only
+            mt = mt[mt[method] == "lora"]
         if not heatmap.varies_lr_and_rank(mt):
             continue
-        label = tables.model_label(model)
+        label = tables.model_label(model) + (", LoRA" if len(methods) > 1 else "")
         cells = heatmap.lr_rank_cells(mt, select.name, select.mode)
         fig, drawn = heatmap.lr_rank_figure(
             cells, heading=select.heading, mode=select.mode, fmt=select.fmt,

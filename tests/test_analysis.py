@@ -705,7 +705,7 @@ def test_a_table_of_lora_numbers_leaves_other_methods_out(rank_data, groups):
 
 
 def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data, groups):
-    from analysis.compare import compare, source_curves
+    from analysis.compare import compare, source_curves, stand_in_rule
     from analysis.plots import rank_figure
     from analysis.tables import summarise
 
@@ -715,7 +715,9 @@ def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data
     task = rank_data.tasks["e2e"]
     summary = summarise(t, task, groups)
     found = compare(summary, t, task, groups)
-    assert found.stand_ins and len(found.tables) == 4
+    assert found.stand_ins == {"/root/.cache/lorasweep/smoke/e2e1/gpt2-s": "gpt2",
+                               "/root/.cache/lorasweep/smoke/e2e1/gpt2-m": "gpt2-medium"} and len(found.tables) == 4
+    assert "(analysis/references/models.yaml: gpt2-m for GPT-2 M, gpt2-s for GPT-2 S)" in stand_in_rule(found.stand_ins)
     for table in found.tables:
         assert table.title.endswith("SMOKE STAND-INS: deviations are not reproduction results")
         assert all("(smoke stand-in for GPT-2 " in row[0] for row in table.rows)
@@ -945,3 +947,20 @@ def test_lr_rank_heatmap_cells_are_the_best_completed_trial(rank_data, tmp_path)
     assert drawn["lr"] == list(LRS) and drawn["r"] == list(RANKS)
     assert drawn["values"] == [[LR_RANK_BLEU[lr][r] for r in RANKS] for lr in LRS]
     assert "lr_rank_e2e_gpt2.png" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_no_rank_curve_where_the_rank_only_changes_with_the_method():
+    """A method study's coupled grid (each method at its own rank) has no rank curve to draw;
+    a rank study per method has."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from analysis.report import _rank_only_with
+
+    grouping = SimpleNamespace(keys=("adapter.method", "adapter.r"))
+    coupled = pd.DataFrame({"adapter.method": ["full", "lora", "vera"], "adapter.r": [8, 8, 256]})
+    assert _rank_only_with(coupled, grouping) == ["method"]
+    per_method = pd.DataFrame({"adapter.method": ["lora", "lora", "vera"], "adapter.r": [4, 8, 256]})
+    assert _rank_only_with(per_method, grouping) == []
+    assert _rank_only_with(per_method, SimpleNamespace(keys=("adapter.r",))) == []
