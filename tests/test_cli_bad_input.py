@@ -233,6 +233,8 @@ CASES = [
      "search.storage", "cannot reach the Optuna study storage postgresql://127.0.0.1:1/x (", None),
     ("name-of-an-existing-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done"], "name",
      "a sweep named 'done' already exists under", _old_sweep),
+    ("name-of-an-existing-sweep-dry-run", E2E, ["--storage", "{tmp}/old", "--name", "done", "--dry-run"], "name",
+     "a sweep named 'done' already exists under", _old_sweep),
     # --- --extend: a finished optuna sweep's study gets more trials
     ("resume-with-a-changed-setting", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--set",
                                             "train.lr=5"], "--set",
