@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, one_of
 
 EXIT_USAGE = 2
 SOURCES = ("--run", "--sweep", "--study")
@@ -93,14 +93,22 @@ def _get_run(client: Any, run_id: str, field: str, uri: str) -> Any:
 
 
 def _latest_sweep(client: Any, field: str, value: str, where: str) -> Any:
-    from trainables.mlflow_names import KIND_TAG
+    from trainables.mlflow_names import KIND_TAG, SWEEP_TAG
 
     ids = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(ids, filter_string=f"tags.`{KIND_TAG}` = 'sweep' and {where}",
                               order_by=["attributes.start_time DESC"], max_results=1) if ids else []
-    if not runs:
-        raise UserError(field, f"no sweep {value!r} in this MLflow store")
-    return runs[0]
+    if runs:
+        return runs[0]
+    # What the store has instead: a sweep of several parts is named <name>-<part>.
+    tag, what, plural = ((SWEEP_TAG, "sweep", "sweeps") if field == "--sweep"
+                         else ("lorasweep.study", "finished sweep of study", "studies"))
+    sweeps = client.search_runs(ids, filter_string=f"tags.`{KIND_TAG}` = 'sweep'", max_results=1000) if ids else []
+    names = sorted({r.data.tags[tag] for r in sweeps if r.data.tags.get(tag)},
+                   key=lambda n: (not n.startswith(f"{value}-"), n))
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    has = f"; its {plural}: {one_of(names[:8])}{more}" if names else ""
+    raise UserError(field, f"no {what} {value!r} in this MLflow store{has}")
 
 
 def best_of(client: Any, parent: Any, field: str, uri: str) -> Any:

@@ -297,8 +297,9 @@ def test_a_run_without_an_adapter_is_one_line_exit_2_and_nothing_written(layouts
 
 @pytest.mark.parametrize("args, message", [
     (["--run", "0123abcd"], "--run: no MLflow run 0123abcd in"),
-    (["--sweep", "nope"], "--sweep: no sweep 'nope' in this MLflow store"),
-    (["--study", "glue_rank"], "--study: no sweep 'glue_rank' in this MLflow store"),
+    (["--sweep", "nope"], "--sweep: no sweep 'nope' in this MLflow store; its sweeps: 'layouts'\n"),
+    (["--study", "glue_rank"], "--study: no finished sweep of study 'glue_rank' in this MLflow store; its studies: "
+                               "'rank_e2e'\n"),
     (["--sweep", "layouts", "--register", " "], "--register: name the registered model"),
     (["--sweep", "layouts", "--push-to-hub", "not a repo!"], "--push-to-hub: 'not a repo!' is not a Hub repository id"),
     (["--sweep", "layouts", "--push-to-hub", "me/adapter"], "--push-to-hub: HF_HUB_OFFLINE is set"),
