@@ -260,8 +260,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
     if methods:
         _compare_methods(plan, task, rows, out_dir, recorder, parent, per_method if generated else {})
     _print_seed_medians(rows, swept, task, reference)
-    for note in sorted({r["note"] for r in rows if r.get("note")}):
-        print(f"  note: {note}")
+    _print_notes(rows, plan.space.swept)
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early, "
@@ -277,6 +276,19 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
     if recorder.interrupted:
         print(f"  {len(recorder.interrupted)} MLflow run(s) of trials interrupted before Tune "
               f"recorded them closed as {INTERRUPTED} (their configurations ran again)")
+
+
+def _print_notes(rows: list[dict[str, Any]], swept: Any, most: int = 4) -> None:
+    """Each trial note once, naming its trials where it is not every trial's."""
+    by_note: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("note"):
+            by_note.setdefault(r["note"], []).append(_label(r, swept))
+    for note in sorted(by_note):
+        labels = by_note[note]
+        more = f" and {len(labels) - most} more" if len(labels) > most else ""
+        which = "" if len(labels) == len(rows) else f" ({', '.join(labels[:most])}{more})"
+        print(f"  note{which}: {note}")
 
 
 def _label(row: dict[str, Any], swept: Any) -> str:

@@ -83,3 +83,19 @@ def test_the_sweep_and_the_report_pick_the_same_trial_of_a_tie():
         assert best_completed(order, task)["trial_id"] == "a_00001"
         info = TaskInfo(task.name, task.metric, task.final_metrics)
         assert best_trial(pd.DataFrame(order), info, task.metric)["trial_id"] == "a_00001"
+
+
+def test_a_trial_note_names_its_trials_unless_every_trial_has_it(capsys):
+    from types import SimpleNamespace
+
+    from sweeps.summary import _print_notes
+
+    swept = [SimpleNamespace(short="r")]
+    rows = [{"trial_id": f"t{r}", "r": r, "note": note} for r, note in
+            ((1, "keep_best: epoch 1 restored"), (4, "METEOR skipped"), (16, "keep_best: epoch 1 restored"))]
+    _print_notes(rows, swept)
+    assert capsys.readouterr().out == "  note (r=4): METEOR skipped\n  note (r=1, r=16): keep_best: epoch 1 restored\n"
+    _print_notes([{**r, "note": "METEOR skipped"} for r in rows], swept)
+    assert capsys.readouterr().out == "  note: METEOR skipped\n"
+    _print_notes([{"trial_id": f"t{i}", "r": i, "note": "x"} for i in range(6)] + [{"trial_id": "u", "r": 9}], swept)
+    assert capsys.readouterr().out == "  note (r=0, r=1, r=2, r=3 and 2 more): x\n"
