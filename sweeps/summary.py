@@ -279,15 +279,19 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
 
 
 def _print_notes(rows: list[dict[str, Any]], swept: Any, most: int = 4) -> None:
-    """Each trial note once, naming its trials where it is not every trial's."""
-    by_note: dict[str, list[str]] = {}
+    """Each trial note once, naming its trials where it is not every trial's (or every
+    completed trial's: a note of the final evaluation)."""
+    by_note: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r.get("note"):
-            by_note.setdefault(r["note"], []).append(_label(r, swept))
+            by_note.setdefault(r["note"], []).append(r)
+    completed = [r for r in rows if r.get("status") == "completed"]
     for note in sorted(by_note):
-        labels = by_note[note]
+        noted = by_note[note]
+        labels = [_label(r, swept) for r in noted]
         more = f" and {len(labels) - most} more" if len(labels) > most else ""
-        which = "" if len(labels) == len(rows) else f" ({', '.join(labels[:most])}{more})"
+        everyone = len(noted) == len(rows) or (completed and noted == completed)
+        which = "" if everyone else f" ({', '.join(labels[:most])}{more})"
         print(f"  note{which}: {note}")
 
 

@@ -99,3 +99,7 @@ def test_a_trial_note_names_its_trials_unless_every_trial_has_it(capsys):
     assert capsys.readouterr().out == "  note: METEOR skipped\n"
     _print_notes([{"trial_id": f"t{i}", "r": i, "note": "x"} for i in range(6)] + [{"trial_id": "u", "r": 9}], swept)
     assert capsys.readouterr().out == "  note (r=0, r=1, r=2, r=3 and 2 more): x\n"
+    # A note of every completed trial's final evaluation (the stopped ones had none).
+    done = [{**r, "status": "completed", "note": "METEOR skipped"} for r in rows[:2]]
+    _print_notes([*done, {"trial_id": "s", "r": 64, "status": "stopped_early"}], swept)
+    assert capsys.readouterr().out == "  note: METEOR skipped\n"
