@@ -328,6 +328,8 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
                                        "train.warmup_ratio", "train.weight_decay", "train.label_smoothing", "seed",
                                        "data.source", "data.format", "data.max_length")
                 if params.get(k) not in (None, "None")}
+    if "train.warmup_ratio" in settings:  # the ratio sets the warmup; the step count is unused
+        settings.pop("train.warmup_steps", None)
     metrics = {k: v for k, v in sorted(trial.data.metrics.items()) if k != "lr"}
     library = "transformers" if merged else "peft"
     lines = ["---", f"library_name: {library}", f"base_model: {base}",
@@ -346,23 +348,25 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
                                            if quantized(cfg) else ""), ""]
     lines += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") and not merged else [])
     lines += _table("Hyperparameters swept", swept) + _table("Settings", settings) + _table("Metrics", metrics)
-    lines += _measured(trial, parent)
+    from trainables.tasks.registry import get_task
+
+    lines += _measured(trial, parent, generates=get_task(cfg.task).peft_task_type == "causal_lm")
     lines += ["## Loading", "", "```python",
               load_snippet(base, meta["base_loading"], adapter=not merged and meta.get("method") != "full"),
               "```", ""]
     return "\n".join(lines)
 
 
-def _measured(trial: Any, parent: Any) -> list[str]:
+def _measured(trial: Any, parent: Any, *, generates: bool) -> list[str]:
     """How the metrics were measured: the evaluation sets' sizes, the decoding settings of a
-    generation task, and which report's weights they (and these weights) are."""
+    generation task (``generates``), and which report's weights they (and these weights) are."""
     params, metrics = trial.data.params, trial.data.metrics
     sizes = {k.removeprefix("data."): v for k, v in (parent.data.params if parent is not None else {}).items()
              if k.startswith("data.") and k.split(".", 1)[1].startswith(("val_", "test_"))}
     lines = ["## How the metrics were measured", ""]
     if sizes:
         lines.append("Validation (`val_*`) and test sets: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ".")
-    if params.get("eval.generate") == "True" and params.get("eval.num_beams") not in (None, "None"):
+    if generates and params.get("eval.generate") == "True" and params.get("eval.num_beams") not in (None, "None"):
         decoding = {k: params.get(f"eval.{k}") for k in ("num_beams", "length_penalty", "no_repeat_ngram_size",
                                                           "max_new_tokens")}
         lines.append("Generated with " + ", ".join(f"{k} {v}" for k, v in decoding.items()) +

@@ -395,3 +395,17 @@ def test_the_model_card_says_how_its_metrics_were_measured():
     assert "report at step 20 (epoch 1)" in text
     plain = NS(data=NS(params={"eval.generate": "False"}, metrics={"val_loss": 1.5}))
     assert _measured(plain, None) == []
+
+
+def test_the_card_gives_decoding_settings_only_for_a_task_that_generates():
+    """A classifier's trial records the eval.* defaults too; its card does not say it generated."""
+    from types import SimpleNamespace
+
+    from sweeps.export import _measured
+
+    params = {"eval.generate": "True", "eval.num_beams": "10", "eval.length_penalty": "0.9",
+              "eval.no_repeat_ngram_size": "4", "eval.max_new_tokens": "64", "data.format": "paper"}
+    trial = SimpleNamespace(data=SimpleNamespace(params=params, metrics={}))
+    parent = SimpleNamespace(data=SimpleNamespace(params={"data.val_examples": "40"}))
+    assert "Generated with num_beams 10" in "\n".join(_measured(trial, parent, generates=True))
+    assert "Generated" not in "\n".join(_measured(trial, parent, generates=False))
