@@ -53,9 +53,14 @@ def curve(history: pd.DataFrame, run_id: str, key: str, *, x: str = "epoch") -> 
     return joined["x"].to_numpy(float), joined["value"].to_numpy(float)
 
 
+#: A method study colours its curves by method (each method's rank is its own).
+METHOD_KEY = "adapter.method"
+
+
 def color_key(trials: pd.DataFrame, sweep: Sweep | None = None) -> str | None:
-    """Colour curves by rank; when the rank is fixed, by the first numeric swept setting."""
-    candidates = [R_KEY] + [p.key for p in (sweep.swept if sweep else ()) if p.numeric and p.key != "seed"]
+    """Colour curves by method where several ran, else by rank; when the rank is fixed, by the
+    first numeric swept setting."""
+    candidates = [METHOD_KEY, R_KEY] + [p.key for p in (sweep.swept if sweep else ()) if p.numeric and p.key != "seed"]
     for key in candidates:
         if key in trials and trials[key].nunique(dropna=True) > 1:
             return key
@@ -80,13 +85,14 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
     trial (its last report), a hollow diamond where a trial's final evaluation ran on its best
     report's restored weights (its curve ends at its last report's own value) and ASHA's
     rungs as vertical lines. Right: training loss per
-    optimizer step. Colour: rank (discrete sequential colormap with a colorbar)."""
+    optimizer step. Colour: the method where several ran, else the rank (a discrete colormap
+    with a colorbar)."""
     metric = task.metric
     fig = new_figure(12, 4.6)
     ax_val, ax_train = fig.subplots(1, 2)
     ckey = color_key(trials, sweep)
     values = sorted(set(trials[ckey].dropna()), key=sort_key) if ckey else [None]
-    palette = dict(zip(values, _colors(len(values))))
+    palette = dict(zip(values, _colors(len(values), qualitative=ckey == METHOD_KEY)))
     style_key = _style_key(trials, sweep, exclude=ckey)
     styles = dict(zip(sorted(set(trials[style_key]), key=sort_key), LINESTYLES)) if style_key else {}
 
@@ -113,7 +119,7 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
         xs, ys, _ = zip(*data["restored"])
         ax_val.plot(xs, ys, ls="none", marker="D", ms=6, mfc="none", mec="black", mew=1.0,
                     label=RESTORED_LABEL, zorder=5)
-    if sweep.scheduler == "asha" and sweep.grace_period and sweep.reduction_factor:
+    if sweep.prunes and sweep.grace_period and sweep.reduction_factor:
         ends = [c[0][-1] for c in data["curves"].values() if len(c[0])]
         max_t = sweep.max_t or (max(ends) if ends else 0.0)
         data["rungs"] = asha_rungs(sweep.grace_period, sweep.reduction_factor, max_t)
@@ -146,7 +152,7 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
                  fontsize=11)
     if data["stopped"]:
         _stop_markers(ax_val, data["stopped"], stop_colors,
-                      STOP_LABEL if sweep.scheduler == "asha" else STOP_LABEL_OTHER)
+                      STOP_LABEL if sweep.prunes else STOP_LABEL_OTHER)
     if ax_val.get_legend_handles_labels()[0]:
         ax_val.legend(fontsize=7)
     return fig, data

@@ -53,7 +53,7 @@ _SPACE_RE = re.compile(r"^(grid|choice|uniform|loguniform|randint|lograndint)(\[
 STATUSES = (COMPLETED, STOPPED, FAILED, RUNNING)
 #: Parent-run tags naming a sweep's scientific and nuisance settings (comma-separated dotted
 #: trial settings; ``seed`` is scientific when the sweep replicates seeds).
-SCIENTIFIC_TAG, NUISANCE_TAG = "lorasweep.scientific", "lorasweep.nuisance"
+SCIENTIFIC_TAG, NUISANCE_TAG, GROUPS_TAG = "lorasweep.scientific", "lorasweep.nuisance", "lorasweep.groups"
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,13 @@ class Sweep:
     def nuisance(self) -> tuple[str, ...] | None:
         """The settings tuned so that each scientific value gets a fair chance (``train.lr``)."""
         return _keys(self.tags.get(NUISANCE_TAG))
+
+    @property
+    def prunes(self) -> bool:
+        """Whether ASHA could stop trials: an ``asha`` sweep with a swept setting outside its
+        groups (where every swept setting makes the groups, each trial runs to the end)."""
+        groups = _keys(self.tags.get(GROUPS_TAG))
+        return self.scheduler == "asha" and (not groups or any(p.key not in groups for p in self.swept))
 
 
 def _keys(tag: str | None) -> tuple[str, ...] | None:

@@ -391,7 +391,8 @@ def _page(data: Any, report: Report, sections: list[str]) -> str:
         st = data.trials[data.trials["sweep_run_id"] == s.run_id]
         counts = st["status"].value_counts()
         sched = (f"ASHA (grace {s.grace_period:g}, reduction factor {s.reduction_factor:g})"
-                 if s.scheduler == "asha" and s.grace_period and s.reduction_factor else s.scheduler)
+                 if s.prunes and s.grace_period and s.reduction_factor
+                 else "ASHA with nothing to prune: every trial to the end" if s.scheduler == "asha" else s.scheduler)
         swept = ", ".join(f"{p.short} {p.describe()}" for p in s.swept) or "nothing"
         git = s.tags.get("git_sha", "")[:10] + (" (dirty)" if s.tags.get("git_dirty") == "true" else "")
         models = ", ".join(dict.fromkeys(st["model"])) if len(st) else s.params.get("model", "")

@@ -540,6 +540,8 @@ def test_rank_plot_shows_the_best_row_per_rank(optuna_data):
 
 
 def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
+    from dataclasses import replace
+
     from analysis.curves import RUNG_LABEL, STOP_LABEL, asha_rungs, learning_curves
 
     task = rank_data.tasks["e2e"]
@@ -570,7 +572,17 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     b = rank_data.sweep(next(s.run_id for s in rank_data.sweeps if s.name == "rank_e2e-B"))
     _, drawn_b = learning_curves(t[t["sweep_run_id"] == b.run_id], rank_data.history, b, task)
     assert drawn_b["rungs"] == [] and drawn_b["stopped"] == []  # FIFO: no rungs, no stops
+    # ASHA within groups that every swept setting makes: nothing to prune, so no rungs either.
+    whole = replace(a, tags={**a.tags, "lorasweep.groups": ",".join(p.key for p in a.swept)})
+    assert a.prunes and not whole.prunes
+    fig_w, drawn_w = learning_curves(t[t["sweep_run_id"] == a.run_id], rank_data.history, whole, task)
+    assert drawn_w["rungs"] == [] and "ASHA" not in fig_w.axes[0].get_title()
     assert asha_rungs(1, 2, 3) == [1, 2] and asha_rungs(1, 2, 4) == [1, 2, 4]
+    # A method study's curves are coloured by method (its ranks go with its methods).
+    from analysis.curves import color_key
+
+    methods = t.assign(**{"adapter.method": ["lora", "dora"] * (len(t) // 2) + ["lora"] * (len(t) % 2)})
+    assert color_key(t, a) == "adapter.r" and color_key(methods, a) == "adapter.method"
     assert asha_rungs(2, 3, 20) == [2, 6, 18]
 
 
