@@ -187,24 +187,13 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
         report.notes.append(f"task {task.name}: the LoRA rank was tuned (a nuisance setting), not "
                             "studied, so no rank plots (a table row per rank needs r among the "
                             "scientific settings); Optuna's parallel-coordinates plot shows r")
-    elif (coupled := _rank_only_with(summary, grouping)):
+    elif (coupled := tables.rank_only_with(summary, grouping)):
         report.notes.append(f"task {task.name}: the LoRA rank changed only together with "
                             f"{', '.join(coupled)} (one rank each), so no rank plots")
     else:
         parts += _rank_figures(report, summary, task, grouping, select, studies,
                                compare.source_curves(summary, task))
     return "\n".join(parts + _lr_rank_figures(report, tt, data.sweeps, select, studies))
-
-
-def _rank_only_with(summary: Any, grouping: Any) -> list[str]:
-    """The other scientific settings, where no value of them has rows at two ranks (a method
-    study's coupled grid: each method at its own rank); empty where a rank curve exists."""
-    from analysis import tables
-
-    others = [k for k in grouping.keys if k != tables.R_KEY and k in summary]
-    if not others or summary.groupby(others, dropna=False)[tables.R_KEY].nunique().max() > 1:
-        return []
-    return [short_name(k) for k in others]
 
 
 def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies: str) -> list[str]:

@@ -330,3 +330,12 @@ def to_html(table: Table) -> str:
     out.append("</tbody></table>")
     out += [f'<p class="note">{html.escape(n)}</p>' for n in table.notes]
     return "\n".join(out)
+
+
+def rank_only_with(summary: Any, grouping: Any) -> list[str]:
+    """The other scientific settings, where no value of them has rows at two ranks (a method
+    study's coupled grid: each method at its own rank); empty where a rank curve exists."""
+    others = [k for k in grouping.keys if k != R_KEY and k in summary]
+    if not others or summary.groupby(others, dropna=False)[R_KEY].nunique().max() > 1:
+        return []
+    return [short_name(k) for k in others]

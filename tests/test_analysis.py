@@ -968,7 +968,7 @@ def test_no_rank_curve_where_the_rank_only_changes_with_the_method():
 
     import pandas as pd
 
-    from analysis.report import _rank_only_with
+    from analysis.tables import rank_only_with as _rank_only_with
 
     grouping = SimpleNamespace(keys=("adapter.method", "adapter.r"))
     coupled = pd.DataFrame({"adapter.method": ["full", "lora", "vera"], "adapter.r": [8, 8, 256]})

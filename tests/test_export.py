@@ -389,12 +389,12 @@ def test_the_model_card_says_how_its_metrics_were_measured():
               "eval.no_repeat_ngram_size": "4", "eval.max_new_tokens": "64", "data.format": "paper"}
     trial = NS(data=NS(params=params, metrics={"best_step": 20.0, "best_epoch": 1.0, "val_loss": 1.5}))
     parent = NS(data=NS(params={"data.val_examples": "159", "data.test_mrs": "24", "data.train_examples": "9"}))
-    text = "\n".join(_measured(trial, parent))
+    text = "\n".join(_measured(trial, parent, generates=True))
     assert "Validation (`val_*`) and test sets: val_examples 159, test_mrs 24." in text
     assert "num_beams 10, length_penalty 0.9, no_repeat_ngram_size 4, max_new_tokens 64" in text
     assert "report at step 20 (epoch 1)" in text
     plain = NS(data=NS(params={"eval.generate": "False"}, metrics={"val_loss": 1.5}))
-    assert _measured(plain, None) == []
+    assert _measured(plain, None, generates=True) == []
 
 
 def test_the_card_gives_decoding_settings_only_for_a_task_that_generates():
