@@ -228,3 +228,43 @@ def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[
         notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) compares a tiny stand-in model on "
                      "synthetic data with the numbers of the model it stands for: no reproduction result")
     return [n for n in notes if n]
+
+
+# --------------------------------------------------------------------------- averages
+
+
+def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average",
+                  ) -> tuple[Table, pd.DataFrame] | None:
+    """The sources' averages over tasks (the GLUE "Avg." column: rows of ``task``) beside the
+    mean of ours: for a source table and model with exactly one row of ours on each task the
+    table averages, each in the metric its row reports. None when no table has one."""
+    frames = [c.frame for c in found.values() if not c.frame.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rows, long = [], []
+    for table in references.load().values() if not frame.empty else ():
+        for avg in table.rows:
+            if avg["task"] != task or any(avg.get(k) is not None for k in table.match):
+                continue  # an average of rows picked by a setting (warm start or not): not ours
+            metric_of = {r["task"]: next(m for m in table.metrics if r.get(m) is not None)
+                         for r in table.rows if r["model"] == avg["model"] and r["task"] != task}
+            mine = frame[(frame["table"] == table.id) & (frame["model"] == avg["model"])]
+            for our_model, m in mine.groupby("our_model", sort=False):
+                values = [m[(m["task"] == t) & (m["metric"] == metric)]["ours"] for t, metric in metric_of.items()]
+                if not all(len(v) == 1 and pd.notna(v.iloc[0]) for v in values):
+                    continue
+                ours = float(sum(v.iloc[0] for v in values) / len(values))
+                source = table.value(avg, next(k for k in table.metrics if avg.get(k) is not None))
+                dev = deviation(ours, source)
+                rows.append([model_legend(our_model), table.label, str(len(values)),
+                             f"{ours:.2f} / {source:.2f} / {'-' if dev is None else f'{dev:+.1f}%'}"])
+                long.append({"table": table.id, "source": table.source, "our_model": our_model,
+                             "model": avg["model"], "tasks": len(values), "ours": ours, "source_value": source,
+                             "deviation_pct": dev})
+    if not rows:
+        return None
+    notes = [f"source: {', '.join(dict.fromkeys(r['source'] for r in long))}",
+             "ours: the mean over the table's tasks of each task's metric as its row reports it (MNLI "
+             "overall accuracy, CoLA Matthews correlation, STS-B Pearson, accuracy elsewhere), each the "
+             "median over seeds of its chosen trials; Δ% = (ours - source) / |source| x 100"]
+    return (Table(title=f"Ours vs the sources' {task}", headers=["model", "source", "tasks", "average: ours / source / Δ%"],
+                  rows=rows, align=["l", "l", "r", "r"], notes=notes), pd.DataFrame(long))

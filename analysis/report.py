@@ -97,8 +97,8 @@ def resolve_metric(data: Any, name: str | None) -> dict[str, Any]:
 
 def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Report:
     """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
+    from analysis import compare, curves, tables
     from analysis import importance as imp
-    from analysis import curves
 
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
@@ -109,6 +109,9 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
 
     for task in data.tasks.values():
         sections.append(_task_section(report, data, task, ranking[task.name]))
+    if averages := compare.task_averages(report.comparisons):  # the GLUE "Avg." column
+        _write_tables(report, "compare_average", [averages[0]], averages[1])
+        sections.append("<h2>Ours vs the sources: averages over tasks</h2>" + tables.to_html(averages[0]))
 
     sections += _cross_task_figure(report, data, trials)
     sections.append("<h2>Learning curves</h2>")

@@ -976,3 +976,24 @@ def test_no_rank_curve_where_the_rank_only_changes_with_the_method():
     per_method = pd.DataFrame({"adapter.method": ["lora", "lora", "vera"], "adapter.r": [4, 8, 256]})
     assert _rank_only_with(per_method, grouping) == []
     assert _rank_only_with(per_method, SimpleNamespace(keys=("adapter.r",))) == []
+
+
+def test_the_glue_average_is_the_mean_of_the_eight_tasks_each_in_its_tables_metric():
+    """The LoRA paper's GLUE "Avg." for RoBERTa-base (87.2, Table 2) beside the mean of ours over
+    its eight tasks, each task in the metric its row reports; none with a task missing."""
+    import pandas as pd
+
+    from analysis.compare import Comparison, task_averages
+
+    ours = {("glue-mnli", "accuracy"): 86.0, ("glue-sst2", "accuracy"): 94.0, ("glue-mrpc", "accuracy"): 88.0,
+            ("glue-mrpc", "f1"): 99.0, ("glue-cola", "mcc"): 60.0, ("glue-qnli", "accuracy"): 92.0,
+            ("glue-qqp", "accuracy"): 90.0, ("glue-rte", "accuracy"): 80.0, ("glue-stsb", "pearson"): 90.0}
+    frame = pd.DataFrame([{"table": "lora-paper-t2", "task": t, "our_model": "roberta-base", "model": "roberta-base",
+                           "metric": m, "ours": v} for (t, m), v in ours.items()])
+    found = {t: Comparison(frame=frame[frame["task"] == t]) for t in dict.fromkeys(frame["task"])}
+    table, long = task_averages(found)
+    # (86 + 94 + 88 + 60 + 92 + 90 + 80 + 90) / 8 = 85.0, against 87.2: -2.52%.
+    assert table.rows == [["roberta-base", "LoRA paper Table 2", "8", "85.00 / 87.20 / -2.5%"]]
+    assert long["deviation_pct"].iloc[0] == pytest.approx((85.0 - 87.2) / 87.2 * 100)
+    del found["glue-rte"]
+    assert task_averages(found) is None
