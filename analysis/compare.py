@@ -35,6 +35,8 @@ from trainables.tasks.base import MetricSpec
 TRAINABLE = MetricSpec(K.trainable_pct, "max", "% trainable", "{:.4f}")
 #: What :func:`source_curves` gives for each source point a rank plot draws.
 SOURCE_COLUMNS = ["model", "our_model", "stand_in", "table", "label", "kind", "r", "metric", "value"]
+
+
 def stand_in_rule(stand_ins: Mapping[str, str]) -> str:
     """The report's note on smoke stand-ins: ``stand_ins`` maps each recorded model that is one
     to the models.yaml name of the model it stands for."""
@@ -105,8 +107,8 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
     out = Comparison()
     frames = []
     ours = [(s, *references.resolve_model(s["model"])) for _, s in summary.iterrows()]
+    mine = [settings_of(s, trials, grouping) for s, _, _ in ours]
     for table in task.references:
-        mine = [settings_of(s, trials, grouping) for s, _, _ in ours]
         hits = [(s, src, stand_in, values) for (s, name, stand_in), values in zip(ours, mine) if name is not None
                 for src in [table.find(task.name, name, values)] if src]
         matched = [hit[:3] for hit in hits]

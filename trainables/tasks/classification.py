@@ -251,7 +251,7 @@ class ClassificationTask(PerExampleLogits, Task):
                                 for m in cls.metric_names[1:]))
         # Several test sets (MNLI's matched and mismatched dev sets): each one's metrics, after
         # the metrics of them pooled (unsuffixed; the LoRA paper's "overall" MNLI accuracy).
-        pooled = cls.test_names[:0] if len(cls.test_names) == 1 else (POOLED,)
+        pooled = () if len(cls.test_names) == 1 else (POOLED,)
         cls.final_metrics = tuple(
             MetricSpec(cls._final_name(m, t), "max", f"{METRIC_FORMATS[m]}{cls._suffix(t)}", "{:.2f}")
             for t in (*pooled, *cls.test_names) for m in cls.metric_names)
