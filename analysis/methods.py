@@ -65,7 +65,8 @@ def render(table: list[dict[str, Any]], *, heading: str, fmt: str = "{:.4f}", ti
 
 def plot(table: list[dict[str, Any]], out: Path, *, heading: str, title: str) -> Path | None:
     """``out`` (PNG): the metric against trainable parameters (log axis) and against
-    samples/s, one labelled point per method, marker area proportional to peak memory."""
+    samples/s, one point per method in its colour (one legend for both panels), marker area
+    proportional to peak memory."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -75,20 +76,32 @@ def plot(table: list[dict[str, Any]], out: Path, *, heading: str, title: str) ->
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
+    from matplotlib import colormaps
+
     mem = [r[K.peak_mem_mb] or 0.0 for r in pts]
     top = max(mem) or 1.0
+    colors = {r["method"]: colormaps["tab10"](i % 10) for i, r in enumerate(pts)}
+    # Points that coincide (two methods at one value) stay visible: hollow rings, each in its
+    # colour, a later one inside an earlier one.
     for ax, key, label, log in ((axes[0], K.trainable_params, "trainable parameters", True),
                                 (axes[1], K.samples_per_s, "training samples/s", False)):
+        seen: dict[tuple[float, float], int] = {}
         for r, m in zip(pts, mem):
             if r[key] is None:
                 continue
-            ax.scatter([r[key]], [r["metric"]], s=40 + 260 * m / top, alpha=0.6)
-            ax.annotate(r["method"], (r[key], r["metric"]), textcoords="offset points", xytext=(5, 5))
+            inside = seen.setdefault((r[key], r["metric"]), 0)
+            seen[(r[key], r["metric"])] += 1
+            ax.scatter([r[key]], [r["metric"]], s=(40 + 260 * m / top) * 0.45 ** inside, facecolors="none",
+                       linewidths=2, edgecolors=[colors[r["method"]]], label=r["method"])
         if log:
             ax.set_xscale("log")
+        ax.margins(x=0.1, y=0.1)
         ax.set_xlabel(label)
         ax.set_ylabel(heading)
         ax.grid(alpha=0.3)
+    handles = {lab: h for h, lab in zip(*axes[0].get_legend_handles_labels())}
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8, frameon=False,
+               markerscale=0.6)
     fig.suptitle(f"{title} (marker area ~ peak memory)")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
