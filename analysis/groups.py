@@ -73,7 +73,8 @@ def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: st
     ``scientific``: the keys that make a group (a ``seed_key`` among them marks replicates:
     it separates seeds, not groups). ``metric``/``mode``: what "best" means (``min`` or
     ``max``). ``is_complete``: which rows ran to the end (default: ``status == 'completed'``);
-    only those, with a finite ``metric``, can be chosen. Groups come sorted by their values.
+    only those, with a finite ``metric``, can be chosen; of rows tied at the best value, the
+    first by ``trial_id`` (as the sweep's best trial is picked). Groups come sorted by their values.
     """
     complete = is_complete or (lambda r: r.get("status") == "completed")
     keys = [k for k in scientific if k != seed_key]
@@ -90,7 +91,8 @@ def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: st
             if not (complete(row) and finite(row.get(metric))):
                 continue
             seed = row.get(seed_key) if replicated else None
-            if seed not in best or sign * row[metric] < sign * best[seed][metric]:
+            rank = (sign * row[metric], str(row.get("trial_id", "")))
+            if seed not in best or rank < (sign * best[seed][metric], str(best[seed].get("trial_id", ""))):
                 best[seed] = row
         group.chosen = [best[s] for s in sorted(best, key=sort_key)]
     return sorted(groups.values(), key=lambda g: tuple(sort_key(v) for v in g.values.values()))

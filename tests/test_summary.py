@@ -103,3 +103,25 @@ def test_a_trial_note_names_its_trials_unless_every_trial_has_it(capsys):
     done = [{**r, "status": "completed", "note": "METEOR skipped"} for r in rows[:2]]
     _print_notes([*done, {"trial_id": "s", "r": 64, "status": "stopped_early"}], swept)
     assert capsys.readouterr().out == "  note: METEOR skipped\n"
+
+
+def test_a_groups_chosen_trial_of_a_tie_is_the_best_trial_the_summary_names(tmp_path):
+    """Two trials of r=8 tied at the best value: the group table's chosen lr is that of the
+    trial the best-trial line names (the first by trial id), whatever the rows' order."""
+    from search_spaces import load_space
+    from sweeps.summary import best_completed
+    from sweeps.summary_tables import render_group_table
+    from trainables.config import TrialConfig
+    from trainables.schema import to_dict
+    from trainables.tasks.registry import get_task
+
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [8]}\nnuisance:\n  lr: {grid: [2.0e-5, 2.0e-3]}\n")
+    swept = load_space(str(space), base=to_dict(TrialConfig())).swept
+    task = get_task("glue-cola")
+    rows = [{"trial_id": tid, "r": 8, "lr": lr, "status": "completed", "mlflow_run_id": tid, "val_mcc": 0.0}
+            for tid, lr in (("a_00001", 2e-5), ("a_00000", 2e-3))]
+    assert best_completed(rows, task)["lr"] == 2e-3
+    table = render_group_table(rows, swept, ("adapter.r",), task, final=False)
+    row = next(line for line in table.splitlines() if line.startswith("8 "))
+    assert row.split()[1] == "0.002", table
