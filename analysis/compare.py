@@ -257,16 +257,24 @@ def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average"
                 ours = float(sum(v.iloc[0] for v in values) / len(values))
                 source = table.value(avg, next(k for k in table.metrics if avg.get(k) is not None))
                 dev = deviation(ours, source)
+                stand_in = bool(m["stand_in"].any()) if "stand_in" in m else False
+                text = "-" if dev is None else f"{dev:+.1f}%" + (f" ({SMOKE})" if stand_in else "")
                 rows.append([model_legend(our_model), table.label, str(len(values)),
-                             f"{ours:.2f} / {source:.2f} / {'-' if dev is None else f'{dev:+.1f}%'}"])
+                             f"{ours:.2f} / {source:.2f} / {text}"])
                 long.append({"table": table.id, "source": table.source, "our_model": our_model,
-                             "model": avg["model"], "tasks": len(values), "ours": ours, "source_value": source,
-                             "deviation_pct": dev})
+                             "model": avg["model"], "stand_in": stand_in, "tasks": len(values), "ours": ours,
+                             "source_value": source, "deviation_pct": dev})
     if not rows:
         return None
+    smoke = any(r["stand_in"] for r in long)
     notes = [f"source: {', '.join(dict.fromkeys(r['source'] for r in long))}",
              "ours: the mean over the table's tasks of each task's metric as its row reports it (MNLI "
              "overall accuracy, CoLA Matthews correlation, STS-B Pearson, accuracy elsewhere), each the "
              "median over seeds of its chosen trials; Δ% = (ours - source) / |source| x 100"]
-    return (Table(title=f"Ours vs the sources' {task}", headers=["model", "source", "tasks", "average: ours / source / Δ%"],
+    if smoke:
+        notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) averages a tiny stand-in model on "
+                     "synthetic data against the numbers of the model it stands for: no reproduction result")
+    title = f"Ours vs the sources' {task}" + (f" - {SMOKE.upper()} STAND-INS: deviations are not reproduction "
+                                             "results" if smoke else "")
+    return (Table(title=title, headers=["model", "source", "tasks", "average: ours / source / Δ%"],
                   rows=rows, align=["l", "l", "r", "r"], notes=notes), pd.DataFrame(long))

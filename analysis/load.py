@@ -125,8 +125,14 @@ class Sweep:
     def prunes(self) -> bool:
         """Whether ASHA could stop trials: an ``asha`` sweep with a swept setting outside its
         groups (where every swept setting makes the groups, each trial runs to the end)."""
+        from search_spaces import ALIASES
+
         groups = _keys(self.tags.get(GROUPS_TAG))
-        return self.scheduler == "asha" and (not groups or any(p.key not in groups for p in self.swept))
+        if self.scheduler != "asha" or not groups:
+            return self.scheduler == "asha"
+        grouped = {k for g in groups for k in g.split("+")}  # a coupled key: adapter.r+adapter.targets
+        # A coupled entry is recorded under its short names (space.r/targets).
+        return any(not {ALIASES.get(s, s) for s in re.split(r"[/+]", p.short)} <= grouped for p in self.swept)
 
 
 def _keys(tag: str | None) -> tuple[str, ...] | None:

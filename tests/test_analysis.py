@@ -995,5 +995,28 @@ def test_the_glue_average_is_the_mean_of_the_eight_tasks_each_in_its_tables_metr
     # (86 + 94 + 88 + 60 + 92 + 90 + 80 + 90) / 8 = 85.0, against 87.2: -2.52%.
     assert table.rows == [["roberta-base", "LoRA paper Table 2", "8", "85.00 / 87.20 / -2.5%"]]
     assert long["deviation_pct"].iloc[0] == pytest.approx((85.0 - 87.2) / 87.2 * 100)
+    assert "SMOKE" not in table.title and not any("SMOKE" in n for n in table.notes)
+    # A smoke stand-in's average is marked as one, as its per-task tables are.
+    smoke = {t: Comparison(frame=c.frame.assign(stand_in=True)) for t, c in found.items()}
+    marked, _ = task_averages(smoke)
+    assert marked.rows[0][3] == "85.00 / 87.20 / -2.5% (smoke)" and "SMOKE STAND-INS" in marked.title
     del found["glue-rte"]
     assert task_averages(found) is None
+
+
+def test_asha_prunes_only_with_a_swept_setting_outside_its_groups():
+    """As the sweep decided (its header: "asha has nothing to prune"): a coupled setting is
+    recorded under its short names (space.r/targets), its group under its keys."""
+    from analysis.load import Sweep, parse_space
+
+    def sweep(space, groups, scheduler="asha"):
+        return Sweep(run_id="x", name="n", study="s", experiment_id="1", task="e2e", algorithm="grid",
+                     scheduler=scheduler, grace_period=1, reduction_factor=2, max_t=None, space=space,
+                     params={}, tags={"lorasweep.groups": groups})
+
+    coupled = (parse_space("r/targets", "grid[[4, 'qv'], [16, 'qv']]"),)
+    assert not sweep(coupled, "adapter.r+adapter.targets").prunes
+    assert sweep(coupled, "").prunes  # sweep-wide ASHA
+    two = (parse_space("r", "grid[4, 16]"), parse_space("lr", "grid[0.1, 0.2]"))
+    assert sweep(two, "adapter.r").prunes and not sweep(two, "adapter.r,train.lr").prunes
+    assert not sweep(two, "adapter.r", scheduler="fifo").prunes
