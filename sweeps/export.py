@@ -106,6 +106,10 @@ def _latest_sweep(client: Any, field: str, value: str, where: str) -> Any:
     sweeps = client.search_runs(ids, filter_string=f"tags.`{KIND_TAG}` = 'sweep'", max_results=1000) if ids else []
     names = sorted({r.data.tags[tag] for r in sweeps if r.data.tags.get(tag)},
                    key=lambda n: (not n.startswith(f"{value}-"), n))
+    if field == "--study" and value in names:  # there, but none of its sweeps finished
+        own = [r.data.tags.get(SWEEP_TAG, r.info.run_id) for r in sweeps if r.data.tags.get(tag) == value]
+        raise UserError(field, f"no sweep of study {value!r} finished in this MLflow store; export one of its "
+                               f"sweeps by name with --sweep: {one_of(own[:8])}")
     more = f" and {len(names) - 8} more" if len(names) > 8 else ""
     has = f"; its {plural}: {one_of(names[:8])}{more}" if names else ""
     raise UserError(field, f"no {what} {value!r} in this MLflow store{has}")

@@ -409,3 +409,20 @@ def test_the_card_gives_decoding_settings_only_for_a_task_that_generates():
     parent = SimpleNamespace(data=SimpleNamespace(params={"data.val_examples": "40"}))
     assert "Generated with num_beams 10" in "\n".join(_measured(trial, parent, generates=True))
     assert "Generated" not in "\n".join(_measured(trial, parent, generates=False))
+
+
+def test_a_study_whose_sweeps_never_finished_is_named_with_its_sweeps(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from sweeps.export import main
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("lorasweep-rank_e2e")
+    client.create_run(exp, tags={"lorasweep.kind": "sweep", "lorasweep.study": "rank_e2e",
+                                 "lorasweep.sweep": "killed"})  # still RUNNING: its driver was killed
+    capsys.readouterr()  # MLflow's own log of creating the store
+    assert main(["--tracking-uri", uri, "--study", "rank_e2e", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err == ("error: --study: no sweep of study 'rank_e2e' finished in this MLflow "
+                                       "store; export one of its sweeps by name with --sweep: 'killed'\n")
+    assert not (tmp_path / "x").exists()

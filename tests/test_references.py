@@ -126,6 +126,9 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
     assert numbers == {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
     assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
     assert ref("glue-rte", "roberta-large") == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
+    # The paper's numbers are LoRA's: not a reference for full fine-tuning or another method.
+    assert ref("glue-rte", "roberta-large", adapter={"method": "full"}) == ({}, "")
+    assert ref("e2e", "gpt2-medium", adapter={"method": "dora"}) == ({}, "")
     assert ref("glue-mnli", "roberta-base")[0] == {"accuracy": 87.5}  # overall: matched and mismatched
     assert ref("glue-mnli", "/cache/smoke/minilm")[0] == {"accuracy": 87.5}  # MiniLM stands in for RoBERTa-base
     assert ref("webnlg", "gpt2-medium")[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}

@@ -287,6 +287,13 @@ def method_references(study: str, task: str) -> tuple[dict[str, dict[str, float]
     return {}, ""
 
 
+def _setting(trial: Any, key: str) -> Any:
+    """A dotted setting of a trial config (``adapter.method``), or None."""
+    for part in key.split("."):
+        trial = getattr(trial, part, None)
+    return trial
+
+
 def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     """The published numbers a sweep of the trial config ``trial`` is shown beside, on
     lorasweep's scale, and their citation: the row of its task's summary table for its model
@@ -297,6 +304,8 @@ def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     if entry is None or (entry[1] is not None and not entry[1](trial)):
         return {}, ""
     table_id = entry[0]
+    if load()[table_id].excludes({k: _setting(trial, k) for k in load()[table_id].only}):
+        return {}, ""  # the source's numbers are another method's (LoRA's, beside full fine-tuning)
     model, _ = resolve_model(str(trial.model.name_or_path))
     rows = load()[table_id].rows_for(trial.task, None)
     models = {r.get("model") for r in rows}
