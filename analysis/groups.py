@@ -65,6 +65,13 @@ class Group:
         return list(dict.fromkeys(r.get(key) for r in self.chosen))
 
 
+def best_first(metric: str, mode: str) -> Callable[[Row], tuple[float, str]]:
+    """The sort key that puts the best row of a finite ``metric`` first (``mode``: ``min`` or
+    ``max``); of rows tied at a value, the first by ``trial_id``."""
+    sign = 1.0 if mode == "min" else -1.0
+    return lambda row: (sign * row[metric], str(row.get("trial_id", "")))
+
+
 def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: str, mode: str,
                    seed_key: str | None = "seed", is_complete: Callable[[Row], bool] | None = None,
                    ) -> list[Group]:
@@ -84,15 +91,14 @@ def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: st
         values = {k: row.get(k) for k in keys}
         group = groups.setdefault(tuple(repr(v) for v in values.values()), Group(values))
         group.trials.append(row)
-    sign = 1.0 if mode == "min" else -1.0
+    key = best_first(metric, mode)
     for group in groups.values():
         best: dict[Any, Row] = {}
         for row in group.trials:
             if not (complete(row) and finite(row.get(metric))):
                 continue
             seed = row.get(seed_key) if replicated else None
-            rank = (sign * row[metric], str(row.get("trial_id", "")))
-            if seed not in best or rank < (sign * best[seed][metric], str(best[seed].get("trial_id", ""))):
+            if seed not in best or key(row) < key(best[seed]):
                 best[seed] = row
         group.chosen = [best[s] for s in sorted(best, key=sort_key)]
     return sorted(groups.values(), key=lambda g: tuple(sort_key(v) for v in g.values.values()))

@@ -304,11 +304,11 @@ def best_completed(rows: list[dict[str, Any]], task: Any) -> dict[str, Any] | No
     """The completed trial with the best value of the task's metric that has an MLflow run (the
     one whose adapter the sweep recorded), or None. Of trials tied at that value, the first by
     trial id, as the report picks it (:func:`analysis.importance.best_trial`)."""
-    key, sign = task.metric.name, -1 if task.metric.mode == "max" else 1
+    from analysis.groups import best_first
+
+    key = task.metric.name
     done = [r for r in rows if r["status"] == "completed" and r.get("mlflow_run_id") and finite(r.get(key))]
-    if not done:
-        return None
-    return min(done, key=lambda r: (sign * r[key], str(r["trial_id"])))
+    return min(done, key=best_first(key, task.metric.mode)) if done else None
 
 
 def _best_metrics(task: Any, rows: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
