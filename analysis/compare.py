@@ -129,25 +129,23 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
 def _setup_notes(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str]:
     """A note naming each setting the source ran every row with (``setup``) that rows of ours
     compared with it ran otherwise; the deviations include that difference."""
-    differ = []
-    for key, theirs in table.setup.items():
-        mine = dict.fromkeys(fmt_value(v) for v in (references.our_value(s, key) for s in ours)
-                             if references.given(v) and not references.same(v, theirs))
-        if mine:
-            differ.append(f"{key} {fmt_value(theirs)} (ours: {', '.join(mine)})")
+    differ = [f"{key} {fmt_value(table.setup[key])} (ours: {', '.join(values)})"
+              for key, values in _other_values(table.setup, ours).items()]
     if not differ:
         return []
     return [f"setup differs: the source ran {'; '.join(differ)}, so each Δ% includes that difference"]
 
 
+def _other_values(wanted: Mapping[str, Any], ours: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Each setting of ``wanted`` that rows of ours set otherwise: its distinct values of ours."""
+    found = [references.differing(wanted, s) for s in ours]
+    values = {k: list(dict.fromkeys(fmt_value(d[k]) for d in found if k in d)) for k in wanted}
+    return {k: v for k, v in values.items() if v}
+
+
 def _left_out(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str]:
     """A note naming the values of ours that the table's ``only`` leaves out of it."""
-    parts = []
-    for key, want in table.only.items():
-        other = dict.fromkeys(fmt_value(v) for s in ours
-                              if references.given(v := references.our_value(s, key)) and not references.same(v, want))
-        if other:
-            parts.append(f"{short_name(key)} {', '.join(other)}")
+    parts = [f"{short_name(key)} {', '.join(values)}" for key, values in _other_values(table.only, ours).items()]
     if not parts:
         return []
     ran = ", ".join(f"{short_name(k)} {fmt_value(v)}" for k, v in table.only.items())

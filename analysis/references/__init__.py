@@ -97,7 +97,7 @@ class RefTable:
 
     def excludes(self, values: Mapping[str, Any]) -> bool:
         """Whether settings ``values`` ran otherwise than the table's ``only`` allows."""
-        return any(given(v := our_value(values, k)) and not same(v, want) for k, want in self.only.items())
+        return bool(differing(self.only, values))
 
     def find(self, task: str, model: str, values: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The row of ``task`` and ``model`` whose match keys equal ``values`` (a setting the
@@ -135,6 +135,11 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=1e-9)
     return a == b
+
+
+def differing(wanted: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Each setting of ``wanted`` that ``values`` sets to something else: key -> our value."""
+    return {k: v for k, want in wanted.items() if given(v := our_value(values, k)) and not same(v, want)}
 
 
 def our_value(values: Mapping[str, Any], key: str) -> Any:
@@ -304,10 +309,11 @@ def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     if entry is None or (entry[1] is not None and not entry[1](trial)):
         return {}, ""
     table_id = entry[0]
-    if load()[table_id].excludes({k: _setting(trial, k) for k in load()[table_id].only}):
+    table = load()[table_id]
+    if table.excludes({k: _setting(trial, k) for k in table.only}):
         return {}, ""  # the source's numbers are another method's (LoRA's, beside full fine-tuning)
     model, _ = resolve_model(str(trial.model.name_or_path))
-    rows = load()[table_id].rows_for(trial.task, None)
+    rows = table.rows_for(trial.task, None)
     models = {r.get("model") for r in rows}
     if model is None and len(models) == 1:
         model = next(iter(models))
