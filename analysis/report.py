@@ -203,9 +203,9 @@ def _lr_rank_figures(report: Report, tt: Any, sweeps: Any, select: Any, studies:
     """Per model whose trials vary both the learning rate and the rank (each on a grid): the
     lr x rank heatmap of the ranking metric, each cell its best completed trial."""
     from analysis import heatmap, tables
+    from analysis.curves import METHOD_KEY as method
 
     parts, grid = [], heatmap.on_a_grid(tt, sweeps)
-    method = "adapter.method"
     methods = grid[method].dropna().unique() if method in grid else []
     for model in dict.fromkeys(grid["model"]):
         mt = grid[grid["model"] == model]
