@@ -182,7 +182,58 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port['dashboard_port']}"
     ray.init(address=address, include_dashboard=dashboard, logging_level=logging.WARNING, log_to_driver=True,
              runtime_env=runtime_env, **port)
+    _print_worker_output_without_sigterm_exits()
     return True
+
+
+def _print_worker_output_without_sigterm_exits() -> None:
+    """Have the driver print its workers' output less :func:`without_sigterm_exits`.
+
+    Ray ends worker processes with SIGTERM (a sweep's idle ones as it ends), and a worker
+    whose SIGTERM comes while Python is in a callback that cannot raise (a weakref's) prints
+    Ray's ``SystemExit`` as an ignored exception's traceback, under the sweep's summary. Ray
+    has no setting for this, so the printer it registers with its output dispatcher is
+    wrapped in place (without that internal, output prints unfiltered)."""
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        return
+
+    def wrap(handler: Any) -> Any:
+        if getattr(handler, "drops_sigterm_exits", False):
+            return handler
+
+        def filtered(data: dict[str, Any]) -> None:
+            lines = without_sigterm_exits(list(data.get("lines") or []))
+            if lines:
+                handler({**data, "lines": lines})
+
+        filtered.drops_sigterm_exits = True  # type: ignore[attr-defined]
+        return filtered
+
+    with dispatcher._lock:
+        dispatcher.handlers = [(name, wrap(h) if name == "ray_print_logs" else h) for name, h in dispatcher.handlers]
+
+
+def without_sigterm_exits(lines: list[str]) -> list[str]:
+    """``lines`` less each traceback of a ``SystemExit`` raised by Ray's SIGTERM handler
+    (``sigterm_handler`` in ``ray/_private/worker.py``), with the "Exception ignored in" line
+    before it: a worker process being ended. Every other line is kept, in order."""
+    out, i = [], 0
+    while i < len(lines):
+        start = i + 1 if lines[i].startswith("Exception ignored in") else i
+        if start < len(lines) and lines[start].startswith("Traceback (most recent call last):"):
+            end = start + 1
+            while end < len(lines) and lines[end][:1] in (" ", "\t"):
+                end += 1
+            if (end < len(lines) and lines[end].startswith("SystemExit")
+                    and any("worker.py" in line and line.rstrip().endswith("in sigterm_handler")
+                            for line in lines[start:end])):
+                i = end + 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return out
 
 
 def _not_only_unreported(record: logging.LogRecord) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -179,6 +180,81 @@ def test_the_summary_waits_for_what_the_trials_printed_last(one_local_ray, capsy
     assert out.count(": last line") == 2, out  # the second with Ray's "[repeated ...]"
     for t in trials:
         ray.kill(t)
+
+
+def test_a_worker_ended_by_sigterm_prints_no_traceback_to_the_driver(one_local_ray, capsys, tmp_path):
+    """Ray ends worker processes with SIGTERM; one whose SIGTERM comes while Python runs a
+    weakref callback writes Ray's SystemExit as an ignored exception's traceback. The worker's
+    own log keeps it; the driver prints the worker's other lines, not that traceback."""
+    import glob
+    import signal
+    import time
+
+    import ray
+
+    from sweeps.runner import _settle_worker_output
+
+    waiting = tmp_path / "in the callback"
+
+    @ray.remote(num_cpus=0)
+    class Worker:
+        def pid(self) -> int:
+            return os.getpid()
+
+        def collect_while_signalled(self, marker: str) -> str:
+            import sys
+            import weakref
+
+            class Held:
+                pass
+
+            def callback(_ref):
+                open(marker, "w").close()
+                time.sleep(60)  # until the SIGTERM
+
+            held = Held()
+            ref = weakref.ref(held, callback)  # noqa: F841  (alive while the callback runs)
+            print("before the signal", file=sys.stderr, flush=True)
+            del held
+            print("after the signal", file=sys.stderr, flush=True)
+            return "returned"
+
+    worker = Worker.remote()
+    pid = ray.get(worker.pid.remote())
+    result = worker.collect_while_signalled.remote(str(waiting))
+    deadline = time.monotonic() + 60
+    while not waiting.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGTERM)
+    assert ray.get(result, timeout=60) == "returned"
+    _settle_worker_output()
+    err = capsys.readouterr().err
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    own = "".join(open(f).read() for f in glob.glob(f"{logs}/worker-*-{pid}.err"))
+    assert "in sigterm_handler" in own and "SystemExit: 1" in own, own  # it was written
+    assert "before the signal" in err and "after the signal" in err, err
+    assert "SystemExit" not in err and "sigterm_handler" not in err and "Exception ignored" not in err, err
+    ray.kill(worker)
+
+
+def test_only_tracebacks_of_ray_s_sigterm_exit_are_dropped_from_worker_output():
+    from sweeps.ray_start import without_sigterm_exits
+
+    def tb(last_frame: str, exc: str) -> list[str]:
+        return ["Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f4eb190f420>",
+                "Traceback (most recent call last):",
+                '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+                "    def _remove(item, selfref=ref(self)):",
+                last_frame, "    raise_sys_exit_with_custom_error_message(", exc]
+
+    ray_frame = '  File "/v/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler'
+    user_frame = '  File "/home/me/task.py", line 7, in sigterm_handler'
+    lines = ["epoch 1", *tb(ray_frame, "SystemExit: 1"), "epoch 2"]
+    assert without_sigterm_exits(lines) == ["epoch 1", "epoch 2"]
+    kept = [*tb(ray_frame, "ValueError: bad"), *tb(user_frame, "SystemExit: 1"), "SystemExit: 1"]
+    assert without_sigterm_exits(kept) == kept
+    assert without_sigterm_exits(tb(ray_frame, "SystemExit: 1")[1:]) == []  # no "ignored" line
+    assert without_sigterm_exits(tb(ray_frame, "SystemExit: 1")[:-1]) == tb(ray_frame, "")[:-1]  # cut short
 
 
 def test_seeds_add_replicates_to_every_part(tmp_path):
