@@ -197,7 +197,7 @@ def _table(table: RefTable, matched: Sequence[Any], task: TaskInfo, grouping: Gr
 
 def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str, Any],
           stand_in: bool) -> tuple[str, dict[str, Any]]:
-    ours = s.get(m.name)
+    ours = s.get(m.name if table.over_seeds == "median" else f"{m.name}_{table.over_seeds}")
     ours = None if ours is None or pd.isna(ours) else float(ours)
     source = table.value(src, m.name)
     comparable = table.comparable(m.name)
@@ -206,7 +206,8 @@ def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str
     if stand_in and dev is not None:
         text += f" ({SMOKE})"
     cell = f"{'-' if ours is None else m.fmt.format(ours)} / {'-' if source is None else m.fmt.format(source)} / {text}"
-    record = {"metric": m.name, "ours": ours, "ours_low": s.get(f"{m.name}_low"),
+    record = {"metric": m.name, "ours": ours, "ours_over_seeds": table.over_seeds,
+              "ours_low": s.get(f"{m.name}_low"),
               "ours_high": s.get(f"{m.name}_high"), "ours_n": s.get(f"{m.name}_n"),
               "source_printed": src.get(m.name), "source_unit": table.units[m.name],
               "source_value": source, "deviation_pct": dev, "comparable": comparable}
@@ -217,7 +218,7 @@ def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[
     notes = [f"source: {table.source}" + (f", transcribed from {table.file}" if table.file
                                           else " (not one of the source reports transcribed)"), table.note,
              "Δ% = (ours - source) / |source| x 100: positive when ours is higher (for a loss, "
-             "higher is worse); ours is the median over seeds of each row's chosen trials"]
+             f"higher is worse); ours is the {table.over_seeds} over seeds of each row's chosen trials"]
     fractions = [m.heading for m in metrics if table.units[m.name] == "fraction"]
     if fractions:
         notes.append(f"the source prints {', '.join(fractions)} as fractions (0-1): shown x100, "
@@ -259,7 +260,8 @@ def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average"
                 text = "-" if dev is None else f"{dev:+.1f}%" + (f" ({SMOKE})" if stand_in else "")
                 rows.append([model_legend(our_model), table.label, str(len(values)),
                              f"{ours:.2f} / {source:.2f} / {text}"])
-                long.append({"table": table.id, "source": table.source, "our_model": our_model,
+                long.append({"table": table.id, "source": table.source, "over_seeds": table.over_seeds,
+                             "our_model": our_model,
                              "model": avg["model"], "stand_in": stand_in, "tasks": len(values), "ours": ours,
                              "source_value": source, "deviation_pct": dev})
     if not rows:
@@ -268,7 +270,8 @@ def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average"
     notes = [f"source: {', '.join(dict.fromkeys(r['source'] for r in long))}",
              "ours: the mean over the table's tasks of each task's metric as its row reports it (MNLI "
              "overall accuracy, CoLA Matthews correlation, STS-B Pearson, accuracy elsewhere), each the "
-             "median over seeds of its chosen trials; Δ% = (ours - source) / |source| x 100"]
+             f"{' or '.join(dict.fromkeys(r['over_seeds'] for r in long))} over seeds of its chosen trials; "
+             "Δ% = (ours - source) / |source| x 100"]
     if smoke:
         notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) averages a tiny stand-in model on "
                      "synthetic data against the numbers of the model it stands for: no reproduction result")

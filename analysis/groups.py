@@ -13,6 +13,7 @@ call :func:`best_per_group`; rows are plain mappings, so neither needs the other
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ Row = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Stat:
-    """A metric over the seeds of a group: their median, lowest and highest value."""
+    """A metric over the seeds of a group: their median, lowest and highest value, and mean."""
 
     median: float
     low: float
     high: float
     n: int
+    mean: float = math.nan
 
     def text(self, fmt: str = "{:.4f}") -> str:
         """``70.1200`` for one seed, ``70.1200 (69.8000-70.4000, 3 seeds)`` for several."""
@@ -58,7 +60,7 @@ class Group:
         values = sorted(float(r[metric]) for r in self.chosen if finite(r.get(metric)))
         if not values:
             return None
-        return Stat(statistics.median(values), values[0], values[-1], len(values))
+        return Stat(statistics.median(values), values[0], values[-1], len(values), statistics.fmean(values))
 
     def chosen_values(self, key: str) -> list[Any]:
         """The distinct values of setting ``key`` among the chosen trials, in seed order."""

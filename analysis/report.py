@@ -24,7 +24,7 @@ It writes into ``--out``:
   ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
-``--metric`` (default: the task's ``val_loss``) decides which trial is *best*: the trial each
+``--metric`` (default: each task's per-epoch validation metric) decides which trial is *best*: the trial each
 table row and rank-plot point shows, the edge-of-the-search-space warnings, the importance
 objective, and which row a rank plot shows when other scientific settings vary too. Unless ``--no-log`` is given, the files written
 are logged to every selected sweep's parent run under ``analysis/``. A mistake in the input (no
@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--sweep", action="append", metavar="RUN_ID",
                        help="a sweep's parent run id (repeatable)")
     p.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
-    p.add_argument("--metric", help="metric that ranks trials (default: the task's val_loss)")
+    p.add_argument("--metric", help="metric that ranks trials (default: each task's per-epoch validation metric, "
+                                    "val_loss for E2E, val_accuracy for SST-2)")
     p.add_argument("--no-log", action="store_true", help="do not log the files to MLflow")
     return p
 

@@ -164,8 +164,8 @@ def summarise(trials: pd.DataFrame, task: TaskInfo, grouping: Grouping,
               select: MetricSpec | None = None) -> pd.DataFrame:
     """One row per model and scientific value of ``task``'s trials: the values, status
     counts, the chosen trials' nuisance values, seeds and run ids, their median % trainable,
-    and ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n`` (median, range and
-    count over the chosen trials) for every metric. ``select`` ranks the trials (default:
+    and ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n``, ``<metric>_mean``
+    (median, range, count and mean over the chosen trials) for every metric. ``select`` ranks the trials (default:
     the task's per-report metric)."""
     select = select or task.metric
     trials = trials[trials["task"] == task.name]
@@ -190,9 +190,9 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
     for m in task.metrics:
         stat = g.stat(m.name)
         row.update({m.name: stat.median, f"{m.name}_low": stat.low, f"{m.name}_high": stat.high,
-                    f"{m.name}_n": stat.n} if stat else
+                    f"{m.name}_n": stat.n, f"{m.name}_mean": stat.mean} if stat else
                    {m.name: math.nan, f"{m.name}_low": math.nan, f"{m.name}_high": math.nan,
-                    f"{m.name}_n": 0})
+                    f"{m.name}_n": 0, f"{m.name}_mean": math.nan})
     row["run_ids"] = tuple(r["run_id"] for r in g.chosen)
     row["trial_run_ids"] = tuple(r["run_id"] for r in g.trials)
     return row

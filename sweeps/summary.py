@@ -244,7 +244,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
               f"its best completed trial by {task.metric.heading}; every trial is in the results CSV")
     else:
         print(render_table(rows, swept, task, final=generated))
-    from analysis.references import method_references, reference_for
+    from analysis.references import method_references, over_seeds_for, reference_for
 
     methods = any("adapter.method" in p.keys for p in swept) and rows
     per_method, cited = method_references(plan.cfg.study, plan.cfg.trial.task) if methods else ({}, "")
@@ -259,7 +259,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
         print("  generation metrics off (eval.generate=false)")
     if methods:
         _compare_methods(plan, task, rows, out_dir, recorder, parent, per_method if generated else {})
-    _print_seed_medians(rows, swept, task, reference)
+    _print_seed_summaries(rows, swept, task, reference, over_seeds_for(plan.cfg.trial.task))
     _print_notes(rows, plan.space.swept)
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
@@ -446,15 +446,17 @@ def _compare_methods(plan: Plan, task: Any, rows: list[dict[str, Any]], out_dir:
     recorder.writer.submit("sweep", "the methods table and plot (parent run)", record)
 
 
-def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
-                        reference: dict[str, float]) -> None:
-    """With seed replicates: the median of each final metric over the completed seeds of every
-    configuration; with no other setting swept, beside the published number (the reference is
-    one configuration's: a sweep of ranks shows it once, in its own line with its rank)."""
+def _print_seed_summaries(rows: list[dict[str, Any]], swept: Any, task: Any, reference: dict[str, float],
+                          over_seeds: str) -> None:
+    """With seed replicates: each final metric over the completed seeds of every configuration,
+    as ``over_seeds`` (the ``median`` or ``mean``, as the task's published table reports its
+    runs); with no other setting swept, beside the published number (the reference is one
+    configuration's: a sweep of ranks shows it once, in its own line with its rank)."""
     import statistics
 
     if not any(p.short == "seed" for p in swept):
         return
+    summarise = statistics.fmean if over_seeds == "mean" else statistics.median
     others = [p.short for p in swept if p.short != "seed"]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
@@ -467,11 +469,11 @@ def _print_seed_medians(rows: list[dict[str, Any]], swept: Any, task: Any,
                     and math.isfinite(r[spec.name])]
             if vals:
                 ref = f" (paper {reference[spec.name]:g})" if spec.name in reference and not others else ""
-                parts.append(f"{spec.heading} {spec.fmt.format(statistics.median(vals))}{ref}")
+                parts.append(f"{spec.heading} {spec.fmt.format(summarise(vals))}{ref}")
         label = " ".join(f"{k}={v}" for k, v in zip(others, key))
         if parts:
             seeds = f"{len(group)} seed{'s' if len(group) != 1 else ''}"
-            print(f"  median over {seeds}{' for ' + label if label else ''}: {'  '.join(parts)}")
+            print(f"  {over_seeds} over {seeds}{' for ' + label if label else ''}: {'  '.join(parts)}")
 
 
 def _log_best_predictions(client: Any, parent: str, best: dict[str, Any] | None) -> None:

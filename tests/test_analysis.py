@@ -687,6 +687,28 @@ def test_ours_vs_source_deviation_per_cell(rank_data, summary, groups):
     assert not any("smoke" in c for t in found.tables for r in t.rows for c in r)
 
 
+def test_ours_are_compared_as_the_source_reports_its_seeds():
+    """Table 3 reports the mean over its seeds, Table 18 (and the default) the median: three
+    seeds of ours with BLEU 70.0, 70.1 and 71.0 are 70.3667 beside the first, 70.1 beside the second."""
+    from analysis.compare import _cell
+    from analysis.groups import Group
+    from analysis.references import load
+    from trainables.tasks.registry import get_task
+
+    g = Group({"adapter.r": 4}, chosen=[{"BLEU": b} for b in (70.0, 70.1, 71.0)])
+    stat = g.stat("BLEU")
+    assert (stat.median, stat.n) == (70.1, 3) and stat.mean == pytest.approx(211.1 / 3)
+    row = {"BLEU": stat.median, "BLEU_mean": stat.mean, "BLEU_low": stat.low, "BLEU_high": stat.high, "BLEU_n": 3}
+    spec, tables = next(m for m in get_task("e2e").final_metrics if m.name == "BLEU"), load()
+    assert (tables["lora-paper-t3"].over_seeds, tables["lora-paper-t18"].over_seeds) == ("mean", "median")
+    for tid, ours in (("lora-paper-t3", 211.1 / 3), ("lora-paper-t18", 70.1)):
+        table = tables[tid]
+        src = table.rows_for("e2e", "gpt2-medium")[2 if tid.endswith("18") else 0]
+        _, record = _cell(table, spec, row, src, False)
+        assert record["ours"] == pytest.approx(ours) and record["ours_over_seeds"] == table.over_seeds
+        assert record["deviation_pct"] == pytest.approx((ours - table.value(src, "BLEU")) / table.value(src, "BLEU") * 100)
+
+
 def pd_isna(v):
     return v is None or (isinstance(v, float) and math.isnan(v))
 

@@ -44,12 +44,14 @@ def test_a_best_trial_tied_with_others_says_so(tmp_path, capsys):
     assert "    its model (full fine-tuning): runs:/run2/adapter" in capsys.readouterr().out
 
 
-def test_seed_medians_show_the_published_number_only_beside_one_configuration(capsys):
+def test_seed_summaries_show_the_published_number_only_beside_one_configuration(capsys):
     """The reference is one configuration's (Table 3: GPT-2 M at r=4): a sweep of one
-    configuration's seeds shows it beside its median, a sweep of ranks beside none of them."""
+    configuration's seeds shows it beside its summary, a sweep of ranks beside none of them.
+    The summary is the statistic the task's table reports its runs by (Table 3: the mean)."""
     from types import SimpleNamespace
 
-    from sweeps.summary import _print_seed_medians
+    from analysis.references import over_seeds_for
+    from sweeps.summary import _print_seed_summaries
     from trainables.tasks.registry import get_task
 
     task, reference = get_task("e2e"), {"BLEU": 70.4}
@@ -57,13 +59,14 @@ def test_seed_medians_show_the_published_number_only_beside_one_configuration(ca
             for r, s, b in ((1, 0, 10.0), (1, 1, 14.0), (1, 2, 11.0), (4, 0, 20.0), (4, 1, 30.0))]
     rows.append({"status": "stopped_early", "r": 4, "seed": 2, "BLEU": 99.0})
     seed, rank = SimpleNamespace(short="seed"), SimpleNamespace(short="r")
-    _print_seed_medians(rows, [rank, seed], task, reference)
+    _print_seed_summaries(rows, [rank, seed], task, reference, "median")
     out = capsys.readouterr().out
     assert "median over 3 seeds for r=1: BLEU 11.00\n" in out  # median of 10, 11, 14
     assert "median over 2 seeds for r=4: BLEU 25.00\n" in out  # (20 + 30) / 2; the stopped one left out
     assert "paper" not in out
-    _print_seed_medians(rows[:3], [seed], task, reference)
-    assert "median over 3 seeds: BLEU 11.00 (paper 70.4)" in capsys.readouterr().out
+    assert over_seeds_for("e2e") == "mean" and over_seeds_for("glue-cola") == "median"
+    _print_seed_summaries(rows[:3], [seed], task, reference, over_seeds_for("e2e"))
+    assert "mean over 3 seeds: BLEU 11.67 (paper 70.4)" in capsys.readouterr().out  # (10 + 14 + 11) / 3
 
 
 def test_the_sweep_and_the_report_pick_the_same_trial_of_a_tie():

@@ -44,6 +44,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 UNITS = {"percent": 1.0, "fraction": 100.0, "value": 1.0}
 KINDS = ("paper", "reproduction", "report")
+#: How a table's numbers summarise repeated runs (``over_seeds``), and how ours are compared.
+OVER_SEEDS = ("median", "mean")
 #: Settings a table may match on that are derived from a trial's settings.
 DERIVED = {"warm_start": lambda row: given(row.get("adapter.init_from"))}
 
@@ -79,6 +81,9 @@ class RefTable:
     only: Mapping[str, Any] = field(default_factory=dict)
     """Settings without which a row of ours is not compared (``adapter.method: lora``: the
     source ran LoRA only)."""
+    over_seeds: str = "median"
+    """What the table reports over its seeds, ``median`` or ``mean`` (the note says which),
+    and so what ours are compared as; one seed of ours is that seed either way."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -190,13 +195,17 @@ def _table(path: Path, study: str, tid: str, spec: Mapping[str, Any]) -> RefTabl
     for key, value in (("setup", setup), ("only", only)):
         if not isinstance(value, dict):
             raise _fail(path, f"{where}.{key}", f"{value!r}; expected a mapping of settings to values")
+    over_seeds = spec.get("over_seeds", "median")
+    if over_seeds not in OVER_SEEDS:
+        raise _fail(path, f"{where}.over_seeds", f"{over_seeds!r}; accepted: {', '.join(OVER_SEEDS)}")
     not_comparable = dict(spec.get("not_comparable") or {})
     if set(not_comparable) - set(units):
         raise _fail(path, f"{where}.not_comparable", f"{sorted(set(not_comparable) - set(units))} have no unit")
     return RefTable(id=tid, study=study, label=spec["label"], source=spec["source"], file=spec["file"],
                     kind=spec["kind"], match=tuple(spec.get("match") or ()), units=units, rows=tuple(rows),
                     note=" ".join(str(spec.get("note") or "").split()), not_comparable=not_comparable,
-                    printed=dict(spec.get("printed") or {}), setup=dict(setup), only=dict(only))
+                    printed=dict(spec.get("printed") or {}), setup=dict(setup), only=dict(only),
+                    over_seeds=over_seeds)
 
 
 @functools.lru_cache(maxsize=4)
@@ -277,6 +286,13 @@ SUMMARY_TABLES: dict[str, tuple[str, Any]] = {
        for t in ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")},
     "guanaco": ("tuw-judge", lambda trial: trial.eval.prompts == "tuwien_queries"),
 }
+
+
+def over_seeds_for(task: str) -> str:
+    """How a sweep summary of ``task`` summarises seed replicates: as its summary table does
+    (``median`` where the task has none)."""
+    entry = SUMMARY_TABLES.get(task)
+    return load()[entry[0]].over_seeds if entry else "median"
 
 
 def method_references(study: str, task: str) -> tuple[dict[str, dict[str, float]], str]:
