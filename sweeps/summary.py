@@ -248,7 +248,7 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
 
     methods = any("adapter.method" in p.keys for p in swept) and rows
     per_method, cited = method_references(plan.cfg.study, plan.cfg.trial.task) if methods else ({}, "")
-    reference, note = reference_for(plan.cfg.trial)
+    reference, note = reference_for(plan.cfg.trial, plan.space)
     if per_method and generated:
         print(f"  reference ({cited}): each method's, in the methods table below")
     elif reference and generated:

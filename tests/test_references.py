@@ -116,6 +116,7 @@ def test_models_and_stand_ins():
 
 
 def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
+    from search_spaces import Param, SearchSpace
     from trainables.config import TrialConfig
     from trainables.schema import from_dict
 
@@ -125,12 +126,13 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
     numbers, note = ref("e2e", "gpt2-medium")
     assert numbers == {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
     assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
-    assert ref("glue-rte", "roberta-large") == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
+    r8 = {"r": 8}  # Table 2's rank
+    assert ref("glue-rte", "roberta-large", adapter=r8) == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
     # The paper's numbers are LoRA's: not a reference for full fine-tuning or another method.
     assert ref("glue-rte", "roberta-large", adapter={"method": "full"}) == ({}, "")
     assert ref("e2e", "gpt2-medium", adapter={"method": "dora"}) == ({}, "")
-    assert ref("glue-mnli", "roberta-base")[0] == {"accuracy": 87.5}  # overall: matched and mismatched
-    assert ref("glue-mnli", "/cache/smoke/minilm")[0] == {"accuracy": 87.5}  # MiniLM stands in for RoBERTa-base
+    assert ref("glue-mnli", "roberta-base", adapter=r8)[0] == {"accuracy": 87.5}  # overall: matched and mismatched
+    assert ref("glue-mnli", "/cache/smoke/minilm", adapter=r8)[0] == {"accuracy": 87.5}  # MiniLM for RoBERTa-base
     assert ref("webnlg", "gpt2-medium")[0] == {"BLEU": 55.3, "BLEU_seen": 62.1, "BLEU_unseen": 46.7}
     assert ref("dart", "gpt2-medium")[0] == {"BLEU": 47.1}
     assert ref("squad", "gpt2") == ({}, "")
@@ -139,6 +141,20 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
     assert ref("e2e", "gpt2") == ({}, "") and ref("e2e", "smoke:gpt2-s") == ({}, "")
     assert ref("e2e", "smoke:gpt2-m")[0]["BLEU"] == 70.4
     assert ref("e2e", "/checkpoints/my-lm")[1] == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
+    # Only where a configuration of the sweep runs the row's rank and the table's setup.
+    assert ref("glue-rte", "roberta-large") == ({}, "")  # r = 4
+    assert ref("e2e", "gpt2-medium", adapter={"targets": "c_attn"}) == ({}, "")
+    assert ref("e2e", "gpt2-medium", adapter={"r": 16})[0] == {}
+
+    def space(*params):
+        return SearchSpace("s", tuple(Param(k, kind, v, "scientific") for k, kind, v in params), "s.yaml")
+
+    trial = from_dict(TrialConfig, {"task": "e2e", "model": {"name_or_path": "gpt2-medium"}})
+    assert R.reference_for(trial, space(("adapter.r", "grid", (2, 16))))[0] == {}
+    assert R.reference_for(trial, space(("adapter.r", "grid", (1, 4, 16))))[0]["BLEU"] == 70.4
+    assert R.reference_for(trial, space(("adapter.r+adapter.targets", "grid", ((4, "c_attn"), (16, "qv")))))[0] == {}
+    assert R.reference_for(trial, space(("adapter.r+adapter.targets", "grid", ((4, "qv"), (16, "qv")))))[0]
+    assert R.reference_for(trial, space(("adapter.r", "loguniform", (1, 64))))[0]  # a range may
     # The TU Wien judge grades (1, 3, 2, 1, 1: mean 1.6) belong to its five queries only.
     assert ref("guanaco", "meta-llama/Llama-3.2-1B", eval={"prompts": "tuwien_queries"})[0] == {"judge_score": 1.6}
     assert ref("guanaco", "meta-llama/Llama-3.2-1B") == ({}, "")

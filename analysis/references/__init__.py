@@ -315,12 +315,14 @@ def _setting(trial: Any, key: str) -> Any:
     return trial
 
 
-def reference_for(trial: Any) -> tuple[dict[str, float], str]:
-    """The published numbers a sweep of the trial config ``trial`` is shown beside, on
-    lorasweep's scale, and their citation: the row of its task's summary table for its model
-    (the model it stands in for, in a smoke sweep). A model the references do not know is
-    shown beside the table's only model; a known model the table does not have, beside none
-    (another model's numbers are not its reference)."""
+def reference_for(trial: Any, space: Any = None) -> tuple[dict[str, float], str]:
+    """The published numbers a sweep of the trial config ``trial`` (and search space
+    ``space``) is shown beside, on lorasweep's scale, and their citation: the row of its
+    task's summary table for its model (the model it stands in for, in a smoke sweep), when
+    the sweep runs that row's setup and settings (the table's ``setup`` and the row's
+    ``match`` values) in at least one of its configurations. A model the references do not
+    know is shown beside the table's only model; a known model the table does not have,
+    beside none (another model's numbers are not its reference)."""
     entry = SUMMARY_TABLES.get(trial.task)
     if entry is None or (entry[1] is not None and not entry[1](trial)):
         return {}, ""
@@ -334,5 +336,29 @@ def reference_for(trial: Any) -> tuple[dict[str, float], str]:
     if model is None and len(models) == 1:
         model = next(iter(models))
     elif model not in models:
-        model = None
-    return headline(table_id, trial.task, model) if model else ({}, "")
+        return {}, ""
+    row = table.rows_for(trial.task, model)[0]
+    wanted = {**table.setup, **{k: row[k] for k in table.match if row.get(k) is not None}}
+    if not _can_run(trial, space, wanted):
+        return {}, ""  # no configuration of the sweep ran what the source's row did
+    return headline(table_id, trial.task, model)
+
+
+def _can_run(trial: Any, space: Any, wanted: Mapping[str, Any]) -> bool:
+    """Whether a configuration of the sweep (trial config ``trial``, search space ``space``)
+    has every setting of ``wanted``: each parameter of the space that sets some of them has a
+    value (a coupled parameter: one value for all of its keys) with theirs, and the trial has
+    the rest. A range swept over a setting may have it (ranges are not checked)."""
+    params = list(getattr(space, "params", ()))
+    if any(differing({k: v}, {k: _setting(trial, k)}) for k, v in wanted.items()
+           if not any(k in p.keys for p in params)):
+        return False
+    for p in params:
+        mine = {k: v for k, v in wanted.items() if k in p.keys}
+        if not mine or p.kind not in ("fixed", "grid", "choice"):
+            continue
+        values = p.values[:1] if p.kind == "fixed" else p.values
+        configs = [dict(zip(p.keys, v)) if len(p.keys) > 1 else {p.key: v} for v in values]
+        if all(differing(mine, c) for c in configs):
+            return False
+    return True
