@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -174,6 +175,23 @@ def check_out(out: Path) -> None:
         raise UserError("--out", "name a new directory to write (e.g. --out best-adapter/)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("--out", f"{out} exists and is not an empty directory; name a new one")
+    base = next(p for p in out.absolute().parents if p.exists())
+    if not base.is_dir():
+        raise UserError("--out", f"{base} is a file, not a directory to write {out} in")
+    try:  # write access, as the export will need it (a permission check would pass for root)
+        os.rmdir(tempfile.mkdtemp(prefix=".lorasweep-export-check-", dir=base))
+    except OSError as e:
+        raise UserError("--out", f"cannot write in {base} ({e.strerror}); name a directory you can write") from None
+
+
+def _readable_as_umask_allows(root: Path) -> None:
+    """Give ``root`` and everything in it the modes a new file or directory gets under the
+    process's umask (a staging directory from ``mkdtemp`` and downloaded files are private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def check_hub(repo: str | None) -> None:
@@ -222,6 +240,7 @@ def export(args: argparse.Namespace) -> Path:
             model = write(stage, adapter, cfg, meta, merge=args.merge)
             (stage / "README.md").write_text(model_card(trial, parent, cfg, meta, merged=args.merge or
                                                         meta.get("method") == "full"))
+            _readable_as_umask_allows(stage)
             if out.exists():
                 out.rmdir()
             stage.rename(out)

@@ -255,6 +255,11 @@ def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registe
     torch.testing.assert_close(_logits(model, tokenizer), _logits(with_adapter, tokenizer), atol=1e-5, rtol=0)
     assert (_logits(model, tokenizer) - _logits(base, tokenizer)).abs().max() > 1e-3  # the adapter is in it
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "merged").iterdir()}
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "merged", tmp_path / "adapter"):  # readable by others, as the umask allows
+        assert path.stat().st_mode & 0o777 == 0o777 & ~umask
+        assert {p.stat().st_mode & 0o777 for p in path.rglob("*") if p.is_file()} == {0o666 & ~umask}, path
 
     card = (tmp_path / "adapter" / "README.md").read_text()
     assert "sweep `layouts` (study `rank_e2e`, preset `smoke`" in card and best.info.run_id in card
@@ -304,6 +309,8 @@ def test_a_run_without_an_adapter_is_one_line_exit_2_and_nothing_written(layouts
     (["--sweep", "layouts", "--push-to-hub", "not a repo!"], "--push-to-hub: 'not a repo!' is not a Hub repository id"),
     (["--sweep", "layouts", "--push-to-hub", "me/adapter"], "--push-to-hub: HF_HUB_OFFLINE is set"),
     (["--sweep", "layouts"], "--out: "),  # an output directory that is in use
+    (["--sweep", "layouts"], "--out: cannot write in /proc ("),  # nowhere to write, even for root
+    (["--sweep", "layouts"], "is a file, not a directory to write"),
     (["--sweep", "layouts", "--study", "rank_e2e"], "not allowed with argument"),
 ])
 def test_bad_export_arguments_are_one_line_exit_2_and_nothing_written(layouts, tmp_path, capsys, args, message):
@@ -313,6 +320,11 @@ def test_bad_export_arguments_are_one_line_exit_2_and_nothing_written(layouts, t
     if message == "--out: ":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
+    elif "/proc" in message:
+        out = Path("/proc/lorasweep-export")
+    elif "is a file" in message:
+        (tmp_path / "notes.txt").write_text("mine")
+        out = tmp_path / "notes.txt" / "out"
     before = sorted(p.name for p in tmp_path.rglob("*"))
     try:
         code = main(["--tracking-uri", layouts["uri"], *args, "--out", str(out)])
