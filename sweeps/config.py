@@ -165,3 +165,8 @@ class SweepConfig:
                                                    "with Ray Train worker groups")
         if self.name is not None:
             check_sweep_name(self.name)
+        for key, default in (("tracking_uri", "$MLFLOW_TRACKING_URI or sqlite:///mlruns.db"),
+                             ("experiment", f"lorasweep-{self.study}"), ("storage", "./ray_results")):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise UserError(key, f"is empty; give a value or leave it out for the default ({default})")

@@ -227,6 +227,11 @@ CASES = [
      "{tmp}/e2e/trainset.csv is not a writable folder", None),
     ("tracking-uri-a-folder", E2E, ["--tracking-uri", "bogus"], "tracking_uri",
      "'bogus' is a folder (MLflow's file store), which MLflow no longer writes to", None),
+    ("tracking-uri-empty", E2E, ["--tracking-uri", ""], "tracking_uri",
+     "is empty; give a value or leave it out for the default ($MLFLOW_TRACKING_URI or sqlite:///mlruns.db)", None),
+    ("experiment-empty", E2E, ["--experiment", " "], "experiment", "is empty; give a value or leave it out", None),
+    ("storage-empty", E2E, ["--storage", ""], "storage", "is empty; give a value or leave it out for the "
+                                                           "default (./ray_results)", None),
     ("tracking-uri-unknown-scheme", E2E, ["--tracking-uri", "ftp://host/x"], "tracking_uri",
      "'ftp://host/x' is not an MLflow tracking store", None),
     ("optuna-storage-unreachable", E2E, ["--search-alg", "optuna", "--set", "search.storage=postgresql://127.0.0.1:1/x"],
