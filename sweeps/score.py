@@ -1,6 +1,7 @@
 """Score a system-output file against references with the metric code the trials use.
 
-    lorasweep score e2e REFS SYS            BLEU, NIST, METEOR, ROUGE_L, CIDEr (E2E scorer's scale)
+    lorasweep score e2e REFS SYS            BLEU, NIST, METEOR, ROUGE_L, CIDEr (the E2E scorer's
+                                            numbers, with BLEU, METEOR and ROUGE_L x100)
     lorasweep score dart REFS SYS           the same and TER
     lorasweep score webnlg REFS SYS         the same over the whole file (no seen/unseen split)
     lorasweep score squad REFS SYS          EM, F1 and the E2E metrics of the answers

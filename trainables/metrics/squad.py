@@ -58,7 +58,8 @@ def max_over_ground_truths(metric, prediction: str, ground_truths: Sequence[str]
 def score_squad(references: Sequence[Sequence[str]], predictions: Sequence[str], *,
                 text_metrics: bool = True, meteor: bool | None = None) -> dict[str, float | None]:
     """Corpus EM and F1 (x100, max over each question's gold answers, mean over questions),
-    and the E2E metrics on the E2E scorer's scale unless ``text_metrics`` is false
+    and the E2E metrics as :func:`~trainables.metrics.e2e.score_e2e` gives them (BLEU, METEOR
+    and ROUGE-L x100) unless ``text_metrics`` is false
     (``meteor``: as :func:`~trainables.metrics.e2e.score_e2e` takes it).
 
     Raises ValueError when the lengths differ, the corpus is empty or a question has no
