@@ -224,6 +224,7 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         return EXIT_USAGE
     parser = build_parser(spec, doc=doc, prog=prog)
     args = parser.parse_args(argv)
+    outcomes: list[Any] = []
     try:
         extend = extend_count(args)
         cfgs = chain.order(build_configs(spec, args), spec)
@@ -251,7 +252,7 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
             for cfg in cfgs:
                 check_name_is_new(cfg)
                 plan_sweep(chain.for_planning(cfg), prepare=False)
-        codes, outcomes, by_part = [], [], {}
+        codes, by_part = [], {}
         for cfg in cfgs:
             cfg = chain.resolved(cfg, by_part)
             outcome = run_sweep(cfg, resume=args.resume, extend=extend, warm_workers=len(cfgs) == 1)
@@ -272,12 +273,15 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         field = e.field.removeprefix("trial.")
         print(f"error: {field}: {e.message}" if field else f"error: {e.message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: finish it later with --resume", file=sys.stderr)
+    except (KeyboardInterrupt, Stopped) as e:
+        # A sweep stopped before it was launched is not in storage: --resume would not find it.
+        later = ("finish it later with --resume" if getattr(e, "resumable", True) or outcomes else
+                 "nothing was launched; run the command again, without --resume")
+        if isinstance(e, Stopped):
+            print(f"{e}: {later}", file=sys.stderr)
+            return 128 + e.signum
+        print(f"interrupted: {later}", file=sys.stderr)
         return 130
-    except Stopped as e:
-        print(f"{e}: finish it later with --resume", file=sys.stderr)
-        return 128 + e.signum
     return max(codes)
 
 

@@ -72,6 +72,18 @@ def store_config(plan: Plan) -> None:
         out.write(json.dumps(to_dict(replace(plan.cfg, name=plan.name, search=search)), indent=2).encode())
 
 
+def is_stored(plan: Plan) -> bool:
+    """Whether the sweep is in Tune storage for ``--resume`` (:func:`store_config` ran); True
+    when the storage cannot be read."""
+    import pyarrow.fs
+
+    fs, root = storage_fs(plan.storage)
+    try:
+        return fs.get_file_info(f"{root}/{plan.name}/{SWEEP_FILE}").type != pyarrow.fs.FileType.NotFound
+    except OSError:
+        return True
+
+
 def check_name_is_new(cfg: SweepConfig) -> None:
     """Refuse a new sweep under the name of one already in Tune storage: the two would share
     the experiment directory (its state, checkpoints and journal), and a later ``--resume``

@@ -606,3 +606,32 @@ def test_resume_with_the_flags_the_sweep_was_launched_with_is_accepted(tmp_path,
     assert [flag for flag, _ in given] == ["--data " + str(tmp_path / "e2e"), "--num-samples 1",
                                            "--set train.lr=2e-4", "--preset smoke"]
     check_unchanged(sweep_config("rank_e2e", *argv), given)  # raises UserError on a change
+
+
+@pytest.mark.parametrize("resume, stop, code, said", [
+    (False, KeyboardInterrupt(), 130, "interrupted: nothing was launched; run the command again, without --resume"),
+    (False, "SIGTERM", 143, "stopped by SIGTERM: nothing was launched; run the command again, without --resume"),
+    (True, KeyboardInterrupt(), 130, "interrupted: finish it later with --resume"),
+])
+def test_a_stop_before_launch_says_how_to_go_on(resume, stop, code, said, tmp_path, offline_sources, in_process,
+                                                capfd, monkeypatch):
+    """Ctrl-C or SIGTERM while Ray starts: a new sweep is not in Tune storage yet, so the hint
+    is to run the command again (``--resume`` would find nothing); a resumed sweep still is."""
+    import signal
+
+    import sweeps.runner
+    from sweeps.stopping import Stopped
+
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep if resume else None)
+
+    def stopped_while_ray_starts(cfg, **_):
+        raise Stopped(signal.SIGTERM) if stop == "SIGTERM" else stop
+
+    monkeypatch.setattr(sweeps.runner, "_launch", stopped_while_ray_starts)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--name", "done", "--storage", "{tmp}/old", *(["--resume"] if resume else [])]
+    assert in_process(E2E, _argv(E2E, flags, tmp_path)) == code
+    assert capfd.readouterr().err.strip().splitlines()[-1] == said
+    if not resume:  # indeed nothing to resume
+        assert in_process(E2E, _argv(E2E, [*flags, "--resume"], tmp_path)) == 2
+        assert "error: name: no sweep named 'done' under" in capfd.readouterr().err
