@@ -238,9 +238,11 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
                     extension(cfg, extend)  # what it refuses first (it reads, and writes nothing)
                 check_unchanged(cfg, given, verb="resume" if args.resume else "extend")
         if args.dry_run:
-            if not args.resume and not extend:  # a name the run would refuse
-                from sweeps.storage import check_name_is_new
+            from sweeps.storage import check_name_is_new, stored_config
 
+            if args.resume:  # the sweep as it was launched, as --resume runs it
+                cfgs = [stored_config(cfg) for cfg in cfgs]
+            else:  # a name the run would refuse
                 for cfg in cfgs:
                     check_name_is_new(cfg)
             return max(_dry_run(cfg) for cfg in cfgs)

@@ -635,3 +635,15 @@ def test_a_stop_before_launch_says_how_to_go_on(resume, stop, code, said, tmp_pa
     if not resume:  # indeed nothing to resume
         assert in_process(E2E, _argv(E2E, [*flags, "--resume"], tmp_path)) == 2
         assert "error: name: no sweep named 'done' under" in capfd.readouterr().err
+
+
+def test_a_resumes_dry_run_plans_the_stored_sweep(tmp_path, offline_sources, in_process, capfd, monkeypatch):
+    """``--resume --dry-run`` plans what ``--resume`` would run: the sweep as stored at launch
+    (the smoke preset on the copied data), not the study's default preset."""
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep)
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert in_process(E2E, ["--resume", "--name", "done", "--storage", str(tmp_path / "old"), "--dry-run"]) == 0
+    plan = json.loads(capfd.readouterr().out)
+    assert plan["sweep"]["preset"] == "smoke" and plan["sweep"]["name"] == "done"
+    assert plan["base_trial"]["data"]["source"] == str(tmp_path / "e2e"), plan["base_trial"]
