@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from sweeps.config import SweepConfig
@@ -172,6 +173,9 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
     # An interrupted sweep's trials that never reported have no results file yet; Tune's
     # warning that it could not read them reads like lost data. Any other failure still shows.
     logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_not_only_unreported)
+    # An interrupted sweep's summary prints the command that resumes it; Tune's own hint
+    # (Tuner.restore in Python) would be a second, different way that loses the MLflow record.
+    logging.getLogger("ray.tune.tune").addFilter(lambda record: "Tuner.restore(" not in record.getMessage())
     # Started from RayStarter's thread, Ray cannot install its SIGTERM handler (Python allows
     # that in the main thread only) and warns; RayStarter installs the same one.
     logging.getLogger("ray._private.worker").addFilter(
@@ -187,24 +191,28 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
 
 
 def _print_worker_output_without_sigterm_exits() -> None:
-    """Have the driver print its workers' output less :func:`without_sigterm_exits`.
+    """Have the driver print its workers' output less what a worker ended by SIGTERM prints
+    as it dies (:func:`without_sigterm_noise`).
 
-    Ray ends worker processes with SIGTERM (a sweep's idle ones as it ends), and a worker
-    whose SIGTERM comes while Python is in a callback that cannot raise (a weakref's) prints
-    Ray's ``SystemExit`` as an ignored exception's traceback, under the sweep's summary. Ray
-    has no setting for this, so the printer it registers with its output dispatcher is
-    wrapped in place (without that internal, output prints unfiltered)."""
+    Ray ends worker processes with SIGTERM (a sweep's idle ones as it ends, every one on
+    Ctrl-C). A worker whose SIGTERM comes while Python is in a callback that cannot raise (a
+    weakref's) prints Ray's ``SystemExit`` as an ignored exception's traceback; one whose
+    SIGTERM comes outside Python (importing, waiting for the GIL) prints Ray's C++ failure
+    dump, its stack as addresses. Ray has no setting for either, so the printer it registers
+    with its output dispatcher is wrapped in place (without that internal, output prints
+    unfiltered)."""
     try:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
+    ended: set[Any] = set()
 
     def wrap(handler: Any) -> Any:
         if getattr(handler, "drops_sigterm_exits", False):
             return handler
 
         def filtered(data: dict[str, Any]) -> None:
-            lines = without_sigterm_exits(list(data.get("lines") or []))
+            lines = without_sigterm_noise(list(data.get("lines") or []), data.get("pid"), ended)
             if lines:
                 handler({**data, "lines": lines})
 
@@ -213,6 +221,22 @@ def _print_worker_output_without_sigterm_exits() -> None:
 
     with dispatcher._lock:
         dispatcher.handlers = [(name, wrap(h) if name == "ray_print_logs" else h) for name, h in dispatcher.handlers]
+
+
+#: A line of the failure dump Ray's C++ signal handler prints (raw, and again through Ray's log
+#: with a ``[time E pid tid] logging.cc:N:`` prefix): its SIGTERM line and the stack's addresses.
+_SIGTERM_DUMP = re.compile(r"^(\[[^\]]*\] logging\.cc:\d+: )?"
+                           r"(\*\*\* SIGTERM received at time=\d+ on cpu \d+ \*\*\*|PC: @\s+0x|\s+@\s+0x)")
+
+
+def without_sigterm_noise(lines: list[str], pid: Any, ended: set[Any]) -> list[str]:
+    """One batch of worker ``pid``'s output less :func:`without_sigterm_exits` and, once the
+    worker printed that it received SIGTERM (``ended`` keeps such workers), the lines of
+    that C++ failure dump. A dump of another signal (SIGSEGV) is kept whole."""
+    lines = without_sigterm_exits(lines)
+    if any("*** SIGTERM received at time=" in line for line in lines):
+        ended.add(pid)
+    return [line for line in lines if not _SIGTERM_DUMP.match(line)] if pid in ended else lines
 
 
 def without_sigterm_exits(lines: list[str]) -> list[str]:

@@ -251,6 +251,8 @@ def _check_killed(found, signal_name: str, out: str) -> None:
     assert tags["lorasweep.interrupted"] == signal_name
     assert tags["lorasweep.resume_with"].startswith("python sweeps/rank_e2e.py --resume --name signals")
     assert f"interrupted ({signal_name}): finish the sweep with" in out and " unfinished" in out
+    # Only lorasweep's way to resume, and none of what Ray's workers print as SIGTERM ends them.
+    assert "Tuner.restore(" not in out and "SIGTERM received" not in out and "SystemExit" not in out, out[-3000:]
     for c in children:
         assert (c.info.status, c.data.tags["lorasweep.status"]) in {("FINISHED", "completed"),
                                                                     ("KILLED", "unfinished")}

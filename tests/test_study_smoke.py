@@ -257,6 +257,22 @@ def test_only_tracebacks_of_ray_s_sigterm_exit_are_dropped_from_worker_output():
     assert without_sigterm_exits(tb(ray_frame, "SystemExit: 1")[:-1]) == tb(ray_frame, "")[:-1]  # cut short
 
 
+def test_ray_s_failure_dump_of_a_worker_ended_by_sigterm_is_dropped_and_another_signal_s_kept():
+    """Lines as a worker killed by Ctrl-C printed them (Ray's C++ handler: raw, then again
+    through Ray's log), split over two batches; a SIGSEGV dump of another worker is kept."""
+    from sweeps.ray_start import without_sigterm_noise
+
+    log = "[2026-12-06 16:56:08,489 E 15957 16048] logging.cc:474: "
+    dump = ["*** SIGTERM received at time=1796576168 on cpu 0 ***",
+            "PC: @     0x7fdb00aa7907  (unknown)  pthread_create",
+            "    @     0x7fdb00a5a050  (unknown)  (unknown)"]
+    ended: set = set()
+    assert without_sigterm_noise(["decoding 4/8", *dump, log + dump[0]], 15957, ended) == ["decoding 4/8"]
+    assert without_sigterm_noise([log + dump[1], log + dump[2], "closing"], 15957, ended) == ["closing"]
+    segv = ["*** SIGSEGV received at time=1796576168 on cpu 1 ***", *dump[1:]]
+    assert without_sigterm_noise(segv, 15958, ended) == segv and ended == {15957}
+
+
 def test_seeds_add_replicates_to_every_part(tmp_path):
     proc = _run("rank_vs_task.py", tmp_path, "--preset", "smoke", "--seeds", "3", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
