@@ -167,17 +167,21 @@ class EdgeWarning:
                 f"lie outside the search space (try {further} values)")
 
 
+def best_trials(trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec) -> pd.DataFrame:
+    """The trials tied at the best ``metric`` among those that count towards it, by trial id."""
+    if metric.name not in trials:
+        return trials.iloc[0:0]
+    ok = trials[eligible(trials, task, metric.name) & trials[metric.name].notna()]
+    vals = ok[metric.name].astype(float)
+    tied = ok[vals == (vals.min() if metric.mode == "min" else vals.max())] if len(ok) else ok
+    return tied.sort_values("trial_id", kind="stable") if "trial_id" in tied else tied
+
+
 def best_trial(trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec) -> pd.Series | None:
     """The trial with the best ``metric`` among those that count towards it; of trials tied at
     that value, the first by trial id (the one the sweep named best and recorded)."""
-    if metric.name not in trials:
-        return None
-    ok = trials[eligible(trials, task, metric.name) & trials[metric.name].notna()]
-    if ok.empty:
-        return None
-    vals = ok[metric.name].astype(float)
-    tied = ok[vals == (vals.min() if metric.mode == "min" else vals.max())]
-    return tied.sort_values("trial_id", kind="stable").iloc[0] if "trial_id" in tied else tied.iloc[0]
+    tied = best_trials(trials, task, metric)
+    return None if tied.empty else tied.iloc[0]
 
 
 def edge_position(p: SpaceParam, value: float) -> float | None:
@@ -198,23 +202,26 @@ def edge_position(p: SpaceParam, value: float) -> float | None:
 def edge_warnings(sweep: Sweep, trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec | None = None,
                   *, tolerance: float = EDGE_TOLERANCE) -> list[EdgeWarning]:
     """Numeric swept settings whose best-trial value is at an edge of the search space
-    (grid/choice: exactly the smallest or largest value; ranges: within ``tolerance``)."""
+    (grid/choice: exactly the smallest or largest value; ranges: within ``tolerance``). With
+    trials tied at the best value, only an edge every one of them is at."""
     metric = metric or task.metric
-    best = best_trial(trials[trials["sweep_run_id"] == sweep.run_id], task, metric)
-    if best is None:
+    tied = best_trials(trials[trials["sweep_run_id"] == sweep.run_id], task, metric)
+    if tied.empty:
         return []
-    out = []
+    best, out = tied.iloc[0], []
     for p in sweep.swept:
-        value = best.get(p.key)
-        if p.key == "seed" or not p.numeric or not is_number(value) or pd.isna(value):
+        if p.key == "seed" or not p.numeric:
             continue
-        pos = edge_position(p, float(value))
-        if pos is None:
-            continue
-        exact = p.kind in ("grid", "choice")
-        tol = 1e-9 if exact else tolerance
-        edge = "lower" if pos <= tol else "upper" if pos >= 1 - tol else None
-        if edge:
-            out.append(EdgeWarning(sweep.name, p.key, float(value), edge, p, metric,
+        edges = {_edge(p, t.get(p.key), tolerance) for _, t in tied.iterrows()}
+        if len(edges) == 1 and (edge := edges.pop()):
+            out.append(EdgeWarning(sweep.name, p.key, float(best[p.key]), edge, p, metric,
                                    float(best[metric.name]), best["run_id"]))
     return out
+
+
+def _edge(p: SpaceParam, value: Any, tolerance: float) -> str | None:
+    """``lower`` or ``upper`` when ``value`` is at that edge of what ``p`` searched, else None."""
+    if not is_number(value) or pd.isna(value) or (pos := edge_position(p, float(value))) is None:
+        return None
+    tol = 1e-9 if p.kind in ("grid", "choice") else tolerance
+    return "lower" if pos <= tol else "upper" if pos >= 1 - tol else None

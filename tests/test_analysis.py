@@ -829,6 +829,10 @@ def test_edge_of_space_warning(optuna_data, rank_data, store):
     warns = edge_warnings(a, t, task)
     assert [(w.key, w.edge, w.value) for w in warns] == [("train.lr", "lower", 2e-4), ("adapter.r", "upper", 16)]
     assert "largest value of grid[1, 4, 16]" in warns[1].message()
+    # Tied with r=1 (lr 2e-4 too): no rank is best, so no warning about the rank; lr stays.
+    t.loc[t["trial_id"] == "a_1_0_0.0002", "val_loss"] = 1.0
+    assert t.loc[t["trial_id"] == "a_1_0_0.0002", "status"].iloc[0] == "completed"
+    assert [(w.key, w.edge) for w in edge_warnings(a, t, task)] == [("train.lr", "lower")]
     # Ranked by BLEU instead: the best BLEU in sweep A is r=16, lr 1e-3 (70.0).
     assert [w.key for w in edge_warnings(a, rank_data.trials, task, task.spec("BLEU"))] == ["train.lr", "adapter.r"]
 
