@@ -129,11 +129,12 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
 def _setup_notes(table: RefTable, ours: Sequence[Mapping[str, Any]]) -> list[str]:
     """A note naming each setting the source ran every row with (``setup``) that rows of ours
     compared with it ran otherwise; the deviations include that difference."""
-    differ = [f"{key} {fmt_value(table.setup[key])} (ours: {', '.join(values)})"
-              for key, values in _other_values(table.setup, ours).items()]
-    if not differ:
+    other = _other_values(table.setup, ours)
+    if not other:
         return []
-    return [f"setup differs: the source ran {'; '.join(differ)}, so each Δ% includes that difference"]
+    theirs = ", ".join(f"{key} {fmt_value(table.setup[key])}" for key in other)
+    mine = " or ".join(f"{key} {', '.join(values)}" for key, values in other.items())
+    return [f"setup differs: the source ran {theirs}; the Δ% of rows of ours with {mine} include that difference"]
 
 
 def _other_values(wanted: Mapping[str, Any], ours: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
