@@ -173,7 +173,7 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         _rank_axis(ax, ranks)
         if len(ranks) > 1:
             ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
-        notes[ax] = _trainable_pct(ax, points[points["metric"] == name])
+        notes[ax] = _trainable_pct(ax, points[points["metric"] == name], on_top=not others)
         if notes[ax]:
             ax.margins(y=0.12)  # room above the highest point for its note
     for ax in axes[len(panels):]:
@@ -217,14 +217,15 @@ def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd
     return pd.concat(parts, ignore_index=True) if parts else src.iloc[0:0]
 
 
-def _trainable_pct(ax: Any, pts: pd.DataFrame) -> list[tuple[float, float, str, str]]:
-    """One % per rank: a second x axis on top at our ranks. Returns the notes to write beside
-    the points (r, value, text, line): several models per rank, each one's %; the values of
-    the other settings a point was chosen by."""
+def _trainable_pct(ax: Any, pts: pd.DataFrame, *, on_top: bool = True) -> list[tuple[float, float, str, str]]:
+    """One % per rank: a second x axis on top at our ranks (unless not ``on_top``: the points
+    of different ranks may be of different other settings, LoRA targets say). Returns the
+    notes to write beside the points (r, value, text, line): several models per rank (or not
+    on top), each one's %; the values of the other settings a point was chosen by."""
     ranks = sorted(set(pts["r"]))
     known = pts[pts[K.trainable_pct].notna()]
     pct = known.groupby("r")[K.trainable_pct].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
-    on_top = len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
+    on_top = on_top and len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
     if on_top:
         top = ax.secondary_xaxis("top")
         top.xaxis.set_major_locator(FixedLocator(ranks))

@@ -460,6 +460,13 @@ def test_rank_plot_points_are_the_chosen_trials_median_and_range(rank_data, summ
     top = fig.axes[0].child_axes[0]
     assert [t.get_text() for t in top.get_xticklabels()] == [f"{PCT['gpt2'] * r:.3g}" for r in RANKS]
     assert "% trainable" in top.get_xlabel()
+    # Each rank's point chosen among the values of another setting (targets, in a study of
+    # both): its % is that setting's, written beside the point, not on one axis for the rank.
+    fig, _ = rank_figure(summary[summary["model"] == "gpt2"], task, line_by=[], title="t", metrics=["val_loss"],
+                         others=["model"])
+    assert not fig.axes[0].child_axes
+    notes = {t.get_text() for t in fig.axes[0].texts}
+    assert {f"{PCT['gpt2'] * r:.3g}% model=gpt2" for r in RANKS} <= notes, notes
 
 
 def test_rank_plot_notes_of_points_at_one_rank_do_not_overprint(rank_data, summary):
