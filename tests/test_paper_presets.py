@@ -314,3 +314,16 @@ def test_paper_presets_batch_as_their_sources(study, preset, part, batching):
     spec = load_study(study)
     argv = ["--preset", preset, *([f"--{spec.part_flag}", part] if part else [])]
     assert build_config(spec, build_parser(spec).parse_args(argv), part=part).trial.train.batching == batching
+
+
+def test_variants_glue_takes_the_lora_papers_roberta_protocol_where_its_report_is_silent():
+    """The UT Austin report states epochs, lr and batch size only; its preset fills in the rest
+    from the LoRA paper's RoBERTa-base protocol, as glue_paper's paper preset states it."""
+    from conftest import sweep_config
+
+    variants = sweep_config("variants_glue", "--preset", "paper", "--task", "mrpc").trial.train
+    paper = sweep_config("glue_paper", "--preset", "paper", "--task", "mrpc").trial.train
+    for key in ("optimizer", "weight_decay", "warmup_ratio", "scheduler", "adam_eps", "max_grad_norm",
+                "label_smoothing", "precision"):
+        assert getattr(variants, key) == getattr(paper, key), key
+    assert (variants.lr, variants.batch_size, variants.epochs) == (4.0e-5, 32, 40)  # the report's
