@@ -72,7 +72,8 @@ def source_curves(summary: pd.DataFrame, task: TaskInfo) -> pd.DataFrame:
                 rows += [{"model": name, "our_model": our, "stand_in": stand_in, "table": table.id,
                           "label": table.label, "kind": table.kind, "r": float(row[R_KEY]), "metric": m,
                           "value": table.value(row, m)}
-                         for m in table.metrics if m in metrics and table.comparable(m) and row.get(m) is not None]
+                         for m in table.metrics if m in metrics and table.comparable(m) and row.get(m) is not None
+                         and not table.is_failed(row)]
     return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
@@ -201,9 +202,10 @@ def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str
     ours = s.get(m.name if table.over_seeds == "median" else f"{m.name}_{table.over_seeds}")
     ours = None if ours is None or pd.isna(ours) else float(ours)
     source = table.value(src, m.name)
-    comparable = table.comparable(m.name)
+    failed = table.is_failed(src) and m.name != TRAINABLE.name  # its % trainable is still its configuration's
+    comparable = table.comparable(m.name) and not failed
     dev = deviation(ours, source) if comparable else None
-    text = "n.c." if not comparable else "-" if dev is None else f"{dev:+.1f}%"
+    text = "failed" if failed else "n.c." if not comparable else "-" if dev is None else f"{dev:+.1f}%"
     if stand_in and dev is not None:
         text += f" ({SMOKE})"
     cell = f"{'-' if ours is None else m.fmt.format(ours)} / {'-' if source is None else m.fmt.format(source)} / {text}"
@@ -226,6 +228,10 @@ def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[
                      "lorasweep's scale; the CSV keeps the printed values")
     notes += [f"{m.heading} not comparable (n.c.): {table.not_comparable[m.name]}" for m in metrics
               if not table.comparable(m.name)]
+    if table.failed:
+        runs = "; ".join(", ".join(f"{short_name(k)}={fmt_value(v)}" for k, v in f.items()) for f in table.failed)
+        notes.append(f"failed: the source's run at {runs} failed (its note says how): its metrics are shown, "
+                     "not compared, and not drawn")
     if smoke:
         notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) compares a tiny stand-in model on "
                      "synthetic data with the numbers of the model it stands for: no reproduction result")

@@ -774,6 +774,31 @@ def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data
     assert "gpt2-s (smoke stand-in for GPT-2 S)" in labels
 
 
+def test_a_failed_source_run_is_shown_but_neither_compared_nor_drawn(rank_data, groups):
+    """TU Wien's Table 8 (GPT-2 L) has r=1, whose generation failed (BLEU 0): beside our r=1
+    its metrics are printed without a deviation and its point is not on the rank plot's
+    curve; its % trainable, a property of the configuration, is still compared."""
+    from analysis.compare import compare, source_curves
+    from analysis.tables import summarise
+
+    t = rank_data.trials.copy()
+    t["model"] = t["model"].map({"gpt2": "gpt2-large", "gpt2-medium": "gpt2-medium"})
+    task = rank_data.tasks["e2e"]
+    summary = summarise(t, task, groups)
+    found = compare(summary, t, task, groups)
+    t8 = next(tb for tb in found.tables if "Table 8" in tb.title)
+    r1 = next(r for r in t8.rows if r[1] == "1")
+    headings = t8.headers
+    bleu = r1[next(i for i, h in enumerate(headings) if h.startswith("BLEU"))]
+    assert bleu.endswith(" / 0.00 / failed"), bleu
+    pct = _dev(found, "tuw-t8", "gpt2-large", 1, "trainable_pct")
+    assert pct["deviation_pct"] == pytest.approx((PCT["gpt2"] - 0.0238) / 0.0238 * 100)  # ours at r=1
+    assert any(n.startswith("failed: the source's run at r=1 failed") for n in t8.notes)
+    drawn = source_curves(summary, task)
+    t8_points = drawn[drawn["table"] == "tuw-t8"]
+    assert sorted(set(t8_points["r"])) == [8.0, 128.0, 256.0, 1024.0]
+
+
 def test_a_local_model_is_named_by_its_folder_not_by_a_generic_one():
     from analysis.tables import model_label, model_legend
 

@@ -184,6 +184,9 @@ tables:
     (("    file: null\n", ""), "s.yaml: tables.t1: file is missing"),
     (("model: gpt2\n", "model: gpt5\n"), "s.yaml: tables.t1: models ['gpt5'] are not in models.yaml"),
     (("columns: [adapter.r, BLEU]", "columns: [adapter.r, NIST]"), "are neither metrics with a unit nor match keys"),
+    (("units:", "over_seeds: average\n    units:"), "s.yaml: tables.t1.over_seeds: 'average'; accepted: median, mean"),
+    (("units:", "failed: [{seed: 1}]\n    units:"), "s.yaml: tables.t1.failed: [{'seed': 1}]; expected a list of "
+                                                   "mappings of match keys to values"),
 ])
 def test_a_malformed_file_is_an_error_naming_file_table_and_field(tmp_path, edit, fragment):
     (tmp_path / "models.yaml").write_text((R.HERE / "models.yaml").read_text())

@@ -17,6 +17,9 @@ Each file holds the tables a study is compared with (``<study>.yaml``: ``study``
       only: {adapter.method: lora}   # a row of ours with another value is not compared
       units: {BLEU: percent, METEOR: fraction, NIST: value}
       not_comparable: {METEOR: why}  # printed, never turned into a deviation
+      over_seeds: mean               # what the table reports over its runs (default: median)
+      failed: [{adapter.r: 1}]       # rows whose run failed (the note says how): printed, not
+                                     # compared or drawn
       columns: [adapter.r, BLEU, ...]   # then rows are lists; or rows are mappings
       rows: [[1, 68.72, ...], ...]
 
@@ -81,6 +84,9 @@ class RefTable:
     only: Mapping[str, Any] = field(default_factory=dict)
     """Settings without which a row of ours is not compared (``adapter.method: lora``: the
     source ran LoRA only)."""
+    failed: tuple[Mapping[str, Any], ...] = ()
+    """The match values of rows whose run failed (``adapter.r: 1``: its generation did):
+    printed, never turned into a deviation or drawn."""
     over_seeds: str = "median"
     """What the table reports over its seeds, ``median`` or ``mean`` (the note says which),
     and so what ours are compared as; one seed of ours is that seed either way."""
@@ -96,6 +102,10 @@ class RefTable:
 
     def comparable(self, metric: str) -> bool:
         return metric in self.units and metric not in self.not_comparable
+
+    def is_failed(self, row: Mapping[str, Any]) -> bool:
+        """Whether ``row`` is one of the table's ``failed`` runs."""
+        return any(all(same(row.get(k), v) for k, v in f.items()) for f in self.failed)
 
     def rows_for(self, task: str, model: str | None) -> list[Mapping[str, Any]]:
         return [r for r in self.rows if r.get("task") == task and (model is None or r.get("model") == model)]
@@ -195,6 +205,10 @@ def _table(path: Path, study: str, tid: str, spec: Mapping[str, Any]) -> RefTabl
     for key, value in (("setup", setup), ("only", only)):
         if not isinstance(value, dict):
             raise _fail(path, f"{where}.{key}", f"{value!r}; expected a mapping of settings to values")
+    failed = spec.get("failed") or []
+    if not isinstance(failed, list) or not all(isinstance(f, dict) and f and set(f) <= set(spec.get("match") or ())
+                                               for f in failed):
+        raise _fail(path, f"{where}.failed", f"{failed!r}; expected a list of mappings of match keys to values")
     over_seeds = spec.get("over_seeds", "median")
     if over_seeds not in OVER_SEEDS:
         raise _fail(path, f"{where}.over_seeds", f"{over_seeds!r}; accepted: {', '.join(OVER_SEEDS)}")
@@ -205,7 +219,7 @@ def _table(path: Path, study: str, tid: str, spec: Mapping[str, Any]) -> RefTabl
                     kind=spec["kind"], match=tuple(spec.get("match") or ()), units=units, rows=tuple(rows),
                     note=" ".join(str(spec.get("note") or "").split()), not_comparable=not_comparable,
                     printed=dict(spec.get("printed") or {}), setup=dict(setup), only=dict(only),
-                    over_seeds=over_seeds)
+                    over_seeds=over_seeds, failed=tuple(dict(f) for f in failed))
 
 
 @functools.lru_cache(maxsize=4)
