@@ -187,7 +187,8 @@ def _summary_rows(plan: Plan, task: Any, results: Any, recorder: Any) -> list[di
         row.update({
             K.trainable_pct: m.get(K.trainable_pct), K.trainable_params: m.get(K.trainable_params),
             "status": status_of(result, recorder), "epoch": m.get("epoch"),
-            task.metric.name: m.get(task.metric.name),
+            # With keep_best, the epoch whose weights the final metrics are of (empty otherwise).
+            K.best_epoch: m.get(K.best_epoch), task.metric.name: m.get(task.metric.name),
         })
         for spec in (*extra_report_metrics(task), *task.final_metrics):
             row[spec.name] = m.get(spec.name)

@@ -17,6 +17,8 @@ AG News files.
 
 from __future__ import annotations
 
+import csv
+
 import subprocess
 import sys
 
@@ -81,13 +83,13 @@ def glue_paper(tmp_path_factory, one_local_ray):
                         "--set", "data.train_limit=96", "--set", "data.test_limit=40",
                         "--set", "data.val_limit=40", "--set", "train.epochs=1")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc.stdout, _runs(client, "lorasweep-glue_paper")
+    return proc.stdout, _runs(client, "lorasweep-glue_paper"), root
 
 
 def test_glue_paper_smoke_runs_each_task_with_its_metrics(glue_paper):
     from trainables.tasks.registry import get_task
 
-    out, runs = glue_paper
+    out, runs, root = glue_paper
     parents = [r for r in runs if r.data.tags.get("lorasweep.kind") == "sweep"]
     assert sorted(p.data.tags["lorasweep.part"] for p in parents) == ["mnli", "mrpc", "stsb"]
     trials = [r for r in runs if r.data.tags.get("lorasweep.kind") == "trial"]
@@ -106,6 +108,12 @@ def test_glue_paper_smoke_runs_each_task_with_its_metrics(glue_paper):
     assert 0 < float(stsb["data.target_mean"]) < 5 and float(stsb["data.target_std"]) > 0
     assert out.count("median over 1 seed:") == 3 and "(paper 89.7)" in out  # MRPC, Table 2
     assert "3 sweeps (mnli, mrpc, stsb)" in out
+    # keep_best (the preset's): the results CSV says which epoch the final metrics are of.
+    for part in ("mnli", "mrpc", "stsb"):
+        with open(next(root.glob(f"ray_results/gp-{part}/results.csv"))) as fh:
+            (row,) = list(csv.DictReader(fh))
+        trial = next(t for t in trials if t.data.tags["lorasweep.trial_id"] == row["trial_id"])
+        assert float(row["best_epoch"]) == trial.data.metrics["best_epoch"] == 1.0, row
 
 
 def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path, one_local_ray):
