@@ -137,6 +137,9 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
                                                   "study and MLflow parent run go on")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the resolved config and trial count, launch nothing")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings and search space of each sweep and exit, "
+                        "reading no model or data (a paper preset offline)")
     return p
 
 
@@ -237,6 +240,10 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
                 if extend:
                     extension(cfg, extend)  # what it refuses first (it reads, and writes nothing)
                 check_unchanged(cfg, given, verb="resume" if args.resume else "extend")
+        if args.print_config:
+            from sweeps.storage import stored_config
+
+            return _print_config([stored_config(cfg) for cfg in cfgs] if args.resume else cfgs)
         if args.dry_run:
             from sweeps.storage import check_name_is_new, stored_config
 
@@ -328,6 +335,20 @@ def main(study: str | None, *, doc: str = "", prog: str | None = None, argv: lis
     sys.stderr.flush()
     gc.freeze()
     return code
+
+
+def _print_config(cfgs: list[Any]) -> int:
+    """Each sweep's settings as the command resolved them, and its search space (no model,
+    data or store is read, so a preset whose sources are out of reach prints too)."""
+    import json
+
+    from search_spaces import load_space
+    from trainables.schema import to_dict
+
+    for cfg in cfgs:
+        space = load_space(cfg.space, base=to_dict(cfg.trial))
+        print(json.dumps({"sweep": to_dict(cfg), "space": space.as_data()}, indent=2))
+    return 0
 
 
 def _dry_run(cfg: Any) -> int:

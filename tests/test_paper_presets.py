@@ -327,3 +327,23 @@ def test_variants_glue_takes_the_lora_papers_roberta_protocol_where_its_report_i
                 "label_smoothing", "precision"):
         assert getattr(variants, key) == getattr(paper, key), key
     assert (variants.lr, variants.batch_size, variants.epochs) == (4.0e-5, 32, 40)  # the report's
+
+
+def test_print_config_shows_a_paper_preset_without_its_model_or_data(capsys):
+    """The hub is out of reach here: ``--print-config`` prints each part's settings and space
+    anyway (``--dry-run`` checks the sources, and refuses)."""
+    import json
+
+    from sweeps.cli import run_study
+
+    assert run_study("glue_rank", ["--preset", "paper", "--task", "sst2,cola", "--print-config"]) == 0
+    text, dec, printed = capsys.readouterr().out, json.JSONDecoder(), []
+    while text.strip():
+        obj, end = dec.raw_decode(text.lstrip())
+        printed.append(obj)
+        text = text.lstrip()[end:]
+    assert [p["sweep"]["trial"]["task"] for p in printed] == ["glue-sst2", "glue-cola"]
+    assert printed[0]["sweep"]["trial"]["model"]["name_or_path"] == "roberta-base"
+    # search_spaces/glue_rank_paper.yaml's scientific grid
+    assert printed[0]["space"]["scientific"] == {"r": {"grid": [1, 2, 4, 8, 16, 32, 64]},
+                                                 "targets": {"grid": ["qv", "qkvo", "all-linear"]}}
