@@ -240,19 +240,8 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
                 if extend:
                     extension(cfg, extend)  # what it refuses first (it reads, and writes nothing)
                 check_unchanged(cfg, given, verb="resume" if args.resume else "extend")
-        if args.print_config:
-            from sweeps.storage import stored_config
-
-            return _print_config([stored_config(cfg) for cfg in cfgs] if args.resume else cfgs)
-        if args.dry_run:
-            from sweeps.storage import check_name_is_new, stored_config
-
-            if args.resume:  # the sweep as it was launched, as --resume runs it
-                cfgs = [stored_config(cfg) for cfg in cfgs]
-            else:  # a name the run would refuse
-                for cfg in cfgs:
-                    check_name_is_new(cfg)
-            return max(_dry_run(cfg) for cfg in cfgs)
+        if args.print_config or args.dry_run:
+            return _inspect(args, cfgs)
         from sweeps.planning import plan_sweep
         from sweeps.runner import run_sweep
         from sweeps.storage import check_name_is_new
@@ -283,15 +272,39 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         print(f"error: {field}: {e.message}" if field else f"error: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Stopped) as e:
-        # A sweep stopped before it was launched is not in storage: --resume would not find it.
-        later = ("finish it later with --resume" if getattr(e, "resumable", True) or outcomes else
-                 "nothing was launched; run the command again, without --resume")
-        if isinstance(e, Stopped):
-            print(f"{e}: {later}", file=sys.stderr)
-            return 128 + e.signum
-        print(f"interrupted: {later}", file=sys.stderr)
-        return 130
+        print(f"{e if isinstance(e, Stopped) else 'interrupted'}: {_how_to_go_on(e, args, spec, cfgs, outcomes)}",
+              file=sys.stderr)
+        return 128 + e.signum if isinstance(e, Stopped) else 130
     return max(codes)
+
+
+def _how_to_go_on(stop: BaseException, args: argparse.Namespace, spec: Study, cfgs: list[Any],
+                  outcomes: list[Any]) -> str:
+    """What to run after a Ctrl-C or SIGTERM outside Tune's loop. ``--resume`` finds a sweep
+    only once it is in Tune storage (the runner says so on ``stop.resumable``; a resumed one
+    always is); a sweep stopped before that is run again, and with it the parts after it."""
+    if getattr(stop, "resumable", bool(args.resume)):
+        return "finish it later with --resume"
+    if not outcomes or not spec.part_flag:
+        return "the sweep was not launched (no trial ran); run the command again, without --resume"
+    left = [c.part for c in cfgs[len(outcomes):]]
+    return (f"part {left[0]} was not launched; run the command again for it and the parts after it, "
+            f"without --resume: --{spec.part_flag} {','.join(left)}")
+
+
+def _inspect(args: argparse.Namespace, cfgs: list[Any]) -> int:
+    """``--print-config`` and ``--dry-run``: each sweep as the command would run it (with
+    ``--resume``, as stored at launch), launching nothing."""
+    from sweeps.storage import check_name_is_new, stored_config
+
+    if args.resume:
+        cfgs = [stored_config(cfg) for cfg in cfgs]
+    if args.print_config:
+        return _print_config(cfgs)
+    if not args.resume:  # a name the run would refuse
+        for cfg in cfgs:
+            check_name_is_new(cfg)
+    return max(_dry_run(cfg) for cfg in cfgs)
 
 
 def given_settings(args: argparse.Namespace, argv: list[str] | None) -> list[tuple[str, str]]:

@@ -25,7 +25,6 @@ from sweeps.checks import check_resources
 from sweeps.plan import Plan
 from sweeps.planning import plan_sweep
 from sweeps.ray_start import RayStarter
-from sweeps.stopping import Stopped
 from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, is_stored, snapshot_time, stored_config
 from sweeps.summary import Outcome, print_header, status_of, summarise, trial_id_of
 from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run, study_experiment
@@ -62,11 +61,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, extend: int | None = No
         check_name_is_new(cfg)
         check_new_sweep(cfg)
     with StopSignals() as signals:
-        try:
-            plan = _launch(cfg, warm_workers=warm_workers)
-        except (KeyboardInterrupt, Stopped) as e:
-            e.resumable = resume  # type: ignore[union-attr]  (a new sweep was not launched)
-            raise
+        plan = _launch(cfg, warm_workers=warm_workers)
         plan.prior_samples = prior
         signals.install()  # again: a Ray joined from this thread installs its own SIGTERM handler
         return _record_and_run(plan, signals, resume=resume)
@@ -124,9 +119,9 @@ def _record_and_run(plan: Plan, signals: Any, *, resume: bool) -> Outcome:
                 results = tuner.fit()
             outcome = _finish(plan, task, results, recorder, keep, parent, signals, resume=resume, since=since)
         except BaseException as e:
-            if isinstance(e, (KeyboardInterrupt, Stopped)):
-                e.resumable = is_stored(plan)  # type: ignore[union-attr]
-            abort(plan, recorder, parent, e, signals)
+            stored = resume or is_stored(plan)
+            abort(plan, recorder, parent, e, signals, resumable=stored)
+            e.resumable = stored  # type: ignore[union-attr]  (what the command line says next)
             raise
     return outcome
 

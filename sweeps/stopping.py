@@ -132,16 +132,18 @@ def interruption_tags(plan: Any, why: str) -> dict[str, str]:
     return {INTERRUPTED_TAG: why, RESUME_TAG: resume_command(plan.cfg, plan.name)}
 
 
-def abort(plan: Any, recorder: Any, parent: str, error: BaseException, signals: StopSignals) -> None:
+def abort(plan: Any, recorder: Any, parent: str, error: BaseException, signals: StopSignals, *,
+          resumable: bool = True) -> None:
     """The sweep ends by an exception: close the open child runs and the parent run, wait at
     most :data:`ABORT_FLUSH_S` for the MLflow writes, keep what is left in the journal, and say
-    so on stderr."""
+    so on stderr. ``resumable``: the sweep is in Tune storage, so ``--resume`` finishes it (the
+    parent run is tagged with that command); otherwise it is run again."""
     from sweeps.tracking.mlflow_calls import now_ms
 
     signalled = isinstance(error, (KeyboardInterrupt, Stopped))
     why = (signals.received or "SIGINT") if signalled else _error_line(error)
     recorder.close_unfinished(f"the sweep stopped ({why})")
-    tags = interruption_tags(plan, why)
+    tags = interruption_tags(plan, why) if resumable else {INTERRUPTED_TAG: why}
 
     def record(client: Any) -> None:
         from sweeps.tracking.mlflow_calls import log_batch
@@ -153,8 +155,9 @@ def abort(plan: Any, recorder: Any, parent: str, error: BaseException, signals: 
     recorder.save_journal()  # first: a second Ctrl-C during the wait below loses nothing
     lost = recorder.flush(ABORT_FLUSH_S)
     recorder.save_journal()
+    then = f"finish it with\n  {tags[RESUME_TAG]}" if resumable else "it was not launched: run the command again"
     print(f"\nsweep {plan.name} stopped ({why}); parent run {parent} "
-          f"{'KILLED' if signalled else 'FAILED'}; finish it with\n  {tags[RESUME_TAG]}", file=sys.stderr)
+          f"{'KILLED' if signalled else 'FAILED'}; {then}", file=sys.stderr)
     for label, what in lost.items():
         print(f"  MLflow records NOT written for {label}: " + "; ".join(what[:3])
               + (" ..." if len(what) > 3 else ""), file=sys.stderr)

@@ -75,12 +75,12 @@ def store_config(plan: Plan) -> None:
 def is_stored(plan: Plan) -> bool:
     """Whether the sweep is in Tune storage for ``--resume`` (:func:`store_config` ran); True
     when the storage cannot be read."""
-    import pyarrow.fs
-
-    fs, root = storage_fs(plan.storage)
     try:
+        import pyarrow.fs
+
+        fs, root = storage_fs(plan.storage)
         return fs.get_file_info(f"{root}/{plan.name}/{SWEEP_FILE}").type != pyarrow.fs.FileType.NotFound
-    except OSError:
+    except BaseException:  # noqa: BLE001 - unreadable, or a second Ctrl-C: assume it is
         return True
 
 

@@ -608,9 +608,12 @@ def test_resume_with_the_flags_the_sweep_was_launched_with_is_accepted(tmp_path,
     check_unchanged(sweep_config("rank_e2e", *argv), given)  # raises UserError on a change
 
 
+NOT_LAUNCHED = "the sweep was not launched (no trial ran); run the command again, without --resume"
+
+
 @pytest.mark.parametrize("resume, stop, code, said", [
-    (False, KeyboardInterrupt(), 130, "interrupted: nothing was launched; run the command again, without --resume"),
-    (False, "SIGTERM", 143, "stopped by SIGTERM: nothing was launched; run the command again, without --resume"),
+    (False, KeyboardInterrupt(), 130, f"interrupted: {NOT_LAUNCHED}"),
+    (False, "SIGTERM", 143, f"stopped by SIGTERM: {NOT_LAUNCHED}"),
     (True, KeyboardInterrupt(), 130, "interrupted: finish it later with --resume"),
 ])
 def test_a_stop_before_launch_says_how_to_go_on(resume, stop, code, said, tmp_path, offline_sources, in_process,
@@ -647,3 +650,27 @@ def test_a_resumes_dry_run_plans_the_stored_sweep(tmp_path, offline_sources, in_
     plan = json.loads(capfd.readouterr().out)
     assert plan["sweep"]["preset"] == "smoke" and plan["sweep"]["name"] == "done"
     assert plan["base_trial"]["data"]["source"] == str(tmp_path / "e2e"), plan["base_trial"]
+
+
+def test_a_stop_after_the_parent_run_but_before_storage_closes_it_and_says_run_again(
+        tmp_path, offline_sources, in_process, capfd, monkeypatch):
+    """Ctrl-C after the MLflow parent run is made but before Tune stores the sweep: the parent
+    run is ended (KILLED, with no resume command: there is nothing to resume), and both the
+    sweep's line and the command's say to run it again."""
+    import sweeps.runner
+    from mlflow import MlflowClient
+
+    _prepare(tmp_path, offline_sources, None)
+
+    def stopped_before_storing(*_, **__):
+        raise KeyboardInterrupt  # the user's Ctrl-C as Tune is set up
+
+    monkeypatch.setattr(sweeps.runner, "tuner_for", stopped_before_storing)
+    monkeypatch.chdir(tmp_path)
+    assert in_process(E2E, _argv(E2E, ["--name", "early"], tmp_path)) == 130
+    err = capfd.readouterr().err
+    assert "it was not launched: run the command again" in err and "--resume --name" not in err, err
+    assert err.strip().splitlines()[-1] == f"interrupted: {NOT_LAUNCHED}"
+    (parent,) = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}").search_runs(
+        ["1"], filter_string="tags.`lorasweep.kind` = 'sweep'")
+    assert parent.info.status == "KILLED" and "lorasweep.resume_with" not in parent.data.tags
