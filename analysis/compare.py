@@ -199,7 +199,9 @@ def _table(table: RefTable, matched: Sequence[Any], task: TaskInfo, grouping: Gr
 
 def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str, Any],
           stand_in: bool) -> tuple[str, dict[str, Any]]:
-    ours = s.get(m.name if table.over_seeds == "median" else f"{m.name}_{table.over_seeds}")
+    # % trainable is the configuration's, the same for every seed: no mean column.
+    mean = table.over_seeds == "mean" and m.name != TRAINABLE.name
+    ours = s.get(f"{m.name}_mean" if mean else m.name)
     ours = None if ours is None or pd.isna(ours) else float(ours)
     source = table.value(src, m.name)
     failed = table.is_failed(src) and m.name != TRAINABLE.name  # its % trainable is still its configuration's
@@ -230,8 +232,8 @@ def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[
               if not table.comparable(m.name)]
     if table.failed:
         runs = "; ".join(", ".join(f"{short_name(k)}={fmt_value(v)}" for k, v in f.items()) for f in table.failed)
-        notes.append(f"failed: the source's run at {runs} failed (its note says how): its metrics are shown, "
-                     "not compared, and not drawn")
+        notes.append(f"failed: the source's run at {runs} failed (its note says how): its task metrics are "
+                     "shown but neither compared nor drawn (its % trainable, the configuration's, is compared)")
     if smoke:
         notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) compares a tiny stand-in model on "
                      "synthetic data with the numbers of the model it stands for: no reproduction result")

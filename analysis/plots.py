@@ -61,7 +61,7 @@ def _rank_axis(ax: Any, ranks: Sequence[float]) -> None:
 # --------------------------------------------------------------------------- rank plots
 
 POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", K.trainable_pct, "model",
-                 "rows", "chosen", "run_ids"]
+                 "rows", "chosen", "others", "run_ids"]
 #: Line style of a source curve by the kind of its table.
 SOURCE_STYLES = {"paper": "--", "reproduction": ":", "report": "-."}
 
@@ -94,8 +94,8 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     for (line, r), g in sorted(s.groupby([labels, R_KEY], sort=False), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         col = g[select.name]
         pick = g.loc[col.idxmin() if select.mode == "min" else col.idxmax()] if col.notna().any() else g.iloc[0]
-        chosen = [f"{short_name(k)}={fmt_value(pick[k])}" for k in others]
-        chosen += [f"{short_name(k)}={chosen_text(pick, k)}" for k in nuisance]
+        picked = [f"{short_name(k)}={fmt_value(pick[k])}" for k in others]
+        chosen = picked + [f"{short_name(k)}={chosen_text(pick, k)}" for k in nuisance]
         for m in metrics:
             if pd.isna(pick[m]):
                 continue
@@ -103,6 +103,7 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                          "low": float(pick[f"{m}_low"]), "high": float(pick[f"{m}_high"]),
                          "n": int(pick[f"{m}_n"]), K.trainable_pct: float(pick[K.trainable_pct]),
                          "model": pick["model"], "rows": len(g), "chosen": " ".join(chosen),
+                         "others": " ".join(picked),
                          "run_ids": " ".join(pick["run_ids"])})
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
@@ -139,7 +140,7 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                 sources: pd.DataFrame | None = None) -> tuple[Figure, dict[str, pd.DataFrame]]:
     """One panel per metric against the LoRA rank (log2 axis): ours as median and range over
     seeds, with the % of trainable parameters on a top axis (or beside each point when one
-    rank has several), and each model's source curves (``sources``, from
+    rank has several, or the ranks' points differ in ``others``), and each model's source curves (``sources``, from
     :func:`analysis.compare.source_curves`) dashed in the model's colour. Returns the figure
     and what it drew: ``points`` (ours) and ``sources`` (the source values drawn)."""
     names = list(metrics or [m.name for m in task.metrics])
@@ -173,7 +174,8 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         _rank_axis(ax, ranks)
         if len(ranks) > 1:
             ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
-        notes[ax] = _trainable_pct(ax, points[points["metric"] == name], on_top=not others)
+        pts = points[points["metric"] == name]
+        notes[ax] = _trainable_pct(ax, pts, on_top=pts["others"].nunique() <= 1)
         if notes[ax]:
             ax.margins(y=0.12)  # room above the highest point for its note
     for ax in axes[len(panels):]:
@@ -219,7 +221,7 @@ def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd
 
 def _trainable_pct(ax: Any, pts: pd.DataFrame, *, on_top: bool = True) -> list[tuple[float, float, str, str]]:
     """One % per rank: a second x axis on top at our ranks (unless not ``on_top``: the points
-    of different ranks may be of different other settings, LoRA targets say). Returns the
+    of different ranks are of different other settings, LoRA targets say). Returns the
     notes to write beside the points (r, value, text, line): several models per rank (or not
     on top), each one's %; the values of the other settings a point was chosen by."""
     ranks = sorted(set(pts["r"]))

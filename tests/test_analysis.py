@@ -461,12 +461,16 @@ def test_rank_plot_points_are_the_chosen_trials_median_and_range(rank_data, summ
     assert [t.get_text() for t in top.get_xticklabels()] == [f"{PCT['gpt2'] * r:.3g}" for r in RANKS]
     assert "% trainable" in top.get_xlabel()
     # Each rank's point chosen among the values of another setting (targets, in a study of
-    # both): its % is that setting's, written beside the point, not on one axis for the rank.
-    fig, _ = rank_figure(summary[summary["model"] == "gpt2"], task, line_by=[], title="t", metrics=["val_loss"],
-                         others=["model"])
+    # both): one value at every rank keeps the top axis; where the ranks' values differ, each
+    # point's % is its own setting's, written beside it, not on one axis for the rank.
+    one = summary[summary["model"] == "gpt2"].copy()
+    fig, _ = rank_figure(one, task, line_by=[], title="t", metrics=["val_loss"], others=["model"])
+    assert len(fig.axes[0].child_axes) == 1
+    one.loc[one["adapter.r"] == 16, "model"] = "gpt2-x"  # r=16's point is another model's
+    fig, _ = rank_figure(one, task, line_by=[], title="t", metrics=["val_loss"], others=["model"])
     assert not fig.axes[0].child_axes
     notes = {t.get_text() for t in fig.axes[0].texts}
-    assert {f"{PCT['gpt2'] * r:.3g}% model=gpt2" for r in RANKS} <= notes, notes
+    assert {f"{PCT['gpt2'] * 4:.3g}% model=gpt2", f"{PCT['gpt2'] * 16:.3g}% model=gpt2-x"} <= notes, notes
 
 
 def test_rank_plot_notes_of_points_at_one_rank_do_not_overprint(rank_data, summary):
@@ -714,6 +718,15 @@ def test_ours_are_compared_as_the_source_reports_its_seeds():
         _, record = _cell(table, spec, row, src, False)
         assert record["ours"] == pytest.approx(ours) and record["ours_over_seeds"] == table.over_seeds
         assert record["deviation_pct"] == pytest.approx((ours - table.value(src, "BLEU")) / table.value(src, "BLEU") * 100)
+    # % trainable is the configuration's (no mean over seeds): compared as it is in a mean table too.
+    from dataclasses import replace
+
+    from analysis.compare import TRAINABLE
+
+    t3 = tables["lora-paper-t3"]
+    with_pct = replace(t3, units={**t3.units, "trainable_pct": "percent"})
+    _, record = _cell(with_pct, TRAINABLE, {**row, "trainable_pct": 0.1}, {"trainable_pct": 0.2}, False)
+    assert record["ours"] == 0.1 and record["deviation_pct"] == pytest.approx(-50.0)
 
 
 def pd_isna(v):

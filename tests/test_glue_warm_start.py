@@ -90,7 +90,7 @@ def _check_mnli_is_reported_matched_mismatched_and_overall_with_the_paper_on_ove
         right = sum(r["label"] == r["prediction"] for r in rows)
         assert m["accuracy"] == pytest.approx(100 * right / len(rows), abs=1e-9)
     assert "Acc_m" in out and "Acc_mm" in out
-    assert "reference (LoRA paper (Hu et al. 2021) Table 2, RoBERTa-base): Acc 87.5\n" in out
+    assert "reference (LoRA paper (Hu et al. 2021) Table 2, RoBERTa-base, targets=qv, r=8): Acc 87.5\n" in out
     line = next(ln for ln in out.splitlines() if "median over 2 seeds: Acc " in ln)
     assert "(paper 87.5)" in line and "Acc_m " in line.split("(paper 87.5)")[1]
 

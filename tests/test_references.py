@@ -125,9 +125,10 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
 
     numbers, note = ref("e2e", "gpt2-medium")
     assert numbers == {"BLEU": 70.4, "NIST": 8.85, "METEOR": 46.8, "ROUGE_L": 71.8, "CIDEr": 2.53}
-    assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
+    assert note == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4, targets=qv"
     r8 = {"r": 8}  # Table 2's rank
-    assert ref("glue-rte", "roberta-large", adapter=r8) == ({"accuracy": 87.4}, "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large")
+    assert ref("glue-rte", "roberta-large", adapter=r8) == ({"accuracy": 87.4},
+                                                          "LoRA paper (Hu et al. 2021) Table 2, RoBERTa-large, targets=qv, r=8")
     # The paper's numbers are LoRA's: not a reference for full fine-tuning or another method.
     assert ref("glue-rte", "roberta-large", adapter={"method": "full"}) == ({}, "")
     assert ref("e2e", "gpt2-medium", adapter={"method": "dora"}) == ({}, "")
@@ -140,7 +141,7 @@ def test_a_sweep_summary_quotes_its_tasks_row_for_its_model():
     # references do not know is, beside the table's only model.
     assert ref("e2e", "gpt2") == ({}, "") and ref("e2e", "smoke:gpt2-s") == ({}, "")
     assert ref("e2e", "smoke:gpt2-m")[0]["BLEU"] == 70.4
-    assert ref("e2e", "/checkpoints/my-lm")[1] == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4"
+    assert ref("e2e", "/checkpoints/my-lm")[1] == "LoRA paper (Hu et al. 2021) Table 3, GPT-2 M, r=4, targets=qv"
     # Only where a configuration of the sweep runs the row's rank and the table's setup.
     assert ref("glue-rte", "roberta-large") == ({}, "")  # r = 4
     assert ref("e2e", "gpt2-medium", adapter={"targets": "c_attn"}) == ({}, "")

@@ -85,8 +85,8 @@ class RefTable:
     """Settings without which a row of ours is not compared (``adapter.method: lora``: the
     source ran LoRA only)."""
     failed: tuple[Mapping[str, Any], ...] = ()
-    """The match values of rows whose run failed (``adapter.r: 1``: its generation did):
-    printed, never turned into a deviation or drawn."""
+    """The match values of rows whose run failed (``adapter.r: 1``: its generation did): their
+    task metrics are printed, never turned into a deviation or drawn."""
     over_seeds: str = "median"
     """What the table reports over its seeds, ``median`` or ``mean`` (the note says which),
     and so what ours are compared as; one seed of ours is that seed either way."""
@@ -278,15 +278,17 @@ def model_label(name: str, folder: Path = HERE) -> str:
 
 
 def headline(table_id: str, task: str, model: str | None = None, **values: Any) -> tuple[dict[str, float], str]:
-    """One row of a table as ``{metric: value on lorasweep's scale}`` and its citation: the
-    published numbers a sweep summary prints beside its results."""
+    """One row of a table as ``{metric: value on lorasweep's scale}`` and its citation (with
+    the row's settings and the table's setup): the published numbers a sweep summary prints
+    beside its results."""
     table = load()[table_id]
     rows = table.rows_for(task, model)
     row = next((r for r in rows if all(same(r.get(k), v) for k, v in values.items())), None)
     if row is None:
         return {}, ""
     numbers = {m: table.value(row, m) for m in table.metrics if row.get(m) is not None}
-    setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in table.match if row.get(k) is not None)
+    ran = {**{k: row[k] for k in table.match if row.get(k) is not None}, **table.setup}
+    setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in ran.items())
     return numbers, ", ".join(t for t in (table.source, model_label(row["model"]), setting) if t)
 
 
