@@ -205,22 +205,59 @@ def _print_worker_output_without_sigterm_exits() -> None:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:
         return
+    with dispatcher._lock:
+        dispatcher.handlers = [(name, filtering(h) if name == "ray_print_logs" else h)
+                               for name, h in dispatcher.handlers]
+
+
+#: Per worker output stream, a traceback whose end has not come yet: (the batch, its lines,
+#: the printer). Held for one batch at most, or until :func:`flush_held_worker_output`.
+_HELD: dict[tuple[Any, bool], tuple[dict[str, Any], list[str], Any]] = {}
+
+
+def filtering(handler: Any) -> Any:
+    """``handler`` (Ray's printer of a batch of a worker's output lines) less the lines of
+    :func:`without_sigterm_noise`. A traceback a batch ends in the middle of waits for the
+    worker's next batch, so that one cut in two is judged whole."""
+    if getattr(handler, "drops_sigterm_exits", False):
+        return handler
     ended: set[Any] = set()
 
-    def wrap(handler: Any) -> Any:
-        if getattr(handler, "drops_sigterm_exits", False):
-            return handler
+    def filtered(data: dict[str, Any]) -> None:
+        key = (data.get("pid"), bool(data.get("is_err")))
+        before = _HELD.pop(key, None)
+        lines = (before[1] if before else []) + list(data.get("lines") or [])
+        cut = unfinished_traceback(lines)
+        if before is None and cut < len(lines):
+            _HELD[key] = (data, lines[cut:], handler)
+            lines = lines[:cut]
+        lines = without_sigterm_noise(lines, key[0], ended)
+        if lines:
+            handler({**data, "lines": lines})
 
-        def filtered(data: dict[str, Any]) -> None:
-            lines = without_sigterm_noise(list(data.get("lines") or []), data.get("pid"), ended)
-            if lines:
-                handler({**data, "lines": lines})
+    filtered.drops_sigterm_exits = True  # type: ignore[attr-defined]
+    return filtered
 
-        filtered.drops_sigterm_exits = True  # type: ignore[attr-defined]
-        return filtered
 
-    with dispatcher._lock:
-        dispatcher.handlers = [(name, wrap(h) if name == "ray_print_logs" else h) for name, h in dispatcher.handlers]
+def flush_held_worker_output() -> None:
+    """Print what :func:`filtering` holds back (the sweep is ending: no more output comes)."""
+    while _HELD:
+        _, (data, lines, handler) = _HELD.popitem()
+        handler({**data, "lines": lines})
+
+
+def unfinished_traceback(lines: list[str]) -> int:
+    """Where a traceback that ``lines`` end in the middle of starts (its "Exception ignored
+    in" line included), or ``len(lines)``: the lines end in its frames, before its exception."""
+    end = len(lines)
+    while end and lines[end - 1][:1] in (" ", "\t"):
+        end -= 1
+    if end and lines[end - 1].startswith("Traceback (most recent call last):"):
+        end -= 1
+        return end - 1 if end and lines[end - 1].startswith("Exception ignored in") else end
+    if end == len(lines) and end and lines[end - 1].startswith("Exception ignored in"):
+        return end - 1
+    return len(lines)
 
 
 #: A line of the failure dump Ray's C++ signal handler prints (raw, and again through Ray's log

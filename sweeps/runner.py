@@ -24,7 +24,7 @@ from sweeps.config import SweepConfig
 from sweeps.checks import check_resources
 from sweeps.plan import Plan
 from sweeps.planning import plan_sweep
-from sweeps.ray_start import RayStarter
+from sweeps.ray_start import RayStarter, flush_held_worker_output
 from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, is_stored, snapshot_time, stored_config
 from sweeps.summary import Outcome, print_header, status_of, summarise, trial_id_of
 from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run, study_experiment
@@ -184,8 +184,9 @@ def _settle_worker_output(quiet: float = 0.5, limit: float = 3.0) -> None:
     (Ray's log deduplication) until a window passes or Ray shuts down: a last trial's closing
     lines (its decoding's progress bars) could otherwise print under the summary. Waits until
     no line has come for ``quiet`` seconds (at most ``limit``: a process may keep printing),
-    then prints the held-back lines as Ray's shutdown would. Ray has no public flush for
-    this, so both use the internals its own printing thread uses; without them, nothing."""
+    then prints the held-back lines as Ray's shutdown would, and a traceback cut short that
+    :func:`~sweeps.ray_start.filtering` held. Ray has no public flush for this, so both use
+    the internals its own printing thread uses; without them, nothing."""
     import sys
     import threading
     import time
@@ -206,6 +207,7 @@ def _settle_worker_output(quiet: float = 0.5, limit: float = 3.0) -> None:
     try:
         ignore_prefix = ray_worker._should_ignore_worker_log_prefix(ray_worker.global_worker)
         with dispatcher._lock:  # held while Ray's thread prints, so not both at once
+            flush_held_worker_output()
             for held, sink in ((ray_worker.stdout_deduplicator, sys.stdout),
                                (ray_worker.stderr_deduplicator, sys.stderr)):
                 for batch in held.flush():

@@ -273,6 +273,31 @@ def test_ray_s_failure_dump_of_a_worker_ended_by_sigterm_is_dropped_and_another_
     assert without_sigterm_noise(segv, 15958, ended) == segv and ended == {15957}
 
 
+def test_a_traceback_cut_between_two_batches_is_judged_whole():
+    """Ray forwards a worker's output in batches; a SIGTERM traceback cut in two goes whole,
+    another one prints whole, and one whose end never comes prints when the sweep ends."""
+    from sweeps.ray_start import filtering, flush_held_worker_output
+
+    printed: list[list[str]] = []
+    printer = filtering(lambda data: printed.append(data["lines"]))
+    sigterm = ["Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f4eb190f420>",
+               "Traceback (most recent call last):",
+               '  File "/v/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+               "    raise_sys_exit_with_custom_error_message(", "SystemExit: 1"]
+    batch = {"pid": 7, "is_err": True}
+    printer({**batch, "lines": ["epoch 1", *sigterm[:1]]})
+    printer({**batch, "lines": [*sigterm[1:], "epoch 2"]})
+    assert printed == [["epoch 1"], ["epoch 2"]]
+    error = ["Traceback (most recent call last):", '  File "/me/task.py", line 3, in f', "ValueError: bad"]
+    printer({**batch, "lines": error[:2]})
+    printer({**batch, "lines": error[2:]})
+    assert printed[-1] == error
+    printer({**batch, "lines": ["last words", *error[:2]]})  # its worker never prints again
+    assert printed[-1] == ["last words"]
+    flush_held_worker_output()
+    assert printed[-1] == error[:2]
+
+
 def test_seeds_add_replicates_to_every_part(tmp_path):
     proc = _run("rank_vs_task.py", tmp_path, "--preset", "smoke", "--seeds", "3", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
