@@ -227,6 +227,7 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         return EXIT_USAGE
     parser = build_parser(spec, doc=doc, prog=prog)
     args = parser.parse_args(argv)
+    cfgs: list[Any] = []
     outcomes: list[Any] = []
     try:
         extend = extend_count(args)

@@ -674,3 +674,14 @@ def test_a_stop_after_the_parent_run_but_before_storage_closes_it_and_says_run_a
     (parent,) = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}").search_runs(
         ["1"], filter_string="tags.`lorasweep.kind` = 'sweep'")
     assert parent.info.status == "KILLED" and "lorasweep.resume_with" not in parent.data.tags
+
+
+def test_a_ctrl_c_while_the_settings_are_read_is_one_line(tmp_path, monkeypatch, capfd):
+    import sweeps.cli
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweeps.cli, "build_configs", interrupted)
+    assert sweeps.cli.run_study("rank_e2e", ["--preset", "smoke"]) == 130
+    assert capfd.readouterr().err == f"interrupted: {NOT_LAUNCHED}\n"
