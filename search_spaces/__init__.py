@@ -90,6 +90,14 @@ class Param:
         """The settings this parameter sets (several for a coupled ``r+targets``)."""
         return tuple(self.key.split("+"))
 
+    def settings(self) -> list[dict[str, Any]] | None:
+        """Each value the parameter can give, as the settings it sets (a coupled parameter: all
+        of its keys); None for a range, whose values are not listed."""
+        if self.kind not in ("fixed", "grid", "choice"):
+            return None
+        values = self.values[:1] if self.kind == "fixed" else self.values
+        return [dict(zip(self.keys, v)) if len(self.keys) > 1 else {self.key: v} for v in values]
+
     @property
     def short(self) -> str:
         if "+" in self.key:
@@ -123,13 +131,7 @@ class SearchSpace:
 
     def values_of(self, key: str) -> list[Any]:
         """Every value the space gives setting ``key`` (coupled parameters included)."""
-        out = []
-        for p in self.params:
-            if key in p.keys and p.kind in ("fixed", "grid", "choice"):
-                i = p.keys.index(key)
-                out += [p.values[0]] if p.kind == "fixed" else [v[i] if len(p.keys) > 1 else v
-                                                                 for v in p.values]
-        return out
+        return [s[key] for p in self.params if key in p.keys for s in p.settings() or ()]
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid values (the other dimensions left out)."""

@@ -103,6 +103,10 @@ class RefTable:
     def comparable(self, metric: str) -> bool:
         return metric in self.units and metric not in self.not_comparable
 
+    def ran_with(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings ``row`` was run with: its match values, then the table's setup."""
+        return {**{k: row[k] for k in self.match if row.get(k) is not None}, **self.setup}
+
     def is_failed(self, row: Mapping[str, Any]) -> bool:
         """Whether ``row`` is one of the table's ``failed`` runs."""
         return any(all(same(row.get(k), v) for k, v in f.items()) for f in self.failed)
@@ -287,8 +291,7 @@ def headline(table_id: str, task: str, model: str | None = None, **values: Any) 
     if row is None:
         return {}, ""
     numbers = {m: table.value(row, m) for m in table.metrics if row.get(m) is not None}
-    ran = {**{k: row[k] for k in table.match if row.get(k) is not None}, **table.setup}
-    setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in ran.items())
+    setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in table.ran_with(row).items())
     return numbers, ", ".join(t for t in (table.source, model_label(row["model"]), setting) if t)
 
 
@@ -353,9 +356,7 @@ def reference_for(trial: Any, space: Any = None) -> tuple[dict[str, float], str]
         model = next(iter(models))
     elif model not in models:
         return {}, ""
-    row = table.rows_for(trial.task, model)[0]
-    wanted = {**table.setup, **{k: row[k] for k in table.match if row.get(k) is not None}}
-    if not _can_run(trial, space, wanted):
+    if not _can_run(trial, space, table.ran_with(table.rows_for(trial.task, model)[0])):
         return {}, ""  # no configuration of the sweep ran what the source's row did
     return headline(table_id, trial.task, model)
 
@@ -366,15 +367,12 @@ def _can_run(trial: Any, space: Any, wanted: Mapping[str, Any]) -> bool:
     value (a coupled parameter: one value for all of its keys) with theirs, and the trial has
     the rest. A range swept over a setting may have it (ranges are not checked)."""
     params = list(getattr(space, "params", ()))
-    if any(differing({k: v}, {k: _setting(trial, k)}) for k, v in wanted.items()
-           if not any(k in p.keys for p in params)):
+    rest = {k: v for k, v in wanted.items() if not any(k in p.keys for p in params)}
+    if differing(rest, {k: _setting(trial, k) for k in rest}):
         return False
     for p in params:
         mine = {k: v for k, v in wanted.items() if k in p.keys}
-        if not mine or p.kind not in ("fixed", "grid", "choice"):
-            continue
-        values = p.values[:1] if p.kind == "fixed" else p.values
-        configs = [dict(zip(p.keys, v)) if len(p.keys) > 1 else {p.key: v} for v in values]
-        if all(differing(mine, c) for c in configs):
+        settings = p.settings()
+        if mine and settings is not None and all(differing(mine, c) for c in settings):
             return False
     return True
