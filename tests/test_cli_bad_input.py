@@ -656,7 +656,7 @@ def test_a_stop_after_the_parent_run_but_before_storage_closes_it_and_says_run_a
         tmp_path, offline_sources, in_process, capfd, monkeypatch):
     """Ctrl-C after the MLflow parent run is made but before Tune stores the sweep: the parent
     run is ended (KILLED, with no resume command: there is nothing to resume), and both the
-    sweep's line and the command's say to run it again."""
+    sweep's line and the command's say to run it again; doing so replaces that run."""
     import sweeps.runner
     from mlflow import MlflowClient
 
@@ -671,9 +671,14 @@ def test_a_stop_after_the_parent_run_but_before_storage_closes_it_and_says_run_a
     err = capfd.readouterr().err
     assert "it was not launched: run the command again" in err and "--resume --name" not in err, err
     assert err.strip().splitlines()[-1] == f"interrupted: {NOT_LAUNCHED}"
-    (parent,) = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}").search_runs(
-        ["1"], filter_string="tags.`lorasweep.kind` = 'sweep'")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    (parent,) = client.search_runs(["1"], filter_string="tags.`lorasweep.kind` = 'sweep'")
     assert parent.info.status == "KILLED" and "lorasweep.resume_with" not in parent.data.tags
+    # Running it again leaves one run of that name: the new one (the first is deleted, not lost).
+    assert in_process(E2E, _argv(E2E, ["--name", "early"], tmp_path)) == 130
+    (again,) = client.search_runs(["1"], filter_string="tags.`lorasweep.kind` = 'sweep'")
+    assert again.info.run_id != parent.info.run_id and again.info.run_name == "early"
+    assert client.get_run(parent.info.run_id).info.lifecycle_stage == "deleted"
 
 
 def test_a_ctrl_c_while_the_settings_are_read_is_one_line(tmp_path, monkeypatch, capfd):

@@ -154,6 +154,7 @@ def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> 
                 before = runs[0].data.tags.get(EXTENDED_TAG) or str(plan.prior_samples)
                 client.set_tag(runs[0].info.run_id, EXTENDED_TAG, f"{before}+{plan.cfg.search.num_samples}")
             return runs[0].info.run_id
+    _drop_unlaunched(client, experiment_id, plan.name)
     cfg = plan.cfg
     run = client.create_run(experiment_id, start_time=now_ms(), run_name=plan.name, tags={
         KIND_TAG: "sweep", SWEEP_TAG: plan.name, "lorasweep.study": cfg.study,
@@ -178,6 +179,24 @@ def parent_run(plan: Plan, client: Any, experiment_id: str, *, resume: bool) -> 
     client.log_dict(run.info.run_id, plan.space.as_data(), "search_space.yaml")
     client.log_dict(run.info.run_id, plan.base, "base_trial_config.json")
     return run.info.run_id
+
+
+def _drop_unlaunched(client: Any, experiment_id: str, name: str) -> None:
+    """Delete the parent runs of an earlier try of this sweep name that ended before it was
+    launched (stopped or failed with no child run and nothing to resume), so that running the
+    command again leaves one run of that name. MLflow keeps a deleted run until ``mlflow gc``;
+    ``mlflow runs restore`` brings it back."""
+    from sweeps.stopping import INTERRUPTED_TAG, RESUME_TAG
+    from trainables.mlflow_names import KIND_TAG, SWEEP_TAG, filter_value
+
+    earlier = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = {filter_value(name)} "
+                                                                f"and tags.`{KIND_TAG}` = 'sweep'")
+    for run in earlier:
+        tags = run.data.tags
+        if (run.info.status in ("KILLED", "FAILED") and INTERRUPTED_TAG in tags and RESUME_TAG not in tags
+                and not client.search_runs([experiment_id], max_results=1,
+                                           filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")):
+            client.delete_run(run.info.run_id)
 
 
 @contextlib.contextmanager
