@@ -26,7 +26,7 @@ SCRIPTS_LARGE = {"mnli": (4, 10, 3e-4, 128), "sst2": (8, 10, 4e-4, 512), "mrpc":
                  "rte": (8, 20, 4e-4, 512), "stsb": (4, 10, 3e-4, 128)}
 #: 000_ebca86e218baf75c.txt Table 1 (and the slides): epochs cut from 30 to 8 and 25 to 12.
 TUWIEN_EPOCHS = {"mnli": 8, "qqp": 12}
-#: Started from the best MNLI adapter (paper appendix E.1; 000 section 3.5.1; --lora_path).
+#: Started from the best MNLI adapter (paper appendix D.1; 000 section 3.5.1; --lora_path).
 WARM = {"mrpc", "rte", "stsb"}
 
 
@@ -71,6 +71,7 @@ def test_paper_presets_follow_the_table_the_scripts_and_the_report(task):
     assert (tw.data.split, tuwien.seeds, tw.train.keep_best, tw.train.weight_decay) == \
         ("resplit", 1, False, 0.0)
     assert tw.adapter.init_from is None and not tw.data.standardize_targets
+    assert tw.adapter.init_weights == "gaussian" and t.adapter.init_weights == "default"  # 000 section 3.5.4
     tw_warm = sweep_config("glue_paper", "--preset", "tuwien-warm", "--task", task).trial
     assert tw_warm.adapter.init_from == ("best:mnli" if task in WARM else None) and _fresh(tw_warm) == tw
 
