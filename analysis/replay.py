@@ -34,7 +34,7 @@ class Replayed:
 
 
 def replay(curves: dict[Hashable, Sequence[float]], order: Sequence[Hashable], *, rule: str,
-           grace: int, eta: float, workers: int, mode: str = "min",
+           grace: float, eta: float, workers: int, mode: str = "min",
            group_of: Callable[[Hashable], Any] | None = None) -> Replayed:
     """Run ``rule`` (``stop`` or ``pause``) over ``curves`` (trial -> metric after each epoch,
     all of equal length), starting trials in ``order``; ``group_of`` (trial -> group) makes

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainables.config import ResourcesConfig, TrialConfig, positive_int
+from trainables.config import ResourcesConfig, TrialConfig, positive_int, positive_number
 from trainables.errors import UserError
 
 
@@ -69,12 +69,14 @@ class SearchConfig:
 class SchedulerConfig:
     name: Literal["asha", "fifo"] = "asha"
     """``asha``: asynchronous successive halving on the task's metric; ``fifo``: run all."""
-    grace_period: int = 1
-    """Reports (epochs or eval intervals) a trial runs before ASHA may stop it."""
+    grace_period: float = 1.0
+    """Epochs (passes over the training data, fractions allowed: 0.5) a trial trains before
+    ASHA may stop it; the first rung. A trial is compared at its first report at or past each
+    rung, so with ``train.eval_every_steps`` rungs can fall within the first epoch."""
     reduction_factor: float = 2.0
     """ASHA keeps the top 1/reduction_factor of trials at each rung."""
-    max_t: int | None = None
-    """Last rung in reports; null = the number of reports a full trial makes."""
+    max_t: float | None = None
+    """ASHA's last rung in epochs; null = the epochs a full trial trains."""
     promotion: Literal["stop", "pause"] = "stop"
     """How ASHA promotes. ``stop``: Ray Tune's ``ASHAScheduler`` decides as a trial reaches a
     rung (it goes on unless below the top 1/reduction_factor of those there before it, so the
@@ -96,10 +98,10 @@ class SchedulerConfig:
         if not self.groups.strip():
             raise UserError("groups", "must be auto, scientific, none or a comma-separated list of "
                                       "swept settings (e.g. r,targets)")
-        positive_int("grace_period", self.grace_period)
+        positive_number("grace_period", self.grace_period)
         if not math.isfinite(self.reduction_factor) or self.reduction_factor <= 1:
             raise UserError("reduction_factor", f"must be a number > 1, got {self.reduction_factor!r}")
-        positive_int("max_t", self.max_t, allow_none=True)
+        positive_number("max_t", self.max_t, allow_none=True)
 
 
 @dataclass(frozen=True)

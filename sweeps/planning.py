@@ -212,7 +212,7 @@ def asha_max_t(cfg: SweepConfig, max_epoch: float) -> float:
     """ASHA's last rung in epochs; refuses a grace period that leaves no rung before it."""
     max_t = cfg.scheduler.max_t or max_epoch
     if cfg.scheduler.grace_period >= max_t:
-        raise UserError("scheduler.grace_period", f"{cfg.scheduler.grace_period} epochs leaves ASHA "
+        raise UserError("scheduler.grace_period", f"{cfg.scheduler.grace_period:g} epochs leaves ASHA "
                                                   f"no rung before the end of a trial ({max_t:g} "
                                                   "epochs); lower it or use scheduler.name=fifo")
     return max_t

@@ -80,7 +80,7 @@ def scheduler_text(plan: Plan) -> str:
                 "trial is its own group and runs to the end")
     rule = ", promotion: pause" if cfg.scheduler.promotion == "pause" else ""
     where = f"within each {within}" if within else "sweep-wide"
-    return f"asha {where} (grace {cfg.scheduler.grace_period}, eta {cfg.scheduler.reduction_factor:g}{rule}){optuna}"
+    return f"asha {where} (grace {cfg.scheduler.grace_period:g}, eta {cfg.scheduler.reduction_factor:g}{rule}){optuna}"
 
 
 def _point_text(point: dict[str, Any]) -> str:

@@ -115,3 +115,33 @@ def test_a_rungs_promotable_trials_are_its_top_floor_n_over_eta_not_promoted_yet
     rungs.record(1.0, "g", 1.0)
     # 7 recorded: still the top 3, now g, b, e; b went on already.
     assert rungs.promotable(1.0) == ["g", "e"]
+
+
+@pytest.mark.parametrize("rule", ["stop", "pause"])
+def test_a_grace_period_of_half_an_epoch_stops_a_trial_within_its_first_epoch(rule):
+    """Two reports an epoch (``train.eval_every_steps``) and ``grace_period: 0.5``: the first
+    rung is at half an epoch, so the worse of two trials stops there, before epoch 1."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweeps.config import SchedulerConfig
+    from sweeps.schedulers import GroupedASHA, PromotingASHA
+
+    grace = SchedulerConfig(grace_period=0.5).grace_period
+    cls = PromotingASHA if rule == "pause" else GroupedASHA
+    scheduler = cls(time_attr="epoch", grace_period=grace, reduction_factor=2, max_t=2, group_keys=(),
+                    metric="m", mode="min")
+    good, bad = (SimpleNamespace(trial_id=t, status="RUNNING", config={}) for t in ("good", "bad"))
+    controller = SimpleNamespace(get_trials=lambda: [good, bad], search_alg=SimpleNamespace(is_finished=lambda: True),
+                                 stop_trial=lambda t: setattr(t, "status", "TERMINATED"))
+    for trial in (good, bad):
+        scheduler.on_trial_add(controller, trial)
+    first = scheduler.on_trial_result(controller, good, {"epoch": 0.5, "m": 1.0})
+    second = scheduler.on_trial_result(controller, bad, {"epoch": 0.5, "m": 3.0})
+    if rule == "stop":  # the first trial at a rung goes on; the worse one after it stops there
+        assert (first, second) == (TrialScheduler.CONTINUE, TrialScheduler.STOP)
+    else:  # both wait at the rung; the top floor(2 / 2) = 1, the better, goes on
+        assert (first, second) == (TrialScheduler.PAUSE, TrialScheduler.PAUSE)
+        good.status = bad.status = "PAUSED"
+        assert scheduler.choose_trial_to_run(controller) is good

@@ -26,6 +26,13 @@ def positive_int(name: str, value: int | None, *, allow_none: bool = False) -> N
         raise UserError(name, f"must be a positive integer, got {value!r}")
 
 
+def positive_number(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(name, f"must be a number > 0, got {value!r}")
+
+
 def nonneg(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise UserError(name, f"must be a finite number >= 0, got {value!r}")
