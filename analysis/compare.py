@@ -123,6 +123,9 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
             out.stand_ins.update({s["model"]: src["model"] for s, src, stand_in in matched if stand_in})
         else:
             out.notes += left_out or _unmatched(table, task, ours, grouping)
+    # A stand-in is also compared where a rank plot draws its model's table beside it (source_curves).
+    out.stand_ins.update({s["model"]: name for s, name, stand_in in ours if stand_in and any(
+        t.match == (R_KEY,) and t.rows_for(task.name, name) for t in task.references)})
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 

@@ -331,8 +331,10 @@ def extend_count(args: argparse.Namespace) -> int | None:
     if n < 1:
         raise UserError("--extend", f"must be a positive integer (trials to add), got {args.extend!r}")
     if args.resume or args.dry_run:
-        raise UserError("--extend", f"cannot be combined with --{'resume' if args.resume else 'dry-run'}; "
-                                    "an interrupted extension is finished with --resume alone")
+        raise UserError("--extend", "cannot be combined with --resume; an interrupted extension is finished "
+                                    "with --resume alone" if args.resume else
+                        "cannot be combined with --dry-run; an extension runs the stored sweep's settings, "
+                        "which --resume --dry-run shows")
     return n
 
 
@@ -357,10 +359,12 @@ def _print_config(cfgs: list[Any]) -> int:
     import json
 
     from search_spaces import load_space
+    from sweeps.planning import check_overrides
     from trainables.schema import to_dict
 
     for cfg in cfgs:
         space = load_space(cfg.space, base=to_dict(cfg.trial))
+        check_overrides(cfg, space)  # what the run and --dry-run refuse in the settings alone
         print(json.dumps({"sweep": to_dict(cfg), "space": space.as_data()}, indent=2))
     return 0
 

@@ -787,6 +787,21 @@ def test_smoke_stand_ins_meet_the_sources_of_the_models_they_stand_for(rank_data
     assert "gpt2-s (smoke stand-in for GPT-2 S)" in labels
 
 
+def test_a_stand_in_only_drawn_beside_its_models_curve_is_named_in_the_note(rank_data, groups):
+    """GPT-2 L's Table 8 has no r=16 row, so the stand-in's r=16 meets no table row; the
+    rank plot still draws Table 8 beside it, and the stand-in note names it."""
+    from analysis.compare import compare, source_curves, stand_in_rule
+    from analysis.tables import summarise
+
+    t = rank_data.trials[(rank_data.trials["model"] == "gpt2") & (rank_data.trials["adapter.r"] == 16)].copy()
+    t["model"] = "/root/.cache/lorasweep/smoke/e2e1/gpt2-l"
+    task = rank_data.tasks["e2e"]
+    summary = summarise(t, task, groups)
+    found = compare(summary, t, task, groups)
+    assert "tuw-t8" not in set(found.frame.get("table", ())) and set(source_curves(summary, task)["table"]) == {"tuw-t8"}
+    assert "(analysis/references/models.yaml: gpt2-l for GPT-2 L)" in stand_in_rule(found.stand_ins)
+
+
 def test_a_failed_source_run_is_shown_but_neither_compared_nor_drawn(rank_data, groups):
     """TU Wien's Table 8 (GPT-2 L) has r=1, whose generation failed (BLEU 0): beside our r=1
     its metrics are printed without a deviation and its point is not on the rank plot's

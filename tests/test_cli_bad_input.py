@@ -212,6 +212,8 @@ CASES = [
     ("unknown-method", E2E, ["--set", "adapter.method=dorra"], "adapter.method", "did you mean 'dora'", None),
     ("unknown-targets", E2E, ["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
+    ("swept-and-set-print-config", E2E, ["--set", "adapter.r=8", "--print-config"], "adapter.r",
+     "the search space sweeps it", None),
     ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
     ("grace-period-in-epochs-dry-run", E2E, ["--set", "scheduler.grace_period=5", "--dry-run"],
      "scheduler.grace_period", "5 epochs leaves ASHA no rung before the end of a trial (3 epochs)", None),
@@ -262,6 +264,9 @@ CASES = [
      "{tmp}/twice.yaml line 3: not valid YAML ('scientific' is given twice)", _spaces),
     ("extend-zero", E2E, ["--extend", "0"], "--extend", "must be a positive integer (trials to add), got '0'", None),
     ("extend-with-resume", E2E, ["--extend", "2", "--resume"], "--extend", "cannot be combined with --resume", None),
+    ("extend-with-dry-run", E2E, ["--extend", "2", "--dry-run"], "--extend",
+     "cannot be combined with --dry-run; an extension runs the stored sweep's settings, which --resume --dry-run "
+     "shows", None),
     ("extend-a-missing-sweep", E2E, ["--name", "nope", "--extend", "2"], "name",
      "no sweep named 'nope' under {tmp}/ray_results to extend", None),
     ("extend-a-grid-sweep", E2E, ["--storage", "{tmp}/old", "--name", "done", "--extend", "2"], "--extend",
