@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from sweeps.ray_start import RayStartFailed
 from sweeps.stopping import Stopped
 from sweeps.study_file import FLAG_SETTINGS, TRIAL_SECTIONS, Study, load_study, on_import_path, read_study
 from trainables.errors import UserError, did_you_mean, one_of
@@ -272,6 +273,9 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
         field = e.field.removeprefix("trial.")
         print(f"error: {field}: {e.message}" if field else f"error: {e.message}", file=sys.stderr)
         return EXIT_USAGE
+    except RayStartFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, Stopped) as e:
         print(f"{e if isinstance(e, Stopped) else 'interrupted'}: {_how_to_go_on(e, args, spec, cfgs, outcomes)}",
               file=sys.stderr)

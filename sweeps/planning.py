@@ -10,6 +10,7 @@ exit code 2, nothing launched or written). It returns the :class:`~sweeps.plan.P
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,15 @@ def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
     if out["eval"].get("compare_models"):
         out["eval"]["compare_models"] = [resolve_smoke(m, kind="model") for m in out["eval"]["compare_models"]]
     return out
+
+
+def check_data_path(source: str) -> None:
+    """A local data path that is not there, refused before an offline model is built for the
+    sweep (the task checks the layout of one that is)."""
+    from trainables.hub import looks_local
+
+    if not source.startswith("smoke:") and looks_local(source) and not Path(source).expanduser().exists():
+        raise UserError("data.source", f"{source} does not exist")
 
 
 def check_overrides(cfg: SweepConfig, space: Any) -> None:
@@ -85,6 +95,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     check_repeats(cfg, space)
     check_overrides(cfg, space)
     base = base_with_fixed(base, space, keep=cfg.overrides)
+    check_data_path(base["data"]["source"])
     base = with_task_defaults(resolve_smoke_sources(base), task)
     # The checks build trial configs from ``probe``: the base with the first value of every
     # sampled setting (the base alone may lack one: alpha, when alpha_over_r is sampled).

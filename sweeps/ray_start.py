@@ -10,6 +10,16 @@ from typing import Any
 from sweeps.config import SweepConfig
 
 
+class RayStartFailed(Exception):
+    """Ray could not be started (or ``$RAY_ADDRESS`` joined): nothing was launched or written."""
+
+    def __init__(self, cause: BaseException) -> None:
+        reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
+        where = f"join the Ray cluster at {os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") \
+            else "start a local Ray"
+        super().__init__(f"cannot {where} ({reason}); nothing was launched or written: run the command again")
+
+
 class RayStarter:
     """Starts Ray in a background thread while the driver goes on validating and preparing.
 
@@ -64,9 +74,14 @@ class RayStarter:
     def wait(self) -> None:
         """Ray is up (started now if :meth:`start` was never called)."""
         if self._thread is None:
-            self.started = _init_ray(dashboard=self._dashboard)
+            try:
+                self.started = _init_ray(dashboard=self._dashboard)
+            except Exception as e:
+                raise RayStartFailed(e) from e
             return
         self._ready.wait()
+        if isinstance(self._error, Exception):
+            raise RayStartFailed(self._error) from self._error
         if self._error is not None:
             raise self._error
 

@@ -695,3 +695,36 @@ def test_a_ctrl_c_while_the_settings_are_read_is_one_line(tmp_path, monkeypatch,
     monkeypatch.setattr(sweeps.cli, "build_configs", interrupted)
     assert sweeps.cli.run_study("rank_e2e", ["--preset", "smoke"]) == 130
     assert capfd.readouterr().err == f"interrupted: {NOT_LAUNCHED}\n"
+
+
+def test_a_missing_data_path_is_refused_before_an_offline_model_is_built(tmp_path, in_process, capfd, monkeypatch):
+    """With nothing in the cache, ``--data`` naming no file is refused first: the smoke preset's
+    tiny Llama is not built for a sweep that cannot run."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LORASWEEP_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    assert in_process("sft.py", ["--preset", "smoke", "--data", str(tmp_path / "nope.csv"), "--dry-run"]) == 2
+    assert capfd.readouterr().err == f"error: data.source: {tmp_path / 'nope.csv'} does not exist\n"
+    assert not cache.exists() or not any(cache.rglob("config.json"))
+
+
+def test_ray_failing_to_start_is_one_line_and_writes_nothing(tmp_path, offline_sources, in_process, capfd,
+                                                             monkeypatch):
+    """Ray's own start-up failure (its message on a machine too busy to start the raylet in
+    time) ends the command with one line and exit 1, and nothing launched or written."""
+    import sweeps.ray_start
+
+    def timed_out(*_, **__):
+        raise Exception("The current node timed out during startup. This could happen because some of the raylet "
+                        "failed to startup or the GCS has become overloaded.")
+
+    before = _prepare(tmp_path, offline_sources, None)
+    capfd.readouterr()
+    monkeypatch.setattr(sweeps.ray_start, "_init_ray", timed_out)
+    monkeypatch.chdir(tmp_path)
+    assert in_process(E2E, _argv(E2E, [], tmp_path)) == 1
+    out, err = capfd.readouterr()
+    assert err == ("error: cannot start a local Ray (The current node timed out during startup. This could happen "
+                   "because some of the raylet failed to startup or the GCS has become overloaded.); nothing was "
+                   "launched or written: run the command again\n"), err
+    assert set(tmp_path.iterdir()) == before and "Tune storage:" not in out
