@@ -10,8 +10,8 @@ exit code 2, nothing launched or written). It returns the :class:`~sweeps.plan.P
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sweeps.config import SweepConfig
