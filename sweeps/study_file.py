@@ -247,11 +247,15 @@ def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any
         if name in seen:
             raise UserError(f"presets.{name}.extends", f"presets extend each other in a loop in {path}: "
                                                        f"{' -> '.join(seen + (name,))}")
-        entry = dict(raw[name])
+        entry = copy.deepcopy(raw[name])
+        for settings in (entry, *(entry.get("parts") or {}).values()):
+            alpha_one_way(settings)
         parent = entry.pop("extends", None)
         return deep_merge(resolve(parent, seen + (name,)), entry) if parent else entry
 
-    top_parts = data.get("parts") or {}
+    top_parts = copy.deepcopy(data.get("parts") or {})
+    for settings in top_parts.values():
+        alpha_one_way(settings)
     presets = {}
     for name in raw:
         preset = copy.deepcopy(resolve(name))
@@ -261,6 +265,17 @@ def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any
             beside(settings, path.resolve().parent)
         presets[name] = preset
     return presets
+
+
+def alpha_one_way(settings: Any) -> None:
+    """A preset or part that gives alpha one way (``alpha``, or ``alpha_over_r``) clears the
+    other way, given by the preset it extends or by the defaults, as ``--set`` does."""
+    from trainables.schema import clear_other_alpha
+
+    adapter = (settings.get("trial") or {}).get("adapter") if isinstance(settings, dict) else None
+    given = [k for k in ("alpha", "alpha_over_r") if k in adapter] if isinstance(adapter, dict) else []
+    if len(given) == 1:
+        clear_other_alpha(settings["trial"], f"adapter.{given[0]}")
 
 
 def on_import_path(folder: Path) -> None:

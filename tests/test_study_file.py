@@ -101,6 +101,28 @@ def test_config_on_a_study_script_reads_its_paths_beside_the_file(tmp_path, caps
     assert plan["base_trial"]["train"]["lr"] == 5.0e-3  # from the preset it extends
 
 
+@pytest.mark.parametrize("where", ["preset", "part"])
+def test_alpha_given_one_way_by_a_preset_or_part_clears_the_other_way(tmp_path, where):
+    """``alpha_over_r`` in a preset over a preset with ``alpha``, or in a part over the default
+    alpha 32: alpha follows r, as ``--set adapter.alpha_over_r=2`` does, not a clash."""
+    from sweeps.cli import build_config, build_parser
+    from sweeps.study_file import read_study
+
+    def edit(d):
+        if where == "preset":
+            d["presets"]["smoke"]["trial"]["adapter"] = {"alpha_over_r": 2}
+        else:
+            del d["presets"]["base"]["trial"]["adapter"]["alpha"]  # a part's settings are the preset's defaults
+            d.update(part_flag="fold", parts={"a": {"trial": {"adapter": {"alpha_over_r": 2}}}})
+
+    path = _with(tmp_path, edit)
+    shutil.copy(USER_STUDY / "space.yaml", tmp_path / "space.yaml")
+    spec = read_study(path)
+    args = build_parser(spec).parse_args(["--preset", "smoke"])
+    adapter = build_config(spec, args, part="a" if where == "part" else None).trial.adapter
+    assert (adapter.alpha, adapter.alpha_over_r, adapter.lora_alpha) == (None, 2, 2 * adapter.r)
+
+
 def write_tickets(folder: Path) -> None:
     """The user's own data: the synthetic support messages as JSON Lines with integer queue ids."""
     import csv
