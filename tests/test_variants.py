@@ -290,3 +290,13 @@ def test_the_study_presets_validate_every_method_of_every_part(tmp_path, capsys)
 
 
 # --------------------------------------------------------------------------- the study, end to end
+
+
+def test_a_method_of_a_peft_type_no_config_is_built_for_is_refused_at_registration():
+    """Registered as it is, a LoHa method would train plain LoRA under its name (peft_config
+    builds a LoraConfig for every type but VeRA's and none)."""
+    from trainables.methods import METHOD_REGISTRY, Method, register
+
+    with pytest.raises(ValueError, match="peft_type 'loha' is not one that trainables.adapters.peft_config builds"):
+        register(Method("loha-test", "LoHa", "Hyeon-Woo et al. 2022", "loha"))
+    assert "loha-test" not in METHOD_REGISTRY

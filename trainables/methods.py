@@ -76,6 +76,10 @@ class Method:
 
 METHOD_REGISTRY: dict[str, Method] = {}
 
+PEFT_TYPES = (None, "lora", "vera")
+"""The ``peft_type`` values :func:`trainables.adapters.peft_config` builds a config for (None:
+no adapter, the whole model trains)."""
+
 
 def register(method: Method) -> Method:
     if method.name in METHOD_REGISTRY:
@@ -83,6 +87,10 @@ def register(method: Method) -> Method:
     unknown = set(method.layer_kinds) - set(LAYER_KINDS)
     if unknown:
         raise ValueError(f"method {method.name!r}: unknown layer kinds {sorted(unknown)}")
+    if method.peft_type not in PEFT_TYPES:
+        raise ValueError(f"method {method.name!r}: peft_type {method.peft_type!r} is not one that "
+                         f"trainables.adapters.peft_config builds ({', '.join(map(repr, PEFT_TYPES))}); "
+                         "add its config class there first")
     METHOD_REGISTRY[method.name] = method
     return method
 
