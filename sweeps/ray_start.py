@@ -181,6 +181,7 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
         # (one more actor process per worker group, polling Ray's drain state) has nothing to
         # watch. Its processes read this from the environment they inherit; a cluster keeps its own.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        checkout_first_on_pythonpath()
     # A new local cluster has token authentication on by default, as our cluster configs want;
     # Ray's warning saying so would be a second line beside a one-line bad-input error.
     logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
@@ -203,6 +204,17 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
              runtime_env=runtime_env, **port)
     _print_worker_output_without_sigterm_exits()
     return True
+
+
+def checkout_first_on_pythonpath() -> None:
+    """Have the processes of a local Ray started from here import this checkout's code, as
+    the driver does (each sweep script puts its checkout first on ``sys.path``), rather than
+    another copy of the package installed in the environment: they inherit ``PYTHONPATH``."""
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 def _print_worker_output_without_sigterm_exits() -> None:

@@ -252,3 +252,34 @@ def test_a_staged_store_is_what_mlflow_makes_for_a_new_store(tmp_path, monkeypat
     monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / "staged.db"))  # a file, not a directory
     StagedStore(f"sqlite:///{tmp_path / 'uncached.db'}").place()
     assert contents(tmp_path / "uncached.db") == fresh
+
+
+@pytest.mark.integration
+def test_a_checkouts_local_ray_runs_its_own_code_not_the_installed_copy(tmp_path):
+    """A second checkout run with an environment where the package is installed from another:
+    the driver imports the checkout (the sweep scripts put it first on sys.path), and so do
+    the worker processes of the local Ray it starts."""
+    checkout = tmp_path / "checkout"
+    for package in ("sweeps", "trainables", "search_spaces", "analysis"):
+        shutil.copytree(REPO / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__"))
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(checkout)!r})
+        import ray
+        from sweeps.ray_start import _init_ray
+
+        _init_ray()
+
+        @ray.remote(num_cpus=0)
+        def where():
+            import trainables
+            return trainables.__file__
+
+        print(ray.get(where.remote()))
+        ray.shutdown()
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(checkout / "trainables" / "__init__.py"), proc.stdout
