@@ -10,12 +10,11 @@ A space is a YAML file in this folder (or any path, or an inline mapping)::
     fixed:                 # held constant for this study
       alpha: 32
 
-Keys are short names (``r``, ``alpha``, ``alpha_over_r``, ``lr``, ``dropout``, ``targets``,
-``method``, ``weight_decay``, ``warmup_steps``, ``batch_size``, ``epochs``, ``seed``) or any
-dotted trial setting (``train.label_smoothing``). Distributions: ``grid``, ``choice``,
-``uniform``, ``loguniform``, ``randint``, ``lograndint`` (integer ranges are ``[low, high)``).
-Every value is checked against the trial schema before anything launches, so ``r: {grid: [0]}``
-fails with ``space.scientific.r: ...``.
+Keys are the short names of :data:`ALIASES` (``r``, ``alpha``, ``lr``, ...) or any dotted
+trial setting (``train.max_grad_norm``). Distributions: ``grid``, ``choice``, ``uniform``,
+``loguniform``, ``randint``, ``lograndint`` (integer ranges are ``[low, high)``). Every value
+is checked against the trial schema before anything launches, so ``r: {grid: [0]}`` fails with
+``space.scientific.r.grid[0]: must be a positive integer, got 0``.
 
 Settings that only make sense together are *coupled*: a key joining names with ``+`` takes a
 grid or choice of lists, one value per name, e.g. a rank for each target group under a

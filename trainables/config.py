@@ -164,7 +164,8 @@ class AdapterConfig:
     """LoRA alpha; the update is scaled by alpha / r (alpha / sqrt(r) for rslora).
     Set ``alpha_over_r`` instead to tie alpha to the rank."""
     alpha_over_r: float | None = None
-    """Alpha as a multiple of the rank (alpha = alpha_over_r * r); excludes ``alpha``."""
+    """Alpha as a multiple of the rank (alpha = alpha_over_r * r); excludes ``alpha``. Given
+    in a preset, a part, ``--set`` or a search space, either one clears the other."""
     dropout: float = 0.1
     """Dropout on the adapter's input."""
     targets: str = "qv"
@@ -255,7 +256,8 @@ class TrainConfig:
     """Clip the gradient norm; null = no clipping (the paper used ``--clip 0.0``)."""
     eval_every_steps: int | None = None
     """Compute the validation loss and report to Tune every N optimizer steps; null = once
-    per epoch. Each report is one ASHA time unit (``training_iteration``)."""
+    per epoch. ASHA's rungs stay in epochs (``scheduler.grace_period``); with reports within an
+    epoch they can fall there."""
     eval_batch_size: int = 16
     """Examples per batch of the validation pass."""
     batching: Literal["random", "grouped", "padding_free"] | None = None
@@ -405,7 +407,8 @@ class TrialConfig:
     """Everything one trial needs; the sweep's sampled hyperparameters are merged into it."""
 
     task: str = "e2e"
-    """Task module from the registry in :mod:`trainables.tasks.registry`."""
+    """A registered task name (``e2e``, ``glue-sst2``; :mod:`trainables.tasks.registry`) or a
+    user's task class as ``module:Class``."""
     seed: int | None = None
     """Trial seed; null = derived from the sweep seed and the trial's hyperparameters."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -427,11 +430,12 @@ class ResourcesConfig:
     gpus_per_trial: float = 0.0
     """GPUs per trial; fractions (0.5, 0.25) pack several small trials on one GPU."""
     workers_per_trial: int = 1
-    """Ray Train workers per trial; more than one runs DDP inside the trial."""
+    """Ray Train workers per trial; more than one runs the trial's loop on
+    that many workers (DDP, or FSDP2: ``train.strategy``)."""
     trial_shape: Literal["auto", "function", "train"] = "auto"
     """``function``: the loop runs in the Tune trial's own process (one device, actor reuse:
     the cheapest); ``train``: the trial launches a Ray Train ``TorchTrainer`` worker group
-    (needed for DDP, seconds more per trial to start it); ``auto``: ``train`` when
+    (needed for several workers, seconds more per trial to start it); ``auto``: ``train`` when
     workers_per_trial > 1, else ``function``."""
     memory_limit_mb: int | None = None
     """Host memory a trial may allocate beyond what its process holds when the trial starts

@@ -8,7 +8,7 @@ function trial, which with actor reuse costs almost nothing, so the shape is cho
 
 * ``function`` (default for one worker): the loop runs in the trial's own process.
 * ``train`` (default for several workers): the trial launches a ``TorchTrainer`` whose
-  workers run the same loop under DDP.
+  workers run the same loop under DDP (or FSDP2: ``train.strategy``).
 
 Both shapes run :func:`trainables.loop.run_loop`; only the :class:`~trainables.session.Session`
 differs.
