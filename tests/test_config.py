@@ -122,3 +122,12 @@ def test_a_user_error_survives_pickling_with_its_field_and_message():
     err = pickle.loads(pickle.dumps(UserError("train.batching", "padding_free mixes examples")))
     assert (err.field, err.message) == ("train.batching", "padding_free mixes examples")
     assert str(err) == "train.batching: padding_free mixes examples"
+
+
+@pytest.mark.parametrize("cpus_per_trial, workers, threads", [(4, 2, 2), (8, 2, 4), (2, 1, 2), (1, 2, 1), (3, 2, 1)])
+def test_each_worker_computes_on_its_share_of_the_trials_cpus(cpus_per_trial, workers, threads):
+    """A worker's share is the trial's CPUs less its driver's sliver, split over the workers:
+    (4 - 0.01) / 2 = 1.995 CPUs compute on 2 threads, not 1; a share of 1.495 or under one on one thread."""
+    from trainables.trial import TRAIN_DRIVER_CPU, torch_threads
+
+    assert torch_threads((cpus_per_trial - TRAIN_DRIVER_CPU) / workers) == threads

@@ -120,10 +120,16 @@ def warm_worker() -> None:
         pass
 
 
+def torch_threads(cpus: float) -> int:
+    """The torch threads of a process holding ``cpus``: the whole CPUs nearest to it, at least
+    one (a worker's share is a whole number less the sliver its trial's driver holds)."""
+    return max(1, round(cpus))
+
+
 def _set_threads(cpus: float) -> None:
     import torch
 
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(torch_threads(cpus))
 
 
 def _prepared(path: str | None) -> Path | None:
