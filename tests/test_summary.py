@@ -128,3 +128,29 @@ def test_a_groups_chosen_trial_of_a_tie_is_the_best_trial_the_summary_names(tmp_
     table = render_group_table(rows, swept, ("adapter.r",), task, final=False)
     row = next(line for line in table.splitlines() if line.startswith("8 "))
     assert row.split()[1] == "0.002", table
+
+
+def test_an_interrupted_sweeps_count_names_the_trials_tune_had_not_started(tmp_path, capsys):
+    """Stopped with one of two grid trials running and the other not yet created (a worker
+    group's trials run one at a time on 2 CPUs): the count says so, not just "1 unfinished"."""
+    from types import SimpleNamespace
+
+    from conftest import sweep_config
+    from search_spaces import load_space
+    from sweeps.summary import _print_summary
+    from trainables.schema import to_dict
+    from trainables.tasks.registry import get_task
+
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  r: {grid: [1, 4]}\nfixed: {lr: 2.0e-3}\n")
+    cfg = sweep_config("rank_e2e", "--preset", "smoke", "--search-space", str(space), "--set", "eval.generate=false")
+    plan = SimpleNamespace(cfg=cfg, space=load_space(str(space), base=to_dict(cfg.trial)), groups=(), n_trials=2,
+                           rejected=[], name="intr")
+    rows = [{"trial_id": "t0", "r": 1, "adapter.r": 1, "status": "unfinished", "mlflow_run_id": "run0",
+             "attempts": 1, "error": ""}]
+    counts = {"completed": 0, "stopped_early": 0, "failed": 0, "unfinished": 1}
+    _print_summary(plan, get_task("e2e"), rows, counts, tmp_path, SimpleNamespace(interrupted=[]), "parent",
+                   "SIGINT")
+    assert "  0 completed, 0 stopped early, 0 failed, 1 unfinished, 1 not started\n" in capsys.readouterr().out
+    _print_summary(plan, get_task("e2e"), rows, counts, tmp_path, SimpleNamespace(interrupted=[]), "parent", None)
+    assert "not started" not in capsys.readouterr().out  # a sweep that ended created every trial
