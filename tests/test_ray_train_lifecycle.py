@@ -145,6 +145,8 @@ def test_a_worker_group_trial_resumes_from_its_checkpoint_after_its_driver_is_ki
     assert trial.info.status == "FINISHED" and trial.data.tags["lorasweep.status"] == "completed"
     assert [s for s, _ in _history(client, trial.info.run_id, "val_loss")] == [2, 4, 6]
     assert [s for s, _ in _history(client, trial.info.run_id, "train_loss")] == list(range(1, 7))
+    # The group's storage keeps its final checkpoint only, not the one it resumed from.
+    assert len([p for p in (tmp_path / "rr").glob(f"{name}*-train/checkpoint_*") if p.is_dir()]) == 1
     # Tune's record of the resumed attempt: it starts with its checkpoint's report, sent again
     # unchanged (step 2: the wall time recorded before the kill; a group that trained from
     # scratch would report step 2 anew) or at step 4 (Ray Train's storage was ahead of Tune).

@@ -235,7 +235,23 @@ def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
             checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
     )
-    trainer.fit()
+    _drop_superseded_checkpoints(trainer.fit())
+
+
+def _drop_superseded_checkpoints(result: Any) -> None:
+    """Delete the worker group's checkpoints other than those its finished run keeps
+    (``num_to_keep``). A group resumed after an interruption starts from a checkpoint that its
+    new run does not count among its own (nor one written after the sweep's last snapshot), so
+    that one would stay beside the final one."""
+    import pyarrow.fs
+
+    kept = {c.path.rstrip("/") for c, _ in result.best_checkpoints or ()}
+    kept |= {result.checkpoint.path.rstrip("/")} if result.checkpoint else set()
+    fs = result.filesystem
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
+        if (info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                and info.path.rstrip("/") not in kept):
+            fs.delete_dir(info.path)
 
 
 def _quiet_train_reports() -> None:
