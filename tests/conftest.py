@@ -8,19 +8,21 @@ The offline assets are built once per test session into a private cache
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# Set before any lorasweep code resolves the cache; subprocesses inherit it. The xdist workers
-# of one run share theirs (the builders hold a file lock: one builds, the others wait for it).
-_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-if _RUN:
-    _SESSION_CACHE = Path(tempfile.gettempdir()) / f"lorasweep-test-cache-{_RUN}"
-    _SESSION_CACHE.mkdir(exist_ok=True)
-else:
-    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="lorasweep-test-cache-"))
+# Set before any lorasweep code resolves the cache; subprocesses inherit it. The process that
+# runs pytest (xdist's controller, or the only process) owns the run's cache: it makes it new
+# and removes it when the run ends (pytest_unconfigure). Its xdist workers, its children,
+# share it (the builders hold a file lock: one builds, the others wait for it).
+_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+_SESSION_CACHE = Path(tempfile.gettempdir()) / f"lorasweep-test-cache-{os.getppid() if _WORKER else os.getpid()}"
+if not _WORKER:
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)  # an earlier run's, killed before its end
+_SESSION_CACHE.mkdir(exist_ok=True)
 os.environ.setdefault("LORASWEEP_CACHE", str(_SESSION_CACHE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -45,6 +47,11 @@ LONGEST_FIRST = (
     "test_fault_tolerance.py", "test_cli_bad_input.py", "test_study_file.py", "test_qlora_judge.py",
     "test_qlora.py", "test_extending.py", "test_docs_commands.py",
 )
+
+
+def pytest_unconfigure(config):
+    if not _WORKER:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
