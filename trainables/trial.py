@@ -121,9 +121,9 @@ def warm_worker() -> None:
 
 
 def torch_threads(cpus: float) -> int:
-    """The torch threads of a process holding ``cpus``: the whole CPUs nearest to it, at least
-    one (a worker's share is a whole number less the sliver its trial's driver holds)."""
-    return max(1, round(cpus))
+    """The torch threads of a process holding ``cpus``: its whole CPUs, at least one. A Train
+    worker's share lacks its part of the sliver its trial's driver holds, counted back here."""
+    return max(1, int(cpus + TRAIN_DRIVER_CPU))
 
 
 def _set_threads(cpus: float) -> None:
@@ -248,10 +248,13 @@ def _drop_superseded_checkpoints(result: Any) -> None:
     kept = {c.path.rstrip("/") for c, _ in result.best_checkpoints or ()}
     kept |= {result.checkpoint.path.rstrip("/")} if result.checkpoint else set()
     fs = result.filesystem
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
-        if (info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
-                and info.path.rstrip("/") not in kept):
-            fs.delete_dir(info.path)
+    try:  # never fails the trial, which trained to its end: what stays only takes space
+        for info in fs.get_file_info(pyarrow.fs.FileSelector(result.path, allow_not_found=True)):
+            if (info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                    and info.path.rstrip("/") not in kept):
+                fs.delete_dir(info.path)
+    except Exception:  # noqa: BLE001 - a denied delete, storage out of reach
+        pass
 
 
 def _quiet_train_reports() -> None:
