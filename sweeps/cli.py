@@ -362,13 +362,11 @@ def _print_config(cfgs: list[Any]) -> int:
     data or store is read, so a preset whose sources are out of reach prints too)."""
     import json
 
-    from search_spaces import load_space
-    from sweeps.planning import check_overrides
+    from sweeps.planning import sweep_space
     from trainables.schema import to_dict
 
     for cfg in cfgs:
-        space = load_space(cfg.space, base=to_dict(cfg.trial))
-        check_overrides(cfg, space)  # what the run and --dry-run refuse in the settings alone
+        space = sweep_space(cfg)  # refuses what the run and --dry-run refuse in the settings alone
         print(json.dumps({"sweep": to_dict(cfg), "space": space.as_data()}, indent=2))
     return 0
 

@@ -53,6 +53,19 @@ def check_data_path(source: str) -> None:
         raise UserError("data.source", f"{source} does not exist")
 
 
+def sweep_space(cfg: SweepConfig) -> Any:
+    """The search space the sweep runs (its seed replicates included), checked against the
+    sweep's other settings: read from the settings alone (no model, data or store)."""
+    from search_spaces import load_space
+
+    space = load_space(cfg.space, base=to_dict(cfg.trial))
+    if cfg.seeds:
+        space = with_seed_replicates(space, cfg.seeds)
+    check_repeats(cfg, space)
+    check_overrides(cfg, space)
+    return space
+
+
 def check_overrides(cfg: SweepConfig, space: Any) -> None:
     """A setting given on the command line that the search space (or ``--seeds``) sweeps."""
     for key in cfg.overrides:
@@ -81,7 +94,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     that makes a local Ray's worker processes start warm (:func:`warm_runtime_env`, or None).
     The runner starts Ray there, so that the two overlap (see :func:`run_sweep`).
     """
-    from search_spaces import apply_hyperparameters, base_with_fixed, load_space, to_tune
+    from search_spaces import apply_hyperparameters, base_with_fixed, to_tune
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
     from trainables.tasks.registry import get_task
@@ -89,11 +102,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     task = get_task(cfg.trial.task)
     check_storage(storage_path(cfg))
     base = to_dict(cfg.trial)
-    space = load_space(cfg.space, base=base)
-    if cfg.seeds:
-        space = with_seed_replicates(space, cfg.seeds)
-    check_repeats(cfg, space)
-    check_overrides(cfg, space)
+    space = sweep_space(cfg)
     base = base_with_fixed(base, space, keep=cfg.overrides)
     check_data_path(base["data"]["source"])
     base = with_task_defaults(resolve_smoke_sources(base), task)

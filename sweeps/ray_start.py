@@ -16,8 +16,8 @@ class RayStartFailed(Exception):
     def __init__(self, cause: BaseException) -> None:
         reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
         where = f"join the Ray cluster at {os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") \
-            else "start a local Ray"
-        super().__init__(f"cannot {where} ({reason}); nothing was launched or written: run the command again")
+            else "start Ray (or join the one started on this machine with ray start)"
+        super().__init__(f"cannot {where}: {reason}; nothing was launched or written")
 
 
 class RayStarter:
@@ -207,14 +207,16 @@ def _init_ray(runtime_env: dict[str, Any] | None = None, *, dashboard: bool = Fa
 
 
 def checkout_first_on_pythonpath() -> None:
-    """Have the processes of a local Ray started from here import this checkout's code, as
-    the driver does (each sweep script puts its checkout first on ``sys.path``), rather than
+    """Have the processes of a local Ray started from a checkout import its code, as the
+    driver does (each sweep script puts its checkout first on ``sys.path``), rather than
     another copy of the package installed in the environment: they inherit ``PYTHONPATH``."""
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parents[1])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():  # installed (site-packages): workers find it as is
+        return
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(root)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *paths])
 
 
 def _print_worker_output_without_sigterm_exits() -> None:

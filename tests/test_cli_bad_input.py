@@ -214,6 +214,8 @@ CASES = [
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
     ("swept-and-set-print-config", E2E, ["--set", "adapter.r=8", "--print-config"], "adapter.r",
      "the search space sweeps it", None),
+    ("seeds-and-seed-print-config", E2E, ["--seeds", "3", "--set", "seed=1", "--print-config"], "seed",
+     "--seeds 3 gives every configuration the seeds 0..2; drop one of the two", None),
     ("grace-period", E2E, ["--set", "train.max_steps=20"], "scheduler.grace_period", "no rung before the end", None),
     ("grace-period-in-epochs-dry-run", E2E, ["--set", "scheduler.grace_period=5", "--dry-run"],
      "scheduler.grace_period", "5 epochs leaves ASHA no rung before the end of a trial (3 epochs)", None),
@@ -724,7 +726,7 @@ def test_ray_failing_to_start_is_one_line_and_writes_nothing(tmp_path, offline_s
     monkeypatch.chdir(tmp_path)
     assert in_process(E2E, _argv(E2E, [], tmp_path)) == 1
     out, err = capfd.readouterr()
-    assert err == ("error: cannot start a local Ray (The current node timed out during startup. This could happen "
-                   "because some of the raylet failed to startup or the GCS has become overloaded.); nothing was "
-                   "launched or written: run the command again\n"), err
+    assert err == ("error: cannot start Ray (or join the one started on this machine with ray start): The current "
+                   "node timed out during startup. This could happen because some of the raylet failed to startup "
+                   "or the GCS has become overloaded.; nothing was launched or written\n"), err
     assert set(tmp_path.iterdir()) == before and "Tune storage:" not in out

@@ -262,6 +262,7 @@ def test_a_checkouts_local_ray_runs_its_own_code_not_the_installed_copy(tmp_path
     checkout = tmp_path / "checkout"
     for package in ("sweeps", "trainables", "search_spaces", "analysis"):
         shutil.copytree(REPO / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", checkout)
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(checkout)!r})
