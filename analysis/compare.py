@@ -88,7 +88,8 @@ class Comparison:
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     stand_ins: dict[str, str] = field(default_factory=dict)
-    """Each recorded model compared as a stand-in -> the models.yaml name it stands for."""
+    """Each recorded model compared as a stand-in (in a table, or drawn beside its model's
+    numbers on a rank plot) -> the models.yaml name it stands for."""
 
 
 def settings_of(s: Mapping[str, Any], trials: pd.DataFrame, grouping: Grouping) -> dict[str, Any]:
@@ -123,9 +124,8 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
             out.stand_ins.update({s["model"]: src["model"] for s, src, stand_in in matched if stand_in})
         else:
             out.notes += left_out or _unmatched(table, task, ours, grouping)
-    # A stand-in is also compared where a rank plot draws its model's table beside it (source_curves).
-    out.stand_ins.update({s["model"]: name for s, name, stand_in in ours if stand_in and any(
-        t.match == (R_KEY,) and t.rows_for(task.name, name) for t in task.references)})
+    drawn = source_curves(summary, task)  # a rank plot sets a stand-in's model's numbers beside it too
+    out.stand_ins.update(zip(drawn.loc[drawn["stand_in"], "our_model"], drawn.loc[drawn["stand_in"], "model"]))
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return out
 

@@ -265,8 +265,8 @@ def _print_summary(plan: Plan, task: Any, rows: list[dict[str, Any]], counts: di
     rejected = f", {len(plan.rejected)} rejected over the parameter budget" if plan.cfg.max_trainable_params else ""
     unfinished = f", {counts[UNFINISHED]} unfinished" if counts[UNFINISHED] else ""
     # Trials Tune had not created yet when the sweep was stopped (held back by a concurrency
-    # cap): --resume runs them. Not counted for Optuna, whose extensions run in a Tune run of
-    # their own that holds only the trials they add.
+    # cap): --resume runs them. Not counted for Optuna sweeps: a resumed --extend plans the
+    # sweep's samples in all, and its Tune run holds only the trials it adds.
     not_started = plan.n_trials - len(rows) if interrupted and plan.cfg.search.algorithm != "optuna" else 0
     unfinished += f", {not_started} not started" if not_started > 0 else ""
     print(f"\n  {counts['completed']} completed, {counts[STOPPED]} stopped early, "

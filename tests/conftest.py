@@ -23,7 +23,7 @@ _SESSION_CACHE = Path(tempfile.gettempdir()) / f"lorasweep-test-cache-{os.getppi
 if not _WORKER:
     shutil.rmtree(_SESSION_CACHE, ignore_errors=True)  # an earlier run's, killed before its end
 _SESSION_CACHE.mkdir(exist_ok=True)
-os.environ.setdefault("LORASWEEP_CACHE", str(_SESSION_CACHE))
+os.environ["LORASWEEP_CACHE"] = str(_SESSION_CACHE)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")

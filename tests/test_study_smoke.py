@@ -311,7 +311,7 @@ def test_seeds_add_replicates_to_every_part(tmp_path):
 
 
 @pytest.mark.parametrize("script, flags, fragment", [
-    ("squad_grid.py", ["--data", "{tmp}/no-such-dir"], "error: data.source: data directory"),
+    ("squad_grid.py", ["--data", "{tmp}/no-such-dir"], "no-such-dir does not exist"),
     ("squad_grid.py", ["--data", "{missing}"], "lacks dev-v1.1.json"),
     ("squad_grid.py", ["--data", "{badjson}"], "train-v1.1.json: data[0].paragraphs[0].qas[0].answers: missing"),
     ("squad_grid.py", ["--set", "data.format=qca"], "error: data.format: SQuAD accepts 'cqa' or 'tags'"),
