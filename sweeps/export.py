@@ -292,11 +292,12 @@ def load_base(cfg: Any, meta: dict[str, Any]) -> Any:
     import transformers
 
     from trainables.models import model_source
+    from trainables.standard_adapter import base_kwargs
 
     loading = meta["base_loading"]
     auto = getattr(transformers, loading["auto_class"])
     return auto.from_pretrained(model_source(cfg), revision=cfg.model.revision,
-                                dtype=getattr(torch, cfg.model.dtype), **loading["kwargs"])
+                                dtype=getattr(torch, cfg.model.dtype), **base_kwargs(loading))
 
 
 def load_with_adapter(adapter: Path, cfg: Any, meta: dict[str, Any]) -> Any:

@@ -46,6 +46,8 @@ INITIAL_ATTR = "lorasweep_initial_adapter"
 #: What ``from_pretrained`` loads the base with, per peft task type.
 AUTO_CLASSES = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_CLS": "AutoModelForSequenceClassification",
                 None: "AutoModelForImageClassification"}
+#: The auto classes whose base is given a new head of the trial's size where its own differs.
+CLASSIFIERS = ("AutoModelForSequenceClassification", "AutoModelForImageClassification")
 PARTS = ("q", "k", "v")
 _SPLIT_KEY = re.compile(r"^(?P<layer>.+\.c_attn)\.(?P<part>[qkv])\.(?P<rest>.+)$")
 
@@ -311,9 +313,18 @@ def base_loading(model: Any) -> dict[str, Any]:
             kwargs["id2label"] = names
         if auto == "AutoModelForSequenceClassification" and getattr(config, "pad_token_id", None) is not None:
             kwargs["pad_token_id"] = config.pad_token_id  # the token a decoder's classifier pools before
-        if auto == "AutoModelForImageClassification":
-            kwargs["ignore_mismatched_sizes"] = True  # the pretrained 1000-class head is replaced
+        if auto in CLASSIFIERS:
+            kwargs["ignore_mismatched_sizes"] = True  # a base's head of another size is replaced
     return {"auto_class": auto, "kwargs": kwargs}
+
+
+def base_kwargs(loading: dict[str, Any]) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword arguments of a recorded :func:`base_loading`; a
+    classifier's with ``ignore_mismatched_sizes`` (the trial's head replaces one of another size)."""
+    kwargs = dict(loading["kwargs"])
+    if loading["auto_class"] in CLASSIFIERS:
+        kwargs["ignore_mismatched_sizes"] = True
+    return kwargs
 
 
 def load_snippet(base: str, loading: dict[str, Any], *, adapter: bool, path: str = "<this directory>") -> str:
@@ -322,7 +333,7 @@ def load_snippet(base: str, loading: dict[str, Any], *, adapter: bool, path: str
     auto = loading["auto_class"]
     if not adapter:
         return f"from transformers import {auto}\nmodel = {auto}.from_pretrained({path!r})"
-    kwargs = "".join(f", {k}={v!r}" for k, v in loading["kwargs"].items())
+    kwargs = "".join(f", {k}={v!r}" for k, v in base_kwargs(loading).items())
     return (f"from peft import PeftModel\nfrom transformers import {auto}\n"
             f"base = {auto}.from_pretrained({base!r}{kwargs})\n"
             f"model = PeftModel.from_pretrained(base, {path!r})")

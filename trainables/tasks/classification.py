@@ -415,8 +415,10 @@ class ClassificationTask(PerExampleLogits, Task):
         from trainables.models import load_tokenizer, model_source
 
         tokenizer = load_tokenizer(cfg)
+        # A base with a head of another size (a classifier of other labels) gets a new one, as a
+        # headless encoder does: the head is trained either way.
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_source(cfg), revision=cfg.model.revision,
+            model_source(cfg), revision=cfg.model.revision, ignore_mismatched_sizes=True,
             **from_pretrained_kwargs(cfg, skip_modules=HEADS), **self._head_config())
         model.config.pad_token_id = tokenizer.pad_token_id
         return prepare_for_training(model, cfg), tokenizer
