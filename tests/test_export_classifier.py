@@ -5,7 +5,8 @@ tokenizer of the offline MiniLM); the data is the text_classification smoke set 
 billing, shipping, technical). One trial of ``text_classification.py --preset smoke`` runs on a
 local Ray into a real MLflow SQLite store: the trial replaces the 2-label head with a 3-label one.
 ``python -m sweeps.export`` writes its adapter (registered in MLflow) and the merged model; both
-load with plain transformers and peft (the adapter through its model card's own loading code).
+load with plain transformers and peft (the adapter through its model card's own loading code)
+with the topics as labels: ``label2id`` is the inverse of ``id2label``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sweep_runs import ONE_AT_A_TIME, run_sweep_in_process
 
 pytestmark = pytest.mark.integration
 
+TOPICS = {0: "billing", 1: "shipping", 2: "technical"}
 ONE_TRIAL = "scientific:\n  r: {grid: [4]}\nfixed:\n  lr: 5.0e-3\n  alpha_over_r: 2\n  dropout: 0.1\n  targets: qv\n"
 TEXT = ["my parcel never arrived", "I was charged twice this month"]
 
@@ -75,7 +77,7 @@ def test_a_base_with_a_head_of_another_size_trains_a_new_head(sweep):
     assert trial.data.metrics["val_accuracy"] >= 0
 
 
-def test_the_exported_adapter_and_merged_model_load_on_the_base(sweep, tmp_path):
+def test_the_exported_adapter_and_merged_model_load_with_the_topics_as_labels(sweep, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     assert _export(sweep, "--out", str(tmp_path / "adapter"), "--register", "tc-best") == 0
@@ -86,5 +88,7 @@ def test_the_exported_adapter_and_merged_model_load_on_the_base(sweep, tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
     adapted = _card_model(tmp_path / "adapter")
-    assert merged.config.num_labels == adapted.config.num_labels == 3
+    for model in (merged, adapted):
+        config = model.config
+        assert (config.num_labels, config.id2label, config.label2id) == (3, TOPICS, {v: k for k, v in TOPICS.items()})
     torch.testing.assert_close(_logits(merged, tokenizer), _logits(adapted, tokenizer), atol=1e-5, rtol=0)
