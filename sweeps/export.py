@@ -212,6 +212,17 @@ def check_hub(repo: str | None) -> None:
         raise UserError("--push-to-hub", "no Hugging Face token: run `hf auth login` or set HF_TOKEN")
 
 
+def check_register_name(name: str | None) -> None:
+    """A name the MLflow Model Registry accepts: not empty, no '/' or ':', not '.' or '..'."""
+    if name is None:
+        return
+    if not name.strip():
+        raise UserError("--register", "name the registered model, e.g. --register e2e-gpt2-lora")
+    if "/" in name or ":" in name or name in (".", ".."):
+        raise UserError("--register", f"{name!r} is not an MLflow registered model name: it cannot contain "
+                                      "'/' or ':' (or be '.' or '..'); use e.g. --register e2e-gpt2-lora")
+
+
 # --------------------------------------------------------------------------- the export
 
 
@@ -224,8 +235,7 @@ def export(args: argparse.Namespace) -> Path:
     out = Path(args.out).expanduser()
     check_out(out)
     check_hub(args.push_to_hub)
-    if args.register is not None and not args.register.strip():
-        raise UserError("--register", "name the registered model, e.g. --register e2e-gpt2-lora")
+    check_register_name(args.register)
     client = _client(uri)
     trial, parent = find_trial(client, args, uri)
     check_has_adapter(client, trial, _field(args))

@@ -6,7 +6,8 @@ billing, shipping, technical). One trial of ``text_classification.py --preset sm
 local Ray into a real MLflow SQLite store: the trial replaces the 2-label head with a 3-label one.
 ``python -m sweeps.export`` writes its adapter (registered in MLflow) and the merged model; both
 load with plain transformers and peft (the adapter through its model card's own loading code)
-with the topics as labels: ``label2id`` is the inverse of ``id2label``.
+with the topics as labels: ``label2id`` is the inverse of ``id2label``. A ``--register`` name the
+MLflow Model Registry refuses is one line and exit code 2, with nothing written.
 """
 
 from __future__ import annotations
@@ -92,3 +93,20 @@ def test_the_exported_adapter_and_merged_model_load_with_the_topics_as_labels(sw
         config = model.config
         assert (config.num_labels, config.id2label, config.label2id) == (3, TOPICS, {v: k for k, v in TOPICS.items()})
     torch.testing.assert_close(_logits(merged, tokenizer), _logits(adapted, tokenizer), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["a/b", "team:model", ".."])
+def test_a_name_the_registry_refuses_is_one_line_exit_2_and_nothing_written(sweep, tmp_path, capsys, name):
+    client, trial = sweep["client"], sweep["trial"]
+
+    def recorded():
+        logged = client.search_logged_models([trial.info.experiment_id])
+        return (sorted(a.path for a in client.list_artifacts(trial.info.run_id)), [m.model_id for m in logged],
+                [m.name for m in client.search_registered_models()])
+
+    before = recorded()
+    assert _export(sweep, "--out", str(tmp_path / "x"), "--register", name) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --register: {name!r} is not an MLflow registered model name") and \
+        err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == [] and recorded() == before
