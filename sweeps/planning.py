@@ -25,7 +25,7 @@ from sweeps.optuna_store import check_objectives, check_study_storage, study_sto
 from sweeps.plan import Plan
 from sweeps.ray_start import warm_runtime_env
 from sweeps.storage import check_storage, default_name, storage_path
-from sweeps.tracking.store import check_tracking_uri
+from sweeps.tracking.store import check_tracking_uri, flush_timeout_s
 
 
 def resolve_smoke_sources(trial: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +121,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
+    flush_timeout_s()  # read at the sweep's end: a bad value is refused before anything is written
     study_url = study_storage(cfg, tracking_uri, storage_path(cfg))
     check_study_storage(study_url)
     from trainables.quantization import uses_bitsandbytes

@@ -730,3 +730,16 @@ def test_ray_failing_to_start_is_one_line_and_writes_nothing(tmp_path, offline_s
                    "node timed out during startup. This could happen because some of the raylet failed to startup "
                    "or the GCS has become overloaded.; nothing was launched or written\n"), err
     assert set(tmp_path.iterdir()) == before and "Tune storage:" not in out
+
+
+def test_a_bad_flush_timeout_is_refused_before_launch(tmp_path, offline_sources, in_process, capfd, monkeypatch):
+    """``LORASWEEP_MLFLOW_FLUSH_S`` is read at the sweep's end; a value that is no number is
+    refused with the other settings, before anything is launched or written."""
+    before = _prepare(tmp_path, offline_sources, None)
+    capfd.readouterr()
+    monkeypatch.setenv("LORASWEEP_MLFLOW_FLUSH_S", "abc")
+    monkeypatch.chdir(tmp_path)
+    code = in_process(E2E, _argv(E2E, [], tmp_path))
+    out, err = capfd.readouterr()
+    _check_refused(code, out, err, tmp_path, before, "LORASWEEP_MLFLOW_FLUSH_S",
+                   "must be a number of seconds, got 'abc'")
