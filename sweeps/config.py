@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainables.config import ResourcesConfig, TrialConfig, positive_int, positive_number
+from trainables.config import ResourcesConfig, TrialConfig, positive_int, positive_number, seed_value
 from trainables.errors import UserError
 
 
@@ -155,8 +155,7 @@ class SweepConfig:
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         positive_int("seeds", self.seeds, allow_none=True)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
-            raise UserError("seed", f"must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
+        seed_value("seed", self.seed)
         positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
         if self.scheduler.promotion == "pause" and self.search.max_concurrent:
             raise UserError("search.max_concurrent", "cannot be combined with scheduler.promotion=pause "

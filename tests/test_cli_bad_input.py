@@ -82,6 +82,7 @@ def _spaces(tmp: Path) -> None:
         "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
         "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
         "optunarank": "scientific:\n  r: {choice: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
+        "bigseed": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  seed: {randint: [0, 99999999999999999999]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -227,6 +228,10 @@ CASES = [
     ("seeds-and-a-seed", E2E, ["--seeds", "2", "--set", "seed=3"], "seed",
      "--seeds 2 gives every configuration the seeds 0..1; drop one of the two", None),
     ("seed-negative", E2E, ["--seed", "-1"], "seed", "must be an integer from 0 to 2**32 - 1, got -1", None),
+    ("trial-seed-too-large", E2E, ["--set", "seed=99999999999999999999"], "seed",
+     "must be an integer from 0 to 2**32 - 1, got 99999999999999999999", None),
+    ("split-seed-negative", E2E, ["--set", "data.split_seed=-1", "--dry-run"], "data.split_seed",
+     "must be an integer from 0 to 2**32 - 1, got -1", None),
     ("storage-a-file", E2E, ["--storage", "{tmp}/e2e/trainset.csv"], "storage",
      "{tmp}/e2e/trainset.csv is not a writable folder", None),
     ("tracking-uri-a-folder", E2E, ["--tracking-uri", "bogus"], "tracking_uri",
@@ -319,6 +324,8 @@ CASES = [
      "unknown distribution 'gird' (did you mean 'grid'?)", _spaces),
     ("space-loguniform-zero", E2E, ["--search-space", "{tmp}/logzero.yaml"],
      "space.scientific.weight_decay.loguniform", "a log scale needs low > 0", _spaces),
+    ("space-seed-range-too-large", E2E, ["--search-space", "{tmp}/bigseed.yaml", "--dry-run"],
+     "space.nuisance.seed.randint", "must be an integer from 0 to 2**32 - 1, got 99999999999999999999", _spaces),
     ("space-grid-repeats", E2E, ["--search-space", "{tmp}/repeat.yaml"], "space.scientific.r.grid",
      "values repeat", _spaces),
     ("space-coupled-arity", E2E, ["--search-space", "{tmp}/arity.yaml"], "space.scientific.r+targets.grid[1]",

@@ -33,6 +33,19 @@ def positive_number(name: str, value: float | None, *, allow_none: bool = False)
         raise UserError(name, f"must be a number > 0, got {value!r}")
 
 
+#: Seeds (the sweep's, a trial's, the data splits') are integers below this: what numpy's and
+#: ``datasets``' seeded generators accept (torch's take more, :func:`trainables.batching.epoch_seed`'s
+#: multiple included).
+SEED_LIMIT = 2 ** 32
+
+
+def seed_value(name: str, value: int | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < SEED_LIMIT:
+        raise UserError(name, f"must be an integer from 0 to 2**32 - 1, got {value!r}")
+
+
 def nonneg(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise UserError(name, f"must be a finite number >= 0, got {value!r}")
@@ -143,6 +156,7 @@ class DataConfig:
         positive_int("augment_copies", self.augment_copies)
         positive_int("image_size", self.image_size, allow_none=True)
         positive_int("holdout_size", self.holdout_size, allow_none=True)
+        seed_value("split_seed", self.split_seed)
         for role, column in (self.columns or {}).items():
             if not (isinstance(column, str) and column.strip()):
                 raise UserError(f"columns.{role}", f"must name a column of the data, got {column!r}")
@@ -418,6 +432,7 @@ class TrialConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        seed_value("seed", self.seed, allow_none=True)
         # The task's name is checked where the task is looked up (trainables.tasks.registry),
         # which the planning of every sweep does first.
         check_trial(self)  # the method with the base's quantisation and the optimizer
