@@ -7,9 +7,9 @@ with ``--config FILE`` (to any sweep script, or to ``python -m sweeps.run``). Bo
     study: my_study            # the MLflow experiment is lorasweep-<study>; default: the file's
                                # stem (or, with --config on a sweep script, that script's study)
     default: smoke             # the preset run without --preset; default: the first
-    part_flag: task            # with parts: the flag that picks them (--task a,b or all)
+    part_flag: task            # with parts (here or a preset's): the flag that picks them (--task a,b or all)
     default_parts: [a]
-    parts: {a: {...}, b: {...}}   # each a sweep's settings, as a preset's
+    parts: {a: {...}, b: {...}}   # each a sweep's settings, as a preset's; names of letters, digits, - and _
     report: false              # true: write the analysis report after the sweeps
     presets:
       paper: {...}             # a sweep: description, space, trial, search, scheduler,
@@ -36,7 +36,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-from trainables.errors import UserError, did_you_mean, one_of
+from trainables.errors import UserError, did_you_mean, not_utf8, one_of
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -136,6 +136,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError("--config", not_utf8(path)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -178,12 +180,36 @@ def check_sweep(data: Any, where: str, path: Path, *, preset: bool) -> None:
     from sweeps.config import SweepConfig
 
     check_keys(data, SweepConfig, where, path, extra=PRESET_KEYS if preset else (), leave_out=SET_BY_CLI)
-    for name, part in ((data.get("parts") or {}).items() if preset else ()):
+    for name, part in (check_parts(data.get("parts"), f"{where}.parts", path).items() if preset else ()):
         check_sweep(part, f"{where}.parts.{name}", path, preset=False)
 
 
-def check_names(value: Any, accepted: Any, where: str, path: Path, what: str) -> None:
-    for name in [value] if isinstance(value, str) else value or []:
+def check_parts(parts: Any, where: str, path: Path) -> dict[str, Any]:
+    """``parts``: a mapping of part names (words the part flag can list: ``--task a,b``) to
+    settings; ``{}`` when not given."""
+    if parts is None:
+        return {}
+    if not isinstance(parts, dict):
+        raise UserError(where, f"expected a mapping of part names to sweep settings in {path}, got {parts!r:.60}")
+    for name in parts:
+        if not isinstance(name, str) or not is_word(name):
+            raise UserError(where, f"{name!r} in {path} cannot name a part: use letters, digits, '-' and '_' "
+                                   "(the part flag lists parts separated by commas)")
+    return parts
+
+
+def is_word(name: str) -> bool:
+    """Letters, digits, ``-`` and ``_`` only (and at least one letter or digit)."""
+    return name.replace("-", "").replace("_", "").isalnum()
+
+
+def check_names(value: Any, accepted: Any, where: str, path: Path, what: str, *, many: bool = False) -> None:
+    """``value`` names one of ``accepted`` (a list of them when ``many``)."""
+    names = [value] if isinstance(value, str) else value if many and isinstance(value, list) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise UserError(where, f"expected {'a list of ' + what + ' names' if many else 'a ' + what + ' name'} "
+                               f"in {path}, got {value!r:.60}; accepted: {one_of(accepted)}")
+    for name in names:
         if name not in accepted:
             raise UserError(where, f"{name!r} is not a {what} of {path}{did_you_mean(str(name), accepted)}; "
                                    f"accepted: {one_of(accepted)}")
@@ -196,7 +222,7 @@ def check_study(data: dict[str, Any], path: Path) -> None:
             raise UserError(str(key), f"unknown study file key{did_you_mean(str(key), TOP_KEYS)} in {path}; "
                                       f"accepted: {one_of(TOP_KEYS)}")
     study = data.get("study")
-    if study is not None and (not isinstance(study, str) or not study.replace("-", "").replace("_", "").isalnum()):
+    if study is not None and (not isinstance(study, str) or not is_word(study)):
         raise UserError("study", f"{study!r} in {path} cannot name a study: use letters, digits, '-' and '_' "
                                  "(it names the sweeps, their directories and the MLflow experiment)")
     presets = data.get("presets")
@@ -206,19 +232,24 @@ def check_study(data: dict[str, Any], path: Path) -> None:
         check_sweep(preset, f"presets.{name}", path, preset=True)
         if "extends" in preset:
             check_names(preset["extends"], presets, f"presets.{name}.extends", path, "preset")
-    parts = data.get("parts") or {}
+    parts = check_parts(data.get("parts"), "parts", path)
     for name, part in parts.items():
         check_sweep(part, f"parts.{name}", path, preset=False)
     if "default" in data:
         check_names(data["default"], presets, "default", path, "preset")
-    if parts and not data.get("part_flag"):
-        raise UserError("part_flag", f"{path} lists parts; name the flag that picks them (e.g. part_flag: task)")
+    with_parts = "parts" if parts else next((f"presets.{n}.parts" for n, p in presets.items() if p.get("parts")), None)
+    if with_parts and not data.get("part_flag"):
+        raise UserError("part_flag", f"{path} lists parts ({with_parts}); name the flag that picks them "
+                                     "(e.g. part_flag: task)")
     flag = data.get("part_flag")
-    if flag is not None and (not isinstance(flag, str) or not flag.replace("-", "").replace("_", "").isalnum()
+    if flag is not None and (not isinstance(flag, str) or not is_word(flag)
                              or flag in RESERVED_FLAGS or flag.replace("-", "_") in _cli_flags()):
         raise UserError("part_flag", f"{flag!r} in {path} cannot be a flag name: use a word that is not one of "
                                      "the sweep scripts' own flags (e.g. task, size, model_size)")
-    check_names(data.get("default_parts"), parts, "default_parts", path, "part")
+    if data.get("default_parts") is not None:
+        check_names(data["default_parts"], parts, "default_parts", path, "part", many=True)
+    if not isinstance(data.get("report", False), bool):
+        raise UserError("report", f"expected true or false in {path}, got {data['report']!r}")
 
 
 def _cli_flags() -> set[str]:
@@ -296,11 +327,17 @@ def read_study(path: Path, *, name: str | None = None) -> Study:
     data = read_yaml(path)
     check_study(data, path)
     presets = resolve_presets(data, path)
+    for preset, settings in presets.items():
+        if settings.get("default_parts") is not None:
+            check_names(settings["default_parts"], settings.get("parts") or {}, f"presets.{preset}.default_parts",
+                        path, "part", many=True)
+            if isinstance(settings["default_parts"], str):
+                settings["default_parts"] = [settings["default_parts"]]
     parts = data.get("parts") or {}
     defaults = data.get("default_parts") or list(parts)[:1]
     study = Study(str(data.get("study") or name or path.stem), presets, data.get("default", next(iter(presets))),
                   data.get("part_flag"), tuple([defaults] if isinstance(defaults, str) else defaults),
-                  report=bool(data.get("report", False)))
+                  report=data.get("report", False))
     if path.resolve().parent != PRESETS_DIR.resolve():
         STUDY_FILES[study.name] = path.resolve()
     return study

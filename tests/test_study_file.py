@@ -59,6 +59,25 @@ def _with(tmp_path: Path, edit) -> Path:
     (lambda d: d.update(parts={"a": {}}, part_flag="model"), "part_flag", "cannot be a flag name"),
     (lambda d: d.update(parts={"a": {}}), "part_flag", "name the flag that picks them"),
     (lambda d: d.update(study="../evil"), "study", "'../evil' in "),
+    (lambda d: d.update(default=5), "default", "expected a preset name in "),
+    (lambda d: d.update(parts={"a": {}}, part_flag="fold", default_parts=5), "default_parts",
+     "expected a list of part names in "),
+    (lambda d: d.update(parts={"a": {}}, part_flag="fold", default_parts=["b"]), "default_parts",
+     "'b' is not a part of "),
+    (lambda d: d["presets"]["smoke"].update(extends=5), "presets.smoke.extends", "expected a preset name in "),
+    (lambda d: d["presets"]["smoke"].update(extends=["base"]), "presets.smoke.extends",
+     "expected a preset name in "),
+    (lambda d: d.update(parts=["x", "y"], part_flag="fold"), "parts",
+     "expected a mapping of part names to sweep settings in "),
+    (lambda d: d.update(part_flag="fold") or d["presets"]["smoke"].update(parts=["x"]), "presets.smoke.parts",
+     "expected a mapping of part names to sweep settings in "),
+    (lambda d: d.update(parts={1: {}, 2: {}}, part_flag="fold"), "parts", "1 in "),
+    (lambda d: d.update(parts={"x,y": {}}, part_flag="fold"), "parts", "'x,y' in "),
+    (lambda d: d["presets"]["smoke"].update(parts={"a": {}}), "part_flag",
+     "lists parts (presets.smoke.parts); name the flag that picks them"),
+    (lambda d: d.update(parts={"a": {}}, part_flag="fold") or d["presets"]["smoke"].update(default_parts=["b"]),
+     "presets.smoke.default_parts", "'b' is not a part of "),
+    (lambda d: d.update(report="no"), "report", "expected true or false in "),
 ])
 def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, field, fragment):
     from sweeps.cli import run_study
@@ -68,6 +87,17 @@ def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, fiel
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"error: {field}: "), err
     assert fragment in err, err
+
+
+def test_a_study_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
+    from sweeps.cli import run_study
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes((USER_STUDY / "study.yaml").read_bytes() + "# r\xe9sum\xe9\n".encode("latin-1"))
+    assert run_study(None, ["--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: --config: {path} line "), err
+    assert err.endswith("not UTF-8 text (byte 0xe9); save it as UTF-8"), err
 
 
 def test_the_real_command_refuses_a_bad_study_file_and_writes_nothing(tmp_path):
