@@ -77,6 +77,10 @@ def test_optuna_refuses_a_grid_before_launch():
     ({"fixed": {"alpha": 16, "alpha_over_r": 2}}, "space.fixed.alpha_over_r", "not both"),
     ({"scientific": {"batch_size": {"uniform": [1, 8]}}}, "space.scientific.batch_size.uniform", "integer"),
     ({"scientfic": {}}, "space.scientfic", "did you mean 'scientific'"),
+    ({"nuisance": {"seed": {"randint": [0, 99999999999999999999]}}}, "space.nuisance.seed.randint",
+     "from 0 to 2**32 - 1"),
+    ({"nuisance": {"seed": {"grid": [1, -1]}}}, "space.nuisance.seed.grid[1]", "from 0 to 2**32 - 1"),
+    ({"fixed": {"data.split_seed": -1}}, "space.fixed.data.split_seed", "from 0 to 2**32 - 1"),
 ])
 def test_bad_spaces_are_refused_with_the_field_named(sections, field, fragment):
     with pytest.raises(UserError) as err:
