@@ -252,7 +252,7 @@ def _parse_coupled(section: str, name: str, spec: Any, base: dict[str, Any]) -> 
         trial = dict(zip(keys, combo))
         checked.append(tuple(_check_value(apply_hyperparameters(base, trial), k, v, f"{field}.{kind}[{i}]")
                              for k, v in trial.items()))
-    if len(set(checked)) != len(checked):
+    if any(combo in checked[:i] for i, combo in enumerate(checked)):  # by equality: a value may be a mapping
         raise UserError(f"{field}.{kind}", f"values repeat: {[list(c) for c in checked]}")
     return Param("+".join(keys), kind, tuple(list(c) for c in checked), section)
 

@@ -77,6 +77,8 @@ def test_optuna_refuses_a_grid_before_launch():
     ({"fixed": {"alpha": 16, "alpha_over_r": 2}}, "space.fixed.alpha_over_r", "not both"),
     ({"scientific": {"batch_size": {"uniform": [1, 8]}}}, "space.scientific.batch_size.uniform", "integer"),
     ({"scientfic": {}}, "space.scientfic", "did you mean 'scientific'"),
+    ({"scientific": {"r+data.columns": {"grid": [[4, {"prompt": "a"}], [4, {"prompt": "a"}]]}}},
+     "space.scientific.r+data.columns.grid", "values repeat"),
     ({"nuisance": {"seed": {"randint": [0, 99999999999999999999]}}}, "space.nuisance.seed.randint",
      "from 0 to 2**32 - 1"),
     ({"nuisance": {"seed": {"grid": [1, -1]}}}, "space.nuisance.seed.grid[1]", "from 0 to 2**32 - 1"),
@@ -87,6 +89,11 @@ def test_bad_spaces_are_refused_with_the_field_named(sections, field, fragment):
         space(**sections)
     assert err.value.field == field, err.value
     assert fragment in err.value.message
+
+
+def test_a_coupled_parameter_may_take_a_mapping_value():
+    s = space(scientific={"r+data.columns": {"grid": [[4, {"prompt": "a"}], [8, None]]}})
+    assert s.values_of("data.columns") == [{"prompt": "a"}, None]
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
