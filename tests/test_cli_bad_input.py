@@ -212,6 +212,8 @@ CASES = [
     ("warmup-negative", E2E, ["--set", "train.warmup_steps=-5"], "train.warmup_steps", "integer >= 0, got -5", None),
     ("unknown-method", E2E, ["--set", "adapter.method=dorra"], "adapter.method", "did you mean 'dora'", None),
     ("unknown-targets", E2E, ["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
+    ("targets-empty-list", E2E, ["--set", "adapter.targets=,"], "adapter.targets",
+     "must name a target group or module names, got ','", None),
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),
     ("swept-and-set-print-config", E2E, ["--set", "adapter.r=8", "--print-config"], "adapter.r",
      "the search space sweeps it", None),

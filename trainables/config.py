@@ -226,8 +226,8 @@ class AdapterConfig:
                 raise UserError(name, f"must be a number > 0, got {v!r}")
         if not (0.0 <= self.dropout < 1.0):
             raise UserError("dropout", f"must be in [0, 1), got {self.dropout!r}")
-        if not self.targets.strip():
-            raise UserError("targets", "must name a target group or module names")
+        if not any(t.strip() for t in self.targets.split(",")):
+            raise UserError("targets", f"must name a target group or module names, got {self.targets!r}")
 
     @property
     def lora_alpha(self) -> float:
