@@ -752,3 +752,12 @@ def test_a_bad_flush_timeout_is_refused_before_launch(tmp_path, offline_sources,
     out, err = capfd.readouterr()
     _check_refused(code, out, err, tmp_path, before, "LORASWEEP_MLFLOW_FLUSH_S",
                    "must be a number of seconds, got 'abc'")
+
+
+@pytest.mark.parametrize("uri", ["databricks", "databricks://my-profile"])
+def test_a_databricks_tracking_uri_is_accepted_as_the_refusals_list_it(uri):
+    """``databricks`` (the default profile's workspace) is no folder: it passes the check
+    that names it among the accepted tracking stores."""
+    from sweeps.tracking.store import check_tracking_uri
+
+    check_tracking_uri(uri)  # raises UserError when refused

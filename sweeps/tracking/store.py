@@ -240,6 +240,8 @@ def check_tracking_uri(uri: str) -> None:
                                         "MLFLOW_TRACKING_TOKEN) in the environment instead" if web else
                    "give the database client its password instead (PostgreSQL: PGPASSWORD or ~/.pgpass; "
                    "MySQL: an option file)", user_is_secret=web)
+    if uri == "databricks":  # MLflow's name for the default Databricks profile's workspace: no path
+        return
     if (path := sqlite_path(uri)) is not None:
         if path.exists():
             if not path.is_file():
