@@ -20,7 +20,7 @@ from typing import Any
 
 from sweeps.ray_start import RayStartFailed
 from sweeps.stopping import Stopped
-from sweeps.study_file import FLAG_SETTINGS, TRIAL_SECTIONS, Study, load_study, on_import_path, read_study
+from sweeps.study_file import FLAG_SETTINGS, SET_BY_CLI, TRIAL_SECTIONS, Study, load_study, on_import_path, read_study
 from trainables.errors import UserError, did_you_mean, one_of
 
 EXIT_USAGE = 2
@@ -67,7 +67,10 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
         from sweeps.config import SweepConfig
 
-        sweep = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in ("study", "overrides")]
+        if head in ("preset", "part"):  # recorded with the sweep as the command line picked them
+            raise UserError(key, "is picked on the command line, not set: use --preset" if head == "preset" else
+                            "is picked on the command line, not set: use the study's part flag (e.g. --task)")
+        sweep = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in SET_BY_CLI]
         if head not in sweep:  # 'adaptor.r' would otherwise be reported as a SweepConfig field
             raise UserError(key, f"unknown setting{did_you_mean(head, [*TRIAL_SECTIONS, *sweep])}; "
                                  f"a key starts with a trial section ({one_of(TRIAL_SECTIONS)}) or a "
