@@ -386,3 +386,10 @@ def _dry_run(cfg: Any) -> int:
     print(json.dumps({"sweep": to_dict(cfg), "base_trial": plan.base,
                       "space": plan.space.as_data(), "n_trials": plan.n_trials}, indent=2))
     return 0
+
+
+if __name__ == "__main__":  # the sweep scripts' shared command line, not a command itself
+    print("error: sweeps.cli is the sweep scripts' shared code, not a command; run lorasweep ARGS (or "
+          "python -m sweeps.command ARGS), python sweeps/STUDY.py ARGS or python -m sweeps.run --config FILE ARGS",
+          file=sys.stderr)
+    sys.exit(EXIT_USAGE)

@@ -137,3 +137,12 @@ def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     assert not any(p.is_file() for p in root.rglob("*"))
     proc = lorasweep("cache", "clear", "smok", env=env)
     assert proc.returncode == 2 and proc.stderr.startswith("error: cache: unknown cache 'smok' (did you mean 'smoke'?)")
+
+
+def test_the_cli_module_run_as_a_command_names_the_command_and_exits_2():
+    """``python -m sweeps.cli`` is the scripts' shared code: it says what to run instead of
+    doing nothing."""
+    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "run", "rank_e2e", "--bogus"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "run lorasweep ARGS (or python -m sweeps.command ARGS)" in proc.stderr
