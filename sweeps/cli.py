@@ -33,6 +33,7 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
     pre.add_argument("--config")
     config = pre.parse_known_args(argv)[0].config
     if config:
+        check_home("--config", config)
         path = Path(config).expanduser()
         loaded = read_study(path, name=study)
         on_import_path(path.parent)  # a task module beside the file (task: module:Class)
@@ -42,6 +43,18 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
         entry.add_argument("--config", metavar="FILE", required=True, help="the study file")
         entry.parse_known_args(argv)
     return load_study(study)
+
+
+def check_home(flag: str, value: Any) -> None:
+    """Refuse a path beginning ``~user`` for a user without a home directory here (the path
+    is expanded wherever it is read, and expanding it would fail there)."""
+    if isinstance(value, str) and value.startswith("~"):
+        try:
+            Path(value).expanduser()
+        except RuntimeError:
+            user = value[1:].split("/", 1)[0]
+            raise UserError(flag, f"{value!r} begins with ~{user}, and there is no user {user!r} with a home "
+                                  "directory here; give the path in full") from None
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -189,6 +202,8 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         # The preset's column names are its own data's: --data's are the defaults, or those
         # --set data.columns.<role>=... names.
         data.get("trial", {}).get("data", {}).pop("columns", None)
+    for flag in ("model", "data", "search_space", "storage"):
+        check_home(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
     assignments = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
                    if getattr(args, flag, None) is not None]
     assignments += [parse_assignment(text) for text in args.sets]
