@@ -93,7 +93,7 @@ def clear_caches(root: Path, names: Sequence[str], *, dry_run: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainables.paths import cache_dir
+    from trainables.paths import check_cache_dir
 
     from sweeps.cli import _Parser
 
@@ -106,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clear.add_argument("names", nargs="*", metavar="NAME", help=f"caches to remove: {', '.join(CACHES)}, other")
     clear.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
     args = parser.parse_args(argv)
-    root = cache_dir()
     try:
+        root = check_cache_dir(create=False)
         if args.action == "list":
             list_caches(root)
         else:

@@ -249,6 +249,9 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     cfgs: list[Any] = []
     outcomes: list[Any] = []
     try:
+        from trainables.paths import check_cache_dir
+
+        check_cache_dir(create=True)  # every sweep reads or builds something there (data, assets, memos)
         extend = extend_count(args)
         cfgs = chain.order(build_configs(spec, args), spec)
         if args.resume or extend:

@@ -773,3 +773,18 @@ def test_a_databricks_tracking_uri_is_accepted_as_the_refusals_list_it(uri):
     from sweeps.tracking.store import check_tracking_uri
 
     check_tracking_uri(uri)  # raises UserError when refused
+
+
+@pytest.mark.parametrize("where, fragment", [("afile", "is a file, not a folder"),
+                                             ("afile/cache", "cannot create lorasweep's cache folder")])
+def test_a_cache_root_that_cannot_be_a_folder_is_one_line(where, fragment, tmp_path, offline_sources, in_process,
+                                                          capfd, monkeypatch):
+    """``LORASWEEP_CACHE`` naming a file, or a path that cannot be created, is refused as one
+    line naming it, before anything is read, launched or written."""
+    before = _prepare(tmp_path, offline_sources, _a_file)
+    capfd.readouterr()
+    monkeypatch.setenv("LORASWEEP_CACHE", str(tmp_path / where))
+    monkeypatch.chdir(tmp_path)
+    code = in_process(E2E, _argv(E2E, ["--dry-run"], tmp_path))
+    out, err = capfd.readouterr()
+    _check_refused(code, out, err, tmp_path, before, "LORASWEEP_CACHE", fragment)

@@ -146,3 +146,12 @@ def test_the_cli_module_run_as_a_command_names_the_command_and_exits_2():
                           text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "run lorasweep ARGS (or python -m sweeps.command ARGS)" in proc.stderr
+
+
+def test_cache_with_a_file_for_its_root_is_one_line_exit_2(tmp_path):
+    (tmp_path / "afile").write_text("not a folder\n")
+    for args in (["list"], ["clear", "--dry-run"]):
+        proc = lorasweep("cache", *args, env={"LORASWEEP_CACHE": str(tmp_path / "afile")})
+        assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+        assert proc.stderr == (f"error: LORASWEEP_CACHE: lorasweep's cache folder {tmp_path / 'afile'} is a file, "
+                               "not a folder; point LORASWEEP_CACHE at a writable folder\n"), proc.stderr

@@ -23,6 +23,30 @@ def cache_dir() -> Path:
     return base / "lorasweep"
 
 
+def check_cache_dir(*, create: bool) -> Path:
+    """The cache root (:func:`cache_dir`), refused as one line naming the variable that set it
+    when it cannot be a folder: a file, a path that cannot be created (``create``: it is
+    created here, as the first cache written would), or ``~user`` of an unknown user."""
+    from trainables.errors import UserError
+
+    var = "LORASWEEP_CACHE" if os.environ.get("LORASWEEP_CACHE") or not os.environ.get("XDG_CACHE_HOME") \
+        else "XDG_CACHE_HOME"
+    hint = "; point LORASWEEP_CACHE at a writable folder"
+    try:
+        root = cache_dir()
+    except RuntimeError as e:  # Path.expanduser: ~user of no user here
+        raise UserError(var, f"cannot find lorasweep's cache folder ({e}){hint}") from None
+    if root.exists() and not root.is_dir():
+        raise UserError(var, f"lorasweep's cache folder {root} is a file, not a folder{hint}")
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(var, f"cannot create lorasweep's cache folder {root} "
+                                 f"({e.strerror or type(e).__name__}){hint}") from None
+    return root
+
+
 def unwritable_folder(path: Path) -> Path | None:
     """The nearest existing one of ``path`` and the folders above it, when it is not a
     writable folder (creating ``path``'s missing folders in it would fail); None otherwise."""
