@@ -98,7 +98,7 @@ class DataConfig:
     (all labelled data, seeded 80/10/10); null = the task's default."""
     split_seed: int = 0
     """Seed of the ``holdout``/``resplit`` splits, of ``holdout_size``/``train_fraction``, and
-    of augmentation."""
+    of augmentation: 0 to 2**32 - 1."""
     holdout_size: int | None = None
     """How many training examples are held out (seeded) as the validation set. Classification
     under the ``holdout`` split policy: null = 10% of train. Instruction tuning: the held-out
@@ -424,7 +424,7 @@ class TrialConfig:
     """A registered task name (``e2e``, ``glue-sst2``; :mod:`trainables.tasks.registry`) or a
     user's task class as ``module:Class``."""
     seed: int | None = None
-    """Trial seed; null = derived from the sweep seed and the trial's hyperparameters."""
+    """Trial seed, 0 to 2**32 - 1; null = derived from the sweep seed and the trial's hyperparameters."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
