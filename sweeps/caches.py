@@ -8,7 +8,8 @@ or ``~/.cache/lorasweep``): what each holds, its size, and removing them.
 
 Everything here is rebuilt on demand (its directories are named by the hash of what they
 were built from), so clearing costs only the time to rebuild. Clear no cache while a sweep
-that reads it runs. The Hugging Face Hub's own cache (downloaded models and datasets) is not
+that reads it runs. Files beside the caches that lorasweep did not write (the root may be a
+folder of the user's) are listed and never removed. The Hugging Face Hub's own cache (downloaded models and datasets) is not
 lorasweep's: ``hf cache`` lists and prunes it.
 """
 
@@ -50,7 +51,8 @@ def human(n: int) -> str:
 
 
 def caches(root: Path) -> dict[str, list[Path]]:
-    """Each cache's entries; anything else under the root is listed as ``other``."""
+    """Each cache's entries; anything else under the root is listed as ``other`` (never
+    lorasweep's: every cache lives in its own folder)."""
     found: dict[str, list[Path]] = {name: sorted((root / name).iterdir()) if (root / name).is_dir() else []
                                     for name in CACHES}
     found["other"] = sorted(p for p in root.iterdir() if p.name not in CACHES) if root.is_dir() else []
@@ -63,21 +65,22 @@ def list_caches(root: Path) -> None:
     for name, entries in caches(root).items():
         size = sum(size_of(p) for p in entries)
         total += size
-        what = CACHES.get(name, "files lorasweep does not know")
+        what = CACHES.get(name, "not lorasweep's: never removed")
         if name in CACHES or entries:
             print(f"  {name:<9}{len(entries):>5} entries {human(size):>11}  {what}")
     print(f"  {'total':<9}{'':>5}         {human(total):>11}")
 
 
 def clear_caches(root: Path, names: Sequence[str], *, dry_run: bool) -> None:
-    """Remove the named caches (all of them, ``other`` included, when none is named)."""
-    known = (*CACHES, "other")
+    """Remove the named caches (all of them when none is named); what is not a cache stays."""
     for name in names:
-        if name not in known:
-            raise UserError("cache", f"unknown cache {name!r}{did_you_mean(name, known)}; accepted: {one_of(known)}")
+        if name not in CACHES:
+            raise UserError("cache", f"unknown cache {name!r}{did_you_mean(name, CACHES)}; accepted: {one_of(CACHES)}")
     verb = "would remove" if dry_run else "removed"
     freed = 0
-    for name, entries in caches(root).items():
+    found = caches(root)
+    others = found.pop("other")
+    for name, entries in found.items():
         if names and name not in names or not entries:
             continue
         size = sum(size_of(p) for p in entries)
@@ -88,7 +91,9 @@ def clear_caches(root: Path, names: Sequence[str], *, dry_run: bool) -> None:
                     shutil.rmtree(p)
                 else:
                     p.unlink()
-        print(f"{verb} {name}: {len(entries)} entries, {human(size)} ({root / name if name in CACHES else root})")
+        print(f"{verb} {name}: {len(entries)} entries, {human(size)} ({root / name})")
+    if others:
+        print(f"kept {len(others)} entries in {root} that are no lorasweep cache (never removed)")
     print(f"{verb} {human(freed)} in all" if freed else "nothing to remove")
 
 
@@ -103,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True, metavar="{list,clear}")
     sub.add_parser("list", help="each cache, its entries and size")
     clear = sub.add_parser("clear", help="remove caches (all, or those named)")
-    clear.add_argument("names", nargs="*", metavar="NAME", help=f"caches to remove: {', '.join(CACHES)}, other")
+    clear.add_argument("names", nargs="*", metavar="NAME", help=f"caches to remove: {', '.join(CACHES)}")
     clear.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
     args = parser.parse_args(argv)
     try:

@@ -110,10 +110,12 @@ def test_score_with_a_missing_file_or_unknown_task_is_one_line_exit_2(args, mess
 
 def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     """A cache root with known files: data 3,000 + 1,000 bytes in two entries (3.9 KiB),
-    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, nothing in adapters."""
+    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, nothing in adapters; and two entries of the
+    user's beside them (the root may be any folder), 12 bytes, which are never removed."""
     root = tmp_path / "cache"
     for rel, n in (("data/e2e-1/train.bin", 3000), ("data/e2e-2/train.bin", 1000),
-                   ("smoke/tiny-v1/model.safetensors", 2048), ("memo/tok-abc.json", 10)):
+                   ("smoke/tiny-v1/model.safetensors", 2048), ("memo/tok-abc.json", 10),
+                   ("thesis.tex", 7), ("projects/a.py", 5)):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x" * n)
     env = {"LORASWEEP_CACHE": str(root)}
@@ -124,7 +126,8 @@ def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     assert rows["smoke"][:4] == ["1", "entries", "2.0", "KiB"]
     assert rows["memo"][:4] == ["1", "entries", "10", "B"]
     assert rows["adapters"][:3] == ["0", "entries", "0"]
-    assert rows["total"] == ["5.9", "KiB"]  # 6,058 bytes
+    assert rows["other"][:4] == ["2", "entries", "12", "B"]
+    assert rows["total"] == ["5.9", "KiB"]  # 6,070 bytes
 
     proc = lorasweep("cache", "clear", "--dry-run", env=env)
     assert proc.returncode == 0 and "would remove data: 2 entries, 3.9 KiB" in proc.stdout, proc.stdout
@@ -134,7 +137,11 @@ def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     assert not any((root / "data").iterdir()) and (root / "smoke" / "tiny-v1").is_dir()
     proc = lorasweep("cache", "clear", env=env)
     assert "removed smoke: 1 entries, 2.0 KiB" in proc.stdout and "removed 2.0 KiB in all" in proc.stdout
-    assert not any(p.is_file() for p in root.rglob("*"))
+    assert f"kept 2 entries in {root} that are no lorasweep cache (never removed)" in proc.stdout
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == \
+        ["projects/a.py", "thesis.tex"]
+    proc = lorasweep("cache", "clear", "other", env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cache: unknown cache 'other'"), proc.stderr
     proc = lorasweep("cache", "clear", "smok", env=env)
     assert proc.returncode == 2 and proc.stderr.startswith("error: cache: unknown cache 'smok' (did you mean 'smoke'?)")
 
