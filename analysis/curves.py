@@ -15,7 +15,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.load import Sweep, TaskInfo, by_run
+from analysis.load import Sweep, TaskInfo, by_run, status_text
 from analysis.plots import _colors, _direction, new_figure
 from analysis.tables import R_KEY
 from analysis.values import fmt_value, is_number, sort_key
@@ -146,9 +146,7 @@ def learning_curves(trials: pd.DataFrame, history: pd.DataFrame, sweep: Sweep, t
         ax_train.legend(fontsize=7, title=short_name(style_key), title_fontsize=7)
     if ckey:
         _colorbar(fig, [ax_val, ax_train], values, palette, ckey)
-    counts = trials["status"].value_counts()
-    fig.suptitle(f"Learning curves - {sweep.label}: {len(trials)} trials "
-                 f"({counts.get('completed', 0)} completed, {counts.get(STOPPED, 0)} stopped early)",
+    fig.suptitle(f"Learning curves - {sweep.label}: {len(trials)} trials ({status_text(trials['status'])})",
                  fontsize=11)
     if data["stopped"]:
         _stop_markers(ax_val, data["stopped"], stop_colors,

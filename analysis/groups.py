@@ -34,11 +34,11 @@ class Stat:
     n: int
     mean: float = math.nan
 
-    def text(self, fmt: str = "{:.4f}") -> str:
+    def text(self, fmt: str = "{:.4f}", unit: str = "seeds") -> str:
         """``70.1200`` for one seed, ``70.1200 (69.8000-70.4000, 3 seeds)`` for several."""
         if self.n == 1:
             return fmt.format(self.median)
-        return f"{fmt.format(self.median)} ({fmt.format(self.low)}-{fmt.format(self.high)}, {self.n} seeds)"
+        return f"{fmt.format(self.median)} ({fmt.format(self.low)}-{fmt.format(self.high)}, {self.n} {unit})"
 
 
 @dataclass
@@ -65,6 +65,11 @@ class Group:
     def chosen_values(self, key: str) -> list[Any]:
         """The distinct values of setting ``key`` among the chosen trials, in seed order."""
         return list(dict.fromkeys(r.get(key) for r in self.chosen))
+
+
+def _unit_order(unit: Any) -> tuple:
+    """Seeds in order; a tuple unit (a sweep and its seed) element by element."""
+    return tuple(map(sort_key, unit)) if isinstance(unit, tuple) else (sort_key(unit),)
 
 
 def best_first(metric: str, mode: str) -> Callable[[Row], tuple[float, str]]:
@@ -102,5 +107,5 @@ def best_per_group(rows: Sequence[Row], *, scientific: Sequence[str], metric: st
             seed = row.get(seed_key) if replicated else None
             if seed not in best or key(row) < key(best[seed]):
                 best[seed] = row
-        group.chosen = [best[s] for s in sorted(best, key=sort_key)]
+        group.chosen = [best[s] for s in sorted(best, key=_unit_order)]
     return sorted(groups.values(), key=lambda g: tuple(sort_key(v) for v in g.values.values()))

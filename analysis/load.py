@@ -20,6 +20,7 @@ from :mod:`analysis.references`. Which settings a sweep is about comes from its 
 from __future__ import annotations
 
 import ast
+import collections
 import json
 import os
 import re
@@ -50,7 +51,17 @@ NOT_CONFIG = ("seed", "trial_id")
 #: parent run's ``space.<short>`` params: ``grid[1, 2, 4]``, ``loguniform[1e-05, 0.001]``.
 _SPACE_RE = re.compile(r"^(grid|choice|uniform|loguniform|randint|lograndint)(\[.*\])$", re.S)
 
-STATUSES = (COMPLETED, STOPPED, FAILED, RUNNING)
+#: Statuses of trials that ended; any other (``unfinished``: its sweep was interrupted, or
+#: ``running``) counts as unfinished.
+ENDED = (COMPLETED, STOPPED, FAILED)
+
+
+def status_text(statuses: Iterable[str]) -> str:
+    """``3 completed, 1 stopped early, 0 failed``, and ``, 2 unfinished`` when some did not end."""
+    counts = collections.Counter(statuses)
+    unfinished = sum(n for s, n in counts.items() if s not in ENDED)
+    return (f"{counts[COMPLETED]} completed, {counts[STOPPED]} stopped early, {counts[FAILED]} failed"
+            + (f", {unfinished} unfinished" if unfinished else ""))
 #: Parent-run tags naming a sweep's scientific and nuisance settings (comma-separated dotted
 #: trial settings; ``seed`` is scientific when the sweep replicates seeds).
 SCIENTIFIC_TAG, NUISANCE_TAG, GROUPS_TAG = "lorasweep.scientific", "lorasweep.nuisance", "lorasweep.groups"
@@ -101,6 +112,18 @@ class Sweep:
     space: tuple[SpaceParam, ...]
     params: dict[str, str] = field(repr=False)
     tags: dict[str, str] = field(repr=False)
+
+    @property
+    def interruption(self) -> str | None:
+        """What a sweep stopped before its end says: why, and how to resume it (None when it
+        was not interrupted, or was resumed since)."""
+        from sweeps.stopping import INTERRUPTED_TAG, RESUME_TAG
+
+        if INTERRUPTED_TAG not in self.tags:
+            return None
+        resume = self.tags.get(RESUME_TAG)
+        return (f"interrupted ({self.tags[INTERRUPTED_TAG]}): its unfinished trials are in no metric "
+                "cell" + (f"; resume it with: {resume}" if resume else ""))
 
     @property
     def swept(self) -> tuple[SpaceParam, ...]:

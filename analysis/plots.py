@@ -60,7 +60,7 @@ def _rank_axis(ax: Any, ranks: Sequence[float]) -> None:
 
 # --------------------------------------------------------------------------- rank plots
 
-POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", K.trainable_pct, "model",
+POINT_COLUMNS = ["line", "r", "metric", "value", "low", "high", "n", "sweeps", K.trainable_pct, "model",
                  "rows", "chosen", "others", "run_ids"]
 #: Line style of a source curve by the kind of its table.
 SOURCE_STYLES = {"paper": "--", "reproduction": ":", "report": "-."}
@@ -101,7 +101,8 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                 continue
             rows.append({"line": line, "r": float(r), "metric": m, "value": float(pick[m]),
                          "low": float(pick[f"{m}_low"]), "high": float(pick[f"{m}_high"]),
-                         "n": int(pick[f"{m}_n"]), K.trainable_pct: float(pick[K.trainable_pct]),
+                         "n": int(pick[f"{m}_n"]), "sweeps": int(pick.get("sweeps", 1)),
+                         K.trainable_pct: float(pick[K.trainable_pct]),
                          "model": pick["model"], "rows": len(g), "chosen": " ".join(chosen),
                          "others": " ".join(picked),
                          "run_ids": " ".join(pick["run_ids"])})
@@ -310,8 +311,11 @@ def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metric
 
 
 def _spread(points: pd.DataFrame) -> str:
-    """What a point and its bar show: the median and range over seeds, or one seed."""
+    """What a point and its bar show: the median and range over seeds (or over the runs of
+    several sweeps, each picking its own best trial), or one seed."""
     n_seeds = points["n"].max() if len(points) else 0
+    if n_seeds > 1 and points["sweeps"].max() > 1:
+        return f"median and range over runs: each sweep's best, per seed (up to {n_seeds} per point)"
     return f"median and range over seeds (up to {n_seeds} per point)" if n_seeds > 1 else "one seed per point"
 
 

@@ -117,6 +117,8 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     sections.append("<h2>Learning curves</h2>")
     for sweep in data.sweeps:
         st = trials[trials["sweep_run_id"] == sweep.run_id]
+        if why := sweep.interruption:
+            report.notes.append(f"sweep {sweep.name}: {why}")
         if st.empty:
             report.notes.append(f"sweep {sweep.name}: no trial runs")
             continue
@@ -374,14 +376,13 @@ code{background:#f3f3f3;padding:0 .2em}
 
 
 def _page(data: Any, report: Report, sections: list[str]) -> str:
-    from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
+    from analysis.load import status_text
 
     esc = html.escape
     studies = ", ".join(dict.fromkeys(s.study for s in data.sweeps))
     rows = []
     for s in data.sweeps:
         st = data.trials[data.trials["sweep_run_id"] == s.run_id]
-        counts = st["status"].value_counts()
         sched = (f"ASHA (grace {s.grace_period:g}, reduction factor {s.reduction_factor:g})"
                  if s.prunes and s.grace_period and s.reduction_factor
                  else "ASHA with nothing to prune: every trial to the end" if s.scheduler == "asha" else s.scheduler)
@@ -390,8 +391,7 @@ def _page(data: Any, report: Report, sections: list[str]) -> str:
         models = ", ".join(dict.fromkeys(st["model"])) if len(st) else s.params.get("model", "")
         rows.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
             s.name, s.run_id, s.task, models, s.algorithm, sched, swept,
-            f"{len(st)}: {counts.get(COMPLETED, 0)} completed, {counts.get(STOPPED, 0)} stopped early, "
-            f"{counts.get(FAILED, 0)} failed", git)) + "</tr>")
+            f"{len(st)}: {status_text(st['status'])}", git)) + "</tr>")
     sweeps = ("<table><caption>Sweeps</caption><thead><tr>" + "".join(
         f"<th>{h}</th>" for h in ("sweep", "parent run", "task", "model", "search", "scheduler",
                                   "swept", "trials", "git")) + "</tr></thead><tbody>" + "".join(rows)
@@ -466,7 +466,7 @@ def _quiet() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet()
-    from analysis.load import load
+    from analysis.load import load, status_text
 
     try:
         if not args.out.strip():
@@ -490,10 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             print(to_markdown(table))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    counts = data.trials["status"].value_counts()
     print(f"analysed {len(data.trials)} trials of {len(data.sweeps)} sweep(s) "
-          f"({counts.get('completed', 0)} completed, {counts.get('stopped_early', 0)} stopped early, "
-          f"{counts.get('failed', 0)} failed) from {data.tracking_uri}")
+          f"({status_text(data.trials['status'])}) from {data.tracking_uri}")
     print(f"  report: {report.html.resolve()}")
     print(f"  tables: {', '.join(p.name for p in report.files if p.name.startswith(('table_', 'compare_')))}")
     figs = sorted(p.name for p in report.files if p.suffix == ".png")

@@ -5,9 +5,9 @@ A sweep's parent run names its scientific settings (the LoRA rank) and its nuisa
 :attr:`analysis.load.Sweep.scientific`. :func:`grouping` reads them for a set of trials and
 :func:`summarise` gives one row per model and scientific value with
 :func:`analysis.groups.best_per_group`: the best trial that ran to the end by the ranking
-metric (the task's ``val_loss`` unless ``--metric`` says otherwise), chosen per seed when
-seeds are replicated, and every metric of those chosen trials as median, lowest and highest
-value over the seeds. Trials ASHA stopped early, and failed ones, only count in the status
+metric (the task's ``val_loss`` unless ``--metric`` says otherwise), chosen per run - per
+sweep, and per seed of a sweep that replicates seeds - and every metric of those chosen
+trials as median, lowest and highest value over the runs. Trials ASHA stopped early, and failed ones, only count in the status
 columns: a metric cell never mixes trials stopped at different epochs. Sweeps recorded
 without the tags count every swept setting as scientific (one row per configuration).
 
@@ -30,7 +30,7 @@ import pandas as pd
 
 from analysis import references
 from analysis.groups import Stat, best_per_group
-from analysis.load import Sweep, TaskInfo
+from analysis.load import ENDED, Sweep, TaskInfo
 from analysis.values import finite, fmt_value
 from search_spaces import short_name
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
@@ -41,6 +41,9 @@ R_KEY = "adapter.r"
 SMOKE = "smoke"
 MODEL_KEY = "model.name_or_path"
 SEED = "seed"
+#: The run a trial belongs to, each tuned on its own: its sweep, and its seed when the sweep
+#: replicates seeds (two sweeps of one study are two runs, never one pool of trials).
+RUN = "_run"
 #: Settings computed from others (``lora_alpha`` from alpha or alpha_over_r and r, the
 #: module list from the target group): never shown as their own column.
 DERIVED = ("adapter.lora_alpha", "adapter.target_modules")
@@ -113,10 +116,20 @@ class Grouping:
     """Seeds are replicates: each seed is tuned on its own, cells are median and range."""
     untagged: tuple[str, ...] = ()
     """Sweeps recorded without the tags (every swept setting counted as scientific)."""
+    seeded: tuple[str, ...] = ()
+    """Parent run ids of the sweeps that replicate seeds."""
+    sweeps: tuple[str, ...] = ()
+    """The names of the trials' sweeps (each is its own run)."""
 
     @property
     def scientific(self) -> list[str]:
-        return [*self.keys, *([SEED] if self.replicated else [])]
+        return [*self.keys, RUN]
+
+    def run_of(self, trial: Any) -> tuple[str, Any]:
+        """The run ``trial`` (a row of trials) was tuned in: its sweep, and its seed when
+        that sweep replicates seeds."""
+        sweep = trial["sweep_run_id"]
+        return sweep, trial.get(SEED) if sweep in self.seeded else None
 
 
 def grouping(trials: pd.DataFrame, sweeps: Sequence[Sweep]) -> Grouping:
@@ -128,11 +141,14 @@ def grouping(trials: pd.DataFrame, sweeps: Sequence[Sweep]) -> Grouping:
     nuisance = {k for s in tagged for k in s.nuisance or ()} - scientific
     old = trials[trials["sweep_run_id"].isin([s.run_id for s in untagged])]
     scientific |= {k for ks in old["swept"] for k in ks}
+    seeded = [s.run_id for s in tagged if SEED in (s.scientific or ())]
+    seeded += [s.run_id for s in untagged
+               if any(SEED in ks for ks in old.loc[old["sweep_run_id"] == s.run_id, "swept"])]
     # Settings that differ between sweeps without being tuned separate rows too.
     differing = set(hp_columns(trials)) - nuisance
     keys = sorted((k for k in scientific | differing if k != SEED and k not in _NOT_HP), key=_order)
     return Grouping(tuple(keys), tuple(sorted(nuisance, key=_order)), SEED in scientific,
-                    tuple(s.name for s in untagged))
+                    tuple(s.name for s in untagged), tuple(seeded), tuple(s.name for s in mine))
 
 
 # --------------------------------------------------------------------------- summary
@@ -171,9 +187,9 @@ def summarise(trials: pd.DataFrame, task: TaskInfo, grouping: Grouping,
     trials = trials[trials["task"] == task.name]
     rows = []
     for model in model_order(trials):
-        records = trials[trials["model"] == model].to_dict("records")
+        records = [{**r, RUN: grouping.run_of(r)} for r in trials[trials["model"] == model].to_dict("records")]
         for g in best_per_group(records, scientific=grouping.scientific, metric=select.name,
-                                mode=select.mode):
+                                mode=select.mode, seed_key=RUN):
             rows.append(_summary_row(g, task, grouping, model))
     return pd.DataFrame(rows)
 
@@ -182,7 +198,9 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
     row: dict[str, Any] = {"task": task.name, "model": model, **g.values}
     row.update({"trials": len(g.trials), "completed": g.count(COMPLETED),
                 "stopped_early": g.count(STOPPED), "failed": g.count(FAILED),
-                "seeds": tuple(r.get(SEED) for r in g.chosen) if grouping.replicated else ()})
+                "unfinished": sum(r.get("status") not in ENDED for r in g.trials),
+                "seeds": tuple(r.get(SEED) for r in g.chosen) if grouping.replicated else (),
+                "sweeps": len({r["sweep_run_id"] for r in g.chosen})})
     for k in grouping.nuisance:
         row[f"chosen.{k}"] = tuple(g.chosen_values(k))
     # A property of the configuration: from every trial when none ran to the end.
@@ -247,14 +265,18 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
     metrics = [m for m in task.metrics if summary.get(f"{m.name}_n", pd.Series(dtype=int)).sum() > 0]
     lead = (["model"] if show_model else []) + [short_name(k) for k in grouping.keys] + \
         [f"{short_name(k)} (chosen)" for k in grouping.nuisance]
-    headers = lead + ["% trainable", "completed / stopped / failed"] + [m.heading for m in metrics]
+    unfinished = bool(len(summary)) and summary["unfinished"].sum() > 0  # an interrupted sweep's trials
+    headers = lead + ["% trainable", "completed / stopped / failed" + (" / unfinished" if unfinished else "")] \
+        + [m.heading for m in metrics]
     rows = []
     for _, s in summary.iterrows():
         row = ([model_legend(s["model"])] if show_model else []) + [fmt_value(s[k]) for k in grouping.keys]
         row += [chosen_text(s, k) for k in grouping.nuisance]
         row += [fmt_value(s[K.trainable_pct]) if pd.isna(s[K.trainable_pct]) else f"{s['trainable_pct']:.4f}",
-                f"{s['completed']} / {s['stopped_early']} / {s['failed']}"]
-        row += [st.text(m.fmt) if (st := stat(s, m.name)) else "-" for m in metrics]
+                f"{s['completed']} / {s['stopped_early']} / {s['failed']}"
+                + (f" / {s['unfinished']}" if unfinished else "")]
+        runs = "runs" if s["sweeps"] > 1 else "seeds"  # what a cell's n counts
+        row += [st.text(m.fmt, runs) if (st := stat(s, m.name)) else "-" for m in metrics]
         rows.append(row)
     n_lead = len(headers) - len(metrics)
     best = set()
@@ -265,18 +287,22 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
             best |= {(int(i), n_lead + j) for i in top}
     return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
-                 best=best, notes=table_notes(task, grouping, select),
+                 best=best, notes=table_notes(task, grouping, select,
+                                              pooled=bool(len(summary)) and summary["sweeps"].max() > 1),
                  frame=csv_frame(summary, grouping, metrics))
 
 
-def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec) -> list[str]:
+def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, pooled: bool = False) -> list[str]:
+    """The notes under a table; ``pooled``: some row holds trials of several sweeps."""
     better = "lowest" if select.mode == "min" else "highest"
+    runs = (f"; rows pool the sweeps {', '.join(grouping.sweeps)}: each sweep (each of its seeds, when "
+            "it replicates seeds) picks its own best trial, cells are the median (lowest-highest, n runs)"
+            if pooled else "; seeds are replicates: each seed picks its own best trial, cells "
+            "are the median (lowest-highest, n seeds)" if grouping.replicated else "")
     notes = [f"one row per scientific value: its best trial that ran to the end ({better} "
-             f"{select.heading})" + ("; seeds are replicates: each seed picks its own best trial, "
-                                     "cells are the median (lowest-highest, n seeds)"
-                                     if grouping.replicated else ""),
-             "trials stopped early and failed trials count in the status column only, never in a "
-             "metric cell"]
+             f"{select.heading}){runs}",
+             "trials stopped early, failed and unfinished trials count in the status column only, "
+             "never in a metric cell"]
     if grouping.nuisance:
         names = ", ".join(short_name(k) for k in grouping.nuisance)
         notes.append(f"{names} (chosen): the nuisance value(s) of the chosen trial(s), tuned per row")
@@ -293,7 +319,8 @@ def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[Metri
     cols.update({short_name(k): summary[k] for k in grouping.keys})
     cols.update({f"{short_name(k)}_chosen": summary.apply(lambda s, k=k: chosen_text(s, k), axis=1)
                  for k in grouping.nuisance})
-    cols.update({k: summary[k] for k in (K.trainable_pct, "trials", "completed", "stopped_early", "failed")})
+    cols.update({k: summary[k] for k in (K.trainable_pct, "trials", "completed", "stopped_early", "failed",
+                                         "unfinished")})
     cols["seeds"] = summary["seeds"].map(lambda s: " ".join(map(str, s)))
     for m in metrics:
         for suffix in ("", "_low", "_high", "_n"):

@@ -83,8 +83,9 @@ def _parent(client, exp_id, name, *, study, model, algorithm, scheduler, space, 
     return run.info.run_id
 
 
-def _trial(client, exp_id, parent, sweep, tid, *, model, hp, vals, final=None, status=None):
-    """One child run as MlflowRecorder writes it (``hp``: dotted setting -> swept value)."""
+def _trial(client, exp_id, parent, sweep, tid, *, model, hp, vals, final=None, status=None, seed=0):
+    """One child run as MlflowRecorder writes it (``hp``: dotted setting -> swept value;
+    ``seed``: the trial's seed when it is not swept)."""
     from mlflow.entities import Metric
 
     from trainables.config import TrialConfig
@@ -93,7 +94,7 @@ def _trial(client, exp_id, parent, sweep, tid, *, model, hp, vals, final=None, s
                                          TRIAL_TAG)
     from trainables.schema import from_dict, set_path, to_dict
 
-    data = {"task": "e2e", "model": {"name_or_path": model}, "train": {"epochs": 3}, "seed": 0}
+    data = {"task": "e2e", "model": {"name_or_path": model}, "train": {"epochs": 3}, "seed": seed}
     for k, v in hp.items():
         set_path(data, k, v)
     cfg = from_dict(TrialConfig, data)
@@ -317,6 +318,84 @@ def test_one_row_per_rank_is_the_best_completed_trial_per_seed(summary, groups):
     m = _srow(summary, "gpt2-medium", 4)
     # x = 1.4 - 0.05 * log2(4) = 1.30 (seed 0) and 1.32 (seed 1): median 1.31.
     assert (m["val_loss"], m["NIST"], m["NIST_low"], m["NIST_high"]) == pytest.approx((1.31, 7.025, 7.0, 7.05))
+
+
+def test_two_sweeps_of_a_study_are_two_runs_each_tuned_on_its_own(tmp_path):
+    """Sweep P1 tunes lr at r=4 without seeds (its trials' seeds differ, as each trial's seed
+    is derived); P2 replicates seeds 0 and 1. By hand: P1's best is lr 2e-4 (1.60 < 1.80,
+    BLEU 60), P2's seed 0 lr 2e-4 (1.50, BLEU 65), seed 1 lr 1e-3 (1.65 < 1.70, BLEU 58):
+    three runs, val loss median 1.60 (1.50-1.65), BLEU median 60 (58-65). P1's lr 1e-3 trial
+    lost its own tuning and is never a cell's run."""
+    from mlflow import MlflowClient
+
+    from analysis.load import load
+    from analysis.tables import grouping, paper_table, summarise
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/pool.db")
+    exp = client.create_experiment("pool", artifact_location=str(tmp_path / "artifacts"))
+    space = {"r": "grid[4]", "lr": "grid[0.0002, 0.001]", "alpha": "32", "targets": "qv"}
+    p1 = _parent(client, exp, "pool-1", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                 space=space, scientific="adapter.r", nuisance="train.lr")
+    for i, (lr, last, bleu) in enumerate(((2e-4, 1.60, 60.0), (1e-3, 1.80, 70.0))):
+        _trial(client, exp, p1, "pool-1", f"p1_{i}", model="gpt2", hp={"adapter.r": 4, "train.lr": lr},
+               vals=[2.0, 1.9, last], final=finals(bleu), seed=11 + 11 * i)
+    p2 = _parent(client, exp, "pool-2", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                 space={**space, "seed": "grid[0, 1]"}, scientific="adapter.r,seed", nuisance="train.lr")
+    for seed, lr, last, bleu in ((0, 2e-4, 1.50, 65.0), (0, 1e-3, 1.55, 50.0), (1, 2e-4, 1.70, 55.0),
+                                 (1, 1e-3, 1.65, 58.0)):
+        _trial(client, exp, p2, "pool-2", f"p2_{seed}_{lr:g}", model="gpt2",
+               hp={"adapter.r": 4, "seed": seed, "train.lr": lr}, vals=[2.0, 1.9, last], final=finals(bleu))
+    data = load(f"sqlite:///{tmp_path}/pool.db", experiment="pool")
+    groups = grouping(data.trials, data.sweeps)
+    (row,) = summarise(data.trials, data.tasks["e2e"], groups).to_dict("records")
+    assert (row["val_loss"], row["val_loss_low"], row["val_loss_high"], row["val_loss_n"]) == \
+        pytest.approx((1.60, 1.50, 1.65, 3))
+    assert (row["BLEU"], row["BLEU_low"], row["BLEU_high"]) == pytest.approx((60.0, 58.0, 65.0))
+    assert (row["completed"], row["trials"], row["sweeps"]) == (6, 6, 2)
+    table = paper_table(summarise(data.trials, data.tasks["e2e"], groups), data.tasks["e2e"], groups)
+    assert table.rows[0][1] == "0.0002, 0.001" and table.rows[0][4] == "1.6000 (1.5000-1.6500, 3 runs)"
+    assert any(n.startswith("one row per scientific value") and "pool the sweeps pool-1, pool-2" in n
+               for n in table.notes), table.notes
+    # Each sweep on its own is one tuning run again.
+    one = load(f"sqlite:///{tmp_path}/pool.db", sweep_ids=[p1])
+    (alone,) = summarise(one.trials, one.tasks["e2e"], grouping(one.trials, one.sweeps)).to_dict("records")
+    assert (alone["val_loss"], alone["val_loss_n"], alone["BLEU"]) == (1.60, 1, 60.0)
+
+
+def test_an_interrupted_sweeps_unfinished_trials_are_counted_and_its_resume_command_noted(tmp_path):
+    """Sweep "cut", stopped by Ctrl-C: r=4 completed, both r=16 trials unfinished (KILLED
+    child runs tagged ``unfinished``). They count in the status column and every count,
+    never in a metric cell, and the report says how to resume the sweep."""
+    from mlflow import MlflowClient
+
+    from analysis.load import load, status_text
+    from analysis.report import build_report
+    from analysis.tables import grouping, paper_table, summarise
+
+    uri = f"sqlite:///{tmp_path}/cut.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cut", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "cut", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                     space={"r": "grid[4, 16]", "lr": "grid[0.0002, 0.001]", "alpha": "32", "targets": "qv"},
+                     scientific="adapter.r", nuisance="train.lr")
+    client.set_tag(parent, "lorasweep.interrupted", "SIGINT")
+    client.set_tag(parent, "lorasweep.resume_with", "python sweeps/rank_e2e.py --name cut --resume")
+    _trial(client, exp, parent, "cut", "t0", model="gpt2", hp={"adapter.r": 4, "train.lr": 2e-4},
+           vals=[2.0, 1.9, 1.6], final=finals(60.0))
+    for i, lr in enumerate((2e-4, 1e-3), 1):
+        _trial(client, exp, parent, "cut", f"t{i}", model="gpt2", hp={"adapter.r": 16, "train.lr": lr},
+               vals=[2.0, 1.8], status="unfinished")
+    data = load(uri, experiment="cut")
+    assert status_text(data.trials["status"]) == "1 completed, 0 stopped early, 0 failed, 2 unfinished"
+    groups = grouping(data.trials, data.sweeps)
+    table = paper_table(summarise(data.trials, data.tasks["e2e"], groups), data.tasks["e2e"], groups)
+    assert table.headers[3] == "completed / stopped / failed / unfinished"
+    assert [row[3] for row in table.rows] == ["1 / 0 / 0 / 0", "0 / 0 / 0 / 2"]
+    assert table.rows[1][4:] == ["-"] * (len(table.headers) - 4)
+    report = build_report(data, tmp_path / "report")
+    assert "sweep cut: interrupted (SIGINT): its unfinished trials are in no metric cell; resume it " \
+        "with: python sweeps/rank_e2e.py --name cut --resume" in report.notes
+    assert "3: 1 completed, 0 stopped early, 0 failed, 2 unfinished" in report.html.read_text()
 
 
 def test_paper_table_cells_status_chosen_lr_and_csv(rank_data, summary, groups):
