@@ -24,6 +24,9 @@ It writes into ``--out``:
   ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
+The files an earlier report wrote into ``--out`` (its ``.lorasweep-report`` lists them) are
+removed first; nothing else there is touched.
+
 ``--metric`` (default: each task's per-epoch validation metric) decides which trial is *best*: the trial each
 table row and rank-plot point shows, the edge-of-the-search-space warnings, the importance
 objective, and which row a rank plot shows when other scientific settings vary too. Unless ``--no-log`` is given, the files written
@@ -40,7 +43,6 @@ import html
 import logging
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,10 @@ ARTIFACT_PATH = "analysis"
 #: At most this many lines (combinations of the other swept settings) in a rank plot; more,
 #: and each rank shows its best configuration instead.
 MAX_LINES = 6
+#: In ``--out``: the names of the files the last report there wrote, which the next one
+#: removes first (no figure of a sweep since gone stays beside the new ones); nothing else
+#: in the folder is touched.
+MANIFEST = ".lorasweep-report"
 
 
 @dataclass
@@ -99,10 +105,12 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     """Write every table, figure and the HTML report for ``data`` (from :func:`analysis.load.load`)."""
     from analysis import compare, curves, tables
     from analysis import importance as imp
+    from analysis.page import page
 
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_previous(out_dir)
     report = Report(out_dir=out_dir, html=out_dir / "report.html")
     sections: list[str] = []
     trials, history = data.trials, data.history
@@ -149,9 +157,19 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
         out_dir / "trials.csv", index=False)
     report.files.append(out_dir / "trials.csv")
 
-    report.html.write_text(_page(data, report, sections), encoding="utf-8")
+    report.html.write_text(page(data, report, sections), encoding="utf-8")
     report.files.append(report.html)
+    (out_dir / MANIFEST).write_text("".join(f"{p.name}\n" for p in report.files), encoding="utf-8")
     return report
+
+
+def _remove_previous(out_dir: Path) -> None:
+    """Remove the files the last report in ``out_dir`` wrote (its :data:`MANIFEST`)."""
+    manifest = out_dir / MANIFEST
+    if manifest.is_file():
+        for name in manifest.read_text(encoding="utf-8").splitlines():
+            if name and name == Path(name).name and (out_dir / name).is_file():
+                (out_dir / name).unlink()
 
 
 def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
@@ -244,6 +262,9 @@ def _rank_figures(report: Report, summary: Any, task: Any, grouping: Any, rankin
     from analysis import plots, tables
 
     names = [ranking.name] + [m.name for m in task.metrics if m.name != ranking.name]
+    if not any(summary[f"{n}_n"].sum() for n in names):
+        report.notes.append(f"task {task.name}: no trial ran to the end, so no rank plots")
+        return []
     others = [k for k in grouping.keys if k != tables.R_KEY]
     models = list(dict.fromkeys(summary["model"]))
     best_of = (f"; per rank, the best {', '.join(map(short_name, others))} by {ranking.heading}"
@@ -262,6 +283,9 @@ def _rank_figures(report: Report, summary: Any, task: Any, grouping: Any, rankin
         if len(models) == 1 and not line_by:
             continue  # the figure above already shows exactly this
         label = tables.model_label(model)
+        if not any(ms[f"{n}_n"].sum() for n in names):
+            report.notes.append(f"task {task.name}, model {label}: no trial ran to the end, so no rank plot")
+            continue
         fig, drawn = plots.rank_figure(
             ms, task, line_by=line_by, metrics=names, select_by=ranking.name,
             others=[] if line_by else others, nuisance=grouping.nuisance,
@@ -360,59 +384,6 @@ def _study_section(report: Report, sweep: Any, objective: str) -> str:
     return "".join(parts)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-     max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-caption{text-align:left;font-weight:bold;padding:.3em 0}
-th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f3f3f3}
-td.r,th.r{text-align:right}td.l,th.l{text-align:left}
-.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em 1em;margin:.5em 0}
-.note{color:#555;font-size:.85em;margin:.2em 0}
-figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#555;font-size:.85em}
-code{background:#f3f3f3;padding:0 .2em}
-"""
-
-
-def _page(data: Any, report: Report, sections: list[str]) -> str:
-    from analysis.load import status_text
-
-    esc = html.escape
-    studies = ", ".join(dict.fromkeys(s.study for s in data.sweeps))
-    rows = []
-    for s in data.sweeps:
-        st = data.trials[data.trials["sweep_run_id"] == s.run_id]
-        sched = (f"ASHA (grace {s.grace_period:g}, reduction factor {s.reduction_factor:g})"
-                 if s.prunes and s.grace_period and s.reduction_factor
-                 else "ASHA with nothing to prune: every trial to the end" if s.scheduler == "asha" else s.scheduler)
-        swept = ", ".join(f"{p.short} {p.describe()}" for p in s.swept) or "nothing"
-        git = s.tags.get("git_sha", "")[:10] + (" (dirty)" if s.tags.get("git_dirty") == "true" else "")
-        models = ", ".join(dict.fromkeys(st["model"])) if len(st) else s.params.get("model", "")
-        rows.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
-            s.name, s.run_id, s.task, models, s.algorithm, sched, swept,
-            f"{len(st)}: {status_text(st['status'])}", git)) + "</tr>")
-    sweeps = ("<table><caption>Sweeps</caption><thead><tr>" + "".join(
-        f"<th>{h}</th>" for h in ("sweep", "parent run", "task", "model", "search", "scheduler",
-                                  "swept", "trials", "git")) + "</tr></thead><tbody>" + "".join(rows)
-        + "</tbody></table>")
-    source = (f"experiment <code>{esc(data.experiment)}</code>" if data.experiment is not None
-              else "selected sweeps")
-    warn = "".join(f'<div class="warn">warning: {esc(w)}</div>' for w in report.warnings)
-    notes = "".join(f'<p class="note">note: {esc(n)}</p>' for n in report.notes)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>lorasweep analysis: {esc(studies)}</title>
-<style>{_CSS}</style></head><body>
-<h1>lorasweep analysis: {esc(studies)}</h1>
-<p>{source} in <code>{esc(data.tracking_uri)}</code>; {len(data.trials)} trials from {len(data.sweeps)}
-sweep(s); written {esc(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}.</p>
-{sweeps}
-{warn}{notes}
-{''.join(sections)}
-</body></html>
-"""
-
-
 # --------------------------------------------------------------------------- MLflow
 
 
@@ -476,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--out", f"{out} exists and is not a folder")
         data = load(args.tracking_uri, experiment=args.experiment, sweep_ids=args.sweep or ())
         resolve_metric(data, args.metric)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError("--out", f"cannot create the folder {out} ({e.strerror or e})") from None
         report = build_report(data, out, metric=args.metric)
     except UserError as e:
         print(f"error: {e.field}: {e.message}" if e.field else f"error: {e.message}", file=sys.stderr)

@@ -398,6 +398,29 @@ def test_an_interrupted_sweeps_unfinished_trials_are_counted_and_its_resume_comm
     assert "3: 1 completed, 0 stopped early, 0 failed, 2 unfinished" in report.html.read_text()
 
 
+def test_a_model_without_a_trial_that_ran_to_the_end_gets_a_note_not_an_empty_rank_plot(tmp_path):
+    """gpt2 completed r=1 and r=4; gpt2-medium's two trials failed: its own rank figure
+    would be a title over nothing."""
+    from mlflow import MlflowClient
+
+    from analysis.load import load
+    from analysis.report import build_report
+
+    uri = f"sqlite:///{tmp_path}/two.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("two", artifact_location=str(tmp_path / "artifacts"))
+    for model, status in (("gpt2", None), ("gpt2-medium", "failed")):
+        parent = _parent(client, exp, model, study="rank_e2e", model=model, algorithm="grid", scheduler="fifo",
+                         space={"r": "grid[1, 4]", "alpha": "32", "targets": "qv"}, scientific="adapter.r")
+        for r in (1, 4):
+            _trial(client, exp, parent, model, f"{model}-{r}", model=model, hp={"adapter.r": r},
+                   vals=[2.0, 1.9, 1.7 - r / 100], final=None if status else finals(60.0 + r), status=status)
+    report = build_report(load(uri, experiment="two"), tmp_path / "report")
+    assert "task e2e, model gpt2-medium: no trial ran to the end, so no rank plot" in report.notes
+    assert sorted(p.name for p in report.files if p.name.startswith("rank_")) == \
+        ["rank_e2e.png", "rank_e2e.svg", "rank_e2e_gpt2.png", "rank_e2e_gpt2.svg"]
+
+
 def test_paper_table_cells_status_chosen_lr_and_csv(rank_data, summary, groups):
     from analysis.tables import paper_table, to_html, to_markdown
 
@@ -1059,6 +1082,33 @@ def test_an_empty_out_is_refused_not_the_current_folder(store, tmp_path, capsys,
     assert main(["--tracking-uri", store["uri"], "--experiment", EXP_RANK, "--out", ""]) == 2
     assert capsys.readouterr().err.strip() == "error: --out: is empty; name the report's folder (e.g. --out report/)"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_below_a_file_is_refused_with_nothing_written(store, tmp_path, capsys):
+    from analysis.report import main
+
+    (tmp_path / "a-file").write_text("x")
+    assert main(["--tracking-uri", store["uri"], "--experiment", EXP_RANK, "--out", f"{tmp_path}/a-file/report"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"error: --out: cannot create the folder {tmp_path}/a-file/report (Not a directory)"
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_a_report_replaces_the_files_of_the_last_report_in_its_folder_and_nothing_else(store, tmp_path):
+    """Sweeps A and B, then A alone, into one folder: B's learning curves go with the first
+    report; a file of the user's in the folder stays."""
+    from analysis.load import load
+    from analysis.report import build_report
+
+    out = tmp_path / "report"
+    first = build_report(load(store["uri"], experiment=EXP_RANK), out)
+    assert (out / "curves_rank_e2e-B.png").is_file()
+    (out / "my-notes.txt").write_text("mine")
+    second = build_report(load(store["uri"], sweep_ids=[store["ids"]["A"]]), out)
+    assert not (out / "curves_rank_e2e-B.png").exists() and (out / "my-notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in second.files), "my-notes.txt",
+                                                            ".lorasweep-report"])
+    assert {p.name for p in first.files} - {p.name for p in second.files} >= {"curves_rank_e2e-B.png"}
 
 
 def test_cli_module_exit_code_2(store, tmp_path):
