@@ -280,7 +280,10 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
             codes.append(outcome.exit_code)
             outcomes.append(outcome)
             by_part[cfg.part] = outcome
-            if outcome.interrupted:  # the later parts wait for --resume too
+            if outcome.interrupted:  # --resume finishes this part; the later ones are run anew
+                if left := [c.part for c in cfgs[len(outcomes):]]:
+                    print(f"{spec.name}: not run: {', '.join(left)}; after --resume, run the same command with "
+                          f"--{spec.part_flag} {','.join(left)}, without --resume", file=sys.stderr)
                 return outcome.exit_code
         if len(cfgs) > 1:
             print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "

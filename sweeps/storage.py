@@ -21,8 +21,10 @@ SWEEP_FILE = "lorasweep_sweep.json"
 
 
 def default_name(cfg: SweepConfig) -> str:
+    """``<study>-<preset>-<timestamp>``, and ``-<part>`` last in a multi-part study, as after a
+    given ``--name`` (so the name a resume command gives selects the same part's sweep)."""
     part = f"-{cfg.part}" if cfg.part else ""
-    return f"{cfg.study}-{cfg.preset}{part}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{cfg.study}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}{part}"
 
 
 def storage_path(cfg: SweepConfig) -> str:

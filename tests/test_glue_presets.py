@@ -174,3 +174,45 @@ def test_best_that_cannot_be_resolved_is_one_line_and_exit_2(study, argv, fragme
     err = capsys.readouterr().err.strip().splitlines()
     assert code == EXIT_USAGE and len(err) == 1 and err[0].startswith("error: " + fragment), err
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "rr").exists()
+
+
+@pytest.mark.parametrize("name", [None, "mine"])
+def test_the_resume_command_of_a_part_selects_that_parts_sweep(name):
+    """An interrupted part's resume command, parsed by the command line, names the same
+    sweep: with the default name (the part is its last piece) and with a given one."""
+    import shlex
+
+    from sweeps.cli import build_configs, build_parser
+    from sweeps.planning import plan_sweep
+    from sweeps.stopping import resume_command
+    from sweeps.study_file import load_study
+
+    spec = load_study("glue_rank")
+    cfg = sweep_config("glue_rank", "--preset", "smoke", "--task", "sst2", *(["--name", name] if name else []))
+    sweep = plan_sweep(cfg, prepare=False).name
+    assert sweep.endswith("-sst2") and (name is None or sweep == "mine-sst2")
+    argv = shlex.split(resume_command(cfg, sweep))
+    assert argv[:3] == ["python", "sweeps/glue_rank.py", "--resume"]
+    (again,) = build_configs(spec, build_parser(spec).parse_args(argv[2:]))
+    assert (again.name, again.part) == (sweep, "sst2")
+
+
+def test_a_multi_part_run_interrupted_in_a_part_names_the_parts_it_did_not_run(monkeypatch, capfd):
+    """--resume finishes the interrupted part only: the command says which parts are left
+    and how to run them (the run itself is replaced by its interrupted outcome)."""
+    import types
+
+    import sweeps.cli
+    import sweeps.runner
+
+    ran = []
+
+    def interrupted(cfg, **_):
+        ran.append(cfg.part)
+        return types.SimpleNamespace(exit_code=130, interrupted=True)
+
+    monkeypatch.setattr(sweeps.runner, "run_sweep", interrupted)
+    assert sweeps.cli.run_study("variants_glue", ["--preset", "smoke", "--name", "vg"]) == 130
+    assert ran == ["mrpc"]
+    assert capfd.readouterr().err.splitlines()[-1] == \
+        "variants_glue: not run: stsb; after --resume, run the same command with --task stsb, without --resume"
