@@ -44,8 +44,8 @@ LONGEST_FIRST = (
     "test_gpu_check.py", "test_export.py", "test_glue_warm_start.py", "test_glue_sweeps.py",
     "test_cluster_multinode.py", "test_promotion.py", "test_ray_train_qlora.py", "test_cold_start.py",
     "test_fsdp.py", "test_optuna_study.py", "test_vision.py", "test_analysis.py", "test_user_data.py",
-    "test_fault_tolerance.py", "test_cli_bad_input.py", "test_study_file.py", "test_qlora_judge.py",
-    "test_qlora.py", "test_extending.py", "test_docs_commands.py",
+    "test_fault_tolerance.py", "test_export_classifier.py", "test_cli_bad_input.py", "test_study_file.py",
+    "test_qlora_judge.py", "test_qlora.py", "test_extending.py", "test_docs_commands.py",
 )
 
 
