@@ -267,9 +267,14 @@ def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
             seen.setdefault(label, handle)
     # Ours first, then the sources.
     seen = dict(sorted(seen.items(), key=lambda kv: not isinstance(kv[1], ErrorbarContainer)))
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize=7,
-                   ncols=min(3, len(seen)), frameon=False)
+    if seen:  # as many columns as the longest label leaves room for; labels wrapped to a column
+        import textwrap
+
+        width, char_in, handle_in = fig.get_figwidth(), 0.055, 0.6  # inches at 7 pt
+        ncols = max(1, min(3, len(seen), int(width // (handle_in + char_in * max(map(len, seen))))))
+        chars = max(20, int((width / ncols - handle_in) / char_in))
+        fig.legend(list(seen.values()), [textwrap.fill(label, chars) for label in seen],
+                   loc="outside lower center", fontsize=7, ncols=ncols, frameon=False)
 
 
 def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metrics: Sequence[str], *,

@@ -699,6 +699,23 @@ def test_learning_curves_mark_asha_stops_and_rungs(rank_data, store):
     assert asha_rungs(2, 3, 20) == [2, 6, 18]
 
 
+def test_a_legend_of_long_labels_stays_inside_its_figure():
+    """Six lines named by every setting that differs between sweeps (a data path among them)."""
+    from analysis.plots import _figure_legend, new_figure
+
+    fig = new_figure(9, 4)
+    ax = fig.subplots()
+    for i in range(6):
+        ax.plot([1, 2], [i, i + 1], label=f"alpha={8 * i} alpha_over_r=- targets=attn method=rslora epochs=1 "
+                                          f"data.source=/tmp/review/mine/sft-data-{i}/train.jsonl")
+    _figure_legend(fig, [ax])
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+    assert len({t.get_text() for t in legend.get_texts()}) == 6
+
+
 def test_stopped_trials_xs_that_coincide_are_set_side_by_side():
     from analysis.curves import _stop_markers
     from analysis.plots import new_figure
