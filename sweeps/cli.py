@@ -327,7 +327,11 @@ def _inspect(args: argparse.Namespace, cfgs: list[Any]) -> int:
     from sweeps.storage import check_name_is_new, stored_config
 
     if args.resume:
+        from sweeps.tracking.store import check_sweep_in_store
+
         cfgs = [stored_config(cfg) for cfg in cfgs]
+        for cfg in cfgs:
+            check_sweep_in_store(cfg)
     if args.print_config:
         return _print_config(cfgs)
     if not args.resume:  # a name the run would refuse

@@ -27,7 +27,8 @@ from sweeps.planning import plan_sweep
 from sweeps.ray_start import RayStarter, flush_held_worker_output
 from sweeps.storage import check_name_is_new, drop_unrecorded_checkpoints, is_stored, snapshot_time, stored_config
 from sweeps.summary import Outcome, print_header, status_of, summarise, trial_id_of
-from sweeps.tracking.store import StagedStore, check_tracking, http_settings, parent_run, study_experiment
+from sweeps.tracking.store import (StagedStore, check_sweep_in_store, check_tracking, http_settings, parent_run,
+                                   study_experiment)
 from sweeps.tune_setup import tuner_for
 
 
@@ -55,6 +56,7 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, extend: int | None = No
     prior = 0
     if resume:
         cfg = stored_config(cfg)
+        check_sweep_in_store(cfg)
     elif extend:
         cfg, prior = extension(cfg, extend)
     else:

@@ -125,6 +125,16 @@ def _stored_smoke_sweep(tmp: Path) -> None:
     (tmp / "old" / "done" / "lorasweep_sweep.json").write_text(json.dumps(to_dict(cfg)))
 
 
+def _stored_smoke_sweep_and_its_parent_run(tmp: Path) -> None:
+    """'done' in Tune storage {tmp}/old, and its parent run in the store {tmp}/mlruns.db."""
+    from mlflow import MlflowClient
+
+    _stored_smoke_sweep(tmp)
+    client = MlflowClient(f"sqlite:///{tmp / 'mlruns.db'}")
+    experiment = client.create_experiment("lorasweep-rank_e2e")
+    client.create_run(experiment, run_name="done", tags={"lorasweep.sweep": "done", "lorasweep.kind": "sweep"})
+
+
 def _old_optuna_sweep(tmp: Path) -> None:
     """An optuna sweep's description in Tune storage, its Optuna study nowhere."""
     (tmp / "old" / "done").mkdir(parents=True)
@@ -355,6 +365,9 @@ CASES = [
     ("num-samples-random-on-a-grid", E2E, ["--num-samples", "2", "--search-alg", "random"], "search.num_samples",
      "use --seeds 2 for replicates", None),
     ("resume-nothing", E2E, ["--resume"], "resume", "no rank_e2e sweep to resume", None),
+    ("resume-in-another-store", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "tracking_uri",
+     "mlruns.db has no parent run of sweep 'done' (experiment 'lorasweep-rank_e2e'); --resume continues a sweep in "
+     "the store it was launched with: give that --tracking-uri", _stored_smoke_sweep),
     ("multipart-unknown-task", GLUE, ["--task", "nope"], "--task", "unknown task 'nope'", None),
     # --- data files
     ("data-dir-missing", E2E, ["--data", "{tmp}/no-such-dir"], "data.source", "does not exist", None),
@@ -653,7 +666,7 @@ def test_a_stop_before_launch_says_how_to_go_on(resume, stop, code, said, tmp_pa
     import sweeps.runner
     from sweeps.stopping import Stopped
 
-    _prepare(tmp_path, offline_sources, _stored_smoke_sweep if resume else None)
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep_and_its_parent_run if resume else None)
 
     def stopped_while_ray_starts(cfg, **_):
         raise Stopped(signal.SIGTERM) if stop == "SIGTERM" else stop
@@ -671,7 +684,7 @@ def test_a_stop_before_launch_says_how_to_go_on(resume, stop, code, said, tmp_pa
 def test_a_resumes_dry_run_plans_the_stored_sweep(tmp_path, offline_sources, in_process, capfd, monkeypatch):
     """``--resume --dry-run`` plans what ``--resume`` would run: the sweep as stored at launch
     (the smoke preset on the copied data), not the study's default preset."""
-    _prepare(tmp_path, offline_sources, _stored_smoke_sweep)
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep_and_its_parent_run)
     monkeypatch.chdir(tmp_path)
     capfd.readouterr()
     assert in_process(E2E, ["--resume", "--name", "done", "--storage", str(tmp_path / "old"), "--dry-run"]) == 0

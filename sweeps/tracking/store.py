@@ -274,3 +274,27 @@ def check_tracking(client: Any, uri: str) -> None:
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
+
+
+def check_sweep_in_store(cfg: Any) -> None:
+    """On ``--resume``: the tracking store holds the sweep's parent run. A resume writes into
+    the store the sweep was launched with; any other has none of its runs (checked before
+    anything is written, a SQLite file not created)."""
+    from mlflow import MlflowClient
+
+    from trainables.mlflow_names import KIND_TAG, SWEEP_TAG, default_tracking_uri, filter_value
+
+    uri = cfg.tracking_uri or default_tracking_uri()
+    experiment = cfg.experiment or f"lorasweep-{cfg.study}"
+    missing = (f"has no parent run of sweep {cfg.name!r} (experiment {experiment!r}); --resume continues a sweep "
+               "in the store it was launched with: give that --tracking-uri")
+    if (path := sqlite_path(uri)) is not None and not path.is_file():
+        raise UserError("tracking_uri", f"{uri} {missing}")
+    check_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    with http_settings(uri):
+        exp = client.get_experiment_by_name(experiment)
+        runs = exp and client.search_runs([exp.experiment_id], max_results=1, filter_string=(
+            f"tags.`{SWEEP_TAG}` = {filter_value(cfg.name)} and tags.`{KIND_TAG}` = 'sweep'"))
+    if not runs:
+        raise UserError("tracking_uri", f"{uri} {missing}")
