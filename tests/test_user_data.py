@@ -201,6 +201,25 @@ def test_the_label_set_is_read_from_train_and_sizes_the_head(tmp_path):
         task.check(cfg)
 
 
+def test_without_a_test_split_the_trial_notes_that_its_test_metrics_are_the_validation_sets(tmp_path):
+    """One CSV: validation is held out of it and the test metrics repeat it; the final
+    report's note says so (the summary and the MLflow run show it beside the metrics)."""
+    from dataclasses import replace
+
+    from trainables.loop import run_loop
+    from trainables.session import LocalSession
+
+    rows = [[f"review {i} {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg"] for i in range(40)]
+    cfg = trial("text-classification", write_csv(tmp_path / "one.csv", ["text", "label"], rows), model="minilm",
+                holdout_size=8)
+    cfg = replace(cfg, seed=1, train=replace(cfg.train, max_steps=1))
+    session = LocalSession()
+    run_loop(cfg, session)
+    final = session.reports[-1]
+    assert final["final_note"] == "the data has no test split: the test metrics are the validation set's"
+    assert final["accuracy"] == final["val_accuracy"]
+
+
 def test_a_hub_class_label_column_gives_its_class_names():
     import datasets
 

@@ -160,6 +160,15 @@ class TextClassification(ClassificationTask):
         self._use_labels(cfg)
         return super().load_model(cfg)
 
+    def final_eval(self, model: Any, tokenizer: Any, data: Any, cfg: TrialConfig, **kw: Any) -> dict[str, Any]:
+        """The test metrics; where the data has no test split they are the validation set's,
+        and the trial's note says so."""
+        results = super().final_eval(model, tokenizer, data, cfg, **kw)
+        stats = json.loads((data.path / "stats.json").read_text())
+        if stats.get("test_from") == "validation set":
+            results["final_note"] = "the data has no test split: the test metrics are the validation set's"
+        return results
+
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         self._use_labels(cfg)
         super()._build(cfg, tokenizer, out, key=key, progress=progress)
