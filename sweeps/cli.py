@@ -286,7 +286,7 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
                           f"--{spec.part_flag} {','.join(left)}, without --resume", file=sys.stderr)
                 return outcome.exit_code
         if len(cfgs) > 1:
-            print(f"\n{study}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
+            print(f"\n{spec.name}: {len(cfgs)} sweeps ({', '.join(c.part for c in cfgs)}); "
                   f"{sum(c == 0 for c in codes)} without failed trials")
         if spec.report:
             from sweeps.study_report import report_study

@@ -233,3 +233,20 @@ def test_a_study_files_resume_hint_runs_the_study_file():
     assert resume_command(cfg, "s1") == f"python -m sweeps.run --config {path} --resume --name s1"
     builtin = SimpleNamespace(study="rank_e2e", part=None, storage="/tmp/rr")
     assert resume_command(builtin, "s2") == "python sweeps/rank_e2e.py --resume --name s2 --storage /tmp/rr"
+
+
+def test_a_study_files_parts_are_summed_up_under_its_study_name(tmp_path, monkeypatch, capfd):
+    """Two parts of the user study (``python -m sweeps.run --config``), each run replaced by
+    its finished outcome: the closing line names the study, not the script's."""
+    import types
+
+    import sweeps.runner
+    from sweeps.cli import run_study
+
+    folder = shutil.copytree(USER_STUDY, tmp_path / "study")  # the study's task module beside it
+    write_tickets(folder / "tickets")
+    path = _with(folder, lambda d: d.update(parts={"a": {}, "b": {}}, part_flag="fold", default_parts=["a", "b"]))
+    monkeypatch.setattr(sweeps.runner, "run_sweep", lambda cfg, **_: types.SimpleNamespace(exit_code=0,
+                                                                                           interrupted=False))
+    assert run_study(None, ["--config", str(path), "--preset", "smoke", "--storage", str(tmp_path / "rr")]) == 0
+    assert "\nmy_tickets: 2 sweeps (a, b); 2 without failed trials" in capfd.readouterr().out
