@@ -226,7 +226,8 @@ def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[
     notes = [f"source: {table.source}" + (f", transcribed from {table.file}" if table.file
                                           else " (not one of the source reports transcribed)"), table.note,
              "Δ% = (ours - source) / |source| x 100: positive when ours is higher (for a loss, "
-             f"higher is worse); ours is the {table.over_seeds} over seeds of each row's chosen trials"]
+             f"higher is worse); ours is the {table.over_seeds} over the seeds (or runs) of each row's chosen "
+             "trials"]
     fractions = [m.heading for m in metrics if table.units[m.name] == "fraction"]
     if fractions:
         notes.append(f"the source prints {', '.join(fractions)} as fractions (0-1): shown x100, "

@@ -50,7 +50,8 @@ class Group:
     trials: list[Row] = field(default_factory=list)
     """Every trial of the group, whatever its status."""
     chosen: list[Row] = field(default_factory=list)
-    """The best trial that ran to the end, one per seed (empty when none did)."""
+    """The best trial that ran to the end, one per seed (per replicate unit: ``seed_key``'s
+    value) in that order; empty when none did."""
 
     def count(self, status: str, status_key: str = "status") -> int:
         return sum(r.get(status_key) == status for r in self.trials)
@@ -63,7 +64,7 @@ class Group:
         return Stat(statistics.median(values), values[0], values[-1], len(values), statistics.fmean(values))
 
     def chosen_values(self, key: str) -> list[Any]:
-        """The distinct values of setting ``key`` among the chosen trials, in seed order."""
+        """The distinct values of setting ``key`` among the chosen trials, in their order."""
         return list(dict.fromkeys(r.get(key) for r in self.chosen))
 
 

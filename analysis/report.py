@@ -12,7 +12,7 @@ It writes into ``--out``:
 - ``table_<task>.md`` / ``.csv``: the paper-style table, one row per model and scientific
   value (the parent runs' ``lorasweep.scientific`` tags): its best trial that ran to the end,
   the nuisance values it chose, status counts, and each metric (median and range over
-  seeds when seeds are replicated);
+  seeds when seeds are replicated, or over the runs of several sweeps);
 - ``compare_<task>.md`` / ``.csv``: ours beside each source table that reports on the same
   model and settings (``analysis/references/``): ours / source / deviation in % per cell;
 - ``rank_<task>[_<model>].png`` / ``.svg``: each metric against the LoRA rank, with the
@@ -24,8 +24,8 @@ It writes into ``--out``:
   ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
-The files an earlier report wrote into ``--out`` (its ``.lorasweep-report`` lists them) are
-removed first; nothing else there is touched.
+The files an earlier report wrote into ``--out`` (its ``.lorasweep-report`` lists them) and
+this one does not are removed once it is written; nothing else there is touched.
 
 ``--metric`` (default: each task's per-epoch validation metric) decides which trial is *best*: the trial each
 table row and rank-plot point shows, the edge-of-the-search-space warnings, the importance
@@ -56,9 +56,9 @@ ARTIFACT_PATH = "analysis"
 #: At most this many lines (combinations of the other swept settings) in a rank plot; more,
 #: and each rank shows its best configuration instead.
 MAX_LINES = 6
-#: In ``--out``: the names of the files the last report there wrote, which the next one
-#: removes first (no figure of a sweep since gone stays beside the new ones); nothing else
-#: in the folder is touched.
+#: In ``--out``: the names of the files the last report there wrote; the next one removes
+#: those it did not write again (no figure of a sweep since gone stays beside the new ones),
+#: once it is written. Nothing else in the folder is touched.
 MANIFEST = ".lorasweep-report"
 
 
@@ -110,7 +110,6 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     ranking = resolve_metric(data, metric)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_previous(out_dir)
     report = Report(out_dir=out_dir, html=out_dir / "report.html")
     sections: list[str] = []
     trials, history = data.trials, data.history
@@ -159,17 +158,19 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
 
     report.html.write_text(page(data, report, sections), encoding="utf-8")
     report.files.append(report.html)
-    (out_dir / MANIFEST).write_text("".join(f"{p.name}\n" for p in report.files), encoding="utf-8")
+    _replace_manifest(out_dir, {p.name for p in report.files})
     return report
 
 
-def _remove_previous(out_dir: Path) -> None:
-    """Remove the files the last report in ``out_dir`` wrote (its :data:`MANIFEST`)."""
+def _replace_manifest(out_dir: Path, written: set[str]) -> None:
+    """Remove the files the last report in ``out_dir`` wrote (its :data:`MANIFEST`) that this
+    one did not, then list this one's."""
     manifest = out_dir / MANIFEST
     if manifest.is_file():
-        for name in manifest.read_text(encoding="utf-8").splitlines():
+        for name in set(manifest.read_text(encoding="utf-8").splitlines()) - written:
             if name and name == Path(name).name and (out_dir / name).is_file():
                 (out_dir / name).unlink()
+    manifest.write_text("".join(f"{name}\n" for name in sorted(written)), encoding="utf-8")
 
 
 def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
@@ -421,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--experiment", help="MLflow experiment name: every sweep in it")
     which.add_argument("--sweep", action="append", metavar="RUN_ID",
                        help="a sweep's parent run id (repeatable)")
-    p.add_argument("--out", required=True, help="output folder (created; files in it are replaced)")
+    p.add_argument("--out", required=True, help="output folder (created; the files of a report written there before are replaced, "
+                                                      "others kept)")
     p.add_argument("--metric", help="metric that ranks trials (default: each task's per-epoch validation metric, "
                                     "val_loss for E2E, val_accuracy for SST-2)")
     p.add_argument("--no-log", action="store_true", help="do not log the files to MLflow")

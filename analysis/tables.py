@@ -7,8 +7,8 @@ A sweep's parent run names its scientific settings (the LoRA rank) and its nuisa
 :func:`analysis.groups.best_per_group`: the best trial that ran to the end by the ranking
 metric (the task's ``val_loss`` unless ``--metric`` says otherwise), chosen per run - per
 sweep, and per seed of a sweep that replicates seeds - and every metric of those chosen
-trials as median, lowest and highest value over the runs. Trials ASHA stopped early, and failed ones, only count in the status
-columns: a metric cell never mixes trials stopped at different epochs. Sweeps recorded
+trials as median, lowest and highest value over the runs. Trials ASHA stopped early, failed
+ones and an interrupted sweep's unfinished ones only count in the status columns: a metric cell never mixes trials stopped at different epochs. Sweeps recorded
 without the tags count every swept setting as scientific (one row per configuration).
 
 :func:`paper_table` lays the rows out with the chosen nuisance values beside them;
@@ -118,8 +118,6 @@ class Grouping:
     """Sweeps recorded without the tags (every swept setting counted as scientific)."""
     seeded: tuple[str, ...] = ()
     """Parent run ids of the sweeps that replicate seeds."""
-    sweeps: tuple[str, ...] = ()
-    """The names of the trials' sweeps (each is its own run)."""
 
     @property
     def scientific(self) -> list[str]:
@@ -148,7 +146,7 @@ def grouping(trials: pd.DataFrame, sweeps: Sequence[Sweep]) -> Grouping:
     differing = set(hp_columns(trials)) - nuisance
     keys = sorted((k for k in scientific | differing if k != SEED and k not in _NOT_HP), key=_order)
     return Grouping(tuple(keys), tuple(sorted(nuisance, key=_order)), SEED in scientific,
-                    tuple(s.name for s in untagged), tuple(seeded), tuple(s.name for s in mine))
+                    tuple(s.name for s in untagged), tuple(seeded))
 
 
 # --------------------------------------------------------------------------- summary
@@ -199,8 +197,9 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
     row.update({"trials": len(g.trials), "completed": g.count(COMPLETED),
                 "stopped_early": g.count(STOPPED), "failed": g.count(FAILED),
                 "unfinished": sum(r.get("status") not in ENDED for r in g.trials),
-                "seeds": tuple(r.get(SEED) for r in g.chosen) if grouping.replicated else (),
-                "sweeps": len({r["sweep_run_id"] for r in g.chosen})})
+                "seeds": tuple(r[RUN][1] for r in g.chosen if r[RUN][1] is not None),
+                "sweeps": len({r["sweep_run_id"] for r in g.chosen}),
+                "pooled": tuple(dict.fromkeys(r["sweep"] for r in g.chosen)) if len(g.chosen) > 1 else ()})
     for k in grouping.nuisance:
         row[f"chosen.{k}"] = tuple(g.chosen_values(k))
     # A property of the configuration: from every trial when none ran to the end.
@@ -287,15 +286,15 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
             best |= {(int(i), n_lead + j) for i in top}
     return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
-                 best=best, notes=table_notes(task, grouping, select,
-                                              pooled=bool(len(summary)) and summary["sweeps"].max() > 1),
+                 best=best, notes=table_notes(task, grouping, select, pooled=sorted(
+                     {name for names in summary.get("pooled", ()) if len(names) > 1 for name in names})),
                  frame=csv_frame(summary, grouping, metrics))
 
 
-def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, pooled: bool = False) -> list[str]:
-    """The notes under a table; ``pooled``: some row holds trials of several sweeps."""
+def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, pooled: Sequence[str] = ()) -> list[str]:
+    """The notes under a table; ``pooled``: the sweeps whose trials share a row."""
     better = "lowest" if select.mode == "min" else "highest"
-    runs = (f"; rows pool the sweeps {', '.join(grouping.sweeps)}: each sweep (each of its seeds, when "
+    runs = (f"; rows pool the sweeps {', '.join(pooled)}: each sweep (each of its seeds, when "
             "it replicates seeds) picks its own best trial, cells are the median (lowest-highest, n runs)"
             if pooled else "; seeds are replicates: each seed picks its own best trial, cells "
             "are the median (lowest-highest, n seeds)" if grouping.replicated else "")

@@ -105,7 +105,7 @@ def _earlier_sweep(cfg: Any, src: str, *, flag: str) -> str:
     from trainables.warmstart import latest_sweep
 
     uri = cfg.tracking_uri or default_tracking_uri()
-    experiment = cfg.experiment or f"lorasweep-{cfg.study}"
+    experiment = cfg.experiment_name
     model = resolve_smoke_sources(to_dict(cfg.trial))["model"]["name_or_path"]
     found = latest_sweep(uri, experiment, study=cfg.study, part=src, model=model)
     if found is None:

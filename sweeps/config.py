@@ -150,6 +150,11 @@ class SweepConfig:
     """Trial settings given on the command line (dotted, e.g. ``train.lr``). They win over the
     search space's fixed values; a setting the space sweeps cannot be overridden."""
 
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: ``experiment``, or ``lorasweep-<study>``."""
+        return self.experiment or f"lorasweep-{self.study}"
+
     def __post_init__(self) -> None:
         positive_int("keep_best_k", self.keep_best_k)
         if not isinstance(self.max_failures, int) or self.max_failures < 0:

@@ -213,14 +213,15 @@ def check_hub(repo: str | None) -> None:
 
 
 def check_register_name(name: str | None) -> None:
-    """A name the MLflow Model Registry accepts: not empty, no '/' or ':', not '.' or '..'."""
+    """A name the MLflow Model Registry accepts: not empty, no '/' or ':', not '.' and not
+    beginning with '..'."""
     if name is None:
         return
     if not name.strip():
         raise UserError("--register", "name the registered model, e.g. --register e2e-gpt2-lora")
-    if "/" in name or ":" in name or name in (".", ".."):
+    if "/" in name or ":" in name or name == "." or name.startswith(".."):
         raise UserError("--register", f"{name!r} is not an MLflow registered model name: it cannot contain "
-                                      "'/' or ':' (or be '.' or '..'); use e.g. --register e2e-gpt2-lora")
+                                      "'/' or ':' (or be '.' or begin with '..'); use e.g. --register e2e-gpt2-lora")
 
 
 # --------------------------------------------------------------------------- the export

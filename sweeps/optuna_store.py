@@ -187,7 +187,7 @@ def _check_finished(cfg: SweepConfig, name: str, tracking_uri: str) -> None:
 
     path = sqlite_path(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri) if path is None or path.exists() else None
-    exp = client.get_experiment_by_name(cfg.experiment or f"lorasweep-{cfg.study}") if client else None
+    exp = client.get_experiment_by_name(cfg.experiment_name) if client else None
     runs = client.search_runs([exp.experiment_id], max_results=1, filter_string=(
         f"tags.`{SWEEP_TAG}` = {filter_value(name)} and tags.`{KIND_TAG}` = 'sweep'")) if exp else []
     if not runs:

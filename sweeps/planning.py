@@ -145,7 +145,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     plan = Plan(cfg=cfg, space=space, base=base, param_space=param_space,
                 n_trials=trial_count(cfg, space, points, groups=groups),
                 name=cfg.name or default_name(cfg), storage=storage_path(cfg),
-                tracking_uri=tracking_uri, experiment=cfg.experiment or f"lorasweep-{cfg.study}",
+                tracking_uri=tracking_uri, experiment=cfg.experiment_name,
                 model_type=model_type, adapters=adapters, points=points,
                 rejected=rejected, bitsandbytes=bitsandbytes, groups=groups, study_storage=study_url,
                 group_points=(points if points is not None else group_points(space, groups))

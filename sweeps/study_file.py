@@ -192,9 +192,9 @@ def check_parts(parts: Any, where: str, path: Path) -> dict[str, Any]:
     if not isinstance(parts, dict):
         raise UserError(where, f"expected a mapping of part names to sweep settings in {path}, got {parts!r:.60}")
     for name in parts:
-        if not isinstance(name, str) or not is_word(name):
-            raise UserError(where, f"{name!r} in {path} cannot name a part: use letters, digits, '-' and '_' "
-                                   "(the part flag lists parts separated by commas)")
+        if not isinstance(name, str) or not is_word(name) or name == "all":
+            raise UserError(where, f"{name!r} in {path} cannot name a part: use letters, digits, '-' and '_', "
+                                   "not all (the part flag lists parts separated by commas, or says all)")
     return parts
 
 
@@ -229,6 +229,9 @@ def check_study(data: dict[str, Any], path: Path) -> None:
     if not isinstance(presets, dict) or not presets:
         raise UserError("presets", f"{path} has no presets: expected 'presets' (name -> sweep settings)")
     for name, preset in presets.items():
+        if not isinstance(name, str) or not is_word(name):
+            raise UserError("presets", f"{name!r} in {path} cannot name a preset: use letters, digits, '-' and '_' "
+                                       "(it names the sweeps and their directories)")
         check_sweep(preset, f"presets.{name}", path, preset=True)
         if "extends" in preset:
             check_names(preset["extends"], presets, f"presets.{name}.extends", path, "preset")

@@ -162,3 +162,18 @@ def test_cache_with_a_file_for_its_root_is_one_line_exit_2(tmp_path):
         assert proc.returncode == 2 and proc.stdout == "", proc.stdout
         assert proc.stderr == (f"error: LORASWEEP_CACHE: lorasweep's cache folder {tmp_path / 'afile'} is a file, "
                                "not a folder; point LORASWEEP_CACHE at a writable folder\n"), proc.stderr
+
+
+def test_a_cache_root_under_home_that_cannot_be_made_names_home(tmp_path, monkeypatch):
+    """No LORASWEEP_CACHE or XDG_CACHE_HOME: the root is ~/.cache/lorasweep, so $HOME is named."""
+    from trainables.errors import UserError
+    from trainables.paths import check_cache_dir
+
+    (tmp_path / "afile").write_text("not a folder\n")
+    monkeypatch.delenv("LORASWEEP_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "afile"))
+    with pytest.raises(UserError) as err:
+        check_cache_dir(create=True)
+    assert err.value.field == "HOME" and err.value.message.startswith(
+        f"cannot create lorasweep's cache folder {tmp_path / 'afile' / '.cache' / 'lorasweep'} (Not a directory)")

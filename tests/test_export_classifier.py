@@ -95,7 +95,7 @@ def test_the_exported_adapter_and_merged_model_load_with_the_topics_as_labels(sw
     torch.testing.assert_close(_logits(merged, tokenizer), _logits(adapted, tokenizer), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["a/b", "team:model", ".."])
+@pytest.mark.parametrize("name", ["a/b", "team:model", "..", "..x"])
 def test_a_name_the_registry_refuses_is_one_line_exit_2_and_nothing_written(sweep, tmp_path, capsys, name):
     client, trial = sweep["client"], sweep["trial"]
 

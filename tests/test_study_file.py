@@ -73,6 +73,8 @@ def _with(tmp_path: Path, edit) -> Path:
      "expected a mapping of part names to sweep settings in "),
     (lambda d: d.update(parts={1: {}, 2: {}}, part_flag="fold"), "parts", "1 in "),
     (lambda d: d.update(parts={"x,y": {}}, part_flag="fold"), "parts", "'x,y' in "),
+    (lambda d: d.update(parts={"all": {}, "b": {}}, part_flag="fold"), "parts", "'all' in "),
+    (lambda d: d["presets"].update({1: {}}), "presets", "1 in "),
     (lambda d: d["presets"]["smoke"].update(parts={"a": {}}), "part_flag",
      "lists parts (presets.smoke.parts); name the flag that picks them"),
     (lambda d: d.update(parts={"a": {}}, part_flag="fold") or d["presets"]["smoke"].update(default_parts=["b"]),

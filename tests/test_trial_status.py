@@ -64,3 +64,18 @@ def test_tunes_warning_about_trials_that_never_reported_is_dropped_and_no_other(
     assert not _not_only_unreported(record(pending))
     assert _not_only_unreported(record(pending.replace("FileNotFoundError('b')", "ValueError('bad row')")))
     assert _not_only_unreported(record("something else"))
+
+
+def test_the_trials_note_and_its_tasks_note_are_both_in_the_result():
+    """Early stopping's note (restored weights) and the task's (no test split) side by side."""
+    from trainables.report import Report
+
+    report = Report(epoch=2.0, step=20, validation={"val_loss": 1.0}, train_loss=1.1, lr=1e-3, trainable_params=8,
+                    total_params=100, trainable_pct=8.0, seed=1, samples_per_s=1.0, tokens_per_s=None,
+                    peak_mem_mb=1.0, peak_mem_kind="process_rss", setup_s=0.0, data_s=0.0, wall_s=1.0, history={},
+                    is_final=True, final_note="early stopping: weights of the best report restored",
+                    scores={"accuracy": 50.0, "final_note": "the data has no test split"})
+    result = report.to_result()
+    assert result["final_note"] == "early stopping: weights of the best report restored; the data has no test split"
+    assert result["accuracy"] == 50.0
+    assert Report(**{**vars(report), "final_note": None}).to_result()["final_note"] == "the data has no test split"

@@ -25,12 +25,11 @@ def cache_dir() -> Path:
 
 def check_cache_dir(*, create: bool) -> Path:
     """The cache root (:func:`cache_dir`), refused as one line naming the variable that set it
-    when it cannot be a folder: a file, a path that cannot be created (``create``: it is
-    created here, as the first cache written would), or ``~user`` of an unknown user."""
+    when it cannot be a folder: a file, a path that cannot be created or written (``create``:
+    it is created here, as the first cache written would), or ``~user`` of an unknown user."""
     from trainables.errors import UserError
 
-    var = "LORASWEEP_CACHE" if os.environ.get("LORASWEEP_CACHE") or not os.environ.get("XDG_CACHE_HOME") \
-        else "XDG_CACHE_HOME"
+    var = next((v for v in ("LORASWEEP_CACHE", "XDG_CACHE_HOME") if os.environ.get(v)), "HOME")
     hint = "; point LORASWEEP_CACHE at a writable folder"
     try:
         root = cache_dir()
@@ -44,6 +43,8 @@ def check_cache_dir(*, create: bool) -> Path:
         except OSError as e:
             raise UserError(var, f"cannot create lorasweep's cache folder {root} "
                                  f"({e.strerror or type(e).__name__}){hint}") from None
+        if unwritable_folder(root) is not None:
+            raise UserError(var, f"lorasweep's cache folder {root} is not writable{hint}")
     return root
 
 

@@ -67,7 +67,8 @@ class Report:
         """The flat result Tune receives: the fields in their order (the unset final extras
         left out) with the validation metrics in place of ``validation``, then the final
         scores. Tune's progress table shows the first few numeric keys: epoch, step and the
-        validation metrics lead."""
+        validation metrics lead. The trial's note and the task's (``scores``' ``final_note``)
+        are joined."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -75,7 +76,8 @@ class Report:
                 out.update(value)
             elif f.name != "scores" and not (f.name in FINAL_EXTRAS + ("final_note",) and value is None):
                 out[f.name] = value
-        return {**out, **self.scores}
+        notes = [n for n in (self.final_note, self.scores.get("final_note")) if n]
+        return {**out, **self.scores, **({"final_note": "; ".join(notes)} if notes else {})}
 
 
 #: Every field's name: ``K.trainable_pct == "trainable_pct"``.

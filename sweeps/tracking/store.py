@@ -285,16 +285,20 @@ def check_sweep_in_store(cfg: Any) -> None:
     from trainables.mlflow_names import KIND_TAG, SWEEP_TAG, default_tracking_uri, filter_value
 
     uri = cfg.tracking_uri or default_tracking_uri()
-    experiment = cfg.experiment or f"lorasweep-{cfg.study}"
+    experiment = cfg.experiment_name
     missing = (f"has no parent run of sweep {cfg.name!r} (experiment {experiment!r}); --resume continues a sweep "
                "in the store it was launched with: give that --tracking-uri")
     if (path := sqlite_path(uri)) is not None and not path.is_file():
         raise UserError("tracking_uri", f"{uri} {missing}")
     check_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    with http_settings(uri):
-        exp = client.get_experiment_by_name(experiment)
-        runs = exp and client.search_runs([exp.experiment_id], max_results=1, filter_string=(
-            f"tags.`{SWEEP_TAG}` = {filter_value(cfg.name)} and tags.`{KIND_TAG}` = 'sweep'"))
+    try:
+        with http_settings(uri):
+            exp = client.get_experiment_by_name(experiment)
+            runs = exp and client.search_runs([exp.experiment_id], max_results=1, filter_string=(
+                f"tags.`{SWEEP_TAG}` = {filter_value(cfg.name)} and tags.`{KIND_TAG}` = 'sweep'"))
+    except Exception as e:  # a store MLflow cannot read (an old schema, a server refusing)
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
     if not runs:
         raise UserError("tracking_uri", f"{uri} {missing}")
