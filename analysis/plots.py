@@ -101,7 +101,7 @@ def rank_points(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
                 continue
             rows.append({"line": line, "r": float(r), "metric": m, "value": float(pick[m]),
                          "low": float(pick[f"{m}_low"]), "high": float(pick[f"{m}_high"]),
-                         "n": int(pick[f"{m}_n"]), "sweeps": int(pick.get("sweeps", 1)),
+                         "n": int(pick[f"{m}_n"]), "sweeps": len(pick.get("sweeps", ())),
                          K.trainable_pct: float(pick[K.trainable_pct]),
                          "model": pick["model"], "rows": len(g), "chosen": " ".join(chosen),
                          "others": " ".join(picked),

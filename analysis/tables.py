@@ -198,8 +198,7 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
                 "stopped_early": g.count(STOPPED), "failed": g.count(FAILED),
                 "unfinished": sum(r.get("status") not in ENDED for r in g.trials),
                 "seeds": tuple(r[RUN][1] for r in g.chosen if r[RUN][1] is not None),
-                "sweeps": len({r["sweep_run_id"] for r in g.chosen}),
-                "pooled": tuple(dict.fromkeys(r["sweep"] for r in g.chosen)) if len(g.chosen) > 1 else ()})
+                "sweeps": tuple(sorted({r["sweep"] for r in g.chosen}))})  # the chosen trials' sweeps
     for k in grouping.nuisance:
         row[f"chosen.{k}"] = tuple(g.chosen_values(k))
     # A property of the configuration: from every trial when none ran to the end.
@@ -274,7 +273,7 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
         row += [fmt_value(s[K.trainable_pct]) if pd.isna(s[K.trainable_pct]) else f"{s['trainable_pct']:.4f}",
                 f"{s['completed']} / {s['stopped_early']} / {s['failed']}"
                 + (f" / {s['unfinished']}" if unfinished else "")]
-        runs = "runs" if s["sweeps"] > 1 else "seeds"  # what a cell's n counts
+        runs = "runs" if len(s["sweeps"]) > 1 else "seeds"  # what a cell's n counts
         row += [st.text(m.fmt, runs) if (st := stat(s, m.name)) else "-" for m in metrics]
         rows.append(row)
     n_lead = len(headers) - len(metrics)
@@ -287,7 +286,7 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
     return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
                  best=best, notes=table_notes(task, grouping, select, pooled=sorted(
-                     {name for names in summary.get("pooled", ()) if len(names) > 1 for name in names})),
+                     {name for names in summary.get("sweeps", ()) if len(names) > 1 for name in names})),
                  frame=csv_frame(summary, grouping, metrics))
 
 

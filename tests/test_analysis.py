@@ -351,7 +351,8 @@ def test_two_sweeps_of_a_study_are_two_runs_each_tuned_on_its_own(tmp_path):
     assert (row["val_loss"], row["val_loss_low"], row["val_loss_high"], row["val_loss_n"]) == \
         pytest.approx((1.60, 1.50, 1.65, 3))
     assert (row["BLEU"], row["BLEU_low"], row["BLEU_high"]) == pytest.approx((60.0, 58.0, 65.0))
-    assert (row["completed"], row["trials"], row["sweeps"], row["seeds"]) == (6, 6, 2, (0, 1))  # P1's are no replicates
+    assert (row["completed"], row["trials"], row["sweeps"], row["seeds"]) == \
+        (6, 6, ("pool-1", "pool-2"), (0, 1))  # P1's seeds are no replicates
     table = paper_table(summarise(data.trials, data.tasks["e2e"], groups), data.tasks["e2e"], groups)
     assert table.rows[0][1] == "0.0002, 0.001" and table.rows[0][4] == "1.6000 (1.5000-1.6500, 3 runs)"
     assert any(n.startswith("one row per scientific value") and "pool the sweeps pool-1, pool-2" in n

@@ -310,8 +310,7 @@ def base_loading(model: Any) -> dict[str, Any]:
             kwargs["problem_type"] = config.problem_type
         names = {str(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
         if names and names != {str(i): f"LABEL_{i}" for i in range(len(names))}:
-            kwargs["id2label"] = names
-            kwargs["label2id"] = {v: int(k) for k, v in names.items()}
+            kwargs["id2label"] = names  # label2id, its inverse, is derived on loading (base_kwargs)
         if auto == "AutoModelForSequenceClassification" and getattr(config, "pad_token_id", None) is not None:
             kwargs["pad_token_id"] = config.pad_token_id  # the token a decoder's classifier pools before
         if auto in CLASSIFIERS:
@@ -321,14 +320,11 @@ def base_loading(model: Any) -> dict[str, Any]:
 
 def base_kwargs(loading: dict[str, Any]) -> dict[str, Any]:
     """The ``from_pretrained`` keyword arguments of a recorded :func:`base_loading`: ``id2label``
-    keyed by the integer ids (JSON keeps them as text), ``label2id`` its inverse, and for a
-    classifier ``ignore_mismatched_sizes`` (the trial's head replaces one of another size)."""
+    keyed by the integer ids (JSON keeps them as text), and ``label2id`` its inverse."""
     kwargs = dict(loading["kwargs"])
     if "id2label" in kwargs:
         kwargs["id2label"] = {int(k): v for k, v in kwargs["id2label"].items()}
         kwargs["label2id"] = {v: k for k, v in kwargs["id2label"].items()}
-    if loading["auto_class"] in CLASSIFIERS:
-        kwargs["ignore_mismatched_sizes"] = True
     return kwargs
 
 

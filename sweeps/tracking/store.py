@@ -272,8 +272,13 @@ def check_tracking(client: Any, uri: str) -> None:
         with http_settings(uri):
             client.search_experiments(max_results=1)
     except Exception as e:
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
+        raise unusable_store(uri, e) from None
+
+
+def unusable_store(uri: str, error: Exception) -> UserError:
+    """The one line for a tracking store that failed ``error``'s call: its first line."""
+    reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})")
 
 
 def check_sweep_in_store(cfg: Any) -> None:
@@ -298,7 +303,6 @@ def check_sweep_in_store(cfg: Any) -> None:
             runs = exp and client.search_runs([exp.experiment_id], max_results=1, filter_string=(
                 f"tags.`{SWEEP_TAG}` = {filter_value(cfg.name)} and tags.`{KIND_TAG}` = 'sweep'"))
     except Exception as e:  # a store MLflow cannot read (an old schema, a server refusing)
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})") from None
+        raise unusable_store(uri, e) from None
     if not runs:
         raise UserError("tracking_uri", f"{uri} {missing}")
