@@ -20,7 +20,8 @@ from typing import Any
 
 from sweeps.ray_start import RayStartFailed
 from sweeps.stopping import Stopped
-from sweeps.study_file import FLAG_SETTINGS, SET_BY_CLI, TRIAL_SECTIONS, Study, load_study, on_import_path, read_study
+from sweeps.study_file import (FLAG_SETTINGS, PATH_SETTINGS, SET_BY_CLI, TRIAL_SECTIONS, Study, in_folder, load_study,
+                               on_import_path, read_study)
 from trainables.errors import UserError, did_you_mean, one_of
 
 EXIT_USAGE = 2
@@ -207,6 +208,9 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
     assignments = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
                    if getattr(args, flag, None) is not None]
     assignments += [parse_assignment(text) for text in args.sets]
+    # A relative path given here is the user's working folder's.
+    paths = {".".join(keys) for keys in PATH_SETTINGS}
+    assignments = [(k, in_folder(v, Path.cwd()) if k in paths else v) for k, v in assignments]
     overrides: dict[str, Any] = {}
     for key, value in assignments:
         if key.startswith("trial."):

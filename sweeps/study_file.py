@@ -122,7 +122,7 @@ PRESET_KEYS = ("extends", "parts", "default_parts")
 SET_BY_CLI = ("study", "preset", "part", "overrides")
 #: Settings that may name a file beside the study file.
 PATH_SETTINGS = (("space",), ("trial", "model", "name_or_path"), ("trial", "data", "source"),
-                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"))
+                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"), ("trial", "eval", "compare_models"))
 #: Flags every sweep script has, which a part flag cannot be.
 RESERVED_FLAGS = ("help", "preset", "set", "config", "resume", "dry-run")
 
@@ -266,9 +266,19 @@ def beside(data: dict[str, Any], folder: Path) -> None:
         node = data
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
-        value = node.get(keys[-1]) if isinstance(node, dict) else None
-        if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists():
-            node[keys[-1]] = str((folder / value).resolve())
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = in_folder(node[keys[-1]], folder)
+
+
+def in_folder(value: Any, folder: Path) -> Any:
+    """``value`` as an absolute path where it is a relative path to something in ``folder``
+    (each item of a list), else unchanged: trials run in folders of their own, where the
+    relative path would name nothing."""
+    if isinstance(value, (list, tuple)):  # eval.compare_models, whose "tuned" is the trial's model
+        return [v if v == "tuned" else in_folder(v, folder) for v in value]
+    if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists():
+        return str((folder / value).resolve())
+    return value
 
 
 def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:

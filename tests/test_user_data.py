@@ -9,6 +9,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -297,14 +298,26 @@ def test_a_missing_column_and_a_single_class_are_one_line_and_write_nothing(tmp_
 
 @pytest.mark.integration
 def test_sft_smoke_end_to_end(tmp_path, llama):
+    """The smoke sweep on the smoke data and model given as paths relative to the folder the
+    command runs in (trials run in folders of their own)."""
+    import shutil
+
     from sweep_runs import run_sweep_command
 
+    from trainables.offline.registry import resolve_smoke
+
+    shutil.copytree(resolve_smoke("smoke:sft", kind="data"), tmp_path / "mine")
+    (tmp_path / "llama").symlink_to(llama)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     s = run_sweep_command([sys.executable, str(REPO / "sweeps" / "sft.py"), "--preset", "smoke", "--name", "s",
                            "--tracking-uri", uri, "--storage", str(tmp_path / "rr"),
-                           "--search-space", str(REPO / "tests" / "data" / "sft_two_ranks.yaml")],
+                           "--search-space", str(REPO / "tests" / "data" / "sft_two_ranks.yaml"),
+                           "--data", "./mine", "--model", "llama", "--set", "data.columns.prompt=instruction",
+                           "--set", "data.columns.query=input", "--set", "data.columns.response=output"],
                           cwd=tmp_path, uri=uri, experiment="lorasweep-sft", completed=2)
     p = s.parent.data.params
+    t = s.trials[0].data.params
+    assert (t["data.source"], t["model.name_or_path"]) == (str(tmp_path / "mine"), str(Path(llama).resolve()))
     # smoke:sft has 240 rows in one train.jsonl: 24 (10%) held out for validation.
     assert (p["task"], p["data.val_from"], p["data.train_examples"], p["data.val_examples"]) == (
         "sft", "holdout of 24", "216", "24")
