@@ -12,7 +12,8 @@ model card (``README.md``: the sweep, the hyperparameters, the metrics, how to l
 * ``--merge``: the adapter merged into the base (peft ``merge_and_unload``), saved as a plain
   transformers model (``from_pretrained`` loads it without peft).
 * ``--register NAME``: also a version of the registered model ``NAME`` in the MLflow Model
-  Registry (the transformers flavour; an adapter is logged with a reference to its base).
+  Registry (the transformers flavour; an adapter is logged with a reference to its base; a
+  classifier's base, with the trial's head, is saved for it in ``DIR/base``).
 * ``--push-to-hub REPO``: also uploaded to the Hugging Face Hub repository ``REPO``.
 
 A mistake (no such run, a trial that recorded no adapter, an output directory in use) is one
@@ -34,6 +35,9 @@ from trainables.errors import UserError, one_of
 
 EXIT_USAGE = 2
 SOURCES = ("--run", "--sweep", "--study")
+#: The folder of the export directory that holds, for ``--register``, the base with the trial's
+#: head (a classifier's): MLflow loads a registered adapter's base from a folder without arguments.
+REGISTERED_BASE = "base"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +253,8 @@ def export(args: argparse.Namespace) -> Path:
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             model = write(stage, adapter, cfg, meta, merge=args.merge)
+            if args.register is not None and model is None and needs_own_base(meta):
+                load_base(cfg, meta).save_pretrained(stage / REGISTERED_BASE)
             (stage / "README.md").write_text(model_card(trial, parent, cfg, meta, merged=args.merge or
                                                         meta.get("method") == "full"))
             _readable_as_umask_allows(stage)
@@ -439,10 +445,18 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("torch", "transformers", "peft")]
 
 
+def needs_own_base(meta: dict[str, Any]) -> bool:
+    """Whether the adapter's base takes ``from_pretrained`` arguments (a classifier's head:
+    its labels), which MLflow does not pass when it loads a registered adapter's base."""
+    return meta.get("method") != "full" and bool(meta["base_loading"]["kwargs"])
+
+
 def register(model: Any, out: Path, cfg: Any, meta: dict[str, Any], trial: Any, *, name: str, uri: str) -> None:
     """A new version of the registered model ``name`` (MLflow's transformers flavour), logged
     as a model of the trial's run. An adapter is logged as peft's adapter with a reference to
-    its base (a local base directory by path, a hub model by its id)."""
+    its base: the export's ``base`` folder where the base takes arguments (a classifier's, saved
+    with the trial's head: MLflow loads it with ``from_pretrained(folder)`` alone), else a local
+    base directory by path, a hub model by its id."""
     import mlflow
     from huggingface_hub import ModelCard
     from transformers import AutoTokenizer
@@ -453,6 +467,8 @@ def register(model: Any, out: Path, cfg: Any, meta: dict[str, Any], trial: Any, 
         model = _load_saved(out, meta) if meta.get("method") == "full" else load_with_adapter(out, cfg, meta)
     peft_model = type(model).__name__.startswith("Peft")
     source = model_source(cfg)
+    if peft_model and needs_own_base(meta):  # written by export()
+        source = str((out / REGISTERED_BASE).resolve())
     task = "text-generation" if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM" else "text-classification"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=trial.info.experiment_id)

@@ -6,8 +6,11 @@ billing, shipping, technical). One trial of ``text_classification.py --preset sm
 local Ray into a real MLflow SQLite store: the trial replaces the 2-label head with a 3-label one.
 ``python -m sweeps.export`` writes its adapter (registered in MLflow) and the merged model; both
 load with plain transformers and peft (the adapter through its model card's own loading code)
-with the topics as labels: ``label2id`` is the inverse of ``id2label``. A ``--register`` name the
-MLflow Model Registry refuses is one line and exit code 2, with nothing written.
+with the topics as labels: ``label2id`` is the inverse of ``id2label``. The registered adapter
+loads back through MLflow (``mlflow.transformers.load_model`` and ``mlflow.pyfunc.load_model``)
+as a text-classification pipeline with the topics as labels, its logits those of the plain peft
+load. A ``--register`` name the MLflow Model Registry refuses is one line and exit code 2, with
+nothing written.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def test_a_base_with_a_head_of_another_size_trains_a_new_head(sweep):
 
 
 def test_the_exported_adapter_and_merged_model_load_with_the_topics_as_labels(sweep, tmp_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     assert _export(sweep, "--out", str(tmp_path / "adapter"), "--register", "tc-best") == 0
     assert _export(sweep, "--out", str(tmp_path / "merged"), "--merge") == 0
@@ -93,6 +96,25 @@ def test_the_exported_adapter_and_merged_model_load_with_the_topics_as_labels(sw
         config = model.config
         assert (config.num_labels, config.id2label, config.label2id) == (3, TOPICS, {v: k for k, v in TOPICS.items()})
     torch.testing.assert_close(_logits(merged, tokenizer), _logits(adapted, tokenizer), atol=1e-5, rtol=0)
+    assert AutoConfig.from_pretrained(tmp_path / "adapter" / "base").id2label == TOPICS  # the registered base
+    _the_registered_version_loads_as_the_adapter(sweep, adapted, tokenizer)
+
+
+def _the_registered_version_loads_as_the_adapter(sweep: dict, adapted, tokenizer) -> None:
+    """``models:/tc-best/1`` through MLflow: a pipeline whose model is the adapter on a base
+    with the trial's head (the topics as labels, the adapter's logits), and a pyfunc model
+    predicting the topic the adapter's largest logit names."""
+    import mlflow
+
+    mlflow.set_tracking_uri(sweep["uri"])
+    pipe = mlflow.transformers.load_model("models:/tc-best/1")
+    assert pipe.task == "text-classification"
+    assert (pipe.model.config.id2label, pipe.model.config.label2id) == (TOPICS, {v: k for k, v in TOPICS.items()})
+    expected = _logits(adapted, tokenizer)
+    torch.testing.assert_close(_logits(pipe.model.eval(), pipe.tokenizer), expected, atol=1e-5, rtol=0)
+    topics = [TOPICS[int(i)] for i in expected.argmax(-1)]
+    assert [p["label"] for p in pipe(TEXT)] == topics
+    assert list(mlflow.pyfunc.load_model("models:/tc-best/1").predict(TEXT)["label"]) == topics
 
 
 @pytest.mark.parametrize("name", ["a/b", "team:model", "..", "..x"])
