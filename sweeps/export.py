@@ -427,7 +427,11 @@ def _table(title: str, values: dict[str, Any]) -> list[str]:
 
 
 def _value(v: Any) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+    """A table cell: an integer-valued float (a parameter count, a step) in full, another
+    float to 6 significant digits."""
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else f"{v:.6g}"
+    return str(v)
 
 
 # --------------------------------------------------------------------------- registry and hub

@@ -409,6 +409,17 @@ def test_the_model_card_says_how_its_metrics_were_measured():
     assert _measured(plain, None, generates=True) == []
 
 
+def test_the_cards_tables_write_integer_valued_metrics_in_full():
+    """MLflow keeps every metric as a float: a parameter count or a step is written as the
+    integer it is, any other float to 6 significant digits."""
+    from sweeps.export import _table
+
+    rows = _table("Metrics", {"total_params": 22752390.0, "best_step": 120.0, "val_loss": 1.23456789,
+                              "lr": 2e-3, "val_accuracy": 0.5, "trainable_params": 0.0})
+    assert rows[4:-1] == ["| total_params | 22752390 |", "| best_step | 120 |", "| val_loss | 1.23457 |",
+                          "| lr | 0.002 |", "| val_accuracy | 0.5 |", "| trainable_params | 0 |"]
+
+
 def test_the_card_gives_decoding_settings_only_for_a_task_that_generates():
     """A classifier's trial records the eval.* defaults too; its card does not say it generated."""
     from types import SimpleNamespace
