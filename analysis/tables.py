@@ -328,8 +328,8 @@ def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[Metri
 
 
 def to_markdown(table: Table) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    """The table in GitHub Markdown, every text (names, values, notes) rendered as written."""
+    from analysis.markdown import text as esc
 
     lines = [f"**{esc(table.title)}**", "",
              "| " + " | ".join(esc(h) for h in table.headers) + " |",

@@ -355,6 +355,7 @@ def save_preprocessor(cfg: Any, out: Path) -> None:
 def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool) -> str:
     """README.md: the sweep and trial it comes from, the hyperparameters, the metrics, how it
     was saved and how to load it."""
+    from analysis.markdown import code, text
     from trainables.methods import quantized
     from trainables.models import model_source
     from trainables.standard_adapter import load_snippet
@@ -375,13 +376,14 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
     library = "transformers" if merged else "peft"
     lines = ["---", f"library_name: {library}", f"base_model: {base}",
              f"tags: [lorasweep, {meta.get('method', 'lora')}]", "---", "",
-             f"# {sweep.get('lorasweep.sweep', trial.info.run_name)}: {meta.get('method')} on {cfg.task}", ""]
-    origin = (f"the best completed trial of the lorasweep sweep `{sweep['lorasweep.sweep']}` (study "
-              f"`{sweep.get('lorasweep.study')}`, preset `{sweep.get('lorasweep.preset')}`; MLflow parent run "
-              f"`{parent.info.run_id}`)" if sweep and sweep.get("lorasweep.best_run_id") == trial.info.run_id
-              else f"a trial of the lorasweep sweep `{sweep.get('lorasweep.sweep', '?')}`")
-    lines += [f"Fine-tuned from `{base}`: {origin}; trial `{tags.get('lorasweep.trial_id')}`, MLflow run "
-              f"`{trial.info.run_id}` (`{trial.info.run_name}`).", ""]
+             f"# {text(sweep.get('lorasweep.sweep', trial.info.run_name))}: {text(meta.get('method'))} on "
+             f"{text(cfg.task)}", ""]
+    origin = (f"the best completed trial of the lorasweep sweep {code(sweep['lorasweep.sweep'])} (study "
+              f"{code(sweep.get('lorasweep.study'))}, preset {code(sweep.get('lorasweep.preset'))}; MLflow parent "
+              f"run `{parent.info.run_id}`)" if sweep and sweep.get("lorasweep.best_run_id") == trial.info.run_id
+              else f"a trial of the lorasweep sweep {code(sweep.get('lorasweep.sweep', '?'))}")
+    lines += [f"Fine-tuned from {code(base)}: {origin}; trial {code(tags.get('lorasweep.trial_id'))}, MLflow run "
+              f"`{trial.info.run_id}` ({code(trial.info.run_name)}).", ""]
     if merged and meta.get("method") != "full":
         lines += ["The adapter is merged into the base weights (peft `merge_and_unload`): a plain "
                   "transformers model." + (" The trial trained on the base quantised to 4-bit NF4; "
@@ -422,7 +424,9 @@ def _measured(trial: Any, parent: Any, *, generates: bool) -> list[str]:
 def _table(title: str, values: dict[str, Any]) -> list[str]:
     if not values:
         return []
-    rows = [f"| {k} | {_value(v)} |" for k, v in values.items()]
+    from analysis.markdown import text
+
+    rows = [f"| {k} | {text(_value(v))} |" for k, v in values.items()]
     return [f"## {title}", "", "| name | value |", "| --- | --- |", *rows, ""]
 
 

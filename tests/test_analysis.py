@@ -457,6 +457,35 @@ def test_paper_table_cells_status_chosen_lr_and_csv(rank_data, summary, groups):
     assert (row["BLEU"], row["BLEU_low"], row["BLEU_high"], row["lr_chosen"]) == (69.0, 68.0, 70.0, "0.0002, 0.001")
 
 
+#: Names as users give them, with what Markdown would read as markup: raw HTML, emphasis,
+#: a link, a code span, an entity, strikethrough, a heading's closing '#', table pipes.
+ODD_NAMES = ["sweep <t>", "*t* and _u_", "a|b", "x\\|y\\", "[l](u)", "`c`", "&amp;", "~~s~~", "n #", "1. _", "- d", "+ e", "---", "2)"]
+
+
+def _html_text(s: str) -> str:
+    """``s`` as markdown-it writes text in HTML."""
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def test_a_markdown_table_renders_user_given_names_as_written():
+    """Rendered by markdown-it-py (CommonMark, GitHub tables and strikethrough), every title,
+    header, cell (bold or not) and note of the Markdown table reads as the text it was given."""
+    markdown_it = pytest.importorskip("markdown_it")
+    from analysis.tables import Table, to_markdown
+
+    names = ODD_NAMES
+    table = Table(title=f"e2e: {names[0]}", headers=["model", *names[1:3]],
+                  rows=[[names[3], names[4], names[5]], [names[6], names[7], names[8]]], align=["l", "r", "r"],
+                  best={(1, 2)}, notes=[f"rows pool the sweeps {', '.join(names)}", *names[9:]])
+    html = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(to_markdown(table))
+    cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", html)
+    assert cells == [_html_text(c) for c in ["model", *names[1:3], *names[3:8]]] + \
+        [f"<strong>{_html_text(names[8])}</strong>"]
+    assert f"<p><strong>{_html_text(table.title)}</strong></p>" in html
+    assert re.findall(r"<li>(.*?)</li>", html) == [_html_text(n) for n in table.notes]
+    assert "\\\\|" not in to_markdown(Table("t", ["a|b"], [], ["l"]))  # the pipe escaped once
+
+
 def test_sweeps_without_tags_count_every_swept_setting_as_scientific(rank_data):
     from dataclasses import replace
 

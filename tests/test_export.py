@@ -275,6 +275,31 @@ def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registe
     assert [(int(v.version), v.run_id) for v in versions] == [(1, best.info.run_id)]
 
 
+def test_the_cards_heading_and_origin_render_user_given_names_as_written(layouts, tmp_path):
+    """The best trial's card, its sweep, study and preset given names with markup in them (raw
+    HTML, emphasis, backticks), rendered by markdown-it-py: the heading and the code spans of
+    the origin line read as the names."""
+    markdown_it = pytest.importorskip("markdown_it")
+    from types import SimpleNamespace
+
+    from sweeps.export import _download, _trial_config, model_card
+
+    best, parent = _best(layouts)[0], layouts["parent"]
+    adapter = _download(layouts["client"], best, tmp_path)
+    cfg, meta = _trial_config(adapter.parent), json.loads((adapter / "lorasweep_adapter.json").read_text())
+    names = {"lorasweep.sweep": "sweep <t> *t* #", "lorasweep.study": "a`b``c", "lorasweep.preset": "`p` _q_"}
+    odd = SimpleNamespace(info=parent.info, data=SimpleNamespace(tags={**parent.data.tags, **names},
+                                                                 params=parent.data.params))
+    html = markdown_it.MarkdownIt("commonmark").render(model_card(best, odd, cfg, meta, merged=False))
+
+    def shown(s: str) -> str:  # as markdown-it writes text in HTML
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+    assert f"<h1>{shown(names['lorasweep.sweep'])}: {meta['method']} on {cfg.task}</h1>" in html
+    for name in names.values():
+        assert f"<code>{shown(name)}</code>" in html, name
+
+
 def test_the_study_and_the_sweep_name_resolve_to_the_parents_best_trial(layouts):
     import argparse
 
