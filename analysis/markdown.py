@@ -8,7 +8,8 @@ a block at a line's start (``1.``, ``-``, ``+``, ``---``), so that a note in a l
 written too. In a GitHub table a ``\\|`` is a literal ``|`` (the cell splitter takes the
 backslash off before the inline pass), so :func:`text` also serves table cells. :func:`code` is
 a code span, where backslash escapes do not apply: its backtick fence is longer than any run
-of backticks in the text.
+of backticks in the text; :func:`fenced` a code block, for text of several lines (an error and
+its traceback).
 """
 
 from __future__ import annotations
@@ -42,3 +43,9 @@ def code(s: object) -> str:
     pad = " " if s.startswith("`") or s.endswith("`") or (s.startswith(" ") and s.endswith(" ") and s.strip()) else ""
     return f"{fence}{pad}{s}{pad}{fence}"
 
+
+def fenced(s: object) -> str:
+    """``s`` (``str(s)``, lines and all) as a fenced Markdown code block that renders as ``s``."""
+    s = str(s)
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", s)), default=0))
+    return f"{fence}\n{s}\n{fence}"

@@ -39,6 +39,7 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
     assert "out of memory: the trial needed more than resources.memory_limit_mb=300 MiB" in out
     assert "can't allocate memory" in out  # the allocator's own words, not an invented failure
 
+    markdown_it = pytest.importorskip("markdown_it")
     from mlflow import MlflowClient
 
     children, parents = runs_by_kind(MlflowClient(tracking_uri=uri))
@@ -56,6 +57,10 @@ def test_failing_trials_are_isolated_retried_and_reported(tmp_path, smoke_assets
         assert text in tags["lorasweep.error"].splitlines()[0]
         assert text in tags["lorasweep.error_attempt_1"]  # the first attempt's error, kept
         assert "Trial failed (2 attempts)" in tags["mlflow.note.content"]
+        # The note (Markdown in MLflow's UI) shows the error as recorded: a code block.
+        error = tags["lorasweep.error"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert f"<pre><code>{error.replace(chr(34), '&quot;')}\n</code></pre>" in markdown_it.MarkdownIt(
+            "commonmark").render(tags["mlflow.note.content"])
     assert parents[0].data.metrics["trials_failed"] == 2.0
     with open(tmp_path / "rr" / "faults" / "results.csv") as fh:
         rows = list(csv.DictReader(fh))

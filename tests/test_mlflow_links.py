@@ -6,6 +6,8 @@ browser check that these links show the runs is ``test_cluster_multinode.py``.""
 
 from __future__ import annotations
 
+import pytest
+
 from sweeps.tracking.links import print_links, study_description, ui_links
 
 
@@ -45,3 +47,6 @@ def test_the_experiment_description_is_the_study_scripts_first_paragraph():
     assert "Model training" in note
     assert study_description("my-own", "  A study\n of mine. ").startswith("A study of mine.\n\n")
     assert study_description("export", "Mine.").startswith("Mine.\n\n")  # a module, not a study
+    markdown_it = pytest.importorskip("markdown_it")  # a study named with emphasis marks, rendered as named
+    assert markdown_it.MarkdownIt("commonmark").render(study_description("_x_", "")).startswith(
+        "<p>lorasweep study _x_</p>")

@@ -98,14 +98,16 @@ def print_links(tracking_uri: str, experiment_id: str, parent_run_id: str, sweep
 
 def study_description(study: str, fallback: str) -> str:
     """The study's experiment description (markdown): the first paragraph of its script's
-    docstring (``sweeps/<study>.py``), else ``fallback``, and where its runs are in the UI."""
+    docstring (``sweeps/<study>.py``), else ``fallback`` (the preset's description, Markdown as
+    written), else the study's name, and where its runs are in the UI."""
     import importlib
 
+    from analysis import markdown
     from sweeps.study_file import studies
 
     text = ""
     if study in studies():  # not a study file of one's own
         text = (importlib.import_module(f"sweeps.{study}").__doc__ or "").strip().split("\n\n", 1)[0]
-    text = " ".join((text or fallback or f"lorasweep study {study}").split())
+    text = " ".join((text or fallback or f"lorasweep study {markdown.text(study)}").split())
     return (f"{text}\n\nOne parent run per sweep, one child run per trial: the **Model training** "
             "workspace's Runs tab lists them; the link each sweep prints at its end opens its runs.")

@@ -31,6 +31,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from analysis.markdown import fenced
 from trainables.mlflow_names import (
     COMPLETED,
     FAILED,
@@ -352,7 +353,7 @@ class MlflowRecorder(Callback):
         self.errors[tid] = error.split("\n", 1)[0]
         tags = {STATUS_TAG: FAILED, "lorasweep.error": error, "lorasweep.attempts": attempts,
                 "mlflow.note.content": f"Trial failed ({attempts} attempt{'s' if attempts > 1 else ''}):"
-                                       f"\n\n{error}"}
+                                       f"\n\n{fenced(error)}"}
         self._record(trial, "end", "end (failed)", status=FAILED, tags=tags, checkpoint=None,
                      run_status="FAILED")
         self.outcomes[tid] = FAILED
