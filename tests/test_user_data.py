@@ -93,6 +93,23 @@ def test_a_bad_row_is_named_with_its_file_and_line(tmp_path, name, text, fragmen
     assert err.value.field == "data.source" and fragment in err.value.message
 
 
+def test_a_csv_row_is_numbered_by_the_line_it_starts_on(tmp_path):
+    from trainables.tasks.user_data import read_file
+
+    # line 1 header; 2-3 one quoted row; 4 blank; 5 a row; 6-7 one quoted row
+    path = tmp_path / "t.csv"
+    path.write_text('text,label\n"a\nb",x\n\nc,y\n"d\ne",z\n', encoding="utf-8")
+    split = read_file(path)
+    assert split.rows == [{"text": "a\nb", "label": "x"}, {"text": "c", "label": "y"},
+                          {"text": "d\ne", "label": "z"}]
+    assert split.lines == [2, 5, 6]
+    # lines 2-3 a good row; 4 blank; 5-6 a quoted row of one field, which starts on line 5
+    path.write_text('text,label\n"a\nb",x\n\n"c\nd"\n', encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        read_file(path)
+    assert err.value.message == f"{path} line 5: expected 2 fields (text, label)"
+
+
 # ----------------------------------------------------------------------------- sft
 
 

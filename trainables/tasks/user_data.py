@@ -87,17 +87,22 @@ def _ordered_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
 
 
 def read_csv(path: Path) -> Split:
+    """A CSV file with a header row; each row is numbered by the line it starts on (a quoted
+    field may span lines; blank lines are skipped)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = tuple(reader.fieldnames or ())
+            reader = csv.reader(fh)
+            header = tuple(next(reader, ()))
             rows, lines = [], []
-            for row in reader:
-                if None in row or None in row.values():
-                    raise UserError("data.source", f"{path} line {reader.line_num}: expected {len(header)} "
-                                                   f"fields ({', '.join(header)})")
-                rows.append(row)
-                lines.append(reader.line_num)
+            start = reader.line_num + 1
+            for fields in reader:
+                if fields:
+                    if len(fields) != len(header):
+                        raise UserError("data.source", f"{path} line {start}: expected {len(header)} "
+                                                       f"fields ({', '.join(header)})")
+                    rows.append(dict(zip(header, fields)))
+                    lines.append(start)
+                start = reader.line_num + 1
     except UnicodeDecodeError:
         raise UserError("data.source", f"{path}: not UTF-8 text") from None
     return Split(str(path), rows, header, lines)
