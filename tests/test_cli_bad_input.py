@@ -159,6 +159,10 @@ def _agnews_bad_class(tmp: Path) -> None:
     (d / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _csv_repeated_column(tmp: Path) -> None:
+    (tmp / "reviews.csv").write_text("text,label,text\ngood,pos,fine\nbad,neg,poor\n", encoding="utf-8")
+
+
 def _squad_bad_json(tmp: Path) -> None:
     from trainables.offline.squad_synth import write_squad_dataset
 
@@ -393,6 +397,8 @@ CASES = [
      "needs its API key in $LORASWEEP_NO_SUCH_KEY", None),
     ("judge-callable-in-space", QLORA, ["--search-space", "{tmp}/space.yaml"], "space.fixed.eval.judge",
      "'mypkg.judges:score' is Python code and a search space is plain data", _space_with_callable_judge),
+    ("csv-repeated-column", "text_classification.py", ["--data", "{tmp}/reviews.csv"], "data.source",
+     "{tmp}/reviews.csv: the header repeats column 'text'; name each column once", _csv_repeated_column),
     ("smoke-data-unknown", E2E, ["--data", "smoke:nope"], "data.source", "unknown offline data 'smoke:nope'", None),
     # --- models and adapters
     ("model-missing", E2E, ["--model", "{tmp}/no-such-model"], "model.name_or_path", "does not exist", None),

@@ -81,6 +81,8 @@ def test_json_array_jsonl_and_csv_read_alike_and_a_directory_names_its_splits(tm
     ("t.jsonl", '{"a": 1}\n{"a": 2\n', "t.jsonl line 2: not valid JSON"),
     ("t.jsonl", '{"a": 1}\n[1, 2]\n', "t.jsonl line 2: expected an object"),
     ("t.csv", "a,b\n1,2\n3\n", "t.csv line 3: expected 2 fields"),
+    ("t.csv", "text,label,text\na,1,b\n", "t.csv: the header repeats column 'text'; name each column once"),
+    ("t.csv", "b,a,b,c,a\n1,2,3,4,5\n", "t.csv: the header repeats columns 'b', 'a'; name each column once"),
     ("t.json", '[{"a": 1}, 7]', "t.json item 1: expected an object"),
     ("t.txt", "hello", "expected a '.jsonl', '.json' or '.csv' file"),
 ])

@@ -3,7 +3,8 @@
 A source (``data.source``) is one of:
 
 * a file: ``.jsonl`` (JSON Lines), ``.json`` (a JSON array of objects, as LLaMA-Factory's
-  ``alpaca_en_demo.json``, or JSON Lines) or ``.csv`` (with a header row): the training split;
+  ``alpaca_en_demo.json``, or JSON Lines) or ``.csv`` (a header row naming each column once): the
+  training split;
 * a directory of such files named by split, the names ``datasets`` gives them: ``train.*``,
   ``validation.*`` (or ``valid``, ``val``, ``dev``, ``eval``) and ``test.*``;
 * a hub dataset, read by ``datasets.load_dataset(name, revision=...)``, with a ``train``
@@ -87,12 +88,17 @@ def _ordered_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
 
 
 def read_csv(path: Path) -> Split:
-    """A CSV file with a header row; each row is numbered by the line it starts on (a quoted
-    field may span lines; blank lines are skipped)."""
+    """A CSV file with a header row that names each column once; each row is numbered by the
+    line it starts on (a quoted field may span lines; blank lines are skipped)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, ()))
+            repeated = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+            if repeated:
+                raise UserError("data.source", f"{path}: the header repeats column"
+                                               f"{'s' * (len(repeated) > 1)} {', '.join(map(repr, repeated))}; "
+                                               "name each column once")
             rows, lines = [], []
             start = reader.line_num + 1
             for fields in reader:
