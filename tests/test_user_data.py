@@ -66,6 +66,8 @@ def test_json_array_jsonl_and_csv_read_alike_and_a_directory_names_its_splits(tm
         split = read_file(tmp_path / name)
         assert split.rows == ALPACA and split.columns == ("instruction", "input", "output"), name
     assert read_file(tmp_path / "d.csv").at(2) == f"{tmp_path / 'd.csv'} line 4"
+    (tmp_path / "e.json").write_text(json.dumps(ALPACA[0]) + "\n", encoding="utf-8")  # one object, one line
+    assert read_file(tmp_path / "e.json").rows == ALPACA[:1] and read_file(tmp_path / "e.json").lines == [1]
     d = tmp_path / "dir"
     for name in ("train.jsonl", "dev.csv", "test.json"):
         (d / name).parent.mkdir(exist_ok=True)
@@ -84,6 +86,8 @@ def test_json_array_jsonl_and_csv_read_alike_and_a_directory_names_its_splits(tm
     ("t.csv", "text,label,text\na,1,b\n", "t.csv: the header repeats column 'text'; name each column once"),
     ("t.csv", "b,a,b,c,a\n1,2,3,4,5\n", "t.csv: the header repeats columns 'b', 'a'; name each column once"),
     ("t.json", '[{"a": 1}, 7]', "t.json item 1: expected an object"),
+    ("t.json", '{"version": 1,\n "data": [{"a": 1}]}\n', "t.json holds one JSON object; expected a list of "
+     "records (a JSON array of objects) or JSON Lines (one object a line)"),
     ("t.txt", "hello", "expected a '.jsonl', '.json' or '.csv' file"),
 ])
 def test_a_bad_row_is_named_with_its_file_and_line(tmp_path, name, text, fragment):

@@ -115,12 +115,18 @@ def read_csv(path: Path) -> Split:
 
 
 def read_json(path: Path) -> Split:
-    """A JSON array of objects, or JSON Lines (in a ``.json`` or ``.jsonl`` file)."""
+    """A JSON array of objects, or JSON Lines (in a ``.json`` or ``.jsonl`` file). A ``.json``
+    file that is one object over several lines (``{"version": 1, "data": [...]}``) is neither;
+    one object on one line is JSON Lines of one record."""
     if path.suffix == ".json":
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            value = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError):
             value = None  # not one JSON document: read it as JSON Lines
+        if isinstance(value, dict) and len(text.strip().splitlines()) > 1:
+            raise UserError("data.source", f"{path} holds one JSON object; expected a list of records (a JSON "
+                                           "array of objects) or JSON Lines (one object a line)")
         if isinstance(value, list):
             for i, item in enumerate(value):
                 if not isinstance(item, dict):
