@@ -225,6 +225,34 @@ def test_the_label_set_is_read_from_train_and_sizes_the_head(tmp_path):
         task.check(cfg)
 
 
+@pytest.mark.parametrize("value, expected", [
+    # text: an integer only in canonical decimal form (what str(int) writes, as a CSV holds it)
+    ("7", 7), (" 7 ", 7), ("-3", -3), ("0", 0), ("10", 10),
+    ("07", "07"), ("007", "007"), ("+7", "+7"), ("-0", "-0"), ("1.0", "1.0"), ("\u00b2", "\u00b2"),
+    ("\u0663", "\u0663"), ("pos", "pos"),
+    # JSON numbers and JSON text read alike
+    (7, 7), (7.0, 7), (-3, -3),
+])
+def test_a_label_is_an_integer_only_when_written_as_one(value, expected):
+    from trainables.tasks.text_classification import label_value
+    from trainables.tasks.user_data import Split
+
+    got = label_value(Split("t.jsonl", [{"label": value}], ("label",), [1]), 0, "label")
+    assert got == expected and type(got) is type(expected)
+
+
+def test_labels_written_with_leading_zeros_are_classes_of_their_own(tmp_path):
+    from trainables.tasks.text_classification import read_labelled
+    from trainables.tasks.user_data import read_file
+
+    path = write_csv(tmp_path / "t.csv", ["text", "label"],
+                     [["a", "1"], ["b", "01"], ["c", "\u00b2"], ["d", "1"], ["e", "7"], ["f", "007"]])
+    examples, record = read_labelled(trial("text-classification", path), {"train": read_file(path)})
+    # integers by value (1, 7), then strings by code point: "007" < "01" < "\u00b2"
+    assert record["labels"] == ["1", "7", "007", "01", "\u00b2"]
+    assert [e.label for e in examples["train"]] == [0, 3, 4, 0, 1, 2]
+
+
 def test_without_a_test_split_the_trial_notes_that_its_test_metrics_are_the_validation_sets(tmp_path):
     """One CSV: validation is held out of it and the test metrics repeat it; the final
     report's note says so (the summary and the MLflow run show it beside the metrics)."""

@@ -6,12 +6,13 @@ model's separator) and a label column: ``data.columns: {text: ..., text_pair: ..
 ...}``; a role it leaves out is the column of that name (``text``, ``label``, and ``text_pair``
 when the data has one).
 
-Labels are strings or integers (``"positive"``, ``3``; an integer written as text, as a CSV
-writes it, is that integer; a hub dataset's ``ClassLabel`` column gives its class names). The label set is the distinct labels of the training data, sorted
-(integers by value, strings alphabetically); a label of the validation or test data outside it,
-or a training set of one class, is refused before launch. The label set is recorded
-(``data.labels`` on the sweep's MLflow run) and becomes the model's ``id2label``; predictions
-are written with these names.
+Labels are strings or integers (``"positive"``, ``3``; an integer written as text in canonical
+decimal form, as a CSV writes it (``3``, ``-1``; not ``03``, ``+3`` or ``²``), is that integer,
+other text is a string label; a hub dataset's ``ClassLabel`` column gives its class names). The
+label set is the distinct labels of the training data, sorted (integers by value, strings
+alphabetically); a label of the validation or test data outside it, or a training set of one
+class, is refused before launch. The label set is recorded (``data.labels`` on the sweep's
+MLflow run) and becomes the model's ``id2label``; predictions are written with these names.
 
 Splits: validation is the source's validation split, or ``data.holdout_size`` training rows
 held out, or a seeded 10% of train (:func:`~trainables.tasks.user_data.train_and_val`); the
@@ -25,6 +26,7 @@ set at the end of a full trial.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,16 +38,22 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 ROLES = ("text", "text_pair", "label")
+#: An integer as ``str(int)`` writes it.
+CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
 def label_value(split: Split, i: int, column: str) -> int | str:
-    """Row ``i``'s label: an integer (also when written as text), or a string."""
+    """Row ``i``'s label: an integer, or a string. A number with no fractional part is that
+    integer; text (spaces around it dropped) is an integer when it is one in canonical decimal
+    form, as ``str(int)`` writes it and as a CSV column of integers holds it: ``0``, or an
+    optional ``-`` and ASCII digits without a leading zero. Other text stays a string, so
+    ``"07"`` and ``7`` are two classes and ``"²"`` is a string."""
     value = split.rows[i].get(column)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
         value = value.strip()
-        if value.lstrip("-").isdigit():
+        if CANONICAL_INT.fullmatch(value):
             value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
         raise UserError("data.columns.label", f"{split.at(i)}: label {value!r} in column {column!r} is "
