@@ -255,21 +255,50 @@ def test_labels_written_with_leading_zeros_are_classes_of_their_own(tmp_path):
 
 def test_without_a_test_split_the_trial_notes_that_its_test_metrics_are_the_validation_sets(tmp_path):
     """One CSV: validation is held out of it and the test metrics repeat it; the final
-    report's note says so (the summary and the MLflow run show it beside the metrics)."""
+    report's note says so (the summary and the MLflow run show it beside the metrics). The
+    prediction files write the data's own labels (3 and 7), not the class ids (0 and 1)."""
     from dataclasses import replace
 
+    from trainables.checkpointing import OUTPUTS_DIR
     from trainables.loop import run_loop
     from trainables.session import LocalSession
+    from trainables.tasks.registry import get_task
 
-    rows = [[f"review {i} {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg"] for i in range(40)]
+    rows = [[f"review {i} {'good' if i % 2 else 'bad'}", "7" if i % 2 else "3"] for i in range(40)]
+    unlabelled = write_csv(tmp_path / "unlabelled.csv", ["id", "text"], [["a", "so good"], ["b", "so bad"]])
     cfg = trial("text-classification", write_csv(tmp_path / "one.csv", ["text", "label"], rows), model="minilm",
-                holdout_size=8)
+                holdout_size=8, predict_file=str(unlabelled))
     cfg = replace(cfg, seed=1, train=replace(cfg.train, max_steps=1))
-    session = LocalSession()
+    session = LocalSession(tmp_path / "checkpoints")
     run_loop(cfg, session)
     final = session.reports[-1]
     assert final["final_note"] == "the data has no test split: the test metrics are the validation set's"
     assert final["accuracy"] == final["val_accuracy"]
+
+    outputs = session.checkpoints[-1] / OUTPUTS_DIR
+    with open(outputs / "test_predictions.csv", newline="") as fh:
+        tested = list(csv.DictReader(fh))
+    label_of = dict((text, label) for text, label in rows)
+    held_out = get_task("text-classification").split(cfg)["test"]
+    assert [r["label"] for r in tested] == [label_of[e.text_a] for e in held_out]
+    assert {r["prediction"] for r in tested} <= {"3", "7"}
+    assert final["accuracy"] == pytest.approx(100 * sum(r["label"] == r["prediction"] for r in tested) / 8)
+    with open(outputs / "predictions.csv", newline="") as fh:
+        predicted = list(csv.DictReader(fh))
+    assert [r["id"] for r in predicted] == ["a", "b"] and {r["label"] for r in predicted} <= {"3", "7"}
+
+
+def test_predictions_of_ones_own_data_are_its_labels_under_either_numbering(tmp_path):
+    from trainables.tasks.registry import get_task
+
+    rows = [["a", "1"], ["b", "2"], ["c", "5"], ["d", "2"]]
+    cfg = trial("text-classification", write_csv(tmp_path / "t.csv", ["text", "label"], rows), model="minilm",
+                holdout_size=1)
+    task = get_task("text-classification")
+    task.check(cfg)
+    for numbering in ("index", "release"):
+        assert [task.output_label(k, numbering) for k in range(3)] == ["1", "2", "5"]
+    assert [task.class_label(k) for k in range(3)] == ["1", "2", "5"]
 
 
 def test_a_hub_class_label_column_gives_its_class_names():

@@ -130,7 +130,8 @@ class DataConfig:
     predict_labels: Literal["index", "release"] = "index"
     """How ``predictions.csv`` writes a class: ``index``, its id 0..n-1 as the hub dataset
     numbers the classes; ``release``, the label of the task's original release (AG News's
-    CSVs: 1-4)."""
+    CSVs: 1-4). ``text-classification`` (your own data) writes the data's own labels under
+    either, here and in ``test_predictions.csv``."""
     standardize_targets: bool = True
     """Regression tasks (STS-B): train on the targets standardised with the mean and standard
     deviation of the training labels, z = (y - mean) / std, and map the model's outputs back,

@@ -470,7 +470,8 @@ class ClassificationTask(PerExampleLogits, Task):
             with open(out_dir / f"{name}_predictions.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["index", "label", "prediction"])
-                w.writerows(zip(range(len(preds)), labels, preds))
+                w.writerows((k, self.class_label(y), self.class_label(p))
+                            for k, (y, p) in enumerate(zip(labels, preds)))
         if len(self.test_names) > 1:
             results.update(compute(self.metric_names, every_label, every_pred))
         if "predict" in data.test:
@@ -482,6 +483,11 @@ class ClassificationTask(PerExampleLogits, Task):
                 w.writerow(["id", "label"])
                 w.writerows(zip(ids, (self.output_label(p, cfg.data.predict_labels) for p in preds)))
         return results
+
+    def class_label(self, value: Any) -> Any:
+        """A label or prediction as ``<test>_predictions.csv`` writes it: the class id (a
+        regression target as it is)."""
+        return value
 
     def output_label(self, pred: Any, labels: str = "index") -> Any:
         """A prediction as ``predictions.csv`` writes it (``labels``: ``data.predict_labels``)."""

@@ -102,9 +102,10 @@ class TextClassification(ClassificationTask):
     """The classification family on a user's columns; the label set comes from the data.
 
     The family reads ``label_names`` (the head's size and ``id2label``, label counts, the
-    names predictions are written with); here each entry point that is given the trial config
-    (:meth:`check_source`, :meth:`skeleton`, :meth:`load_model`, :meth:`_build`) sets it from
-    :meth:`record`, which is memoised on the data, so a trial reads it without reading the data.
+    labels ``predictions.csv`` and ``test_predictions.csv`` are written with); here each entry
+    point that is given the trial config (:meth:`check_source`, :meth:`skeleton`,
+    :meth:`load_model`, :meth:`_build`) sets it from :meth:`record`, which is memoised on the
+    data, so a trial reads it without reading the data.
     """
 
     name = "text-classification"
@@ -128,7 +129,7 @@ class TextClassification(ClassificationTask):
                                                 "code": code_version()}, compute)
 
     def _use_labels(self, cfg: TrialConfig) -> None:
-        self.label_names = self.output_labels = tuple(self.record(cfg)["labels"])
+        self.label_names = tuple(self.record(cfg)["labels"])
 
     # ----------------------------------------------------------- the family's hooks
     def check(self, cfg: TrialConfig) -> None:
@@ -167,6 +168,15 @@ class TextClassification(ClassificationTask):
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
         self._use_labels(cfg)
         return super().load_model(cfg)
+
+    def class_label(self, value: Any) -> str:
+        """The data's own label of class id ``value``, as the prediction files write it."""
+        return self.label_names[int(value)]
+
+    def output_label(self, pred: Any, labels: str = "index") -> str:
+        """The data's own label under either ``data.predict_labels``: its classes have no hub
+        or release numbering."""
+        return self.class_label(pred)
 
     def final_eval(self, model: Any, tokenizer: Any, data: Any, cfg: TrialConfig, **kw: Any) -> dict[str, Any]:
         """The test metrics; where the data has no test split they are the validation set's,
