@@ -49,6 +49,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
     targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
     pairs = method_pairs(base, space, grid_trials)
     trials = [trial0, *grid_trials]
+    lengths = sorted({t.data.max_length for t in trials} | set(space.values_of("data.max_length")))
 
     def run() -> str:
         from trainables.adapters import check_adapter_methods, check_adapter_targets
@@ -62,12 +63,25 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
         check_quantization(trials, skeleton)
+        check_max_length(skeleton, lengths)
         return skeleton.config.model_type
 
     return memoised_on_model("model-checks", model_source(trial0), run,
                              libraries=("torch", "transformers", "peft", "bitsandbytes"),
-                             task=task.name, targets=targets, pairs=pairs,
+                             task=task.name, targets=targets, pairs=pairs, lengths=lengths,
                              trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+
+
+def check_max_length(skeleton: Any, lengths: list[int]) -> None:
+    """Refuse a ``data.max_length`` longer than the model's learned position embeddings hold
+    (an example that long would fail every trial); models without them (rotary, relative,
+    images) take any."""
+    from trainables.models import position_limit
+
+    limit = position_limit(skeleton)
+    if limit is not None and max(lengths) > limit:
+        raise UserError("data.max_length", f"{max(lengths)} tokens is more than this model's {limit} positions "
+                                           f"({skeleton.config.model_type}); accepted: 1..{limit}")
 
 
 def check_cpu_precisions(cfg: SweepConfig, trials: list[TrialConfig], space: Any) -> None:

@@ -230,6 +230,11 @@ CASES = [
     ("warmup-negative", E2E, ["--set", "train.warmup_steps=-5"], "train.warmup_steps", "integer >= 0, got -5", None),
     ("unknown-method", E2E, ["--set", "adapter.method=dorra"], "adapter.method", "did you mean 'dora'", None),
     ("unknown-targets", E2E, ["--set", "adapter.targets=c_atn"], "adapter.targets", "no module named 'c_atn'", None),
+    # MiniLM (BERT) learns 512 positions, the smoke tiny GPT-2 256 (max_position_embeddings, n_positions)
+    ("max-length-past-positions", AGNEWS, ["--set", "data.max_length=513"], "data.max_length",
+     "513 tokens is more than this model's 512 positions (bert); accepted: 1..512", None),
+    ("max-length-past-positions-gpt2", E2E, ["--set", "data.max_length=300", "--dry-run"], "data.max_length",
+     "300 tokens is more than this model's 256 positions (gpt2)", None),
     ("targets-empty-list", E2E, ["--set", "adapter.targets=,"], "adapter.targets",
      "must name a target group or module names, got ','", None),
     ("swept-and-set", E2E, ["--set", "adapter.r=8"], "adapter.r", "the search space sweeps it", None),

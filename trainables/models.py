@@ -34,3 +34,21 @@ def tokenizer_identity(cfg: TrialConfig) -> str:
 
     return memoised_on_model("tokenizer", model_source(cfg), lambda: tokenizer_digest(load_tokenizer(cfg)),
                              libraries=("transformers", "tokenizers"))
+
+
+#: Names of the learned position-embedding tables of transformers' models (BERT, RoBERTa,
+#: GPT-2, OPT, BART, ...): one row per position a token can take.
+POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")
+
+
+def position_limit(model: Any) -> int | None:
+    """How many tokens a sequence of ``model`` (built or on the meta device) can hold: the
+    rows of its learned position table, less those before the first position where positions
+    count from after the padding index (RoBERTa's ``padding_idx``); None without such a table."""
+    import torch
+
+    limits = [m.num_embeddings - (m.padding_idx + 1 if m.padding_idx is not None else 0)
+              for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES]
+    return min(limits) if limits else None
+
