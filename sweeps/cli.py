@@ -205,12 +205,8 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         data.get("trial", {}).get("data", {}).pop("columns", None)
     for flag in ("model", "data", "search_space", "storage"):
         check_home(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
-    assignments = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
-                   if getattr(args, flag, None) is not None]
-    assignments += [parse_assignment(text) for text in args.sets]
     # A relative path given here is the user's working folder's.
-    paths = {".".join(keys) for keys in PATH_SETTINGS}
-    assignments = [(k, in_folder(v, Path.cwd()) if k in paths else v) for k, v in assignments]
+    assignments = [(k, in_folder(v, Path.cwd()) if k in PATH_KEYS else v) for k, v in command_settings(args)]
     overrides: dict[str, Any] = {}
     for key, value in assignments:
         if key.startswith("trial."):
@@ -222,6 +218,36 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
     if part is not None and data.get("name") and not str(data["name"]).endswith(f"-{part}"):
         data["name"] = f"{data['name']}-{part}"  # --name X --task rte -> X-rte (as does --name X-rte)
     return from_dict(SweepConfig, data)
+
+
+#: Settings that name a file or folder, as the command line sets them.
+PATH_KEYS = {".".join(keys) for keys in PATH_SETTINGS}
+
+
+def command_settings(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The settings the command line gives (its flags', then each ``--set``), as given."""
+    given = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
+             if getattr(args, flag, None) is not None]
+    return given + [parse_assignment(text) for text in args.sets]
+
+
+def as_given(message: str, args: argparse.Namespace) -> str:
+    """``message`` with the relative paths of the command line (read made absolute) written
+    as the user gave them."""
+    import re
+
+    try:
+        given = [(k, v) for k, v in command_settings(args) if k in PATH_KEYS]
+    except UserError:  # the command line's own mistake: no path was read
+        return message
+    pairs = {}
+    for _, value in given:
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and in_folder(v, Path.cwd()) != v:
+                pairs[in_folder(v, Path.cwd())] = str(Path(v))
+    for absolute in sorted(pairs, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w/.~-]){re.escape(absolute)}(?=$|[/\s'\"),;:])", lambda _: pairs[absolute], message)
+    return message
 
 
 def build_configs(study: Study, args: argparse.Namespace) -> list[Any]:
@@ -299,7 +325,8 @@ def run_study(study: str | None, argv: list[str] | None = None, *, doc: str = ""
     except UserError as e:
         # Name trial settings the way --set takes them (train.lr, not trial.train.lr).
         field = e.field.removeprefix("trial.")
-        print(f"error: {field}: {e.message}" if field else f"error: {e.message}", file=sys.stderr)
+        message = as_given(e.message, args)
+        print(f"error: {field}: {message}" if field else f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except RayStartFailed as e:
         print(f"error: {e}", file=sys.stderr)

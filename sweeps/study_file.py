@@ -122,7 +122,8 @@ PRESET_KEYS = ("extends", "parts", "default_parts")
 SET_BY_CLI = ("study", "preset", "part", "overrides")
 #: Settings that may name a file beside the study file.
 PATH_SETTINGS = (("space",), ("trial", "model", "name_or_path"), ("trial", "data", "source"),
-                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"), ("trial", "eval", "compare_models"))
+                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"), ("trial", "eval", "compare_models"),
+                 ("trial", "adapter", "init_from"))
 #: Flags every sweep script has, which a part flag cannot be.
 RESERVED_FLAGS = ("help", "preset", "set", "config", "resume", "dry-run")
 
@@ -276,7 +277,8 @@ def in_folder(value: Any, folder: Path) -> Any:
     relative path would name nothing."""
     if isinstance(value, (list, tuple)):  # eval.compare_models, whose "tuned" is the trial's model
         return [v if v == "tuned" else in_folder(v, folder) for v in value]
-    if isinstance(value, str) and not Path(value).expanduser().is_absolute() and (folder / value).exists():
+    if (isinstance(value, str) and not value.startswith("~") and not Path(value).is_absolute()
+            and (folder / value).exists()):  # a ~ path is expanded where it is read
         return str((folder / value).resolve())
     return value
 

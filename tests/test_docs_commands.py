@@ -166,7 +166,11 @@ def stand_ins(spec, cfg) -> tuple[str, ...]:
         ref = build_config(spec, build_parser(spec).parse_args(argv), part=cfg.part).trial
     model = (ref if missing[0] else trial).model.name_or_path
     model = CHEAPER.get(model, model)
+    # A stand-in model holds the offline preset's sequences, which may be fewer positions than
+    # the model it stands in for (checked before launch).
+    shorter = missing[0] and trial.data.max_length > ref.data.max_length
     return (*(["--model", model] if model != trial.model.name_or_path else []),
+            *(["--set", f"data.max_length={ref.data.max_length}"] if shorter else []),
             *(["--data", ref.data.source] if missing[1] else []),
             *(["--set", f"eval.compare_models={json.dumps(ref.eval.compare_models)}"] if missing[2] else []))
 
