@@ -49,3 +49,14 @@ def test_predictions_are_written_in_the_chosen_numbering(labels, expected):
     task = get_task("ag_news")
     assert [task.output_label(p, labels) for p in range(4)] == expected
     assert TrialConfig().data.predict_labels == "index"
+
+
+@pytest.mark.parametrize("index", ["7", "²", "01", "0"])
+def test_a_class_index_other_than_1_to_4_is_one_line(tmp_path, index):
+    from trainables.tasks.agnews import read_csv
+
+    path = tmp_path / "train.csv"
+    path.write_text(f'"3","a title","a description"\n"{index}","t","d"\n', encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    assert err.value.message == f"{path} line 2: class index {index!r} is not 1-4 (the official AG News CSVs have no header)"

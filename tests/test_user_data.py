@@ -116,6 +116,15 @@ def test_a_csv_row_is_numbered_by_the_line_it_starts_on(tmp_path):
     assert err.value.message == f"{path} line 5: expected 2 fields (text, label)"
 
 
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read_whole(tmp_path):
+    from trainables.tasks.user_data import read_file
+
+    path = tmp_path / "t.csv"
+    path.write_text('text,label\n"' + "x" * 200_000 + '",a\nb,c\n', encoding="utf-8")
+    split = read_file(path)
+    assert [len(r["text"]) for r in split.rows] == [200_000, 1] and split.lines == [2, 3]
+
+
 # ----------------------------------------------------------------------------- sft
 
 

@@ -90,6 +90,8 @@ def _ordered_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
 def read_csv(path: Path) -> Split:
     """A CSV file with a header row that names each column once; each row is numbered by the
     line it starts on (a quoted field may span lines; blank lines are skipped)."""
+    csv.field_size_limit(2**31 - 1)  # a long document is one field (the default limit is 128 KiB)
+    start = 1
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
@@ -111,6 +113,8 @@ def read_csv(path: Path) -> Split:
                 start = reader.line_num + 1
     except UnicodeDecodeError:
         raise UserError("data.source", f"{path}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise UserError("data.source", f"{path} line {start}: not CSV ({e})") from None
     return Split(str(path), rows, header, lines)
 
 
