@@ -49,7 +49,7 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
     targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
     pairs = method_pairs(base, space, grid_trials)
     trials = [trial0, *grid_trials]
-    lengths = sorted({t.data.max_length for t in trials} | set(space.values_of("data.max_length")))
+    lengths = sorted({t.data.max_length for t in trials} | set(swept_lengths(cfg, space)))
 
     def run() -> str:
         from trainables.adapters import check_adapter_methods, check_adapter_targets
@@ -70,6 +70,16 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
                              libraries=("torch", "transformers", "peft", "bitsandbytes"),
                              task=task.name, targets=targets, pairs=pairs, lengths=lengths,
                              trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+
+
+def swept_lengths(cfg: SweepConfig, space: Any) -> list[int]:
+    """Every ``data.max_length`` the search space gives a trial (an integer range's largest
+    draw: ranges are ``[low, high)``); none where the command line sets it (it wins over the
+    space's fixed value)."""
+    if "data.max_length" in cfg.overrides:
+        return []
+    ranges = [p.values[1] - 1 for p in space.params if p.key == "data.max_length" and p.kind in ("randint", "lograndint")]
+    return [*space.values_of("data.max_length"), *ranges]
 
 
 def check_max_length(skeleton: Any, lengths: list[int]) -> None:

@@ -273,12 +273,14 @@ def beside(data: dict[str, Any], folder: Path) -> None:
 
 def in_folder(value: Any, folder: Path) -> Any:
     """``value`` as an absolute path where it is a relative path to something in ``folder``
-    (each item of a list), else unchanged: trials run in folders of their own, where the
-    relative path would name nothing."""
+    (each item of a list), else unchanged (a bundled model's alias too): trials run in folders
+    of their own, where the relative path would name nothing."""
     if isinstance(value, (list, tuple)):  # eval.compare_models, whose "tuned" is the trial's model
         return [v if v == "tuned" else in_folder(v, folder) for v in value]
-    if (isinstance(value, str) and not value.startswith("~") and not Path(value).is_absolute()
-            and (folder / value).exists()):  # a ~ path is expanded where it is read
+    from trainables.offline.registry import MODEL_ALIASES
+
+    if (isinstance(value, str) and not value.startswith("~") and value not in MODEL_ALIASES
+            and not Path(value).is_absolute() and (folder / value).exists()):  # ~ is expanded where read
         return str((folder / value).resolve())
     return value
 

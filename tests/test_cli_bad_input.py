@@ -78,6 +78,7 @@ def _spaces(tmp: Path) -> None:
         "repeat": "scientific:\n  r: {grid: [4, 8, 4]}\n",
         "arity": "scientific:\n  r+targets: {grid: [[4, qv], [8]]}\n",
         "nonuisance": "scientific:\n  r: {grid: [1, 4]}\n",
+        "lengths": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  data.max_length: {randint: [64, 258]}\n",
         "noscience": "nuisance:\n  lr: {grid: [1.0e-3, 1.0e-2]}\n",
         "rangescience": "scientific:\n  dropout: {uniform: [0.0, 0.2]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
         "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
@@ -233,6 +234,8 @@ CASES = [
     # MiniLM (BERT) learns 512 positions, the smoke tiny GPT-2 256 (max_position_embeddings, n_positions)
     ("max-length-past-positions", AGNEWS, ["--set", "data.max_length=513"], "data.max_length",
      "513 tokens is more than this model's 512 positions (bert); accepted: 1..512", None),
+    ("max-length-range-past-positions", E2E, ["--search-space", "{tmp}/lengths.yaml", "--dry-run"], "data.max_length",
+     "257 tokens is more than this model's 256 positions (gpt2)", _spaces),  # randint is [low, high)
     ("max-length-past-positions-gpt2", E2E, ["--set", "data.max_length=300", "--dry-run"], "data.max_length",
      "300 tokens is more than this model's 256 positions (gpt2)", None),
     ("targets-empty-list", E2E, ["--set", "adapter.targets=,"], "adapter.targets",
@@ -507,6 +510,58 @@ def test_num_samples_repeat_a_space_that_samples(tmp_path, capsys, smoke_assets)
               "--storage", str(tmp_path / "rr"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]
     assert run_study("rank_e2e", [*common, "--num-samples", "3", "--search-alg", "random"]) == 0
     assert '"n_trials": 6' in capsys.readouterr().out  # 2 ranks x 3 samples
+
+
+def test_a_max_length_the_command_line_sets_wins_over_the_spaces_fixed_one(tmp_path, capsys, smoke_assets):
+    """Only the command line's data.max_length reaches the trials, so only it is checked against
+    the tiny GPT-2's 256 positions."""
+    from sweeps.cli import run_study
+
+    (tmp_path / "space.yaml").write_text("scientific:\n  r: {grid: [1, 4]}\nfixed:\n  data.max_length: 4096\n")
+    common = ["--preset", "smoke", "--dry-run", "--search-space", str(tmp_path / "space.yaml"),
+              "--storage", str(tmp_path / "rr"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]
+    assert run_study("rank_e2e", [*common, "--set", "data.max_length=128"]) == 0
+    assert '"max_length": 128' in capsys.readouterr().out
+    assert run_study("rank_e2e", common) == 2
+    assert "4096 tokens is more than this model's 256 positions (gpt2)" in capsys.readouterr().err
+
+
+def test_position_limit_is_the_positions_a_token_can_take():
+    """GPT-2 and BERT take n_positions / max_position_embeddings tokens; RoBERTa's positions
+    start after its padding index 1 (514 rows, 512 tokens); OPT's and BART's tables have 2
+    rows before the first position; Llama's rotary positions have no table."""
+    import torch
+    from transformers import (BartConfig, BartModel, BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig,
+                              LlamaModel, OPTConfig, OPTModel, RobertaConfig, RobertaModel)
+
+    from trainables.models import position_limit
+
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "hidden_size": 16}
+    with torch.device("meta"):
+        models = {
+            "gpt2": GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, n_positions=1024)),
+            "bert": BertModel(BertConfig(**small, max_position_embeddings=512)),
+            "roberta": RobertaModel(RobertaConfig(**small, max_position_embeddings=514, pad_token_id=1)),
+            "opt": OPTModel(OPTConfig(hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
+                                      word_embed_proj_dim=16, max_position_embeddings=2048)),
+            "bart": BartModel(BartConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+                                         decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
+                                         max_position_embeddings=1024)),
+            "llama": LlamaModel(LlamaConfig(**small, num_key_value_heads=1)),
+        }
+    assert {k: position_limit(m) for k, m in models.items()} == {
+        "gpt2": 1024, "bert": 512, "roberta": 512, "opt": 2048, "bart": 1024, "llama": None}
+
+
+def test_a_bundled_models_alias_is_not_a_folder_of_that_name(tmp_path, monkeypatch):
+    """--model minilm names the bundled MiniLM even where the working folder has a minilm/."""
+    from conftest import sweep_config
+
+    (tmp_path / "minilm").mkdir()
+    (tmp_path / "reviews.csv").write_text("text,label\na,x\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = sweep_config("text_classification", "--preset", "smoke", "--model", "minilm", "--data", "reviews.csv")
+    assert (cfg.trial.model.name_or_path, cfg.trial.data.source) == ("minilm", str(tmp_path / "reviews.csv"))
 
 
 def test_a_mistake_found_while_ray_starts_stops_that_ray(tmp_path, smoke_assets, monkeypatch):

@@ -125,6 +125,16 @@ def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read_whole(tmp
     assert [len(r["text"]) for r in split.rows] == [200_000, 1] and split.lines == [2, 3]
 
 
+def test_unnamed_csv_columns_are_no_repeated_name(tmp_path):
+    """A spreadsheet's export may end its header with empty names; the named columns read."""
+    from trainables.tasks.user_data import read_file
+
+    path = tmp_path / "t.csv"
+    path.write_text("text,label,,\nhello,a,,\nbye,b,,\n", encoding="utf-8")
+    split = read_file(path)
+    assert [(r["text"], r["label"]) for r in split.rows] == [("hello", "a"), ("bye", "b")]
+
+
 # ----------------------------------------------------------------------------- sft
 
 

@@ -43,12 +43,17 @@ POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")
 
 def position_limit(model: Any) -> int | None:
     """How many tokens a sequence of ``model`` (built or on the meta device) can hold: the
-    rows of its learned position table, less those before the first position where positions
-    count from after the padding index (RoBERTa's ``padding_idx``); None without such a table."""
+    rows of its learned position table less those no token's position takes, where positions
+    count from after the padding index (RoBERTa's ``padding_idx``) or from an ``offset`` (OPT's
+    and BART's tables); None without such a table."""
     import torch
 
-    limits = [m.num_embeddings - (m.padding_idx + 1 if m.padding_idx is not None else 0)
-              for name, m in model.named_modules()
+    def usable(table: torch.nn.Embedding) -> int:
+        offset = getattr(table, "offset", 0)
+        offset = offset if isinstance(offset, int) else 0
+        return table.num_embeddings - offset - (table.padding_idx + 1 if table.padding_idx is not None else 0)
+
+    limits = [usable(m) for name, m in model.named_modules()
               if isinstance(m, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES]
     return min(limits) if limits else None
 

@@ -96,7 +96,7 @@ def read_csv(path: Path) -> Split:
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, ()))
-            repeated = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+            repeated = [c for c in dict.fromkeys(header) if c and header.count(c) > 1]  # '': unnamed, unused
             if repeated:
                 raise UserError("data.source", f"{path}: the header repeats column"
                                                f"{'s' * (len(repeated) > 1)} {', '.join(map(repr, repeated))}; "
