@@ -37,6 +37,8 @@ HUB_SPLITS = {"train": "train", "val": "test"}
 LOCAL_FILES = {"train": ("train.jsonl", "openassistant_best_replies_train.jsonl"),
                "val": ("eval.jsonl", "openassistant_best_replies_eval.jsonl")}
 ROLES = ("system", "user", "assistant")
+#: Speaker names of OpenAI-style and ShareGPT turns -> chat-template roles.
+SPEAKERS = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 LLAMA3_TOKENS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
 _TURN = re.compile(r"### (Human|Assistant):")
@@ -179,20 +181,50 @@ def split_conversations(data: dict[str, list[Any]], cfg: TrialConfig) -> dict[st
     return {"train": train, "val": val}
 
 
+def speaker_turn(m: Any) -> dict[str, str] | None:
+    """An OpenAI-style ``{role, content}`` or ShareGPT ``{from, value}`` turn as a role/content
+    turn (ShareGPT's ``human``/``gpt`` as ``user``/``assistant``); None when it is neither."""
+    role = m.get("role", m.get("from")) if isinstance(m, dict) else None
+    content = m.get("content", m.get("value")) if isinstance(m, dict) else None
+    if role not in SPEAKERS or not isinstance(content, str):
+        return None
+    return {"role": SPEAKERS[role], "content": content}
+
+
+def prompt_messages(obj: Any, where: str) -> list[dict[str, str]]:
+    """One ``eval.prompts`` line as the turns the model is asked: ``{"prompt": text}`` or
+    ``{"messages": [turn, ...]}`` (turns as :func:`speaker_turn` reads them) ending with a user
+    turn."""
+    expected = ("expected {\"id\", \"prompt\": text} or {\"id\", \"messages\": [{\"role\": "
+                "system|user|assistant, \"content\": text}, ...]} ending with a user turn")
+    if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
+        if not obj["prompt"].strip():
+            raise UserError("eval.prompts", f"{where}: the prompt is empty")
+        return [{"role": "user", "content": obj["prompt"]}]
+    if not (isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]):
+        raise UserError("eval.prompts", f"{where}: {expected}")
+    turns = []
+    for j, m in enumerate(obj["messages"]):
+        turn = speaker_turn(m)
+        if turn is None:
+            raise UserError("eval.prompts", f"{where}: messages[{j}]: {expected} (ShareGPT {{from, value}} "
+                                            "turns are read alike)")
+        turns.append(turn)
+    if turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
+        raise UserError("eval.prompts", f"{where}: the last turn is not a user's question; {expected}")
+    return turns
+
+
 def read_prompts(path: Path) -> list[dict[str, Any]]:
-    """The fixed evaluation prompts: ``{"id", "prompt"}`` or ``{"id", "messages"}`` lines."""
+    """The fixed evaluation prompts: ``{"id", "prompt"}`` or ``{"id", "messages"}`` lines
+    (:func:`prompt_messages`); each keeps ``where`` (file and line) for later refusals."""
     if not path.is_file():
         raise UserError("eval.prompts", f"prompt file {path} does not exist")
     out = []
     for n, obj in jsonl_records(path, "eval.prompts"):
-        if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
-            messages = [{"role": "user", "content": obj["prompt"]}]
-        elif isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            messages = obj["messages"]
-        else:
-            raise UserError("eval.prompts", f"{path} line {n}: expected {{\"id\", \"prompt\"}} or "
-                                            "{\"id\", \"messages\"}")
-        out.append({"id": str(obj.get("id", n)), "messages": messages})
+        where = f"{path.name} line {n}"
+        messages = prompt_messages(obj, where)
+        out.append({"id": str(obj.get("id", n)), "messages": messages, "where": where})
     if not out:
         raise UserError("eval.prompts", f"{path}: no prompts")
     return out

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.tasks.conversations import Conversation, answered, read_prompts
+from trainables.tasks.conversations import SPEAKERS, Conversation, answered, read_prompts, speaker_turn
 from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
 from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
@@ -43,8 +43,6 @@ PREP_VERSION = 1
 ROLES = ("prompt", "query", "response", "system", "messages")
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output"}
 MESSAGE_COLUMNS = ("messages", "conversations")
-#: Speaker names of OpenAI-style and ShareGPT turns -> chat-template roles.
-SPEAKERS = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 DEFAULT_TEST_PROMPTS = 8
 
 
@@ -79,13 +77,13 @@ def _messages(split: Split, i: int, column: str) -> list[dict[str, str]]:
         raise UserError("data.columns.messages", f"{split.at(i)}: column {column!r} is not a list of turns")
     turns = []
     for j, m in enumerate(value):
-        role = m.get("role", m.get("from")) if isinstance(m, dict) else None
-        content = m.get("content", m.get("value")) if isinstance(m, dict) else None
-        if role not in SPEAKERS or not isinstance(content, str):
+        turn = speaker_turn(m)
+        if turn is None:
+            role = m.get("role", m.get("from")) if isinstance(m, dict) else None
             raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: expected {{role, content}} "
                                                      f"or {{from, value}} with a role of {one_of(SPEAKERS)}"
                                                      f"{did_you_mean(str(role), SPEAKERS)}")
-        turns.append({"role": SPEAKERS[role], "content": content})
+        turns.append(turn)
     return turns
 
 

@@ -1,0 +1,52 @@
+"""``sft`` rows and ``eval.prompts`` lines the driver refuses or reads before launch: prompt
+files, answers before any question, empty answers, chat templates that refuse a row, and
+the default system column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainables.errors import UserError
+
+
+def write_jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- eval.prompts
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ({"id": "p1", "messages": [{"from": "human", "valu": "hi"}]}, "messages[0]: expected"),
+    ({"id": "p1", "messages": [{"role": "bot", "content": "hi"}]}, "messages[0]: expected"),
+    ({"id": "p1", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+     "the last turn is not a user's question"),
+    ({"id": "p1", "messages": []}, "expected {\"id\", \"prompt\": text}"),
+    ({"id": "p1", "prompt": " "}, "the prompt is empty"),
+    (["hi"], "expected {\"id\", \"prompt\": text}"),
+])
+def test_a_bad_prompt_line_is_refused_with_its_file_and_line(tmp_path, line, fragment):
+    from trainables.tasks.conversations import read_prompts
+
+    path = write_jsonl(tmp_path / "prompts.jsonl", [{"id": "ok", "prompt": "Hello?"}, line])
+    with pytest.raises(UserError) as err:
+        read_prompts(path)
+    assert err.value.field == "eval.prompts"
+    assert err.value.message.startswith("prompts.jsonl line 2: ") and fragment in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_sharegpt_prompts_read_as_role_content_turns(tmp_path):
+    from trainables.tasks.conversations import read_prompts
+
+    path = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"id": "p1", "messages": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "hi"}]},
+        {"prompt": "Name a colour."}])
+    assert read_prompts(path) == [
+        {"id": "p1", "where": "prompts.jsonl line 1",
+         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]},
+        {"id": "2", "where": "prompts.jsonl line 2", "messages": [{"role": "user", "content": "Name a colour."}]}]
