@@ -50,3 +50,49 @@ def test_sharegpt_prompts_read_as_role_content_turns(tmp_path):
         {"id": "p1", "where": "prompts.jsonl line 1",
          "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]},
         {"id": "2", "where": "prompts.jsonl line 2", "messages": [{"role": "user", "content": "Name a colour."}]}]
+
+
+# ----------------------------------------------------------------------------- training rows
+
+
+@pytest.fixture(scope="module")
+def tokenizer(torch_one_thread):
+    from transformers import AutoTokenizer
+
+    from trainables.offline.tiny_llama import ensure_assets
+
+    return AutoTokenizer.from_pretrained(ensure_assets()["model"])
+
+
+def _targets(tokenizer, turns):
+    from trainables.tasks.conversations import Conversation
+    from trainables.tasks.guanaco import encode_text, training_text
+
+    text, spans, dropped = training_text(tokenizer, Conversation("messages", tuple(turns)), "chat")
+    if not spans:
+        return None, dropped
+    ids, mask = encode_text(tokenizer, text, spans)
+    return tokenizer.decode([t for t, m in zip(ids, mask) if m]), dropped
+
+
+def _t(role, content):
+    return {"role": role, "content": content}
+
+
+def test_assistant_turns_before_the_first_question_are_dropped_not_the_conversation(tokenizer):
+    # The greeting answers nothing: the conversation trains on A1 only (and is not skipped).
+    assert _targets(tokenizer, [_t("assistant", "Welcome!"), _t("user", "Q1"), _t("assistant", "A1")]) \
+        == ("A1<|eot_id|>", 0)
+    # The system turn stays; "Hi there" is no target.
+    got, _ = _targets(tokenizer, [_t("system", "Be brief."), _t("assistant", "Hi there"), _t("user", "Q"),
+                                  _t("assistant", "B0")])
+    assert got == "B0<|eot_id|>"
+    assert _targets(tokenizer, [_t("assistant", "Hello"), _t("user", "Q")]) == (None, 1)
+
+
+def test_a_validation_prompt_leaves_out_an_opening_greeting():
+    from trainables.tasks.conversations import Conversation
+    from trainables.tasks.sft import validation_prompts
+
+    conv = Conversation("messages", (_t("system", "S"), _t("assistant", "Hi"), _t("user", "Q"), _t("assistant", "A")))
+    assert validation_prompts([conv], 8) == [{"id": "val-0", "messages": [_t("system", "S"), _t("user", "Q")]}]

@@ -81,6 +81,13 @@ def answered(turns: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
     return turns[:end], len(turns) - end
 
 
+def asked(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation without the assistant turns before its first user turn (a greeting
+    answers nothing, so it is no target); system turns are kept."""
+    first_user = next((k for k, t in enumerate(turns) if t["role"] == "user"), len(turns))
+    return [t for k, t in enumerate(turns) if k >= first_user or t["role"] != "assistant"]
+
+
 def to_conversation(obj: Any, where: str) -> Conversation:
     """One record (a JSONL line or a hub row) in any of the three forms."""
     text = obj.get("text") if isinstance(obj, dict) else None

@@ -14,8 +14,9 @@ Formats (``data.format``):
   stop). A turn's span is what the template adds between rendering the turns before it with
   the generation prompt and rendering them with it; token positions come from the fast
   tokenizer's character offsets, so any template that renders turn by turn works (one that
-  does not is refused). Trailing user turns (questions nobody answered) are dropped; a
-  conversation with no answer left is skipped.
+  does not is refused). Assistant turns before the first user turn (a greeting, answering
+  nothing) and trailing user turns (questions nobody answered) are dropped; a conversation
+  with no answer left is skipped.
 * ``text``: the text as published (``messages`` rendered with the template), the tokenizer's
   BOS before it (not doubled) and EOS after it, the loss on every token: what QLoRA's
   ``qlora.py`` does with OASST1 (``input: ''``, ``output: text``, ``train_on_source False``)
@@ -48,6 +49,7 @@ from trainables.tasks.conversations import (
     LLAMA3_TOKENS,
     Conversation,
     answered,
+    asked,
     llama3_spans,
     load_conversations,
     local_files,
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["GuanacoTask", "answered", "parse_guanaco", "read_jsonl", "encode_conversation"]
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 2
+PREP_VERSION = 3
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "guanaco_eval.jsonl"
 
 
@@ -115,8 +117,8 @@ def training_text(tokenizer: Any, conv: Conversation, fmt: str) -> tuple[str, li
         return (conv.text if conv.text is not None else render(tokenizer, list(conv.turns))), None, 0
     if conv.form == "llama3":
         return conv.text, llama3_spans(conv.text), 0
-    turns, dropped = answered(list(conv.turns))
-    if not any(t["role"] == "assistant" for t in turns) or turns[0]["role"] == "assistant":
+    turns, dropped = answered(asked(list(conv.turns)))
+    if not any(t["role"] == "assistant" for t in turns):
         return "", [], dropped
     full, spans = assistant_spans(tokenizer, turns)
     return full, spans, dropped

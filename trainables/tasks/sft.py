@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.tasks.conversations import SPEAKERS, Conversation, answered, read_prompts, speaker_turn
+from trainables.tasks.conversations import SPEAKERS, Conversation, answered, asked, read_prompts, speaker_turn
 from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
 from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 1
+PREP_VERSION = 2
 ROLES = ("prompt", "query", "response", "system", "messages")
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output"}
 MESSAGE_COLUMNS = ("messages", "conversations")
@@ -105,7 +105,7 @@ def validation_prompts(convs: list[Conversation], n: int) -> list[dict[str, Any]
     """The first ``n`` validation conversations as prompts: their turns before the last answer."""
     out = []
     for k, conv in enumerate(convs):
-        turns, _ = answered(list(conv.turns))
+        turns, _ = answered(asked(list(conv.turns)))
         if len(out) == n:
             break
         if len(turns) > 1 and turns[-2]["role"] == "user":
