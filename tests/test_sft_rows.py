@@ -96,3 +96,17 @@ def test_a_validation_prompt_leaves_out_an_opening_greeting():
 
     conv = Conversation("messages", (_t("system", "S"), _t("assistant", "Hi"), _t("user", "Q"), _t("assistant", "A")))
     assert validation_prompts([conv], 8) == [{"id": "val-0", "messages": [_t("system", "S"), _t("user", "Q")]}]
+
+
+@pytest.mark.parametrize("turn", [{"role": "assistant", "content": ""}, {"from": "gpt", "value": "  "}])
+def test_an_empty_answer_in_a_messages_row_is_refused_as_an_empty_alpaca_output_is(tmp_path, turn):
+    from trainables.tasks.sft import conversation
+    from trainables.tasks.user_data import read_file
+
+    ok = {"messages": [_t("user", "Q"), _t("assistant", "A")]}
+    split = read_file(write_jsonl(tmp_path / "chat.jsonl", [ok, {"messages": [_t("user", "Q"), turn]}]))
+    assert list(conversation(split, 0, {"messages": "messages"}).turns) == ok["messages"]
+    with pytest.raises(UserError) as err:
+        conversation(split, 1, {"messages": "messages"})
+    assert err.value.field == "data.columns.messages"
+    assert err.value.message == f"{tmp_path / 'chat.jsonl'} line 2: messages[1]: the assistant's answer is empty (a target of nothing)"

@@ -83,6 +83,9 @@ def _messages(split: Split, i: int, column: str) -> list[dict[str, str]]:
             raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: expected {{role, content}} "
                                                      f"or {{from, value}} with a role of {one_of(SPEAKERS)}"
                                                      f"{did_you_mean(str(role), SPEAKERS)}")
+        if turn["role"] == "assistant" and not turn["content"].strip():
+            raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: the assistant's answer is "
+                                                     "empty (a target of nothing)")
         turns.append(turn)
     return turns
 
