@@ -110,3 +110,61 @@ def test_an_empty_answer_in_a_messages_row_is_refused_as_an_empty_alpaca_output_
         conversation(split, 1, {"messages": "messages"})
     assert err.value.field == "data.columns.messages"
     assert err.value.message == f"{tmp_path / 'chat.jsonl'} line 2: messages[1]: the assistant's answer is empty (a target of nothing)"
+
+
+# ----------------------------------------------------------------------------- chat templates that refuse
+
+NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+             "{% endif %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>"
+             "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@pytest.fixture
+def no_system_model(tmp_path, torch_one_thread):
+    """The tiny Llama with a template that raises on a system turn (as Gemma's does)."""
+    import shutil
+
+    from trainables.offline.tiny_llama import ensure_assets
+
+    model = tmp_path / "no-system"
+    shutil.copytree(ensure_assets()["model"], model)
+    (model / "chat_template.jinja").write_text(NO_SYSTEM, encoding="utf-8")
+    return model
+
+
+def _sft_trial(source, model, eval=None, **data):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+
+    return from_dict(TrialConfig, {"task": "sft", "model": {"name_or_path": str(model)}, "eval": eval or {},
+                                   "data": {"source": str(source), "max_length": 128, "holdout_size": 1, **data}})
+
+
+def test_a_template_that_refuses_a_row_is_one_line_naming_it_before_launch(tmp_path, no_system_model):
+    from trainables.tasks.registry import get_task
+
+    rows = [{"instruction": f"Q{i}", "output": f"A{i}"} for i in range(4)]
+    rows[2]["system"] = "Be brief."
+    cfg = _sft_trial(write_jsonl(tmp_path / "train.jsonl", rows), no_system_model, columns={"system": "system"})
+    with pytest.raises(UserError) as err:
+        get_task("sft").check(cfg)
+    assert err.value.field == "model.name_or_path"
+    assert err.value.message == (f"{no_system_model}'s chat template refuses {tmp_path / 'train.jsonl'} line 3: "
+                                 "System role not supported")
+    with pytest.raises(UserError) as err:  # what the driver's preparation meets too
+        get_task("sft").prepare(cfg, progress=False)
+    assert "line 3: System role not supported" in err.value.message
+    rows[2]["system"] = ""  # no system turn
+    get_task("sft").check(_sft_trial(write_jsonl(tmp_path / "train.jsonl", rows), no_system_model,
+                                     columns={"system": "system"}))
+
+
+def test_a_template_that_refuses_a_prompt_names_its_line(tmp_path, no_system_model):
+    from trainables.tasks.registry import get_task
+
+    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Q{i}", "output": f"A{i}"} for i in range(4)])
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "hi"}, {"messages": [_t("system", "S"), _t("user", "Q")]}])
+    cfg = _sft_trial(data, no_system_model, eval={"prompts": str(prompts)})
+    with pytest.raises(UserError) as err:
+        get_task("sft").check(cfg)
+    assert err.value.message.endswith("chat template refuses prompts.jsonl line 2: System role not supported")

@@ -23,7 +23,7 @@ training conversations.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,11 +50,12 @@ _LLAMA3_TURN = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*
 class Conversation:
     """One record. ``turns``: role/content turns (guanaco text, messages); ``text``: the text
     as published (guanaco and Llama 3 text; None for messages); ``form``: ``guanaco``,
-    ``llama3`` or ``messages``."""
+    ``llama3`` or ``messages``; ``where``: its file and line (or hub row), for refusals."""
 
     form: str
     turns: tuple[dict[str, str], ...] = ()
     text: str | None = None
+    where: str = field(default="", compare=False)
 
 
 def parse_guanaco(text: str) -> list[dict[str, str]]:
@@ -93,12 +94,12 @@ def to_conversation(obj: Any, where: str) -> Conversation:
     text = obj.get("text") if isinstance(obj, dict) else None
     if isinstance(text, str):
         if _LLAMA3_TURN.search(text):
-            return Conversation("llama3", text=text)
+            return Conversation("llama3", text=text, where=where)
         turns = parse_guanaco(text)
         if not turns:
             raise UserError("data.source", f"{where}: text has neither '### Human:' / '### Assistant:' "
                                            "turns nor Llama 3 chat turns")
-        return Conversation("guanaco", tuple(turns), text)
+        return Conversation("guanaco", tuple(turns), text, where)
     if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
         turns = []
         for i, m in enumerate(obj["messages"]):
@@ -106,7 +107,7 @@ def to_conversation(obj: Any, where: str) -> Conversation:
                 raise UserError("data.source", f"{where}: messages[{i}]: expected {{\"role\": "
                                                f"{'|'.join(ROLES)}, \"content\": string}}")
             turns.append({"role": m["role"], "content": m["content"]})
-        return Conversation("messages", tuple(turns))
+        return Conversation("messages", tuple(turns), where=where)
     raise UserError("data.source", f"{where}: expected {{\"text\": \"### Human: ...### Assistant: ...\"}}, "
                                    "{\"text\": <a Llama 3 chat text>} or {\"messages\": [{\"role\", \"content\"}, ...]}")
 

@@ -124,6 +124,51 @@ def training_text(tokenizer: Any, conv: Conversation, fmt: str) -> tuple[str, li
     return full, spans, dropped
 
 
+def template_refusal(e: Exception, where: str, model: str) -> UserError:
+    """A chat template's ``raise_exception`` (a system turn it does not support, roles that do
+    not alternate) as one line naming the row and the template's message."""
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return UserError("model.name_or_path", f"{model}'s chat template refuses {where or 'a conversation'}: "
+                                           f"{message}")
+
+
+def rendered(tokenizer: Any, conv: Conversation, fmt: str, model: str) -> tuple[str, list[tuple[int, int]] | None,
+                                                                                  int]:
+    """:func:`training_text`, a template's refusal a UserError naming the conversation."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return training_text(tokenizer, conv, fmt)
+    except TemplateError as e:
+        raise template_refusal(e, conv.where, model) from None
+
+
+def prompt_of(tokenizer: Any, prompt: dict[str, Any], style: str, model: str) -> list[int]:
+    """A prompt's token ids (:func:`~trainables.tasks.chat.prompt_ids`), a template's refusal a
+    UserError naming the prompt."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return prompt_ids(tokenizer, prompt["messages"], style)
+    except TemplateError as e:
+        raise template_refusal(e, prompt.get("where") or f"prompt {prompt['id']}", model) from None
+
+
+def check_rendering(tokenizer: Any, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
+                    model: str, *, fmt: str = "chat", style: str = "chat") -> None:
+    """Before launch: the chat template renders one conversation of each sequence of roles in
+    ``data`` and every prompt (a template refuses by roles: a system turn, non-alternation)."""
+    seen = set()
+    for convs in data.values():
+        for conv in convs:
+            roles = tuple(t["role"] for t in conv.turns)
+            if conv.form != "llama3" and roles not in seen:
+                seen.add(roles)
+                rendered(tokenizer, conv, fmt, model)
+    for prompt in prompts:
+        prompt_of(tokenizer, prompt, style, model)
+
+
 def check_llama3_tokens(tokenizer: Any, data: dict[str, list[Conversation]], model: str) -> None:
     """Llama 3 chat texts need a tokenizer that reads their markers as single special tokens."""
     if not any(c.form == "llama3" for convs in data.values() for c in convs):
@@ -297,7 +342,7 @@ def write_prepared(out: Path, tokenizer: Any, data: dict[str, list[Conversation]
         "ids": [p["id"] for p in prompts],
         "prompts": [p["messages"][-1]["content"] for p in prompts],
         "messages": [p["messages"] for p in prompts],
-        "prompt_ids": [prompt_ids(tokenizer, p["messages"], style) for p in prompts],
+        "prompt_ids": [prompt_of(tokenizer, p, style, cfg.model.name_or_path) for p in prompts],
         "prompt_style": style,
     }, ensure_ascii=False))
     stats["test_prompts"] = len(prompts)
@@ -312,7 +357,7 @@ def encode_split(tokenizer: Any, convs: list[Conversation], cfg: TrialConfig, fm
     seqs, n = [], {"dropped": 0, "unanswered": 0, "truncated": 0, "too_long": 0}
     for conv in tqdm(convs, desc=f"tokenising {split} conversations", disable=not progress, leave=False,
                      delay=1.0):
-        text, spans, dropped = training_text(tokenizer, conv, fmt)
+        text, spans, dropped = rendered(tokenizer, conv, fmt, cfg.model.name_or_path)
         n["dropped"] += dropped
         if spans is not None and not spans:
             n["unanswered"] += 1

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.conversations import SPEAKERS, Conversation, answered, asked, read_prompts, speaker_turn
-from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
+from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, check_rendering, write_prepared
 from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def conversation(split: Split, i: int, columns: dict[str, str]) -> Conversation:
         user = "\n".join(t for t in (cell(split, i, columns["prompt"], "prompt"), query) if t)
         turns += [{"role": "user", "content": user},
                   {"role": "assistant", "content": cell(split, i, columns["response"], "response")}]
-    return Conversation("messages", tuple(turns))
+    return Conversation("messages", tuple(turns), where=split.at(i))
 
 
 def validation_prompts(convs: list[Conversation], n: int) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def validation_prompts(convs: list[Conversation], n: int) -> list[dict[str, Any]
         if len(out) == n:
             break
         if len(turns) > 1 and turns[-2]["role"] == "user":
-            out.append({"id": f"val-{k}", "messages": turns[:-1]})
+            out.append({"id": f"val-{k}", "messages": turns[:-1], "where": conv.where})
     return out
 
 
@@ -138,8 +138,27 @@ class SFTTask(GuanacoTask):
         if cfg.data.format not in (None, "chat"):
             raise UserError("data.format", f"sft renders every conversation with the chat template: leave it "
                                            f"null (or 'chat'), got {cfg.data.format!r}")
-        self.conversations(cfg, check_source(cfg))
+        data, _ = self.conversations(cfg, check_source(cfg))
         self.check_answering(cfg)
+        self.check_template(cfg, data)
+
+    def check_template(self, cfg: TrialConfig, data: dict[str, list[Conversation]]) -> None:
+        """Before launch: the model's chat template renders the conversations and the prompts
+        (:func:`~trainables.tasks.guanaco.check_rendering`)."""
+        from trainables.hub import check_model_source
+        from trainables.models import load_tokenizer
+
+        check_model_source(cfg.model.name_or_path, revision=cfg.model.revision)
+        tokenizer = load_tokenizer(cfg)
+        check_chat_tokenizer(tokenizer, cfg)
+        prompts = self._prompts(cfg, data)
+        check_rendering(tokenizer, data, prompts, cfg.model.name_or_path)
+
+    def _prompts(self, cfg: TrialConfig, data: dict[str, list[Conversation]]) -> list[dict[str, Any]]:
+        """``eval.prompts``, else the first ``data.test_limit`` validation conversations."""
+        if cfg.eval.prompts:
+            return read_prompts(self._prompts_path(cfg))
+        return validation_prompts(data["val"], cfg.data.test_limit or DEFAULT_TEST_PROMPTS)
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import file_digest, fingerprint
@@ -157,9 +176,5 @@ class SFTTask(GuanacoTask):
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         check_chat_tokenizer(tokenizer, cfg)
         data, record = self.conversations(cfg, load_splits(cfg))
-        if cfg.eval.prompts:
-            prompts = read_prompts(self._prompts_path(cfg))
-        else:
-            prompts = validation_prompts(data["val"], cfg.data.test_limit or DEFAULT_TEST_PROMPTS)
-        write_prepared(out, tokenizer, data, prompts, cfg, fmt="chat", style="chat",
+        write_prepared(out, tokenizer, data, self._prompts(cfg, data), cfg, fmt="chat", style="chat",
                        stats={"data_key": key, **record}, progress=progress)
