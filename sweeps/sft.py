@@ -12,9 +12,10 @@ data.holdout_size rows), a directory with train.* and optionally validation.* (o
 dev, eval) and test.* files, or a hub dataset. Columns (data.columns): Alpaca's
 {prompt: instruction, query: input, response: output} by default, or a messages column of
 {role, content} / ShareGPT {from, value} turns (the default when the data has a 'messages' or
-'conversations' column), and an optional system column. Each conversation is rendered with the
-model's chat template; the loss is on the answers only. Each trial records the validation loss
-(ASHA's metric) and, when complete, its answers to held-out prompts (outputs/generations.jsonl).
+'conversations' column), and an optional system column (one named 'system' by default). Each
+conversation is rendered with the model's chat template; the loss is on the answers only. Each
+trial records the validation loss (ASHA's metric) and, when complete, its answers to held-out
+prompts (outputs/generations.jsonl).
 Presets: sweeps/presets/sft.yaml; search spaces: search_spaces/sft_*.yaml.
 """
 

@@ -168,3 +168,31 @@ def test_a_template_that_refuses_a_prompt_names_its_line(tmp_path, no_system_mod
     with pytest.raises(UserError) as err:
         get_task("sft").check(cfg)
     assert err.value.message.endswith("chat template refuses prompts.jsonl line 2: System role not supported")
+
+
+# ----------------------------------------------------------------------------- the system column
+
+
+def test_a_column_named_system_is_the_system_turn_by_default(tmp_path):
+    from trainables.tasks.sft import columns_of, conversation
+    from trainables.tasks.user_data import read_file
+
+    alpaca = read_file(write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Q", "output": "A", "system": "Be brief."}]))
+    cfg = _sft_trial(alpaca.where, "m")
+    columns = columns_of(cfg, {"train": alpaca})
+    assert columns == {"prompt": "instruction", "response": "output", "system": "system"}
+    assert list(conversation(alpaca, 0, columns).turns) == [_t("system", "Be brief."), _t("user", "Q"),
+                                                            _t("assistant", "A")]
+    chats = read_file(write_jsonl(tmp_path / "m.jsonl", [
+        {"messages": [_t("user", "Q"), _t("assistant", "A")], "system": "Be brief."},
+        {"messages": [_t("system", "S"), _t("user", "Q"), _t("assistant", "A")], "system": "Be brief."}]))
+    columns = columns_of(_sft_trial(chats.where, "m"), {"train": chats})
+    assert columns == {"messages": "messages", "system": "system"}
+    assert list(conversation(chats, 0, columns).turns) == [_t("system", "Be brief."), _t("user", "Q"),
+                                                           _t("assistant", "A")]
+    with pytest.raises(UserError) as err:
+        conversation(chats, 1, columns)
+    assert err.value.field == "data.columns.system" and "m.jsonl line 2: has a system turn in column" in err.value.message
+    # A system role given another column keeps it.
+    assert columns_of(_sft_trial(alpaca.where, "m", columns={"system": "instruction"}), {"train": alpaca})["system"] \
+        == "instruction"

@@ -13,7 +13,8 @@ split, or a hub dataset. Each row is one conversation, read through a column map
   / TRL) or ShareGPT's ``{"from": "system"|"human"|"gpt", "value"}``, the default when the
   data has a ``messages`` or ``conversations`` column (in a CSV cell, as JSON text).
 
-An optional ``system`` column becomes the system turn. Every conversation is rendered with the
+An optional ``system`` column (``data.columns.system``; by default a column named ``system``,
+in either form) becomes the system turn. Every conversation is rendered with the
 tokenizer's chat template and the loss is on the assistant tokens only (each answer and its
 end-of-turn token), encoded as the ``guanaco`` task encodes them (:mod:`trainables.tasks.guanaco`).
 
@@ -48,13 +49,15 @@ DEFAULT_TEST_PROMPTS = 8
 
 def default_columns(columns: tuple[str, ...], given: dict[str, str]) -> dict[str, str]:
     """LLaMA-Factory's defaults for the roles ``given`` leaves out: a messages column when the
-    data has one (and no prompt/response role is given), else Alpaca's names that it has."""
+    data has one (and no prompt/response role is given), else Alpaca's names that it has; and
+    in either form a column named ``system`` as the system turn."""
+    system = {"system": "system"} if "system" in columns and "system" not in given else {}
     if "messages" in given:
-        return {}
+        return system
     messages = next((c for c in MESSAGE_COLUMNS if c in columns), None)
     if messages and not {"prompt", "query", "response"} & set(given):
-        return {"messages": messages}
-    return {role: column for role, column in ALPACA.items() if column in columns}
+        return {"messages": messages, **system}
+    return {**{role: column for role, column in ALPACA.items() if column in columns}, **system}
 
 
 def columns_of(cfg: TrialConfig, splits: dict[str, Split]) -> dict[str, str]:
@@ -96,6 +99,10 @@ def conversation(split: Split, i: int, columns: dict[str, str]) -> Conversation:
     turns = [{"role": "system", "content": system}] if system else []
     if "messages" in columns:
         turns += _messages(split, i, columns["messages"])
+        if system and any(t["role"] == "system" for t in turns[1:]):
+            raise UserError("data.columns.system", f"{split.at(i)}: has a system turn in column "
+                                                   f"{columns['messages']!r} and in column {columns['system']!r}; "
+                                                   "give it in one")
     else:
         query = cell(split, i, columns["query"], "query", optional=True) if "query" in columns else ""
         user = "\n".join(t for t in (cell(split, i, columns["prompt"], "prompt"), query) if t)
