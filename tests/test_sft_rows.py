@@ -196,3 +196,44 @@ def test_a_column_named_system_is_the_system_turn_by_default(tmp_path):
     # A system role given another column keeps it.
     assert columns_of(_sft_trial(alpaca.where, "m", columns={"system": "instruction"}), {"train": alpaca})["system"] \
         == "instruction"
+
+
+# ----------------------------------------------------------------------------- answers to conversations
+
+
+def test_a_multi_turn_prompt_is_recorded_whole_and_the_judge_sees_its_earlier_turns(tmp_path):
+    from trainables.judge import Judged
+    from trainables.tasks.answers import question_of, write_outputs
+
+    chat = [_t("system", "Be brief."), _t("user", "Name a fruit."), _t("assistant", "Apple."), _t("user", "Its colour?")]
+    single = [_t("user", "What is 2+2?")]
+    assert question_of(single) == "What is 2+2?"  # a single-turn judge call is unchanged
+    assert question_of(chat) == "System: Be brief.\nUser: Name a fruit.\nAssistant: Apple.\nUser: Its colour?"
+    test = {"ids": ["c", "s"], "prompts": ["Its colour?", "What is 2+2?"], "messages": [chat, single]}
+    judged = Judged([[7], [None]], [["ok"], [None]], "", [None, None])
+    write_outputs(tmp_path, test, ["tuned"], ["A"], [["Red."], ["4"]], judged)
+    lines = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert lines == [{"id": "c", "prompt": "Its colour?", "messages": chat, "answer": "Red.", "score": 7},
+                     {"id": "s", "prompt": "What is 2+2?", "messages": single, "answer": "4", "score": None}]
+
+
+def test_a_callable_judge_is_asked_the_conversation(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import trainables.tasks.answers as answers
+    from trainables.judge import Judged
+
+    asked = []
+
+    def judge_all(e, prompts, rows):
+        asked.extend(prompts)
+        return Judged([[1]] * len(rows), [[""]] * len(rows), "", [None] * len(rows))
+
+    monkeypatch.setattr(answers, "answers_of", lambda name, *a, **k: ["Red.", "4"])
+    monkeypatch.setattr("trainables.judge.judge_all", judge_all)
+    chat = [_t("user", "Name a fruit."), _t("assistant", "Apple."), _t("user", "Its colour?")]
+    test = {"ids": ["c", "s"], "prompts": ["Its colour?", "2+2?"], "messages": [chat, [_t("user", "2+2?")]]}
+    cfg = SimpleNamespace(eval=SimpleNamespace(compare_models=["tuned"]), train=None)
+    monkeypatch.setattr("trainables.quantization.optimizer_note", lambda *a: "")
+    answers.answer_and_judge(None, None, test, cfg, device=None, out_dir=tmp_path)
+    assert asked == ["User: Name a fruit.\nAssistant: Apple.\nUser: Its colour?", "2+2?"]

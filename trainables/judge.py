@@ -13,6 +13,10 @@
   ``eval.judge_key_env`` where the trial runs; it is never part of a config and never
   recorded or printed.
 
+A prompt that is a conversation (a system turn, earlier turns) reaches either judge as one
+text of ``Role: content`` lines, the last the question (:func:`trainables.tasks.answers.
+question_of`); a single user message as its text.
+
 Without a judge nothing is scored: no judge metric is logged and the trial's note (the MLflow
 tag ``lorasweep.note`` and the summary) says "not judged". A judge that fails (unreachable,
 no key, a reply without a score for every answer) scores nothing it did not grade, and the

@@ -5,10 +5,12 @@ order: ``tuned`` is the trial's own model (the base with its adapter, prompted t
 trained); any other entry is a hub name or local directory, loaded unquantised in
 ``model.dtype`` on the trial's device, prompted with its own chat template, and freed before
 the next. All decode with the same ``eval`` settings. The judge (:mod:`trainables.judge`)
-then grades them. Written to the trial's outputs (MLflow artifacts):
+then grades them, given each prompt as :func:`question_of` writes it (a conversation with its
+earlier turns). Written to the trial's outputs (MLflow artifacts):
 
 * ``generations.jsonl``: the trial's model's answers, one line per prompt (``id``,
-  ``prompt``, ``answer``, ``score``);
+  ``prompt``: the last user message, ``messages``: the whole conversation the model was
+  asked, ``answer``, ``score``);
 * ``judge_table.json``: one row per prompt and model (``id``, ``prompt``, ``model``,
   ``letter``, ``answer``, ``score``, ``justification``) in MLflow's table format (what
   ``mlflow.log_table`` writes: pandas' ``split`` JSON; ``mlflow.load_table`` reads it back).
@@ -67,7 +69,7 @@ def answer_and_judge(model: Any, tokenizer: Any, test: dict[str, Any], cfg: Tria
         judged = Judged([[None] * len(names)] * len(rows), [[None] * len(names)] * len(rows),
                         f"not judged: {failures[0]}", [None] * len(rows))
     else:
-        judged = judge_all(cfg.eval, test["prompts"], rows)
+        judged = judge_all(cfg.eval, [question_of(m) for m in conversations(test)], rows)
     labels = model_labels(names)
     write_outputs(out_dir, test, names, letters(len(names)), rows, judged)
     scores = {f"{METRIC}/{label}": _mean([s[j] for s in judged.scores]) for j, label in enumerate(labels)}
@@ -75,6 +77,22 @@ def answer_and_judge(model: Any, tokenizer: Any, test: dict[str, Any], cfg: Tria
     return {METRIC: scores[f"{METRIC}/{labels[names.index(TUNED)]}"], **scores,
             "generations": len(rows), "tables": f"outputs/{TABLE}",
             "final_note": "; ".join(n for n in notes if n)}
+
+
+SPEAKER_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def conversations(test: dict[str, Any]) -> list[list[dict[str, str]]]:
+    """The turns each prompt asks (a single user turn where only its text is known)."""
+    return test.get("messages") or [[{"role": "user", "content": p}] for p in test["prompts"]]
+
+
+def question_of(messages: list[dict[str, str]]) -> str:
+    """What the judge is asked about: a single user turn's text as it is; a conversation
+    (a system turn, earlier turns) as ``Role: content`` lines, the last the question."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n".join(f"{SPEAKER_NAMES.get(m['role'], m['role'])}: {m['content']}" for m in messages)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -162,8 +180,10 @@ def write_outputs(out_dir: Path, test: dict[str, Any], names: list[str], letters
     out_dir.mkdir(parents=True, exist_ok=True)
     t = names.index(TUNED)
     (out_dir / "generations.jsonl").write_text(
-        "".join(json.dumps({"id": i, "prompt": p, "answer": r[t], "score": s[t]}, ensure_ascii=False) + "\n"
-                for i, p, r, s in zip(test["ids"], test["prompts"], rows, judged.scores)), encoding="utf-8")
+        "".join(json.dumps({"id": i, "prompt": p, "messages": m, "answer": r[t], "score": s[t]},
+                           ensure_ascii=False) + "\n"
+                for i, p, m, r, s in zip(test["ids"], test["prompts"], conversations(test), rows, judged.scores)),
+        encoding="utf-8")
     table = [[i, p, name, letter, r[j], s[j], js[j]]
              for i, p, r, s, js in zip(test["ids"], test["prompts"], rows, judged.scores, judged.justifications)
              for j, (name, letter) in enumerate(zip(names, letters))]
