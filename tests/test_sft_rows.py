@@ -95,7 +95,8 @@ def test_a_validation_prompt_leaves_out_an_opening_greeting():
     from trainables.tasks.sft import validation_prompts
 
     conv = Conversation("messages", (_t("system", "S"), _t("assistant", "Hi"), _t("user", "Q"), _t("assistant", "A")))
-    assert validation_prompts([conv], 8) == [{"id": "val-0", "messages": [_t("system", "S"), _t("user", "Q")], "where": ""}]
+    assert validation_prompts([conv], 8) == [{"id": "val-0", "messages": [_t("system", "S"), _t("user", "Q")],
+                                              "where": ""}]
 
 
 @pytest.mark.parametrize("turn", [{"role": "assistant", "content": ""}, {"from": "gpt", "value": "  "}])
