@@ -256,7 +256,8 @@ def export(args: argparse.Namespace) -> Path:
             if args.register is not None and model is None and needs_own_base(meta):
                 load_base(cfg, meta).save_pretrained(stage / REGISTERED_BASE)
             (stage / "README.md").write_text(model_card(trial, parent, cfg, meta, merged=args.merge or
-                                                        meta.get("method") == "full"))
+                                                        meta.get("method") == "full",
+                                                        stops=(stage / "generation_config.json").is_file()))
             _readable_as_umask_allows(stage)
             if out.exists():
                 out.rmdir()
@@ -299,6 +300,10 @@ def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: 
             if f.name != "README.md":
                 shutil.copy2(f, stage / f.name)
     save_preprocessor(cfg, stage)
+    if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM":
+        from trainables.tasks.chat import save_generation_config
+
+        save_generation_config(stage, cfg, model)
     return model
 
 
@@ -352,9 +357,10 @@ def save_preprocessor(cfg: Any, out: Path) -> None:
 # --------------------------------------------------------------------------- the model card
 
 
-def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool) -> str:
+def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool, stops: bool = False) -> str:
     """README.md: the sweep and trial it comes from, the hyperparameters, the metrics, how it
-    was saved and how to load it."""
+    was saved and how to load it (``stops``: with the ``generation_config.json`` that ends answers
+    at the chat template's end-of-turn token)."""
     from analysis.markdown import code, text
     from trainables.methods import quantized
     from trainables.models import model_source
@@ -394,9 +400,11 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
     from trainables.tasks.registry import get_task
 
     lines += _measured(trial, parent, generates=get_task(cfg.task).peft_task_type == "causal_lm")
-    lines += ["## Loading", "", "```python",
-              load_snippet(base, meta["base_loading"], adapter=not merged and meta.get("method") != "full"),
-              "```", ""]
+    adapter = not merged and meta.get("method") != "full"
+    lines += ["## Loading", "", "```python", load_snippet(base, meta["base_loading"], adapter=adapter), "```", ""]
+    if adapter and stops:
+        lines += ["`generation_config.json` here ends an answer at the chat template's end-of-turn token as "
+                  "the trials did: `model.generation_config = GenerationConfig.from_pretrained(<this directory>)`.", ""]
     return "\n".join(lines)
 
 

@@ -430,6 +430,19 @@ def test_sft_smoke_end_to_end(tmp_path, llama):
         local = s.client.download_artifacts(run.info.run_id, "outputs/generations.jsonl", str(tmp_path / run.info.run_id))
         rows = [json.loads(line) for line in open(local, encoding="utf-8")]
         assert len(rows) == 4 and all(row["id"].startswith("val-") and row["answer"] is not None for row in rows)
+    # Exported, adapter and merged model end an answer where the trials' did: at eos or at the
+    # chat template's end-of-turn token.
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from sweeps.export import main as export
+
+    tok = AutoTokenizer.from_pretrained(llama)
+    stops = [tok.eos_token_id, tok.convert_tokens_to_ids("<|eot_id|>")]
+    assert stops[1] != tok.unk_token_id
+    for out, flags in (("ex", []), ("ex-merged", ["--merge"])):
+        assert export(["--sweep", "s", "--tracking-uri", uri, "--out", str(tmp_path / out), *flags]) == 0
+        assert GenerationConfig.from_pretrained(tmp_path / out).eos_token_id == stops
+    assert "GenerationConfig.from_pretrained(<this directory>)" in (tmp_path / "ex" / "README.md").read_text()
 
 
 def test_data_of_ones_own_does_not_take_the_presets_column_names():
