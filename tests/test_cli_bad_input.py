@@ -362,6 +362,9 @@ CASES = [
     # --- CLI flags
     ("storage-home-of-no-user", E2E, ["--storage", "~nosuchuser-lorasweep/rr"], "--storage",
      "'~nosuchuser-lorasweep/rr' begins with ~nosuchuser-lorasweep, and there is no user", None),
+    ("data-file-mistyped", "sft.py", ["--data", "trian.jsonl"], "data.source", "trian.jsonl does not exist", None),
+    ("data-file-mistyped-in-folder", "sft.py", ["--data", "data/trian.jsonl"], "data.source",
+     "data/trian.jsonl does not exist", None),  # not the hub dataset 'data/trian.jsonl'
     ("data-home-of-no-user", E2E, ["--data", "~nosuchuser-lorasweep/e2e"], "--data", "there is no user", None),
     ("model-home-of-no-user", E2E, ["--model", "~nosuchuser-lorasweep/m"], "--model", "there is no user", None),
     ("space-home-of-no-user", E2E, ["--search-space", "~nosuchuser-lorasweep/s.yaml"], "--search-space",

@@ -21,12 +21,17 @@ OFFLINE_HINT = ("Offline? Run with --preset smoke (a tiny local model and synthe
                 "--data DIR (the dataset's official files)")
 
 
+#: Endings of data files, which no hub id has: ``train.jsonl`` is a file that is not there.
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".txt")
+
+
 def looks_local(source: str) -> bool:
     """A path rather than a hub id: it exists, or it is written like a path."""
     if Path(source).expanduser().exists():
         return True
-    # Hub ids are ``name`` or ``org/name``; anything deeper or anchored is a path.
-    return source.startswith(("/", "./", "../", "~")) or source.count("/") > 1
+    # Hub ids are ``name`` or ``org/name``; anything deeper or anchored is a path, as is a file name.
+    return (source.startswith(("/", "./", "../", "~")) or source.count("/") > 1
+            or source.lower().endswith(FILE_SUFFIXES))
 
 
 def _offline() -> bool:
