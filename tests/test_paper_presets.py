@@ -74,11 +74,19 @@ def _real_configs() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def real_models(tmp_path_factory) -> dict[str, str]:
-    """Hub name -> a local directory holding only its config.json."""
+    """Hub name -> a local directory holding its config.json; a chat model's (``-Instruct``)
+    also a tokenizer with a chat template, the offline tiny Llama's standing in for its own
+    (sft checks its template before launch)."""
+    from transformers import AutoTokenizer
+
+    from trainables.offline.tiny_llama import ensure_assets
+
     root = tmp_path_factory.mktemp("configs")
     out = {}
     for name, config in _real_configs().items():
         config.save_pretrained(root / name)
+        if name.endswith("-Instruct"):
+            AutoTokenizer.from_pretrained(ensure_assets()["model"]).save_pretrained(root / name)
         out[name] = str(root / name)
     return out
 
