@@ -116,9 +116,10 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     grid_trials = [trial for _, trial in grid]
     # The trial the driver checks and prepares data for: every swept setting at its first value.
     trial0 = grid_trials[0]
+    # The model first: a task's own checks may load its tokenizer.
+    check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     task.check(trial0)
     check_workers(cfg, grid_trials, space)
-    check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     check_tracking_uri(tracking_uri)
     flush_timeout_s()  # read at the sweep's end: a bad value is refused before anything is written

@@ -168,6 +168,43 @@ def test_alpaca_messages_and_sharegpt_rows_become_the_same_turns(tmp_path):
     assert got == {"prompt": "question", "response": "answer"}
 
 
+@pytest.mark.parametrize("turn, hint", [
+    ({"from": "humen", "value": "hi"}, " (did you mean 'human'?)"),
+    ({"content": "hi"}, ""),
+    ("hi", ""),
+])
+def test_a_turn_that_is_no_speakers_turn_is_named_with_the_roles_accepted(tmp_path, turn, hint):
+    from trainables.tasks.sft import conversation
+    from trainables.tasks.user_data import read_file
+
+    split = read_file(write_jsonl(tmp_path / "m.jsonl", [{"messages": [turn, {"role": "assistant", "content": "A"}]}]))
+    with pytest.raises(UserError) as err:
+        conversation(split, 0, {"messages": "messages"})
+    assert err.value.field == "data.columns.messages"
+    assert err.value.message == (f"{tmp_path / 'm.jsonl'} line 1: messages[0]: expected {{role, content}} or "
+                                 "{from, value} with a role of 'system', 'user', 'human', 'assistant' or 'gpt'" + hint)
+
+
+def test_a_bad_model_is_refused_as_the_model_before_the_tasks_data_is_read(tmp_path):
+    """The model source is checked before any task's own checks, so a missing model is named
+    even where the data is also wrong."""
+    from conftest import sweep_config
+
+    from sweeps.planning import plan_sweep
+
+    write_jsonl(tmp_path / "chat.jsonl", ALPACA)  # no column 'question'
+    (tmp_path / "empty").mkdir()  # no train.jsonl
+    for study, data in [("sft", tmp_path / "chat.jsonl"), ("qlora_guanaco", tmp_path / "empty")]:
+        cfg = sweep_config(study, "--preset", "smoke", "--model", str(tmp_path / "no-such-model"), "--data", str(data),
+                           "--set", "data.columns.prompt=question", "--storage", str(tmp_path / "rr"),
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+        with pytest.raises(UserError) as err:
+            plan_sweep(cfg, prepare=False)
+        assert (err.value.field, err.value.message) == (
+            "model.name_or_path", f"model directory {tmp_path / 'no-such-model'} does not exist"), study
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.jsonl", "empty"]
+
+
 @pytest.mark.parametrize("columns, field, fragment", [
     ({"prompt": "instrution", "response": "output"}, "data.columns.prompt",
      "no column 'instrution' in {path} (did you mean 'instruction'?); its columns are 'instruction', 'input' or 'output'"),
