@@ -171,6 +171,122 @@ def test_a_template_that_refuses_a_prompt_names_its_line(tmp_path, no_system_mod
     assert err.value.message.endswith("chat template refuses prompts.jsonl line 2: System role not supported")
 
 
+# ----------------------------------------------------------------------------- guanaco's own data
+
+#: A template that renders any roles but refuses a word in a turn's content.
+NO_SECRETS = ("{% for m in messages %}{% if 'secret' in m['content'] %}{{ raise_exception('No secrets') }}"
+              "{% endif %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>"
+              "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+def _with_template(tmp_path, template):
+    """The tiny Llama with ``template`` as its chat template."""
+    import shutil
+
+    from trainables.offline.tiny_llama import ensure_assets
+
+    model = tmp_path / "templated"
+    shutil.copytree(ensure_assets()["model"], model)
+    (model / "chat_template.jinja").write_text(template, encoding="utf-8")
+    return model
+
+
+def _chat(q, a, system=None):
+    return {"messages": ([_t("system", system)] if system else []) + [_t("user", q), _t("assistant", a)]}
+
+
+def _guanaco_trial(source, model, **data):
+    from trainables.config import TrialConfig
+    from trainables.schema import from_dict
+
+    return from_dict(TrialConfig, {"task": "guanaco", "model": {"name_or_path": str(model)},
+                                   "data": {"source": str(source), "max_length": 128, **data}})
+
+
+def _guanaco_data(tmp_path, train, val=None):
+    write_jsonl(tmp_path / "data" / "train.jsonl", train)
+    write_jsonl(tmp_path / "data" / "eval.jsonl", val or [_chat("Q", "A")])
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("fmt", ["chat", "text"])
+def test_guanaco_refuses_a_row_its_template_refuses_before_launch(tmp_path, no_system_model, fmt):
+    from trainables.tasks.registry import get_task
+
+    data = _guanaco_data(tmp_path, [_chat("Q1", "A1"), _chat("Q2", "A2"), _chat("Q3", "A3", system="Be brief.")])
+    with pytest.raises(UserError) as err:
+        get_task("guanaco").check(_guanaco_trial(data, no_system_model, format=fmt))
+    assert err.value.field == "model.name_or_path"
+    assert err.value.message == f"{no_system_model}'s chat template refuses train.jsonl line 3: System role not supported"
+    # Without the system turn the same data is accepted.
+    get_task("guanaco").check(_guanaco_trial(_guanaco_data(tmp_path, [_chat("Q1", "A1"), _chat("Q2", "A2")]),
+                                             no_system_model, format=fmt))
+
+
+def test_guanaco_refuses_a_row_whose_content_its_template_refuses_past_the_first_of_its_roles(tmp_path):
+    from trainables.tasks.conversations import read_jsonl
+    from trainables.tasks.guanaco import check_rendering
+    from trainables.tasks.registry import get_task
+
+    model = _with_template(tmp_path, NO_SECRETS)
+    data = _guanaco_data(tmp_path, [_chat("Q1", "A1"), _chat("Q2", "A2"), _chat("Q3", "the secret is 4"),
+                                    _chat("Q4", "A4")])
+    with pytest.raises(UserError) as err:
+        get_task("guanaco").check(_guanaco_trial(data, model))
+    assert err.value.message == f"{model}'s chat template refuses train.jsonl line 3: No secrets"
+    # Past the check's limit, one conversation of each sequence of roles is rendered.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    convs = {"train": read_jsonl(data / "train.jsonl")}
+    check_rendering(tokenizer, convs, [], str(model), limit=2)
+    with pytest.raises(UserError, match="line 3: No secrets"):
+        check_rendering(tokenizer, convs, [], str(model), limit=3)
+
+
+def test_guanaco_guanaco_text_loads_no_tokenizer_before_launch(tmp_path):
+    """Guanaco text trained as published and put to the model in the guanaco form renders
+    nothing with a template: a model folder with no tokenizer at all still plans."""
+    from trainables.offline.chat_synth import write_guanaco_dataset
+    from trainables.offline.tiny_llama import ensure_assets
+    from trainables.tasks.registry import get_task
+
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_bytes((ensure_assets()["model"] / "config.json").read_bytes())
+    data = write_guanaco_dataset(tmp_path / "g", n_train=4, n_eval=2)
+    get_task("guanaco").check(_guanaco_trial(data, tmp_path / "config-only", format="text"))
+    with pytest.raises((OSError, ValueError)):  # the chat format needs the tokenizer this folder lacks
+        get_task("guanaco").check(_guanaco_trial(data, tmp_path / "config-only", format="chat"))
+
+
+@pytest.mark.parametrize("turn", [{"role": "assistant", "content": ""}, {"role": "assistant", "content": " \n"}])
+def test_an_empty_answer_in_a_guanaco_messages_row_is_refused(tmp_path, turn):
+    from trainables.tasks.registry import get_task
+
+    data = _guanaco_data(tmp_path, [_chat("Q1", "A1"), {"messages": [_t("user", "Q2"), turn]}])
+    with pytest.raises(UserError) as err:
+        get_task("guanaco").check(_guanaco_trial(data, "unused"))
+    assert err.value.field == "data.source"
+    assert err.value.message == "train.jsonl line 2: messages[1]: the assistant's answer is empty (a target of nothing)"
+
+
+def test_the_qlora_command_refuses_a_template_at_dry_run_in_one_line(tmp_path, no_system_model, capsys):
+    from sweeps.cli import run_study
+
+    data = _guanaco_data(tmp_path, [_chat("Q1", "A1"), _chat("Q2", "A2", system="Be brief.")])
+    work = tmp_path / "work"
+    work.mkdir()
+    capsys.readouterr()
+    code = run_study("qlora_guanaco", ["--preset", "smoke", "--dry-run", "--model", str(no_system_model),
+                                       "--data", str(data), "--storage", str(work / "rr"),
+                                       "--tracking-uri", f"sqlite:///{work / 'm.db'}"])
+    out, err = capsys.readouterr()
+    assert code == 2 and [ln for ln in err.splitlines() if ln.strip()] == [
+        f"error: model.name_or_path: {no_system_model}'s chat template refuses train.jsonl line 2: "
+        "System role not supported"]
+    assert list(work.iterdir()) == [] and "trial" not in out.lower()
+
+
 # ----------------------------------------------------------------------------- the system column
 
 

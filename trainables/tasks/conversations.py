@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, did_you_mean, one_of
 from trainables.tasks.base import jsonl_records
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ ROLES = ("system", "user", "assistant")
 #: Speaker names of OpenAI-style and ShareGPT turns -> chat-template roles.
 SPEAKERS = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 LLAMA3_TOKENS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+EMPTY_ANSWER = "the assistant's answer is empty (a target of nothing)"
 
 _TURN = re.compile(r"### (Human|Assistant):")
 #: One Llama 3 turn: header, blank line, content, end of turn.
@@ -107,6 +108,8 @@ def to_conversation(obj: Any, where: str) -> Conversation:
                 raise UserError("data.source", f"{where}: messages[{i}]: expected {{\"role\": "
                                                f"{'|'.join(ROLES)}, \"content\": string}}")
             turns.append({"role": m["role"], "content": m["content"]})
+            if empty_answer(turns[-1]):
+                raise UserError("data.source", f"{where}: messages[{i}]: {EMPTY_ANSWER}")
         return Conversation("messages", tuple(turns), where=where)
     raise UserError("data.source", f"{where}: expected {{\"text\": \"### Human: ...### Assistant: ...\"}}, "
                                    "{\"text\": <a Llama 3 chat text>} or {\"messages\": [{\"role\", \"content\"}, ...]}")
@@ -189,14 +192,21 @@ def split_conversations(data: dict[str, list[Any]], cfg: TrialConfig) -> dict[st
     return {"train": train, "val": val}
 
 
-def speaker_turn(m: Any) -> dict[str, str] | None:
+def speaker_turn(m: Any) -> tuple[dict[str, str] | None, str]:
     """An OpenAI-style ``{role, content}`` or ShareGPT ``{from, value}`` turn as a role/content
-    turn (ShareGPT's ``human``/``gpt`` as ``user``/``assistant``); None when it is neither."""
+    turn (ShareGPT's ``human``/``gpt`` as ``user``/``assistant``), and ``""``; when it is
+    neither, None and why not (what is expected, and the speaker its role is closest to)."""
     role = m.get("role", m.get("from")) if isinstance(m, dict) else None
     content = m.get("content", m.get("value")) if isinstance(m, dict) else None
     if role not in SPEAKERS or not isinstance(content, str):
-        return None
-    return {"role": SPEAKERS[role], "content": content}
+        return None, (f"expected {{role, content}} or {{from, value}} with a role of {one_of(SPEAKERS)}"
+                      f"{did_you_mean(str(role), SPEAKERS)}")
+    return {"role": SPEAKERS[role], "content": content}, ""
+
+
+def empty_answer(turn: dict[str, str]) -> bool:
+    """Whether ``turn`` is an assistant turn with nothing to learn (empty or blank)."""
+    return turn["role"] == "assistant" and not turn["content"].strip()
 
 
 def prompt_messages(obj: Any, where: str) -> list[dict[str, str]]:
@@ -213,7 +223,7 @@ def prompt_messages(obj: Any, where: str) -> list[dict[str, str]]:
         raise UserError("eval.prompts", f"{where}: {expected}")
     turns = []
     for j, m in enumerate(obj["messages"]):
-        turn = speaker_turn(m)
+        turn, _ = speaker_turn(m)
         if turn is None:
             raise UserError("eval.prompts", f"{where}: messages[{j}]: {expected} (ShareGPT {{from, value}} "
                                             "turns are read alike)")

@@ -154,16 +154,48 @@ def prompt_of(tokenizer: Any, prompt: dict[str, Any], style: str, model: str) ->
         raise template_refusal(e, prompt.get("where") or f"prompt {prompt['id']}", model) from None
 
 
+#: The most conversations the check before launch renders whole (:func:`check_rendering`).
+RENDER_CHECK_LIMIT = 10_000
+
+
+def renders_with_template(conv: Conversation, fmt: str) -> bool:
+    """Whether training on ``conv`` under ``data.format`` ``fmt`` renders it with the chat
+    template (not for a text as published: guanaco text under ``text``, Llama 3 chat text)."""
+    return conv.text is None if fmt == "text" else conv.form != "llama3"
+
+
+def prompt_style(data: dict[str, list[Conversation]], fmt: str) -> str:
+    """How the fixed prompts are put to the model: in the guanaco form when it trains on
+    guanaco text as published, else in its chat template."""
+    return GUANACO_PROMPT if fmt == "text" and all(c.form == "guanaco" for c in data["train"]) else "chat"
+
+
+def prepared_subset(data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
+                    cfg: TrialConfig) -> tuple[dict[str, list[Conversation]], list[dict[str, Any]]]:
+    """The conversations and prompts the preparation encodes: ``data.train_limit``,
+    ``data.val_limit`` and ``data.test_limit`` applied."""
+    limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
+    subset = {split: fixed_subset(convs, limits[split]) for split, convs in data.items()}
+    return subset, prompts if cfg.data.test_limit is None else prompts[:cfg.data.test_limit]
+
+
 def check_rendering(tokenizer: Any, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
-                    model: str, *, fmt: str = "chat", style: str = "chat") -> None:
-    """Before launch: the chat template renders one conversation of each sequence of roles in
-    ``data`` and every prompt (a template refuses by roles: a system turn, non-alternation)."""
-    seen = set()
+                    model: str, *, fmt: str = "chat", style: str = "chat", limit: int = RENDER_CHECK_LIMIT) -> None:
+    """Before launch: the chat template renders the conversations in ``data`` as the
+    preparation renders them, and every prompt. The first ``limit`` conversations (in split
+    order) are rendered whole, so a template that refuses some content is caught; past
+    ``limit``, one conversation of each sequence of roles (what a template mostly refuses by:
+    a system turn, non-alternation)."""
+    seen: set[tuple[str, ...]] = set()
+    n = 0
     for convs in data.values():
         for conv in convs:
+            if not renders_with_template(conv, fmt):
+                continue
             roles = tuple(t["role"] for t in conv.turns)
-            if conv.form != "llama3" and roles not in seen:
+            if n < limit or roles not in seen:
                 seen.add(roles)
+                n += 1
                 rendered(tokenizer, conv, fmt, model)
     for prompt in prompts:
         prompt_of(tokenizer, prompt, style, model)
@@ -250,23 +282,36 @@ class GuanacoTask(CausalLMTask):
     def check(self, cfg: TrialConfig) -> None:
         from trainables.errors import did_you_mean, one_of
         from trainables.hub import check_dataset_source, looks_local
-        from trainables.tasks.conversations import check_split
 
         fmt = cfg.data.format or self.default_format()
         if fmt not in self.formats:
             raise UserError("data.format", f"instruction tuning accepts {one_of(self.formats)}, got "
                                            f"{fmt!r}{did_you_mean(str(fmt), self.formats)}")
-        if looks_local(cfg.data.source):
-            source = Path(cfg.data.source).expanduser()
-            if not source.exists():
-                raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-            files = local_files(source)
-            for path in files.values():
-                read_jsonl(path)
-            check_split(cfg, "val" in files)
-        else:
+        if not looks_local(cfg.data.source):  # a hub dataset is read when the data is prepared
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
+            self.check_answering(cfg)
+            return
+        source = Path(cfg.data.source).expanduser()
+        if not source.exists():
+            raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
+        data = split_conversations({split: read_jsonl(path) for split, path in local_files(source).items()}, cfg)
         self.check_answering(cfg)
+        self.check_template(cfg, data, read_prompts(self._prompts_path(cfg)), fmt=fmt, style=prompt_style(data, fmt))
+
+    def check_template(self, cfg: TrialConfig, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
+                       *, fmt: str = "chat", style: str = "chat") -> None:
+        """Before launch: the model's chat template renders the conversations and the prompts
+        the preparation encodes (:func:`check_rendering`); nothing is loaded when none of them
+        is rendered with the template."""
+        from trainables.models import load_tokenizer
+
+        data, prompts = prepared_subset(data, prompts, cfg)
+        if style != "chat" and not any(renders_with_template(c, fmt) for convs in data.values() for c in convs):
+            return
+        tokenizer = load_tokenizer(cfg)
+        check_chat_tokenizer(tokenizer, cfg)
+        check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
+        check_rendering(tokenizer, data, prompts, cfg.model.name_or_path, fmt=fmt, style=style)
 
     def check_answering(self, cfg: TrialConfig) -> None:
         """Before launch: the fixed prompts, the compared models and the judge."""
@@ -297,9 +342,8 @@ class GuanacoTask(CausalLMTask):
         data = split_conversations(load_conversations(cfg), cfg)
         check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
         fmt = cfg.data.format or self.default_format()
-        style = GUANACO_PROMPT if fmt == "text" and all(c.form == "guanaco" for c in data["train"]) else "chat"
-        write_prepared(out, tokenizer, data, read_prompts(self._prompts_path(cfg)), cfg, fmt=fmt, style=style,
-                       stats={"data_key": key}, progress=progress)
+        write_prepared(out, tokenizer, data, read_prompts(self._prompts_path(cfg)), cfg, fmt=fmt,
+                       style=prompt_style(data, fmt), stats={"data_key": key}, progress=progress)
 
     # ----------------------------------------------------------- in the trial
     def load_prepared(self, path: Path, cfg: TrialConfig) -> Prepared:
@@ -330,14 +374,11 @@ def write_prepared(out: Path, tokenizer: Any, data: dict[str, list[Conversation]
     """What :meth:`GuanacoTask.load_prepared` opens: the train and val conversations encoded
     (``data.train_limit``/``val_limit`` applied), the first ``data.test_limit`` of the fixed
     ``prompts`` in the prompt ``style`` (``test.json``), and ``stats`` with the counts."""
-    limits = {"train": cfg.data.train_limit, "val": cfg.data.val_limit}
+    data, prompts = prepared_subset(data, prompts, cfg)
     for split, convs in data.items():
-        examples, counts = encode_split(tokenizer, fixed_subset(convs, limits[split]), cfg, fmt,
-                                        split=split, progress=progress)
+        examples, counts = encode_split(tokenizer, convs, cfg, fmt, split=split, progress=progress)
         examples.save(out, split)
         stats.update({f"{split}_{k}": v for k, v in counts.items()})
-    if cfg.data.test_limit is not None:
-        prompts = prompts[:cfg.data.test_limit]
     (out / "test.json").write_text(json.dumps({
         "ids": [p["id"] for p in prompts],
         "prompts": [p["messages"][-1]["content"] for p in prompts],

@@ -31,9 +31,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainables.errors import UserError, did_you_mean, one_of
-from trainables.tasks.conversations import SPEAKERS, Conversation, answered, asked, read_prompts, speaker_turn
-from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, check_rendering, write_prepared
+from trainables.errors import UserError
+from trainables.tasks.conversations import (
+    EMPTY_ANSWER,
+    Conversation,
+    answered,
+    asked,
+    empty_answer,
+    read_prompts,
+    speaker_turn,
+)
+from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
 from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
 if TYPE_CHECKING:
@@ -80,15 +88,11 @@ def _messages(split: Split, i: int, column: str) -> list[dict[str, str]]:
         raise UserError("data.columns.messages", f"{split.at(i)}: column {column!r} is not a list of turns")
     turns = []
     for j, m in enumerate(value):
-        turn = speaker_turn(m)
+        turn, why = speaker_turn(m)
         if turn is None:
-            role = m.get("role", m.get("from")) if isinstance(m, dict) else None
-            raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: expected {{role, content}} "
-                                                     f"or {{from, value}} with a role of {one_of(SPEAKERS)}"
-                                                     f"{did_you_mean(str(role), SPEAKERS)}")
-        if turn["role"] == "assistant" and not turn["content"].strip():
-            raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: the assistant's answer is "
-                                                     "empty (a target of nothing)")
+            raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: {why}")
+        if empty_answer(turn):
+            raise UserError("data.columns.messages", f"{split.at(i)}: {column}[{j}]: {EMPTY_ANSWER}")
         turns.append(turn)
     return turns
 
@@ -147,19 +151,7 @@ class SFTTask(GuanacoTask):
                                            f"null (or 'chat'), got {cfg.data.format!r}")
         data, _ = self.conversations(cfg, check_source(cfg))
         self.check_answering(cfg)
-        self.check_template(cfg, data)
-
-    def check_template(self, cfg: TrialConfig, data: dict[str, list[Conversation]]) -> None:
-        """Before launch: the model's chat template renders the conversations and the prompts
-        (:func:`~trainables.tasks.guanaco.check_rendering`)."""
-        from trainables.hub import check_model_source
-        from trainables.models import load_tokenizer
-
-        check_model_source(cfg.model.name_or_path, revision=cfg.model.revision)
-        tokenizer = load_tokenizer(cfg)
-        check_chat_tokenizer(tokenizer, cfg)
-        prompts = self._prompts(cfg, data)
-        check_rendering(tokenizer, data, prompts, cfg.model.name_or_path)
+        self.check_template(cfg, data, self._prompts(cfg, data))
 
     def _prompts(self, cfg: TrialConfig, data: dict[str, list[Conversation]]) -> list[dict[str, Any]]:
         """``eval.prompts``, else the first ``data.test_limit`` validation conversations."""
