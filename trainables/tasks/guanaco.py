@@ -155,7 +155,7 @@ def prompt_of(tokenizer: Any, prompt: dict[str, Any], style: str, model: str) ->
 
 
 #: The most conversations the check before launch renders whole (:func:`check_rendering`).
-RENDER_CHECK_LIMIT = 10_000
+RENDER_CHECK_LIMIT = 5_000
 
 
 def renders_with_template(conv: Conversation, fmt: str) -> bool:
