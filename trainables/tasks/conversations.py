@@ -8,7 +8,8 @@ A record is one conversation in one of three forms:
   a conversation already rendered with Llama 3's chat template, as the TU Wien reproduction
   published its instruction mixture (``yikaiyang/qlora_instruct``: one ``text`` column, one
   ``train`` split; 000_ebca86e218baf75c.txt §5.1.9);
-* ``{"messages": [{"role": "system" | "user" | "assistant", "content": ...}, ...]}``.
+* ``{"messages": [{"role": "system" | "user" | "assistant", "content": ...}, ...]}`` (an
+  assistant's answer may not be empty).
 
 Sources: a hub dataset (``datasets.load_dataset``; splits ``train`` and ``test``) or a local
 directory of JSONL files through the same parsing: ``train.jsonl`` and, optionally,

@@ -305,13 +305,12 @@ class GuanacoTask(CausalLMTask):
         is rendered with the template."""
         from trainables.models import load_tokenizer
 
-        data, prompts = prepared_subset(data, prompts, cfg)
         if style != "chat" and not any(renders_with_template(c, fmt) for convs in data.values() for c in convs):
             return
         tokenizer = load_tokenizer(cfg)
         check_chat_tokenizer(tokenizer, cfg)
         check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
-        check_rendering(tokenizer, data, prompts, cfg.model.name_or_path, fmt=fmt, style=style)
+        check_rendering(tokenizer, *prepared_subset(data, prompts, cfg), cfg.model.name_or_path, fmt=fmt, style=style)
 
     def check_answering(self, cfg: TrialConfig) -> None:
         """Before launch: the fixed prompts, the compared models and the judge."""
