@@ -259,6 +259,20 @@ def test_guanaco_guanaco_text_loads_no_tokenizer_before_launch(tmp_path):
         get_task("guanaco").check(_guanaco_trial(data, tmp_path / "config-only", format="chat"))
 
 
+def test_a_template_changed_after_a_check_passed_is_checked_again(tmp_path):
+    """A passed check is memoised on the model's files: the same folder with a template that
+    now refuses the data is refused."""
+    from trainables.tasks.registry import get_task
+
+    model = _with_template(tmp_path, NO_SECRETS)
+    cfg = _guanaco_trial(_guanaco_data(tmp_path, [_chat("Q1", "A1", system="Be brief."), _chat("Q2", "A2")]), model)
+    get_task("guanaco").check(cfg)
+    get_task("guanaco").check(cfg)  # memoised
+    (model / "chat_template.jinja").write_text(NO_SYSTEM, encoding="utf-8")
+    with pytest.raises(UserError, match="refuses train.jsonl line 1: System role not supported"):
+        get_task("guanaco").check(cfg)
+
+
 @pytest.mark.parametrize("turn", [{"role": "assistant", "content": ""}, {"role": "assistant", "content": " \n"}])
 def test_an_empty_answer_in_a_guanaco_messages_row_is_refused(tmp_path, turn):
     from trainables.tasks.registry import get_task

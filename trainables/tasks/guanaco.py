@@ -301,16 +301,30 @@ class GuanacoTask(CausalLMTask):
     def check_template(self, cfg: TrialConfig, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
                        *, fmt: str = "chat", style: str = "chat") -> None:
         """Before launch: the model's chat template renders the conversations and the prompts
-        the preparation encodes (:func:`check_rendering`); nothing is loaded when none of them
-        is rendered with the template."""
-        from trainables.models import load_tokenizer
+        the preparation encodes (:func:`check_rendering`). Nothing is loaded when none of them
+        is rendered with the template; for a local model a check that passed is memoised on
+        the model's files, the data and the settings (:func:`~trainables.cache.memoised_on_model`),
+        so an unchanged sweep planned again need not import transformers."""
+        from trainables.cache import memoised_on_model
+        from trainables.models import model_source
+        from trainables.schema import to_dict
 
         if style != "chat" and not any(renders_with_template(c, fmt) for convs in data.values() for c in convs):
             return
-        tokenizer = load_tokenizer(cfg)
-        check_chat_tokenizer(tokenizer, cfg)
-        check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
-        check_rendering(tokenizer, *prepared_subset(data, prompts, cfg), cfg.model.name_or_path, fmt=fmt, style=style)
+
+        def run() -> bool:
+            from trainables.models import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg)
+            check_chat_tokenizer(tokenizer, cfg)
+            check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
+            check_rendering(tokenizer, *prepared_subset(data, prompts, cfg), cfg.model.name_or_path, fmt=fmt,
+                            style=style)
+            return True
+
+        memoised_on_model("chat-template-check", model_source(cfg), run,
+                          libraries=("transformers", "tokenizers", "jinja2"), data=self._key(cfg, None),
+                          settings=to_dict(cfg.model), fmt=fmt, style=style)
 
     def check_answering(self, cfg: TrialConfig) -> None:
         """Before launch: the fixed prompts, the compared models and the judge."""
