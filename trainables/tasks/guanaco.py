@@ -282,6 +282,7 @@ class GuanacoTask(CausalLMTask):
     def check(self, cfg: TrialConfig) -> None:
         from trainables.errors import did_you_mean, one_of
         from trainables.hub import check_dataset_source, looks_local
+        from trainables.tasks.conversations import check_split
 
         fmt = cfg.data.format or self.default_format()
         if fmt not in self.formats:
@@ -294,17 +295,22 @@ class GuanacoTask(CausalLMTask):
         source = Path(cfg.data.source).expanduser()
         if not source.exists():
             raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-        data = split_conversations({split: read_jsonl(path) for split, path in local_files(source).items()}, cfg)
+        # The conversations as the source gives them: the hold-out, the fraction and the limits
+        # pick among them when the data is prepared.
+        data = {split: read_jsonl(path) for split, path in local_files(source).items()}
+        check_split(cfg, "val" in data)
         self.check_answering(cfg)
-        self.check_template(cfg, data, read_prompts(self._prompts_path(cfg)), fmt=fmt, style=prompt_style(data, fmt))
+        prompts = read_prompts(self._prompts_path(cfg))[:cfg.data.test_limit]
+        self.check_template(cfg, data, prompts, fmt=fmt, style=prompt_style(data, fmt))
 
     def check_template(self, cfg: TrialConfig, data: dict[str, list[Conversation]], prompts: list[dict[str, Any]],
                        *, fmt: str = "chat", style: str = "chat") -> None:
         """Before launch: the model's chat template renders the conversations and the prompts
-        the preparation encodes (:func:`check_rendering`). Nothing is loaded when none of them
-        is rendered with the template; for a local model a check that passed is memoised on
-        the model's files, the data and the settings (:func:`~trainables.cache.memoised_on_model`),
-        so an unchanged sweep planned again need not import transformers."""
+        as the preparation renders them (:func:`check_rendering`). Nothing is loaded when none
+        of them is rendered with the template; for a local model a check that passed is
+        memoised on the model's files, the data and the settings
+        (:func:`~trainables.cache.memoised_on_model`), so an unchanged sweep planned again need
+        not import transformers."""
         from trainables.cache import memoised_on_model
         from trainables.models import model_source
         from trainables.schema import to_dict
@@ -318,8 +324,7 @@ class GuanacoTask(CausalLMTask):
             tokenizer = load_tokenizer(cfg)
             check_chat_tokenizer(tokenizer, cfg)
             check_llama3_tokens(tokenizer, data, cfg.model.name_or_path)
-            check_rendering(tokenizer, *prepared_subset(data, prompts, cfg), cfg.model.name_or_path, fmt=fmt,
-                            style=style)
+            check_rendering(tokenizer, data, prompts, cfg.model.name_or_path, fmt=fmt, style=style)
             return True
 
         memoised_on_model("chat-template-check", model_source(cfg), run,

@@ -41,7 +41,7 @@ from trainables.tasks.conversations import (
     read_prompts,
     speaker_turn,
 )
-from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, write_prepared
+from trainables.tasks.guanaco import GuanacoTask, check_chat_tokenizer, prepared_subset, write_prepared
 from trainables.tasks.user_data import Split, cell, check_roles, column_mapping, load_splits, train_and_val
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class SFTTask(GuanacoTask):
                                            f"null (or 'chat'), got {cfg.data.format!r}")
         data, _ = self.conversations(cfg, check_source(cfg))
         self.check_answering(cfg)
-        self.check_template(cfg, data, self._prompts(cfg, data))
+        self.check_template(cfg, *prepared_subset(data, self._prompts(cfg, data), cfg))  # what is encoded
 
     def _prompts(self, cfg: TrialConfig, data: dict[str, list[Conversation]]) -> list[dict[str, Any]]:
         """``eval.prompts``, else the first ``data.test_limit`` validation conversations."""
