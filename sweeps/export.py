@@ -299,11 +299,11 @@ def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: 
         for f in adapter.iterdir():
             if f.name != "README.md":
                 shutil.copy2(f, stage / f.name)
-    save_preprocessor(cfg, stage)
+    tokenizer = save_preprocessor(cfg, stage)
     if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM":
         from trainables.tasks.chat import save_generation_config
 
-        save_generation_config(stage, cfg, model)
+        save_generation_config(stage, cfg, tokenizer, model)
     return model
 
 
@@ -334,9 +334,9 @@ def load_with_adapter(adapter: Path, cfg: Any, meta: dict[str, Any]) -> Any:
         return PeftModel.from_pretrained(base, str(adapter)).eval()
 
 
-def save_preprocessor(cfg: Any, out: Path) -> None:
+def save_preprocessor(cfg: Any, out: Path) -> Any:
     """The base's tokenizer (as the trial used it: pad = eos where there was no pad), or for an
-    image model its image processor."""
+    image model its image processor; returns the tokenizer (None for an image model)."""
     from trainables.tasks.registry import get_task
 
     if get_task(cfg.task).peft_task_type == "image_cls":
@@ -348,10 +348,12 @@ def save_preprocessor(cfg: Any, out: Path) -> None:
             AutoImageProcessor.from_pretrained(model_source(cfg), revision=cfg.model.revision).save_pretrained(out)
         except OSError:  # a base saved without one (the offline test models)
             pass
-        return
+        return None
     from trainables.models import load_tokenizer
 
-    load_tokenizer(cfg).save_pretrained(out)
+    tokenizer = load_tokenizer(cfg)
+    tokenizer.save_pretrained(out)
+    return tokenizer
 
 
 # --------------------------------------------------------------------------- the model card

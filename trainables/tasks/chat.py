@@ -44,15 +44,15 @@ def stop_ids(tokenizer: Any) -> list[int]:
     return [i for i in ids if i is not None]
 
 
-def save_generation_config(out: Path, cfg: Any, model: Any = None) -> None:
+def save_generation_config(out: Path, cfg: Any, tokenizer: Any, model: Any = None) -> None:
     """``generation_config.json`` that ends an answer where the trials' answers ended: at eos or
     at the end-of-turn token of a chat template (``<|eot_id|>``, ...), which the base's own
     generation config (eos alone) lacks. Written only where there is such a token."""
     from transformers import GenerationConfig
 
-    from trainables.models import load_tokenizer, model_source
+    from trainables.models import model_source
 
-    stops = stop_ids(load_tokenizer(cfg))
+    stops = stop_ids(tokenizer)
     if len(stops) < 2:
         return
     if model is not None:
