@@ -243,8 +243,9 @@ def as_given(message: str, args: argparse.Namespace) -> str:
     pairs = {}
     for _, value in given:
         for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str) and in_folder(v, Path.cwd()) != v:
-                pairs[in_folder(v, Path.cwd())] = str(Path(v))
+            absolute = in_folder(v, Path.cwd()) if isinstance(v, str) else v
+            if absolute != v:
+                pairs[absolute] = str(Path(v))
     for absolute in sorted(pairs, key=len, reverse=True):
         message = re.sub(rf"(?<![\w/.~-]){re.escape(absolute)}(?=$|[/\s'\"),;:])", lambda _: pairs[absolute], message)
     return message
