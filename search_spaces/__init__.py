@@ -62,6 +62,11 @@ ALIASES = {
 }
 """Short names of the hyperparameters LoRA studies sweep, and the trial setting each sets."""
 
+#: Searchable settings that name files or folders: a relative path in a space is made absolute,
+#: read from the space file's folder or else the working folder (trials run in folders of
+#: their own, where it would name nothing).
+SPACE_PATHS = ("data.predict_file", "eval.prompts", "eval.compare_models", "adapter.init_from")
+
 #: Settings that describe the infrastructure, not the experiment: not searchable.
 _NOT_SEARCHABLE = ("task", "model.name_or_path", "model.revision", "data.source", "data.revision")
 
@@ -298,9 +303,32 @@ def _parse_param(section: str, name: str, spec: Any, base: dict[str, Any]) -> Pa
     return Param(key, kind, checked, section)
 
 
+def space_paths(data: dict[str, Any], folders: tuple[Path, ...]) -> None:
+    """The relative paths of :data:`SPACE_PATHS` in a space's sections (plain data) made
+    absolute (in place) against the first of ``folders`` that has them."""
+    from trainables.hub import in_folder
+
+    for entries in (data.get(s) for s in SECTIONS):
+        for name, spec in entries.items() if isinstance(entries, dict) else ():
+            keys = [ALIASES.get(n.strip(), n.strip()) for n in str(name).split("+")]
+            at = [i for i, k in enumerate(keys) if k in SPACE_PATHS]
+            if not at:
+                continue
+            if not isinstance(spec, dict):
+                entries[name] = in_folder(spec, *folders)
+            elif len(spec) == 1 and isinstance(values := next(iter(spec.values())), list):
+                for i, v in enumerate(values):
+                    if len(keys) == 1:
+                        values[i] = in_folder(v, *folders)
+                    elif isinstance(v, list) and len(v) == len(keys):
+                        values[i] = [in_folder(x, *folders) if j in at else x for j, x in enumerate(v)]
+
+
 def load_space(spec: str | dict[str, Any], *, base: dict[str, Any], field: str = "space") -> SearchSpace:
     """Read and validate a search space against the base trial config (plain data)."""
     data, source = _read(spec, field)
+    data = copy.deepcopy(data)
+    space_paths(data, (Path(source).parent, Path.cwd()) if source != "<inline>" else (Path.cwd(),))
     unknown = set(data) - set(SECTIONS) - {"description"}
     if unknown:
         bad = sorted(unknown)[0]

@@ -36,7 +36,9 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
+from search_spaces import SPACE_PATHS, space_paths
 from trainables.errors import UserError, did_you_mean, not_utf8, one_of
+from trainables.hub import in_folder
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -122,8 +124,7 @@ PRESET_KEYS = ("extends", "parts", "default_parts")
 SET_BY_CLI = ("study", "preset", "part", "overrides")
 #: Settings that may name a file beside the study file.
 PATH_SETTINGS = (("space",), ("trial", "model", "name_or_path"), ("trial", "data", "source"),
-                 ("trial", "data", "predict_file"), ("trial", "eval", "prompts"), ("trial", "eval", "compare_models"),
-                 ("trial", "adapter", "init_from"))
+                 *(("trial", *key.split(".")) for key in SPACE_PATHS))
 #: Flags every sweep script has, which a part flag cannot be.
 RESERVED_FLAGS = ("help", "preset", "set", "config", "resume", "dry-run")
 
@@ -269,20 +270,8 @@ def beside(data: dict[str, Any], folder: Path) -> None:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and keys[-1] in node:
             node[keys[-1]] = in_folder(node[keys[-1]], folder)
-
-
-def in_folder(value: Any, folder: Path) -> Any:
-    """``value`` as an absolute path where it is a relative path to something in ``folder``
-    (each item of a list), else unchanged (a bundled model's alias too): trials run in folders
-    of their own, where the relative path would name nothing."""
-    if isinstance(value, (list, tuple)):  # eval.compare_models, whose "tuned" is the trial's model
-        return [v if v == "tuned" else in_folder(v, folder) for v in value]
-    from trainables.offline.registry import MODEL_ALIASES
-
-    if (isinstance(value, str) and not value.startswith("~") and value not in MODEL_ALIASES
-            and not Path(value).is_absolute() and (folder / value).exists()):  # ~ is expanded where read
-        return str((folder / value).resolve())
-    return value
+    if isinstance(data.get("space"), dict):
+        space_paths(data["space"], (folder,))
 
 
 def resolve_presets(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:

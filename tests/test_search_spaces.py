@@ -155,3 +155,27 @@ def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
     # Tune counts exactly the grid: each preset point pins every grid key to one value.
     spec = {"config": to_tune(space, algorithm="grid"), "num_samples": 1}
     assert _count_variants(spec, [dict(p) for p in order(3)]) == len(grid)
+
+
+def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_working_folder(tmp_path, monkeypatch):
+    """Trials run in folders of their own: a relative path a space gives a path setting is made
+    absolute where it names something (the space file's folder first), in a fixed value, a grid,
+    a list value (``tuned`` is no path) and a coupled grid; other values are left as written."""
+    spaces, work = tmp_path / "spaces", tmp_path / "work"
+    for folder in (spaces / "warm", work / "prompts.jsonl", work / "judge-base", work / "r8"):
+        folder.mkdir(parents=True)
+    (spaces / "warm" / "a").mkdir()
+    monkeypatch.chdir(work)
+    f = spaces / "space.yaml"
+    f.write_text("scientific:\n"
+                 "  r+init_from: {grid: [[8, r8], [4, warm/a]]}\n"
+                 "nuisance:\n"
+                 "  eval.compare_models: {choice: [[tuned, judge-base], [gpt2, tuned]]}\n"
+                 "fixed:\n"
+                 "  eval.prompts: prompts.jsonl\n"
+                 "  targets: qv\n")
+    s = load_space(str(f), base=BASE)
+    by_key = {p.key: p.values for p in s.params}
+    assert by_key["adapter.r+adapter.init_from"] == ([8, str(work / "r8")], [4, str(spaces / "warm" / "a")])
+    assert by_key["eval.compare_models"] == (("tuned", str(work / "judge-base")), ("gpt2", "tuned"))
+    assert s.fixed() == {"eval.prompts": str(work / "prompts.jsonl"), "adapter.targets": "qv"}

@@ -252,3 +252,16 @@ def test_a_study_files_parts_are_summed_up_under_its_study_name(tmp_path, monkey
                                                                                            interrupted=False))
     assert run_study(None, ["--config", str(path), "--preset", "smoke", "--storage", str(tmp_path / "rr")]) == 0
     assert "\nmy_tickets: 2 sweeps (a, b); 2 without failed trials" in capfd.readouterr().out
+
+
+def test_an_inline_space_reads_its_relative_paths_beside_the_study_file(tmp_path):
+    """A space written in the study file names files as the study's other settings do: a
+    relative path that is there, beside the study file, is made absolute."""
+    from sweeps.study_file import beside
+
+    (tmp_path / "warm-start").mkdir()
+    data = {"space": {"scientific": {"init_from": {"grid": ["warm-start", "not-here"]}},
+                      "fixed": {"eval.prompts": "warm-start", "r": 8}}}
+    beside(data, tmp_path)
+    assert data["space"] == {"scientific": {"init_from": {"grid": [str(tmp_path / "warm-start"), "not-here"]}},
+                             "fixed": {"eval.prompts": str(tmp_path / "warm-start"), "r": 8}}
