@@ -17,17 +17,32 @@ from trainables.errors import UserError
 
 #: The longest sweep name: it names a directory, and Tune's trial directories go inside it.
 MAX_NAME = 128
+#: The most trials one sweep plans (grid points x seeds x samples): Tune holds every trial in
+#: the driver, and the planning lists the grid.
+MAX_TRIALS = 100_000
+#: The largest ``resources.memory_limit_mb``: 1 EiB, far below the 2**63 bytes ``RLIMIT_AS`` takes.
+MAX_MEMORY_LIMIT_MB = 2**40
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (a newline, a tab, DEL, ...)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def check_sweep_name(name: str, field_name: str = "name") -> None:
     """A sweep name (a directory, an MLflow tag, a word in printed commands): non-empty, at
     most :data:`MAX_NAME` characters, no ``/``, ``\\``, ``"`` or control character, not ``.``
     or ``..``."""
-    bad = [c for c in name if c in '/\\"' or ord(c) < 32 or ord(c) == 127]
+    bad = [c for c in name if c in '/\\"'] or has_control(name)
     if not name.strip() or name.strip() in (".", "..") or bad or len(name) > MAX_NAME:
         raise UserError(field_name, f"must be a name of 1 to {MAX_NAME} characters without '/', '\\', '\"' or "
                                     f"control characters, and not '.' or '..', got {name[:60]!r}"
                                     + (f" ({len(name)} characters)" if len(name) > 60 else ""))
+
+
+def _short(n: int) -> str:
+    """``n`` as written, or in e-notation where it has more than 15 digits."""
+    return str(n) if n < 10**15 else f"{n:.3g}"
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,16 @@ class SweepConfig:
         if not isinstance(self.max_failures, int) or self.max_failures < 0:
             raise UserError("max_failures", f"must be an integer >= 0, got {self.max_failures!r}")
         positive_int("seeds", self.seeds, allow_none=True)
+        if self.seeds is not None and self.seeds > MAX_TRIALS:
+            raise UserError("seeds", f"must be an integer from 1 to {MAX_TRIALS} (replicates of each "
+                                     f"configuration; a sweep plans at most {MAX_TRIALS} trials), got {self.seeds}")
+        if self.search.num_samples > MAX_TRIALS:
+            raise UserError("search.num_samples", f"must be an integer from 1 to {MAX_TRIALS} (a sweep plans at "
+                                                  f"most {MAX_TRIALS} trials), got {self.search.num_samples}")
+        memory = self.resources.memory_limit_mb
+        if isinstance(memory, int) and memory > MAX_MEMORY_LIMIT_MB:
+            raise UserError("resources.memory_limit_mb", f"must be a number of MiB from 1 to {MAX_MEMORY_LIMIT_MB} "
+                                                         f"(2**40, 1 EiB), got {_short(memory)}")
         seed_value("seed", self.seed)
         positive_int("max_trainable_params", self.max_trainable_params, allow_none=True)
         if self.scheduler.promotion == "pause" and self.search.max_concurrent:
@@ -177,3 +202,6 @@ class SweepConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise UserError(key, f"is empty; give a value or leave it out for the default ({default})")
+        if self.experiment is not None and has_control(self.experiment):
+            raise UserError("experiment", "must be an MLflow experiment name without control characters (a "
+                                          f"newline, a tab), got {self.experiment[:60]!r}")

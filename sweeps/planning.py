@@ -59,11 +59,28 @@ def sweep_space(cfg: SweepConfig) -> Any:
     from search_spaces import load_space
 
     space = load_space(cfg.space, base=to_dict(cfg.trial))
+    check_trial_count(cfg, space)
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
     check_repeats(cfg, space)
     check_overrides(cfg, space)
+    check_timing_listed(space)
     return space
+
+
+def check_trial_count(cfg: SweepConfig, space: Any) -> None:
+    """Refuse a sweep of more than :data:`~sweeps.config.MAX_TRIALS` trials (grid points x
+    seeds x samples, counted before any of them is listed)."""
+    from sweeps.config import MAX_TRIALS
+
+    grid, seeds, samples = space.grid_size(), cfg.seeds or 1, cfg.search.num_samples
+    if grid * seeds * samples <= MAX_TRIALS:
+        return
+    made = f"{grid} grid points x {seeds} seeds x {samples} samples make {grid * seeds * samples} trials"
+    field, flag, per = ("seeds", "--seeds", grid * samples) if cfg.seeds and seeds >= samples else \
+        ("search.num_samples", "--num-samples", grid * seeds)
+    raise UserError(field, f"{made}, more than the {MAX_TRIALS} a sweep plans; accepted here: {flag} "
+                           f"1..{max(MAX_TRIALS // per, 1)}, or a smaller grid")
 
 
 def check_overrides(cfg: SweepConfig, space: Any) -> None:
@@ -197,13 +214,7 @@ def max_epoch_of(trial0: TrialConfig, space: Any, stats: dict[str, Any]) -> floa
     from search_spaces import apply_hyperparameters
     from trainables.optim import plan_steps
 
-    timing = [p for p in space.swept
-              if p.key in ("train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum")]
-    for p in timing:
-        if p.kind not in ("grid", "choice"):
-            raise UserError(f"space.{p.section}.{p.short}",
-                            "a sampled range of a setting that changes the trial length leaves "
-                            "ASHA's rungs undefined; use grid or choice")
+    timing = check_timing_listed(space)
     longest = 0.0
     for combo in itertools.product(*[p.values for p in timing]):
         hp = dict(zip([p.key for p in timing], combo))
@@ -211,6 +222,19 @@ def max_epoch_of(trial0: TrialConfig, space: Any, stats: dict[str, Any]) -> floa
         steps = plan_steps(cfg.train, int(stats["train_examples"]))
         longest = max(longest, steps.epoch_at(steps.total_steps))
     return longest
+
+
+def check_timing_listed(space: Any) -> list[Any]:
+    """The swept settings that change a trial's length, each refused unless its values are
+    listed (grid or choice): ASHA's rungs and the longest trial are planned from them."""
+    timing = [p for p in space.swept
+              if p.key in ("train.epochs", "train.max_steps", "train.batch_size", "train.grad_accum")]
+    for p in timing:
+        if p.kind not in ("grid", "choice"):
+            raise UserError(f"space.{p.section}.{p.short}",
+                            "a sampled range of a setting that changes the trial length leaves "
+                            "ASHA's rungs undefined; use grid or choice")
+    return timing
 
 
 def check_before_ray(cfg: SweepConfig, trial0: TrialConfig, space: Any, groups: Any, *, launching: bool) -> None:

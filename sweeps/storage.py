@@ -116,12 +116,14 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
     def read(path: str) -> dict[str, Any] | None:
         try:
             with fs.open_input_stream(path) as fh:
-                return json.loads(fh.read().decode())
+                text = fh.read()
         except OSError:  # missing too
             return None
+        return _sweep_description(text, path, verb)
 
     if cfg.name:
-        data = read(f"{root}/{cfg.name}/{SWEEP_FILE}")
+        where = f"{root}/{cfg.name}/{SWEEP_FILE}"
+        data = read(where)
         if data is None:
             raise UserError("name", f"no sweep named {cfg.name!r} under {storage} to {verb}")
     else:
@@ -134,16 +136,40 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
             if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(f"{cfg.study}-"):
                 data = read(f"{info.path}/{SWEEP_FILE}")
                 if data is not None and data.get("part") == cfg.part:
-                    found.append((fs.get_file_info(f"{info.path}/{SWEEP_FILE}").mtime, data))
+                    path = f"{info.path}/{SWEEP_FILE}"
+                    found.append((fs.get_file_info(path).mtime, data, path))
         if not found:
             raise UserError(verb, f"no {cfg.study} sweep to {verb} under {storage}")
-        data = max(found, key=lambda item: item[0])[1]
-    stored = from_dict(SweepConfig, data)
+        _, data, where = max(found, key=lambda item: item[0])
+    try:
+        stored = from_dict(SweepConfig, data)
+    except UserError as e:
+        raise UserError(verb, f"{where} is damaged ({e.field}: {e.message}); restore it, or start "
+                              "a new sweep") from None
     if cfg.name and data.get("study") not in (None, cfg.study):
         raise UserError("name", f"sweep {cfg.name!r} under {storage} is a {stored.study} sweep, not "
                                 f"{cfg.study}: --{verb} it with {_study_command(stored.study)}")
     return replace(stored, tracking_uri=cfg.tracking_uri or stored.tracking_uri,
                    storage=cfg.storage or stored.storage)
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _sweep_description(text: bytes, path: str, verb: str) -> dict[str, Any]:
+    """A stored sweep description (:func:`store_config`'s JSON object), refused in one line
+    naming the file when it is damaged."""
+    try:
+        data = json.loads(text.decode())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise UserError(verb, f"{path} is damaged ({str(e).splitlines()[0][:120]}); it is the sweep's "
+                              "description as launched, a JSON object of its settings: restore it, or start "
+                              "a new sweep") from None
+    if not isinstance(data, dict):
+        kind = _JSON_KINDS.get(type(data), "value")
+        raise UserError(verb, f"{path} is damaged (a JSON {kind}, not an object); it is the sweep's description "
+                              "as launched, a JSON object of its settings: restore it, or start a new sweep")
+    return data
 
 
 def _study_command(study: str) -> str:
@@ -227,6 +253,8 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
     if scheme not in STORAGE_SCHEMES:
         raise UserError("storage", f"{scheme}:// is not a storage Tune can write to here; give a "
                                    "path (a shared filesystem on a cluster) or an s3:// or gs:// URI")
+    if not urlsplit(storage).netloc:
+        raise UserError("storage", f"{storage} names no bucket; give {scheme}://BUCKET or {scheme}://BUCKET/PREFIX")
     outcome: list[BaseException | None] = []
 
     def probe() -> None:
