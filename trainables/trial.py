@@ -161,7 +161,7 @@ def memory_limit(mb: int | None) -> Iterator[None]:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     vms = psutil.Process().memory_info().vms
-    limit = vms + mb * 2**20
+    limit = min(vms + mb * 2**20, 2**63 - 1)  # setrlimit takes a signed 64-bit number of bytes
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
