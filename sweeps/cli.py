@@ -34,7 +34,9 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config = pre.parse_known_args(argv)[0].config
-    if config:
+    if config is not None:
+        if not config.strip():
+            raise UserError("--config", "is empty; give a study file, or leave it out for the study's own presets")
         check_home("--config", config)
         path = Path(config).expanduser()
         loaded = read_study(path, name=study)
@@ -206,8 +208,14 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         data.get("trial", {}).get("data", {}).pop("columns", None)
     for flag in ("model", "data", "search_space", "storage"):
         check_home(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
+    check_given_once(args)
+    given = command_settings(args)
+    for key, value in given:
+        if key in PATH_KEYS and isinstance(value, str) and not value.strip():
+            typed = f"{flag} ''" if (flag := _flag_of(args, key)) else f"--set {key.removeprefix('trial.')}="
+            raise UserError(key, f"is empty ({typed}); give a path or a name, or leave it out for the preset's")
     # A relative path given here is the user's working folder's.
-    assignments = [(k, in_folder(v, Path.cwd()) if k in PATH_KEYS else v) for k, v in command_settings(args)]
+    assignments = [(k, in_folder(v, Path.cwd()) if k in PATH_KEYS else v) for k, v in given]
     overrides: dict[str, Any] = {}
     for key, value in assignments:
         if key.startswith("trial."):
@@ -230,6 +238,24 @@ def command_settings(args: argparse.Namespace) -> list[tuple[str, Any]]:
     given = [(dotted, getattr(args, flag)) for flag, dotted in FLAG_SETTINGS.items()
              if getattr(args, flag, None) is not None]
     return given + [parse_assignment(text) for text in args.sets]
+
+
+def _flag_of(args: argparse.Namespace, dotted: str) -> str | None:
+    """The flag (``--search-space``) that gave setting ``dotted``, or None where a ``--set`` did."""
+    return next((f"--{flag.replace('_', '-')}" for flag, key in FLAG_SETTINGS.items()
+                 if key == dotted and getattr(args, flag, None) is not None), None)
+
+
+def check_given_once(args: argparse.Namespace) -> None:
+    """Refuse a setting that a flag and a ``--set`` both give (``--scheduler fifo --set
+    scheduler.name=asha``): the command line would say two things, and one would be dropped."""
+    flags = {key: flag for flag, key in FLAG_SETTINGS.items() if getattr(args, flag, None) is not None}
+    for text in args.sets:
+        key = parse_assignment(text)[0]
+        for dotted, flag in flags.items():
+            if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
+                raise UserError(key.removeprefix("trial."), f"given twice, by --{flag.replace('_', '-')} "
+                                f"{getattr(args, flag)} and by --set {text}; give it once")
 
 
 def as_given(message: str, args: argparse.Namespace) -> str:

@@ -132,6 +132,8 @@ RESERVED_FLAGS = ("help", "preset", "set", "config", "resume", "dry-run")
 def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    if path.is_dir():
+        raise UserError("--config", f"{path} is a directory; give a study file (YAML)")
     if not path.is_file():
         raise UserError("--config", f"study file {path} does not exist")
     from trainables.schema import load_yaml
@@ -334,6 +336,10 @@ def read_study(path: Path, *, name: str | None = None) -> Study:
     check_study(data, path)
     presets = resolve_presets(data, path)
     for preset, settings in presets.items():
+        if data.get("part_flag") and not settings.get("parts"):
+            raise UserError("parts", f"part_flag {data['part_flag']!r} in {path} needs parts to pick from, and preset "
+                                     f"{preset!r} has none: give 'parts' (part name -> sweep settings) at the top "
+                                     "or in the preset, or drop part_flag")
         if settings.get("default_parts") is not None:
             check_names(settings["default_parts"], settings.get("parts") or {}, f"presets.{preset}.default_parts",
                         path, "part", many=True)
