@@ -172,6 +172,11 @@ def selected_parts(study: Study, preset: str, text: str | None) -> list[str | No
     flag = f"--{study.part_flag}"
     if text is None:  # a preset may name its own default parts (a smoke run does fewer)
         text = ",".join(study.presets[preset].get("default_parts") or study.default_parts)
+    if not parts:
+        with_parts = [n for n in study.presets if study.parts(n)]
+        raise UserError(f"presets.{preset}.parts", f"preset {preset!r} has no parts for {flag} to pick from; give "
+                                                   f"it parts in the study file, or run a --preset that has "
+                                                   f"them: {one_of(with_parts)}")
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise UserError(flag, f"name at least one: {one_of(parts)} or all")

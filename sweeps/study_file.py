@@ -249,6 +249,9 @@ def check_study(data: dict[str, Any], path: Path) -> None:
         raise UserError("part_flag", f"{path} lists parts ({with_parts}); name the flag that picks them "
                                      "(e.g. part_flag: task)")
     flag = data.get("part_flag")
+    if flag and not with_parts:
+        raise UserError("parts", f"part_flag {flag!r} in {path} needs parts to pick from: give 'parts' (part name "
+                                 "-> sweep settings) at the top or in a preset, or drop part_flag")
     if flag is not None and (not isinstance(flag, str) or not is_word(flag)
                              or flag in RESERVED_FLAGS or flag.replace("-", "_") in _cli_flags()):
         raise UserError("part_flag", f"{flag!r} in {path} cannot be a flag name: use a word that is not one of "
@@ -336,10 +339,6 @@ def read_study(path: Path, *, name: str | None = None) -> Study:
     check_study(data, path)
     presets = resolve_presets(data, path)
     for preset, settings in presets.items():
-        if data.get("part_flag") and not settings.get("parts"):
-            raise UserError("parts", f"part_flag {data['part_flag']!r} in {path} needs parts to pick from, and preset "
-                                     f"{preset!r} has none: give 'parts' (part name -> sweep settings) at the top "
-                                     "or in the preset, or drop part_flag")
         if settings.get("default_parts") is not None:
             check_names(settings["default_parts"], settings.get("parts") or {}, f"presets.{preset}.default_parts",
                         path, "part", many=True)
