@@ -84,6 +84,8 @@ def _spaces(tmp: Path) -> None:
         "alphaoverr": "scientific:\n  r: {grid: [4, 8]}\n  alpha_over_r: {grid: [1, 2]}\n",
         "optunarank": "scientific:\n  r: {choice: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
         "bigseed": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  seed: {randint: [0, 99999999999999999999]}\n",
+        "epochs": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  train.epochs: {uniform: [1, 3]}\n",
+        "sampled": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -113,6 +115,13 @@ def _glue_latin1(tmp: Path) -> None:
 def _old_sweep(tmp: Path) -> None:
     (tmp / "old" / "done").mkdir(parents=True)
     (tmp / "old" / "done" / "lorasweep_sweep.json").write_text("{}")
+
+
+def _damaged_sweep(text: str):
+    def setup(tmp: Path) -> None:
+        (tmp / "old" / "done").mkdir(parents=True)
+        (tmp / "old" / "done" / "lorasweep_sweep.json").write_text(text)
+    return setup
 
 
 def _stored_smoke_sweep(tmp: Path) -> None:
@@ -293,6 +302,57 @@ CASES = [
     ("resume-with-more-samples", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume", "--num-samples", "3",
                                        "--dry-run"], "--num-samples", "--num-samples 3 would change the sweep",
      _stored_smoke_sweep),
+    ("resume-a-description-not-json", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "resume",
+     "{tmp}/old/done/lorasweep_sweep.json is damaged (Expecting property name enclosed in double quotes: line 1 "
+     "column 2 (char 1)); it is the sweep's description as launched, a JSON object of its settings: restore it, "
+     "or start a new sweep", _damaged_sweep("{not json")),
+    ("resume-a-description-not-an-object", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "resume",
+     "{tmp}/old/done/lorasweep_sweep.json is damaged (a JSON array, not an object)", _damaged_sweep("[1, 2]")),
+    ("resume-a-description-with-a-bad-value", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume",
+                                                    "--dry-run"], "resume",
+     "{tmp}/old/done/lorasweep_sweep.json is damaged (search: expected a mapping of SearchConfig fields, got 5); "
+     "restore it, or start a new sweep", _damaged_sweep('{"search": 5}')),
+    ("seeds-past-the-trial-bound", E2E, ["--seeds", "5000000000", "--dry-run"], "seeds",
+     "must be an integer from 1 to 100000 (replicates of each configuration; a sweep plans at most 100000 "
+     "trials), got 5000000000", None),
+    ("seeds-times-the-grid-past-the-bound", E2E, ["--seeds", "50000", "--dry-run"], "seeds",
+     "6 grid points x 50000 seeds x 1 samples make 300000 trials, more than the 100000 a sweep plans; accepted "
+     "here: --seeds 1..16666, or a smaller grid", None),
+    ("num-samples-past-the-trial-bound", E2E, ["--num-samples", "1000000000000", "--dry-run"], "search.num_samples",
+     "must be an integer from 1 to 100000 (a sweep plans at most 100000 trials), got 1000000000000", None),
+    ("num-samples-times-the-grid-past-the-bound", E2E, ["--search-space", "{tmp}/sampled.yaml", "--search-alg",
+                                                        "random", "--num-samples", "60000", "--dry-run"],
+     "search.num_samples", "2 grid points x 1 seeds x 60000 samples make 120000 trials, more than the 100000 a "
+     "sweep plans; accepted here: --num-samples 1..50000", _spaces),
+    ("storage-s3-without-a-bucket", E2E, ["--storage", "s3://", "--dry-run"], "storage",
+     "s3:// names no bucket; give s3://BUCKET or s3://BUCKET/PREFIX", None),
+    ("storage-gs-without-a-bucket", E2E, ["--storage", "gs://?endpoint_override=localhost:1"], "storage",
+     "gs://?endpoint_override=localhost:1 names no bucket; give gs://BUCKET or gs://BUCKET/PREFIX", None),
+    ("sampled-epochs-dry-run", E2E, ["--search-space", "{tmp}/epochs.yaml", "--dry-run"], "space.nuisance.epochs",
+     "a sampled range of a setting that changes the trial length leaves ASHA's rungs undefined; use grid or "
+     "choice", _spaces),
+    ("sampled-epochs-print-config", E2E, ["--search-space", "{tmp}/epochs.yaml", "--print-config"],
+     "space.nuisance.epochs", "leaves ASHA's rungs undefined; use grid or choice", _spaces),
+    ("memory-limit-past-setrlimit", E2E, ["--memory-limit-mb", "1e99", "--dry-run"], "resources.memory_limit_mb",
+     "must be a number of MiB from 1 to 1099511627776 (2**40, 1 EiB), got 1e+99", None),
+    ("experiment-with-a-newline", E2E, ["--experiment", "a\nb", "--dry-run"], "experiment",
+     "must be an MLflow experiment name without control characters (a newline, a tab), got 'a\\nb'", None),
+    ("data-empty", E2E, ["--data", "", "--dry-run"], "data.source",
+     "is empty (--data ''); give a path or a name, or leave it out for the preset's", None),
+    ("model-empty", E2E, ["--model", "", "--dry-run"], "model.name_or_path",
+     "is empty (--model ''); give a path or a name, or leave it out for the preset's", None),
+    ("search-space-empty", E2E, ["--search-space", " ", "--dry-run"], "space",
+     "is empty (--search-space ''); give a path or a name", None),
+    ("set-data-source-empty", "sft.py", ["--set", "data.source=", "--dry-run"], "data.source",
+     "is empty (--set data.source=); give a path or a name", None),
+    ("config-empty", E2E, ["--config", "", "--dry-run"], "--config",
+     "is empty; give a study file, or leave it out for the study's own presets", None),
+    ("config-a-directory", E2E, ["--config", "{tmp}/e2e", "--dry-run"], "--config",
+     "{tmp}/e2e is a directory; give a study file (YAML)", None),
+    ("scheduler-by-flag-and-set", E2E, ["--scheduler", "fifo", "--set", "scheduler.name=asha", "--dry-run"],
+     "scheduler.name", "given twice, by --scheduler fifo and by --set scheduler.name=asha; give it once", None),
+    ("model-by-flag-and-set", E2E, ["--model", "smoke:gpt2", "--set", "model.name_or_path=smoke:gpt2", "--dry-run"],
+     "model.name_or_path", "given twice, by --model smoke:gpt2 and by --set model.name_or_path=smoke:gpt2", None),
     ("space-empty", E2E, ["--search-space", "{tmp}/empty.yaml"], "space",
      "{tmp}/empty.yaml: empty; expected a mapping with 'scientific', 'nuisance' or 'fixed'", _spaces),
     ("space-key-twice", E2E, ["--search-space", "{tmp}/twice.yaml"], "space",

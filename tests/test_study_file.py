@@ -80,6 +80,12 @@ def _with(tmp_path: Path, edit) -> Path:
     (lambda d: d.update(parts={"a": {}}, part_flag="fold") or d["presets"]["smoke"].update(default_parts=["b"]),
      "presets.smoke.default_parts", "'b' is not a part of "),
     (lambda d: d.update(report="no"), "report", "expected true or false in "),
+    (lambda d: d.update(part_flag="fold"), "parts",
+     "part_flag 'fold' in {path} needs parts to pick from: give 'parts' (part name -> sweep settings) at the top or "
+     "in a preset, or drop part_flag"),
+    (lambda d: d.update(part_flag="fold", default="base") or d["presets"]["smoke"].update(parts={"a": {}}),
+     "presets.base.parts", "preset 'base' has no parts for --fold to pick from; give it parts in the study file, "
+                           "or run a --preset that has them: 'smoke'"),
 ])
 def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, field, fragment):
     from sweeps.cli import run_study
@@ -88,7 +94,7 @@ def test_an_unknown_key_anywhere_is_one_line_exit_2(tmp_path, capsys, edit, fiel
     assert run_study(None, ["--config", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"error: {field}: "), err
-    assert fragment in err, err
+    assert fragment.format(path=path) in err, err
 
 
 def test_a_study_file_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
