@@ -53,7 +53,8 @@ class SearchConfig:
     num_samples: int = 1
     """Samples of the space (with grids: repeats of the whole grid). Above 1 the space must sample
     a setting (or the search be optuna): a grid point repeated has the same seed, so it would be
-    the same trial; replicates are ``--seeds N``."""
+    the same trial; replicates are ``--seeds N``. A sweep plans at most 100000 trials (grid
+    points x seeds x samples)."""
     max_concurrent: int | None = None
     """Trials running at once; null = as many as the resources allow."""
     storage: str | None = None
@@ -147,7 +148,8 @@ class SweepConfig:
     rejected before launch, and counted in the summary."""
     seeds: int | None = None
     """Replicates: every configuration runs with trial seeds 0..N-1 (adds a ``seed`` grid to
-    the space); null = one run per configuration, seeded from the sweep seed."""
+    the space); null = one run per configuration, seeded from the sweep seed. A sweep plans at
+    most 100000 trials (grid points x seeds x samples)."""
     keep_best_k: int = 3
     """Adapter checkpoints kept in Tune storage across the whole sweep (best by the metric)."""
     max_failures: int = 0
