@@ -57,7 +57,7 @@ def read_files(refs: Path, system: Path) -> tuple[list[list[str]], list[str]]:
 
     for field, path in (("REFS", refs), ("SYS", system)):
         if not path.is_file():
-            raise UserError(field, f"{path}: no such file")
+            raise UserError(field, f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     try:
         return load_pair(refs, system)
     except OSError as exc:

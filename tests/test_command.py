@@ -177,3 +177,16 @@ def test_a_cache_root_under_home_that_cannot_be_made_names_home(tmp_path, monkey
         check_cache_dir(create=True)
     assert err.value.field == "HOME" and err.value.message.startswith(
         f"cannot create lorasweep's cache folder {tmp_path / 'afile' / '.cache' / 'lorasweep'} (Not a directory)")
+
+
+def test_score_names_a_directory_and_the_byte_that_is_not_utf8(tmp_path, capsys):
+    from sweeps.score import main
+
+    refs = tmp_path / "refs.txt"
+    refs.write_bytes(b"a good reference\nan \xe9 in Latin-1\n")
+    (tmp_path / "sys.txt").write_text("one\ntwo\n")
+    assert main(["e2e", str(tmp_path), str(tmp_path / "sys.txt")]) == 2
+    assert main(["e2e", str(refs), str(tmp_path / "sys.txt")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: REFS: {tmp_path}: a directory, not a file",
+                   f"error: REFS/SYS: {refs} line 2: not UTF-8 text (byte 0xe9); save it as UTF-8"]

@@ -83,8 +83,10 @@ def _read_text(path: Path) -> str:
     try:
         # utf-8-sig: drop the byte-order mark some spreadsheet exports start with.
         return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except UnicodeDecodeError:
+        from trainables.errors import not_utf8
+
+        raise ValueError(not_utf8(path)) from None
 
 
 def _read_table(path: Path, value_header: str, what: str) -> tuple[list[str], list[str]]:
