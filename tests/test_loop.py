@@ -141,6 +141,29 @@ def test_restoring_from_a_checkpoint_finishes_like_an_uninterrupted_trial(batchi
         whole.reports[-1]["history"]["train_loss"], rel=1e-6)
 
 
+def test_the_logged_train_loss_is_the_mean_over_the_micro_batches_whatever_the_accumulation(make_trial, smoke_assets,
+                                                                                            torch_one_thread, tmp_path):
+    """With no dropout and the first step's learning rate 0 (linear warm-up), one step
+    accumulating two micro-batches logs the mean of the losses that two steps of one
+    micro-batch each log on the same batches (the second at unchanged weights)."""
+    import shutil
+
+    model = shutil.copytree(smoke_assets.model_dir, tmp_path / "no-dropout")
+    config = json.loads((model / "config.json").read_text())
+    config.update({k: 0.0 for k in config if k.endswith("pdrop")})
+    (model / "config.json").write_text(json.dumps(config))
+    losses = []
+    for steps, accumulate in ((2, 1), (1, 2)):
+        cfg = make_trial(model={"name_or_path": str(model)}, adapter={"dropout": 0.0}, eval={"generate": False},
+                         train={"warmup_steps": 4, "log_every_steps": 1, "eval_every_steps": 1, "max_steps": steps,
+                                "grad_accum": accumulate})
+        session = LocalSession(tmp_path / f"ga{accumulate}")
+        run_loop(cfg, session)
+        losses.append([loss for r in session.reports for loss in r["history"]["train_loss"]])
+    one, two = losses
+    assert len(one) == 2 and two == [pytest.approx((one[0] + one[1]) / 2, rel=1e-6)]
+
+
 def test_a_nan_loss_fails_the_trial_with_its_step(make_trial, torch_one_thread, tmp_path):
     cfg = make_trial(train={"lr": 1e6, "epochs": 1, "log_every_steps": 1}, eval={"generate": False})
     with pytest.raises(FloatingPointError, match=r"train loss is nan at step \d+"):

@@ -92,7 +92,7 @@ class Recipe:
         train = cfg.train
         self.stopper = (EarlyStopping(train.early_stopping_patience, task.metric.name, task.metric.mode)
                         if train.early_stopping_patience or train.keep_best else None)
-        self.running, self.running_n = torch.zeros((), device=self.device), 0
+        self.running, self.running_micro = torch.zeros((), device=self.device), 0
         return not done
 
     def _restore(self) -> bool:
@@ -164,6 +164,7 @@ class Recipe:
                 loss = loss * self._rank_weight(batch) / cfg.train.grad_accum
                 self.precision.backward(loss)
             self.running += loss.detach()
+            self.running_micro += 1
             n_examples, n_tokens = batch_counts(batch)
             self.samples += n_examples
             self.tokens += n_tokens
@@ -201,7 +202,6 @@ class Recipe:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.running_n += 1
         if self.step % train.log_every_steps == 0 or self.step in self.eval_steps:
             self._log_train_loss()
 
@@ -209,9 +209,10 @@ class Recipe:
         import torch
 
         # Every rank's weighted loss summed over the ranks is the global batch's mean loss
-        # times the number of ranks (see _rank_weight).
+        # times the number of ranks (see _rank_weight); each micro-batch's was divided by
+        # grad_accum, so the mean over the micro-batches since the last log is:
         total = self.session.all_reduce_sum([float(self.running)])[0] / self.session.world_size
-        value = total * self.cfg.train.grad_accum / self.running_n
+        value = total * self.cfg.train.grad_accum / self.running_micro
         lr = self.scheduler.get_last_lr()[0]
         if not math.isfinite(value):
             raise FloatingPointError(f"train loss is {value} at step {self.step} (lr {lr:.3g})")
@@ -221,7 +222,7 @@ class Recipe:
         if self.precision.loss_scale is not None:
             self.history["loss_scale"].append(self.precision.loss_scale)
         self.since_report.append(value)
-        self.running, self.running_n = torch.zeros((), device=self.device), 0
+        self.running, self.running_micro = torch.zeros((), device=self.device), 0
         self.memory.sample()
 
     def _evaluation_point(self) -> bool:
