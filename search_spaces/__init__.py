@@ -306,7 +306,7 @@ def _parse_param(section: str, name: str, spec: Any, base: dict[str, Any]) -> Pa
 def space_paths(data: dict[str, Any], folders: tuple[Path, ...]) -> None:
     """The relative paths of :data:`SPACE_PATHS` in a space's sections (plain data) made
     absolute (in place) against the first of ``folders`` that has them."""
-    from trainables.hub import in_folder
+    from sweeps.paths import in_folder
 
     for entries in (data.get(s) for s in SECTIONS):
         for name, spec in entries.items() if isinstance(entries, dict) else ():

@@ -18,12 +18,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from sweeps.paths import in_folder
 from sweeps.ray_start import RayStartFailed
 from sweeps.stopping import Stopped
 from sweeps.study_file import (FLAG_SETTINGS, PATH_SETTINGS, SET_BY_CLI, TRIAL_SECTIONS, Study, load_study,
                                on_import_path, read_study)
 from trainables.errors import UserError, did_you_mean, one_of
-from trainables.hub import in_folder
 
 EXIT_USAGE = 2
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from search_spaces import SPACE_PATHS, space_paths
+from sweeps.paths import in_folder
 from trainables.errors import UserError, did_you_mean, not_utf8, one_of
-from trainables.hub import in_folder
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 

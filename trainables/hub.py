@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from trainables.errors import UserError
 
@@ -24,22 +23,6 @@ OFFLINE_HINT = ("Offline? Run with --preset smoke (a tiny local model and synthe
 
 #: Endings of data files, which no hub id has: ``train.jsonl`` is a file that is not there.
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".txt")
-
-
-def in_folder(value: Any, *folders: Path) -> Any:
-    """``value`` as an absolute path where it is a relative path to something in one of
-    ``folders`` (the first that has it; each item of a list), else unchanged (a bundled model's
-    alias too): trials run in folders of their own, where the relative path would name nothing."""
-    if isinstance(value, (list, tuple)):  # eval.compare_models, whose "tuned" is the trial's model
-        return [v if v == "tuned" else in_folder(v, *folders) for v in value]
-    from trainables.offline.registry import MODEL_ALIASES
-
-    if isinstance(value, str) and not value.startswith("~") and value not in MODEL_ALIASES \
-            and not Path(value).is_absolute():  # ~ is expanded where read
-        for folder in folders:
-            if (folder / value).exists():
-                return str((folder / value).resolve())
-    return value
 
 
 def looks_local(source: str) -> bool:
