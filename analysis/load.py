@@ -112,6 +112,8 @@ class Sweep:
     space: tuple[SpaceParam, ...]
     params: dict[str, str] = field(repr=False)
     tags: dict[str, str] = field(repr=False)
+    metrics: dict[str, float] = field(default_factory=dict, repr=False)
+    """The parent run's summary metrics (``trials_completed``, ``trials_unfinished``, ...)."""
 
     @property
     def interruption(self) -> str | None:
@@ -170,12 +172,25 @@ class TaskInfo:
     metric: MetricSpec
     """The per-report metric ASHA used (``val_loss``)."""
     final_metrics: tuple[MetricSpec, ...]
+    """Computed once at the end of a trial, on the test data: never what a trial is tuned on."""
     references: tuple[RefTable, ...] = ()
     registered: bool = True
+    report_metrics: tuple[MetricSpec, ...] = ()
+    """The other validation metrics every evaluation reports (``val_loss`` of a classification
+    task, whose :attr:`metric` is ``val_accuracy``), where its trials logged them."""
 
     @property
     def metrics(self) -> tuple[MetricSpec, ...]:
-        return (self.metric, *self.final_metrics)
+        return (self.metric, *self.report_metrics, *self.final_metrics)
+
+    @property
+    def per_report(self) -> tuple[MetricSpec, ...]:
+        """The validation metrics of every evaluation: :attr:`metric` and :attr:`report_metrics`."""
+        return (self.metric, *self.report_metrics)
+
+    def on_test_data(self, name: str) -> bool:
+        """Whether metric ``name`` is a final metric (measured on the test data)."""
+        return any(m.name == name for m in self.final_metrics)
 
     def spec(self, name: str) -> MetricSpec:
         for m in self.metrics:
@@ -194,9 +209,37 @@ class SweepData:
     trials: pd.DataFrame
     history: pd.DataFrame
     tasks: dict[str, TaskInfo]
+    pending: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The planned trials of an interrupted sweep that have no MLflow run (Tune had not
+    started them): one row each, from the parent run's results CSV, with the sweep, task,
+    model, swept values and status ``unfinished``, as in ``trials`` but no ``run_id``."""
+    not_started: dict[str, int] = field(default_factory=dict)
+    """Parent run id -> how many more planned trials of its (interrupted) sweep are in neither
+    frame: Tune had not created them, so no configuration of theirs is known."""
 
     def sweep(self, run_id: str) -> Sweep:
         return next(s for s in self.sweeps if s.run_id == run_id)
+
+    def status_text(self, sweep_run_id: str | None = None) -> str:
+        """The sweep's (default: every sweep's) planned trials by status, as the sweep's own
+        summary counts them: trials without a run count as unfinished, those Tune never
+        created as not started."""
+        def mine(frame: pd.DataFrame) -> list[str]:
+            if frame.empty:
+                return []
+            return list(frame["status"] if sweep_run_id is None else
+                        frame.loc[frame["sweep_run_id"] == sweep_run_id, "status"])
+        missing = sum(n for k, n in self.not_started.items() if sweep_run_id in (None, k))
+        return status_text(mine(self.trials) + mine(self.pending)) + (
+            f", {missing} not started" if missing else "")
+
+    def n_planned(self, sweep_run_id: str | None = None) -> int:
+        """Trials with a run, without one, and never created, of one sweep or all."""
+        def n(frame: pd.DataFrame) -> int:
+            return 0 if frame.empty else int(len(frame) if sweep_run_id is None else
+                                              (frame["sweep_run_id"] == sweep_run_id).sum())
+        return n(self.trials) + n(self.pending) + sum(
+            v for k, v in self.not_started.items() if sweep_run_id in (None, k))
 
 
 def by_run(history: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -258,7 +301,10 @@ def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
     except UserError:
         finals = tuple(MetricSpec(m, "max") for m in sorted(set(metric_names) - COST_METRICS))
         return TaskInfo(name, MetricSpec(VAL_LOSS, "min", "val loss"), finals, registered=False)
-    return TaskInfo(name, task.metric, tuple(task.final_metrics), tuple(tables_for(name)))
+    logged = set(metric_names)
+    others = tuple(m for m in task.report_metrics if m.name != task.metric.name and m.name in logged)
+    return TaskInfo(name, task.metric, tuple(task.final_metrics), tuple(tables_for(name)),
+                    report_metrics=others)
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -336,7 +382,8 @@ def _sweep(run: Any) -> Sweep:
         scheduler=p.get("scheduler.name", "fifo"),
         grace_period=_number(p.get("scheduler.grace_period")),
         reduction_factor=_number(p.get("scheduler.reduction_factor")),
-        max_t=_number(p.get("scheduler.max_t")), space=space, params=p, tags=t)
+        max_t=_number(p.get("scheduler.max_t")), space=space, params=p, tags=t,
+        metrics=dict(run.data.metrics))
 
 
 #: Runs per bulk history query: bounds the values one query returns (a trial logs a train
@@ -412,8 +459,18 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
     hist = [(run_id, key, s, v) for run_id, task in zip(trials["run_id"], trials["task"])
             for key in keys[task] for s, v in found[(run_id, key)]]
     history = pd.DataFrame(hist, columns=["run_id", "key", "step", "value"])
+    from analysis.planned import unstarted
+
+    pending, not_started = [], {}
+    for sweep in sweeps:
+        rows_of, missing = unstarted(client, sweep, set(trials.loc[trials["sweep_run_id"] == sweep.run_id,
+                                                                     "trial_id"]))
+        pending += rows_of
+        if missing:
+            not_started[sweep.run_id] = missing
     return SweepData(tracking_uri=tracking_uri, experiment=experiment, sweeps=sweeps,
-                     trials=trials, history=history, tasks=tasks)
+                     trials=trials, history=history, tasks=tasks, pending=pd.DataFrame(pending),
+                     not_started=not_started)
 
 
 def _trial_row(sweep: Sweep, run: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import html
 import time
 from typing import Any
 
-from analysis.load import status_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -38,7 +37,7 @@ def page(data: Any, report: Any, sections: list[str]) -> str:
         models = ", ".join(dict.fromkeys(st["model"])) if len(st) else s.params.get("model", "")
         rows.append("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
             s.name, s.run_id, s.task, models, s.algorithm, sched, swept,
-            f"{len(st)}: {status_text(st['status'])}", git)) + "</tr>")
+            f"{data.n_planned(s.run_id)}: {data.status_text(s.run_id)}", git)) + "</tr>")
     sweeps = ("<table><caption>Sweeps</caption><thead><tr>" + "".join(
         f"<th>{h}</th>" for h in ("sweep", "parent run", "task", "model", "search", "scheduler",
                                   "swept", "trials", "git")) + "</tr></thead><tbody>" + "".join(rows)
@@ -51,7 +50,7 @@ def page(data: Any, report: Any, sections: list[str]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>lorasweep analysis: {esc(studies)}</title>
 <style>{_CSS}</style></head><body>
 <h1>lorasweep analysis: {esc(studies)}</h1>
-<p>{source} in <code>{esc(data.tracking_uri)}</code>; {len(data.trials)} trials from {len(data.sweeps)}
+<p>{source} in <code>{esc(data.tracking_uri)}</code>; {data.n_planned()} trials ({esc(data.status_text())}; {len(data.trials)} with an MLflow run) from {len(data.sweeps)}
 sweep(s); written {esc(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}.</p>
 {sweeps}
 {warn}{notes}

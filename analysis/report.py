@@ -181,9 +181,13 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
 
     tt = data.trials[data.trials["task"] == task.name]
     grouping = tables.grouping(tt, data.sweeps)
-    summary = tables.summarise(tt, task, grouping, select)
+    summary = tables.summarise(tt, task, grouping, select, pending=data.pending)
     studies = ", ".join(dict.fromkeys(tt["study"]))
     table = tables.paper_table(summary, task, grouping, title=f"{studies} - task {task.name}", select=select)
+    for run_id, n in data.not_started.items():
+        if run_id in set(tt["sweep_run_id"]):
+            table.notes.append(f"sweep {data.sweep(run_id).name}: {n} more planned trial(s) not started "
+                               "(the sweep was stopped before Tune created them), in no row")
     report.tables[task.name] = table
     _write_tables(report, f"table_{slug(task.name)}", [table], table.frame)
     parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]
@@ -439,7 +443,7 @@ def _quiet() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet()
-    from analysis.load import load, status_text
+    from analysis.load import load
 
     try:
         if not args.out.strip():
@@ -467,8 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             print(to_markdown(table))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"analysed {len(data.trials)} trials of {len(data.sweeps)} sweep(s) "
-          f"({status_text(data.trials['status'])}) from {data.tracking_uri}")
+    print(f"analysed {data.n_planned()} trials of {len(data.sweeps)} sweep(s) ({data.status_text()}; "
+          f"{len(data.trials)} with an MLflow run) from {data.tracking_uri}")
     print(f"  report: {report.html.resolve()}")
     print(f"  tables: {', '.join(p.name for p in report.files if p.name.startswith(('table_', 'compare_')))}")
     figs = sorted(p.name for p in report.files if p.suffix == ".png")

@@ -153,9 +153,9 @@ def grouping(trials: pd.DataFrame, sweeps: Sequence[Sweep]) -> Grouping:
 
 
 def eligible(trials: pd.DataFrame, task: TaskInfo, metric: str) -> pd.Series:
-    """Which trials have a meaningful ``metric``: the per-report metric of completed and
+    """Which trials have a meaningful ``metric``: a per-report metric of completed and
     stopped trials (their last report), final metrics of completed trials only."""
-    if metric == task.metric.name:
+    if any(m.name == metric for m in task.per_report):
         return trials["status"].isin([COMPLETED, STOPPED])
     if any(m.name == metric for m in task.final_metrics):
         return trials["status"] == COMPLETED
@@ -175,14 +175,18 @@ def model_order(trials: pd.DataFrame) -> list[str]:
 
 
 def summarise(trials: pd.DataFrame, task: TaskInfo, grouping: Grouping,
-              select: MetricSpec | None = None) -> pd.DataFrame:
+              select: MetricSpec | None = None, pending: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model and scientific value of ``task``'s trials: the values, status
     counts, the chosen trials' nuisance values, seeds and run ids, their median % trainable,
     and ``<metric>``, ``<metric>_low``, ``<metric>_high``, ``<metric>_n``, ``<metric>_mean``
     (median, range, count and mean over the chosen trials) for every metric. ``select`` ranks the trials (default:
-    the task's per-report metric)."""
+    the task's per-report metric). ``pending``: planned trials without a run
+    (``SweepData.pending``), counted as unfinished in their rows."""
     select = select or task.metric
     trials = trials[trials["task"] == task.name]
+    if pending is not None and not pending.empty:
+        pending = pending[pending["task"] == task.name]
+        trials = pd.concat([trials, pending], ignore_index=True) if len(trials) else pending
     rows = []
     for model in model_order(trials):
         records = [{**r, RUN: grouping.run_of(r)} for r in trials[trials["model"] == model].to_dict("records")]
@@ -210,7 +214,7 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
                    {m.name: math.nan, f"{m.name}_low": math.nan, f"{m.name}_high": math.nan,
                     f"{m.name}_n": 0, f"{m.name}_mean": math.nan})
     row["run_ids"] = tuple(r["run_id"] for r in g.chosen)
-    row["trial_run_ids"] = tuple(r["run_id"] for r in g.trials)
+    row["trial_run_ids"] = tuple(r["run_id"] for r in g.trials if r["run_id"])
     return row
 
 
@@ -286,12 +290,22 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
     return Table(title=title or f"{task.name}: one row per {', '.join(lead) or 'configuration'}",
                  headers=headers, rows=rows, align=["l"] * (n_lead - 2) + ["r"] * (len(metrics) + 2),
                  best=best, notes=table_notes(task, grouping, select, pooled=sorted(
-                     {name for names in summary.get("sweeps", ()) if len(names) > 1 for name in names})),
+                     {name for names in summary.get("sweeps", ()) if len(names) > 1 for name in names}),
+                     incomplete=[row_label(s, grouping, show_model) for _, s in summary.iterrows()
+                                 if s["unfinished"] > 0]),
                  frame=csv_frame(summary, grouping, metrics))
 
 
-def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, pooled: Sequence[str] = ()) -> list[str]:
-    """The notes under a table; ``pooled``: the sweeps whose trials share a row."""
+def row_label(row: Any, grouping: Grouping, show_model: bool = False) -> str:
+    """``r=4`` (``gpt2, r=4`` with several models): which table row a note means."""
+    values = [f"{short_name(k)}={fmt_value(row[k])}" for k in grouping.keys]
+    return ", ".join(([model_label(row["model"])] if show_model else []) + values) or "the row"
+
+
+def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, pooled: Sequence[str] = (),
+                incomplete: Sequence[str] = ()) -> list[str]:
+    """The notes under a table; ``pooled``: the sweeps whose trials share a row;
+    ``incomplete``: the rows with unfinished trials."""
     better = "lowest" if select.mode == "min" else "highest"
     runs = (f"; rows pool the sweeps {', '.join(pooled)}: each sweep (each of its seeds, when "
             "it replicates seeds) picks its own best trial, cells are the median (lowest-highest, n runs)"
@@ -301,13 +315,27 @@ def table_notes(task: TaskInfo, grouping: Grouping, select: MetricSpec, *, poole
              f"{select.heading}){runs}",
              "trials stopped early, failed and unfinished trials count in the status column only, "
              "never in a metric cell"]
+    if task.on_test_data(select.name):
+        notes.insert(0, test_selection_warning(select))
     if grouping.nuisance:
         names = ", ".join(short_name(k) for k in grouping.nuisance)
         notes.append(f"{names} (chosen): the nuisance value(s) of the chosen trial(s), tuned per row")
+    if incomplete:
+        notes.append(f"INCOMPLETE rows ({'; '.join(incomplete)}): not every planned trial of them finished "
+                     "(see the unfinished column), so their chosen trial is the best of those that did, "
+                     "not of all the row's planned trials")
     if grouping.untagged:
         notes.append(f"sweep(s) {', '.join(grouping.untagged)} recorded no lorasweep.scientific tag: "
                      "every swept setting counts as scientific (one row per configuration)")
     return notes
+
+
+def test_selection_warning(select: MetricSpec) -> str:
+    """What a table ranked by a test-split metric says about its numbers."""
+    return (f"SELECTED ON THE TEST SPLIT: each row's trial was picked by its {select.heading} on the test "
+            f"data, and that same test {select.heading} is reported, so its test numbers are an optimistic "
+            "estimate (the selection has seen the test set); rank by a validation metric (the default) "
+            "for an unbiased one")
 
 
 def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
