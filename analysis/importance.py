@@ -25,7 +25,6 @@ import pandas as pd
 
 from analysis.load import SpaceParam, Sweep, TaskInfo, by_run
 from analysis.values import is_number
-from analysis.tables import eligible
 from analysis.values import fmt_value
 from search_spaces import short_name
 from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
@@ -168,18 +167,20 @@ class EdgeWarning:
 
 
 def best_trials(trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec) -> pd.DataFrame:
-    """The trials tied at the best ``metric`` among those that count towards it, by trial id."""
+    """The completed trials tied at the best ``metric``, by trial id: the trials a table row
+    and the sweep's summary can choose (a trial ASHA stopped early never is the best, even
+    where its last report beat every completed trial)."""
     if metric.name not in trials:
         return trials.iloc[0:0]
-    ok = trials[eligible(trials, task, metric.name) & trials[metric.name].notna()]
+    ok = trials[(trials["status"] == COMPLETED) & trials[metric.name].notna()]
     vals = ok[metric.name].astype(float)
     tied = ok[vals == (vals.min() if metric.mode == "min" else vals.max())] if len(ok) else ok
     return tied.sort_values("trial_id", kind="stable") if "trial_id" in tied else tied
 
 
 def best_trial(trials: pd.DataFrame, task: TaskInfo, metric: MetricSpec) -> pd.Series | None:
-    """The trial with the best ``metric`` among those that count towards it; of trials tied at
-    that value, the first by trial id (the one the sweep named best and recorded)."""
+    """The completed trial with the best ``metric``; of trials tied at that value, the first
+    by trial id (the one the sweep named best and recorded)."""
     tied = best_trials(trials, task, metric)
     return None if tied.empty else tied.iloc[0]
 

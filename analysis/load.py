@@ -331,6 +331,14 @@ def _client(tracking_uri: str) -> Any:
     return client
 
 
+def _scheme_hint(tracking_uri: str) -> str:
+    """``; ... sqlite:///...`` when ``tracking_uri`` is a file given without a scheme."""
+    if "://" in tracking_uri or tracking_uri.startswith("file:") or not os.path.isfile(tracking_uri):
+        return ""
+    return (f"; {tracking_uri} is a file: for a SQLite database give "
+            f"--tracking-uri sqlite:///{os.path.abspath(tracking_uri)}")
+
+
 def _search(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
     runs, token = [], None
     while True:
@@ -429,7 +437,10 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
     the store, experiment or runs are not there."""
     if (experiment is None) == (not sweep_ids):
         raise UserError("--experiment", "give an experiment name or one or more --sweep run ids")
-    client = _client(tracking_uri)
+    try:
+        client = _client(tracking_uri)
+    except UserError as e:
+        raise UserError(e.field, e.message + _scheme_hint(tracking_uri)) from None
     sweeps = [_sweep(r) for r in _parents(client, tracking_uri, experiment, sweep_ids)]
 
     rows: list[dict[str, Any]] = []

@@ -92,10 +92,20 @@ def resolve_metric(data: Any, name: str | None) -> dict[str, Any]:
             continue
         names = [m.name for m in task.metrics]
         if name not in names:
+            same = [n for n in names if n.lower() == name.lower()]  # bleu -> BLEU
+            hint = f" (did you mean '{same[0]}'?)" if same else did_you_mean(name, names)
             raise UserError("--metric", f"unknown metric {name!r} for task {task.name!r}"
-                                        f"{did_you_mean(name, names)}; accepted: {one_of(names)}")
+                                        f"{hint}; accepted: {one_of(names)}")
         out[task.name] = task.spec(name)
     return out
+
+
+def test_split_warnings(data: Any, ranking: dict[str, Any]) -> list[str]:
+    """A warning per task whose trials are ranked by a metric of the test data."""
+    return [f"task {name}: --metric {spec.name} selects each row's trial on the TEST split and reports "
+            f"that same test {spec.heading}: an optimistic estimate, not a held-out result (rank by a "
+            f"validation metric, e.g. {data.tasks[name].metric.name}, for that)"
+            for name, spec in ranking.items() if data.tasks[name].on_test_data(spec.name)]
 
 
 # --------------------------------------------------------------------------- building
@@ -111,6 +121,7 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out_dir, html=out_dir / "report.html")
+    report.warnings += test_split_warnings(data, ranking)
     sections: list[str] = []
     trials, history = data.trials, data.history
 

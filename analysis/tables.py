@@ -202,6 +202,10 @@ def _summary_row(g: Any, task: TaskInfo, grouping: Grouping, model: str) -> dict
                 "stopped_early": g.count(STOPPED), "failed": g.count(FAILED),
                 "unfinished": sum(r.get("status") not in ENDED for r in g.trials),
                 "seeds": tuple(r[RUN][1] for r in g.chosen if r[RUN][1] is not None),
+                # One entry per chosen trial, in run_ids' order: its seed (None: its sweep
+                # replicates no seeds) and its sweep.
+                "run_seeds": tuple(r[RUN][1] for r in g.chosen),
+                "run_sweeps": tuple(r["sweep"] for r in g.chosen),
                 "sweeps": tuple(sorted({r["sweep"] for r in g.chosen}))})  # the chosen trials' sweeps
     for k in grouping.nuisance:
         row[f"chosen.{k}"] = tuple(g.chosen_values(k))
@@ -340,18 +344,21 @@ def test_selection_warning(select: MetricSpec) -> str:
 
 def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
     """The table's numbers: values, chosen nuisance values, counts, and median/low/high/n
-    per metric, with the chosen trials' run ids."""
+    per metric, with the chosen trials' seeds, run ids and sweeps (one entry per run each)."""
     cols: dict[str, Any] = {"task": summary["task"], "model": summary["model"]}
     cols.update({short_name(k): summary[k] for k in grouping.keys})
     cols.update({f"{short_name(k)}_chosen": summary.apply(lambda s, k=k: chosen_text(s, k), axis=1)
                  for k in grouping.nuisance})
     cols.update({k: summary[k] for k in (K.trainable_pct, "trials", "completed", "stopped_early", "failed",
                                          "unfinished")})
-    cols["seeds"] = summary["seeds"].map(lambda s: " ".join(map(str, s)))
+    # One entry per chosen run in each of seeds, run_ids and run_sweeps: its seed ('-' where its
+    # sweep replicates no seeds), its run id, its sweep (joined by ' | ': a name may hold spaces).
+    cols["seeds"] = summary["run_seeds"].map(lambda s: " ".join("-" if v is None else str(v) for v in s))
     for m in metrics:
         for suffix in ("", "_low", "_high", "_n"):
             cols[f"{m.name}{suffix}"] = summary[f"{m.name}{suffix}"]
     cols["run_ids"] = summary["run_ids"].map(" ".join)
+    cols["run_sweeps"] = summary["run_sweeps"].map(" | ".join)
     return pd.DataFrame(cols)
 
 
