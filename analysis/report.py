@@ -4,7 +4,7 @@ Usage::
 
     python -m analysis.report --tracking-uri sqlite:///mlruns.db --experiment lorasweep-rank_e2e --out report/
     python -m analysis.report --tracking-uri http://mlflow:5000 --sweep RUN_ID [--sweep RUN_ID ...] \\
-        --out report/ [--metric BLEU] [--no-log]
+        --out report/ [--metric val_loss] [--no-log]
 
 It writes into ``--out``:
 
@@ -29,7 +29,9 @@ this one does not are removed once it is written; nothing else there is touched.
 
 ``--metric`` (default: each task's per-epoch validation metric) decides which trial is *best*: the trial each
 table row and rank-plot point shows, the edge-of-the-search-space warnings, the importance
-objective, and which row a rank plot shows when other scientific settings vary too. Unless ``--no-log`` is given, the files written
+objective, and which row a rank plot shows when other scientific settings vary too. A test-split
+metric (``BLEU``) selects on the test set: the report warns, and notes under the table, that its
+test numbers are then an optimistic estimate. Unless ``--no-log`` is given, the files written
 are logged to every selected sweep's parent run under ``analysis/``. A mistake in the input (no
 such store, experiment, run or metric) is one line on stderr and exit code 2, with nothing
 written.
@@ -440,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created; the files of a report written there before are replaced, "
                                                       "others kept)")
     p.add_argument("--metric", help="metric that ranks trials (default: each task's per-epoch validation metric, "
-                                    "val_loss for E2E, val_accuracy for SST-2)")
+                                    "val_loss for E2E, val_accuracy for SST-2; any per-epoch validation metric "
+                                    "logged, e.g. val_loss for SST-2). A test-split metric (BLEU, accuracy) "
+                                    "selects on the test set: an optimistic estimate, warned about")
     p.add_argument("--no-log", action="store_true", help="do not log the files to MLflow")
     return p
 

@@ -396,7 +396,8 @@ def test_an_interrupted_sweeps_unfinished_trials_are_counted_and_its_resume_comm
     report = build_report(data, tmp_path / "report")
     assert "sweep cut: interrupted (SIGINT): its unfinished trials are in no metric cell; resume it " \
         "with: python sweeps/rank_e2e.py --name cut --resume" in report.notes
-    assert "3: 1 completed, 0 stopped early, 0 failed, 2 unfinished" in report.html.read_text()
+    # The parent's n_trials plans 6 trials; no results CSV lists any without a run: 3 not started.
+    assert "6: 1 completed, 0 stopped early, 0 failed, 2 unfinished, 3 not started" in report.html.read_text()
 
 
 def test_a_model_without_a_trial_that_ran_to_the_end_gets_a_note_not_an_empty_rank_plot(tmp_path):

@@ -1,0 +1,234 @@
+"""analysis/: what a report counts and says, checked on small stores built with known values.
+
+Each store is written through the real MLflow API with the helpers of ``test_analysis`` (a
+parent run per sweep, a child run per trial, as ``sweeps.tracking.recorder`` writes them);
+the expected counts, cells and messages are worked out by hand next to the data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from test_analysis import _parent, _trial, finals
+
+SPACE = {"r": "grid[4, 16, 64]", "lr": "grid[0.0002, 0.001]", "alpha": "32", "targets": "qv"}
+
+
+def _results_csv(rows: list[dict]) -> str:
+    """The sweep summary's results CSV (short names for the swept settings)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["r", "lr", "status", "val_loss", "trial_id", "mlflow_run_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.fixture
+def cut(tmp_path):
+    """Sweep "cut" planned 6 trials (3 ranks x 2 lrs, the parent's n_trials) and was stopped
+    by Ctrl-C. t0 (r=4, lr 2e-4) completed; t1 (r=16, lr 2e-4) has a run, unfinished; the
+    results CSV also lists t2 (r=4, lr 1e-3) and t3 (r=64, lr 2e-4), created by Tune but never
+    started (no run). The other two Tune had not created. By hand, as the sweep's summary
+    counts: 1 completed, 3 unfinished (t1, t2, t3), 2 not started: 6 planned, 2 with a run;
+    rows r=4: 1 completed + 1 unfinished, r=16: 1 unfinished, r=64: 1 unfinished."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/cut.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("cut", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "cut", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                     space=SPACE, scientific="adapter.r", nuisance="train.lr")
+    client.set_tag(parent, "lorasweep.interrupted", "SIGINT")
+    t0 = _trial(client, exp, parent, "cut", "t0", model="gpt2", hp={"adapter.r": 4, "train.lr": 2e-4},
+                vals=[2.0, 1.9, 1.6], final=finals(60.0))
+    t1 = _trial(client, exp, parent, "cut", "t1", model="gpt2", hp={"adapter.r": 16, "train.lr": 2e-4},
+                vals=[2.0], status="unfinished")
+    for key, value in (("trials_completed", 1), ("trials_stopped_early", 0), ("trials_failed", 0),
+                       ("trials_unfinished", 3)):
+        client.log_metric(parent, key, value)
+    client.log_text(parent, _results_csv([
+        {"r": 4, "lr": 2e-4, "status": "completed", "val_loss": 1.6, "trial_id": "t0", "mlflow_run_id": t0},
+        {"r": 16, "lr": 2e-4, "status": "unfinished", "val_loss": 2.0, "trial_id": "t1", "mlflow_run_id": t1},
+        {"r": 4, "lr": 1e-3, "status": "unfinished", "trial_id": "t2"},
+        {"r": 64, "lr": 2e-4, "status": "unfinished", "trial_id": "t3"}]), "results.csv")
+    return uri
+
+
+def test_an_interrupted_sweeps_trials_without_a_run_are_counted_as_its_summary_counts_them(cut, tmp_path):
+    from analysis.load import load
+    from analysis.report import build_report
+    from analysis.tables import grouping, paper_table, summarise
+
+    data = load(cut, experiment="cut")
+    assert len(data.trials) == 2
+    assert data.status_text() == "1 completed, 0 stopped early, 0 failed, 3 unfinished, 2 not started"
+    assert data.n_planned() == 6
+    assert sorted(data.pending["trial_id"]) == ["t2", "t3"]
+    groups = grouping(data.trials, data.sweeps)
+    summary = summarise(data.trials, data.tasks["e2e"], groups, pending=data.pending)
+    table = paper_table(summary, data.tasks["e2e"], groups)
+    assert [(row[0], row[1], row[3]) for row in table.rows] == [
+        ("4", "0.0002", "1 / 0 / 0 / 1"), ("16", "-", "0 / 0 / 0 / 1"), ("64", "-", "0 / 0 / 0 / 1")]
+    assert list(summary["trials"]) == [2, 1, 1]
+    assert any(n.startswith("INCOMPLETE rows (r=4; r=16; r=64)") for n in table.notes), table.notes
+    report = build_report(data, tmp_path / "report")
+    notes = report.tables["e2e"].notes
+    assert "sweep cut: 2 more planned trial(s) not started (the sweep was stopped before Tune created " \
+        "them), in no row" in notes
+    assert "6: 1 completed, 0 stopped early, 0 failed, 3 unfinished, 2 not started" in report.html.read_text()
+
+
+def test_the_cli_status_line_counts_every_planned_trial(cut, tmp_path, capsys):
+    from analysis.report import main
+
+    assert main(["--tracking-uri", cut, "--experiment", "cut", "--out", str(tmp_path / "r"), "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "analysed 6 trials of 1 sweep(s) (1 completed, 0 stopped early, 0 failed, 3 unfinished, " \
+        "2 not started; 2 with an MLflow run)" in out
+
+
+# --------------------------------------------------------------------------- the ranking metric
+
+
+@pytest.fixture
+def two(tmp_path):
+    """Sweep "two" (grid, ASHA) at r=4 over lr 2e-4 and 1e-3: the lr 2e-4 trial completed at
+    val loss 1.50 (BLEU 60); the lr 1e-3 trial was stopped early after 2 epochs at 1.40 (no
+    BLEU). The best trial a table row or the sweep's summary can choose is the completed one."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/two.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("two", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "two", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="asha",
+                     space={"r": "grid[4]", "lr": "grid[0.0002, 0.001]", "alpha": "32", "targets": "qv"},
+                     scientific="adapter.r", nuisance="train.lr")
+    done = _trial(client, exp, parent, "two", "d", model="gpt2", hp={"adapter.r": 4, "train.lr": 2e-4},
+                  vals=[1.9, 1.7, 1.5], final=finals(60.0))
+    stopped = _trial(client, exp, parent, "two", "s", model="gpt2", hp={"adapter.r": 4, "train.lr": 1e-3},
+                     vals=[1.6, 1.4])
+    return {"uri": uri, "done": done, "stopped": stopped}
+
+
+def test_ranking_by_a_test_split_metric_is_warned_about_and_noted_under_the_table(two, tmp_path):
+    from analysis.load import load
+    from analysis.report import build_report
+
+    data = load(two["uri"], experiment="two")
+    report = build_report(data, tmp_path / "bleu", metric="BLEU")
+    assert ("task e2e: --metric BLEU selects each row's trial on the TEST split and reports that same test "
+            "BLEU: an optimistic estimate, not a held-out result (rank by a validation metric, e.g. "
+            "val_loss, for that)") in report.warnings
+    assert report.tables["e2e"].notes[0].startswith("SELECTED ON THE TEST SPLIT: each row's trial was "
+                                                    "picked by its BLEU on the test data")
+    default = build_report(data, tmp_path / "default")
+    assert not any("TEST" in text for text in default.warnings + default.tables["e2e"].notes)
+
+
+def test_edge_warnings_name_the_completed_best_trial_not_one_asha_stopped(two):
+    """By val loss, the stopped trial (1.40, lr 1e-3: the largest lr) beats the completed one
+    (1.50, lr 2e-4: the smallest); the table and the sweep name the completed one, so the
+    warning is about lr 2e-4 at the lower end, run ``done``."""
+    from analysis.importance import edge_warnings
+    from analysis.load import load
+
+    data = load(two["uri"], experiment="two")
+    (w,) = edge_warnings(data.sweeps[0], data.trials, data.tasks["e2e"])
+    assert (w.run_id, w.key, w.edge, w.value, w.best_value) == (two["done"], "train.lr", "lower", 2e-4, 1.5)
+
+
+def test_a_classification_report_ranks_by_any_validation_metric_its_trials_logged(tmp_path):
+    """SST-2 trials a (val accuracy 85, val loss 0.45) and b (80, 0.40), r 4 and 16, both
+    completed: by val accuracy (the default, highest) a is best, by val loss (lowest) b."""
+    from mlflow import MlflowClient
+
+    from analysis.load import load
+    from analysis.report import build_report, resolve_metric
+    from trainables.mlflow_names import KIND_TAG, PARENT_TAG, STATUS_TAG, SWEEP_TAG, TRIAL_TAG
+
+    uri = f"sqlite:///{tmp_path}/glue.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("glue", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "glue", study="glue_rank", model="roberta", algorithm="grid",
+                     scheduler="fifo", space={"r": "grid[4, 16]"}, scientific="adapter.r")
+    for tid, r, acc, loss in (("a", 4, 85.0, 0.45), ("b", 16, 80.0, 0.40)):
+        run = client.create_run(exp, run_name=tid, tags={
+            PARENT_TAG: parent, TRIAL_TAG: tid, SWEEP_TAG: "glue", KIND_TAG: "trial", STATUS_TAG: "completed",
+            "hp.adapter.r": str(r)})
+        rid = run.info.run_id
+        for k, v in {"task": "glue-sst2", "model.name_or_path": "roberta", "adapter.r": r}.items():
+            client.log_param(rid, k, v)
+        for k, v in {"val_accuracy": acc, "val_loss": loss, "accuracy": acc + 1, "trainable_pct": r / 10}.items():
+            client.log_metric(rid, k, v, step=100)
+        client.set_terminated(rid)
+    data = load(uri, experiment="glue")
+    task = data.tasks["glue-sst2"]
+    assert [m.name for m in task.metrics] == ["val_accuracy", "val_loss", "accuracy"]
+    assert resolve_metric(data, "val_loss")["glue-sst2"].mode == "min"
+    by_loss = build_report(data, tmp_path / "loss", metric="val_loss").tables["glue-sst2"]
+    assert by_loss.headers[-3:] == ["val Acc", "val loss", "Acc"]
+    assert [(row[0], row[-2]) for row in by_loss.rows] == [("4", "0.4500"), ("16", "0.4000")]
+    assert {(i, len(by_loss.headers) - 2) for i in (1,)} <= by_loss.best  # b's val loss is the best
+    assert (1, len(by_loss.headers) - 3) not in by_loss.best  # b's val accuracy is not
+
+
+def test_a_bleu_in_lower_case_gets_a_did_you_mean(two):
+    from analysis.load import load
+    from analysis.report import resolve_metric
+    from trainables.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        resolve_metric(load(two["uri"], experiment="two"), "bleu")
+    assert "unknown metric 'bleu' for task 'e2e' (did you mean 'BLEU'?)" in e.value.message
+
+
+def test_a_sqlite_file_given_without_its_scheme_gets_the_sqlite_uri_suggested(two, tmp_path):
+    from analysis.load import load
+    from trainables.errors import UserError
+
+    path = str(tmp_path / "two.db")
+    with pytest.raises(UserError) as e:
+        load(path, experiment="two")
+    assert e.value.field == "--tracking-uri"
+    assert e.value.message.endswith(f"; {path} is a file: for a SQLite database give "
+                                    f"--tracking-uri sqlite:///{path}")
+
+
+# --------------------------------------------------------------------------- the table CSV
+
+
+def test_the_csv_gives_each_pooled_run_its_seed_and_sweep_beside_its_run_id(tmp_path):
+    """Sweep P1 (no seed replicates) picks lr 2e-4 (1.60 < 1.80); P2 replicates seeds 0 and 1:
+    seed 0 picks lr 2e-4 (1.50 < 1.55), seed 1 lr 1e-3 (1.65 < 1.70). The row's three runs:
+    (P1's run, -, pool-1), (P2 seed 0's, 0, pool-2), (P2 seed 1's, 1, pool-2)."""
+    from mlflow import MlflowClient
+
+    from analysis.load import load
+    from analysis.tables import grouping, paper_table, summarise
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/pool.db")
+    exp = client.create_experiment("pool", artifact_location=str(tmp_path / "artifacts"))
+    space = {"r": "grid[4]", "lr": "grid[0.0002, 0.001]", "alpha": "32", "targets": "qv"}
+    p1 = _parent(client, exp, "pool-1", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                 space=space, scientific="adapter.r", nuisance="train.lr")
+    ids = {}
+    for i, (lr, last) in enumerate(((2e-4, 1.60), (1e-3, 1.80))):
+        ids["p1", lr] = _trial(client, exp, p1, "pool-1", f"p1_{i}", model="gpt2",
+                               hp={"adapter.r": 4, "train.lr": lr}, vals=[2.0, 1.9, last], final=finals(60.0),
+                               seed=11 + 11 * i)
+    p2 = _parent(client, exp, "pool-2", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                 space={**space, "seed": "grid[0, 1]"}, scientific="adapter.r,seed", nuisance="train.lr")
+    for seed, lr, last in ((0, 2e-4, 1.50), (0, 1e-3, 1.55), (1, 2e-4, 1.70), (1, 1e-3, 1.65)):
+        ids[seed, lr] = _trial(client, exp, p2, "pool-2", f"p2_{seed}_{lr:g}", model="gpt2",
+                               hp={"adapter.r": 4, "seed": seed, "train.lr": lr}, vals=[2.0, 1.9, last],
+                               final=finals(60.0))
+    data = load(f"sqlite:///{tmp_path}/pool.db", experiment="pool")
+    groups = grouping(data.trials, data.sweeps)
+    frame = paper_table(summarise(data.trials, data.tasks["e2e"], groups), data.tasks["e2e"], groups).frame
+    (row,) = frame.to_dict("records")
+    runs = list(zip(row["run_ids"].split(" "), row["seeds"].split(" "), row["run_sweeps"].split(" | ")))
+    assert sorted(runs) == sorted([(ids["p1", 2e-4], "-", "pool-1"), (ids[0, 2e-4], "0", "pool-2"),
+                                   (ids[1, 1e-3], "1", "pool-2")])
