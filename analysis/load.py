@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.references import RefTable, tables_for
-from analysis.values import is_number
+from analysis.values import is_number, parse_value  # noqa: F401  (parse_value: analysis.load's API)
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG, PARENT_TAG,
                                       RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
@@ -249,22 +249,6 @@ def by_run(history: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------- values
-
-
-def parse_value(text: Any) -> Any:
-    """An MLflow param/tag string back to the value it was made from (``str(value)``)."""
-    if not isinstance(text, str):
-        return text
-    if text == "None":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def parse_space(short: str, text: str) -> SpaceParam:

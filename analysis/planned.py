@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any
 
-from analysis.load import Sweep, _number, parse_value
+from analysis.values import is_number, parse_value
 from trainables.mlflow_names import UNFINISHED
 
 
@@ -23,10 +23,11 @@ from trainables.mlflow_names import UNFINISHED
 RESULTS_CSV = "results.csv"
 
 
-def unstarted(client: Any, sweep: Sweep, started: set[str]) -> tuple[list[dict[str, Any]], int]:
-    """An interrupted sweep's planned trials without a run: rows for those its results CSV
-    lists (Tune had created them), and how many more it planned (``n_trials``) that Tune had
-    not created yet. An Optuna sweep plans no fixed set, so only its listed trials count."""
+def unstarted(client: Any, sweep: Any, started: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """An interrupted sweep's (:class:`analysis.load.Sweep`) planned trials without a run: rows
+    for those its results CSV lists (Tune had created them), and how many more it planned
+    (``n_trials``) that Tune had not created yet. An Optuna sweep plans no fixed set, so only
+    its listed trials count."""
     from sweeps.stopping import INTERRUPTED_TAG
 
     if INTERRUPTED_TAG not in sweep.tags and not sweep.metrics.get("trials_unfinished"):
@@ -34,8 +35,8 @@ def unstarted(client: Any, sweep: Sweep, started: set[str]) -> tuple[list[dict[s
     listed = _results_csv(client, sweep.run_id)
     rows = [_pending_row(sweep, r) for r in listed or () if r.get("trial_id") not in started]
     known = len(listed) if listed is not None else len(started)
-    planned = _number(sweep.params.get("n_trials"))
-    if sweep.algorithm == "optuna" or planned is None:
+    planned = parse_value(sweep.params.get("n_trials"))
+    if sweep.algorithm == "optuna" or not is_number(planned):
         return rows, 0
     return rows, max(0, int(planned) - max(known, len(started) + len(rows)))
 
@@ -63,8 +64,8 @@ def _results_csv(client: Any, run_id: str) -> list[dict[str, str]] | None:
             os.environ[BAR.name] = before
 
 
-def _pending_row(sweep: Sweep, listed: dict[str, str]) -> dict[str, Any]:
-    """A trial row (as :func:`_trial_row` makes) for a results-CSV row with no MLflow run:
+def _pending_row(sweep: Any, listed: dict[str, str]) -> dict[str, Any]:
+    """A trial row (as ``analysis.load._trial_row`` makes) for a results-CSV row with no MLflow run:
     the swept values from its columns (short names), the fixed ones from the search space."""
     from search_spaces import ALIASES
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
 
@@ -42,3 +43,19 @@ def fmt_value(value: Any, fmt: str = "{:.4g}") -> str:
     if isinstance(value, float) or (is_number(value) and not isinstance(value, numbers.Integral)):
         return fmt.format(value)
     return str(value)
+
+
+def parse_value(text: Any) -> Any:
+    """An MLflow param/tag string back to the value it was made from (``str(value)``)."""
+    if not isinstance(text, str):
+        return text
+    if text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
