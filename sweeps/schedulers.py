@@ -26,6 +26,13 @@ the group is pending or running and the search has nothing left to start, its be
 trial at its highest rung is promoted, until one of the group's trials reaches the end; then
 the group's other waiting trials stop where they are.
 
+Both keep their rung records across ``--resume``: Tune's experiment snapshot leaves the
+scheduler out (a restored sweep gets the scheduler as it was launched, with no records), so
+:class:`SchedulerRecords`, a Tune callback, saves them with each snapshot (``get_state``) and
+loads them into the restored scheduler (``set_state``) before Tune adds the restored trials.
+A trial recorded at a rung is compared with the same trials as in an uninterrupted sweep; a
+report the snapshot had not seen is sent again by the restored trial and recorded then.
+
 Pausing needs trials that can wait: it is refused with ``search.max_concurrent`` (Tune counts
 paused trials against that limit, so waiting trials would block every new one) and with Ray
 Train worker groups (``workers_per_trial`` > 1), whose pause and resume is not checked.
@@ -40,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
@@ -66,10 +74,28 @@ class GroupedASHA(AsyncHyperBandScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         super().on_trial_add(tune_controller, trial)  # checks metric and mode
-        group = group_of(trial.config, self.group_keys)
+        self._trial_info[trial.trial_id] = self._bracket(group_of(trial.config, self.group_keys))
+
+    def _bracket(self, group: Group) -> _Bracket:
         if group not in self.brackets:
             self.brackets[group] = _Bracket(self._grace, self._max_t, self._reduction_factor, s=0)
-        self._trial_info[trial.trial_id] = self.brackets[group]
+        return self.brackets[group]
+
+    def records(self) -> dict[str, Any]:
+        """The rung records (plain data): per group, milestone -> {trial id: score}, and the
+        number of trials stopped."""
+        return {"stopped": self._num_stopped,
+                "groups": [(list(group), [(float(m), {tid: float(v) for tid, v in rec.items()})
+                                          for m, rec in bracket._rungs])
+                           for group, bracket in self.brackets.items()]}
+
+    def load_records(self, state: Mapping[str, Any]) -> None:
+        """Takes back :meth:`records` (a restored sweep's, before its trials are added)."""
+        self._num_stopped = state["stopped"]
+        for group, rungs in state["groups"]:
+            saved = dict(rungs)
+            for m, rec in self._bracket(tuple(group))._rungs:
+                rec.update(saved.get(float(m), {}))
 
     def debug_string(self) -> str:
         where = f"within each of {len(self.brackets)} groups" if self.group_keys else "sweep-wide"
@@ -156,10 +182,44 @@ class PromotingASHA(FIFOScheduler):
 
     def _rungs(self, trial: Trial) -> tuple[Group, _Rungs]:
         group = group_of(trial.config, self.group_keys)
+        return group, self._group(group)
+
+    def _group(self, group: Group) -> _Rungs:
         if group not in self.groups:
             self.groups[group] = _Rungs({m: {} for m in self.milestones}, {m: set() for m in self.milestones},
                                         self._rf)
-        return group, self.groups[group]
+        return self.groups[group]
+
+    def records(self) -> dict[str, Any]:
+        """The rung records (plain data): per group, each rung's scores in the order they were
+        recorded and the trials promoted past it, whether the group finished; the waiting
+        trials."""
+        return {"groups": [(list(group), [(m, dict(r.recorded[m]), sorted(r.promoted[m])) for m in self.milestones],
+                            r.finished) for group, r in self.groups.items()],
+                "waiting": [(tid, list(group), m) for tid, (group, m) in self.waiting.items()]}
+
+    def load_records(self, state: Mapping[str, Any]) -> None:
+        """Takes back :meth:`records` (a restored sweep's, before its trials are added)."""
+        for group, rungs, finished in state["groups"]:
+            r = self._group(tuple(group))
+            for m, scores, promoted in rungs:
+                if m not in r.recorded:
+                    continue
+                for tid, score in scores.items():
+                    if tid not in r.recorded[m]:
+                        r.record(m, tid, score)
+                for tid in promoted:
+                    r.promote(m, tid)
+            r.finished = r.finished or finished
+        for tid, group, m in state["waiting"]:
+            self.waiting[tid] = (tuple(group), m)
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        # Tune requeues every unfinished trial of a restored sweep as PENDING, and starts
+        # PENDING trials without asking the scheduler: a trial that waited at its rung waits
+        # again, PAUSED (Tune files a trial it adds under its status after this call).
+        if trial.trial_id in self.waiting and trial.status == Trial.PENDING:
+            trial.set_status(Trial.PAUSED)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         t = result.get(self._time_attr)
@@ -207,8 +267,7 @@ class PromotingASHA(FIFOScheduler):
         for trial in trials:
             if trial.status == Trial.PENDING:
                 return trial
-        # 3. A paused trial this scheduler does not know (an experiment restored after the
-        #    driver stopped: the rungs' records are gone) goes on.
+        # 3. A paused trial this scheduler does not know (not paused at a rung by it) goes on.
         for tid, trial in paused.items():
             if tid not in self.waiting:
                 return trial
@@ -253,3 +312,20 @@ class PromotingASHA(FIFOScheduler):
                 tune_controller.stop_trial(paused[tid])
                 self.waiting.pop(tid, None)
         return None
+
+
+class SchedulerRecords(Callback):
+    """Keeps a scheduler's rung records in Tune's experiment snapshot: Tune saves a callback's
+    ``get_state`` with each snapshot and, restoring the experiment, calls ``set_state`` before
+    it adds the restored trials to the scheduler. ``scheduler``: the scheduler the Tuner runs
+    (a restored Tuner's own)."""
+
+    def __init__(self, scheduler: GroupedASHA | PromotingASHA) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict[str, Any]:
+        return {"records": self.scheduler.records()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if isinstance(state, dict) and "records" in state:  # not another callback's state
+            self.scheduler.load_records(state["records"])

@@ -109,6 +109,13 @@ def _result_files() -> list[Any]:
     return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
+def _records_of(scheduler: Any) -> list[Any]:
+    """The callback that keeps ``scheduler``'s rung records across ``--resume`` (none for FIFO)."""
+    from sweeps.schedulers import GroupedASHA, PromotingASHA, SchedulerRecords
+
+    return [SchedulerRecords(scheduler)] if isinstance(scheduler, (GroupedASHA, PromotingASHA)) else []
+
+
 def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) -> Any:
     """A new Tune sweep, or (``resume``) the interrupted one restored from its storage."""
     import ray
@@ -136,11 +143,14 @@ def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) 
                                    resume_errored=False, restart_errored=False)
         # Tune restores the callbacks pickled at launch; these are this driver's (its tracking
         # URI, its summary reads them). Tune gives them their saved state (get_state) when the
-        # experiment restores: trial outcomes, attempts, MLflow runs, checkpoints to delete.
+        # experiment restores: trial outcomes, attempts, MLflow runs, checkpoints to delete,
+        # the scheduler's rung records (loaded into the restored Tuner's own scheduler).
         # (A Ray Client connection, ray://, runs the tuner remotely: its callbacks stay.)
-        if getattr(tuner, "_local_tuner", None) is not None:
-            tuner._local_tuner.get_run_config().callbacks = callbacks
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:
+            local.get_run_config().callbacks = callbacks + _records_of(local._tune_config.scheduler)
         return tuner
+    scheduler = scheduler_for(plan)
     store_config(plan)
     param_space, num_samples = plan.param_space, cfg.search.num_samples
     if plan.group_points is not None:  # grouped Optuna: its searcher gives every setting
@@ -156,7 +166,7 @@ def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) 
         tune_config=tune.TuneConfig(
             metric=metric.name, mode=metric.mode,
             search_alg=search_alg(plan, metric.name, metric.mode, max_concurrent=limit),
-            scheduler=scheduler_for(plan),
+            scheduler=scheduler,
             num_samples=num_samples,
             # A searcher (Optuna) is capped here; grid and random search by their generator.
             max_concurrent_trials=limit if cfg.search.algorithm == "optuna" else None,
@@ -166,7 +176,7 @@ def tuner_for(plan: Plan, task: Any, recorder: Any, keep: Any, *, resume: bool) 
         ),
         run_config=tune.RunConfig(
             name=plan.name, storage_path=plan.storage,
-            callbacks=callbacks,
+            callbacks=callbacks + _records_of(scheduler),
             # Every checkpoint stays until the retention callback finds that no snapshot in
             # storage needs it any more (sweeps.retention).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
