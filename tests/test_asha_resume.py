@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import pickle
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +29,9 @@ REPORTS = [("a", 1, 1, 2.0), ("b", 4, 1, 2.5), ("a", 1, 2, 1.8), ("c", 1, 1, 2.4
            ("h", 4, 1, 1.5), ("h", 4, 2, 1.4), ("i", 1, 1, 1.95), ("i", 1, 2, 1.85)]
 
 
+MAX_T = 3
+
+
 def _trial(tid: str, r: int, status: str = Trial.PENDING):
     trial = SimpleNamespace(trial_id=tid, config={"r": r}, status=status)
     trial.set_status = lambda s: setattr(trial, "status", s)
@@ -34,7 +39,7 @@ def _trial(tid: str, r: int, status: str = Trial.PENDING):
 
 
 def _scheduler(kind: str):
-    args = {"time_attr": "epoch", "grace_period": 1, "reduction_factor": 2, "max_t": 3,
+    args = {"time_attr": "epoch", "grace_period": 1, "reduction_factor": 2, "max_t": MAX_T,
             "group_keys": ("r",), "metric": "val_loss", "mode": "min"}
     return GroupedASHA(**args) if kind == "stop" else PromotingASHA(**args)
 
@@ -163,7 +168,9 @@ def _expected(histories: dict[str, tuple[int, list[tuple[float, float]]]]) -> di
         r, reports = histories[tid]
         trial = _trial(tid, r)
         scheduler.on_trial_add(None, trial)
-        decisions = [scheduler.on_trial_result(None, trial, {"epoch": e, "val_loss": v}) for e, v in reports]
+        # Tune's ASHA says STOP at max_t too: the trial's end.
+        decisions = [scheduler.on_trial_result(None, trial, {"epoch": e, "val_loss": v})
+                     for e, v in reports if e < MAX_T]
         out[tid] = "stopped_early" if "STOP" in decisions else "completed"
     return out
 
@@ -194,11 +201,12 @@ def test_a_resumed_sweep_stops_the_trials_an_uninterrupted_one_stops(tmp_path, s
         seen.update(_snapshot_statuses(sweep_dir))
         return sum(s == Trial.TERMINATED for s in seen.values()) >= 2
 
-    stop_when(cmd, tmp_path, log, two_ended, "once two trials ended in Tune's snapshot")
+    # A snapshot at every step of Tune's loop: these trials take seconds, less than its
+    # automatic snapshot period.
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    stop_when(cmd, tmp_path, log, two_ended, "once two trials ended in Tune's snapshot", env=env)
     ended_before = {tid for tid, s in seen.items() if s == Trial.TERMINATED}
-    import subprocess
-
-    done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lorasweep-rank_e2e")
