@@ -217,9 +217,12 @@ class PromotingASHA(FIFOScheduler):
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         # Tune requeues every unfinished trial of a restored sweep as PENDING, and starts
         # PENDING trials without asking the scheduler: a trial that waited at its rung waits
-        # again, PAUSED (Tune files a trial it adds under its status after this call).
+        # again, PAUSED (Tune files a trial it adds under its status after this call). One
+        # that ended meanwhile (failed) waits no more.
         if trial.trial_id in self.waiting and trial.status == Trial.PENDING:
             trial.set_status(Trial.PAUSED)
+        elif trial.status != Trial.PAUSED:
+            self.waiting.pop(trial.trial_id, None)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
         t = result.get(self._time_attr)

@@ -119,6 +119,10 @@ def test_a_trial_waiting_at_its_rung_waits_again_after_a_restore():
     assert fresh.choose_trial_to_run(controller) is None  # c waits: not in the top
     a.status = Trial.TERMINATED
     fresh.on_trial_complete(None, a, {"epoch": 3})
+    failed = _scheduler("pause")
+    SchedulerRecords(failed).set_state(state)
+    failed.on_trial_add(None, _trial("a", 1, Trial.ERROR))  # ended (failed) after the snapshot
+    assert set(failed.waiting) == {"c"}
     controller.search_alg.is_finished = lambda: True
     assert fresh.choose_trial_to_run(controller) is None and stopped == [c]
 
