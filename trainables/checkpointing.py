@@ -7,6 +7,12 @@ what MLflow records and ``python -m sweeps.export`` exports, loaded by plain
 (GPT-2's q/k/v split, PiSSA and OLoRA's mutated base), ``trial_adapter/`` holds its own
 ``save_pretrained`` too: resuming and warm starts read that one.
 
+``reports.json`` holds every report the trial sent up to and including this checkpoint's, in
+order: a restored worker group sends Tune again the reports that the driver may never have
+recorded (:meth:`trainables.loop.Recipe._restore`). The state file keeps every rank's torch
+random number generator state, and each rank restores its own (its dropout masks go on as in
+the uninterrupted trial).
+
 The state file comes back from Tune storage (a shared path or a bucket others may write), so
 it is read as tensors and plain containers only (``weights_only``).
 """
@@ -29,17 +35,21 @@ TRIAL_ADAPTER_DIR = "trial_adapter"
 OUTPUTS_DIR = "outputs"
 CONFIG_FILE = "trial_config.json"
 RESULT_FILE = "result.json"
+REPORTS_FILE = "reports.json"
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
                     cfg: TrialConfig, final: bool = False, scaler: Any = None,
-                    result: dict[str, Any] | None = None, gathered: GatheredState | None = None) -> None:
+                    result: dict[str, Any] | None = None, gathered: GatheredState | None = None,
+                    reports: list[dict[str, Any]] | None = None, rng_states: list[Any] | None = None) -> None:
     """Adapter weights (see the module docstring) + optimizer/scheduler state (and the fp16 loss
     scaler's, ``scaler``: a :class:`~trainables.devices.Precision`) for resuming; ``final``: the
     checkpoint of the trial's final report (a trial restored from it is done); ``result``: the
-    report this checkpoint goes with (:func:`saved_result`); ``gathered``: a sharded model's
+    report this checkpoint goes with (:func:`saved_result`); ``reports``: every report of the
+    trial so far, this one last (:func:`saved_reports`); ``gathered``: a sharded model's
     adapter and optimizer state as full tensors (:func:`trainables.fsdp.gather_state`), saved
-    instead of the model's and the optimizer's own (their shards)."""
+    instead of the model's and the optimizer's own (their shards); ``rng_states``: every rank's
+    ``torch.get_rng_state()`` in rank order (this process's alone when not given)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -56,13 +66,16 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     if not is_standard(unwrap(model)):
         save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"}, state_dict=adapter)
     optim = gathered.optimizer if gathered is not None else optimizer.state_dict()
+    rng_states = list(rng_states) if rng_states else [torch.get_rng_state()]
     torch.save({"step": step, "final": final, "optimizer": optim,
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "scheduler": scheduler.state_dict(), "torch_rng": rng_states[0], "torch_rng_ranks": rng_states,
                 "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
     if result is not None:
         (out / RESULT_FILE).write_text(json.dumps(result))
+    if reports is not None:
+        (out / REPORTS_FILE).write_text(json.dumps(reports))
 
 
 def saved_result(src: Path) -> dict[str, Any] | None:
@@ -71,11 +84,23 @@ def saved_result(src: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def saved_reports(src: Path) -> list[dict[str, Any]]:
+    """Every report of the trial up to and including the one checkpoint ``src`` was saved
+    with, in order (its own report alone for a checkpoint saved without the list; none for
+    one without a report)."""
+    path = src / REPORTS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = saved_result(src)
+    return [result] if result is not None else []
+
+
 def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
-                       scaler: Any = None) -> tuple[int, bool]:
+                       scaler: Any = None, rank: int = 0) -> tuple[int, bool]:
     """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
-    whether it was the trial's final checkpoint. A state file holding anything but tensors and
-    plain containers is refused instead of running code."""
+    whether it was the trial's final checkpoint. ``rank``: this process's rank, whose own random
+    number generator state is restored (rank 0's where the checkpoint has none for it). A state
+    file holding anything but tensors and plain containers is refused instead of running code."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -94,7 +119,8 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
         unwrap(model).load_state_dict(load_file(str(adapter_dir / "model.safetensors")), strict=False)
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
+    ranks = state.get("torch_rng_ranks") or []
+    torch.set_rng_state(ranks[rank] if rank < len(ranks) else state["torch_rng"])
     if scaler is not None:
         scaler.load_state_dict(state.get("scaler") or {})
     return int(state["step"]), bool(state.get("final", False))

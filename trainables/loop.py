@@ -46,6 +46,9 @@ class Recipe:
         self.train_s = 0.0
         self.history: dict[str, list[float]] = {}
         self.since_report: list[float] = []
+        self.reports: list[dict[str, Any]] = []
+        """Every report sent so far (a restored trial's from its checkpoint on), kept in each
+        checkpoint."""
 
     # ----------------------------------------------------------------------------- setup
     def setup(self) -> bool:
@@ -97,29 +100,44 @@ class Recipe:
 
     def _restore(self) -> bool:
         """Load the checkpoint the trial is restored from, if any; whether it was the trial's
-        final one. Ray Train's storage may hold a checkpoint whose report Tune never received
-        (the driver died between a worker's report and Tune's record of it); a session that
-        says so (``resends_restored_report``) sends that report again, with a copy of its
-        checkpoint, before training on: Tune and MLflow keep each report once."""
-        import shutil
-
-        from trainables.checkpointing import restore_checkpoint, saved_result
-        from trainables.session import scratch_dir
+        final one. Each rank takes back its own random number generator state."""
+        from trainables.checkpointing import restore_checkpoint, saved_reports
 
         session = self.session
         with session.restored_checkpoint() as ckpt:
             if ckpt is None:
                 return False
             self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
-                                                 scheduler=self.scheduler, scaler=self.precision)
-            result = saved_result(ckpt) if session.resends_restored_report else None
-            if result is not None:
-                with scratch_dir("lorasweep-ckpt-") as out:  # reporting a directory may move it
-                    if session.is_chief:
-                        shutil.copytree(ckpt, out, dirs_exist_ok=True)
-                    session.report(result, out if session.is_chief else None)
-                self.last = result
+                                                 scheduler=self.scheduler, scaler=self.precision,
+                                                 rank=session.world_rank)
+            self.reports = saved_reports(ckpt)
+            if session.resends_restored_reports and self.reports:
+                self._resend(ckpt)
         return done
+
+    def _resend(self, ckpt: Path) -> None:
+        """Send again every report the restored checkpoint holds, in order, the last with a
+        copy of the checkpoint.
+
+        Ray Train's storage may be any number of reports ahead of what Tune recorded: the
+        driver died while the workers reported on (the checkpoints of the reports it never
+        received deleted after them, ``num_to_keep``), and the Tune trial, which holds no
+        checkpoint of its own, restarts without knowing which reports it has. The driver's
+        consumers keep each report once: MLflow skips a step already recorded, ASHA a rung
+        the trial already reached, Optuna a step already told."""
+        import shutil
+
+        from trainables.session import scratch_dir
+
+        session = self.session
+        *earlier, last = self.reports
+        for result in earlier:
+            session.report(result, None)
+        with scratch_dir("lorasweep-ckpt-") as out:  # reporting a directory may move it
+            if session.is_chief:
+                shutil.copytree(ckpt, out, dirs_exist_ok=True)
+            session.report(last, out if session.is_chief else None)
+        self.last = last
 
     def _warm_start(self, model: Any) -> None:
         from trainables.adapters import warm_start
@@ -280,6 +298,8 @@ class Recipe:
         from trainables.fsdp import gather_state, is_sharded
         from trainables.session import scratch_dir
 
+        import torch
+
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
         # Under FSDP every forward is a collective: a final evaluation that does not split
@@ -297,10 +317,12 @@ class Recipe:
             result = report.to_result()
             # A sharded model's adapter and optimizer state, gathered on rank 0 (a collective).
             gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
+            rng_states = session.all_gather(torch.get_rng_state())  # every rank's dropout generator
+            self.reports.append(result)
             if session.is_chief:
                 save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                 step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result,
-                                gathered=gathered)
+                                gathered=gathered, reports=self.reports, rng_states=rng_states)
             session.barrier()
             session.report(result, out if session.is_chief else None)
         self.history, self.since_report = self._new_history(), []

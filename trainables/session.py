@@ -28,9 +28,9 @@ class Session:
     world_rank: int = 0
     world_size: int = 1
     trial_id: str = "local"
-    resends_restored_report: bool = False
-    """Whether a checkpoint this session restores may be one whose report Tune never
-    received, so the loop sends that report again (:meth:`trainables.loop.Recipe._restore`)."""
+    resends_restored_reports: bool = False
+    """Whether a checkpoint this session restores may be ahead of what Tune recorded, so the
+    loop sends every report the checkpoint holds again (:meth:`trainables.loop.Recipe._resend`)."""
     lockstep: bool = False
     """Whether every forward pass is a collective (FSDP all-gathers each block's weights), so
     that every rank must run as many forwards as the others: evaluation evens out the ranks'
@@ -122,9 +122,10 @@ class TrainSession(Session):
     ``strategy`` ``fsdp``: :mod:`trainables.fsdp`).
 
     A restored group resumes from the latest checkpoint in Ray Train's storage, which can be
-    ahead of what Tune recorded (the driver died between them): it sends that report again."""
+    any number of reports ahead of what Tune recorded (the driver died while the workers
+    reported on): it sends again every report of the trial that checkpoint holds."""
 
-    resends_restored_report = True
+    resends_restored_reports = True
 
     def __init__(self, strategy: str = "ddp") -> None:
         import ray.train
