@@ -350,11 +350,22 @@ class Recipe:
 
 def _batches_for_epoch(loader: Any, epoch: int, skip: int):
     """(index, batch) of one epoch; the first ``skip`` micro-batches (already trained on
-    before a restore) are passed over."""
+    before a restore) are passed over.
+
+    A DataLoader's iterator draws its base seed from torch's global generator as it starts:
+    the uninterrupted trial drew it at the epoch's start, before the checkpoint's generator
+    state was saved, so an epoch resumed part-way undoes that draw (its dropout masks go on
+    from the saved state)."""
+    import torch
+
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):  # DistributedSampler under DDP
         sampler.set_epoch(epoch)
-    for i, batch in enumerate(loader):
+    state = torch.get_rng_state()
+    batches = iter(loader)
+    if skip:
+        torch.set_rng_state(state)
+    for i, batch in enumerate(batches):
         if i >= skip:
             yield i, batch
 
