@@ -9,7 +9,7 @@ what MLflow records and ``python -m sweeps.export`` exports, loaded by plain
 
 ``reports.json`` holds every report the trial sent up to and including this checkpoint's, in
 order: a restored worker group sends Tune again the reports that the driver may never have
-recorded (:meth:`trainables.loop.Recipe._restore`). The state file keeps every rank's torch
+recorded (:meth:`trainables.loop.Recipe._resend`). The state file keeps every rank's torch
 random number generator state, and each rank restores its own (its dropout masks go on as in
 the uninterrupted trial).
 

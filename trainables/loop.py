@@ -293,12 +293,12 @@ class Recipe:
                val: dict[str, float] | None = None) -> dict[str, Any]:
         """Validate (unless ``val`` is given), and send the report and a checkpoint; the final
         report first runs the task's final evaluation. Returns the result Tune received."""
+        import torch
+
         from trainables.checkpointing import OUTPUTS_DIR, save_checkpoint
         from trainables.devices import unwrap
         from trainables.fsdp import gather_state, is_sharded
         from trainables.session import scratch_dir
-
-        import torch
 
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
