@@ -295,24 +295,17 @@ def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
 
 
 def _client(tracking_uri: str) -> Any:
-    """A client for an existing store; never creates one (a mistyped SQLite path would)."""
-    from mlflow import MlflowClient
+    """A client for an existing store; never creates one (a mistyped SQLite path would) nor
+    writes to it (:func:`trainables.tracking_db.reader_client`)."""
+    from trainables.tracking_db import reader_client
 
-    if (db := sqlite_path(tracking_uri)) is not None:
-        if not db.is_file():
-            raise UserError("--tracking-uri", f"no MLflow database at {db.resolve()}")
-    elif "://" not in tracking_uri or tracking_uri.startswith("file:"):
+    scheme = tracking_uri.split("://", 1)[0] if "://" in tracking_uri else ""
+    if tracking_uri.strip() and tracking_uri != "databricks" and scheme in ("", "file") \
+            and not tracking_uri.startswith("sqlite:"):
         path = tracking_uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(path):
             raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}")
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        client.search_experiments(max_results=1)
-    except Exception as e:  # a server that is down, a file that is not a database, ...
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise UserError("--tracking-uri", f"cannot read the MLflow tracking store {tracking_uri} "
-                                          f"({reason})") from None
-    return client
+    return reader_client(tracking_uri, "--tracking-uri")
 
 
 def _scheme_hint(tracking_uri: str) -> str:

@@ -38,6 +38,8 @@ SOURCES = ("--run", "--sweep", "--study")
 #: The folder of the export directory that holds, for ``--register``, the base with the trial's
 #: head (a classifier's): MLflow loads a registered adapter's base from a folder without arguments.
 REGISTERED_BASE = "base"
+_EXPECTED = {"--run": "a run id", "--sweep": "a sweep's name", "--study": "a study's name (e.g. rank_e2e)",
+             "--tracking-uri": "sqlite:///PATH.db, a database URL or an http(s):// tracking server"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,21 +73,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _client(uri: str) -> Any:
-    from mlflow import MlflowClient
-
+    """A client for an existing store, only read (:func:`trainables.tracking_db.reader_client`)."""
     from trainables.mlflow_names import sqlite_path
+    from trainables.tracking_db import reader_client
 
-    db = sqlite_path(uri)
-    if db is not None and not db.is_file():  # the client would create an empty store
-        raise UserError("--tracking-uri", f"no MLflow store at {uri} (no such file {db})")
-    if db is None:
+    if uri.strip() and sqlite_path(uri) is None:
         from sweeps.tracking.store import check_tracking_uri
 
         try:
             check_tracking_uri(uri)
         except UserError as e:
             raise UserError("--tracking-uri", e.message) from None
-    return MlflowClient(tracking_uri=uri)
+    return reader_client(uri, "--tracking-uri")
 
 
 def _get_run(client: Any, run_id: str, field: str, uri: str) -> Any:
@@ -236,6 +235,9 @@ def export(args: argparse.Namespace) -> Path:
     a failure leaves nothing behind); returns it."""
     from trainables.mlflow_names import default_tracking_uri
 
+    for field in (*SOURCES, "--tracking-uri"):
+        if (value := getattr(args, field.removeprefix("--").replace("-", "_"))) is not None and not value.strip():
+            raise UserError(field, f"is empty; give {_EXPECTED[field]}")
     uri = args.tracking_uri or default_tracking_uri()
     out = Path(args.out).expanduser()
     check_out(out)

@@ -228,11 +228,13 @@ def flush_timeout_s() -> float:
 
 def check_tracking_uri(uri: str) -> None:
     """Refuse a tracking store the sweep cannot use, before anything starts, creating nothing:
-    a SQLite file is created only when the sweep launches (here its directory is checked); a
-    tracking server must answer within seconds, and its credentials come from the environment."""
+    a SQLite file is created only when the sweep launches (here its directory is checked), an
+    existing one must be empty or MLflow's (:mod:`trainables.tracking_db`); a tracking server or
+    database server must answer within seconds, and its credentials come from the environment."""
     from urllib.parse import urlsplit
 
     from trainables.credentials import refuse_secrets
+    from trainables.tracking_db import check_database_server, is_database_server
 
     parts = urlsplit(uri)
     web = parts.scheme in ("http", "https")
@@ -247,6 +249,9 @@ def check_tracking_uri(uri: str) -> None:
             if not path.is_file():
                 raise UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} "
                                                 f"({path} is not a file)")
+            from trainables.tracking_db import check_sqlite_store
+
+            check_sqlite_store("tracking_uri", uri, path, reader=False)
             return
         from trainables.paths import unwritable_folder
 
@@ -257,6 +262,8 @@ def check_tracking_uri(uri: str) -> None:
         from mlflow import MlflowClient
 
         check_tracking(MlflowClient(tracking_uri=uri), uri)
+    elif is_database_server(uri):
+        check_database_server("tracking_uri", uri, reader=False)
     elif parts.scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
         raise UserError("tracking_uri", f"{uri!r} is a folder (MLflow's file store), which MLflow no longer writes "
                                         "to; give sqlite:///PATH.db, a database URL or http(s):// tracking server")
