@@ -35,7 +35,7 @@ TIMEOUT_ARGS = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout", "py
 def _unusable(field: str, uri: str, reason: str) -> UserError:
     from trainables.credentials import redact_uri, secrets_in_uri
 
-    shown = redact_uri(uri) if secrets_in_uri(uri, user_is_secret=True) else uri
+    shown = redact_uri(uri) if secrets_in_uri(uri, user_is_secret=uri.startswith(("http://", "https://"))) else uri
     return UserError(field, f"cannot use the MLflow tracking store {shown} ({reason})")
 
 

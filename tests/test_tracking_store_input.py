@@ -1,0 +1,223 @@
+"""A tracking store MLflow should not open is refused before it is opened: one line on stderr
+naming the field, exit code 2, nothing written.
+
+The read-only commands (``python -m analysis.report``, ``python -m sweeps.export``) and a sweep's
+check of its store (``check_tracking_uri``) are given real files (another program's SQLite
+database, a file that is not a database, an empty file), a database server on a closed port,
+a database whose driver is not installed and empty values. The commands run in this process;
+a few run as the real commands too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from trainables.errors import UserError
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _foreign(path: Path) -> None:
+    """Another program's SQLite database (an Optuna study file, say)."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY, study_name TEXT)")
+        db.execute("INSERT INTO studies VALUES (1, 'mine')")
+    db.close()
+
+
+def _not_a_database(path: Path) -> None:
+    path.write_text("hi\n")
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _mlflow_store(path: Path) -> None:
+    """An MLflow store as a sweep leaves it (MLflow has added its default experiment)."""
+    from mlflow import MlflowClient
+
+    from sweeps.tracking.store import empty_store
+
+    shutil.copyfile(empty_store(), path)
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+
+
+def _state(root: Path) -> dict[str, str]:
+    """Every file under ``root`` with its checksum."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+#: (case id, how the store file is made (None: no file), the URI ({db}: that file, {port}: a
+#: closed port), what the one line says).
+STORES: list[tuple[str, Callable[[Path], None] | None, str, str]] = [
+    ("another-programs-sqlite", _foreign, "sqlite:///{db}",
+     "is another program's SQLite database (tables studies), not an MLflow store"),
+    ("not-a-database", _not_a_database, "sqlite:///{db}", "is not a SQLite database"),
+    ("postgresql-closed-port", None, "postgresql://lorasweep@127.0.0.1:{port}/mlflow",
+     "cannot use the MLflow tracking store postgresql://lorasweep@127.0.0.1:{port}/mlflow ("),
+    ("mysql", None, "mysql://127.0.0.1:{port}/mlflow", "cannot use the MLflow tracking store mysql://127.0.0.1:"),
+]
+READER_STORES = STORES + [
+    ("empty-file", _empty, "sqlite:///{db}", "is empty, not an MLflow store"),
+    ("empty-uri", None, "", "--tracking-uri: is empty; give sqlite:///PATH.db"),
+    ("unknown-scheme", None, "ftp://x", "ftp://x"),
+]
+
+
+def _uri(template: str, tmp_path: Path, make: Callable[[Path], None] | None) -> tuple[str, int]:
+    db = tmp_path / "store.db"
+    if make is not None:
+        make(db)
+    port = _closed_port()
+    return template.format(db=db, port=port), port
+
+
+def _one_line(code: int, err: str, field: str, fragment: str) -> str:
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {field}: "), lines[0]
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _report(uri: str, out: Path) -> int:
+    from analysis.report import main
+
+    return main(["--tracking-uri", uri, "--experiment", "lorasweep-rank_e2e", "--out", str(out)])
+
+
+def _export(uri: str, out: Path) -> int:
+    from sweeps.export import main
+
+    return main(["--tracking-uri", uri, "--study", "rank_e2e", "--out", str(out)])
+
+
+@pytest.mark.parametrize("command", [_report, _export], ids=["report", "export"])
+@pytest.mark.parametrize("make, template, fragment", [c[1:] for c in READER_STORES], ids=[c[0] for c in READER_STORES])
+def test_a_read_only_command_refuses_a_store_it_cannot_read_and_writes_nothing(command, make, template, fragment,
+                                                                               tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri, port = _uri(template, tmp_path, make)
+    before = _state(tmp_path)
+    capfd.readouterr()
+    start = time.monotonic()
+    code = command(uri, tmp_path / "out")
+    took = time.monotonic() - start
+    err = capfd.readouterr().err
+    _one_line(code, err, "--tracking-uri", fragment.format(port=port))
+    assert _state(tmp_path) == before
+    assert took < 30, took  # not MLflow's retries
+
+
+@pytest.mark.parametrize("command", [_report, _export], ids=["report", "export"])
+def test_databricks_without_credentials_is_one_line(command, tmp_path, capfd, monkeypatch):
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.databrickscfg
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    code = command("databricks", tmp_path / "out")
+    _one_line(code, capfd.readouterr().err, "--tracking-uri", "databricks")
+    assert _state(tmp_path) == {}
+
+
+@pytest.mark.parametrize("flag", ["--run", "--sweep", "--study"])
+def test_an_empty_export_source_is_one_line(flag, tmp_path, capfd):
+    from sweeps.export import main
+
+    db = tmp_path / "mlruns.db"
+    _mlflow_store(db)
+    before = _state(tmp_path)
+    capfd.readouterr()
+    code = main(["--tracking-uri", f"sqlite:///{db}", flag, "", "--out", str(tmp_path / "out")])
+    _one_line(code, capfd.readouterr().err, flag, "is empty; give ")
+    assert _state(tmp_path) == before
+
+
+def test_a_read_only_command_still_reads_an_mlflow_store(tmp_path, capfd):
+    db = tmp_path / "mlruns.db"
+    _mlflow_store(db)
+    before = _state(tmp_path)
+    capfd.readouterr()
+    code = _export(f"sqlite:///{db}", tmp_path / "out")  # the store is read: it has no such study
+    _one_line(code, capfd.readouterr().err, "--study", "no finished sweep of study 'rank_e2e'")
+    assert _state(tmp_path) == before
+
+
+@pytest.mark.parametrize("make, template, fragment", [c[1:] for c in STORES], ids=[c[0] for c in STORES])
+def test_a_sweep_refuses_a_store_it_cannot_use(make, template, fragment, tmp_path):
+    from sweeps.tracking.store import check_tracking_uri
+
+    uri, port = _uri(template, tmp_path, make)
+    before = _state(tmp_path)
+    with pytest.raises(UserError) as refused:
+        check_tracking_uri(uri)
+    assert refused.value.field == "tracking_uri"
+    assert fragment.format(port=port) in refused.value.message
+    assert "\n" not in refused.value.message
+    assert _state(tmp_path) == before
+
+
+def test_a_missing_database_driver_names_what_to_install(tmp_path):
+    from sweeps.tracking.store import check_tracking_uri
+
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("pymysql is installed here")
+    with pytest.raises(UserError, match=r"the database driver pymysql is not installed; pip install pymysql"):
+        check_tracking_uri(f"mysql+pymysql://127.0.0.1:{_closed_port()}/mlflow")
+
+
+@pytest.mark.parametrize("make", [_empty, _mlflow_store], ids=["empty-file", "mlflow-store"])
+def test_a_sweep_accepts_an_empty_file_or_an_mlflow_store_and_writes_nothing_checking_it(make, tmp_path):
+    from sweeps.tracking.store import check_tracking_uri
+
+    db = tmp_path / "mlruns.db"
+    make(db)
+    before = _state(tmp_path)
+    check_tracking_uri(f"sqlite:///{db}")
+    assert _state(tmp_path) == before
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *cmd], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+def test_the_real_commands_refuse_in_one_line(tmp_path, smoke_assets):
+    """A sweep's dry run given another program's database (the sweep's own Optuna file, say);
+    the report given a database server on a closed port; the export given a file that is not
+    a database."""
+    foreign, bad = tmp_path / "optuna.db", tmp_path / "bad.db"
+    _foreign(foreign)
+    _not_a_database(bad)
+    port = _closed_port()
+    before = _state(tmp_path)
+    sweep = _run([str(REPO / "sweeps" / "rank_e2e.py"), "--preset", "smoke", "--dry-run", "--tracking-uri",
+                  f"sqlite:///{foreign}", "--storage", str(tmp_path / "rr")], tmp_path)
+    _one_line(sweep.returncode, sweep.stderr, "tracking_uri", "is another program's SQLite database")
+    report = _run(["-m", "analysis.report", "--experiment", "x", "--out", "o", "--tracking-uri",
+                   f"postgresql://127.0.0.1:{port}/x"], tmp_path)
+    _one_line(report.returncode, report.stderr, "--tracking-uri",
+              f"cannot use the MLflow tracking store postgresql://127.0.0.1:{port}/x (")
+    export = _run(["-m", "sweeps.export", "--run", "x", "--out", "o", "--tracking-uri", f"sqlite:///{bad}"], tmp_path)
+    _one_line(export.returncode, export.stderr, "--tracking-uri", "is not a SQLite database")
+    assert _state(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["bad.db", "optuna.db"]
