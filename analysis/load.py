@@ -35,7 +35,7 @@ from analysis.values import is_number, parse_value  # noqa: F401  (parse_value: 
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.mlflow_names import (COMPLETED, FAILED, INTERRUPTED, KIND_TAG, PARENT_TAG,
                                       RUNNING, STATUS_TAG, STOPPED, SWEEP_TAG,
-                                      TRIAL_TAG, sqlite_path)
+                                      TRIAL_TAG)
 from trainables.report import K, VAL_LOSS
 from trainables.tasks.base import MetricSpec
 
