@@ -297,6 +297,7 @@ def task_info(name: str, metric_names: Iterable[str] = ()) -> TaskInfo:
 def _client(tracking_uri: str) -> Any:
     """A client for an existing store; never creates one (a mistyped SQLite path would) nor
     writes to it (:func:`trainables.tracking_db.reader_client`)."""
+    from sweeps.tracking.store import http_settings
     from trainables.tracking_db import reader_client
 
     scheme = tracking_uri.split("://", 1)[0] if "://" in tracking_uri else ""
@@ -305,7 +306,8 @@ def _client(tracking_uri: str) -> Any:
         path = tracking_uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(path):
             raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}")
-    return reader_client(tracking_uri, "--tracking-uri")
+    with http_settings(tracking_uri):  # a server that is not there: refused in seconds, not minutes
+        return reader_client(tracking_uri, "--tracking-uri")
 
 
 def _scheme_hint(tracking_uri: str) -> str:

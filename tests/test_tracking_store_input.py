@@ -79,6 +79,7 @@ READER_STORES = STORES + [
     ("empty-file", _empty, "sqlite:///{db}", "is empty, not an MLflow store"),
     ("empty-uri", None, "", "--tracking-uri: is empty; give sqlite:///PATH.db"),
     ("unknown-scheme", None, "ftp://x", "ftp://x"),
+    ("server-closed-port", None, "http://127.0.0.1:{port}", "cannot use the MLflow tracking store http://127.0.0.1:{port} ("),
 ]
 
 
