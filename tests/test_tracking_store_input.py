@@ -137,7 +137,7 @@ def test_databricks_without_credentials_is_one_line(command, tmp_path, capfd, mo
     monkeypatch.chdir(tmp_path)
     capfd.readouterr()
     code = command("databricks", tmp_path / "out")
-    _one_line(code, capfd.readouterr().err, "--tracking-uri", "databricks")
+    _one_line(code, capfd.readouterr().err, "--tracking-uri", "cannot use the MLflow tracking store databricks (")
     assert _state(tmp_path) == {}
 
 
