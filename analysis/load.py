@@ -300,9 +300,8 @@ def _client(tracking_uri: str) -> Any:
     from sweeps.tracking.store import http_settings
     from trainables.tracking_db import reader_client
 
-    scheme = tracking_uri.split("://", 1)[0] if "://" in tracking_uri else ""
-    if tracking_uri.strip() and tracking_uri != "databricks" and scheme in ("", "file") \
-            and not tracking_uri.startswith("sqlite:"):
+    if tracking_uri.strip() and tracking_uri != "databricks" and ("://" not in tracking_uri
+                                                                  or tracking_uri.startswith("file:")):
         path = tracking_uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(path):
             raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}")

@@ -47,12 +47,13 @@ def sqlite_tables(field: str, uri: str, path: Path) -> set[str] | None:
     if path.stat().st_size == 0:
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                                                timeout=30)) as db:
             return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError as e:  # locked by a writer for long, unreadable
+        raise _unusable(field, uri, f"cannot read {path}: {e}") from None
     except sqlite3.DatabaseError as e:
         raise _unusable(field, uri, f"{path} is not a SQLite database: {e}") from None
-    except sqlite3.Error as e:
-        raise _unusable(field, uri, f"cannot read {path}: {e}") from None
 
 
 def check_sqlite_store(field: str, uri: str, path: Path, *, reader: bool) -> None:
