@@ -123,7 +123,7 @@ class CheckpointRetention(Callback):
             from sweeps.tracking.writer import storage_fs
 
             self._fs, self._experiment = storage_fs(experiment_path)
-        self._process()
+        self._process(final=True)
 
     # ------------------------------------------------------------------ ranking
     def _score(self, trial: Any) -> float:
@@ -173,13 +173,17 @@ class CheckpointRetention(Callback):
         return entry
 
     # ------------------------------------------------------------------ deleting
-    def _process(self) -> None:
+    def _process(self, *, final: bool = False) -> None:
+        """Delete what no snapshot in storage needs any more. During the sweep a snapshot that
+        cannot be read (Tune may be writing it) is tried again at the next one; after the last
+        (``final``) that is a failure."""
         if not self._queue or self._fs is None or self._experiment is None:
             return
         try:
             named = persisted_snapshot(self._fs, self._experiment, {q["tid"] for q in self._queue})
-        except Exception as e:  # noqa: BLE001 - unreadable now: try again at the next snapshot
-            self._note_failure(self._experiment, e)
+        except Exception as e:  # noqa: BLE001
+            if final:
+                self._note_failure(self._experiment, e)
             return
         if named is None:
             return

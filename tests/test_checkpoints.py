@@ -60,6 +60,25 @@ def test_checkpoints_go_only_when_the_stored_snapshot_no_longer_needs_them(tmp_p
     assert keep.superseded_bytes == 200
 
 
+def test_a_snapshot_tune_is_still_writing_is_read_again_later_not_a_failure(tmp_path):
+    """While Tune writes its next snapshot (get_state), the newest one in storage may be half
+    written: the deletions wait for the next snapshot; only after the sweep's last one
+    (finish) is an unreadable snapshot a failure."""
+    from sweeps.retention import CheckpointRetention
+
+    exp = tmp_path / "sweep"
+    (exp / "trial_b" / "checkpoint_000001").mkdir(parents=True)
+    keep = CheckpointRetention(k=1, metric="val_loss", mode="min")
+    keep.set_state({"experiment": str(exp), "queue": [
+        {"tid": "b", "path": str(exp / "trial_b"), "kind": "pruned", "index": None}]})
+    keep.finish(str(exp))  # no snapshot yet
+    (exp / "experiment_state-2026-12-07_05-00-00.json").write_text('{"trial_data": [["{\\"trial_id\\": ')
+    keep.get_state()
+    assert keep.failed == [] and keep.waiting == 1
+    keep.finish(str(exp))
+    assert len(keep.failed) == 1 and keep.failed[0].startswith(f"{exp}: ") and keep.waiting == 1
+
+
 def test_the_trials_outside_the_best_k_are_queued_once_each(tmp_path):
     """keep_best_k=2, min val_loss: each trial that falls out of the best two is queued for
     pruning once, when it falls out (an errored trial ranks last)."""
