@@ -182,7 +182,7 @@ def _expected(histories: dict[str, tuple[int, list[tuple[float, float]]]]) -> di
 @pytest.mark.integration
 def test_a_resumed_sweep_stops_the_trials_an_uninterrupted_one_stops(tmp_path, smoke_assets):
     """Two ranks, two learning rates each, one trial at a time, 3 epochs (rungs at 1 and 2,
-    eta 2). The driver and its Ray are SIGKILLed once Tune's snapshot holds two ended trials;
+    eta 2). The driver and its Ray are SIGKILLed once Tune's snapshot holds an ended trial;
     ``--resume`` runs the rest. Each trial ends as ASHA decides over every trial's reported
     values, and a trial run after the kill is stopped early (by the records of the trials
     before it)."""
@@ -200,15 +200,15 @@ def test_a_resumed_sweep_stops_the_trials_an_uninterrupted_one_stops(tmp_path, s
     sweep_dir, log = tmp_path / "rr" / name, tmp_path / "asha.log"
     seen: dict[str, str] = {}
 
-    def two_ended() -> bool:
+    def one_ended() -> bool:
         seen.clear()
         seen.update(_snapshot_statuses(sweep_dir))
-        return sum(s == Trial.TERMINATED for s in seen.values()) >= 2
+        return any(s == Trial.TERMINATED for s in seen.values())
 
     # A snapshot at every step of Tune's loop: these trials take seconds, less than its
     # automatic snapshot period.
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
-    stop_when(cmd, tmp_path, log, two_ended, "once two trials ended in Tune's snapshot", env=env)
+    stop_when(cmd, tmp_path, log, one_ended, "once a trial ended in Tune's snapshot", env=env)
     ended_before = {tid for tid, s in seen.items() if s == Trial.TERMINATED}
     done = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
