@@ -224,22 +224,22 @@ class SweepData:
         """The sweep's (default: every sweep's) planned trials by status, as the sweep's own
         summary counts them: trials without a run count as unfinished, those Tune never
         created as not started."""
-        def mine(frame: pd.DataFrame) -> list[str]:
-            if frame.empty:
-                return []
-            return list(frame["status"] if sweep_run_id is None else
-                        frame.loc[frame["sweep_run_id"] == sweep_run_id, "status"])
-        missing = sum(n for k, n in self.not_started.items() if sweep_run_id in (None, k))
-        return status_text(mine(self.trials) + mine(self.pending)) + (
-            f", {missing} not started" if missing else "")
+        statuses, missing = self._planned(sweep_run_id)
+        return status_text(statuses) + (f", {missing} not started" if missing else "")
 
     def n_planned(self, sweep_run_id: str | None = None) -> int:
         """Trials with a run, without one, and never created, of one sweep or all."""
-        def n(frame: pd.DataFrame) -> int:
-            return 0 if frame.empty else int(len(frame) if sweep_run_id is None else
-                                              (frame["sweep_run_id"] == sweep_run_id).sum())
-        return n(self.trials) + n(self.pending) + sum(
-            v for k, v in self.not_started.items() if sweep_run_id in (None, k))
+        statuses, missing = self._planned(sweep_run_id)
+        return len(statuses) + missing
+
+    def _planned(self, sweep_run_id: str | None) -> tuple[list[str], int]:
+        """The statuses of the trials with and without a run, and how many Tune never created,
+        of one sweep or all."""
+        statuses = [s for frame in (self.trials, self.pending) if not frame.empty
+                    for s in (frame["status"] if sweep_run_id is None else
+                              frame.loc[frame["sweep_run_id"] == sweep_run_id, "status"])]
+        missing = sum(n for k, n in self.not_started.items() if sweep_run_id in (None, k))
+        return statuses, missing
 
 
 def by_run(history: pd.DataFrame) -> dict[str, pd.DataFrame]:
