@@ -304,17 +304,12 @@ def _client(tracking_uri: str) -> Any:
                                                                   or tracking_uri.startswith("file:")):
         path = tracking_uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(path):
-            raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}")
+            bare_file = path == tracking_uri and os.path.isfile(path)  # a SQLite file without its scheme
+            hint = (f"; {tracking_uri} is a file: for a SQLite database give --tracking-uri "
+                    f"sqlite:///{os.path.abspath(tracking_uri)}") if bare_file else ""
+            raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}{hint}")
     with http_settings(tracking_uri):  # a server that is not there: refused in seconds, not minutes
         return reader_client(tracking_uri, "--tracking-uri")
-
-
-def _scheme_hint(tracking_uri: str) -> str:
-    """``; ... sqlite:///...`` when ``tracking_uri`` is a file given without a scheme."""
-    if "://" in tracking_uri or tracking_uri.startswith("file:") or not os.path.isfile(tracking_uri):
-        return ""
-    return (f"; {tracking_uri} is a file: for a SQLite database give "
-            f"--tracking-uri sqlite:///{os.path.abspath(tracking_uri)}")
 
 
 def _search(client: Any, experiment_ids: list[str], filter_string: str) -> list[Any]:
@@ -415,10 +410,7 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
     the store, experiment or runs are not there."""
     if (experiment is None) == (not sweep_ids):
         raise UserError("--experiment", "give an experiment name or one or more --sweep run ids")
-    try:
-        client = _client(tracking_uri)
-    except UserError as e:
-        raise UserError(e.field, e.message + _scheme_hint(tracking_uri)) from None
+    client = _client(tracking_uri)
     sweeps = [_sweep(r) for r in _parents(client, tracking_uri, experiment, sweep_ids)]
 
     rows: list[dict[str, Any]] = []
