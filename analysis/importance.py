@@ -7,7 +7,9 @@ log=True)``; integer ranges are ``[low, high)`` as in Tune, so ``randint[1, 9]``
 ``IntDistribution(1, 8)``), each trial's values from its params. As in Optuna itself,
 completed trials are ``COMPLETE`` with their objective value, trials ASHA stopped are
 ``PRUNED`` (with their reports as intermediate values) and failed trials ``FAIL``; only
-completed trials inform the importances. The evaluator is fANOVA with a fixed seed
+completed trials inform the importances, and only with at least 10 of them and 3 per swept
+setting (:func:`needed_trials`; fewer: a note of how many there are and how many are
+needed, no importances). The evaluator is fANOVA with a fixed seed
 (reproducible; Optuna 5's default, PED-ANOVA, is meant for studies of many trials).
 
 **Edge of the space.** When the best trial's value of a numeric swept setting is the
@@ -31,8 +33,19 @@ from trainables.mlflow_names import COMPLETED, FAILED, STOPPED
 from trainables.tasks.base import MetricSpec
 
 EDGE_TOLERANCE = 0.05
-MIN_COMPLETED = 2
-"""Fewer completed trials than this: no importances (nothing to compare)."""
+MIN_COMPLETED = 10
+"""The fewest completed trials importances are computed from. Optuna computes them from two
+and documents no minimum, but fANOVA's random forest fitted on a handful of points gives
+importances that are noise. 10 is the number of trials Optuna's TPE sampler draws at random
+(``n_startup_trials``) before it models the objective at all."""
+PER_SETTING = 3
+"""... and at least this many completed trials per swept setting (each one a dimension the
+forest splits on): 4 swept settings need 12."""
+
+
+def needed_trials(n_swept: int) -> int:
+    """The completed trials importances need with ``n_swept`` swept settings."""
+    return max(MIN_COMPLETED, PER_SETTING * n_swept)
 
 
 def distribution(p: SpaceParam) -> Any:
@@ -127,9 +140,10 @@ def param_importances(sweep: Sweep, trials: pd.DataFrame, history: pd.DataFrame,
                      counts[TrialState.FAIL])
     if not sweep.swept:
         out.note = "nothing swept"
-    elif out.n_complete < MIN_COMPLETED:
+    elif out.n_complete < (need := needed_trials(len(sweep.swept))):
         out.note = (f"{out.n_complete} completed trial(s) with {metric.name}; importances need at "
-                    f"least {MIN_COMPLETED}")
+                    f"least {need} (the larger of {MIN_COMPLETED} and {PER_SETTING} per swept setting; "
+                    f"{len(sweep.swept)} swept)")
     else:
         try:
             imp = optuna.importance.get_param_importances(study, evaluator=evaluator)

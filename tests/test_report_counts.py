@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import pytest
 
@@ -232,3 +233,67 @@ def test_the_csv_gives_each_pooled_run_its_seed_and_sweep_beside_its_run_id(tmp_
     runs = list(zip(row["run_ids"].split(" "), row["seeds"].split(" "), row["run_sweeps"].split(" | ")))
     assert sorted(runs) == sorted([(ids["p1", 2e-4], "-", "pool-1"), (ids[0, 2e-4], "0", "pool-2"),
                                    (ids[1, 1e-3], "1", "pool-2")])
+
+
+# --------------------------------------------------------------------------- importances
+
+# Importances need max(10, 3 per swept setting) completed trials (docs/analysis.md): 2 swept
+# settings (lr, dropout) need max(10, 6) = 10; 4 (r, lr, dropout, weight decay) need
+# max(10, 12) = 12.
+SWEPT_2 = {"r": "4", "lr": "loguniform[1e-05, 0.001]", "dropout": "uniform[0.0, 0.3]", "alpha": "32",
+           "targets": "qv"}
+SWEPT_4 = {**SWEPT_2, "r": "choice[4, 8]", "weight_decay": "uniform[0.0, 0.1]"}
+
+
+def _optuna_sweep(tmp_path, space: dict, n_completed: int) -> str:
+    """Optuna sweep "imp" over ``space``: ``n_completed`` completed trials (the val loss falls
+    with lr) and one trial ASHA stopped, which is pruned and not counted."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/imp.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("imp", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "imp", study="lr_optuna", model="gpt2", algorithm="optuna", scheduler="asha",
+                     space=space, scientific="", nuisance="train.lr,adapter.dropout")
+    for i in range(n_completed + 1):
+        lr, dropout = 10 ** (-5 + 2 * i / (n_completed + 1)), round(0.3 * ((i * 7) % 10) / 10, 3)
+        hp = {"train.lr": lr, "adapter.dropout": dropout}
+        if "weight_decay" in space:
+            hp.update({"adapter.r": (4, 8)[i % 2], "train.weight_decay": round(0.01 * (i % 10), 3)})
+        x = 2.0 - 0.2 * (math.log10(lr) + 5) + 0.01 * dropout
+        stopped = i == n_completed
+        _trial(client, exp, parent, "imp", f"t{i:02d}", model="gpt2", hp=hp,
+               vals=[x + 0.3] if stopped else [x + 0.2, x + 0.1, x], final=None if stopped else finals(60.0 + i))
+    return uri
+
+
+@pytest.mark.parametrize("space, n_completed, need", [(SWEPT_2, 9, 10), (SWEPT_4, 11, 12)],
+                         ids=["2-swept-9-of-10", "4-swept-11-of-12"])
+def test_too_few_completed_trials_give_one_line_and_no_importances(tmp_path, capsys, space, n_completed, need):
+    from analysis.report import main
+
+    uri = _optuna_sweep(tmp_path, space, n_completed)
+    out = tmp_path / "report"
+    assert main(["--tracking-uri", uri, "--experiment", "imp", "--out", str(out), "--no-log"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "importances" in ln]
+    n_swept = len([v for v in space.values() if "[" in v])
+    assert lines == [f"  note: sweep imp: no importances ({n_completed} completed trial(s) with val_loss; "
+                     f"importances need at least {need} (the larger of 10 and 3 per swept setting; "
+                     f"{n_swept} swept))"]
+    assert not list(out.glob("importance_*"))
+    assert "No importances: " in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("space, need", [(SWEPT_2, 10), (SWEPT_4, 12)], ids=["2-swept-10", "4-swept-12"])
+def test_importances_from_as_many_completed_trials_as_needed(tmp_path, space, need):
+    from analysis.load import load
+    from analysis.report import build_report
+
+    uri = _optuna_sweep(tmp_path, space, need)
+    report = build_report(load(uri, experiment="imp"), tmp_path / "report")
+    (res,) = report.importances.values()
+    assert (res.n_complete, res.n_pruned, res.note) == (need, 1, "")
+    assert len(res.importances) == len([v for v in space.values() if "[" in v])
+    assert sum(res.importances.values()) == pytest.approx(1.0)
+    assert next(iter(res.importances)) == "train.lr"  # the loss only really depends on lr
+    assert (tmp_path / "report" / "importance_imp.png").is_file()
