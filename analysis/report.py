@@ -20,7 +20,8 @@ It writes into ``--out``:
 - ``curves_<sweep>.png`` / ``.svg``: learning curves, ASHA's stops and rungs;
 - ``importance_<sweep>.png`` / ``.svg`` / ``.csv``: hyperparameter importance (Optuna sweeps);
 - ``optuna_history_<study>.png`` / ``optuna_parallel_<study>.png`` (and ``.svg``): Optuna's
-  optimisation history and parallel coordinates of each study an Optuna sweep stored, and
+  optimisation history and parallel coordinates of each study an Optuna sweep stored (a
+  grouped sweep's: ``<sweep>_<group values>``, titled by the values), and
   ``optuna_pareto_<study>.png`` the Pareto front of a multi-objective one;
 - ``trials.csv``: one row per trial.
 
@@ -392,11 +393,12 @@ def _study_section(report: Report, sweep: Any, objective: str) -> str:
         return ""
     parts = [f"<h2>Optuna study: {html.escape(sweep.label)}</h2>"]
     for stored in studies:
-        for kind, fig, drawn in study_figures(stored.study, objective):
+        group = f" (trials of {stored.label})" if stored.group else ""
+        for kind, fig, drawn in study_figures(stored.study, objective, stored.label if group else ""):
             what = {"history": "optimisation history", "parallel": "parallel coordinates",
                     "pareto": "Pareto front of the metric and the trainable parameters"}[kind]
-            parts.append(_figure(report, fig, drawn, f"optuna_{kind}_{slug(stored.name)}",
-                                 f"Study {stored.name}: {what} (optuna.visualization.matplotlib), "
+            parts.append(_figure(report, fig, drawn, f"optuna_{kind}_{slug(stored.stem)}",
+                                 f"Study {stored.name}{group}: {what} (optuna.visualization.matplotlib), "
                                  f"{drawn['completed']} of {drawn['trials']} trials completed."))
             plt.close(fig)
     return "".join(parts)

@@ -8,6 +8,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.values import fmt_value
+from search_spaces import short_name
 from sweeps.optuna_store import STORAGE_TAG, STUDIES_TAG
 from trainables.mlflow_names import sqlite_path
 
@@ -17,6 +19,28 @@ class StoredStudy:
     name: str
     study: Any
     """The ``optuna.Study``, loaded read only."""
+
+    @property
+    def group(self) -> dict[str, Any]:
+        """The values of the settings that make the study's group (``{'adapter.r': 4}``, its
+        ``group`` user attribute; see :class:`sweeps.searchers.GroupedOptuna`); empty for
+        the one study of an ungrouped sweep."""
+        return dict(self.study.user_attrs.get("group") or {})
+
+    @property
+    def label(self) -> str:
+        """What the study holds: its group's values (``r=4``), else its name. A grouped
+        study's name (``<sweep>/group-<i>``) numbers the groups in the order they were
+        listed, which says nothing of what each one is."""
+        if not self.group:
+            return self.name
+        return ", ".join(f"{short_name(k)}={fmt_value(v)}" for k, v in self.group.items())
+
+    @property
+    def stem(self) -> str:
+        """The study in a file name: its name, or for a group the sweep and the group's
+        values (``<sweep>_r=4``)."""
+        return f"{self.name.rpartition('/group-')[0] or self.name}_{self.label}" if self.group else self.name
 
 
 def stored_studies(sweep: Any) -> tuple[list[StoredStudy], str]:
@@ -37,10 +61,11 @@ def stored_studies(sweep: Any) -> tuple[list[StoredStudy], str]:
     return studies, "" if studies else f"none of its Optuna studies ({names}) is in {url}"
 
 
-def study_figures(study: Any, objective: str) -> list[tuple[str, Any, dict[str, Any]]]:
+def study_figures(study: Any, objective: str, title: str = "") -> list[tuple[str, Any, dict[str, Any]]]:
     """``(kind, figure, drawn)`` for the optimisation history and the parallel coordinates
     (the latter once the study has completed trials) of ``objective`` (the first value); for
-    a multi-objective study (``search.objectives=metric+params``) also its Pareto front."""
+    a multi-objective study (``search.objectives=metric+params``) also its Pareto front.
+    ``title`` (a group's values, ``r=4``) goes before each plot's own title."""
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as ovm
 
@@ -59,5 +84,8 @@ def study_figures(study: Any, objective: str) -> list[tuple[str, Any, dict[str, 
             ax = ovm.plot_pareto_front(study, target_names=[objective, "trainable parameters"])
             out.append(("pareto", ax.figure, front))
     for _, fig, _ in out:
+        if title:
+            ax = fig.axes[0]  # the plot's (a parallel-coordinates plot's colour bar comes after)
+            ax.set_title(f"{title}: {ax.get_title()}")
         fig.tight_layout()
     return out

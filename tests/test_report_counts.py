@@ -297,3 +297,55 @@ def test_importances_from_as_many_completed_trials_as_needed(tmp_path, space, ne
     assert sum(res.importances.values()) == pytest.approx(1.0)
     assert next(iter(res.importances)) == "train.lr"  # the loss only really depends on lr
     assert (tmp_path / "report" / "importance_imp.png").is_file()
+
+
+# --------------------------------------------------------------------------- grouped Optuna studies
+
+
+def test_a_grouped_sweeps_optuna_plots_are_titled_by_their_groups_values(tmp_path):
+    """Optuna sweep "grp" grouped by r (scientific) over 4 and 16: the real grouped searcher
+    stores one study per group, ``grp/group-0`` (r=4) and ``grp/group-1`` (r=16), 2 trials
+    each; the parent run names them as a sweep does. Each plot is titled, captioned and
+    named by its group's r, not by the group's number."""
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+    from ray import tune
+
+    from analysis.load import load
+    from analysis.report import Report, _study_section
+    from analysis.studies import stored_studies, study_figures
+    from sweeps.optuna_store import parent_tags
+    from sweeps.searchers import GroupedOptuna
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    searcher = GroupedOptuna(points=[{"adapter.r": 4}, {"adapter.r": 16}], samples=2, metric="val_loss",
+                             mode="min", seed=0, sweep="grp", storage=url,
+                             space={"train.lr": tune.loguniform(1e-4, 1e-2)})
+    uri = f"sqlite:///{tmp_path}/grp.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("grp", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "grp", study="lr_optuna", model="gpt2", algorithm="optuna", scheduler="fifo",
+                     space={"r": "grid[4, 16]", "lr": "loguniform[0.0001, 0.01]"}, scientific="adapter.r",
+                     nuisance="train.lr")
+    for tag, value in parent_tags(url, "grp", 2).items():
+        client.set_tag(parent, tag, value)
+    for i in range(4):
+        hp = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"val_loss": 1.5 + 0.1 * i, "is_final": True})
+        _trial(client, exp, parent, "grp", f"t{i}", model="gpt2", hp=hp, vals=[1.7 + 0.1 * i, 1.6 + 0.1 * i,
+                                                                               1.5 + 0.1 * i], final=finals(60.0))
+    (sweep,) = load(uri, experiment="grp").sweeps
+    studies, _ = stored_studies(sweep)
+    assert [(s.name, s.label) for s in studies] == [("grp/group-0", "r=4"), ("grp/group-1", "r=16")]
+    for stored, r in zip(studies, (4, 16)):
+        figures = study_figures(stored.study, "val loss", stored.label)
+        assert [(kind, fig.axes[0].get_title()) for kind, fig, _ in figures] == [
+            ("history", f"r={r}: Optimization History Plot"), ("parallel", f"r={r}: Parallel Coordinate Plot")]
+        for _, fig, _ in figures:
+            plt.close(fig)
+    report = Report(out_dir=tmp_path, html=tmp_path / "report.html")
+    page = _study_section(report, sweep, "val loss")
+    assert sorted(report.figures) == ["optuna_history_grp_r-16", "optuna_history_grp_r-4",
+                                      "optuna_parallel_grp_r-16", "optuna_parallel_grp_r-4"]
+    assert "Study grp/group-0 (trials of r=4): optimisation history" in page
+    assert "Study grp/group-1 (trials of r=16): parallel coordinates" in page
