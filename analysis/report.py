@@ -33,7 +33,9 @@ table row and rank-plot point shows, the edge-of-the-search-space warnings, the 
 objective, and which row a rank plot shows when other scientific settings vary too. A test-split
 metric (``BLEU``) selects on the test set: the report warns, and notes under the table, that its
 test numbers are then an optimistic estimate. Unless ``--no-log`` is given, the files written
-are logged to every selected sweep's parent run under ``analysis/``. A mistake in the input (no
+are logged to every selected sweep's parent run under ``analysis/<report id>/``, a folder per
+report, and the run's ``lorasweep.analysis`` tag names the current one
+(:mod:`analysis.mlflow_copy`). A mistake in the input (no
 such store, experiment, run or metric) is one line on stderr and exit code 2, with nothing
 written.
 """
@@ -50,12 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.mlflow_copy import CURRENT_TAG, log_report
 from search_spaces import short_name
 from trainables.errors import UserError, did_you_mean, one_of
 from trainables.report import K
 
 EXIT_USAGE = 2
-ARTIFACT_PATH = "analysis"
 #: At most this many lines (combinations of the other swept settings) in a rank plot; more,
 #: and each rank shows its best configuration instead.
 MAX_LINES = 6
@@ -404,22 +406,6 @@ def _study_section(report: Report, sweep: Any, objective: str) -> str:
     return "".join(parts)
 
 
-# --------------------------------------------------------------------------- MLflow
-
-
-def log_report(data: Any, report: Report) -> list[str]:
-    """Log the files this report wrote (not whatever else ``--out`` holds) to every selected
-    sweep's parent run under ``analysis/``."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=data.tracking_uri)
-    files = list(dict.fromkeys(report.files))
-    for sweep in data.sweeps:
-        for path in files:
-            client.log_artifact(sweep.run_id, str(path), ARTIFACT_PATH)
-    return [s.run_id for s in data.sweeps]
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -500,13 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_log:
         return 0
     try:
-        runs = log_report(data, report)
+        folder, runs = log_report(data, report)
     except Exception as e:  # the files are written; say what went wrong with the upload
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         print(f"error: logging to MLflow failed ({reason}); the files are in {report.out_dir}",
               file=sys.stderr)
         return 1
-    print(f"  MLflow: logged to {ARTIFACT_PATH}/ of parent run(s) {', '.join(runs)}")
+    print(f"  MLflow: logged to {folder}/ of parent run(s) {', '.join(runs)} (their current report: "
+          f"tag {CURRENT_TAG})")
     return 0
 
 

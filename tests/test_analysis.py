@@ -1072,10 +1072,14 @@ def test_report_is_self_contained_and_logged_to_the_parent_runs(store, tmp_path,
                 "curves_rank_e2e-A.png", "curves_rank_e2e-B.svg", "lr_rank_e2e_gpt2.png"}
     assert expected <= {p.name for p in out.iterdir()}
     assert not (out / "lr_rank_e2e_gpt2-medium.png").exists()  # sweep B has one lr
+    from analysis.mlflow_copy import current_report
+
     client = store["client"]
     for key in ("A", "B"):
-        logged = {a.path for a in client.list_artifacts(store["ids"][key], "analysis")}
-        assert {f"analysis/{n}" for n in expected} <= logged and "analysis/unrelated.txt" not in logged
+        folder = current_report(client, store["ids"][key])
+        assert re.fullmatch(r"analysis/\d{8}-\d{6}(-\d+)?", folder), folder
+        logged = {a.path for a in client.list_artifacts(store["ids"][key], folder)}
+        assert {f"{folder}/{n}" for n in expected} <= logged and f"{folder}/unrelated.txt" not in logged
 
 
 def test_report_of_an_optuna_sweep_has_importances_and_warning(store, tmp_path, capsys):

@@ -349,3 +349,50 @@ def test_a_grouped_sweeps_optuna_plots_are_titled_by_their_groups_values(tmp_pat
                                       "optuna_parallel_grp_r-16", "optuna_parallel_grp_r-4"]
     assert "Study grp/group-0 (trials of r=4): optimisation history" in page
     assert "Study grp/group-1 (trials of r=16): parallel coordinates" in page
+
+
+# --------------------------------------------------------------------------- the copy in MLflow
+
+
+def test_the_current_mlflow_copy_holds_only_the_latest_reports_files(tmp_path, capsys):
+    """Sweeps "one" and "other" (grid, r=4, lr 2e-4 and 1e-3, both completed): a report of
+    both logs ``curves_other.png`` to both parent runs; a second report, of "one" alone, has
+    no such figure. MLflow cannot delete the first copy's files, so the second goes into a
+    folder of its own, and "one"'s tag names it: that folder holds exactly the files of the
+    second report. "other", not in the second report, keeps the first. A folder named by a
+    second one of the runs has already is not reused: ``-2`` follows."""
+    from mlflow import MlflowClient
+
+    from analysis.mlflow_copy import current_report, report_id
+    from analysis.report import main
+
+    uri = f"sqlite:///{tmp_path}/copy.db"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("copy", artifact_location=str(tmp_path / "artifacts"))
+    parents = {}
+    for name in ("one", "other"):
+        parents[name] = _parent(client, exp, name, study="rank_e2e", model="gpt2", algorithm="grid",
+                                scheduler="fifo", space={"r": "grid[4]", "lr": "grid[0.0002, 0.001]"},
+                                scientific="adapter.r", nuisance="train.lr")
+        for i, lr in enumerate((2e-4, 1e-3)):
+            _trial(client, exp, parents[name], name, f"{name}_{i}", model="gpt2", hp={"adapter.r": 4, "train.lr": lr},
+                   vals=[2.0, 1.9, 1.6 + 0.1 * i], final=finals(60.0))
+
+    def copy(run_id: str, folder: str) -> set[str]:
+        return {a.path.removeprefix(f"{folder}/") for a in client.list_artifacts(run_id, folder)}
+
+    assert main(["--tracking-uri", uri, "--experiment", "copy", "--out", str(tmp_path / "first")]) == 0
+    first = current_report(client, parents["one"])
+    assert current_report(client, parents["other"]) == first
+    assert main(["--tracking-uri", uri, "--sweep", parents["one"], "--out", str(tmp_path / "second")]) == 0
+    second = current_report(client, parents["one"])
+    assert f"MLflow: logged to {second}/ of parent run(s) {parents['one']}" in capsys.readouterr().out
+    written = {p.name for p in (tmp_path / "second").iterdir()} - {".lorasweep-report"}
+    assert "curves_other.png" in copy(parents["one"], first) and "curves_other.png" not in written
+    assert second != first and copy(parents["one"], second) == written
+    assert current_report(client, parents["other"]) == first
+    assert "curves_one.png" in copy(parents["other"], first)
+    # 0 s since the epoch is 19700101-000000, taken in "other" once a file is logged there.
+    assert report_id(client, [parents["one"], parents["other"]], now=0) == "19700101-000000"
+    client.log_artifact(parents["other"], str(tmp_path / "second" / "report.html"), "analysis/19700101-000000")
+    assert report_id(client, [parents["one"], parents["other"]], now=0) == "19700101-000000-2"

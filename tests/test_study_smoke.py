@@ -68,9 +68,12 @@ def _check_report(s, figures):
     assert (report / "report.html").is_file()
     for fig in figures:
         assert (report / f"{fig}.png").is_file() and (report / f"{fig}.svg").is_file(), fig
+    from analysis.mlflow_copy import current_report
+
     for parent in s["parents"]:  # logged to every sweep of the study
-        logged = {a.path for a in s["client"].list_artifacts(parent.info.run_id, "analysis")}
-        assert "analysis/report.html" in logged
+        folder = current_report(s["client"], parent.info.run_id)
+        logged = {a.path for a in s["client"].list_artifacts(parent.info.run_id, folder)}
+        assert f"{folder}/report.html" in logged
 
 
 def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
