@@ -87,11 +87,14 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         if head in ("preset", "part"):  # recorded with the sweep as the command line picked them
             raise UserError(key, "is picked on the command line, not set: use --preset" if head == "preset" else
                             "is picked on the command line, not set: use the study's part flag (e.g. --task)")
-        sweep = [f.name for f in dataclasses.fields(SweepConfig) if f.name not in SET_BY_CLI]
+        # The sweep's own seed is --seed: ``seed=`` here is the trial section above.
+        sweep = [f.name for f in dataclasses.fields(SweepConfig)
+                 if f.name not in SET_BY_CLI and f.name not in TRIAL_SECTIONS]
         if head not in sweep:  # 'adaptor.r' would otherwise be reported as a SweepConfig field
             raise UserError(key, f"unknown setting{did_you_mean(head, [*TRIAL_SECTIONS, *sweep])}; "
-                                 f"a key starts with a trial section ({one_of(TRIAL_SECTIONS)}) or a "
-                                 f"sweep setting ({one_of(sweep)})")
+                                 f"a key starts with a trial section ({one_of(TRIAL_SECTIONS)}; seed is "
+                                 f"the trial seed) or a sweep setting ({one_of(sweep)}; the sweep seed "
+                                 "is --seed)")
     return key, parsed
 
 

@@ -227,6 +227,11 @@ CASES = [
     ("unknown-preset", E2E, ["--preset", "smok"], "--preset", "unknown preset 'smok' (did you mean 'smoke'?)", None),
     ("unknown-task", E2E, ["--set", "task=e2f"], "task", "unknown task 'e2f'", None),
     ("unknown-key", E2E, ["--set", "train.lrr=1"], "train.lrr", "did you mean 'lr'", None),
+    ("unknown-top-level-key", E2E, ["--set", "nosuch=1", "--dry-run"], "nosuch",
+     "unknown setting; a key starts with a trial section ('task', 'seed', 'model', 'data', 'adapter', 'train' or "
+     "'eval'; seed is the trial seed) or a sweep setting ('description', 'name', 'space', 'trial', 'search', "
+     "'scheduler', 'resources', 'max_trainable_params', 'seeds', 'keep_best_k', 'max_failures', 'tracking_uri', "
+     "'experiment' or 'storage'; the sweep seed is --seed)", None),
     ("unknown-section-key", E2E, ["--set", "adaptor.r=4"], "adaptor", "did you mean 'adapter'", None),
     ("set-preset", E2E, ["--set", "preset=x"], "preset", "is picked on the command line, not set: use --preset",
      None),
