@@ -216,8 +216,8 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         data.get("trial", {}).get("data", {}).pop("columns", None)
     for flag in ("model", "data", "search_space", "storage"):
         check_home(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
-    check_given_once(args)
     given = command_settings(args)
+    check_given_once(args, given[len(given) - len(args.sets):])
     for key, value in given:
         if key in PATH_KEYS and isinstance(value, str) and not value.strip():
             typed = f"{flag} ''" if (flag := _flag_of(args, key)) else f"--set {key.removeprefix('trial.')}="
@@ -254,12 +254,12 @@ def _flag_of(args: argparse.Namespace, dotted: str) -> str | None:
                  if key == dotted and getattr(args, flag, None) is not None), None)
 
 
-def check_given_once(args: argparse.Namespace) -> None:
+def check_given_once(args: argparse.Namespace, sets: list[tuple[str, Any]]) -> None:
     """Refuse a setting that a flag and a ``--set`` both give (``--scheduler fifo --set
-    scheduler.name=asha``): the command line would say two things, and one would be dropped."""
+    scheduler.name=asha``): the command line would say two things, and one would be dropped.
+    ``sets``: each of ``args.sets`` as :func:`parse_assignment` parsed it, in order."""
     flags = {key: flag for flag, key in FLAG_SETTINGS.items() if getattr(args, flag, None) is not None}
-    for text in args.sets:
-        key = parse_assignment(text)[0]
+    for text, (key, _) in zip(args.sets, sets, strict=True):
         for dotted, flag in flags.items():
             if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
                 raise UserError(key.removeprefix("trial."), f"given twice, by --{flag.replace('_', '-')} "
