@@ -114,7 +114,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     from search_spaces import apply_hyperparameters, base_with_fixed, to_tune
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
-    from trainables.tasks.registry import get_task
+    from trainables.tasks.registry import check_data_settings, get_task
 
     task = get_task(cfg.trial.task)
     check_storage(storage_path(cfg))
@@ -131,6 +131,8 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     grid = [(point, from_dict(TrialConfig, apply_hyperparameters(probe, point)))
             for point in space.grid_points() or [{}]]
     grid_trials = [trial for _, trial in grid]
+    for trial in grid_trials:
+        check_data_settings(trial)
     # The trial the driver checks and prepares data for: every swept setting at its first value.
     trial0 = grid_trials[0]
     # The model first: a task's own checks may load its tokenizer.

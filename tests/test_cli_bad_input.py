@@ -272,6 +272,18 @@ CASES = [
     ("seed-negative", E2E, ["--seed", "-1"], "seed", "must be an integer from 0 to 2**32 - 1, got -1", None),
     ("trial-seed-too-large", E2E, ["--set", "seed=99999999999999999999"], "seed",
      "must be an integer from 0 to 2**32 - 1, got 99999999999999999999", None),
+    # data settings only some tasks read, given to a task that does not read them
+    ("data-split-on-e2e", E2E, ["--set", "data.split=resplit", "--dry-run"], "data.split",
+     "task e2e does not read it (got 'resplit'); only 'glue-mnli', 'glue-sst2', 'glue-mrpc', 'glue-cola', "
+     "'glue-qnli', 'glue-qqp', 'glue-rte', 'glue-stsb' and 'ag_news' read it: leave it out for e2e", None),
+    ("data-synonyms-on-e2e", E2E, ["--set", "data.synonyms={tmp}/syn.json", "--dry-run"], "data.synonyms",
+     "task e2e does not read it (got '{tmp}/syn.json'); only 'glue-mnli', 'glue-sst2', 'glue-mrpc', 'glue-cola', "
+     "'glue-qnli', 'glue-qqp', 'glue-rte', 'glue-stsb', 'ag_news' and 'text-classification' read it: leave it out "
+     "for e2e", None),
+    ("data-image-size-on-e2e", E2E, ["--set", "data.image_size=224", "--dry-run"], "data.image_size",
+     "task e2e does not read it (got 224); only 'cifar10' reads it: leave it out for e2e", None),
+    ("data-split-on-text-classification", "text_classification.py", ["--set", "data.split=paper", "--dry-run"],
+     "data.split", "task text-classification does not read it (got 'paper'); only 'glue-mnli',", None),
     ("split-seed-negative", E2E, ["--set", "data.split_seed=-1", "--dry-run"], "data.split_seed",
      "must be an integer from 0 to 2**32 - 1, got -1", None),
     ("storage-a-file", E2E, ["--storage", "{tmp}/e2e/trainset.csv"], "storage",

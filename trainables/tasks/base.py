@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 
+#: Data settings (of ``DataConfig``) that only some tasks read; each task lists those it reads
+#: in :attr:`Task.data_settings`, and a sweep that gives one to a task that does not read it
+#: (a value other than the default) is refused before launch.
+TASK_DATA_SETTINGS = ("split", "augment", "augment_prob", "augment_copies", "synonyms", "predict_file",
+                      "predict_labels", "columns", "image_size")
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
@@ -71,6 +78,8 @@ class Task(ABC):
     formats: ClassVar[tuple[str, ...]] = ()
     """Accepted values of ``data.format`` (the first is the default)."""
     batchings: ClassVar[tuple[str, ...]] = ("random",)
+    data_settings: ClassVar[tuple[str, ...]] = ()
+    """Which of :data:`TASK_DATA_SETTINGS` the task reads (the others it leaves at their defaults)."""
     """Accepted values of ``train.batching`` (the first is the default). ``grouped`` needs a
     training set with ``lengths()``; ``padding_free`` needs :meth:`packed_collate`."""
 

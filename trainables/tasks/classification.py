@@ -236,6 +236,8 @@ class ClassificationTask(PerExampleLogits, Task):
     test_names: ClassVar[tuple[str, ...]] = ("test",)
     """Test splits (MNLI: matched and mismatched dev sets)."""
     default_split: ClassVar[str] = "paper"
+    data_settings = ("split", "augment", "augment_prob", "augment_copies", "synonyms", "predict_file",
+                     "predict_labels")
     output_labels: ClassVar[tuple[str, ...] | None] = None
     """The labels of the task's original release, per class id, that ``predictions.csv``
     writes under ``data.predict_labels: release`` (None: the release uses the class ids)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from trainables.errors import UserError, did_you_mean, one_of
 
 if TYPE_CHECKING:
+    from trainables.config import TrialConfig
     from trainables.tasks.base import Task
 
 TASKS: dict[str, str] = {}
@@ -69,3 +70,23 @@ def _load(name: str) -> Task:
         raise UserError("task", f"{name!r}: {module!r} has no task class {cls!r} (a subclass of "
                                 "trainables.tasks.base.Task)")
     return found()
+
+
+def check_data_settings(cfg: TrialConfig) -> None:
+    """Refuse a data setting that only some tasks read (:data:`~trainables.tasks.base.TASK_DATA_SETTINGS`)
+    given to a task that does not read it: it would be ignored without a word. Given means set
+    to a value other than its default."""
+    import dataclasses
+
+    from trainables.config import DataConfig
+    from trainables.tasks.base import TASK_DATA_SETTINGS
+
+    task = get_task(cfg.task)
+    defaults = {f.name: f.default for f in dataclasses.fields(DataConfig)}
+    for name in TASK_DATA_SETTINGS:
+        value = getattr(cfg.data, name)
+        if name not in task.data_settings and value != defaults[name]:
+            readers = [f"'{n}'" for n in TASKS if name in get_task(n).data_settings]
+            which = readers[0] + " reads" if len(readers) == 1 else f"{', '.join(readers[:-1])} and {readers[-1]} read"
+            raise UserError(f"data.{name}", f"task {cfg.task} does not read it (got {value!r}); only {which} it: "
+                                            f"leave it out for {cfg.task}")

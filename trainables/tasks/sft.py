@@ -132,6 +132,7 @@ class SFTTask(GuanacoTask):
 
     name = "sft"
     formats = ("chat",)
+    data_settings = ("columns",)
 
     def conversations(self, cfg: TrialConfig, splits: dict[str, Split]) -> tuple[dict[str, list[Conversation]],
                                                                                   dict[str, Any]]:

@@ -111,6 +111,7 @@ class TextClassification(ClassificationTask):
     name = "text-classification"
     metric_names = ("accuracy", "macro_f1")
     default_split = "holdout"  # the family's check needs a policy; the splits come from split()
+    data_settings = (*(s for s in ClassificationTask.data_settings if s != "split"), "columns")
 
     @property
     def regression(self) -> bool:

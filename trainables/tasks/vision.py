@@ -301,6 +301,7 @@ class VisionTask(PerExampleLogits, Task):
 
     name = "cifar10"
     peft_task_type = "image_cls"
+    data_settings = ("image_size",)
     num_labels = 10
     metric = MetricSpec("val_accuracy", "max", "val Acc", "{:.2f}")
     report_metrics = (metric, MetricSpec(VAL_LOSS, "min", "val loss"))
