@@ -226,10 +226,41 @@ def _get(data: dict[str, Any], dotted: str) -> Any:
 STORAGE_SCHEMES = ("s3", "gs")
 
 
+def _cannot_write_in(folder: Path) -> str | None:
+    """Why a file cannot be written in ``folder`` (creating its missing folders first), or None
+    where it can; the probe file and the folders created for it are removed again."""
+    import os
+    import tempfile
+
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    created: list[Path] = []
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
+        fd, probe = tempfile.mkstemp(dir=missing[0] if missing else folder, prefix=".lorasweep-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        for path in reversed(created):
+            try:
+                path.rmdir()
+            except OSError:  # something else wrote there meanwhile: it stays
+                pass
+    return None
+
+
 def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
     """Refuse a ``--storage`` URI the sweep could not write to, before anything starts.
 
-    A local or shared-filesystem path needs nothing here (Tune creates it). An ``s3://`` or
+    A local or shared-filesystem path is created (with its missing folders) and a probe file
+    written in it and removed, then the folders it created are removed again (Tune creates
+    them when it starts): permissions alone do not say whether root can write there. An ``s3://`` or
     ``gs://`` URI is opened with pyarrow, as Tune and Ray Train open it, and its prefix is
     looked up once: a missing bucket, missing credentials or an unreachable endpoint is one
     line within ``timeout_s`` seconds rather than a failure of every trial at its first
@@ -245,6 +276,9 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
         if (path := unwritable_folder(Path(storage).expanduser())) is not None:  # Tune creates missing folders
             raise UserError("storage", f"cannot keep the sweep in {storage}: {path} is not a writable "
                                        "folder; give a folder (created if missing)")
+        if (why := _cannot_write_in(Path(storage).expanduser())) is not None:
+            raise UserError("storage", f"cannot keep the sweep in {storage}: cannot create a file there ({why}); "
+                                       "give a writable folder (created if missing)")
         return
     from trainables.credentials import refuse_secrets
 

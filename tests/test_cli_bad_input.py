@@ -288,6 +288,9 @@ CASES = [
      "must be an integer from 0 to 2**32 - 1, got -1", None),
     ("storage-a-file", E2E, ["--storage", "{tmp}/e2e/trainset.csv"], "storage",
      "{tmp}/e2e/trainset.csv is not a writable folder", None),
+    # /proc: no folder can be made there, whatever the permissions say (root's included)
+    ("storage-unwritable", E2E, ["--storage", "/proc/lorasweep-storage"], "storage",
+     "cannot keep the sweep in /proc/lorasweep-storage: ", None),
     ("tracking-uri-a-folder", E2E, ["--tracking-uri", "bogus"], "tracking_uri",
      "'bogus' is a folder (MLflow's file store), which MLflow no longer writes to", None),
     ("tracking-uri-empty", E2E, ["--tracking-uri", ""], "tracking_uri",
