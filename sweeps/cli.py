@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from sweeps.paths import in_folder
+from sweeps.paths import check_home, check_homes, in_folder
 from sweeps.ray_start import RayStartFailed
 from sweeps.stopping import Stopped
 from sweeps.study_file import (FLAG_SETTINGS, PATH_SETTINGS, SET_BY_CLI, TRIAL_SECTIONS, Study, load_study,
@@ -47,18 +47,6 @@ def study_for(study: str | None, argv: list[str] | None, *, doc: str = "", prog:
         entry.add_argument("--config", metavar="FILE", required=True, help="the study file")
         entry.parse_known_args(argv)
     return load_study(study)
-
-
-def check_home(flag: str, value: Any) -> None:
-    """Refuse a path beginning ``~user`` for a user without a home directory here (the path
-    is expanded wherever it is read, and expanding it would fail there)."""
-    if isinstance(value, str) and value.startswith("~"):
-        try:
-            Path(value).expanduser()
-        except RuntimeError:
-            user = value[1:].split("/", 1)[0]
-            raise UserError(flag, f"{value!r} begins with ~{user}, and there is no user {user!r} with a home "
-                                  "directory here; give the path in full") from None
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -230,6 +218,7 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
             clear_other_alpha(data.setdefault("trial", {}), key.removeprefix("trial."))
             overrides[key.removeprefix("trial.")] = value
         set_path(data, key, value)
+    check_homes(data, (*PATH_SETTINGS, *HOME_SETTINGS))
     # Trial settings given on the command line also win over the search space's fixed values.
     data["overrides"] = overrides
     if part is not None and data.get("name") and not str(data["name"]).endswith(f"-{part}"):
@@ -239,6 +228,9 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
 
 #: Settings that name a file or folder, as the command line sets them.
 PATH_KEYS = {".".join(keys) for keys in PATH_SETTINGS}
+#: Settings beside :data:`PATH_KEYS` whose ``~`` is expanded where they are read (the URIs: the
+#: path of a ``sqlite:///`` one).
+HOME_SETTINGS = (("storage",), ("trial", "data", "synonyms"), ("tracking_uri",), ("search", "storage"))
 
 
 def command_settings(args: argparse.Namespace) -> list[tuple[str, Any]]:

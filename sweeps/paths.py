@@ -3,8 +3,11 @@ folders of their own, where a relative path would name nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from trainables.errors import UserError
 
 
 def in_folder(value: Any, *folders: Path) -> Any:
@@ -21,3 +24,34 @@ def in_folder(value: Any, *folders: Path) -> Any:
             if (folder / value).exists():
                 return str((folder / value).resolve())
     return value
+
+
+def check_home(flag: str, value: Any) -> None:
+    """Refuse a path beginning ``~user`` for a user without a home directory here (the path
+    is expanded wherever it is read, and expanding it would fail there; ``os.path.expanduser``
+    would leave it a relative folder named ``~user``). A ``sqlite:///`` URI's path, and each
+    item of a list, likewise."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            check_home(flag, v)
+        return
+    if isinstance(value, str) and value.startswith("sqlite:///"):
+        value = value.removeprefix("sqlite:///").split("?", 1)[0]
+    if isinstance(value, str) and value.startswith("~"):
+        try:
+            Path(value).expanduser()
+        except RuntimeError:
+            user = value[1:].split("/", 1)[0]
+            raise UserError(flag, f"{value!r} begins with ~{user}, and there is no user {user!r} with a home "
+                                  "directory here; give the path in full") from None
+
+
+def check_homes(data: dict[str, Any], settings: Iterable[tuple[str, ...]]) -> None:
+    """:func:`check_home` on each of ``settings`` (key paths) that the sweep settings ``data``
+    (as a preset writes them) give; named as ``--set`` takes them (``data.source``)."""
+    for keys in settings:
+        node: Any = data
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        if node is not None:
+            check_home(".".join(keys).removeprefix("trial."), node)

@@ -442,6 +442,19 @@ CASES = [
     # --- CLI flags
     ("storage-home-of-no-user", E2E, ["--storage", "~nosuchuser-lorasweep/rr"], "--storage",
      "'~nosuchuser-lorasweep/rr' begins with ~nosuchuser-lorasweep, and there is no user", None),
+    # the same in a --set path: ~user is expanded where the path is read
+    ("set-path-home-of-no-user", E2E, ["--set", "adapter.init_from=~nosuchuser-lorasweep/a"], "adapter.init_from",
+     "'~nosuchuser-lorasweep/a' begins with ~nosuchuser-lorasweep, and there is no user 'nosuchuser-lorasweep' "
+     "with a home directory here; give the path in full", None),
+    ("set-path-list-home-of-no-user", E2E, ["--set", "eval.compare_models=[tuned, ~nosuchuser-lorasweep/m]"],
+     "eval.compare_models", "'~nosuchuser-lorasweep/m' begins with ~nosuchuser-lorasweep, and there is no user",
+     None),
+    ("set-sqlite-home-of-no-user", E2E, ["--search-alg", "optuna", "--set",
+                                         "search.storage=sqlite:///~nosuchuser-lorasweep/o.db"], "search.storage",
+     "'~nosuchuser-lorasweep/o.db' begins with ~nosuchuser-lorasweep, and there is no user", None),
+    ("set-synonyms-home-of-no-user", AGNEWS, ["--set", "data.synonyms=~nosuchuser-lorasweep/s.json"],
+     "data.synonyms", "'~nosuchuser-lorasweep/s.json' begins with ~nosuchuser-lorasweep, and there is no user",
+     None),
     ("data-file-mistyped", "sft.py", ["--data", "trian.jsonl"], "data.source", "trian.jsonl does not exist", None),
     ("data-file-mistyped-in-folder", "sft.py", ["--data", "data/trian.jsonl"], "data.source",
      "data/trian.jsonl does not exist", None),  # not the hub dataset 'data/trian.jsonl'
