@@ -1,5 +1,6 @@
-"""Relative paths given to a sweep, made absolute where they are written: trials run in
-folders of their own, where a relative path would name nothing."""
+"""Paths given to a sweep: relative ones made absolute where they are written (trials run in
+folders of their own, where a relative path would name nothing), and ``~user`` ones checked
+(expanded where they are read, they would fail there)."""
 
 from __future__ import annotations
 
