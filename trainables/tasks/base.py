@@ -78,10 +78,10 @@ class Task(ABC):
     formats: ClassVar[tuple[str, ...]] = ()
     """Accepted values of ``data.format`` (the first is the default)."""
     batchings: ClassVar[tuple[str, ...]] = ("random",)
-    data_settings: ClassVar[tuple[str, ...]] = ()
-    """Which of :data:`TASK_DATA_SETTINGS` the task reads (the others it leaves at their defaults)."""
     """Accepted values of ``train.batching`` (the first is the default). ``grouped`` needs a
     training set with ``lengths()``; ``padding_free`` needs :meth:`packed_collate`."""
+    data_settings: ClassVar[tuple[str, ...]] = ()
+    """Which of :data:`TASK_DATA_SETTINGS` the task reads (the others it leaves at their defaults)."""
 
     # ----------------------------------------------------------- driver side, before launch
     @abstractmethod
