@@ -572,9 +572,10 @@ def test_unreachable_cloud_storage_answers_within_the_timeout():
     assert str(refused.value).startswith("storage: cannot ")
 
 
-def test_local_storage_needs_no_check(tmp_path):
+def test_local_storage_is_probed_and_left_as_it_was(tmp_path):
     from sweeps.storage import check_storage
 
+    """A local folder is checked by writing a file in it; the folders made for that are removed."""
     check_storage(str(tmp_path / "not-yet" / "ray_results"))
     assert not (tmp_path / "not-yet").exists()
 
