@@ -6,7 +6,8 @@ The same two-trial sweep runs as one-process trials, on 2 workers (DDP) and on 2
 FSDP2: the healthy trial gets the same MLflow record in each, and a trial whose loss turns NaN
 fails the same way in each (its worker's error recorded; retried once by ``--max-failures`` as
 one process and under DDP, and not retried under FSDP2, where a retry would start one more
-worker group to show again what DDP's shows).
+worker group to show again what DDP's shows). A 2-worker trial whose final evaluation on rank 0
+outlasts the process group's collective timeout completes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from sweep_runs import run_sweep_in_process
-from test_ray_train import ONE_PROCESS, TWO_WORKERS, _history, _record
+from test_ray_train import ONE_PROCESS, TWO_WORKERS, _artifacts, _history, _record
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +133,38 @@ def test_worker_group_trials_run_as_many_at_once_as_the_cluster_holds_whole():
     assert max_concurrent(one_process, cluster) == 2  # Tune counts those trials' own resources
     generator = search_alg(plan_sweep(one_process, prepare=False), "val_loss", "min", max_concurrent=2)
     assert generator.max_concurrent == 2
+
+
+#: Test messages of the trial below: predicted one at a time on rank 0 alone, they take far
+#: longer than its process group's timeout (the test checks the measured time).
+LONG_TEST = 800
+#: The process group's timeout of that trial (``resources.collective_timeout_s``), in seconds.
+SHORT_TIMEOUT = 5
+
+
+def test_a_final_evaluation_on_rank_0_longer_than_the_collective_timeout_completes(tmp_path, one_local_ray):
+    """A classification task's final evaluation runs on rank 0 alone (its test set does not
+    split over the ranks). Here it predicts 800 test messages one at a time, longer than the
+    worker group's collective timeout of 5 s: rank 1 waits for it outside every collective of
+    the process group, and the 2-worker trial completes with its final metrics."""
+    from trainables.offline.user_data_synth import write_tickets
+
+    data = tmp_path / "tickets"
+    data.mkdir()
+    write_tickets(data, n_train=320, n_test=LONG_TEST, seed=1)
+    space = tmp_path / "space.yaml"
+    space.write_text("scientific:\n  lr: {grid: [1.0e-3]}\nfixed: {r: 4, alpha_over_r: 2, dropout: 0.1, targets: qv}\n")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    argv = ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "0", "--data", str(data),
+            "--set", "data.columns.text=message", "--set", "data.columns.label=topic",
+            "--set", "train.max_steps=2", "--set", "train.eval_every_steps=2", "--set", "train.eval_batch_size=1",
+            "--set", f"resources.collective_timeout_s={SHORT_TIMEOUT}", *TWO_WORKERS,
+            "--search-space", str(space), "--tracking-uri", uri, "--storage", str(tmp_path / "rr"), "--name", "long"]
+    sweep = run_sweep_in_process("text_classification", argv, cwd=tmp_path, uri=uri,
+                                 experiment="lorasweep-text_classification", completed=1)
+    (trial,) = sweep.trials
+    metrics = trial.data.metrics
+    assert trial.data.tags["lorasweep.status"] == "completed"
+    assert metrics["generate_s"] > 2 * SHORT_TIMEOUT  # rank 0's final evaluation alone
+    assert 0 <= metrics["accuracy"] <= 100 and 0 <= metrics["macro_f1"] <= 100  # percentages
+    assert "outputs/test_predictions.csv" in _artifacts(sweep.client, trial.info.run_id)

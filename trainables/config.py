@@ -453,6 +453,13 @@ class ResourcesConfig:
     the cheapest); ``train``: the trial launches a Ray Train ``TorchTrainer`` worker group
     (needed for several workers, seconds more per trial to start it); ``auto``: ``train`` when
     workers_per_trial > 1, else ``function``."""
+    collective_timeout_s: int = 1800
+    """Seconds a worker of a worker-group trial waits in one of torch.distributed's collectives
+    (an all-reduce, DDP's gradient sync, FSDP's all-gathers) for the other workers before its
+    trial fails (Ray Train's ``TorchConfig.timeout_s``): it bounds how far the workers' steps
+    may drift apart, and how long a hung worker holds its trial. Work that rank 0 does alone
+    (the final evaluation, a judge, writing and storing checkpoints) is never inside one: the
+    others wait for it without a time limit."""
     memory_limit_mb: int | None = None
     """Host memory a trial may allocate beyond what its process holds when the trial starts
     (a soft ``RLIMIT_AS`` the trial sets on its own process, lifted when it ends): past it an
@@ -475,6 +482,7 @@ class ResourcesConfig:
             raise UserError("gpus_per_trial", f"{self.gpus_per_trial:g} per trial for {self.workers_per_trial} "
                                               "workers: each worker needs whole GPUs of its own (NCCL runs one "
                                               f"rank per GPU); use a multiple of {self.workers_per_trial}")
+        positive_int("collective_timeout_s", self.collective_timeout_s)
         positive_int("memory_limit_mb", self.memory_limit_mb, allow_none=True)
         if self.memory_limit_mb and self.gpus_per_trial > 0:
             raise UserError("memory_limit_mb", "limits a trial's address space (RLIMIT_AS), which CUDA's "

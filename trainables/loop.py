@@ -302,6 +302,14 @@ class Recipe:
 
         session = self.session
         report = self._report(val if val is not None else self.evaluate(), final, extra or {})
+        # The collectives of the checkpoint come before any work rank 0 does alone (the final
+        # evaluation, scoring, a judge, writing the checkpoint): a rank that waited in one of the
+        # process group's collectives for rank 0 would fail once it had waited the group's
+        # timeout (Ray Train's TorchConfig.timeout_s), however long the work takes. The ranks
+        # meet again in the session's report, which does not time out.
+        # A sharded model's adapter and optimizer state, gathered on rank 0:
+        gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
+        rng_states = session.all_gather(torch.get_rng_state())  # every rank's dropout generator
         # Under FSDP every forward is a collective: a final evaluation that does not split
         # over the ranks runs on all of them (rank 0's outputs are kept).
         everywhere = self.task.shards_final_eval or session.lockstep
@@ -315,15 +323,11 @@ class Recipe:
                 self.model.train()
             report.wall_s = time.perf_counter() - self.t0
             result = report.to_result()
-            # A sharded model's adapter and optimizer state, gathered on rank 0 (a collective).
-            gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
-            rng_states = session.all_gather(torch.get_rng_state())  # every rank's dropout generator
             self.reports.append(result)
             if session.is_chief:
                 save_checkpoint(out, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                 step=self.step, cfg=self.cfg, final=final, scaler=self.precision, result=result,
                                 gathered=gathered, reports=self.reports, rng_states=rng_states)
-            session.barrier()
             session.report(result, out if session.is_chief else None)
         self.history, self.since_report = self._new_history(), []
         return result

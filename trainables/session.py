@@ -65,9 +65,6 @@ class Session:
         """``obj`` of every rank, in rank order (picklable objects, e.g. predictions)."""
         return [obj]
 
-    def barrier(self) -> None:
-        pass
-
 
 class LocalSession(Session):
     """Runs the loop in this process; reports are kept in ``self.reports`` and checkpoints
@@ -144,10 +141,22 @@ class TrainSession(Session):
         return ray.train.torch.get_device()
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        """Every rank reports (rank 0 with the checkpoint); returns on every rank once rank 0
+        has stored its checkpoint.
+
+        The ranks wait for each other here through Ray Train's own synchronisation (the
+        report's, then a barrier), which has no time limit (unless
+        ``RAY_TRAIN_COLLECTIVE_TIMEOUT_S`` sets one), never in a collective of the process
+        group, which fails after ``resources.collective_timeout_s``: rank 0 may come
+        here after any length of work alone (the final evaluation, writing the checkpoint) and
+        stores the checkpoint after the others have reported."""
         import ray.train
+        import ray.train.collective
 
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         ray.train.report({**metrics, "node_id": _node_id()}, checkpoint=checkpoint)
+        if self.world_size > 1:
+            ray.train.collective.barrier()
 
     @contextlib.contextmanager
     def restored_checkpoint(self) -> Iterator[Path | None]:
@@ -187,12 +196,6 @@ class TrainSession(Session):
         out: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(out, obj)
         return out
-
-    def barrier(self) -> None:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.barrier()
 
 
 def _node_id() -> str:

@@ -211,7 +211,7 @@ def tune_trial(hyperparameters: dict[str, Any], *, base: dict[str, Any], sweep: 
 def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
     from ray import tune
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from trainables.schema import to_dict
@@ -228,6 +228,7 @@ def _launch_train_workers(cfg: TrialConfig, sweep: dict[str, Any]) -> None:
                            "adapters": sweep.get("adapters"), "memory_limit_mb": res.get("memory_limit_mb"),
                            "bitsandbytes": sweep.get("bitsandbytes", True)},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu_each > 0, resources_per_worker=per_worker),
+        torch_config=TorchConfig(timeout_s=res.get("collective_timeout_s", ResourcesConfig.collective_timeout_s)),
         run_config=RunConfig(
             name=f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}-train",
             storage_path=sweep["storage"],
