@@ -225,3 +225,39 @@ def test_a_scratch_directory_of_an_ended_process_is_removed_by_the_next(tmp_path
         assert d.parent == tmp_path and d.name.startswith(f"lorasweep-ckpt-{os.getpid()}@{host}@")
         assert sorted(tmp_path.iterdir()) == sorted([d, *keep])
     assert sorted(tmp_path.iterdir()) == sorted(keep)
+
+
+def test_a_checkpoint_keeps_every_ranks_gpu_generators_where_cuda_is_available(run, tmp_path):
+    """Each rank saves its CPU generator's state and, where CUDA is available, every visible
+    GPU's (``torch.cuda.get_rng_state_all``); a restored rank takes back its own. This machine
+    may have no GPU: the GPU states of two ranks are written here by hand (a CUDA generator's
+    state is its seed and offset, 8 bytes each) and read back; setting them needs CUDA."""
+    from trainables.adapters import build_adapter_model
+    from trainables.checkpointing import restore_checkpoint, rng_state, save_checkpoint, saved_rng_state
+    from trainables.optim import build_optimizer, build_scheduler
+
+    assert set(rng_state()) == ({"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"})
+    cfg, s = run(eval={"generate": False})
+    saved = torch.load(s.checkpoints[-1] / STATE_FILE, weights_only=True)
+    assert ("cuda_rng_ranks" in saved) == torch.cuda.is_available()
+
+    def philox(seed: int, offset: int) -> torch.Tensor:
+        return torch.tensor(list(seed.to_bytes(8, "little") + offset.to_bytes(8, "little")), dtype=torch.uint8)
+
+    ranks = [{"cpu": torch.Generator().manual_seed(10 + r).get_state(),
+              "cuda": [philox(100 + r, 4 * r), philox(200 + r, 4 * r + 1)]} for r in range(2)]
+    task = get_task(cfg.task)
+    model = build_adapter_model(task.load_model(cfg)[0], cfg.adapter, task_type=task.peft_task_type)
+    optimizer = build_optimizer(model, cfg.train, cfg.adapter)
+    scheduler = build_scheduler(optimizer, cfg.train, plan_steps(cfg.train, 256))
+    save_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler, step=3, cfg=cfg,
+                    rng_states=ranks)
+    state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=True)
+    for r in range(2):
+        own = saved_rng_state(state, r)
+        assert set(own) == {"cpu", "cuda"} and torch.equal(own["cpu"], ranks[r]["cpu"])
+        assert [t.tolist() for t in own["cuda"]] == [t.tolist() for t in ranks[r]["cuda"]]
+    assert set(saved_rng_state(state, 2)) == {"cpu"}  # a rank the checkpoint lacks: rank 0's CPU state
+    if not torch.cuda.is_available():  # rank 1 restores its CPU generator; GPU states need CUDA
+        restore_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler, rank=1)
+        assert torch.equal(torch.get_rng_state(), ranks[1]["cpu"])

@@ -10,7 +10,8 @@ what MLflow records and ``python -m sweeps.export`` exports, loaded by plain
 ``reports.json`` holds every report the trial sent up to and including this checkpoint's, in
 order: a restored worker group sends Tune again the reports that the driver may never have
 recorded (:meth:`trainables.loop.Recipe._resend`). The state file keeps every rank's torch
-random number generator state, and each rank restores its own (its dropout masks go on as in
+random number generator states (the CPU generator's, and every visible GPU's where CUDA is
+available: :func:`rng_state`), and each rank restores its own (its dropout masks go on as in
 the uninterrupted trial).
 
 The state file comes back from Tune storage (a shared path or a bucket others may write), so
@@ -38,6 +39,29 @@ RESULT_FILE = "result.json"
 REPORTS_FILE = "reports.json"
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's torch generator states: ``cpu``, and ``cuda`` (one per visible GPU,
+    ``torch.cuda.get_rng_state_all``) where CUDA is available; dropout on a GPU draws from the
+    GPU's generator."""
+    import torch
+
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned; GPU states only where CUDA is available, one
+    per GPU that both the saving and this process see."""
+    import torch
+
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+
+
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
                     cfg: TrialConfig, final: bool = False, scaler: Any = None,
                     result: dict[str, Any] | None = None, gathered: GatheredState | None = None,
@@ -49,7 +73,7 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     trial so far, this one last (:func:`saved_reports`); ``gathered``: a sharded model's
     adapter and optimizer state as full tensors (:func:`trainables.fsdp.gather_state`), saved
     instead of the model's and the optimizer's own (their shards); ``rng_states``: every rank's
-    ``torch.get_rng_state()`` in rank order (this process's alone when not given)."""
+    :func:`rng_state` in rank order (this process's alone when not given)."""
     import torch
 
     from trainables.adapters import save_adapter
@@ -66,9 +90,11 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     if not is_standard(unwrap(model)):
         save_adapter(unwrap(model), out / TRIAL_ADAPTER_DIR, meta={**meta, "layout": "trial"}, state_dict=adapter)
     optim = gathered.optimizer if gathered is not None else optimizer.state_dict()
-    rng_states = list(rng_states) if rng_states else [torch.get_rng_state()]
+    rng_states = list(rng_states) if rng_states else [rng_state()]
+    cpu = [r["cpu"] for r in rng_states]
+    cuda = {"cuda_rng_ranks": [r.get("cuda", []) for r in rng_states]} if any("cuda" in r for r in rng_states) else {}
     torch.save({"step": step, "final": final, "optimizer": optim,
-                "scheduler": scheduler.state_dict(), "torch_rng": rng_states[0], "torch_rng_ranks": rng_states,
+                "scheduler": scheduler.state_dict(), "torch_rng": cpu[0], "torch_rng_ranks": cpu, **cuda,
                 "scaler": scaler.state_dict() if scaler is not None else {}},
                out / STATE_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
@@ -119,11 +145,22 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
         unwrap(model).load_state_dict(load_file(str(adapter_dir / "model.safetensors")), strict=False)
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    ranks = state.get("torch_rng_ranks") or []
-    torch.set_rng_state(ranks[rank] if rank < len(ranks) else state["torch_rng"])
+    set_rng_state(saved_rng_state(state, rank))
     if scaler is not None:
         scaler.load_state_dict(state.get("scaler") or {})
     return int(state["step"]), bool(state.get("final", False))
+
+
+def saved_rng_state(state: dict[str, Any], rank: int) -> dict[str, Any]:
+    """Rank ``rank``'s generator states in a loaded state file, as :func:`rng_state` returns
+    them (rank 0's CPU state where the file has none for that rank; no GPU states in a file
+    saved without CUDA)."""
+    cpu = state.get("torch_rng_ranks") or []
+    cuda = state.get("cuda_rng_ranks") or []
+    out = {"cpu": cpu[rank] if rank < len(cpu) else state["torch_rng"]}
+    if rank < len(cuda) and cuda[rank]:
+        out["cuda"] = cuda[rank]
+    return out
 
 
 def trial_layout(src: Path) -> Path:

@@ -293,9 +293,7 @@ class Recipe:
                val: dict[str, float] | None = None) -> dict[str, Any]:
         """Validate (unless ``val`` is given), and send the report and a checkpoint; the final
         report first runs the task's final evaluation. Returns the result Tune received."""
-        import torch
-
-        from trainables.checkpointing import OUTPUTS_DIR, save_checkpoint
+        from trainables.checkpointing import OUTPUTS_DIR, rng_state, save_checkpoint
         from trainables.devices import unwrap
         from trainables.fsdp import gather_state, is_sharded
         from trainables.session import scratch_dir
@@ -309,7 +307,7 @@ class Recipe:
         # meet again in the session's report, which does not time out.
         # A sharded model's adapter and optimizer state, gathered on rank 0:
         gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
-        rng_states = session.all_gather(torch.get_rng_state())  # every rank's dropout generator
+        rng_states = session.all_gather(rng_state())  # every rank's dropout generators
         # Under FSDP every forward is a collective: a final evaluation that does not split
         # over the ranks runs on all of them (rank 0's outputs are kept).
         everywhere = self.task.shards_final_eval or session.lockstep
