@@ -405,3 +405,29 @@ def test_paper_preset_has_the_issue_settings():
         assert t.train.early_stopping_patience == 7 and t.train.eval_every_steps is None  # epochs
         assert t.data.image_size == 224 and t.data.source == "cifar10"
     assert [t.adapter.method for t in trials] == ["lora", "full"]
+
+
+def test_a_worker_group_syncs_trainable_batchnorm_on_cuda_and_warns_on_cpu(vision_assets):
+    """The tiny ResNet's BatchNorm layers train under ``method: full`` and are frozen under
+    LoRA: only a full fine-tuning trial on several workers needs the batch statistics of the
+    whole global batch, through SyncBatchNorm on CUDA; on CPU, which has none, it is warned."""
+    import torch
+
+    from trainables.adapters import build_adapter_model
+    from trainables.session import BATCHNORM_PER_WORKER, batchnorm_plan
+    from trainables.tasks.registry import get_task
+
+    task = get_task("cifar10")
+    models = {}
+    for method in ("full", "lora"):
+        cfg = _trial(vision_assets, adapter={"method": method, "targets": "conv"} if method == "lora"
+                     else {"method": "full"})
+        models[method] = build_adapter_model(task.load_model(cfg)[0], cfg.adapter, task_type=task.peft_task_type)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in models["lora"].modules())
+    plans = {(method, world, cuda): batchnorm_plan(model, world_size=world, cuda=cuda)
+             for method, model in models.items() for world in (1, 2) for cuda in (False, True)}
+    assert plans == {("full", 1, False): None, ("full", 1, True): None,
+                     ("full", 2, False): "per-worker", ("full", 2, True): "sync",
+                     ("lora", 1, False): None, ("lora", 1, True): None,
+                     ("lora", 2, False): None, ("lora", 2, True): None}
+    assert "\n" not in BATCHNORM_PER_WORKER and BATCHNORM_PER_WORKER.startswith("warning: BatchNorm")

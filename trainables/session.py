@@ -176,6 +176,13 @@ class TrainSession(Session):
             from trainables.fsdp import shard
 
             return shard(model, self.device)
+        plan = batchnorm_plan(model, world_size=self.world_size, cuda=self.device.type == "cuda")
+        if plan == "sync":
+            import torch
+
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif plan == "per-worker" and self.is_chief:
+            print(BATCHNORM_PER_WORKER, flush=True)
         return ray.train.torch.prepare_model(model)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
@@ -196,6 +203,28 @@ class TrainSession(Session):
         out: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(out, obj)
         return out
+
+
+BATCHNORM_PER_WORKER = ("warning: BatchNorm batch statistics are per worker: on CPU (gloo) PyTorch has no "
+                        "SyncBatchNorm, so each worker normalises over its own share of the global batch "
+                        "and the running statistics are rank 0's (DDP broadcasts its buffers); this "
+                        "trial does not compute what one process does")
+
+
+def batchnorm_plan(model: Any, *, world_size: int, cuda: bool) -> str | None:
+    """How a DDP worker group treats the model's trainable BatchNorm layers (those with a
+    parameter that trains: ``adapter.method: full``; an adapter trial's are frozen, in eval
+    mode): ``sync``, converted to ``SyncBatchNorm`` (CUDA), whose batch statistics are the
+    whole global batch's, as one process computes them; ``per-worker`` on CPU, where PyTorch
+    has no SyncBatchNorm: each rank normalises over its own share of the batch, and DDP
+    broadcasts rank 0's running statistics; None with one worker or no trainable BatchNorm."""
+    from torch import nn
+
+    trainable = any(p.requires_grad for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    for p in m.parameters(recurse=False))
+    if world_size < 2 or not trainable:
+        return None
+    return "sync" if cuda else "per-worker"
 
 
 def _node_id() -> str:
