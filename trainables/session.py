@@ -182,7 +182,11 @@ class TrainSession(Session):
 
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif plan == "per-worker" and self.is_chief:
-            print(BATCHNORM_PER_WORKER, flush=True)
+            import sys
+
+            # Written, not printed: Ray Train's print on a worker both logs and prints a line.
+            sys.stderr.write(BATCHNORM_PER_WORKER + "\n")
+            sys.stderr.flush()
         return ray.train.torch.prepare_model(model)
 
     def all_reduce_sum(self, values: list[float]) -> list[float]:
