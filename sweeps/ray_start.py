@@ -279,7 +279,7 @@ def unfinished_traceback(lines: list[str]) -> int:
     """Where a traceback that ``lines`` end in the middle of starts (its "Exception ignored
     in" line included), or ``len(lines)``: the lines end in its frames, before its exception."""
     end = len(lines)
-    while end and lines[end - 1][:1] in (" ", "\t"):
+    while end and lines[end - 1][:1] in (" ", "\t", ""):  # frames, and their blank lines
         end -= 1
     if end and lines[end - 1].startswith("Traceback (most recent call last):"):
         end -= 1
@@ -314,7 +314,7 @@ def without_sigterm_exits(lines: list[str]) -> list[str]:
         start = i + 1 if lines[i].startswith("Exception ignored in") else i
         if start < len(lines) and lines[start].startswith("Traceback (most recent call last):"):
             end = start + 1
-            while end < len(lines) and lines[end][:1] in (" ", "\t"):
+            while end < len(lines) and _in_frames(lines, end):
                 end += 1
             if (end < len(lines) and lines[end].startswith("SystemExit")
                     and any("worker.py" in line and line.rstrip().endswith("in sigterm_handler")
@@ -324,6 +324,13 @@ def without_sigterm_exits(lines: list[str]) -> list[str]:
         out.append(lines[i])
         i += 1
     return out
+
+
+def _in_frames(lines: list[str], i: int) -> bool:
+    """Line ``i`` belongs to a traceback's frames: indented, or blank between two frames (a
+    worker's traceback of a SIGTERM in a weakref callback has one under the callback's ``def``
+    line)."""
+    return lines[i][:1] in (" ", "\t") or (not lines[i] and i + 1 < len(lines) and lines[i + 1][:1] in (" ", "\t"))
 
 
 def _not_only_unreported(record: logging.LogRecord) -> bool:

@@ -260,6 +260,32 @@ def test_only_tracebacks_of_ray_s_sigterm_exit_are_dropped_from_worker_output():
     assert without_sigterm_exits(tb(ray_frame, "SystemExit: 1")[:-1]) == tb(ray_frame, "")[:-1]  # cut short
 
 
+def test_a_sigterm_traceback_with_a_blank_line_between_its_frames_is_dropped():
+    """As a trial process Ray ended printed it (Python 3.11): an empty line under the weakref
+    callback's ``def`` line, between two frames. A blank line that ends a traceback does not
+    join the next one to it."""
+    from sweeps.ray_start import filtering, without_sigterm_exits
+
+    sigterm = ["Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7fa88a576520>",
+               "Traceback (most recent call last):",
+               '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+               "    def _remove(item, selfref=ref(self)):",
+               "",
+               '  File "/v/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+               "    raise_sys_exit_with_custom_error_message(",
+               '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+               "SystemExit: 1"]
+    assert without_sigterm_exits(["beam search 1/1", *sigterm, "done"]) == ["beam search 1/1", "done"]
+    error = ["Traceback (most recent call last):", '  File "/me/task.py", line 3, in f', "ValueError: bad", ""]
+    assert without_sigterm_exits([*error, *sigterm]) == error
+    printed: list[list[str]] = []
+    printer = filtering(lambda data: printed.append(data["lines"]))
+    batch = {"pid": 8, "is_err": True}
+    printer({**batch, "lines": ["epoch 1", *sigterm[:5]]})  # cut right after the blank line
+    printer({**batch, "lines": [*sigterm[5:], "epoch 2"]})
+    assert printed == [["epoch 1"], ["epoch 2"]]
+
+
 def test_ray_s_failure_dump_of_a_worker_ended_by_sigterm_is_dropped_and_another_signal_s_kept():
     """Lines as a worker killed by Ctrl-C printed them (Ray's C++ handler: raw, then again
     through Ray's log), split over two batches; a SIGSEGV dump of another worker is kept."""
