@@ -131,12 +131,12 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     grid = [(point, from_dict(TrialConfig, apply_hyperparameters(probe, point)))
             for point in space.grid_points() or [{}]]
     grid_trials = [trial for _, trial in grid]
-    for trial in grid_trials:
-        check_data_settings(trial)
     # The trial the driver checks and prepares data for: every swept setting at its first value.
     trial0 = grid_trials[0]
     # The model first: a task's own checks may load its tokenizer.
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
+    for trial in grid_trials:
+        check_data_settings(trial)
     task.check(trial0)
     check_workers(cfg, grid_trials, space)
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
