@@ -227,25 +227,28 @@ def test_a_scratch_directory_of_an_ended_process_is_removed_by_the_next(tmp_path
     assert sorted(tmp_path.iterdir()) == sorted(keep)
 
 
-def test_a_checkpoint_keeps_every_ranks_gpu_generators_where_cuda_is_available(run, tmp_path):
-    """Each rank saves its CPU generator's state and, where CUDA is available, every visible
-    GPU's (``torch.cuda.get_rng_state_all``); a restored rank takes back its own. This machine
+def test_a_checkpoint_keeps_each_ranks_own_gpu_generator_when_it_trains_on_a_gpu(run, tmp_path):
+    """Each rank saves its CPU generator's state and, when it trains on a GPU, that GPU's
+    generator state (not its neighbours'); a restored rank takes back its own, onto the GPU it
+    trains on then. A trial on the CPU saves no GPU state and does not start CUDA. This machine
     may have no GPU: the GPU states of two ranks are written here by hand (a CUDA generator's
     state is its seed and offset, 8 bytes each) and read back; setting them needs CUDA."""
     from trainables.adapters import build_adapter_model
     from trainables.checkpointing import restore_checkpoint, rng_state, save_checkpoint, saved_rng_state
     from trainables.optim import build_optimizer, build_scheduler
 
-    assert set(rng_state()) == ({"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"})
+    assert set(rng_state()) == set(rng_state(torch.device("cpu"))) == {"cpu"}
+    if torch.cuda.is_available():
+        assert torch.equal(rng_state(torch.device("cuda", 0))["cuda"], torch.cuda.get_rng_state(0))
     cfg, s = run(eval={"generate": False})
     saved = torch.load(s.checkpoints[-1] / STATE_FILE, weights_only=True)
-    assert ("cuda_rng_ranks" in saved) == torch.cuda.is_available()
+    assert "cuda_rng_ranks" not in saved  # a CPU trial
 
     def philox(seed: int, offset: int) -> torch.Tensor:
         return torch.tensor(list(seed.to_bytes(8, "little") + offset.to_bytes(8, "little")), dtype=torch.uint8)
 
-    ranks = [{"cpu": torch.Generator().manual_seed(10 + r).get_state(),
-              "cuda": [philox(100 + r, 4 * r), philox(200 + r, 4 * r + 1)]} for r in range(2)]
+    ranks = [{"cpu": torch.Generator().manual_seed(10 + r).get_state(), "cuda": philox(100 + r, 4 * r)}
+             for r in range(2)]
     task = get_task(cfg.task)
     model = build_adapter_model(task.load_model(cfg)[0], cfg.adapter, task_type=task.peft_task_type)
     optimizer = build_optimizer(model, cfg.train, cfg.adapter)
@@ -256,8 +259,13 @@ def test_a_checkpoint_keeps_every_ranks_gpu_generators_where_cuda_is_available(r
     for r in range(2):
         own = saved_rng_state(state, r)
         assert set(own) == {"cpu", "cuda"} and torch.equal(own["cpu"], ranks[r]["cpu"])
-        assert [t.tolist() for t in own["cuda"]] == [t.tolist() for t in ranks[r]["cuda"]]
+        assert own["cuda"].tolist() == ranks[r]["cuda"].tolist()
     assert set(saved_rng_state(state, 2)) == {"cpu"}  # a rank the checkpoint lacks: rank 0's CPU state
-    if not torch.cuda.is_available():  # rank 1 restores its CPU generator; GPU states need CUDA
-        restore_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler, rank=1)
-        assert torch.equal(torch.get_rng_state(), ranks[1]["cpu"])
+    # Rank 1 restored on the CPU: its CPU generator; its GPU state is left alone.
+    restore_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler, rank=1,
+                       device=torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), ranks[1]["cpu"])
+    if torch.cuda.is_available():  # onto the GPU it trains on now
+        restore_checkpoint(tmp_path / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler, rank=1,
+                           device=torch.device("cuda", 0))
+        assert torch.cuda.get_rng_state(0).tolist() == ranks[1]["cuda"].tolist()

@@ -10,9 +10,9 @@ what MLflow records and ``python -m sweeps.export`` exports, loaded by plain
 ``reports.json`` holds every report the trial sent up to and including this checkpoint's, in
 order: a restored worker group sends Tune again the reports that the driver may never have
 recorded (:meth:`trainables.loop.Recipe._resend`). The state file keeps every rank's torch
-random number generator states (the CPU generator's, and every visible GPU's where CUDA is
-available: :func:`rng_state`), and each rank restores its own (its dropout masks go on as in
-the uninterrupted trial).
+random number generator states (the CPU generator's, and the generator of the GPU the rank
+trains on: :func:`rng_state`), and each rank restores its own onto the GPU it trains on then
+(its dropout masks go on as in the uninterrupted trial).
 
 The state file comes back from Tune storage (a shared path or a bucket others may write), so
 it is read as tensors and plain containers only (``weights_only``).
@@ -39,27 +39,30 @@ RESULT_FILE = "result.json"
 REPORTS_FILE = "reports.json"
 
 
-def rng_state() -> dict[str, Any]:
-    """This process's torch generator states: ``cpu``, and ``cuda`` (one per visible GPU,
-    ``torch.cuda.get_rng_state_all``) where CUDA is available; dropout on a GPU draws from the
-    GPU's generator."""
+def _is_cuda(device: Any) -> bool:
+    return device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda"
+
+
+def rng_state(device: Any = None) -> dict[str, Any]:
+    """This process's torch generator states: ``cpu``, and ``cuda``, the generator of
+    ``device`` when the trial trains on a GPU (dropout there draws from it). Only that GPU's:
+    a worker may see its neighbours' GPUs, and a trial on the CPU does not start CUDA."""
     import torch
 
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if _is_cuda(device):
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned; GPU states only where CUDA is available, one
-    per GPU that both the saving and this process see."""
+def set_rng_state(state: dict[str, Any], device: Any = None) -> None:
+    """Restore what :func:`rng_state` returned, the GPU state onto ``device`` (the GPU this
+    process trains on now, wherever the saving one was) when both have one."""
     import torch
 
     torch.set_rng_state(state["cpu"])
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+    if state.get("cuda") is not None and _is_cuda(device):
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, step: int,
@@ -92,7 +95,7 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     optim = gathered.optimizer if gathered is not None else optimizer.state_dict()
     rng_states = list(rng_states) if rng_states else [rng_state()]
     cpu = [r["cpu"] for r in rng_states]
-    cuda = {"cuda_rng_ranks": [r.get("cuda", []) for r in rng_states]} if any("cuda" in r for r in rng_states) else {}
+    cuda = {"cuda_rng_ranks": [r.get("cuda") for r in rng_states]} if any("cuda" in r for r in rng_states) else {}
     torch.save({"step": step, "final": final, "optimizer": optim,
                 "scheduler": scheduler.state_dict(), "torch_rng": cpu[0], "torch_rng_ranks": cpu, **cuda,
                 "scaler": scaler.state_dict() if scaler is not None else {}},
@@ -122,10 +125,11 @@ def saved_reports(src: Path) -> list[dict[str, Any]]:
 
 
 def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
-                       scaler: Any = None, rank: int = 0) -> tuple[int, bool]:
+                       scaler: Any = None, rank: int = 0, device: Any = None) -> tuple[int, bool]:
     """Load what :func:`save_checkpoint` wrote; returns the optimizer step to resume after and
     whether it was the trial's final checkpoint. ``rank``: this process's rank, whose own random
-    number generator state is restored (rank 0's where the checkpoint has none for it). A state
+    number generator state is restored (rank 0's where the checkpoint has none for it), its GPU
+    generator's onto ``device`` when it trains on a GPU. A state
     file holding anything but tensors and plain containers is refused instead of running code."""
     import torch
     from peft import set_peft_model_state_dict
@@ -145,7 +149,7 @@ def restore_checkpoint(src: Path, *, model: Any, optimizer: Any, scheduler: Any,
         unwrap(model).load_state_dict(load_file(str(adapter_dir / "model.safetensors")), strict=False)
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(saved_rng_state(state, rank))
+    set_rng_state(saved_rng_state(state, rank), device)
     if scaler is not None:
         scaler.load_state_dict(state.get("scaler") or {})
     return int(state["step"]), bool(state.get("final", False))
@@ -158,7 +162,7 @@ def saved_rng_state(state: dict[str, Any], rank: int) -> dict[str, Any]:
     cpu = state.get("torch_rng_ranks") or []
     cuda = state.get("cuda_rng_ranks") or []
     out = {"cpu": cpu[rank] if rank < len(cpu) else state["torch_rng"]}
-    if rank < len(cuda) and cuda[rank]:
+    if rank < len(cuda) and cuda[rank] is not None:
         out["cuda"] = cuda[rank]
     return out
 

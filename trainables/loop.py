@@ -109,7 +109,7 @@ class Recipe:
                 return False
             self.step, done = restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
                                                  scheduler=self.scheduler, scaler=self.precision,
-                                                 rank=session.world_rank)
+                                                 rank=session.world_rank, device=self.device)
             self.reports = saved_reports(ckpt)
             if session.resends_restored_reports and self.reports:
                 self._resend(ckpt)
@@ -307,7 +307,7 @@ class Recipe:
         # meet again in the session's report, which does not time out.
         # A sharded model's adapter and optimizer state, gathered on rank 0:
         gathered = gather_state(self.model, self.optimizer) if is_sharded(self.model) else None
-        rng_states = session.all_gather(rng_state())  # every rank's dropout generators
+        rng_states = session.all_gather(rng_state(self.device))  # every rank's dropout generators
         # Under FSDP every forward is a collective: a final evaluation that does not split
         # over the ranks runs on all of them (rank 0's outputs are kept).
         everywhere = self.task.shards_final_eval or session.lockstep
