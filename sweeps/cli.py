@@ -396,7 +396,7 @@ def _inspect(args: argparse.Namespace, cfgs: list[Any]) -> int:
     if not args.resume:  # a name the run would refuse
         for cfg in cfgs:
             check_name_is_new(cfg)
-    return max(_dry_run(cfg) for cfg in cfgs)
+    return max(_dry_run(cfg, stored=args.resume) for cfg in cfgs)
 
 
 def given_settings(args: argparse.Namespace, argv: list[str] | None) -> list[tuple[str, str]]:
@@ -458,7 +458,7 @@ def _print_config(cfgs: list[Any]) -> int:
     return 0
 
 
-def _dry_run(cfg: Any) -> int:
+def _dry_run(cfg: Any, *, stored: bool) -> int:
     import json
 
     from sweeps.planning import plan_sweep
@@ -466,7 +466,7 @@ def _dry_run(cfg: Any) -> int:
 
     from sweeps.chain import for_planning
 
-    plan = plan_sweep(for_planning(cfg), prepare=False)
+    plan = plan_sweep(for_planning(cfg), prepare=False, stored=stored)
     print(json.dumps({"sweep": to_dict(cfg), "base_trial": plan.base,
                       "space": plan.space.as_data(), "n_trials": plan.n_trials}, indent=2))
     return 0

@@ -101,7 +101,7 @@ def with_task_defaults(trial: dict[str, Any], task: Any) -> dict[str, Any]:
     return trial
 
 
-def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
+def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
                config_checked: Callable[[dict[str, Any] | None], None] | None = None) -> Plan:
     """Step 1 (and 2 when ``prepare``): validate everything and prepare the data.
 
@@ -110,6 +110,10 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     module tree (seconds, unless memoised) and the data preparation, with the runtime env
     that makes a local Ray's worker processes start warm (:func:`warm_runtime_env`, or None).
     The runner starts Ray there, so that the two overlap (see :func:`run_sweep`).
+
+    ``stored``: the sweep as it was launched (``--resume``, ``--extend``), which cannot change;
+    checks added since it was launched that only refuse a setting it could not act on (a data
+    setting its task does not read) are left out, so that it still runs as it ran then.
     """
     from search_spaces import apply_hyperparameters, base_with_fixed, to_tune
     from trainables.hub import check_model_source
@@ -135,7 +139,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True,
     trial0 = grid_trials[0]
     # The model first: a task's own checks may load its tokenizer.
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
-    for trial in grid_trials:
+    for trial in grid_trials if not stored else []:
         check_data_settings(trial)
     task.check(trial0)
     check_workers(cfg, grid_trials, space)

@@ -855,6 +855,25 @@ def test_a_resumes_dry_run_plans_the_stored_sweep(tmp_path, offline_sources, in_
     assert plan["base_trial"]["data"]["source"] == str(tmp_path / "e2e"), plan["base_trial"]
 
 
+def test_a_stored_sweep_with_a_data_setting_its_task_does_not_read_still_resumes(
+        tmp_path, offline_sources, in_process, capfd, monkeypatch):
+    """A new sweep is refused a data setting its task does not read; a sweep stored with one
+    (launched when it was accepted, and ignored) cannot change, so ``--resume`` plans it as
+    it was launched instead of refusing what it could no longer drop."""
+    _prepare(tmp_path, offline_sources, _stored_smoke_sweep_and_its_parent_run)
+    stored = tmp_path / "old" / "done" / "lorasweep_sweep.json"
+    launched = json.loads(stored.read_text())
+    launched["trial"]["data"]["augment"] = "synonyms"
+    stored.write_text(json.dumps(launched))
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert in_process(E2E, ["--resume", "--name", "done", "--storage", str(tmp_path / "old"), "--dry-run"]) == 0
+    assert json.loads(capfd.readouterr().out)["base_trial"]["data"]["augment"] == "synonyms"
+    assert in_process(E2E, ["--preset", "smoke", "--data", str(tmp_path / "e2e"), "--set", "data.augment=synonyms",
+                            "--dry-run"]) == 2
+    assert capfd.readouterr().err.startswith("error: data.augment: task e2e does not read it")
+
+
 def test_a_stop_after_the_parent_run_but_before_storage_closes_it_and_says_run_again(
         tmp_path, offline_sources, in_process, capfd, monkeypatch):
     """Ctrl-C after the MLflow parent run is made but before Tune stores the sweep: the parent
