@@ -202,7 +202,7 @@ def build_config(study: str | Study, args: argparse.Namespace, presets: dict[str
         # The preset's column names are its own data's: --data's are the defaults, or those
         # --set data.columns.<role>=... names.
         data.get("trial", {}).get("data", {}).pop("columns", None)
-    for flag in ("model", "data", "search_space", "storage"):
+    for flag in ("model", "data", "search_space", "storage", "tracking_uri"):
         check_home(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
     given = command_settings(args)
     check_given_once(args, given[len(given) - len(args.sets):])

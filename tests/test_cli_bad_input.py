@@ -442,6 +442,8 @@ CASES = [
     # --- CLI flags
     ("storage-home-of-no-user", E2E, ["--storage", "~nosuchuser-lorasweep/rr"], "--storage",
      "'~nosuchuser-lorasweep/rr' begins with ~nosuchuser-lorasweep, and there is no user", None),
+    ("tracking-uri-home-of-no-user", E2E, ["--tracking-uri", "sqlite:///~nosuchuser-lorasweep/m.db"],
+     "--tracking-uri", "'~nosuchuser-lorasweep/m.db' begins with ~nosuchuser-lorasweep, and there is no user", None),
     # the same in a --set path: ~user is expanded where the path is read
     ("set-path-home-of-no-user", E2E, ["--set", "adapter.init_from=~nosuchuser-lorasweep/a"], "adapter.init_from",
      "'~nosuchuser-lorasweep/a' begins with ~nosuchuser-lorasweep, and there is no user 'nosuchuser-lorasweep' "
