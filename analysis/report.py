@@ -54,7 +54,7 @@ from typing import Any
 
 from analysis.mlflow_copy import CURRENT_TAG, log_report
 from search_spaces import short_name
-from trainables.errors import UserError, did_you_mean, one_of
+from trainables.errors import UserError, did_you_mean, first_line, one_of
 from trainables.report import K
 
 EXIT_USAGE = 2
@@ -488,8 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder, runs = log_report(data, report)
     except Exception as e:  # the files are written; say what went wrong with the upload
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        print(f"error: logging to MLflow failed ({reason}); the files are in {report.out_dir}",
+        print(f"error: logging to MLflow failed ({first_line(e)}); the files are in {report.out_dir}",
               file=sys.stderr)
         return 1
     print(f"  MLflow: logged to {folder}/ of parent run(s) {', '.join(runs)} (their current report: "

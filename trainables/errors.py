@@ -25,6 +25,13 @@ class UserError(Exception):
         return UserError, (self.field, self.message)
 
 
+def first_line(error: BaseException) -> str:
+    """How a message quotes an error it reports: its text's first line (at most 200
+    characters), or its type's name when it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def did_you_mean(name: str, options: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` when ``name`` is close to one of ``options``, else ``''``."""
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 #: Tables every MLflow tracking database has (MLflow's schema migrations create them).
 MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs"})
@@ -102,7 +102,7 @@ def check_database_server(field: str, uri: str, *, reader: bool) -> None:
         raise _unusable(field, uri, f"the database driver {module or '?'} is not installed; "
                                     f"pip install {package}") from None
     except Exception as e:  # noqa: BLE001  (a malformed URL, an unknown dialect)
-        raise _unusable(field, uri, _first_line(e)) from None
+        raise _unusable(field, uri, first_line(e)) from None
     key = TIMEOUT_ARGS.get(dialect.driver)
     args = {key: CONNECT_TIMEOUT_S} if key and key not in url.query else {}
     engine = sqlalchemy.create_engine(url, connect_args=args, poolclass=NullPool)
@@ -110,16 +110,11 @@ def check_database_server(field: str, uri: str, *, reader: bool) -> None:
         with engine.connect() as conn:
             tables = set(sqlalchemy.inspect(conn).get_table_names()) if reader else MLFLOW_TABLES
     except Exception as e:  # noqa: BLE001  (refused, timed out, authentication, no such database)
-        raise _unusable(field, uri, _first_line(getattr(e, "orig", None) or e)) from None
+        raise _unusable(field, uri, first_line(getattr(e, "orig", None) or e)) from None
     finally:
         engine.dispose()
     if not MLFLOW_TABLES <= tables:
         raise _unusable(field, uri, "the database has no MLflow tables; give the store a sweep wrote to")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def is_database_server(uri: str) -> bool:
@@ -146,5 +141,5 @@ def reader_client(uri: str, field: str = "--tracking-uri") -> Any:
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
         except Exception as e:  # noqa: BLE001  (a server that is down, a scheme MLflow has no store for)
-            raise _unusable(field, uri, _first_line(e)) from None
+            raise _unusable(field, uri, first_line(e)) from None
     return client

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from trainables.errors import first_line
+
 log = logging.getLogger("lorasweep.mlflow")
 
 #: Bytes of records that wait for an unreachable tracking store at most (a trial's report is
@@ -52,11 +54,6 @@ def transient(error: BaseException) -> bool:
         status = error.get_http_status_code()
         return status >= 500 or status == 429
     return isinstance(error, (OSError, ConnectionError, TimeoutError)) or "sqlite" in type(error).__module__
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 @dataclass
@@ -161,14 +158,14 @@ class TrackingWriter:
                     break
                 if not transient(e):
                     with self._cv:
-                        self.lost.setdefault(item.label, []).append(f"{item.what} ({_reason(e)})")
+                        self.lost.setdefault(item.label, []).append(f"{item.what} ({first_line(e)})")
                     break
                 if down_since is None:
                     down_since = time.monotonic()
                     self.outages += 1
                     self.down = True
                     log.warning("MLflow store %s unreachable (%s); trials go on, their records "
-                                "wait and are retried", self.tracking_uri, _reason(e))
+                                "wait and are retried", self.tracking_uri, first_line(e))
                 with self._cv:
                     self._cv.wait_for(lambda: self._abandoned, timeout=delay)
                 delay = min(delay * 2, self.backoff_s[1])
