@@ -18,7 +18,8 @@ HUB_TIMEOUT_S = 10.0
 
 OFFLINE_HINT = ("Offline? Run with --preset smoke (a tiny local model and synthetic data), or "
                 "pass local copies: --model PATH (a directory from_pretrained accepts) and "
-                "--data DIR (the dataset's official files)")
+                "--data DIR (the dataset's official files, or the hub dataset's files as "
+                "`hf download --repo-type dataset ID --local-dir DIR` writes them)")
 
 
 #: Endings of data files, which no hub id has: ``train.jsonl`` is a file that is not there.
@@ -32,6 +33,57 @@ def looks_local(source: str) -> bool:
     # Hub ids are ``name`` or ``org/name``; anything deeper or anchored is a path, as is a file name.
     return (source.startswith(("/", "./", "../", "~")) or source.count("/") > 1
             or source.lower().endswith(FILE_SUFFIXES))
+
+
+def hub_copy(source: str) -> Path | None:
+    """``source`` as a local copy of a hub dataset repository (what ``hf download --repo-type
+    dataset ID --local-dir DIR`` writes), else None: a directory whose ``README.md`` card lists
+    its ``configs``, or that holds parquet files at its top or one level down. Tasks read such
+    a copy with the same ``datasets.load_dataset(source, config)`` call as the hub id."""
+    d = Path(source).expanduser()
+    if not d.is_dir():
+        return None
+    if any(d.glob("*.parquet")) or any(d.glob("*/*.parquet")):
+        return d
+    readme = d / "README.md"
+    if readme.is_file():
+        from huggingface_hub import metadata_load
+
+        try:
+            meta = metadata_load(readme) or {}
+        except Exception:  # metadata that is not YAML: not a dataset card
+            return None
+        return d if isinstance(meta, dict) and meta.get("configs") else None
+    return None
+
+
+def hub_copy_identity(d: Path) -> dict[str, str]:
+    """What a hub copy's prepared data depends on: every file's sha256 by its path, less the
+    download tool's own records (``.cache/``, ``.git/``)."""
+    from trainables.cache import file_digest
+
+    return {str(f.relative_to(d)): file_digest(f) for f in sorted(d.rglob("*"))
+            if f.is_file() and not {".cache", ".git"} & set(f.relative_to(d).parts)}
+
+
+def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, field: str = "data.source") -> None:
+    """Raise UserError unless ``datasets`` finds ``config`` and each of ``splits`` in the hub
+    copy ``d`` (read from its card and file names; no data is loaded)."""
+    import datasets
+
+    from trainables.errors import first_line, one_of
+
+    datasets.logging.set_verbosity_error()
+    try:
+        builder = datasets.load_dataset_builder(str(d), config)
+    except Exception as e:  # an unknown or missing config, files the card names but lacks
+        raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
+                               f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
+    have = list(builder.config.data_files or {})
+    missing = [s for s in splits if s not in have]
+    if missing:
+        raise UserError(field, f"{d}{f' ({config})' if config else ''} has no {missing[0]!r} split "
+                               f"(it has {one_of(have)})")
 
 
 def _offline() -> bool:

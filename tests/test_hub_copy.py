@@ -1,0 +1,73 @@
+"""A local copy of a hub dataset repository (``hf download --repo-type dataset ID --local-dir
+DIR``) is recognised, checked without loading, and read by ``datasets`` as the repository is."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainables.errors import UserError
+from trainables.hub import check_hub_copy, hub_copy, hub_copy_identity
+from trainables.offline.hub_copy import write_hub_copy
+
+
+def _glue_like(tmp_path):
+    import datasets
+
+    def rows(*sentences):
+        return datasets.Dataset.from_dict({"sentence": list(sentences), "label": [i % 2 for i in range(len(sentences))]})
+
+    return write_hub_copy(tmp_path / "glue", {"cola": {"train": rows("a b", "c d", "e"), "validation": rows("f")},
+                                              "sst2": {"train": rows("g"), "validation": rows("h", "i")}})
+
+
+def test_a_written_copy_is_read_by_datasets_as_the_repository_is(tmp_path):
+    import datasets
+
+    d = _glue_like(tmp_path)
+    assert hub_copy(str(d)) == d
+    dd = datasets.load_dataset(str(d), "sst2")
+    assert sorted(dd) == ["train", "validation"]
+    assert list(dd["validation"]["sentence"]) == ["h", "i"] and list(dd["validation"]["label"]) == [0, 1]
+    assert sorted(hub_copy_identity(d)) == ["README.md", "cola/train-00000-of-00001.parquet",
+                                            "cola/validation-00000-of-00001.parquet",
+                                            "sst2/train-00000-of-00001.parquet",
+                                            "sst2/validation-00000-of-00001.parquet"]
+
+
+def test_only_a_card_with_configs_or_parquet_files_make_a_copy(tmp_path):
+    official = tmp_path / "e2e"  # the official release: CSVs and a README without card metadata
+    official.mkdir()
+    (official / "trainset.csv").write_text("mr,ref\n")
+    (official / "README.md").write_text("# E2E NLG\nThe dataset.\n")
+    assert hub_copy(str(official)) is None
+    (official / "README.md").write_text("---\nlicense: cc-by-sa-4.0\n---\n# E2E\n")
+    assert hub_copy(str(official)) is None  # a card, but no configs
+    shards = tmp_path / "shards" / "plain_text"
+    shards.mkdir(parents=True)
+    (shards / "train-00000-of-00001.parquet").write_bytes(b"")
+    assert hub_copy(str(tmp_path / "shards")) == tmp_path / "shards"
+    assert hub_copy(str(tmp_path / "missing")) is None
+    assert hub_copy(str(official / "trainset.csv")) is None
+
+
+def test_the_download_tools_records_are_not_part_of_the_identity(tmp_path):
+    d = _glue_like(tmp_path)
+    before = hub_copy_identity(d)
+    (d / ".cache" / "huggingface").mkdir(parents=True)
+    (d / ".cache" / "huggingface" / "download.lock").write_text("x")
+    assert hub_copy_identity(d) == before
+    (d / "cola" / "train-00000-of-00001.parquet").write_bytes(b"changed")
+    assert hub_copy_identity(d) != before
+
+
+@pytest.mark.parametrize("config, splits, message", [
+    ("qqp", ("train",), "cannot read as 'qqp' (BuilderConfig 'qqp' not found"),
+    (None, ("train",), "cannot read (Config name is missing"),
+    ("cola", ("train", "test"), "(cola) has no 'test' split (it has 'train' or 'validation')"),
+])
+def test_a_config_or_split_the_copy_lacks_is_refused_in_one_line(tmp_path, config, splits, message):
+    d = _glue_like(tmp_path)
+    check_hub_copy(d, "cola", ("train", "validation"))
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d, config, splits)
+    assert e.value.field == "data.source" and message in str(e.value) and "\n" not in str(e.value)
