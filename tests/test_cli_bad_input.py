@@ -573,6 +573,9 @@ CASES = [
     ("fsdp-with-qlora", QLORA, FSDP, "train.strategy", "fsdp does not shard a 4-bit base", None),
     ("fsdp-with-dora", E2E, [*FSDP, "--set", "adapter.method=dora"], "adapter.method",
      "'dora' was not checked under train.strategy=fsdp; accepted there: 'lora' (or train.strategy=ddp)", None),
+    ("fsdp-with-full-fine-tuning-of-batchnorm", "cifar_lora.py", [*FSDP, "--set", "train.early_stopping_patience=null"],
+     "space.scientific.method.grid[1]",
+     "'full' was not checked under train.strategy=fsdp; accepted there: 'lora' (or train.strategy=ddp)", None),
     ("fsdp-with-fp16", E2E, [*FSDP, "--set", "train.precision=fp16"], "train.precision",
      "fp16 (its gradient scaler would decide to skip a step on each rank's shards alone) was not checked under "
      "train.strategy=fsdp; accepted there: fp32 or bf16", None),

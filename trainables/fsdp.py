@@ -27,7 +27,9 @@ from trainables.devices import unwrap
 from trainables.errors import UserError, one_of
 
 #: Adapter methods whose FSDP trials were checked against one-process trials
-#: (``tests/test_ray_train.py``); the others are refused before launch.
+#: (``tests/test_ray_train.py``); the others are refused before launch. ``full`` would also
+#: train BatchNorm layers (the image task's ResNet), whose running statistics FSDP2 does not
+#: broadcast as DDP does: each rank's would drift apart (a LoRA trial keeps them frozen).
 FSDP_METHODS = ("lora",)
 
 
