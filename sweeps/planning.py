@@ -139,7 +139,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
     trial0 = grid_trials[0]
     # The model first: a task's own checks may load its tokenizer.
     check_model_source(trial0.model.name_or_path, revision=trial0.model.revision)
-    for trial in grid_trials if not stored else []:
+    for trial in [*grid_trials, *sampled_data_trials(probe, space)] if not stored else []:
         check_data_settings(trial)
     task.check(trial0)
     check_workers(cfg, grid_trials, space)
@@ -181,6 +181,32 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
         if cfg.scheduler.name == "asha" and not leaves_nothing_to_prune(space, groups):
             asha_max_t(cfg, plan.max_epoch)  # before any trial is started or anything written
     return plan
+
+
+def sampled_data_trials(probe: dict[str, Any], space: Any) -> list[TrialConfig]:
+    """A trial for each value a sampled parameter (choice or range) can give a data setting
+    that only some tasks read, the rest as in ``probe``: the grid's trials carry a sampled
+    setting at its first value only, and the other values reach trials too.
+
+    A choice gives each of its values. A range gives its two ends (an integer range
+    ``[low, high)`` its last integer, high - 1): as low < high, at least one of them differs
+    from the setting's default whenever any sampled value can.
+    """
+    from search_spaces import apply_hyperparameters
+    from trainables.tasks.base import TASK_DATA_SETTINGS
+
+    data_keys = {f"data.{name}" for name in TASK_DATA_SETTINGS}
+    trials = []
+    for p in space.swept:
+        if p.kind == "grid" or not data_keys & set(p.keys):
+            continue
+        if p.kind == "choice":
+            values = list(p.tune_values)
+        else:
+            low, high = p.values
+            values = [low, high - 1 if p.kind in ("randint", "lograndint") else high]
+        trials += [from_dict(TrialConfig, apply_hyperparameters(probe, {p.key: v})) for v in values]
+    return trials
 
 
 def _decided_by(param: Any) -> set[str]:
