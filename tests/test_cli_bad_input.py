@@ -86,6 +86,8 @@ def _spaces(tmp: Path) -> None:
         "bigseed": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  seed: {randint: [0, 99999999999999999999]}\n",
         "epochs": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  train.epochs: {uniform: [1, 3]}\n",
         "sampled": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  lr: {loguniform: [1.0e-4, 1.0e-2]}\n",
+        "augment": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  data.augment: {choice: [none, synonyms]}\n",
+        "augmentprob": "scientific:\n  r: {grid: [1, 4]}\nnuisance:\n  data.augment_prob: {uniform: [0.1, 0.3]}\n",
     }
     for name, text in spaces.items():
         (tmp / f"{name}.yaml").write_text(text)
@@ -282,6 +284,14 @@ CASES = [
      "for e2e", None),
     ("data-image-size-on-e2e", E2E, ["--set", "data.image_size=224", "--dry-run"], "data.image_size",
      "task e2e does not read it (got 224); only 'cifar10' reads it: leave it out for e2e", None),
+    # sampled by the search space: each value of a choice (the first, 'none', is the default), the
+    # ends of a range (its low end, 0.1, is the default)
+    ("data-augment-sampled-on-e2e", E2E, ["--search-space", "{tmp}/augment.yaml", "--dry-run"], "data.augment",
+     "task e2e does not read it (got 'synonyms'); only 'glue-mnli', 'glue-sst2', 'glue-mrpc', 'glue-cola', "
+     "'glue-qnli', 'glue-qqp', 'glue-rte', 'glue-stsb', 'ag_news' and 'text-classification' read it: leave it out "
+     "for e2e", _spaces),
+    ("data-augment-prob-range-on-e2e", E2E, ["--search-space", "{tmp}/augmentprob.yaml", "--dry-run"],
+     "data.augment_prob", "task e2e does not read it (got 0.3); only 'glue-mnli',", _spaces),
     ("data-split-on-text-classification", "text_classification.py", ["--set", "data.split=paper", "--dry-run"],
      "data.split", "task text-classification does not read it (got 'paper'); only 'glue-mnli',", None),
     ("split-seed-negative", E2E, ["--set", "data.split_seed=-1", "--dry-run"], "data.split_seed",
@@ -611,6 +621,25 @@ def test_num_samples_repeat_a_space_that_samples(tmp_path, capsys, smoke_assets)
               "--storage", str(tmp_path / "rr"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]
     assert run_study("rank_e2e", [*common, "--num-samples", "3", "--search-alg", "random"]) == 0
     assert '"n_trials": 6' in capsys.readouterr().out  # 2 ranks x 3 samples
+
+
+def test_a_sampled_data_setting_a_task_does_not_read_is_accepted_at_its_default_only(tmp_path, capsys,
+                                                                                    smoke_assets):
+    """E2E does not read data.augment_copies (default 1). An integer range is [low, high), so
+    {randint: [1, 2]} samples 1 alone, the default: accepted; [1, 3] samples 2 as well: refused."""
+    from sweeps.cli import run_study
+
+    common = ["--preset", "smoke", "--dry-run", "--search-space", str(tmp_path / "space.yaml"),
+              "--storage", str(tmp_path / "rr"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]
+    for high, code in ((2, 0), (3, 2)):
+        (tmp_path / "space.yaml").write_text(f"scientific:\n  r: {{grid: [1, 4]}}\n"
+                                             f"nuisance:\n  data.augment_copies: {{randint: [1, {high}]}}\n")
+        assert run_study("rank_e2e", common) == code
+    assert capsys.readouterr().err.strip() == (
+        "error: data.augment_copies: task e2e does not read it (got 2); only 'glue-mnli', 'glue-sst2', 'glue-mrpc', "
+        "'glue-cola', 'glue-qnli', 'glue-qqp', 'glue-rte', 'glue-stsb', 'ag_news' and 'text-classification' read "
+        "it: leave it out for e2e")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["space.yaml"]  # no MLflow store, no Tune storage
 
 
 def test_a_max_length_the_command_line_sets_wins_over_the_spaces_fixed_one(tmp_path, capsys, smoke_assets):
