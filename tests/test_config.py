@@ -124,6 +124,21 @@ def test_a_user_error_survives_pickling_with_its_field_and_message():
     assert str(err) == "train.batching: padding_free mixes examples"
 
 
+@pytest.mark.parametrize("error, limit, quoted", [
+    (OSError(), 200, "OSError"),  # no text: the type's name, never an IndexError
+    (ValueError(""), 200, "ValueError"),
+    (ValueError(" \n\t \n"), 200, "ValueError"),  # whitespace only counts as no text
+    (ValueError("\n  \ndisk full\nat block 7"), 200, "disk full"),  # blank lines first: the first written one
+    (ValueError("a" * 250 + "\nb"), 200, "a" * 200),
+    (ValueError("abcdefgh"), 5, "abcde"),
+    (ValueError("a" * 250), None, "a" * 250),  # None: the whole first line
+])
+def test_an_error_is_quoted_by_its_first_line_or_its_type(error, limit, quoted):
+    from trainables.errors import first_line
+
+    assert first_line(error, limit=limit) == quoted
+
+
 @pytest.mark.parametrize("cpus_per_trial, workers, threads", [(4, 2, 2), (8, 2, 4), (2, 1, 2), (1, 2, 1), (3, 2, 1)])
 def test_each_worker_computes_on_its_share_of_the_trials_cpus(cpus_per_trial, workers, threads):
     """A worker's share is the trial's CPUs less its driver's sliver, split over the workers:

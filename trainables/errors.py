@@ -25,11 +25,11 @@ class UserError(Exception):
         return UserError, (self.field, self.message)
 
 
-def first_line(error: BaseException) -> str:
-    """How a message quotes an error it reports: its text's first line (at most 200
-    characters), or its type's name when it has no text."""
+def first_line(error: BaseException, *, limit: int | None = 200) -> str:
+    """How a message quotes an error it reports: its text's first non-blank line (at most
+    ``limit`` characters; ``None``: all of it), or its type's name when it has no text."""
     text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
