@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError, one_of
+from trainables.errors import UserError, first_line, one_of
 
 EXIT_USAGE = 2
 SOURCES = ("--run", "--sweep", "--study")
@@ -207,7 +207,7 @@ def check_hub(repo: str | None) -> None:
     try:
         validate_repo_id(repo)
     except HFValidationError as e:
-        raise UserError("--push-to-hub", f"{repo!r} is not a Hub repository id ({str(e).splitlines()[0]}); "
+        raise UserError("--push-to-hub", f"{repo!r} is not a Hub repository id ({first_line(e, limit=None)}); "
                                          "use NAME or NAMESPACE/NAME") from None
     if constants.HF_HUB_OFFLINE:
         raise UserError("--push-to-hub", "HF_HUB_OFFLINE is set: the Hub cannot be reached; unset it to upload")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.config import SweepConfig
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 from trainables.mlflow_names import sqlite_path
 
 STUDY_FILE = "optuna.db"
@@ -47,7 +47,7 @@ def _check_reachable(url: str, backend: str) -> None:
         with engine.connect():
             pass
     except Exception as e:  # noqa: BLE001 - the driver's error, shortened to its first line
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:200]
+        reason = first_line(getattr(e, "orig", None) or e)
         raise UserError("search.storage", f"cannot reach the Optuna study storage {redact_uri(url)} ({reason})") from None
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.config import SweepConfig
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 from sweeps.tracking.writer import storage_fs
 from trainables.schema import from_dict, to_dict
 from sweeps.plan import Plan
@@ -162,7 +162,7 @@ def _sweep_description(text: bytes, path: str, verb: str) -> dict[str, Any]:
     try:
         data = json.loads(text.decode())
     except (UnicodeDecodeError, ValueError) as e:
-        raise UserError(verb, f"{path} is damaged ({str(e).splitlines()[0][:120]}); it is the sweep's "
+        raise UserError(verb, f"{path} is damaged ({first_line(e, limit=120)}); it is the sweep's "
                               "description as launched, a JSON object of its settings: restore it, or start "
                               "a new sweep") from None
     if not isinstance(data, dict):
@@ -314,8 +314,7 @@ def check_storage(storage: str, *, timeout_s: float = 20.0) -> None:
                                    "network and the credentials of this machine and the nodes")
     if outcome[0] is not None:
         e = outcome[0]
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise UserError("storage", f"cannot use {storage} ({reason}); {_credentials_hint(scheme)}")
+        raise UserError("storage", f"cannot use {storage} ({first_line(e)}); {_credentials_hint(scheme)}")
 
 
 def _credentials_hint(scheme: str) -> str:

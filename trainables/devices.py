@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -55,7 +55,7 @@ def _unsupported(precision: str, device_type: str) -> str | None:
             with torch.autocast(device_type=device_type, dtype=dtype):
                 out = (x @ x).dtype
     except Exception as e:  # noqa: BLE001 - a device type this build lacks fails in its own way
-        return str(e).strip().splitlines()[0].split(". ")[0][:160] or type(e).__name__
+        return first_line(e).split(". ")[0][:160] or type(e).__name__
     if out != dtype:
         return f"its autocast computes in {str(out).removeprefix('torch.')}"
     if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 from trainables.mlflow_names import sqlite_path
 
 FIELD = "adapter.init_from"
@@ -126,7 +126,7 @@ def resolve_init_from(value: str, tracking_uri: str) -> Path:
         try:
             client.download_artifacts(run_id, artifact, str(d))
         except Exception as e:  # no such artifact
-            raise UserError(FIELD, f"run {run_id} has no adapter artifact ({str(e).splitlines()[0][:120]})") from None
+            raise UserError(FIELD, f"run {run_id} has no adapter artifact ({first_line(e, limit=120)})") from None
 
     return build_once(cache_dir() / "adapters", run_id, download) / artifact
 
