@@ -8,16 +8,16 @@ import re
 from typing import Any
 
 from sweeps.config import SweepConfig
+from trainables.errors import first_line
 
 
 class RayStartFailed(Exception):
     """Ray could not be started (or ``$RAY_ADDRESS`` joined): nothing was launched or written."""
 
     def __init__(self, cause: BaseException) -> None:
-        reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
         where = f"join the Ray cluster at {os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS") \
             else "start Ray (or join the one started on this machine with ray start)"
-        super().__init__(f"cannot {where}: {reason}; nothing was launched or written")
+        super().__init__(f"cannot {where}: {first_line(cause, limit=300)}; nothing was launched or written")
 
 
 class RayStarter:

@@ -31,6 +31,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from trainables.errors import first_line
+
 #: Tune's checkpoint directory names (``checkpoint_000003``); Ray Train's are timestamps.
 _INDEX = re.compile(rb"checkpoint_(\d{6})(?![\d-])")
 _ENDED = ("TERMINATED", "ERROR")
@@ -214,8 +216,7 @@ class CheckpointRetention(Callback):
                 self._retry.add(q["tid"])
 
     def _note_failure(self, path: str, error: BaseException) -> None:
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        entry = f"{path}: {reason}"
+        entry = f"{path}: {first_line(error)}"
         if entry not in self.failed:
             self.failed.append(entry)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 HUB_TIMEOUT_S = 10.0
 
@@ -157,6 +157,5 @@ def _ask_hub(repo_id: str, *, repo_type: str, revision: str | None, field: str) 
     except RevisionNotFoundError:
         raise UserError(field, f"{kind} {repo_id!r} has no revision {revision!r}") from None
     except Exception as e:  # DNS failure, refused connection, timeout, proxy error...
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise UserError(field, f"cannot reach the Hugging Face Hub for {kind} {repo_id!r} "
-                               f"({reason}). {OFFLINE_HINT}") from None
+                               f"({first_line(e, limit=160)}). {OFFLINE_HINT}") from None

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 FIELD = "eval.judge"
 TUNED = "tuned"
@@ -295,16 +295,12 @@ def judge_all(e: Any, prompts: list[str], answers: list[list[str]]) -> Judged:
     return _judge_side_by_side(ChatJudge(e.judge, e.judge_model or "", key), prompts, answers, none)
 
 
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-
-
 def _judge_each(spec: str, prompts: list[str], answers: list[list[str]], out: Judged) -> Judged:
     judge = load_callable(spec)
     try:
         out.scores = [[judge(p, a) for a in row] for p, row in zip(prompts, answers)]
     except Exception as e:  # noqa: BLE001 - any judge failure is recorded, not fatal to the trial
-        out.note = f"not judged: the judge {spec} failed ({_first_line(e)})"
+        out.note = f"not judged: the judge {spec} failed ({first_line(e)})"
         return out
     out.note = f"judged by {spec}"
     return out
@@ -319,7 +315,7 @@ def _judge_side_by_side(judge: ChatJudge, prompts: list[str], answers: list[list
             out.errors[i] = f"{e}"
             continue
         except (OSError, ValueError) as e:  # requests' errors are OSErrors; stop at the first
-            out.note = f"not judged: the judge {where} could not be used ({judge.redact(_first_line(e))})"
+            out.note = f"not judged: the judge {where} could not be used ({judge.redact(first_line(e))})"
             out.scores = [[None] * len(r) for r in answers]
             out.justifications = [[None] * len(r) for r in answers]
             return out

@@ -32,6 +32,7 @@ from typing import Any
 from ray.tune import Callback
 
 from analysis.markdown import fenced
+from trainables.errors import first_line
 from trainables.mlflow_names import (
     COMPLETED,
     FAILED,
@@ -146,7 +147,7 @@ class MlflowRecorder(Callback):
         try:
             journal.save(self._writer.pending_records())
         except Exception as e:  # noqa: BLE001 - a snapshot must not fail because of it
-            self.journal_errors.append(str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+            self.journal_errors.append(first_line(e))
 
     def replay_journal(self) -> int:
         """Queue the records an earlier driver left unwritten; returns how many."""
@@ -271,8 +272,7 @@ class MlflowRecorder(Callback):
             try:
                 local = checkpoint_contents(fs, path, Path(tmp))
             except OSError as e:
-                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-                self.writer.note_lost(tid, f"adapter and outputs (reading its checkpoint {path}: {reason})")
+                self.writer.note_lost(tid, f"adapter and outputs (reading its checkpoint {path}: {first_line(e)})")
                 return
             for sub, directory in sorted(local.items()):
                 client.log_artifacts(run_id, str(directory), sub)

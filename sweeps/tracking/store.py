@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 from trainables.mlflow_names import sqlite_path
 from trainables.schema import to_dict
 from sweeps.plan import Plan
@@ -284,8 +284,7 @@ def check_tracking(client: Any, uri: str) -> None:
 
 def unusable_store(uri: str, error: Exception) -> UserError:
     """The one line for a tracking store that failed ``error``'s call: its first line."""
-    reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-    return UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({reason})")
+    return UserError("tracking_uri", f"cannot use the MLflow tracking store {uri} ({first_line(error)})")
 
 
 def check_sweep_in_store(cfg: Any) -> None:

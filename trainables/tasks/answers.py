@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,7 @@ def answer_and_judge(model: Any, tokenizer: Any, test: dict[str, Any], cfg: Tria
             answers.append(answers_of(name, model, tokenizer, test, cfg, device=device))
         except Exception as e:  # noqa: BLE001 - a comparison model that fails costs no trained adapter
             answers.append([None] * len(test["ids"]))
-            failures.append(f"{name} could not answer ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})")
+            failures.append(f"{name} could not answer ({first_line(e, limit=160)})")
     rows = [list(r) for r in zip(*answers)]  # prompt x model
     if failures:
         judged = Judged([[None] * len(names)] * len(rows), [[None] * len(names)] * len(rows),

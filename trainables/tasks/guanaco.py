@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainables.errors import UserError
+from trainables.errors import UserError, first_line
 from trainables.tasks.base import MetricSpec, Prepared, packed
 from trainables.tasks.causal_lm import IGNORE, CausalLMTask, fixed_subset, pad_collate
 from trainables.tasks.chat import GUANACO_PROMPT, prompt_ids, render
@@ -127,9 +127,8 @@ def training_text(tokenizer: Any, conv: Conversation, fmt: str) -> tuple[str, li
 def template_refusal(e: Exception, where: str, model: str) -> UserError:
     """A chat template's ``raise_exception`` (a system turn it does not support, roles that do
     not alternate) as one line naming the row and the template's message."""
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return UserError("model.name_or_path", f"{model}'s chat template refuses {where or 'a conversation'}: "
-                                           f"{message}")
+                                           f"{first_line(e, limit=None)}")
 
 
 def rendered(tokenizer: Any, conv: Conversation, fmt: str, model: str) -> tuple[str, list[tuple[int, int]] | None,
