@@ -161,7 +161,7 @@ def _sweep_description(text: bytes, path: str, verb: str) -> dict[str, Any]:
     naming the file when it is damaged."""
     try:
         data = json.loads(text.decode())
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested too deep
         raise UserError(verb, f"{path} is damaged ({first_line(e, limit=120)}); it is the sweep's "
                               "description as launched, a JSON object of its settings: restore it, or start "
                               "a new sweep") from None

@@ -336,6 +336,9 @@ CASES = [
      "{tmp}/old/done/lorasweep_sweep.json is damaged (Expecting property name enclosed in double quotes: line 1 "
      "column 2 (char 1)); it is the sweep's description as launched, a JSON object of its settings: restore it, "
      "or start a new sweep", _damaged_sweep("{not json")),
+    ("resume-a-description-nested-too-deep", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "resume",
+     "{tmp}/old/done/lorasweep_sweep.json is damaged (maximum recursion depth exceeded while decoding a JSON array "
+     "from a unicode string); it is the sweep's description", _damaged_sweep("[" * 100_000)),
     ("resume-a-description-not-an-object", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume"], "resume",
      "{tmp}/old/done/lorasweep_sweep.json is damaged (a JSON array, not an object)", _damaged_sweep("[1, 2]")),
     ("resume-a-description-with-a-bad-value", E2E, ["--storage", "{tmp}/old", "--name", "done", "--resume",
