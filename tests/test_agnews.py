@@ -60,3 +60,61 @@ def test_a_class_index_other_than_1_to_4_is_one_line(tmp_path, index):
     with pytest.raises(UserError) as err:
         read_csv(path)
     assert err.value.message == f"{path} line 2: class index {index!r} is not 1-4 (the official AG News CSVs have no header)"
+
+
+def _cfg(source):
+    return from_dict(TrialConfig, {"task": "ag_news", "data": {"source": str(source)}})
+
+
+def _as_hub_copy(official, out, splits=("train", "test")):
+    """The official CSVs' rows as ``fancyzhx/ag_news`` holds them (config ``default`` in
+    ``data/``): ``text`` = title, a space, description; ``label`` = class index - 1."""
+    import csv
+
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["World", "Sports", "Business", "Sci/Tech"])})
+    tables = {}
+    for split in splits:
+        with open(official / f"{split}.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        tables[split] = datasets.Dataset.from_dict({"text": [f"{t} {d}" for _, t, d in rows],
+                                                    "label": [int(c) - 1 for c, _, _ in rows]}, features=features)
+    return write_hub_copy(out, {"default": tables}, folders={"default": "data"})
+
+
+def test_a_local_copy_of_the_hub_dataset_reads_as_the_official_csvs(tmp_path):
+    from trainables.offline.glue_synth.news import write_ag_news
+    from trainables.tasks.registry import get_task
+
+    task = get_task("ag_news")
+    official = write_ag_news(tmp_path / "csv", n_train=40, n_test=12, n_unlabelled=0)
+    hub = _as_hub_copy(official, tmp_path / "hub")
+    task.check(_cfg(hub))
+    a, b = task.read_splits(_cfg(official)), task.read_splits(_cfg(hub))
+    assert (len(a["train"]), len(a["test"])) == (40, 12) and a == b
+    key = task._key(_cfg(hub), "tok")
+    assert key != task._key(_cfg(official), "tok")
+    _as_hub_copy(official, hub)  # the same rows again: the same files
+    assert task._key(_cfg(hub), "tok") == key
+    (hub / "data" / "test-00000-of-00001.parquet").write_bytes(
+        (hub / "data" / "train-00000-of-00001.parquet").read_bytes())
+    assert task._key(_cfg(hub), "tok") != key
+
+    # Official CSVs win over a card beside them.
+    official_key = task._key(_cfg(official), "tok")
+    _as_hub_copy(official, official, splits=("train",))
+    task.check(_cfg(official))
+    assert task._key(_cfg(official), "tok") == official_key and task.read_splits(_cfg(official)) == a
+
+    partial = _as_hub_copy(official, tmp_path / "partial", splits=("train",))
+    with pytest.raises(UserError) as err:
+        task.check(_cfg(partial))
+    assert err.value.field == "data.source"
+    assert err.value.message == f"{partial} has no 'test' split (it has 'train')"
+    with pytest.raises(UserError) as err:
+        task.check(_cfg(tmp_path))
+    assert "nor a local copy of the hub dataset" in err.value.message and "\n" not in err.value.message

@@ -137,3 +137,53 @@ def test_a_hub_name_fails_fast_offline(make_trial, monkeypatch):
     with pytest.raises(UserError) as err:
         get_task("e2e").check(make_trial(data={"source": "e2e_nlg_not_cached"}))
     assert "--preset smoke" in err.value.message and "--data DIR" in err.value.message
+
+
+def _as_hub_copy(official, out, splits=("train", "validation", "test")):
+    """The official CSVs' rows as the hub's ``e2e_nlg`` holds them (config ``default``, splits
+    train/validation/test, one row per reference: ``meaning_representation``, ``human_reference``)."""
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+
+    files = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}
+    tables = {}
+    for split in splits:
+        with open(official / files[split], newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        tables[split] = datasets.Dataset.from_dict({"meaning_representation": [r["mr"] for r in rows],
+                                                    "human_reference": [r["ref"] for r in rows]})
+    return write_hub_copy(out, {"default": tables}, folders={"default": "data"})
+
+
+def test_a_local_copy_of_the_hub_dataset_reads_as_the_official_csvs(tmp_path):
+    from trainables.config import TrialConfig
+    from trainables.offline.e2e_synth import write_e2e_dataset
+    from trainables.schema import from_dict
+
+    def cfg(source):
+        return from_dict(TrialConfig, {"task": "e2e", "data": {"source": str(source)}})
+
+    task = get_task("e2e")
+    official = write_e2e_dataset(tmp_path / "csv", n_train_mrs=8, n_dev_mrs=3, n_test_mrs=3)
+    hub = _as_hub_copy(official, tmp_path / "hub")
+    task.check(cfg(hub))
+    a, b = task.read_rows(cfg(official)), task.read_rows(cfg(hub))
+    assert len(a["test"]) > 3 and a == b  # several references per test MR
+    key = task._key(cfg(hub), "tok")
+    assert key != task._key(cfg(official), "tok")
+    shard = hub / "data" / "validation-00000-of-00001.parquet"
+    shard.write_bytes((hub / "data" / "test-00000-of-00001.parquet").read_bytes())
+    assert task._key(cfg(hub), "tok") != key
+
+    # Official CSVs win over a card beside them.
+    official_key = task._key(cfg(official), "tok")
+    _as_hub_copy(official, official, splits=("train",))
+    task.check(cfg(official))
+    assert task._key(cfg(official), "tok") == official_key and task.read_rows(cfg(official)) == a
+
+    partial = _as_hub_copy(official, tmp_path / "partial", splits=("train", "validation"))
+    with pytest.raises(UserError) as err:
+        task.check(cfg(partial))
+    assert err.value.field == "data.source"
+    assert err.value.message == f"{partial} has no 'test' split (it has 'train' or 'validation')"

@@ -135,6 +135,77 @@ def test_glue_reader_errors_name_the_file_and_line(tmp_path):
         get_task("glue-cola").check(cfg)
 
 
+def _glue_as_hub_copy(task_dir: Path, config: str, out: Path, *, drop: str | None = None) -> Path:
+    """A synthetic GLUE task's TSVs as ``nyu-mll/glue`` holds them (folder = config): CoLA's
+    header-less rows are (source, label, judgement, sentence); MNLI's gold_label strings become
+    ids 0-2 and its sentence1/sentence2 premise/hypothesis; test splits are labelled -1."""
+    import csv
+
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+
+    def tsv(name, header=True):
+        with open(task_dir / name, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+        return [dict(zip(rows[0], r)) for r in rows[1:]] if header else rows
+
+    if config == "cola":
+        names = ["unacceptable", "acceptable"]
+        rows = {"train": [(r[3], int(r[1])) for r in tsv("train.tsv", header=False)],
+                "validation": [(r[3], int(r[1])) for r in tsv("dev.tsv", header=False)],
+                "test": [(r["sentence"], -1) for r in tsv("test.tsv")]}
+        columns = ("sentence",)
+    else:
+        names = ["entailment", "neutral", "contradiction"]
+        files = {"train": "train.tsv", "validation_matched": "dev_matched.tsv",
+                 "validation_mismatched": "dev_mismatched.tsv", "test_matched": "test_matched.tsv",
+                 "test_mismatched": "test_mismatched.tsv"}
+        rows = {split: [(r["sentence1"], r["sentence2"],
+                         names.index(r["gold_label"]) if "gold_label" in r else -1)
+                        for r in tsv(name) if r.get("gold_label") != "-"] for split, name in files.items()}
+        columns = ("premise", "hypothesis")
+    features = datasets.Features({**{c: datasets.Value("string") for c in columns},
+                                  "label": datasets.ClassLabel(names=names), "idx": datasets.Value("int32")})
+    tables = {split: datasets.Dataset.from_dict(
+        {**{c: [r[i] for r in split_rows] for i, c in enumerate(columns)},
+         "label": [r[-1] for r in split_rows], "idx": list(range(len(split_rows)))}, features=features)
+        for split, split_rows in rows.items() if split != drop}
+    return write_hub_copy(out, {config: tables})
+
+
+@pytest.mark.parametrize("config, folder, needed", [("cola", "CoLA", "validation"),
+                                                    ("mnli", "MNLI", "validation_mismatched")])
+def test_a_local_copy_of_the_hub_dataset_reads_as_the_glue_tsvs(tmp_path, config, folder, needed):
+    from trainables.config import TrialConfig
+    from trainables.offline.glue_synth.write import write_glue_task
+    from trainables.schema import from_dict
+    from trainables.tasks.registry import get_task
+
+    def cfg(source):
+        return from_dict(TrialConfig, {"task": f"glue-{config}", "data": {"source": str(source)}})
+
+    task = get_task(f"glue-{config}")
+    official = write_glue_task(config, tmp_path / "glue_data" / folder, n_train=30, n_dev=10, n_test=5)
+    hub = _glue_as_hub_copy(official, config, tmp_path / "glue")
+    task.check(cfg(hub))
+    a, b = task.read_splits(cfg(tmp_path / "glue_data")), task.read_splits(cfg(hub))
+    assert len(a["train"]) == 30 and all(len(a[t]) == 10 for t in task.test_names) and a == b
+    key = task._key(cfg(hub), "tok")
+    assert key != task._key(cfg(official), "tok")
+    shard = hub / config / "train-00000-of-00001.parquet"
+    shard.write_bytes((hub / config / f"{needed}-00000-of-00001.parquet").read_bytes())
+    assert task._key(cfg(hub), "tok") != key
+
+    partial = _glue_as_hub_copy(official, config, tmp_path / "partial", drop=needed)
+    with pytest.raises(UserError) as err:
+        task.check(cfg(partial))
+    assert err.value.field == "data.source" and "\n" not in err.value.message
+    assert err.value.message.startswith(f"{partial} ({config}) has no {needed!r} split (it has 'train'")
+    with pytest.raises(UserError, match="or a local copy of the hub dataset"):
+        task.check(cfg(tmp_path))
+
+
 def test_ag_news_reader_and_label_shift(tmp_path):
     from trainables.tasks.agnews import read_csv
 

@@ -182,6 +182,36 @@ def test_cifar_pickle_imagefolder_and_hub_readers_give_the_same_arrays(tmp_path)
         assert np.array_equal(folder[split][1], labels[order])
 
 
+def test_a_local_copy_of_the_hub_dataset_is_checked_and_keyed_by_its_files(tmp_path):
+    """``hf download --repo-type dataset uoft-cs/cifar10 --local-dir DIR``: a card with the
+    ``plain_text`` config, parquet shards under ``plain_text/``."""
+    from trainables.config import TrialConfig
+    from trainables.errors import UserError
+    from trainables.offline import vision_synth as vs
+    from trainables.schema import from_dict
+    from trainables.tasks.registry import get_task
+
+    def cfg(source):
+        return from_dict(TrialConfig, {"task": "cifar10", "data": {"source": str(source)}})
+
+    task = get_task("cifar10")
+    x, y = vs.make_images(12, seed=1)
+    hub = vs.write_hub_parquet(tmp_path / "hub", {"train": (x[:8], y[:8]), "test": (x[8:], y[8:])})
+    assert (hub / "README.md").is_file()
+    task.check(cfg(hub))
+    key = task._key(cfg(hub), None)
+    vs.write_hub_parquet(hub, {"train": (x[:8], y[:8]), "test": (x[8:], y[8:])})
+    assert task._key(cfg(hub), None) == key  # the same images: the same files
+    card = (hub / "README.md").read_text()
+    (hub / "README.md").write_text(card + "A note.\n")
+    assert task._key(cfg(hub), None) != key
+
+    partial = vs.write_hub_parquet(tmp_path / "partial", {"train": (x[:8], y[:8])})
+    with pytest.raises(UserError) as err:
+        task.check(cfg(partial))
+    assert err.value.message == f"{partial} has no 'test' split (it has 'train')"
+
+
 def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path):
     """CIFAR batches come from a download or shared storage: a pickle naming anything but
     numpy's array machinery (here ``os.system``) is refused before it is called."""

@@ -148,18 +148,19 @@ def write_imagefolder(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]
 
 def write_hub_parquet(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]],
                       label_names: tuple[str, ...] = LABEL_NAMES) -> Path:
-    """The hub dataset's layout (``uoft-cs/cifar10``): ``plain_text/<split>-00000-of-00001.parquet``
-    with an ``img`` image column and a ``label`` class column."""
+    """The hub dataset's layout (``uoft-cs/cifar10``): a card with the ``plain_text`` config and
+    ``plain_text/<split>-00000-of-00001.parquet`` with an ``img`` image column and a ``label``
+    class column."""
     import datasets
     from PIL import Image
 
+    from trainables.offline.hub_copy import write_hub_copy
+
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=list(label_names))})
-    (Path(out) / "plain_text").mkdir(parents=True, exist_ok=True)
-    for split, (images, labels) in splits.items():
-        ds = datasets.Dataset.from_dict({"img": [Image.fromarray(x) for x in images],
-                                         "label": [int(y) for y in labels]}, features=features)
-        ds.to_parquet(str(Path(out) / "plain_text" / f"{split}-00000-of-00001.parquet"))
-    return Path(out)
+    return write_hub_copy(out, {"plain_text": {
+        split: datasets.Dataset.from_dict({"img": [Image.fromarray(x) for x in images],
+                                           "label": [int(y) for y in labels]}, features=features)
+        for split, (images, labels) in splits.items()}})
 
 
 def _root() -> Path:

@@ -1,8 +1,9 @@
 """AG News topic classification (Zhang et al., 2015): four classes, titles and descriptions.
 
-Data: the hub dataset ``ag_news`` (``text``, ``label`` 0-3) or a local directory with the
-official CSVs (``train.csv``, ``test.csv``: no header, ``"Class Index","Title","Description"``,
-classes 1-4 = World, Sports, Business, Sci/Tech). Local rows become ``title + " " +
+Data: the hub dataset ``ag_news`` (``text``, ``label`` 0-3), a local copy of it (``hf download
+--repo-type dataset fancyzhx/ag_news --local-dir DIR``, read by the same ``load_dataset`` call)
+or a local directory with the official CSVs (``train.csv``, ``test.csv``: no header,
+``"Class Index","Title","Description"``, classes 1-4 = World, Sports, Business, Sci/Tech). CSV rows become ``title + " " +
 description`` with label ``class - 1``, the hub's form, and share everything after that.
 The official release has no validation set: the ``holdout`` split policy (default) keeps a
 seeded 10% of train for it (``data.holdout_size`` examples instead, when set), and the test set is
@@ -57,19 +58,35 @@ class AGNews(ClassificationTask):
     output_labels = ("1", "2", "3", "4")
 
     def _local(self, cfg: TrialConfig) -> bool:
+        """The official CSVs in a local directory (else the hub id or a local copy of it)."""
         from trainables.hub import looks_local
 
-        return looks_local(cfg.data.source)
+        return looks_local(cfg.data.source) and self._hub_copy(cfg) is None
+
+    def _hub_copy(self, cfg: TrialConfig) -> Path | None:
+        """``data.source`` as a local copy of the hub dataset, when it lacks the official CSVs."""
+        from trainables.hub import hub_copy
+
+        d = Path(cfg.data.source).expanduser()
+        return None if (d / FILES["train"]).is_file() else hub_copy(cfg.data.source)
 
     def _dir(self, cfg: TrialConfig) -> Path:
         d = Path(cfg.data.source).expanduser()
         if not d.is_dir():
             raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
+        if not (d / FILES["train"]).is_file():
+            raise UserError("data.source", f"{d} has neither the official CSVs ({', '.join(FILES.values())}) "
+                                           "nor a local copy of the hub dataset (`hf download "
+                                           "--repo-type dataset fancyzhx/ag_news --local-dir DIR`)")
         return d
 
     def check_source(self, cfg: TrialConfig) -> None:
-        from trainables.hub import check_dataset_source
+        from trainables.hub import check_dataset_source, check_hub_copy
 
+        copy = self._hub_copy(cfg)
+        if copy is not None:
+            check_hub_copy(copy, None, tuple(FILES))
+            return
         if not self._local(cfg):
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
             return
@@ -79,7 +96,11 @@ class AGNews(ClassificationTask):
 
     def data_identity(self, cfg: TrialConfig) -> Any:
         from trainables.cache import file_digest
+        from trainables.hub import hub_copy_identity
 
+        copy = self._hub_copy(cfg)
+        if copy is not None:
+            return {"hub_copy": hub_copy_identity(copy)}
         if self._local(cfg):
             return {n: file_digest(self._dir(cfg) / n) for n in FILES.values()}
         return {"hub": cfg.data.source, "revision": cfg.data.revision}
@@ -89,8 +110,10 @@ class AGNews(ClassificationTask):
             return {split: read_csv(self._dir(cfg) / name) for split, name in FILES.items()}
         import datasets
 
+        copy = self._hub_copy(cfg)
+        name = cfg.data.source if copy is None else str(copy)
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+        dd = datasets.load_dataset(name, revision=cfg.data.revision)
         for split in FILES:
             if split not in dd:
                 raise UserError("data.source", f"{cfg.data.source} has no {split!r} split "

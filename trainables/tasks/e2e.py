@@ -1,10 +1,12 @@
 """E2E NLG (Novikova et al., 2017): restaurant meaning representations -> English text.
 
-Data: the hub dataset ``e2e_nlg`` or a local directory in the official release's layout
-(``trainset.csv``, ``devset.csv``, ``testset_w_refs.csv`` with columns ``mr,ref``, one row per
-reference, so an MR with k references has k rows), or JSONL files with the same fields
-(``train.jsonl``, ``dev.jsonl``, ``test.jsonl``). The CSVs are read with Python's ``csv``, as
-they are checked (every cell is text); the hub and JSONL go through ``datasets.load_dataset``.
+Data: the hub dataset ``e2e_nlg``, a local copy of it (``hf download --repo-type dataset
+e2e_nlg --local-dir DIR``, read by the same ``load_dataset`` call as the hub id), or a local
+directory in the official release's layout (``trainset.csv``, ``devset.csv``,
+``testset_w_refs.csv`` with columns ``mr,ref``, one row per reference, so an MR with k
+references has k rows), or JSONL files with the same fields (``train.jsonl``, ``dev.jsonl``,
+``test.jsonl``). The CSVs are read with Python's ``csv``, as they are checked (every cell is
+text); the hub and JSONL go through ``datasets.load_dataset``.
 
 Format: ``MR <sep> text <eos>`` with GPT-2's ``<|endoftext|>`` as both sep and eos, loss on the
 text tokens only, as in the LoRA paper's ``gpt2_encode.py --add_bos --add_eos``. The ``paper``
@@ -86,7 +88,18 @@ def local_files(source: Path) -> tuple[str, dict[str, Path]]:
             return kind, {split: source / n for split, n in names.items()}
     raise UserError("data.source", f"{source} has neither the official E2E CSVs "
                                    "(trainset.csv, devset.csv, testset_w_refs.csv) nor "
-                                   "train.jsonl/dev.jsonl/test.jsonl")
+                                   "train.jsonl/dev.jsonl/test.jsonl nor a local copy of the hub "
+                                   "dataset (`hf download --repo-type dataset e2e_nlg --local-dir DIR`)")
+
+
+def e2e_hub_copy(source: str) -> Path | None:
+    """``source`` as a local copy of the hub dataset, when it has none of the local files."""
+    from trainables.hub import hub_copy
+
+    d = Path(source).expanduser()
+    if any((d / names["train"]).is_file() for names in LOCAL_FILES.values()):
+        return None
+    return hub_copy(source)
 
 
 def csv_rows(path: Path) -> Iterator[tuple[str, str]]:
@@ -148,8 +161,9 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
     import datasets
 
     source = Path(cfg.data.source).expanduser()
+    copy = e2e_hub_copy(cfg.data.source)
     datasets.logging.set_verbosity_error()
-    if source.exists():
+    if source.exists() and copy is None:
         kind, files = local_files(source)
         if kind == "csv":  # read as checked, not through pandas (which makes 'NA' a missing value)
             return {split: list(csv_rows(path)) for split, path in files.items()}
@@ -163,7 +177,7 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
             if shown:
                 datasets.enable_progress_bars()
     else:
-        dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+        dd = datasets.load_dataset(cfg.data.source if copy is None else str(copy), revision=cfg.data.revision)
     out: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
         if split not in dd:
@@ -205,9 +219,12 @@ class E2ETask(CausalLMTask):
             raise UserError("data.format", f"E2E accepts {one_of(self.formats)}, got {fmt!r}"
                                            f"{did_you_mean(str(fmt), self.formats)}")
         source = Path(cfg.data.source).expanduser()
-        from trainables.hub import check_dataset_source, looks_local
+        from trainables.hub import check_dataset_source, check_hub_copy, looks_local
 
-        if looks_local(cfg.data.source):
+        copy = self.hub_copy(cfg.data.source)
+        if copy is not None:
+            check_hub_copy(copy, None, SPLITS)
+        elif looks_local(cfg.data.source):
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
             self.check_local(source)
@@ -221,6 +238,10 @@ class E2ETask(CausalLMTask):
         kind, files = local_files(source)
         for path in files.values():
             (check_csv if kind == "csv" else check_jsonl)(path)
+
+    def hub_copy(self, source: str) -> Path | None:
+        """``source`` as a local copy of the hub dataset (read as the hub id is), else None."""
+        return e2e_hub_copy(source)
 
     def data_files(self, source: Path) -> dict[str, Path]:
         """The local files whose content keys the tokenisation cache."""
@@ -249,8 +270,11 @@ class E2ETask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import fingerprint, source_identity
+        from trainables.hub import hub_copy_identity
 
-        data_id = source_identity(cfg.data.source, cfg.data.revision, self.data_files)
+        copy = self.hub_copy(cfg.data.source)
+        data_id = ({"hub_copy": hub_copy_identity(copy)} if copy is not None
+                   else source_identity(cfg.data.source, cfg.data.revision, self.data_files))
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": cfg.data.format or self.default_format(),

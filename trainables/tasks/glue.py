@@ -1,9 +1,10 @@
 """The GLUE benchmark (Wang et al., 2019) as the LoRA paper ran it with RoBERTa (Table 2).
 
-Data: the hub dataset ``nyu-mll/glue`` (one config per task) or a local directory in the
-layout of the GLUE download script (``glue_data/<TASK>/train.tsv``, ``dev.tsv``; MNLI has
-``dev_matched.tsv`` and ``dev_mismatched.tsv``), either the ``glue_data`` root or the task's
-own folder. Both are turned into the same :class:`~trainables.tasks.classification.Example`
+Data: the hub dataset ``nyu-mll/glue`` (one config per task), a local copy of it (``hf download
+--repo-type dataset nyu-mll/glue --local-dir DIR``, read by the same ``load_dataset`` call), or a
+local directory in the layout of the GLUE download script (``glue_data/<TASK>/train.tsv``,
+``dev.tsv``; MNLI has ``dev_matched.tsv`` and ``dev_mismatched.tsv``), either the ``glue_data``
+root or the task's own folder. All are turned into the same :class:`~trainables.tasks.classification.Example`
 rows, with the hub's label ids, and from there share every line of code.
 
 Metrics as the paper reports them: accuracy (MNLI: matched, mismatched and both pooled, SST-2, QNLI, RTE),
@@ -112,7 +113,9 @@ class GlueTask(ClassificationTask):
             if (d / "train.tsv").is_file():
                 return d
         raise UserError("data.source", f"{root} has neither {self.glue_dir}/train.tsv nor train.tsv; "
-                                       "expected the GLUE download layout (glue_data/ or its task folder)")
+                                       "expected the GLUE download layout (glue_data/ or its task folder) "
+                                       f"or a local copy of the hub dataset (`hf download --repo-type "
+                                       f"dataset {HUB_NAME} --local-dir DIR`)")
 
     def _label(self, text: str) -> Any:
         if self.regression:
@@ -125,13 +128,27 @@ class GlueTask(ClassificationTask):
         return value
 
     def _local(self, cfg: TrialConfig) -> bool:
+        """GLUE TSVs in a local directory (else the hub id or a local copy of it)."""
         from trainables.hub import looks_local
 
-        return looks_local(cfg.data.source)
+        return looks_local(cfg.data.source) and self._hub_copy(cfg) is None
+
+    def _hub_copy(self, cfg: TrialConfig) -> Path | None:
+        """``data.source`` as a local copy of the hub dataset, when it lacks the task's TSVs."""
+        from trainables.hub import hub_copy
+
+        root = Path(cfg.data.source).expanduser()
+        if any((d / "train.tsv").is_file() for d in (root / self.glue_dir, root)):
+            return None
+        return hub_copy(cfg.data.source)
 
     def check_source(self, cfg: TrialConfig) -> None:
-        from trainables.hub import check_dataset_source
+        from trainables.hub import check_dataset_source, check_hub_copy
 
+        copy = self._hub_copy(cfg)
+        if copy is not None:
+            check_hub_copy(copy, self.glue_name, ("train", *self.hub_splits.values()))
+            return
         if not self._local(cfg):
             check_dataset_source(cfg.data.source, revision=cfg.data.revision)
             return
@@ -143,7 +160,11 @@ class GlueTask(ClassificationTask):
 
     def data_identity(self, cfg: TrialConfig) -> Any:
         from trainables.cache import file_digest
+        from trainables.hub import hub_copy_identity
 
+        copy = self._hub_copy(cfg)
+        if copy is not None:
+            return {"hub_copy": hub_copy_identity(copy), "config": self.glue_name}
         if self._local(cfg):
             d = self.task_dir(cfg)
             return {n: file_digest(d / n) for n in ("train.tsv", *sorted(self.dev_files.values()))}
@@ -156,8 +177,10 @@ class GlueTask(ClassificationTask):
             return {split: read_tsv(d / name, self.layout, self._label)[0] for split, name in files.items()}
         import datasets
 
+        copy = self._hub_copy(cfg)
+        name = cfg.data.source if copy is None else str(copy)
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(cfg.data.source, self.glue_name, revision=cfg.data.revision)
+        dd = datasets.load_dataset(name, self.glue_name, revision=cfg.data.revision)
         a_col, b_col = self.hub_columns
         out = {}
         for split, hub_split in {"train": "train", **self.hub_splits}.items():

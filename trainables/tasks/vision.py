@@ -17,7 +17,8 @@ int64 labels):
   ``test_batch``, ``batches.meta``: pickles, read by an unpickler that admits numpy arrays
   and plain data only), or a directory holding it, as torchvision downloads it;
 * a hub dataset (``cifar10``, ``uoft-cs/cifar10``; columns ``img`` and ``label``) through
-  ``datasets``, or a local copy of one (its ``plain_text/*.parquet`` files);
+  ``datasets``, or a local copy of one (``hf download --repo-type dataset uoft-cs/cifar10
+  --local-dir DIR``: its card and ``plain_text/*.parquet`` files), read by the same call;
 * an image folder: ``train/<class>/*.png`` and ``test/<class>/*.png`` (classes = the sorted
   folder names; images in class, then file-name order).
 
@@ -196,8 +197,9 @@ def read_hub(name: str, revision: str | None, *, progress: bool = False) -> tupl
 
 
 def source_layout(source: str) -> tuple[str, Path | str]:
-    """``('cifar', dir)``, ``('imagefolder', dir)`` or ``('hub', name)`` for ``data.source``."""
-    from trainables.hub import looks_local
+    """``('cifar', dir)``, ``('imagefolder', dir)`` or ``('hub', name)`` for ``data.source``
+    (``name`` a Path for a local copy of the hub dataset)."""
+    from trainables.hub import hub_copy, looks_local
 
     if not looks_local(source):
         return "hub", source
@@ -210,11 +212,13 @@ def source_layout(source: str) -> tuple[str, Path | str]:
         return "cifar", d
     if (d / "train").is_dir() and (d / "test").is_dir():
         return "imagefolder", d
-    if any(d.glob("*.parquet")) or any(d.glob("*/*.parquet")):  # a local copy of the hub dataset
-        return "hub", d                                            # (plain_text/train-*.parquet)
+    copy = hub_copy(source)  # a local copy of the hub dataset (plain_text/train-*.parquet)
+    if copy is not None:
+        return "hub", copy
     raise UserError("data.source", f"{source}: expected {CIFAR_DIR}/ (the official python "
                                    "version), its contents, an image folder train/<class>/, "
-                                   "test/<class>/, or the hub dataset's parquet files")
+                                   "test/<class>/, or a local copy of the hub dataset (`hf "
+                                   "download --repo-type dataset uoft-cs/cifar10 --local-dir DIR`)")
 
 
 def read_source(cfg: TrialConfig, *, progress: bool = False) -> tuple[Arrays, tuple[str, ...]]:
@@ -317,6 +321,10 @@ class VisionTask(PerExampleLogits, Task):
             from trainables.hub import check_dataset_source
 
             check_dataset_source(str(where), revision=cfg.data.revision)
+        elif kind == "hub":
+            from trainables.hub import check_hub_copy
+
+            check_hub_copy(Path(where), None, ("train", "test"))
         elif kind == "cifar":
             missing = [f for f in CIFAR_FILES if not (Path(where) / f).is_file()]
             if missing:
@@ -342,7 +350,9 @@ class VisionTask(PerExampleLogits, Task):
             identity = sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
                               for p in root.rglob("*") if p.is_file())
         elif isinstance(where, Path):  # a local copy of the hub dataset
-            identity = {str(f.relative_to(where)): file_digest(f) for f in sorted(where.rglob("*.parquet"))}
+            from trainables.hub import hub_copy_identity
+
+            identity = hub_copy_identity(where)
         else:
             identity = {"hub": d.source, "revision": d.revision}
         return fingerprint({"task": self.name, "version": PREP_VERSION, "data": identity,
