@@ -46,6 +46,10 @@ def test_only_a_card_with_configs_or_parquet_files_make_a_copy(tmp_path):
     shards.mkdir(parents=True)
     (shards / "train-00000-of-00001.parquet").write_bytes(b"")
     assert hub_copy(str(tmp_path / "shards")) == tmp_path / "shards"
+    converted = tmp_path / "converted" / "default" / "train"  # the hub's parquet conversion
+    converted.mkdir(parents=True)
+    (converted / "0000.parquet").write_bytes(b"")
+    assert hub_copy(str(tmp_path / "converted")) == tmp_path / "converted"
     assert hub_copy(str(tmp_path / "missing")) is None
     assert hub_copy(str(official / "trainset.csv")) is None
 
@@ -71,3 +75,15 @@ def test_a_config_or_split_the_copy_lacks_is_refused_in_one_line(tmp_path, confi
     with pytest.raises(UserError) as e:
         check_hub_copy(d, config, splits)
     assert e.value.field == "data.source" and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_config_the_card_names_but_whose_files_were_not_downloaded_is_refused(tmp_path):
+    import shutil
+
+    d = _glue_like(tmp_path)
+    shutil.rmtree(d / "sst2")  # as `hf download ... --include "cola/*"` leaves it
+    check_hub_copy(d, "cola", ("train", "validation"))
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d, "sst2", ("train", "validation"))
+    assert str(e.value) == (f"data.source: {d} has no data files for 'sst2'; its card names them, but they "
+                            "were not downloaded")

@@ -38,12 +38,14 @@ def looks_local(source: str) -> bool:
 def hub_copy(source: str) -> Path | None:
     """``source`` as a local copy of a hub dataset repository (what ``hf download --repo-type
     dataset ID --local-dir DIR`` writes), else None: a directory whose ``README.md`` card lists
-    its ``configs``, or that holds parquet files at its top or one level down. Tasks read such
-    a copy with the same ``datasets.load_dataset(source, config)`` call as the hub id."""
+    its ``configs``, or that holds parquet files up to two folders down (``plain_text/*.parquet``;
+    ``default/train/0000.parquet`` in the hub's parquet conversion, ``--revision
+    refs/convert/parquet``). Tasks read such a copy with the same ``datasets.load_dataset(source,
+    config)`` call as the hub id."""
     d = Path(source).expanduser()
     if not d.is_dir():
         return None
-    if any(d.glob("*.parquet")) or any(d.glob("*/*.parquet")):
+    if any(any(d.glob(pattern)) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet")):
         return d
     readme = d / "README.md"
     if readme.is_file():
@@ -79,7 +81,11 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     except Exception as e:  # an unknown or missing config, files the card names but lacks
         raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
                                f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
-    have = list(builder.config.data_files or {})
+    # The card lists every config whether or not its files were downloaded (``--include``).
+    have = [split for split, files in (builder.config.data_files or {}).items() if files]
+    if not have:
+        raise UserError(field, f"{d} has no data files{f' for {config!r}' if config else ''}; its card names "
+                               "them, but they were not downloaded")
     missing = [s for s in splits if s not in have]
     if missing:
         raise UserError(field, f"{d}{f' ({config})' if config else ''} has no {missing[0]!r} split "
