@@ -139,6 +139,64 @@ def test_local_json_goes_through_load_dataset(make_trial, squad_dir):
         (squad_dir / "train-v1.1.json").read_text())["data"] for p in a["paragraphs"])
 
 
+def _squad_hub_copy(official, out, splits=("train", "validation")):
+    """The official files' questions as ``rajpurkar/squad`` lays them out on the hub: config
+    ``plain_text``, one flat row per question (id, title, context, question, answers with
+    lists of text and answer_start), splits train and validation."""
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+
+    def rows(name):
+        return datasets.Dataset.from_list([
+            {"id": qa["id"], "title": article["title"], "context": para["context"], "question": qa["question"],
+             "answers": {"text": [a["text"] for a in qa["answers"]],
+                         "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+            for article in json.loads((official / name).read_text())["data"]
+            for para in article["paragraphs"] for qa in para["qas"]])
+
+    names = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
+    return write_hub_copy(out, {"plain_text": {split: rows(names[split]) for split in splits}})
+
+
+def test_a_local_copy_of_the_hub_dataset_reads_as_the_official_files(make_trial, squad_dir, tmp_path):
+    from trainables.tasks.registry import get_task
+    from trainables.tasks.squad import load_questions
+
+    copy = _squad_hub_copy(squad_dir, tmp_path / "hub")
+    official = make_trial(task="squad", data={"source": str(squad_dir), "format": "cqa"})
+    hub = make_trial(task="squad", data={"source": str(copy), "format": "cqa"})
+    task = get_task("squad")
+    task.check(hub)
+    from_official, from_hub = load_questions(official), load_questions(hub)
+    assert len(from_hub["train"]) > 0 and len(from_hub["validation"]) > 0
+    assert from_hub == from_official
+    key = task._key(hub, "tok")
+    assert key != task._key(official, "tok")
+    import datasets
+
+    shard = copy / "plain_text" / "validation-00000-of-00001.parquet"  # one dev question left:
+    datasets.Dataset.from_parquet(str(shard)).select(range(1)).to_parquet(str(shard))
+    assert task._key(hub, "tok") != key
+    assert len(load_questions(hub)["validation"]) == 1
+
+
+def test_a_hub_copy_without_the_validation_split_is_refused_in_one_line(make_trial, squad_dir, tmp_path):
+    from trainables.tasks.registry import get_task
+
+    copy = _squad_hub_copy(squad_dir, tmp_path / "hub", splits=("train",))
+    with pytest.raises(UserError) as err:
+        get_task("squad").check(make_trial(task="squad", data={"source": str(copy), "format": "cqa"}))
+    assert err.value.field == "data.source" and "\n" not in str(err.value)
+    assert err.value.message == f"{copy} has no 'validation' split (it has 'train')"
+
+
+def test_a_directory_of_neither_layout_names_both(tmp_path):
+    (tmp_path / "train-v1.1.json").write_text("{}")
+    with pytest.raises(UserError, match="lacks dev-v1.1.json .* and is not a local copy of the hub dataset"):
+        local_files(tmp_path)
+
+
 # --------------------------------------------------------------------------- truncation
 
 

@@ -59,13 +59,27 @@ def hub_copy(source: str) -> Path | None:
     return None
 
 
+#: ``load_dataset`` keywords for a hub copy. ``datasets`` keeps what it builds from a local
+#: directory under a hash of its card and file names, not of the files' content, so a copy
+#: whose files changed would be read as it was; it is built again each time instead (the
+#: tasks' prepared data is cached by :func:`hub_copy_identity`, so once per content), and the
+#: split sizes recorded by the earlier build are not checked against the new files.
+HUB_COPY_LOAD = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
+
+
+def hub_copy_files(d: Path) -> dict[str, Path]:
+    """A hub copy's files by their path in it, less the download tool's own records
+    (``.cache/``, ``.git/``)."""
+    return {str(f.relative_to(d)): f for f in sorted(d.rglob("*"))
+            if f.is_file() and not {".cache", ".git"} & set(f.relative_to(d).parts)}
+
+
 def hub_copy_identity(d: Path) -> dict[str, str]:
-    """What a hub copy's prepared data depends on: every file's sha256 by its path, less the
-    download tool's own records (``.cache/``, ``.git/``)."""
+    """What a hub copy's prepared data depends on: every file's sha256 by its path
+    (:func:`hub_copy_files`)."""
     from trainables.cache import file_digest
 
-    return {str(f.relative_to(d)): file_digest(f) for f in sorted(d.rglob("*"))
-            if f.is_file() and not {".cache", ".git"} & set(f.relative_to(d).parts)}
+    return {name: file_digest(f) for name, f in hub_copy_files(d).items()}
 
 
 def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, field: str = "data.source") -> None:

@@ -2,9 +2,11 @@
 
 Data: the hub dataset ``squad`` or a local directory with the official release's files,
 ``train-v1.1.json`` and ``dev-v1.1.json`` (``{"version", "data": [{"title", "paragraphs":
-[{"context", "qas": [{"id", "question", "answers": [{"text", "answer_start"}]}]}]}]}``). Both
-go through ``datasets.load_dataset`` (the local files with ``field="data"``) and are flattened
-into the same question records, so one code path serves both.
+[{"context", "qas": [{"id", "question", "answers": [{"text", "answer_start"}]}]}]}]}``), or a
+local copy of the hub dataset (``hf download --repo-type dataset rajpurkar/squad --local-dir
+DIR``: :func:`trainables.hub.hub_copy`), read as the hub name is. All go through
+``datasets.load_dataset`` (the official files with ``field="data"``) and are flattened into the
+same question records, so one code path serves them.
 
 Splits: SQuAD's test set is hidden, so, as papers do, the official dev set is the evaluation
 set: the validation loss (what ASHA compares) is computed on ``data.val_limit`` dev questions
@@ -83,8 +85,18 @@ def local_files(source: Path) -> dict[str, Path]:
     missing = [n for n in LOCAL_FILES.values() if not (source / n).is_file()]
     if missing:
         raise UserError("data.source", f"{source} lacks {', '.join(missing)} (the official "
-                                       "SQuAD v1.1 files)")
+                                       "SQuAD v1.1 files) and is not a local copy of the hub dataset "
+                                       "(`hf download --repo-type dataset rajpurkar/squad --local-dir DIR`)")
     return {split: source / n for split, n in LOCAL_FILES.items()}
+
+
+def hub_copy_of(source: str) -> Path | None:
+    """``source`` as a local copy of the hub dataset, read as the hub name is; None when it is
+    not one, or when it holds the official files (which are read first)."""
+    from trainables.hub import hub_copy
+
+    d = hub_copy(source)
+    return None if d is None or all((d / n).is_file() for n in LOCAL_FILES.values()) else d
 
 
 def _expect(cond: bool, path: Path, where: str, what: str) -> None:
@@ -161,12 +173,14 @@ def _flatten_hub(ds: Any) -> list[Question]:
 
 
 def load_questions(cfg: TrialConfig) -> dict[str, list[Question]]:
-    """Questions per split from the hub or the official local files, through ``load_dataset``."""
+    """Questions per split from the hub (or a local copy of it) or the official local files,
+    through ``load_dataset``."""
     import datasets
 
     datasets.logging.set_verbosity_error()
     source = Path(cfg.data.source).expanduser()
-    if source.exists():
+    copy = hub_copy_of(cfg.data.source)
+    if source.exists() and copy is None:
         files = local_files(source)
         shown = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()
@@ -178,7 +192,10 @@ def load_questions(cfg: TrialConfig) -> dict[str, list[Question]]:
                 datasets.enable_progress_bars()
         flatten = _flatten_official
     else:
-        dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+        from trainables.hub import HUB_COPY_LOAD
+
+        dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
+                                   **(HUB_COPY_LOAD if copy else {}))
         flatten = _flatten_hub
     out = {}
     for split in SPLITS:
@@ -326,12 +343,16 @@ class SquadTask(CausalLMTask):
         if fmt not in self.formats:
             raise UserError("data.format", f"SQuAD accepts {one_of(self.formats)}, got {fmt!r}"
                                            f"{did_you_mean(str(fmt), self.formats)}")
-        from trainables.hub import check_dataset_source, looks_local
+        from trainables.hub import check_dataset_source, check_hub_copy, looks_local
 
         if looks_local(cfg.data.source):
             source = Path(cfg.data.source).expanduser()
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
+            copy = hub_copy_of(cfg.data.source)
+            if copy is not None:
+                check_hub_copy(copy, None, SPLITS)
+                return
             for path in local_files(source).values():
                 check_squad_json(path)
         else:
@@ -339,8 +360,11 @@ class SquadTask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import fingerprint, source_identity
+        from trainables.hub import hub_copy_identity
 
-        data_id = source_identity(cfg.data.source, cfg.data.revision, local_files)
+        copy = hub_copy_of(cfg.data.source)
+        data_id = (hub_copy_identity(copy) if copy is not None
+                   else source_identity(cfg.data.source, cfg.data.revision, local_files))
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": cfg.data.format or self.default_format(),
