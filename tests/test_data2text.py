@@ -109,6 +109,87 @@ def test_hub_layouts_give_the_same_entries():
     assert d.triples == (("A", "NICKNAME", "B"),) and d.references == ("r1", "r2")
 
 
+def _webnlg_hub_row(entry, *, test):
+    """An official WebNLG entry as a row of the hub's ``web_nlg``: triples as ``"s | p | o"``
+    strings, the lexicalisations as columns, the test split's rows marked as the challenge's."""
+    (e,) = entry.values()
+    lexes = e["lexicalisations"]
+    return {"category": e["category"],
+            "modified_triple_sets": {"mtriple_set": [[" | ".join((t["subject"], t["property"], t["object"]))
+                                                      for t in e["modifiedtripleset"]]]},
+            "lex": {"comment": [x.get("comment", "good") for x in lexes], "lid": [f"Id{k}" for k in range(len(lexes))],
+                    "text": [x["lex"] for x in lexes], "lang": ["" for _ in lexes]},
+            "test_category": "testdata_with_lex" if test else ""}
+
+
+def _dart_hub_row(item):
+    """An official DART item as a row of the hub's ``dart``: annotations as columns."""
+    return {"tripleset": item["tripleset"], "subtree_was_extended": item.get("subtree_was_extended", False),
+            "annotations": {"source": [a["source"] for a in item["annotations"]],
+                            "text": [a["text"] for a in item["annotations"]]}}
+
+
+def _data2text_hub_copy(task_name, official, out, splits=("train", "validation", "test")):
+    """The official files' rows as a local copy of the hub dataset: WebNLG's config
+    ``webnlg_challenge_2017`` with splits train, dev and test; DART's one config (``data/``)."""
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+
+    if task_name == "webnlg":
+        files = {"train": ("train", "train.json"), "validation": ("dev", "dev.json"), "test": ("test", "test.json")}
+        config = {hub: datasets.Dataset.from_list(
+            [_webnlg_hub_row(e, test=hub == "test") for e in json.loads((official / name).read_text())["entries"]])
+            for split, (hub, name) in files.items() if split in splits}
+        return write_hub_copy(out, {"webnlg_challenge_2017": config})
+    config = {split: datasets.Dataset.from_list(
+        [_dart_hub_row(i) for i in json.loads((official / f"dart-v1.1.1-full-{name}.json").read_text())])
+        for split, name in (("train", "train"), ("validation", "dev"), ("test", "test")) if split in splits}
+    return write_hub_copy(out, {"default": config}, folders={"default": "data"})
+
+
+@pytest.mark.parametrize("task_name", ["webnlg", "dart"])
+def test_a_local_copy_of_the_hub_dataset_reads_as_the_official_files(make_trial, tmp_path, task_name):
+    import datasets
+
+    from trainables.offline import data2text_synth
+
+    write = data2text_synth.write_webnlg_dataset if task_name == "webnlg" else data2text_synth.write_dart_dataset
+    official = write(tmp_path / "official", n_train=12, n_dev=4, **({"n_test_seen": 3, "n_test_unseen": 3}
+                                                                    if task_name == "webnlg" else {"n_test": 4}))
+    copy = _data2text_hub_copy(task_name, official, tmp_path / "hub")
+    task = get_task(task_name)
+    from_official = make_trial(task=task_name, data={"source": str(official)})
+    from_hub = make_trial(task=task_name, data={"source": str(copy)})
+    task.check(from_hub)
+    entries = task.read_entries(from_hub)
+    assert [len(entries[s]) for s in ("train", "validation", "test")] == [12, 4, 6 if task_name == "webnlg" else 4]
+    assert entries == task.read_entries(from_official)
+    assert task.read_rows(from_hub) == task.read_rows(from_official)  # with WebNLG's seen/unseen test inputs
+    key = task._key(from_hub, "tok")
+    assert key != task._key(from_official, "tok")
+    shard = next(copy.glob("*/train-00000-of-00001.parquet"))  # two training inputs left:
+    datasets.Dataset.from_parquet(str(shard)).select(range(2)).to_parquet(str(shard))
+    assert task._key(from_hub, "tok") != key
+    assert len(task.read_entries(from_hub)["train"]) == 2
+
+
+@pytest.mark.parametrize("task_name, hub_split", [("webnlg", "dev"), ("dart", "test")])
+def test_a_hub_copy_without_a_split_is_refused_in_one_line(make_trial, tmp_path, task_name, hub_split):
+    from trainables.offline import data2text_synth
+
+    write = data2text_synth.write_webnlg_dataset if task_name == "webnlg" else data2text_synth.write_dart_dataset
+    official = write(tmp_path / "official", n_train=4, n_dev=2)
+    copy = _data2text_hub_copy(task_name, official, tmp_path / "hub", splits=("train", "validation", "test")[:2]
+                               if hub_split == "test" else ("train", "test"))
+    with pytest.raises(UserError) as err:
+        get_task(task_name).check(make_trial(task=task_name, data={"source": str(copy)}))
+    config = " (webnlg_challenge_2017)" if task_name == "webnlg" else ""
+    have = "'train' or 'test'" if task_name == "webnlg" else "'train' or 'validation'"
+    assert err.value.field == "data.source" and "\n" not in err.value.message
+    assert err.value.message == f"{copy}{config} has no {hub_split!r} split (it has {have})"
+
+
 def test_scores_per_subset_on_a_hand_made_example():
     refs = [["the cat sat on the mat", "a cat sat on the mat"], ["john was born in york"],
             ["the airport is in aarhus"]]

@@ -87,3 +87,22 @@ def test_a_config_the_card_names_but_whose_files_were_not_downloaded_is_refused(
         check_hub_copy(d, "sst2", ("train", "validation"))
     assert str(e.value) == (f"data.source: {d} has no data files for 'sst2'; its card names them, but they "
                             "were not downloaded")
+
+
+def test_copies_of_one_name_and_a_changed_copy_are_each_read_as_they_are(tmp_path):
+    """``datasets`` files a local directory's build under its name, config and file patterns:
+    without a cache directory per content, the second copy and the changed one would be read
+    as the first was."""
+    import datasets
+
+    from trainables.hub import hub_copy_load
+
+    def load(d):
+        return datasets.load_dataset(str(d), "c", **hub_copy_load(d))["train"]["x"]
+
+    first, second = tmp_path / "a" / "copy", tmp_path / "b" / "copy"
+    write_hub_copy(first, {"c": {"train": datasets.Dataset.from_dict({"x": [1, 2, 3]})}})
+    write_hub_copy(second, {"c": {"train": datasets.Dataset.from_dict({"y": ["p"], "x": [4]})}})
+    assert list(load(first)) == [1, 2, 3] and list(load(second)) == [4]
+    datasets.Dataset.from_dict({"x": [5, 6]}).to_parquet(str(first / "c" / "train-00000-of-00001.parquet"))
+    assert list(load(first)) == [5, 6]

@@ -59,12 +59,18 @@ def hub_copy(source: str) -> Path | None:
     return None
 
 
-#: ``load_dataset`` keywords for a hub copy. ``datasets`` keeps what it builds from a local
-#: directory under a hash of its card and file names, not of the files' content, so a copy
-#: whose files changed would be read as it was; it is built again each time instead (the
-#: tasks' prepared data is cached by :func:`hub_copy_identity`, so once per content), and the
-#: split sizes recorded by the earlier build are not checked against the new files.
-HUB_COPY_LOAD = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
+def hub_copy_load(d: Path) -> dict[str, str]:
+    """``load_dataset`` keywords for the hub copy ``d``: a cache directory of its own per
+    content (:func:`hub_copy_identity`). ``datasets`` files what it builds from a local
+    directory under the directory's name, config and file patterns, not under its path or its
+    files' content, so two copies of the same name, or a copy whose files changed, would
+    otherwise be read from one earlier build."""
+    import datasets
+
+    from trainables.cache import fingerprint
+
+    return {"cache_dir": str(Path(datasets.config.HF_DATASETS_CACHE) / "hub-copies"
+                             / fingerprint(hub_copy_identity(d)))}
 
 
 def hub_copy_files(d: Path) -> dict[str, Path]:

@@ -11,7 +11,9 @@ order joined as ``subject : relation : object | subject : relation : object``, t
 the files write them (WebNLG keeps DBpedia's underscores: ``Aarhus : leaderName :
 Jacob_Bundsgaard``); DART's relations are lowercased. Every reference is one training row.
 
-Data (``data.source``), the hub or a local directory of the official JSON files:
+Data (``data.source``), the hub, a local directory of the official JSON files, or a local copy
+of the hub dataset (``hf download --repo-type dataset ID --local-dir DIR``, read as the hub
+name is, with the default config):
 
 * WebNLG 2017 (the challenge release in the JSON the LoRA paper reads, its
   ``data/webnlg_challenge_2017/{train,dev,test}.json``): ``{"entries": [{"<n>": {"category",
@@ -214,6 +216,8 @@ class Data2TextTask(E2ETask):
     #: split -> the hub dataset's split name
     hub_splits: ClassVar[dict[str, str]]
     hub_config: ClassVar[str | None] = None
+    #: the hub dataset's name, for messages
+    hub_name: ClassVar[str]
     lower_relation: ClassVar[bool] = False
     subsets: ClassVar[tuple[str, ...]] = ()
 
@@ -221,7 +225,7 @@ class Data2TextTask(E2ETask):
 
     # ----------------------------------------------------------- reading
     def check(self, cfg: TrialConfig) -> None:
-        from trainables.hub import check_dataset_source, looks_local
+        from trainables.hub import check_dataset_source, check_hub_copy, looks_local
 
         fmt = cfg.data.format or self.default_format()
         if fmt not in self.formats:
@@ -230,7 +234,11 @@ class Data2TextTask(E2ETask):
             source = Path(cfg.data.source).expanduser()
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-            self.check_local(source)
+            copy = self.hub_copy_of(cfg.data.source)
+            if copy is not None:
+                check_hub_copy(copy, self.hub_config, tuple(self.hub_splits.values()))
+            else:
+                self.check_local(source)
         else:  # a hub name, with an optional config: web_nlg:release_v2
             check_dataset_source(cfg.data.source.partition(":")[0], revision=cfg.data.revision)
 
@@ -240,32 +248,56 @@ class Data2TextTask(E2ETask):
     def hub_rows(self, ds: Any, *, test: bool) -> list[Entry]:
         raise NotImplementedError
 
+    def hub_copy_of(self, source: str) -> Path | None:
+        """``source`` as a local copy of the hub dataset, read as the hub name is (with
+        ``hub_config``); None when it is not one, or when it holds the official files (which
+        are read first)."""
+        from trainables.hub import hub_copy
+
+        d = hub_copy(source)
+        return None if d is None or all((d / n).is_file() for n in self.files.values()) else d
+
     def data_files(self, source: Path) -> dict[str, Path]:
+        """The files whose content keys the cache: a hub copy's files
+        (:func:`~trainables.hub.hub_copy_files`, what ``hub_copy_identity`` digests), else the
+        official files."""
+        from trainables.hub import hub_copy_files
+
+        copy = self.hub_copy_of(str(source))
+        return hub_copy_files(copy) if copy is not None else self.official_files(source)
+
+    def official_files(self, source: Path) -> dict[str, Path]:
         if not source.is_dir():
             raise UserError("data.source", f"{source} is not a directory; expected one with the "
                                            f"official {self.title} files ({', '.join(self.files.values())})")
         missing = [n for n in self.files.values() if not (source / n).is_file()]
         if missing:
             raise UserError("data.source", f"{source} lacks {', '.join(missing)} (the official "
-                                           f"{self.title} files)")
+                                           f"{self.title} files) and is not a local copy of the hub "
+                                           f"dataset (`hf download --repo-type dataset {self.hub_name} "
+                                           "--local-dir DIR`)")
         return {split: source / n for split, n in self.files.items()}
 
     def check_local(self, source: Path) -> None:
-        for path in self.data_files(source).values():
+        for path in self.official_files(source).values():
             entries = self.parse(_load_json(path), path)
             if not any(e.references for e in entries):
                 raise _fail(path, "entries", "no usable references (lexicalisations with "
                                              "comment 'good')")
 
     def read_entries(self, cfg: TrialConfig) -> dict[str, list[Entry]]:
+        from trainables.hub import hub_copy_load
+
         source = Path(cfg.data.source).expanduser()
-        if source.exists():
-            return {split: self.parse(_load_json(p), p) for split, p in self.data_files(source).items()}
+        copy = self.hub_copy_of(cfg.data.source)
+        if source.exists() and copy is None:
+            return {split: self.parse(_load_json(p), p) for split, p in self.official_files(source).items()}
         import datasets
 
-        name, _, config = cfg.data.source.partition(":")
+        name, _, config = (str(copy), "", "") if copy else cfg.data.source.partition(":")
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(name, config or self.hub_config, revision=cfg.data.revision)
+        dd = datasets.load_dataset(name, config or self.hub_config, revision=cfg.data.revision,
+                                   **(hub_copy_load(copy) if copy else {}))
         out = {}
         for split, hub_split in self.hub_splits.items():
             if hub_split not in dd:
@@ -322,6 +354,7 @@ class WebNLGTask(Data2TextTask):
     files = {"train": "train.json", "validation": "dev.json", "test": "test.json"}
     hub_splits = {"train": "train", "validation": "dev", "test": "test"}
     hub_config = "webnlg_challenge_2017"
+    hub_name = "web_nlg"
     subsets = ("seen", "unseen")
     final_metrics = (
         MetricSpec("BLEU", "max", "BLEU", "{:.2f}"),
@@ -350,6 +383,7 @@ class DARTTask(Data2TextTask):
     files = {"train": "dart-v1.1.1-full-train.json", "validation": "dart-v1.1.1-full-dev.json",
              "test": "dart-v1.1.1-full-test.json"}
     hub_splits = {"train": "train", "validation": "validation", "test": "test"}
+    hub_name = "dart"
     lower_relation = True
 
     def parse(self, obj: Any, path: Any) -> list[Entry]:

@@ -192,10 +192,10 @@ def load_questions(cfg: TrialConfig) -> dict[str, list[Question]]:
                 datasets.enable_progress_bars()
         flatten = _flatten_official
     else:
-        from trainables.hub import HUB_COPY_LOAD
+        from trainables.hub import hub_copy_load
 
         dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
-                                   **(HUB_COPY_LOAD if copy else {}))
+                                   **(hub_copy_load(copy) if copy else {}))
         flatten = _flatten_hub
     out = {}
     for split in SPLITS:
