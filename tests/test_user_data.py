@@ -357,6 +357,51 @@ def test_predictions_of_ones_own_data_are_its_labels_under_either_numbering(tmp_
     assert [task.class_label(k) for k in range(3)] == ["1", "2", "5"]
 
 
+def test_a_local_copy_of_a_hub_dataset_reads_as_the_same_rows_in_files(tmp_path):
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+    from trainables.tasks.user_data import check_source, load_splits, source_identity
+
+    files = tmp_path / "files"
+    write_jsonl(files / "train.jsonl", ALPACA[:2])
+    write_jsonl(files / "validation.jsonl", ALPACA[2:])
+    copy = write_hub_copy(tmp_path / "hub", {"default": {"train": datasets.Dataset.from_list(ALPACA[:2]),
+                                                         "validation": datasets.Dataset.from_list(ALPACA[2:])}},
+                          folders={"default": "data"})
+    from_files, from_hub = trial("sft", files), trial("sft", copy)
+    hub = check_source(from_hub)
+    assert {role: (split.rows, split.columns) for role, split in hub.items()} == \
+        {role: (split.rows, split.columns) for role, split in load_splits(from_files).items()} == \
+        {"train": (ALPACA[:2], ("instruction", "input", "output")), "val": (ALPACA[2:], ("instruction", "input", "output"))}
+    assert hub["train"].where == f"{copy}[train]"
+    key = source_identity(from_hub)
+    assert key != source_identity(from_files)
+    datasets.Dataset.from_list(ALPACA[:1]).to_parquet(str(copy / "data" / "train-00000-of-00001.parquet"))
+    assert source_identity(from_hub) != key and load_splits(from_hub)["train"].rows == ALPACA[:1]
+
+
+def test_a_hub_copy_without_a_train_split_is_refused_in_one_line(tmp_path):
+    import datasets
+
+    from trainables.offline.hub_copy import write_hub_copy
+    from trainables.tasks.user_data import check_source
+
+    copy = write_hub_copy(tmp_path / "hub", {"default": {"test": datasets.Dataset.from_list(ALPACA)}},
+                          folders={"default": "data"})
+    with pytest.raises(UserError) as err:
+        check_source(trial("sft", copy))
+    assert err.value.field == "data.source" and err.value.message == f"{copy} has no 'train' split (it has 'test')"
+
+
+def test_a_directory_of_neither_files_nor_a_hub_copy_names_both(tmp_path):
+    from trainables.tasks.user_data import local_files
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="has no train.* file .* and is not a local copy of a hub dataset"):
+        local_files(tmp_path)
+
+
 def test_a_hub_class_label_column_gives_its_class_names():
     import datasets
 

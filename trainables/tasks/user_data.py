@@ -8,7 +8,10 @@ A source (``data.source``) is one of:
 * a directory of such files named by split, the names ``datasets`` gives them: ``train.*``,
   ``validation.*`` (or ``valid``, ``val``, ``dev``, ``eval``) and ``test.*``;
 * a hub dataset, read by ``datasets.load_dataset(name, revision=...)``, with a ``train``
-  split and optionally a validation split (same names) and ``test``.
+  split and optionally a validation split (same names) and ``test``; or a local copy of one
+  (``hf download --repo-type dataset ID --local-dir DIR``, :func:`trainables.hub.hub_copy`),
+  read by the same call with the directory as the name (a copy with ``train.*`` files at its
+  top is read as such a directory instead).
 
 Local files are read here, so that a bad line is named with its file and line; a hub dataset
 by ``datasets``. Both become :class:`Split` rows of named columns, and the task's column
@@ -79,8 +82,19 @@ def local_files(source: Path) -> dict[str, Path]:
             out[role] = found[0]
     if "train" not in out:
         raise UserError("data.source", f"{source} has no train{{{','.join(SUFFIXES)}}} file (optional beside "
-                                       f"it: {'/'.join(SPLIT_NAMES['val'])} and test files)")
+                                       f"it: {'/'.join(SPLIT_NAMES['val'])} and test files) and is not a "
+                                       "local copy of a hub dataset (`hf download --repo-type dataset ID "
+                                       "--local-dir DIR`)")
     return out
+
+
+def hub_copy_of(source: str) -> Path | None:
+    """``source`` as a local copy of a hub dataset, read as its hub name is; None when it is
+    not one, or when it holds a ``train.*`` file (a directory of files by split, read first)."""
+    from trainables.hub import hub_copy
+
+    d = hub_copy(source)
+    return None if d is None or any((d / f"train{x}").is_file() for x in SUFFIXES) else d
 
 
 def _ordered_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -154,14 +168,16 @@ def read_file(path: Path) -> Split:
 
 def load_splits(cfg: TrialConfig) -> dict[str, Split]:
     """``{"train"[, "val"][, "test"]}`` of the source: local files, or a hub dataset."""
-    from trainables.hub import looks_local
+    from trainables.hub import hub_copy_load, looks_local
 
-    if looks_local(cfg.data.source):
+    copy = hub_copy_of(cfg.data.source)
+    if looks_local(cfg.data.source) and copy is None:
         return {role: read_file(path) for role, path in local_files(Path(cfg.data.source).expanduser()).items()}
     import datasets
 
     datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+    dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
+                               **(hub_copy_load(copy) if copy else {}))
     out = {}
     for role, names in SPLIT_NAMES.items():
         name = next((n for n in names if n in dd), None)
@@ -189,21 +205,27 @@ def named_classes(ds: Any) -> list[dict[str, Any]]:
 def check_source(cfg: TrialConfig) -> dict[str, Split]:
     """The splits, after the checks that fail fast: a local path must exist, a hub dataset
     must be cached or reachable."""
-    from trainables.hub import check_dataset_source, looks_local
+    from trainables.hub import check_dataset_source, check_hub_copy, looks_local
 
     if looks_local(cfg.data.source):
         if not Path(cfg.data.source).expanduser().exists():
             raise UserError("data.source", f"{cfg.data.source} does not exist")
+        copy = hub_copy_of(cfg.data.source)
+        if copy is not None:
+            check_hub_copy(copy, None, ("train",))
     else:
         check_dataset_source(cfg.data.source, revision=cfg.data.revision)
     return load_splits(cfg)
 
 
 def source_identity(cfg: TrialConfig) -> Any:
-    """What the data is, for cache keys: the local files' digests, or the hub name and revision."""
+    """What the data is, for cache keys: the local files' digests (a hub copy's: all of its
+    files), or the hub name and revision."""
     from trainables.cache import source_identity as identity
+    from trainables.hub import hub_copy_identity
 
-    return identity(cfg.data.source, cfg.data.revision, local_files)
+    copy = hub_copy_of(cfg.data.source)
+    return hub_copy_identity(copy) if copy is not None else identity(cfg.data.source, cfg.data.revision, local_files)
 
 
 # --------------------------------------------------------------------------- columns
