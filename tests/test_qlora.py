@@ -123,6 +123,52 @@ def test_local_jsonl_in_guanaco_and_messages_form_read_alike(tmp_path):
         read_jsonl(tmp_path / "c.jsonl")
 
 
+def test_local_copies_of_guanaco_and_of_a_parquet_chat_dataset_read_as_the_jsonl_files(llama_assets, tmp_path):
+    """``hf download`` of timdettmers/openassistant-guanaco gives its two JSONL files beside a
+    card without configs (a local directory); a chat dataset published as parquet shards is
+    read as its hub name is. Both give the conversations of the same lines in train/eval.jsonl."""
+    import datasets
+
+    from trainables.errors import UserError
+    from trainables.offline.chat_synth import conversations, to_guanaco
+    from trainables.offline.hub_copy import write_hub_copy
+    from trainables.tasks.conversations import load_conversations
+    from trainables.tasks.registry import get_task
+
+    texts = {"train": [to_guanaco(c) for c in conversations(6, seed=1)], "val": [to_guanaco(c) for c in conversations(2, seed=2)]}
+
+    def jsonl(path, lines):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in lines))
+
+    jsonl(tmp_path / "files" / "train.jsonl", texts["train"])
+    jsonl(tmp_path / "files" / "eval.jsonl", texts["val"])
+    guanaco = tmp_path / "openassistant-guanaco"
+    jsonl(guanaco / "openassistant_best_replies_train.jsonl", texts["train"])
+    jsonl(guanaco / "openassistant_best_replies_eval.jsonl", texts["val"])
+    (guanaco / "README.md").write_text("---\nlicense: apache-2.0\n---\n# openassistant-guanaco\n")
+    parquet = write_hub_copy(tmp_path / "chat", {"default": {
+        "train": datasets.Dataset.from_dict({"text": texts["train"]}),
+        "test": datasets.Dataset.from_dict({"text": texts["val"]})}}, folders={"default": "data"})
+    cfgs = {name: qlora_trial(llama_assets, data={"source": str(tmp_path / name)})
+            for name in ("files", "openassistant-guanaco", "chat")}
+    task = get_task("guanaco")
+    task.check(cfgs["chat"])
+    read = {name: {split: [(c.form, c.text, list(c.turns)) for c in convs] for split, convs in load_conversations(cfg).items()}
+            for name, cfg in cfgs.items()}
+    assert [len(read["files"][s]) for s in ("train", "val")] == [6, 2]
+    assert read["openassistant-guanaco"] == read["chat"] == read["files"]
+    key = task._key(cfgs["chat"], "tok")
+    assert key != task._key(cfgs["files"], "tok")
+    datasets.Dataset.from_dict({"text": texts["train"][:2]}).to_parquet(str(parquet / "data" / "train-00000-of-00001.parquet"))
+    assert task._key(cfgs["chat"], "tok") != key and len(load_conversations(cfgs["chat"])["train"]) == 2
+    no_train = write_hub_copy(tmp_path / "no-train", {"default": {"test": datasets.Dataset.from_dict({"text": texts["val"]})}},
+                              folders={"default": "data"})
+    with pytest.raises(UserError) as err:
+        task.check(qlora_trial(llama_assets, data={"source": str(no_train)}))
+    assert err.value.field == "data.source" and err.value.message == f"{no_train} has no 'train' split (it has 'test')"
+
+
 # ----------------------------------------------------------------------------- 4-bit base
 
 

@@ -13,7 +13,10 @@ A record is one conversation in one of three forms:
 
 Sources: a hub dataset (``datasets.load_dataset``; splits ``train`` and ``test``) or a local
 directory of JSONL files through the same parsing: ``train.jsonl`` and, optionally,
-``eval.jsonl`` (or the guanaco hub files ``openassistant_best_replies_{train,eval}.jsonl``).
+``eval.jsonl`` (or the guanaco hub files ``openassistant_best_replies_{train,eval}.jsonl``, so
+that a local copy of ``timdettmers/openassistant-guanaco`` is such a directory). A local copy
+of another hub dataset (``hf download --repo-type dataset ID --local-dir DIR``: a card listing
+its configs, or parquet files) is read as its hub name is.
 
 Splits (:func:`split_conversations`): the validation set is the source's own (hub ``test``,
 local ``eval.jsonl``) unless ``data.holdout_size`` holds out that many training conversations
@@ -135,19 +138,35 @@ def local_files(source: Path) -> dict[str, Path]:
         if found:
             out[split] = found[0]
     if "train" not in out:
-        raise UserError("data.source", f"{source} lacks {' or '.join(LOCAL_FILES['train'])}")
+        raise UserError("data.source", f"{source} lacks {' or '.join(LOCAL_FILES['train'])} and is not a "
+                                       "local copy of a hub dataset (`hf download --repo-type dataset ID "
+                                       "--local-dir DIR`)")
     return out
 
 
+def hub_copy_of(source: str) -> Path | None:
+    """``source`` as a local copy of a hub dataset, read as its hub name is; None when it is
+    not one, or when it holds a training JSONL file (a local directory, read first)."""
+    from trainables.hub import hub_copy
+
+    d = hub_copy(source)
+    return None if d is None or any((d / n).is_file() for n in LOCAL_FILES["train"]) else d
+
+
 def load_conversations(cfg: TrialConfig) -> dict[str, list[Conversation]]:
-    """``{"train"[, "val"]}`` conversations from the local files or the hub."""
+    """``{"train"[, "val"]}`` conversations from the local files or the hub (or a local copy of
+    a hub dataset)."""
+    from trainables.hub import hub_copy_load
+
     source = Path(cfg.data.source).expanduser()
-    if source.exists():
+    copy = hub_copy_of(cfg.data.source)
+    if source.exists() and copy is None:
         return {split: read_jsonl(path) for split, path in local_files(source).items()}
     import datasets
 
     datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(cfg.data.source, revision=cfg.data.revision)
+    dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
+                               **(hub_copy_load(copy) if copy else {}))
     if "train" not in dd:
         raise UserError("data.source", f"{cfg.data.source} has no 'train' split")
     return {split: [to_conversation(row, f"{cfg.data.source}[{hub}][{i}]") for i, row in enumerate(dd[hub])]

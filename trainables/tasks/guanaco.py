@@ -280,8 +280,8 @@ class GuanacoTask(CausalLMTask):
     # ----------------------------------------------------------- before launch
     def check(self, cfg: TrialConfig) -> None:
         from trainables.errors import did_you_mean, one_of
-        from trainables.hub import check_dataset_source, looks_local
-        from trainables.tasks.conversations import check_split
+        from trainables.hub import check_dataset_source, check_hub_copy, looks_local
+        from trainables.tasks.conversations import check_split, hub_copy_of
 
         fmt = cfg.data.format or self.default_format()
         if fmt not in self.formats:
@@ -294,6 +294,11 @@ class GuanacoTask(CausalLMTask):
         source = Path(cfg.data.source).expanduser()
         if not source.exists():
             raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
+        copy = hub_copy_of(cfg.data.source)
+        if copy is not None:  # read as the hub dataset is, when the data is prepared
+            check_hub_copy(copy, None, ("train",))
+            self.check_answering(cfg)
+            return
         # The conversations as the source gives them: the hold-out, the fraction and the limits
         # pick among them when the data is prepared.
         data = {split: read_jsonl(path) for split, path in local_files(source).items()}
@@ -343,9 +348,12 @@ class GuanacoTask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import file_digest, fingerprint, source_identity
+        from trainables.hub import hub_copy_identity
+        from trainables.tasks.conversations import hub_copy_of
 
         d = cfg.data
-        data_id = source_identity(d.source, d.revision, local_files)
+        copy = hub_copy_of(d.source)
+        data_id = hub_copy_identity(copy) if copy is not None else source_identity(d.source, d.revision, local_files)
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": d.format or self.default_format(),
