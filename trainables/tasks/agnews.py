@@ -113,7 +113,9 @@ class AGNews(ClassificationTask):
         copy = self._hub_copy(cfg)
         name = cfg.data.source if copy is None else str(copy)
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(name, revision=cfg.data.revision)
+        from trainables.hub import hub_copy_load
+
+        dd = datasets.load_dataset(name, revision=cfg.data.revision, **(hub_copy_load(copy) if copy else {}))
         for split in FILES:
             if split not in dd:
                 raise UserError("data.source", f"{cfg.data.source} has no {split!r} split "

@@ -177,7 +177,10 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
             if shown:
                 datasets.enable_progress_bars()
     else:
-        dd = datasets.load_dataset(cfg.data.source if copy is None else str(copy), revision=cfg.data.revision)
+        from trainables.hub import hub_copy_load
+
+        dd = datasets.load_dataset(cfg.data.source if copy is None else str(copy), revision=cfg.data.revision,
+                                   **({} if copy is None else hub_copy_load(copy)))
     out: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
         if split not in dd:

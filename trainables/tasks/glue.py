@@ -180,7 +180,10 @@ class GlueTask(ClassificationTask):
         copy = self._hub_copy(cfg)
         name = cfg.data.source if copy is None else str(copy)
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(name, self.glue_name, revision=cfg.data.revision)
+        from trainables.hub import hub_copy_load
+
+        dd = datasets.load_dataset(name, self.glue_name, revision=cfg.data.revision,
+                                   **(hub_copy_load(copy) if copy else {}))
         a_col, b_col = self.hub_columns
         out = {}
         for split, hub_split in {"train": "train", **self.hub_splits}.items():

@@ -176,8 +176,11 @@ def read_hub(name: str, revision: str | None, *, progress: bool = False) -> tupl
     import datasets
     from tqdm.auto import tqdm
 
+    from trainables.hub import hub_copy, hub_copy_load
+
     datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(name, revision=revision)
+    copy = hub_copy(name)  # a local copy (source_layout has checked that it is one)
+    dd = datasets.load_dataset(name, revision=revision, **(hub_copy_load(copy) if copy else {}))
     out: Arrays = {}
     for split in ("train", "test"):
         if split not in dd:
