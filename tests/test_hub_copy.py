@@ -50,6 +50,7 @@ def test_only_a_card_with_configs_or_parquet_files_make_a_copy(tmp_path):
     converted.mkdir(parents=True)
     (converted / "0000.parquet").write_bytes(b"")
     assert hub_copy(str(tmp_path / "converted")) == tmp_path / "converted"
+    assert hub_copy(str(tmp_path)) is None  # a folder of copies is not one
     assert hub_copy(str(tmp_path / "missing")) is None
     assert hub_copy(str(official / "trainset.csv")) is None
 

@@ -35,17 +35,22 @@ def looks_local(source: str) -> bool:
             or source.lower().endswith(FILE_SUFFIXES))
 
 
+#: How the hub's parquet conversion names split folders (``validation_matched`` too).
+SPLIT_FOLDERS = ("train", "validation", "test", "dev")
+
+
 def hub_copy(source: str) -> Path | None:
     """``source`` as a local copy of a hub dataset repository (what ``hf download --repo-type
     dataset ID --local-dir DIR`` writes), else None: a directory whose ``README.md`` card lists
-    its ``configs``, or that holds parquet files up to two folders down (``plain_text/*.parquet``;
-    ``default/train/0000.parquet`` in the hub's parquet conversion, ``--revision
-    refs/convert/parquet``). Tasks read such a copy with the same ``datasets.load_dataset(source,
-    config)`` call as the hub id."""
+    its ``configs``, or that holds parquet files at its top, one folder down
+    (``plain_text/*.parquet``) or in a split's folder two down (``default/train/0000.parquet``,
+    the hub's parquet conversion, ``--revision refs/convert/parquet``). Tasks read such a copy
+    with the same ``datasets.load_dataset(source, config)`` call as the hub id."""
     d = Path(source).expanduser()
     if not d.is_dir():
         return None
-    if any(any(d.glob(pattern)) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet")):
+    if (any(d.glob("*.parquet")) or any(d.glob("*/*.parquet"))
+            or any(f.parent.name.startswith(SPLIT_FOLDERS) for f in d.glob("*/*/*.parquet"))):
         return d
     readme = d / "README.md"
     if readme.is_file():
