@@ -213,6 +213,8 @@ def test_scores_per_subset_on_a_hand_made_example():
                                                        '"lexicalisations": []}}]}'),
      'train.json: entries[0]["1"].modifiedtripleset[0].property: missing'),
     ("webnlg", lambda d: (d / "train.json").write_text('{"entries": [}'), "train.json line 1: not valid JSON"),
+    ("dart", lambda d: (d / "dart-v1.1.1-full-train.json").write_text("[" * 100_000),
+     "dart-v1.1.1-full-train.json: not readable JSON (nested deeper than Python's JSON reader goes)"),
     ("dart", lambda d: (d / "dart-v1.1.1-full-dev.json").write_text('[{"tripleset": [["a", "b"]], "annotations": []}]'),
      "dart-v1.1.1-full-dev.json: [0].tripleset[0]: expected [subject, relation, object] strings"),
     ("dart", lambda d: (d / "dart-v1.1.1-full-test.json").write_text('[{"tripleset": [["a", "b", "c"]]}]'),

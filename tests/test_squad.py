@@ -122,6 +122,9 @@ def test_missing_file_and_invalid_json(squad_dir, tmp_path):
     bad.write_text('{"data": [')
     with pytest.raises(UserError, match="line 1: not valid JSON"):
         check_squad_json(bad)
+    bad.write_text('{"data": ' + "[" * 100_000)
+    with pytest.raises(UserError, match=r"x.json: not readable JSON \(nested deeper than Python's JSON reader goes\)"):
+        check_squad_json(bad)
 
 
 def test_local_json_goes_through_load_dataset(make_trial, squad_dir):

@@ -81,6 +81,9 @@ def test_json_array_jsonl_and_csv_read_alike_and_a_directory_names_its_splits(tm
 
 @pytest.mark.parametrize("name, text, fragment", [
     ("t.jsonl", '{"a": 1}\n{"a": 2\n', "t.jsonl line 2: not valid JSON"),
+    ("t.jsonl", '{"a": 1}\n' + "[" * 100_000 + "\n", "t.jsonl line 2: not readable JSON (nested deeper than Python's "
+     "JSON reader goes)"),
+    ("t.json", "[" * 100_000, "t.json line 1: not readable JSON (nested deeper than Python's JSON reader goes)"),
     ("t.jsonl", '{"a": 1}\n[1, 2]\n', "t.jsonl line 2: expected an object"),
     ("t.csv", "a,b\n1,2\n3\n", "t.csv line 3: expected 2 fields"),
     ("t.csv", "text,label,text\na,1,b\n", "t.csv: the header repeats column 'text'; name each column once"),

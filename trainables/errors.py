@@ -46,6 +46,10 @@ def one_of(options: Iterable[str]) -> str:
     return ", ".join(opts[:-1]) + " or " + opts[-1]
 
 
+#: Why JSON nested deeper than Python's reader recurses (it raises RecursionError) is refused.
+JSON_TOO_DEEP = "not readable JSON (nested deeper than Python's JSON reader goes)"
+
+
 def not_utf8(path: Path) -> str:
     """Where a file stops being UTF-8: ``<path> line 3: not UTF-8 text (byte 0xe9); save it as
     UTF-8``."""

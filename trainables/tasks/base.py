@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from trainables.errors import UserError, not_utf8, one_of
+from trainables.errors import JSON_TOO_DEEP, UserError, not_utf8, one_of
 from trainables.report import VAL_LOSS
 
 if TYPE_CHECKING:
@@ -228,6 +228,8 @@ def jsonl_records(path: Path, field: str) -> Iterator[tuple[int, Any]]:
             value = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(field, f"{path} line {n}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(field, f"{path} line {n}: {JSON_TOO_DEEP}") from None
         yield n, value
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from trainables.errors import UserError, one_of
+from trainables.errors import JSON_TOO_DEEP, UserError, one_of
 from trainables.report import VAL_LOSS
 from trainables.tasks.base import MetricSpec, PerExampleLogits, Prepared, TargetScale, Task, packed, utf8_text
 
@@ -315,6 +315,8 @@ class ClassificationTask(PerExampleLogits, Task):
                 raise UserError("data.synonyms", f"{path} does not exist") from None
             except json.JSONDecodeError as e:
                 raise UserError("data.synonyms", f"{path}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError("data.synonyms", f"{path}: {JSON_TOO_DEEP}") from None
             if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
                 raise UserError("data.synonyms", f"{path}: expected {{word: [synonym, ...]}}")
             return data

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from trainables.errors import UserError, one_of
+from trainables.errors import JSON_TOO_DEEP, UserError, one_of
 from trainables.tasks.base import MetricSpec
 from trainables.tasks.e2e import E2ETask
 
@@ -84,6 +84,8 @@ def _load_json(path: Path) -> Any:
         raise UserError("data.source", f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise UserError("data.source", f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise UserError("data.source", f"{path}: {JSON_TOO_DEEP}") from None
 
 
 def _text(value: Any, path: Any, where: str) -> str:

@@ -82,7 +82,7 @@ def _messages(split: Split, i: int, column: str) -> list[dict[str, str]]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not a list of turns: refused below
             pass
     if not (isinstance(value, list) and value):
         raise UserError("data.columns.messages", f"{split.at(i)}: column {column!r} is not a list of turns")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainables.errors import UserError, did_you_mean, one_of
+from trainables.errors import JSON_TOO_DEEP, UserError, did_you_mean, one_of
 from trainables.tasks.base import MetricSpec, Prepared
 from trainables.tasks.causal_lm import CausalLMTask, TokenizedExamples, fixed_subset, generate
 
@@ -113,6 +113,8 @@ def check_squad_json(path: Path) -> int:
         raise UserError("data.source", f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise UserError("data.source", f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise UserError("data.source", f"{path}: {JSON_TOO_DEEP}") from None
     _expect(isinstance(obj, dict) and isinstance(obj.get("data"), list), path, "top level",
             "expected an object with a 'data' list (the SQuAD v1.1 layout)")
     n = 0

@@ -140,7 +140,7 @@ def read_json(path: Path) -> Split:
         try:
             text = path.read_text(encoding="utf-8")
             value = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             value = None  # not one JSON document: read it as JSON Lines
         if isinstance(value, dict) and len(text.strip().splitlines()) > 1:
             raise UserError("data.source", f"{path} holds one JSON object; expected a list of records (a JSON "
