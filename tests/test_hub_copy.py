@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from trainables.errors import UserError
-from trainables.hub import check_hub_copy, hub_copy, hub_copy_identity
+from trainables.hub import check_hub_copy, hub_copy, hub_copy_identity, hub_copy_load
 from trainables.offline.hub_copy import write_hub_copy
 
 
@@ -34,14 +34,14 @@ def test_a_written_copy_is_read_by_datasets_as_the_repository_is(tmp_path):
                                             "sst2/validation-00000-of-00001.parquet"]
 
 
-def test_only_a_card_with_configs_or_parquet_files_make_a_copy(tmp_path):
+def test_only_a_dataset_card_or_parquet_files_make_a_copy(tmp_path):
     official = tmp_path / "e2e"  # the official release: CSVs and a README without card metadata
     official.mkdir()
     (official / "trainset.csv").write_text("mr,ref\n")
     (official / "README.md").write_text("# E2E NLG\nThe dataset.\n")
     assert hub_copy(str(official)) is None
     (official / "README.md").write_text("---\nlicense: cc-by-sa-4.0\n---\n# E2E\n")
-    assert hub_copy(str(official)) is None  # a card, but no configs
+    assert hub_copy(str(official)) == official  # a card beside data files (tasks read official files first)
     shards = tmp_path / "shards" / "plain_text"
     shards.mkdir(parents=True)
     (shards / "train-00000-of-00001.parquet").write_bytes(b"")
@@ -67,7 +67,7 @@ def test_the_download_tools_records_are_not_part_of_the_identity(tmp_path):
 
 @pytest.mark.parametrize("config, splits, message", [
     ("qqp", ("train",), "cannot read as 'qqp' (BuilderConfig 'qqp' not found"),
-    (None, ("train",), "cannot read (Config name is missing"),
+    (None, ("train",), "has several configs (cola, sst2) and none named 'default'"),
     ("cola", ("train", "test"), "(cola) has no 'test' split (it has 'train' or 'validation')"),
 ])
 def test_a_config_or_split_the_copy_lacks_is_refused_in_one_line(tmp_path, config, splits, message):
@@ -107,3 +107,55 @@ def test_copies_of_one_name_and_a_changed_copy_are_each_read_as_they_are(tmp_pat
     assert list(load(first)) == [1, 2, 3] and list(load(second)) == [4]
     datasets.Dataset.from_dict({"x": [5, 6]}).to_parquet(str(first / "c" / "train-00000-of-00001.parquet"))
     assert list(load(first)) == [5, 6]
+
+
+def _converted(root, configs):
+    """The hub's parquet conversion (``--revision refs/convert/parquet``): no card,
+    ``<config>/<split>/0000.parquet``."""
+    import datasets
+
+    for config, splits in configs.items():
+        for split, rows in splits.items():
+            (root / config / split).mkdir(parents=True)
+            datasets.Dataset.from_dict({"sentence": rows}).to_parquet(str(root / config / split / "0000.parquet"))
+    return root
+
+
+def test_a_conversion_of_several_configs_is_refused_and_one_configs_folder_is_read(tmp_path):
+    import datasets
+
+    from trainables.hub import hub_copy_config
+
+    d = _converted(tmp_path / "glue", {"cola": {"train": ["a", "b"], "validation": ["c"]},
+                                       "sst2": {"train": ["d"], "validation": ["e"]}})
+    assert hub_copy(str(d)) == d
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d, "sst2", ("train",))
+    assert str(e.value) == (f"data.source: {d} holds the files of several configs (cola, sst2) and no card that "
+                            f"lists them; give one config's folder: --data {d}/sst2")
+    one = d / "cola"
+    check_hub_copy(one, "cola", ("train", "validation"))  # one config's files: read without a config name
+    assert hub_copy_config(one, "cola") is None and hub_copy_config(_glue_like(tmp_path), "cola") == "cola"
+    assert list(datasets.load_dataset(str(one), hub_copy_config(one, "cola"))["train"]["sentence"]) == ["a", "b"]
+
+
+def test_a_card_of_several_configs_without_a_default_names_them(tmp_path):
+    d = _glue_like(tmp_path)
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d, None, ("train",))
+    assert str(e.value) == (f"data.source: {d} has several configs (cola, sst2) and none named 'default'; give "
+                            "the folder of one (its card says which): --data DIR/<folder>")
+    check_hub_copy(d / "sst2", None, ("train", "validation"))
+
+
+def test_a_card_beside_json_lines_is_a_copy_that_datasets_reads(tmp_path):
+    import datasets
+
+    d = tmp_path / "dolly"
+    d.mkdir()
+    (d / "README.md").write_text("---\nlicense: cc-by-sa-3.0\ntask_categories:\n- question-answering\n---\n# Dolly\n")
+    assert hub_copy(str(d)) is None  # a card alone
+    (d / "records.jsonl").write_text('{"instruction": "a", "response": "b"}\n{"instruction": "c", "response": "d"}\n')
+    assert hub_copy(str(d)) == d
+    check_hub_copy(d, None, ("train",))
+    assert list(datasets.load_dataset(str(d), **hub_copy_load(d))["train"]["response"]) == ["b", "d"]

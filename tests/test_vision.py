@@ -211,6 +211,16 @@ def test_a_local_copy_of_the_hub_dataset_is_checked_and_keyed_by_its_files(tmp_p
         task.check(cfg(partial))
     assert err.value.message == f"{partial} has no 'test' split (it has 'train')"
 
+    # One config of the hub's parquet conversion: split folders, no card (not an image folder).
+    converted = tmp_path / "converted"
+    for split in ("train", "test"):
+        (converted / split).mkdir(parents=True)
+        (hub / "plain_text" / f"{split}-00000-of-00001.parquet").rename(converted / split / "0000.parquet")
+    from trainables.tasks.vision import source_layout
+
+    assert source_layout(str(converted)) == ("hub", converted)
+    task.check(cfg(converted))
+
 
 def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path):
     """CIFAR batches come from a download or shared storage: a pickle naming anything but

@@ -41,27 +41,52 @@ SPLIT_FOLDERS = ("train", "validation", "test", "dev")
 
 def hub_copy(source: str) -> Path | None:
     """``source`` as a local copy of a hub dataset repository (what ``hf download --repo-type
-    dataset ID --local-dir DIR`` writes), else None: a directory whose ``README.md`` card lists
-    its ``configs``, or that holds parquet files at its top, one folder down
-    (``plain_text/*.parquet``) or in a split's folder two down (``default/train/0000.parquet``,
-    the hub's parquet conversion, ``--revision refs/convert/parquet``). Tasks read such a copy
-    with the same ``datasets.load_dataset(source, config)`` call as the hub id."""
+    dataset ID --local-dir DIR`` writes), else None: a directory with a ``README.md`` dataset
+    card that lists its ``configs`` or sits beside data files, or with parquet files at its top,
+    one folder down (``plain_text/*.parquet``) or in a split's folder two down
+    (``default/train/0000.parquet``: the hub's parquet conversion, ``--revision
+    refs/convert/parquet``, which has no card). Tasks read such a copy with the same
+    ``datasets.load_dataset(source, config)`` call as the hub id."""
     d = Path(source).expanduser()
     if not d.is_dir():
         return None
-    if (any(d.glob("*.parquet")) or any(d.glob("*/*.parquet"))
-            or any(f.parent.name.startswith(SPLIT_FOLDERS) for f in d.glob("*/*/*.parquet"))):
+    card = _card(d)
+    if card is not None and (card.get("configs") or any(
+            name.lower().endswith(FILE_SUFFIXES) for name in hub_copy_files(d))):
         return d
-    readme = d / "README.md"
-    if readme.is_file():
-        from huggingface_hub import metadata_load
+    return d if _parquet_roots(d) else None
 
-        try:
-            meta = metadata_load(readme) or {}
-        except Exception:  # metadata that is not YAML: not a dataset card
-            return None
-        return d if isinstance(meta, dict) and meta.get("configs") else None
-    return None
+
+def _card(d: Path) -> dict | None:
+    """The metadata of ``d``'s ``README.md`` dataset card (None without one)."""
+    readme = d / "README.md"
+    if not readme.is_file():
+        return None
+    from huggingface_hub import metadata_load
+
+    try:
+        meta = metadata_load(readme)
+    except Exception:  # metadata that is not YAML: not a dataset card
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _parquet_roots(d: Path) -> set[str]:
+    """The folders of ``d`` whose parquet files make one config each, as a card-less copy lays
+    them out (``''``: ``d`` itself): files at the top or in split folders are ``d``'s own,
+    ``<config>/*.parquet`` and ``<config>/<split>/*.parquet`` that config's."""
+    roots = {""} if any(d.glob("*.parquet")) else set()
+    for f in d.glob("*/*.parquet"):
+        roots.add("" if f.parent.name.startswith(SPLIT_FOLDERS) else f.parent.name)
+    roots |= {f.parent.parent.name for f in d.glob("*/*/*.parquet") if f.parent.name.startswith(SPLIT_FOLDERS)}
+    return roots
+
+
+def hub_copy_config(d: Path, config: str | None) -> str | None:
+    """The config to ask ``datasets`` for in the hub copy ``d``: ``config`` when its card lists
+    configs; None in a copy without them, which holds one config's files (the hub's parquet
+    conversion of one config: ``--data DIR/<config>``)."""
+    return config if (_card(d) or {}).get("configs") else None
 
 
 def hub_copy_load(d: Path) -> dict[str, str]:
@@ -100,10 +125,20 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
 
     from trainables.errors import first_line, one_of
 
+    listed = [c.get("config_name", "default") for c in (_card(d) or {}).get("configs") or [] if isinstance(c, dict)]
+    roots = _parquet_roots(d)
+    if not listed and len(roots) > 1:
+        pick = config if config in roots else sorted(roots - {""})[0]
+        raise UserError(field, f"{d} holds the files of several configs ({', '.join(sorted(r or '.' for r in roots))}) "
+                               f"and no card that lists them; give one config's folder: --data {d / pick}")
+    if listed and config is None and "default" not in listed and len(listed) > 1:
+        raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and none named 'default'; give "
+                               "the folder of one (its card says which): --data DIR/<folder>")
+    config = hub_copy_config(d, config)
     datasets.logging.set_verbosity_error()
     try:
         builder = datasets.load_dataset_builder(str(d), config)
-    except Exception as e:  # an unknown or missing config, files the card names but lacks
+    except Exception as e:  # an unknown config, files the card names but lacks
         raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
                                f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
     # The card lists every config whether or not its files were downloaded (``--include``).

@@ -288,7 +288,7 @@ class Data2TextTask(E2ETask):
                                              "comment 'good')")
 
     def read_entries(self, cfg: TrialConfig) -> dict[str, list[Entry]]:
-        from trainables.hub import hub_copy_load
+        from trainables.hub import hub_copy_config, hub_copy_load
 
         source = Path(cfg.data.source).expanduser()
         copy = self.hub_copy_of(cfg.data.source)
@@ -298,8 +298,9 @@ class Data2TextTask(E2ETask):
 
         name, _, config = (str(copy), "", "") if copy else cfg.data.source.partition(":")
         datasets.logging.set_verbosity_error()
-        dd = datasets.load_dataset(name, config or self.hub_config, revision=cfg.data.revision,
-                                   **(hub_copy_load(copy) if copy else {}))
+        config = config or self.hub_config
+        dd = datasets.load_dataset(name, hub_copy_config(copy, config) if copy else config,
+                                   revision=cfg.data.revision, **(hub_copy_load(copy) if copy else {}))
         out = {}
         for split, hub_split in self.hub_splits.items():
             if hub_split not in dd:

@@ -180,9 +180,10 @@ class GlueTask(ClassificationTask):
         copy = self._hub_copy(cfg)
         name = cfg.data.source if copy is None else str(copy)
         datasets.logging.set_verbosity_error()
-        from trainables.hub import hub_copy_load
+        from trainables.hub import hub_copy_config, hub_copy_load
 
-        dd = datasets.load_dataset(name, self.glue_name, revision=cfg.data.revision,
+        dd = datasets.load_dataset(name, hub_copy_config(copy, self.glue_name) if copy else self.glue_name,
+                                   revision=cfg.data.revision,
                                    **(hub_copy_load(copy) if copy else {}))
         a_col, b_col = self.hub_columns
         out = {}

@@ -213,7 +213,8 @@ def source_layout(source: str) -> tuple[str, Path | str]:
         return "cifar", d / CIFAR_DIR
     if (d / "batches.meta").is_file() or (d / "data_batch_1").is_file():
         return "cifar", d
-    if (d / "train").is_dir() and (d / "test").is_dir():
+    # (train/0000.parquet is one config of the hub's parquet conversion, below)
+    if (d / "train").is_dir() and (d / "test").is_dir() and not any((d / "train").glob("*.parquet")):
         return "imagefolder", d
     copy = hub_copy(source)  # a local copy of the hub dataset (plain_text/train-*.parquet)
     if copy is not None:
