@@ -167,6 +167,16 @@ def test_local_copies_of_guanaco_and_of_a_parquet_chat_dataset_read_as_the_jsonl
     with pytest.raises(UserError) as err:
         task.check(qlora_trial(llama_assets, data={"source": str(no_train)}))
     assert err.value.field == "data.source" and err.value.message == f"{no_train} has no 'train' split (it has 'test')"
+    # Without a validation split and no hold-out, a copy is refused before launch as the files are.
+    train_only = write_hub_copy(tmp_path / "train-only", {"default": {"train": datasets.Dataset.from_dict(
+        {"text": texts["train"]})}}, folders={"default": "data"})
+    (tmp_path / "files" / "eval.jsonl").unlink()
+    refusals = []
+    for source in (train_only, tmp_path / "files"):
+        with pytest.raises(UserError) as err:
+            task.check(qlora_trial(llama_assets, data={"source": str(source), "holdout_size": None}))
+        refusals.append((err.value.field, err.value.message.replace(str(source), "DIR")))
+    assert refusals[0] == refusals[1] and refusals[0][0] == "data.holdout_size"
 
 
 # ----------------------------------------------------------------------------- 4-bit base

@@ -295,13 +295,12 @@ class GuanacoTask(CausalLMTask):
         if not source.exists():
             raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
         copy = hub_copy_of(cfg.data.source)
-        if copy is not None:  # read as the hub dataset is, when the data is prepared
+        if copy is not None:
             check_hub_copy(copy, None, ("train",))
-            self.check_answering(cfg)
-            return
-        # The conversations as the source gives them: the hold-out, the fraction and the limits
-        # pick among them when the data is prepared.
-        data = {split: read_jsonl(path) for split, path in local_files(source).items()}
+        # The conversations as the source gives them (a copy read as the hub dataset is): the
+        # hold-out, the fraction and the limits pick among them when the data is prepared.
+        data = (load_conversations(cfg) if copy is not None
+                else {split: read_jsonl(path) for split, path in local_files(source).items()})
         check_split(cfg, "val" in data)
         self.check_answering(cfg)
         prompts = read_prompts(self._prompts_path(cfg))[:cfg.data.test_limit]
