@@ -9,13 +9,14 @@
 
 Data: a .jsonl, .json or .csv file (the training split; 10% is held out for validation, or
 data.holdout_size rows), a directory with train.* and optionally validation.* (or valid, val,
-dev, eval) and test.* files, or a hub dataset. Columns (data.columns): Alpaca's
-{prompt: instruction, query: input, response: output} by default, or a messages column of
-{role, content} / ShareGPT {from, value} turns (the default when the data has a 'messages' or
+dev, eval) and test.* files, or a hub dataset (its name, or a local copy from `hf download
+--repo-type dataset ID --local-dir DIR`). Columns (data.columns): Alpaca's {prompt:
+instruction, query: input, response: output} by default, or a messages column of {role,
+content} / ShareGPT {from, value} turns (the default when the data has a 'messages' or
 'conversations' column), and an optional system column (one named 'system' by default). Each
-conversation is rendered with the model's chat template; the loss is on the answers only. Each
-trial records the validation loss (ASHA's metric) and, when complete, its answers to held-out
-prompts (outputs/generations.jsonl).
+conversation is rendered with the model's chat template; the loss is on the answers only.
+Each trial records the validation loss (ASHA's metric) and, when complete, its answers to
+held-out prompts (outputs/generations.jsonl).
 Presets: sweeps/presets/sft.yaml; search spaces: search_spaces/sft_*.yaml.
 """
 

@@ -9,11 +9,12 @@
 
 Data: a .csv, .jsonl or .json file (the training split; 10% is held out for validation, or
 data.holdout_size rows), a directory with train.* and optionally validation.* (or valid, val,
-dev, eval) and test.* files, or a hub dataset. Columns (data.columns): text, an optional
-text_pair and label; default {text: text, label: label}. Labels are strings or integers; the
-label set is read from the training data and recorded (data.labels on the sweep's MLflow run).
-Metrics: accuracy (ASHA's) and macro-F1, on validation at every report and on the test split
-(else the validation set) when a trial completes.
+dev, eval) and test.* files, or a hub dataset (its name, or a local copy from `hf download
+--repo-type dataset ID --local-dir DIR`). Columns (data.columns): text, an optional text_pair
+and label; default {text: text, label: label}. Labels are strings or integers; the label set
+is read from the training data and recorded (data.labels on the sweep's MLflow run). Metrics:
+accuracy (ASHA's) and macro-F1, on validation at every report and on the test split (else the
+validation set) when a trial completes.
 Presets: sweeps/presets/text_classification.yaml; search spaces: search_spaces/text_classification_*.yaml.
 """
 
