@@ -78,15 +78,19 @@ def test_a_config_or_split_the_copy_lacks_is_refused_in_one_line(tmp_path, confi
     assert e.value.field == "data.source" and message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_config_the_card_names_but_whose_files_were_not_downloaded_is_refused(tmp_path):
+def test_a_partial_download_reads_its_config_and_refuses_the_others(tmp_path):
     import shutil
 
+    import datasets
+
     d = _glue_like(tmp_path)
-    shutil.rmtree(d / "sst2")  # as `hf download ... --include "cola/*"` leaves it
-    check_hub_copy(d, "cola", ("train", "validation"))
+    shutil.rmtree(d / "cola")  # as `hf download ... --include "sst2/*"` leaves it: the card's first config
+    check_hub_copy(d, "sst2", ("train", "validation"))
+    dd = datasets.load_dataset(str(d), "sst2", **hub_copy_load(d, "sst2"))
+    assert list(dd["train"]["sentence"]) == ["g"] and list(dd["validation"]["sentence"]) == ["h", "i"]
     with pytest.raises(UserError) as e:
-        check_hub_copy(d, "sst2", ("train", "validation"))
-    assert str(e.value) == (f"data.source: {d} has no data files for 'sst2'; its card names them, but they "
+        check_hub_copy(d, "cola", ("train", "validation"))
+    assert str(e.value) == (f"data.source: {d} has no data files for 'cola'; its card names them, but they "
                             "were not downloaded")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from trainables.errors import UserError, first_line
 
@@ -89,18 +90,43 @@ def hub_copy_config(d: Path, config: str | None) -> str | None:
     return config if (_card(d) or {}).get("configs") else None
 
 
-def hub_copy_load(d: Path) -> dict[str, str]:
-    """``load_dataset`` keywords for the hub copy ``d``: a cache directory of its own per
-    content (:func:`hub_copy_identity`). ``datasets`` files what it builds from a local
-    directory under the directory's name, config and file patterns, not under its path or its
-    files' content, so two copies of the same name, or a copy whose files changed, would
-    otherwise be read from one earlier build."""
+def hub_copy_load(d: Path, config: str | None = None) -> dict[str, Any]:
+    """``load_dataset`` keywords for ``config`` of the hub copy ``d``:
+
+    - a cache directory of its own per content (:func:`hub_copy_identity`): ``datasets`` files
+      what it builds from a local directory under the directory's name, config and file
+      patterns, not under its path or its files' content, so two copies of the same name, or a
+      copy whose files changed, would otherwise be read from one earlier build;
+    - the config's data files as its card gives them (:func:`card_data_files`): ``datasets``
+      picks a local copy's file format from the card's first config, so a copy downloaded
+      without that config's files (``--include``) cannot be read otherwise.
+    """
     import datasets
 
     from trainables.cache import fingerprint
 
+    files = card_data_files(d, config)
     return {"cache_dir": str(Path(datasets.config.HF_DATASETS_CACHE) / "hub-copies"
-                             / fingerprint(hub_copy_identity(d)))}
+                             / fingerprint(hub_copy_identity(d))),
+            **({"data_files": files} if files is not None else {})}
+
+
+def card_data_files(d: Path, config: str | None) -> Any:
+    """The ``data_files`` the card of ``d`` lists for ``config`` (None: its ``default`` or only
+    config), in ``load_dataset``'s form; None when the card lists no files for it."""
+    configs = [c for c in (_card(d) or {}).get("configs") or [] if isinstance(c, dict)]
+    names = [c.get("config_name", "default") for c in configs]
+    if config is None:
+        config = "default" if "default" in names else names[0] if len(names) == 1 else None
+    files = next((c.get("data_files") for c in configs if c.get("config_name", "default") == config), None)
+    if isinstance(files, list) and files and all(isinstance(f, dict) for f in files):
+        return {f.get("split", "train"): f.get("path") for f in files}
+    return files
+
+
+def _patterns(files: Any) -> list[str]:
+    values = files.values() if isinstance(files, dict) else [files]
+    return [p for v in values for p in ([v] if isinstance(v, str) else v or []) if isinstance(p, str)]
 
 
 def hub_copy_files(d: Path) -> dict[str, Path]:
@@ -135,17 +161,18 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
         raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and none named 'default'; give "
                                "the folder of one (its card says which): --data DIR/<folder>")
     config = hub_copy_config(d, config)
-    datasets.logging.set_verbosity_error()
-    try:
-        builder = datasets.load_dataset_builder(str(d), config)
-    except Exception as e:  # an unknown config, files the card names but lacks
-        raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
-                               f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
+    files = card_data_files(d, config)
     # The card lists every config whether or not its files were downloaded (``--include``).
-    have = [split for split, files in (builder.config.data_files or {}).items() if files]
-    if not have:
+    if files is not None and not any(any(d.glob(p)) for p in _patterns(files)):
         raise UserError(field, f"{d} has no data files{f' for {config!r}' if config else ''}; its card names "
                                "them, but they were not downloaded")
+    datasets.logging.set_verbosity_error()
+    try:
+        builder = datasets.load_dataset_builder(str(d), config, **({"data_files": files} if files is not None else {}))
+    except Exception as e:  # an unknown config, a file the card names that is not there
+        raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
+                               f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
+    have = [split for split, found in (builder.config.data_files or {}).items() if found]
     missing = [s for s in splits if s not in have]
     if missing:
         raise UserError(field, f"{d}{f' ({config})' if config else ''} has no {missing[0]!r} split "

@@ -300,7 +300,7 @@ class Data2TextTask(E2ETask):
         datasets.logging.set_verbosity_error()
         config = config or self.hub_config
         dd = datasets.load_dataset(name, hub_copy_config(copy, config) if copy else config,
-                                   revision=cfg.data.revision, **(hub_copy_load(copy) if copy else {}))
+                                   revision=cfg.data.revision, **(hub_copy_load(copy, config) if copy else {}))
         out = {}
         for split, hub_split in self.hub_splits.items():
             if hub_split not in dd:

@@ -184,7 +184,7 @@ class GlueTask(ClassificationTask):
 
         dd = datasets.load_dataset(name, hub_copy_config(copy, self.glue_name) if copy else self.glue_name,
                                    revision=cfg.data.revision,
-                                   **(hub_copy_load(copy) if copy else {}))
+                                   **(hub_copy_load(copy, self.glue_name) if copy else {}))
         a_col, b_col = self.hub_columns
         out = {}
         for split, hub_split in {"train": "train", **self.hub_splits}.items():
