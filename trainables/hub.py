@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError, first_line
+from trainables.errors import UserError, first_line, one_of
 
 HUB_TIMEOUT_S = 10.0
 
@@ -129,6 +129,15 @@ def _patterns(files: Any) -> list[str]:
     return [p for v in values for p in ([v] if isinstance(v, str) else v or []) if isinstance(p, str)]
 
 
+def _matches(d: Path, pattern: str) -> bool:
+    """Whether a card's file pattern finds a file in ``d`` (a pattern ``Path.glob`` cannot take
+    counts as found: ``datasets`` judges it)."""
+    try:
+        return any(d.glob(pattern))
+    except (ValueError, NotImplementedError):
+        return True
+
+
 def hub_copy_files(d: Path) -> dict[str, Path]:
     """A hub copy's files by their path in it, less the download tool's own records
     (``.cache/``, ``.git/``)."""
@@ -149,8 +158,6 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     copy ``d`` (read from its card and file names; no data is loaded)."""
     import datasets
 
-    from trainables.errors import first_line, one_of
-
     listed = [c.get("config_name", "default") for c in (_card(d) or {}).get("configs") or [] if isinstance(c, dict)]
     roots = _parquet_roots(d)
     if not listed and len(roots) > 1:
@@ -163,7 +170,7 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     config = hub_copy_config(d, config)
     files = card_data_files(d, config)
     # The card lists every config whether or not its files were downloaded (``--include``).
-    if files is not None and not any(any(d.glob(p)) for p in _patterns(files)):
+    if files is not None and not any(_matches(d, p) for p in _patterns(files)):
         raise UserError(field, f"{d} has no data files{f' for {config!r}' if config else ''}; its card names "
                                "them, but they were not downloaded")
     datasets.logging.set_verbosity_error()
