@@ -10,6 +10,7 @@ seconds. When it does not, the error names ``--preset smoke`` and the local-path
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,17 @@ def looks_local(source: str) -> bool:
 SPLIT_FOLDERS = ("train", "validation", "test", "dev")
 
 
-def hub_copy(source: str) -> Path | None:
+def hub_copy(source: str, *, official: Iterable[str] = ()) -> Path | None:
     """``source`` as a local copy of a hub dataset repository (what ``hf download --repo-type
     dataset ID --local-dir DIR`` writes), else None: a directory with a ``README.md`` dataset
     card that lists its ``configs`` or sits beside data files, or with parquet files at its top,
     one folder down (``plain_text/*.parquet``) or in a split's folder two down
     (``default/train/0000.parquet``: the hub's parquet conversion, ``--revision
     refs/convert/parquet``, which has no card). Tasks read such a copy with the same
-    ``datasets.load_dataset(source, config)`` call as the hub id."""
+    ``datasets.load_dataset(source, config)`` call as the hub id. A directory holding any of
+    ``official`` (the dataset's own release files, paths in it) is read as those instead."""
     d = Path(source).expanduser()
-    if not d.is_dir():
+    if not d.is_dir() or any((d / name).is_file() for name in official):
         return None
     card = _card(d)
     if card is not None and (card.get("configs") or any(

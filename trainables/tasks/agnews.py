@@ -67,8 +67,7 @@ class AGNews(ClassificationTask):
         """``data.source`` as a local copy of the hub dataset, when it lacks the official CSVs."""
         from trainables.hub import hub_copy
 
-        d = Path(cfg.data.source).expanduser()
-        return None if (d / FILES["train"]).is_file() else hub_copy(cfg.data.source)
+        return hub_copy(cfg.data.source, official=(FILES["train"],))
 
     def _dir(self, cfg: TrialConfig) -> Path:
         d = Path(cfg.data.source).expanduser()

@@ -149,8 +149,7 @@ def hub_copy_of(source: str) -> Path | None:
     not one, or when it holds a training JSONL file (a local directory, read first)."""
     from trainables.hub import hub_copy
 
-    d = hub_copy(source)
-    return None if d is None or any((d / n).is_file() for n in LOCAL_FILES["train"]) else d
+    return hub_copy(source, official=LOCAL_FILES["train"])
 
 
 def load_conversations(cfg: TrialConfig) -> dict[str, list[Conversation]]:

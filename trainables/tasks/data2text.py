@@ -252,12 +252,11 @@ class Data2TextTask(E2ETask):
 
     def hub_copy_of(self, source: str) -> Path | None:
         """``source`` as a local copy of the hub dataset, read as the hub name is (with
-        ``hub_config``); None when it is not one, or when it holds the official files (which
-        are read first)."""
+        ``hub_config``); None when it is not one, or when it holds any of the official files
+        (which are read first)."""
         from trainables.hub import hub_copy
 
-        d = hub_copy(source)
-        return None if d is None or all((d / n).is_file() for n in self.files.values()) else d
+        return hub_copy(source, official=self.files.values())
 
     def data_files(self, source: Path) -> dict[str, Path]:
         """The files whose content keys the cache: a hub copy's files

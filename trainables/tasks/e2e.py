@@ -96,10 +96,7 @@ def e2e_hub_copy(source: str) -> Path | None:
     """``source`` as a local copy of the hub dataset, when it has none of the local files."""
     from trainables.hub import hub_copy
 
-    d = Path(source).expanduser()
-    if any((d / names["train"]).is_file() for names in LOCAL_FILES.values()):
-        return None
-    return hub_copy(source)
+    return hub_copy(source, official=[names["train"] for names in LOCAL_FILES.values()])
 
 
 def csv_rows(path: Path) -> Iterator[tuple[str, str]]:

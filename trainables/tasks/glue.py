@@ -137,10 +137,7 @@ class GlueTask(ClassificationTask):
         """``data.source`` as a local copy of the hub dataset, when it lacks the task's TSVs."""
         from trainables.hub import hub_copy
 
-        root = Path(cfg.data.source).expanduser()
-        if any((d / "train.tsv").is_file() for d in (root / self.glue_dir, root)):
-            return None
-        return hub_copy(cfg.data.source)
+        return hub_copy(cfg.data.source, official=(f"{self.glue_dir}/train.tsv", "train.tsv"))
 
     def check_source(self, cfg: TrialConfig) -> None:
         from trainables.hub import check_dataset_source, check_hub_copy

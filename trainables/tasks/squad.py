@@ -92,11 +92,10 @@ def local_files(source: Path) -> dict[str, Path]:
 
 def hub_copy_of(source: str) -> Path | None:
     """``source`` as a local copy of the hub dataset, read as the hub name is; None when it is
-    not one, or when it holds the official files (which are read first)."""
+    not one, or when it holds any of the official files (which are read first)."""
     from trainables.hub import hub_copy
 
-    d = hub_copy(source)
-    return None if d is None or all((d / n).is_file() for n in LOCAL_FILES.values()) else d
+    return hub_copy(source, official=LOCAL_FILES.values())
 
 
 def _expect(cond: bool, path: Path, where: str, what: str) -> None:

@@ -93,8 +93,7 @@ def hub_copy_of(source: str) -> Path | None:
     not one, or when it holds a ``train.*`` file (a directory of files by split, read first)."""
     from trainables.hub import hub_copy
 
-    d = hub_copy(source)
-    return None if d is None or any((d / f"train{x}").is_file() for x in SUFFIXES) else d
+    return hub_copy(source, official=[f"train{x}" for x in SUFFIXES])
 
 
 def _ordered_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
