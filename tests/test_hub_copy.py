@@ -67,7 +67,7 @@ def test_the_download_tools_records_are_not_part_of_the_identity(tmp_path):
 
 @pytest.mark.parametrize("config, splits, message", [
     ("qqp", ("train",), "cannot read as 'qqp' (BuilderConfig 'qqp' not found"),
-    (None, ("train",), "has several configs (cola, sst2) and none named 'default'"),
+    (None, ("train",), "has several configs (cola, sst2) and no default one; give the folder of one"),
     ("cola", ("train", "test"), "(cola) has no 'test' split (it has 'train' or 'validation')"),
 ])
 def test_a_config_or_split_the_copy_lacks_is_refused_in_one_line(tmp_path, config, splits, message):
@@ -147,8 +147,9 @@ def test_a_card_of_several_configs_without_a_default_names_them(tmp_path):
     d = _glue_like(tmp_path)
     with pytest.raises(UserError) as e:
         check_hub_copy(d, None, ("train",))
-    assert str(e.value) == (f"data.source: {d} has several configs (cola, sst2) and none named 'default'; give "
-                            "the folder of one (its card says which): --data DIR/<folder>")
+    assert str(e.value) == (f"data.source: {d} has several configs (cola, sst2) and no default one; give the "
+                            "folder of one, where each has its own (its card's data_files say which): --data "
+                            "DIR/<folder>")
     check_hub_copy(d / "sst2", None, ("train", "validation"))
 
 
@@ -163,3 +164,24 @@ def test_a_card_beside_json_lines_is_a_copy_that_datasets_reads(tmp_path):
     assert hub_copy(str(d)) == d
     check_hub_copy(d, None, ("train",))
     assert list(datasets.load_dataset(str(d), **hub_copy_load(d))["train"]["response"]) == ["b", "d"]
+
+
+def test_the_cards_default_config_is_read_with_its_features_even_without_the_first_configs_files(tmp_path):
+    """A card marks its default config ``default: true`` and declares a class label for it;
+    the copy was downloaded without the first config's files (JSON Lines: no features in
+    the files themselves)."""
+    import datasets
+
+    d = tmp_path / "reviews"
+    (d / "small").mkdir(parents=True)
+    (d / "small" / "train.jsonl").write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n')
+    (d / "README.md").write_text(
+        "---\nconfigs:\n- config_name: all\n  data_files: all/*.jsonl\n"
+        "- config_name: small\n  default: true\n  data_files:\n  - split: train\n    path: small/*.jsonl\n"
+        "dataset_info:\n- config_name: small\n  features:\n  - name: text\n    dtype: string\n"
+        "  - name: label\n    dtype:\n      class_label:\n        names:\n          '0': neg\n          '1': pos\n---\n")
+    check_hub_copy(d, None, ("train",))
+    train = datasets.load_dataset(str(d), **hub_copy_load(d))["train"]
+    assert list(train["text"]) == ["good", "bad"] and train.features["label"].names == ["neg", "pos"]
+    with pytest.raises(UserError, match="has no data files for 'all'; its card names them"):
+        check_hub_copy(d, "all", ("train",))

@@ -9,8 +9,9 @@ seconds. When it does not, the error names ``--preset smoke`` and the local-path
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,35 +93,98 @@ def hub_copy_config(d: Path, config: str | None) -> str | None:
     return config if (_card(d) or {}).get("configs") else None
 
 
-def hub_copy_load(d: Path, config: str | None = None) -> dict[str, Any]:
-    """``load_dataset`` keywords for ``config`` of the hub copy ``d``:
+def read_hub_dataset(source: str, config: str | None = None, *, revision: str | None = None,
+                     copy: Path | None = None) -> Any:
+    """``datasets.load_dataset`` of the hub dataset ``source`` (``config``), or of its local
+    copy ``copy`` (:func:`hub_copy`): the same call, with the copy's own cache directory and
+    card keywords (:func:`hub_copy_load`), read without progress bars as other local files are."""
+    import datasets
 
-    - a cache directory of its own per content (:func:`hub_copy_identity`): ``datasets`` files
-      what it builds from a local directory under the directory's name, config and file
-      patterns, not under its path or its files' content, so two copies of the same name, or a
-      copy whose files changed, would otherwise be read from one earlier build;
-    - the config's data files as its card gives them (:func:`card_data_files`): ``datasets``
-      picks a local copy's file format from the card's first config, so a copy downloaded
-      without that config's files (``--include``) cannot be read otherwise.
-    """
+    datasets.logging.set_verbosity_error()
+    if copy is None:
+        return datasets.load_dataset(source, config, revision=revision)
+    with no_progress_bars():
+        return datasets.load_dataset(str(copy), hub_copy_config(copy, config), revision=revision,
+                                     **hub_copy_load(copy, config))
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """``datasets`` reading local files: no "Generating split" bars (it takes a moment; the
+    tokenisation that follows shows its own progress when it takes long)."""
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+
+
+def hub_copy_load(d: Path, config: str | None = None) -> dict[str, Any]:
+    """``load_dataset`` keywords for ``config`` of the hub copy ``d``: a cache directory of its
+    own per content (:func:`hub_copy_identity`), and :func:`_card_kwargs`. ``datasets`` files
+    what it builds from a local directory under the directory's name, config and file
+    patterns, not under its path or its files' content, so two copies of the same name, or a
+    copy whose files changed, would otherwise be read from one earlier build."""
     import datasets
 
     from trainables.cache import fingerprint
 
-    files = card_data_files(d, config)
     return {"cache_dir": str(Path(datasets.config.HF_DATASETS_CACHE) / "hub-copies"
-                             / fingerprint(hub_copy_identity(d))),
-            **({"data_files": files} if files is not None else {})}
+                             / fingerprint(hub_copy_identity(d))), **_card_kwargs(d, config)}
+
+
+def _card_kwargs(d: Path, config: str | None) -> dict[str, Any]:
+    """``datasets`` picks a local copy's file format from the files of its card's first
+    config, so a copy downloaded without them (``--include``) is unreadable as it is: for
+    such a copy, ``config``'s data files and features as the card gives them."""
+    configs = _card_configs(d)
+    first = next(iter(configs.values()), {})
+    if not configs or any(_matches(d, p) for p in _patterns(first.get("data_files"))):
+        return {}
+    files = card_data_files(d, config)
+    if files is None:
+        return {}
+    from datasets.info import DatasetInfosDict
+
+    name = config or _default_config(configs)
+    info = DatasetInfosDict.from_dataset_card_data(_card_data(d)).get(name)
+    return {"data_files": files, **({"features": info.features} if info and info.features else {})}
+
+
+def _card_data(d: Path) -> Any:
+    from huggingface_hub import DatasetCardData
+
+    return DatasetCardData(**(_card(d) or {}))
+
+
+def _card_configs(d: Path) -> dict[str, dict[str, Any]]:
+    """The configs the card of ``d`` lists, by name, as ``datasets`` reads them."""
+    from datasets.utils.metadata import MetadataConfigs
+
+    try:
+        return MetadataConfigs.from_dataset_card_data(_card_data(d))
+    except Exception:  # a card whose configs datasets cannot read: it reports that itself
+        return {}
+
+
+def _default_config(configs: Any) -> str | None:
+    """The config ``datasets`` reads when none is named: the one marked ``default: true``, the
+    one named ``default`` or the only one (None: none, or several)."""
+    try:
+        return configs.get_default_config_name() if configs else None
+    except ValueError:
+        return None
 
 
 def card_data_files(d: Path, config: str | None) -> Any:
-    """The ``data_files`` the card of ``d`` lists for ``config`` (None: its ``default`` or only
-    config), in ``load_dataset``'s form; None when the card lists no files for it."""
-    configs = [c for c in (_card(d) or {}).get("configs") or [] if isinstance(c, dict)]
-    names = [c.get("config_name", "default") for c in configs]
-    if config is None:
-        config = "default" if "default" in names else names[0] if len(names) == 1 else None
-    files = next((c.get("data_files") for c in configs if c.get("config_name", "default") == config), None)
+    """The ``data_files`` the card of ``d`` lists for ``config`` (None: the default config),
+    in ``load_dataset``'s form; None when the card lists no files for it."""
+    configs = _card_configs(d)
+    files = configs.get(config or _default_config(configs) or "", {}).get("data_files")
     if isinstance(files, list) and files and all(isinstance(f, dict) for f in files):
         return {f.get("split", "train"): f.get("path") for f in files}
     return files
@@ -160,15 +224,17 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     copy ``d`` (read from its card and file names; no data is loaded)."""
     import datasets
 
-    listed = [c.get("config_name", "default") for c in (_card(d) or {}).get("configs") or [] if isinstance(c, dict)]
+    configs = _card_configs(d)
+    listed = list(configs)
     roots = _parquet_roots(d)
     if not listed and len(roots) > 1:
         pick = config if config in roots else sorted(roots - {""})[0]
         raise UserError(field, f"{d} holds the files of several configs ({', '.join(sorted(r or '.' for r in roots))}) "
                                f"and no card that lists them; give one config's folder: --data {d / pick}")
-    if listed and config is None and "default" not in listed and len(listed) > 1:
-        raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and none named 'default'; give "
-                               "the folder of one (its card says which): --data DIR/<folder>")
+    if listed and config is None and _default_config(configs) is None:
+        raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and no default one; give the "
+                               "folder of one, where each has its own (its card's data_files say which): "
+                               "--data DIR/<folder>")
     config = hub_copy_config(d, config)
     files = card_data_files(d, config)
     # The card lists every config whether or not its files were downloaded (``--include``).
@@ -177,7 +243,7 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
                                "them, but they were not downloaded")
     datasets.logging.set_verbosity_error()
     try:
-        builder = datasets.load_dataset_builder(str(d), config, **({"data_files": files} if files is not None else {}))
+        builder = datasets.load_dataset_builder(str(d), config, **_card_kwargs(d, config))
     except Exception as e:  # an unknown config, a file the card names that is not there
         raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
                                f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None

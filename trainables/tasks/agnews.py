@@ -107,14 +107,9 @@ class AGNews(ClassificationTask):
     def read_splits(self, cfg: TrialConfig) -> dict[str, list[Example]]:
         if self._local(cfg):
             return {split: read_csv(self._dir(cfg) / name) for split, name in FILES.items()}
-        import datasets
+        from trainables.hub import read_hub_dataset
 
-        copy = self._hub_copy(cfg)
-        name = cfg.data.source if copy is None else str(copy)
-        datasets.logging.set_verbosity_error()
-        from trainables.hub import hub_copy_load
-
-        dd = datasets.load_dataset(name, revision=cfg.data.revision, **(hub_copy_load(copy) if copy else {}))
+        dd = read_hub_dataset(cfg.data.source, revision=cfg.data.revision, copy=self._hub_copy(cfg))
         for split in FILES:
             if split not in dd:
                 raise UserError("data.source", f"{cfg.data.source} has no {split!r} split "

@@ -155,17 +155,13 @@ def hub_copy_of(source: str) -> Path | None:
 def load_conversations(cfg: TrialConfig) -> dict[str, list[Conversation]]:
     """``{"train"[, "val"]}`` conversations from the local files or the hub (or a local copy of
     a hub dataset)."""
-    from trainables.hub import hub_copy_load
+    from trainables.hub import read_hub_dataset
 
     source = Path(cfg.data.source).expanduser()
     copy = hub_copy_of(cfg.data.source)
     if source.exists() and copy is None:
         return {split: read_jsonl(path) for split, path in local_files(source).items()}
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
-                               **(hub_copy_load(copy) if copy else {}))
+    dd = read_hub_dataset(cfg.data.source, revision=cfg.data.revision, copy=copy)
     if "train" not in dd:
         raise UserError("data.source", f"{cfg.data.source} has no 'train' split")
     return {split: [to_conversation(row, f"{cfg.data.source}[{hub}][{i}]") for i, row in enumerate(dd[hub])]

@@ -287,19 +287,14 @@ class Data2TextTask(E2ETask):
                                              "comment 'good')")
 
     def read_entries(self, cfg: TrialConfig) -> dict[str, list[Entry]]:
-        from trainables.hub import hub_copy_config, hub_copy_load
+        from trainables.hub import read_hub_dataset
 
         source = Path(cfg.data.source).expanduser()
         copy = self.hub_copy_of(cfg.data.source)
         if source.exists() and copy is None:
             return {split: self.parse(_load_json(p), p) for split, p in self.official_files(source).items()}
-        import datasets
-
-        name, _, config = (str(copy), "", "") if copy else cfg.data.source.partition(":")
-        datasets.logging.set_verbosity_error()
-        config = config or self.hub_config
-        dd = datasets.load_dataset(name, hub_copy_config(copy, config) if copy else config,
-                                   revision=cfg.data.revision, **(hub_copy_load(copy, config) if copy else {}))
+        name, _, config = ("", "", "") if copy else cfg.data.source.partition(":")
+        dd = read_hub_dataset(name, config or self.hub_config, revision=cfg.data.revision, copy=copy)
         out = {}
         for split, hub_split in self.hub_splits.items():
             if hub_split not in dd:

@@ -157,6 +157,8 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
     """(mr, ref) rows per split from the hub or the local files, through ``load_dataset``."""
     import datasets
 
+    from trainables.hub import no_progress_bars, read_hub_dataset
+
     source = Path(cfg.data.source).expanduser()
     copy = e2e_hub_copy(cfg.data.source)
     datasets.logging.set_verbosity_error()
@@ -164,20 +166,10 @@ def load_rows(cfg: TrialConfig) -> dict[str, list[tuple[str, str]]]:
         kind, files = local_files(source)
         if kind == "csv":  # read as checked, not through pandas (which makes 'NA' a missing value)
             return {split: list(csv_rows(path)) for split, path in files.items()}
-        # Reading local files takes a moment: no "Generating split" bars (the tokenisation
-        # that follows shows its own progress when it takes long).
-        shown = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
-        try:
+        with no_progress_bars():
             dd = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()})
-        finally:
-            if shown:
-                datasets.enable_progress_bars()
     else:
-        from trainables.hub import hub_copy_load
-
-        dd = datasets.load_dataset(cfg.data.source if copy is None else str(copy), revision=cfg.data.revision,
-                                   **({} if copy is None else hub_copy_load(copy)))
+        dd = read_hub_dataset(cfg.data.source, revision=cfg.data.revision, copy=copy)
     out: dict[str, list[tuple[str, str]]] = {}
     for split in SPLITS:
         if split not in dd:

@@ -172,16 +172,9 @@ class GlueTask(ClassificationTask):
             d = self.task_dir(cfg)
             files = {"train": "train.tsv", **self.dev_files}
             return {split: read_tsv(d / name, self.layout, self._label)[0] for split, name in files.items()}
-        import datasets
+        from trainables.hub import read_hub_dataset
 
-        copy = self._hub_copy(cfg)
-        name = cfg.data.source if copy is None else str(copy)
-        datasets.logging.set_verbosity_error()
-        from trainables.hub import hub_copy_config, hub_copy_load
-
-        dd = datasets.load_dataset(name, hub_copy_config(copy, self.glue_name) if copy else self.glue_name,
-                                   revision=cfg.data.revision,
-                                   **(hub_copy_load(copy, self.glue_name) if copy else {}))
+        dd = read_hub_dataset(cfg.data.source, self.glue_name, revision=cfg.data.revision, copy=self._hub_copy(cfg))
         a_col, b_col = self.hub_columns
         out = {}
         for split, hub_split in {"train": "train", **self.hub_splits}.items():

@@ -178,25 +178,18 @@ def load_questions(cfg: TrialConfig) -> dict[str, list[Question]]:
     through ``load_dataset``."""
     import datasets
 
+    from trainables.hub import no_progress_bars, read_hub_dataset
+
     datasets.logging.set_verbosity_error()
     source = Path(cfg.data.source).expanduser()
     copy = hub_copy_of(cfg.data.source)
     if source.exists() and copy is None:
         files = local_files(source)
-        shown = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()
-        try:
-            dd = datasets.load_dataset("json", field="data",
-                                       data_files={k: str(v) for k, v in files.items()})
-        finally:
-            if shown:
-                datasets.enable_progress_bars()
+        with no_progress_bars():
+            dd = datasets.load_dataset("json", field="data", data_files={k: str(v) for k, v in files.items()})
         flatten = _flatten_official
     else:
-        from trainables.hub import hub_copy_load
-
-        dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
-                                   **(hub_copy_load(copy) if copy else {}))
+        dd = read_hub_dataset(cfg.data.source, revision=cfg.data.revision, copy=copy)
         flatten = _flatten_hub
     out = {}
     for split in SPLITS:

@@ -167,16 +167,12 @@ def read_file(path: Path) -> Split:
 
 def load_splits(cfg: TrialConfig) -> dict[str, Split]:
     """``{"train"[, "val"][, "test"]}`` of the source: local files, or a hub dataset."""
-    from trainables.hub import hub_copy_load, looks_local
+    from trainables.hub import looks_local, read_hub_dataset
 
     copy = hub_copy_of(cfg.data.source)
     if looks_local(cfg.data.source) and copy is None:
         return {role: read_file(path) for role, path in local_files(Path(cfg.data.source).expanduser()).items()}
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    dd = datasets.load_dataset(str(copy or cfg.data.source), revision=cfg.data.revision,
-                               **(hub_copy_load(copy) if copy else {}))
+    dd = read_hub_dataset(cfg.data.source, revision=cfg.data.revision, copy=copy)
     out = {}
     for role, names in SPLIT_NAMES.items():
         name = next((n for n in names if n in dd), None)

@@ -173,14 +173,11 @@ def read_imagefolder(directory: Path, *, progress: bool = False) -> tuple[Arrays
 def read_hub(name: str, revision: str | None, *, progress: bool = False) -> tuple[Arrays, tuple[str, ...]]:
     """A hub dataset with ``train`` and ``test`` splits, an image column (``img`` or
     ``image``) and ``label`` (``cifar10``, ``uoft-cs/cifar10``)."""
-    import datasets
     from tqdm.auto import tqdm
 
-    from trainables.hub import hub_copy, hub_copy_load
+    from trainables.hub import hub_copy, read_hub_dataset
 
-    datasets.logging.set_verbosity_error()
-    copy = hub_copy(name)  # a local copy (source_layout has checked that it is one)
-    dd = datasets.load_dataset(name, revision=revision, **(hub_copy_load(copy) if copy else {}))
+    dd = read_hub_dataset(name, revision=revision, copy=hub_copy(name))
     out: Arrays = {}
     for split in ("train", "test"):
         if split not in dd:
