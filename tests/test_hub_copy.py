@@ -66,7 +66,7 @@ def test_the_download_tools_records_are_not_part_of_the_identity(tmp_path):
 
 
 @pytest.mark.parametrize("config, splits, message", [
-    ("qqp", ("train",), "cannot read as 'qqp' (BuilderConfig 'qqp' not found"),
+    ("qqp", ("train",), "has no config 'qqp'; its card lists cola, sst2"),
     (None, ("train",), "has several configs (cola, sst2) and no default one; give the folder of one"),
     ("cola", ("train", "test"), "(cola) has no 'test' split (it has 'train' or 'validation')"),
 ])

@@ -235,6 +235,8 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
         raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and no default one; give the "
                                "folder of one, where each has its own (its card's data_files say which): "
                                "--data DIR/<folder>")
+    if listed and config is not None and config not in configs:
+        raise UserError(field, f"{d} has no config {config!r}; its card lists {', '.join(listed)}")
     config = hub_copy_config(d, config)
     files = card_data_files(d, config)
     # The card lists every config whether or not its files were downloaded (``--include``).
