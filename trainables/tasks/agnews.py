@@ -3,8 +3,9 @@
 Data: the hub dataset ``ag_news`` (``text``, ``label`` 0-3), a local copy of it (``hf download
 --repo-type dataset fancyzhx/ag_news --local-dir DIR``, read by the same ``load_dataset`` call)
 or a local directory with the official CSVs (``train.csv``, ``test.csv``: no header,
-``"Class Index","Title","Description"``, classes 1-4 = World, Sports, Business, Sci/Tech). CSV rows become ``title + " " +
-description`` with label ``class - 1``, the hub's form, and share everything after that.
+``"Class Index","Title","Description"``, classes 1-4 = World, Sports, Business, Sci/Tech).
+CSV rows become ``title + " " + description`` with label ``class - 1``, the hub's form, and
+share everything after that.
 The official release has no validation set: the ``holdout`` split policy (default) keeps a
 seeded 10% of train for it (``data.holdout_size`` examples instead, when set), and the test set is
 the official one. Predictions for an unlabelled competition file (``data.predict_file``) are
