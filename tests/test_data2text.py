@@ -206,7 +206,7 @@ def test_scores_per_subset_on_a_hand_made_example():
 
 
 @pytest.mark.parametrize("task_name, edit, fragment", [
-    ("webnlg", lambda d: (d / "test.json").unlink(), "lacks test.json (the official WebNLG files)"),
+    ("webnlg", lambda d: (d / "test.json").unlink(), "lacks test.json (the official WebNLG files; a folder with none of them is read as a local copy"),
     ("webnlg", lambda d: (d / "dev.json").write_text("[]"), "dev.json: top level: expected an object with an 'entries' list"),
     ("webnlg", lambda d: (d / "train.json").write_text('{"entries": [{"1": {"category": "A", '
                                                        '"modifiedtripleset": [{"subject": "x", "object": "y"}], '

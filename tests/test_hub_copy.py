@@ -185,3 +185,11 @@ def test_the_cards_default_config_is_read_with_its_features_even_without_the_fir
     assert list(train["text"]) == ["good", "bad"] and train.features["label"].names == ["neg", "pos"]
     with pytest.raises(UserError, match="has no data files for 'all'; its card names them"):
         check_hub_copy(d, "all", ("train",))
+
+
+def test_a_conversion_of_another_config_is_refused(tmp_path):
+    d = _converted(tmp_path / "glue", {"sst2": {"train": ["d"], "validation": ["e"]}})
+    check_hub_copy(d, "sst2", ("train", "validation"))
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d, "cola", ("train",))
+    assert str(e.value) == f"data.source: {d} holds the files of config 'sst2', not 'cola', and no card; give the folder of 'cola'"

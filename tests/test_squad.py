@@ -196,7 +196,7 @@ def test_a_hub_copy_without_the_validation_split_is_refused_in_one_line(make_tri
 
 def test_a_directory_of_neither_layout_names_both(tmp_path):
     (tmp_path / "train-v1.1.json").write_text("{}")
-    with pytest.raises(UserError, match="lacks dev-v1.1.json .* and is not a local copy of the hub dataset"):
+    with pytest.raises(UserError, match="lacks dev-v1.1.json .*; a folder with none of them is read as a local copy of the hub dataset"):
         local_files(tmp_path)
 
 

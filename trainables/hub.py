@@ -2,9 +2,14 @@
 
 Models and datasets are named either by a Hugging Face Hub id (``gpt2-medium``, ``e2e_nlg``)
 or by a local path. Both are then loaded by the same ``from_pretrained`` / ``load_dataset``
-calls; this module only answers, before anything launches, whether the source can be had:
-a local path must exist, a hub id must be in the local cache or the hub must answer within
-seconds. When it does not, the error names ``--preset smoke`` and the local-path options.
+calls. This module answers, before anything launches, whether the source can be had: a local
+path must exist, a hub id must be in the local cache or the hub must answer within seconds.
+When it does not, the error names ``--preset smoke`` and the local-path options.
+
+A local copy of a hub dataset repository (``hf download --repo-type dataset ID --local-dir
+DIR``) is recognised (:func:`hub_copy`), checked (:func:`check_hub_copy`) and read
+(:func:`read_hub_dataset`) here, with the keywords ``datasets`` needs to read such a copy as
+it reads the repository on the hub.
 """
 
 from __future__ import annotations
@@ -96,8 +101,10 @@ def hub_copy_config(d: Path, config: str | None) -> str | None:
 def read_hub_dataset(source: str, config: str | None = None, *, revision: str | None = None,
                      copy: Path | None = None) -> Any:
     """``datasets.load_dataset`` of the hub dataset ``source`` (``config``), or of its local
-    copy ``copy`` (:func:`hub_copy`): the same call, with the copy's own cache directory and
-    card keywords (:func:`hub_copy_load`), read without progress bars as other local files are."""
+    copy ``copy`` (:func:`hub_copy`): the same call on the copy's folder, with the config as
+    :func:`hub_copy_config` gives it (none for a copy without a card), the copy's own cache
+    directory and card keywords (:func:`hub_copy_load`), and no progress bars, as other local
+    files are read."""
     import datasets
 
     datasets.logging.set_verbosity_error()
@@ -231,6 +238,10 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
         pick = config if config in roots else sorted(roots - {""})[0]
         raise UserError(field, f"{d} holds the files of several configs ({', '.join(sorted(r or '.' for r in roots))}) "
                                f"and no card that lists them; give one config's folder: --data {d / pick}")
+    named = sorted(roots - {""})
+    if not listed and config is not None and named and config not in named:
+        raise UserError(field, f"{d} holds the files of config {named[0]!r}, not {config!r}, and no card; give "
+                               f"the folder of {config!r}")
     if listed and config is None and _default_config(configs) is None:
         raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and no default one; give the "
                                "folder of one, where each has its own (its card's data_files say which): "

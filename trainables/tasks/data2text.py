@@ -274,9 +274,9 @@ class Data2TextTask(E2ETask):
         missing = [n for n in self.files.values() if not (source / n).is_file()]
         if missing:
             raise UserError("data.source", f"{source} lacks {', '.join(missing)} (the official "
-                                           f"{self.title} files) and is not a local copy of the hub "
-                                           f"dataset (`hf download --repo-type dataset {self.hub_name} "
-                                           "--local-dir DIR`)")
+                                           f"{self.title} files; a folder with none of them is read as a "
+                                           "local copy of the hub dataset: `hf download --repo-type dataset "
+                                           f"{self.hub_name} --local-dir DIR`)")
         return {split: source / n for split, n in self.files.items()}
 
     def check_local(self, source: Path) -> None:

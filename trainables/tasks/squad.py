@@ -84,9 +84,9 @@ def local_files(source: Path) -> dict[str, Path]:
                                        f"official SQuAD v1.1 files ({', '.join(LOCAL_FILES.values())})")
     missing = [n for n in LOCAL_FILES.values() if not (source / n).is_file()]
     if missing:
-        raise UserError("data.source", f"{source} lacks {', '.join(missing)} (the official "
-                                       "SQuAD v1.1 files) and is not a local copy of the hub dataset "
-                                       "(`hf download --repo-type dataset rajpurkar/squad --local-dir DIR`)")
+        raise UserError("data.source", f"{source} lacks {', '.join(missing)} (the official SQuAD v1.1 "
+                                       "files; a folder with none of them is read as a local copy of the hub "
+                                       "dataset: `hf download --repo-type dataset rajpurkar/squad --local-dir DIR`)")
     return {split: source / n for split, n in LOCAL_FILES.items()}
 
 
