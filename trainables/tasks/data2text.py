@@ -236,7 +236,7 @@ class Data2TextTask(E2ETask):
             source = Path(cfg.data.source).expanduser()
             if not source.exists():
                 raise UserError("data.source", f"data directory {cfg.data.source} does not exist")
-            copy = self.hub_copy_of(cfg.data.source)
+            copy = self.hub_copy(cfg.data.source)
             if copy is not None:
                 check_hub_copy(copy, self.hub_config, tuple(self.hub_splits.values()))
             else:
@@ -250,7 +250,7 @@ class Data2TextTask(E2ETask):
     def hub_rows(self, ds: Any, *, test: bool) -> list[Entry]:
         raise NotImplementedError
 
-    def hub_copy_of(self, source: str) -> Path | None:
+    def hub_copy(self, source: str) -> Path | None:
         """``source`` as a local copy of the hub dataset, read as the hub name is (with
         ``hub_config``); None when it is not one, or when it holds any of the official files
         (which are read first)."""
@@ -259,15 +259,6 @@ class Data2TextTask(E2ETask):
         return hub_copy(source, official=self.files.values())
 
     def data_files(self, source: Path) -> dict[str, Path]:
-        """The files whose content keys the cache: a hub copy's files
-        (:func:`~trainables.hub.hub_copy_files`, what ``hub_copy_identity`` digests), else the
-        official files."""
-        from trainables.hub import hub_copy_files
-
-        copy = self.hub_copy_of(str(source))
-        return hub_copy_files(copy) if copy is not None else self.official_files(source)
-
-    def official_files(self, source: Path) -> dict[str, Path]:
         if not source.is_dir():
             raise UserError("data.source", f"{source} is not a directory; expected one with the "
                                            f"official {self.title} files ({', '.join(self.files.values())})")
@@ -280,7 +271,7 @@ class Data2TextTask(E2ETask):
         return {split: source / n for split, n in self.files.items()}
 
     def check_local(self, source: Path) -> None:
-        for path in self.official_files(source).values():
+        for path in self.data_files(source).values():
             entries = self.parse(_load_json(path), path)
             if not any(e.references for e in entries):
                 raise _fail(path, "entries", "no usable references (lexicalisations with "
@@ -290,9 +281,9 @@ class Data2TextTask(E2ETask):
         from trainables.hub import read_hub_dataset
 
         source = Path(cfg.data.source).expanduser()
-        copy = self.hub_copy_of(cfg.data.source)
+        copy = self.hub_copy(cfg.data.source)
         if source.exists() and copy is None:
-            return {split: self.parse(_load_json(p), p) for split, p in self.official_files(source).items()}
+            return {split: self.parse(_load_json(p), p) for split, p in self.data_files(source).items()}
         name, _, config = ("", "", "") if copy else cfg.data.source.partition(":")
         dd = read_hub_dataset(name, config or self.hub_config, revision=cfg.data.revision, copy=copy)
         out = {}
