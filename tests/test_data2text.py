@@ -174,6 +174,33 @@ def test_a_local_copy_of_the_hub_dataset_reads_as_the_official_files(make_trial,
     assert len(task.read_entries(from_hub)["train"]) == 2
 
 
+def test_the_hubs_parquet_conversion_of_webnlg_reads_its_dev_folder_as_the_dev_split(make_trial, tmp_path):
+    """The hub's card-less parquet conversion of ``web_nlg`` (``--revision refs/convert/parquet``:
+    ``<config>/<split>/0000.parquet`` for every config): the whole download is refused naming
+    the config's folder, and that folder, whose ``dev/`` ``datasets`` reads as ``validation``,
+    reads as the official files."""
+    import datasets
+
+    from trainables.offline import data2text_synth
+
+    official = data2text_synth.write_webnlg_dataset(tmp_path / "official", n_train=6, n_dev=3,
+                                                    n_test_seen=2, n_test_unseen=2)
+    root = tmp_path / "web_nlg"
+    for config in ("release_v3.0_en", "webnlg_challenge_2017"):
+        for split in ("train", "dev", "test"):
+            rows = [_webnlg_hub_row(e, test=split == "test")
+                    for e in json.loads((official / f"{split}.json").read_text())["entries"]]
+            (root / config / split).mkdir(parents=True)
+            datasets.Dataset.from_list(rows).to_parquet(str(root / config / split / "0000.parquet"))
+    task = get_task("webnlg")
+    with pytest.raises(UserError) as err:
+        task.check(make_trial(task="webnlg", data={"source": str(root)}))
+    assert err.value.message.endswith(f"give one config's folder: --data {root / 'webnlg_challenge_2017'}")
+    one = make_trial(task="webnlg", data={"source": str(root / "webnlg_challenge_2017")})
+    task.check(one)
+    assert task.read_entries(one) == task.read_entries(make_trial(task="webnlg", data={"source": str(official)}))
+
+
 @pytest.mark.parametrize("task_name, hub_split", [("webnlg", "dev"), ("dart", "test")])
 def test_a_hub_copy_without_a_split_is_refused_in_one_line(make_trial, tmp_path, task_name, hub_split):
     from trainables.offline import data2text_synth

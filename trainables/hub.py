@@ -261,10 +261,23 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
         raise UserError(field, f"{d} is a hub dataset copy that `datasets` cannot read"
                                f"{f' as {config!r}' if config else ''} ({first_line(e)})") from None
     have = [split for split, found in (builder.config.data_files or {}).items() if found]
-    missing = [s for s in splits if s not in have]
+    missing = [s for s in splits if copy_split(have, s) is None]
     if missing:
         raise UserError(field, f"{d}{f' ({config})' if config else ''} has no {missing[0]!r} split "
                                f"(it has {one_of(have)})")
+
+
+def copy_split(have: Iterable[str], split: str) -> str | None:
+    """The name of the hub's split ``split`` among a local copy's splits ``have``: ``split``
+    itself, else the standard split that ``datasets`` names it by where it infers splits from
+    folder and file names (a copy without a card: the folder ``dev/`` is read as
+    ``validation``); None when the copy lacks it."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    have = list(have)
+    if split in have:
+        return split
+    return next((str(std) for std, words in SPLIT_KEYWORDS.items() if split in words and str(std) in have), None)
 
 
 def _offline() -> bool:

@@ -278,7 +278,7 @@ class Data2TextTask(E2ETask):
                                              "comment 'good')")
 
     def read_entries(self, cfg: TrialConfig) -> dict[str, list[Entry]]:
-        from trainables.hub import read_hub_dataset
+        from trainables.hub import copy_split, read_hub_dataset
 
         source = Path(cfg.data.source).expanduser()
         copy = self.hub_copy(cfg.data.source)
@@ -288,10 +288,11 @@ class Data2TextTask(E2ETask):
         dd = read_hub_dataset(name, config or self.hub_config, revision=cfg.data.revision, copy=copy)
         out = {}
         for split, hub_split in self.hub_splits.items():
-            if hub_split not in dd:
+            found = copy_split(dd, hub_split) if copy else hub_split if hub_split in dd else None
+            if found is None:
                 raise UserError("data.source", f"{cfg.data.source} has no {hub_split!r} split "
                                                f"(it has {one_of(dd.keys())})")
-            out[split] = self.hub_rows(dd[hub_split], test=split == "test")
+            out[split] = self.hub_rows(dd[found], test=split == "test")
         return out
 
     def read_rows(self, cfg: TrialConfig) -> dict[str, Any]:
