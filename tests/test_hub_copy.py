@@ -193,3 +193,15 @@ def test_a_conversion_of_another_config_is_refused(tmp_path):
     with pytest.raises(UserError) as e:
         check_hub_copy(d, "cola", ("train",))
     assert str(e.value) == f"data.source: {d} holds the files of config 'sst2', not 'cola', and no card; give the folder of 'cola'"
+
+
+def test_another_configs_folder_of_a_conversion_is_refused_and_a_renamed_copy_is_read(tmp_path):
+    d = _converted(tmp_path / "glue", {"cola": {"train": ["a"], "validation": ["b"]},
+                                       "sst2": {"train": ["c"], "validation": ["d"]}})
+    with pytest.raises(UserError) as e:
+        check_hub_copy(d / "sst2", "cola", ("train",))
+    assert str(e.value) == (f"data.source: {d}/sst2 is the folder of config 'sst2' of the copy in {d}, not of "
+                            "'cola'; give the folder of 'cola'")
+    check_hub_copy(d / "cola", "cola", ("train", "validation"))
+    mine = (d / "cola").rename(tmp_path / "my_cola")  # standing alone, under a name of the user's
+    check_hub_copy(mine, "cola", ("train", "validation"))

@@ -242,6 +242,11 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     if not listed and config is not None and named and config not in named:
         raise UserError(field, f"{d} holds the files of config {named[0]!r}, not {config!r}, and no card; give "
                                f"the folder of {config!r}")
+    if not listed and config is not None and not named and d.name != config and _parquet_roots(d.parent) - {"", d.name}:
+        # One config's folder beside others' (a conversion of several), not the one asked for;
+        # a folder of another name standing alone is the user's own copy, read as given.
+        raise UserError(field, f"{d} is the folder of config {d.name!r} of the copy in {d.parent}, not of "
+                               f"{config!r}; give the folder of {config!r}")
     if listed and config is None and _default_config(configs) is None:
         raise UserError(field, f"{d} has several configs ({', '.join(listed)}) and no default one; give the "
                                "folder of one, where each has its own (its card's data_files say which): "
