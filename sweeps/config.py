@@ -133,8 +133,9 @@ class SweepConfig:
     description: str = ""
     """What the sweep is for: the preset's description, shown as the MLflow parent run's note."""
     name: str | None = None
-    """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>``. In a
-    multi-part study each part's sweep has ``-<part>`` at the end (after a given name too)."""
+    """Tune experiment and MLflow parent run name; null = ``<study>-<preset>-<timestamp>-<random>``
+    (six hex digits: sweeps launched in the same second differ). In a multi-part study each
+    part's sweep has ``-<part>`` at the end (after a given name too)."""
     space: dict[str, Any] | str = "e2e_rank_paper"
     """The search space: a file name in ``search_spaces/``, a YAML path, or inline data."""
     trial: TrialConfig = field(default_factory=TrialConfig)

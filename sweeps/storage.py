@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 import time
 from dataclasses import replace
@@ -21,10 +22,17 @@ SWEEP_FILE = "lorasweep_sweep.json"
 
 
 def default_name(cfg: SweepConfig) -> str:
-    """``<study>-<preset>-<timestamp>``, and ``-<part>`` last in a multi-part study, as after a
-    given ``--name`` (so the name a resume command gives selects the same part's sweep)."""
+    """``<study>-<preset>-<timestamp>-<random>``, and ``-<part>`` last in a multi-part study,
+    as after a given ``--name`` (so the name a resume command gives selects the same part's
+    sweep).
+
+    The local time to the second sorts the names; six random hex digits (2**24 values) tell
+    apart sweeps launched in the same second, by a shell loop or two cluster jobs on one
+    storage, which would otherwise share the experiment directory (Tune state, checkpoints,
+    journal). Drawn rather than checked against the storage: no check-then-create is atomic
+    on an ``s3://`` or ``gs://`` storage, and two launches would both pass the check."""
     part = f"-{cfg.part}" if cfg.part else ""
-    return f"{cfg.study}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}{part}"
+    return f"{cfg.study}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}{part}"
 
 
 def storage_path(cfg: SweepConfig) -> str:

@@ -197,6 +197,29 @@ def test_the_resume_command_of_a_part_selects_that_parts_sweep(name):
     assert (again.name, again.part) == (sweep, "sst2")
 
 
+@pytest.mark.parametrize("study, argv, part", [("rank_e2e", [], None), ("glue_rank", ["--task", "sst2"], "sst2")])
+def test_sweeps_launched_in_the_same_second_get_names_of_their_own(study, argv, part):
+    """Two launches of one study and preset in the same second (a shell loop, two cluster
+    jobs on one storage) name their sweeps apart, or both would keep their Tune state,
+    checkpoints and journal in one experiment directory: ``<study>-<preset>-<local time to
+    the second>-<6 hex digits>``, the part last."""
+    import datetime
+    import re
+
+    from sweeps.storage import default_name
+
+    cfg = sweep_config(study, "--preset", "smoke", *argv)
+    while True:  # both names within one second of the clock
+        before = datetime.datetime.now()
+        names = [default_name(cfg), default_name(cfg)]
+        if datetime.datetime.now().replace(microsecond=0) == before.replace(microsecond=0):
+            break
+    assert names[0] != names[1]
+    tail = f"-{part}" if part else ""
+    for name in names:
+        assert re.fullmatch(rf"{study}-smoke-{before:%Y%m%d-%H%M%S}-[0-9a-f]{{6}}{tail}", name), name
+
+
 def test_a_multi_part_run_interrupted_in_a_part_names_the_parts_it_did_not_run(monkeypatch, capfd):
     """--resume finishes the interrupted part only: the command says which parts are left
     and how to run them (the run itself is replaced by its interrupted outcome)."""
