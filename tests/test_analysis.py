@@ -1077,7 +1077,7 @@ def test_report_is_self_contained_and_logged_to_the_parent_runs(store, tmp_path,
     client = store["client"]
     for key in ("A", "B"):
         folder = current_report(client, store["ids"][key])
-        assert re.fullmatch(r"analysis/\d{8}-\d{6}(-\d+)?", folder), folder
+        assert re.fullmatch(r"analysis/\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", folder), folder
         logged = {a.path for a in client.list_artifacts(store["ids"][key], folder)}
         assert {f"{folder}/{n}" for n in expected} <= logged and f"{folder}/unrelated.txt" not in logged
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 import pytest
 
@@ -359,8 +360,8 @@ def test_the_current_mlflow_copy_holds_only_the_latest_reports_files(tmp_path, c
     both logs ``curves_other.png`` to both parent runs; a second report, of "one" alone, has
     no such figure. MLflow cannot delete the first copy's files, so the second goes into a
     folder of its own, and "one"'s tag names it: that folder holds exactly the files of the
-    second report. "other", not in the second report, keeps the first. A folder named by a
-    second one of the runs has already is not reused: ``-2`` follows."""
+    second report. "other", not in the second report, keeps the first. Report ids are the
+    UTC time to the millisecond, then four random hex digits: they sort oldest first."""
     from mlflow import MlflowClient
 
     from analysis.mlflow_copy import current_report, report_id
@@ -392,7 +393,40 @@ def test_the_current_mlflow_copy_holds_only_the_latest_reports_files(tmp_path, c
     assert second != first and copy(parents["one"], second) == written
     assert current_report(client, parents["other"]) == first
     assert "curves_one.png" in copy(parents["other"], first)
-    # 0 s since the epoch is 19700101-000000, taken in "other" once a file is logged there.
-    assert report_id(client, [parents["one"], parents["other"]], now=0) == "19700101-000000"
-    client.log_artifact(parents["other"], str(tmp_path / "second" / "report.html"), "analysis/19700101-000000")
-    assert report_id(client, [parents["one"], parents["other"]], now=0) == "19700101-000000-2"
+    # 0 s since the epoch is 1970-01-01 00:00:00.000 UTC; 0.25 s is millisecond 250, and
+    # 61.001 s is 00:01:01.001.
+    runs = [parents["one"], parents["other"]]
+    ids = [report_id(client, runs, now=t) for t in (0, 0.25, 61.001)]
+    for got, stamp in zip(ids, ("19700101-000000-000", "19700101-000000-250", "19700101-000101-001")):
+        assert re.fullmatch(rf"{stamp}-[0-9a-f]{{4}}", got), got
+    assert sorted(ids) == ids
+
+
+def test_two_reports_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    """Two reports of one sweep started at the same instant (two processes, each listing the
+    parent run's ``analysis/`` folders before either has logged a file) get different
+    folders, each holding only its own report's file, both under the instant's UTC second."""
+    import datetime
+    import time
+
+    from mlflow import MlflowClient
+
+    from analysis.mlflow_copy import ARTIFACT_PATH, report_id
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/same.db")
+    exp = client.create_experiment("same", artifact_location=str(tmp_path / "artifacts"))
+    parent = _parent(client, exp, "one", study="rank_e2e", model="gpt2", algorithm="grid", scheduler="fifo",
+                     space={"r": "grid[4]"}, scientific="adapter.r", nuisance="train.lr")
+    now = time.time()
+    first, second = report_id(client, [parent], now=now), report_id(client, [parent], now=now)
+    assert first != second
+    utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    for folder in (first, second):
+        assert folder.startswith(utc.strftime("%Y%m%d-%H%M%S-")), folder
+    for folder in (first, second):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{folder}.md").write_text(folder)
+        client.log_artifact(parent, str(tmp_path / folder / f"{folder}.md"), f"{ARTIFACT_PATH}/{folder}")
+    for folder in (first, second):
+        assert [a.path for a in client.list_artifacts(parent, f"{ARTIFACT_PATH}/{folder}")] == \
+            [f"{ARTIFACT_PATH}/{folder}/{folder}.md"]
