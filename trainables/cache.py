@@ -49,14 +49,30 @@ def tokenizer_digest(tokenizer: Any) -> str:
                         "chat_template": getattr(tokenizer, "chat_template", None)})
 
 
-def source_identity(source: str, revision: str | None,
-                    local_files: Callable[[Path], dict[str, Path]]) -> Any:
-    """What identifies a task's data in a cache key: the digests of the files a local source
+def source_identity(source: str, revision: str | None, local_files: Callable[[Path], dict[str, Path]], *,
+                    copy: Path | None = None) -> dict[str, Any]:
+    """What identifies a task's data in a cache key: ``{"hub_copy": ...}`` for a local copy of a
+    hub dataset ``copy`` (:func:`hub_copy_identity`), the digests of the files a local source
     provides (``local_files(path)``: role -> file), or the hub name and revision."""
+    if copy is not None:
+        return {"hub_copy": hub_copy_identity(copy)}
     path = Path(source).expanduser()
     if path.exists():
         return {k: file_digest(v) for k, v in sorted(local_files(path).items())}
     return {"hub": source, "revision": revision}
+
+
+def hub_copy_files(d: Path) -> dict[str, Path]:
+    """A hub copy's files by their path in it, less the download tool's own records
+    (``.cache/``, ``.git/``)."""
+    return {str(f.relative_to(d)): f for f in sorted(d.rglob("*"))
+            if f.is_file() and not {".cache", ".git"} & set(f.relative_to(d).parts)}
+
+
+def hub_copy_identity(d: Path) -> dict[str, str]:
+    """What a hub copy's prepared data depends on: every file's sha256 by its path
+    (:func:`hub_copy_files`)."""
+    return {name: file_digest(f) for name, f in hub_copy_files(d).items()}
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trainables.cache import hub_copy_files, hub_copy_identity
 from trainables.errors import UserError, first_line, one_of
 
 HUB_TIMEOUT_S = 10.0
@@ -209,21 +210,6 @@ def _matches(d: Path, pattern: str) -> bool:
         return any(d.glob(pattern))
     except (ValueError, NotImplementedError):
         return True
-
-
-def hub_copy_files(d: Path) -> dict[str, Path]:
-    """A hub copy's files by their path in it, less the download tool's own records
-    (``.cache/``, ``.git/``)."""
-    return {str(f.relative_to(d)): f for f in sorted(d.rglob("*"))
-            if f.is_file() and not {".cache", ".git"} & set(f.relative_to(d).parts)}
-
-
-def hub_copy_identity(d: Path) -> dict[str, str]:
-    """What a hub copy's prepared data depends on: every file's sha256 by its path
-    (:func:`hub_copy_files`)."""
-    from trainables.cache import file_digest
-
-    return {name: file_digest(f) for name, f in hub_copy_files(d).items()}
 
 
 def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, field: str = "data.source") -> None:

@@ -95,15 +95,10 @@ class AGNews(ClassificationTask):
             read_csv(d / name)
 
     def data_identity(self, cfg: TrialConfig) -> Any:
-        from trainables.cache import file_digest
-        from trainables.hub import hub_copy_identity
+        from trainables.cache import source_identity
 
-        copy = self._hub_copy(cfg)
-        if copy is not None:
-            return {"hub_copy": hub_copy_identity(copy)}
-        if self._local(cfg):
-            return {n: file_digest(self._dir(cfg) / n) for n in FILES.values()}
-        return {"hub": cfg.data.source, "revision": cfg.data.revision}
+        return source_identity(cfg.data.source, cfg.data.revision,
+                               lambda _: {n: self._dir(cfg) / n for n in FILES.values()}, copy=self._hub_copy(cfg))
 
     def read_splits(self, cfg: TrialConfig) -> dict[str, list[Example]]:
         if self._local(cfg):

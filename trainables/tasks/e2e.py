@@ -262,11 +262,9 @@ class E2ETask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import fingerprint, source_identity
-        from trainables.hub import hub_copy_identity
 
-        copy = self.hub_copy(cfg.data.source)
-        data_id = ({"hub_copy": hub_copy_identity(copy)} if copy is not None
-                   else source_identity(cfg.data.source, cfg.data.revision, self.data_files))
+        data_id = source_identity(cfg.data.source, cfg.data.revision, self.data_files,
+                                  copy=self.hub_copy(cfg.data.source))
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": cfg.data.format or self.default_format(),

@@ -156,16 +156,12 @@ class GlueTask(ClassificationTask):
             read_tsv(d / name, self.layout, self._label)
 
     def data_identity(self, cfg: TrialConfig) -> Any:
-        from trainables.cache import file_digest
-        from trainables.hub import hub_copy_identity
+        from trainables.cache import source_identity
 
-        copy = self._hub_copy(cfg)
-        if copy is not None:
-            return {"hub_copy": hub_copy_identity(copy), "config": self.glue_name}
-        if self._local(cfg):
-            d = self.task_dir(cfg)
-            return {n: file_digest(d / n) for n in ("train.tsv", *sorted(self.dev_files.values()))}
-        return {"hub": cfg.data.source, "config": self.glue_name, "revision": cfg.data.revision}
+        files = ("train.tsv", *self.dev_files.values())
+        return {**source_identity(cfg.data.source, cfg.data.revision,
+                                  lambda _: {n: self.task_dir(cfg) / n for n in files}, copy=self._hub_copy(cfg)),
+                "config": self.glue_name}
 
     def read_splits(self, cfg: TrialConfig) -> dict[str, list[Example]]:
         if self._local(cfg):

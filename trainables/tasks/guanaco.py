@@ -347,12 +347,10 @@ class GuanacoTask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import file_digest, fingerprint, source_identity
-        from trainables.hub import hub_copy_identity
         from trainables.tasks.conversations import hub_copy_of
 
         d = cfg.data
-        copy = hub_copy_of(d.source)
-        data_id = hub_copy_identity(copy) if copy is not None else source_identity(d.source, d.revision, local_files)
+        data_id = source_identity(d.source, d.revision, local_files, copy=hub_copy_of(d.source))
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": d.format or self.default_format(),

@@ -354,11 +354,9 @@ class SquadTask(CausalLMTask):
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
         from trainables.cache import fingerprint, source_identity
-        from trainables.hub import hub_copy_identity
 
-        copy = hub_copy_of(cfg.data.source)
-        data_id = (hub_copy_identity(copy) if copy is not None
-                   else source_identity(cfg.data.source, cfg.data.revision, local_files))
+        data_id = source_identity(cfg.data.source, cfg.data.revision, local_files,
+                                  copy=hub_copy_of(cfg.data.source))
         return fingerprint({
             "task": self.name, "version": PREP_VERSION, "data": data_id,
             "tokenizer": tokenizer_id, "format": cfg.data.format or self.default_format(),

@@ -217,10 +217,8 @@ def source_identity(cfg: TrialConfig) -> Any:
     """What the data is, for cache keys: the local files' digests (a hub copy's: all of its
     files), or the hub name and revision."""
     from trainables.cache import source_identity as identity
-    from trainables.hub import hub_copy_identity
 
-    copy = hub_copy_of(cfg.data.source)
-    return hub_copy_identity(copy) if copy is not None else identity(cfg.data.source, cfg.data.revision, local_files)
+    return identity(cfg.data.source, cfg.data.revision, local_files, copy=hub_copy_of(cfg.data.source))
 
 
 # --------------------------------------------------------------------------- columns

@@ -340,22 +340,17 @@ class VisionTask(PerExampleLogits, Task):
                           lambda tmp: self._build(cfg, None, tmp, key=key, progress=progress))
 
     def _key(self, cfg: TrialConfig, tokenizer_id: str | None) -> str:
-        from trainables.cache import file_digest, fingerprint
+        from trainables.cache import fingerprint, source_identity
 
         d = cfg.data
         kind, where = source_layout(d.source)
-        if kind == "cifar":
-            identity: Any = {f: file_digest(Path(where) / f) for f in CIFAR_FILES}
-        elif kind == "imagefolder":
+        if kind == "imagefolder":  # (size, mtime) of each image: reading every image would take long
             root = Path(where)
-            identity = sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
-                              for p in root.rglob("*") if p.is_file())
-        elif isinstance(where, Path):  # a local copy of the hub dataset
-            from trainables.hub import hub_copy_identity
-
-            identity = hub_copy_identity(where)
-        else:
-            identity = {"hub": d.source, "revision": d.revision}
+            identity: Any = sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                                   for p in root.rglob("*") if p.is_file())
+        else:  # the CIFAR batches, a local copy of the hub dataset, or the hub name
+            identity = source_identity(d.source, d.revision, lambda _: {f: Path(where) / f for f in CIFAR_FILES},
+                                       copy=where if kind == "hub" and isinstance(where, Path) else None)
         return fingerprint({"task": self.name, "version": PREP_VERSION, "data": identity,
                             "split_seed": d.split_seed, "limits": [d.train_limit, d.val_limit, d.test_limit]})
 
