@@ -65,6 +65,26 @@ def test_the_download_tools_records_are_not_part_of_the_identity(tmp_path):
     assert hub_copy_identity(d) != before
 
 
+def test_a_card_is_read_again_when_it_changes_after_it_was_kept(tmp_path, monkeypatch):
+    """A card unchanged for ``SETTLED_S`` is parsed once; rewritten (here to the same size) it
+    is parsed again."""
+    import time
+
+    from trainables import cache
+
+    d = _glue_like(tmp_path)
+    monkeypatch.setattr(cache, "SETTLED_S", 0.2)
+    time.sleep(0.3)
+    check_hub_copy(d, "sst2", ("train", "validation"))
+    check_hub_copy(d, "sst2", ("train", "validation"))
+    card = d / "README.md"
+    card.write_text(card.read_text().replace("config_name: sst2", "config_name: sst3"))
+    for _ in range(2):  # just rewritten, then settled again
+        with pytest.raises(UserError, match="has no config 'sst2'; its card lists cola, sst3"):
+            check_hub_copy(d, "sst2", ("train",))
+        time.sleep(0.3)
+
+
 @pytest.mark.parametrize("config, splits, message", [
     ("qqp", ("train",), "has no config 'qqp'; its card lists cola, sst2"),
     (None, ("train",), "has several configs (cola, sst2) and no default one; give the folder of one"),

@@ -75,6 +75,28 @@ def hub_copy_identity(d: Path) -> dict[str, str]:
     return {name: file_digest(f) for name, f in hub_copy_files(d).items()}
 
 
+#: Seconds since a file's last change (its ctime) after which what was read of it is kept.
+SETTLED_S = 2.0
+
+
+def settled_version(path: str | Path) -> tuple[str, int, int, int, int] | None:
+    """The file's path, inode, size, mtime and ctime, once its ctime is ``SETTLED_S`` old (None
+    before, or without the file): what is read of it may be kept under this key for the
+    process. Any later write or ``touch`` sets the ctime to the time of that change, which the
+    file system's clock tick (milliseconds, a second on some file systems) tells from one
+    ``SETTLED_S`` earlier; a file changed more recently is read every time, since a second write
+    within the same tick would leave all five alike."""
+    import time
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if time.time_ns() - st.st_ctime_ns <= SETTLED_S * 1e9:
+        return None
+    return str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
 
 

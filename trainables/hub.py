@@ -15,12 +15,14 @@ it reads the repository on the hub.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+from copy import deepcopy
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from trainables.cache import hub_copy_files, hub_copy_identity
+from trainables.cache import hub_copy_files, hub_copy_identity, settled_version
 from trainables.errors import UserError, first_line, one_of
 
 HUB_TIMEOUT_S = 10.0
@@ -68,10 +70,22 @@ def hub_copy(source: str, *, official: Iterable[str] = ()) -> Path | None:
 
 
 def _card(d: Path) -> dict | None:
-    """The metadata of ``d``'s ``README.md`` dataset card (None without one)."""
+    """The metadata of ``d``'s ``README.md`` dataset card (None without one); a card that
+    has not changed for a while is parsed once (:func:`_parsed_card`) and copied for each caller."""
     readme = d / "README.md"
     if not readme.is_file():
         return None
+    version = settled_version(readme)
+    return deepcopy(_parsed_card(*version)) if version else _parse_card(readme)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_card(readme: str, *version: int) -> dict | None:
+    """:func:`_parse_card`, cached by the card's :func:`~trainables.cache.settled_version`."""
+    return _parse_card(Path(readme))
+
+
+def _parse_card(readme: Path) -> dict | None:
     from huggingface_hub import metadata_load
 
     try:
