@@ -384,6 +384,44 @@ def test_a_local_copy_of_a_hub_dataset_reads_as_the_same_rows_in_files(tmp_path)
     assert source_identity(from_hub) != key and load_splits(from_hub)["train"].rows == ALPACA[:1]
 
 
+def test_a_hub_copys_cache_key_follows_its_files_whether_or_not_they_have_settled(tmp_path, monkeypatch):
+    """The SFT task's data key of a hub copy is the sha256 of each of its files: the same while
+    nothing changes, another when a data file does, also after its digests were kept for files
+    unchanged for ``SETTLED_S`` (a rewrite of the same size included)."""
+    import hashlib
+    import time
+
+    import datasets
+
+    from trainables import cache
+    from trainables.offline.hub_copy import write_hub_copy
+    from trainables.tasks.registry import get_task
+    from trainables.tasks.user_data import source_identity
+
+    copy = write_hub_copy(tmp_path / "hub", {"default": {"train": datasets.Dataset.from_list(ALPACA[:2]),
+                                                         "validation": datasets.Dataset.from_list(ALPACA[2:])}},
+                          folders={"default": "data"})
+    cfg, task = trial("sft", copy), get_task("sft")
+    shard = copy / "data" / "train-00000-of-00001.parquet"
+    files = ["README.md", "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet"]
+    assert source_identity(cfg) == {"hub_copy": {f: hashlib.sha256((copy / f).read_bytes()).hexdigest() for f in files}}
+    key = task._key(cfg, "tok")
+    assert task._key(cfg, "tok") == key
+    datasets.Dataset.from_list(ALPACA[:1]).to_parquet(str(shard))
+    changed = task._key(cfg, "tok")
+    assert changed != key
+
+    monkeypatch.setattr(cache, "SETTLED_S", 0.2)
+    time.sleep(0.3)
+    assert task._key(cfg, "tok") == task._key(cfg, "tok") == changed
+    assert cache.settled_version(shard) in cache._SETTLED_DIGESTS  # read once, then kept
+    shard.write_bytes(shard.read_bytes()[::-1])  # the same size, other bytes
+    rewritten = task._key(cfg, "tok")
+    assert rewritten not in (key, changed)
+    time.sleep(0.3)  # settled again: kept by its new version, not read as the old one
+    assert task._key(cfg, "tok") == rewritten
+
+
 def test_a_hub_copy_without_a_train_split_is_refused_in_one_line(tmp_path):
     import datasets
 

@@ -5,7 +5,9 @@ into place under a file lock, so concurrent trials or a driver and its trials ne
 half-written cache, and the second caller just opens what the first built; a cache completed
 by another host meanwhile is never replaced. Keys are hashes of everything the content depends on
 (data file contents, tokenizer, preprocessing settings, code version), so a stale cache is
-never reused and nothing needs invalidating by hand.
+never reused and nothing needs invalidating by hand. A file's digest is computed once per process
+while the file stays unchanged (:func:`settled_file_digest`), so a hub copy's files are read once
+for a preparation's key and its ``datasets`` cache folder.
 
 :func:`memoised` keeps small JSON results the same way: values that take seconds only because
 computing them needs torch or transformers imported (a tokenizer's digest, the checks of a
@@ -71,12 +73,14 @@ def hub_copy_files(d: Path) -> dict[str, Path]:
 
 def hub_copy_identity(d: Path) -> dict[str, str]:
     """What a hub copy's prepared data depends on: every file's sha256 by its path
-    (:func:`hub_copy_files`)."""
-    return {name: file_digest(f) for name, f in hub_copy_files(d).items()}
+    (:func:`hub_copy_files`), each file read once per process while it stays as it is
+    (:func:`settled_file_digest`)."""
+    return {name: settled_file_digest(f) for name, f in hub_copy_files(d).items()}
 
 
 #: Seconds since a file's last change (its ctime) after which what was read of it is kept.
 SETTLED_S = 2.0
+_SETTLED_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def settled_version(path: str | Path) -> tuple[str, int, int, int, int] | None:
@@ -95,6 +99,18 @@ def settled_version(path: str | Path) -> tuple[str, int, int, int, int] | None:
     if time.time_ns() - st.st_ctime_ns <= SETTLED_S * 1e9:
         return None
     return str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def settled_file_digest(path: Path) -> str:
+    """:func:`file_digest`, kept for the process by :func:`settled_version` (a file that changes
+    while it is read is not kept)."""
+    key = settled_version(path)
+    if key is not None and key in _SETTLED_DIGESTS:
+        return _SETTLED_DIGESTS[key]
+    digest = file_digest(path)
+    if key is not None and settled_version(path) == key:
+        _SETTLED_DIGESTS[key] = digest
+    return digest
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
