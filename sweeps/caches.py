@@ -28,6 +28,7 @@ CACHES = {
     "data": "tokenised datasets (one per task, data, tokenizer and preprocessing settings)",
     "smoke": "offline smoke assets: tiny models, locally trained tokenizers, synthetic data",
     "memo": "memoised checks (tokenizer digests, model module trees)",
+    "hub-copies": "local copies of hub datasets (--data DIR) as `datasets` built them, one per content",
     "adapters": "adapters downloaded from MLflow for warm starts (adapter.init_from=runs:/...)",
     "mlflow": "an empty MLflow SQLite store per MLflow version, copied for each new store",
 }
@@ -67,8 +68,8 @@ def list_caches(root: Path) -> None:
         total += size
         what = CACHES.get(name, "not lorasweep's: never removed")
         if name in CACHES or entries:
-            print(f"  {name:<9}{len(entries):>5} entries {human(size):>11}  {what}")
-    print(f"  {'total':<9}{'':>5}         {human(total):>11}")
+            print(f"  {name:<11}{len(entries):>5} entries {human(size):>11}  {what}")
+    print(f"  {'total':<11}{'':>5}         {human(total):>11}")
 
 
 def clear_caches(root: Path, names: Sequence[str], *, dry_run: bool) -> None:

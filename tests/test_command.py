@@ -110,11 +110,12 @@ def test_score_with_a_missing_file_or_unknown_task_is_one_line_exit_2(args, mess
 
 def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     """A cache root with known files: data 3,000 + 1,000 bytes in two entries (3.9 KiB),
-    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, nothing in adapters; and two entries of the
+    smoke 2,048 bytes (2.0 KiB), memo 10 bytes, hub-copies 100 bytes, nothing in adapters; and two entries of the
     user's beside them (the root may be any folder), 12 bytes, which are never removed."""
     root = tmp_path / "cache"
     for rel, n in (("data/e2e-1/train.bin", 3000), ("data/e2e-2/train.bin", 1000),
                    ("smoke/tiny-v1/model.safetensors", 2048), ("memo/tok-abc.json", 10),
+                   ("hub-copies/0a1b/c/0.0.0/data.arrow", 100),
                    ("thesis.tex", 7), ("projects/a.py", 5)):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x" * n)
@@ -125,9 +126,10 @@ def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     assert rows["data"][:4] == ["2", "entries", "3.9", "KiB"]
     assert rows["smoke"][:4] == ["1", "entries", "2.0", "KiB"]
     assert rows["memo"][:4] == ["1", "entries", "10", "B"]
+    assert rows["hub-copies"][:4] == ["1", "entries", "100", "B"]
     assert rows["adapters"][:3] == ["0", "entries", "0"]
     assert rows["other"][:4] == ["2", "entries", "12", "B"]
-    assert rows["total"] == ["5.9", "KiB"]  # 6,070 bytes
+    assert rows["total"] == ["6.0", "KiB"]  # 6,170 bytes
 
     proc = lorasweep("cache", "clear", "--dry-run", env=env)
     assert proc.returncode == 0 and "would remove data: 2 entries, 3.9 KiB" in proc.stdout, proc.stdout
@@ -136,7 +138,8 @@ def test_cache_lists_and_clears_the_caches_with_their_sizes(tmp_path):
     assert proc.stdout.splitlines()[0].startswith("removed data: 2 entries, 3.9 KiB"), proc.stdout
     assert not any((root / "data").iterdir()) and (root / "smoke" / "tiny-v1").is_dir()
     proc = lorasweep("cache", "clear", env=env)
-    assert "removed smoke: 1 entries, 2.0 KiB" in proc.stdout and "removed 2.0 KiB in all" in proc.stdout
+    assert "removed smoke: 1 entries, 2.0 KiB" in proc.stdout and "removed hub-copies: 1 entries, 100 B" in proc.stdout
+    assert "removed 2.1 KiB in all" in proc.stdout  # 2,048 + 10 + 100 bytes
     assert f"kept 2 entries in {root} that are no lorasweep cache (never removed)" in proc.stdout
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == \
         ["projects/a.py", "thesis.tex"]

@@ -3,6 +3,8 @@ DIR``) is recognised, checked without loading, and read by ``datasets`` as the r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from trainables.errors import UserError
@@ -131,6 +133,12 @@ def test_copies_of_one_name_and_a_changed_copy_are_each_read_as_they_are(tmp_pat
     assert list(load(first)) == [1, 2, 3] and list(load(second)) == [4]
     datasets.Dataset.from_dict({"x": [5, 6]}).to_parquet(str(first / "c" / "train-00000-of-00001.parquet"))
     assert list(load(first)) == [5, 6]
+    # Three contents, three builds, each in lorasweep's hub-copies cache (`lorasweep cache clear`).
+    from trainables.paths import cache_dir
+
+    assert {Path(hub_copy_load(d)["cache_dir"]).parent for d in (first, second)} == {cache_dir() / "hub-copies"}
+    built = {p.parent.parent for p in (cache_dir() / "hub-copies").glob("*/*/*")}
+    assert {Path(hub_copy_load(d)["cache_dir"]) for d in (first, second)} <= built and len(built) >= 3
 
 
 def _converted(root, configs):

@@ -147,16 +147,17 @@ def no_progress_bars() -> Iterator[None]:
 
 def hub_copy_load(d: Path, config: str | None = None) -> dict[str, Any]:
     """``load_dataset`` keywords for ``config`` of the hub copy ``d``: a cache directory of its
-    own per content (:func:`hub_copy_identity`), and :func:`_card_kwargs`. ``datasets`` files
-    what it builds from a local directory under the directory's name, config and file
-    patterns, not under its path or its files' content, so two copies of the same name, or a
-    copy whose files changed, would otherwise be read from one earlier build."""
-    import datasets
-
+    own per content (:func:`hub_copy_identity`) in lorasweep's ``hub-copies`` cache, and
+    :func:`_card_kwargs`. ``datasets`` files what it builds from a local directory under the
+    directory's name, config and file patterns, not under its path or its files' content, so
+    two copies of the same name, or a copy whose files changed, would otherwise be read from
+    one earlier build; in lorasweep's cache, ``lorasweep cache clear hub-copies`` removes the
+    builds of contents no longer used."""
     from trainables.cache import fingerprint
+    from trainables.paths import cache_dir
 
-    return {"cache_dir": str(Path(datasets.config.HF_DATASETS_CACHE) / "hub-copies"
-                             / fingerprint(hub_copy_identity(d))), **_card_kwargs(d, config)}
+    return {"cache_dir": str(cache_dir() / "hub-copies" / fingerprint(hub_copy_identity(d))),
+            **_card_kwargs(d, config)}
 
 
 def _card_kwargs(d: Path, config: str | None) -> dict[str, Any]:
