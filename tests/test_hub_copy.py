@@ -233,3 +233,12 @@ def test_another_configs_folder_of_a_conversion_is_refused_and_a_renamed_copy_is
     check_hub_copy(d / "cola", "cola", ("train", "validation"))
     mine = (d / "cola").rename(tmp_path / "my_cola")  # standing alone, under a name of the user's
     check_hub_copy(mine, "cola", ("train", "validation"))
+
+
+def test_a_users_own_folder_beside_other_parquet_folders_is_read(tmp_path):
+    # /data/mycopies/{cola_dedup,sst2}: the user's own CoLA copy beside another; no folder named
+    # 'cola' there, so it is not another config's folder of a conversion that holds CoLA's.
+    d = _converted(tmp_path / "mycopies", {"cola_dedup": {"train": ["a"], "validation": ["b"]},
+                                           "sst2": {"train": ["c"], "validation": ["d"]}})
+    check_hub_copy(d / "cola_dedup", "cola", ("train", "validation"))
+    check_hub_copy(d / "sst2", "sst2", ("train", "validation"))

@@ -243,9 +243,9 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
     if not listed and config is not None and named and config not in named:
         raise UserError(field, f"{d} holds the files of config {named[0]!r}, not {config!r}, and no card; give "
                                f"the folder of {config!r}")
-    if not listed and config is not None and not named and d.name != config and _parquet_roots(d.parent) - {"", d.name}:
-        # One config's folder beside others' (a conversion of several), not the one asked for;
-        # a folder of another name standing alone is the user's own copy, read as given.
+    if not listed and config is not None and not named and d.name != config and config in _parquet_roots(d.parent):
+        # Another config's folder of a conversion that holds the one asked for beside it; a
+        # folder of another name without that one beside it is the user's own copy, read as given.
         raise UserError(field, f"{d} is the folder of config {d.name!r} of the copy in {d.parent}, not of "
                                f"{config!r}; give the folder of {config!r}")
     if listed and config is None and _default_config(configs) is None:
