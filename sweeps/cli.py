@@ -134,7 +134,7 @@ def build_parser(study: str | Study, presets: dict[str, Any] | None = None, defa
                                           "or sqlite:///mlruns.db)")
     p.add_argument("--experiment", help="MLflow experiment name")
     p.add_argument("--storage", help="Tune storage: path or s3:// / gs:// URI (default ./ray_results)")
-    p.add_argument("--name", help="sweep name (default <study>-<preset>-<time>)")
+    p.add_argument("--name", help="sweep name (default <study>-<preset>-<time>-<6 random hex digits>)")
     p.add_argument("--max-trainable-params", help="budget: grid configurations training more "
                                                    "parameters are rejected before launch")
     p.add_argument("--keep-best-k", help="adapter checkpoints kept across the sweep")

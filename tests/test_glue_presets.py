@@ -220,6 +220,15 @@ def test_sweeps_launched_in_the_same_second_get_names_of_their_own(study, argv, 
         assert re.fullmatch(rf"{study}-smoke-{before:%Y%m%d-%H%M%S}-[0-9a-f]{{6}}{tail}", name), name
 
 
+def test_the_help_of_name_gives_the_default_names_form():
+    """--help says what a sweep is named without --name: the time, then the random digits."""
+    from sweeps.cli import build_parser
+    from sweeps.study_file import load_study
+
+    text = " ".join(build_parser(load_study("rank_e2e")).format_help().split())
+    assert "sweep name (default <study>-<preset>-<time>-<6 random hex digits>)" in text
+
+
 def test_a_multi_part_run_interrupted_in_a_part_names_the_parts_it_did_not_run(monkeypatch, capfd):
     """--resume finishes the interrupted part only: the command says which parts are left
     and how to run them (the run itself is replaced by its interrupted outcome)."""
