@@ -8,12 +8,15 @@ logs them to each parent run under ``analysis/``, exactly as
 ``python -m analysis.report --sweep RUN_ID ...`` would.
 
 The folder is ``<storage>/<name>-report`` with ``--name``, else
-``<storage>/<study>-<preset>-report-<time>`` (beside the sweeps' Tune results; a cloud
-storage URI gets ``./results/...`` as the results CSV does).
+``<storage>/<study>-<preset>-report-<time>-<six random hex digits>`` (beside the sweeps' Tune
+results; a cloud storage URI gets ``./results/...`` as the results CSV does): two studies on one
+storage that end in the same second write folders of their own, as their sweeps' default names
+differ.
 """
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import sys
 import time
@@ -27,7 +30,8 @@ def report_dir(study: str, preset: str, outcomes: list[Any], *, name: str | None
     """Beside the first sweep's results folder (``<storage>/<sweep>/``, ``./results/<sweep>/``
     for cloud storage): the storage each sweep ran with, a resumed one's stored one too."""
     root = outcomes[0].csv_path.parent.parent
-    stem = f"{name}-report" if name else f"{study}-{preset}-report-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = (f"{name}-report" if name
+            else f"{study}-{preset}-report-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
     return root / stem
 
 

@@ -220,6 +220,29 @@ def test_sweeps_launched_in_the_same_second_get_names_of_their_own(study, argv, 
         assert re.fullmatch(rf"{study}-smoke-{before:%Y%m%d-%H%M%S}-[0-9a-f]{{6}}{tail}", name), name
 
 
+def test_studies_reporting_in_the_same_second_get_report_folders_of_their_own(tmp_path):
+    """Two studies on one storage whose sweeps end in the same second write their reports into
+    folders of their own beside the sweeps' results: ``<study>-<preset>-report-<local time to
+    the second>-<6 hex digits>``; with --name, ``<name>-report``."""
+    import datetime
+    import re
+
+    from sweeps.study_report import report_dir
+    from sweeps.summary import Outcome
+
+    outcome = Outcome(rows=[], counts={}, csv_path=tmp_path / "sweep" / "results.csv", parent_run_id="p", exit_code=0)
+    while True:  # both folders within one second of the clock
+        before = datetime.datetime.now()
+        dirs = [report_dir("rank_vs_task", "smoke", [outcome], name=None) for _ in range(2)]
+        if datetime.datetime.now().replace(microsecond=0) == before.replace(microsecond=0):
+            break
+    assert dirs[0] != dirs[1]
+    for d in dirs:
+        assert d.parent == tmp_path and re.fullmatch(rf"rank_vs_task-smoke-report-{before:%Y%m%d-%H%M%S}-[0-9a-f]{{6}}",
+                                                     d.name), d
+    assert report_dir("rank_vs_task", "smoke", [outcome], name="mine") == tmp_path / "mine-report"
+
+
 def test_the_help_of_name_gives_the_default_names_form():
     """--help says what a sweep is named without --name: the time, then the random digits."""
     from sweeps.cli import build_parser
