@@ -151,8 +151,8 @@ def hub_copy_load(d: Path, config: str | None = None) -> dict[str, Any]:
     :func:`_card_kwargs`. ``datasets`` files what it builds from a local directory under the
     directory's name, config and file patterns, not under its path or its files' content, so
     two copies of the same name, or a copy whose files changed, would otherwise be read from
-    one earlier build; in lorasweep's cache, ``lorasweep cache clear hub-copies`` removes the
-    builds of contents no longer used."""
+    one earlier build; ``lorasweep cache clear hub-copies`` removes these builds (those of
+    contents still in use are built again when next read)."""
     from trainables.cache import fingerprint
     from trainables.paths import cache_dir
 
