@@ -46,8 +46,10 @@ import argparse
 import base64
 import html
 import logging
+import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError("--out", f"cannot create the folder {out} ({e.strerror or e})") from None
+        try:  # write access, as the report will need it (a permission check would pass for root)
+            os.rmdir(tempfile.mkdtemp(prefix=".lorasweep-report-check-", dir=out))
+        except OSError as e:
+            raise UserError("--out", f"cannot write in the folder {out} ({e.strerror or e}); "
+                                     "name a folder you can write") from None
         report = build_report(data, out, metric=args.metric)
     except UserError as e:
         print(f"error: {e.field}: {e.message}" if e.field else f"error: {e.message}", file=sys.stderr)

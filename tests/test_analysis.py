@@ -1146,6 +1146,18 @@ def test_an_out_below_a_file_is_refused_with_nothing_written(store, tmp_path, ca
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
 
 
+def test_an_out_folder_that_cannot_be_written_is_refused_not_a_traceback(store, capsys):
+    """/proc exists and is a folder, and nobody, root included, can create a file in it."""
+    import os
+
+    from analysis.report import main
+
+    assert main(["--tracking-uri", store["uri"], "--experiment", EXP_RANK, "--out", "/proc", "--no-log"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out: cannot write in the folder /proc (") and err.count("\n") == 1, err
+    assert not any(name.startswith(("table_", "report")) for name in os.listdir("/proc"))
+
+
 def test_a_report_replaces_the_files_of_the_last_report_in_its_folder_and_nothing_else(store, tmp_path):
     """Sweeps A and B, then A alone, into one folder: B's learning curves go with the first
     report; a file of the user's in the folder stays."""
