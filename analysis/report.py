@@ -215,6 +215,9 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
         report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
                             "directions guessed (final metrics: higher is better), no references")
     found = compare.compare(summary, tt, task, grouping)
+    if task.on_test_data(select.name):  # its rows are the trials chosen on the test split too
+        for t in found.tables:
+            t.notes.insert(0, tables.test_selection_warning(select))
     report.notes += [f"task {task.name}: {n}" for n in found.notes]
     if found.tables:
         report.comparisons[task.name] = found

@@ -126,8 +126,13 @@ def test_ranking_by_a_test_split_metric_is_warned_about_and_noted_under_the_tabl
             "val_loss, for that)") in report.warnings
     assert report.tables["e2e"].notes[0].startswith("SELECTED ON THE TEST SPLIT: each row's trial was "
                                                     "picked by its BLEU on the test data")
+    # The "ours vs source" tables show the same chosen trials: they say so too.
+    (compared,) = report.comparisons["e2e"].tables
+    assert compared.notes[0] == report.tables["e2e"].notes[0]
+    assert report.tables["e2e"].notes[0] in (tmp_path / "bleu" / "compare_e2e.md").read_text()
     default = build_report(data, tmp_path / "default")
-    assert not any("TEST" in text for text in default.warnings + default.tables["e2e"].notes)
+    assert not any("TEST" in text for text in default.warnings + default.tables["e2e"].notes
+                   + default.comparisons["e2e"].tables[0].notes)
 
 
 def test_edge_warnings_name_the_completed_best_trial_not_one_asha_stopped(two):
