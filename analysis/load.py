@@ -298,7 +298,7 @@ def _client(tracking_uri: str) -> Any:
     """A client for an existing store; never creates one (a mistyped SQLite path would) nor
     writes to it (:func:`trainables.tracking_db.reader_client`)."""
     from sweeps.tracking.store import http_settings
-    from trainables.tracking_db import reader_client
+    from trainables.tracking_db import check_file_store_readable, reader_client
 
     if tracking_uri.strip() and tracking_uri != "databricks" and ("://" not in tracking_uri
                                                                   or tracking_uri.startswith("file:")):
@@ -308,6 +308,7 @@ def _client(tracking_uri: str) -> Any:
             hint = (f"; {tracking_uri} is a file: for a SQLite database give --tracking-uri "
                     f"sqlite:///{os.path.abspath(tracking_uri)}") if bare_file else ""
             raise UserError("--tracking-uri", f"no MLflow file store at {os.path.abspath(path)}{hint}")
+        check_file_store_readable("--tracking-uri", tracking_uri)
     with http_settings(tracking_uri):  # a server that is not there: refused in seconds, not minutes
         return reader_client(tracking_uri, "--tracking-uri")
 

@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 def _client(uri: str) -> Any:
     """A client for an existing store, only read (:func:`trainables.tracking_db.reader_client`)."""
     from trainables.mlflow_names import sqlite_path
-    from trainables.tracking_db import reader_client
+    from trainables.tracking_db import check_file_store_readable, reader_client
 
     if uri.strip() and sqlite_path(uri) is None:
         from sweeps.tracking.store import check_tracking_uri
 
+        check_file_store_readable("--tracking-uri", uri)  # a folder: before the sweeps' check refuses it
         try:
             check_tracking_uri(uri)
         except UserError as e:
@@ -276,8 +277,6 @@ def export(args: argparse.Namespace) -> Path:
 
 
 def _download(client: Any, trial: Any, tmp: Path) -> Path:
-    import os
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client.download_artifacts(trial.info.run_id, "trial_config.json", str(tmp))
     return Path(client.download_artifacts(trial.info.run_id, "adapter", str(tmp)))

@@ -1127,6 +1127,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(store, tmp_path, capsys
     assert not out.exists() and not (tmp_path / "nope.db").exists()
 
 
+def test_a_file_store_folder_names_the_setting_that_opens_it(tmp_path, capsys, monkeypatch):
+    """MLflow 3 opens a file store only with MLFLOW_ALLOW_FILE_STORE=true: the report and the
+    export say so in one line; with it set, the report reads the store (which has no sweeps)."""
+    import os
+
+    from analysis.report import main as report
+    from sweeps.export import main as export
+
+    store = tmp_path / "mlruns"
+    # Made in another process: MLflow keeps a store it opened once for the rest of the process.
+    subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({str(store)!r}).create_experiment('old')"],
+                   env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}, check=True, timeout=120)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    expected = (f"error: --tracking-uri: {store} is a folder (MLflow's file store), which MLflow opens only "
+                "with MLFLOW_ALLOW_FILE_STORE=true set: set it to read this store, or move the store to SQLite "
+                "with `mlflow migrate-filestore` and give sqlite:///PATH.db\n")
+    for main, args in ((report, ["--experiment", "old", "--no-log"]), (export, ["--study", "rank_e2e"])):
+        for uri in (str(store), f"file://{store}"):
+            assert main(["--tracking-uri", uri, *args, "--out", str(tmp_path / "out")]) == 2
+            assert capsys.readouterr().err == expected
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert report(["--tracking-uri", str(store), "--experiment", "old", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: --experiment: experiment 'old' has no sweep runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns"]
+
+
 def test_an_empty_out_is_refused_not_the_current_folder(store, tmp_path, capsys, monkeypatch):
     from analysis.report import main
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,19 @@ def check_database_server(field: str, uri: str, *, reader: bool) -> None:
 
 def is_database_server(uri: str) -> bool:
     return uri.split("://", 1)[0].split("+")[0] in ("postgresql", "mysql", "mssql") and "://" in uri
+
+
+def check_file_store_readable(field: str, uri: str) -> None:
+    """A file store (a folder, ``uri`` without a scheme or ``file:``) is opened by MLflow 3 only
+    with ``MLFLOW_ALLOW_FILE_STORE=true`` (without it MLflow raises at once): say so, and how to
+    read it, in one line. Any other URI passes."""
+    folder = uri.removeprefix("file://").removeprefix("file:")
+    if ("://" in uri and not uri.startswith("file:")) or not os.path.isdir(folder):
+        return
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise UserError(field, f"{os.path.abspath(folder)} is a folder (MLflow's file store), which MLflow opens "
+                               "only with MLFLOW_ALLOW_FILE_STORE=true set: set it to read this store, or move "
+                               "the store to SQLite with `mlflow migrate-filestore` and give sqlite:///PATH.db")
 
 
 def reader_client(uri: str, field: str = "--tracking-uri") -> Any:
