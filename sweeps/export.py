@@ -162,13 +162,14 @@ def _field(args: argparse.Namespace) -> str:
 
 def check_has_adapter(client: Any, trial: Any, field: str) -> None:
     from trainables.checkpointing import ADAPTER_DIR
-    from trainables.mlflow_names import STATUS_TAG
+    from trainables.mlflow_names import COMPLETED, STATUS_TAG
 
     names = {a.path for a in client.list_artifacts(trial.info.run_id)}
     if ADAPTER_DIR not in names or "trial_config.json" not in names:
         status = trial.data.tags.get(STATUS_TAG, trial.info.status)
-        raise UserError(field, f"run {trial.info.run_id} ({status}) has no adapter in MLflow: only "
-                               "completed trials record theirs; export a completed trial or its sweep")
+        why = ("only completed trials record theirs; export a completed trial or its sweep" if status != COMPLETED
+               else f"its artifact location {trial.info.artifact_uri} does not hold it (moved, or never logged)")
+        raise UserError(field, f"run {trial.info.run_id} ({status}) has no adapter in MLflow: {why}")
 
 
 # --------------------------------------------------------------------------- checks before writing

@@ -164,6 +164,28 @@ def test_a_read_only_command_still_reads_an_mlflow_store(tmp_path, capfd):
     assert _state(tmp_path) == before
 
 
+def test_a_completed_trial_whose_artifacts_are_not_where_the_store_says_is_named_so(tmp_path, capfd):
+    """A database moved or copied without its artifact folder: the completed trial's adapter is
+    not at its artifact location, which the one line names (not "only completed trials record
+    theirs", which it is)."""
+    from mlflow import MlflowClient
+
+    from sweeps.export import main
+
+    db = tmp_path / "mlruns.db"
+    _mlflow_store(db)
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.create_experiment("lorasweep-rank_e2e", artifact_location=str(tmp_path / "moved-away"))
+    run = client.create_run(exp, tags={"lorasweep.kind": "trial", "lorasweep.status": "completed"})
+    client.set_terminated(run.info.run_id)
+    before = _state(tmp_path)
+    capfd.readouterr()
+    code = main(["--tracking-uri", f"sqlite:///{db}", "--run", run.info.run_id, "--out", str(tmp_path / "out")])
+    line = _one_line(code, capfd.readouterr().err, "--run", f"run {run.info.run_id} (completed) has no adapter")
+    assert line.endswith(f"its artifact location {run.info.artifact_uri} does not hold it (moved, or never logged)")
+    assert _state(tmp_path) == before
+
+
 @pytest.mark.parametrize("make, template, fragment", [c[1:] for c in STORES], ids=[c[0] for c in STORES])
 def test_a_sweep_refuses_a_store_it_cannot_use(make, template, fragment, tmp_path):
     from sweeps.tracking.store import check_tracking_uri
