@@ -20,6 +20,20 @@ from sweeps.grouping import sampled_keys
 Grid = list[tuple[dict[str, Any], TrialConfig]]
 
 
+def check_trial_base(cfg: TrialConfig, field: str) -> None:
+    """The local base directory a finished trial trained on is still there, with its model, as
+    an export of its adapter loads it (a hub id is left to ``from_pretrained``)."""
+    from trainables.hub import check_model_source, looks_local
+
+    if not looks_local(cfg.model.name_or_path):
+        return
+    try:
+        check_model_source(cfg.model.name_or_path, revision=cfg.model.revision)
+    except UserError as e:
+        raise UserError(field, f"the trial's base model (model.name_or_path in its run): {e.message}; export "
+                               "where that base is, e.g. on the machine that ran the sweep") from None
+
+
 def check_repeats(cfg: SweepConfig, space: Any) -> None:
     """More than one sample of a space that samples nothing repeats every grid point with the
     same hyperparameters, hence the same seed (:func:`trainables.trial.derive_seed`): identical

@@ -16,8 +16,7 @@ model card (``README.md``: the sweep, the hyperparameters, the metrics, how to l
   classifier's base, with the trial's head, is saved for it in ``DIR/base``).
 * ``--push-to-hub REPO``: also uploaded to the Hugging Face Hub repository ``REPO``.
 
-A mistake (no such run, a trial that recorded no adapter, an output directory in use) is one
-line on stderr and exit code 2, with nothing written.
+A mistake (no such run, no adapter, no base model here, an ``--out`` in use): one line, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -235,6 +234,7 @@ def check_register_name(name: str | None) -> None:
 def export(args: argparse.Namespace) -> Path:
     """Check everything, then write ``args.out`` (through a staging directory beside it, so
     a failure leaves nothing behind); returns it."""
+    from sweeps.checks import check_trial_base
     from trainables.mlflow_names import default_tracking_uri
 
     for field in (*SOURCES, "--tracking-uri"):
@@ -251,6 +251,7 @@ def export(args: argparse.Namespace) -> Path:
     with tempfile.TemporaryDirectory(prefix="lorasweep-export-") as tmp:
         adapter = _download(client, trial, Path(tmp))
         cfg, meta = _trial_config(adapter.parent), json.loads((adapter / "lorasweep_adapter.json").read_text())
+        check_trial_base(cfg, _field(args))
         if args.register is not None:
             _check_registrable(meta)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -369,6 +370,7 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
     from trainables.methods import quantized
     from trainables.models import model_source
     from trainables.standard_adapter import load_snippet
+    from trainables.tasks.registry import get_task
 
     base = model_source(cfg)
     tags, params = trial.data.tags, trial.data.params
@@ -401,8 +403,6 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
                                            if quantized(cfg) else ""), ""]
     lines += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") and not merged else [])
     lines += _table("Hyperparameters swept", swept) + _table("Settings", settings) + _table("Metrics", metrics)
-    from trainables.tasks.registry import get_task
-
     lines += _measured(trial, parent, generates=get_task(cfg.task).peft_task_type == "causal_lm")
     adapter = not merged and meta.get("method") != "full"
     lines += ["## Loading", "", "```python", load_snippet(base, meta["base_loading"], adapter=adapter), "```", ""]

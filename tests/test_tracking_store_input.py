@@ -186,6 +186,41 @@ def test_a_completed_trial_whose_artifacts_are_not_where_the_store_says_is_named
     assert _state(tmp_path) == before
 
 
+def test_a_trial_whose_base_directory_is_gone_is_one_line_and_nothing_written(tmp_path, capfd):
+    """The store copied to another machine, or the base model's folder deleted since the sweep:
+    the export names the base it cannot find, before it writes anything (``--out`` below two
+    folders that do not exist yet)."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from sweeps.export import main
+    from trainables.config import TrialConfig
+    from trainables.schema import to_dict
+
+    db = tmp_path / "mlruns.db"
+    _mlflow_store(db)
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.create_experiment("lorasweep-rank_e2e", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(exp, tags={"lorasweep.kind": "trial", "lorasweep.status": "completed"})
+    files = tmp_path / "files"
+    (files / "adapter").mkdir(parents=True)
+    (files / "adapter" / "lorasweep_adapter.json").write_text(json.dumps(
+        {"base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}, "method": "lora"}))
+    cfg = to_dict(TrialConfig())
+    cfg["model"]["name_or_path"] = str(tmp_path / "gone" / "gpt2")
+    (files / "trial_config.json").write_text(json.dumps(cfg))
+    client.log_artifact(run.info.run_id, str(files / "trial_config.json"))
+    client.log_artifacts(run.info.run_id, str(files / "adapter"), "adapter")
+    client.set_terminated(run.info.run_id)
+    before = _state(tmp_path)
+    capfd.readouterr()
+    code = main(["--tracking-uri", f"sqlite:///{db}", "--run", run.info.run_id, "--out", str(tmp_path / "a" / "b" / "out")])
+    _one_line(code, capfd.readouterr().err, "--run", f"the trial's base model (model.name_or_path in its run): "
+                                                     f"model directory {tmp_path}/gone/gpt2 does not exist; export where")
+    assert _state(tmp_path) == before and not (tmp_path / "a").exists()
+
+
 @pytest.mark.parametrize("make, template, fragment", [c[1:] for c in STORES], ids=[c[0] for c in STORES])
 def test_a_sweep_refuses_a_store_it_cannot_use(make, template, fragment, tmp_path):
     from sweeps.tracking.store import check_tracking_uri
