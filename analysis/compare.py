@@ -90,6 +90,9 @@ class Comparison:
     stand_ins: dict[str, str] = field(default_factory=dict)
     """Each recorded model compared as a stand-in (in a table, or drawn beside its model's
     numbers on a rank plot) -> the models.yaml name it stands for."""
+    selection: str = ""
+    """The warning that its rows' trials were chosen on the test split (``--metric`` a test
+    metric), said under its tables and under an average over it; empty otherwise."""
 
 
 def settings_of(s: Mapping[str, Any], trials: pd.DataFrame, grouping: Grouping) -> dict[str, Any]:
@@ -285,6 +288,7 @@ def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average"
              "overall accuracy, CoLA Matthews correlation, STS-B Pearson, accuracy elsewhere), each the "
              f"{' or '.join(dict.fromkeys(r['over_seeds'] for r in long))} over seeds of its chosen trials; "
              "Δ% = (ours - source) / |source| x 100"]
+    notes[:0] = sorted({c.selection for c in found.values() if c.selection})
     if smoke:
         notes.append(f"{SMOKE.upper()}: a deviation marked ({SMOKE}) averages a tiny stand-in model on "
                      "synthetic data against the numbers of the model it stands for: no reproduction result")

@@ -216,8 +216,9 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
                             "directions guessed (final metrics: higher is better), no references")
     found = compare.compare(summary, tt, task, grouping)
     if task.on_test_data(select.name):  # its rows are the trials chosen on the test split too
+        found.selection = tables.test_selection_warning(select)
         for t in found.tables:
-            t.notes.insert(0, tables.test_selection_warning(select))
+            t.notes.insert(0, found.selection)
     report.notes += [f"task {task.name}: {n}" for n in found.notes]
     if found.tables:
         report.comparisons[task.name] = found

@@ -1305,6 +1305,9 @@ def test_the_glue_average_is_the_mean_of_the_eight_tasks_each_in_its_tables_metr
     smoke = {t: Comparison(frame=c.frame.assign(stand_in=True)) for t, c in found.items()}
     marked, _ = task_averages(smoke)
     assert marked.rows[0][3] == "85.00 / 87.20 / -2.5% (smoke)" and "SMOKE STAND-INS" in marked.title
+    # Tasks whose rows were chosen on the test split (--metric accuracy) make an average so chosen.
+    found["glue-sst2"].selection = "SELECTED ON THE TEST SPLIT: ..."
+    assert task_averages(found)[0].notes[0] == "SELECTED ON THE TEST SPLIT: ..."
     del found["glue-rte"]
     assert task_averages(found) is None
 
