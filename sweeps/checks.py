@@ -21,16 +21,17 @@ Grid = list[tuple[dict[str, Any], TrialConfig]]
 
 
 def check_trial_base(cfg: TrialConfig, field: str) -> None:
-    """The local base directory a finished trial trained on is still there, with its model, as
-    an export of its adapter loads it (a hub id is left to ``from_pretrained``)."""
-    from trainables.hub import check_model_source, looks_local
+    """The base model a finished trial trained on can be loaded here, as an export of its
+    adapter loads it: its local directory is still there, or its hub id is cached or the hub
+    answers."""
+    from trainables.hub import check_model_source
 
-    if not looks_local(cfg.model.name_or_path):
-        return
     try:
         check_model_source(cfg.model.name_or_path, revision=cfg.model.revision)
     except UserError as e:
-        raise UserError(field, f"the trial's base model (model.name_or_path in its run): {e.message}; export "
+        # The sweeps' offline hint (--preset smoke, --model PATH) is no option of an export.
+        reason = e.message.partition(" Offline?")[0].rstrip(".")
+        raise UserError(field, f"the trial's base model (model.name_or_path in its run): {reason}; export "
                                "where that base is, e.g. on the machine that ran the sweep") from None
 
 

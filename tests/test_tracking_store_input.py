@@ -186,10 +186,11 @@ def test_a_completed_trial_whose_artifacts_are_not_where_the_store_says_is_named
     assert _state(tmp_path) == before
 
 
-def test_a_trial_whose_base_directory_is_gone_is_one_line_and_nothing_written(tmp_path, capfd):
-    """The store copied to another machine, or the base model's folder deleted since the sweep:
-    the export names the base it cannot find, before it writes anything (``--out`` below two
-    folders that do not exist yet)."""
+@pytest.mark.parametrize("base", ["local", "hub"])
+def test_a_trial_whose_base_is_not_here_is_one_line_and_nothing_written(tmp_path, capfd, monkeypatch, base):
+    """The store copied to another machine, or the base model's folder deleted since the sweep,
+    or a hub base neither cached nor reachable (offline): the export names the base it cannot
+    find, before it writes anything (``--out`` below two folders that do not exist yet)."""
     import json
 
     from mlflow import MlflowClient
@@ -208,7 +209,8 @@ def test_a_trial_whose_base_directory_is_gone_is_one_line_and_nothing_written(tm
     (files / "adapter" / "lorasweep_adapter.json").write_text(json.dumps(
         {"base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}, "method": "lora"}))
     cfg = to_dict(TrialConfig())
-    cfg["model"]["name_or_path"] = str(tmp_path / "gone" / "gpt2")
+    cfg["model"]["name_or_path"] = str(tmp_path / "gone" / "gpt2") if base == "local" else "lorasweep-test/no-such-base"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (files / "trial_config.json").write_text(json.dumps(cfg))
     client.log_artifact(run.info.run_id, str(files / "trial_config.json"))
     client.log_artifacts(run.info.run_id, str(files / "adapter"), "adapter")
@@ -216,8 +218,10 @@ def test_a_trial_whose_base_directory_is_gone_is_one_line_and_nothing_written(tm
     before = _state(tmp_path)
     capfd.readouterr()
     code = main(["--tracking-uri", f"sqlite:///{db}", "--run", run.info.run_id, "--out", str(tmp_path / "a" / "b" / "out")])
+    reason = (f"model directory {tmp_path}/gone/gpt2 does not exist" if base == "local" else
+              "model 'lorasweep-test/no-such-base' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
     _one_line(code, capfd.readouterr().err, "--run", f"the trial's base model (model.name_or_path in its run): "
-                                                     f"model directory {tmp_path}/gone/gpt2 does not exist; export where")
+                                                     f"{reason}; export where")
     assert _state(tmp_path) == before and not (tmp_path / "a").exists()
 
 
