@@ -200,7 +200,7 @@ def _table(table: RefTable, matched: Sequence[Any], task: TaskInfo, grouping: Gr
     title = f"Ours vs {table.source}, task {task.name}" + \
         (f" - {SMOKE.upper()} STAND-INS: deviations are not reproduction results" if smoke else "")
     return Table(title=title, headers=headers, rows=rows, align=["l"] * (len(headers) - len(metrics))
-                 + ["r"] * len(metrics), notes=_notes(table, metrics, smoke)), pd.DataFrame(long)
+                 + ["r"] * len(metrics), notes=_notes(table, metrics, smoke)), _with_counts(pd.DataFrame(long))
 
 
 def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str, Any],
@@ -219,10 +219,22 @@ def _cell(table: RefTable, m: MetricSpec, s: Mapping[str, Any], src: Mapping[str
     cell = f"{'-' if ours is None else m.fmt.format(ours)} / {'-' if source is None else m.fmt.format(source)} / {text}"
     record = {"metric": m.name, "ours": ours, "ours_over_seeds": table.over_seeds,
               "ours_low": s.get(f"{m.name}_low"),
-              "ours_high": s.get(f"{m.name}_high"), "ours_n": s.get(f"{m.name}_n"),
+              "ours_high": s.get(f"{m.name}_high"), "ours_n": _count(s.get(f"{m.name}_n")),
               "source_printed": src.get(m.name), "source_unit": table.units[m.name],
               "source_value": source, "deviation_pct": dev, "comparable": comparable}
     return cell, record
+
+
+def _count(n: Any) -> int | None:
+    """A number of seeds as a count (a table's column of them is float where a cell is missing)."""
+    return None if n is None or pd.isna(n) else int(n)
+
+
+def _with_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its seed counts as integers (missing ones empty), as the CSV writes them."""
+    if "ours_n" in frame:
+        frame["ours_n"] = frame["ours_n"].astype("Int64")
+    return frame
 
 
 def _notes(table: RefTable, metrics: Sequence[MetricSpec], smoke: bool) -> list[str]:

@@ -821,9 +821,14 @@ def test_ours_vs_source_deviation_per_cell(rank_data, summary, groups):
     row = _dev(found, "lora-paper-t18", "gpt2-medium", 4, "METEOR")
     assert (row["source_printed"], row["source_unit"]) == (0.4689, "fraction")
     assert row["deviation_pct"] == pytest.approx((42.15 - 46.89) / 46.89 * 100)  # -10.11%
-    # val loss: median of 1.30 and 1.32 against 1.18.
+    # val loss: median of 1.30 and 1.32 against 1.18; two seeds, a count in the CSV.
     assert _dev(found, "lora-paper-t18", "gpt2-medium", 4, "val_loss")["deviation_pct"] == \
         pytest.approx((1.31 - 1.18) / 1.18 * 100)
+    assert _dev(found, "lora-paper-t18", "gpt2-medium", 4, "val_loss")["ours_n"] == 2
+    import csv
+    import io
+
+    assert {row["ours_n"] for row in csv.DictReader(io.StringIO(found.frame.to_csv(index=False)))} <= {"", "1", "2"}
     assert _dev(found, "lora-paper-t3", "gpt2-medium", 4, "BLEU")["deviation_pct"] == pytest.approx(-0.15 / 70.4 * 100)
     # The reproduction's METEOR is another implementation: no deviation.
     row = _dev(found, "tuw-t4", "gpt2-medium", 4, "METEOR")
@@ -859,7 +864,8 @@ def test_ours_are_compared_as_the_source_reports_its_seeds():
     g = Group({"adapter.r": 4}, chosen=[{"BLEU": b} for b in (70.0, 70.1, 71.0)])
     stat = g.stat("BLEU")
     assert (stat.median, stat.n) == (70.1, 3) and stat.mean == pytest.approx(211.1 / 3)
-    row = {"BLEU": stat.median, "BLEU_mean": stat.mean, "BLEU_low": stat.low, "BLEU_high": stat.high, "BLEU_n": 3}
+    # A summary frame's column of counts is float where another row has none.
+    row = {"BLEU": stat.median, "BLEU_mean": stat.mean, "BLEU_low": stat.low, "BLEU_high": stat.high, "BLEU_n": 3.0}
     spec, tables = next(m for m in get_task("e2e").final_metrics if m.name == "BLEU"), load()
     assert (tables["lora-paper-t3"].over_seeds, tables["lora-paper-t18"].over_seeds) == ("mean", "median")
     for tid, ours in (("lora-paper-t3", 211.1 / 3), ("lora-paper-t18", 70.1)):
@@ -867,6 +873,7 @@ def test_ours_are_compared_as_the_source_reports_its_seeds():
         src = table.rows_for("e2e", "gpt2-medium")[2 if tid.endswith("18") else 0]
         _, record = _cell(table, spec, row, src, False)
         assert record["ours"] == pytest.approx(ours) and record["ours_over_seeds"] == table.over_seeds
+        assert record["ours_n"] == 3 and type(record["ours_n"]) is int
         assert record["deviation_pct"] == pytest.approx((ours - table.value(src, "BLEU")) / table.value(src, "BLEU") * 100)
     # % trainable is the configuration's (no mean over seeds): compared as it is in a mean table too.
     from dataclasses import replace
