@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sweeps.export_registry import RegisterFailed, check_register_name, check_registry
 from trainables.errors import UserError, first_line, one_of
 
 EXIT_USAGE = 2
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e.field}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
+    except RegisterFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -216,18 +220,6 @@ def check_hub(repo: str | None) -> None:
         raise UserError("--push-to-hub", "no Hugging Face token: run `hf auth login` or set HF_TOKEN")
 
 
-def check_register_name(name: str | None) -> None:
-    """A name the MLflow Model Registry accepts: not empty, no '/' or ':', not '.' and not
-    beginning with '..'."""
-    if name is None:
-        return
-    if not name.strip():
-        raise UserError("--register", "name the registered model, e.g. --register e2e-gpt2-lora")
-    if "/" in name or ":" in name or name == "." or name.startswith(".."):
-        raise UserError("--register", f"{name!r} is not an MLflow registered model name: it cannot contain "
-                                      "'/' or ':' (or be '.' or begin with '..'); use e.g. --register e2e-gpt2-lora")
-
-
 # --------------------------------------------------------------------------- the export
 
 
@@ -248,6 +240,7 @@ def export(args: argparse.Namespace) -> Path:
     client = _client(uri)
     trial, parent = find_trial(client, args, uri)
     check_has_adapter(client, trial, _field(args))
+    check_registry(uri, args.register, trial)
     with tempfile.TemporaryDirectory(prefix="lorasweep-export-") as tmp:
         adapter = _download(client, trial, Path(tmp))
         cfg, meta = _trial_config(adapter.parent), json.loads((adapter / "lorasweep_adapter.json").read_text())
@@ -272,7 +265,11 @@ def export(args: argparse.Namespace) -> Path:
             raise
     print(f"exported trial run {trial.info.run_id} ({trial.info.run_name}) to {out.resolve()}")
     if args.register is not None:
-        register(model, out, cfg, meta, trial, name=args.register, uri=uri)
+        try:
+            register(model, out, cfg, meta, trial, name=args.register, uri=uri)
+        except Exception as e:  # the export is written: say so, and why the registration failed
+            raise RegisterFailed(f"--register: registering {args.register!r} in MLflow failed ({first_line(e)}); "
+                                 f"the export is written to {out.resolve()}") from e
     if args.push_to_hub:
         push(out, args.push_to_hub)
     return out

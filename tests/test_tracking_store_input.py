@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO
@@ -186,20 +187,16 @@ def test_a_completed_trial_whose_artifacts_are_not_where_the_store_says_is_named
     assert _state(tmp_path) == before
 
 
-@pytest.mark.parametrize("base", ["local", "hub"])
-def test_a_trial_whose_base_is_not_here_is_one_line_and_nothing_written(tmp_path, capfd, monkeypatch, base):
-    """The store copied to another machine, or the base model's folder deleted since the sweep,
-    or a hub base neither cached nor reachable (offline): the export names the base it cannot
-    find, before it writes anything (``--out`` below two folders that do not exist yet)."""
+def _trial_with_adapter(tmp_path: Path, db: Path, base: str) -> Any:
+    """A completed trial's run in a new MLflow store ``db``, with an adapter's files and its
+    trial config (base model ``base``) logged as a trial logs them."""
     import json
 
     from mlflow import MlflowClient
 
-    from sweeps.export import main
     from trainables.config import TrialConfig
     from trainables.schema import to_dict
 
-    db = tmp_path / "mlruns.db"
     _mlflow_store(db)
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     exp = client.create_experiment("lorasweep-rank_e2e", artifact_location=str(tmp_path / "artifacts"))
@@ -209,12 +206,25 @@ def test_a_trial_whose_base_is_not_here_is_one_line_and_nothing_written(tmp_path
     (files / "adapter" / "lorasweep_adapter.json").write_text(json.dumps(
         {"base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}, "method": "lora"}))
     cfg = to_dict(TrialConfig())
-    cfg["model"]["name_or_path"] = str(tmp_path / "gone" / "gpt2") if base == "local" else "lorasweep-test/no-such-base"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg["model"]["name_or_path"] = base
     (files / "trial_config.json").write_text(json.dumps(cfg))
     client.log_artifact(run.info.run_id, str(files / "trial_config.json"))
     client.log_artifacts(run.info.run_id, str(files / "adapter"), "adapter")
     client.set_terminated(run.info.run_id)
+    return run
+
+
+@pytest.mark.parametrize("base", ["local", "hub"])
+def test_a_trial_whose_base_is_not_here_is_one_line_and_nothing_written(tmp_path, capfd, monkeypatch, base):
+    """The store copied to another machine, or the base model's folder deleted since the sweep,
+    or a hub base neither cached nor reachable (offline): the export names the base it cannot
+    find, before it writes anything (``--out`` below two folders that do not exist yet)."""
+    from sweeps.export import main
+
+    db = tmp_path / "mlruns.db"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = _trial_with_adapter(tmp_path, db, str(tmp_path / "gone" / "gpt2") if base == "local"
+                              else "lorasweep-test/no-such-base")
     before = _state(tmp_path)
     capfd.readouterr()
     code = main(["--tracking-uri", f"sqlite:///{db}", "--run", run.info.run_id, "--out", str(tmp_path / "a" / "b" / "out")])
@@ -283,3 +293,44 @@ def test_the_real_commands_refuse_in_one_line(tmp_path, smoke_assets):
     export = _run(["-m", "sweeps.export", "--run", "x", "--out", "o", "--tracking-uri", f"sqlite:///{bad}"], tmp_path)
     _one_line(export.returncode, export.stderr, "--tracking-uri", "is not a SQLite database")
     assert _state(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["bad.db", "optuna.db"]
+
+
+@pytest.mark.parametrize("case", ["deleted-run", "deleted-experiment", "prompt"])
+def test_a_registration_mlflow_would_refuse_or_misfile_is_one_line_before_anything_is_written(case, tmp_path, capfd):
+    """``--register`` where MLflow cannot log the model (the trial's run, or its experiment,
+    deleted) or would file it as a version of a prompt (prompts and models share the registry's
+    names): one line naming ``--register``, exit code 2, before anything is written. The trial's
+    base is one this machine does not have: the check comes before the base is looked for."""
+    from mlflow import MlflowClient
+
+    from sweeps.export import main
+
+    db = tmp_path / "mlruns.db"
+    run = _trial_with_adapter(tmp_path, db, str(tmp_path / "gone" / "gpt2"))
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    name, exp = "e2e-best", client.get_experiment(run.info.experiment_id)
+    if case == "deleted-run":
+        client.delete_run(run.info.run_id)
+        fragment = (f"run {run.info.run_id} is deleted in this MLflow store and MLflow logs no model to a deleted "
+                    f"run; restore it (mlflow runs restore --run-id {run.info.run_id}) or export without --register")
+    elif case == "deleted-experiment":
+        client.delete_experiment(exp.experiment_id)
+        fragment = (f"run {run.info.run_id}'s experiment 'lorasweep-rank_e2e' is deleted in this MLflow store and "
+                    f"MLflow logs no model to it; restore it (mlflow experiments restore --experiment-id "
+                    f"{exp.experiment_id}) or export without --register")
+    else:
+        name = "e2e-prompt"
+        client.register_prompt(name, "Summarise: {{text}}")
+        filter_string = f"name = '{name}' and tags.`mlflow.prompt.is_prompt` = 'true'"
+        for _ in range(100):  # MLflow links the prompt to its experiment a moment later, from another thread
+            if "_mlflow_experiment_ids" in client.search_registered_models(filter_string)[0].tags:
+                break
+            time.sleep(0.1)
+        fragment = "'e2e-prompt' is a prompt in this MLflow registry, not a model; name another registered model"
+    before = _state(tmp_path)
+    capfd.readouterr()
+    code = main(["--tracking-uri", f"sqlite:///{db}", "--run", run.info.run_id, "--register", name,
+                 "--out", str(tmp_path / "out")])
+    line = _one_line(code, capfd.readouterr().err, "--register", fragment)
+    assert line == f"error: --register: {fragment}" or case == "prompt", line
+    assert _state(tmp_path) == before
