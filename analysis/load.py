@@ -216,6 +216,9 @@ class SweepData:
     not_started: dict[str, int] = field(default_factory=dict)
     """Parent run id -> how many more planned trials of its (interrupted) sweep are in neither
     frame: Tune had not created them, so no configuration of theirs is known."""
+    unread: dict[str, str] = field(default_factory=dict)
+    """Parent run id -> why its (interrupted) sweep's results CSV could not be read: its
+    trials without a run are then all counted in ``not_started``, none in ``pending``."""
 
     def sweep(self, run_id: str) -> Sweep:
         return next(s for s in self.sweeps if s.run_id == run_id)
@@ -443,16 +446,16 @@ def load(tracking_uri: str, *, experiment: str | None = None, sweep_ids: Sequenc
     history = pd.DataFrame(hist, columns=["run_id", "key", "step", "value"])
     from analysis.planned import unstarted
 
-    pending, not_started = [], {}
+    pending, not_started, unread = [], {}, {}
     for sweep in sweeps:
-        rows_of, missing = unstarted(client, sweep, set(trials.loc[trials["sweep_run_id"] == sweep.run_id,
-                                                                     "trial_id"]))
+        started = set(trials.loc[trials["sweep_run_id"] == sweep.run_id, "trial_id"])
+        rows_of, missing, unread[sweep.run_id] = unstarted(client, sweep, started)
         pending += rows_of
         if missing:
             not_started[sweep.run_id] = missing
     return SweepData(tracking_uri=tracking_uri, experiment=experiment, sweeps=sweeps,
                      trials=trials, history=history, tasks=tasks, pending=pd.DataFrame(pending),
-                     not_started=not_started)
+                     not_started=not_started, unread={k: v for k, v in unread.items() if v})
 
 
 def _trial_row(sweep: Sweep, run: Any) -> dict[str, Any]:

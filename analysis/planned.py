@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from analysis.values import is_number, parse_value
+from trainables.errors import first_line
 from trainables.mlflow_names import UNFINISHED
 
 
@@ -23,26 +24,28 @@ from trainables.mlflow_names import UNFINISHED
 RESULTS_CSV = "results.csv"
 
 
-def unstarted(client: Any, sweep: Any, started: set[str]) -> tuple[list[dict[str, Any]], int]:
+def unstarted(client: Any, sweep: Any, started: set[str]) -> tuple[list[dict[str, Any]], int, str | None]:
     """An interrupted sweep's (:class:`analysis.load.Sweep`) planned trials without a run: rows
-    for those its results CSV lists (Tune had created them), and how many more it planned
-    (``n_trials``) that Tune had not created yet. An Optuna sweep plans no fixed set, so only
-    its listed trials count."""
+    for those its results CSV lists (Tune had created them), how many more it planned
+    (``n_trials``) that Tune had not created yet, and why its results CSV could not be read
+    (None when it was). An Optuna sweep plans no fixed set, so only its listed trials count.
+    Without the CSV, every planned trial without a run counts as not created."""
     from sweeps.stopping import INTERRUPTED_TAG
 
     if INTERRUPTED_TAG not in sweep.tags and not sweep.metrics.get("trials_unfinished"):
-        return [], 0
-    listed = _results_csv(client, sweep.run_id)
+        return [], 0, None
+    listed, unread = _results_csv(client, sweep.run_id)
     rows = [_pending_row(sweep, r) for r in listed or () if r.get("trial_id") not in started]
     known = len(listed) if listed is not None else len(started)
     planned = parse_value(sweep.params.get("n_trials"))
     if sweep.algorithm == "optuna" or not is_number(planned):
-        return rows, 0
-    return rows, max(0, int(planned) - max(known, len(started) + len(rows)))
+        return rows, 0, unread
+    return rows, max(0, int(planned) - max(known, len(started) + len(rows))), unread
 
 
-def _results_csv(client: Any, run_id: str) -> list[dict[str, str]] | None:
-    """The rows of a parent run's results CSV (None when it has none, or it cannot be read)."""
+def _results_csv(client: Any, run_id: str) -> tuple[list[dict[str, str]] | None, str | None]:
+    """The rows of a parent run's results CSV, or None and why not (it has none, or its
+    artifact store cannot be reached: a store copied without its artifact folder)."""
     import csv
     import tempfile
 
@@ -54,9 +57,9 @@ def _results_csv(client: Any, run_id: str) -> list[dict[str, str]] | None:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(run_id, RESULTS_CSV, tmp)
             with open(path, newline="", encoding="utf-8") as fh:
-                return list(csv.DictReader(fh))
-    except Exception:  # no such artifact, or an artifact store this client cannot reach
-        return None
+                return list(csv.DictReader(fh)), None
+    except Exception as e:  # no such artifact, or an artifact store this client cannot reach
+        return None, first_line(e)
     finally:
         if before is None:
             os.environ.pop(BAR.name, None)

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.mlflow_copy import CURRENT_TAG, log_report
+from analysis.planned import RESULTS_CSV
 from search_spaces import short_name
 from trainables.errors import UserError, did_you_mean, first_line, one_of
 from trainables.report import K
@@ -144,6 +145,10 @@ def build_report(data: Any, out_dir: Path, *, metric: str | None = None) -> Repo
         st = trials[trials["sweep_run_id"] == sweep.run_id]
         if why := sweep.interruption:
             report.notes.append(f"sweep {sweep.name}: {why}")
+        if why := data.unread.get(sweep.run_id):
+            report.notes.append(f"sweep {sweep.name}: its parent run's {RESULTS_CSV} could not be read ({why}): its "
+                                "trials without an MLflow run are counted from n_trials alone, as not started (an "
+                                "Optuna sweep's not at all), so its unfinished and not-started counts may be wrong")
         if st.empty:
             report.notes.append(f"sweep {sweep.name}: no trial runs")
             continue
@@ -204,8 +209,10 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
     table = tables.paper_table(summary, task, grouping, title=f"{studies} - task {task.name}", select=select)
     for run_id, n in data.not_started.items():
         if run_id in set(tt["sweep_run_id"]):
-            table.notes.append(f"sweep {data.sweep(run_id).name}: {n} more planned trial(s) not started "
-                               "(the sweep was stopped before Tune created them), in no row")
+            why = (f"its {RESULTS_CSV} could not be read: Tune may have created some" if run_id in data.unread
+                   else "the sweep was stopped before Tune created them")
+            table.notes.append(f"sweep {data.sweep(run_id).name}: {n} more planned trial(s) not started ({why}), "
+                               "in no row")
     report.tables[task.name] = table
     _write_tables(report, f"table_{slug(task.name)}", [table], table.frame)
     parts = [f"<h2>Task {html.escape(task.name)}</h2>", tables.to_html(table)]

@@ -92,6 +92,27 @@ def test_the_cli_status_line_counts_every_planned_trial(cut, tmp_path, capsys):
         "2 not started; 2 with an MLflow run)" in out
 
 
+def test_a_results_csv_that_cannot_be_read_is_said_to_make_the_counts_uncertain(cut, tmp_path, capsys):
+    """The store copied without its artifact folder: the parent's results CSV is gone, so t2
+    and t3 (created by Tune, never started) cannot be told from the two Tune never created.
+    By hand: 6 planned less the 2 with a run = 4 counted as not started, 1 unfinished (t1);
+    the report says which file it could not read and that these counts may be wrong."""
+    import shutil
+
+    from analysis.report import main
+
+    shutil.rmtree(tmp_path / "artifacts")
+    assert main(["--tracking-uri", cut, "--experiment", "cut", "--out", str(tmp_path / "r"), "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "(1 completed, 0 stopped early, 0 failed, 1 unfinished, 4 not started; 2 with an MLflow run)" in out
+    (note,) = [line for line in out.splitlines() if "results.csv" in line and line.startswith("  note:")]
+    assert note.startswith("  note: sweep cut: its parent run's results.csv could not be read ("), note
+    assert note.endswith("): its trials without an MLflow run are counted from n_trials alone, as not started "
+                         "(an Optuna sweep's not at all), so its unfinished and not-started counts may be wrong"), note
+    assert "sweep cut: 4 more planned trial(s) not started (its results.csv could not be read: Tune may have " \
+        "created some), in no row" in (tmp_path / "r" / "table_e2e.md").read_text()
+
+
 # --------------------------------------------------------------------------- the ranking metric
 
 
