@@ -36,7 +36,6 @@ def check_registry(uri: str, name: str | None, trial: Any) -> None:
     if name is None:
         return
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     from trainables.mlflow_names import filter_value
 
@@ -56,7 +55,7 @@ def check_registry(uri: str, name: str | None, trial: Any) -> None:
     try:  # a prompt is a registered model to the store, one that get_registered_model does not return
         prompts = client.search_registered_models(
             filter_string=f"name = {filter_value(name)} and tags.`{PROMPT_TAG}` = 'true'", max_results=1)
-    except MlflowException as e:
+    except Exception as e:  # MLflow's errors, and the database's own (a registry that is not an MLflow store)
         where = os.environ.get("MLFLOW_REGISTRY_URI") or uri
         raise UserError("--register", f"cannot read the MLflow Model Registry {where} "
                                       f"({first_line(e)}); register where it answers") from None

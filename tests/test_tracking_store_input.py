@@ -295,10 +295,12 @@ def test_the_real_commands_refuse_in_one_line(tmp_path, smoke_assets):
     assert _state(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["bad.db", "optuna.db"]
 
 
-@pytest.mark.parametrize("case", ["deleted-run", "deleted-experiment", "prompt"])
-def test_a_registration_mlflow_would_refuse_or_misfile_is_one_line_before_anything_is_written(case, tmp_path, capfd):
+@pytest.mark.parametrize("case", ["deleted-run", "deleted-experiment", "prompt", "registry-not-a-database"])
+def test_a_registration_mlflow_would_refuse_or_misfile_is_one_line_before_anything_is_written(case, tmp_path, capfd,
+                                                                                              monkeypatch):
     """``--register`` where MLflow cannot log the model (the trial's run, or its experiment,
-    deleted) or would file it as a version of a prompt (prompts and models share the registry's
+    deleted), cannot read the registry (``MLFLOW_REGISTRY_URI`` naming a file that is not a
+    database) or would file it as a version of a prompt (prompts and models share the registry's
     names): one line naming ``--register``, exit code 2, before anything is written. The trial's
     base is one this machine does not have: the check comes before the base is looked for."""
     from mlflow import MlflowClient
@@ -318,6 +320,11 @@ def test_a_registration_mlflow_would_refuse_or_misfile_is_one_line_before_anythi
         fragment = (f"run {run.info.run_id}'s experiment 'lorasweep-rank_e2e' is deleted in this MLflow store and "
                     f"MLflow logs no model to it; restore it (mlflow experiments restore --experiment-id "
                     f"{exp.experiment_id}) or export without --register")
+    elif case == "registry-not-a-database":
+        _not_a_database(tmp_path / "registry.db")
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path}/registry.db")
+        fragment = (f"cannot read the MLflow Model Registry sqlite:///{tmp_path}/registry.db ((sqlite3.DatabaseError) "
+                    "file is not a database); register where it answers")
     else:
         name = "e2e-prompt"
         client.register_prompt(name, "Summarise: {{text}}")
