@@ -32,7 +32,14 @@ def default_name(cfg: SweepConfig) -> str:
     journal). Drawn rather than checked against the storage: no check-then-create is atomic
     on an ``s3://`` or ``gs://`` storage, and two launches would both pass the check."""
     part = f"-{cfg.part}" if cfg.part else ""
-    return f"{cfg.study}-{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}{part}"
+    return f"{cfg.study}-{cfg.preset}-{unique_stamp()}{part}"
+
+
+def unique_stamp() -> str:
+    """The local time to the second and six random hex digits (``20261207-135654-2648c1``): a
+    name part that sorts by time and differs between two processes that take it in the same
+    second (:func:`default_name`)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def storage_path(cfg: SweepConfig) -> str:

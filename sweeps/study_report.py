@@ -16,10 +16,8 @@ differ.
 
 from __future__ import annotations
 
-import secrets
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,10 @@ from trainables.errors import UserError
 def report_dir(study: str, preset: str, outcomes: list[Any], *, name: str | None) -> Path:
     """Beside the first sweep's results folder (``<storage>/<sweep>/``, ``./results/<sweep>/``
     for cloud storage): the storage each sweep ran with, a resumed one's stored one too."""
+    from sweeps.storage import unique_stamp
+
     root = outcomes[0].csv_path.parent.parent
-    stem = (f"{name}-report" if name
-            else f"{study}-{preset}-report-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
+    stem = f"{name}-report" if name else f"{study}-{preset}-report-{unique_stamp()}"
     return root / stem
 
 
