@@ -24,13 +24,13 @@ def check_trial_base(cfg: TrialConfig, field: str) -> None:
     """The base model a finished trial trained on can be loaded here, as an export of its
     adapter loads it: its local directory is still there, or its hub id is cached or the hub
     answers."""
-    from trainables.hub import check_model_source
+    from trainables.hub import OFFLINE_HINT, check_model_source
 
     try:
         check_model_source(cfg.model.name_or_path, revision=cfg.model.revision)
     except UserError as e:
         # The sweeps' offline hint (--preset smoke, --model PATH) is no option of an export.
-        reason = e.message.partition(" Offline?")[0].rstrip(".")
+        reason = e.message.removesuffix(OFFLINE_HINT).rstrip(". ")
         raise UserError(field, f"the trial's base model (model.name_or_path in its run): {reason}; export "
                                "where that base is, e.g. on the machine that ran the sweep") from None
 
