@@ -220,7 +220,16 @@ def test_a_conversion_of_another_config_is_refused(tmp_path):
     check_hub_copy(d, "sst2", ("train", "validation"))
     with pytest.raises(UserError) as e:
         check_hub_copy(d, "cola", ("train",))
-    assert str(e.value) == f"data.source: {d} holds the files of config 'sst2', not 'cola', and no card; give the folder of 'cola'"
+    assert str(e.value) == (f"data.source: {d} holds only the files of config 'sst2', not 'cola', and no card; "
+                            f"give the folder of 'cola', or --data {d}/sst2 if those are its files")
+
+
+def test_a_single_config_conversion_is_read_through_its_folder(tmp_path):
+    # The hub's conversion of a one-config dataset (someone's own CoLA repository): default/<split>/.
+    d = _converted(tmp_path / "their_cola", {"default": {"train": ["a"], "validation": ["b"]}})
+    with pytest.raises(UserError, match=f"or --data {d}/default if those are its files$"):
+        check_hub_copy(d, "cola", ("train",))
+    check_hub_copy(d / "default", "cola", ("train", "validation"))
 
 
 def test_another_configs_folder_of_a_conversion_is_refused_and_a_renamed_copy_is_read(tmp_path):

@@ -241,8 +241,9 @@ def check_hub_copy(d: Path, config: str | None, splits: tuple[str, ...], *, fiel
                                f"and no card that lists them; give one config's folder: --data {d / pick}")
     named = sorted(roots - {""})
     if not listed and config is not None and named and config not in named:
-        raise UserError(field, f"{d} holds the files of config {named[0]!r}, not {config!r}, and no card; give "
-                               f"the folder of {config!r}")
+        # One config's folder (several were refused above), not the one asked for.
+        raise UserError(field, f"{d} holds only the files of config {named[0]!r}, not {config!r}, and no card; "
+                               f"give the folder of {config!r}, or --data {d / named[0]} if those are its files")
     if not listed and config is not None and not named and d.name != config and config in _parquet_roots(d.parent):
         # Another config's folder of a conversion that holds the one asked for beside it; a
         # folder of another name without that one beside it is the user's own copy, read as given.
