@@ -152,10 +152,15 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
                 data = read(f"{info.path}/{SWEEP_FILE}")
                 if data is not None and data.get("part") == cfg.part:
                     path = f"{info.path}/{SWEEP_FILE}"
-                    found.append((fs.get_file_info(path).mtime, data, path))
+                    found.append((fs.get_file_info(path).mtime, data, path, info.base_name))
         if not found:
             raise UserError(verb, f"no {cfg.study} sweep to {verb} under {storage}")
-        _, data, where = max(found, key=lambda item: item[0])
+        newest = max((when for when, *_ in found if when is not None), default=None)
+        tied = sorted(name for when, _, _, name in found if when == newest)
+        if len(tied) > 1:  # stores that keep whole seconds (S3, GCS), or no times at all
+            raise UserError(verb, f"no newest {cfg.study} sweep under {storage}: {', '.join(tied)} were each "
+                                  f"stored last in the same second; give the one to {verb} with --name")
+        _, data, where, _ = next(f for f in found if f[0] == newest)
     try:
         stored = from_dict(SweepConfig, data)
     except UserError as e:

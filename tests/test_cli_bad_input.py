@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -1019,3 +1020,25 @@ def test_a_cache_root_that_cannot_be_a_folder_is_one_line(where, fragment, tmp_p
     code = in_process(E2E, _argv(E2E, ["--dry-run"], tmp_path))
     out, err = capfd.readouterr()
     _check_refused(code, out, err, tmp_path, before, "LORASWEEP_CACHE", fragment)
+
+
+def test_resume_without_a_name_refuses_two_sweeps_stored_in_the_same_second(tmp_path):
+    """Stores that keep whole seconds (S3, GCS) can give two sweeps one time: neither is the
+    newest, so ``--resume`` without ``--name`` asks for one instead of taking either."""
+    from types import SimpleNamespace
+
+    from sweeps.config import SweepConfig
+    from sweeps.storage import SWEEP_FILE, store_config, stored_config
+    from trainables.errors import UserError
+
+    storage = str(tmp_path / "sweeps")
+    for name, seed in (("rank_e2e-smoke-a", 1), ("rank_e2e-smoke-b", 2)):
+        store_config(SimpleNamespace(cfg=SweepConfig(study="rank_e2e", preset="smoke", storage=storage, seed=seed),
+                                     name=name, storage=storage, prior_samples=0))
+        os.utime(tmp_path / "sweeps" / name / SWEEP_FILE, (1_800_000_000, 1_800_000_000))
+    with pytest.raises(UserError) as e:
+        stored_config(SweepConfig(study="rank_e2e", storage=storage))
+    assert str(e.value) == (f"resume: no newest rank_e2e sweep under {storage}: rank_e2e-smoke-a, rank_e2e-smoke-b "
+                            "were each stored last in the same second; give the one to resume with --name")
+    os.utime(tmp_path / "sweeps" / "rank_e2e-smoke-a" / SWEEP_FILE, (1_800_000_001, 1_800_000_001))
+    assert stored_config(SweepConfig(study="rank_e2e", storage=storage)).seed == 1
