@@ -26,7 +26,7 @@ import pandas as pd
 from analysis import references
 from analysis.load import TaskInfo
 from analysis.references import RefTable, deviation
-from analysis.tables import R_KEY, SMOKE, Grouping, Table, chosen_text, model_legend
+from analysis.tables import R_KEY, SMOKE, Grouping, Table, chosen_text, model_legend, selected_by
 from analysis.values import fmt_value
 from search_spaces import short_name
 from trainables.report import K
@@ -107,8 +107,10 @@ def settings_of(s: Mapping[str, Any], trials: pd.DataFrame, grouping: Grouping) 
     return values
 
 
-def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, grouping: Grouping) -> Comparison:
-    """One :class:`analysis.tables.Table` per source table with a row matching a row of ours."""
+def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, grouping: Grouping,
+            select: MetricSpec | None = None) -> Comparison:
+    """One :class:`analysis.tables.Table` per source table with a row matching a row of ours;
+    its CSV says what our rows' trials were picked by (``select``, else the task's metric)."""
     out = Comparison()
     frames = []
     ours = [(s, *references.resolve_model(s["model"])) for _, s in summary.iterrows()]
@@ -130,6 +132,9 @@ def compare(summary: pd.DataFrame, trials: pd.DataFrame, task: TaskInfo, groupin
     drawn = source_curves(summary, task)  # a rank plot sets a stand-in's model's numbers beside it too
     out.stand_ins.update(zip(drawn.loc[drawn["stand_in"], "our_model"], drawn.loc[drawn["stand_in"], "model"]))
     out.frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if frames:
+        out.frame.insert(out.frame.columns.get_loc("our_model") + 1, "selected_by",
+                         selected_by(task, select or task.metric))
     return out
 
 
@@ -285,11 +290,12 @@ def task_averages(found: Mapping[str, Comparison], *, task: str = "glue-average"
                 source = table.value(avg, next(k for k in table.metrics if avg.get(k) is not None))
                 dev = deviation(ours, source)
                 stand_in = bool(m["stand_in"].any()) if "stand_in" in m else False
+                picked = " | ".join(dict.fromkeys(m["selected_by"]))
                 text = "-" if dev is None else f"{dev:+.1f}%" + (f" ({SMOKE})" if stand_in else "")
                 rows.append([model_legend(our_model), table.label, str(len(values)),
                              f"{ours:.2f} / {source:.2f} / {text}"])
                 long.append({"table": table.id, "source": table.source, "over_seeds": table.over_seeds,
-                             "our_model": our_model,
+                             "our_model": our_model, "selected_by": picked,
                              "model": avg["model"], "stand_in": stand_in, "tasks": len(values), "ours": ours,
                              "source_value": source, "deviation_pct": dev})
     if not rows:

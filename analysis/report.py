@@ -221,7 +221,7 @@ def _task_section(report: Report, data: Any, task: Any, select: Any) -> str:
     if not task.registered:
         report.notes.append(f"task {task.name!r} is not registered in this checkout: metric "
                             "directions guessed (final metrics: higher is better), no references")
-    found = compare.compare(summary, tt, task, grouping)
+    found = compare.compare(summary, tt, task, grouping, select)
     if task.on_test_data(select.name):  # its rows are the trials chosen on the test split too
         found.selection = tables.test_selection_warning(select)
         for t in found.tables:

@@ -297,7 +297,7 @@ def paper_table(summary: pd.DataFrame, task: TaskInfo, grouping: Grouping, *, ti
                      {name for names in summary.get("sweeps", ()) if len(names) > 1 for name in names}),
                      incomplete=[row_label(s, grouping, show_model) for _, s in summary.iterrows()
                                  if s["unfinished"] > 0]),
-                 frame=csv_frame(summary, grouping, metrics))
+                 frame=csv_frame(summary, grouping, metrics, selected_by(task, select)))
 
 
 def row_label(row: Any, grouping: Grouping, show_model: bool = False) -> str:
@@ -342,9 +342,17 @@ def test_selection_warning(select: MetricSpec) -> str:
             "for an unbiased one")
 
 
-def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[MetricSpec]) -> pd.DataFrame:
-    """The table's numbers: values, chosen nuisance values, counts, and median/low/high/n
-    per metric, with the chosen trials' seeds, run ids and sweeps (one entry per run each)."""
+def selected_by(task: TaskInfo, select: MetricSpec) -> str:
+    """What a CSV says its rows' trials were picked by: the metric, marked when it is measured
+    on the test data (:func:`test_selection_warning`)."""
+    return f"{select.name} (test split)" if task.on_test_data(select.name) else select.name
+
+
+def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[MetricSpec],
+              selection: str) -> pd.DataFrame:
+    """The table's numbers: values, chosen nuisance values, counts, what the rows' trials were
+    picked by (``selection``, :func:`selected_by`), and median/low/high/n per metric, with the
+    chosen trials' seeds, run ids and sweeps (one entry per run each)."""
     cols: dict[str, Any] = {"task": summary["task"], "model": summary["model"]}
     cols.update({short_name(k): summary[k] for k in grouping.keys})
     cols.update({f"{short_name(k)}_chosen": summary.apply(lambda s, k=k: chosen_text(s, k), axis=1)
@@ -354,6 +362,7 @@ def csv_frame(summary: pd.DataFrame, grouping: Grouping, metrics: Sequence[Metri
     # One entry per chosen run in each of seeds, run_ids and run_sweeps: its seed ('-' where its
     # sweep replicates no seeds), its run id, its sweep (joined by ' | ': a name may hold spaces).
     cols["seeds"] = summary["run_seeds"].map(lambda s: " ".join("-" if v is None else str(v) for v in s))
+    cols["selected_by"] = selection
     for m in metrics:
         for suffix in ("", "_low", "_high", "_n"):
             cols[f"{m.name}{suffix}"] = summary[f"{m.name}{suffix}"]

@@ -1301,7 +1301,7 @@ def test_the_glue_average_is_the_mean_of_the_eight_tasks_each_in_its_tables_metr
             ("glue-mrpc", "f1"): 99.0, ("glue-cola", "mcc"): 60.0, ("glue-qnli", "accuracy"): 92.0,
             ("glue-qqp", "accuracy"): 90.0, ("glue-rte", "accuracy"): 80.0, ("glue-stsb", "pearson"): 90.0}
     frame = pd.DataFrame([{"table": "lora-paper-t2", "task": t, "our_model": "roberta-base", "model": "roberta-base",
-                           "metric": m, "ours": v} for (t, m), v in ours.items()])
+                           "selected_by": "val_loss", "metric": m, "ours": v} for (t, m), v in ours.items()])
     found = {t: Comparison(frame=frame[frame["task"] == t]) for t in dict.fromkeys(frame["task"])}
     table, long = task_averages(found)
     # (86 + 94 + 88 + 60 + 92 + 90 + 80 + 90) / 8 = 85.0, against 87.2: -2.52%.
@@ -1313,8 +1313,12 @@ def test_the_glue_average_is_the_mean_of_the_eight_tasks_each_in_its_tables_metr
     marked, _ = task_averages(smoke)
     assert marked.rows[0][3] == "85.00 / 87.20 / -2.5% (smoke)" and "SMOKE STAND-INS" in marked.title
     # Tasks whose rows were chosen on the test split (--metric accuracy) make an average so chosen.
+    assert list(long["selected_by"]) == ["val_loss"]
     found["glue-sst2"].selection = "SELECTED ON THE TEST SPLIT: ..."
-    assert task_averages(found)[0].notes[0] == "SELECTED ON THE TEST SPLIT: ..."
+    found["glue-sst2"].frame = found["glue-sst2"].frame.assign(selected_by="accuracy (test split)")
+    chosen_on_test, long = task_averages(found)
+    assert chosen_on_test.notes[0] == "SELECTED ON THE TEST SPLIT: ..."
+    assert list(long["selected_by"]) == ["val_loss | accuracy (test split)"]
     del found["glue-rte"]
     assert task_averages(found) is None
 

@@ -154,6 +154,12 @@ def test_ranking_by_a_test_split_metric_is_warned_about_and_noted_under_the_tabl
     default = build_report(data, tmp_path / "default")
     assert not any("TEST" in text for text in default.warnings + default.tables["e2e"].notes
                    + default.comparisons["e2e"].tables[0].notes)
+    # The CSVs, read without the notes, say what the rows were picked by.
+    import pandas as pd
+
+    for folder, picked in (("bleu", "BLEU (test split)"), ("default", "val_loss")):
+        for name in ("table_e2e.csv", "compare_e2e.csv"):
+            assert set(pd.read_csv(tmp_path / folder / name)["selected_by"]) == {picked}, (folder, name)
 
 
 def test_edge_warnings_name_the_completed_best_trial_not_one_asha_stopped(two):
