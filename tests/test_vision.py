@@ -239,6 +239,46 @@ def test_a_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path):
     assert not marker.exists()
 
 
+def _py2_pickle(entries: list[tuple[bytes, bytes]]) -> bytes:
+    """A dict pickled as Python 2's cPickle wrote the official batches (protocol 2): keys and
+    byte strings as ``U``/``T`` opcodes, not Python 3's ``_codecs.encode`` calls."""
+    return b"\x80\x02}(" + b"".join(k + v for k, v in entries) + b"u."
+
+
+def _s(b: bytes) -> bytes:  # SHORT_BINSTRING (Python 2 str)
+    return b"U" + bytes([len(b)]) + b
+
+
+def test_a_batch_pickled_by_python_2_as_the_official_archive_is_read(tmp_path):
+    """The release's pickles were written by Python 2 with numpy 1 (``numpy.core.multiarray``;
+    the synthetic batches are Python 3's, naming ``numpy._core`` under numpy 2). Here one
+    image per batch, typed opcode by opcode: ndarray(1 x 3072 uint8) via ``_reconstruct``."""
+    import struct
+
+    from trainables.tasks.vision import CIFAR_FILES, read_cifar_batches
+
+    pixels = bytes(range(256)) * 12  # one 3072-byte row: R plane, G plane, B plane
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _s(b"b") + b"\x87R(K\x01"
+             b"K\x01M\x00\x0c\x86cnumpy\ndtype\n" + _s(b"u1") + b"K\x00K\x01\x87R(K\x03" + _s(b"|")
+             + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + struct.pack("<i", len(pixels)) + pixels + b"tb")
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for i, name in enumerate(CIFAR_FILES[:-1]):
+        (d / name).write_bytes(_py2_pickle([(_s(b"batch_label"), _s(name.encode())),
+                                            (_s(b"labels"), b"]K" + bytes([i]) + b"a"), (_s(b"data"), array)]))
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    (d / "batches.meta").write_bytes(_py2_pickle([(_s(b"num_cases_per_batch"), b"M\x10'"),
+                                                  (_s(b"label_names"), b"](" + b"".join(map(_s, names)) + b"e"),
+                                                  (_s(b"num_vis"), b"M\x00\x0c")]))
+    arrays, label_names = read_cifar_batches(d)
+    assert label_names[:2] == ("airplane", "automobile") and len(label_names) == 10
+    train_x, train_y = arrays["train"]
+    assert train_x.shape == (5, 32, 32, 3) and train_y.tolist() == [0, 1, 2, 3, 4]
+    # pixel (row 0, col 1) of channel c is byte c*1024 + 1 of the row
+    assert train_x[0, 0, 1].tolist() == [1, (1024 + 1) % 256, (2048 + 1) % 256]
+    assert arrays["test"][1].tolist() == [5]
+
+
 def test_split_is_seeded_80_20_and_disjoint():
     from trainables.tasks.vision import split_indices
 
