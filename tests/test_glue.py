@@ -105,6 +105,39 @@ def test_glue_tsv_readers_take_each_tasks_columns(task, tmp_path):
         assert len(splits["m"]) == 1 and splits["mm"][0].label == 0
 
 
+def test_glue_rows_as_the_release_writes_them(tmp_path):
+    """Rows of the real files (MRPC train.tsv lines 1, 2 and 20), which the synthetic ones never
+    have: a byte-order mark before MRPC's header, double quotes as plain text (read with
+    QUOTE_NONE, as GLUE's loaders do; a field may start with one), and a QQP question cut in
+    two by a newline (both halves too short: skipped and counted, as the hub's loader drops them)."""
+    from trainables.tasks.classification import Example
+    from trainables.tasks.glue import MRPC, QQP, read_tsv
+
+    mrpc = tmp_path / "train.tsv"
+    mrpc.write_bytes("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                     "1\t702876\t702977\tAmrozi accused his brother , whom he called \" the witness \" , of "
+                     "deliberately distorting his evidence .\tReferring to him as only \" the witness \" , Amrozi "
+                     "accused his brother of deliberately distorting his evidence .\n"
+                     "0\t2044342\t2044457\t\" I think you 'll see a lot of job growth in the next two years , \" he "
+                     "said , adding the growth could replace jobs lost .\t\" I think you 'll see a lot of job growth "
+                     "in the next two years , \" said Mankiw .\n".encode())
+    rows, bad = read_tsv(mrpc, MRPC.layout, MRPC()._label)
+    assert bad == 0 and [e.label for e in rows] == [1, 0]
+    assert rows[0].text_a.startswith('Amrozi accused his brother , whom he called " the witness " ,')
+    assert rows[1].text_a == "\" I think you 'll see a lot of job growth in the next two years , \" he said , " \
+                             "adding the growth could replace jobs lost ."
+    assert rows[1].text_b == "\" I think you 'll see a lot of job growth in the next two years , \" said Mankiw ."
+
+    qqp = tmp_path / "qqp.tsv"
+    good = [f"{i}\t{2 * i + 1}\t{2 * i + 2}\tWhat is {i}?\tWhat does {i} mean?\t{i % 2}" for i in range(200)]
+    qqp.write_text("\n".join(["id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", *good[:100],
+                              "97930\t5001\t5002\tWho was Muhammad?\t\"",
+                              "\tWas Muhammad a real historical figure? What is the evidence for his existence?\t0",
+                              *good[100:]]) + "\n", encoding="utf-8")
+    rows, bad = read_tsv(qqp, QQP.layout, QQP()._label)
+    assert bad == 2 and len(rows) == 200 and rows[100] == Example("What is 100?", "What does 100 mean?", 0)
+
+
 def test_glue_cells_reading_na_none_or_null_stay_text(tmp_path):
     from trainables.config import TrialConfig
     from trainables.schema import from_dict

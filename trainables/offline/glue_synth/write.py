@@ -19,12 +19,13 @@ _FILES: dict[str, Callable[[random.Random, int, int, int], dict[str, list]]] = {
     "cola": cola_files, "sst2": sst2_files, "mrpc": mrpc_files, "qqp": qqp_files,
     "stsb": stsb_files, "mnli": mnli_files, "qnli": qnli_files, "rte": rte_files,
 }
-_FORBIDDEN = re.compile(r'[\t\n\r"]')
+_FORBIDDEN = re.compile(r"[\t\n\r]")
 
 
 def _write_tsv(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> None:
-    # The real files are read with csv.QUOTE_NONE: a tab, newline or quote inside a field
-    # would shift or merge columns, so none is ever written.
+    # The real files are read with csv.QUOTE_NONE: a tab or newline inside a field would
+    # shift or merge columns, so none is ever written; a double quote is plain text there
+    # (the real files have them: MRPC's '" the witness "').
     width = len(header) if header else COLA_COLUMNS
     with open(path, "w", encoding="utf-8", newline="") as fh:
         for row in ([header] if header else []) + list(rows):
