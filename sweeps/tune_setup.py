@@ -45,13 +45,14 @@ def search_alg(plan: Plan, metric: str, mode: str, *, max_concurrent: int | None
         order = points * cfg.search.num_samples
         random.Random(cfg.seed).shuffle(order)
         return generator(order)
-    if not space.swept or any(p.kind != "grid" for p in space.swept):
+    if not any(p.kind == "grid" for p in space.swept):
         return generator()
-    # A pure grid runs in a seeded random order, not in the order its values are listed.
+    # A grid runs in a seeded random order, not in the order its values are listed.
     # Asynchronous successive halving (ASHA) compares a trial at a rung with the trials that
     # reached it before; a grid listed weak-to-strong (lr 2e-5, 2e-4, 2e-3) would let every
     # newcomer beat its predecessors and be promoted. Every point is still run exactly
     # ``num_samples`` times, and Tune still sees the grid (its table and config are unchanged).
+    # Each point pins the grid keys only: Tune samples the other settings for it, once per trial.
     points = space.grid_points() * cfg.search.num_samples
     random.Random(cfg.seed).shuffle(points)
     return generator(points)

@@ -157,6 +157,37 @@ def test_a_grid_runs_every_point_num_samples_times_in_a_seeded_order():
     assert _count_variants(spec, [dict(p) for p in order(3)]) == len(grid)
 
 
+def test_a_grid_crossed_with_sampled_settings_runs_in_a_seeded_order_too():
+    """A grid beside a sampled setting: Tune's generator, left alone, crosses the grid in the
+    order it is written whatever the seed (lr 1e-4, 1e-3, 1e-2: weak to strong, the order
+    that lets every newcomer through ASHA's rungs)."""
+    from sweeps.config import SweepConfig
+    from sweeps.tune_setup import search_alg
+
+    space = load_space({"scientific": {"r": {"grid": [1, 4]}},
+                        "nuisance": {"lr": {"grid": [1e-4, 1e-3, 1e-2]}, "dropout": {"uniform": [0.0, 0.5]}}},
+                       base=BASE)
+    listed = [(r, lr) for r in (1, 4) for lr in (1e-4, 1e-3, 1e-2)]
+
+    def trials(seed: int, num_samples: int) -> list[dict]:
+        cfg = from_dict(SweepConfig, {"study": "t", "seed": seed, "search": {"num_samples": num_samples}})
+        alg = search_alg(SimpleNamespace(cfg=cfg, space=space, points=None), "val_loss", "min")
+        alg.add_configurations({"t": {"run": lambda config: None, "config": to_tune(space, algorithm="grid"),
+                                      "num_samples": num_samples}})
+        out = []
+        while (trial := alg.next_trial()) is not None:
+            out.append(trial.config)
+        return out
+
+    runs = trials(0, 2)
+    points = [(c["adapter.r"], c["train.lr"]) for c in runs]
+    assert sorted(points) == sorted(listed * 2)  # every point exactly num_samples times
+    assert points == [(c["adapter.r"], c["train.lr"]) for c in trials(0, 2)]
+    assert len({tuple((c["adapter.r"], c["train.lr"]) for c in trials(seed, 2)) for seed in range(4)}) == 4
+    dropouts = [c["adapter.dropout"] for c in runs]  # still sampled, once per trial
+    assert all(0.0 <= d < 0.5 for d in dropouts) and len(set(dropouts)) == len(runs)
+
+
 def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_working_folder(tmp_path, monkeypatch):
     """Trials run in folders of their own: a relative path a space gives a path setting is made
     absolute where it names something (the space file's folder first), in a fixed value, a grid,
