@@ -16,6 +16,11 @@ def group_keys(cfg: SweepConfig, space: Any) -> tuple[str, ...] | None:
     scientific = [p.key for p in space.swept if p.section == "scientific"]
     seed = [k for k in scientific if k == "seed"]
     if setting == "none":
+        if seed and cfg.search.algorithm == "optuna":
+            raise UserError("seeds", f"--seeds {cfg.seeds} with search.algorithm optuna gives each seed its own "
+                                     "Optuna study, one per group; scheduler.groups=none leaves one study that "
+                                     "samples every setting and cannot replicate a trial over seeds: use "
+                                     "scheduler.groups auto (or named settings), or drop --seeds")
         return None
     if setting in ("auto", "scientific"):
         if setting == "scientific" and scientific == seed:

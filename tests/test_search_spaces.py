@@ -188,6 +188,25 @@ def test_a_grid_crossed_with_sampled_settings_runs_in_a_seeded_order_too():
     assert all(0.0 <= d < 0.5 for d in dropouts) and len(set(dropouts)) == len(runs)
 
 
+def test_seed_replicates_under_optuna_need_groups_and_say_so():
+    """--seeds adds a seed grid, one Optuna study per seed; one study over everything
+    (groups=none) cannot take a grid, and the refusal names --seeds, not a space key."""
+    from sweeps.config import SweepConfig
+    from sweeps.grouping import group_keys
+    from sweeps.planning import with_seed_replicates
+
+    s = with_seed_replicates(space(scientific={"r": {"grid": [1, 4]}}, nuisance={"lr": {"loguniform": [1e-4, 1e-2]}}), 3)
+
+    def cfg(groups: str):
+        return from_dict(SweepConfig, {"study": "t", "seeds": 3, "search": {"algorithm": "optuna"},
+                                       "scheduler": {"groups": groups}})
+
+    assert group_keys(cfg("auto"), s) == ("adapter.r", "seed")
+    with pytest.raises(UserError) as err:
+        group_keys(cfg("none"), s)
+    assert err.value.field == "seeds" and "scheduler.groups" in err.value.message
+
+
 def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_working_folder(tmp_path, monkeypatch):
     """Trials run in folders of their own: a relative path a space gives a path setting is made
     absolute where it names something (the space file's folder first), in a fixed value, a grid,
