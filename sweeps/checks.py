@@ -38,13 +38,41 @@ def check_trial_base(cfg: TrialConfig, field: str) -> None:
 def check_repeats(cfg: SweepConfig, space: Any) -> None:
     """More than one sample of a space that samples nothing repeats every grid point with the
     same hyperparameters, hence the same seed (:func:`trainables.trial.derive_seed`): identical
-    trials. Replicates are ``--seeds N`` (a seed grid dimension)."""
+    trials. Replicates are ``--seeds N`` (a seed grid dimension). So do more samples than the
+    sampled settings have combinations when each of them is a choice: some combination is
+    drawn twice."""
     n = cfg.search.num_samples
     if n > 1 and cfg.search.algorithm != "optuna" and not sampled_keys(space):
         raise UserError("search.num_samples", f"{n} samples of a search space that samples nothing (only grid "
                                               f"and fixed settings) would run every configuration {n} times with "
                                               f"the same seed; use --seeds {n} for replicates (seeds 0..{n - 1}), "
                                               "or sample a setting (choice, uniform, ...) or use optuna")
+    drawn, per = _drawn(cfg, space)
+    if n < 2 or not drawn or any(p.kind != "choice" for p in drawn):
+        return
+    combos = math.prod(len(p.values) for p in drawn)
+    if n > combos:
+        names = ", ".join(p.short for p in drawn)
+        raise UserError("search.num_samples", f"{n} samples{per} of {names}, all choices ({combos} combination"
+                                              f"{'s' * (combos > 1)}), draw some combination twice, and a trial's "
+                                              "seed comes from its hyperparameters: it would run twice as the same "
+                                              f"trial; use --num-samples {combos} or less, a grid to run every "
+                                              "combination once, or --seeds N for replicates")
+
+
+def _drawn(cfg: SweepConfig, space: Any) -> tuple[list[Any], str]:
+    """The settings each of ``num_samples`` samples draws, and what it is counted per: Tune's
+    generator samples every non-grid setting once per sample of each grid point; Optuna
+    with groups samples the settings not grouped by, per group, and without, every setting."""
+    from sweeps.grouping import group_keys, grouped_search
+
+    if cfg.search.algorithm == "optuna":
+        groups = group_keys(cfg, space)
+        if grouped_search(cfg, groups):
+            return [p for p in space.swept if p.key not in groups], " per group"
+        return list(space.swept), ""
+    grid = " per grid point" if any(p.kind == "grid" for p in space.swept) else ""
+    return [p for p in space.swept if p.kind != "grid"], grid
 
 
 def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str, Any], space: Any,

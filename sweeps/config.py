@@ -51,9 +51,11 @@ class SearchConfig:
     """``grid``/``random``: Tune's variant generator (grid values are crossed, distributions
     sampled); ``optuna``: Optuna TPE (distributions and choices only, no grid)."""
     num_samples: int = 1
-    """Samples of the space (with grids: repeats of the whole grid). Above 1 the space must sample
-    a setting (or the search be optuna): a grid point repeated has the same seed, so it would be
-    the same trial; replicates are ``--seeds N``. A sweep plans at most 100000 trials (grid
+    """Samples of the space (with grids: repeats of the whole grid; with Optuna groups: trials per
+    group). Above 1 the space must sample a setting (or the search be optuna): a grid point
+    repeated has the same seed, so it would be the same trial; replicates are ``--seeds N``. For
+    the same reason, where every sampled setting is a choice, at most their number of
+    combinations (per grid point, or per group). A sweep plans at most 100000 trials (grid
     points x seeds x samples)."""
     max_concurrent: int | None = None
     """Trials running at once; null = as many as the resources allow."""

@@ -207,6 +207,36 @@ def test_seed_replicates_under_optuna_need_groups_and_say_so():
     assert err.value.field == "seeds" and "scheduler.groups" in err.value.message
 
 
+@pytest.mark.parametrize("algorithm, n, sections, refused", [
+    # 3 samples of 2 dropout values per rank: by pigeonhole one value is drawn twice.
+    ("random", 3, {"scientific": {"r": {"grid": [1, 4]}}, "nuisance": {"dropout": {"choice": [0.0, 0.1]}}},
+     " per grid point of dropout, all choices (2 combinations)"),
+    ("grid", 5, {"nuisance": {"dropout": {"choice": [0.0, 0.1]}, "targets": {"choice": ["qv", "mlp"]}}},
+     " of dropout, targets, all choices (4 combinations)"),
+    ("optuna", 3, {"scientific": {"r": {"grid": [1, 4]}}, "nuisance": {"targets": {"choice": ["qv", "mlp"]}}},
+     " per group of targets, all choices (2 combinations)"),
+    ("random", 2, {"scientific": {"r": {"grid": [1, 4]}}, "nuisance": {"dropout": {"choice": [0.0, 0.1]}}}, None),
+    ("random", 3, {"nuisance": {"dropout": {"choice": [0.0, 0.1]}, "lr": {"loguniform": [1e-4, 1e-2]}}}, None),
+    ("optuna", 3, {"scientific": {"targets": {"choice": ["qv", "mlp"]}},
+                   "nuisance": {"lr": {"loguniform": [1e-4, 1e-2]}}}, None),
+])
+def test_more_samples_than_combinations_of_choices_are_refused(algorithm, n, sections, refused):
+    """A trial's seed comes from its hyperparameters, so a combination of choice values drawn
+    twice is the same trial twice."""
+    from sweeps.config import SweepConfig
+    from sweeps.planning import sweep_space
+
+    cfg = from_dict(SweepConfig, {"study": "t", "space": sections,
+                                  "search": {"algorithm": algorithm, "num_samples": n}})
+    if refused is None:
+        sweep_space(cfg)
+        return
+    with pytest.raises(UserError) as err:
+        sweep_space(cfg)
+    assert err.value.field == "search.num_samples"
+    assert err.value.message.startswith(f"{n} samples{refused}"), err.value.message
+
+
 def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_working_folder(tmp_path, monkeypatch):
     """Trials run in folders of their own: a relative path a space gives a path setting is made
     absolute where it names something (the space file's folder first), in a fixed value, a grid,
