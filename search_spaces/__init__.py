@@ -238,6 +238,29 @@ def _numeric_kind(key: str) -> type | None:
     return None
 
 
+def _range_bounds(base: dict[str, Any], key: str, kind: str, values: list[Any], field: str) -> tuple[Any, Any]:
+    """A range's [low, high], checked: an integer range ``[low, high)`` draws high - 1 at most,
+    so that is the value checked against the setting (high itself is never drawn)."""
+    numeric = _numeric_kind(key)
+    if numeric is None:
+        raise UserError(field, f"{kind} needs a numeric setting; {key} is not (use grid or choice)")
+    if numeric is int and kind in ("uniform", "loguniform"):
+        raise UserError(field, f"{key} is an integer setting; use randint or lograndint")
+    if kind in ("uniform", "loguniform"):
+        lo, hi = (_check_value(base, key, v, field) for v in values)
+    else:
+        lo, hi = (coerce(v, int, field) for v in values)
+    if not lo < hi:
+        raise UserError(field, f"low must be below high, got [{lo}, {hi}]")
+    if kind in ("randint", "lograndint"):
+        _check_value(base, key, lo, field)
+        try:
+            _check_value(base, key, hi - 1, field)
+        except UserError as e:
+            raise UserError(field, f"the largest value drawn, high - 1 = {hi - 1}: {e.message}") from None
+    return lo, hi
+
+
 def _parse_coupled(section: str, name: str, spec: Any, base: dict[str, Any]) -> Param:
     field = f"space.{section}.{name}"
     keys = [resolve_key(n.strip(), field) for n in name.split("+")]
@@ -284,16 +307,7 @@ def _parse_param(section: str, name: str, spec: Any, base: dict[str, Any]) -> Pa
     if kind in RANGES:
         if len(values) != 2:
             raise UserError(f"{field}.{kind}", f"expected [low, high], got {values!r}")
-        lo, hi = (_check_value(base, key, v, f"{field}.{kind}") for v in values)
-        numeric = _numeric_kind(key)
-        if numeric is None:
-            raise UserError(f"{field}.{kind}", f"{kind} needs a numeric setting; {key} is not "
-                                               "(use grid or choice)")
-        if numeric is int and kind in ("uniform", "loguniform"):
-            raise UserError(f"{field}.{kind}", f"{key} is an integer setting; use randint or "
-                                               "lograndint")
-        if not lo < hi:
-            raise UserError(f"{field}.{kind}", f"low must be below high, got [{lo}, {hi}]")
+        lo, hi = _range_bounds(base, key, kind, values, f"{field}.{kind}")
         if kind.startswith("log") and lo <= 0:
             raise UserError(f"{field}.{kind}", f"a log scale needs low > 0, got {lo}")
         return Param(key, kind, (lo, hi), section)

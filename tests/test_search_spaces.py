@@ -82,6 +82,10 @@ def test_optuna_refuses_a_grid_before_launch():
     ({"nuisance": {"seed": {"randint": [0, 99999999999999999999]}}}, "space.nuisance.seed.randint",
      "from 0 to 2**32 - 1"),
     ({"nuisance": {"seed": {"grid": [1, -1]}}}, "space.nuisance.seed.grid[1]", "from 0 to 2**32 - 1"),
+    ({"nuisance": {"seed": {"randint": [0, 2**32 + 1]}}}, "space.nuisance.seed.randint",
+     "high - 1 = 4294967296: must be an integer from 0 to 2**32 - 1"),
+    ({"nuisance": {"r": {"randint": [1, 8.5]}}}, "space.nuisance.r.randint", "expected an integer"),
+    ({"nuisance": {"r": {"lograndint": [4, 4]}}}, "space.nuisance.r.lograndint", "below"),
     ({"fixed": {"data.split_seed": -1}}, "space.fixed.data.split_seed", "from 0 to 2**32 - 1"),
 ])
 def test_bad_spaces_are_refused_with_the_field_named(sections, field, fragment):
@@ -89,6 +93,19 @@ def test_bad_spaces_are_refused_with_the_field_named(sections, field, fragment):
         space(**sections)
     assert err.value.field == field, err.value
     assert fragment in err.value.message
+
+
+def test_an_integer_range_excludes_high_under_tune_and_optuna():
+    """[low, high): the largest value drawn is high - 1, so a seed range may end at 2**32 (the
+    seed is 0 to 2**32 - 1); Ray's Optuna conversion makes it Optuna's inclusive high - 1."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = space(nuisance={"seed": {"randint": [0, 2**32]}, "r": {"lograndint": [1, 4]}})
+    ts = to_tune(s, algorithm="optuna")
+    assert {ts["adapter.r"].sample() for _ in range(300)} == {1, 2, 3}
+    dists = OptunaSearch.convert_search_space(ts)
+    assert (dists["seed"].low, dists["seed"].high) == (0, 2**32 - 1)
+    assert (dists["adapter.r"].low, dists["adapter.r"].high, dists["adapter.r"].log) == (1, 3, True)
 
 
 def test_a_coupled_parameter_may_take_a_mapping_value():
