@@ -447,7 +447,8 @@ CASES = [
     ("space-loguniform-zero", E2E, ["--search-space", "{tmp}/logzero.yaml"],
      "space.scientific.weight_decay.loguniform", "a log scale needs low > 0", _spaces),
     ("space-seed-range-too-large", E2E, ["--search-space", "{tmp}/bigseed.yaml", "--dry-run"],
-     "space.nuisance.seed.randint", "must be an integer from 0 to 2**32 - 1, got 99999999999999999999", _spaces),
+     "space.nuisance.seed.randint", "the largest value drawn, high - 1 = 99999999999999999998: must be an integer "
+     "from 0 to 2**32 - 1, got 99999999999999999998", _spaces),
     ("space-grid-repeats", E2E, ["--search-space", "{tmp}/repeat.yaml"], "space.scientific.r.grid",
      "values repeat", _spaces),
     ("space-coupled-arity", E2E, ["--search-space", "{tmp}/arity.yaml"], "space.scientific.r+targets.grid[1]",
