@@ -11,7 +11,8 @@ from trainables.errors import UserError, did_you_mean, one_of
 
 def group_keys(cfg: SweepConfig, space: Any) -> tuple[str, ...] | None:
     """The swept settings whose values make ASHA's groups (``scheduler.groups``), as Tune
-    ``param_space`` keys; None = sweep-wide. Replicate seeds always separate groups."""
+    ``param_space`` keys; None = sweep-wide (``none``: replicate seeds too). Otherwise replicate
+    seeds always separate groups."""
     setting = cfg.scheduler.groups.strip()
     scientific = [p.key for p in space.swept if p.section == "scientific"]
     seed = [k for k in scientific if k == "seed"]
