@@ -129,12 +129,12 @@ def check_study_is_new(url: str | None, sweep: str) -> None:
 
 def sampler(seed: int, *, group: int = 0, prior: int = 0) -> Any:
     """TPE seeded from the sweep seed, the group and the trials the study had before this run
-    (an extension draws new startup points, not the first run's again)."""
+    (an extension draws new startup points, not the first run's again), mixed so that two
+    different triples never share a sampler seed: a sweep and its replicate under another
+    sweep seed draw independent start-up points in every group."""
     import numpy as np
     import optuna
 
-    if not prior:
-        return optuna.samplers.TPESampler(seed=seed + group)
     return optuna.samplers.TPESampler(seed=int(np.random.SeedSequence([seed, group, prior]).generate_state(1)[0]))
 
 

@@ -225,3 +225,21 @@ def test_an_interrupted_extension_resumes_to_every_trial_once(tmp_path, smoke_as
     ran = {c.data.tags["lorasweep.trial_id"] for c in children}
     assert {t.user_attrs["trial_id"] for t in complete} == ran
     assert not {t.user_attrs.get("trial_id") for t in orphans} & ran
+
+
+def test_a_sweep_and_its_replicate_under_another_seed_draw_independent_start_up_points():
+    """Each group's TPE is seeded from (sweep seed, group, prior trials): the same triple draws
+    the same points (a resume, a rerun), and group 1 of seed 0 does not draw group 0 of seed 1's."""
+    import optuna
+
+    from sweeps.optuna_store import sampler
+
+    def draws(seed: int, group: int) -> list[float]:
+        study = optuna.create_study(sampler=sampler(seed, group=group))
+        return [study.ask({"lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}).params["lr"]
+                for _ in range(5)]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    assert draws(0, 1) == draws(0, 1)
+    assert not set(draws(0, 1)) & set(draws(1, 0))
+    assert not set(draws(0, 0)) & set(draws(0, 1))
