@@ -1,0 +1,139 @@
+"""Our loading, adapting, decoding and export code on model folders laid out as the real hub
+releases are (``tests/real_layouts.py``: Llama 3.2's bfloat16 shards, tied embeddings,
+sampling generation config and BOS-adding tokenizer; GPT-2's pytorch_model.bin-only folder;
+RoBERTa's 514 positions; DeBERTa v3's projection names and missing pooler), with small hidden
+sizes, in process (no Ray)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+import real_layouts
+from trainables.config import TrialConfig
+from trainables.errors import UserError
+from trainables.schema import from_dict
+from trainables.tasks.registry import get_task
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, torch_one_thread):
+    root = tmp_path_factory.mktemp("real_layouts")
+    return {"llama": real_layouts.llama_3_2(root / "llama-3.2"), "gpt2": real_layouts.gpt2(root / "gpt2"),
+            "gpt2-bin": real_layouts.gpt2(root / "gpt2-bin", bin_only=True),
+            "roberta": real_layouts.roberta(root / "roberta"), "deberta": real_layouts.deberta_v3(root / "deberta")}
+
+
+def trial(task: str, folder: Path, **sections) -> TrialConfig:
+    model = {"name_or_path": str(folder), **sections.pop("model", {})}
+    return from_dict(TrialConfig, {"task": task, "model": model, **sections})
+
+
+def adapted(task: str, folder: Path, **sections):
+    from trainables.adapters import build_adapter_model
+
+    cfg = trial(task, folder, **sections)
+    t = get_task(task)
+    model, tokenizer = t.load_model(cfg)
+    return t, cfg, build_adapter_model(model, cfg.adapter, task_type=t.peft_task_type), tokenizer
+
+
+# --------------------------------------------------------------------------- dtype
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_bfloat16_checkpoint_loads_in_model_dtype(folders, dtype):
+    """transformers 5 loads a checkpoint in its own dtype by default (``dtype="auto"``):
+    Llama 3.2's config says bfloat16. The base is in ``model.dtype`` whatever the files hold."""
+    model, _ = get_task("e2e").load_model(trial("e2e", folders["llama"], model={"dtype": dtype}))
+    assert {p.dtype for p in model.parameters()} == {getattr(torch, dtype)}
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _greedy(model, ids: list[int], steps: int, eos: int) -> list[int]:
+    """Greedy continuation by hand: the argmax of the next-token logits, one token at a time."""
+    out = list(ids)
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = int(model(input_ids=torch.tensor([out])).logits[0, -1].argmax())
+            out.append(nxt)
+            if nxt == eos:
+                break
+    return out[len(ids):]
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2-bin"])
+def test_greedy_decoding_ignores_the_checkpoints_sampling_settings(folders, name):
+    """Llama 3.2's generation_config.json samples (do_sample, temperature 0.6, top_p 0.9) and
+    GPT-2's config has task_specific_params that sample: eval with num_beams 1 decodes greedily
+    anyway, the same texts under any torch seed, those of an argmax loop."""
+    from trainables.config import EvalConfig
+    from trainables.tasks.causal_lm import generate
+
+    model, tokenizer = get_task("e2e").load_model(trial("e2e", folders[name]))
+    model.eval()
+    prompts = [tokenizer("The quick brown")["input_ids"], tokenizer("name[Alimentum], area")["input_ids"]]
+    ev = from_dict(EvalConfig, {"num_beams": 1, "max_new_tokens": 6, "batch_size": 1, "no_repeat_ngram_size": 0})
+    texts = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        texts.append(generate(model, tokenizer, prompts, ev, device=CPU))
+    expected = [" ".join(tokenizer.decode(_greedy(model, p, 6, tokenizer.eos_token_id),
+                                          skip_special_tokens=True).split()) for p in prompts]
+    assert texts[0] == texts[1] == expected
+
+
+def _e2e_files(directory: Path) -> Path:
+    rows = [("name[Alimentum], area[city centre]", "Alimentum is in the city centre."),
+            ("name[Blue Spice], eatType[pub]", "Blue Spice is a pub.")]
+    directory.mkdir()
+    for name in ("trainset.csv", "devset.csv", "testset_w_refs.csv"):
+        with open(directory / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([("mr", "ref"), *rows])
+    return directory
+
+
+def test_instruction_encodings_hold_one_bos_with_the_llama_tokenizer(folders):
+    """The chat template writes <|begin_of_text|> and the tokenizer would add another: the
+    instruction tasks tokenise without special tokens, so a conversation, a prompt and a
+    plain text (data.format text, EOS after it) each start with exactly one."""
+    from trainables.models import load_tokenizer
+    from trainables.offline.tiny_llama import CHAT_TEMPLATE
+    from trainables.tasks.chat import prompt_ids
+    from trainables.tasks.guanaco import encode_conversation, encode_text
+
+    tokenizer = load_tokenizer(trial("guanaco", folders["llama"]))
+    tokenizer.chat_template = CHAT_TEMPLATE  # Llama 3 Instruct's turns
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    turns = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hello world"}]
+    text, _ = encode_text(tokenizer, "### Human: Hello### Assistant: Hello world", None)
+    for ids in (text, encode_conversation(tokenizer, turns)[0], prompt_ids(tokenizer, turns[:1], "chat")):
+        assert ids[0] == bos and bos not in ids[1:]
+    assert text[-1] == eos
+
+
+# --------------------------------------------------------------------------- positions, targets
+
+
+def test_roberta_holds_512_tokens_of_its_514_positions(folders):
+    """RoBERTa's table has max_position_embeddings = 514 rows, and positions count from
+    padding_idx + 1 = 2: 512 tokens fit, 513 do not."""
+    from sweeps.checks import check_max_length
+
+    skeleton = get_task("glue-sst2").skeleton(trial("glue-sst2", folders["roberta"]))
+    check_max_length(skeleton, [512])
+    with pytest.raises(UserError) as err:
+        check_max_length(skeleton, [513])
+    assert err.value.field == "data.max_length" and "this model's 512 positions" in err.value.message
+
+
+# --------------------------------------------------------------------------- export, cache
+
+
