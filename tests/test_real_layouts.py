@@ -134,6 +134,21 @@ def test_roberta_holds_512_tokens_of_its_514_positions(folders):
     assert err.value.field == "data.max_length" and "this model's 512 positions" in err.value.message
 
 
+def test_deberta_v3_groups_adapt_its_projections_and_train_its_pooler_with_the_head(folders):
+    """DeBERTa v2/v3 names W_q, W_k, W_v query_proj, key_proj, value_proj. LoRA r=8 on qv: 2
+    layers x 2 matrices x 8 x (32 + 32) = 2,048. Its ContextPooler (pooler.dense, 32 x 32 + 32)
+    is not in the released checkpoint, so it trains in full with the classifier (32 x 2 + 2)."""
+    from trainables.adapters import check_adapter_targets, count_parameters
+
+    folder = folders["deberta"]
+    check_adapter_targets(get_task("glue-sst2").skeleton(trial("glue-sst2", folder)), ["qv", "qkvo", "all-linear"])
+    _, _, model, _ = adapted("glue-sst2", folder, adapter={"targets": "qv", "r": 8})
+    lora = sorted({n.split(".")[-4] for n, _ in model.named_parameters() if ".lora_A." in n})
+    assert lora == ["query_proj", "value_proj"]
+    assert any("pooler.modules_to_save" in n and p.requires_grad for n, p in model.named_parameters())
+    assert count_parameters(model).trainable == 2 * 2 * 8 * (32 + 32) + (32 * 32 + 32) + (32 * 2 + 2)
+
+
 # --------------------------------------------------------------------------- export, cache
 
 

@@ -69,8 +69,19 @@ _ENCODER_GROUPS = {
                                "output.dense"),
                               doc="every linear layer of the encoder blocks (not the head)"),
 }
-for _family in ("roberta", "bert", "xlm-roberta", "deberta-v2"):
+for _family in ("roberta", "bert", "xlm-roberta"):
     TARGET_GROUPS[_family] = _ENCODER_GROUPS
+# DeBERTa v2/v3 names its attention projections query_proj, key_proj, value_proj (the
+# relative-position projections pos_key_proj/pos_query_proj, when not shared, are not matched:
+# peft matches ".key_proj" as a whole name part); the rest is laid out as BERT's.
+TARGET_GROUPS["deberta-v2"] = {
+    "qv": TargetGroup(("query_proj", "value_proj"), doc="W_q and W_v, as in the LoRA paper (r_q = r_v)"),
+    "qkvo": TargetGroup(("query_proj", "key_proj", "value_proj", "attention.output.dense"),
+                        doc="all four attention projections"),
+    "all-linear": TargetGroup(("query_proj", "key_proj", "value_proj", "attention.output.dense",
+                               "intermediate.dense", "output.dense"),
+                              doc="every linear layer of the encoder blocks (not the head)"),
+}
 
 # Decoder LMs of the Llama layout (Llama, Qwen2, Mistral, Gemma, Gemma 2): separate Linear
 # layers self_attn.{q,k,v,o}_proj (with grouped-query attention k and v are narrower than q)

@@ -185,7 +185,7 @@ class AdapterConfig:
     """Dropout on the adapter's input."""
     targets: str = "qv"
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``qkvo``,
-    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT: ``qv``, ``qkvo``, ``all-linear``; Llama,
+    ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT/DeBERTa: ``qv``, ``qkvo``, ``all-linear``; Llama,
     Qwen2, Mistral, Gemma: ``qv``, ``attn``, ``mlp``, ``all-linear``) or a comma-separated list
     of module names."""
     init_weights: Literal["default", "gaussian"] = "default"

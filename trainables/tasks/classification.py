@@ -51,6 +51,13 @@ PREP_VERSION = 1
 
 SPLIT_POLICIES = ("paper", "holdout", "resplit")
 
+#: Model families whose classification head starts with a pooler of its own: DeBERTa's
+#: ``ContextPooler`` (``pooler.dense``, then the ``classifier``), which the released encoders
+#: (deberta-v3-base, ...) do not hold, so it starts random. It is trained in full with the
+#: classifier (peft ``modules_to_save``), as RoBERTa's head (``classifier.dense``, then
+#: ``classifier.out_proj``) is; BERT's pooler is pretrained and stays frozen.
+POOLER_HEADS = {"deberta": ("pooler",), "deberta-v2": ("pooler",)}
+
 #: The test name of the metrics over every test set pooled (a task with several).
 POOLED = "all"
 METRIC_FORMATS = {"accuracy": "Acc", "f1": "F1", "macro_f1": "macro-F1", "mcc": "MCC",
@@ -345,10 +352,14 @@ class ClassificationTask(PerExampleLogits, Task):
 
         from trainables.models import model_source
 
+        from trainables.adapters import mark_new_head
+
         config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision,
                                             **self._head_config())
         with torch.device("meta"):
-            return AutoModelForSequenceClassification.from_config(config)
+            model = AutoModelForSequenceClassification.from_config(config)
+        mark_new_head(model, POOLER_HEADS.get(config.model_type, ()))
+        return model
 
     def _head_config(self) -> dict[str, Any]:
         if self.regression:
@@ -412,18 +423,21 @@ class ClassificationTask(PerExampleLogits, Task):
                         stats=json.loads((path / "stats.json").read_text()))
 
     def load_model(self, cfg: TrialConfig) -> tuple[Any, Any]:
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
+        from trainables.adapters import mark_new_head
         from trainables.quantization import CLASSIFIER_HEADS as HEADS
         from trainables.quantization import from_pretrained_kwargs, prepare_for_training
         from trainables.models import load_tokenizer, model_source
 
         tokenizer = load_tokenizer(cfg)
+        pooler = POOLER_HEADS.get(AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision).model_type, ())
         # A base with a head of another size (a classifier of other labels) gets a new one, as a
         # headless encoder does: the head is trained either way.
         model = AutoModelForSequenceClassification.from_pretrained(
             model_source(cfg), revision=cfg.model.revision, ignore_mismatched_sizes=True,
-            **from_pretrained_kwargs(cfg, skip_modules=HEADS), **self._head_config())
+            **from_pretrained_kwargs(cfg, skip_modules=HEADS + pooler), **self._head_config())
+        mark_new_head(model, pooler)
         model.config.pad_token_id = tokenizer.pad_token_id
         return prepare_for_training(model, cfg), tokenizer
 
