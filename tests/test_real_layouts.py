@@ -54,6 +54,32 @@ def test_a_bfloat16_checkpoint_loads_in_model_dtype(folders, dtype):
     assert {p.dtype for p in model.parameters()} == {getattr(torch, dtype)}
 
 
+def test_a_head_over_a_half_precision_base_trains_in_float32(folders):
+    """A float16 RoBERTa under fp16 autocast: LoRA and the classifier head peft trains in full
+    are float32 (the gradient scaler refuses to unscale float16 gradients), the frozen base
+    stays float16, and a bfloat16 base without autocast (precision fp32) runs its float32 head
+    on the encoder's bfloat16 output."""
+    from trainables.devices import Precision
+
+    for dtype, precision in (("float16", "fp16"), ("bfloat16", "fp32")):
+        task, cfg, model, tokenizer = adapted("glue-sst2", folders["roberta"], model={"dtype": dtype},
+                                              train={"precision": precision})
+        trained = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+        assert any("classifier" in n for n in trained) and set(trained.values()) == {torch.float32}
+        assert {p.dtype for p in model.parameters() if not p.requires_grad} == {getattr(torch, dtype)}
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-3)
+        batch = task.collate(tokenizer)([(tokenizer("the quick fox")["input_ids"], 1, 0),
+                                         (tokenizer("hello world")["input_ids"], 0, 1)])
+        prec = Precision(precision, CPU)
+        before = [p.detach().clone() for p in params]
+        with prec.autocast():
+            loss = task.train_loss(model, batch, cfg)
+        prec.backward(loss)
+        assert prec.step(optimizer, params, 1.0)
+        assert all(not torch.equal(a, p) for a, p in zip(before, params) if p.grad is not None and p.grad.any())
+
+
 # --------------------------------------------------------------------------- decoding
 
 

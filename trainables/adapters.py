@@ -403,6 +403,9 @@ def build_adapter_model(model: Any, cfg: AdapterConfig, *, task_type: str = "cau
     for name, p in peft_model.named_parameters():
         if any(part in name for part in method.frozen):
             p.requires_grad_(False)
+    from trainables.devices import train_in_float32
+
+    train_in_float32(peft_model)  # a head peft copied from a bfloat16/float16 base
     if method.init_from_weights and not meta:
         from trainables.standard_adapter import remember_initial
 

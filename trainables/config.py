@@ -59,7 +59,9 @@ class ModelConfig:
     revision: str | None = None
     """Hub revision (branch, tag or commit) for a hub name; ignored for local paths."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Dtype the frozen base weights are loaded in. Adapters always train in float32."""
+    """Dtype the frozen base weights are loaded in, whatever dtype the checkpoint was saved in
+    (Llama 3.2's bfloat16 too). Adapters, and a classification head trained in full, always
+    train in float32."""
     quantization: Literal["none", "nf4"] = "none"
     """``nf4``: load the frozen base in 4-bit NormalFloat with bitsandbytes (QLoRA); its
     ``nn.Linear`` layers become ``bnb.nn.Linear4bit`` and only the adapters train.

@@ -130,6 +130,35 @@ class Precision:
             self.scaler.load_state_dict(state)
 
 
+def train_in_float32(model: Any) -> int:
+    """Make every trainable weight of ``model`` that is in half precision float32; returns how
+    many modules held one. A base loaded in bfloat16 or float16 (``model.dtype``) gives peft's
+    trained copy of a head (``modules_to_save``: a classifier) that dtype, where peft keeps its
+    own adapter weights in float32: AdamW's small updates would round away in bfloat16 (8
+    significant bits), and fp16's gradient scaler refuses to unscale float16 gradients. Each
+    such module casts its floating-point inputs to float32 (the half-precision activations of
+    the frozen base) and so returns float32; under ``train.precision`` bf16/fp16 autocast
+    computes it in that precision as before."""
+    import torch
+
+    def inputs_in_float32(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def cast(a: Any) -> Any:
+            return a.float() if torch.is_tensor(a) and a.is_floating_point() else a
+
+        return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+    count = 0
+    for module in model.modules():
+        half = [p for p in module.parameters(recurse=False)
+                if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)]
+        for p in half:
+            p.data = p.data.float()
+        if half:
+            module.register_forward_pre_hook(inputs_in_float32, with_kwargs=True)
+            count += 1
+    return count
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
