@@ -293,7 +293,9 @@ def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: 
     loaded when one was needed (``--merge``), else None."""
     model = None
     if merge and meta.get("method") != "full":
-        model = load_with_adapter(adapter, cfg, meta).merge_and_unload()
+        from trainables.models import untie_adapted_embeddings
+
+        model = untie_adapted_embeddings(load_with_adapter(adapter, cfg, meta)).merge_and_unload()
         model.save_pretrained(stage)
     else:
         for f in adapter.iterdir():

@@ -178,3 +178,31 @@ def test_deberta_v3_groups_adapt_its_projections_and_train_its_pooler_with_the_h
 # --------------------------------------------------------------------------- export, cache
 
 
+def test_merged_export_of_an_lm_head_adapter_on_tied_embeddings_computes_what_the_adapter_does(folders, tmp_path):
+    """Llama 3.2 ties lm_head to embed_tokens. Merged into the shared tensor, a LoRA on lm_head
+    would also move every input embedding; the export unties them first, so the merged model
+    loaded with plain from_pretrained gives the adapter's logits."""
+    from transformers import AutoModelForCausalLM
+
+    from sweeps.export import write
+
+    task, cfg, model, tokenizer = adapted("e2e", folders["llama"], adapter={"targets": "q_proj,v_proj,lm_head",
+                                                                            "r": 4, "alpha": 8})
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model.eval().save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([tokenizer("The quick brown fox")["input_ids"]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    (tmp_path / "stage").mkdir()
+    meta = {"method": "lora", "base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}}
+    write(tmp_path / "stage", tmp_path / "adapter", cfg, meta, merge=True)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "stage", dtype=torch.float32).eval()
+    with torch.no_grad():
+        got = merged(input_ids=ids).logits
+    assert float((got - expected).abs().max()) < 1e-4
+
+

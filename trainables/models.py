@@ -57,3 +57,26 @@ def position_limit(model: Any) -> int | None:
               if isinstance(m, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in POSITION_TABLES]
     return min(limits) if limits else None
 
+
+
+def untie_adapted_embeddings(model: Any) -> Any:
+    """``model`` (a peft model), ready for peft's ``merge_and_unload``: where its base ties the
+    output embedding (``lm_head``) to the input embedding (``tie_word_embeddings``, as Llama
+    3.2 1B/3B, Qwen2.5 0.5B and GPT-2 do) and the adapter adapts one of the two, the adapted one
+    gets its own copy of the shared weight and the config says they are no longer tied. Merged
+    into the shared tensor, the update would change the other embedding too (a LoRA on
+    ``lm_head`` would also move every input embedding), and the merged model would not compute
+    what the adapter computed."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    pair = (base.get_input_embeddings(), base.get_output_embeddings())
+    if any(m is None for m in pair) or not any(hasattr(m, "base_layer") for m in pair):
+        return model
+    layers = [getattr(m, "base_layer", m) for m in pair]
+    if layers[0].weight.data_ptr() != layers[1].weight.data_ptr():
+        return model
+    adapted = layers[1] if hasattr(pair[1], "base_layer") else layers[0]
+    adapted.weight = torch.nn.Parameter(adapted.weight.detach().clone(), requires_grad=False)
+    base.config.tie_word_embeddings = False
+    return model
