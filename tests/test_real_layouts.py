@@ -126,6 +126,40 @@ def _e2e_files(directory: Path) -> Path:
     return directory
 
 
+def test_e2e_prompts_start_with_the_bos_the_llama_tokenizer_adds_and_gpt2_gets_none(folders, tmp_path):
+    """Llama's tokenizer.json puts <|begin_of_text|> before every text; the task tokenises
+    without special tokens, so it puts it there itself, once. GPT-2's tokenizer adds nothing:
+    its prompt is the MR's tokens and <|endoftext|>, as in the LoRA paper."""
+    data = _e2e_files(tmp_path / "e2e")
+    task = get_task("e2e")
+    for name in ("llama", "gpt2"):
+        cfg = trial("e2e", folders[name], data={"source": str(data), "max_length": 128}, eval={"meteor": False})
+        prepared = task.load_prepared(task.prepare(cfg, progress=False), cfg)
+        _, tokenizer = task.load_model(cfg)
+        mr = tokenizer("name : Alimentum | area : city centre", add_special_tokens=False)["input_ids"]
+        ids, n_prompt = prepared.train[0]
+        lead = [tokenizer.bos_token_id] if name == "llama" else []
+        assert list(ids[:n_prompt]) == lead + mr + [tokenizer.eos_token_id]
+        assert prepared.test["prompts"][0] == lead + mr + [tokenizer.eos_token_id]
+
+
+def test_squad_prompts_start_with_one_bos_within_max_length(folders):
+    from trainables.models import load_tokenizer
+    from trainables.tasks.squad import Encoder, Question, encode_split
+
+    tokenizer = load_tokenizer(trial("squad", folders["llama"]))
+    context = "The quick brown fox jumps over the lazy dog near the river bank. " * 3
+    q = Question("1", context, "Where does the fox jump?", ("over the lazy dog",), (context.index("over"),))
+    whole = encode_split(Encoder(tokenizer, "tags"), [q], max_length=512, reserve=None, progress=False, desc="t")
+    (prompt,), (target,) = whole[0], whole[1]
+    assert prompt[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in prompt[1:]
+    tight = len(prompt) + len(target) - 5  # the context must give up 5 tokens
+    (short,), (_,), _, counts = encode_split(Encoder(tokenizer, "tags"), [q], max_length=tight, reserve=None,
+                                             progress=False, desc="t")
+    assert short[0] == tokenizer.bos_token_id and counts["shortened"] == 1
+    assert len(short) + len(target) <= tight
+
+
 def test_instruction_encodings_hold_one_bos_with_the_llama_tokenizer(folders):
     """The chat template writes <|begin_of_text|> and the tokenizer would add another: the
     instruction tasks tokenise without special tokens, so a conversation, a prompt and a

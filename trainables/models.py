@@ -36,6 +36,19 @@ def tokenizer_identity(cfg: TrialConfig) -> str:
                              libraries=("transformers", "tokenizers"))
 
 
+def leading_special_ids(tokenizer: Any) -> list[int]:
+    """The special tokens ``tokenizer`` puts before every text of its own accord, which a
+    prompt built with ``add_special_tokens=False`` must start with to read as the model was
+    pretrained: Llama 3's ``<|begin_of_text|>`` (its tokenizer.json's post-processor adds it);
+    none for GPT-2, whose tokenizer adds nothing."""
+    plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a")["input_ids"])
+    for k in range(len(full) - len(plain) + 1):
+        if full[k:k + len(plain)] == plain:
+            return full[:k]
+    return []
+
+
 #: Names of the learned position-embedding tables of transformers' models (BERT, RoBERTa,
 #: GPT-2, OPT, BART, ...): one row per position a token can take.
 POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")

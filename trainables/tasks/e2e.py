@@ -11,7 +11,9 @@ text); the hub and JSONL go through ``datasets.load_dataset``.
 Format: ``MR <sep> text <eos>`` with GPT-2's ``<|endoftext|>`` as both sep and eos, loss on the
 text tokens only, as in the LoRA paper's ``gpt2_encode.py --add_bos --add_eos``. The ``paper``
 MR linearisation is the paper's (``name : Blue Spice | Type : pub | ...``); ``raw`` keeps the
-official ``name[Blue Spice], eatType[pub]`` string.
+official ``name[Blue Spice], eatType[pub]`` string. A model whose tokenizer starts every text
+with a special token of its own (Llama 3's ``<|begin_of_text|>``) gets it before the MR, as it
+was pretrained; GPT-2's adds none.
 
 Evaluation: beam search on the unique test MRs, each scored against all its references with
 BLEU, NIST, METEOR, ROUGE-L and CIDEr (:mod:`trainables.metrics.e2e`).
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 1
+PREP_VERSION = 2
 
 SPLITS = ("train", "validation", "test")
 LOCAL_FILES = {
@@ -275,9 +277,12 @@ class E2ETask(CausalLMTask):
     def _build(self, cfg: TrialConfig, tokenizer: Any, out: Path, *, key: str, progress: bool) -> None:
         from tqdm.auto import tqdm
 
+        from trainables.models import leading_special_ids
+
         fmt = cfg.data.format or self.default_format()
         rows = self.read_rows(cfg)
         eos = tokenizer.eos_token_id
+        lead = leading_special_ids(tokenizer)  # Llama's BOS; nothing for GPT-2
         train = fixed_subset(rows["train"], cfg.data.train_limit)
         val = fixed_subset(rows["validation"], cfg.data.val_limit)
         test_mrs, test_refs = group_references(rows["test"])
@@ -294,7 +299,7 @@ class E2ETask(CausalLMTask):
 
         stats: dict[str, Any] = {"data_key": key, "format": fmt}
         for name, split_rows in (("train", train), ("val", val)):
-            prompts = [ids + [eos] for ids in encode([self.format_input(m, fmt) for m, _ in split_rows],
+            prompts = [lead + ids + [eos] for ids in encode([self.format_input(m, fmt) for m, _ in split_rows],
                                                      f"{name} MRs")]
             targets = [ids + [eos] for ids in encode([" " + r.strip() for _, r in split_rows],
                                                      f"{name} texts")]
@@ -304,7 +309,7 @@ class E2ETask(CausalLMTask):
             stats[f"{name}_examples"] = len(examples)
             stats[f"{name}_truncated"] = truncated
             stats[f"{name}_target_tokens"] = examples.num_target_tokens()
-        test_prompts = [ids + [eos] for ids in encode([self.format_input(m, fmt) for m in test_mrs],
+        test_prompts = [lead + ids + [eos] for ids in encode([self.format_input(m, fmt) for m in test_mrs],
                                                       "test MRs")]
         (out / "test.json").write_text(json.dumps(
             {"mrs": test_mrs, "prompts": test_prompts, "references": test_refs,

@@ -20,6 +20,9 @@ Formats (``data.format``), loss on the answer tokens only (the prompt is labelle
   reproduction's format for its rank-vs-task study (the slide "Extension: Rank & Task
   Difficulty": ``<Q> Is this a test? <C> This is a test context. <A> This is a test text``).
 
+A model whose tokenizer starts every text with a special token of its own (Llama 3's
+``<|begin_of_text|>``) gets it before the prompt; GPT-2's adds none.
+
 Truncation never cuts the answer. When ``prompt + answer`` would exceed ``data.max_length``
 tokens, the context alone is shortened: a window of context tokens around the answer span,
 as wide as the budget allows, centred on the answer. When even the answer span (or the
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 2
+PREP_VERSION = 3
 
 SPLITS = ("train", "validation")
 LOCAL_FILES = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
@@ -237,9 +240,12 @@ class Encoder:
     """Token ids of prompts (context windowed around the answer) and targets for one format."""
 
     def __init__(self, tokenizer: Any, fmt: str):
+        from trainables.models import leading_special_ids
+
         self.tok = tokenizer
         self.fmt = FORMATS[fmt]
         self.eos = tokenizer.eos_token_id
+        self.lead = leading_special_ids(tokenizer)  # Llama's BOS; nothing for GPT-2
         self.static = {p: self._ids(p) for p in self.fmt if p not in ("{c}", "{q}")}
         self._contexts: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
 
@@ -265,7 +271,7 @@ class Encoder:
         """The prompt's ids and whether its context was shortened; None to skip. ``reserve``
         tokens are kept free for the answer."""
         ctx_ids, offsets = self._contexts[q.context]
-        fixed = sum(len(v) for v in self.static.values()) + len(q_ids)
+        fixed = len(self.lead) + sum(len(v) for v in self.static.values()) + len(q_ids)
         budget = max_length - reserve - fixed
         window = None
         if len(spans) > 1:  # all gold spans when they fit, else the first one's
@@ -275,7 +281,7 @@ class Encoder:
         if window is None:
             return None
         lo, hi = window
-        ids: list[int] = []
+        ids: list[int] = list(self.lead)
         for piece in self.fmt:
             ids += ctx_ids[lo:hi] if piece == "{c}" else q_ids if piece == "{q}" else self.static[piece]
         return ids, (hi - lo) < len(ctx_ids)
