@@ -240,3 +240,15 @@ def test_merged_export_of_an_lm_head_adapter_on_tied_embeddings_computes_what_th
     assert float((got - expected).abs().max()) < 1e-4
 
 
+def test_weight_files_of_a_full_hub_download_are_not_read_to_identify_it(folders, tmp_path):
+    """A full download of gpt2 or roberta-base holds rust_model.ot, tf_model.h5 and
+    flax_model.msgpack beside model.safetensors: hundreds of MB each, none of them config."""
+    import shutil
+
+    from trainables.cache import local_model_identity
+
+    folder = shutil.copytree(folders["gpt2"], tmp_path / "gpt2")
+    for name in ("rust_model.ot", "tf_model.h5", "flax_model.msgpack", "64.tflite"):
+        (folder / name).write_bytes(b"\0" * 16)
+    assert set(local_model_identity(folder)) == {"config.json", "generation_config.json", "merges.txt",
+                                                 "tokenizer.json", "tokenizer_config.json", "vocab.json"}

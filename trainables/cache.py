@@ -113,7 +113,11 @@ def settled_file_digest(path: Path) -> str:
     return digest
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx")
+#: Weight files of a model directory, in every format a hub repository may hold (a full
+#: download of gpt2-medium or roberta-base also brings rust_model.ot, tf_model.h5,
+#: flax_model.msgpack and, for gpt2, 64.tflite): never read to identify the model.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack", ".onnx",
+                   ".ot", ".tflite")
 
 
 def local_model_identity(source: str | Path) -> dict[str, str] | None:
