@@ -311,17 +311,18 @@ def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: 
 
 def load_base(cfg: Any, meta: dict[str, Any]) -> Any:
     """The unmodified base the trial started from, with the trial's head, in full precision
-    (a 4-bit QLoRA base is loaded unquantised: merging needs real weights)."""
+    (merging needs real weights: a 4-bit base is loaded unquantised, or dequantised if saved so)."""
     import torch
     import transformers
 
     from trainables.models import model_source
+    from trainables.quantization import unquantised
     from trainables.standard_adapter import base_kwargs
 
     loading = meta["base_loading"]
     auto = getattr(transformers, loading["auto_class"])
-    return auto.from_pretrained(model_source(cfg), revision=cfg.model.revision,
-                                dtype=getattr(torch, cfg.model.dtype), **base_kwargs(loading))
+    return unquantised(auto.from_pretrained(model_source(cfg), revision=cfg.model.revision,
+                                            dtype=getattr(torch, cfg.model.dtype), **base_kwargs(loading)), cfg)
 
 
 def load_with_adapter(adapter: Path, cfg: Any, meta: dict[str, Any]) -> Any:

@@ -252,3 +252,62 @@ def test_weight_files_of_a_full_hub_download_are_not_read_to_identify_it(folders
         (folder / name).write_bytes(b"\0" * 16)
     assert set(local_model_identity(folder)) == {"config.json", "generation_config.json", "merges.txt",
                                                  "tokenizer.json", "tokenizer_config.json", "vocab.json"}
+
+
+@pytest.fixture(scope="module")
+def llama_in_4_bits(folders, tmp_path_factory):
+    """The Llama 3.2 folder saved quantised, as unsloth/Llama-3.2-1B-bnb-4bit is: NF4, double
+    quantisation, bfloat16 compute, the quantization_config in its config.json."""
+    import shutil
+
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    out = tmp_path_factory.mktemp("bnb") / "llama-3.2-bnb-4bit"
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.bfloat16)
+    AutoModelForCausalLM.from_pretrained(folders["llama"], quantization_config=bnb,
+                                         device_map={"": "cpu"}).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(folders["llama"] / name, out / name)
+    return out
+
+
+def test_a_base_saved_in_4_bits_needs_nf4_and_its_merged_export_is_dequantised(llama_in_4_bits, tmp_path):
+    """Such a base loads in 4 bits whatever model.quantization says: 'none' is refused before
+    launch. --merge dequantises it (saving a merged 4-bit model fails in transformers) into the
+    weights the trial's 4-bit layers computed with: plain Linear layers, no quantization_config,
+    the adapter's logits up to the trial's bfloat16 compute (8 significant bits: within 4 x 2^-8
+    of the logits' scale)."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from sweeps.export import write
+    from trainables.quantization import check_quantization
+
+    skeleton = get_task("e2e").skeleton(trial("e2e", llama_in_4_bits))
+    with pytest.raises(UserError) as err:
+        check_quantization([trial("e2e", llama_in_4_bits)], skeleton)
+    assert err.value.field == "model.quantization" and "accepted: nf4" in err.value.message
+    task, cfg, model, tokenizer = adapted("e2e", llama_in_4_bits, model={"quantization": "nf4"},
+                                          adapter={"targets": "q_proj,v_proj", "r": 4, "alpha": 8})
+    check_quantization([cfg], skeleton)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model.eval().save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([tokenizer("The quick brown fox")["input_ids"]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits.float()
+    (tmp_path / "stage").mkdir()
+    meta = {"method": "lora", "base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}}
+    write(tmp_path / "stage", tmp_path / "adapter", cfg, meta, merge=True)
+    assert "quantization_config" not in json.loads((tmp_path / "stage" / "config.json").read_text())
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "stage", dtype=torch.float32).eval()
+    assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    with torch.no_grad():
+        got = merged(input_ids=ids).logits
+    assert float((got - expected).abs().max()) < 4 * 2 ** -8 * float(expected.abs().max())

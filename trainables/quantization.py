@@ -14,7 +14,9 @@ unified GPU memory to page from); :func:`optimizer_note` says so, and the trial 
 
 Setups refused before launch (:func:`check_quantization`): bitsandbytes missing; a model with
 no ``nn.Linear`` layers to quantise (GPT-2's blocks are ``Conv1D``, which bitsandbytes leaves
-as they are, so "4-bit GPT-2" would silently be a full-precision model).
+as they are, so "4-bit GPT-2" would silently be a full-precision model); a model saved
+quantised (unsloth/Llama-3.2-1B-bnb-4bit) without ``model.quantization: nf4``, as it loads in 4
+bits anyway (with the quantisation settings its config.json holds).
 
 Several Ray Train workers per trial (DDP) work over a 4-bit base: each rank quantises its own
 copy as it loads it on its device, and only the LoRA weights train, so DDP averages their
@@ -86,6 +88,18 @@ def from_pretrained_kwargs(cfg: TrialConfig, *, skip_modules: tuple[str, ...] = 
     return kwargs
 
 
+def unquantised(model: Any, cfg: TrialConfig) -> Any:
+    """``model`` with real weights in ``model.dtype``: a checkpoint saved already quantised
+    (its config.json holds a ``quantization_config``, e.g. unsloth/Llama-3.2-1B-bnb-4bit)
+    loads quantised whatever ``from_pretrained`` is told, so its 4-bit layers are dequantised
+    (transformers' ``dequantize``) into the weights the trial's 4-bit layers computed with."""
+    import torch
+
+    if getattr(model, "hf_quantizer", None) is None:
+        return model
+    return model.dequantize(dtype=getattr(torch, cfg.model.dtype))
+
+
 def prepare_for_training(model: Any, cfg: TrialConfig) -> Any:
     """A freshly loaded base, ready for the adapter: for a 4-bit base, peft's
     ``prepare_model_for_kbit_training`` (base frozen, norms and head upcast to fp32, input
@@ -125,6 +139,12 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any) -> None:
     quantized = [t for t in trials if quantization_for(t) is not None]
     if any(t.train.optimizer != "adamw" for t in trials):
         require_bitsandbytes("train.optimizer", load=False)
+    saved = getattr(skeleton.config, "quantization_config", None)
+    if saved is not None and len(quantized) < len(trials):
+        method = saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", "?")
+        raise UserError("model.quantization", f"this model is saved quantised ({method}: its config.json has a "
+                                              "quantization_config) and loads quantised whatever model.quantization "
+                                              "says; accepted: nf4 (or adapter.method=qlora)")
     if not quantized:
         return
     field = ("model.quantization" if quantized[0].model.quantization == "nf4" else "adapter.method")
