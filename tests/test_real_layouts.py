@@ -80,6 +80,17 @@ def test_a_head_over_a_half_precision_base_trains_in_float32(folders):
         assert all(not torch.equal(a, p) for a, p in zip(before, params) if p.grad is not None and p.grad.any())
 
 
+def test_full_fine_tuning_of_float16_weights_under_fp16_is_refused():
+    """Full fine-tuning trains the base's own weights: in float16 their gradients are float16,
+    which torch's gradient scaler refuses to unscale (a ValueError at the first step)."""
+    with pytest.raises(UserError) as err:
+        trial("glue-sst2", Path("roberta-base"), model={"dtype": "float16"}, adapter={"method": "full"},
+              train={"precision": "fp16"})
+    assert err.value.field == "model.dtype" and "float32" in err.value.message
+    trial("glue-sst2", Path("roberta-base"), model={"dtype": "float32"}, adapter={"method": "full"},
+          train={"precision": "fp16"})
+
+
 # --------------------------------------------------------------------------- decoding
 
 

@@ -163,6 +163,11 @@ def check_trial(cfg: Any) -> None:
               if m.peft_type == "lora" and "init_lora_weights" not in m.lora_kwargs]
         raise UserError("adapter.init_weights", f"{method.name!r} sets its own initialisation; "
                                                 f"{cfg.adapter.init_weights!r} applies to {one_of(ok)}")
+    if method.peft_type is None and cfg.model.dtype == "float16" and cfg.train.precision == "fp16":
+        raise UserError("model.dtype", "'full' trains the float16 weights themselves, and train.precision "
+                                       "fp16's gradient scaler cannot unscale float16 gradients; use "
+                                       "model.dtype float32 (fp16 autocast computes in float16 all the same) "
+                                       "or bfloat16 with train.precision bf16")
     opt = cfg.train.optimizer
     if method.optimizer == "lorafa" and opt != "adamw":
         raise UserError("adapter.method", f"'lora-fa' brings its own optimizer (peft's LoRA-FA AdamW) "
