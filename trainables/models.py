@@ -71,7 +71,6 @@ def position_limit(model: Any) -> int | None:
     return min(limits) if limits else None
 
 
-
 def untie_adapted_embeddings(model: Any) -> Any:
     """``model`` (a peft model), ready for peft's ``merge_and_unload``: where its base ties the
     output embedding (``lm_head``) to the input embedding (``tie_word_embeddings``, as Llama

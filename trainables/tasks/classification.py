@@ -350,9 +350,8 @@ class ClassificationTask(PerExampleLogits, Task):
         import torch
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        from trainables.models import model_source
-
         from trainables.adapters import mark_new_head
+        from trainables.models import model_source
 
         config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision,
                                             **self._head_config())
@@ -431,7 +430,8 @@ class ClassificationTask(PerExampleLogits, Task):
         from trainables.models import load_tokenizer, model_source
 
         tokenizer = load_tokenizer(cfg)
-        pooler = POOLER_HEADS.get(AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision).model_type, ())
+        config = AutoConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision)
+        pooler = POOLER_HEADS.get(config.model_type, ())
         # A base with a head of another size (a classifier of other labels) gets a new one, as a
         # headless encoder does: the head is trained either way.
         model = AutoModelForSequenceClassification.from_pretrained(
