@@ -150,10 +150,12 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     sources = sources if sources is not None else pd.DataFrame(columns=SOURCE_COLUMNS)
     panels = [m for m in names if (points["metric"] == m).any()]
     ncols, nrows, width = _grid(len(panels))
-    fig = new_figure(width, 3.6 * nrows + 1.2)
+    pct_rows = points["model"].nunique() if "model" in line_by else 1  # rows of % on top, at most
+    fig = new_figure(width, (3.6 + 0.3 * (pct_rows - 1)) * nrows + 1.2)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     lines = list(dict.fromkeys(points["line"]))
     colors = dict(zip(lines, _colors(len(lines), qualitative=True)))
+    everywhere = _same_at_every_rank(points)
     drawn = []
     for ax, name in zip(axes, panels):
         spec = task.spec(name)
@@ -161,8 +163,11 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         for line in lines:
             p = pts[pts["line"] == line].sort_values("r")
             if not p.empty:
-                _errorbar(ax, p, colors[line], line or model_legend(p["model"].iloc[0]))
-        model_color = {m: colors[ln] for ln, m in zip(pts["line"], pts["model"])} if "model" in line_by else {}
+                label = line or model_legend(p["model"].iloc[0])
+                _errorbar(ax, p, colors[line], f"{label} ({everywhere[line]})" if line in everywhere else label)
+        # Each model's source curves in its line's colour (one line: the model's line).
+        model_color = ({m: colors[ln] for ln, m in zip(pts["line"], pts["model"])}
+                       if "model" in line_by or len(lines) == 1 else {})
         drawn.append(_draw_sources(ax, sources[sources["metric"] == name], model_color))
         ax.set_xlabel("LoRA rank r (log2 scale)")
         ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
@@ -176,7 +181,8 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
         if len(ranks) > 1:
             ax.set_xlim(ranks[0] / 1.4, ranks[-1] * 1.4)
         pts = points[points["metric"] == name]
-        notes[ax] = _trainable_pct(ax, pts, on_top=pts["others"].nunique() <= 1)
+        pts = pts.assign(chosen=pts["chosen"].where(~pts["line"].isin(everywhere), ""))
+        notes[ax] = _trainable_pct(ax, pts, colors, on_top=pts["others"].nunique() <= 1)
         if notes[ax]:
             ax.margins(y=0.12)  # room above the highest point for its note
     for ax in axes[len(panels):]:
@@ -186,6 +192,8 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     if drawn and any(len(d) for d in drawn):
         text += ("; the sources' numbers for each model, unit-converted (dashed: paper, dotted: "
                  "reproduction, dash-dot: other report; star: a single row)")
+    if any("%" in n[2] for its_notes in notes.values() for n in its_notes):
+        text += "; beside a point: its % of trainable parameters"
     if sources["stand_in"].any():
         text += ("\nSMOKE STAND-INS (tiny models, synthetic data) beside the numbers of the models "
                  "they stand for: no reproduction result")
@@ -220,41 +228,78 @@ def _draw_sources(ax: Any, src: pd.DataFrame, model_color: dict[str, Any]) -> pd
     return pd.concat(parts, ignore_index=True) if parts else src.iloc[0:0]
 
 
-def _trainable_pct(ax: Any, pts: pd.DataFrame, *, on_top: bool = True) -> list[tuple[float, float, str, str]]:
-    """One % per rank: a second x axis on top at our ranks (unless not ``on_top``: the points
-    of different ranks are of different other settings, LoRA targets say). Returns the
-    notes to write beside the points (r, value, text, line): several models per rank (or not
-    on top), each one's %; the values of the other settings a point was chosen by."""
-    ranks = sorted(set(pts["r"]))
+def _same_at_every_rank(points: pd.DataFrame) -> dict[str, str]:
+    """Line -> its points' ``chosen`` text where it is one text at every rank of the line
+    (``lr=0.0002``): said once in the line's legend entry, not beside each point."""
+    same = {}
+    for line, p in points.groupby("line", sort=False):
+        texts = set(p["chosen"])
+        if len(texts) == 1 and p["r"].nunique() > 1 and (text := texts.pop()):
+            same[line] = f"{text} at every rank"
+    return same
+
+
+def _trainable_pct(ax: Any, pts: pd.DataFrame, colors: dict[str, Any], *,
+                   on_top: bool = True) -> list[tuple[float, float, str, str]]:
+    """The % of trainable parameters of each rank on top axes (unless not ``on_top``: the
+    points of different ranks are of different other settings, LoRA targets say): one row
+    of tick labels when every line has the same % at a rank, else one row per line in the
+    line's colour. Returns the notes to write beside the points (r, value, text, line):
+    each point's % where no top axis shows it; the values of the other settings a point
+    was chosen by."""
     known = pts[pts[K.trainable_pct].notna()]
-    pct = known.groupby("r")[K.trainable_pct].agg(lambda v: tuple(sorted(set(np.round(v, 6)))))
-    on_top = on_top and len(pct) == len(ranks) and all(len(v) == 1 for v in pct)
-    if on_top:
-        top = ax.secondary_xaxis("top")
-        top.xaxis.set_major_locator(FixedLocator(ranks))
-        top.xaxis.set_minor_locator(NullLocator())
-        top.set_xticks(ranks, [f"{pct[r][0]:.3g}" for r in ranks], fontsize=7,
-                       rotation=30 if len(ranks) > 6 else 0)
-        top.set_xlabel("% trainable parameters (ours)", fontsize=8)
+    per_rank = known.groupby("r")[K.trainable_pct].agg(lambda v: len(set(np.round(v, 6))))
+    per_line = known.groupby(["line", "r"])[K.trainable_pct].agg(lambda v: len(set(np.round(v, 6))))
+    every_point = len(known) == len(pts)
+    if on_top and every_point and (per_rank == 1).all():
+        _pct_rows(ax, [known], ["black"])
+    elif on_top and every_point and (per_line == 1).all():
+        lines = list(dict.fromkeys(known["line"]))
+        _pct_rows(ax, [known[known["line"] == ln] for ln in lines], [colors[ln] for ln in lines])
+    else:
+        on_top = False
     return [(p["r"], p["value"], text, p["line"]) for _, p in pts.iterrows()
             if (text := " ".join(t for t in ("" if on_top or pd.isna(p[K.trainable_pct])
                                              else f"{p['trainable_pct']:.3g}%", p["chosen"]) if t))]
 
 
+def _pct_rows(ax: Any, rows: Sequence[pd.DataFrame], colors: Sequence[Any], fontsize: float = 7) -> None:
+    """One secondary top axis per row: its ranks' % as tick labels in ``colors``, the first
+    row next to the axes, each further one a row of text higher."""
+    pcts = [row.groupby("r")[K.trainable_pct].first() for row in rows]
+    rotation = 30 if max(map(len, pcts)) > 6 else 0
+    chars = max(len(f"{v:.3g}") for pct in pcts for v in pct)
+    # A row's height: a rotated label's box is half its length (sin 30) plus its height.
+    row_pt = fontsize * (0.65 * chars / 2 + 1.4 if rotation else 1.3)
+    for k, (pct, color) in enumerate(zip(pcts, colors)):
+        top = ax.secondary_xaxis("top")
+        top.xaxis.set_minor_locator(NullLocator())
+        top.set_xticks(list(pct.index), [f"{v:.3g}" for v in pct], fontsize=fontsize, rotation=rotation,
+                       color=color)
+        top.tick_params(axis="x", length=3.5 if k == 0 else 0, pad=2 + k * row_pt)
+        if k == len(rows) - 1:
+            top.set_xlabel("% trainable parameters (ours" + (", one row per line in its colour)"
+                                                             if len(rows) > 1 else ")"), fontsize=8)
+
+
 def _annotate(ax: Any, notes: Sequence[tuple[float, float, str, str]], colors: dict[str, Any],
               line_pt: float = 8) -> None:
-    """Each note beside its point, in its line's colour; at one rank, a note that would
-    overprint the one below it goes up a line. Call once the figure's layout is final (the
-    offsets are in points)."""
-    to_pt = 72 / ax.figure.dpi
-    ys = [ax.transData.transform((r, v))[1] * to_pt for r, v, _, _ in notes]
-    placed: dict[int, float] = {}
+    """Each note beside its point, in its line's colour; a note that would overprint one
+    written before it (at its rank or the next) goes up a line at a time. Call once the
+    figure's layout is final (the offsets are in points)."""
+    renderer = ax.figure.canvas.get_renderer()
+    ys = [ax.transData.transform((r, v))[1] for r, v, _, _ in notes]
+    placed: list[Any] = []
     for i in sorted(range(len(notes)), key=lambda i: (notes[i][0], ys[i])):
-        below = [placed[j] for j in placed if notes[j][0] == notes[i][0]]
-        placed[i] = max([ys[i] + line_pt / 2, *(y + line_pt for y in below)])
-    for i, (r, value, text, line) in enumerate(notes):
-        ax.annotate(text, (r, value), xytext=(4, placed[i] - ys[i]), textcoords="offset points",
-                    fontsize=6, color=colors[line])
+        r, value, text, line = notes[i]
+        note = ax.annotate(text, (r, value), xytext=(4, line_pt / 2), textcoords="offset points",
+                           fontsize=6, color=colors[line])
+        box = note.get_window_extent(renderer)
+        lift = 0.0
+        while any(box.translated(0, lift * ax.figure.dpi / 72).overlaps(b) for b in placed):
+            lift += line_pt / 2
+        note.xyann = (4, line_pt / 2 + lift)
+        placed.append(note.get_window_extent(renderer))
 
 
 def _figure_legend(fig: Figure, axes: Sequence[Any]) -> None:
@@ -285,7 +330,7 @@ def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metric
     frames = []
     for name, (summary, task) in per_task.items():
         pts = rank_points(summary, task, line_by=["model"], metrics=metrics)
-        pts["line"] = [f"{name} ({line})" if line else name for line in pts["line"]]
+        pts["line"] = [f"{name}: {line}" if line else name for line in pts["line"]]
         frames.append(pts)
     points = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
     panels = [m for m in metrics if (points["metric"] == m).any()]
@@ -307,9 +352,9 @@ def cross_task_figure(per_task: dict[str, tuple[pd.DataFrame, TaskInfo]], metric
         ax.set_ylabel(f"{spec.heading} ({_direction(spec.mode)})")
         ax.set_title(f"{spec.heading} vs rank, by task", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    _figure_legend(fig, axes[:len(panels)])
     fig.suptitle(_wrap(f"{title}\n{_spread(points)}; per rank the best row by each "
                        "task's own validation metric", width), fontsize=10)
     return fig, points

@@ -582,9 +582,13 @@ def test_rank_plot_points_are_the_chosen_trials_median_and_range(rank_data, summ
     bleu_ax = next(ax for ax in axes if ax.get_title() == "BLEU vs rank")
     x, y, low, high = _errorbars(bleu_ax)["gpt2-medium"]
     assert y == pytest.approx([68.25, 70.25, 72.25]) and low == [68.0, 70.0, 72.0] and high == [68.5, 70.5, 72.5]
-    # Two models: % trainable differs per model at a rank, so each point is annotated.
-    notes = {t.get_text() for t in val_ax.texts}
-    assert f"{PCT['gpt2'] * 4:.3g}%" in notes and f"{PCT['gpt2-medium'] * 16:.3g}%" in notes
+    # Two models: % trainable differs per model at a rank, so a row of it per model on top,
+    # in the model's colour (hand arithmetic: % per unit of rank x r).
+    rows = {c.get_label(): c.lines[0].get_color() for c in val_ax.containers}
+    assert [([t.get_text() for t in top.get_xticklabels()], {t.get_color() for t in top.get_xticklabels()})
+            for top in val_ax.child_axes] == [([f"{PCT[m] * r:.3g}" for r in RANKS], {rows[m]})
+                                              for m in ("gpt2", "gpt2-medium")]
+    assert not val_ax.texts
     assert set(drawn["points"]["metric"]) == {"val_loss", "BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
     assert drawn["sources"].empty and not [ln for ln in bleu_ax.get_lines() if ln.get_label() == "reference"]
 
@@ -616,19 +620,21 @@ def test_rank_plot_notes_of_points_at_one_rank_do_not_overprint(rank_data, summa
     for col in [c for c in summary.columns if "val_loss" in c]:
         tied.loc[medium, col] = summary.loc[medium, R_KEY].map(dict(zip(summary.loc[small, R_KEY],
                                                                          summary.loc[small, col])))
-    fig, drawn = rank_figure(tied, rank_data.tasks["e2e"], line_by=["model"], title="t", metrics=["val_loss"])
+    # The model also among the other settings: the % goes beside each point, not on top.
+    fig, drawn = rank_figure(tied, rank_data.tasks["e2e"], line_by=["model"], title="t", metrics=["val_loss"],
+                             others=["model"])
     pts = drawn["points"]
     assert (pts.groupby("r")["value"].nunique() == 1).all()  # the points coincide
     fig.draw_without_rendering()
     ax = fig.axes[0]
-    notes = [t for t in ax.texts if t.get_text().endswith("%")]
+    notes = [t for t in ax.texts if "%" in t.get_text()]
     assert len(notes) == 2 * len(RANKS)
     boxes = [t.get_window_extent() for t in notes]
     overlapping = [(a.get_text(), b.get_text()) for i, a in enumerate(notes) for j, b in enumerate(notes)
                    if i < j and boxes[i].overlaps(boxes[j])]
     assert not overlapping
     # Each note in its model's colour: gpt2's notes are its % per unit of rank times r.
-    line_color = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    line_color = {c.get_label().split(" (")[0]: c.lines[0].get_color() for c in ax.containers}
     for t in notes:
         model = "gpt2" if t.get_text() in {f"{PCT['gpt2'] * r:.3g}%" for r in RANKS} else "gpt2-medium"
         assert t.get_color() == line_color[model]
@@ -1232,14 +1238,20 @@ def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank
     b = summarise(t[t["model"] == "gpt2-medium"], e2e, groups)
     other = replace(e2e, name="squad")  # a second task reporting the same BLEU and ROUGE-L
     fig, points = cross_task_figure({"e2e": (a, e2e), "squad": (b, other)}, ["BLEU", "ROUGE_L"], title="t")
-    assert set(points["line"]) == {"e2e (gpt2)", "squad (gpt2-medium)"}
+    assert set(points["line"]) == {"e2e: gpt2", "squad: gpt2-medium"}
     own = rank_points(b, other, line_by=["model"], metrics=["BLEU", "ROUGE_L"])
-    mine = points[points["line"] == "squad (gpt2-medium)"]
+    mine = points[points["line"] == "squad: gpt2-medium"]
     assert mine["value"].tolist() == own["value"].tolist() and mine["r"].tolist() == own["r"].tolist()
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert titles == ["BLEU vs rank, by task", "ROUGE-L vs rank, by task"]
     bleu_ax = fig.axes[0]
-    assert {ln.get_label() for ln in bleu_ax.containers} >= {"e2e (gpt2)", "squad (gpt2-medium)"}
+    assert {ln.get_label() for ln in bleu_ax.containers} >= {"e2e: gpt2", "squad: gpt2-medium"}
+    # One legend for both panels, below them: none inside a panel over its points.
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["e2e: gpt2", "squad: gpt2-medium"]
+    assert not [ax for ax in fig.axes if ax.get_legend()]
+    assert all(legend.get_window_extent().y1 <= ax.get_window_extent().y0 for ax in fig.axes if ax.get_visible())
     assert "median and range over seeds (up to 2 per point)" in fig.get_suptitle()  # two seeds
     single = {"e2e": (summarise(t[(t["model"] == "gpt2") & (t["seed"] == t["seed"].min())], e2e, groups), e2e)}
     assert "one seed per point" in cross_task_figure(single, ["BLEU"], title="t")[0].get_suptitle()
