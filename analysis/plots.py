@@ -150,7 +150,7 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     sources = sources if sources is not None else pd.DataFrame(columns=SOURCE_COLUMNS)
     panels = [m for m in names if (points["metric"] == m).any()]
     ncols, nrows, width = _grid(len(panels))
-    pct_rows = points["model"].nunique() if "model" in line_by else 1  # rows of % on top, at most
+    pct_rows = max(1, points.groupby("r")[K.trainable_pct].nunique().max() if len(points) else 1)  # rows of %
     fig = new_figure(width, (3.6 + 0.3 * (pct_rows - 1)) * nrows + 1.2)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     lines = list(dict.fromkeys(points["line"]))
@@ -374,7 +374,7 @@ def _wrap(text: str, width_in: float, fontsize: float = 10) -> str:
     import textwrap
 
     chars = max(40, int(width_in * 72 / (0.55 * fontsize)))
-    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False) for line in text.split("\n"))
 
 
 def _colors(n: int, *, qualitative: bool = False) -> list[Any]:
@@ -401,6 +401,6 @@ def importance_figure(importances: dict[str, float], *, title: str, evaluator: s
     ax.set_xlim(0, max(vals + [0.0]) * 1.18 or 1)
     ax.set_xlabel(f"importance ({evaluator}, normalised to sum 1)")
     ax.set_ylabel("hyperparameter")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrap(title, fig.get_figwidth()), fontsize=10)  # a sweep's long name: no cut-off
     ax.grid(axis="x", alpha=0.3)
     return fig

@@ -348,12 +348,12 @@ def _cross_task_figure(report: Report, data: Any, trials: Any) -> list[str]:
     if not shared:
         report.notes.append(f"tasks {', '.join(per_task)} share no final metric: no cross-task figure")
         return []
-    studies = ", ".join(dict.fromkeys(trials["study"]))
+    studies, headings = ", ".join(dict.fromkeys(trials["study"])), [task.spec(m).heading for m in shared]
     fig, points = plots.cross_task_figure(per_task, shared, title=f"{studies}: {', '.join(per_task)} "
                                                                   "on one axis")
     return ["<h2>Rank vs task</h2>",
             _figure(report, fig, points, "rank_by_task",
-                    f"The metrics {', '.join(shared)} of every task, one line per task and model.")]
+                    f"The metrics {', '.join(headings)} of every task, one line per task and model.")]
 
 
 def _figure(report: Report, fig: Any, drawn: Any, stem: str, caption: str) -> str:

@@ -104,3 +104,16 @@ def test_a_single_models_source_curves_are_in_its_lines_colour(task):
     (ours,) = ax.containers
     (theirs,) = [ln for ln in ax.get_lines() if ln.get_label() == "GPT-2 M: LoRA paper Table 18"]
     assert theirs.get_color() == ours.lines[0].get_color() and theirs.get_linestyle() == "--"
+
+
+def test_an_importance_plots_title_of_a_long_sweep_name_stays_inside_the_figure():
+    from analysis.plots import importance_figure
+
+    name = "lr_optuna / lr_optuna-smoke-20261207-170916-41d5af"  # a sweep's label as the report writes it
+    fig = importance_figure({"train.lr": 0.61, "adapter.r": 0.22, "adapter.dropout": 0.17},
+                            title=f"Hyperparameter importance for val loss - {name}", evaluator="FanovaImportanceEvaluator")
+    fig.canvas.draw()
+    title = fig.axes[0].title
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+    assert name in title.get_text().replace("\n", " ")
