@@ -348,7 +348,8 @@ def _cross_task_figure(report: Report, data: Any, trials: Any) -> list[str]:
     if not shared:
         report.notes.append(f"tasks {', '.join(per_task)} share no final metric: no cross-task figure")
         return []
-    studies, headings = ", ".join(dict.fromkeys(trials["study"])), [task.spec(m).heading for m in shared]
+    any_task = next(iter(per_task.values()))[1]  # each shares the metrics: its headings are theirs
+    studies, headings = ", ".join(dict.fromkeys(trials["study"])), [any_task.spec(m).heading for m in shared]
     fig, points = plots.cross_task_figure(per_task, shared, title=f"{studies}: {', '.join(per_task)} "
                                                                   "on one axis")
     return ["<h2>Rank vs task</h2>",

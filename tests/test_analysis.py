@@ -1257,6 +1257,28 @@ def test_cross_task_figure_puts_the_shared_metrics_of_two_tasks_on_one_axis(rank
     assert "one seed per point" in cross_task_figure(single, ["BLEU"], title="t")[0].get_suptitle()
 
 
+def test_the_rank_by_task_caption_names_the_shared_metrics_when_the_last_task_has_none_of_them(rank_data,
+                                                                                                 tmp_path):
+    """Three tasks, the last of them (SST-2: accuracy, no BLEU) with one rank only, so not on
+    the cross-task figure: the caption still names the metrics E2E and its twin share, in
+    their headings (ROUGE-L for ROUGE_L)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from analysis.load import task_info
+    from analysis.report import Report, _cross_task_figure
+
+    e2e = rank_data.tasks["e2e"]
+    t = rank_data.trials
+    tasks = {"e2e": e2e, "squad": replace(e2e, name="squad"), "glue-sst2": task_info("glue-sst2")}
+    trials = pd.concat([t, t.assign(task="squad")], ignore_index=True)
+    report = Report(out_dir=tmp_path, html=tmp_path / "report.html")
+    html = "".join(_cross_task_figure(report, SimpleNamespace(tasks=tasks, sweeps=rank_data.sweeps), trials))
+    assert "The metrics BLEU, CIDEr, METEOR, NIST, ROUGE-L of every task" in html
+
+
 # Sweep A's lr x rank cells, by hand from VAL_A / BLEU_A: per (lr, r), the best completed
 # trial over both seeds. val loss (lower is better): r=4, lr 1e-3 is seed 0's 1.45, not seed
 # 1's 1.42 (stopped early); r=1 has one completed seed per lr.
