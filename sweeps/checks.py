@@ -35,12 +35,12 @@ def check_trial_base(cfg: TrialConfig, field: str) -> None:
                                "where that base is, e.g. on the machine that ran the sweep") from None
 
 
-def check_repeats(cfg: SweepConfig, space: Any) -> None:
+def check_repeats(cfg: SweepConfig, space: Any, *, prior: int = 0) -> None:
     """More than one sample of a space that samples nothing repeats every grid point with the
     same hyperparameters, hence the same seed (:func:`trainables.trial.derive_seed`): identical
     trials. Replicates are ``--seeds N`` (a seed grid dimension). So do more samples than the
     sampled settings have combinations when each of them is a choice: some combination is
-    drawn twice."""
+    drawn twice, counting the ``prior`` samples an extension (``--extend``) adds to."""
     n = cfg.search.num_samples
     if n > 1 and cfg.search.algorithm != "optuna" and not sampled_keys(space):
         raise UserError("search.num_samples", f"{n} samples of a search space that samples nothing (only grid "
@@ -48,11 +48,17 @@ def check_repeats(cfg: SweepConfig, space: Any) -> None:
                                               f"the same seed; use --seeds {n} for replicates (seeds 0..{n - 1}), "
                                               "or sample a setting (choice, uniform, ...) or use optuna")
     drawn, per = _drawn(cfg, space)
-    if n < 2 or not drawn or any(p.kind != "choice" for p in drawn):
+    if n + prior < 2 or not drawn or any(p.kind != "choice" for p in drawn):
         return
     combos = math.prod(len(p.values) for p in drawn)
+    names = ", ".join(p.short for p in drawn)
+    if prior and n + prior > combos:
+        left = f"--extend {combos - prior} at most" if combos > prior else "no more samples"
+        raise UserError("--extend", f"{n} more samples{per} after the sweep's {prior} of {names}, all choices "
+                                    f"({combos} combination{'s' * (combos > 1)}), draw some combination again, "
+                                    f"and a trial's seed comes from its hyperparameters: it would run again as the "
+                                    f"same trial; {left}")
     if n > combos:
-        names = ", ".join(p.short for p in drawn)
         raise UserError("search.num_samples", f"{n} samples{per} of {names}, all choices ({combos} combination"
                                               f"{'s' * (combos > 1)}), draw some combination twice, and a trial's "
                                               "seed comes from its hyperparameters: it would run twice as the same "

@@ -53,16 +53,17 @@ def check_data_path(source: str) -> None:
         raise UserError("data.source", f"{source} does not exist")
 
 
-def sweep_space(cfg: SweepConfig) -> Any:
+def sweep_space(cfg: SweepConfig, *, prior: int = 0) -> Any:
     """The search space the sweep runs (its seed replicates included), checked against the
-    sweep's other settings: read from the settings alone (no model, data or store)."""
+    sweep's other settings (``prior``: the samples an extension adds to): read from the
+    settings alone (no model, data or store)."""
     from search_spaces import load_space
 
     space = load_space(cfg.space, base=to_dict(cfg.trial))
     check_trial_count(cfg, space)
     if cfg.seeds:
         space = with_seed_replicates(space, cfg.seeds)
-    check_repeats(cfg, space)
+    check_repeats(cfg, space, prior=prior)
     check_overrides(cfg, space)
     check_timing_listed(space)
     return space
@@ -101,7 +102,7 @@ def with_task_defaults(trial: dict[str, Any], task: Any) -> dict[str, Any]:
     return trial
 
 
-def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
+def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False, prior: int = 0,
                config_checked: Callable[[dict[str, Any] | None], None] | None = None) -> Plan:
     """Step 1 (and 2 when ``prepare``): validate everything and prepare the data.
 
@@ -114,7 +115,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
     ``stored``: the sweep as it was launched (``--resume``, ``--extend``), which cannot change;
     checks added since it was launched that only refuse a setting it could not act on (a data
     setting its task does not read) are left out, so that it still runs as it ran then.
-    """
+    ``prior``: the samples (per group with groups) the sweep ran before an ``--extend``."""
     from search_spaces import apply_hyperparameters, base_with_fixed, to_tune
     from trainables.hub import check_model_source
     from trainables.mlflow_names import default_tracking_uri
@@ -123,7 +124,7 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False,
     task = get_task(cfg.trial.task)
     check_storage(storage_path(cfg))
     base = to_dict(cfg.trial)
-    space = sweep_space(cfg)
+    space = sweep_space(cfg, prior=prior)
     base = base_with_fixed(base, space, keep=cfg.overrides)
     check_data_path(base["data"]["source"])
     base = with_task_defaults(resolve_smoke_sources(base), task)

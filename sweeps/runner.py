@@ -63,13 +63,13 @@ def run_sweep(cfg: SweepConfig, *, resume: bool = False, extend: int | None = No
         check_name_is_new(cfg)
         check_new_sweep(cfg)
     with StopSignals() as signals:
-        plan = _launch(cfg, warm_workers=warm_workers, stored=resume or bool(extend))
+        plan = _launch(cfg, warm_workers=warm_workers, stored=resume or bool(extend), prior=prior)
         plan.prior_samples = prior
         signals.install()  # again: a Ray joined from this thread installs its own SIGTERM handler
         return _record_and_run(plan, signals, resume=resume)
 
 
-def _launch(cfg: SweepConfig, *, warm_workers: bool, stored: bool) -> Plan:
+def _launch(cfg: SweepConfig, *, warm_workers: bool, stored: bool, prior: int = 0) -> Plan:
     """Plan the sweep while Ray starts, then put a new SQLite store in place.
 
     Ray starts once the settings are checked, while the model checks and the data
@@ -78,7 +78,7 @@ def _launch(cfg: SweepConfig, *, warm_workers: bool, stored: bool) -> Plan:
     ray_starter = RayStarter(dashboard=cfg.resources.uses_train_workers)
     staged = None
     try:
-        plan = plan_sweep(cfg, stored=stored,
+        plan = plan_sweep(cfg, stored=stored, prior=prior,
                           config_checked=lambda env: ray_starter.start(env if warm_workers else None))
         import mlflow  # noqa: F401  (imported while Ray finishes starting)
 

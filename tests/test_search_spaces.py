@@ -254,6 +254,27 @@ def test_more_samples_than_combinations_of_choices_are_refused(algorithm, n, sec
     assert err.value.message.startswith(f"{n} samples{refused}"), err.value.message
 
 
+def test_an_extension_counts_the_samples_the_sweep_ran_before():
+    """--extend N after P samples per group of 2 targets values: P + N above 2 draws a value a
+    group already ran, the same trial again (P samples of the stored sweep, N of the new run)."""
+    from sweeps.config import SweepConfig
+    from sweeps.planning import sweep_space
+
+    def cfg(n: int):
+        return from_dict(SweepConfig, {"study": "t", "search": {"algorithm": "optuna", "num_samples": n},
+                                       "space": {"scientific": {"r": {"grid": [1, 4]}},
+                                                 "nuisance": {"targets": {"choice": ["qv", "mlp"]}}}})
+
+    sweep_space(cfg(1), prior=1)
+    for n, prior, left in ((2, 1, "--extend 1 at most"), (1, 2, "no more samples")):
+        with pytest.raises(UserError) as err:
+            sweep_space(cfg(n), prior=prior)
+        assert err.value.field == "--extend"
+        assert err.value.message.startswith(f"{n} more samples per group after the sweep's {prior} of targets, "
+                                            "all choices (2 combinations)"), err.value.message
+        assert err.value.message.endswith(left)
+
+
 def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_working_folder(tmp_path, monkeypatch):
     """Trials run in folders of their own: a relative path a space gives a path setting is made
     absolute where it names something (the space file's folder first), in a fixed value, a grid,
