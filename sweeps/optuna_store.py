@@ -129,9 +129,10 @@ def check_study_is_new(url: str | None, sweep: str) -> None:
 
 def sampler(seed: int, *, group: int = 0, prior: int = 0) -> Any:
     """TPE seeded from the sweep seed, the group and the trials the study had before this run
-    (an extension draws new startup points, not the first run's again), mixed so that two
-    different triples never share a sampler seed: a sweep and its replicate under another
-    sweep seed draw independent start-up points in every group."""
+    (an extension draws new startup points, not the first run's again), mixed by numpy's
+    ``SeedSequence`` into one 32-bit sampler seed, so that different triples get unrelated
+    seeds (not sums that coincide): a sweep and its replicate under another sweep seed draw
+    independent start-up points in every group."""
     import numpy as np
     import optuna
 
