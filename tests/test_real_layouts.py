@@ -223,28 +223,38 @@ def test_deberta_v3_groups_adapt_its_projections_and_train_its_pooler_with_the_h
 # --------------------------------------------------------------------------- export, cache
 
 
-def test_merged_export_of_an_lm_head_adapter_on_tied_embeddings_computes_what_the_adapter_does(folders, tmp_path):
-    """Llama 3.2 ties lm_head to embed_tokens. Merged into the shared tensor, a LoRA on lm_head
-    would also move every input embedding; the export unties them first, so the merged model
-    loaded with plain from_pretrained gives the adapter's logits."""
-    from transformers import AutoModelForCausalLM
-
+def _merged_export(model, tokenizer, cfg, tmp_path):
+    """``model``'s adapter with a random update (not peft's zero one) saved and exported
+    with --merge into tmp_path/stage; returns a prompt's ids and the adapter model's float32
+    logits on them."""
     from sweeps.export import write
 
-    task, cfg, model, tokenizer = adapted("e2e", folders["llama"], adapter={"targets": "q_proj,v_proj,lm_head",
-                                                                            "r": 4, "alpha": 8})
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "lora_B" in name:
+            if "lora_B" in name or "lora_embedding_" in name:  # peft starts an embedding's A at zero
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
     model.eval().save_pretrained(tmp_path / "adapter")
     ids = torch.tensor([tokenizer("The quick brown fox")["input_ids"]])
     with torch.no_grad():
-        expected = model(input_ids=ids).logits
+        expected = model(input_ids=ids).logits.float()
     (tmp_path / "stage").mkdir()
     meta = {"method": "lora", "base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}}
     write(tmp_path / "stage", tmp_path / "adapter", cfg, meta, merge=True)
+    return ids, expected
+
+
+@pytest.mark.parametrize("targets", ["q_proj,v_proj,lm_head", "q_proj,embed_tokens"])
+def test_merged_export_of_an_lm_head_adapter_on_tied_embeddings_computes_what_the_adapter_does(folders, tmp_path,
+                                                                                             targets):
+    """Llama 3.2 ties lm_head to embed_tokens. Merged into the shared tensor, a LoRA on lm_head
+    would also move every input embedding (and one on embed_tokens every output row); the
+    export unties them first, so the merged model loaded with plain from_pretrained gives the
+    adapter's logits."""
+    from transformers import AutoModelForCausalLM
+
+    task, cfg, model, tokenizer = adapted("e2e", folders["llama"], adapter={"targets": targets, "r": 4, "alpha": 8})
+    ids, expected = _merged_export(model, tokenizer, cfg, tmp_path)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "stage", dtype=torch.float32).eval()
     with torch.no_grad():
         got = merged(input_ids=ids).logits
@@ -294,7 +304,6 @@ def test_a_base_saved_in_4_bits_needs_nf4_and_its_merged_export_is_dequantised(l
 
     from transformers import AutoModelForCausalLM
 
-    from sweeps.export import write
     from trainables.quantization import check_quantization
 
     skeleton = get_task("e2e").skeleton(trial("e2e", llama_in_4_bits))
@@ -304,18 +313,7 @@ def test_a_base_saved_in_4_bits_needs_nf4_and_its_merged_export_is_dequantised(l
     task, cfg, model, tokenizer = adapted("e2e", llama_in_4_bits, model={"quantization": "nf4"},
                                           adapter={"targets": "q_proj,v_proj", "r": 4, "alpha": 8})
     check_quantization([cfg], skeleton)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    model.eval().save_pretrained(tmp_path / "adapter")
-    ids = torch.tensor([tokenizer("The quick brown fox")["input_ids"]])
-    with torch.no_grad():
-        expected = model(input_ids=ids).logits.float()
-    (tmp_path / "stage").mkdir()
-    meta = {"method": "lora", "base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}}
-    write(tmp_path / "stage", tmp_path / "adapter", cfg, meta, merge=True)
+    ids, expected = _merged_export(model, tokenizer, cfg, tmp_path)
     assert "quantization_config" not in json.loads((tmp_path / "stage" / "config.json").read_text())
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "stage", dtype=torch.float32).eval()
     assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
