@@ -301,6 +301,31 @@ def test_quantization_for_follows_the_qlora_method():
     assert quantization_for(cfg("none", "lora")) is None
 
 
+@pytest.mark.parametrize("kind", ["dict", "object"])
+def test_a_base_saved_quantised_is_refused_without_nf4_naming_its_method(kind):
+    """config.json's quantization_config is a dict as AutoConfig reads it, a BitsAndBytesConfig
+    on a loaded model's config: either way the refusal names the method as the file spells
+    it ("quant_method": "bitsandbytes")."""
+    import torch
+    from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+
+    from trainables.config import TrialConfig
+    from trainables.errors import UserError
+    from trainables.quantization import check_quantization
+    from trainables.schema import from_dict
+
+    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=64)
+    config.quantization_config = ({"quant_method": "bitsandbytes", "load_in_4bit": True} if kind == "dict"
+                                  else BitsAndBytesConfig(load_in_4bit=True))
+    with torch.device("meta"):
+        skeleton = LlamaForCausalLM(config)
+    with pytest.raises(UserError) as err:
+        check_quantization([from_dict(TrialConfig, {"task": "e2e"})], skeleton)
+    assert err.value.field == "model.quantization"
+    assert err.value.message.startswith("this model is saved quantised (bitsandbytes: its config.json"), err.value.message
+
+
 def test_a_sweep_uses_bitsandbytes_when_any_trial_may_load_it():
     from types import SimpleNamespace
 

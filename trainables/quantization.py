@@ -142,6 +142,7 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any) -> None:
     saved = getattr(skeleton.config, "quantization_config", None)
     if saved is not None and len(quantized) < len(trials):
         method = saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", "?")
+        method = getattr(method, "value", method)  # a QuantizationMethod: its name in config.json
         raise UserError("model.quantization", f"this model is saved quantised ({method}: its config.json has a "
                                               "quantization_config) and loads quantised whatever model.quantization "
                                               "says; accepted: nf4 (or adapter.method=qlora)")
