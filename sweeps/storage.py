@@ -158,8 +158,9 @@ def stored_config(cfg: SweepConfig, *, verb: str = "resume") -> SweepConfig:
         newest = max((when for when, *_ in found if when is not None), default=None)
         tied = sorted(name for when, _, _, name in found if when == newest)
         if len(tied) > 1:  # stores that keep whole seconds (S3, GCS), or no times at all
-            raise UserError(verb, f"no newest {cfg.study} sweep under {storage}: {', '.join(tied)} were each "
-                                  f"stored last in the same second; give the one to {verb} with --name")
+            why = "were each stored last in the same second" if newest is not None else "have no time there"
+            raise UserError(verb, f"no newest {cfg.study} sweep under {storage}: {', '.join(tied)} {why}; give "
+                                  f"the one to {verb} with --name")
         _, data, where, _ = next(f for f in found if f[0] == newest)
     try:
         stored = from_dict(SweepConfig, data)
