@@ -137,8 +137,8 @@ def train_in_float32(model: Any) -> int:
     own adapter weights in float32: AdamW's small updates would round away in bfloat16 (8
     significant bits), and fp16's gradient scaler refuses to unscale float16 gradients. Each
     such module casts its floating-point inputs to float32 (the half-precision activations of
-    the frozen base) and so returns float32; under ``train.precision`` bf16/fp16 autocast
-    computes it in that precision as before."""
+    the frozen base) and so returns float32; under ``train.precision`` bf16/fp16, autocast
+    still computes it in that precision."""
     import torch
 
     def inputs_in_float32(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
