@@ -54,16 +54,18 @@ def check_repeats(cfg: SweepConfig, space: Any, *, prior: int = 0) -> None:
     names = ", ".join(p.short for p in drawn)
     if prior and n + prior > combos:
         left = f"--extend {combos - prior} at most" if combos > prior else "no more samples"
-        raise UserError("--extend", f"{n} more samples{per} after the sweep's {prior} of {names}, all choices "
-                                    f"({combos} combination{'s' * (combos > 1)}), draw some combination again, "
-                                    f"and a trial's seed comes from its hyperparameters: it would run again as the "
-                                    f"same trial; {left}")
+        raise UserError("--extend", _repeat_reason(f"{n} more samples{per} after the sweep's {prior}", names,
+                                                   combos, "again", f"again as the same trial; {left}"))
     if n > combos:
-        raise UserError("search.num_samples", f"{n} samples{per} of {names}, all choices ({combos} combination"
-                                              f"{'s' * (combos > 1)}), draw some combination twice, and a trial's "
-                                              "seed comes from its hyperparameters: it would run twice as the same "
-                                              f"trial; use --num-samples {combos} or less, a grid to run every "
-                                              "combination once, or --seeds N for replicates")
+        raise UserError("search.num_samples", _repeat_reason(
+            f"{n} samples{per}", names, combos, "twice", f"twice as the same trial; use --num-samples {combos} or "
+            "less, a grid to run every combination once, or --seeds N for replicates"))
+
+
+def _repeat_reason(samples: str, names: str, combos: int, repeat: str, remedy: str) -> str:
+    """Why more samples than choice combinations repeat a trial, and what to do instead."""
+    return (f"{samples} of {names}, all choices ({combos} combination{'s' * (combos > 1)}), draw some "
+            f"combination {repeat}, and a trial's seed comes from its hyperparameters: it would run {remedy}")
 
 
 def _drawn(cfg: SweepConfig, space: Any) -> tuple[list[Any], str]:
