@@ -17,8 +17,9 @@ what a real checkpoint would bring to our code; the ``from_pretrained`` path is 
   tokenizer_config.json.
 * :func:`deberta_v3` (microsoft/deberta-v3-base): deberta-v2 config with relative attention,
   ``position_biased_input: false``, ``pos_att_type: "p2c|c2p"``; a masked-LM checkpoint
-  (no pooler, no classifier). Its tokenizer is a tokenizer.json ([CLS] text [SEP]) instead
-  of the release's spm.model (reading that needs sentencepiece).
+  (no pooler, no classifier). Its tokenizer is the release's: an ``spm.model`` (SentencePiece
+  unigram; [PAD], [CLS], [SEP], [UNK] at 0-3) and a tokenizer_config.json that only says
+  ``vocab_type: spm``, no tokenizer.json, so transformers converts it (with sentencepiece).
 """
 
 from __future__ import annotations
@@ -147,27 +148,24 @@ def roberta(out: Path) -> Path:
 
 
 def deberta_v3(out: Path) -> Path:
+    import sentencepiece
     import torch
-    from tokenizers import processors
     from transformers import DebertaV2Config, DebertaV2ForMaskedLM
 
     out.mkdir(parents=True, exist_ok=True)
-    tok = _bpe(["[PAD]", "[CLS]", "[SEP]", "[UNK]"])
-    tok.add_special_tokens(["[MASK]"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
-    tok.save(str(out / "tokenizer.json"))
-    _json(out, "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "[CLS]", "eos_token": "[SEP]",
-        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-        "mask_token": "[MASK]"})
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(TEXT), model_prefix=str(out / "spm"), model_type="unigram", vocab_size=80,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+        unk_piece="[UNK]", hard_vocab_limit=False, minloglevel=2)
+    (out / "spm.vocab").unlink()
+    _json(out, "tokenizer_config.json", {"do_lower_case": False, "vocab_type": "spm"})
     config = {
         "model_type": "deberta-v2", "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
         "hidden_dropout_prob": 0.1, "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 64,
         "max_position_embeddings": 512, "relative_attention": True, "position_buckets": 256,
         "norm_rel_ebd": "layer_norm", "share_att_key": True, "pos_att_type": "p2c|c2p", "layer_norm_eps": 1e-7,
         "max_relative_positions": -1, "position_biased_input": False, "num_attention_heads": 2,
-        "num_hidden_layers": 2, "type_vocab_size": 0, "vocab_size": tok.get_vocab_size()}
+        "num_hidden_layers": 2, "type_vocab_size": 0, "vocab_size": 96}  # room for the added [MASK]
     torch.manual_seed(0)
     _save(DebertaV2ForMaskedLM(DebertaV2Config(**config)), out, config)
     return out

@@ -208,12 +208,15 @@ def test_roberta_holds_512_tokens_of_its_514_positions(folders):
 def test_deberta_v3_groups_adapt_its_projections_and_train_its_pooler_with_the_head(folders):
     """DeBERTa v2/v3 names W_q, W_k, W_v query_proj, key_proj, value_proj. LoRA r=8 on qv: 2
     layers x 2 matrices x 8 x (32 + 32) = 2,048. Its ContextPooler (pooler.dense, 32 x 32 + 32)
-    is not in the released checkpoint, so it trains in full with the classifier (32 x 2 + 2)."""
+    is not in the released checkpoint, so it trains in full with the classifier (32 x 2 + 2).
+    Its tokenizer is the release's spm.model alone: [CLS] (piece 1) text [SEP] (piece 2)."""
     from trainables.adapters import check_adapter_targets, count_parameters
 
     folder = folders["deberta"]
     check_adapter_targets(get_task("glue-sst2").skeleton(trial("glue-sst2", folder)), ["qv", "qkvo", "all-linear"])
-    _, _, model, _ = adapted("glue-sst2", folder, adapter={"targets": "qv", "r": 8})
+    _, _, model, tokenizer = adapted("glue-sst2", folder, adapter={"targets": "qv", "r": 8})
+    ids = tokenizer("The quick brown fox")["input_ids"]
+    assert (ids[0], ids[-1], tokenizer.pad_token_id) == (1, 2, 0) and len(ids) > 3
     lora = sorted({n.split(".")[-4] for n, _ in model.named_parameters() if ".lora_A." in n})
     assert lora == ["query_proj", "value_proj"]
     assert any("pooler.modules_to_save" in n and p.requires_grad for n, p in model.named_parameters())
