@@ -323,3 +323,15 @@ def test_a_base_saved_in_4_bits_needs_nf4_and_its_merged_export_is_dequantised(l
     with torch.no_grad():
         got = merged(input_ids=ids).logits
     assert float((got - expected).abs().max()) < 4 * 2 ** -8 * float(expected.abs().max())
+
+
+def test_a_comparison_model_saved_in_4_bits_answers_unquantised_in_the_models_dtype(llama_in_4_bits):
+    """eval.compare_models are loaded unquantised in model.dtype: a folder saved in 4 bits is
+    dequantised (plain Linear layers in float32, no quantizer left)."""
+    from trainables.tasks.answers import load_compare_model
+
+    cfg = trial("guanaco", llama_in_4_bits, model={"dtype": "float32"})
+    model, _ = load_compare_model(str(llama_in_4_bits), cfg, CPU)
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert type(q_proj) is torch.nn.Linear and q_proj.weight.dtype == torch.float32
+    assert getattr(model, "hf_quantizer", None) is None

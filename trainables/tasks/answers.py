@@ -128,9 +128,12 @@ def answers_of(name: str, model: Any, tokenizer: Any, test: dict[str, Any], cfg:
 
 
 def load_compare_model(name: str, cfg: TrialConfig, device: torch.device) -> tuple[Any, Any]:
-    """A comparison model and its tokenizer, unquantised in ``model.dtype``, on ``device``."""
+    """A comparison model and its tokenizer, unquantised in ``model.dtype``, on ``device`` (one
+    saved already quantised is dequantised)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainables.quantization import unquantised
 
     path = Path(name).expanduser()
     source = str(path) if path.exists() else name
@@ -138,7 +141,7 @@ def load_compare_model(name: str, cfg: TrialConfig, device: torch.device) -> tup
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, cfg.model.dtype))
-    return model.to(device), tokenizer
+    return unquantised(model, cfg).to(device), tokenizer
 
 
 def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: TrialConfig, *,
