@@ -150,10 +150,11 @@ def rank_figure(summary: pd.DataFrame, task: TaskInfo, *, line_by: Sequence[str]
     sources = sources if sources is not None else pd.DataFrame(columns=SOURCE_COLUMNS)
     panels = [m for m in names if (points["metric"] == m).any()]
     ncols, nrows, width = _grid(len(panels))
-    pct_rows = max(1, points.groupby("r")[K.trainable_pct].nunique().max() if len(points) else 1)  # rows of %
+    lines = list(dict.fromkeys(points["line"]))
+    # Rows of % on the top axes: one, or one per line where the lines differ at some rank.
+    pct_rows = len(lines) if len(points) and points.groupby("r")[K.trainable_pct].nunique().max() > 1 else 1
     fig = new_figure(width, (3.6 + 0.3 * (pct_rows - 1)) * nrows + 1.2)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    lines = list(dict.fromkeys(points["line"]))
     colors = dict(zip(lines, _colors(len(lines), qualitative=True)))
     everywhere = _same_at_every_rank(points)
     drawn = []

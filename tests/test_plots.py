@@ -117,3 +117,17 @@ def test_an_importance_plots_title_of_a_long_sweep_name_stays_inside_the_figure(
     box = title.get_window_extent(fig.canvas.get_renderer())
     assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
     assert name in title.get_text().replace("\n", " ")
+
+
+def test_lines_sharing_a_pct_still_get_a_row_of_room_each(task, monkeypatch):
+    """Two of three models with the same % at every rank: the top axes still draw one row per
+    line, so the figure is as tall as for three different %s."""
+    from analysis.plots import rank_figure
+
+    monkeypatch.setitem(PER_R, "gpt2-xl", PER_R["gpt2-large"])
+    heights = []
+    for models in (["gpt2", "gpt2-medium", "gpt2-large"], ["gpt2", "gpt2-large", "gpt2-xl"]):
+        fig, _ = rank_figure(_summary(models), task, line_by=["model"], title="t", metrics=["val_loss", "BLEU"])
+        assert all(len(ax.child_axes) == 3 for ax in fig.axes if ax.get_visible() and ax.get_title())
+        heights.append(fig.get_size_inches()[1])
+    assert heights[0] == heights[1]
