@@ -1,5 +1,5 @@
-"""Named target groups of the Llama-layout decoder families (Llama, Qwen2, Mistral, Gemma,
-Gemma 2), checked on each family's real architecture built from its transformers config
+"""Named target groups of the Llama-layout decoder families (Llama, Qwen2, Qwen3, Mistral, Gemma,
+Gemma 2, Gemma 3 text), checked on each family's real architecture built from its transformers config
 class on the meta device (real shapes, no weights)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import re
 
 import pytest
 import torch
-from transformers import (AutoModelForCausalLM, Gemma2Config, GemmaConfig, LlamaConfig, MistralConfig,
-                          Qwen2Config)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GemmaConfig, LlamaConfig,
+                          MistralConfig, Qwen2Config, Qwen3Config)
 
 from trainables.adapters import build_adapter_model, check_adapter_targets, count_parameters
 from trainables.config import AdapterConfig
@@ -33,6 +33,12 @@ FAMILIES = {
     "gemma2": (Gemma2Config, dict(  # google/gemma-2-2b
         hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
         num_key_value_heads=4, head_dim=256, vocab_size=256000)),
+    "qwen3": (Qwen3Config, dict(  # Qwen/Qwen3-0.6B
+        hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)),
+    "gemma3_text": (Gemma3TextConfig, dict(  # google/gemma-3-1b-pt
+        hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=256, vocab_size=262144)),
 }
 
 GROUPS = {
@@ -50,6 +56,8 @@ QV_R8 = {
     "mistral": 32 * (8 * (4096 + 4096) + 8 * (4096 + 8 * 128)),   # head dim 4096 / 32 = 128
     "gemma": 18 * (8 * (2048 + 8 * 256) + 8 * (2048 + 1 * 256)),
     "gemma2": 26 * (8 * (2304 + 8 * 256) + 8 * (2304 + 4 * 256)),
+    "qwen3": 28 * (8 * (1024 + 16 * 128) + 8 * (1024 + 8 * 128)),  # q wider than the model: 16 x 128
+    "gemma3_text": 26 * (8 * (1152 + 4 * 256) + 8 * (1152 + 1 * 256)),
 }
 
 

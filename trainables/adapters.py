@@ -83,7 +83,8 @@ TARGET_GROUPS["deberta-v2"] = {
                               doc="every linear layer of the encoder blocks (not the head)"),
 }
 
-# Decoder LMs of the Llama layout (Llama, Qwen2, Mistral, Gemma, Gemma 2): separate Linear
+# Decoder LMs of the Llama layout (Llama, Qwen2, Qwen3, Mistral, Gemma, Gemma 2, Gemma 3 text-only
+# as gemma-3-1b is; not the multimodal Gemma 3, whose vision tower names q_proj too): separate Linear
 # layers self_attn.{q,k,v,o}_proj (with grouped-query attention k and v are narrower than q)
 # and a gated MLP mlp.{gate,up,down}_proj. The LM head (lm_head) is in no group.
 _ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -94,7 +95,7 @@ _DECODER_GROUPS = {
     "mlp": TargetGroup(_MLP, doc="the gated MLP's three projections"),
     "all-linear": TargetGroup(_ATTN + _MLP, doc="every linear layer of the blocks (not the LM head)"),
 }
-for _family in ("llama", "qwen2", "mistral", "gemma", "gemma2"):
+for _family in ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3_text"):
     TARGET_GROUPS[_family] = _DECODER_GROUPS
 
 # ResNet (transformers' ResNetForImageClassification): every convolution is a Conv2d named

@@ -188,7 +188,7 @@ class AdapterConfig:
     targets: str = "qv"
     """A named target group of the model family (GPT-2: ``qv``, ``c_attn``, ``qkvo``,
     ``attn+proj``, ``mlp``, ``all-linear``; RoBERTa/BERT/DeBERTa: ``qv``, ``qkvo``, ``all-linear``; Llama,
-    Qwen2, Mistral, Gemma: ``qv``, ``attn``, ``mlp``, ``all-linear``) or a comma-separated list
+    Qwen2, Qwen3, Mistral, Gemma 1-3 (text): ``qv``, ``attn``, ``mlp``, ``all-linear``) or a comma-separated list
     of module names."""
     init_weights: Literal["default", "gaussian"] = "default"
     """How LoRA's A starts (B starts at zero either way): ``default`` is peft's (and the LoRA
