@@ -3,7 +3,10 @@
 References: ``.csv``/``.tsv`` with an MR column and a reference column (rows sharing an MR
 form one group), or plain text with groups separated by blank lines. System outputs: plain
 text, one output per line, or ``.csv``/``.tsv`` with an MR column and an output column.
-Header names are matched as ``measure_scores.py`` (tuetschek/e2e-metrics) matches them.
+Header names are matched as ``measure_scores.py`` (tuetschek/e2e-metrics) matches them. A
+table without a header has two columns, MR then text; a first row that looks like a header
+(every field a name such as ``input`` or ``gold_text``) but names no known column is refused,
+not scored as data.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]
 
     * ``.csv`` / ``.tsv``: a header naming an MR column (``mr``, ``src``, ``source``,
       ``meaning_representation``, ...) and a reference column (``ref``, ``reference``,
-      ``target``, ``human_reference``, ...), or no header and exactly two columns (MR, ref).
+      ``target``, ``human_reference``, ...), or no header and exactly two columns (MR, ref)
+      with a first row that is data, not a row of column names.
       Rows with the same MR form one reference group; groups keep the order in which their
       MR first appears (the official release lists an MR's references on consecutive rows).
     * anything else: plain text, one reference per line, groups separated by blank lines. A
@@ -69,6 +73,15 @@ _HEADER_SRC = r"(mr|src|source|meaning(?:[_ .-]rep(?:resentation)?)?|da|dial(?:o
 _HEADER_SYS = (r"(out(?:put)?|ref(?:erence)?|sys(?:tem)?(?:[_ .-](?:out(?:put)?|"
                r"ref(?:erence)?))?)s?")
 _HEADER_REF = r"(trg|tgt|target|ref(?:erence)?|human(?:[_ .-](?:ref(?:erence)?))?)s?"
+# Names each pattern accepts, spelled out for error messages.
+_NAMES_SRC = "mr, src, source, meaning_representation, da or dialogue_act"
+_NAMES = {"reference": "ref, reference, target, tgt, trg or human_reference",
+          "output": "output, out, system_output, sys, system or ref"}
+# A column name: a word of letters, digits and underscores not starting with a digit, or a few
+# such words joined by single spaces, dots or hyphens ("input", "gold_text", "Model Output").
+# E2E, DART and WebNLG data rows never look like this (their MRs have brackets or "|", their
+# texts punctuation); SQuAD answers keyed by a plain name ("q1,Denver") do, and need a header.
+_COLUMN_NAME = re.compile(r"[^\W\d]\w*(?:[ .-]\w+)*")
 # Mis-decoded characters the official scorer repairs in CSV/TSV input (the E2E release has
 # files where "£" and "é" went through a wrong encoding); repaired here too so that scores on
 # those files match.
@@ -112,12 +125,14 @@ def _read_table(path: Path, value_header: str, what: str) -> tuple[list[str], li
     if len(src_cols) == 1 and len(val_cols) == 1 and src_cols != val_cols:
         src_col, val_col = src_cols[0], val_cols[0]
         rows = rows[1:]
+    elif not src_cols and not val_cols and all(_COLUMN_NAME.fullmatch(f) for f in header):
+        raise ValueError(_bad_header(path, header, what, "the first row looks like a header but "
+                                                         "names no known column"))
     elif not src_cols and not val_cols and len(header) == 2:
         src_col, val_col = 0, 1  # no header: MR, then the text
     else:
-        raise ValueError(f"{path}: malformed CSV: cannot tell the MR column and the {what} "
-                         f"column apart in the header {header} (expected e.g. "
-                         f"{'mr,ref' if what == 'reference' else 'mr,output'})")
+        raise ValueError(_bad_header(path, header, what, f"malformed CSV: cannot tell the MR "
+                                                         f"column and the {what} column apart"))
     bad = [no for no, row in rows if len(row) != width]
     if bad:
         shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
@@ -127,6 +142,12 @@ def _read_table(path: Path, value_header: str, what: str) -> tuple[list[str], li
         raise ValueError(f"{path}: no data rows")
     return ([row[src_col].strip() for _, row in rows],
             [one_line(row[val_col]) for _, row in rows])
+
+
+def _bad_header(path: Path, header: list[str], what: str, problem: str) -> str:
+    return (f"{path}: {problem} (columns found: {', '.join(header)}); accepted: MR column "
+            f"{_NAMES_SRC}, {what} column {_NAMES[what]} (any case, an 's' may follow), e.g. a "
+            f"first row {'mr,ref' if what == 'reference' else 'mr,output'}")
 
 
 def read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
