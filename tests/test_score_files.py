@@ -1,6 +1,6 @@
 """``lorasweep score`` on each file format it reads (trainables/metrics/e2e_files.py), run in
 process: a header row that names no known column is refused, headerless tables of real data
-are read.
+are read, and one item with several references is one item in every format.
 
 Expected numbers come from sacrebleu and pycocoevalcap called here (the libraries the official
 E2E scorer's numbers are checked against in test_metrics_e2e.py) and from hand arithmetic.
@@ -8,6 +8,7 @@ E2E scorer's numbers are checked against in test_metrics_e2e.py) and from hand a
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -101,3 +102,90 @@ def test_headerless_tables_of_real_data_are_read(tmp_path, capsys, task, refs, s
     got = _scores(capsys.readouterr().out)
     for name, value in expected.items():
         assert float(got[name]) == pytest.approx(value, abs=1e-4), (name, got)
+
+
+# --------------------------------------------------------------------------------------------
+# One item with several references
+
+MR = "name[The Eagle], eatType[pub], priceRange[cheap]"
+REFS = ["the eagle is a cheap pub", "the eagle is a pub"]
+HYP = "the eagle is a cheap pub near"
+
+REF_FILES = {
+    # Plain text: the references on consecutive lines, as a trial writes references.txt for
+    # one test item; with and without a blank line after them.
+    "refs.txt": "\n".join(REFS) + "\n",
+    "refs_blank_after.txt": "\n".join(REFS) + "\n\n",
+    "refs.csv": "mr,ref\n" + "".join(f'"{MR}",{r}\n' for r in REFS),
+    "refs_headerless.csv": "".join(f'"{MR}",{r}\n' for r in REFS),
+    "refs.tsv": "MR\tHuman Reference\n" + "".join(f"{MR}\t{r}\n" for r in REFS),
+}
+SYS_FILES = {
+    "sys.txt": HYP + "\n",
+    "sys.csv": f'mr,output\n"{MR}",{HYP}\n',
+    "sys_headerless.csv": f'"{MR}",{HYP}\n',
+    "sys.tsv": f"mr\toutput\n{MR}\t{HYP}\n",
+}
+
+
+def _official_one_item() -> dict[str, float]:
+    """The metrics of HYP against both REFS as one item: BLEU from sacrebleu with the official
+    scorer's settings (lowercased, 13a), ROUGE-L and CIDEr from pycocoevalcap (the texts are
+    lower-case words, which PTB tokenization leaves as they are), NIST by hand (mteval-v13a).
+
+    NIST: information weights over the 11 reference words. Unigrams: "cheap" once (log2 11),
+    the other five twice (log2 5.5 each), all 6 matched of 7 hypothesis unigrams. Orders 2-5:
+    one matched n-gram each carries weight 1 ("a cheap": log2(count "a" 2 / 1), "is a cheap",
+    "eagle is a cheap", "the eagle is a cheap" likewise); the rest log2(2/2) = 0 or log2(1/1)
+    = 0; 6, 5, 4 and 3 hypothesis n-grams. Hypothesis 7 words >= reference mean 5.5: no
+    length penalty.
+    """
+    import sacrebleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    gts, res = {0: list(REFS)}, {0: [HYP]}
+    return {
+        "BLEU": sacrebleu.corpus_bleu([HYP], [[r] for r in REFS], lowercase=True, tokenize="13a").score,
+        "NIST": (5 * math.log2(5.5) + math.log2(11)) / 7 + 1 / 6 + 1 / 5 + 1 / 4 + 1 / 3,
+        "ROUGE_L": 100 * Rouge().compute_score(gts, res)[0],
+        # CIDEr's document frequencies come from the scored items: over one item every
+        # n-gram's IDF is log(1/1) = 0, so CIDEr is 0 (the official scorer's code gives 0 too).
+        "CIDEr": Cider().compute_score(gts, res)[0],
+    }
+
+
+@pytest.mark.parametrize("sys_name", list(SYS_FILES))
+@pytest.mark.parametrize("refs_name", list(REF_FILES))
+def test_one_item_with_several_references_in_each_format(tmp_path, capsys, refs_name, sys_name):
+    refs = _write(tmp_path / refs_name, REF_FILES[refs_name])
+    system = _write(tmp_path / sys_name, SYS_FILES[sys_name])
+    assert main(["e2e", str(refs), str(system), "--no-meteor"]) == 0
+    got = _scores(capsys.readouterr().out)
+    official = _official_one_item()
+    assert official["BLEU"] == pytest.approx(100 * (6 / 7 * 5 / 6 * 4 / 5 * 3 / 4) ** 0.25)  # by hand
+    for name, value in official.items():
+        assert float(got[name]) == pytest.approx(value, abs=1e-4), (name, got, official)
+
+
+@pytest.mark.parametrize("refs_name, refs", [
+    ("refs.txt", "Denver Broncos\nthe Broncos\n"),
+    ("refs.csv", "mr,ref\nq1,Denver Broncos\nq1,the Broncos\n"),
+])
+def test_one_question_with_several_gold_answers(tmp_path, capsys, refs_name, refs):
+    """By hand: "denver" matches neither normalised answer (EM 0); against "denver broncos"
+    precision 1, recall 1/2, F1 2/3; against "broncos" F1 0; the best is 2/3."""
+    system = _write(tmp_path / "sys.txt", "Denver\n")
+    assert main(["squad", str(_write(tmp_path / refs_name, refs)), str(system), "--no-meteor"]) == 0
+    got = _scores(capsys.readouterr().out)
+    assert float(got["EM"]) == 0.0 and float(got["F1"]) == pytest.approx(200 / 3, abs=1e-4)
+
+
+def test_lines_without_blank_lines_are_one_reference_per_item_for_several_outputs(tmp_path, capsys):
+    refs = _write(tmp_path / "refs.txt", "a pub\na cheap pub\na pub by the river\n")
+    three = _write(tmp_path / "three.txt", "a pub\na cheap pub\na pub by the river\n")
+    assert main(["e2e", str(refs), str(three), "--no-meteor"]) == 0
+    assert float(_scores(capsys.readouterr().out)["BLEU"]) == pytest.approx(100.0)
+    two = _write(tmp_path / "two.txt", "a pub\na cheap pub\n")
+    err = _refused(capsys, "e2e", str(refs), str(two))
+    assert err == f"error: REFS/SYS: {two}: 2 system outputs, but {refs} has 3 reference groups\n"

@@ -21,7 +21,8 @@ def one_line(text: str) -> str:
     return re.sub(r"[\r\n]+", " ", text).strip()
 
 
-def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]]:
+def read_references(path: str | Path,
+                    items: int | None = None) -> tuple[list[str] | None, list[list[str]]]:
     """Read an E2E reference file in one of the official scorer's formats.
 
     * ``.csv`` / ``.tsv``: a header naming an MR column (``mr``, ``src``, ``source``,
@@ -32,7 +33,11 @@ def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]
       MR first appears (the official release lists an MR's references on consecutive rows).
     * anything else: plain text, one reference per line, groups separated by blank lines. A
       file without any blank line holds one reference per item (as the official scorer reads
-      it).
+      it), except when ``items`` is 1: then its lines are the references of that one item
+      (one output scored against a file of several single references could not be paired).
+
+    Args:
+        items: the number of system outputs these references are paired with, if known.
 
     Returns:
         ``(mrs, groups)``: the MR of each group (``None`` for plain text) and the groups.
@@ -61,7 +66,7 @@ def read_references(path: str | Path) -> tuple[list[str] | None, list[list[str]]
         groups_list.pop()
     if not groups_list:
         raise ValueError(f"{path}: no references in the file")
-    if len(groups_list) == 1:
+    if len(groups_list) == 1 and items != 1:
         groups_list = [[line] for line in groups_list[0]]
     return None, groups_list
 
@@ -171,6 +176,10 @@ def read_system_rows(path: Path) -> tuple[list[str] | None, list[str]]:
 def load_pair(refs_path: Path, sys_path: Path) -> tuple[list[list[str]], list[str]]:
     ref_mrs, groups = read_references(refs_path)
     sys_mrs, outputs = read_system_rows(sys_path)
+    if ref_mrs is None and len(outputs) == 1 and len(groups) > 1:
+        # Plain-text references scored against one output: lines without a blank line between
+        # them are that output's references.
+        ref_mrs, groups = read_references(refs_path, items=1)
     if ref_mrs is not None and sys_mrs is not None:
         # Both name their MRs: take each output's references by MR, as the official scorer
         # does, so the two files may list MRs in different orders.
