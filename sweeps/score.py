@@ -8,9 +8,13 @@
 
 REFS: ``.csv``/``.tsv`` with an MR (or source) column and a reference column, or plain text
 with each item's references on consecutive lines and items separated by blank lines (a file
-without blank lines holds one reference per line); SQuAD's references are each question's
-gold answers. SYS: one output per line, or ``.csv``/``.tsv`` with an MR and an output column.
-The formats are those of the official E2E scorer (tuetschek/e2e-metrics, ``measure_scores.py``).
+without blank lines holds one reference per item, or, scored against a single output, that
+output's references); SQuAD's references are each question's gold answers. SYS: one output
+per line, or ``.csv``/``.tsv`` with an MR and an output column. A table's first row names its
+columns (MR: mr, src, source, ...; reference: ref, reference, target, ...; output: output,
+sys, ...) or is data, MR then text, in a file of two columns; a first row of other names
+(input,prediction) is refused. The formats are those of the official E2E scorer
+(tuetschek/e2e-metrics, ``measure_scores.py``).
 Prints one line per metric; METEOR needs Java (skipped without it, or with ``--no-meteor``).
 """
 
