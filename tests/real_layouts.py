@@ -58,14 +58,14 @@ LLAMA3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                   "<|eot_id|>"]
 
 
-def llama_3_2(out: Path) -> Path:
-    import torch
+def llama_3_2_tokenizer(out: Path):
+    """Llama 3.2's tokenizer files alone (tokenizer.json, tokenizer_config.json); returns the
+    ``tokenizers.Tokenizer``."""
     from tokenizers import processors
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
     tok = _bpe(LLAMA3_SPECIAL)
-    bos, eos = tok.token_to_id("<|begin_of_text|>"), tok.token_to_id("<|end_of_text|>")
+    bos = tok.token_to_id("<|begin_of_text|>")
     tok.post_processor = processors.TemplateProcessing(
         single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
         special_tokens=[("<|begin_of_text|>", bos)])
@@ -74,6 +74,15 @@ def llama_3_2(out: Path) -> Path:
         "bos_token": "<|begin_of_text|>", "clean_up_tokenization_spaces": True, "eos_token": "<|end_of_text|>",
         "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 131072,
         "tokenizer_class": "PreTrainedTokenizerFast"})
+    return tok
+
+
+def llama_3_2(out: Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = llama_3_2_tokenizer(out)
+    bos, eos = tok.token_to_id("<|begin_of_text|>"), tok.token_to_id("<|end_of_text|>")
     config = {
         "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
         "bos_token_id": bos, "eos_token_id": eos, "head_dim": 16, "hidden_act": "silu", "hidden_size": 64,
@@ -92,16 +101,24 @@ def llama_3_2(out: Path) -> Path:
     return out
 
 
+def gpt2_tokenizer(out: Path):
+    """GPT-2's tokenizer files alone (tokenizer.json, vocab.json, merges.txt,
+    tokenizer_config.json); returns the ``tokenizers.Tokenizer``. Its class (GPT-2's, whose
+    bos, eos and unk are ``<|endoftext|>``) comes from config.json's ``model_type``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tok = _bpe(["<|endoftext|>"])
+    tok.save(str(out / "tokenizer.json"))
+    tok.model.save(str(out))  # vocab.json, merges.txt
+    _json(out, "tokenizer_config.json", {"model_max_length": 1024})
+    return tok
+
+
 def gpt2(out: Path, *, bin_only: bool = False) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    out.mkdir(parents=True, exist_ok=True)
-    tok = _bpe(["<|endoftext|>"])
+    tok = gpt2_tokenizer(out)
     eos = tok.token_to_id("<|endoftext|>")
-    tok.save(str(out / "tokenizer.json"))
-    tok.model.save(str(out))  # vocab.json, merges.txt
-    _json(out, "tokenizer_config.json", {"model_max_length": 1024})
     config = {
         "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
         "bos_token_id": eos, "embd_pdrop": 0.1, "eos_token_id": eos, "initializer_range": 0.02,
