@@ -9,7 +9,8 @@ synthetic conversations in the guanaco form (``timdettmers/openassistant-guanaco
 * **Tokenizer**: byte-level BPE trained on that text (as :mod:`trainables.offline.tiny_lm`
   does for GPT-2), with Llama 3's special tokens (``<|begin_of_text|>``, ``<|end_of_text|>``,
   ``<|start_header_id|>``, ``<|end_header_id|>``, ``<|eot_id|>``) and Llama 3's chat template
-  (without the system date header of 3.1+), no pad token, as Llama's.
+  (without the system date header of 3.1+), ``<|begin_of_text|>`` before every text it
+  tokenises with special tokens and no pad token, as Llama's.
 * **Model** (``smoke:llama-tiny``): a ``LlamaForCausalLM`` with 2 layers, hidden size 64 (4
   heads, 2 key-value heads), tied embeddings as Llama 3.2 1B, briefly pretrained on the
   assistant answers (never the chat format), saved with ``save_pretrained`` beside its
@@ -33,7 +34,7 @@ from trainables.cache import build_once, is_built
 from trainables.offline.chat_synth import conversations, write_guanaco_dataset
 from trainables.paths import cache_dir
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 SPECIAL = [BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 
@@ -72,8 +73,9 @@ def _log(msg: str) -> None:
 
 
 def train_llama_tokenizer(texts: list[str], out_dir: str | Path, *, vocab_size: int) -> Path:
-    """Byte-level BPE with Llama 3's special tokens and chat template, saved for AutoTokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """Byte-level BPE with Llama 3's special tokens, chat template and ``<|begin_of_text|>``
+    before every text it tokenises with special tokens, saved for AutoTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
@@ -82,6 +84,9 @@ def train_llama_tokenizer(texts: list[str], out_dir: str | Path, *, vocab_size: 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     bpe.train_from_iterator(texts, trainer)
+    bos = bpe.token_to_id(BOS)  # put before every text, as Llama 3's tokenizer.json does
+    bpe.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS}:1 $B:1",
+                                                       special_tokens=[(BOS, bos)])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS,
                                   model_max_length=RECIPE["model"]["max_position_embeddings"])
     tok.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})
