@@ -49,6 +49,15 @@ def leading_special_ids(tokenizer: Any) -> list[int]:
     return []
 
 
+def text_ids(tokenizer: Any, text: str) -> list[int]:
+    """``text``'s token ids as ``tokenizer`` reads a text of its own accord: the special tokens
+    it puts first (:func:`leading_special_ids`) before them, once; a text that starts with
+    them already (Llama 3 chat text writes its ``<|begin_of_text|>``) does not get them again."""
+    lead = leading_special_ids(tokenizer)
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return ids if ids[:len(lead)] == lead else lead + ids
+
+
 #: Names of the learned position-embedding tables of transformers' models (BERT, RoBERTa,
 #: GPT-2, OPT, BART, ...): one row per position a token can take.
 POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")

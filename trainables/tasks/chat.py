@@ -25,12 +25,15 @@ def guanaco_prompt(messages: list[dict[str, str]]) -> str:
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict[str, str]], style: str) -> list[int]:
-    """A prompt's token ids in the model's chat template, or in the guanaco form (after BOS,
-    as that model was trained)."""
+    """A prompt's token ids in the model's chat template (its special tokens where the template
+    writes them, as ``apply_chat_template`` tokenises), or in the guanaco form after the
+    special tokens the tokenizer puts first (:func:`~trainables.models.text_ids`, as the
+    guanaco text was trained)."""
+    from trainables.models import text_ids
+
     if style != GUANACO_PROMPT:
         return tokenizer(render(tokenizer, messages, generation_prompt=True), add_special_tokens=False)["input_ids"]
-    ids = tokenizer(guanaco_prompt(messages), add_special_tokens=False)["input_ids"]
-    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
+    return text_ids(tokenizer, guanaco_prompt(messages))
 
 
 def stop_ids(tokenizer: Any) -> list[int]:

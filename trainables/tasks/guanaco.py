@@ -17,11 +17,16 @@ Formats (``data.format``):
   does not is refused). Assistant turns before the first user turn (a greeting, answering
   nothing) and trailing user turns (questions nobody answered) are dropped; a conversation
   with no answer left is skipped.
-* ``text``: the text as published (``messages`` rendered with the template), the tokenizer's
-  BOS before it (not doubled) and EOS after it, the loss on every token: what QLoRA's
-  ``qlora.py`` does with OASST1 (``input: ''``, ``output: text``, ``train_on_source False``)
-  and the TU Wien script with its mixture (``tokenizer(text)`` in a plain causal-LM trainer).
-  A model trained on guanaco text is prompted in that form (``### Human: ...### Assistant:``).
+* ``text``: the text as published (``messages`` rendered with the template), after the
+  special tokens the tokenizer puts before every text of its own accord (Llama 3's
+  ``<|begin_of_text|>``, not doubled where the text starts with it; none for GPT-2) and with
+  EOS after it, the loss on every token: what QLoRA's ``qlora.py`` does with OASST1 on its
+  LLaMA models (``input: ''``, ``output: text``, ``train_on_source False``; the tokenizer's
+  ``bos_token`` before the text, the token LLaMA's tokenizer puts there itself) and the TU
+  Wien script with its mixture (``tokenizer(text)`` in a plain causal-LM trainer). A model
+  trained on guanaco text is prompted in that form (``### Human: ...### Assistant:``), after
+  the same leading tokens. The ``chat`` format has the special tokens the chat template
+  writes, as ``apply_chat_template`` tokenises (Llama 3's template writes its BOS).
 
 Too long: cut at ``data.max_length`` tokens from the end (counted; skipped when no labelled
 token is left).
@@ -67,7 +72,7 @@ if TYPE_CHECKING:
 __all__ = ["GuanacoTask", "answered", "parse_guanaco", "read_jsonl", "encode_conversation"]
 
 #: Bump when preprocessing changes, so cached tokenisations are rebuilt.
-PREP_VERSION = 3
+PREP_VERSION = 4
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts" / "guanaco_eval.jsonl"
 
 
@@ -93,11 +98,13 @@ def assistant_spans(tokenizer: Any, turns: list[dict[str, str]]) -> tuple[str, l
 
 def encode_text(tokenizer: Any, text: str, spans: list[tuple[int, int]] | None) -> tuple[list[int], list[int]]:
     """Token ids of ``text`` and a 0/1 mask of the tokens inside ``spans``; ``spans`` None: the
-    whole text is the target, with BOS before it (unless it starts with one) and EOS after."""
+    whole text is the target, after the special tokens the tokenizer puts first (once:
+    :func:`~trainables.models.text_ids`; Llama 3's BOS, nothing for GPT-2) and with EOS after."""
     if spans is None:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-        ids = ([bos] if bos is not None and ids[:1] != [bos] else []) + ids + ([eos] if eos is not None else [])
+        from trainables.models import text_ids
+
+        eos = tokenizer.eos_token_id
+        ids = text_ids(tokenizer, text) + ([eos] if eos is not None else [])
         return ids, [1] * len(ids)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [int(e > s and any(a <= s and e <= b for a, b in spans)) for s, e in enc["offset_mapping"]]
