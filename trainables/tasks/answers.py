@@ -150,6 +150,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
     eos or the end-of-turn token)."""
     import torch
 
+    from trainables.tasks.causal_lm import decoding_settings
     from trainables.tasks.chat import stop_ids
 
     e = cfg.eval
@@ -165,10 +166,8 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
             ids[row, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
             mask[row, width - len(p):] = 1
         with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                 num_beams=e.num_beams, length_penalty=e.length_penalty,
-                                 no_repeat_ngram_size=e.no_repeat_ngram_size, max_new_tokens=e.max_new_tokens,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=pad_id, use_cache=True)
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
+                                 **decoding_settings(e, eos=stops, pad=pad_id))
         answers += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, width:]]
     return answers
 

@@ -173,6 +173,13 @@ class Task(ABC):
         :attr:`shards_final_eval`, every rank calls it with its ``session`` and rank 0's
         result is the trial's."""
 
+    def decoding(self, cfg: TrialConfig, tokenizer: Any) -> dict[str, Any] | None:
+        """The ``generate`` arguments :meth:`final_eval` decodes with (greedy or beam search,
+        the ``eval`` settings, the stop and pad tokens), which an export writes to its
+        ``generation_config.json`` so that ``generate`` with its defaults decodes as the trial
+        did; None where the task does not generate text."""
+        return None
+
     def default_format(self) -> str | None:
         return self.formats[0] if self.formats else None
 

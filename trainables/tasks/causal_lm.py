@@ -167,6 +167,10 @@ class CausalLMTask(Task):
         model.config.pad_token_id = tokenizer.pad_token_id
         return prepare_for_training(model, cfg), tokenizer
 
+    def decoding(self, cfg: TrialConfig, tokenizer: Any) -> dict[str, Any] | None:
+        """:func:`generate`'s settings: it stops at the tokenizer's eos alone."""
+        return decoding_settings(cfg.eval, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+
     def skeleton(self, cfg: TrialConfig) -> Any:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -220,6 +224,15 @@ def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
     return [rows[i] for i in keep]
 
 
+def decoding_settings(cfg: EvalConfig, *, eos: int | list[int], pad: int) -> dict[str, Any]:
+    """The ``generate`` arguments of a trial's final decoding: greedy (``num_beams`` 1) or beam
+    search with the ``eval`` settings, never sampling, ending at ``eos`` (an id or a list of
+    ids), padding with ``pad``."""
+    return {"num_beams": cfg.num_beams, "length_penalty": cfg.length_penalty,
+            "no_repeat_ngram_size": cfg.no_repeat_ngram_size, "max_new_tokens": cfg.max_new_tokens,
+            "do_sample": False, "eos_token_id": eos, "pad_token_id": pad}
+
+
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,
              device: torch.device, session: Any = None) -> list[str]:
     """Beam-search continuations of token prompts, decoded and whitespace-normalised.
@@ -268,10 +281,6 @@ def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg
         ids[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
         mask[row, width - len(p):] = 1
     with torch.no_grad():
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device),
-            num_beams=cfg.num_beams, length_penalty=cfg.length_penalty,
-            no_repeat_ngram_size=cfg.no_repeat_ngram_size, max_new_tokens=cfg.max_new_tokens,
-            do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, synced_gpus=synced,
-        )
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), synced_gpus=synced,
+                             **decoding_settings(cfg, eos=eos_id, pad=pad_id))
     return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, width:]]

@@ -380,6 +380,13 @@ class GuanacoTask(CausalLMTask):
                         test=json.loads((path / "test.json").read_text()),
                         stats=json.loads((path / "stats.json").read_text()), path=path)
 
+    def decoding(self, cfg: TrialConfig, tokenizer: Any) -> dict[str, Any] | None:
+        """The answers' settings: they stop at eos or at the chat template's end-of-turn token."""
+        from trainables.tasks.causal_lm import decoding_settings
+        from trainables.tasks.chat import stop_ids
+
+        return decoding_settings(cfg.eval, eos=stop_ids(tokenizer), pad=tokenizer.pad_token_id)
+
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
         from trainables.tasks.answers import answer_and_judge
