@@ -6,8 +6,10 @@
 
 A sweep (its parent run, ``--sweep`` or ``--study``) means its best completed trial (the parent's
 ``lorasweep.best_run_id`` tag). ``DIR`` gets the trial's adapter as peft saves it (plain
-``PeftModel.from_pretrained`` loads it on the unmodified base), the base's tokenizer and a
-model card (``README.md``: the sweep, the hyperparameters, the metrics, how to load it).
+``PeftModel.from_pretrained`` loads it on the unmodified base), the base's tokenizer, for a task
+that generates text the trial's decoding (``generation_config.json``: greedy or beam search with
+the sweep's ``eval`` settings) and a model card (``README.md``: the sweep, the hyperparameters,
+the metrics, how to load it in the trial's ``model.dtype``).
 
 * ``--merge``: the adapter merged into the base (peft ``merge_and_unload``), saved as a plain
   transformers model (``from_pretrained`` loads it without peft).
@@ -254,8 +256,7 @@ def export(args: argparse.Namespace) -> Path:
             if args.register is not None and model is None and needs_own_base(meta):
                 load_base(cfg, meta).save_pretrained(stage / REGISTERED_BASE)
             (stage / "README.md").write_text(model_card(trial, parent, cfg, meta, merged=args.merge or
-                                                        meta.get("method") == "full",
-                                                        stops=(stage / "generation_config.json").is_file()))
+                                                        meta.get("method") == "full", directory=stage))
             _readable_as_umask_allows(stage)
             if out.exists():
                 out.rmdir()
@@ -303,7 +304,7 @@ def write(stage: Path, adapter: Path, cfg: Any, meta: dict[str, Any], *, merge: 
                 shutil.copy2(f, stage / f.name)
     tokenizer = save_preprocessor(cfg, stage)
     if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM":
-        from trainables.tasks.chat import save_generation_config
+        from sweeps.export_loading import save_generation_config
 
         save_generation_config(stage, cfg, tokenizer, model)
     return model
@@ -362,14 +363,15 @@ def save_preprocessor(cfg: Any, out: Path) -> Any:
 # --------------------------------------------------------------------------- the model card
 
 
-def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool, stops: bool = False) -> str:
+def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merged: bool,
+               directory: Path | None = None) -> str:
     """README.md: the sweep and trial it comes from, the hyperparameters, the metrics, how it
-    was saved and how to load it (``stops``: with the ``generation_config.json`` that ends answers
-    at the chat template's end-of-turn token)."""
+    was saved and how to load it (:func:`~sweeps.export_loading.loading_section`: ``directory``
+    is the export's, with its config.json and ``generation_config.json``)."""
     from analysis.markdown import code, text
+    from sweeps.export_loading import loading_section
     from trainables.methods import quantized
     from trainables.models import model_source
-    from trainables.standard_adapter import load_snippet
     from trainables.tasks.registry import get_task
 
     base = model_source(cfg)
@@ -404,11 +406,7 @@ def model_card(trial: Any, parent: Any, cfg: Any, meta: dict[str, Any], *, merge
     lines += [f"- {n}" for n in meta.get("notes", [])] + ([""] if meta.get("notes") and not merged else [])
     lines += _table("Hyperparameters swept", swept) + _table("Settings", settings) + _table("Metrics", metrics)
     lines += _measured(trial, parent, generates=get_task(cfg.task).peft_task_type == "causal_lm")
-    adapter = not merged and meta.get("method") != "full"
-    lines += ["## Loading", "", "```python", load_snippet(base, meta["base_loading"], adapter=adapter), "```", ""]
-    if adapter and stops:
-        lines += ["`generation_config.json` here ends an answer at the chat template's end-of-turn token as "
-                  "the trials did: `model.generation_config = GenerationConfig.from_pretrained(<this directory>)`.", ""]
+    lines += loading_section(cfg, meta, adapter=not merged and meta.get("method") != "full", directory=directory)
     return "\n".join(lines)
 
 

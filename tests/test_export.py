@@ -227,7 +227,7 @@ def _export(sweep: dict, *args: str, env: dict | None = None) -> subprocess.Comp
 
 def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registered(layouts, tmp_path):
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     parent = layouts["parent"]
     best, _ = _best(layouts)
@@ -244,6 +244,7 @@ def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registe
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path),
                                              str(tmp_path / "adapter")).eval()
+    with_adapter.generation_config = GenerationConfig.from_pretrained(tmp_path / "adapter")  # as its card does
     base = AutoModelForCausalLM.from_pretrained(base_path).eval()
     x = tokenizer(TEXT[0], return_tensors="pt")
 

@@ -264,6 +264,90 @@ def test_merged_export_of_an_lm_head_adapter_on_tied_embeddings_computes_what_th
     assert float((got - expected).abs().max()) < 1e-4
 
 
+#: The sweep's decoding settings, as a study file's ``eval`` section would write them.
+TRIAL_EVAL = {"num_beams": 3, "length_penalty": 0.7, "no_repeat_ngram_size": 2, "max_new_tokens": 5}
+LORA = {"method": "lora", "base_loading": {"auto_class": "AutoModelForCausalLM", "kwargs": {}}}
+
+
+def _card_model(card: str, directory: Path):
+    """The model the card's loading code (its Python block) gives, run as it stands."""
+    code = card.split("## Loading", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(code.replace("'<this directory>'", repr(str(directory))), scope)  # noqa: S102
+    return scope["model"].eval()
+
+
+def test_an_export_decodes_by_default_as_its_trial_did_in_the_trials_dtype(folders, tmp_path):
+    """Llama 3.2's generation_config.json samples (do_sample, temperature 0.6, top_p 0.9) and its
+    config.json says bfloat16. The e2e trial (model.dtype float32) decodes by beam search with the
+    sweep's eval settings and stops at eos. Merged or not, the export's generation_config.json
+    holds those settings, eos, pad (eos: the tokenizer has none) and the base's bos, and no
+    sampling setting; generate() with its defaults, on the merged model and on the adapter loaded
+    by its card's code, gives the tokens of generate() with the trial's settings passed (and the
+    text of the trial's own decoding), and the card's code loads the trial's float32."""
+    import json
+    from types import SimpleNamespace as NS
+
+    from transformers import AutoModelForCausalLM
+
+    from sweeps.export import model_card, write
+    from trainables.tasks.causal_lm import generate
+
+    task, cfg, model, tokenizer = adapted("e2e", folders["llama"], adapter={"targets": "q_proj,v_proj", "r": 4},
+                                          eval=TRIAL_EVAL)
+    ids, _ = _merged_export(model, tokenizer, cfg, tmp_path)
+    (tmp_path / "plain").mkdir()
+    write(tmp_path / "plain", tmp_path / "adapter", cfg, LORA, merge=False)
+    release = json.loads((folders["llama"] / "config.json").read_text())
+    eos = release["eos_token_id"]
+    trials = {**TRIAL_EVAL, "do_sample": False, "eos_token_id": eos, "pad_token_id": eos}
+    for out in ("stage", "plain"):
+        written = json.loads((tmp_path / out / "generation_config.json").read_text())
+        assert {k: written.get(k) for k in [*trials, "bos_token_id"]} == {**trials, "bos_token_id": release["bos_token_id"]}
+        assert not written.keys() & {"temperature", "top_p"}, out
+
+    run = NS(info=NS(run_id="0" * 32, run_name="t"), data=NS(tags={}, params={}, metrics={}))
+    loaded = {"merged": AutoModelForCausalLM.from_pretrained(tmp_path / "stage").eval(),
+              "merged card": _card_model(model_card(run, None, cfg, LORA, merged=True, directory=tmp_path / "stage"),
+                                         tmp_path / "stage"),
+              "adapter card": _card_model(model_card(run, None, cfg, LORA, merged=False, directory=tmp_path / "plain"),
+                                          tmp_path / "plain")}
+
+    def tokens(m, **explicit):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return m.generate(ids, attention_mask=torch.ones_like(ids), **explicit)
+
+    for name, m in loaded.items():
+        assert {p.dtype for p in m.parameters()} == {torch.float32}, name
+        got = tokens(m)
+        assert torch.equal(got, tokens(m, **trials)), name
+        text = " ".join(tokenizer.decode(got[0, ids.shape[1]:], skip_special_tokens=True).split())
+        assert generate(m, tokenizer, [ids[0].tolist()], cfg.eval, device=CPU) == [text], name
+
+
+def test_an_instruction_export_stops_at_the_end_of_turn_and_a_greedy_one_has_no_beam_settings(folders, tmp_path):
+    """The instruction tasks' answers end at eos or at <|eot_id|>; decoded greedily (num_beams 1)
+    with the default length_penalty 0.9, which greedy search never reads (and transformers
+    refuses to save beside num_beams 1). A classifier generates nothing: no generation_config.json."""
+    import json
+
+    from sweeps.export_loading import save_generation_config
+    from trainables.models import load_tokenizer
+
+    cfg = trial("guanaco", folders["llama"], eval={"num_beams": 1, "max_new_tokens": 7})
+    tokenizer = load_tokenizer(cfg)
+    vocab = json.loads((folders["llama"] / "tokenizer.json").read_text())["model"]["vocab"]
+    assert save_generation_config(tmp_path, cfg, tokenizer)
+    written = json.loads((tmp_path / "generation_config.json").read_text())
+    assert written["eos_token_id"] == [vocab["<|end_of_text|>"], vocab["<|eot_id|>"]]
+    assert (written["num_beams"], written["max_new_tokens"], written["do_sample"]) == (1, 7, False)
+    assert "length_penalty" not in written
+    (tmp_path / "cls").mkdir()
+    assert not save_generation_config(tmp_path / "cls", trial("glue-sst2", folders["roberta"]), tokenizer)
+    assert list((tmp_path / "cls").iterdir()) == []
+
+
 def test_weight_files_of_a_full_hub_download_are_not_read_to_identify_it(folders, tmp_path):
     """A full download of gpt2 or roberta-base holds rust_model.ot, tf_model.h5 and
     flax_model.msgpack beside model.safetensors: hundreds of MB each, none of them config."""

@@ -565,7 +565,8 @@ def test_sft_smoke_end_to_end(tmp_path, llama):
     for out, flags in (("ex", []), ("ex-merged", ["--merge"])):
         assert export(["--sweep", "s", "--tracking-uri", uri, "--out", str(tmp_path / out), *flags]) == 0
         assert GenerationConfig.from_pretrained(tmp_path / out).eos_token_id == stops
-    assert "GenerationConfig.from_pretrained(<this directory>)" in (tmp_path / "ex" / "README.md").read_text()
+    assert "model.generation_config = GenerationConfig.from_pretrained('<this directory>')" in \
+        (tmp_path / "ex" / "README.md").read_text()
 
 
 def test_data_of_ones_own_does_not_take_the_presets_column_names():

@@ -328,16 +328,23 @@ def base_kwargs(loading: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def load_snippet(base: str, loading: dict[str, Any], *, adapter: bool, path: str = "<this directory>") -> str:
+def load_snippet(base: str, loading: dict[str, Any], *, adapter: bool, path: str = "<this directory>",
+                 dtype: str | None = None, decoding: bool = False) -> str:
     """The Python lines that load a saved directory: the base with the trial's head, then the
-    adapter; or (``adapter`` False) the whole model at ``path``."""
+    adapter; or (``adapter`` False) the whole model at ``path``. ``dtype`` (a torch dtype's
+    name): loaded in it. ``decoding``: an adapter's model also gets the ``generation_config.json``
+    at ``path``."""
     auto = loading["auto_class"]
+    torch = "import torch\n" if dtype else ""
+    cast = f", dtype=torch.{dtype}" if dtype else ""
     if not adapter:
-        return f"from transformers import {auto}\nmodel = {auto}.from_pretrained({path!r})"
-    kwargs = "".join(f", {k}={v!r}" for k, v in base_kwargs(loading).items())
-    return (f"from peft import PeftModel\nfrom transformers import {auto}\n"
+        return f"{torch}from transformers import {auto}\nmodel = {auto}.from_pretrained({path!r}{cast})"
+    kwargs = cast + "".join(f", {k}={v!r}" for k, v in base_kwargs(loading).items())
+    imports = f"{auto}, GenerationConfig" if decoding else auto
+    return (f"{torch}from peft import PeftModel\nfrom transformers import {imports}\n"
             f"base = {auto}.from_pretrained({base!r}{kwargs})\n"
-            f"model = PeftModel.from_pretrained(base, {path!r})")
+            f"model = PeftModel.from_pretrained(base, {path!r})" +
+            (f"\nmodel.generation_config = GenerationConfig.from_pretrained({path!r})" if decoding else ""))
 
 
 def auto_class_of(model: Any) -> str:

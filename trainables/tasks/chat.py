@@ -3,7 +3,6 @@ form a model trained on guanaco text knows, and the tokens that end its answer."
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 #: Llama 3.1+ templates print "Today Date: <strftime_now>" unless given a date: fixed, so the
@@ -46,26 +45,3 @@ def stop_ids(tokenizer: Any) -> list[int]:
             ids.append(tid)
     return [i for i in ids if i is not None]
 
-
-def save_generation_config(out: Path, cfg: Any, tokenizer: Any, model: Any = None) -> None:
-    """``generation_config.json`` that ends an answer where the trials' answers ended: at eos or
-    at the end-of-turn token of a chat template (``<|eot_id|>``, ...), which the base's own
-    generation config (eos alone) lacks. Written only where there is such a token."""
-    from transformers import GenerationConfig
-
-    from trainables.models import model_source
-
-    stops = stop_ids(tokenizer)
-    if len(stops) < 2:
-        return
-    if model is not None:
-        config = model.generation_config
-    elif (out / "generation_config.json").is_file():  # a fully fine-tuned model's own
-        config = GenerationConfig.from_pretrained(out)
-    else:
-        try:
-            config = GenerationConfig.from_pretrained(model_source(cfg), revision=cfg.model.revision)
-        except OSError:  # a base saved without one
-            config = GenerationConfig()
-    config.eos_token_id = stops
-    config.save_pretrained(out)
