@@ -303,7 +303,8 @@ def test_an_export_decodes_by_default_as_its_trial_did_in_the_trials_dtype(folde
     trials = {**TRIAL_EVAL, "do_sample": False, "eos_token_id": eos, "pad_token_id": eos}
     for out in ("stage", "plain"):
         written = json.loads((tmp_path / out / "generation_config.json").read_text())
-        assert {k: written.get(k) for k in [*trials, "bos_token_id"]} == {**trials, "bos_token_id": release["bos_token_id"]}
+        expected = {**trials, "bos_token_id": release["bos_token_id"]}
+        assert {k: written.get(k) for k in expected} == expected, out
         assert not written.keys() & {"temperature", "top_p"}, out
 
     run = NS(info=NS(run_id="0" * 32, run_name="t"), data=NS(tags={}, params={}, metrics={}))
