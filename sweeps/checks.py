@@ -96,10 +96,15 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
     """
     from trainables.cache import memoised_on_model
     from trainables.models import model_source
+    from trainables.quantization import BITSANDBYTES_KEYS
 
     targets = sorted({trial0.adapter.targets} | set(space.values_of("adapter.targets")))
     pairs = method_pairs(base, space, grid_trials)
     trials = [trial0, *grid_trials]
+    # Every value a sampled method, quantisation or optimizer can take, on one grid trial per
+    # distinct combination of those settings in the grid: the quantisation checks read them.
+    distinct = {(t.model.quantization, t.adapter.method, t.train.optimizer): t for t in grid_trials}
+    sampled = sampled_trials([to_dict(t) for t in distinct.values()], space, set(BITSANDBYTES_KEYS))
     lengths = sorted({t.data.max_length for t in trials} | set(swept_lengths(cfg, space)))
 
     def run() -> str:
@@ -113,14 +118,43 @@ def check_model(cfg: SweepConfig, task: Any, trial0: TrialConfig, base: dict[str
         check_cpu_precisions(cfg, trials, space)
         check_adapter_targets(skeleton, targets)
         check_adapter_methods(skeleton, pairs)
-        check_quantization(trials, skeleton)
+        check_quantization([*trials, *sampled], skeleton)
         check_max_length(skeleton, lengths)
         return skeleton.config.model_type
 
     return memoised_on_model("model-checks", model_source(trial0), run,
                              libraries=("torch", "transformers", "peft", "bitsandbytes"),
                              task=task.name, targets=targets, pairs=pairs, lengths=lengths,
-                             trials=[to_dict(t) for t in trials], resources=to_dict(cfg.resources))
+                             trials=[to_dict(t) for t in trials], sampled=[to_dict(t) for t in sampled],
+                             resources=to_dict(cfg.resources))
+
+
+def sampled_trials(bases: list[dict[str, Any]], space: Any, keys: set[str]) -> list[TrialConfig]:
+    """A trial for every combination of the values that the sampled parameters (choice or
+    range) setting any of ``keys`` can take, on each of ``bases`` (trial settings): the grid's
+    trials carry a sampled setting at its first value only, and the other values reach
+    trials too; none when no sampled parameter sets one of ``keys``.
+
+    A choice gives each of its values. A range gives its two ends (an integer range
+    ``[low, high)`` its last integer, high - 1): as low < high, at least one of them differs
+    from the setting's default whenever any sampled value can.
+    """
+    import itertools
+
+    from search_spaces import apply_hyperparameters
+
+    params = [p for p in space.swept if p.kind != "grid" and keys & set(p.keys)]
+    if not params:
+        return []
+    values = []
+    for p in params:
+        if p.kind == "choice":
+            values.append(list(p.tune_values))
+        else:
+            low, high = p.values
+            values.append([low, high - 1 if p.kind in ("randint", "lograndint") else high])
+    return [from_dict(TrialConfig, apply_hyperparameters(base, dict(zip([p.key for p in params], combo))))
+            for base in bases for combo in itertools.product(*values)]
 
 
 def swept_lengths(cfg: SweepConfig, space: Any) -> list[int]:

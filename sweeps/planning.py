@@ -19,7 +19,7 @@ from sweeps.config import SweepConfig
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.schema import OTHER_ALPHA, from_dict, to_dict
-from sweeps.checks import check_model, check_repeats, check_workers, warm_starts, within_budget
+from sweeps.checks import check_model, check_repeats, check_workers, sampled_trials, warm_starts, within_budget
 from sweeps.grouping import group_keys, group_points, grouped_search, leaves_nothing_to_prune, sampled_keys, searched_space
 from sweeps.optuna_store import check_objectives, check_study_storage, study_storage
 from sweeps.plan import Plan
@@ -185,29 +185,11 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False, 
 
 
 def sampled_data_trials(probe: dict[str, Any], space: Any) -> list[TrialConfig]:
-    """A trial for each value a sampled parameter (choice or range) can give a data setting
-    that only some tasks read, the rest as in ``probe``: the grid's trials carry a sampled
-    setting at its first value only, and the other values reach trials too.
-
-    A choice gives each of its values. A range gives its two ends (an integer range
-    ``[low, high)`` its last integer, high - 1): as low < high, at least one of them differs
-    from the setting's default whenever any sampled value can.
-    """
-    from search_spaces import apply_hyperparameters
+    """A trial for every value that sampled parameters can give the data settings only some
+    tasks read, the rest as in ``probe`` (:func:`~sweeps.checks.sampled_trials`)."""
     from trainables.tasks.base import TASK_DATA_SETTINGS
 
-    data_keys = {f"data.{name}" for name in TASK_DATA_SETTINGS}
-    trials = []
-    for p in space.swept:
-        if p.kind == "grid" or not data_keys & set(p.keys):
-            continue
-        if p.kind == "choice":
-            values = list(p.tune_values)
-        else:
-            low, high = p.values
-            values = [low, high - 1 if p.kind in ("randint", "lograndint") else high]
-        trials += [from_dict(TrialConfig, apply_hyperparameters(probe, {p.key: v})) for v in values]
-    return trials
+    return sampled_trials([probe], space, {f"data.{name}" for name in TASK_DATA_SETTINGS})
 
 
 def _decided_by(param: Any) -> set[str]:

@@ -420,3 +420,48 @@ def test_a_comparison_model_saved_in_4_bits_answers_unquantised_in_the_models_dt
     q_proj = model.model.layers[0].self_attn.q_proj
     assert type(q_proj) is torch.nn.Linear and q_proj.weight.dtype == torch.float32
     assert getattr(model, "hf_quantizer", None) is None
+
+
+def _dry_run(folder: Path, tmp_path: Path, space: str, study: str = "rank_e2e") -> int:
+    """``sweeps/<study>.py --preset smoke --dry-run`` over ``folder`` with the search space
+    ``space`` (YAML), as the command runs it."""
+    from sweeps.cli import run_study
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "space.yaml").write_text(space)
+    return run_study(study, ["--preset", "smoke", "--dry-run", "--model", str(folder), "--num-samples", "2",
+                                  "--search-space", str(tmp_path / "space.yaml"), "--storage", str(tmp_path / "rr"),
+                                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"])
+
+
+@pytest.mark.parametrize("space, study", [
+    ("scientific:\n  method: {choice: [qlora, lora]}\n", "rank_e2e"),  # model.quantization none
+    ("scientific:\n  model.quantization: {choice: [nf4, none]}\n", "rank_e2e"),
+    # QLoRA's preset: model.quantization nf4, method lora. No grid point (each with the first
+    # sampled method, qlora) nor sampled method on the preset's nf4 asks for none: the grid's
+    # none with the sampled lora does.
+    ("scientific:\n  model.quantization: {grid: [nf4, none]}\n  method: {choice: [qlora, lora]}\n",
+     "qlora_guanaco"),
+], ids=["choice-method", "choice-quantization", "grid-quantization-x-choice-method"])
+def test_every_sampled_value_is_checked_against_a_base_saved_in_4_bits(llama_in_4_bits, smoke_assets, tmp_path,
+                                                                      capsys, space, study):
+    """A trial that a sampled method or quantisation makes unquantised (lora, none) would load
+    the 4-bit base in 4 bits all the same: the sweep is refused with one line, exit code 2,
+    before anything is written."""
+    if study == "qlora_guanaco":
+        from trainables.offline.tiny_llama import ensure_assets
+
+        ensure_assets()  # the preset's offline assets (data, its own model), built beforehand
+        capsys.readouterr()
+    assert _dry_run(llama_in_4_bits, tmp_path, space, study) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: model.quantization: this model is saved quantised (bitsandbytes: its config.json has a "
+        "quantization_config) and loads quantised whatever model.quantization says; accepted: nf4 (or "
+        "adapter.method=qlora)")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["space.yaml"]
+
+
+def test_sampled_methods_over_a_base_saved_in_4_bits_plan_under_nf4(llama_in_4_bits, smoke_assets, tmp_path, capsys):
+    space = "scientific:\n  method: {choice: [lora, qlora]}\nfixed:\n  model.quantization: nf4\n"
+    assert _dry_run(llama_in_4_bits, tmp_path, space) == 0
+    assert '"n_trials": 2' in capsys.readouterr().out
