@@ -303,9 +303,9 @@ def test_quantization_for_follows_the_qlora_method():
 
 @pytest.mark.parametrize("kind", ["dict", "object"])
 def test_a_base_saved_quantised_is_refused_without_nf4_naming_its_method(kind):
-    """config.json's quantization_config is a dict as AutoConfig reads it, a BitsAndBytesConfig
-    on a loaded model's config: either way the refusal names the method as the file spells
-    it ("quant_method": "bitsandbytes")."""
+    """A base saved in 4-bit NF4: config.json's quantization_config is a dict as AutoConfig
+    reads it, a BitsAndBytesConfig on a loaded model's config: either way the refusal names the
+    method as the file spells it ("quant_method": "bitsandbytes")."""
     import torch
     from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
@@ -316,8 +316,8 @@ def test_a_base_saved_quantised_is_refused_without_nf4_naming_its_method(kind):
 
     config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1, vocab_size=64)
-    config.quantization_config = ({"quant_method": "bitsandbytes", "load_in_4bit": True} if kind == "dict"
-                                  else BitsAndBytesConfig(load_in_4bit=True))
+    config.quantization_config = ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
+                                  if kind == "dict" else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
     with torch.device("meta"):
         skeleton = LlamaForCausalLM(config)
     with pytest.raises(UserError) as err:

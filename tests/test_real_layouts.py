@@ -465,3 +465,56 @@ def test_sampled_methods_over_a_base_saved_in_4_bits_plan_under_nf4(llama_in_4_b
     space = "scientific:\n  method: {choice: [lora, qlora]}\nfixed:\n  model.quantization: nf4\n"
     assert _dry_run(llama_in_4_bits, tmp_path, space) == 0
     assert '"n_trials": 2' in capsys.readouterr().out
+
+
+def _saved_quantised(folders, out: Path, quantization_config) -> Path:
+    """The Llama 3.2 folder saved by transformers under ``quantization_config`` (a
+    ``BitsAndBytesConfig``), or with a ``quantization_config`` dict written into its config.json
+    as a GPTQ or AWQ release on the hub has it (their libraries do not install here)."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    if isinstance(quantization_config, dict):
+        shutil.copytree(folders["llama"], out)
+        config = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**config, "quantization_config": quantization_config}))
+        return out
+    AutoModelForCausalLM.from_pretrained(folders["llama"], quantization_config=quantization_config,
+                                         device_map={"": "cpu"}).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(folders["llama"] / name, out / name)
+    return out
+
+
+GPTQ = {"bits": 4, "group_size": 128, "damp_percent": 0.01, "desc_act": True, "sym": True, "true_sequential": True,
+        "model_name_or_path": None, "model_file_base_name": "model", "quant_method": "gptq"}
+AWQ = {"quant_method": "awq", "zero_point": True, "group_size": 128, "bits": 4, "version": "gemm"}
+
+
+@pytest.mark.parametrize("saved, named", [
+    ("8bit", "bitsandbytes, load_in_8bit"), ("fp4", "bitsandbytes, load_in_4bit, bnb_4bit_quant_type fp4"),
+    (GPTQ, "gptq"), (AWQ, "awq")], ids=["bnb-8bit", "bnb-4bit-fp4", "gptq", "awq"])
+def test_a_base_saved_quantised_otherwise_than_in_nf4_is_refused_under_nf4_and_none(folders, smoke_assets, tmp_path,
+                                                                                     capsys, saved, named):
+    """transformers loads a saved quantisation whatever BitsAndBytesConfig it is given (8 bits
+    or FP4 then train under a trial that says nf4), or refuses one of another method (GPTQ,
+    AWQ) as the trial loads it: refused before launch, naming the method as config.json
+    spells it ("quant_method", and bitsandbytes' "load_in_8bit" or "bnb_4bit_quant_type")."""
+    if saved in ("8bit", "fp4"):
+        from transformers import BitsAndBytesConfig
+
+        pytest.importorskip("bitsandbytes")
+        saved = BitsAndBytesConfig(load_in_8bit=True) if saved == "8bit" else BitsAndBytesConfig(load_in_4bit=True)
+    folder = _saved_quantised(folders, tmp_path / "saved", saved)
+    capsys.readouterr()  # transformers' progress bars as it saves
+    for quantization in ("nf4", "none"):
+        space = f"scientific:\n  r: {{choice: [4, 8]}}\nfixed:\n  model.quantization: {quantization}\n"
+        assert _dry_run(folder, tmp_path / quantization, space) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: model.quantization: this model is saved quantised ({named}: its config.json has a "
+            "quantization_config), which no model.quantization trains: none would load it as saved and nf4 cannot "
+            "quantise it again; accepted: a base saved unquantised or in 4-bit NF4 (bitsandbytes, load_in_4bit, "
+            "bnb_4bit_quant_type nf4)")
+        assert sorted(f.name for f in (tmp_path / quantization).iterdir()) == ["space.yaml"]

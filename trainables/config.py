@@ -65,7 +65,10 @@ class ModelConfig:
     quantization: Literal["none", "nf4"] = "none"
     """``nf4``: load the frozen base in 4-bit NormalFloat with bitsandbytes (QLoRA); its
     ``nn.Linear`` layers become ``bnb.nn.Linear4bit`` and only the adapters train.
-    ``adapter.method: qlora`` implies it (:func:`trainables.quantization.quantization_for`)."""
+    ``adapter.method: qlora`` implies it (:func:`trainables.quantization.quantization_for`).
+    A base saved quantised (its config.json has a ``quantization_config``) needs ``nf4`` and
+    must be saved in 4-bit NF4 with bitsandbytes, as unsloth/Llama-3.2-1B-bnb-4bit is; one
+    saved otherwise (bitsandbytes 8-bit or 4-bit FP4, GPTQ, AWQ) is refused before launch."""
     double_quant: bool = True
     """Quantise the 4-bit quantisation constants too (QLoRA's double quantisation: about
     0.37 bits per parameter saved, 3 GB on a 65B model)."""

@@ -14,9 +14,12 @@ unified GPU memory to page from); :func:`optimizer_note` says so, and the trial 
 
 Setups refused before launch (:func:`check_quantization`): bitsandbytes missing; a model with
 no ``nn.Linear`` layers to quantise (GPT-2's blocks are ``Conv1D``, which bitsandbytes leaves
-as they are, so "4-bit GPT-2" would silently be a full-precision model); a model saved
-quantised (unsloth/Llama-3.2-1B-bnb-4bit) without ``model.quantization: nf4``, as it loads in 4
-bits anyway (with the quantisation settings its config.json holds).
+as they are, so "4-bit GPT-2" would silently be a full-precision model); a model saved in
+4-bit NF4 (unsloth/Llama-3.2-1B-bnb-4bit) without ``model.quantization: nf4``, as it loads in 4
+bits anyway (with the quantisation settings its config.json holds); a model saved quantised
+otherwise (bitsandbytes 8-bit or 4-bit FP4, GPTQ, AWQ, ...), which loads as saved under nf4
+too, or not at all. The sweep checks every trial it may run: the base trial, every grid
+point's and every value a sampled quantisation, method or optimizer can take.
 
 Several Ray Train workers per trial (DDP) work over a 4-bit base: each rank quantises its own
 copy as it loads it on its device, and only the LoRA weights train, so DDP averages their
@@ -135,17 +138,14 @@ def uses_bitsandbytes(trials: list[TrialConfig], sampled_keys: set[str]) -> bool
 
 def check_quantization(trials: list[TrialConfig], skeleton: Any) -> None:
     """Refuse, before launch, quantisation or paged optimizers the setup cannot honour
-    (``trials``: the base trial and every grid point's; ``skeleton``: the meta-device model)."""
+    (``trials``: the base trial, every grid point's and every sampled value's; ``skeleton``:
+    the meta-device model)."""
     quantized = [t for t in trials if quantization_for(t) is not None]
     if any(t.train.optimizer != "adamw" for t in trials):
         require_bitsandbytes("train.optimizer", load=False)
-    saved = getattr(skeleton.config, "quantization_config", None)
-    if saved is not None and len(quantized) < len(trials):
-        method = saved.get("quant_method") if isinstance(saved, dict) else getattr(saved, "quant_method", "?")
-        method = getattr(method, "value", method)  # a QuantizationMethod: its name in config.json
-        raise UserError("model.quantization", f"this model is saved quantised ({method}: its config.json has a "
-                                              "quantization_config) and loads quantised whatever model.quantization "
-                                              "says; accepted: nf4 (or adapter.method=qlora)")
+    saved = saved_quantization(skeleton.config)
+    if saved is not None:
+        check_saved_quantization(saved, none_asked=len(quantized) < len(trials))
     if not quantized:
         return
     field = ("model.quantization" if quantized[0].model.quantization == "nf4" else "adapter.method")
@@ -161,6 +161,44 @@ def check_quantization(trials: list[TrialConfig], skeleton: Any) -> None:
         raise UserError(field, f"4-bit NF4 quantises nn.Linear layers and this {model_type} model has "
                                f"none{' (its layers are ' + ', '.join(kinds) + ')' if kinds else ''}; "
                                "use a model with Linear layers (Llama, RoBERTa) or quantization=none")
+
+
+def saved_quantization(config: Any) -> dict[str, Any] | None:
+    """The ``quantization_config`` of a model saved quantised, as its config.json holds it (a
+    dict as AutoConfig reads it; a loaded model's config holds a ``QuantizationConfigMixin``,
+    whose ``quant_method`` may be a ``QuantizationMethod``); None for a model saved unquantised."""
+    saved = getattr(config, "quantization_config", None)
+    if saved is None:
+        return None
+    saved = dict(saved) if isinstance(saved, dict) else saved.to_dict()
+    # transformers reads load_in_4bit or load_in_8bit without a quant_method as bitsandbytes.
+    bnb = saved.get("load_in_4bit") or saved.get("load_in_8bit")
+    method = saved.get("quant_method", "bitsandbytes" if bnb else "?")
+    return {**saved, "quant_method": getattr(method, "value", method)}
+
+
+def check_saved_quantization(saved: dict[str, Any], *, none_asked: bool) -> None:
+    """Refuse a base saved quantised (``saved``: its config.json's ``quantization_config``) that
+    the trials cannot train as they say (``none_asked``: some trial asks for no quantisation).
+    transformers loads a saved quantisation whatever ``from_pretrained`` is given, and refuses
+    a config of another method: a base saved in 4-bit NF4 (bitsandbytes) is what a
+    ``model.quantization: nf4`` trial trains; one saved in 8 bits or 4-bit FP4 would train as
+    saved under nf4 too, and one saved with GPTQ or AWQ would not load under nf4."""
+    method = saved["quant_method"]
+    if saved.get("load_in_8bit"):
+        method += ", load_in_8bit"
+    elif saved.get("load_in_4bit"):
+        method += f", load_in_4bit, bnb_4bit_quant_type {saved.get('bnb_4bit_quant_type', 'fp4')}"
+    if method != "bitsandbytes, load_in_4bit, bnb_4bit_quant_type nf4":
+        raise UserError("model.quantization", f"this model is saved quantised ({method}: its config.json has a "
+                                              "quantization_config), which no model.quantization trains: none "
+                                              "would load it as saved and nf4 cannot quantise it again; accepted: "
+                                              "a base saved unquantised or in 4-bit NF4 (bitsandbytes, "
+                                              "load_in_4bit, bnb_4bit_quant_type nf4)")
+    if none_asked:
+        raise UserError("model.quantization", "this model is saved quantised (bitsandbytes: its config.json has a "
+                                              "quantization_config) and loads quantised whatever model.quantization "
+                                              "says; accepted: nf4 (or adapter.method=qlora)")
 
 
 def optimizer_note(train: TrainConfig, device: Any) -> str:
