@@ -185,11 +185,12 @@ def plan_sweep(cfg: SweepConfig, *, prepare: bool = True, stored: bool = False, 
 
 
 def sampled_data_trials(probe: dict[str, Any], space: Any) -> list[TrialConfig]:
-    """A trial for every value that sampled parameters can give the data settings only some
-    tasks read, the rest as in ``probe`` (:func:`~sweeps.checks.sampled_trials`)."""
+    """A trial for every value that sampled parameters can give each data setting only some
+    tasks read, the rest as in ``probe`` (:func:`~sweeps.checks.sampled_trials`, one setting at
+    a time: the check reads each setting alone, so their values are not combined)."""
     from trainables.tasks.base import TASK_DATA_SETTINGS
 
-    return sampled_trials([probe], space, {f"data.{name}" for name in TASK_DATA_SETTINGS})
+    return [t for name in TASK_DATA_SETTINGS for t in sampled_trials([probe], space, {f"data.{name}"})]
 
 
 def _decided_by(param: Any) -> set[str]:

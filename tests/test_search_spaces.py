@@ -297,3 +297,18 @@ def test_relative_paths_in_a_space_file_are_read_from_its_folder_then_the_workin
     assert by_key["adapter.r+adapter.init_from"] == ([8, str(work / "r8")], [4, str(spaces / "warm" / "a")])
     assert by_key["eval.compare_models"] == (("tuned", str(work / "judge-base")), ("gpt2", "tuned"))
     assert s.fixed() == {"eval.prompts": str(work / "prompts.jsonl"), "adapter.targets": "qv"}
+
+
+def test_sampled_data_settings_are_checked_one_at_a_time_not_in_every_combination():
+    """Three sampled data settings of 8, 6 and 5 choices: the data-setting check reads each
+    setting alone, so planning builds 8 + 6 + 5 = 19 trials, not 8 x 6 x 5 = 240."""
+    from sweeps.planning import sampled_data_trials
+
+    base = to_dict(TrialConfig())
+    base["task"] = "agnews"
+    space = load_space({"scientific": {"data.augment_prob": {"choice": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
+                                       "data.augment_copies": {"choice": [1, 2, 3, 4, 5, 6]},
+                                       "data.synonyms": {"choice": [1, 2, 3, 4, 5]}}}, base=base)
+    trials = sampled_data_trials(base, space)
+    assert len(trials) == 8 + 6 + 5
+    assert sorted({t.data.augment_copies for t in trials}) == [1, 2, 3, 4, 5, 6]
