@@ -151,10 +151,9 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
     import torch
 
     from trainables.tasks.causal_lm import decoding_settings
-    from trainables.tasks.chat import stop_ids
 
     e = cfg.eval
-    pad_id, stops = tokenizer.pad_token_id, stop_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id
     model.eval()
     answers = []
     for start in range(0, len(prompts), e.batch_size):
@@ -167,7 +166,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
             mask[row, width - len(p):] = 1
         with torch.no_grad():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
-                                 **decoding_settings(e, eos=stops, pad=pad_id))
+                                 **decoding_settings(e, tokenizer, chat=True))
         answers += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, width:]]
     return answers
 

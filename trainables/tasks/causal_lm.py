@@ -169,7 +169,7 @@ class CausalLMTask(Task):
 
     def decoding(self, cfg: TrialConfig, tokenizer: Any) -> dict[str, Any] | None:
         """:func:`generate`'s settings: it stops at the tokenizer's eos alone."""
-        return decoding_settings(cfg.eval, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+        return decoding_settings(cfg.eval, tokenizer)
 
     def skeleton(self, cfg: TrialConfig) -> Any:
         import torch
@@ -224,13 +224,16 @@ def fixed_subset(rows: list[Any], limit: int | None) -> list[Any]:
     return [rows[i] for i in keep]
 
 
-def decoding_settings(cfg: EvalConfig, *, eos: int | list[int], pad: int) -> dict[str, Any]:
+def decoding_settings(cfg: EvalConfig, tokenizer: Any, *, chat: bool = False) -> dict[str, Any]:
     """The ``generate`` arguments of a trial's final decoding: greedy (``num_beams`` 1) or beam
-    search with the ``eval`` settings, never sampling, ending at ``eos`` (an id or a list of
-    ids), padding with ``pad``."""
+    search with the ``eval`` settings, never sampling, padding with the tokenizer's pad token
+    and ending at its eos, or (``chat``) at eos or the chat template's end-of-turn token."""
+    from trainables.tasks.chat import stop_ids
+
     return {"num_beams": cfg.num_beams, "length_penalty": cfg.length_penalty,
             "no_repeat_ngram_size": cfg.no_repeat_ngram_size, "max_new_tokens": cfg.max_new_tokens,
-            "do_sample": False, "eos_token_id": eos, "pad_token_id": pad}
+            "do_sample": False, "eos_token_id": stop_ids(tokenizer) if chat else tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], cfg: EvalConfig, *,
@@ -272,7 +275,7 @@ def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg
     """One batch of :func:`generate` (``synced``: transformers' ``synced_gpus``)."""
     import torch
 
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id
     model.eval()
     width = max(len(p) for p in chunk)
     ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -282,5 +285,5 @@ def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg
         mask[row, width - len(p):] = 1
     with torch.no_grad():
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), synced_gpus=synced,
-                             **decoding_settings(cfg, eos=eos_id, pad=pad_id))
+                             **decoding_settings(cfg, tokenizer))
     return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, width:]]

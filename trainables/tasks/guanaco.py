@@ -383,9 +383,8 @@ class GuanacoTask(CausalLMTask):
     def decoding(self, cfg: TrialConfig, tokenizer: Any) -> dict[str, Any] | None:
         """The answers' settings: they stop at eos or at the chat template's end-of-turn token."""
         from trainables.tasks.causal_lm import decoding_settings
-        from trainables.tasks.chat import stop_ids
 
-        return decoding_settings(cfg.eval, eos=stop_ids(tokenizer), pad=tokenizer.pad_token_id)
+        return decoding_settings(cfg.eval, tokenizer, chat=True)
 
     def final_eval(self, model: Any, tokenizer: Any, data: Prepared, cfg: TrialConfig, *,
                    device: torch.device, out_dir: Path, session: Any = None) -> dict[str, Any]:
