@@ -95,6 +95,9 @@ def test_every_column_name_the_refusal_offers_is_accepted(tmp_path, capsys):
     ("squad", "56be4db0acb8001400a502ec,Denver Broncos\n5733be284776f41900661182,Saint Bernadette\n",
      "56be4db0acb8001400a502ec,Denver\n5733be284776f41900661182,Saint Bernadette\n",
      {"EM": 50.0, "F1": 100 * (1 + 2 / 3) / 2}),
+    # Keyed by UUIDs whose first part starts with a letter, a later part with a digit.
+    ("squad", "a3f1c2d4-5e6f-4a1b-9c2d-123456789abc,Denver Broncos\n",
+     "a3f1c2d4-5e6f-4a1b-9c2d-123456789abc,Denver Broncos\n", {"EM": 100.0, "F1": 100.0}),
 ])
 def test_headerless_tables_of_real_data_are_read(tmp_path, capsys, task, refs, system, expected):
     refs_path, sys_path = _write(tmp_path / "refs.csv", refs), _write(tmp_path / "sys.csv", system)

@@ -84,10 +84,11 @@ _NAMES_SRC = "mr, src, source, meaning_representation, da or dialogue_act"
 _NAMES = {"reference": "ref, reference, target, tgt, trg or human_reference",
           "output": "output, out, system_output, sys, system or ref"}
 # A column name: a word of letters, digits and underscores not starting with a digit, or a few
-# such words joined by single spaces, dots or hyphens ("input", "gold_text", "Model Output").
+# such words joined by single spaces, dots or hyphens ("input", "gold_text", "Model Output");
+# an id with a part that starts with a digit (a UUID's "a3f1c2d4-5e6f-...") is data.
 # E2E, DART and WebNLG data rows never look like this (their MRs have brackets or "|", their
 # texts punctuation); SQuAD answers keyed by a plain name ("q1,Denver") do, and need a header.
-_COLUMN_NAME = re.compile(r"[^\W\d]\w*(?:[ .-]\w+)*")
+_COLUMN_NAME = re.compile(r"[^\W\d]\w*(?:[ .-][^\W\d]\w*)*")
 # Mis-decoded characters the official scorer repairs in CSV/TSV input (the E2E release has
 # files where "£" and "é" went through a wrong encoding); repaired here too so that scores on
 # those files match.
