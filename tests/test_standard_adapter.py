@@ -135,3 +135,22 @@ def test_saving_leaves_the_trial_training_with_its_dropout(tmp_path, method):
     before = {n: m.training for n, m in model.named_modules()}
     save_standard(model, tmp_path / "b", meta={"method": method, "task": "e2e", "base_model": "tiny"})
     assert {n: m.training for n, m in model.named_modules()} == before
+
+
+def test_the_readme_loads_the_base_in_the_trials_dtype(tmp_path):
+    """A trial in bfloat16 over a base saved in float32 (whose config.json names float32, so
+    from_pretrained's "auto" would load float32): the README's code, run as written, loads
+    the base in bfloat16 (and the adapter in float32, as peft loads it and the trial trained it)."""
+    import re
+
+    x = ids(100)
+    base = tmp_path / "base"
+    gpt2().save_pretrained(base)
+    model = trained(gpt2(), AdapterConfig(r=4, alpha=8, dropout=0.0, targets="c_attn"), x, x, "causal_lm")
+    save_standard(model, tmp_path / "a", meta={"method": "lora", "task": "e2e", "base_model": str(base),
+                                               "dtype": "bfloat16"})
+    code = re.search(r"```python\n(.*?)```", (tmp_path / "a" / "README.md").read_text(), re.S).group(1)
+    scope: dict = {}
+    exec(code.replace("'<this directory>'", repr(str(tmp_path / "a"))), scope)
+    dtypes = {("lora_" in n, p.dtype) for n, p in scope["model"].named_parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}

@@ -87,7 +87,8 @@ def save_checkpoint(out: Path, *, model: Any, optimizer: Any, scheduler: Any, st
     # (keep_best, early stopping) saves that report's weights, not the last step's.
     trained_to = (result or {}).get("best_step") if final else None
     meta = {"task": cfg.task, "base_model": cfg.model.name_or_path, "method": cfg.adapter.method,
-            "targets": cfg.adapter.targets, "step": int(trained_to) if trained_to is not None else step}
+            "targets": cfg.adapter.targets, "dtype": cfg.model.dtype,
+            "step": int(trained_to) if trained_to is not None else step}
     adapter = gathered.adapter if gathered is not None else None
     save_standard(unwrap(model), out / ADAPTER_DIR, meta=meta, state_dict=adapter)
     if not is_standard(unwrap(model)):

@@ -360,7 +360,8 @@ def auto_class_of(model: Any) -> str:
 
 def readme(meta: dict[str, Any]) -> str:
     """The README of a saved adapter (or, for full fine-tuning, of the saved model): what it
-    is, how it was converted (``meta["notes"]``) and how to load it."""
+    is, how it was converted (``meta["notes"]``) and how to load it (in the trial's
+    ``meta["dtype"]``, where given)."""
     base = str(meta.get("base_model", ""))
     full = meta.get("method") == "full"
     if full:
@@ -373,5 +374,6 @@ def readme(meta: dict[str, Any]) -> str:
              "tags: [lorasweep" + ("" if full else ", lora") + "]", "---", "",
              f"# {meta.get('method', 'adapter')} on {meta.get('task', '?')}", "", what, ""]
     lines += [f"- {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
-    lines += ["```python", load_snippet(base, meta["base_loading"], adapter=not full), "```", ""]
+    lines += ["```python", load_snippet(base, meta["base_loading"], adapter=not full, dtype=meta.get("dtype")),
+              "```", ""]
     return "\n".join(lines)
