@@ -32,14 +32,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sweeps.export_registry import RegisterFailed, check_register_name, check_registry
+from sweeps.export_registry import (REGISTERED_BASE, RegisterFailed, check_register_name, check_registry,
+                                    needs_own_base, register)
 from trainables.errors import UserError, first_line, one_of
 
 EXIT_USAGE = 2
 SOURCES = ("--run", "--sweep", "--study")
-#: The folder of the export directory that holds, for ``--register``, the base with the trial's
-#: head (a classifier's): MLflow loads a registered adapter's base from a folder without arguments.
-REGISTERED_BASE = "base"
 _EXPECTED = {"--run": "a run id", "--sweep": "a sweep's name", "--study": "a study's name (e.g. rank_e2e)",
              "--tracking-uri": "sqlite:///PATH.db, a database URL or an http(s):// tracking server"}
 
@@ -267,6 +265,8 @@ def export(args: argparse.Namespace) -> Path:
     print(f"exported trial run {trial.info.run_id} ({trial.info.run_name}) to {out.resolve()}")
     if args.register is not None:
         try:
+            if model is None:
+                model = _load_saved(out, meta) if meta.get("method") == "full" else load_with_adapter(out, cfg, meta)
             register(model, out, cfg, meta, trial, name=args.register, uri=uri)
         except Exception as e:  # the export is written: say so, and why the registration failed
             raise RegisterFailed(f"--register: registering {args.register!r} in MLflow failed ({first_line(e)}); "
@@ -455,47 +455,6 @@ def _check_registrable(meta: dict[str, Any]) -> None:
     if meta["base_loading"]["auto_class"] == "AutoModelForImageClassification":
         raise UserError("--register", "this export registers text models (causal LM, sequence classification) "
                                       "through MLflow's transformers flavour; export this image model without --register")
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("torch", "transformers", "peft")]
-
-
-def needs_own_base(meta: dict[str, Any]) -> bool:
-    """Whether the adapter's base takes ``from_pretrained`` arguments (a classifier's head:
-    its labels), which MLflow does not pass when it loads a registered adapter's base."""
-    return meta.get("method") != "full" and bool(meta["base_loading"]["kwargs"])
-
-
-def register(model: Any, out: Path, cfg: Any, meta: dict[str, Any], trial: Any, *, name: str, uri: str) -> None:
-    """A new version of the registered model ``name`` (MLflow's transformers flavour), logged
-    as a model of the trial's run. An adapter is logged as peft's adapter with a reference to
-    its base: the export's ``base`` folder where the base takes arguments (a classifier's, saved
-    with the trial's head: MLflow loads it with ``from_pretrained(folder)`` alone), else a local
-    base directory by path, a hub model by its id."""
-    import mlflow
-    from huggingface_hub import ModelCard
-    from transformers import AutoTokenizer
-
-    from trainables.models import model_source
-
-    if model is None:
-        model = _load_saved(out, meta) if meta.get("method") == "full" else load_with_adapter(out, cfg, meta)
-    peft_model = type(model).__name__.startswith("Peft")
-    source = model_source(cfg)
-    if peft_model and needs_own_base(meta):  # written by export()
-        source = str((out / REGISTERED_BASE).resolve())
-    task = "text-generation" if meta["base_loading"]["auto_class"] == "AutoModelForCausalLM" else "text-classification"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=trial.info.experiment_id)
-    info = mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": AutoTokenizer.from_pretrained(out)}, name="model",
-        task=task, registered_model_name=name, run_id=trial.info.run_id, pip_requirements=_requirements(),
-        model_card=ModelCard((out / "README.md").read_text()),
-        base_model_path=source if peft_model and Path(source).is_dir() else None)
-    print(f"registered: MLflow model {name!r} version {info.registered_model_version} ({info.model_uri})")
 
 
 def _load_saved(out: Path, meta: dict[str, Any]) -> Any:

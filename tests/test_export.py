@@ -274,6 +274,15 @@ def test_export_merged_generates_what_base_plus_adapter_generates_and_is_registe
 
     versions = layouts["client"].search_model_versions("name = 'layouts-best'")
     assert [(int(v.version), v.run_id) for v in versions] == [(1, best.info.run_id)]
+    # Its pyfunc predicts with the trial's decoding (never the base's sampling), in its dtype.
+    import mlflow
+
+    mlflow.set_tracking_uri(layouts["uri"])
+    flavors = mlflow.models.get_model_info("models:/layouts-best/1").flavors
+    p, config = best.data.params, flavors["python_function"]["config"]
+    assert (config["do_sample"], config["num_beams"], config["max_new_tokens"]) == (
+        False, int(p["eval.num_beams"]), int(p["eval.max_new_tokens"]))
+    assert flavors["transformers"]["torch_dtype"] == f"torch.{p['model.dtype']}"
 
 
 def test_the_cards_heading_and_origin_render_user_given_names_as_written(layouts, tmp_path):
