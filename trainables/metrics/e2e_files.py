@@ -181,9 +181,11 @@ def load_pair(refs_path: Path, sys_path: Path) -> tuple[list[list[str]], list[st
     if ref_mrs is None and len(outputs) == 1 and len(groups) > 1:
         # Plain-text references scored against one output: lines without a blank line between
         # them are that output's references.
-        ref_mrs, groups = read_references(refs_path, items=1)
-        print(f"note: {refs_path} has no blank line between references and {sys_path} one output: its "
-              f"{len(groups[0])} lines are read as that output's references", file=sys.stderr)
+        _, one = read_references(refs_path, items=1)
+        if len(one) == 1:
+            groups = one
+            print(f"note: {refs_path} has no blank line between references and {sys_path} one output: its "
+                  f"{len(one[0])} lines are read as that output's references", file=sys.stderr)
     if ref_mrs is not None and sys_mrs is not None:
         # Both name their MRs: take each output's references by MR, as the official scorer
         # does, so the two files may list MRs in different orders.
