@@ -150,24 +150,17 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[list[int]], cfg: 
     eos or the end-of-turn token)."""
     import torch
 
-    from trainables.tasks.causal_lm import decoding_settings
+    from trainables.tasks.causal_lm import decoding_settings, left_padded
 
     e = cfg.eval
-    pad_id = tokenizer.pad_token_id
     model.eval()
     answers = []
     for start in range(0, len(prompts), e.batch_size):
-        chunk = prompts[start:start + e.batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, p in enumerate(chunk):
-            ids[row, width - len(p):] = torch.as_tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
+        ids, mask = left_padded(prompts[start:start + e.batch_size], tokenizer.pad_token_id)
         with torch.no_grad():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
                                  **decoding_settings(e, tokenizer, chat=True))
-        answers += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, width:]]
+        answers += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, ids.shape[1]:]]
     return answers
 
 

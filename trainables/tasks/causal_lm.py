@@ -275,15 +275,23 @@ def _beam_search(model: Any, tokenizer: Any, chunk: Sequence[Sequence[int]], cfg
     """One batch of :func:`generate` (``synced``: transformers' ``synced_gpus``)."""
     import torch
 
-    pad_id = tokenizer.pad_token_id
     model.eval()
-    width = max(len(p) for p in chunk)
-    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for row, p in enumerate(chunk):
-        ids[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-        mask[row, width - len(p):] = 1
+    ids, mask = left_padded(chunk, tokenizer.pad_token_id)
     with torch.no_grad():
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), synced_gpus=synced,
                              **decoding_settings(cfg, tokenizer))
-    return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, width:]]
+    return [" ".join(tokenizer.decode(row, skip_special_tokens=True).split()) for row in out[:, ids.shape[1]:]]
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token prompts as one batch for ``generate``: ids left-padded with ``pad_id`` to the
+    longest, so that every continuation starts at the same position, and the attention mask."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    return ids, mask
