@@ -1,13 +1,13 @@
-"""Worker-group trials of a classification task (MiniLM on its smoke data, DDP over gloo on CPU)
-end to end through the study's entry point (``run_study``) in the test process, on one local Ray
-for the module's sweeps, and how many worker-group trials run at once.
+"""Worker-group trials of a classification task (MiniLM on synthetic support messages, DDP over
+gloo on CPU) end to end through the study's entry point (``run_study``) in the test process, on
+one local Ray for the module's sweeps, and how many worker-group trials run at once.
 
 The same two-trial sweep runs as one-process trials, on 2 workers (DDP) and on 2 workers under
 FSDP2: the healthy trial gets the same MLflow record in each, and a trial whose loss turns NaN
 fails the same way in each (its worker's error recorded; retried once by ``--max-failures`` as
 one process and under DDP, and not retried under FSDP2, where a retry would start one more
-worker group to show again what DDP's shows). A 2-worker trial whose final evaluation on rank 0
-outlasts the process group's collective timeout completes.
+worker group to show again what DDP's shows). The 2-worker (DDP) healthy trial's final
+evaluation on rank 0 outlasts the process group's collective timeout, and it completes.
 """
 
 from __future__ import annotations
@@ -21,34 +21,60 @@ from test_ray_train import ONE_PROCESS, TWO_WORKERS, _artifacts, _history, _reco
 
 pytestmark = pytest.mark.integration
 
-#: MiniLM text classification on its smoke data, 4 steps of a 32-example global batch; a
-#: healthy trial and one at lr 1e6, whose loss turns NaN (the loop raises FloatingPointError on
-#: every rank: the logged loss is all-reduced), retried once.
+#: MiniLM text classification (the smoke preset) on :func:`_tickets`, 4 steps of a 32-example
+#: global batch; a healthy trial and one at lr 1e6, whose loss turns NaN (the loop raises
+#: FloatingPointError on every rank: the logged loss is all-reduced), retried once.
 TC_FLAGS = ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "1",
             "--set", "train.max_steps=4", "--set", "train.eval_every_steps=2", "--set", "train.log_every_steps=1"]
 TC_SPACE = ("scientific:\n  lr: {grid: [1.0e-3, 1.0e6]}\n"
             "fixed: {r: 4, alpha_over_r: 2, dropout: 0.1, targets: qv}\n")
+#: Test messages of the sweeps' data: the 2-worker (DDP) trial predicts them one at a time on
+#: rank 0 alone, for far longer than its process group's timeout (the test checks the measured
+#: time).
+LONG_TEST = 800
+#: The one-process and FSDP sweeps predict the first 60 of them (the smoke data's number).
+SHORT_TEST = ["--set", "data.test_limit=60"]
+#: The process group's timeout of the DDP sweep (``resources.collective_timeout_s``), in seconds.
+SHORT_TIMEOUT = 5
+#: The DDP sweep's settings for that: its final evaluation (and its validation) one message at
+#: a time, and the short timeout.
+LONG_FINAL_EVALUATION = ["--set", "train.eval_batch_size=1", "--set", f"resources.collective_timeout_s={SHORT_TIMEOUT}"]
 
 
-def _classification_sweep(root: Path, name: str, space: Path, *flags: str) -> SimpleNamespace:
+def _tickets(root: Path) -> Path:
+    """The synthetic support messages of the smoke preset's kind (``message``, ``topic``): 320
+    training messages (10% held out for validation) and :data:`LONG_TEST` test messages."""
+    from trainables.offline.user_data_synth import write_tickets
+
+    data = root / "tickets"
+    data.mkdir()
+    write_tickets(data, n_train=320, n_test=LONG_TEST, seed=1)
+    return data
+
+
+def _classification_sweep(root: Path, name: str, space: Path, data: Path, *flags: str) -> SimpleNamespace:
     """The sweep as a user runs it: exit code 1 (a trial failed), the healthy trial completed."""
     uri = f"sqlite:///{root / (name + '.db')}"
-    argv = [*TC_FLAGS, "--search-space", str(space), "--tracking-uri", uri, "--storage", str(root / "rr"),
+    argv = [*TC_FLAGS, "--data", str(data), "--set", "data.columns.text=message", "--set", "data.columns.label=topic",
+            "--search-space", str(space), "--tracking-uri", uri, "--storage", str(root / "rr"),
             "--name", name, *flags]
     sweep = run_sweep_in_process("text_classification", argv, cwd=root, uri=uri,
                                  experiment="lorasweep-text_classification", exit_code=1)
     trials = {float(r.data.params["train.lr"]): r for r in sweep.trials}
-    return SimpleNamespace(out=sweep.out, client=sweep.client, uri=uri, good=trials[1e-3], bad=trials[1e6])
+    return SimpleNamespace(out=sweep.out, client=sweep.client, uri=uri, good=trials[1e-3], bad=trials[1e6],
+                           parent=sweep.parent, data=data)
 
 
 @pytest.fixture(scope="module")
 def classification_pair(tmp_path_factory, one_local_ray):
-    """The same two-trial MiniLM sweep run as one-process trials and on 2 workers."""
+    """The same two-trial MiniLM sweep run as one-process trials and on 2 workers, these with
+    :data:`LONG_FINAL_EVALUATION`."""
     root = tmp_path_factory.mktemp("ray-train-classification")
     space = root / "space.yaml"
     space.write_text(TC_SPACE)
-    return (_classification_sweep(root, "one-process", space, *ONE_PROCESS),
-            _classification_sweep(root, "two-workers", space, *TWO_WORKERS))
+    data = _tickets(root)
+    return (_classification_sweep(root, "one-process", space, data, *ONE_PROCESS, *SHORT_TEST),
+            _classification_sweep(root, "two-workers", space, data, *TWO_WORKERS, *LONG_FINAL_EVALUATION))
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +83,8 @@ def classification_fsdp(classification_pair, tmp_path_factory):
     root = tmp_path_factory.mktemp("ray-train-classification-fsdp")
     space = root / "space.yaml"
     space.write_text(TC_SPACE)
-    return _classification_sweep(root, "fsdp", space, *TWO_WORKERS, "--set", "train.strategy=fsdp",
-                                 "--max-failures", "0")
+    return _classification_sweep(root, "fsdp", space, classification_pair[0].data, *TWO_WORKERS,
+                                 "--set", "train.strategy=fsdp", "--max-failures", "0", *SHORT_TEST)
 
 
 def _shape(sweep) -> dict:
@@ -135,36 +161,16 @@ def test_worker_group_trials_run_as_many_at_once_as_the_cluster_holds_whole():
     assert generator.max_concurrent == 2
 
 
-#: Test messages of the trial below: predicted one at a time on rank 0 alone, they take far
-#: longer than its process group's timeout (the test checks the measured time).
-LONG_TEST = 800
-#: The process group's timeout of that trial (``resources.collective_timeout_s``), in seconds.
-SHORT_TIMEOUT = 5
-
-
-def test_a_final_evaluation_on_rank_0_longer_than_the_collective_timeout_completes(tmp_path, one_local_ray):
+def test_a_final_evaluation_on_rank_0_longer_than_the_collective_timeout_completes(classification_pair):
     """A classification task's final evaluation runs on rank 0 alone (its test set does not
-    split over the ranks). Here it predicts 800 test messages one at a time, longer than the
-    worker group's collective timeout of 5 s: rank 1 waits for it outside every collective of
-    the process group, and the 2-worker trial completes with its final metrics."""
-    from trainables.offline.user_data_synth import write_tickets
-
-    data = tmp_path / "tickets"
-    data.mkdir()
-    write_tickets(data, n_train=320, n_test=LONG_TEST, seed=1)
-    space = tmp_path / "space.yaml"
-    space.write_text("scientific:\n  lr: {grid: [1.0e-3]}\nfixed: {r: 4, alpha_over_r: 2, dropout: 0.1, targets: qv}\n")
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    argv = ["--preset", "smoke", "--scheduler", "fifo", "--max-failures", "0", "--data", str(data),
-            "--set", "data.columns.text=message", "--set", "data.columns.label=topic",
-            "--set", "train.max_steps=2", "--set", "train.eval_every_steps=2", "--set", "train.eval_batch_size=1",
-            "--set", f"resources.collective_timeout_s={SHORT_TIMEOUT}", *TWO_WORKERS,
-            "--search-space", str(space), "--tracking-uri", uri, "--storage", str(tmp_path / "rr"), "--name", "long"]
-    sweep = run_sweep_in_process("text_classification", argv, cwd=tmp_path, uri=uri,
-                                 experiment="lorasweep-text_classification", completed=1)
-    (trial,) = sweep.trials
-    metrics = trial.data.metrics
-    assert trial.data.tags["lorasweep.status"] == "completed"
+    split over the ranks). The 2-worker healthy trial predicts 800 test messages one at a time,
+    longer than its worker group's collective timeout of 5 s: rank 1 waits for it outside every
+    collective of the process group, and the trial completes with its final metrics."""
+    two = classification_pair[1]
+    metrics = two.good.data.metrics
+    assert two.parent.data.params["resources.collective_timeout_s"] == str(SHORT_TIMEOUT)
+    assert two.good.data.params["train.eval_batch_size"] == "1"
+    assert two.good.data.tags["lorasweep.status"] == "completed"
     assert metrics["generate_s"] > 2 * SHORT_TIMEOUT  # rank 0's final evaluation alone
     assert 0 <= metrics["accuracy"] <= 100 and 0 <= metrics["macro_f1"] <= 100  # percentages
-    assert "outputs/test_predictions.csv" in _artifacts(sweep.client, trial.info.run_id)
+    assert "outputs/test_predictions.csv" in _artifacts(two.client, two.good.info.run_id)
