@@ -20,7 +20,8 @@ from fault_runs import EXPERIMENT, OPTUNA_SWEEP_WIDE, QUICK, runs_by_kind, stop_
 def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path, smoke_assets):
     """One Optuna sweep (3 trials, one at a time, keep_best_k 1, generation on, a name with a
     quote), its driver and local Ray SIGKILLed during the first epoch, right after a
-    checkpoint, during a final evaluation and right after a trial completes (a trial worse
+    checkpoint, during a final evaluation (the one driver with Java: METEOR) and right after
+    a trial completes (a trial worse
     than one before it, whose checkpoint keep_best_k prunes), then stopped by an error after
     the last trial (its results CSV cannot be written), and resumed each time. In the end:
     the 3 trials of an uninterrupted sweep, each once among the child runs with its every
@@ -39,6 +40,16 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
                      "--set", "train.epochs=2", "--set", "data.train_limit=128", "--set", "eval.generate=true",
                      "--set", "data.test_limit=4", "--set", "eval.num_beams=2", "--set", "eval.max_new_tokens=16")
     env = {**os.environ, "LORASWEEP_TMP": str(scratch)}  # the trials' checkpoint scratch directories
+    # METEOR (eval.meteor null: computed when a working Java is on PATH) runs for seconds at
+    # the end of a final evaluation: the window the kill during a final evaluation lands in.
+    # That driver's trials have Java; the others' find a `java` that cannot print its
+    # version, count it as missing and score without METEOR (BLEU, ROUGE_L and CIDEr are
+    # what this test checks).
+    no_java = tmp_path / "no-java"
+    no_java.mkdir()
+    (no_java / "java").write_text("#!/bin/sh\nexit 1\n")
+    (no_java / "java").chmod(0o755)
+    without_java = {**env, "PATH": f"{no_java}{os.pathsep}{env.get('PATH', '')}"}
     log, sweep_dir = tmp_path / "chaos.log", tmp_path / "rr" / name
     resume = [*cmd, "--resume"]
 
@@ -49,9 +60,10 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
         return sum(s == "completed" for _, _, s, _ in trial_runs(db))
 
     stop_when(cmd, tmp_path, log, lambda: any(st == "RUNNING" and n == 0 for _, st, _, n in trial_runs(db)),
-               "during the first epoch", env=env)
+               "during the first epoch", env=without_java)
     before = set(checkpoints())
-    stop_when(resume, tmp_path, log, lambda: bool(set(checkpoints()) - before), "right after a checkpoint", env=env)
+    stop_when(resume, tmp_path, log, lambda: bool(set(checkpoints()) - before), "right after a checkpoint",
+              env=without_java)
     seen: dict[str, set] = {}
 
     def in_final_evaluation() -> bool:
@@ -63,11 +75,13 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
         return bool(set(scratch.iterdir()) - seen.setdefault("at first report", set(scratch.iterdir())))
 
     stop_when(resume, tmp_path, log, in_final_evaluation, "during a final evaluation", env=env)
-    stop_when(resume, tmp_path, log, lambda: completed() >= 2, "right after the second trial completed", env=env)
+    assert not any(n > 1 for *_, n in trial_runs(db))  # killed before its final report was recorded
+    stop_when(resume, tmp_path, log, lambda: completed() >= 2, "right after the second trial completed",
+              env=without_java)
     assert completed() == 2
     (sweep_dir / "results.csv").unlink(missing_ok=True)
     (sweep_dir / "results.csv").mkdir()  # the summary cannot write its CSV: the driver fails
-    failed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    failed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=without_java)
     assert failed.returncode == 1 and "IsADirectoryError" in failed.stderr, failed.stderr[-3000:]
     assert f"sweep {name} stopped (IsADirectoryError" in failed.stderr
 
@@ -81,7 +95,7 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
     assert sum(c.data.tags["lorasweep.status"] == "completed" for c in children) == 3  # flushed
 
     (sweep_dir / "results.csv").rmdir()
-    done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=without_java)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 completed, 0 stopped early, 0 failed" in done.stdout
     _check_every_trial_once(client, uri, space, tmp_path / "rr" / name, done.stdout)
