@@ -21,8 +21,8 @@ def test_chaos_every_kill_resumes_to_every_trial_once_with_its_adapter(tmp_path,
     """One Optuna sweep (3 trials, one at a time, keep_best_k 1, generation on, a name with a
     quote), its driver and local Ray SIGKILLed during the first epoch, right after a
     checkpoint, during a final evaluation (the one driver with Java: METEOR) and right after
-    a trial completes (a trial worse
-    than one before it, whose checkpoint keep_best_k prunes), then stopped by an error after
+    a trial completes (a trial worse than one before it, whose checkpoint keep_best_k
+    prunes), then stopped by an error after
     the last trial (its results CSV cannot be written), and resumed each time. In the end:
     the 3 trials of an uninterrupted sweep, each once among the child runs with its every
     report once, its final metrics and adapter; no trial failed for a missing checkpoint; the
