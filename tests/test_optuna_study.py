@@ -3,8 +3,10 @@
 
 One tiny sweep runs once for the module (the real command line in this process, real local
 Ray, a real MLflow SQLite store and Optuna SQLite storage): 2 trials of a sampled learning
-rate, then ``--extend 2``; another has its extension killed and resumed. How :class:`~sweeps.searchers.StudySearch` tells each kind of
-ending is checked on an in-memory study, with the values worked out by hand.
+rate, then ``--extend 2``; another, its first run on the same Ray, has its extension (the
+command, in a subprocess) killed and resumed. How :class:`~sweeps.searchers.StudySearch`
+tells each kind of ending is checked on an in-memory study, with the values worked out by
+hand.
 """
 
 from __future__ import annotations
@@ -36,22 +38,39 @@ def _run(argv: list[str]) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def extended(tmp_path_factory, smoke_assets):
     """The sweep (2 trials) and its ``--extend 2``, run once: each run's exit code and output,
-    the MLflow store's URI, the Optuna storage's URL and the sweep's directory."""
+    the MLflow store's URI, the Optuna storage's URL and the sweep's directory. On the same
+    local Ray, the first run of the sweep whose extension is killed (its ``root``)."""
     from sweep_runs import local_ray
 
     root = tmp_path_factory.mktemp("optuna_study")
     (root / "space.yaml").write_text(SPACE)
-    where = ["--tracking-uri", f"sqlite:///{root / 'mlruns.db'}", "--storage", str(root / "rr"), "--name", NAME]
+    where = _where(root)
+    other = tmp_path_factory.mktemp("optuna_interrupted")
     cwd = os.getcwd()
-    os.chdir(root)  # MLflow's default artifact root is ./mlruns
     try:
-        with local_ray():  # one local Ray for both runs (a sweep joins a running one)
+        with local_ray():  # one local Ray for the three runs (a sweep joins a running one)
+            os.chdir(root)  # MLflow's default artifact root is ./mlruns
             first = _run([*QUICK, "--search-space", str(root / "space.yaml"), "--num-samples", "2", *where])
             extension = _run(["--preset", "smoke", *where, "--extend", "2"])
+            os.chdir(other)
+            interrupted = _first_of_the_interrupted(other)
     finally:
         os.chdir(cwd)
     return {"first": first, "extension": extension, "uri": f"sqlite:///{root / 'mlruns.db'}",
-            "storage": f"sqlite:///{root / 'optuna.db'}", "dir": root / "rr" / NAME}
+            "storage": f"sqlite:///{root / 'optuna.db'}", "dir": root / "rr" / NAME,
+            "interrupted": {"root": other, "first": interrupted}}
+
+
+def _where(root) -> list[str]:
+    return ["--tracking-uri", f"sqlite:///{root / 'mlruns.db'}", "--storage", str(root / "rr"), "--name", NAME]
+
+
+def _first_of_the_interrupted(root) -> tuple[int, str]:
+    """The sweep of :func:`test_an_interrupted_extension_resumes_to_every_trial_once` before
+    its extension: 2 trials, 2 validations each."""
+    (root / "space.yaml").write_text(SPACE)
+    return _run([*QUICK, "--set", "train.eval_every_steps=2", "--search-space", str(root / "space.yaml"),
+                 "--num-samples", "2", *_where(root)])
 
 
 @pytest.mark.integration
@@ -178,13 +197,14 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
 
 
 @pytest.mark.integration
-def test_an_interrupted_extension_resumes_to_every_trial_once(tmp_path, smoke_assets):
+def test_an_interrupted_extension_resumes_to_every_trial_once(extended):
     """A sweep of 2 trials (2 validations each), its ``--extend 2`` SIGKILLed with its local
     Ray once an added trial has reported, then ``--resume``: the study holds 4 complete trials
     with 4 learning rates, MLflow one finished parent with their 4 children, each validation
     once. A trial the killed driver had asked the study for before Tune's snapshot recorded
     it is asked for again by the resumed searcher; the first ask stays in the study as
-    ``FAIL`` (no MLflow run: it never reached Tune)."""
+    ``FAIL`` (no MLflow run: it never reached Tune). The extension and the resume are the
+    commands; the sweep's first run is run by the module's fixture."""
     import subprocess
     import sys
 
@@ -194,21 +214,18 @@ def test_an_interrupted_extension_resumes_to_every_trial_once(tmp_path, smoke_as
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    (tmp_path / "space.yaml").write_text(SPACE)
-    db = tmp_path / "mlruns.db"
-    where = ["--tracking-uri", f"sqlite:///{db}", "--storage", str(tmp_path / "rr"), "--name", NAME]
+    root = extended["interrupted"]["root"]
+    code, out = extended["interrupted"]["first"]
+    assert code == 0, out[-3000:]
+    db, where = root / "mlruns.db", _where(root)
     script = [sys.executable, str(REPO / "sweeps" / "rank_e2e.py")]
-    first = subprocess.run([*script, *QUICK, "--set", "train.eval_every_steps=2", "--search-space",
-                            str(tmp_path / "space.yaml"), "--num-samples", "2", *where],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    stop_when([*script, "--preset", "smoke", *where, "--extend", "2"], tmp_path, tmp_path / "extend.log",
+    stop_when([*script, "--preset", "smoke", *where, "--extend", "2"], root, root / "extend.log",
               lambda: sum(n >= 1 for *_, n in trial_runs(db)) >= 3, "after an added trial reported")
-    resumed = subprocess.run([*script, "--preset", "smoke", *where, "--resume"], cwd=tmp_path,
+    resumed = subprocess.run([*script, "--preset", "smoke", *where, "--resume"], cwd=root,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    trials = optuna.load_study(study_name=NAME, storage=f"sqlite:///{tmp_path / 'optuna.db'}").get_trials()
+    trials = optuna.load_study(study_name=NAME, storage=f"sqlite:///{root / 'optuna.db'}").get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     orphans = [t for t in trials if t.state != TrialState.COMPLETE]
     assert len(complete) == 4 and len({t.params["train.lr"] for t in complete}) == 4
