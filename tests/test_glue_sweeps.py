@@ -18,13 +18,10 @@ AG News files.
 from __future__ import annotations
 
 import csv
-
 import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
 from sweep_runs import ONE_AT_A_TIME, run_study_here
 
 pytestmark = pytest.mark.integration
@@ -42,18 +39,10 @@ def _smoke_argv(root, *args: str) -> tuple[str, list[str]]:
     return uri, ["--preset", "smoke", "--tracking-uri", uri, "--storage", str(root / "ray_results"), *args]
 
 
-def _run(study: str, root, *args: str, timeout: int = 900):
-    uri, argv = _smoke_argv(root, *args)
-    cmd = [sys.executable, str(REPO / "sweeps" / f"{study}.py"), *argv]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
-    from mlflow import MlflowClient
-
-    return proc, MlflowClient(tracking_uri=uri)
-
-
 def _run_here(study: str, root, *args: str):
-    """What :func:`_run` runs, through the study's entry point (``run_study``) in this process,
-    inside ``sweep_runs.local_ray`` (the ``one_local_ray`` fixture): the same (process, client)."""
+    """The smoke sweep of ``sweeps/<study>.py *args``, through the study's entry point
+    (``run_study``) in this process, inside ``sweep_runs.local_ray`` (the ``one_local_ray``
+    fixture): a completed process (its exit code and standard output) and the MLflow client."""
     from mlflow import MlflowClient
 
     uri, argv = _smoke_argv(root, *args)
@@ -117,9 +106,9 @@ def test_glue_paper_smoke_runs_each_task_with_its_metrics(glue_paper):
 
 
 def test_glue_rank_smoke_sweeps_rank_and_targets_with_asha(tmp_path, one_local_ray):
-    proc, client = _run_here("glue_rank", tmp_path, "--task", "cola", "--name", "gr",
-                        "--set", "data.train_limit=96", "--set", "data.val_limit=40",
-                        "--set", "data.test_limit=40")
+    proc, client = _run_here("glue_rank", tmp_path, "--task", "cola", "--name", "gr", *ONE_AT_A_TIME,
+                             "--set", "data.train_limit=96", "--set", "data.val_limit=40",
+                             "--set", "data.test_limit=40")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     trials = [r for r in _runs(client, "lorasweep-glue_rank") if r.data.tags.get("lorasweep.kind") == "trial"]
     assert len(trials) == 4
