@@ -9,14 +9,11 @@ format, real peft LoRA on Conv2d layers, real local Ray and a real MLflow SQLite
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
-from sweep_runs import ONE_AT_A_TIME
+from sweep_runs import ONE_AT_A_TIME, run_study_here
 
 
 @pytest.fixture(scope="session")
@@ -415,20 +412,20 @@ def test_bad_target_group_is_refused_before_launch(vision_assets, tmp_path, caps
 
 
 @pytest.mark.integration
-def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tmp_path):
+def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tmp_path, one_local_ray):
     """Both methods complete with their test accuracy and outputs in MLflow; with early
     stopping at patience 1 a trial that stops early has its final record too (where it
     stopped and its best report), although its final report repeats the step of the report
-    that stopped it."""
+    that stopped it. The sweep runs through the study's entry point (``run_study``, what
+    ``sweeps/cifar_lora.py`` calls) in the test process."""
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "cifar_lora.py"), "--preset", "smoke", "--tracking-uri", uri,
-         "--storage", str(tmp_path / "ray_results"), "--name", "cl", "--set", "train.epochs=3",
-         "--set", "train.early_stopping_patience=1", "--set", "data.train_limit=320", *ONE_AT_A_TIME],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    code, out = run_study_here("cifar_lora", [
+        "--preset", "smoke", "--tracking-uri", uri, "--storage", str(tmp_path / "ray_results"), "--name", "cl",
+        "--set", "train.epochs=3", "--set", "train.early_stopping_patience=1", "--set", "data.train_limit=320",
+        *ONE_AT_A_TIME], cwd=tmp_path)
+    assert code == 0, out[-4000:]
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lorasweep-cifar_lora")
     runs = client.search_runs([exp.experiment_id])
@@ -452,14 +449,14 @@ def test_cifar_lora_smoke_sweep_records_lora_and_full_baseline(vision_assets, tm
     assert full["trainable_params"] == full["total_params"] == 158170
     assert lora["trainable_params"] == 14090 < full["trainable_params"]
     # The summary table shows both counts.
-    assert "14,090" in proc.stdout and "158,170" in proc.stdout and "test Acc" in proc.stdout
+    assert "14,090" in out and "158,170" in out and "test Acc" in out
     adapter = {a.path for a in client.list_artifacts(trials["lora"].info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in adapter
-    best = re.search(r"best trial: (.*) \(", proc.stdout).group(1)
+    best = re.search(r"best trial: (.*) \(", out).group(1)
     assert best in ("method=lora", "method=full"), best
     # The best trial's weights are named for what they are: a whole model for full fine-tuning.
     said = "its model (full fine-tuning)" if best == "method=full" else "its adapter"
-    assert f"{said}: runs:/{trials[best.split('=')[1]].info.run_id}/adapter" in proc.stdout
+    assert f"{said}: runs:/{trials[best.split('=')[1]].info.run_id}/adapter" in out
     assert Path(tmp_path / "ray_results" / "cl" / "results.csv").is_file()
 
 
