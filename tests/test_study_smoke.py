@@ -24,6 +24,8 @@ pytestmark = pytest.mark.integration
 #: examples (10 steps an epoch) and 32 validation examples.
 TRAIN_LIMIT = 160
 LESS_DATA = ("--set", f"data.train_limit={TRAIN_LIMIT}", "--set", "data.val_limit=32")
+#: One epoch of the presets' two or three: the sweeps' record and report, not how much they learn.
+ONE_EPOCH = ("--set", "train.epochs=1")
 
 
 def _run(script, root, *flags, timeout=600):
@@ -78,9 +80,9 @@ def _check_report(s, figures):
 
 def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     # METEOR off (no JVM start): test_sweep_smoke.py and test_metrics_e2e.py check it.
-    # 160 questions, 2 epochs, 16 dev questions: the grid's code path on less compute.
+    # 160 questions, 1 epoch, 16 dev questions: the grid's code path on less compute.
     s = _smoke("squad_grid.py", tmp_path_factory, "--set", "eval.meteor=false", *LESS_DATA,
-               "--set", "data.test_limit=16", "--set", "train.epochs=2")
+               "--set", "data.test_limit=16", *ONE_EPOCH)
     assert len(s["parents"]) == 1 and len(s["children"]) == 4
     seen = set()
     for c in s["children"]:
@@ -121,9 +123,11 @@ def test_squad_grid_smoke(tmp_path_factory, smoke_assets, one_local_ray):
 
 def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets, one_local_ray):
     """SQuAD and WebNLG (E2E's sweep is test_sweep_smoke's, and in rank_vs_model_size's report
-    below); less data than the preset (the same code path) and METEOR off (no JVM start)."""
-    s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", *LESS_DATA,
-               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16")
+    below); less data than the preset (the same code path), METEOR off (no JVM start) and
+    greedy decoding (beam search: test_sweep_smoke's sweep)."""
+    s = _smoke("rank_vs_task.py", tmp_path_factory, "--task", "squad,webnlg", *LESS_DATA, *ONE_EPOCH,
+               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16",
+               "--set", "eval.num_beams=1")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["squad", "webnlg"]
     assert len(s["children"]) == 4
     by_task = {}
@@ -142,10 +146,11 @@ def test_rank_vs_task_smoke(tmp_path_factory, smoke_assets, one_local_ray):
 
 
 def test_rank_vs_model_size_smoke(tmp_path_factory, smoke_assets, one_local_ray):
-    # Two of the three sizes, less data and METEOR off (CI time: the 4-layer model's build, a
-    # JVM start per trial).
-    s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium", *LESS_DATA,
-               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16")
+    # Two of the three sizes, less data, METEOR off and greedy decoding (CI time: the 4-layer
+    # model's build, a JVM start per trial; beam search: test_sweep_smoke's sweep).
+    s = _smoke("rank_vs_model_size.py", tmp_path_factory, "--size", "small,medium", *LESS_DATA, *ONE_EPOCH,
+               "--set", "data.test_limit=8", "--set", "eval.meteor=false", "--set", "eval.max_new_tokens=16",
+               "--set", "eval.num_beams=1")
     assert sorted(p.data.tags["lorasweep.part"] for p in s["parents"]) == ["medium", "small"]
     assert len(s["children"]) == 4
     totals = {}
