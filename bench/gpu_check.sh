@@ -63,13 +63,13 @@ else
   printf 'scientific:\n  r: {grid: [4]}\nfixed: {alpha: 16, dropout: 0.1, targets: all-linear, lr: 1.0e-3}\n' \
     >"$WORK/qlora.yaml"
   sweep e2e_packed 300 rank_e2e.py --preset smoke --cpus-per-trial 1 --search-space "$WORK/e2e.yaml" \
-    --scheduler fifo --set train.precision=fp16 --set train.max_steps=2 --set data.val_limit=16 \
+    --scheduler fifo --set train.precision=fp16 --set train.max_steps=1 --set data.val_limit=8 \
     --set data.test_limit=2 --set eval.num_beams=1 --set eval.max_new_tokens=8 --set eval.meteor=false
-  sweep qlora 300 qlora_guanaco.py --preset smoke --search-space "$WORK/qlora.yaml" --set train.max_steps=2 \
-    --set data.val_limit=16 --set eval.generate=false
-  step throughput 300 "$PY" "$REPO/bench/gpu_throughput.py" --device cpu --arch tiny --batch-size 4 --steps 2 \
+  sweep qlora 300 qlora_guanaco.py --preset smoke --search-space "$WORK/qlora.yaml" --set train.max_steps=1 \
+    --set data.val_limit=8 --set eval.generate=false
+  step throughput 300 "$PY" "$REPO/bench/gpu_throughput.py" --device cpu --arch tiny --batch-size 4 --steps 1 \
     --rounds 1 --json "$WORK/throughput.json"
-  step packing 300 "$PY" "$REPO/bench/gpu_packing.py" --cpu --trials 2 --pack 2 --steps 2 --size s \
+  step packing 300 "$PY" "$REPO/bench/gpu_packing.py" --cpu --trials 2 --pack 2 --steps 1 --size s \
     --json "$WORK/packing.json"
 fi
 
