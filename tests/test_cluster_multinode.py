@@ -5,13 +5,13 @@ and the MLflow UI that shows it.
 authentication on, each node with its own temp dir), a plain ``mlflow server``, then ``ray job
 submit --working-dir . --runtime-env ...`` of ``sweeps/rank_e2e.py --preset smoke`` with the
 server as tracking URI, then a second job from a user's own project folder (its study file,
-data and task class, ``--working-dir`` the folder). The checks: every trial ran, is in MLflow
-with the Ray node it trained on, the trials used both nodes and both wrote their checkpoints
-to the shared ``--storage`` path; both nodes imported the user's task class from the uploaded
-folder; and the MLflow UI in headless Chromium, opened at the link
-the summary printed, lists the parent run and its child runs with no click (the study's runs
-table, the parent expanded, is saved as ``tests/artifacts/mlflow-runs.png``: the README's
-``docs/img/mlflow-runs.png`` is a copy of it).
+data and task class, ``--working-dir`` the folder). The checks: a submission without the token
+and one with a wrong token are refused; every trial ran, is in MLflow with the Ray node it
+trained on, the trials used both nodes and both wrote their checkpoints to the shared
+``--storage`` path; both nodes imported the user's task class from the uploaded folder; and the
+MLflow UI in headless Chromium, opened at the link the summary printed, lists the parent run
+and its child runs with no click (the study's runs table, the parent expanded, is saved as
+``tests/artifacts/mlflow-runs.png``: the README's ``docs/img/mlflow-runs.png`` is a copy of it).
 
 Isolation on a shared machine: each node gets a private ``--temp-dir``, so Ray writes the
 cluster's address to ``<temp dir>/ray_current_cluster`` and not to
@@ -159,6 +159,7 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
                          text=True, timeout=60, check=False)
     assert gen.returncode == 0, gen.stderr
     token = (home / ".ray" / "auth_token").read_text().strip()
+    assert gen.stdout.strip() == token and len(token) >= 32
     env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
 
     default_address_file = Path("/tmp/ray/ray_current_cluster")
@@ -210,6 +211,8 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
             "--set", "data.val_limit=40", "--set", "data.test_limit=6",
             # Decoding and scoring are the smoke tests' business; here they would only add time.
             "--set", "eval.generate=false"])
+        # Once a job ran, the job agent is up: a refusal now is the token's, not a cluster still starting.
+        refused = _refused_submissions(ray, address, base, tmp_path, token_env=env)
         # A user's own project as the working dir: its study file, data and task class
         # (tests/data/user_study); the package comes from the nodes' installation.
         project = tmp_path / "project"
@@ -223,7 +226,21 @@ def cluster_sweep(mlflow_server, tmp_path_factory):
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(worker_tmp, ignore_errors=True)
     return {"uri": uri, "storage": storage, "node_ids": {n["node_id"] for n in nodes}, "output": job,
-            "user_output": user_job}
+            "user_output": user_job, "refused": refused}
+
+
+def _refused_submissions(ray: str, address: str, base: dict, tmp_path: Path, token_env: dict) -> dict[str, str]:
+    """``ray job submit`` to the cluster without the token (from a home with no
+    ``~/.ray/auth_token``) and with a wrong one: each one's exit code and output."""
+    client_home = tmp_path / "client-home"
+    client_home.mkdir()
+    out = {}
+    for name, env in {"none": {**base, "HOME": str(client_home)},
+                      "wrong": {**token_env, "HOME": str(client_home), "RAY_AUTH_TOKEN": secrets.token_hex(32)}}.items():
+        job = subprocess.run([ray, "job", "submit", "--address", address, "--", "python", "-c", "print(6 * 7)"],
+                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        out[name] = (job.returncode, job.stdout + job.stderr)
+    return out
 
 
 @pytest.mark.integration
@@ -257,6 +274,18 @@ def test_smoke_sweep_as_a_job_on_a_two_node_cluster(cluster_sweep):
     assert (storage / "results.csv").is_file()
     # The server's proxied artifact store got the trials' adapters.
     assert {a.path for a in client.list_artifacts(children[0].info.run_id)} >= {"adapter"}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_job_submission_needs_the_token(cluster_sweep):
+    """The head node runs as docs/cluster.md says (a token from `ray get-auth-token
+    --generate`, RAY_AUTH_MODE=token, the dashboard on 127.0.0.1): a submission without the
+    token and one with a wrong token are refused; the jobs submitted with it ran (above)."""
+    (none, none_out), (wrong, wrong_out) = cluster_sweep["refused"]["none"], cluster_sweep["refused"]["wrong"]
+    assert none != 0 and "Missing authentication token" in none_out, none_out[-2000:]
+    assert wrong != 0 and "Invalid authentication token" in wrong_out, wrong_out[-2000:]
+    assert "42" not in none_out.split() and "42" not in wrong_out.split()  # neither job ran
 
 
 @pytest.mark.integration
